@@ -1,0 +1,227 @@
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rerank_lib.data import DataFormatError, LeakError, TrainingQueries, assert_no_leak, dev_slice, folds_dl, load_dataset, without_overlap
+from rerank_lib.data.beir import load_beir, read_corpus
+from rerank_lib.data.download import DownloadError, RemoteFile, download_files
+from rerank_lib.data.jsonl import iter_jsonl, write_jsonl
+from rerank_lib.data.rankgpt import read_rankgpt
+from rerank_lib.data.trec import read_qrels, read_run, read_topics, top_k, write_run
+
+
+# ---------------------------------------------------------------- real data
+def test_scifact_loads_with_official_counts(shared_data):
+    test = load_dataset("scifact", "test", root=shared_data)
+    train = load_dataset("scifact", "train", root=shared_data)
+    assert len(test.corpus) == 5183
+    assert len(test.queries) == 300 and sum(len(v) for v in test.qrels.values()) == 339
+    assert len(train.queries) == 809 and sum(len(v) for v in train.qrels.values()) == 919
+    assert not set(test.queries) & set(train.queries)
+    doc = test.corpus["4983"]
+    assert doc.title.startswith("Microstructural development") and doc.text_for_model.startswith(doc.title)
+
+
+def test_trec_dl_loads_with_bm25_candidates(shared_data):
+    dl19 = load_dataset("trec-dl-2019", root=shared_data)
+    dl20 = load_dataset("trec-dl-2020", root=shared_data)
+    assert (len(dl19.queries), len(dl20.queries)) == (43, 54)
+    assert sum(len(v) for v in dl19.qrels.values()) == 9260
+    assert all(len(dl19.runs["bm25"][q]) == 100 for q in dl19.queries)
+    assert set(dl20.runs["bm25"]) == set(dl20.qrels)
+    hit = max(dl19.runs["bm25"]["264014"].items(), key=lambda kv: kv[1])
+    assert hit[0] == "5611210" and abs(hit[1] - 15.7806) < 1e-3  # first line of the official .trec run
+    assert all(d in dl19.corpus for q in dl19.runs["bm25"] for d in dl19.runs["bm25"][q])
+
+
+def test_leak_guard_on_real_splits(shared_data):
+    sci_train = load_dataset("scifact", "train", root=shared_data)
+    sci_test = load_dataset("scifact", "test", root=shared_data)
+    train_ids, dev_ids = dev_slice(sci_train.queries)
+    assert not set(train_ids) & set(dev_ids) and len(train_ids) + len(dev_ids) == 809
+    # SciFact's official train split repeats two test claims under other ids: the guard finds them ...
+    with pytest.raises(LeakError, match=r"shares 2 queries.*'1292', '870'"):
+        assert_no_leak([TrainingQueries.of("scifact/train", sci_train.queries)], "scifact/test", sci_test.queries)
+    # ... and the cleaned training split passes
+    clean = without_overlap(sci_train.queries, sci_test.queries)
+    assert len(clean) == 807 and "871" not in clean and "1291" not in clean
+    assert_no_leak([TrainingQueries.of("scifact/train", clean)], "scifact/test", sci_test.queries)
+    with pytest.raises(LeakError, match="scifact/test"):
+        assert_no_leak([TrainingQueries.of("scifact/test", sci_test.subset(list(sci_test.queries)[:5]).queries)],
+                       "scifact/test", sci_test.queries)
+    for train_name, eval_name in folds_dl():
+        tr, ev = load_dataset(train_name, root=shared_data), load_dataset(eval_name, root=shared_data)
+        assert_no_leak([TrainingQueries.of(f"{train_name}/test", tr.queries)], f"{eval_name}/test", ev.queries)
+        with pytest.raises(LeakError):
+            assert_no_leak([TrainingQueries.of(f"{eval_name}/test", ev.queries)], f"{eval_name}/test", ev.queries)
+    # the same text under another id is caught too
+    q = next(iter(sci_test.queries.items()))
+    with pytest.raises(LeakError):
+        assert_no_leak([TrainingQueries.of("synthetic/gen", {"x1": q[1].upper()})], "scifact/test", dict([q]))
+
+
+def test_dev_slice_is_deterministic():
+    ids = [str(i) for i in range(100)]
+    assert dev_slice(ids, seed=1) == dev_slice(ids, seed=1)
+    assert dev_slice(ids, seed=1) != dev_slice(ids, seed=2)
+    assert len(dev_slice(ids, fraction=0.1, min_size=5)[1]) == 10
+
+
+# ---------------------------------------------------------------- formats, good and malformed
+def test_trec_round_trip(tmp_path):
+    run = {"2": {"a": 1.0, "b": 3.0}, "10": {"c": 0.5}}
+    path = write_run(run, tmp_path / "r.trec", tag="x")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "2 Q0 b 1 3.000000 x" and lines[-1].startswith("10 Q0 c 1")
+    assert read_run(path) == run
+    assert top_k({"q": {"a": 1, "b": 3, "c": 2}}, 2) == {"q": {"b": 3, "c": 2}}
+
+
+def test_qrels_both_layouts(tmp_path):
+    (tmp_path / "beir.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n")
+    (tmp_path / "trec.txt").write_text("1 0 d1 2\n2 0 d3 0\n")
+    assert read_qrels(tmp_path / "beir.tsv") == {"1": {"d1": 1, "d2": 0}}
+    assert read_qrels(tmp_path / "trec.txt") == {"1": {"d1": 2}, "2": {"d3": 0}}
+
+
+@pytest.mark.parametrize("content, line, field", [
+    ("1 Q0 d1 1 0.5 tag\n1 Q0 d2 x 0.4 tag\n", 2, "rank"),
+    ("1 Q0 d1 1 high tag\n", 1, "score"),
+    ("1 Q0 d1 1 0.5\n", 1, None),
+])
+def test_malformed_run_names_file_line_field(tmp_path, content, line, field):
+    path = tmp_path / "bad.trec"
+    path.write_text(content)
+    with pytest.raises(DataFormatError) as err:
+        read_run(path)
+    assert err.value.line == line and err.value.field == field and "bad.trec" in str(err.value)
+
+
+def test_malformed_qrels_and_topics(tmp_path):
+    (tmp_path / "q.txt").write_text("1 0 d1 2\n1 0 d2 relevant\n")
+    with pytest.raises(DataFormatError, match=r"q.txt, line 2, field 'grade'"):
+        read_qrels(tmp_path / "q.txt")
+    (tmp_path / "t.tsv").write_text("1\tok\nno tab here\n")
+    with pytest.raises(DataFormatError, match=r"line 2"):
+        read_topics(tmp_path / "t.tsv")
+
+
+def test_malformed_corpus_names_line_and_field(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "text": "a"}\n{"_id": "2"}\n')
+    with pytest.raises(DataFormatError, match=r"line 2, field 'text': missing"):
+        read_corpus(path)
+    path.write_text('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}\n')
+    with pytest.raises(DataFormatError, match=r"duplicate"):
+        read_corpus(path)
+    path.write_text('{"_id": "1", "text": "a"}\n{not json\n')
+    with pytest.raises(DataFormatError, match=r"line 2.*not valid JSON"):
+        list(iter_jsonl(path))
+
+
+def test_beir_folder_gz_and_missing_query(tmp_path):
+    folder = tmp_path / "toy"
+    (folder / "qrels").mkdir(parents=True)
+    with gzip.open(folder / "corpus.jsonl.gz", "wt") as handle:
+        handle.write('{"_id": "d1", "title": "T", "text": "x"}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "query"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    ds = load_beir(folder, "test")
+    assert ds.corpus["d1"].text_for_model == "T x" and ds.queries == {"q1": "query"}
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td1\t1\n")
+    with pytest.raises(DataFormatError, match="no text"):
+        load_beir(folder, "test")
+
+
+def test_rankgpt_reader_and_errors(tmp_path, shared_data):
+    queries, run, passages = read_rankgpt(shared_data / "rank_llm/train_candidates_sample/retrieve_results_train_random_n2.json")
+    assert len(queries) == 2 and all(len(v) == 20 for v in run.values()) and len(passages) >= 20
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"query": "q", "hits": [{"qid": 1, "docid": "d"}]}]))
+    with pytest.raises(DataFormatError, match=r"entry 1.hits\[1\].content"):
+        read_rankgpt(bad)
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [{"a": 1}])
+
+    def rows():
+        yield {"a": 2}
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert [o for _, o in iter_jsonl(path)] == [{"a": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+# ---------------------------------------------------------------- download path, against a local server
+@pytest.fixture()
+def http_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_verifies_sha256(http_server, tmp_path):
+    root, url = http_server
+    corpus = b'{"_id": "d1", "text": "x"}\n'
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("toy/corpus.jsonl", corpus)
+    (root / "toy.zip").write_bytes(buf.getvalue())
+    (root / "topics.tsv").write_bytes(b"1\tq\n")
+    good = [
+        RemoteFile("toy/corpus.jsonl", f"{url}/toy.zip", hashlib.sha256(corpus).hexdigest(), "toy/corpus.jsonl"),
+        RemoteFile("toy/topics.tsv", f"{url}/topics.tsv", hashlib.sha256(b"1\tq\n").hexdigest()),
+    ]
+    dest = tmp_path / "cache"
+    paths = download_files(good, dest)
+    assert [p.read_bytes() for p in paths] == [corpus, b"1\tq\n"]
+    bad = [RemoteFile("toy/other.tsv", f"{url}/topics.tsv", "0" * 64)]
+    with pytest.raises(DownloadError, match="sha256"):
+        download_files(bad, dest)
+    assert not (dest / "toy/other.tsv").exists()
+    with pytest.raises(DownloadError, match="could not download"):
+        download_files([RemoteFile("toy/x", f"{url}/missing.tsv", "0" * 64)], dest)
+
+
+def test_registry_downloads_when_missing(http_server, tmp_path, monkeypatch, shared_data):
+    """A dataset absent from the data root is fetched into the cache from its (here: local) official location."""
+    import dataclasses
+
+    from rerank_lib.data import registry
+
+    root, url = http_server
+    src = shared_data / "msmarco-passage/trec-dl-2019"
+    for name in ("topics.tsv", "qrels.txt", "bm25_top100_with_text.json", "bm25_top100.trec"):
+        (root / name).write_bytes((src / name).read_bytes())
+    spec = registry.DATASETS["trec-dl-2019"]
+    local = tuple(dataclasses.replace(f, url=f"{url}/{Path(f.path).name}") for f in spec.remote)
+    monkeypatch.setitem(registry.DATASETS, "trec-dl-2019", dataclasses.replace(spec, remote=local))
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "data_root", lambda root=None: None)
+    ds = registry.load_dataset("trec-dl-2019")
+    assert len(ds.queries) == 43 and (tmp_path / "cache/data/msmarco-passage/trec-dl-2019/qrels.txt").exists()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        registry.locate("scifact", download=False)
