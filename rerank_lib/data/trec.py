@@ -75,8 +75,8 @@ def read_run(path: str | os.PathLike) -> Run:
 
 
 def ranked(scores: dict[str, float]) -> list[tuple[str, float]]:
-    """Docs of one query by descending score, ties broken by doc id (the same rule trec_eval uses, reversed)."""
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    """Docs of one query by descending score, ties by descending doc id: the order trec_eval (and ir-measures) evaluate."""
+    return sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
 
 
 def top_k(run: Run, k: int) -> Run:

@@ -1,0 +1,323 @@
+"""Evaluation: a thin wrapper over ir-measures, plus the few things it lacks (paired tests, fusion).
+
+Why a wrapper at all: every notebook must average over the same query set, name measures the same way and
+test significance the same way, or one table cannot compare their numbers. The conventions, in one place:
+
+* Measures are ir-measures names (`nDCG@10`, `RR@10`, `R@100`, `AP`, `RR(rel=2)@10`, `R(rel=2)@1000`, `P@1`);
+  result keys are the canonical string ir-measures prints for them.
+* The query set is the judged queries: every query id in the qrels. A judged query missing from the run scores
+  0 on every measure (as `trec_eval -c` does); run queries without judgments are ignored. This is stricter than
+  BEIR's own script, which averages only over queries present in both, and equal to it whenever the first stage
+  returns something for every query (our pipelines always do).
+* Gains are the graded qrels (nDCG uses the grade as gain, like trec_eval); binary measures count grade >= 1
+  unless the measure says `rel=2`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping, Sequence
+
+import ir_measures
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data.types import Qrels, Run
+
+BEIR_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
+# TREC DL passage (2019/2020) is judged on a 0-3 scale where 1 means "related" but not relevant; the MS MARCO /
+# TREC DL convention (Craswell et al., TREC DL overviews; Anserini, RankGPT, rank_llm) counts grade >= 2 as
+# relevant for binary measures, while nDCG keeps all grades as gains. AP is cut at 100 because our first stage
+# (the RankGPT BM25 top-100) has only 100 candidates per query.
+TREC_DL_MEASURES: tuple[str, ...] = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)@100")
+DEFAULT_MEASURES: dict[str, tuple[str, ...]] = {"beir": BEIR_MEASURES, "trec-dl": TREC_DL_MEASURES}
+
+
+def measures_for(dataset_name: str) -> tuple[str, ...]:
+    """Default measures of a dataset, by its family in the data registry (name heuristics for unknown names)."""
+    from .data.registry import DATASETS  # local import: the registry pulls in the download code
+
+    spec = DATASETS.get(dataset_name)
+    if spec is not None:
+        family = spec.family
+    else:
+        lowered = dataset_name.lower()
+        family = "trec-dl" if any(t in lowered for t in ("trec-dl", "dl19", "dl20", "msmarco-passage")) else "beir"
+    return DEFAULT_MEASURES[family]
+
+
+def measure_name(measure) -> str:
+    """The canonical ir-measures name of a measure (string or ir-measures object); unknown names fail loudly."""
+    try:
+        return str(ir_measures.parse_measure(measure.strip()) if isinstance(measure, str) else measure)
+    except (NameError, ValueError, TypeError, SyntaxError) as err:
+        raise ValueError(f"unknown measure {measure!r}: use ir-measures names such as 'nDCG@10', 'RR(rel=2)@10', "
+                         f"'R@100', 'AP' ({err})") from None
+
+
+def _parse(measures) -> list:
+    if isinstance(measures, str):
+        measures = [measures]
+    parsed, seen = [], set()
+    for m in measures:
+        name = measure_name(m)
+        if name not in seen:
+            seen.add(name)
+            parsed.append(ir_measures.parse_measure(name))
+    if not parsed:
+        raise ValueError("no measures given")
+    return parsed
+
+
+def _qid_key(qid: str):
+    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+
+
+def per_query(run: Run, qrels: Qrels, measures, wide: bool = False) -> pd.DataFrame:
+    """Per-query values over the judged queries (missing from the run -> 0).
+
+    Long format (columns qid, measure, value; sorted by qid then by the order of `measures`) is the default
+    because it saves as one CSV and concatenates across runs; `wide=True` gives qid rows x measure columns.
+    """
+    parsed = _parse(measures)
+    names = [str(m) for m in parsed]
+    qrels_c = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+    run_c = {str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in run.items()
+             if str(q) in qrels_c and docs}
+    values = {(q, n): 0.0 for q in qrels_c for n in names}
+    if qrels_c and run_c:
+        for metric in ir_measures.iter_calc(parsed, qrels_c, run_c):
+            key = (metric.query_id, str(metric.measure))
+            if key in values:
+                values[key] = float(metric.value)
+    order = {n: i for i, n in enumerate(names)}
+    rows = sorted(values.items(), key=lambda kv: (_qid_key(kv[0][0]), order[kv[0][1]]))
+    frame = pd.DataFrame([(q, n, v) for (q, n), v in rows], columns=["qid", "measure", "value"])
+    if wide:
+        frame = frame.pivot(index="qid", columns="measure", values="value")
+        frame = frame.reindex(index=sorted(frame.index, key=_qid_key), columns=names)
+        frame.columns.name = None
+    return frame
+
+
+def evaluate(run: Run, qrels: Qrels, measures) -> dict[str, float]:
+    """Mean of each measure over the judged queries (see the module docstring for the query-set rule)."""
+    names = [str(m) for m in _parse(measures)]
+    if not qrels:
+        raise ValueError("qrels are empty: nothing to evaluate against")
+    wide = per_query(run, qrels, measures, wide=True)
+    return {n: float(wide[n].mean()) for n in names}
+
+
+# ---------------------------------------------------------------------------------------------- significance
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """One paired comparison; delta = mean_b - mean_a (a is the baseline, so delta > 0 means b is better)."""
+
+    measure: str
+    mean_a: float
+    mean_b: float
+    delta: float
+    p_value: float
+    n_queries: int
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _values(per_query_values, measure: str) -> pd.Series:
+    """A qid-indexed Series from a long or wide per-query frame, a Series or a {qid: value} mapping."""
+    if isinstance(per_query_values, pd.DataFrame):
+        frame = per_query_values
+        if {"qid", "measure", "value"} <= set(frame.columns):
+            sel = frame[frame["measure"] == measure]
+            if sel.empty:
+                raise KeyError(f"measure {measure!r} not in the per-query frame (has {sorted(frame['measure'].unique())})")
+            series = pd.Series(sel["value"].to_numpy(dtype=float), index=sel["qid"].astype(str))
+        else:
+            if measure not in frame.columns:
+                raise KeyError(f"measure {measure!r} not in the per-query frame (columns {list(frame.columns)})")
+            series = frame[measure].astype(float)
+            series.index = series.index.astype(str)
+    elif isinstance(per_query_values, pd.Series):
+        series = per_query_values.astype(float)
+        series.index = series.index.astype(str)
+    else:
+        series = pd.Series({str(q): float(v) for q, v in dict(per_query_values).items()}, dtype=float)
+    if series.index.has_duplicates:
+        raise ValueError(f"duplicate query ids in the per-query values of {measure!r}")
+    return series
+
+
+def _randomization_p(diffs: np.ndarray, n_resamples: int, seed: int) -> float:
+    """Two-sided paired randomization (sign-flip) test of mean(diffs) = 0.
+
+    Exact over all 2^n sign patterns when that is no more than n_resamples; otherwise Monte Carlo with the
+    (count + 1) / (n + 1) estimate, which never returns 0 (Phipson & Smyth, 2010).
+    """
+    n = len(diffs)
+    observed = abs(diffs.mean())
+    tol = 1e-12 * max(1.0, observed)
+    if 2**n <= n_resamples:
+        patterns = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+        means = np.abs(patterns @ diffs) / n
+        return float(np.mean(means >= observed - tol))
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < n_resamples:
+        batch = min(1000, n_resamples - done)
+        signs = rng.integers(0, 2, size=(batch, n), dtype=np.int8) * 2 - 1
+        hits += int(np.sum(np.abs(signs @ diffs) / n >= observed - tol))
+        done += batch
+    return (hits + 1) / (n_resamples + 1)
+
+
+def paired_test(per_query_a, per_query_b, measure: str, method: str = "t", n_resamples: int = 10000,
+                seed: int = 0) -> PairedTest:
+    """Paired two-sided test of b against a on the query ids both have.
+
+    method='t' is scipy's paired t-test (ttest_rel); method='randomization' is a seeded sign-flip permutation
+    test, the one Smucker et al. (CIKM 2007) recommend for IR. When every paired difference is zero the runs
+    are indistinguishable and p = 1 (scipy would return nan); with fewer than 2 shared queries p is nan.
+    """
+    measure = measure_name(measure)
+    if method not in ("t", "randomization"):
+        raise ValueError(f"method must be 't' or 'randomization', not {method!r}")
+    a, b = _values(per_query_a, measure), _values(per_query_b, measure)
+    shared = sorted(set(a.index) & set(b.index), key=_qid_key)
+    va, vb = a.loc[shared].to_numpy(float), b.loc[shared].to_numpy(float)
+    n = len(shared)
+    mean_a = float(va.mean()) if n else math.nan
+    mean_b = float(vb.mean()) if n else math.nan
+    diffs = vb - va
+    if n < 2:
+        p = math.nan
+    elif np.all(np.abs(diffs) < 1e-12):
+        p = 1.0
+    elif method == "t":
+        p = float(stats.ttest_rel(vb, va).pvalue)
+    else:
+        p = _randomization_p(diffs, n_resamples, seed)
+    return PairedTest(measure, mean_a, mean_b, mean_b - mean_a, p, n, method)
+
+
+def adjust_p_values(p_values: Sequence[float], correction: str | None) -> list[float]:
+    """Bonferroni or Holm step-down adjustment of one family of p-values (nan entries are left out of it)."""
+    p = [float(x) for x in p_values]
+    if correction is None:
+        return p
+    if correction not in ("bonferroni", "holm"):
+        raise ValueError(f"correction must be None, 'bonferroni' or 'holm', not {correction!r}")
+    valid = [i for i, x in enumerate(p) if not math.isnan(x)]
+    m = len(valid)
+    out = list(p)
+    if correction == "bonferroni":
+        for i in valid:
+            out[i] = min(1.0, p[i] * m)
+        return out
+    running = 0.0
+    for rank, i in enumerate(sorted(valid, key=lambda j: p[j])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def compare_runs(runs: Mapping[str, Run], qrels: Qrels, measures, baseline: str | None = None,
+                 method: str = "t", alpha: float = 0.05, correction: str | None = None,
+                 n_resamples: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """One row per run: the mean of each measure and, against the baseline, its delta, p-value and mark.
+
+    Columns per measure m: `m` (mean), `m delta` (run - baseline), `m p` (p-value, adjusted when
+    `correction` is 'bonferroni' or 'holm'; the family is the non-baseline runs of one measure) and `m sig`
+    ('▲' significantly better, '▼' significantly worse at `alpha`, '' otherwise; 'base' on the baseline row).
+    Without a baseline only the means are returned. Rows keep the order of `runs`.
+    """
+    names = [str(m) for m in _parse(measures)]
+    if baseline is not None and baseline not in runs:
+        raise KeyError(f"baseline {baseline!r} is not one of the runs {list(runs)}")
+    per_run = {name: per_query(run, qrels, names, wide=True) for name, run in runs.items()}
+    table = pd.DataFrame(index=pd.Index(list(runs), name="run"))
+    for m in names:
+        table[m] = [float(per_run[r][m].mean()) for r in runs]
+        if baseline is None:
+            continue
+        others = [r for r in runs if r != baseline]
+        tests = {r: paired_test(per_run[baseline], per_run[r], m, method, n_resamples, seed) for r in others}
+        adjusted = dict(zip(others, adjust_p_values([tests[r].p_value for r in others], correction)))
+        table[f"{m} delta"] = [0.0 if r == baseline else tests[r].delta for r in runs]
+        table[f"{m} p"] = [math.nan if r == baseline else adjusted[r] for r in runs]
+        marks = []
+        for r in runs:
+            if r == baseline:
+                marks.append("base")
+            elif not math.isnan(adjusted[r]) and adjusted[r] < alpha and tests[r].delta != 0:
+                marks.append("▲" if tests[r].delta > 0 else "▼")
+            else:
+                marks.append("")
+        table[f"{m} sig"] = marks
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- fusion
+
+
+def _normalise(scores: Mapping[str, float], how: str) -> dict[str, float]:
+    if not scores:
+        return {}
+    values = np.array(list(scores.values()), dtype=float)
+    if how == "minmax":
+        lo, span = values.min(), values.max() - values.min()
+        normed = (values - lo) / span if span > 0 else np.zeros_like(values)
+    elif how == "zscore":
+        std = values.std()
+        normed = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    else:
+        raise ValueError(f"normalise must be 'minmax' or 'zscore', not {how!r}")
+    return dict(zip(scores, normed.tolist()))
+
+
+def interpolate(run_a: Run, run_b: Run, weight: float, normalise: str = "minmax") -> Run:
+    """weight * a + (1 - weight) * b on per-query normalised scores (a: the reranker, b: the first stage).
+
+    Scores of two models live on different scales, so each run is normalised per query first. A document
+    present in only one run takes the other run's lowest normalised score for that query (it was ranked
+    below everything that run kept); a query missing from one run gets 0 from it. Tune `weight` on dev data.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    fused: Run = {}
+    for qid in sorted(set(run_a) | set(run_b), key=_qid_key):
+        na, nb = _normalise(run_a.get(qid, {}), normalise), _normalise(run_b.get(qid, {}), normalise)
+        floor_a = min(na.values()) if na else 0.0
+        floor_b = min(nb.values()) if nb else 0.0
+        docs = list(dict.fromkeys([*na, *nb]))
+        fused[qid] = {d: weight * na.get(d, floor_a) + (1.0 - weight) * nb.get(d, floor_b) for d in docs}
+    return fused
+
+
+def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60) -> Run:
+    """RRF (Cormack et al., SIGIR 2009): score(d) = sum over runs of 1 / (k + rank of d in that run).
+
+    Uses only ranks, so no score calibration is needed. Ranks are 1-based, by descending score with ties
+    broken by doc id; a document absent from a run gets nothing from it.
+    """
+    run_list = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
+    fused: Run = {}
+    for run in run_list:
+        for qid, scores in run.items():
+            target = fused.setdefault(qid, {})
+            ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            for rank, (docid, _) in enumerate(ordered, start=1):
+                target[docid] = target.get(docid, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+__all__ = [
+    "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
+    "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
+    "reciprocal_rank_fusion",
+]

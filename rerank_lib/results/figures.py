@@ -1,0 +1,97 @@
+"""Figure helpers: a summary bar chart across methods and datasets, and learning curves.
+
+They draw on a bare Agg `Figure` (no pyplot), so they work headless, leave the notebook's backend alone and
+leak no open figures; each file is written atomically (temp file, then rename).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..atomic import atomic_open
+from .record import Record
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Save atomically in the format of the suffix (png when there is none)."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    FigureCanvasAgg(fig)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format=path.suffix[1:], dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_metric_bars(records: Sequence[Record], measure: str, path: str | os.PathLike,
+                     title: str | None = None) -> Path:
+    """Grouped bars: one group per dataset/split, one bar per pipeline/method; published values as black ticks."""
+    records = [r for r in records if r.metrics.get(measure) is not None]
+    if not records:
+        raise ValueError(f"no record has a value for {measure!r}")
+    groups = sorted({(r.dataset, r.split) for r in records})
+    methods = sorted({(r.pipeline, r.method) for r in records})
+    fig = Figure(figsize=(max(5.0, 1.2 + len(groups) * (0.5 + 0.35 * len(methods))), 3.8))
+    ax = fig.add_subplot()
+    width = 0.8 / len(methods)
+    shown_ref = False
+    for i, (pipeline, method) in enumerate(methods):
+        xs, ys, refs = [], [], []
+        for g, (dataset, split) in enumerate(groups):
+            for r in records:
+                if (r.pipeline, r.method, r.dataset, r.split) == (pipeline, method, dataset, split):
+                    x = g - 0.4 + width * (i + 0.5)
+                    xs.append(x)
+                    ys.append(r.metrics[measure])
+                    if measure in r.reference:
+                        refs.append((x, r.reference[measure]["value"]))
+        ax.bar(xs, ys, width=width * 0.95, label=f"{pipeline}/{method}")
+        if refs:
+            ax.scatter([x for x, _ in refs], [v for _, v in refs], marker="_", s=200, color="black", zorder=3,
+                       label=None if shown_ref else "published")
+            shown_ref = True
+    ax.set_xticks(range(len(groups)), [f"{d}\n{s}" for d, s in groups])
+    ax.set_ylabel(measure)
+    ax.set_title(title or measure)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def _columns(history: Any) -> dict[str, list]:
+    """A list of dicts (a trainer log), a dict of lists or a DataFrame -> {column: values} (None where absent)."""
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):
+        return {str(c): history[c].tolist() for c in history.columns}
+    if isinstance(history, Mapping):
+        return {str(k): list(v) for k, v in history.items()}
+    rows = list(history)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {k: [row.get(k) for row in rows] for k in keys}
+
+
+def plot_curve(history: Any, x: str, y: str | Iterable[str], path: str | os.PathLike, title: str | None = None,
+               logy: bool = False) -> Path:
+    """Learning curves of one or more logged values against `x` (steps without a value are skipped)."""
+    cols = _columns(history)
+    names = [y] if isinstance(y, str) else list(y)
+    for name in [x, *names]:
+        if name not in cols:
+            raise KeyError(f"{name!r} is not in the history (has {sorted(cols)})")
+    fig = Figure(figsize=(6.0, 3.8))
+    ax = fig.add_subplot()
+    for name in names:
+        pts = [(a, b) for a, b in zip(cols[x], cols[name]) if a is not None and b is not None and b == b]
+        ax.plot([a for a, _ in pts], [b for _, b in pts], marker="o" if len(pts) < 30 else None, label=name)
+    ax.set_xlabel(x)
+    ax.set_ylabel(names[0] if len(names) == 1 else "value")
+    if logy:
+        ax.set_yscale("log")
+    if len(names) > 1:
+        ax.legend(fontsize="small")
+    ax.set_title(title or ", ".join(names))
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
