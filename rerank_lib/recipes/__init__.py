@@ -1,0 +1,1 @@
+"""Recipes: one module per paper (its profiles, data building, model + loss, evaluation), returning records."""

@@ -1,0 +1,166 @@
+"""01_first_stage: BM25 and zero-shot MiniLM dense retrieval on SciFact, BM25 top-100 (and its MiniLM
+reranking) on TREC DL 2019/2020, each beside its published anchor. The runs it saves are the first stage of
+every later notebook.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from ..data import Dataset, load_dataset, without_overlap
+from ..data.trec import top_k
+from ..evaluation import reciprocal_rank_fusion
+from ..first_stage import BM25Index, dense_search, rerank_with_encoder
+from ..retrievers.bi_encoder import BiEncoder
+from .common import Timer, record_run, resolve_profile, save_run
+
+PIPELINE = "first_stage"
+
+#: Published numbers (nDCG@10) the table shows beside ours.
+REFERENCES = {
+    ("scifact", "bm25"): {"nDCG@10": {"value": 0.665, "source": "BEIR (Thakur et al., 2021) BM25; Pyserini flat index 0.679"}},
+    ("scifact", "minilm-l6-dense"): {"nDCG@10": {"value": 0.645, "source": "MTEB leaderboard, all-MiniLM-L6-v2 on SciFact"}},
+    ("trec-dl-2019", "bm25"): {"nDCG@10": {"value": 0.5058, "source": "Anserini BM25 (k1=0.9, b=0.4) top-100, as used by rank_llm"}},
+    ("trec-dl-2020", "bm25"): {"nDCG@10": {"value": 0.4796, "source": "Anserini BM25 (k1=0.9, b=0.4) top-100, as used by rank_llm"}},
+}
+
+
+@dataclass(frozen=True)
+class FirstStageConfig:
+    profile: str = "default"
+    seed: int = 13
+    data_root: str | None = None
+    bm25_k1: float = 0.9  # Pyserini's defaults, the ones behind the BEIR / Pyserini anchors
+    bm25_b: float = 0.4
+    depth: int = 1000  # documents kept per SciFact query (the first stage later notebooks rerank)
+    train_depth: int = 100  # SciFact train: candidates for negatives and teacher labels
+    dense_model: str = "minilm-l6"
+    dense_pooling: str = "mean"
+    dense_max_length: int = 256
+    dense_batch_size: int = 32
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    dl_depth: int = 100  # TREC DL: the BM25 top-100 is all the text we have
+    max_queries: int | None = None  # smoke: evaluate on the first N queries only
+    smoke_dense_pool: int | None = None  # smoke: encode only the BM25 top-N of each query (+ judged docs)
+
+
+PROFILES = {
+    "smoke": {"max_queries": 10, "smoke_dense_pool": 30, "dense_max_length": 128, "dl_depth": 20, "depth": 100},
+    "default": {},
+    # GPU users online: a stronger hub bi-encoder with its published prefixes and length.
+    "paper": {"dense_model": "intfloat/e5-base-v2", "query_prefix": "query: ", "doc_prefix": "passage: ",
+              "dense_max_length": 512, "dense_batch_size": 128},
+}
+
+
+def config(profile: str = "default", **overrides) -> FirstStageConfig:
+    return resolve_profile(FirstStageConfig(), PROFILES, profile, overrides)
+
+
+def _limit(dataset: Dataset, n: int | None) -> Dataset:
+    return dataset if n is None else dataset.subset(sorted(dataset.queries, key=_qkey)[:n])
+
+
+def _qkey(q: str):
+    return (0, int(q)) if q.isdigit() else (1, q)
+
+
+def load(cfg: FirstStageConfig) -> dict[str, Dataset]:
+    """SciFact test and train (train minus the claims it shares with test) and TREC DL 2019/2020."""
+    test = load_dataset("scifact", "test", root=cfg.data_root)
+    train = load_dataset("scifact", "train", root=cfg.data_root)
+    train = train.subset(without_overlap(train.queries, test.queries))
+    out = {"scifact/test": _limit(test, cfg.max_queries), "scifact/train": _limit(train, cfg.max_queries)}
+    for year in ("trec-dl-2019", "trec-dl-2020"):
+        out[f"{year}/test"] = _limit(load_dataset(year, "test", root=cfg.data_root), cfg.max_queries)
+    return out
+
+
+def encoder(cfg: FirstStageConfig) -> BiEncoder:
+    return BiEncoder(cfg.dense_model, pooling=cfg.dense_pooling, max_length=cfg.dense_max_length,
+                     query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix)
+
+
+def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
+    """BM25, MiniLM dense and their reciprocal-rank fusion on SciFact test; BM25 on train (saved for later notebooks)."""
+    test, train = data["scifact/test"], data["scifact/train"]
+    params = asdict(cfg)
+    with Timer() as t_index:
+        index = BM25Index.build(test.corpus, k1=cfg.bm25_k1, b=cfg.bm25_b)
+    with Timer() as t:
+        bm25 = index.search(test.queries, k=cfg.depth)
+    save_run(bm25, results_dir, cfg.profile, "scifact", "test", "bm25")
+    save_run(index.search(train.queries, k=cfg.train_depth), results_dir, cfg.profile, "scifact", "train", "bm25")
+    records = [record_run(
+        bm25, test.qrels, pipeline=PIPELINE, method="bm25", dataset="scifact", split="test", profile=cfg.profile,
+        results_dir=results_dir, model="bm25s (stemmed, title + text)", first_stage="-", depth=cfg.depth,
+        reference=REFERENCES[("scifact", "bm25")], params=params, seed=cfg.seed, wall_s=t_index.s + t.s)]
+
+    corpus = test.corpus
+    if cfg.smoke_dense_pool:  # smoke: a small pool that still holds every judged document
+        pool = {d for q in bm25 for d in top_k({q: bm25[q]}, cfg.smoke_dense_pool)[q]}
+        pool |= {d for q in test.qrels for d in test.qrels[q]}
+        corpus = {d: corpus[d] for d in sorted(pool) if d in corpus}
+    enc = encoder(cfg)
+    with Timer() as t:
+        dense = dense_search(enc, corpus, test.queries, k=cfg.depth)
+    save_run(dense, results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")
+    records.append(record_run(
+        dense, test.qrels, pipeline=PIPELINE, method="minilm-l6-dense", dataset="scifact", split="test",
+        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
+        first_stage="-", depth=cfg.depth, reference=REFERENCES[("scifact", "minilm-l6-dense")],
+        params=params, seed=cfg.seed, wall_s=t.s))
+    fused = top_k(reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60), cfg.depth)
+    save_run(fused, results_dir, cfg.profile, "scifact", "test", "rrf-bm25-minilm")
+    records.append(record_run(
+        fused, test.qrels, pipeline=PIPELINE, method="rrf-bm25-minilm", dataset="scifact", split="test",
+        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25},
+        model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="-", depth=cfg.depth, params=params, seed=cfg.seed))
+    return records
+
+
+def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
+    """TREC DL: the given BM25 top-100, its reranking by zero-shot MiniLM (cosine), and their fusion."""
+    enc = encoder(cfg)
+    records = []
+    params = asdict(cfg)
+    for year in ("trec-dl-2019", "trec-dl-2020"):
+        ds = data[f"{year}/test"]
+        bm25 = top_k(ds.runs["bm25"], cfg.dl_depth)
+        save_run(bm25, results_dir, cfg.profile, year, "test", "bm25")
+        records.append(record_run(
+            bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
+            results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="-", depth=cfg.dl_depth,
+            reference=REFERENCES[(year, "bm25")], params=params, seed=cfg.seed))
+        with Timer() as t:
+            dense = rerank_with_encoder(enc, bm25, ds.corpus, ds.queries, depth=cfg.dl_depth)
+        save_run(dense, results_dir, cfg.profile, year, "test", "minilm-l6-rerank")
+        records.append(record_run(
+            dense, ds.qrels, pipeline=PIPELINE, method="minilm-l6-rerank", dataset=year, split="test",
+            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
+            first_stage="bm25", depth=cfg.dl_depth, params=params, seed=cfg.seed, wall_s=t.s))
+        fused = reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60)
+        records.append(record_run(
+            fused, ds.qrels, pipeline=PIPELINE, method="rrf-bm25-minilm", dataset=year, split="test",
+            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25},
+            model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="bm25", depth=cfg.dl_depth,
+            params=params, seed=cfg.seed))
+    return records
+
+
+def anchor_table(records) -> pd.DataFrame:
+    """Our nDCG@10 (and R@100) beside the published anchor, with the gap a reader should look at (> 0.02)."""
+    rows = []
+    for r in records:
+        ref = r.reference.get("nDCG@10", {}).get("value")
+        sig = r.significance.get("bm25", {}).get("nDCG@10", {})
+        recall = next((v for k, v in r.metrics.items() if k.startswith("R") and "@100" in k), None)
+        rows.append({
+            "dataset": f"{r.dataset}/{r.split}", "method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4),
+            "published": ref, "gap": None if ref is None else round(r.metrics["nDCG@10"] - ref, 4),
+            "R@100": None if recall is None else round(recall, 4),
+            "p vs bm25": None if not sig else round(sig["p_value"], 4), "wall_s": None if r.wall_s is None else round(r.wall_s, 1),
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,120 @@
+"""Run the ordered notebooks headlessly with papermill: the one place that knows about papermill.
+
+`python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order,
+injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
+<results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
+non-zero; executed copies of the notebooks that passed, and their records, stay as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import write_json
+from .paths import PROJECT_ROOT, results_dir as default_results_dir
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+PROFILES = ("smoke", "default", "paper")
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    ok: bool
+    wall_s: float
+    output: Path
+    error: str = ""
+
+
+def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
+    """Notebooks in name order; `only` keeps those whose name starts with one of the given prefixes (e.g. '01', '99_results')."""
+    books = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        books = [b for b in books if any(b.name.startswith(o) or b.stem == o for o in only)]
+        if not books:
+            raise SystemExit(f"no notebook in {folder} matches {only}")
+    return books
+
+
+def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | None = None, kernel: str | None = None,
+                 timeout_s: int | None = None) -> NotebookRun:
+    """Execute one notebook; the executed copy is moved into place only when it succeeds (else kept as *.failed.ipynb)."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, failed, tmp = out_dir / path.name, out_dir / f"{path.stem}.failed.ipynb", out_dir / f".{path.stem}.running.ipynb"
+    params = {"profile": profile, **(parameters or {})}
+    start = time.time()
+    try:
+        pm.execute_notebook(
+            str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
+            progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
+        )
+    except pm.PapermillExecutionError as err:
+        os.replace(tmp, failed)
+        message = f"{path.name}: cell {err.exec_count} raised {err.ename}: {err.evalue}"
+        return NotebookRun(path.name, False, time.time() - start, failed, message)
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, failed)
+        raise
+    os.replace(tmp, final)
+    if failed.exists():
+        failed.unlink()
+    return NotebookRun(path.name, True, time.time() - start, final)
+
+
+def run_all(profile: str = "default", only: list[str] | None = None, results_dir: str | os.PathLike | None = None,
+            data_root: str | None = None, kernel: str | None = None, extra: dict | None = None) -> list[NotebookRun]:
+    """Run the notebooks in order, stopping at the first failure; returns what ran."""
+    if profile not in PROFILES:
+        raise SystemExit(f"profile must be one of {PROFILES}, not {profile!r}")
+    results = Path(results_dir) if results_dir else default_results_dir()
+    params = dict(extra or {})
+    if results_dir:
+        params["results_dir"] = str(Path(results_dir).resolve())
+    if data_root:
+        params["data_root"] = str(Path(data_root).resolve())
+    out_dir = results / "notebooks" / profile
+    runs: list[NotebookRun] = []
+    for book in list_notebooks(only):
+        print(f"[run_all] {book.name} (profile={profile}) ...", flush=True)
+        run = run_notebook(book, profile, out_dir, params, kernel)
+        runs.append(run)
+        print(f"[run_all] {book.name}: {'ok' if run.ok else 'FAILED'} in {run.wall_s:.0f} s -> {run.output}", flush=True)
+        if not run.ok:
+            print(f"[run_all] {run.error}", file=sys.stderr, flush=True)
+            break
+    timings = out_dir / "runtimes.json"
+    previous = json.loads(timings.read_text()) if timings.exists() else {}
+    previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1)} for r in runs})
+    write_json(timings, dict(sorted(previous.items())))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01 99")
+    parser.add_argument("--results-dir", help="where records, tables and executed notebooks go (default: results/)")
+    parser.add_argument("--data-root", help="data root (default: $RERANK_DATA_DIR, then ../shared/data)")
+    parser.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")
+    parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(b.name for b in list_notebooks(args.only)))
+        return 0
+    start = time.time()
+    runs = run_all(args.profile, args.only, args.results_dir, args.data_root, args.kernel)
+    ok = all(r.ok for r in runs)
+    print(f"[run_all] {sum(r.ok for r in runs)}/{len(runs)} notebooks ok, {time.time() - start:.0f} s in all", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
