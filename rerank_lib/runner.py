@@ -57,7 +57,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
         )
     except pm.PapermillExecutionError as err:
         os.replace(tmp, failed)
-        message = f"{path.name}: cell {err.exec_count} raised {err.ename}: {err.evalue}"
+        message = f"{path.name}: cell In[{err.exec_count}] raised {err.ename}: {err.evalue}"
         return NotebookRun(path.name, False, time.time() - start, failed, message)
     except BaseException:
         if tmp.exists():
@@ -70,7 +70,8 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
 
 
 def run_all(profile: str = "default", only: list[str] | None = None, results_dir: str | os.PathLike | None = None,
-            data_root: str | None = None, kernel: str | None = None, extra: dict | None = None) -> list[NotebookRun]:
+            data_root: str | None = None, kernel: str | None = None, extra: dict | None = None,
+            folder: Path = NOTEBOOKS) -> list[NotebookRun]:
     """Run the notebooks in order, stopping at the first failure; returns what ran."""
     if profile not in PROFILES:
         raise SystemExit(f"profile must be one of {PROFILES}, not {profile!r}")
@@ -82,7 +83,7 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
         params["data_root"] = str(Path(data_root).resolve())
     out_dir = results / "notebooks" / profile
     runs: list[NotebookRun] = []
-    for book in list_notebooks(only):
+    for book in list_notebooks(only, folder):
         print(f"[run_all] {book.name} (profile={profile}) ...", flush=True)
         run = run_notebook(book, profile, out_dir, params, kernel)
         runs.append(run)

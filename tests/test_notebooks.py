@@ -1,0 +1,40 @@
+"""Every notebook, executed in order with papermill in the smoke profile, into a temporary results folder."""
+import nbformat
+import pytest
+
+from rerank_lib.results import load_records
+from rerank_lib.runner import list_notebooks, run_all
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, shared_data):
+    out = tmp_path_factory.mktemp("smoke_results")
+    return out, run_all("smoke", results_dir=out, data_root=str(shared_data))
+
+
+def test_every_notebook_runs_in_smoke_profile(smoke_run):
+    out, runs = smoke_run
+    failed = [r.error for r in runs if not r.ok]
+    assert not failed, failed
+    assert [r.name for r in runs] == [b.name for b in list_notebooks()]
+    for run in runs:
+        nb = nbformat.read(run.output, as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, run.name
+
+
+def test_smoke_records_and_tables(smoke_run):
+    out, _ = smoke_run
+    records = load_records(out, profile="smoke")
+    methods = {(r.pipeline, r.method, r.dataset) for r in records}
+    assert ("first_stage", "bm25", "scifact") in methods and ("first_stage", "minilm-l6-dense", "scifact") in methods
+    assert ("first_stage", "minilm-l6-rerank", "trec-dl-2019") in methods
+    bm25_dl19 = next(r for r in records if r.method == "bm25" and r.dataset == "trec-dl-2019")
+    assert 0.0 < bm25_dl19.metrics["nDCG@10"] <= 1.0 and bm25_dl19.profile == "smoke"
+    assert (out / "runs" / "smoke" / "scifact_test.bm25.trec").exists()
+    assert (out / "runs" / "smoke" / "scifact_train.bm25.trec").exists()
+    md = (out / "RESULTS.smoke.md").read_text()
+    assert "scifact" in md and "trec-dl-2020" in md
+    assert (out / "figures" / "summary_ndcg10_smoke.png").stat().st_size > 1000

@@ -1,0 +1,65 @@
+"""The papermill runner: order, parameters, stop at the first failure, earlier results intact."""
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from rerank_lib.runner import list_notebooks, main, run_all
+
+
+def _book(path, *sources):
+    nb = new_notebook()
+    params = new_code_cell('profile = "default"\nresults_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture()
+def books(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _book(folder / "00_first.ipynb", "from pathlib import Path\nPath(results_dir, 'first.txt').write_text(profile)")
+    _book(folder / "01_broken.ipynb", "x = 1", "raise ValueError('bad parameter on purpose')")
+    _book(folder / "02_never.ipynb", "from pathlib import Path\nPath(results_dir, 'never.txt').write_text('ran')")
+    return folder
+
+
+def test_stops_at_first_failure_and_keeps_earlier_results(books, tmp_path, capsys):
+    out = tmp_path / "results"
+    runs = run_all("smoke", results_dir=out, folder=books)
+    assert [(r.name, r.ok) for r in runs] == [("00_first.ipynb", True), ("01_broken.ipynb", False)]
+    assert (out / "first.txt").read_text() == "smoke"  # the profile parameter was injected
+    assert not (out / "never.txt").exists()
+    assert "ValueError: bad parameter on purpose" in runs[1].error and "cell In[4]" in runs[1].error  # after the parameters cell, papermill's injected one and 'x = 1'
+    executed = out / "notebooks" / "smoke"
+    assert (executed / "00_first.ipynb").exists() and (executed / "01_broken.failed.ipynb").exists()
+    assert not (executed / "01_broken.ipynb").exists() and not list(executed.glob(".*running*"))
+    timings = json.loads((executed / "runtimes.json").read_text())
+    assert timings["00_first.ipynb"]["ok"] and not timings["01_broken.ipynb"]["ok"]
+    assert "bad parameter on purpose" in capsys.readouterr().err
+
+
+def test_subset_and_listing(books):
+    assert [b.name for b in list_notebooks(["02"], books)] == ["02_never.ipynb"]
+    assert [b.name for b in list_notebooks(None, books)] == ["00_first.ipynb", "01_broken.ipynb", "02_never.ipynb"]
+    with pytest.raises(SystemExit):
+        list_notebooks(["77"], books)
+
+
+def test_cli_rejects_unknown_profile():
+    with pytest.raises(SystemExit):
+        main(["--profile", "huge"])
+
+
+def test_repository_notebooks_have_parameters_and_profile():
+    books = list_notebooks()
+    assert books[0].name.startswith("00_") and books[-1].name == "99_results.ipynb"
+    for path in books:
+        nb = nbformat.read(path, as_version=4)
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, path.name
+        assert 'profile = "default"' in params[0].source, path.name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs committed"
