@@ -1,0 +1,398 @@
+"""The one training loop of the project.
+
+Every pipeline (cross-encoder fine-tuning, monoT5 distillation, listwise LLM training, bi-encoder training) calls
+`train()` with its own model, dataset, collate_fn and loss; the loop knows no paper and no model class.
+What it promises, and tests/test_training.py checks:
+
+- an interrupted run, resumed from its last checkpoint, ends with the same weights as an uninterrupted one;
+- N processes at the same global batch end with the same weights as one process (up to float rounding);
+- per_device_batch_size x gradient_accumulation_steps trains like one batch of their product.
+
+On several GPUs: `accelerate launch --config_file configs/accelerate/{ddp,fsdp,deepspeed_zero3}.yaml script.py`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from rerank_lib.atomic import write_json, write_text
+from rerank_lib.training.checkpoints import (
+    checkpoint_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    mark_complete,
+    prune_checkpoints,
+    read_state,
+)
+from rerank_lib.training.precision import MIXED_PRECISIONS, resolve_mixed_precision
+from rerank_lib.training.sampling import EpochSampler
+
+# Our names -> transformers.get_scheduler names ('constant' keeps the warmup when one is asked for).
+SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; written to output_dir/train_config.json beside the log."""
+
+    output_dir: str
+    seed: int = 42
+    learning_rate: float = 2e-5
+    num_epochs: int = 1
+    max_steps: int | None = None  # cap on optimizer steps: the run ends at min(num_epochs, max_steps)
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1  # global batch = per_device x processes x accumulation
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps is 0
+    lr_scheduler: str = "linear"  # linear | cosine | constant
+    weight_decay: float = 0.01  # AdamW; never applied to biases and norm weights
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (see precision.resolve_mixed_precision)
+    gradient_checkpointing: bool = False
+    save_every_steps: int | None = 500  # None: no checkpoints, hence no resume
+    keep_last_checkpoints: int | None = 2  # None keeps all
+    log_every_steps: int = 10
+    eval_every_steps: int | None = None  # None: evaluate at the end only
+    metric_for_best: str | None = None  # default: the first metric eval_fn returns
+    greater_is_better: bool = True
+    dataloader_num_workers: int = 0
+    resume: bool = True  # False starts over and deletes output_dir's old checkpoints
+
+    def __post_init__(self):
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {sorted(SCHEDULERS)}")
+        if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("per_device_batch_size and gradient_accumulation_steps must be >= 1")
+        if self.log_every_steps < 1:
+            raise ValueError("log_every_steps must be >= 1")
+        if self.keep_last_checkpoints is not None and self.keep_last_checkpoints < 1:
+            raise ValueError("keep_last_checkpoints must be >= 1 (or None to keep all)")
+
+
+@dataclass
+class TrainResult:
+    """What a notebook needs after training; the same rows are in output_dir/log.jsonl."""
+
+    global_step: int
+    history: list[dict]  # one row per logged step: step, epoch, loss, lr, elapsed_s
+    eval_history: list[dict]  # one row per evaluation: step, epoch and eval_fn's metrics
+    final_dir: Path  # the trained model: save_pretrained() output, or model.pt (a state dict)
+    last_checkpoint: Path | None
+    best_metric: float | None = None
+    best_step: int | None = None
+    metric_for_best: str | None = None
+    run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
+
+
+def train(
+    model: torch.nn.Module,
+    train_dataset: Sequence,
+    collate_fn: Callable[[list], Any],
+    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    config: TrainConfig,
+    eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    optimizer_params: Iterable | None = None,
+    lengths: Sequence[int] | None = None,
+) -> TrainResult:
+    """Train `model` in place; resume from the newest complete checkpoint in config.output_dir if there is one.
+
+    compute_loss(model, batch): a scalar, the mean over the batch's examples.
+    eval_fn(model): {metric: value}, every eval_every_steps and at the end, in eval mode without grad, on the
+        main process (on every process when the model is sharded: FSDP, ZeRO-3). The other processes wait for
+        it, so on several GPUs keep it well under the process group's timeout (evaluate a dev subset).
+    train_dataset: anything with len() and integer indexing (a list, a datasets.Dataset).
+    optimizer_params: AdamW parameter groups (e.g. a higher learning rate for a fresh head); default: all
+        trainable parameters, weight decay on matrices only.
+    lengths: per-example token counts; when given, batches group examples of similar length (less padding).
+    """
+    output_dir = Path(config.output_dir)
+    # A fresh accelerate state per call: a notebook may train twice in one kernel, with different precisions.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # The DataLoader yields global batches which accelerate splits across processes, so which examples
+        # make up a step, and the LR schedule, do not depend on the number of processes.
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    is_main = accelerator.is_main_process
+    set_seed(config.seed)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed clips inside its engine; give it our max_grad_norm unless the launcher's config set one.
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        if ds_config.get("gradient_clipping", "auto") == "auto":
+            ds_config["gradient_clipping"] = config.max_grad_norm or 0.0
+    if config.gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
+
+    # Data: each DataLoader batch is one global micro-batch; an epoch holds whole optimizer steps only.
+    micro_batch = config.per_device_batch_size * accelerator.num_processes
+    examples_per_step = micro_batch * config.gradient_accumulation_steps
+    sampler = EpochSampler(
+        len(train_dataset), config.seed, step_size=examples_per_step, lengths=lengths, batch_size=micro_batch
+    )
+    if len(sampler) == 0:
+        raise ValueError(f"{len(train_dataset)} examples cannot fill one step of {examples_per_step}")
+    dataloader = DataLoader(
+        train_dataset,
+        batch_size=micro_batch,
+        sampler=sampler,
+        drop_last=True,
+        collate_fn=collate_fn,
+        num_workers=config.dataloader_num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        # The DataLoader draws a worker seed each time it is iterated; its own generator keeps that draw off
+        # the global RNG, so a resumed run's dropout masks match the uninterrupted run's.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    steps_per_epoch = len(dataloader) // config.gradient_accumulation_steps
+    total_steps = config.num_epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = config.warmup_steps or math.ceil(config.warmup_ratio * total_steps)
+
+    optimizer = torch.optim.AdamW(
+        optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = get_scheduler(
+        SCHEDULERS[config.lr_scheduler], optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
+    )
+    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+
+    # Resume: weights, optimizer, scheduler and RNG from the checkpoint, then the loop's position in the data.
+    global_step, epoch, batches_done, elapsed_before = 0, 0, 0, 0.0
+    checkpoint = latest_checkpoint(output_dir) if config.resume else None
+    if checkpoint is not None:
+        state = read_state(checkpoint)
+        if (state["examples_per_step"], state["num_examples"]) != (examples_per_step, len(train_dataset)):
+            raise ValueError(
+                f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
+                f"{state['num_examples']} examples; resuming with other values would skip the wrong batches. "
+                "Use a new output_dir or resume=False."
+            )
+        accelerator.load_state(str(checkpoint))
+        global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        elapsed_before = state["elapsed_s"]
+        accelerator.print(f"resuming from {checkpoint} at step {global_step}")
+    rows = _read_log(output_dir / LOG_FILE, up_to_step=global_step)
+    history = [row for row in rows if row["kind"] == "train"]
+    eval_history = [row for row in rows if row["kind"] == "eval"]
+    run_info = dict(
+        num_processes=accelerator.num_processes,
+        mixed_precision=accelerator.mixed_precision,
+        global_batch=examples_per_step,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )
+    if is_main:
+        if checkpoint is None:
+            for stale in list_checkpoints(output_dir):  # from an earlier run this one does not continue
+                shutil.rmtree(stale)
+        # Drop what a crashed run logged after its last checkpoint: those steps are about to be redone.
+        write_text(output_dir / LOG_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+        write_json(output_dir / "train_config.json", {**asdict(config), **run_info})
+    accelerator.wait_for_everyone()
+
+    start = time.perf_counter()
+
+    def elapsed() -> float:  # training wall time, across resumes
+        return round(elapsed_before + time.perf_counter() - start, 3)
+
+    def save_checkpoint() -> Path:
+        path = checkpoint_dir(output_dir, global_step)
+        if is_main and path.exists():
+            shutil.rmtree(path)  # an incomplete leftover of a crashed run at this same step
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(path))
+        accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
+        if is_main:
+            state = dict(
+                global_step=global_step, epoch=epoch, batches_done=batches_done, elapsed_s=elapsed(),
+                examples_per_step=examples_per_step, num_examples=len(train_dataset),
+            )
+            mark_complete(path, state)
+            prune_checkpoints(output_dir, config.keep_last_checkpoints)
+        accelerator.wait_for_everyone()
+        return path
+
+    def log(row: dict) -> None:
+        if is_main:
+            with open(output_dir / LOG_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+    progress = tqdm(total=total_steps, initial=global_step, disable=not is_main, desc="train", dynamic_ncols=True)
+    loss_sum, loss_count = torch.zeros(1, device=accelerator.device), 0
+    model.train()
+    while global_step < total_steps:
+        sampler.set_epoch(epoch)
+        # Mid-epoch resume: the same order as the interrupted epoch, minus the batches already trained on.
+        epoch_loader = accelerator.skip_first_batches(dataloader, batches_done) if batches_done else dataloader
+        epoch_loader.set_epoch(epoch)
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                loss = compute_loss(model, batch)
+                accelerator.backward(loss)  # divides by gradient_accumulation_steps
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()  # these three are no-ops until the last micro-batch of the step
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            batches_done += 1
+            loss_sum += loss.detach().float()
+            loss_count += 1
+            if not accelerator.sync_gradients:
+                continue
+
+            global_step += 1
+            if batches_done == len(dataloader):
+                epoch, batches_done = epoch + 1, 0
+            progress.update(1)
+            fractional_epoch = round(epoch + batches_done / len(dataloader), 4)
+            last_step = global_step == total_steps
+
+            if global_step % config.log_every_steps == 0 or last_step:
+                mean_loss = accelerator.reduce(loss_sum / loss_count, reduction="mean").item()
+                loss_sum.zero_()
+                loss_count = 0
+                row = dict(kind="train", step=global_step, epoch=fractional_epoch, loss=mean_loss,
+                           lr=scheduler.get_last_lr()[0], elapsed_s=elapsed())
+                history.append(row)
+                log(row)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.2e}")
+
+            eval_due = last_step or (config.eval_every_steps and global_step % config.eval_every_steps == 0)
+            if eval_fn is not None and eval_due:
+                metrics = _evaluate(accelerator, model, eval_fn)
+                row = dict(kind="eval", step=global_step, epoch=fractional_epoch, **metrics)
+                eval_history.append(row)
+                log(row)
+
+            if config.save_every_steps and (last_step or global_step % config.save_every_steps == 0):
+                save_checkpoint()
+
+            if last_step:
+                break
+    progress.close()
+
+    final_dir = _save_final_model(accelerator, model, output_dir / "final")
+    best_name, best_row = _best(eval_history, config)
+    result = TrainResult(
+        global_step=global_step,
+        history=history,
+        eval_history=eval_history,
+        final_dir=final_dir,
+        last_checkpoint=latest_checkpoint(output_dir),
+        best_metric=best_row[best_name] if best_row else None,
+        best_step=best_row["step"] if best_row else None,
+        metric_for_best=best_name,
+        run_info=run_info,
+    )
+    accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
+    return result
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: decaying biases and LayerNorm gains just hurts (BERT's recipe)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass: less memory for long listwise prompts, ~30% more compute."""
+    # Non-reentrant checkpointing works under DDP and with frozen embeddings (LoRA).
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        warnings.warn(f"{type(model).__name__} cannot checkpoint activations; training without it")
+
+
+def _model_is_sharded(accelerator: Accelerator) -> bool:
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return accelerator.state.deepspeed_plugin.zero_stage == 3
+    return False
+
+
+def _evaluate(accelerator: Accelerator, model: torch.nn.Module, eval_fn: Callable) -> dict[str, float]:
+    """eval_fn's metrics on every process; the RNG is forked so that evaluating never changes training."""
+    sharded = _model_is_sharded(accelerator)  # a sharded model needs every process for a forward pass
+    metrics = None
+    if sharded or accelerator.is_main_process:
+        cuda_devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda_devices):
+            raw = eval_fn(model if sharded else accelerator.unwrap_model(model))
+        model.train()
+        metrics = {name: float(value) for name, value in raw.items()}
+    return broadcast_object_list([metrics], from_process=0)[0]
+
+
+def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, final_dir: Path) -> Path:
+    """The full trained weights, gathered from every shard, as save_pretrained output or a model.pt state dict."""
+    state_dict = accelerator.get_state_dict(model)  # a collective under FSDP and ZeRO-3: all processes call it
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        staging = final_dir.with_name(f".{final_dir.name}.tmp")  # never leave a half-written final/
+        shutil.rmtree(staging, ignore_errors=True)
+        if hasattr(unwrapped, "save_pretrained"):
+            unwrapped.save_pretrained(staging, state_dict=state_dict)
+        else:
+            staging.mkdir(parents=True)
+            torch.save(state_dict, staging / "model.pt")
+        shutil.rmtree(final_dir, ignore_errors=True)
+        staging.rename(final_dir)
+    accelerator.wait_for_everyone()
+    return final_dir
+
+
+def _read_log(path: Path, up_to_step: int) -> list[dict]:
+    """The log rows of steps <= up_to_step; a line cut short by a crash is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= up_to_step:
+            rows.append(row)
+    return rows
+
+
+def _best(eval_history: list[dict], config: TrainConfig) -> tuple[str | None, dict | None]:
+    if not eval_history:
+        return None, None
+    name = config.metric_for_best or next((k for k in eval_history[0] if k not in ("kind", "step", "epoch")), None)
+    if name is None:
+        return None, None
+    pick = max if config.greater_is_better else min
+    return name, pick(eval_history, key=lambda row: row[name])
