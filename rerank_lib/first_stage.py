@@ -150,6 +150,10 @@ def dense_search(encoder, corpus: Mapping[str, Document], queries: Mapping[str, 
     return run
 
 
+#: rerank_with_encoder encodes the whole corpus (one cached array) once candidates cover this share of it.
+SHARE_CORPUS_ENCODING = 0.5
+
+
 def rerank_with_encoder(encoder, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
                         depth: int = 100, cache: bool = True) -> Run:
     """Re-score each query's top-`depth` candidates of `run` by query-document embedding similarity (for TREC DL,
@@ -162,9 +166,14 @@ def rerank_with_encoder(encoder, run: Run, corpus: Mapping[str, Document], queri
     missing_d = [d for d in needed if d not in corpus]
     if missing_d:
         raise KeyError(f"{len(missing_d)} candidate documents are not in the corpus, e.g. {missing_d[:3]}")
-    sub_corpus = {d: corpus[d] for d in needed}
-    doc_emb = encoder.encode_corpus(sub_corpus, cache=cache)
-    row = {d: i for i, d in enumerate(needed)}
+    if len(needed) >= SHARE_CORPUS_ENCODING * len(corpus):
+        # Most of the corpus is needed anyway: encode all of it, so this shares one cached encoding with
+        # dense_search and every other notebook that reads the same corpus.
+        doc_emb = encoder.encode_corpus(corpus, cache=cache)
+        row = {d: i for i, d in enumerate(corpus)}
+    else:
+        doc_emb = encoder.encode_corpus({d: corpus[d] for d in needed}, cache=cache)
+        row = {d: i for i, d in enumerate(needed)}
     qids = list(candidates)
     query_emb = encoder.encode_queries([queries[q] for q in qids])
     out: Run = {}

@@ -73,7 +73,7 @@ def test_dense_search_on_a_tiny_corpus(encoder):
     assert "q1" not in dense_search(encoder, corpus, {"q1": QUERIES["q1"]}, ignore_identical_ids=True)["q1"]
 
 
-def test_rerank_with_encoder_rescores_the_top_depth(encoder):
+def test_rerank_with_encoder_rescores_the_top_depth(encoder, private_cache):
     first = {"q1": {"bake": 3.0, "dog": 2.0, "cat": 1.0, "qm": 0.5}}
     out = rerank_with_encoder(encoder, first, CORPUS, QUERIES, depth=3)
     assert set(out["q1"]) == {"bake", "dog", "cat"}  # qm was beyond depth
@@ -81,5 +81,9 @@ def test_rerank_with_encoder_rescores_the_top_depth(encoder):
     dense = dense_search(encoder, CORPUS, {"q1": QUERIES["q1"]}, k=4)
     for d, s in out["q1"].items():
         assert s == pytest.approx(dense["q1"][d], abs=1e-5)
+    # few candidates: only they are encoded (a different cache entry), with the same scores
+    few = rerank_with_encoder(encoder, first, CORPUS, QUERIES, depth=1)
+    assert list(few["q1"]) == ["bake"] and few["q1"]["bake"] == pytest.approx(dense["q1"]["bake"], abs=1e-5)
+    assert len(list((private_cache / "embeddings").glob("*.npy"))) == 2
     with pytest.raises(KeyError):
         rerank_with_encoder(encoder, {"q1": {"missing": 1.0}}, CORPUS, QUERIES)

@@ -35,6 +35,8 @@ def test_smoke_records_and_tables(smoke_run):
     assert 0.0 < bm25_dl19.metrics["nDCG@10"] <= 1.0 and bm25_dl19.profile == "smoke"
     assert (out / "runs" / "smoke" / "scifact_test.bm25.trec").exists()
     assert (out / "runs" / "smoke" / "scifact_train.bm25.trec").exists()
+    assert {("teacher", "minilm-l6", d) for d in ("scifact", "trec-dl-2019", "trec-dl-2020")} <= methods
+    assert (out / "runs" / "smoke" / "scifact_train.teacher-minilm-l6.trec").exists()  # labels for the pipelines
     md = (out / "RESULTS.smoke.md").read_text()
     assert "scifact" in md and "trec-dl-2020" in md
     assert (out / "figures" / "summary_ndcg10_smoke.png").stat().st_size > 1000

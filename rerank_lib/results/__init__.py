@@ -1,5 +1,5 @@
 """Results: the one record format, its atomic files, the md/csv/LaTeX tables and figure helpers."""
-from .figures import plot_curve, plot_metric_bars, save_figure
+from .figures import plot_curve, plot_metric_bars, plot_per_query_delta, save_figure
 from .record import (
     Record,
     git_commit,
@@ -15,6 +15,6 @@ from .tables import build_tables, results_frame
 
 __all__ = [
     "Record", "make_record", "write_record", "load_records", "load_per_query", "record_path", "git_commit",
-    "package_versions", "hardware_info", "build_tables", "results_frame", "plot_metric_bars", "plot_curve",
+    "package_versions", "hardware_info", "build_tables", "results_frame", "plot_metric_bars", "plot_curve", "plot_per_query_delta",
     "save_figure",
 ]

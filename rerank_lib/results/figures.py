@@ -95,3 +95,24 @@ def plot_curve(history: Any, x: str, y: str | Iterable[str], path: str | os.Path
     ax.set_title(title or ", ".join(names))
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def plot_per_query_delta(deltas: Mapping[str, Mapping[str, float]], measure: str, path: str | os.PathLike,
+                         title: str | None = None) -> Path:
+    """One panel per comparison: the per-query difference (b - a) of `measure`, sorted, so a reader sees whether
+    a mean gain comes from many queries or a few. `deltas` maps a panel label to {qid: delta}."""
+    fig = Figure(figsize=(4.2 * max(1, len(deltas)), 3.2))
+    for i, (label, values) in enumerate(deltas.items(), start=1):
+        ax = fig.add_subplot(1, len(deltas), i)
+        ys = sorted(values.values())
+        colors = ["#2a7d2a" if y > 0 else "#b23b3b" if y < 0 else "#999999" for y in ys]
+        ax.bar(range(len(ys)), ys, color=colors, width=1.0)
+        ax.axhline(0, color="black", linewidth=0.6)
+        wins, losses = sum(y > 0 for y in ys), sum(y < 0 for y in ys)
+        ax.set_title(f"{label}\n{wins} better, {losses} worse, mean {sum(ys) / max(1, len(ys)):+.3f}", fontsize=9)
+        ax.set_xlabel("queries (sorted)")
+        ax.set_ylabel(f"Δ {measure}")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

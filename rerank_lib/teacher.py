@@ -1,0 +1,127 @@
+"""The offline teacher: one named scorer for candidate lists, measured once and cached, shared by every pipeline.
+
+Each paper uses a teacher somewhere: InRanker's soft labels, RankLLM's training orderings, the distillation
+scores of the bge-reranker family, the comparison rows of LocalRQA's RPG/DCA. Offline, the strongest ranker we
+have is all-MiniLM-L6-v2 (trained on MS MARCO among other pairs): it reranks the TREC DL BM25 top-100 far above
+BM25, and on SciFact its fusion with BM25 is strongest. Online, a hub cross-encoder such as
+BAAI/bge-reranker-v2-m3 takes its place. `teacher_scores` returns a Run over the first `depth` candidates of
+each query and caches it, keyed by the teacher, the candidates and their texts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.trec import ranked, read_run, top_k, write_run
+from .data.types import Document, Run
+from .evaluation import reciprocal_rank_fusion
+from .first_stage import rerank_with_encoder
+from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
+from .paths import cache_dir
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    name: str
+    kind: str  # 'bi-encoder' | 'fusion' (first stage + bi-encoder, RRF) | 'cross-encoder'
+    model: str
+    note: str
+
+
+TEACHERS: dict[str, TeacherSpec] = {
+    "minilm-l6": TeacherSpec("minilm-l6", "bi-encoder", "minilm-l6",
+                             "all-MiniLM-L6-v2 cosine (offline; trained on MS MARCO among other pairs)"),
+    "bm25+minilm-l6": TeacherSpec("bm25+minilm-l6", "fusion", "minilm-l6",
+                                  "reciprocal-rank fusion (k=60) of the first-stage order and all-MiniLM-L6-v2 (offline)"),
+    "bge-reranker-v2-m3": TeacherSpec("bge-reranker-v2-m3", "cross-encoder", "BAAI/bge-reranker-v2-m3",
+                                      "BAAI/bge-reranker-v2-m3 cross-encoder logit (online, GPU)"),
+    "bge-reranker-base": TeacherSpec("bge-reranker-base", "cross-encoder", "BAAI/bge-reranker-base",
+                                     "BAAI/bge-reranker-base cross-encoder logit (online)"),
+}
+
+
+def spec(name: str) -> TeacherSpec:
+    if name not in TEACHERS:
+        raise KeyError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
+    return TEACHERS[name]
+
+
+def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
+                   cache: bool = True, batch_size: int = 32, max_length: int = 512) -> Run:
+    """Teacher scores for each query's top-`depth` candidates of `run` (higher = more relevant), cached on disk."""
+    teacher = spec(name)
+    candidates = top_k(run, depth)
+    missing_q = [q for q in candidates if q not in queries]
+    missing_d = sorted({d for docs in candidates.values() for d in docs if d not in corpus})
+    if missing_q or missing_d:
+        raise KeyError(f"teacher {name}: {len(missing_q)} queries and {len(missing_d)} candidate documents have no "
+                       f"text, e.g. {(missing_q + missing_d)[:3]}")
+    path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
+    if path is not None and path.exists():
+        return read_run(path)
+    if teacher.kind == "bi-encoder":
+        scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
+    elif teacher.kind == "fusion":
+        dense = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
+        scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": dense}, k=60)
+    else:
+        scores = cross_encoder_scores(teacher.model, candidates, corpus, queries, batch_size, max_length)
+    if path is not None:
+        write_run(scores, path, tag=f"teacher-{name}")
+    return scores
+
+
+def cross_encoder_scores(model_name: str, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
+                         batch_size: int = 32, max_length: int = 512) -> Run:
+    """Score (query, document) pairs with a sequence-classification cross-encoder (one logit per pair).
+
+    Pairs are sorted by length so each batch pads to nearly its own length; bf16 autocast where native.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    device = pick_device()
+    tokenizer = load_tokenizer(model_name)
+    model = load_model(model_name, auto_class=AutoModelForSequenceClassification, device=device)
+    model.eval()
+    pairs = [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
+    lengths = [len(queries[q]) + len(corpus[d].text_for_model) for q, d in pairs]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    out: Run = {q: {} for q in run}
+    dtype = pick_dtype(device)
+    with torch.inference_mode(), autocast_context(device, enabled=dtype != torch.float32, dtype=dtype):
+        for start in tqdm(range(0, len(pairs), batch_size), desc="teacher", unit="batch"):
+            batch = [pairs[i] for i in order[start:start + batch_size]]
+            enc = tokenizer([queries[q] for q, _ in batch], [corpus[d].text_for_model for _, d in batch],
+                            truncation="only_second", max_length=max_length, padding=True, return_tensors="pt").to(device)
+            logits = model(**enc).logits.float()
+            column = logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1]  # one-logit heads, or 'relevant' class
+            for (q, d), s in zip(batch, column.tolist()):
+                out[q][d] = s
+    return out
+
+
+_ENCODERS: dict[str, object] = {}
+
+
+def _bi_encoder(model_name: str):
+    """One BiEncoder per model per process: loading MiniLM costs seconds and several notebooks ask for it."""
+    from .retrievers.bi_encoder import BiEncoder
+
+    if model_name not in _ENCODERS:
+        _ENCODERS[model_name] = BiEncoder(model_name)
+    return _ENCODERS[model_name]
+
+
+def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length]).encode())
+    for q in sorted(candidates):
+        h.update(f"\x02{q}\x00{queries[q]}".encode())
+        for d, s in ranked(candidates[q]):
+            h.update(f"\x01{d}\x00{s:.6f}\x00{corpus[d].text_for_model}".encode())
+    return cache_dir("teacher") / f"{teacher.name}-{h.hexdigest()[:24]}.trec"

@@ -1,0 +1,77 @@
+"""The offline teacher: scores equal their definition, the cache is used, cross-encoder batching changes nothing."""
+import pytest
+import torch
+
+from rerank_lib import teacher as teacher_mod
+from rerank_lib.data.types import Document
+from rerank_lib.evaluation import reciprocal_rank_fusion
+from rerank_lib.first_stage import rerank_with_encoder
+from rerank_lib.teacher import cross_encoder_scores, teacher_scores
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+CORPUS = {
+    "cat": Document("cat", "The cat sat on the warm mat all afternoon.", "Cats"),
+    "dog": Document("dog", "Dogs love running in the park with their owners.", "Dogs"),
+    "bake": Document("bake", "Bake the bread at 220 degrees until the crust is golden.", "Baking"),
+    "qm": Document("qm", "Quantum mechanics describes physics at the scale of atoms.", "Physics"),
+}
+QUERIES = {"q1": "where did the cat sit", "q2": "how to bake bread"}
+RUN = {"q1": {"bake": 3.0, "dog": 2.0, "cat": 1.0, "qm": 0.5}, "q2": {"qm": 2.0, "bake": 1.0, "cat": 0.2}}
+
+
+def test_bi_encoder_teacher_is_cosine_over_the_top_depth(encoder):
+    scores = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=3)
+    expected = rerank_with_encoder(encoder, RUN, CORPUS, QUERIES, depth=3)
+    assert set(scores["q1"]) == {"bake", "dog", "cat"}
+    for q in expected:
+        for d, s in expected[q].items():
+            assert scores[q][d] == pytest.approx(s, abs=1e-5)
+    assert max(scores["q1"], key=scores["q1"].get) == "cat" and max(scores["q2"], key=scores["q2"].get) == "bake"
+
+
+def test_fusion_teacher_is_rrf_of_first_stage_and_dense(encoder):
+    fused = teacher_scores("bm25+minilm-l6", RUN, CORPUS, QUERIES, depth=4)
+    dense = rerank_with_encoder(encoder, RUN, CORPUS, QUERIES, depth=4)
+    expected = reciprocal_rank_fusion({"a": RUN, "b": dense}, k=60)
+    assert all(fused[q][d] == pytest.approx(expected[q][d], abs=1e-6) for q in expected for d in expected[q])
+    # q1: 'cat' is 3rd by the first stage and 1st by dense: 1/63 + 1/61
+    assert fused["q1"]["cat"] == pytest.approx(1 / 63 + 1 / 61, abs=1e-6)
+
+
+def test_scores_are_cached(monkeypatch):
+    first = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=2)
+    monkeypatch.setattr(teacher_mod, "rerank_with_encoder", lambda *a, **k: pytest.fail("cache not used"))
+    again = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=2)
+    assert again.keys() == first.keys() and all(again[q][d] == pytest.approx(first[q][d], abs=1e-6) for q in first for d in first[q])
+    changed = dict(CORPUS, bake=Document("bake", "A different text.", "Baking"))  # a candidate of both queries
+    with pytest.raises(pytest.fail.Exception):  # a changed text is a different cache entry
+        teacher_scores("minilm-l6", RUN, changed, QUERIES, depth=2)
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(KeyError, match="unknown teacher"):
+        teacher_scores("gpt-9", RUN, CORPUS, QUERIES)
+    with pytest.raises(KeyError, match="no text"):
+        teacher_scores("minilm-l6", {"q9": {"cat": 1.0}}, CORPUS, QUERIES)
+
+
+def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_path):
+    """A MiniLM folder loaded as a one-logit sequence classifier (seeded new head) stands in for a hub reranker."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rerank_lib.models import resolve
+
+    source = resolve("minilm-l6").source
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+    model.save_pretrained(tmp_path / "ce")
+    AutoTokenizer.from_pretrained(source).save_pretrained(tmp_path / "ce")
+    one = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=1)
+    many = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=4)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "ce")
+    model.eval()
+    with torch.no_grad():
+        manual = model(**tok(QUERIES["q2"], CORPUS["bake"].text_for_model, return_tensors="pt")).logits[0, 0].item()
+    assert one["q2"]["bake"] == pytest.approx(manual, abs=1e-4)
+    assert all(one[q][d] == pytest.approx(many[q][d], abs=1e-4) for q in RUN for d in RUN[q])
