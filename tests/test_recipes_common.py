@@ -46,3 +46,16 @@ def test_record_run_writes_metrics_significance_and_per_query(tmp_path):
     assert loaded.metrics == rec.metrics
     pq = load_per_query(loaded, tmp_path)
     assert len(pq) == 4  # 2 queries x 2 measures
+
+
+def test_first_stage_and_teacher_profiles():
+    from rerank_lib.recipes import first_stage, teacher
+
+    assert first_stage.config("smoke").max_queries == 10 and first_stage.config("default").max_queries is None
+    paper = first_stage.config("paper")
+    assert paper.dense_model == "intfloat/e5-base-v2" and paper.query_prefix == "query: "
+    assert first_stage.config("default", dense_max_length=128).dense_max_length == 128
+    assert teacher.config("paper").teachers[0] == "bge-reranker-v2-m3"
+    assert teacher.config("default", teachers=["minilm-l6"]).teachers == ("minilm-l6",)
+    with pytest.raises(KeyError, match="unknown teacher"):
+        teacher.config("default", teachers=["gpt-9"])
