@@ -193,3 +193,25 @@ def test_figures_are_written(tmp_path):
     with pytest.raises(KeyError):
         plot_curve(history, "epoch", "loss", tmp_path / "bad.png")
     assert not (tmp_path / "none.png").exists() and not os.path.exists(tmp_path / "bad.png")
+
+
+def test_git_commit_ignores_regenerated_results(tmp_path):
+    import subprocess
+
+    from rerank_lib.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "RESULTS.md").write_text("old\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
+    head = git_commit(tmp_path)
+    assert len(head) == 40
+    (tmp_path / "results" / "RESULTS.md").write_text("regenerated\n")
+    assert git_commit(tmp_path) == head  # results being rewritten is not a dirty tree
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"

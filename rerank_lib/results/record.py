@@ -80,7 +80,10 @@ class Record:
 
 
 def git_commit(root: str | os.PathLike = PROJECT_ROOT) -> str:
-    """HEAD of the project checkout, '-dirty' when tracked files differ from it, 'unknown' outside git."""
+    """HEAD of the project checkout, '-dirty' when tracked code differs from it, 'unknown' outside git.
+
+    Changes under results/ do not count: regenerating the results rewrites them, and the record is about the
+    code that produced it."""
     git = shutil.which("git")
     if git is None:
         return "unknown"
@@ -88,7 +91,7 @@ def git_commit(root: str | os.PathLike = PROJECT_ROOT) -> str:
         head = subprocess.run([git, "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        status = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        status = subprocess.run([git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"], cwd=root,
                                 capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
