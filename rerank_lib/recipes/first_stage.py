@@ -1,5 +1,5 @@
-"""01_first_stage: BM25 and zero-shot MiniLM dense retrieval on SciFact, BM25 top-100 (and its MiniLM
-reranking) on TREC DL 2019/2020, each beside its published anchor. The runs it saves are the first stage of
+"""01_first_stage: BM25 and zero-shot MiniLM dense retrieval on SciFact, and the BM25 top-100 of TREC DL
+2019/2020, each beside its published anchor. The runs it saves are the first stage of
 every later notebook.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 from ..data import Dataset, load_dataset, without_overlap
 from ..data.trec import top_k
 from ..evaluation import reciprocal_rank_fusion
-from ..first_stage import BM25Index, dense_search, rerank_with_encoder
+from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from .common import Timer, record_run, resolve_profile, save_run
 
@@ -122,10 +122,8 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
 
 
 def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
-    """TREC DL: the given BM25 top-100, its reranking by zero-shot MiniLM (cosine), and their fusion."""
-    enc = encoder(cfg)
+    """TREC DL: the BM25 top-`dl_depth` that rank_llm distributes (its reranking by MiniLM is 02_teacher's)."""
     records = []
-    params = asdict(cfg)
     for year in ("trec-dl-2019", "trec-dl-2020"):
         ds = data[f"{year}/test"]
         bm25 = top_k(ds.runs["bm25"], cfg.dl_depth)
@@ -133,20 +131,7 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         records.append(record_run(
             bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
             results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
-            reference=REFERENCES[(year, "bm25")], params=params, seed=cfg.seed))
-        with Timer() as t:
-            dense = rerank_with_encoder(enc, bm25, ds.corpus, ds.queries, depth=cfg.dl_depth)
-        save_run(dense, results_dir, cfg.profile, year, "test", "minilm-l6-rerank")
-        records.append(record_run(
-            dense, ds.qrels, pipeline=PIPELINE, method="minilm-l6-rerank", dataset=year, split="test",
-            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
-            first_stage="bm25", depth=cfg.dl_depth, params=params, seed=cfg.seed, wall_s=t.s))
-        fused = reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60)
-        records.append(record_run(
-            fused, ds.qrels, pipeline=PIPELINE, method="rrf-bm25-minilm", dataset=year, split="test",
-            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25},
-            model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="bm25", depth=cfg.dl_depth,
-            params=params, seed=cfg.seed))
+            reference=REFERENCES[(year, "bm25")], params=asdict(cfg), seed=cfg.seed))
     return records
 
 
