@@ -34,6 +34,15 @@ class TrainingQueries:
         return TrainingQueries(f"{self.source} + {other.source}", self.query_ids | other.query_ids, self.texts | other.texts)
 
 
+#: Datasets whose query ids share one id space (DL19 and DL20 queries are both MS MARCO query ids).
+_ID_SPACE = {"trec-dl-2019": "msmarco", "trec-dl-2020": "msmarco"}
+
+
+def _collection(source: str) -> str:
+    name = source.split("/")[0]
+    return _ID_SPACE.get(name, name)
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -44,11 +53,11 @@ def assert_no_leak(training: Iterable[TrainingQueries], eval_source: str, eval_q
     Ids are compared only within the same collection (DL19 and DL20 ids are both MS MARCO query ids);
     texts are compared always.
     """
-    eval_collection = eval_source.split("/")[0].replace("trec-dl-2019", "msmarco").replace("trec-dl-2020", "msmarco")
+    eval_collection = _collection(eval_source)
     eval_texts = {_norm(t): q for q, t in eval_queries.items()}
     for tq in training:
-        collection = tq.source.split("/")[0].replace("trec-dl-2019", "msmarco").replace("trec-dl-2020", "msmarco")
-        shared_ids = sorted(tq.query_ids & set(eval_queries)) if collection == eval_collection else []
+        same_collection = _collection(tq.source) == eval_collection
+        shared_ids = sorted(tq.query_ids & set(eval_queries)) if same_collection else []
         shared_texts = sorted(eval_texts[t] for t in tq.texts & set(eval_texts))
         if shared_ids or shared_texts:
             shared = shared_ids or shared_texts
