@@ -159,6 +159,22 @@ def test_loss_decreases_and_log_eval_checkpoints_are_written(tmp_path):
     assert_same_params(final_params(out), trained)  # final/ rewritten from the last checkpoint's weights
 
 
+def test_best_evaluation_weights_are_kept(tmp_path):
+    """Checkpoint selection: best/ holds the weights of the best evaluation, not of the last step."""
+    snapshots, scores = [], iter([0.2, 0.9, 0.5, 0.9])  # best at the 2nd evaluation; a later tie does not replace it
+
+    def eval_fn(model):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"dev_ndcg": next(scores)}
+
+    out = tmp_path / "run"
+    result = train(toy_model(), toy_dataset(), default_collate, mse_loss,
+                   toy_config(out, max_steps=12, eval_every_steps=3), eval_fn=eval_fn)
+    assert result.best_step == 6 and result.best_metric == 0.9 and result.best_dir == out / "best"
+    assert_same_params(torch.load(out / "best" / "model.pt"), snapshots[1])
+    assert not torch.equal(torch.load(out / "best" / "model.pt")["0.weight"], final_params(out)["0.weight"])
+
+
 def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
     for step in (2, 4, 6, 8):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -70,6 +70,7 @@ class TrainConfig:
     eval_every_steps: int | None = None  # None: evaluate at the end only
     metric_for_best: str | None = None  # default: the first metric eval_fn returns
     greater_is_better: bool = True
+    save_best: bool = True  # with eval_fn: keep the weights of the best evaluation in output_dir/best
     dataloader_num_workers: int = 0
     resume: bool = True  # False starts over and deletes output_dir's old checkpoints
 
@@ -98,6 +99,7 @@ class TrainResult:
     best_metric: float | None = None
     best_step: int | None = None
     metric_for_best: str | None = None
+    best_dir: Path | None = None  # the weights of best_step (save_best), for checkpoint selection on a dev set
     run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
 
 
@@ -286,6 +288,8 @@ def train(
                 row = dict(kind="eval", step=global_step, epoch=fractional_epoch, **metrics)
                 eval_history.append(row)
                 log(row)
+                if config.save_best and _best(eval_history, config)[1] is row:  # strictly better than before
+                    _save_final_model(accelerator, model, output_dir / "best")
 
             if config.save_every_steps and (last_step or global_step % config.save_every_steps == 0):
                 save_checkpoint()
@@ -305,6 +309,7 @@ def train(
         best_metric=best_row[best_name] if best_row else None,
         best_step=best_row["step"] if best_row else None,
         metric_for_best=best_name,
+        best_dir=output_dir / "best" if config.save_best and (output_dir / "best").is_dir() else None,
         run_info=run_info,
     )
     accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
