@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .data.trec import qid_order
 from .data.types import Qrels, Run
 
 BEIR_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
@@ -70,10 +71,6 @@ def _parse(measures) -> list:
     return parsed
 
 
-def _qid_key(qid: str):
-    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
-
-
 def per_query(run: Run, qrels: Qrels, measures, wide: bool = False) -> pd.DataFrame:
     """Per-query values over the judged queries (missing from the run -> 0).
 
@@ -92,11 +89,11 @@ def per_query(run: Run, qrels: Qrels, measures, wide: bool = False) -> pd.DataFr
             if key in values:
                 values[key] = float(metric.value)
     order = {n: i for i, n in enumerate(names)}
-    rows = sorted(values.items(), key=lambda kv: (_qid_key(kv[0][0]), order[kv[0][1]]))
+    rows = sorted(values.items(), key=lambda kv: (qid_order(kv[0][0]), order[kv[0][1]]))
     frame = pd.DataFrame([(q, n, v) for (q, n), v in rows], columns=["qid", "measure", "value"])
     if wide:
         frame = frame.pivot(index="qid", columns="measure", values="value")
-        frame = frame.reindex(index=sorted(frame.index, key=_qid_key), columns=names)
+        frame = frame.reindex(index=sorted(frame.index, key=qid_order), columns=names)
         frame.columns.name = None
     return frame
 
@@ -188,7 +185,7 @@ def paired_test(per_query_a, per_query_b, measure: str, method: str = "t", n_res
     if method not in ("t", "randomization"):
         raise ValueError(f"method must be 't' or 'randomization', not {method!r}")
     a, b = _values(per_query_a, measure), _values(per_query_b, measure)
-    shared = sorted(set(a.index) & set(b.index), key=_qid_key)
+    shared = sorted(set(a.index) & set(b.index), key=qid_order)
     va, vb = a.loc[shared].to_numpy(float), b.loc[shared].to_numpy(float)
     n = len(shared)
     mean_a = float(va.mean()) if n else math.nan
@@ -290,7 +287,7 @@ def interpolate(run_a: Run, run_b: Run, weight: float, normalise: str = "minmax"
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight}")
     fused: Run = {}
-    for qid in sorted(set(run_a) | set(run_b), key=_qid_key):
+    for qid in sorted(set(run_a) | set(run_b), key=qid_order):
         na, nb = _normalise(run_a.get(qid, {}), normalise), _normalise(run_b.get(qid, {}), normalise)
         floor_a = min(na.values()) if na else 0.0
         floor_b = min(nb.values()) if nb else 0.0

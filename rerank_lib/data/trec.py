@@ -87,11 +87,12 @@ def top_k(run: Run, k: int) -> Run:
 def write_run(run: Run, path: str | os.PathLike, tag: str = "rerank_repro") -> Path:
     """Write a TREC run file atomically, ranks 1..n in score order."""
     with atomic_open(path, "w") as handle:
-        for qid in sorted(run, key=_natural):
+        for qid in sorted(run, key=qid_order):
             for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
                 handle.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
     return Path(path)
 
 
-def _natural(qid: str):
+def qid_order(qid: str):
+    """Sort key for query ids: numeric ids by value (2 before 10), then the others by text."""
     return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)

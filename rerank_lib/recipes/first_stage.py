@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from ..data import Dataset, load_dataset, without_overlap
-from ..data.trec import top_k
+from ..data.trec import qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
@@ -60,11 +60,7 @@ def config(profile: str = "default", **overrides) -> FirstStageConfig:
 
 
 def _limit(dataset: Dataset, n: int | None) -> Dataset:
-    return dataset if n is None else dataset.subset(sorted(dataset.queries, key=_qkey)[:n])
-
-
-def _qkey(q: str):
-    return (0, int(q)) if q.isdigit() else (1, q)
+    return dataset if n is None else dataset.subset(sorted(dataset.queries, key=qid_order)[:n])
 
 
 def load(cfg: FirstStageConfig) -> dict[str, Dataset]:

@@ -14,7 +14,7 @@ import pandas as pd
 from ..data import dev_slice, load_dataset, without_overlap
 from ..data.trec import top_k
 from ..evaluation import evaluate, measures_for, per_query
-from ..results import plot_per_query_delta
+from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
 from .common import Timer, load_run, record_run, resolve_profile, save_run
 
@@ -91,13 +91,10 @@ def label_training_candidates(cfg: TeacherConfig, results_dir) -> pd.DataFrame:
 
 def per_query_figure(cfg: TeacherConfig, records, results_dir, teacher: str | None = None):
     """Per-query nDCG@10 change of a teacher over BM25 on each test set: where the gain comes from."""
-    from ..results import load_per_query
-
     teacher = teacher or cfg.teachers[0]
     deltas = {}
     for name, split in TEST_SETS:
-        _, bm25 = _dataset(cfg, name, split, results_dir)
-        ds = load_dataset(name, split, root=cfg.data_root).subset(sorted(bm25))
+        ds, bm25 = _dataset(cfg, name, split, results_dir)
         base = per_query(bm25, ds.qrels, ["nDCG@10"], wide=True)["nDCG@10"]
         rec = next(r for r in records if r.method == teacher and r.dataset == name)
         mine = load_per_query(rec, results_dir)
