@@ -59,3 +59,53 @@ def test_first_stage_and_teacher_profiles():
     assert teacher.config("default", teachers=["minilm-l6"]).teachers == ("minilm-l6",)
     with pytest.raises(KeyError, match="unknown teacher"):
         teacher.config("default", teachers=["gpt-9"])
+
+
+# ---- training splits, the leak guard inside record_run, interpolation rows ----------------------------------
+
+from rerank_lib.data import LeakError
+from rerank_lib.recipes.common import (
+    choose_interpolation_weight, dl_training_split, record_interpolation, scifact_training_split,
+)
+
+
+def test_scifact_training_split_is_clean_and_seeded(shared_data):
+    split = scifact_training_split(shared_data, seed=13)
+    assert not set(split.train.queries) & set(split.dev.queries)
+    assert len(split.dev.queries) == 81 and len(split.train.queries) + len(split.dev.queries) == 807 - 0  # judged, minus 2 repeats
+    assert {"871", "1291"}.isdisjoint(split.provenance.query_ids)  # the two test claims repeated in train
+    again = scifact_training_split(shared_data, seed=13)
+    assert sorted(again.dev.queries) == sorted(split.dev.queries)
+    assert "scifact/train" in split.describe()
+
+
+def test_record_run_refuses_a_leaky_evaluation_on_real_data(shared_data, tmp_path):
+    from rerank_lib.data import load_dataset
+    dl20 = dl_training_split("trec-dl-2020", shared_data)
+    dl19 = load_dataset("trec-dl-2019", "test", root=shared_data)
+    leaky = load_dataset("trec-dl-2020", "test", root=shared_data).judged_queries()
+    run = {q: {d: 1.0 for d in list(dl19.qrels[q])[:3]} for q in list(dl19.qrels)[:5]}
+    qrels = {q: dl19.qrels[q] for q in run}
+    rec = record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2019", split="test", profile="smoke",
+                     results_dir=tmp_path, training=dl20.provenance, eval_queries={q: dl19.queries[q] for q in run})
+    assert rec.training_queries.startswith("trec-dl-2020/test") and rec.n_training_queries == len(dl20.provenance.query_ids)
+    with pytest.raises(LeakError, match="trec-dl-2020"):
+        record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2020", split="test", profile="smoke",
+                   results_dir=tmp_path, training=dl20.provenance, eval_queries=leaky)
+    with pytest.raises(TypeError, match="eval_queries"):
+        record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2019", split="test", profile="smoke",
+                   results_dir=tmp_path, training=dl20.provenance)
+
+
+def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
+    # q1: reranker puts the relevant doc first, first stage last; q2 the reverse but with a small margin.
+    reranker = {"q1": {"a": 1.0, "b": 0.0, "c": 0.5}, "q2": {"a": 0.4, "b": 0.5, "c": 0.0}}
+    first = {"q1": {"a": 0.0, "b": 1.0, "c": 0.5}, "q2": {"a": 1.0, "b": 0.0, "c": 0.5}}
+    qrels = {"q1": {"a": 1}, "q2": {"a": 1}}
+    w, curve = choose_interpolation_weight(reranker, first, qrels, grid=[0.0, 0.5, 1.0])
+    # w=0: q1 rank 3, q2 rank 1; w=0.5: q1 a=.5,b=.5,c=.5 (tie -> doc id desc: c,b,a -> rank 3), q2 a=.9 rank 1;
+    # w=1: q1 rank 1, q2 b first -> rank 2.  nDCG@10: w=0 (0.5+1)/2, w=.5 same, w=1 (1+0.6309)/2 = 0.8155 best.
+    assert w == 1.0 and curve.loc[curve.weight == 1.0, "nDCG@10"].item() == pytest.approx((1 + 1 / 1.5849625) / 2, abs=1e-4)
+    rec = record_interpolation(reranker, first, 0.5, qrels, method="ce", pipeline="p", dataset="scifact", split="test",
+                               profile="smoke", results_dir=tmp_path)
+    assert rec.method == "ce+interp" and rec.params["interpolation_weight"] == 0.5

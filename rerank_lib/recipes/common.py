@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+import pandas as pd
+
+from ..data import TrainingQueries, assert_no_leak, dev_slice, load_dataset, without_overlap
 from ..data.trec import read_run, write_run
-from ..data.types import Run
-from ..evaluation import evaluate, measures_for, paired_test, per_query
+from ..data.types import Dataset, Run
+from ..evaluation import evaluate, interpolate, measures_for, paired_test, per_query
 from ..results import Record, make_record, write_record
 
 PROFILES = ("smoke", "default", "paper")
@@ -54,9 +58,19 @@ def record_run(
     baselines: Mapping[str, Run] | None = None, measures=None, model: str = "", first_stage: str = "",
     depth: int | None = None, reference: Mapping[str, Any] | None = None, training_queries: str = "none (zero-shot)",
     n_training_queries: int | None = None, params: Mapping[str, Any] | None = None, seed: int | None = None,
-    wall_s: float | None = None,
+    wall_s: float | None = None, training: TrainingQueries | None = None, eval_queries: Mapping[str, str] | None = None,
 ) -> Record:
-    """Evaluate `run`, test it against each baseline run (paired t-test per measure), write the record + per-query CSV."""
+    """Evaluate `run`, test it against each baseline run (paired t-test per measure), write the record + per-query CSV.
+
+    A trained model passes `training` (its TrainingQueries) and `eval_queries` (the queries it is evaluated on):
+    the leak guard refuses the record when they share a query, and the record names the training queries.
+    """
+    if training is not None:
+        if eval_queries is None:
+            raise TypeError("record_run(training=...) needs eval_queries= (the evaluated queries) for the leak guard")
+        assert_no_leak([training], f"{dataset}/{split}", dict(eval_queries))
+        training_queries = training.describe()
+        n_training_queries = len(training.query_ids)
     measures = list(measures or measures_for(dataset))
     pq = per_query(run, qrels, measures)
     significance = {}
@@ -83,3 +97,71 @@ class Timer:
     def __exit__(self, *exc):
         self.s = time.perf_counter() - self.start
         return False
+
+
+@dataclasses.dataclass
+class TrainingSplit:
+    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.
+
+    `provenance` covers train and dev together: both are closed to evaluation.
+    """
+
+    train: Dataset
+    dev: Dataset
+    provenance: TrainingQueries
+
+    def describe(self) -> str:
+        return f"{self.provenance.source}: {len(self.train.queries)} train + {len(self.dev.queries)} dev q"
+
+
+def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int) -> TrainingSplit:
+    ds = ds.subset(sorted(ds.judged_queries()))
+    train_ids, dev_ids = dev_slice(ds.queries, fraction=dev_fraction, min_size=min(min_dev, len(ds.queries) // 2), seed=seed)
+    provenance = TrainingQueries.of(source, ds.queries)
+    return TrainingSplit(train=ds.subset(train_ids), dev=ds.subset(dev_ids), provenance=provenance)
+
+
+def scifact_training_split(data_root=None, seed: int = 13, dev_fraction: float = 0.1, min_dev: int = 20,
+                           restrict_to=None) -> TrainingSplit:
+    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice.
+
+    `restrict_to` limits it to some query ids (the smoke profile trains on the queries 01_first_stage ran).
+    The same seed and fraction give the dev slice 02_teacher reports on.
+    """
+    test = load_dataset("scifact", "test", root=data_root)
+    ds = load_dataset("scifact", "train", root=data_root)
+    ds = ds.subset(sorted(without_overlap(ds.queries, test.queries)))
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
+    return _split(ds, "scifact/train", seed, dev_fraction, min_dev)
+
+
+def dl_training_split(train_on: str, data_root=None, seed: int = 13, dev_fraction: float = 0.2, min_dev: int = 8,
+                      restrict_to=None) -> TrainingSplit:
+    """One TREC DL year as training data for the other year's evaluation (folds_dl), with its own dev slice."""
+    ds = load_dataset(train_on, "test", root=data_root)
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
+    return _split(ds, f"{train_on}/test", seed, dev_fraction, min_dev)
+
+
+def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qrels, measure: str = "nDCG@10",
+                                grid=None) -> tuple[float, pd.DataFrame]:
+    """The weight of `interpolate(reranker, first stage, w)` that is best on the dev slice (ties: larger weight).
+
+    Returns the weight and the whole dev curve, to show in the notebook.
+    """
+    grid = [round(float(w), 2) for w in (np.linspace(0.0, 1.0, 11) if grid is None else grid)]
+    rows = [{"weight": w, measure: evaluate(interpolate(reranked_dev, first_stage_dev, w), dev_qrels, [measure])[measure]}
+            for w in grid]
+    curve = pd.DataFrame(rows)
+    best = curve[curve[measure] == curve[measure].max()]["weight"].max()
+    return float(best), curve
+
+
+def record_interpolation(reranked: Run, first_stage: Run, weight: float, qrels, *, method: str, baselines=None,
+                         **record_kwargs) -> Record:
+    """The standard `reranker + first stage` row: normalised score interpolation with a dev-chosen weight."""
+    params = {**dict(record_kwargs.pop("params", None) or {}), "interpolation_weight": weight}
+    return record_run(interpolate(reranked, first_stage, weight), qrels, method=f"{method}+interp", baselines=baselines,
+                      params=params, **record_kwargs)
