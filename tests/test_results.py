@@ -215,3 +215,24 @@ def test_git_commit_ignores_regenerated_results(tmp_path):
     assert git_commit(tmp_path) == head  # results being rewritten is not a dirty tree
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_marks_per_compared_method_and_dl_fold_means(tmp_path):
+    sig = {"bm25": {"nDCG@10": {"delta": 0.05, "p_value": 0.01}}, "start": {"nDCG@10": {"delta": 0.01, "p_value": 0.4}}}
+    rows = [
+        make_record("p", "m", "trec-dl-2019", "test", {"nDCG@10": 0.60}, training_queries="trec-dl-2020/test (54 q)",
+                    significance=sig, **FIXED),
+        make_record("p", "m", "trec-dl-2020", "test", {"nDCG@10": 0.50}, training_queries="trec-dl-2019/test (43 q)", **FIXED),
+        make_record("first_stage", "bm25", "trec-dl-2019", "test", {"nDCG@10": 0.506}, **FIXED),  # one year only: no mean
+    ]
+    for rec in rows:
+        write_record(rec, tmp_path)
+    md = build_tables(tmp_path)["md"].read_text()
+    dl19_row = [line for line in md.split("## trec-dl-2019 / test")[1].splitlines() if line.startswith("| p | m ")][0]
+    assert "**0.600**▲· |" in dl19_row and dl19_row.rstrip().endswith("| bm25, start |")  # better than bm25, n.s. vs start
+    folds = md.split("## TREC DL: the two folds and their mean")[1]
+    assert "| p | m | trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q) | 0.600 | 0.500 | **0.550** |" in folds
+    assert "bm25" not in folds.split("| ---")[1]
+    from rerank_lib.results import fold_means
+    assert fold_means(rows) == [{"pipeline": "p", "method": "m", "training": "trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q)",
+                                 "trec-dl-2019 nDCG@10": 0.60, "trec-dl-2020 nDCG@10": 0.50, "mean nDCG@10": 0.55}]

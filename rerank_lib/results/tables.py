@@ -76,15 +76,43 @@ def _fmt_ref(value) -> str:
     return f"{value:.{min(4, max(3, decimals))}f}"
 
 
+NOT_SIGNIFICANT = "·"
+
+
 def _marks(record: Record, measure: str, alpha: float) -> list[str]:
+    """One mark per compared method, in the order of the *vs* column: ▲/▼ significant, · not (only when >1 compared)."""
     marks = []
     for vs in sorted(record.significance):
         test = record.significance[vs].get(measure)
-        if not test or test.get("p_value") is None or test.get("delta") is None:
-            continue
-        if test["p_value"] < alpha and test["delta"] != 0:
+        if test and test.get("p_value") is not None and test.get("delta") and test["p_value"] < alpha:
             marks.append(UP if test["delta"] > 0 else DOWN)
+        else:
+            marks.append(NOT_SIGNIFICANT)
+    if len(marks) == 1 and marks[0] == NOT_SIGNIFICANT:
+        return []
     return marks
+
+
+#: The two leak-free TREC DL folds are reported side by side and averaged (train on one year, test on the other).
+DL_FOLDS = ("trec-dl-2019", "trec-dl-2020")
+
+
+def fold_means(records: list[Record], measure: str = "nDCG@10") -> list[dict]:
+    """Methods measured on both TREC DL years: each year's value and their mean (the two folds' summary)."""
+    by_key: dict[tuple[str, str], dict[str, Record]] = {}
+    for r in records:
+        if r.dataset in DL_FOLDS and measure in r.metrics:
+            by_key.setdefault((r.pipeline, r.method), {})[r.dataset] = r
+    rows = []
+    for (pipeline, method), found in sorted(by_key.items()):
+        if set(found) != set(DL_FOLDS):
+            continue
+        values = [found[d].metrics[measure] for d in DL_FOLDS]
+        rows.append({"pipeline": pipeline, "method": method,
+                     "training": " / ".join(_training(found[d]) for d in DL_FOLDS),
+                     **{f"{d} {measure}": v for d, v in zip(DL_FOLDS, values)},
+                     f"mean {measure}": sum(values) / len(values)})
+    return rows
 
 
 def _best(records: list[Record], measure: str):
@@ -132,8 +160,10 @@ def _markdown(sections, profile: str, alpha: float, n_records: int) -> str:
     commits = sorted({r.git_commit[:12] + ("-dirty" if r.git_commit.endswith("-dirty") else "")
                       for _, _, rs in sections for r in rs})
     out += [f"{n_records} records; commits: {', '.join(commits)}.", "",
-            f"Values are means over the judged queries. {UP}/{DOWN}: significantly better/worse (p < {alpha}) than "
-            "the method(s) named under *vs* (paired test recorded by the notebook). Bold: best in the column.", ""]
+            f"Values are means over the judged queries. {UP}/{DOWN}: significantly better/worse (p < {alpha}, paired "
+            f"test recorded by the notebook) than the method(s) named under *vs*, one mark per method in that order "
+            f"({NOT_SIGNIFICANT}: not significant); *start* is the model's own untrained or zero-shot starting point. "
+            "Bold: best in the column.", ""]
     for dataset, split, records in sections:
         measures = _measures(records)
         refs = _with_reference(records, measures)
@@ -162,6 +192,21 @@ def _markdown(sections, profile: str, alpha: float, n_records: int) -> str:
         out.append("")
         if notes:
             out += ["Published numbers:", *notes, ""]
+    folds = fold_means([r for _, _, rs in sections for r in rs])
+    if folds:
+        measure = [k for k in folds[0] if k.startswith("mean ")][0][5:]
+        out += ["## TREC DL: the two folds and their mean", "",
+                f"Trained models learn on one year and are tested on the other; the mean of the two years' {measure} is "
+                "the leak-free summary. Training queries: DL19 row / DL20 row.", "",
+                f"| pipeline | method | training queries | {DL_FOLDS[0]} | {DL_FOLDS[1]} | mean |",
+                "| --- | --- | --- | ---: | ---: | ---: |"]
+        best = max(row[f"mean {measure}"] for row in folds)
+        for row in folds:
+            mean = _fmt(row[f"mean {measure}"])
+            out.append("| " + " | ".join(_md_cell(c) for c in [
+                row["pipeline"], row["method"], row["training"], _fmt(row[f"{DL_FOLDS[0]} {measure}"]),
+                _fmt(row[f"{DL_FOLDS[1]} {measure}"]), f"**{mean}**" if row[f"mean {measure}"] == best else mean]) + " |")
+        out.append("")
     return "\n".join(out)
 
 
