@@ -1,0 +1,563 @@
+"""10_ / 11_: fine-tuning a BERT-like cross-encoder the RAG-Retrieval / FlagEmbedding way, on SciFact.
+
+10_cross_encoder_data builds the training data from SciFact train (minus the dev slice) in the projects' own
+formats: qrels positives, BM25 (and dense, FlagEmbedding hn_mine-style) hard negatives, and teacher scores from
+the offline teacher, calibrated to probabilities on the training labels.
+11_cross_encoder_training reads those files back, fine-tunes MiniLM with each loss (point_ce, point_mse, group CE,
+group CE + KD, RankNet, listwise CE), selects each checkpoint on the dev slice, and reranks SciFact test's BM25
+top-`depth`, with an interpolation row per variant.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import write_json
+from ..data import load_dataset
+from ..data.pairs import TrainGroup, label_stats, read_flagembedding, read_rag_retrieval, write_pairs_jsonl
+from ..data.trec import ranked, top_k
+from ..data.types import Run
+from ..evaluation import evaluate, measures_for
+from ..negatives import mine_dense_negatives, sample_negatives
+from ..rerankers import CrossEncoder, RerankEvaluator, fit
+from ..results import save_figure
+from ..retrievers.bi_encoder import BiEncoder
+from ..teacher import spec as teacher_spec, teacher_scores
+from ..training import TrainConfig
+from .common import (
+    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_interpolation, record_run, resolve_profile,
+    scifact_training_split,
+)
+
+PIPELINE = "cross_encoder"
+
+#: variant -> (loss, which training file, knowledge distillation on)
+VARIANTS = {
+    "point_ce": ("point_ce", "binary", False),  # RAG-Retrieval, binary {query, pos, neg}
+    "point_mse": ("point_mse", "distill", False),  # RAG-Retrieval distillation {query, pos, pos_scores}
+    "group_ce": ("group_ce", "flag", False),  # FlagEmbedding, 1 positive + G-1 negatives
+    "group_ce_kd": ("group_ce", "flag", True),  # FlagEmbedding with knowledge distillation (pos/neg_scores)
+    "ranknet": ("ranknet", "distill", False),  # pairwise, weighted by the label difference
+    "listwise_ce": ("listwise_ce", "distill", False),  # ListNet top-one over the soft labels
+}
+FILES = {
+    "binary": ("scifact_train.rag-retrieval.jsonl", "rag-retrieval"),
+    "distill": ("scifact_train.rag-retrieval.distill.jsonl", "rag-retrieval"),
+    "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
+    "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
+}
+
+
+@dataclass(frozen=True)
+class CrossEncoderConfig:
+    profile: str = "default"
+    seed: int = 13
+    data_root: str | None = None
+    model: str = "minilm-l6"
+    max_length: int = 64  # claim + title + the abstract's first ~40 tokens (dev: as good as 96 per step, half the cost)
+    # evaluation
+    depth: int = 20  # SciFact test: rerank the BM25 top-`depth` (the paper setting is 100)
+    dev_depth: int = 20
+    max_test_queries: int | None = None  # smoke: the first N test queries
+    score_batch_size: int = 64
+    # data (10_)
+    negatives: str = "bm25"  # the negatives the models train on: 'bm25' | 'dense'
+    bm25_range: tuple[int, int] = (0, 30)  # 0-based slice of the BM25 ranking
+    dense_range: tuple[int, int] = (10, 210)  # FlagEmbedding hn_mine's default window
+    negative_number: int = 7
+    dense_pool: str = "corpus"  # 'corpus' | 'candidates' (smoke: search only the BM25 candidates)
+    teacher: str = "bm25+minilm-l6"
+    teacher_depth: int = 100
+    # training (11_)
+    variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
+    learning_rate: float = 2e-4  # 10x the usual 2e-5: the usual recipe learns nothing in a CPU budget
+    head_lr: float | None = 2e-3  # the fresh classification head (and pooler) learns 10x faster
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.01
+    num_epochs: int = 1
+    max_steps: int | None = 50
+    batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
+    group_size: int = 8
+    kd_weight: float = 1.0
+    kd_temperature: float = 1.0
+    eval_every_steps: int | None = 25
+    save_every_steps: int | None = 25
+    variant_params: dict = field(default_factory=dict)  # per-variant overrides of the training fields above
+    interpolate: bool = True
+
+
+PROFILES = {
+    "smoke": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
+              "bm25_range": (0, 20), "dense_range": (2, 30), "dense_pool": "candidates", "teacher_depth": 20,
+              "variants": ("point_ce", "group_ce_kd"), "max_steps": 3, "batch_pairs": 8, "group_size": 4,
+              "eval_every_steps": None, "save_every_steps": None, "score_batch_size": 32},
+    "default": {},
+    # GPU users online. FlagEmbedding research/reranker (bge-reranker-base): lr 6e-5, 5 epochs, train_group_size 16,
+    # max_len 512, weight decay 0.01 (examples/finetune/reranker: warmup 0.1, KD on). RAG-Retrieval
+    # config/training_bert.yaml (bge-reranker-m3): point_ce, lr 5e-5, 2 epochs, batch 96, max_len 512, warmup 0.1.
+    "paper": {"model": "BAAI/bge-reranker-base", "teacher": "bge-reranker-v2-m3", "max_length": 512, "depth": 100,
+              "head_lr": None,
+              "dev_depth": 100, "negative_number": 15, "dense_range": (10, 210), "negatives": "dense",
+              "variants": tuple(VARIANTS), "learning_rate": 6e-5, "num_epochs": 5, "max_steps": None,
+              "batch_pairs": 128, "group_size": 16, "eval_every_steps": 500, "save_every_steps": 500,
+              "variant_params": {v: {"learning_rate": 5e-5, "num_epochs": 2, "batch_pairs": 96}
+                                 for v in ("point_ce", "point_mse")}},
+}
+
+
+def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
+    for name in ("variants", "bm25_range", "dense_range"):
+        if overrides.get(name) is not None:
+            overrides[name] = tuple(overrides[name])
+    cfg = resolve_profile(CrossEncoderConfig(), PROFILES, profile, overrides)
+    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    if cfg.negatives not in ("bm25", "dense"):
+        raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
+    teacher_spec(cfg.teacher)
+    return cfg
+
+
+def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
+    """Where 10_ writes the training files (ignored by git: results/cache/)."""
+    path = Path(results_dir) / "cache" / cfg.profile / "cross_encoder"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- 10_ data
+
+
+@dataclass
+class Calibration:
+    """p(relevant | teacher score s) = sigmoid(a * s + b), fitted on the training queries' qrels only."""
+
+    a: float
+    b: float
+    teacher: str
+    n_pairs: int
+    n_relevant: int
+
+    def logit(self, s) -> np.ndarray:
+        return self.a * np.asarray(s, dtype=float) + self.b
+
+    def prob(self, s) -> np.ndarray:
+        return _sigmoid(self.logit(s))
+
+
+def _sigmoid(x) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(np.asarray(x, dtype=float))
+
+
+def fit_calibration(scores: Run, qrels, teacher: str) -> Calibration:
+    """Platt scaling: a one-feature logistic regression of qrels relevance on the teacher score."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = [], []
+    for q, docs in scores.items():
+        for d, s in docs.items():
+            xs.append(s)
+            ys.append(int(qrels.get(q, {}).get(d, 0) > 0))
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys)
+    if len(set(ys)) < 2:
+        raise ValueError("calibration needs relevant and non-relevant candidates")
+    mu, sd = x.mean(), x.std() or 1.0
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(((x - mu) / sd)[:, None], y)
+    a = float(model.coef_[0, 0] / sd)
+    return Calibration(a=a, b=float(model.intercept_[0] - a * mu), teacher=teacher, n_pairs=len(y), n_relevant=int(y.sum()))
+
+
+@dataclass
+class TrainingData:
+    split: TrainingSplit
+    files: dict[str, Path]
+    calibration: Calibration
+    groups: dict[str, list[TrainGroup]]  # kind -> groups (train queries only), as written
+    manifest: dict
+
+
+def _teacher_over(cfg: CrossEncoderConfig, ds, bm25: Run, extra: dict[str, list[str]]) -> Run:
+    """Teacher scores over each query's BM25 top-teacher_depth plus `extra` docs (positives the first stage missed,
+    dense negatives), which join the first-stage order below its last candidate."""
+    candidates: Run = {}
+    for q in ds.queries:
+        docs = dict(ranked(bm25.get(q, {}))[: cfg.teacher_depth])
+        floor = min(docs.values(), default=0.0)
+        for i, d in enumerate(dict.fromkeys(x for x in extra.get(q, []) if x not in docs), start=1):
+            docs[d] = floor - i
+        candidates[q] = docs
+    depth = max(len(v) for v in candidates.values())
+    return teacher_scores(cfg.teacher, candidates, ds.corpus, ds.queries, depth=depth)
+
+
+def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
+    """SciFact train (minus the dev slice) -> the RAG-Retrieval and FlagEmbedding training files.
+
+    positives: qrels (relevance > 0). negatives: `negative_number` drawn from the BM25 ranking's slice
+    `bm25_range` (and, for the dense file, from a MiniLM dense ranking's slice `dense_range`), never a positive.
+    teacher: `cfg.teacher` scores every candidate; Platt scaling fitted on the train queries' qrels maps a score to
+    p(relevant) (the distillation labels, in [0, 1]) and to its logit (FlagEmbedding's pos/neg_scores).
+    """
+    bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
+    split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(bm25))
+    train = split.train
+    corpus_ids = list(train.corpus)
+    positives = {q: sorted(d for d, r in train.qrels[q].items() if r > 0) for q in train.queries}
+    positives = {q: p for q, p in positives.items() if p}
+
+    bm25_neg = sample_negatives(bm25, positives, cfg.bm25_range, cfg.negative_number, cfg.seed, fill_from=corpus_ids)
+    encoder = BiEncoder("minilm-l6")  # 01_first_stage's settings, so the corpus encoding is shared (cached)
+    if cfg.dense_pool == "candidates":  # smoke: search the BM25 candidates (and positives) only
+        pool_ids = sorted({d for q in positives for d in bm25.get(q, {})} | {d for p in positives.values() for d in p})
+        pool = {d: train.corpus[d] for d in pool_ids}
+    else:
+        pool = train.corpus
+    dense_neg = mine_dense_negatives(encoder, pool, train.queries, positives, cfg.dense_range, cfg.negative_number,
+                                     cfg.seed, fill_random=True)
+
+    extra = {q: positives[q] + bm25_neg[q] + dense_neg[q] for q in positives}
+    scores = _teacher_over(cfg, train.subset(list(positives)), bm25, extra)
+    calibration = fit_calibration(scores, train.qrels, cfg.teacher)
+
+    def group(q: str, negs: list[str], soft: bool) -> TrainGroup:
+        docs = positives[q] + negs
+        s = [scores[q][d] for d in docs]
+        labels = [1.0] * len(positives[q]) + ([float(p) for p in calibration.prob(s[len(positives[q]):])]
+                                               if soft else [0.0] * len(negs))
+        return TrainGroup(train.queries[q], [train.corpus[d].text_for_model for d in docs], labels,
+                          n_pos=len(positives[q]), teacher_scores=[float(x) for x in calibration.logit(s)],
+                          query_id=q, doc_ids=docs)
+
+    main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg
+    qids = sorted(positives, key=lambda q: (len(q), q))
+    groups = {
+        "binary": [group(q, main_neg[q], soft=False) for q in qids],
+        "distill": [group(q, main_neg[q], soft=True) for q in qids],
+        "flag": [group(q, main_neg[q], soft=False) for q in qids],
+        "flag_dense": [group(q, dense_neg[q], soft=False) for q in qids],
+    }
+    out = data_dir(cfg, results_dir)
+    files = {}
+    for kind, (name, fmt) in FILES.items():
+        files[kind] = write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
+    manifest = {
+        "query_ids": qids, "dev_query_ids": sorted(split.dev.queries), "source": split.provenance.source,
+        "calibration": asdict(calibration), "files": {k: p.name for k, p in files.items()},
+        "config": {k: v for k, v in asdict(cfg).items() if k in (
+            "seed", "negatives", "bm25_range", "dense_range", "negative_number", "teacher", "teacher_depth")},
+    }
+    write_json(out / "manifest.json", manifest)
+    return TrainingData(split, files, calibration, groups, manifest)
+
+
+def data_summary(data: TrainingData) -> pd.DataFrame:
+    """One row per training file: queries, pairs, positives, label histogram."""
+    rows = []
+    for kind, path in data.files.items():
+        stats = label_stats(data.groups[kind])
+        rows.append({"file": path.name, "queries": stats["queries"], "pairs": stats["pairs"],
+                     "positives": stats["positives"], "teacher scores": stats["with_teacher"] > 0,
+                     **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
+    return pd.DataFrame(rows).set_index("file")
+
+
+def negatives_overlap(data: TrainingData) -> dict:
+    """How many of the main negatives (cfg.negatives) the dense window also drew, and how the teacher rates each
+    kind (mean calibrated p(relevant))."""
+    main = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag"]}  # the negatives the models train on
+    dense = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag_dense"]}
+    shared = [len(main[q] & dense[q]) / max(1, len(main[q])) for q in main]
+    # teacher_scores hold the calibrated logits: p = sigmoid(logit)
+    mean_p = {kind: float(np.mean([p for g in data.groups[kind] for p in _sigmoid(g.teacher_scores[g.n_pos:])]))
+              for kind in ("flag", "flag_dense")}
+    pos_p = float(np.mean([p for g in data.groups["flag"] for p in _sigmoid(g.teacher_scores[: g.n_pos])]))
+    return {"shared negatives (share)": round(float(np.mean(shared)), 3),
+            "teacher p(relevant), positives": round(pos_p, 3),
+            "teacher p(relevant), main negatives": round(mean_p["flag"], 3),
+            "teacher p(relevant), dense negatives": round(mean_p["flag_dense"], 3)}
+
+
+def preview(data: TrainingData, chars: int = 90) -> pd.DataFrame:
+    """The first line of each written file, long strings cut to `chars`."""
+    def cut(value):
+        if isinstance(value, str):
+            return value if len(value) <= chars else value[:chars] + "…"
+        if isinstance(value, list):
+            shown = [cut(v) if isinstance(v, str) else round(v, 3) for v in value[:3]]
+            return shown + ([f"… {len(value)} in all"] if len(value) > 3 else [])
+        return value
+
+    rows = []
+    for kind, path in data.files.items():
+        with open(path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+        rows.append({"file": path.name, **{k: cut(v) for k, v in first.items()}})
+    return pd.DataFrame(rows).set_index("file").fillna("")
+
+
+def example_files(data_root=None) -> pd.DataFrame:
+    """The projects' own example files, read by the same readers (they must load)."""
+    from ..paths import data_root as resolve_root
+
+    root = resolve_root(data_root)
+    rows = []
+    for rel, reader, kwargs in (
+        ("rag-retrieval/example_data/t2rank_100.jsonl", read_rag_retrieval, {}),
+        ("rag-retrieval/example_data/t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
+        ("rag-retrieval/example_data/t2rank_100.distill.jsonl", read_rag_retrieval, {}),
+        ("flagembedding/reranker/normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
+        ("flagembedding/reranker/prompt_based/examples.jsonl", read_flagembedding, {}),
+        ("flagembedding/reranker/old_toy/toy_finetune_data.jsonl", read_flagembedding, {}),
+    ):
+        groups = reader(root / rel, **kwargs)
+        stats = label_stats(groups)
+        rows.append({"file": rel, "queries": stats["queries"], "pairs": stats["pairs"], "positives": stats["positives"],
+                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
+                     "labels in (0,1)": sum(0 < lab < 1 for g in groups for lab in g.labels)})
+    return pd.DataFrame(rows).set_index("file")
+
+
+# ---------------------------------------------------------------------------------------------------- 11_ training
+
+
+def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, list[TrainGroup]], TrainingSplit, dict]:
+    """Read 10_'s files back with the projects' readers (the files, not the in-memory groups, are what we train on)."""
+    out = data_dir(cfg, results_dir)
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: run 10_cross_encoder_data first (same profile)")
+    manifest = json.loads(manifest_path.read_text())
+    groups = {}
+    for kind, (name, fmt) in FILES.items():
+        path = out / name
+        groups[kind] = read_rag_retrieval(path) if fmt == "rag-retrieval" else \
+            read_flagembedding(path, knowledge_distillation=True)
+        if len(groups[kind]) != len(manifest["query_ids"]):
+            raise ValueError(f"{path}: {len(groups[kind])} lines but the manifest lists {len(manifest['query_ids'])} queries")
+        for g, q in zip(groups[kind], manifest["query_ids"]):
+            g.query_id = q
+    bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
+    split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(bm25))
+    if sorted(split.dev.queries) != manifest["dev_query_ids"]:
+        raise ValueError("the dev slice differs from the one 10_ held out (different seed or data): rerun 10_")
+    if not set(manifest["query_ids"]) <= set(split.train.queries):
+        raise ValueError("training files name queries outside the train split: rerun 10_")
+    return groups, split, manifest
+
+
+@dataclass
+class EvalSets:
+    test: object  # Dataset
+    test_bm25: Run
+    dev: object
+    dev_bm25: Run
+    split: TrainingSplit
+
+
+def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> EvalSets:
+    test_bm25 = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
+    qids = sorted(test_bm25, key=lambda q: (len(q), q))[: cfg.max_test_queries] if cfg.max_test_queries else sorted(test_bm25)
+    test = load_dataset("scifact", "test", root=cfg.data_root).subset(qids)
+    test = test.subset([q for q in test.queries if q in test.qrels])
+    test_bm25 = top_k({q: test_bm25[q] for q in test.queries}, cfg.depth)
+    train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
+    dev_bm25 = top_k({q: train_bm25[q] for q in split.dev.queries if q in train_bm25}, cfg.dev_depth)
+    return EvalSets(test, test_bm25, split.dev, dev_bm25, split)
+
+
+def _train_config(cfg: CrossEncoderConfig, variant: str, results_dir, fingerprint: str) -> tuple[dict, TrainConfig]:
+    params = {k: getattr(cfg, k) for k in ("learning_rate", "head_lr", "warmup_ratio", "lr_scheduler", "weight_decay",
+                                            "num_epochs", "max_steps", "batch_pairs", "group_size", "kd_weight",
+                                            "kd_temperature", "eval_every_steps", "save_every_steps", "max_length")}
+    params.update(cfg.variant_params.get(variant, {}))
+    loss = VARIANTS[variant][0]
+    per_step = params["batch_pairs"] // params["group_size"] if loss in ("group_ce", "ranknet", "listwise_ce") else params["batch_pairs"]
+    key = hashlib.sha256(json.dumps([variant, params, cfg.model, cfg.seed, fingerprint], sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(results_dir) / "cache" / cfg.profile / "cross_encoder" / "checkpoints" / f"{variant}-{key}"
+    train_cfg = TrainConfig(
+        output_dir=str(out), seed=cfg.seed, learning_rate=params["learning_rate"], num_epochs=params["num_epochs"],
+        max_steps=params["max_steps"], per_device_batch_size=max(1, per_step), warmup_ratio=params["warmup_ratio"],
+        lr_scheduler=params["lr_scheduler"], weight_decay=params["weight_decay"], log_every_steps=1,
+        eval_every_steps=params["eval_every_steps"], save_every_steps=params["save_every_steps"], keep_last_checkpoints=1,
+        metric_for_best="nDCG@10")
+    return params, train_cfg
+
+
+def recipe_table(cfg: CrossEncoderConfig) -> pd.DataFrame:
+    """The training recipe of each variant beside the usual one (sentence-transformers / RAG-Retrieval defaults)."""
+    rows = {"usual recipe (learns nothing on CPU)": {"loss": "point_ce", "learning_rate": 2e-5, "head lr": "same",
+                                                      "max_length": 256,
+                                                      "steps": "1 epoch", "pairs/step": 16, "group_size": "-"}}
+    for variant in cfg.variants:
+        params, train_cfg = _train_config(cfg, variant, ".", "")
+        loss = VARIANTS[variant][0]
+        rows[variant] = {"loss": loss + (" + KD" if VARIANTS[variant][2] else ""), "learning_rate": params["learning_rate"],
+                         "head lr": params["head_lr"] or "same",
+                         "max_length": params["max_length"],
+                         "steps": params["max_steps"] or f"{params['num_epochs']} epochs",
+                         "pairs/step": params["batch_pairs"],
+                         "group_size": params["group_size"] if loss in ("group_ce", "ranknet", "listwise_ce") else "-",
+                         "warmup": params["warmup_ratio"], "schedule": params["lr_scheduler"],
+                         "eval every": params["eval_every_steps"] or "end"}
+    return pd.DataFrame(rows).T.fillna("")
+
+
+@dataclass
+class VariantRun:
+    variant: str
+    model: CrossEncoder
+    result: object  # TrainResult
+    dev_run: Run
+    params: dict
+    wall_s: float
+
+
+def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
+    """The starting point of every variant: MiniLM's encoder under a fresh, seeded head (online: a hub reranker)."""
+    return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.seed)
+
+
+def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]], sets: EvalSets,
+                  results_dir) -> VariantRun:
+    """Fine-tune a fresh start model with one variant; checkpoint selection on the dev slice (nDCG@10)."""
+    loss, kind, kd = VARIANTS[variant]
+    data = groups[kind]
+    fingerprint = hashlib.sha256(json.dumps([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]).encode()).hexdigest()
+    params, train_cfg = _train_config(cfg, variant, results_dir, fingerprint)
+    model = CrossEncoder(cfg.model, max_length=params["max_length"], init_seed=cfg.seed)
+    dev = RerankEvaluator(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
+                          measures=["nDCG@10", "RR@10"], batch_size=cfg.score_batch_size)
+    with Timer() as t:
+        result = fit(model, data, loss=loss, config=train_cfg, group_size=params["group_size"],
+                     kd_weight=params["kd_weight"] if kd else 0.0, kd_temperature=params["kd_temperature"],
+                     eval_fn=dev, head_lr=params["head_lr"])
+    if len(dev.runs) == len(result.eval_history):
+        dev_run = dev.run_at(result)
+    else:  # resumed from a finished run (no evaluation in this call): score the restored best weights once
+        dev(model)
+        dev_run = dev.runs[-1]
+    return VariantRun(variant, model, result, dev_run, params, t.s)
+
+
+def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
+    base = "minilm" if cfg.model == "minilm-l6" else cfg.model.split("/")[-1]
+    return f"ce-{base}-{variant.replace('_', '-')}"
+
+
+def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):
+    """The untrained starting point (fresh head): the floor every variant starts from. Returns its test run, its
+    record, and its dev metrics (step 0 of every dev curve)."""
+    model = start_model(cfg)
+    dev = RerankEvaluator(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
+                          measures=["nDCG@10", "RR@10"], batch_size=cfg.score_batch_size)
+    dev_metrics = {"step": 0, "epoch": 0.0, **dev(model)}
+    with Timer() as t:
+        run = model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                           batch_size=cfg.score_batch_size)
+    record = record_run(
+        run, sets.test.qrels, pipeline=PIPELINE, method=method_name(cfg, "start"), dataset="scifact", split="test",
+        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": sets.test_bm25},
+        model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model, first_stage="bm25",
+        depth=cfg.depth, params=_jsonable(asdict(cfg)), seed=cfg.seed, wall_s=t.s)
+    return run, record, dev_metrics
+
+
+def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, start_run: Run, results_dir) -> list:
+    """Rerank SciFact test with the selected checkpoint; a record vs BM25 and vs the start, plus the +interp row
+    (weight chosen on the dev slice)."""
+    with Timer() as t:
+        run = vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                              batch_size=cfg.score_batch_size)
+    method = method_name(cfg, vr.variant)
+    common = dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
+                  baselines={"bm25": sets.test_bm25, "start": start_run}, model=f"{cfg.model} fine-tuned ({vr.variant})",
+                  first_stage="bm25", depth=cfg.depth, seed=cfg.seed, training=sets.split.provenance,
+                  eval_queries=sets.test.queries)
+    params = _jsonable({**asdict(cfg), **vr.params, "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+                        "best_step": vr.result.best_step, "dev_best": vr.result.best_metric,
+                        "steps": vr.result.global_step, "train_s": round(vr.wall_s, 1)})
+    records = [record_run(run, sets.test.qrels, method=method, params=params, wall_s=vr.wall_s + t.s, **common)]
+    if cfg.interpolate:
+        weight, curve = choose_interpolation_weight(vr.dev_run, sets.dev_bm25, sets.dev.qrels)
+        # record_interpolation's second positional parameter is named first_stage (the run), so the record's
+        # first_stage label cannot be passed here; it is left to record_interpolation.
+        interp_common = {k: v for k, v in common.items() if k != "first_stage"}
+        records.append(record_interpolation(run, sets.test_bm25, weight, sets.test.qrels, method=method,
+                                            params={**params, "dev_curve": curve.to_dict("list")},
+                                            wall_s=vr.wall_s + t.s, **interp_common))
+    return records
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+
+
+# ---------------------------------------------------------------------------------------------------- tables, figures
+
+
+def results_table(records, bm25_run: Run | None = None, qrels=None, alpha: float = 0.05) -> pd.DataFrame:
+    """nDCG@10 / RR@10 per row, with the paired-test p-values vs BM25 and vs the start (▲/▼ when p < alpha)."""
+    rows = []
+    if bm25_run is not None:
+        rows.append({"method": "bm25 (first stage)", **{m: round(v, 4) for m, v in evaluate(bm25_run, qrels, ["nDCG@10", "RR@10"]).items()}})
+    for r in records:
+        row = {"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4), "RR@10": round(r.metrics["RR@10"], 4)}
+        for base in ("bm25", "start"):
+            test = (r.significance or {}).get(base, {}).get("nDCG@10")
+            if test:
+                mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
+                row[f"Δ vs {base}"] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
+        if "interpolation_weight" in (r.params or {}):
+            row["interp w (dev)"] = r.params["interpolation_weight"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def curves_figure(runs: list[VariantRun], path, start_dev: dict | None = None) -> Path:
+    """Left: training loss per step (each variant's own loss, relative to its first value); right: dev nDCG@10 per
+    step, from the untrained start (step 0) on."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.8))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for vr in runs:
+        h = vr.result.history
+        steps, losses = [r["step"] for r in h], [r["loss"] for r in h]
+        if len(losses) >= 5:  # a running mean: single steps are noisy
+            kernel = np.ones(5) / 5
+            losses = np.convolve(losses, kernel, mode="valid").tolist()
+            steps = steps[4:]
+        ax1.plot(steps, np.asarray(losses) / (losses[0] or 1.0), label=vr.variant)
+        ev = ([start_dev] if start_dev else []) + list(vr.result.eval_history)
+        ax2.plot([r["step"] for r in ev], [r["nDCG@10"] for r in ev], marker="o", label=vr.variant)
+    ax1.set(xlabel="step", ylabel="loss / first logged loss (running mean of 5)", title="training loss")
+    ax2.set(xlabel="step", ylabel="dev nDCG@10", title="dev slice (checkpoint selection)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def dev_curves(runs: list[VariantRun], start_dev: dict | None = None, bm25_dev: float | None = None) -> pd.DataFrame:
+    """Dev nDCG@10 per evaluated step (rows) and variant (columns); step 0 is the untrained start."""
+    rows = [{"variant": vr.variant, "step": r["step"], "dev nDCG@10": r["nDCG@10"]}
+            for vr in runs for r in ([start_dev] if start_dev else []) + list(vr.result.eval_history)]
+    table = pd.DataFrame(rows).pivot_table(index="step", columns="variant", values="dev nDCG@10").round(4)
+    if bm25_dev is not None:
+        table["(bm25 on dev)"] = round(bm25_dev, 4)
+    return table
+
+
+def bm25_dev(sets: EvalSets) -> float:
+    return evaluate(sets.dev_bm25, sets.dev.qrels, ["nDCG@10"])["nDCG@10"]

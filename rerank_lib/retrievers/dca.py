@@ -1,0 +1,259 @@
+"""DCA: distilling a reader's cross-attention into the retriever (Izacard & Grave, "Distilling Knowledge from Reader
+to Retriever", ICLR 2021), as LocalRQA runs it (trainers/retriever/retriever_fid_trainer.py and
+scripts/train/retriever/train_fid_retriever.py).
+
+1. Each training question gets `n_context` candidate passages ("ctxs": the gold passage first, then passages of a
+   first-stage retriever) and the gold answer.
+2. A reader scores every candidate by the attention the answer pays to it, averaged over heads, layers and the
+   passage's tokens, once, without grad (LocalRQA stores these as `crossattention_score`).
+3. LocalRQA's `modify_score` raises the gold passage's score to max + std of the question's scores.
+4. The retriever scores the same candidates with q . p / sqrt(d) and is trained with
+   KL( softmax(reader / T) || softmax(retriever) ), T = reader_temperature = 0.1.
+
+Readers:
+- FiD (`FiDReader`, e.g. google/flan-t5-* online, LocalRQA's choice): each "question: q title: t context: p" is
+  encoded separately, the decoder reads their concatenation, and the score is the decoder's cross-attention from
+  its first step (the one that emits the answer's first token), as FiD's `get_crossattention_scores`.
+- decoder-only LM (`LMReader`, SmolLM2 offline), an adaptation: one prompt holds all candidates (in a seeded
+  shuffled order, so the reader's position bias is not the retriever's rank) followed by the question and the
+  gold answer; the score of a passage is the self-attention of the answer tokens (positions that predict them)
+  over that passage's token span, averaged over heads, layers, answer tokens and passage tokens.
+
+Both aggregate log-attention: FiD's code averages the pre-softmax scores, and the mean over a passage's tokens of
+log(attention) equals the mean pre-softmax score minus the log-normaliser of that query row, a constant shared by
+every passage of the question, which the softmax over passages ignores. (Averaging the probabilities instead
+gives scores of order 1e-3 that T = 0.1 turns into a flat target.)
+
+Known LocalRQA problems, avoided here:
+- its optional projection layer (`--projection True`, used in its DCA docs) is created outside the model: the
+  optimizer never sees it (it stays at its random initialisation) and it is never saved, so the saved retriever
+  is not the trained one. There is no projection here: the trained transformer is the whole retriever.
+- KLDivLoss's default 'mean' reduction divides by batch x passages (see training.kl_divergence).
+- With a normalising encoder (all-MiniLM-L6-v2, cosine), q . p / sqrt(d) lies in [-1/sqrt(d), 1/sqrt(d)]
+  (+-0.05 for d = 384) and the retriever's softmax cannot leave uniform; `score_scale` then replaces 1/sqrt(d) by
+  1/tau (tau = 0.05, the CTL temperature). For un-normalised encoders (Contriever, the paper profile) keep None.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..data.trec import ranked
+from ..data.types import Run
+from ..models import load_model, load_tokenizer
+from .training import (
+    LMReader,
+    RetrievalExample,
+    ScoreCache,
+    eager_attention,
+    encoder_forward,
+    kl_divergence,
+    tokenize_documents,
+    tokenize_queries,
+)
+
+_TINY = 1e-30
+
+
+@dataclass(frozen=True)
+class DCAConfig:
+    n_context: int = 4  # candidates per question (LocalRQA: 50)
+    reader_temperature: float = 0.1
+    boost_gold: bool = True  # LocalRQA's modify_score: gold passage -> max + std
+    score_scale: float | None = None  # None: 1/sqrt(d) (the paper); 1/tau for normalised encoders
+    answer_positions: str | None = None  # 'first' | 'all'; None: 'first' for FiD, 'all' for a decoder-only LM
+    shuffle_passages: bool = True  # decoder-only reader: seeded prompt order
+
+    def __post_init__(self):
+        if self.n_context < 2:
+            raise ValueError("n_context must be >= 2")
+        if self.answer_positions not in (None, "first", "all"):
+            raise ValueError("answer_positions must be 'first', 'all' or None")
+
+
+# ---------------------------------------------------------------------------------------------- reader scores
+
+
+def _span_scores(log_attention: torch.Tensor, spans: Sequence[tuple[int, int]]) -> list[float]:
+    """log_attention: (layers, heads, rows, keys). Mean over layers, heads, rows and each span's keys."""
+    return [float(log_attention[..., s:e].mean()) if e > s else float("-inf") for s, e in spans]
+
+
+def _rows(answer_span: tuple[int, int], positions: str) -> list[int]:
+    start, end = answer_span
+    return [start - 1] if positions == "first" else list(range(start - 1, end - 1))
+
+
+def decoder_attention_scores(reader: LMReader, question: str, passages: Sequence[str], answer: str,
+                             positions: str = "all", order: Sequence[int] | None = None) -> list[float]:
+    """Per-passage attention scores from one concatenated prompt, returned in the order of `passages`.
+
+    `order` is the order in which passages appear in the prompt (a permutation of range(len(passages)));
+    rows are the positions that predict the answer tokens (`first`: only the one predicting its first token)."""
+    order = list(range(len(passages))) if order is None else list(order)
+    if sorted(order) != list(range(len(passages))):
+        raise ValueError(f"order {order} is not a permutation of {len(passages)} passages")
+    inp = reader.build(question, [passages[i] for i in order], answer)
+    out = reader.forward([inp], output_attentions=True)
+    rows = _rows(inp.answer_span, positions)
+    att = torch.stack([layer[0][:, rows, :] for layer in out.attentions]).float()  # (L, H, R, T)
+    in_prompt = _span_scores(att.clamp_min(_TINY).log(), inp.passage_spans)
+    scores = [0.0] * len(passages)
+    for slot, idx in enumerate(order):
+        scores[idx] = in_prompt[slot]
+    return scores
+
+
+class FiDReader:
+    """A T5 reader used Fusion-in-Decoder style (LocalRQA's FiDT5.from_t5 on google/flan-t5-xl)."""
+
+    def __init__(self, model_name: str = "google/flan-t5-base", text_maxlength: int = 512, device=None,
+                 model=None, tokenizer=None):
+        from transformers import AutoModelForSeq2SeqLM
+
+        self.model_name, self.text_maxlength = model_name, text_maxlength
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
+        if model is None:
+            model = load_model(model_name, auto_class=AutoModelForSeq2SeqLM, device=device, dtype=torch.float32,
+                               attn="eager")
+        self.model = eager_attention(model).eval()
+        self.device = next(self.model.parameters()).device
+
+    def settings(self) -> dict:
+        return {"reader": self.model_name, "text_maxlength": self.text_maxlength, "format": "fid-v1"}
+
+    def attention_scores(self, question: str, passages: Sequence[str], answer: str,
+                         positions: str = "first", titles: Sequence[str] | None = None) -> list[float]:
+        """FiD inputs ("question: q title: t context: p", LocalRQA's FidDataset/FidCollator), encoded one passage
+        each, the decoder over their concatenation; cross-attention of the decoder's first step (or of every
+        answer position, teacher-forced) over each passage's tokens."""
+        titles = list(titles) if titles is not None else [""] * len(passages)
+        texts = [f"question: {question} title: {t} context: {p}" for t, p in zip(titles, passages)]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_maxlength,
+                             return_tensors="pt").to(self.device)
+        n, length = enc["input_ids"].shape
+        start = self.model.config.decoder_start_token_id
+        answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] if positions == "all" else []
+        decoder_ids = torch.tensor([[start] + answer_ids[:-1] if answer_ids else [start]], device=self.device)
+        with torch.no_grad():
+            hidden = self.model.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            fused = hidden.reshape(1, n * length, -1)
+            mask = enc["attention_mask"].reshape(1, n * length)
+            out = self.model(encoder_outputs=(fused,), attention_mask=mask, decoder_input_ids=decoder_ids,
+                             output_attentions=True, use_cache=False)
+        att = torch.stack([layer[0] for layer in out.cross_attentions]).float()  # (L, H, R, n * length)
+        log_att = att.clamp_min(_TINY).log().reshape(*att.shape[:3], n, length)
+        token_mask = enc["attention_mask"].bool()
+        scores = []
+        for p in range(n):
+            keep = token_mask[p]
+            scores.append(float(log_att[..., p, :][..., keep].mean()))
+        return scores
+
+
+def boost_gold(scores: Sequence[float], gold_index: int = 0) -> list[float]:
+    """LocalRQA's modify_score: the gold passage's score becomes max + std (population std) of the question's
+    scores, so the target ranks it first whatever the reader thought."""
+    values = np.asarray(scores, dtype=float)
+    out = values.tolist()
+    out[gold_index] = float(values.max() + values.std())
+    return out
+
+
+def build_candidates(example: RetrievalExample, run: Run | None, n_context: int) -> list[str]:
+    """LocalRQA's ctxs: the gold passage first, then the best-ranked non-gold passages of a first-stage run."""
+    others = [d for d, _ in ranked((run or {}).get(example.qid, {})) if d not in example.gold_ids]
+    return [example.positive_id] + others[: n_context - 1]
+
+
+@dataclass(frozen=True)
+class DCAExample:
+    qid: str
+    question: str
+    doc_ids: tuple[str, ...]  # candidates; doc_ids[0] is the gold passage
+    target: tuple[float, ...]  # reader scores (gold boosted), aligned with doc_ids
+    reader_raw: tuple[float, ...]  # reader scores before the boost
+
+
+def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Mapping[str, Sequence[str]],
+                   passages: Mapping[str, str], config: DCAConfig = DCAConfig(), seed: int = 0,
+                   cache: bool = True, titles: Mapping[str, str] | None = None, progress: bool = True) -> list[DCAExample]:
+    """Reader scores for every example's candidates (cached on disk, computed once), aligned with the candidates."""
+    from tqdm.auto import tqdm
+
+    fid = isinstance(reader, FiDReader)
+    positions = config.answer_positions or ("first" if fid else "all")
+    store = ScoreCache("dca", {**reader.settings(), "positions": positions, "shuffle": config.shuffle_passages,
+                               "seed": seed}, enabled=cache)
+    out = []
+    for n, ex in enumerate(tqdm(examples, desc="reader attention", unit="q", disable=not progress)):
+        if ex.answer is None:
+            raise ValueError(f"DCA needs a gold answer; question {ex.qid} has none")
+        doc_ids = list(candidates[ex.qid])
+        texts = [passages[d] for d in doc_ids]
+        key = ScoreCache.key(ex.question, ex.answer, texts)
+        raw = store.get(key)
+        if raw is None:
+            if fid:
+                raw = reader.attention_scores(ex.question, texts, ex.answer, positions,
+                                              titles=[(titles or {}).get(d, "") for d in doc_ids])
+            else:
+                order = list(range(len(texts)))
+                if config.shuffle_passages:
+                    random.Random(f"{seed}:{ex.qid}").shuffle(order)
+                raw = decoder_attention_scores(reader, ex.question, texts, ex.answer, positions, order)
+            store.put(key, raw)
+            if n % 16 == 15:
+                store.save()
+        gold_index = doc_ids.index(ex.positive_id)
+        target = boost_gold(raw, gold_index) if config.boost_gold else list(raw)
+        out.append(DCAExample(ex.qid, ex.question, tuple(doc_ids), tuple(target), tuple(raw)))
+    store.save()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- retriever loss
+
+
+def dca_scores(query_emb: torch.Tensor, passage_emb: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """(B, d) x (B, k, d) -> (B, k): q . p times `scale` (1/sqrt(d) by default, LocalRQA's FidRetrieverTrainer)."""
+    scale = scale if scale is not None else query_emb.shape[-1] ** -0.5
+    return torch.einsum("bd,bkd->bk", query_emb, passage_emb) * scale
+
+
+def dca_loss(query_emb: torch.Tensor, passage_emb: torch.Tensor, reader_scores: torch.Tensor,
+             reader_temperature: float = 0.1, scale: float | None = None) -> torch.Tensor:
+    return kl_divergence(reader_scores, dca_scores(query_emb, passage_emb, scale), reader_temperature, 1.0)
+
+
+class DCACollator:
+    def __init__(self, encoder, documents: Mapping[str, str]):
+        self.encoder, self.documents = encoder, documents
+
+    def __call__(self, examples: Sequence[DCAExample]) -> dict:
+        k = {len(ex.doc_ids) for ex in examples}
+        if len(k) != 1:
+            raise ValueError(f"every DCA example needs the same number of candidates, got {sorted(k)}")
+        return {
+            "queries": tokenize_queries(self.encoder, [ex.question for ex in examples]),
+            "passages": tokenize_documents(self.encoder, [self.documents[d] for ex in examples for d in ex.doc_ids]),
+            "target": torch.tensor([ex.target for ex in examples], dtype=torch.float32),
+        }
+
+
+def dca_compute_loss(encoder, config: DCAConfig = DCAConfig()):
+    def compute_loss(model, batch) -> torch.Tensor:
+        q = encoder_forward(encoder, model, batch["queries"])
+        target = batch["target"].to(q.device)
+        p = encoder_forward(encoder, model, batch["passages"]).view(target.shape[0], target.shape[1], -1)
+        return dca_loss(q, p, target, config.reader_temperature, config.score_scale)
+
+    return compute_loss
+
+
+__all__ = ["DCAConfig", "DCAExample", "DCACollator", "FiDReader", "boost_gold", "build_candidates", "dca_compute_loss",
+           "dca_loss", "dca_scores", "decoder_attention_scores", "reader_targets"]

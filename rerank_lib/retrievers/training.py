@@ -1,0 +1,326 @@
+"""What LocalRQA's three retriever trainers (CTL, DCA, RPG) share: training examples, the bi-encoder forward with
+grad, the KL loss, the evaluation run during training, the best-checkpoint reload, and the frozen LM reader that
+DCA and RPG distil from.
+
+The trainers themselves are in ctl.py, dca.py and rpg.py; each gives `train()` (rerank_lib.training) a collate_fn
+and a compute_loss. The model `train()` updates is the bi-encoder's transformer (`encoder.model`), so inference
+(`BiEncoder.encode`) uses exactly the tokenisation, pooling and normalisation that training used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..atomic import write_json
+from ..data.localrqa import QAExample, document_recall
+from ..data.trec import ranked
+from ..data.types import Document, Run
+from ..evaluation import evaluate
+from ..first_stage import dense_search, rerank_with_encoder
+from ..models import autocast_context, load_model, load_tokenizer
+from ..paths import cache_dir
+
+# ---------------------------------------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True)
+class RetrievalExample:
+    """One training question: the gold passage it learns (`positive_id`), all its gold passages (never used as
+    negatives for it), hard negatives, and the gold answer (DCA / RPG)."""
+
+    qid: str
+    question: str
+    positive_id: str
+    gold_ids: tuple[str, ...]
+    hard_neg_ids: tuple[str, ...] = ()
+    answer: str | None = None
+
+
+def examples_from_localrqa(examples: Iterable[QAExample]) -> list[RetrievalExample]:
+    """LocalRQA's flattened (question, gold_docs[0], hard_neg_docs) examples (trainers/retriever/datasets.py)."""
+    return [RetrievalExample(ex.qid, ex.question, ex.gold_doc_ids[0], ex.gold_doc_ids, ex.hard_neg_doc_ids,
+                             ex.gold_answer) for ex in examples]
+
+
+def examples_from_qrels(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                        negatives: Run | None = None, n_hard: int = 2,
+                        answers: Mapping[str, str] | None = None) -> list[RetrievalExample]:
+    """BEIR-style training data: one example per (query, relevant document); hard negatives are the top `n_hard`
+    non-relevant documents of `negatives` (e.g. the BM25 run), as LocalRQA's data has two per question."""
+    out = []
+    for qid in sorted(qrels):
+        if qid not in queries:
+            continue
+        gold = tuple(sorted(d for d, g in qrels[qid].items() if g > 0))
+        hard = tuple(d for d, _ in ranked(negatives.get(qid, {})) if d not in gold)[:n_hard] if negatives else ()
+        for doc_id in gold:
+            out.append(RetrievalExample(qid, queries[qid], doc_id, gold, hard, (answers or {}).get(qid)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- forward
+
+
+def tokenize_queries(encoder, texts: Sequence[str]):
+    return encoder.tokenize([encoder.query_prefix + t for t in texts])
+
+
+def tokenize_documents(encoder, texts: Sequence[str]):
+    return encoder.tokenize([encoder.doc_prefix + t for t in texts])
+
+
+def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
+    """Pooled embeddings of a tokenised batch with grad, through `model` (the encoder's transformer as `train()`
+    hands it over, possibly wrapped for DDP). The same pooling and normalisation as BiEncoder.embed."""
+    if model is encoder.model:
+        return encoder.embed(batch)
+    mixed = encoder.compute_dtype != torch.float32
+    with autocast_context(encoder.device, enabled=mixed, dtype=encoder.compute_dtype if mixed else None):
+        hidden = model(**batch).last_hidden_state
+    hidden = hidden.float()
+    if encoder.pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return F.normalize(pooled, p=2, dim=-1) if encoder.normalize else pooled
+
+
+def kl_divergence(target_scores: torch.Tensor, student_scores: torch.Tensor, target_temperature: float = 1.0,
+                  student_temperature: float = 1.0) -> torch.Tensor:
+    """KL(P_target || P_student) per row, averaged over rows, with P = softmax(scores / temperature).
+
+    This is what LocalRQA's DCA and RPG compute with `KLDivLoss()(log_softmax(student), softmax(target))`, the
+    direction used by Izacard & Grave's code and by REPLUG implementations (REPLUG's paper writes the arguments
+    the other way round). One deliberate difference: LocalRQA uses KLDivLoss's default reduction 'mean', which
+    divides by rows x passages; this is the true KL per question ('batchmean'), i.e. k times larger for k
+    passages (the same as LocalRQA's loss with a k times larger learning rate). The target gets no gradient.
+    """
+    if target_scores.shape != student_scores.shape:
+        raise ValueError(f"target {tuple(target_scores.shape)} and student {tuple(student_scores.shape)} differ")
+    target = F.softmax(target_scores.detach().float() / target_temperature, dim=-1)
+    log_student = F.log_softmax(student_scores.float() / student_temperature, dim=-1)
+    return F.kl_div(log_student, target, reduction="batchmean")
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+class RetrievalEvaluator:
+    """The evaluation LocalRQA runs during training, as an eval_fn for `train()`: retrieve for every evaluation
+    question with the current weights and return LocalRQA's document recall@k (all gold passages in the top k;
+    `recall@1`, `recall@4`) and ir-measures measures (nDCG@10).
+
+    Without `candidates` it searches the whole `corpus` (LocalRQA's FaissRetriever over the document database);
+    with a candidate run it reranks each query's top-`depth` candidates (a cheap dev signal on a large corpus).
+    Corpus embeddings go through BiEncoder.encode_corpus's cache, keyed by the weights, so a later step with the
+    same weights (RPG's index refresh, the test run of the best checkpoint) reuses them.
+    """
+
+    def __init__(self, encoder, corpus: Mapping[str, Document], queries: Mapping[str, str],
+                 qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4), measures: Sequence[str] = ("nDCG@10",),
+                 depth: int = 100, candidates: Run | None = None, cache: bool = True):
+        self.encoder, self.corpus, self.queries, self.qrels = encoder, corpus, dict(queries), qrels
+        self.ks, self.measures, self.depth, self.candidates, self.cache = tuple(ks), tuple(measures), depth, candidates, cache
+
+    def run(self) -> Run:
+        if self.candidates is not None:
+            return rerank_with_encoder(self.encoder, self.candidates, self.corpus, self.queries, depth=self.depth,
+                                       cache=self.cache)
+        corpus_emb = self.encoder.encode_corpus(self.corpus, cache=self.cache, show_progress=False)
+        return dense_search(self.encoder, self.corpus, self.queries, k=self.depth, corpus_embeddings=corpus_emb)
+
+    def metrics(self, run: Run) -> dict[str, float]:
+        out = {f"recall@{k}": _mean(document_recall(run, self.qrels, k)) for k in self.ks}
+        if self.measures:
+            out.update(evaluate(run, self.qrels, list(self.measures)))
+        return out
+
+    def __call__(self, model=None) -> dict[str, float]:
+        return self.metrics(self.run())
+
+
+def _mean(values: Mapping[str, float]) -> float:
+    return sum(values.values()) / max(1, len(values))
+
+
+def load_weights(encoder, folder: str | Path) -> None:
+    """Load the weights `train()` saved (best/ or final/, save_pretrained output) into the encoder in place."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+    elif (folder / "pytorch_model.bin").exists():
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu")
+    elif (folder / "model.pt").exists():
+        state = torch.load(folder / "model.pt", map_location="cpu")
+    else:
+        raise FileNotFoundError(f"{folder}: no weights (model.safetensors, pytorch_model.bin or model.pt)")
+    missing, unexpected = encoder.model.load_state_dict(state, strict=False)
+    real_missing = [m for m in missing if "position_ids" not in m]
+    if real_missing or unexpected:
+        raise ValueError(f"{folder}: weights do not fit {encoder.model_name}: missing {real_missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+
+
+# ---------------------------------------------------------------------------------------------- LM reader
+
+#: The instruction of LocalRQA's RPG prompt (trainers/retriever/retriever_replug_trainer.py PROMPT); the chat
+#: markup around it is the reader's own chat template ("different model may use their own specific format").
+LOCALRQA_INSTRUCTION = (
+    "This is a chat between a curious user and an artificial intelligence assistant.\n"
+    "The assistant gives helpful, detailed, and polite answers using documents from the following context.\n"
+    "Do not mention 'this context' in the assistant's response, since the following context is only visible to "
+    "the assistant.\n----------------\nContext:\n"
+)
+PASSAGE_SEPARATOR = "\n\n"
+QUESTION_HEADER = "\n----------------\n"
+_SENTINEL = "\u2063CONTENT\u2063"
+
+
+@dataclass
+class ReaderInput:
+    """Token ids of one reader prompt with the spans a scorer needs: each passage, and the answer."""
+
+    input_ids: list[int]
+    passage_spans: list[tuple[int, int]]  # [start, end) of each passage's tokens, in the order given
+    answer_span: tuple[int, int]
+
+
+class LMReader:
+    """A frozen causal LM that reads passages and the question and is scored on the gold answer.
+
+    One prompt layout for both distillation signals: LocalRQA's RPG instruction, the passages (each truncated to
+    `max_passage_tokens`), the question (truncated to `max_question_tokens`), the model's chat template around it,
+    then the gold answer (its first `max_answer_tokens` tokens). Pieces are tokenised separately and joined, so
+    every passage's token span is known exactly. The model is loaded with eager attention, which returns attention
+    weights (DCA needs them); it stays in eval mode and is only run under no_grad.
+    """
+
+    def __init__(self, model_name: str = "smollm2-135m-instruct", max_passage_tokens: int = 96,
+                 max_answer_tokens: int = 32, max_question_tokens: int = 64, device=None, model=None, tokenizer=None):
+        from transformers import AutoModelForCausalLM
+
+        self.model_name = model_name
+        self.max_passage_tokens, self.max_answer_tokens, self.max_question_tokens = (
+            max_passage_tokens, max_answer_tokens, max_question_tokens)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
+        if model is None:
+            model = load_model(model_name, auto_class=AutoModelForCausalLM, device=device, dtype=torch.float32,
+                               attn="eager")
+        self.model = eager_attention(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.device = next(self.model.parameters()).device
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
+            self.tokenizer.eos_token_id or 0)
+        head, tail = self._template()
+        self._head = self._ids(head + LOCALRQA_INSTRUCTION)
+        self._tail = tail
+
+    def _template(self) -> tuple[str, str]:
+        """The text before and after the user's message in the chat template (plain text without one)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], tokenize=False,
+                                                          add_generation_prompt=True)
+            if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
+                head, tail = rendered.split(_SENTINEL)
+                return head, tail
+        return "", "\nAnswer: "
+
+    def _ids(self, text: str, limit: int | None = None) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[:limit] if limit is not None else ids
+
+    def build(self, question: str, passages: Sequence[str], answer: str) -> ReaderInput:
+        ids = list(self._head)
+        spans = []
+        for i, passage in enumerate(passages):
+            if i:
+                ids += self._ids(PASSAGE_SEPARATOR)
+            piece = self._ids(passage, self.max_passage_tokens)
+            spans.append((len(ids), len(ids) + len(piece)))
+            ids += piece
+        ids += self._ids(QUESTION_HEADER) + self._ids(question, self.max_question_tokens) + self._ids(self._tail)
+        answer_ids = self._ids(answer, self.max_answer_tokens)
+        if not answer_ids:
+            raise ValueError(f"empty gold answer for question {question!r}")
+        start = len(ids)
+        return ReaderInput(ids + answer_ids, spans, (start, start + len(answer_ids)))
+
+    def forward(self, inputs: Sequence[ReaderInput], output_attentions: bool = False):
+        """One right-padded batch through the LM (no grad). Right padding leaves every real position unchanged."""
+        width = max(len(x.input_ids) for x in inputs)
+        ids = torch.full((len(inputs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(inputs), width), dtype=torch.long)
+        for row, x in enumerate(inputs):
+            ids[row, :len(x.input_ids)] = torch.tensor(x.input_ids)
+            mask[row, :len(x.input_ids)] = 1
+        with torch.no_grad():
+            return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                              output_attentions=output_attentions, use_cache=False)
+
+    def settings(self) -> dict:
+        return {"reader": self.model_name, "max_passage_tokens": self.max_passage_tokens,
+                "max_answer_tokens": self.max_answer_tokens, "max_question_tokens": self.max_question_tokens,
+                "prompt": hashlib.sha1((LOCALRQA_INSTRUCTION + PASSAGE_SEPARATOR + QUESTION_HEADER + self._tail)
+                                       .encode()).hexdigest()[:10]}
+
+
+def eager_attention(model):
+    """Attention weights come back only from the eager implementation (SDPA returns none): switch a given model."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    return model
+
+
+class ScoreCache:
+    """Reader scores on disk (one JSON file per reader + signal + settings), keyed by the texts they were computed
+    from: the LM calls are the expensive part of DCA and RPG on a CPU, so a rerun computes nothing twice."""
+
+    def __init__(self, kind: str, settings: Mapping, enabled: bool = True):
+        digest = hashlib.sha256(json.dumps({"kind": kind, **settings}, sort_keys=True).encode()).hexdigest()[:20]
+        self.path = cache_dir("reader_scores") / f"{kind}-{digest}.json"
+        self.enabled = enabled
+        self.values: dict[str, list[float]] = {}
+        if enabled and self.path.exists():
+            self.values = json.loads(self.path.read_text(encoding="utf-8"))
+        self._dirty = False
+
+    @staticmethod
+    def key(*texts: str | Sequence[str]) -> str:
+        h = hashlib.sha256()
+        for t in texts:
+            for piece in ([t] if isinstance(t, str) else list(t)):
+                h.update(piece.encode("utf-8"))
+                h.update(b"\x00")
+            h.update(b"\x01")
+        return h.hexdigest()
+
+    def get(self, key: str):
+        return self.values.get(key)
+
+    def put(self, key: str, value) -> None:
+        self.values[key] = value
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.enabled and self._dirty:
+            write_json(self.path, self.values)
+            self._dirty = False
+
+
+def chunked(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+

@@ -1,0 +1,340 @@
+"""InRanker distillation: the loss and label centring by hand, the teacher-score calibration by hand, the two soft-label
+file formats and their errors, training inputs built as inference builds them, resume, and the synthetic-query
+prompt, parsing, cache and negatives."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rerank_lib.data import DataFormatError
+from rerank_lib.data.types import Document
+from rerank_lib.inranker import (
+    DistillExample, InRankerTrainer, center, distillation_loss, fit_calibration, kendall_tau_agreement,
+    ranking_eval_fn, read_custom_jsonl, read_msmarco_soft_labels, soft_label_examples, write_custom_jsonl,
+    write_msmarco_soft_labels,
+)
+from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config, encode_pairs
+from rerank_lib.synthetic_queries import (
+    INPARS_VANILLA_PROMPT, SyntheticQuery, build_prompt, generate_queries, parse_query, sample_documents,
+    sample_negatives,
+)
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+EXAMPLES = [
+    DistillExample("what causes cramps", "Cramps follow fatigue and dehydration.", -1.0, 3.0, "q1", "d1"),
+    DistillExample("what causes cramps", "Paris is the capital of France.", 2.0, -4.0, "q1", "d2"),
+    DistillExample("capital of france", "Paris is the capital of France.", 0.5, 1.5, "q2", "d2"),
+    DistillExample("capital of france", "Cramps follow fatigue and dehydration.", 1.0, -1.0, "q2", "d1"),
+]
+
+
+def tiny_t5(seed=3):
+    return build_t5_from_config(seed=seed, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
+                                d_kv=8)
+
+
+def trainer(tmp_path, seed=3, **kwargs):
+    model, tok = tiny_t5(seed)
+    options = dict(batch_size=2, warmup_steps=0, learning_rate=1e-3, logging_steps=1, save_steps=2,
+                   max_length=64, output_dir=tmp_path, seed=0)
+    return InRankerTrainer(model, tokenizer=tok, **{**options, **kwargs})
+
+
+# ------------------------------------------------------------------------------------------------ loss, labels
+
+
+def test_distillation_loss_by_hand():
+    student = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    teacher = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    # (1-0)^2 + (2-0)^2 + (0-1)^2 + (-1-1)^2 = 1 + 4 + 1 + 4 = 10, mean over 4 numbers
+    assert distillation_loss(student, teacher).item() == pytest.approx(2.5)
+
+
+def test_centring_by_hand():
+    labels = np.array([[1.0, 3.0], [-2.0, 0.0], [5.0, 5.0]])
+    np.testing.assert_allclose(center(labels), [[-1, 1], [-1, 1], [0, 0]])
+    np.testing.assert_allclose(center(torch.tensor(labels)).numpy(), [[-1, 1], [-1, 1], [0, 0]])
+
+
+def test_loaders_centre_both_stages_by_default_and_can_follow_the_package(tmp_path):
+    jsonl = write_custom_jsonl(tmp_path / "stage2.jsonl", EXAMPLES)
+    tsv = write_msmarco_soft_labels(tmp_path / "stage1.tsv", EXAMPLES)
+    queries = {"q1": "what causes cramps", "q2": "capital of france"}
+    corpus = {"d1": Document("d1", "Cramps follow fatigue and dehydration."),
+              "d2": Document("d2", "Paris is the capital of France.")}
+    tr = trainer(tmp_path)
+    for ds in (tr.load_custom_dataset(jsonl), tr.load_msmarco_dataset(tsv, queries=queries, corpus=corpus)):
+        assert ds.centered
+        np.testing.assert_allclose(ds.labels, [[-2, 2], [3, -3], [-0.5, 0.5], [1, -1]])
+    # the package: stage-1 (MS MARCO) labels raw, stage-2 (custom) labels centred
+    raw = tr.load_msmarco_dataset(tsv, queries=queries, corpus=corpus, center_labels=False)
+    np.testing.assert_allclose(raw.labels, [[-1, 3], [2, -4], [0.5, 1.5], [1, -1]])
+    assert not raw.centered
+
+
+def test_compute_loss_equals_mse_of_a_manual_first_step(tmp_path):
+    tr = trainer(tmp_path, center_labels=False)
+    ds = tr.dataset(EXAMPLES)
+    batch = {"input_ids": torch.tensor(ds.input_ids[2:3]), "attention_mask": torch.ones(1, len(ds.input_ids[2])),
+             "teacher_logits": torch.tensor([[0.5, 1.5]])}
+    with torch.no_grad():
+        loss = tr.compute_loss(tr.model, batch).item()
+        logits = tr.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          decoder_input_ids=torch.tensor([[tr.model.config.decoder_start_token_id]])).logits[0, 0]
+    f, t = logits[6136].item(), logits[1176].item()  # '▁false', '▁true' of the T5 vocabulary
+    assert loss == pytest.approx(((f - 0.5) ** 2 + (t - 1.5) ** 2) / 2, rel=1e-5)
+
+
+def test_training_inputs_are_the_inference_inputs_with_eos(tmp_path):
+    tr = trainer(tmp_path, max_length=12)
+    ds = tr.dataset(EXAMPLES)
+    assert ds.input_ids == encode_pairs(tr.tokenizer, [e.query for e in EXAMPLES], [e.text for e in EXAMPLES], 12)
+    assert all(ids[-1] == tr.tokenizer.eos_token_id and len(ids) <= 12 for ids in ds.input_ids)
+    assert ds[0]["teacher_logits"] == pytest.approx(list(ds.labels[0]))
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+
+
+def test_calibration_by_hand():
+    # teacher score 0: 1 relevant of 4; score 1: 3 relevant of 4 -> the logistic MLE is exact:
+    # P(rel | 0) = 1/4 -> bias = ln(1/3); P(rel | 1) = 3/4 -> scale + bias = ln 3 -> scale = 2 ln 3
+    scores = {"q1": {"a": 0.0, "b": 0.0, "c": 1.0, "d": 1.0}, "q2": {"e": 0.0, "f": 0.0, "g": 1.0, "h": 1.0}}
+    qrels = {"q1": {"a": 1, "c": 1, "d": 2}, "q2": {"g": 1, "f": 0}}  # unjudged 'b', 'e', 'h' count as not relevant
+    cal = fit_calibration(scores, qrels, teacher="t", fitted_on="hand")
+    assert cal.bias == pytest.approx(-math.log(3), abs=1e-4)
+    assert cal.scale == pytest.approx(2 * math.log(3), abs=1e-4)
+    assert (cal.n_pairs, cal.n_positive) == (8, 4)
+    assert cal.probability(0.0) == pytest.approx(0.25, abs=1e-4) and cal.probability(1.0) == pytest.approx(0.75, abs=1e-4)
+    f, t = cal.logits(1.0)
+    assert (f, t) == pytest.approx((-math.log(3) / 2, math.log(3) / 2), abs=1e-4)
+    assert 1 / (1 + math.exp(f - t)) == pytest.approx(0.75, abs=1e-4)  # softmax over the two logits = P(rel)
+    # min_grade: with grade >= 2 only 'd' is relevant
+    assert fit_calibration(scores, qrels, min_grade=2).n_positive == 1
+    with pytest.raises(ValueError, match="relevant and non-relevant"):
+        fit_calibration(scores, {"q1": {}}, min_grade=1)
+
+
+def test_soft_label_examples_use_the_calibration():
+    cal = fit_calibration({"q": {"a": 2.0, "b": 0.0, "c": -1.0}}, {"q": {"a": 1, "c": 1}})
+    corpus = {d: Document(d, f"text {d}") for d in "abc"}
+    examples = soft_label_examples({"q": {"a": 2.0, "b": 0.0}}, cal, {"q": "query"}, corpus)
+    assert [(e.qid, e.docid) for e in examples] == [("q", "a"), ("q", "b")]
+    assert examples[0].logits == pytest.approx(cal.logits(2.0))
+    assert examples[0].true_logit - examples[0].false_logit == pytest.approx(cal.margin(2.0))
+
+
+# ------------------------------------------------------------------------------------------------ file formats
+
+
+def test_custom_jsonl_round_trip_and_errors(tmp_path):
+    path = write_custom_jsonl(tmp_path / "labels.jsonl", EXAMPLES)
+    assert read_custom_jsonl(path) == EXAMPLES
+    first = json.loads(path.read_text().splitlines()[0])
+    assert {"query", "contents", "true_logit", "false_logit"} <= set(first)
+    good = '{"query": "q", "contents": "d", "true_logit": 1.5, "false_logit": -2}'
+    cases = [
+        ('{"query": "q", "contents": "d", "true_logit": 1.0}', 2, "false_logit", "missing"),
+        ('{"query": "q", "contents": 5, "true_logit": 1.0, "false_logit": 0.0}', 2, "contents", "expected str"),
+        ('{"query": "q", "contents": "d", "true_logit": "high", "false_logit": 0.0}', 2, "true_logit", "expected"),
+        ('{"query": "q", "contents": "d", "true_logit": NaN, "false_logit": 0.0}', 2, "true_logit", "not finite"),
+        ('{"query": "q", "contents": "d"', 2, None, "not valid JSON"),
+    ]
+    for bad, line, field, problem in cases:
+        bad_path = tmp_path / "bad.jsonl"
+        bad_path.write_text(good + "\n" + bad + "\n")
+        with pytest.raises(DataFormatError) as err:
+            read_custom_jsonl(bad_path)
+        assert err.value.path == str(bad_path) and err.value.line == line and err.value.field == field
+        assert problem in str(err.value) and f"line {line}" in str(err.value)
+
+
+def test_msmarco_soft_labels_round_trip_and_errors(tmp_path):
+    queries = {"q1": "what causes cramps", "q2": "capital of france"}
+    corpus = {"d1": "Cramps follow fatigue and dehydration.", "d2": Document("d2", "Paris is the capital of France.")}
+    path = write_msmarco_soft_labels(tmp_path / "labels.tsv", EXAMPLES)
+    assert path.read_text().splitlines()[0] == "3.0\t-1.0\tq1\td1"  # true (positive) first, then false
+    back = read_msmarco_soft_labels(path, queries, corpus)
+    assert [(e.qid, e.docid, e.logits) for e in back] == [(e.qid, e.docid, e.logits) for e in EXAMPLES]
+    assert len(read_msmarco_soft_labels(path, queries, corpus, max_examples=3)) == 3
+    cases = [("1.0\t2.0\tq1\n", None, "4 tab-separated"), ("x\t2.0\tq1\td1\n", "true_logit", "not a number"),
+             ("1.0\t2.0\tq9\td1\n", "qid", "no text"), ("1.0\tinf\tq1\td1\n", "false_logit", "not finite"),
+             ("1.0\t2.0\tq1\td9\n", "docid", "no text")]
+    for text, field, problem in cases:
+        bad = tmp_path / "bad.tsv"
+        bad.write_text("1.0\t2.0\tq1\td1\n" + text)
+        with pytest.raises(DataFormatError) as err:
+            read_msmarco_soft_labels(bad, queries, corpus)
+        assert err.value.line == 2 and err.value.field == field and problem in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def full_loss(tr, data) -> float:
+    """The distillation loss over the whole dataset, dropout off."""
+    from rerank_lib.training import pad_collate
+
+    tr.model.eval()
+    with torch.no_grad():
+        return tr.compute_loss(tr.model, pad_collate(tr.tokenizer)([data[i] for i in range(len(data))])).item()
+
+
+def test_training_learns_and_resumes_after_a_crash(tmp_path):
+    """A run interrupted after its step-2 checkpoint and resumed ends with the weights of an uninterrupted run."""
+    straight = trainer(tmp_path / "a", num_train_epochs=2)
+    data = straight.dataset(EXAMPLES)
+    before = full_loss(straight, data)
+    result = straight.train(train_dataset=data)
+    assert result.global_step == 4 and full_loss(straight, data) < before  # it learns the labels
+
+    crashing = trainer(tmp_path / "b", num_train_epochs=2)
+    calls = {"n": 0}
+    real = crashing.compute_loss
+
+    def crash_at_step_3(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real(model, batch)
+
+    crashing.compute_loss = crash_at_step_3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train(train_dataset=crashing.dataset(EXAMPLES))
+    resumed = trainer(tmp_path / "b", num_train_epochs=2)
+    again = resumed.train(train_dataset=resumed.dataset(EXAMPLES), resume_training=True)
+    assert again.global_step == 4
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    # the saved folder loads as a ranker (weights + tokenizer)
+    reloaded = T5Ranker(str(again.final_dir), device="cpu", bf16=False)
+    np.testing.assert_allclose(reloaded.get_scores("capital of france", ["Paris."], return_logits=True)[1],
+                               resumed.ranker.get_scores("capital of france", ["Paris."], return_logits=True)[1],
+                               atol=1e-5)
+
+
+def test_fractional_epochs_and_decoder_learning_rate(tmp_path):
+    tr = trainer(tmp_path, num_train_epochs=0.5, decoder_learning_rate=5e-3)
+    groups = tr._param_groups()
+    encoder = {id(p) for p in tr.model.get_encoder().parameters()}
+    assert {g["lr"] for g in groups} == {1e-3, 5e-3}
+    assert all((id(p) in encoder) == (g["lr"] == 1e-3) for g in groups for p in g["params"])
+    assert tr.train(train_dataset=tr.dataset(EXAMPLES)).global_step == 1  # half of 2 steps per epoch
+
+
+def test_eval_fn_reranks_dev_and_reports_teacher_agreement():
+    model, tok = tiny_t5()
+    corpus = {"d1": Document("d1", "Cramps follow fatigue."), "d2": Document("d2", "Paris is in France."),
+              "d3": Document("d3", "Cramps and dehydration.")}
+    cands = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
+    teacher = {"q1": {"d1": 0.9, "d2": 0.1, "d3": 0.5}}
+    metrics = ranking_eval_fn(tok, cands, corpus, {"q1": "cramps"}, {"q1": {"d1": 1}}, teacher=teacher)(model)
+    assert set(metrics) == {"nDCG@10", "teacher_tau"} and 0 < metrics["nDCG@10"] <= 1
+    assert kendall_tau_agreement(teacher, teacher) == pytest.approx(1.0)
+    assert kendall_tau_agreement({"q1": {"d1": 1, "d2": 3, "d3": 2}}, teacher) == pytest.approx(-1.0)
+
+
+# ------------------------------------------------------------------------------------------------ synthetic queries
+
+
+def test_prompt_is_inpars_vanilla_verbatim(shared_data):
+    original = (shared_data / "prompts" / "inpars" / "inpars-v1_vanilla_prompt.txt").read_text(encoding="utf-8")
+    assert INPARS_VANILLA_PROMPT == original
+    prompt = build_prompt("Aspirin lowers fever.")
+    assert prompt.endswith("Example 4:\nDocument: Aspirin lowers fever.\nRelevant Query:")
+    assert prompt.count("Relevant Query:") == 4
+
+
+@pytest.mark.parametrize("generated, expected", [
+    (" What is the function of CD33?\n", "What is the function of CD33?"),
+    (' "Does aspirin lower fever?"\nExample 5:', "Does aspirin lower fever?"),
+    ("Relevant Query: how large is x", "how large is x"),
+    ("\nWhat", None),
+    ("   ", None),
+    (" 123 ?", None),
+])
+def test_parse_query(generated, expected):
+    assert parse_query(generated) == expected
+
+
+def test_generated_queries_are_cached_per_document_text():
+    corpus = {"a": Document("a", "alpha text", "A"), "b": Document("b", "beta text", "B")}
+
+    class FakeGenerator:
+        calls = 0
+
+        def settings(self):
+            return {"model": "fake"}
+
+        def generate_one(self, text):
+            FakeGenerator.calls += 1
+            return f" query about {text}\n", -0.5
+
+    first = generate_queries(corpus, ["a", "b"], generator=FakeGenerator())
+    assert [q.query for q in first] == ["query about A alpha text", "query about B beta text"]
+    assert FakeGenerator.calls == 2 and isinstance(first[0], SyntheticQuery) and first[0].qid == "syn-a"
+    assert generate_queries(corpus, ["b", "a"], generator=FakeGenerator())[0].query == "query about B beta text"
+    assert FakeGenerator.calls == 2  # from the cache
+    changed = {**corpus, "a": Document("a", "a new text", "A")}
+    generate_queries(changed, ["a"], generator=FakeGenerator())
+    assert FakeGenerator.calls == 3  # a changed document is generated again
+
+
+def test_negatives_come_from_the_ranking_and_keep_the_positive():
+    ranking = {"q": {f"d{i}": 100.0 - i for i in range(50)}}
+    out = sample_negatives(ranking, {"q": "d7"}, n_negatives=9, seed=1)["q"]
+    assert len(out) == 10 and out["d7"] == 93.0
+    assert all(ranking["q"][d] == s for d, s in out.items())
+    assert out == sample_negatives(ranking, {"q": "d7"}, n_negatives=9, seed=1)["q"]  # seeded
+    assert out != sample_negatives(ranking, {"q": "d7"}, n_negatives=9, seed=2)["q"]
+    missed = sample_negatives(ranking, {"q": "zz"}, n_negatives=3, seed=1)["q"]
+    assert missed["zz"] == 50.0 and len(missed) == 4  # not retrieved: below the lowest score
+
+
+def test_sample_documents_is_seeded_and_skips_stubs():
+    corpus = {str(i): Document(str(i), "word " * (5 if i % 2 else 30)) for i in range(40)}
+    picked = sample_documents(corpus, 5, seed=4)
+    assert len(picked) == 5 and all(int(d) % 2 == 0 for d in picked) and picked == sample_documents(corpus, 5, seed=4)
+
+
+def test_record_guard_refuses_synthetic_query_equal_to_a_test_query():
+    from rerank_lib.data import LeakError, TrainingQueries, assert_no_leak
+
+    synthetic = TrainingQueries.of("scifact/synthetic", {"syn-1": "0-dimensional biomaterials show inductive properties."})
+    with pytest.raises(LeakError):
+        assert_no_leak([synthetic], "scifact/test", {"1": "0-dimensional biomaterials show inductive properties."})
+
+
+def test_label_files_are_written_atomically(tmp_path, monkeypatch):
+    path = write_custom_jsonl(tmp_path / "x.jsonl", EXAMPLES)
+    before = path.read_text()
+
+    def broken():
+        yield {"query": "q", "contents": "d", "true_logit": 1.0, "false_logit": 0.0}
+        raise RuntimeError("disk full")
+
+    from rerank_lib.data.jsonl import write_jsonl
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, broken())
+    assert path.read_text() == before and not [p for p in Path(tmp_path).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_recipe_profiles_resolve_offline():
+    from rerank_lib.recipes import inranker as recipe
+
+    paper = recipe.config("paper")
+    assert (paper.student, paper.learning_rate, paper.batch_size, paper.warmup_steps, paper.stage1_epochs) == \
+        ("t5-base", 7e-5, 32, 20000, 1.0)
+    assert paper.teacher_model == "castorini/monot5-3b-msmarco-10k" and paper.center_labels == "reference"
+    assert paper.stage1_data == "published" and paper.max_length == 512
+    default = recipe.config("default")
+    assert default.student == "minilm-monot5" and default.stage1_data == "dl-folds" and default.center_labels == "both"
+    assert recipe.config("smoke", n_synthetic=2).n_synthetic == 2
+    with pytest.raises(TypeError, match="unknown parameter"):
+        recipe.config("default", learning_rte=1.0)
+    with pytest.raises(ValueError, match="center_labels"):
+        recipe.config("default", center_labels="stage1")

@@ -1,0 +1,123 @@
+"""ListwiseReranker end to end with small models: FIRST orders a window by the identifier logits at the position after
+'[', generation decoding is parsed and repaired, the sliding window visits rank_llm's spans; the recipe's
+profiles resolve (paper included, offline)."""
+import pytest
+import torch
+from torch import nn
+
+from rerank_lib.data.types import Document
+from rerank_lib.listwise import ListwiseReranker, identifier_token_ids
+from rerank_lib.listwise.prompts import encode_continuation
+from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from rerank_lib.models import load_tokenizer
+
+    t = load_tokenizer("mistral-v0.1-tokenizer")
+    t.chat_template = ZEPHYR_STYLE_TEMPLATE
+    t.pad_token = t.unk_token
+    return t
+
+
+class _Body(nn.Module):
+    """Hidden state = the input token id (one feature), so the head sees which token is at each position."""
+
+    def forward(self, input_ids, attention_mask=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(last_hidden_state=input_ids.unsqueeze(-1).float())
+
+
+class StubLM(nn.Module):
+    """A 'causal LM' whose logits after any token are a fixed bias vector: FIRST must order by that bias."""
+
+    def __init__(self, vocab: int, bias: dict[int, float]):
+        super().__init__()
+        self.body = _Body()
+        self.head = nn.Linear(1, vocab)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.fill_(-10.0)
+            for token, value in bias.items():
+                self.head.bias[token] = value
+        self.seen = []
+
+    def get_decoder(self):
+        return self.body
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def docs(n):
+    return [(str(i), Document(str(i), f"passage {i} text")) for i in range(n)]
+
+
+def test_first_orders_the_window_by_identifier_logits(tok):
+    ids = identifier_token_ids(tok, 4, alpha=True, chat_template=ZEPHYR_STYLE_TEMPLATE)
+    stub = StubLM(len(tok), {ids[0]: 1.0, ids[1]: 3.0, ids[2]: 2.0, ids[3]: 0.5})  # B > C > A > D
+    rr = ListwiseReranker(stub, tok, mode="first", window=4, stride=2, max_words=10, identifiers="alpha",
+                          autocast=False)
+    order, windows = rr.rerank("q", docs(4))
+    assert order == ["1", "2", "0", "3"]
+    assert len(windows) == 1 and windows[0].response == "[B] > [C] > [A] > [D]" and windows[0].category == "ok"
+    # the FIRST input ends with the answer's opening '[' tokenised in context
+    prompt = rr.prompt("q", [d for _, d in docs(4)])
+    assert rr.first_input_ids(prompt)[-1] == encode_continuation(tok, prompt.text, "[")[0]
+
+
+def test_first_refuses_multi_token_identifiers(tok):
+    stub = StubLM(len(tok), {})
+    with pytest.raises(ValueError, match="single-token"):
+        ListwiseReranker(stub, tok, mode="first", window=10, identifiers="numeric")
+    with pytest.raises(ValueError, match="mode must be"):
+        ListwiseReranker(stub, tok, mode="beam")
+    assert ListwiseReranker(stub, tok, mode="first", window=10).alpha is True  # auto: letters for this tokenizer
+
+
+def test_sliding_window_and_scores_over_a_run(tok):
+    ids = identifier_token_ids(tok, 4, alpha=True, chat_template=ZEPHYR_STYLE_TEMPLATE)
+    # always prefers the LAST identifier of each window (D > C > B > A): the bottom passage bubbles to the top
+    stub = StubLM(len(tok), {ids[0]: 0.0, ids[1]: 1.0, ids[2]: 2.0, ids[3]: 3.0})
+    rr = ListwiseReranker(stub, tok, mode="first", window=4, stride=2, max_words=10, identifiers="alpha",
+                          autocast=False)
+    corpus = {d: doc for d, doc in docs(8)}
+    run = {"q1": {str(i): 10.0 - i for i in range(8)}}
+    out, windows = rr.rerank_run(run, corpus, {"q1": "query"}, depth=6, progress=False)
+    assert [(w.start, w.end) for w in windows] == [(2, 6), (0, 4)]
+    ranked_ids = sorted(out["q1"], key=lambda d: -out["q1"][d])
+    # window (2,6) reverses 2..5 -> 5,4,3,2; window (0,4) reverses 0,1,5,4 -> 4,5,1,0; the tail 6,7 stays below
+    assert ranked_ids == ["4", "5", "1", "0", "3", "2", "6", "7"]
+
+
+def test_generation_mode_parses_and_repairs(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    rr = ListwiseReranker(model, tok, mode="generate", window=3, stride=1, max_words=5, identifiers="numeric",
+                          autocast=False)
+    order, windows = rr.rerank("q", docs(3))
+    assert sorted(order) == ["0", "1", "2"]  # a random model writes garbage; repair keeps a full permutation
+    assert windows[0].output_tokens == 3 + 2 * 4  # exactly num_output_tokens('[1] > [2] > [3]') generated
+    assert windows[0].category in ("ok", "wrong_format", "repetition", "missing_documents")
+
+
+def test_recipe_profiles_resolve_offline():
+    from rerank_lib.recipes import rankllm as recipe
+
+    paper = recipe.config("paper")
+    assert (paper.window, paper.stride, paper.depth, paper.max_words) == (20, 10, 100, 300)
+    assert (paper.learning_rate, paper.num_epochs, paper.warmup_steps, paper.lr_scheduler) == (5e-6, 3, 50, "cosine")
+    assert paper.generation_model == "HuggingFaceH4/zephyr-7b-beta"
+    assert paper.combined_model == "mistralai/Mistral-7B-Instruct-v0.3"
+    assert paper.accelerate_config.endswith("deepspeed_zero3.yaml")
+    table = recipe.summary(paper)  # prints even where the hub is unreachable
+    assert "combined base model" in table.index
+    default = recipe.config("default")
+    assert default.model == "smollm2-135m-instruct" and default.objectives == ("generation", "combined")
+    with pytest.raises(TypeError, match="unknown parameter"):
+        recipe.config("default", windwo=3)
