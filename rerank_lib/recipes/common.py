@@ -159,9 +159,12 @@ def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qre
     return float(best), curve
 
 
-def record_interpolation(reranked: Run, first_stage: Run, weight: float, qrels, *, method: str, baselines=None,
+def record_interpolation(reranked: Run, first_stage_run: Run, weight: float, qrels, *, method: str, baselines=None,
                          **record_kwargs) -> Record:
-    """The standard `reranker + first stage` row: normalised score interpolation with a dev-chosen weight."""
+    """The standard `reranker + first stage` row: normalised score interpolation with a dev-chosen weight.
+
+    `record_kwargs` go to record_run (including its `first_stage=` label, which names the first stage in the table).
+    """
     params = {**dict(record_kwargs.pop("params", None) or {}), "interpolation_weight": weight}
-    return record_run(interpolate(reranked, first_stage, weight), qrels, method=f"{method}+interp", baselines=baselines,
-                      params=params, **record_kwargs)
+    return record_run(interpolate(reranked, first_stage_run, weight), qrels, method=f"{method}+interp",
+                      baselines=baselines, params=params, **record_kwargs)

@@ -48,7 +48,7 @@ from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_run, resolve_profile,
+    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_interpolation, record_run, resolve_profile,
     scifact_training_split,
 )
 
@@ -120,13 +120,6 @@ def cache_root(cfg: HopWeaverConfig, results_dir) -> Path:
     path = Path(results_dir) / "cache" / cfg.profile / "hopweaver"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _record_interp(reranked: Run, first_stage_run: Run, weight: float, qrels, *, method: str, params: dict, **kwargs):
-    """common.record_interpolation, which cannot also name the first stage (its run parameter is called
-    `first_stage`, the same name as record_run's label): the same interpolation and record, with the label."""
-    return record_run(interpolate(reranked, first_stage_run, weight), qrels, method=f"{method}+interp",
-                      params={**params, "interpolation_weight": weight}, **kwargs)
 
 
 def _jsonable(d: dict) -> dict:
@@ -402,7 +395,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
         _, dev_diverse = diverse_runs(cfg, data, data.dev)
         weight, curve = choose_interpolation_weight(reranked.dev_run, dev_diverse, data.dev.qrels)
         success, attempts = _attempts(interpolate(ft_run, diverse, weight), test.qrels)
-        records.append(_record_interp(
+        records.append(record_interpolation(
             ft_run, diverse, weight, test.qrels, method="hopweaver-diverse-ft", model=models["diverse_ft"] + " + diverse",
             baselines={"bm25": bm25, "standard": standard, "start": zs_run},
             params={**params, "success_rate": success, "avg_attempts": attempts, "dev_curve": curve.to_dict("list")},

@@ -28,7 +28,7 @@ import pandas as pd
 from ..data import TrainingQueries, load_dataset
 from ..data.trec import qid_order, top_k
 from ..data.types import Dataset, Run
-from ..evaluation import evaluate, interpolate
+from ..evaluation import evaluate
 from ..first_stage import BM25Index
 from ..inranker import (
     DistillDataset, InRankerTrainer, LogitCalibration, fit_calibration, kendall_tau_agreement, ranking_eval_fn,
@@ -40,7 +40,7 @@ from ..results import load_records, save_figure
 from ..synthetic_queries import generate_queries, sample_documents, sample_negatives
 from ..teacher import teacher_scores
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, dl_training_split, load_run, record_run,
+    Timer, TrainingSplit, choose_interpolation_weight, dl_training_split, load_run, record_interpolation, record_run,
     resolve_profile, save_run, scifact_training_split,
 )
 
@@ -574,14 +574,11 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         if dev_first_stage is not None and student.dev_run is not None:
             weight, _ = choose_interpolation_weight(student.dev_run, dev_first_stage, student.dev.qrels)
             training = student.provenance | extra_training if extra_training else student.provenance
-            # common.record_interpolation, spelled out: its positional `first_stage` (the run) shadows
-            # record_run's `first_stage` (the name), which the table needs.
-            records.append(record_run(
-                interpolate(run, bm25, weight), ds.qrels, method=f"{student.method}+interp", baselines=baselines,
+            records.append(record_interpolation(
+                run, bm25, weight, ds.qrels, method=student.method, baselines=baselines,
                 pipeline=PIPELINE, dataset=ds.name, split=ds.split, profile=cfg.profile, results_dir=results_dir,
                 model=f"{model} + bm25", first_stage="bm25", depth=depth_of(name),
-                params={**student.params, "interpolation_weight": weight}, seed=cfg.seed, training=training,
-                eval_queries=ds.queries))
+                params=student.params, seed=cfg.seed, training=training, eval_queries=ds.queries))
         return run
 
     for train_on in ("trec-dl-2020", "trec-dl-2019"):

@@ -645,9 +645,8 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
     bm25_dev = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)
     weight, curve = choose_interpolation_weight(out.runs["dev"], bm25_dev, dev.qrels)
     out.details["interpolation_curve"] = curve
-    interp = {k: v for k, v in common.items() if k != "first_stage"}  # record_interpolation's own argument name
     records.append(record_interpolation(out.runs["test"], data.bm25_test, weight, test.qrels, method=name,
-                                        params=out.params, **interp))
+                                        params=out.params, **common))
     return records
 
 
