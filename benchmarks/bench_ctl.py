@@ -38,7 +38,7 @@ def _ours(enc_factory, pairs, args, out_dir):
     steps = len(pairs) // args.batch_size
     cfg = TrainConfig(output_dir=out_dir, seed=0, learning_rate=1e-5, max_steps=steps, num_epochs=1,
                       per_device_batch_size=args.batch_size, save_every_steps=None, log_every_steps=steps,
-                      warmup_steps=0, lr_scheduler="constant", mixed_precision="auto", resume=False)
+                      warmup_steps=0, lr_scheduler="constant", mixed_precision="no", resume=False)  # fp32, as the peer
     start = time.perf_counter()
     result = train(enc.model, examples, CTLCollator(enc, documents, ctl, seed=0), ctl_compute_loss(enc, ctl), cfg)
     return time.perf_counter() - start, result.history[-1]["loss"], steps
@@ -87,7 +87,7 @@ def main() -> None:
     pairs = [(ex.question, data.chunks[ex.gold_doc_ids[0]].fmt_content) for ex in train[: args.pairs]]
 
     def factory():
-        return BiEncoder("minilm-l6", device="cpu", max_length=args.max_length)
+        return BiEncoder("minilm-l6", device="cpu", max_length=args.max_length, bf16=False)  # fp32, as the peer
 
     probe = factory()
     n_tokens = np.mean([len(x) for x in probe.tokenizer([p for _, p in pairs], truncation=True,

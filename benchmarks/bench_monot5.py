@@ -112,9 +112,10 @@ def main() -> None:
           f"native CPU bf16: {cpu_supports_bf16()}")
 
     peer = inranker.T5Ranker(model_name_or_path=folder, device="cpu", batch_size=args.batch_size)
-    ours = T5Ranker(folder, device="cpu", batch_size=args.batch_size, max_length=args.max_length)
+    # fp32 on both sides (the peer's precision on CPU); ours would pick bf16 by itself where the CPU has it natively
+    ours = T5Ranker(folder, device="cpu", batch_size=args.batch_size, max_length=args.max_length, bf16=False)
     unsorted = T5Ranker(folder, device="cpu", batch_size=args.batch_size, max_length=args.max_length,
-                        sort_by_length=False)
+                        sort_by_length=False, bf16=False)
     peer.get_scores(data[0][0], data[0][1][:4], max_length=args.max_length)  # warm-up, untimed
     half = (len(data) + 1) // 2
     for label, part in (("TREC DL 2019 passages", data[:half]), ("SciFact abstracts", data[half:]), ("both", data)):

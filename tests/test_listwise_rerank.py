@@ -121,3 +121,33 @@ def test_recipe_profiles_resolve_offline():
     assert default.model == "smollm2-135m-instruct" and default.objectives == ("generation", "combined")
     with pytest.raises(TypeError, match="unknown parameter"):
         recipe.config("default", windwo=3)
+
+
+def test_teacher_ceiling_and_agreement(tmp_path):
+    from rerank_lib.data.types import Dataset
+    from rerank_lib.recipes import rankllm as recipe
+    from rerank_lib.recipes.common import save_run
+
+    bm25 = {"q1": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
+    teacher = {"q1": {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.99}}
+    ds = Dataset("trec-dl-2019", "test", {}, {"q1": "x"}, {"q1": {"b": 1}})
+    es = recipe.EvalSet(ds, "test", bm25, {"q1": {"a": 4.0, "b": 3.0, "c": 2.0}})
+    ceiling = recipe.teacher_top(es, teacher)["q1"]
+    # the teacher reorders the top-3 only (b > c > a); d, which the teacher likes best, stays below
+    assert sorted(ceiling, key=lambda d: -ceiling[d]) == ["b", "c", "a", "d"]
+
+    cfg = recipe.config("smoke")
+    save_run(teacher, tmp_path, cfg.profile, "trec-dl-2019", "test", cfg.dl_teacher)
+    windows = [
+        {"model": "m", "mode": "first", "dataset": "trec-dl-2019", "qid": "q1", "doc_ids": ["a", "b", "c"],
+         "order": [1, 2, 0]},  # b > c > a: the teacher's order
+        {"model": "m", "mode": "first", "dataset": "trec-dl-2019", "qid": "q1", "doc_ids": ["a", "b", "c"],
+         "order": [0, 2, 1]},  # a > c > b: the teacher's order reversed
+    ]
+    table = recipe.teacher_agreement(cfg, windows, tmp_path)
+    row = table.loc[("m", "first", "trec-dl-2019")]
+    assert row["windows"] == 2
+    assert row["kendall_tau"] == pytest.approx(0.0)  # +1 and -1
+    assert row["top1_agreement"] == pytest.approx(0.5)
+    assert row["input_order_tau"] == pytest.approx(-1 / 3, abs=1e-3)  # a > b > c vs b > c > a (table rounds)
+    assert row["input_order_top1"] == pytest.approx(0.0)

@@ -40,3 +40,35 @@ def test_smoke_records_and_tables(smoke_run):
     md = (out / "RESULTS.smoke.md").read_text()
     assert "scifact" in md and "trec-dl-2020" in md
     assert (out / "figures" / "summary_ndcg10_smoke.png").stat().st_size > 1000
+
+
+PIPELINE_FIGURES = {  # figure stems every pipeline notebook writes (learning curves, latency), smoke profile
+    "cross_encoder": ["cross_encoder_curves", "llm_reranker_curves", "hopweaver_curve"],
+    "inranker": ["inranker_learning_curves", "inranker_teacher_agreement"],
+    "rankllm": ["rankllm_dev_curve", "rankllm_latency"],
+    "retriever": ["retriever_scifact_ctl_dev"],
+}
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINE_FIGURES))
+def test_pipeline_records_are_complete(smoke_run, pipeline):
+    """Each pipeline notebook leaves trained rows that name their training queries, sit on real metrics, carry a
+    significance test against the first stage or their start, and are never evaluated on a query they trained on."""
+    out, _ = smoke_run
+    records = [r for r in load_records(out, profile="smoke") if r.pipeline == pipeline]
+    trained = [r for r in records if r.n_training_queries]
+    assert trained, f"{pipeline}: no trained rows"
+    for r in records:
+        assert r.metrics.get("nDCG@10") is not None and 0.0 <= r.metrics["nDCG@10"] <= 1.0, (r.stem, r.metrics)
+        assert r.profile == "smoke" and r.per_query and (out / r.per_query).exists(), r.stem
+    for r in trained:
+        assert r.training_queries and r.training_queries != "none (zero-shot)", r.stem
+        assert r.significance, f"{r.stem}: no significance test against BM25 or its start"
+        for test in r.significance.values():
+            for measure, stats in test.items():
+                assert stats["p_value"] is None or 0.0 <= stats["p_value"] <= 1.0, (r.stem, measure, stats)
+    for stem in PIPELINE_FIGURES[pipeline]:
+        figure = out / "figures" / f"{stem}_smoke.png"
+        assert figure.exists() and figure.stat().st_size > 1000, figure
+    table = (out / "RESULTS.smoke.md").read_text()
+    assert all(r.method in table for r in trained), pipeline

@@ -20,9 +20,10 @@ QUERIES = {"q1": "where did the cat sit", "q2": "how to bake bread"}
 RUN = {"q1": {"bake": 3.0, "dog": 2.0, "cat": 1.0, "qm": 0.5}, "q2": {"qm": 2.0, "bake": 1.0, "cat": 0.2}}
 
 
-def test_bi_encoder_teacher_is_cosine_over_the_top_depth(encoder):
+def test_bi_encoder_teacher_is_cosine_over_the_top_depth():
     scores = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=3)
-    expected = rerank_with_encoder(encoder, RUN, CORPUS, QUERIES, depth=3)
+    # the teacher's own encoder: its precision is the machine's (bf16 where the CPU computes it natively)
+    expected = rerank_with_encoder(teacher_mod._bi_encoder("minilm-l6"), RUN, CORPUS, QUERIES, depth=3)
     assert set(scores["q1"]) == {"bake", "dog", "cat"}
     for q in expected:
         for d, s in expected[q].items():
@@ -30,9 +31,9 @@ def test_bi_encoder_teacher_is_cosine_over_the_top_depth(encoder):
     assert max(scores["q1"], key=scores["q1"].get) == "cat" and max(scores["q2"], key=scores["q2"].get) == "bake"
 
 
-def test_fusion_teacher_is_rrf_of_first_stage_and_dense(encoder):
+def test_fusion_teacher_is_rrf_of_first_stage_and_dense():
     fused = teacher_scores("bm25+minilm-l6", RUN, CORPUS, QUERIES, depth=4)
-    dense = rerank_with_encoder(encoder, RUN, CORPUS, QUERIES, depth=4)
+    dense = rerank_with_encoder(teacher_mod._bi_encoder("minilm-l6"), RUN, CORPUS, QUERIES, depth=4)
     expected = reciprocal_rank_fusion({"a": RUN, "b": dense}, k=60)
     assert all(fused[q][d] == pytest.approx(expected[q][d], abs=1e-6) for q in expected for d in expected[q])
     # q1: 'cat' is 3rd by the first stage and 1st by dense: 1/63 + 1/61

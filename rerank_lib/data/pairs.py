@@ -29,7 +29,7 @@ from .jsonl import iter_jsonl, require, write_jsonl
 
 __all__ = [
     "TrainGroup", "read_rag_retrieval", "read_flagembedding", "read_hopweaver", "read_pairs",
-    "write_pairs_jsonl", "sample_group", "FORMATS",
+    "write_pairs_jsonl", "sample_group", "label_stats", "FORMATS",
 ]
 
 FORMATS = ("rag-retrieval", "flagembedding", "hopweaver")

@@ -72,6 +72,8 @@ class CrossEncoderConfig:
     dense_range: tuple[int, int] = (10, 210)  # FlagEmbedding hn_mine's default window
     negative_number: int = 7
     dense_pool: str = "corpus"  # 'corpus' | 'candidates' (smoke: search only the BM25 candidates)
+    dense_model: str = "minilm-l6"  # the retriever hn_mine searches with (FlagEmbedding's example: bge-base-en-v1.5)
+    dense_pooling: str = "mean"
     teacher: str = "bm25+minilm-l6"
     teacher_depth: int = 100
     # training (11_)
@@ -105,6 +107,7 @@ PROFILES = {
     "paper": {"model": "BAAI/bge-reranker-base", "teacher": "bge-reranker-v2-m3", "max_length": 512, "depth": 100,
               "head_lr": None,
               "dev_depth": 100, "negative_number": 15, "dense_range": (10, 210), "negatives": "dense",
+              "dense_model": "BAAI/bge-base-en-v1.5", "dense_pooling": "cls",
               "variants": tuple(VARIANTS), "learning_rate": 6e-5, "num_epochs": 5, "max_steps": None,
               "batch_pairs": 128, "group_size": 16, "eval_every_steps": 500, "save_every_steps": 500,
               "variant_params": {v: {"learning_rate": 5e-5, "num_epochs": 2, "batch_pairs": 96}
@@ -216,7 +219,8 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     positives = {q: p for q, p in positives.items() if p}
 
     bm25_neg = sample_negatives(bm25, positives, cfg.bm25_range, cfg.negative_number, cfg.seed, fill_from=corpus_ids)
-    encoder = BiEncoder("minilm-l6")  # 01_first_stage's settings, so the corpus encoding is shared (cached)
+    # with the default settings (01_first_stage's), the corpus encoding is shared (cached)
+    encoder = BiEncoder(cfg.dense_model, pooling=cfg.dense_pooling)
     if cfg.dense_pool == "candidates":  # smoke: search the BM25 candidates (and positives) only
         pool_ids = sorted({d for q in positives for d in bm25.get(q, {})} | {d for p in positives.values() for d in p})
         pool = {d: train.corpus[d] for d in pool_ids}
@@ -254,7 +258,8 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
         "query_ids": qids, "dev_query_ids": sorted(split.dev.queries), "source": split.provenance.source,
         "calibration": asdict(calibration), "files": {k: p.name for k, p in files.items()},
         "config": {k: v for k, v in asdict(cfg).items() if k in (
-            "seed", "negatives", "bm25_range", "dense_range", "negative_number", "teacher", "teacher_depth")},
+            "seed", "negatives", "bm25_range", "dense_range", "dense_model", "negative_number", "teacher",
+            "teacher_depth")},
     }
     write_json(out / "manifest.json", manifest)
     return TrainingData(split, files, calibration, groups, manifest)

@@ -75,7 +75,7 @@ class LLMRerankerConfig:
     negative_range: tuple[int, int] = (0, 30)
     # score head on the frozen decoder
     head_losses: tuple[str, ...] = ("point_ce", "group_ce")
-    head_init: str = "yes"
+    head_init: str = "yes-no"  # the head's first weights: the Yes-minus-No rows (its start = that zero-shot row)
     head_lr: float = 2e-3
     head_epochs: int = 40
     head_batch: int = 8  # pairs (pointwise) or groups (group losses) per step
@@ -147,8 +147,8 @@ def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
     bad = [loss for loss in cfg.head_losses if loss not in LOSSES]
     if bad:
         raise ValueError(f"unknown head loss(es) {bad}; known: {sorted(LOSSES)}")
-    if cfg.head_init not in ("yes", "yes-no", "random"):
-        raise ValueError("head_init must be 'yes', 'yes-no' or 'random'")
+    if cfg.head_init not in ("yes", "yes-no"):
+        raise ValueError("head_init must be 'yes' or 'yes-no' (a zero-shot read-out, the head's recorded start)")
     if cfg.teacher_prompt not in ("flagembedding", "chat"):
         raise ValueError("teacher_prompt must be 'flagembedding' or 'chat'")
     return cfg
@@ -291,16 +291,28 @@ def record_bm25(cfg: LLMRerankerConfig, data: LLMData, results_dir):
                       **{**_common(cfg, data, results_dir, False), "pipeline": "first_stage"})
 
 
-def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, results_dir) -> Row:
-    """The zero-shot Yes logit (FlagEmbedding prompt): SmolLM2's starting point."""
+ZERO_SHOT = {
+    "yes": "the logit of 'Yes' (FlagEmbedding's score)",
+    "yes-no": "the Yes-minus-No logit margin (ranks as the two-way P(Yes) of RAG-Retrieval's teacher)",
+}
+
+
+def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, results_dir, init: str = "yes") -> Row:
+    """A zero-shot read-out of the FlagEmbedding prompt's last position, from the cached hidden states: 'yes' (the
+    Yes logit) or 'yes-no' (the Yes-minus-No margin). Each is the untrained start of a score head of that init."""
+    if init not in ZERO_SHOT:
+        raise ValueError(f"init must be one of {list(ZERO_SHOT)}")
+    start = HeadOnlyRanker(llm, init=init, feature_batch_size=cfg.feature_batch_size)
     with Timer() as t:
-        test_run = llm.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
-        dev_run = llm.rerank(data.dev_bm25, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth)
-    method = f"{_slug(cfg.llm)}-yes-zero-shot"
-    record = record_run(test_run, data.test.qrels, method=method, model=f"{cfg.llm} (zero-shot, FlagEmbedding prompt)",
-                        baselines={"bm25": data.test_bm25}, params=_jsonable(asdict(cfg)), wall_s=t.s,
-                        **_common(cfg, data, results_dir, False))
-    return Row(method, test_run, dev_run, records=[record])
+        test_run = start.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
+        dev_run = start.rerank(data.dev_bm25, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth)
+    method = f"{_slug(cfg.llm)}-{init}-zero-shot"
+    record = record_run(test_run, data.test.qrels, method=method,
+                        model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
+                        baselines={"bm25": data.test_bm25}, params=_jsonable({**asdict(cfg), "zero_shot": init}),
+                        wall_s=t.s, **_common(cfg, data, results_dir, False))
+    return Row(method, test_run, dev_run, records=[record],
+               start_dev=evaluate(dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
 
 
 def _dev_evaluator(cfg, data: LLMData, batch_size: int) -> RerankEvaluator:
@@ -349,7 +361,7 @@ def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss
     probe = HeadOnlyRanker(llm, init=cfg.head_init, init_seed=cfg.seed, feature_batch_size=cfg.feature_batch_size)
     dev = _dev_evaluator(cfg, data, batch_size=256)
     start_dev = evaluate(probe.rerank(dev.run, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
-                         data.dev.qrels, ["nDCG@10", "RR@10"])
+                         data.dev.qrels, ["nDCG@10", "RR@10"])  # equals start's when start has the same init
     train_cfg = TrainConfig(
         output_dir=_output_dir(cfg, results_dir, f"head-{loss}", [asdict(cfg), loss, _fingerprint(data.groups)]),
         seed=cfg.seed, learning_rate=cfg.head_lr, num_epochs=cfg.head_epochs, per_device_batch_size=cfg.head_batch,
@@ -362,7 +374,7 @@ def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss
     method = f"{_slug(cfg.llm)}-head-{loss.replace('_', '-')}"
     records, test_run = _evaluate_trained(
         cfg, data, results_dir, method, probe, result, dev_run, start,
-        model=f"{cfg.llm} frozen + linear score head from the Yes row ({loss})",
+        model=f"{cfg.llm} frozen + linear score head from the {cfg.head_init} row(s) ({loss})",
         params={"loss": loss, "recipe": "head-only"}, wall_s=t.s)
     row = Row(method, test_run, dev_run, result, records, start_dev)
     row.ranker = probe
@@ -378,6 +390,9 @@ def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Ro
     ranker = DecoderReranker(model_name, head=head, prompt=prompt, max_length=cfg.max_length, lora=settings,
                              init_seed=cfg.seed)
     ranker.cache_features = False  # the backbone changes every step: dev scores run the model itself
+    if head == "score":  # a fresh head: its own untrained start, not the zero-shot Yes logit
+        start_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
+        start = Row(f"{_slug(model_name)}-score-untrained", start_run, {})
     dev = _dev_evaluator(cfg, data, batch_size=cfg.feature_batch_size)
     train_cfg = TrainConfig(
         output_dir=_output_dir(cfg, results_dir, variant, [asdict(cfg), variant, _fingerprint(data.groups)]),
@@ -527,10 +542,13 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
     dev = _dev_evaluator(cfg, data, batch_size=cfg.score_batch_size)
     train_cfg = TrainConfig(
         output_dir=_output_dir(cfg, results_dir, f"distill-{source}",
-                               [asdict(cfg), source, _fingerprint(groups), [g.labels for g in groups]]),
+                               [{k: v for k, v in asdict(cfg).items() if k.startswith("student") or k in (
+                                   "seed", "dev_queries", "dev_depth")}, source, _fingerprint(groups),
+                                [g.labels for g in groups]]),
         seed=cfg.seed, learning_rate=cfg.student_lr, num_epochs=1000, max_steps=cfg.student_steps,
         per_device_batch_size=cfg.student_batch, warmup_ratio=0.1, log_every_steps=1,
-        eval_every_steps=cfg.student_eval_every, save_every_steps=None, metric_for_best="nDCG@10")
+        eval_every_steps=cfg.student_eval_every, save_every_steps=cfg.student_steps, keep_last_checkpoints=1,
+        metric_for_best="nDCG@10")
     with Timer() as t:
         result = fit(student, groups, loss=cfg.student_loss, config=train_cfg, eval_fn=dev)
     dev_run = _dev_run(dev, student, result)
