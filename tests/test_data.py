@@ -228,7 +228,6 @@ def test_registry_downloads_when_missing(http_server, tmp_path, monkeypatch, sha
 
 
 def test_atomic_files_get_normal_permissions(tmp_path):
-    import os
 
     from rerank_lib.atomic import _umask, write_text
 

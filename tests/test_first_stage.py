@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ir_measures
-import numpy as np
 import pytest
 
 from rerank_lib.data.trec import read_run, write_run

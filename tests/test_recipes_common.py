@@ -109,3 +109,21 @@ def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
     rec = record_interpolation(reranker, first, 0.5, qrels, method="ce", pipeline="p", dataset="scifact", split="test",
                                profile="smoke", results_dir=tmp_path)
     assert rec.method == "ce+interp" and rec.params["interpolation_weight"] == 0.5
+
+
+def test_sample_ids_is_seeded_sorted_and_order_free():
+    from rerank_lib.recipes.common import sample_ids
+
+    ids = [f"q{i}" for i in range(50)]
+    a, b = sample_ids(ids, 10, seed=13), sample_ids(list(reversed(ids)), 10, seed=13)
+    assert a == b == sorted(a) and len(set(a)) == 10 and set(a) <= set(ids)
+    assert sample_ids(ids, 10, seed=14) != a
+    assert sample_ids(ids, None, seed=0) == sorted(ids) == sample_ids(ids, 60, seed=0)
+
+
+def test_jsonable_and_pipeline_cache(tmp_path):
+    from rerank_lib.recipes.common import jsonable, pipeline_cache
+
+    assert jsonable({"r": (0, 30), "s": {"x"}, "p": tmp_path / "f"}) == {"r": [0, 30], "s": ["x"], "p": str(tmp_path / "f")}
+    path = pipeline_cache(tmp_path, "smoke", "cross_encoder")
+    assert path == tmp_path / "cache" / "smoke" / "cross_encoder" and path.is_dir()

@@ -6,7 +6,9 @@ Runs travel between notebooks as TREC files under <results>/runs/<profile>/, nam
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +38,27 @@ def resolve_profile(base: Any, profiles: Mapping[str, Mapping[str, Any]], profil
         raise TypeError(f"unknown parameter(s) {unknown} for {type(base).__name__}; known: {sorted(names)}")
     values = {**profiles.get(profile, {}), **{k: v for k, v in overrides.items() if v is not None}}
     return dataclasses.replace(base, profile=profile, **values)
+
+
+def pipeline_cache(results_dir: str | os.PathLike, profile: str, pipeline: str) -> Path:
+    """A recipe's working folder for derived files (training data, checkpoints): <results>/cache/<profile>/<pipeline>,
+    ignored by git and rebuilt on demand."""
+    path = Path(results_dir) / "cache" / profile / pipeline
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (tuples and sets become lists, anything else its str): what record params and
+    cache keys hold, so a config with tuples hashes and prints the same after a round trip."""
+    return json.loads(json.dumps(value, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+
+
+def sample_ids(ids, n: int | None, seed: int) -> list[str]:
+    """A seeded, sorted sample of `n` ids (all of them, sorted, when n is None or not smaller): the same subset for
+    the same seed on every machine, whatever the order `ids` came in."""
+    ids = sorted(ids)
+    return ids if n is None or n >= len(ids) else sorted(random.Random(seed).sample(ids, n))
 
 
 def run_path(results_dir: str | os.PathLike, profile: str, dataset: str, split: str, method: str) -> Path:

@@ -9,7 +9,6 @@ top-`depth`, with an interpolation row per variant.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from ..data import load_dataset
 from ..data.pairs import TrainGroup, label_stats, read_flagembedding, read_rag_retrieval, write_pairs_jsonl
 from ..data.trec import ranked, top_k
 from ..data.types import Run
-from ..evaluation import evaluate, measures_for
+from ..evaluation import evaluate
 from ..negatives import mine_dense_negatives, sample_negatives
 from ..rerankers import CrossEncoder, RerankEvaluator, fit
 from ..results import save_figure
@@ -31,7 +30,7 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..teacher import spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_interpolation, record_run, resolve_profile,
+    Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, load_run, record_interpolation, record_run, resolve_profile,
     scifact_training_split,
 )
 
@@ -131,9 +130,7 @@ def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
 
 def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
     """Where 10_ writes the training files (ignored by git: results/cache/)."""
-    path = Path(results_dir) / "cache" / cfg.profile / "cross_encoder"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return pipeline_cache(results_dir, cfg.profile, "cross_encoder")
 
 
 # ---------------------------------------------------------------------------------------------------- 10_ data
@@ -388,7 +385,7 @@ def _train_config(cfg: CrossEncoderConfig, variant: str, results_dir, fingerprin
     loss = VARIANTS[variant][0]
     per_step = params["batch_pairs"] // params["group_size"] if loss in ("group_ce", "ranknet", "listwise_ce") else params["batch_pairs"]
     key = hashlib.sha256(json.dumps([variant, params, cfg.model, cfg.seed, fingerprint], sort_keys=True).encode()).hexdigest()[:12]
-    out = Path(results_dir) / "cache" / cfg.profile / "cross_encoder" / "checkpoints" / f"{variant}-{key}"
+    out = data_dir(cfg, results_dir) / "checkpoints" / f"{variant}-{key}"
     train_cfg = TrainConfig(
         output_dir=str(out), seed=cfg.seed, learning_rate=params["learning_rate"], num_epochs=params["num_epochs"],
         max_steps=params["max_steps"], per_device_batch_size=max(1, per_step), warmup_ratio=params["warmup_ratio"],
@@ -473,7 +470,7 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):
         run, sets.test.qrels, pipeline=PIPELINE, method=method_name(cfg, "start"), dataset="scifact", split="test",
         profile=cfg.profile, results_dir=results_dir, baselines={"bm25": sets.test_bm25},
         model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model, first_stage="bm25",
-        depth=cfg.depth, params=_jsonable(asdict(cfg)), seed=cfg.seed, wall_s=t.s)
+        depth=cfg.depth, params=jsonable(asdict(cfg)), seed=cfg.seed, wall_s=t.s)
     return run, record, dev_metrics
 
 
@@ -488,7 +485,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, st
                   baselines={"bm25": sets.test_bm25, "start": start_run}, model=f"{cfg.model} fine-tuned ({vr.variant})",
                   first_stage="bm25", depth=cfg.depth, seed=cfg.seed, training=sets.split.provenance,
                   eval_queries=sets.test.queries)
-    params = _jsonable({**asdict(cfg), **vr.params, "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+    params = jsonable({**asdict(cfg), **vr.params, "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
                         "best_step": vr.result.best_step, "dev_best": vr.result.best_metric,
                         "steps": vr.result.global_step, "train_s": round(vr.wall_s, 1)})
     records = [record_run(run, sets.test.qrels, method=method, params=params, wall_s=vr.wall_s + t.s, **common)]
@@ -502,9 +499,6 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, st
                                             wall_s=vr.wall_s + t.s, **interp_common))
     return records
 
-
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
 
 
 # ---------------------------------------------------------------------------------------------------- tables, figures

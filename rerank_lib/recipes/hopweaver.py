@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +37,17 @@ from ..data import load_dataset
 from ..data.pairs import TrainGroup, read_hopweaver
 from ..data.trec import ranked, top_k
 from ..data.types import Dataset, Run
-from ..evaluation import evaluate, interpolate
+from ..evaluation import interpolate
 from ..hopweaver import (
     DiverseRetriever, LLMJudge, LLMQueryProposer, MMRWeights, QrelsJudge, generate_contrastive_data, sample_sources,
-    to_groups, write_hopweaver,
+    write_hopweaver,
 )
 from ..rerankers import CrossEncoder, RerankEvaluator, fit
 from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_interpolation, record_run, resolve_profile,
+    Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, sample_ids, load_run, record_interpolation, record_run, resolve_profile,
     scifact_training_split,
 )
 
@@ -117,18 +116,7 @@ def config(profile: str = "default", **overrides) -> HopWeaverConfig:
 
 
 def cache_root(cfg: HopWeaverConfig, results_dir) -> Path:
-    path = Path(results_dir) / "cache" / cfg.profile / "hopweaver"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
-
-
-def _sample(ids, n: int | None, seed: int) -> list[str]:
-    ids = sorted(ids)
-    return ids if n is None or n >= len(ids) else sorted(random.Random(seed).sample(ids, n))
+    return pipeline_cache(results_dir, cfg.profile, "hopweaver")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -147,11 +135,11 @@ def load_data(cfg: HopWeaverConfig, results_dir) -> HopData:
     """SciFact train (minus the dev slice; the train claims 01_ ran) and test, and the retriever over the corpus."""
     train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(train_bm25))
-    dev = split.dev.subset(_sample(split.dev.queries, cfg.dev_queries, cfg.seed))
+    dev = split.dev.subset(sample_ids(split.dev.queries, cfg.dev_queries, cfg.seed))
     test_all = load_dataset("scifact", "test", root=cfg.data_root)
     test_bm25 = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
     judged = sorted(q for q in test_bm25 if q in test_all.qrels)
-    test_ids = _sample(judged, cfg.test_queries, cfg.seed)
+    test_ids = sample_ids(judged, cfg.test_queries, cfg.seed)
     test = test_all.subset(test_ids)
     test_split = "test" if len(test_ids) == len(test_all.qrels) else f"test-{len(test_ids)}q"
     encoder = BiEncoder(cfg.encoder)  # 01_first_stage's settings: the corpus encoding is shared (cached)
@@ -194,7 +182,7 @@ def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple
     """The LLM judge's P(Yes) on (claim, candidate) pairs of dev claims vs the qrels, beside MiniLM cosine and chance."""
     from sklearn.metrics import roc_auc_score
 
-    qids = _sample(data.dev.queries, cfg.judge_eval_queries, cfg.seed)
+    qids = sample_ids(data.dev.queries, cfg.judge_eval_queries, cfg.seed)
     found = data.retriever.diverse({q: data.dev.queries[q] for q in qids}, top_k=cfg.top_k)
     pairs = [(q, d) for q in qids for d, _ in ranked(found[q])]
     truth = np.array([data.dev.qrels.get(q, {}).get(d, 0) > 0 for q, d in pairs])
@@ -258,7 +246,7 @@ def training_data(cfg: HopWeaverConfig, data: HopData, judge_name: str, results_
     usable bridge queries, see llm_generator), diverse retrieval with the README lambdas, the chosen judge;
     written in HopWeaver's format and read back with its reader."""
     train = data.split.train
-    qids = _sample(train.queries, cfg.gen_queries, cfg.seed)
+    qids = sample_ids(train.queries, cfg.gen_queries, cfg.seed)
     judge = QrelsJudge(train.qrels) if judge_name == "qrels" else llm_judge
     if judge is None:
         raise ValueError("judge 'llm' needs the LLM judge")
@@ -317,7 +305,7 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     model = zero_shot_reranker(cfg)
     start_dev = dev(model)
     dev.runs.clear()
-    key = hashlib.sha256(json.dumps(_jsonable({"c": asdict(cfg), "d": [[g.query, g.docs] for g in generated.groups]}),
+    key = hashlib.sha256(json.dumps(jsonable({"c": asdict(cfg), "d": [[g.query, g.docs] for g in generated.groups]}),
                                     sort_keys=True).encode()).hexdigest()[:12]
     train_cfg = TrainConfig(
         output_dir=str(cache_root(cfg, results_dir) / "checkpoints" / f"reranker-{key}"), seed=cfg.seed,
@@ -368,7 +356,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
         ft_run = reranked.model.rerank(diverse, test.corpus, test.queries, depth=cfg.top_k,
                                        batch_size=cfg.score_batch_size)
     runs = {"standard": standard, "diverse": diverse, "diverse_zs": zs_run, "diverse_ft": ft_run}
-    params = _jsonable(asdict(cfg))
+    params = jsonable(asdict(cfg))
     common = dict(pipeline=PIPELINE, dataset="scifact", split=data.test_split, profile=cfg.profile,
                   results_dir=results_dir, first_stage=f"{cfg.encoder}-dense", depth=cfg.top_k, seed=cfg.seed,
                   measures=list(MEASURES))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,15 +33,15 @@ from ..data import load_dataset
 from ..data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
 from ..data.trec import ranked, top_k
 from ..data.types import Dataset, Run
-from ..evaluation import evaluate, interpolate, measures_for
+from ..evaluation import evaluate, interpolate
 from ..negatives import sample_negatives
 from ..rerankers import CrossEncoder, RerankEvaluator, fit
-from ..rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat
+from ..rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ..results import save_figure
 from ..teacher import teacher_scores
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, load_run, record_run, resolve_profile,
+    Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, sample_ids, load_run, record_run, resolve_profile,
     scifact_training_split,
 )
 
@@ -165,14 +164,8 @@ def _record_interp(reranked: Run, first_stage_run: Run, weight: float, qrels, *,
                       params={**params, "interpolation_weight": weight}, **kwargs)
 
 
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
-
-
 def cache_root(cfg: LLMRerankerConfig, results_dir) -> Path:
-    path = Path(results_dir) / "cache" / cfg.profile / "llm_reranker"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return pipeline_cache(results_dir, cfg.profile, "llm_reranker")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -196,19 +189,12 @@ class LLMData:
         return pd.DataFrame(rows, columns=["set", "queries", "pairs"]).set_index("set")
 
 
-def _sample(ids, n: int | None, seed: int) -> list[str]:
-    ids = sorted(ids)
-    if n is None or n >= len(ids):
-        return ids
-    return sorted(random.Random(seed).sample(ids, n))
-
-
 def build_data(cfg: LLMRerankerConfig, results_dir) -> LLMData:
     train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(train_bm25))
     train = split.train
     positives = {q: sorted(d for d, r in train.qrels[q].items() if r > 0) for q in train.queries}
-    qids = _sample([q for q, p in positives.items() if p], cfg.train_queries, cfg.seed)
+    qids = sample_ids([q for q, p in positives.items() if p], cfg.train_queries, cfg.seed)
     n_neg = {q: max(1, cfg.group_size - len(positives[q])) for q in qids}
     negs = sample_negatives(train_bm25, {q: positives[q] for q in qids}, cfg.negative_range, max(n_neg.values()),
                             cfg.seed, fill_from=list(train.corpus))
@@ -218,14 +204,14 @@ def build_data(cfg: LLMRerankerConfig, results_dir) -> LLMData:
         groups.append(TrainGroup(train.queries[q], [train.corpus[d].text_for_model for d in docs],
                                  [1.0] * len(positives[q]) + [0.0] * n_neg[q], n_pos=len(positives[q]),
                                  query_id=q, doc_ids=docs))
-    dev_ids = _sample(split.dev.queries, cfg.dev_queries, cfg.seed)
+    dev_ids = sample_ids(split.dev.queries, cfg.dev_queries, cfg.seed)
     dev = split.dev.subset(dev_ids)
     dev_bm25 = top_k({q: train_bm25[q] for q in dev_ids}, cfg.dev_depth)
 
     test_bm25_all = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
     test_all = load_dataset("scifact", "test", root=cfg.data_root)
     judged = [q for q in test_bm25_all if q in test_all.qrels]
-    test_ids = _sample(judged, cfg.test_queries, cfg.seed)
+    test_ids = sample_ids(judged, cfg.test_queries, cfg.seed)
     test = test_all.subset(test_ids)
     test_bm25 = top_k({q: test_bm25_all[q] for q in test_ids}, cfg.depth)
     test_split = "test" if len(test_ids) == len(judged) else f"test-{len(test_ids)}q"
@@ -309,7 +295,7 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     method = f"{_slug(cfg.llm)}-{init}-zero-shot"
     record = record_run(test_run, data.test.qrels, method=method,
                         model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
-                        baselines={"bm25": data.test_bm25}, params=_jsonable({**asdict(cfg), "zero_shot": init}),
+                        baselines={"bm25": data.test_bm25}, params=jsonable({**asdict(cfg), "zero_shot": init}),
                         wall_s=t.s, **_common(cfg, data, results_dir, False))
     return Row(method, test_run, dev_run, records=[record],
                start_dev=evaluate(dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
@@ -321,7 +307,7 @@ def _dev_evaluator(cfg, data: LLMData, batch_size: int) -> RerankEvaluator:
 
 
 def _output_dir(cfg, results_dir, name: str, payload) -> str:
-    key = hashlib.sha256(json.dumps(_jsonable({"p": payload}), sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps(jsonable({"p": payload}), sort_keys=True).encode()).hexdigest()[:12]
     return str(cache_root(cfg, results_dir) / "checkpoints" / f"{name}-{key}")
 
 
@@ -341,7 +327,7 @@ def _evaluate_trained(cfg, data: LLMData, results_dir, method: str, ranker, resu
     with Timer() as t:
         test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=depth or cfg.depth)
     common = _common(cfg, data, results_dir, True)
-    params = _jsonable({**asdict(cfg), **params, "best_step": result.best_step, "dev_best": result.best_metric,
+    params = jsonable({**asdict(cfg), **params, "best_step": result.best_step, "dev_best": result.best_metric,
                         "steps": result.global_step})
     baselines = {"bm25": data.test_bm25, "start": start.test_run}
     records = [record_run(test_run, data.test.qrels, method=method, model=model, baselines=baselines, params=params,
@@ -536,7 +522,7 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
     start_method = f"ce-{_slug(cfg.student)}-start"
     start_rec = record_run(start_test, data.test.qrels, method=start_method,
                            model=f"{cfg.student} (untrained head)", baselines={"bm25": data.test_bm25},
-                           params=_jsonable(asdict(cfg)), wall_s=t0.s, **_common(cfg, data, results_dir, False))
+                           params=jsonable(asdict(cfg)), wall_s=t0.s, **_common(cfg, data, results_dir, False))
     start = Row(start_method, start_test, start_dev_run, records=[start_rec],
                 start_dev=evaluate(start_dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
     dev = _dev_evaluator(cfg, data, batch_size=cfg.score_batch_size)

@@ -50,6 +50,7 @@ from .common import (
     record_interpolation,
     record_run,
     resolve_profile,
+    sample_ids,
     save_run,
     scifact_training_split,
 )
@@ -298,7 +299,7 @@ def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
         qids = sorted(q for q in bm25 if q in ds.qrels)
         split = "test"
         if name == "scifact" and cfg.scifact_test_queries and cfg.scifact_test_queries < len(qids):
-            qids = sorted(random.Random(cfg.seed).sample(qids, cfg.scifact_test_queries))
+            qids = sample_ids(qids, cfg.scifact_test_queries, cfg.seed)
             split = f"test-{len(qids)}q"
         ds = ds.subset(qids)
         bm25 = {q: bm25[q] for q in qids}
