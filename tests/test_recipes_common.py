@@ -77,6 +77,11 @@ def test_scifact_training_split_is_clean_and_seeded(shared_data):
     again = scifact_training_split(shared_data, seed=13)
     assert sorted(again.dev.queries) == sorted(split.dev.queries)
     assert "scifact/train" in split.describe()
+    used = split.used(sorted(split.train.queries)[:24], sorted(split.dev.queries)[:12])
+    assert len(used.query_ids) == 36 and used.describe() == "scifact/train sample (36 q)"
+    assert used.query_ids <= split.provenance.query_ids
+    with pytest.raises(ValueError, match="not in this split"):
+        split.used(["not-a-query"], [])
 
 
 def test_record_run_refuses_a_leaky_evaluation_on_real_data(shared_data, tmp_path):

@@ -136,6 +136,16 @@ class TrainingSplit:
     def describe(self) -> str:
         return f"{self.provenance.source}: {len(self.train.queries)} train + {len(self.dev.queries)} dev q"
 
+    def used(self, train_ids, dev_ids) -> TrainingQueries:
+        """The provenance of the queries a recipe actually drew on (a sample of train, a sample of dev), so a row
+        trained on 24 queries does not claim the whole split; it stays inside the split's leak guard."""
+        train_ids, dev_ids = set(train_ids), set(dev_ids)
+        unknown = sorted((train_ids - set(self.train.queries)) | (dev_ids - set(self.dev.queries)))
+        if unknown:
+            raise ValueError(f"{self.provenance.source}: query ids {unknown[:5]} are not in this split's train/dev")
+        queries = {**{q: self.train.queries[q] for q in train_ids}, **{q: self.dev.queries[q] for q in dev_ids}}
+        return TrainingQueries.of(f"{self.provenance.source} sample", queries)
+
 
 def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int) -> TrainingSplit:
     ds = ds.subset(sorted(ds.judged_queries()))

@@ -83,13 +83,13 @@ class CrossEncoderConfig:
     lr_scheduler: str = "linear"
     weight_decay: float = 0.01
     num_epochs: int = 1
-    max_steps: int | None = 50
+    max_steps: int | None = 150  # dev nDCG@10 still rose at 50 steps (group CE 0.54 -> 0.58 from step 25 to 50)
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
     group_size: int = 8
     kd_weight: float = 1.0
     kd_temperature: float = 1.0
     eval_every_steps: int | None = 25
-    save_every_steps: int | None = 25
+    save_every_steps: int | None = 50
     variant_params: dict = field(default_factory=dict)  # per-variant overrides of the training fields above
     interpolate: bool = True
 

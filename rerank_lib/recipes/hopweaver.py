@@ -80,9 +80,9 @@ class HopWeaverConfig:
     group_size: int = 4  # HopWeaver train_reranker.py: train_group_size 4
     learning_rate: float = 2e-4
     batch_groups: int = 8
-    max_steps: int | None = 40
+    max_steps: int | None = 150  # at 40 steps dev nDCG@10 was still rising (0.34 -> 0.49)
     num_epochs: int = 10
-    eval_every_steps: int | None = 10
+    eval_every_steps: int | None = 25
     dev_queries: int | None = 40
     test_queries: int | None = None  # SciFact test claims (None: all 300)
     score_batch_size: int = 64
