@@ -43,6 +43,7 @@ from .evaluation import evaluate
 from .models import pick_device
 from .rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
 from .training import TrainConfig, TrainResult, pad_collate, train
+from .teacher import platt_fit
 
 __all__ = [
     "DistillExample", "DistillDataset", "InRankerTrainer", "LogitCalibration", "center", "distillation_loss",
@@ -194,23 +195,6 @@ class LogitCalibration:
                 f"({self.n_pairs} pairs, {self.n_positive} with grade >= {self.min_grade})")
 
 
-def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 100) -> tuple[float, float]:
-    """(w0, w1) maximising sum log sigmoid(+-(w0 + w1 x)) - l2/2 * w1^2, by Newton's method (2 parameters)."""
-    X = np.stack([np.ones_like(x), x], axis=1)
-    w = np.zeros(2)
-    w[0] = math.log((y.mean() + 1e-9) / (1 - y.mean() + 1e-9))
-    reg = np.diag([0.0, l2])
-    for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(X @ w)))
-        grad = X.T @ (y - p) - reg @ w
-        hess = (X * (p * (1 - p))[:, None]).T @ X + reg
-        step = np.linalg.solve(hess, grad)
-        w = w + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return float(w[0]), float(w[1])
-
-
 def fit_calibration(scores: Run, qrels: Qrels, min_grade: int = 1, teacher: str = "", fitted_on: str = "",
                     l2: float = 1e-6) -> LogitCalibration:
     """Fit margin = a * s + b by logistic regression of `grade >= min_grade` on the teacher score s over every
@@ -222,15 +206,9 @@ def fit_calibration(scores: Run, qrels: Qrels, min_grade: int = 1, teacher: str 
         for docid, s in docs.items():
             xs.append(float(s))
             ys.append(1.0 if qrels[qid].get(docid, 0) >= min_grade else 0.0)
-    x, y = np.asarray(xs), np.asarray(ys)
-    if len(x) == 0 or y.min() == y.max():
-        raise ValueError(f"calibration needs relevant and non-relevant scored pairs; got {int(y.sum()) if len(y) else 0} "
-                         f"relevant of {len(x)}")
-    mu, sd = float(x.mean()), float(x.std()) or 1.0
-    w0, w1 = _logistic_fit((x - mu) / sd, y, l2)
-    scale = w1 / sd
-    return LogitCalibration(scale=scale, bias=w0 - scale * mu, teacher=teacher, fitted_on=fitted_on,
-                            n_pairs=len(x), n_positive=int(y.sum()), min_grade=min_grade)
+    scale, bias = platt_fit(xs, ys, l2)
+    return LogitCalibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on,
+                            n_pairs=len(xs), n_positive=int(sum(ys)), min_grade=min_grade)
 
 
 def soft_label_examples(teacher: Run, calibration: LogitCalibration, queries: Mapping[str, str],

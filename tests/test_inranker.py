@@ -119,6 +119,19 @@ def test_calibration_by_hand():
         fit_calibration(scores, {"q1": {}}, min_grade=1)
 
 
+def test_calibration_of_rank_fused_scores_with_rare_positives():
+    """Fused-rank scores over deep candidate lists (1 relevant in 1000, many tied scores, relevant near the top) made
+    the earlier hand-written Newton fit hit a singular Hessian; the fit must stay finite and increasing."""
+    scores, qrels = {}, {}
+    for q in range(50):
+        ranks = {f"q{q}d{r}": 1 / (60 + r) + 1 / (60 + (r * 7) % 1000) for r in range(1000)}
+        scores[f"q{q}"] = ranks
+        qrels[f"q{q}"] = {f"q{q}d{q % 3}": 1}
+    cal = fit_calibration(scores, qrels, teacher="rrf", fitted_on="synthetic")
+    assert math.isfinite(cal.scale) and math.isfinite(cal.bias) and cal.scale > 0
+    assert cal.probability(max(scores["q0"].values())) > cal.probability(min(scores["q0"].values()))
+
+
 def test_soft_label_examples_use_the_calibration():
     cal = fit_calibration({"q": {"a": 2.0, "b": 0.0, "c": -1.0}}, {"q": {"a": 1, "c": 1}})
     corpus = {d: Document(d, f"text {d}") for d in "abc"}

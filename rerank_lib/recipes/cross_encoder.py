@@ -27,7 +27,7 @@ from ..negatives import mine_dense_negatives, sample_negatives
 from ..rerankers import CrossEncoder, RerankEvaluator, fit
 from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
-from ..teacher import spec as teacher_spec, teacher_scores
+from ..teacher import platt_fit, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
 from .common import (
     Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, load_run, record_interpolation, record_run, resolve_profile,
@@ -160,21 +160,16 @@ def _sigmoid(x) -> np.ndarray:
 
 
 def fit_calibration(scores: Run, qrels, teacher: str) -> Calibration:
-    """Platt scaling: a one-feature logistic regression of qrels relevance on the teacher score."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Platt scaling (teacher.platt_fit) of qrels relevance on the teacher score, over every scored candidate."""
     xs, ys = [], []
     for q, docs in scores.items():
         for d, s in docs.items():
             xs.append(s)
             ys.append(int(qrels.get(q, {}).get(d, 0) > 0))
-    x, y = np.asarray(xs, dtype=float), np.asarray(ys)
     if len(set(ys)) < 2:
         raise ValueError("calibration needs relevant and non-relevant candidates")
-    mu, sd = x.mean(), x.std() or 1.0
-    model = LogisticRegression(C=1e4, max_iter=1000).fit(((x - mu) / sd)[:, None], y)
-    a = float(model.coef_[0, 0] / sd)
-    return Calibration(a=a, b=float(model.intercept_[0] - a * mu), teacher=teacher, n_pairs=len(y), n_relevant=int(y.sum()))
+    a, b = platt_fit(xs, ys, l2=1e-4)  # C = 1e4, as before
+    return Calibration(a=a, b=b, teacher=teacher, n_pairs=len(ys), n_relevant=int(sum(ys)))
 
 
 @dataclass
