@@ -487,6 +487,7 @@ def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: S
                             decoder_learning_rate=dlr, epochs=cfg.stage2_epochs, source="beir/inpars-v1 synthetic")
     if provenance is None:
         student.provenance = start.provenance | student.provenance | synth.split.provenance
+    student.params["init"] = f"{start.method} (its best dev checkpoint)"  # not the cache path: the table names it
     return student
 
 

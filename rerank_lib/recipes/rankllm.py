@@ -439,8 +439,9 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
                                         source=f"{train_on}:", **common)
     conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, teacher_sf,
                                          sf.train.corpus, source="scifact-train:", **common)
-    # Provenance covers everything the model or its selection saw: both training splits with their dev slices.
-    provenance = dl.provenance | TrainingQueries.of("scifact/train", {**sf.train.queries, **sf.dev.queries})
+    # Provenance: every query the model or its selection saw (the DL year's train and dev parts, the SciFact sample
+    # and its dev queries), so the row names what it actually used.
+    provenance = dl.provenance | sf.used(sf_train, sf_dev)
     dev = {"dl": _dev_set(cfg, dl.dev, bm25_dl, train_on),
            "scifact": _dev_set(cfg, sf.dev.subset(sf_dev), bm25_sf, "scifact")}
     return FoldData(train_on, evaluate_on, provenance, conversations, dev)
