@@ -93,7 +93,8 @@ class InRankerConfig:
     negatives_depth: int = 1000
     calibration_queries: int = 200  # SciFact train queries whose top-1000 fit the stage-2 calibration
     stage2_epochs: float = 1.0
-    stage2_learning_rate: float | None = None  # None: learning_rate
+    # chosen on the SciFact dev slice: at 1e-4 stage 2 lowered dev nDCG@10 0.33 -> 0.18; at 2e-5 it raised it to 0.44
+    stage2_learning_rate: float | None = 2e-5  # None: learning_rate
     # ablation: a T5 built from a config (random weights), stage 1 on the stage2_from fold only
     ablation_student: str | None = "t5-efficient-tiny-random"
     ablation_learning_rate: float = 5e-4
@@ -118,7 +119,7 @@ PROFILES = {
               "center_labels": "reference", "eval_every_steps": None, "stage1_data": "published",
               "stage2_data": "published", "teacher_model": "castorini/monot5-3b-msmarco-10k",
               "stage1_epochs": 1.0, "stage2_epochs": 1.0, "ablation_student": "t5-small", "ablation_epochs": 1.0,
-              "ablation_learning_rate": 7e-5, "scifact_depth": 100, "dl_depth": 100, "scifact_dev_queries": None,
+              "ablation_learning_rate": 7e-5, "stage2_learning_rate": None, "scifact_depth": 100, "dl_depth": 100, "scifact_dev_queries": None,
               "eval_batch_size": 64, "generator": "EleutherAI/gpt-j-6B", "generator_max_doc_tokens": 256,
               "generator_max_new_tokens": 64},
 }
