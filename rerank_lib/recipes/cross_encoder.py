@@ -30,8 +30,8 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..teacher import platt_fit, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, load_run, record_interpolation, record_run, resolve_profile,
-    scifact_training_split,
+    Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_interpolation,
+    record_run, resolve_profile, scifact_training_split,
 )
 
 PIPELINE = "cross_encoder"
@@ -166,9 +166,7 @@ def fit_calibration(scores: Run, qrels, teacher: str) -> Calibration:
         for d, s in docs.items():
             xs.append(s)
             ys.append(int(qrels.get(q, {}).get(d, 0) > 0))
-    if len(set(ys)) < 2:
-        raise ValueError("calibration needs relevant and non-relevant candidates")
-    a, b = platt_fit(xs, ys, l2=1e-4)  # C = 1e4, as before
+    a, b = platt_fit(xs, ys, l2=1e-4)  # C = 1e4, as before; refuses a one-class set
     return Calibration(a=a, b=b, teacher=teacher, n_pairs=len(ys), n_relevant=int(sum(ys)))
 
 

@@ -41,8 +41,8 @@ from ..results import save_figure
 from ..teacher import teacher_scores
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, jsonable, pipeline_cache, sample_ids, load_run, record_run, resolve_profile,
-    scifact_training_split,
+    Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_run, resolve_profile,
+    sample_ids, scifact_training_split,
 )
 
 PIPELINE = "cross_encoder"
