@@ -17,7 +17,7 @@ false_logit}`) and `.train(train_dataset=...)`. Differences from the package, al
 - Training runs on `rerank_lib.training.train` (seeded, resumable, checkpoint selection on a dev metric).
 
 Offline, the teacher is a ranker without two logits (the MiniLM bi-encoder, or its fusion with BM25). Its score s
-becomes two logits through `LogitCalibration`: margin = a * s + b, fitted by logistic regression of the TRAINING
+becomes two logits through `teacher.Calibration`: margin = a * s + b, fitted by logistic regression of the TRAINING
 queries' relevance judgments on s (so sigmoid(margin) is a calibrated P(relevant | s)); labels are
 [false, true] = [-margin / 2, +margin / 2]. softmax over them reproduces that probability, as monoT5's own
 softmax over (false, true) is its P(relevant).
@@ -43,10 +43,10 @@ from .evaluation import evaluate
 from .models import pick_device
 from .rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
 from .training import TrainConfig, TrainResult, pad_collate, train
-from .teacher import platt_fit
+from .teacher import Calibration, fit_calibration
 
 __all__ = [
-    "DistillExample", "DistillDataset", "InRankerTrainer", "LogitCalibration", "center", "distillation_loss",
+    "DistillExample", "DistillDataset", "InRankerTrainer", "Calibration", "center", "distillation_loss",
     "fit_calibration", "kendall_tau_agreement", "ranking_eval_fn", "read_custom_jsonl", "read_msmarco_soft_labels",
     "soft_label_examples", "write_custom_jsonl", "write_msmarco_soft_labels", "INRANKER_FILES",
 ]
@@ -164,61 +164,14 @@ def write_msmarco_soft_labels(path: str | os.PathLike, examples: Iterable[Distil
 # Teacher score -> two logits
 # ---------------------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LogitCalibration:
-    """margin = scale * teacher_score + bias, with sigmoid(margin) = P(relevant | score) fitted on training labels.
-
-    logits(score) = (false, true) = (-margin / 2, +margin / 2): softmax over them gives sigmoid(margin) for
-    'true', i.e. the calibrated probability, and the pair is already centred (their mean is 0).
-    """
-
-    scale: float
-    bias: float
-    teacher: str = ""
-    fitted_on: str = ""
-    n_pairs: int = 0
-    n_positive: int = 0
-    min_grade: int = 1
-
-    def margin(self, score: float) -> float:
-        return self.scale * float(score) + self.bias
-
-    def probability(self, score: float) -> float:
-        return 1.0 / (1.0 + math.exp(-self.margin(score)))
-
-    def logits(self, score: float) -> tuple[float, float]:
-        m = self.margin(score)
-        return -m / 2.0, m / 2.0
-
-    def describe(self) -> str:
-        return (f"P(rel) = sigmoid({self.scale:.3f} * s {self.bias:+.3f}) fitted on {self.fitted_on} "
-                f"({self.n_pairs} pairs, {self.n_positive} with grade >= {self.min_grade})")
-
-
-def fit_calibration(scores: Run, qrels: Qrels, min_grade: int = 1, teacher: str = "", fitted_on: str = "",
-                    l2: float = 1e-6) -> LogitCalibration:
-    """Fit margin = a * s + b by logistic regression of `grade >= min_grade` on the teacher score s over every
-    scored pair of the judged queries (unjudged candidates count as not relevant). Use training queries only."""
-    xs, ys = [], []
-    for qid, docs in scores.items():
-        if qid not in qrels:
-            continue
-        for docid, s in docs.items():
-            xs.append(float(s))
-            ys.append(1.0 if qrels[qid].get(docid, 0) >= min_grade else 0.0)
-    scale, bias = platt_fit(xs, ys, l2)
-    return LogitCalibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on,
-                            n_pairs=len(xs), n_positive=int(sum(ys)), min_grade=min_grade)
-
-
-def soft_label_examples(teacher: Run, calibration: LogitCalibration, queries: Mapping[str, str],
+def soft_label_examples(teacher: Run, calibration: Calibration, queries: Mapping[str, str],
                         corpus: Mapping[str, Document]) -> list[DistillExample]:
     """One DistillExample per scored (query, document) of `teacher`, its logits from the calibration."""
     out = []
     for qid, docs in teacher.items():
         for docid, s in ranked(docs):
             f, t = calibration.logits(s)
-            out.append(DistillExample(queries[qid], corpus[docid].text_for_model, f, t, qid, docid))
+            out.append(DistillExample(queries[qid], corpus[docid].text_for_model, float(f), float(t), qid, docid))
     return out
 
 

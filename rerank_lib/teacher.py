@@ -143,3 +143,53 @@ def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
     model = LogisticRegression(C=1.0 / l2, tol=1e-10, max_iter=10_000).fit(((x - mu) / sd)[:, None], y)
     scale = float(model.coef_[0, 0]) / sd
     return scale, float(model.intercept_[0]) - scale * mu
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """margin = scale * teacher_score + bias with sigmoid(margin) = P(relevant | score), fitted on training labels.
+
+    The one mapping from a teacher's raw score to what distillation trains on: a probability (the cross-encoder
+    family's `pos_scores`) or two centred logits (InRanker's [false_logit, true_logit]: softmax over
+    (-margin / 2, +margin / 2) gives sigmoid(margin) for 'true'). Vectorised: scores may be arrays.
+    """
+
+    scale: float
+    bias: float
+    teacher: str = ""
+    fitted_on: str = ""
+    n_pairs: int = 0
+    n_positive: int = 0
+    min_grade: int = 1
+
+    def margin(self, score):
+        return self.scale * np.asarray(score, dtype=float) + self.bias
+
+    def probability(self, score):
+        from scipy.special import expit
+
+        return expit(self.margin(score))
+
+    def logits(self, score):
+        m = self.margin(score)
+        return -m / 2.0, m / 2.0
+
+    def describe(self) -> str:
+        return (f"P(rel) = sigmoid({self.scale:.3f} * s {self.bias:+.3f}) fitted on {self.fitted_on or 'training labels'} "
+                f"({self.n_pairs} pairs, {self.n_positive} with grade >= {self.min_grade})")
+
+
+def fit_calibration(scores: Run, qrels: Mapping[str, Mapping[str, int]], min_grade: int = 1, teacher: str = "",
+                    fitted_on: str = "", l2: float = 1e-6) -> Calibration:
+    """Platt scaling (`platt_fit`) of `grade >= min_grade` on the teacher score over every scored candidate of the
+    judged queries (unjudged candidates count as not relevant; unjudged queries are skipped). Training queries only."""
+    xs, ys = [], []
+    for qid, docs in scores.items():
+        if qid not in qrels:
+            continue
+        for docid, s in docs.items():
+            xs.append(float(s))
+            ys.append(1 if qrels[qid].get(docid, 0) >= min_grade else 0)
+    scale, bias = platt_fit(xs, ys, l2)
+    return Calibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on, n_pairs=len(xs),
+                       n_positive=int(sum(ys)), min_grade=min_grade)

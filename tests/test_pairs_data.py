@@ -215,19 +215,19 @@ def test_dense_negatives_follow_the_dense_ranking(encoder, private_cache):
 
 def test_teacher_calibration_is_fitted_on_labels_and_monotone():
     """Platt scaling of teacher scores on qrels (10_): p rises with the score and matches the label rates."""
-    from rerank_lib.recipes.cross_encoder import fit_calibration
+    from rerank_lib.teacher import fit_calibration
 
     rng = np.random.default_rng(0)
     scores, qrels = {}, {}
     for q in range(200):  # relevant docs score higher on average; 1 relevant in 5 candidates
         scores[f"q{q}"] = {f"d{i}": float(rng.normal(1.5 if i == 0 else 0.0, 1.0)) for i in range(5)}
         qrels[f"q{q}"] = {"d0": 1}
-    cal = fit_calibration(scores, qrels, "toy")
-    assert cal.a > 0 and cal.n_pairs == 1000 and cal.n_relevant == 200
-    p = cal.prob([-2.0, 0.0, 2.0, 4.0])
+    cal = fit_calibration(scores, qrels, teacher="toy", l2=1e-4)
+    assert cal.scale > 0 and cal.n_pairs == 1000 and cal.n_positive == 200
+    p = cal.probability([-2.0, 0.0, 2.0, 4.0])
     assert np.all(np.diff(p) > 0) and np.all((p > 0) & (p < 1))
-    all_p = cal.prob([s for q in scores for s in scores[q].values()])
+    all_p = cal.probability([s for q in scores for s in scores[q].values()])
     assert abs(all_p.mean() - 0.2) < 0.02  # calibrated: mean probability = share of relevant candidates
-    assert cal.logit([1.0]) == pytest.approx(np.log(cal.prob([1.0]) / (1 - cal.prob([1.0]))))
+    assert cal.margin([1.0]) == pytest.approx(np.log(cal.probability([1.0]) / (1 - cal.probability([1.0]))))
     with pytest.raises(ValueError, match="relevant and non-relevant"):
-        fit_calibration({"q": {"a": 1.0}}, {"q": {"a": 1}}, "toy")
+        fit_calibration({"q": {"a": 1.0}}, {"q": {"a": 1}}, teacher="toy")

@@ -7,7 +7,8 @@ RankZephyr's data (castorini/rank_zephyr_training_data, online) is ShareGPT JSON
 (random subsets of 2..20 of a query's candidates, renumbered). Offline we build the same shape from our data: the
 first-stage top-`window` of each training query in first-stage order, the answer being the teacher's order of those
 passages (issue 8: MiniLM for MS MARCO, BM25+MiniLM fusion for SciFact), plus `n_variable` random subsets of
-2..window passages per query (kept in first-stage order, renumbered).
+2..window passages per query (kept in first-stage order, renumbered; or, with `shuffle`, every conversation's
+passages in a seeded random order, RankVicuna's augmentation).
 
 `encode_conversation` turns one conversation into what the objectives read: input ids (chat template + answer +
 EOS), labels (-100 on the prompt), the index of the answer's opening '[' (the FIRST position), the teacher rank of
@@ -57,9 +58,13 @@ def teacher_order(doc_ids: Sequence[str], teacher: Mapping[str, float]) -> list[
 
 def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: Run, corpus: Mapping[str, Document],
                         *, window: int = 20, max_words: int = 300, alpha: bool = True, n_variable: int = 1,
-                        min_passages: int = 2, seed: int = 13, source: str = "") -> list[dict]:
+                        min_passages: int = 2, seed: int = 13, source: str = "", shuffle: bool = False) -> list[dict]:
     """Per query: the full window of first-stage candidates + `n_variable` random subsets of min_passages..window
-    passages (renumbered), each answered with the teacher's order. Deterministic for a seed."""
+    passages (renumbered), each answered with the teacher's order. Deterministic for a seed.
+
+    shuffle: present each conversation's passages in a seeded random order instead of first-stage order
+    (RankVicuna's input-order augmentation): a model trained on first-stage order can lower its loss by copying
+    the input order, which is what a small model does first; shuffled inputs leave only the passages' content."""
     rng = random.Random(seed)
     rows = []
     for qid in sorted(queries):
@@ -73,6 +78,8 @@ def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: R
             k = rng.randint(min_passages, len(doc_ids))
             subsets.append(sorted(rng.sample(range(len(doc_ids)), k)))
         for j, subset in enumerate(subsets):
+            if shuffle:
+                subset = rng.sample(subset, len(subset))
             ids = [doc_ids[i] for i in subset]
             rows.append(conversation(
                 f"{source}{qid}-{j}", queries[qid], [corpus[d] for d in ids], teacher_order(ids, teacher[qid]),

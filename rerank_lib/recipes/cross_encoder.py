@@ -27,7 +27,7 @@ from ..negatives import mine_dense_negatives, sample_negatives
 from ..rerankers import CrossEncoder, RerankEvaluator, fit
 from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
-from ..teacher import platt_fit, spec as teacher_spec, teacher_scores
+from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
 from .common import (
     Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_interpolation,
@@ -136,38 +136,10 @@ def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
 # ---------------------------------------------------------------------------------------------------- 10_ data
 
 
-@dataclass
-class Calibration:
-    """p(relevant | teacher score s) = sigmoid(a * s + b), fitted on the training queries' qrels only."""
-
-    a: float
-    b: float
-    teacher: str
-    n_pairs: int
-    n_relevant: int
-
-    def logit(self, s) -> np.ndarray:
-        return self.a * np.asarray(s, dtype=float) + self.b
-
-    def prob(self, s) -> np.ndarray:
-        return _sigmoid(self.logit(s))
-
-
 def _sigmoid(x) -> np.ndarray:
     from scipy.special import expit
 
     return expit(np.asarray(x, dtype=float))
-
-
-def fit_calibration(scores: Run, qrels, teacher: str) -> Calibration:
-    """Platt scaling (teacher.platt_fit) of qrels relevance on the teacher score, over every scored candidate."""
-    xs, ys = [], []
-    for q, docs in scores.items():
-        for d, s in docs.items():
-            xs.append(s)
-            ys.append(int(qrels.get(q, {}).get(d, 0) > 0))
-    a, b = platt_fit(xs, ys, l2=1e-4)  # C = 1e4, as before; refuses a one-class set
-    return Calibration(a=a, b=b, teacher=teacher, n_pairs=len(ys), n_relevant=int(sum(ys)))
 
 
 @dataclass
@@ -221,15 +193,15 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
 
     extra = {q: positives[q] + bm25_neg[q] + dense_neg[q] for q in positives}
     scores = _teacher_over(cfg, train.subset(list(positives)), bm25, extra)
-    calibration = fit_calibration(scores, train.qrels, cfg.teacher)
+    calibration = fit_calibration(scores, train.qrels, teacher=cfg.teacher, fitted_on=split.provenance.source, l2=1e-4)
 
     def group(q: str, negs: list[str], soft: bool) -> TrainGroup:
         docs = positives[q] + negs
         s = [scores[q][d] for d in docs]
-        labels = [1.0] * len(positives[q]) + ([float(p) for p in calibration.prob(s[len(positives[q]):])]
+        labels = [1.0] * len(positives[q]) + ([float(p) for p in calibration.probability(s[len(positives[q]):])]
                                                if soft else [0.0] * len(negs))
         return TrainGroup(train.queries[q], [train.corpus[d].text_for_model for d in docs], labels,
-                          n_pos=len(positives[q]), teacher_scores=[float(x) for x in calibration.logit(s)],
+                          n_pos=len(positives[q]), teacher_scores=[float(x) for x in calibration.margin(s)],
                           query_id=q, doc_ids=docs)
 
     main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg

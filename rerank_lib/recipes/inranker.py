@@ -31,7 +31,7 @@ from ..data.types import Dataset, Run
 from ..evaluation import evaluate
 from ..first_stage import BM25Index
 from ..inranker import (
-    DistillDataset, InRankerTrainer, LogitCalibration, fit_calibration, kendall_tau_agreement, ranking_eval_fn,
+    DistillDataset, InRankerTrainer, Calibration, fit_calibration, kendall_tau_agreement, ranking_eval_fn,
     soft_label_examples, write_custom_jsonl, write_msmarco_soft_labels,
 )
 from ..paths import cache_dir
@@ -211,7 +211,7 @@ def saved_teacher(cfg: InRankerConfig, results_dir, name: str, split: str, teach
     return teacher_scores(teacher, candidates, corpus, queries, depth=max(map(len, candidates.values())))
 
 
-def _calibrate(teacher_name: str, teacher: Run, qrels, min_grade: int, fitted_on: str) -> LogitCalibration:
+def _calibrate(teacher_name: str, teacher: Run, qrels, min_grade: int, fitted_on: str) -> Calibration:
     return fit_calibration(teacher, qrels, min_grade=min_grade, teacher=teacher_name, fitted_on=fitted_on)
 
 
@@ -222,7 +222,7 @@ class Fold:
     train_on: str
     eval_on: str
     split: TrainingSplit
-    calibration: LogitCalibration | None
+    calibration: Calibration | None
     labels_file: Path
     dev_candidates: Run
     dev_teacher: Run
@@ -385,7 +385,7 @@ def _short(name: str) -> str:
 class Synthetic:
     queries: pd.DataFrame | None  # doc_id, query, mean_logprob, kept (None: the published file)
     labels_file: Path | None
-    calibration: LogitCalibration | None
+    calibration: Calibration | None
     provenance: TrainingQueries | None
     split: TrainingSplit  # SciFact train: calibration (train part) and checkpoint selection (dev slice)
     dev_candidates: Run

@@ -344,11 +344,14 @@ def _evaluate_trained(cfg, data: LLMData, results_dir, method: str, ranker, resu
 
 def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss: str, start: Row,
                results_dir) -> Row:
-    """RAG-Retrieval's score head on the frozen decoder's cached last-token state, trained with `loss` via fit."""
+    """RAG-Retrieval's score head on the frozen decoder's cached last-token state, trained with `loss` via fit.
+    `start` is the zero-shot row of `cfg.head_init` (the head before training): its dev metrics are step 0."""
     probe = HeadOnlyRanker(llm, init=cfg.head_init, init_seed=cfg.seed, feature_batch_size=cfg.feature_batch_size)
     dev = _dev_evaluator(cfg, data, batch_size=256)
-    start_dev = evaluate(probe.rerank(dev.run, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
-                         data.dev.qrels, ["nDCG@10", "RR@10"])  # equals start's when start has the same init
+    start_dev = start.start_dev
+    if start_dev is None:  # a start without dev metrics: score the untrained head once
+        start_dev = evaluate(probe.rerank(dev.run, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
+                             data.dev.qrels, ["nDCG@10", "RR@10"])
     train_cfg = TrainConfig(
         output_dir=_output_dir(cfg, results_dir, f"head-{loss}", [asdict(cfg), loss, _fingerprint(data.groups)]),
         seed=cfg.seed, learning_rate=cfg.head_lr, num_epochs=cfg.head_epochs, per_device_batch_size=cfg.head_batch,

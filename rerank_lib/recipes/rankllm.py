@@ -106,6 +106,7 @@ class RankLLMConfig:
     train_window: int = 20  # passages per training conversation (plus the 2..train_window subsets)
     train_max_words: int = 20
     n_variable: int = 1  # variable-length subsets per query (RankZephyr's augmentation)
+    shuffle_inputs: bool = False  # passages of each conversation in a seeded random order (RankVicuna's augmentation)
     scifact_train_queries: int | None = 100  # SciFact train queries added to each fold (None: all)
     dev_scifact_queries: int = 5
     dl_teacher: str = "teacher-minilm-l6"
@@ -434,7 +435,7 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
     teacher_dl = load_run(results_dir, cfg.profile, train_on, "test", cfg.dl_teacher)
     teacher_sf = load_run(results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher)
     common = dict(window=cfg.train_window, max_words=cfg.train_max_words, alpha=alpha, n_variable=cfg.n_variable,
-                  seed=cfg.seed)
+                  seed=cfg.seed, shuffle=cfg.shuffle_inputs)
     conversations = build_conversations(dl.train.queries, bm25_dl, teacher_dl, dl.train.corpus,
                                         source=f"{train_on}:", **common)
     conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, teacher_sf,
@@ -496,7 +497,7 @@ def _dev_eval(cfg, fold: FoldData, tokenizer, store: list):
 
 
 def _run_dir(cfg: RankLLMConfig, fold: FoldData, objective: str, base: str) -> Path:
-    keys = ("seed", "train_window", "train_max_words", "n_variable", "scifact_train_queries", "ranking_loss", "weighted",
+    keys = ("seed", "train_window", "train_max_words", "n_variable", "shuffle_inputs", "scifact_train_queries", "ranking_loss", "weighted",
             "ranking_weight", "noise_alpha", "learning_rate", "num_epochs", "max_steps", "batch_size",
             "gradient_accumulation_steps", "warmup_steps", "lr_scheduler", "weight_decay", "mixed_precision",
             "train_layers", "eval_every_steps", "depth", "window", "max_words", "dev_scifact_queries")
