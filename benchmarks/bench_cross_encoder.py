@@ -215,8 +215,8 @@ def main():
     floor_score, floor_train = floor_rates(f"{tmp}/start", queries, docs, labels, args, n_train)
     floors = {"scoring": floor_score, "training": floor_train, "training, ours with fused AdamW": floor_train}
 
-    print(f"\n| task | sentence-transformers pairs/s | rerank_lib pairs/s | ratio | floor pairs/s (bare model, sorted) | "
-          f"best possible ratio |")
+    print("\n| task | sentence-transformers pairs/s | rerank_lib pairs/s | ratio | floor pairs/s (bare model, sorted) | "
+          "best possible ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, peer_rate, ours_rate in rows:
         print(f"| {name} | {peer_rate:.1f} | {ours_rate:.1f} | {ours_rate / peer_rate:.2f}x | {floors[name]:.1f} | "
