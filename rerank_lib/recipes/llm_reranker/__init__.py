@@ -29,18 +29,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import load_dataset
-from ..data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
-from ..data.trec import ranked, top_k
-from ..data.types import Dataset, Run
-from ..evaluation import evaluate, interpolate
-from ..negatives import sample_negatives
-from ..rerankers import CrossEncoder, RerankEvaluator, fit
-from ..rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
-from ..results import save_figure
-from ..teacher import teacher_scores
-from ..training import TrainConfig
-from .common import (
+from ...data import load_dataset
+from ...data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
+from ...data.trec import ranked, top_k
+from ...data.types import Dataset, Run
+from ...evaluation import evaluate, interpolate
+from ...negatives import sample_negatives
+from ...rerankers import CrossEncoder, RerankEvaluator, fit
+from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
+from ...results import save_figure
+from ...teacher import teacher_scores
+from ...training import TrainConfig
+from ..common import (
     Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_run, resolve_profile,
     sample_ids, scifact_training_split,
 )
@@ -141,7 +141,7 @@ def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
         raise ValueError(f"unknown distillation source(s) {bad}; known: {list(SOURCES)}")
     if cfg.distill_source != "auto" and cfg.distill_source not in cfg.distill_sources:
         raise ValueError(f"distill_source must be 'auto' or one of {cfg.distill_sources}")
-    from ..rerankers.losses import LOSSES
+    from ...rerankers.losses import LOSSES
 
     bad = [loss for loss in cfg.head_losses if loss not in LOSSES]
     if bad:

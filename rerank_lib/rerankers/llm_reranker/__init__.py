@@ -42,11 +42,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..atomic import write_json
-from ..data.types import Document, Run
-from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
-from ..paths import cache_dir
-from ..training import pad_collate
+from ...atomic import write_json
+from ...data.types import Document, Run
+from ...models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
+from ...paths import cache_dir
+from ...training import pad_collate
 
 __all__ = [
     "FLAG_PROMPT", "CHAT_TEACHER_PROMPT", "HEADS", "PROMPTS", "LoraSettings", "PromptFormat", "DecoderReranker",
@@ -267,7 +267,7 @@ def _dequantised_dir(model_name: str) -> Path | None:
     """For a GGUF model (SmolLM2 offline): a folder under cache_dir('models') holding the de-quantised weights and
     tokenizer as ordinary HF files, keyed by the GGUF file's path, size and mtime. De-quantising the GGUF takes
     tens of seconds per load on a CPU; the saved folder loads in about one."""
-    from ..models import resolve
+    from ...models import resolve
 
     resolved = resolve(model_name)
     if not resolved.gguf_file:
@@ -510,7 +510,7 @@ class DecoderReranker:
 
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 20,
                batch_size: int = 16, show_progress: bool = False) -> Run:
-        from .cross_encoder import rerank_with
+        from ..cross_encoder import rerank_with
 
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size,
                            show_progress=show_progress)
@@ -639,7 +639,7 @@ class _FeatureStore:
         return {k: data[k] for k in keys if k in data}
 
     def put(self, rows: Mapping[str, np.ndarray]) -> None:
-        from ..atomic import atomic_open
+        from ...atomic import atomic_open
 
         data = self._load()
         data.update(rows)
@@ -718,7 +718,7 @@ class HeadOnlyRanker:
 
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 20,
                batch_size: int = 256, show_progress: bool = False) -> Run:
-        from .cross_encoder import rerank_with
+        from ..cross_encoder import rerank_with
 
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size, show_progress=show_progress)
 

@@ -25,21 +25,21 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..data import TrainingQueries, load_dataset
-from ..data.trec import qid_order, top_k
-from ..data.types import Dataset, Run
-from ..evaluation import evaluate
-from ..first_stage import BM25Index
-from ..inranker import (
+from ...data import TrainingQueries, load_dataset
+from ...data.trec import qid_order, top_k
+from ...data.types import Dataset, Run
+from ...evaluation import evaluate
+from ...first_stage import BM25Index
+from ...inranker import (
     DistillDataset, InRankerTrainer, Calibration, fit_calibration, kendall_tau_agreement, ranking_eval_fn,
     soft_label_examples, write_custom_jsonl, write_msmarco_soft_labels,
 )
-from ..paths import cache_dir
-from ..rerankers.monot5 import T5Ranker
-from ..results import load_records, save_figure
-from ..synthetic_queries import generate_queries, sample_documents, sample_negatives
-from ..teacher import teacher_scores
-from .common import (
+from ...paths import cache_dir
+from ...rerankers.monot5 import T5Ranker
+from ...results import load_records, save_figure
+from ...synthetic_queries import generate_queries, sample_documents, sample_negatives
+from ...teacher import teacher_scores
+from ..common import (
     Timer, TrainingSplit, choose_interpolation_weight, dl_training_split, load_run, record_interpolation, record_run,
     resolve_profile, save_run, scifact_training_split,
 )
@@ -169,7 +169,7 @@ def _student_options(cfg: InRankerConfig, name: str) -> dict:
 
 def start_model(cfg: InRankerConfig, name: str | None = None):
     """The untrained student (seeded): (model, tokenizer)."""
-    from ..rerankers.monot5 import load_seq2seq
+    from ...rerankers.monot5 import load_seq2seq
 
     name = name or cfg.student
     return load_seq2seq(name, **_student_options(cfg, name))
@@ -462,7 +462,7 @@ def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:
 
 
 def _monot5_teacher_examples(cfg: InRankerConfig, pairs: Run, queries, corpus):
-    from ..inranker import DistillExample
+    from ...inranker import DistillExample
 
     teacher = T5Ranker(cfg.teacher_model, batch_size=cfg.eval_batch_size, max_length=512)
     flat = [(q, d) for q in pairs for d in pairs[q]]

@@ -22,19 +22,19 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..data import Dataset, TrainingQueries, assert_no_leak, load_dataset
-from ..data.localrqa import LocalRQAData, QAExample, document_recall, load_localrqa
-from ..data.trec import qid_order, top_k
-from ..data.types import Document, Run
-from ..evaluation import interpolate, paired_test, per_query, reciprocal_rank_fusion
-from ..first_stage import BM25Index, dense_search, rerank_with_encoder
-from ..paths import cache_dir
-from ..results import make_record, plot_curve, write_record
-from ..retrievers.bi_encoder import BiEncoder
-from ..retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
-from ..retrievers.dca import DCACollator, DCAConfig, FiDReader, build_candidates, dca_compute_loss, reader_targets
-from ..retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
-from ..retrievers.training import (
+from ...data import Dataset, TrainingQueries, assert_no_leak, load_dataset
+from ...data.localrqa import LocalRQAData, QAExample, document_recall, load_localrqa
+from ...data.trec import qid_order, top_k
+from ...data.types import Document, Run
+from ...evaluation import interpolate, paired_test, per_query, reciprocal_rank_fusion
+from ...first_stage import BM25Index, dense_search, rerank_with_encoder
+from ...paths import cache_dir
+from ...results import make_record, plot_curve, write_record
+from ...retrievers.bi_encoder import BiEncoder
+from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
+from ...retrievers.dca import DCACollator, DCAConfig, FiDReader, build_candidates, dca_compute_loss, reader_targets
+from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
+from ...retrievers.training import (
     LMReader,
     RetrievalEvaluator,
     RetrievalExample,
@@ -42,8 +42,8 @@ from ..retrievers.training import (
     examples_from_qrels,
     load_weights,
 )
-from ..training import TrainConfig, train
-from .common import (
+from ...training import TrainConfig, train
+from ..common import (
     Timer,
     choose_interpolation_weight,
     load_run,
@@ -652,7 +652,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
 
 def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
     """Our CTL rows beside BM25, the zero-shot start and the teachers (records of 01 and 02)."""
-    from ..results import load_records
+    from ...results import load_records
 
     wanted = {("first_stage", "bm25"), ("first_stage", "minilm-l6-dense"), ("first_stage", "rrf-bm25-minilm"),
               ("teacher", "minilm-l6"), ("teacher", "bm25+minilm-l6")}
