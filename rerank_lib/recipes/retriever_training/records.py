@@ -1,0 +1,129 @@
+"""faire's records: LocalRQA's recall@k beside nDCG@10, paired tests, +interp rows, the table and the curves."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from ...data import Dataset, TrainingQueries, assert_no_leak
+from ...data.localrqa import document_recall
+from ...data.trec import qid_order
+from ...data.types import Run
+from ...evaluation import interpolate, paired_test, per_query
+from ...results import make_record, plot_curve, write_record
+from ..common import choose_interpolation_weight
+from .baselines import Baselines
+from .faire_data import FaireData
+from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig
+from .training import Outcome, _short, start_method
+
+
+def faire_per_query(run: Run, qrels) -> pd.DataFrame:
+    """Long per-query frame: LocalRQA's recall@1/@4 (all gold in the top k) and ir-measures' nDCG@10."""
+    rows = []
+    for k in (1, 4):
+        rows += [(q, f"recall@{k}", v) for q, v in document_recall(run, qrels, k).items()]
+    pq = per_query(run, qrels, ["nDCG@10"])
+    rows += list(pq.itertuples(index=False, name=None))
+    order = {m: i for i, m in enumerate(FAIRE_MEASURES)}
+    rows.sort(key=lambda r: (qid_order(r[0]), order.get(r[1], 99)))
+    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
+
+
+def _paired(pq_a: pd.DataFrame, pq_b: pd.DataFrame, measure: str) -> dict:
+    """evaluation.paired_test's paired t-test for any measure of a long per-query frame (paired_test accepts only
+    ir-measures names; LocalRQA's recall@k is not one): same fields, p = 1 when every difference is 0."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    if measure in ("nDCG@10",):
+        return paired_test(pq_a, pq_b, measure).to_dict()
+    a = pq_a[pq_a.measure == measure].set_index("qid")["value"]
+    b = pq_b[pq_b.measure == measure].set_index("qid")["value"]
+    shared = sorted(set(a.index) & set(b.index), key=qid_order)
+    va, vb = a.loc[shared].to_numpy(float), b.loc[shared].to_numpy(float)
+    diffs = vb - va
+    if len(shared) < 2:
+        p = math.nan
+    elif np.all(np.abs(diffs) < 1e-12):
+        p = 1.0
+    else:
+        p = float(stats.ttest_rel(vb, va).pvalue)
+    return {"measure": measure, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+            "delta": float(vb.mean() - va.mean()), "p_value": p, "n_queries": len(shared), "method": "t"}
+
+
+def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
+                 model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
+    """A record with LocalRQA's recall@k (not an ir-measures measure, so record_run cannot compute it) and nDCG@10,
+    paired t-tests against each baseline on every measure, and the leak guard for trained models."""
+    training_queries, n_training = "none (zero-shot)", None
+    if training is not None:
+        assert_no_leak([training], f"{ds.name}/{ds.split}", ds.queries)
+        training_queries, n_training = training.describe(), len(training.query_ids)
+    pq = faire_per_query(run, ds.qrels)
+    metrics = {m: float(pq[pq.measure == m]["value"].mean()) for m in FAIRE_MEASURES}
+    significance = {}
+    for name, base in baselines.items():
+        pq_base = faire_per_query(base, ds.qrels)
+        significance[name] = {m: _paired(pq_base, pq, m) for m in FAIRE_MEASURES}
+    record = make_record(PIPELINE, method, ds.name, ds.split, metrics, model=model, first_stage="corpus",
+                         depth=cfg.depth, significance=significance, training_queries=training_queries,
+                         n_training_queries=n_training, profile=cfg.profile, params=dict(params or {}), seed=cfg.seed,
+                         wall_s=wall_s)
+    write_record(record, results_dir, per_query=pq)
+    return record
+
+
+def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:
+    """Records on faire test: BM25, the zero-shot start, the teachers, each trainer and its +interp row (BM25
+    interpolation, weight chosen on eval by recall@4)."""
+    test = data.test
+    bm25, start = base.runs["bm25"]["test"], base.runs["zero-shot"]["test"]
+    short = _short(cfg.model)
+    records = [
+        record_faire(bm25, test, method="bm25", cfg=cfg, results_dir=results_dir, baselines={},
+                     model="bm25s (stemmed) over fmt_content"),
+        record_faire(start, test, method=start_method(cfg), cfg=cfg, results_dir=results_dir,
+                     baselines={"bm25": bm25}, model=f"{cfg.model} (max_length {cfg.max_length})"),
+    ]
+    for teacher in ("minilm-l6", "bm25+minilm-l6"):
+        records.append(record_faire(base.runs[f"teacher-{teacher}"]["test"], test, method=f"teacher-{teacher}",
+                                    cfg=cfg, results_dir=results_dir, baselines={"bm25": bm25, "start": start},
+                                    model=f"offline teacher {teacher} (max_length {cfg.max_length}) on the BM25 top-{cfg.depth}"))
+    for out in outcomes:
+        name = f"{out.method}-{short}"
+        common = dict(cfg=cfg, results_dir=results_dir, baselines={"bm25": bm25, "start": start},
+                      model=f"{cfg.model} trained with {out.method.upper()}", training=data.provenance)
+        records.append(record_faire(out.runs["test"], test, method=name, params={**asdict(cfg), **out.params},
+                                    wall_s=out.wall_s, **common))
+        weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels,
+                                                measure="nDCG@10")
+        records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, method=f"{name}+interp",
+                                    params={**out.params, "interpolation_weight": weight}, **common))
+    return records
+
+
+def faire_table(records) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        row = {"method": r.method, **{m: round(r.metrics[m], 3) for m in FAIRE_MEASURES}}
+        for vs in ("start", "bm25"):
+            sig = r.significance.get(vs, {}).get("recall@4")
+            row[f"Δrecall@4 vs {vs} (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
+        sig = r.significance.get("start", {}).get("nDCG@10")
+        row["ΔnDCG@10 vs start (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
+        row["trained on"] = r.training_queries
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def curves_figure(outcomes: list[Outcome], metric: str, path) -> Path:
+    """The eval metric against the training step, one line per trainer (step 0 = the zero-shot start)."""
+    frame = pd.concat({o.method: o.curve[metric] for o in outcomes}, axis=1).reset_index()
+    return plot_curve(frame, "step", [o.method for o in outcomes], path,
+                      title=f"faire eval {metric} during training (step 0 = zero-shot start)")

@@ -1,0 +1,134 @@
+"""Notebook 41: CTL on SciFact train (qrels + BM25 hard negatives), evaluated by dense retrieval on test."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from ...data import Dataset, assert_no_leak, load_dataset
+from ...data.trec import top_k
+from ...data.types import Run
+from ...first_stage import dense_search
+from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
+from ...retrievers.training import RetrievalEvaluator, RetrievalExample, examples_from_qrels, load_weights
+from ...training import train
+from ..common import (
+    Timer,
+    choose_interpolation_weight,
+    load_run,
+    record_interpolation,
+    record_run,
+    save_run,
+    scifact_training_split,
+)
+from .settings import PIPELINE, SciFactConfig, _checkpoint_dir, encoder
+from .training import Outcome, _curve, _short, _train_config
+
+
+@dataclass
+class SciFactData:
+    split: Any  # TrainingSplit
+    test: Dataset
+    bm25_test: Run
+    bm25_train: Run
+    start_test: Run | None  # 01_first_stage's zero-shot dense run (max_length 256)
+    examples: list[RetrievalExample]
+    documents: dict[str, str]  # every abstract's text as the encoder reads it (training keys)
+
+
+def load_scifact(cfg: SciFactConfig, results_dir) -> SciFactData:
+    """scifact_training_split (the queries 01_first_stage ran on), BM25 runs of 01, training examples with
+    BM25 hard negatives; the smoke profile restricts the test corpus to a pool as 01's smoke run did."""
+    bm25_train = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
+    bm25_test = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
+    split = scifact_training_split(cfg.data_root, seed=cfg.seed, dev_fraction=cfg.dev_fraction,
+                                   restrict_to=sorted(bm25_train))
+    test = load_dataset("scifact", "test", root=cfg.data_root)
+    documents = {d: doc.text_for_model for d, doc in test.corpus.items()}
+    test = test.subset(sorted(q for q in test.queries if q in bm25_test)[: cfg.max_test] if cfg.max_test
+                       else sorted(q for q in test.queries if q in bm25_test))
+    if cfg.smoke_pool:
+        pool = {d for q in test.queries for d in top_k({q: bm25_test[q]}, cfg.smoke_pool)[q]}
+        pool |= {d for q in split.dev.queries for d in top_k({q: bm25_train.get(q, {})}, cfg.smoke_pool)[q]}
+        pool |= {d for qrels in (test.qrels, split.dev.qrels) for q in qrels for d in qrels[q]}
+        corpus = {d: test.corpus[d] for d in sorted(pool) if d in test.corpus}
+        test = Dataset(test.name, test.split, corpus, test.queries, test.qrels)
+    try:
+        start = load_run(results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")
+    except FileNotFoundError:
+        start = None
+    examples = examples_from_qrels(split.train.queries, split.train.qrels, negatives=bm25_train, n_hard=cfg.n_hard)
+    assert_no_leak([split.provenance], "scifact/test", test.queries)
+    return SciFactData(split, test, {q: bm25_test[q] for q in test.queries}, bm25_train, start, examples, documents)
+
+
+def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
+    """CTL from the zero-shot encoder; dev signal = nDCG@10 of reranking each dev query's BM25 top-dev_depth;
+    then the best checkpoint retrieves from the whole (test) corpus for test and dev queries."""
+    enc = encoder(cfg)
+    dev = data.split.dev
+    corpus = data.test.corpus
+    documents = data.documents
+    dev_candidates = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, cfg.dev_depth)
+    evaluator = RetrievalEvaluator(enc, corpus, dev.queries, dev.qrels, ks=(), measures=("nDCG@10",),
+                                   depth=cfg.dev_depth, candidates=dev_candidates)
+    ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
+    with Timer() as t:
+        start_eval = evaluator()
+        out_dir = _checkpoint_dir(cfg, "scifact", "ctl", len(data.examples))
+        batch = min(cfg.batch_size, len(data.examples))
+        tc = _train_config(cfg, out_dir, cfg.lr, batch, cfg.epochs, cfg.max_steps, cfg.eval_every)
+        result = train(enc.model, data.examples, CTLCollator(enc, documents, ctl, cfg.seed), ctl_compute_loss(enc, ctl),
+                       tc, eval_fn=evaluator)
+        if result.best_dir is not None:
+            load_weights(enc, result.best_dir)
+            enc.tokenizer.save_pretrained(result.best_dir)
+        corpus_emb = enc.encode_corpus(corpus)
+        runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
+                "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
+    save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{_short(cfg.model)}")
+    params = {"trainer": "ctl", **asdict(ctl), "lr": cfg.lr, "batch_size": batch, "epochs": cfg.epochs,
+              "max_steps": cfg.max_steps, "examples": len(data.examples), "best_step": result.best_step}
+    return Outcome("ctl", result, _curve(start_eval, result), runs, t.s, params)
+
+
+def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> list:
+    """CTL on SciFact test with paired tests against BM25 and the zero-shot start, and its BM25 +interp row."""
+    test, dev = data.test, data.split.dev
+    baselines = {"bm25": data.bm25_test}
+    if data.start_test is not None:
+        baselines["start"] = {q: data.start_test[q] for q in test.queries if q in data.start_test}
+    name = f"ctl-{_short(cfg.model)}"
+    common = dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
+                  baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
+                  first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
+                  eval_queries=test.queries)
+    records = [record_run(out.runs["test"], test.qrels, method=name, params={**asdict(cfg), **out.params},
+                          wall_s=out.wall_s, **common)]
+    bm25_dev = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)
+    weight, curve = choose_interpolation_weight(out.runs["dev"], bm25_dev, dev.qrels)
+    out.details["interpolation_curve"] = curve
+    records.append(record_interpolation(out.runs["test"], data.bm25_test, weight, test.qrels, method=name,
+                                        params=out.params, **common))
+    return records
+
+
+def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
+    """Our CTL rows beside BM25, the zero-shot start and the teachers (records of 01 and 02)."""
+    from ...results import load_records
+
+    wanted = {("first_stage", "bm25"), ("first_stage", "minilm-l6-dense"), ("first_stage", "rrf-bm25-minilm"),
+              ("teacher", "minilm-l6"), ("teacher", "bm25+minilm-l6")}
+    others = [r for r in load_records(results_dir, profile) if r.dataset == "scifact" and r.split == "test"
+              and (r.pipeline, r.method) in wanted]
+    rows = []
+    for r in [*others, *records]:
+        row = {"pipeline": r.pipeline, "method": r.method, "nDCG@10": round(r.metrics.get("nDCG@10", float("nan")), 4),
+               "R@100": round(r.metrics.get("R@100", float("nan")), 4)}
+        for vs in ("bm25", "start"):
+            sig = r.significance.get(vs, {}).get("nDCG@10")
+            row[f"ΔnDCG@10 vs {vs} (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
+        row["trained on"] = r.training_queries
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["pipeline", "method"])
