@@ -151,3 +151,37 @@ def test_teacher_ceiling_and_agreement(tmp_path):
     assert row["top1_agreement"] == pytest.approx(0.5)
     assert row["input_order_tau"] == pytest.approx(-1 / 3, abs=1e-3)  # a > b > c vs b > c > a (table rounds)
     assert row["input_order_top1"] == pytest.approx(0.0)
+
+
+def test_recipe_search_labels_and_grids():
+    from rerank_lib.recipes import rankllm as recipe
+
+    assert recipe._variant_label({"learning_rate": 5e-05, "train_window": 10, "shuffle_inputs": True}) == \
+        "lr=5e-05 window=10 shuffled"
+    assert recipe.search_grid(recipe.config("paper")) == []  # the published recipe is the experiment
+    for overrides in recipe.search_grid(recipe.config("default")):
+        recipe.config("default", **overrides)  # every variant is a valid config
+
+
+def test_memorisation_probe_sees_a_model_fit_its_windows(tmp_path, monkeypatch):
+    """The probe measures what training does to the model's order of the windows it trained on: a tiny model at a
+    high learning rate memorises four 5-passage windows: its teacher agreement on them rises well above where it started."""
+    from rerank_lib.data.types import Document
+    from rerank_lib.listwise import build_conversations
+    from rerank_lib.recipes import rankllm as recipe
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    words = ["apple", "river", "stone", "cloud", "tiger", "piano", "glass", "honey", "maple", "ocean"]
+    corpus = {f"d{i}": Document(f"d{i}", f"{words[i]} {words[(i * 3) % 10]} {words[(i * 7) % 10]}") for i in range(10)}
+    queries = {f"q{k}": f"{words[k]} question" for k in range(4)}
+    first_stage = {q: {f"d{(k + i) % 10}": 10.0 - i for i in range(5)} for k, q in enumerate(queries)}
+    teacher = {q: {d: float((int(d[1:]) * 7 + int(q[1:]) * 3) % 11) for d in docs} for q, docs in first_stage.items()}
+    convs = build_conversations(queries, first_stage, teacher, corpus, window=5, max_words=8, alpha=True,
+                                n_variable=0, seed=0)
+    fold = recipe.FoldData("toy-train", "toy-test", None, convs, {})
+    cfg = recipe.config("smoke")
+    table = recipe.memorisation_probe(cfg, fold, n=4, passes=40, learning_rate=3e-2, max_passages=5)
+    row = table.iloc[0]
+    assert (row["conversations"], row["steps"]) == (4, 160)
+    assert row["model tau after"] >= row["model tau before"] + 0.3  # measured 0.4 -> 0.8
+    assert row["model tau after"] >= 0.75

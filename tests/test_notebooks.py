@@ -45,7 +45,7 @@ def test_smoke_records_and_tables(smoke_run):
 PIPELINE_FIGURES = {  # figure stems every pipeline notebook writes (learning curves, latency), smoke profile
     "cross_encoder": ["cross_encoder_curves", "llm_reranker_curves", "hopweaver_curve"],
     "inranker": ["inranker_learning_curves", "inranker_teacher_agreement"],
-    "rankllm": ["rankllm_dev_curve", "rankllm_latency"],
+    "rankllm": ["rankllm_dev_curve", "rankllm_latency", "rankllm_search_curve"],
     "retriever": ["retriever_scifact_ctl_dev"],
 }
 
