@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..data import TrainingQueries, folds_dl, load_dataset
-from ..data.trec import top_k
-from ..data.types import Dataset, Run
-from ..evaluation import evaluate
-from ..listwise import (
+from ...data import TrainingQueries, folds_dl, load_dataset
+from ...data.trec import top_k
+from ...data.types import Dataset, Run
+from ...evaluation import evaluate
+from ...listwise import (
     ListwiseLM,
     ListwiseObjective,
     ListwiseReranker,
@@ -35,14 +35,14 @@ from ..listwise import (
     encode_conversation,
     identifier_token_ids,
 )
-from ..listwise.lm import body_and_head
-from ..listwise.parsing import CATEGORIES
-from ..listwise.prompts import choose_identifiers
-from ..models import load_model, load_tokenizer, pick_device, resolve
-from ..paths import cache_dir
-from ..results import plot_curve, save_figure
-from ..training import TrainConfig, TrainResult, pad_collate, train
-from .common import (
+from ...listwise.lm import body_and_head
+from ...listwise.parsing import CATEGORIES
+from ...listwise.prompts import choose_identifiers
+from ...models import load_model, load_tokenizer, pick_device, resolve
+from ...paths import cache_dir
+from ...results import plot_curve, save_figure
+from ...training import TrainConfig, TrainResult, pad_collate, train
+from ..common import (
     Timer,
     choose_interpolation_weight,
     dl_training_split,
@@ -749,8 +749,8 @@ def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, Eva
 
 def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = "trec-dl-2019") -> str:
     """The rendered prompt of the first window of the first query (what the model reads), with its token count."""
-    from ..data.trec import ranked
-    from ..listwise.prompts import fit_prompt, template_for
+    from ...data.trec import ranked
+    from ...listwise.prompts import fit_prompt, template_for
 
     tokenizer = load_base_tokenizer(cfg, cfg.model)
     es = sets[dataset]
