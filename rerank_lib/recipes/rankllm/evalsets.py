@@ -1,0 +1,92 @@
+"""The evaluation sets (TREC DL 2019 / 2020, a SciFact test sample), reranking one of them, and the reference
+rows every table is read against: BM25 on a sampled set and the teacher's order of the same top-depth (the ceiling
+of imitation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...data import load_dataset
+from ...data.trec import top_k
+from ...data.types import Dataset, Run
+from ...listwise import ListwiseReranker
+from ..common import load_run, record_run, sample_ids
+from .settings import PIPELINE, RankLLMConfig
+
+
+@dataclass
+class EvalSet:
+    """One evaluation set: its queries (with qrels), the first-stage run, and its reranked top."""
+
+    dataset: Dataset
+    split: str  # the record's split name (a SciFact sample gets its own name)
+    bm25: Run  # the whole saved first-stage run of these queries
+    top: Run  # its top `depth`, what is reranked
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.name}/{self.split}"
+
+
+def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
+    """TREC DL 2019 and 2020 (judged queries of the saved BM25 runs) and SciFact test (all, or a seeded sample)."""
+    sets = {}
+    for name in ("trec-dl-2019", "trec-dl-2020", "scifact"):
+        bm25 = load_run(results_dir, cfg.profile, name, "test", "bm25")
+        ds = load_dataset(name, "test", root=cfg.data_root)
+        qids = sorted(q for q in bm25 if q in ds.qrels)
+        split = "test"
+        if name == "scifact" and cfg.scifact_test_queries and cfg.scifact_test_queries < len(qids):
+            qids = sample_ids(qids, cfg.scifact_test_queries, cfg.seed)
+            split = f"test-{len(qids)}q"
+        ds = ds.subset(qids)
+        bm25 = {q: bm25[q] for q in qids}
+        sets[name] = EvalSet(ds, split, bm25, top_k(bm25, cfg.depth))
+    return sets
+
+
+def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=None,
+               progress: bool = True) -> tuple[Run, list]:
+    """Rerank the top `depth` of an eval set; the rest of the first-stage list follows below, in its order."""
+    qids = list(queries or es.top)
+    run, windows = rr.rerank_run({q: es.bm25[q] for q in qids}, es.dataset.corpus, es.dataset.queries, cfg.depth,
+                                 progress=progress)
+    return run, windows
+
+
+def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
+    """The saved teacher run (02_teacher) that orders this dataset's training windows and measures agreement."""
+    return cfg.scifact_teacher if dataset == "scifact" else cfg.dl_teacher
+
+
+def teacher_top(es: EvalSet, teacher: Run) -> Run:
+    """The teacher's order of the same BM25 top-depth the student reranks, the rest of the BM25 list below: the
+    ceiling of a student that imitated its teacher perfectly on these candidates."""
+    out = {}
+    for q, top in es.top.items():
+        floor = min(teacher[q].values(), default=0.0) if q in teacher else 0.0
+        ordered = sorted(top, key=lambda d: -(teacher.get(q, {}).get(d, floor - 1.0)))
+        rest = [d for d, _ in sorted(es.bm25[q].items(), key=lambda kv: -kv[1]) if d not in top]
+        out[q] = {d: float(len(ordered) + len(rest) - i) for i, d in enumerate(ordered + rest)}
+    return out
+
+
+def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> list:
+    """BM25 on a sampled set (so its table has its baseline on the same queries) and the teacher's order of the
+    same top-depth on every set (the ceiling of imitation)."""
+    out = []
+    for name, es in sets.items():
+        common = dict(pipeline=PIPELINE, dataset=name, split=es.split, profile=cfg.profile, results_dir=results_dir,
+                      seed=cfg.seed)
+        if es.split != "test":
+            out.append(record_run(es.bm25, es.dataset.qrels, method="bm25", model="bm25s", first_stage="corpus",
+                                  params={"queries": len(es.top)}, **common))
+        teacher = load_run(results_dir, cfg.profile, name, "test", teacher_name(cfg, name))
+        out.append(record_run(teacher_top(es, teacher), es.dataset.qrels, method=f"{teacher_name(cfg, name)}-top{cfg.depth}",
+                              model=f"{teacher_name(cfg, name)} (02_teacher) ordering the BM25 top-{cfg.depth} only",
+                              first_stage="bm25", depth=cfg.depth, baselines={"bm25": es.bm25},
+                              params={"depth": cfg.depth}, **common))
+    return out
+
+
+def _method(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first
+    return f"{cfg.tag}-{training}-{decoding}"
