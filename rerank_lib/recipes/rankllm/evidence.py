@@ -75,7 +75,8 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     """Can the student fit its own training windows? FIRST ranking loss on `n` of the fold's conversations (3 to
     `max_passages` passages) for `passes` passes (no NEFTune, constant lr), then Kendall tau between the model's
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
-    input order's tau. A model that cannot fit what it has seen three times will not generalise from it."""
+    input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
+    learns the windows it sees but does not generalise from them (flat dev curves)."""
     from scipy.stats import kendalltau
 
     model, tokenizer = load_lm(cfg, cfg.model)
