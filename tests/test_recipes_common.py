@@ -132,3 +132,20 @@ def test_jsonable_and_pipeline_cache(tmp_path):
     assert jsonable({"r": (0, 30), "s": {"x"}, "p": tmp_path / "f"}) == {"r": [0, 30], "s": ["x"], "p": str(tmp_path / "f")}
     path = pipeline_cache(tmp_path, "smoke", "cross_encoder")
     assert path == tmp_path / "cache" / "smoke" / "cross_encoder" and path.is_dir()
+
+
+def test_comparison_cells_mark_significance_and_interpolation():
+    from types import SimpleNamespace
+
+    from rerank_lib.recipes.common import comparison_cells
+
+    record = SimpleNamespace(
+        significance={"bm25": {"nDCG@10": {"delta": 0.0314, "p_value": 0.004}},
+                      "start": {"nDCG@10": {"delta": -0.02, "p_value": 0.3}}},
+        params={"interpolation_weight": 0.7})
+    assert comparison_cells(record) == {"Δ vs bm25": "+0.031▲ (p=0.004)", "Δ vs start": "-0.020 (p=0.300)",
+                                        "interp w (dev)": 0.7}
+    # a baseline without a test is left out; a stricter alpha drops the mark; the label is the caller's
+    assert comparison_cells(record, ("bm25", "teacher"), alpha=0.001, label="Δ nDCG@10 vs {base}") == {
+        "Δ nDCG@10 vs bm25": "+0.031 (p=0.004)", "interp w (dev)": 0.7}
+    assert comparison_cells(SimpleNamespace(significance=None, params=None)) == {}

@@ -192,6 +192,21 @@ def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qre
     return float(best), curve
 
 
+def comparison_cells(record: Record, bases=("bm25", "start"), measure: str = "nDCG@10", alpha: float = 0.05,
+                     label: str = "Δ vs {base}") -> dict:
+    """The table cells every notebook shows beside a row: its paired-test delta against each named baseline
+    ('+0.031▲ (p=0.004)': ▲/▼ when p < alpha) and the dev-chosen interpolation weight of a '+interp' row."""
+    cells = {}
+    for base in bases:
+        test = (record.significance or {}).get(base, {}).get(measure)
+        if test:
+            mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
+            cells[label.format(base=base)] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
+    if "interpolation_weight" in (record.params or {}):
+        cells["interp w (dev)"] = record.params["interpolation_weight"]
+    return cells
+
+
 def record_interpolation(reranked: Run, first_stage_run: Run, weight: float, qrels, *, method: str, baselines=None,
                          **record_kwargs) -> Record:
     """The standard `reranker + first stage` row: normalised score interpolation with a dev-chosen weight.

@@ -30,8 +30,8 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_interpolation,
-    record_run, resolve_profile, scifact_training_split,
+    Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache,
+    record_interpolation, record_run, resolve_profile, scifact_training_split,
 )
 
 PIPELINE = "cross_encoder"
@@ -475,15 +475,8 @@ def results_table(records, bm25_run: Run | None = None, qrels=None, alpha: float
     if bm25_run is not None:
         rows.append({"method": "bm25 (first stage)", **{m: round(v, 4) for m, v in evaluate(bm25_run, qrels, ["nDCG@10", "RR@10"]).items()}})
     for r in records:
-        row = {"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4), "RR@10": round(r.metrics["RR@10"], 4)}
-        for base in ("bm25", "start"):
-            test = (r.significance or {}).get(base, {}).get("nDCG@10")
-            if test:
-                mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
-                row[f"Δ vs {base}"] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
-        if "interpolation_weight" in (r.params or {}):
-            row["interp w (dev)"] = r.params["interpolation_weight"]
-        rows.append(row)
+        rows.append({"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4),
+                     "RR@10": round(r.metrics["RR@10"], 4), **comparison_cells(r, alpha=alpha)})
     return pd.DataFrame(rows).set_index("method")
 
 

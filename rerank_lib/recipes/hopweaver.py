@@ -47,8 +47,8 @@ from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
 from ..training import TrainConfig
 from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, jsonable, load_run, pipeline_cache, record_interpolation,
-    record_run, resolve_profile, sample_ids, scifact_training_split,
+    Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache,
+    record_interpolation, record_run, resolve_profile, sample_ids, scifact_training_split,
 )
 
 PIPELINE = "cross_encoder"
@@ -397,14 +397,8 @@ def ablation_table(records, runs: dict[str, Run], qrels, alpha: float = 0.05) ->
         row = {"method": r.method, **{m: round(r.metrics[m], 4) for m in MEASURES if m in r.metrics},
                "success rate": round(r.params.get("success_rate", float("nan")), 4),
                "avg attempts": round(r.params.get("avg_attempts", float("nan")), 2)}
-        for base in ("standard", "start"):
-            test = (r.significance or {}).get(base, {}).get("nDCG@10")
-            if test and r.method != f"hopweaver-{base}":
-                mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
-                row[f"Δ nDCG@10 vs {base}"] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
-        if "interpolation_weight" in (r.params or {}):
-            row["interp w (dev)"] = r.params["interpolation_weight"]
-        rows.append(row)
+        bases = [b for b in ("standard", "start") if r.method != f"hopweaver-{b}"]
+        rows.append({**row, **comparison_cells(r, bases, alpha=alpha, label="Δ nDCG@10 vs {base}")})
     return pd.DataFrame(rows).set_index("method")
 
 

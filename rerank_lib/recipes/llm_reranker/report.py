@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...results import save_figure
+from ..common import comparison_cells
 from .data import LLMData
 from .rows import Row
 
@@ -15,16 +16,8 @@ def results_table(rows_or_records, data: LLMData, alpha: float = 0.05) -> pd.Dat
     records = [r for x in rows_or_records for r in (x.records if isinstance(x, Row) else [x])]
     out = []
     for r in records:
-        row = {"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4), "RR@10": round(r.metrics["RR@10"], 4)}
-        for base in ("bm25", "start"):
-            test = (r.significance or {}).get(base, {}).get("nDCG@10")
-            if test:
-                mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
-                row[f"Δ nDCG@10 vs {base}"] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
-        if "interpolation_weight" in (r.params or {}):
-            row["interp w (dev)"] = r.params["interpolation_weight"]
-        row["training"] = r.training_queries
-        out.append(row)
+        out.append({"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4), "RR@10": round(r.metrics["RR@10"], 4),
+                    **comparison_cells(r, alpha=alpha, label="Δ nDCG@10 vs {base}"), "training": r.training_queries})
     return pd.DataFrame(out).set_index("method")
 
 
