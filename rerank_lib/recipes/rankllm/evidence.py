@@ -10,13 +10,14 @@ import pandas as pd
 import torch
 
 from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, identifier_token_ids
+from ...listwise.objectives import first_position_mask
 from ...paths import cache_dir
 from ...training import TrainConfig, pad_collate, train
 from ..common import Timer
 from .data import FoldData, fold_data
 from .models import load_lm, use_letters
 from .settings import MEASURE, RankLLMConfig
-from .training import Trained, _freeze_below, start_dev_metrics, train_objective
+from .training import Trained, _freeze_below, train_objective
 
 
 # Variants tried on the first fold's dev slice beside the main recipe (overrides of the config). Default: the FIRST
@@ -39,7 +40,8 @@ def search_grid(cfg: RankLLMConfig) -> list[dict]:
 
 def _variant_label(overrides: dict) -> str:
     keys = {"learning_rate": "lr", "train_window": "window", "max_steps": "steps"}
-    parts = [f"{keys[k]}={v:g}" if isinstance(v, float) else f"{keys[k]}={v}" for k, v in overrides.items() if k in keys]
+    parts = [f"{keys[k]}={v:g}" if isinstance(v, float) else f"{keys[k]}={v}"
+             for k, v in overrides.items() if k in keys]
     if overrides.get("shuffle_inputs"):
         parts.append("shuffled")
     return " ".join(parts)
@@ -57,9 +59,8 @@ def recipe_search(cfg: RankLLMConfig, results_dir, grid: list[dict], objective: 
     for overrides in grid:
         variant = replace(cfg, **overrides)
         fold = fold_data(variant, train_on, evaluate_on, results_dir)
-        if start_dev is None:
-            start_dev = start_dev_metrics(variant, fold)
-        tr = train_objective(variant, fold, objective, start_dev)
+        tr = train_objective(variant, fold, objective, start_dev)  # None: it scores the untrained model once
+        start_dev = tr.start_dev
         tr.label = _variant_label(overrides)
         runs.append(tr)
         hist = [row[f"dev_{MEASURE}"] for row in tr.result.eval_history]
@@ -89,16 +90,17 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     examples = [encode_conversation(c, tokenizer, "ranking", cfg.chat_template, max_length=cfg.context_size)
                 for c in convs]
     lm = ListwiseLM(model)
+    objective = ListwiseObjective("ranking", ident, ranking=cfg.ranking_loss, weighted=cfg.weighted)
 
-    def agreement() -> float:
+    def agreement() -> float:  # the training loss's own FIRST scores of each window, against the teacher ranks
         model.eval()
         taus = []
         with torch.no_grad():
             for e in examples:
                 ids = torch.tensor([e["input_ids"]], device=next(model.parameters()).device)
-                select = torch.zeros_like(ids, dtype=torch.bool)
-                select[0, e["first_pos"]] = True
-                scores = lm(ids, select=select)[0][torch.tensor(ident[: e["n_passages"]], device=ids.device)]
+                select = first_position_mask(torch.tensor([e["first_pos"]], device=ids.device), ids.shape)
+                first = lm(ids, select=select)
+                scores = objective.scores(first, [e["n_passages"]])[0]
                 taus.append(kendalltau((-scores.float()).cpu().numpy(), e["ranks"][: e["n_passages"]]).statistic)
         return float(sum(taus) / len(taus))
 
@@ -113,8 +115,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
                      mixed_precision=cfg.mixed_precision, log_every_steps=1, save_every_steps=len(examples),
                      keep_last_checkpoints=1)
     with Timer() as t:
-        result = train(lm, examples, pad_collate(tokenizer, padding_side="right"),
-                       ListwiseObjective("ranking", ident, ranking=cfg.ranking_loss, weighted=cfg.weighted), tc)
+        result = train(lm, examples, pad_collate(tokenizer, padding_side="right"), objective, tc)
     after = agreement()
     return pd.DataFrame([{"conversations": len(examples), "passes": passes, "steps": result.global_step,
                           "learning_rate": learning_rate, "input-order tau": round(input_tau, 3),
