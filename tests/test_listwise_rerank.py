@@ -126,7 +126,7 @@ def test_recipe_profiles_resolve_offline():
 def test_teacher_ceiling_and_agreement(tmp_path):
     from rerank_lib.data.types import Dataset
     from rerank_lib.recipes import rankllm as recipe
-    from rerank_lib.recipes.common import save_run
+    from rerank_lib.experiment import save_run
 
     bm25 = {"q1": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
     teacher = {"q1": {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.99}}

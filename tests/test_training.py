@@ -141,8 +141,8 @@ def test_loss_decreases_and_log_eval_checkpoints_are_written(tmp_path):
     assert result.eval_history[-1]["mse"] < result.eval_history[0]["mse"]
     rows = read_log(out)
     assert [r["step"] for r in rows if r["kind"] == "train"] == [4, 8, 12, 16, 20, 24, 28, 32]
-    assert [r["step"] for r in rows if r["kind"] == "eval"] == [8, 16, 24, 32]
-    assert {"step", "epoch", "loss", "lr", "elapsed_s"} <= rows[0].keys()
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [0, 8, 16, 24, 32]  # step 0: the untrained start
+    assert {"step", "epoch", "loss", "lr", "elapsed_s"} <= next(r for r in rows if r["kind"] == "train").keys()
     assert result.best_metric == min(r["mse"] for r in result.eval_history)
     # Saved at 5, 10, ..., 30 and at the last step; only the newest two remain, both complete.
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-30", "checkpoint-32"]
@@ -161,7 +161,7 @@ def test_loss_decreases_and_log_eval_checkpoints_are_written(tmp_path):
 
 def test_best_evaluation_weights_are_kept(tmp_path):
     """Checkpoint selection: best/ holds the weights of the best evaluation, not of the last step."""
-    snapshots, scores = [], iter([0.2, 0.9, 0.5, 0.9])  # best at the 2nd evaluation; a later tie does not replace it
+    snapshots, scores = [], iter([0.1, 0.2, 0.9, 0.5, 0.9])  # step 0, then best at step 6; a later tie does not replace it
 
     def eval_fn(model):
         snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -171,8 +171,25 @@ def test_best_evaluation_weights_are_kept(tmp_path):
     result = train(toy_model(), toy_dataset(), default_collate, mse_loss,
                    toy_config(out, max_steps=12, eval_every_steps=3), eval_fn=eval_fn)
     assert result.best_step == 6 and result.best_metric == 0.9 and result.best_dir == out / "best"
-    assert_same_params(torch.load(out / "best" / "model.pt"), snapshots[1])
+    assert [row["step"] for row in result.eval_history] == [0, 3, 6, 9, 12]
+    assert_same_params(torch.load(out / "best" / "model.pt"), snapshots[2])
     assert not torch.equal(torch.load(out / "best" / "model.pt")["0.weight"], final_params(out)["0.weight"])
+
+
+def test_the_untrained_start_is_a_checkpoint_candidate(tmp_path):
+    """When no step beats step 0 on dev, best/ holds the start's weights; eval_at_start=False skips step 0."""
+    scores = iter([0.8, 0.5, 0.7])
+    start = toy_model()
+    start_weights = {k: v.detach().clone() for k, v in start.state_dict().items()}
+    out = tmp_path / "run"
+    result = train(start, toy_dataset(), default_collate, mse_loss, toy_config(out, max_steps=6, eval_every_steps=3),
+                   eval_fn=lambda model: {"dev": next(scores)})
+    assert result.best_step == 0 and result.best_metric == 0.8
+    assert_same_params(torch.load(out / "best" / "model.pt"), start_weights)
+    off = train(toy_model(), toy_dataset(), default_collate, mse_loss,
+                toy_config(tmp_path / "off", max_steps=6, eval_every_steps=3, eval_at_start=False),
+                eval_fn=lambda model: {"dev": 0.5})
+    assert [row["step"] for row in off.eval_history] == [3, 6]
 
 
 def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):

@@ -29,10 +29,8 @@ from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
 from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
-from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache,
-    record_interpolation, record_run, resolve_profile, scifact_training_split,
-)
+from ..experiment import Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache, record_interpolation, record_run, scifact_training_split
+from ..settings import resolve_profile
 
 PIPELINE = "cross_encoder"
 

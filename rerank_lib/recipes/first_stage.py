@@ -13,7 +13,8 @@ from ..data.trec import qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
-from .common import Timer, record_run, resolve_profile, save_run
+from ..experiment import Timer, record_run, save_run
+from ..settings import resolve_profile
 
 PIPELINE = "first_stage"
 

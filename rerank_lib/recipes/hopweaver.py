@@ -46,10 +46,8 @@ from ..rerankers import CrossEncoder, RerankEvaluator, fit
 from ..results import save_figure
 from ..retrievers.bi_encoder import BiEncoder
 from ..training import TrainConfig
-from .common import (
-    Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache,
-    record_interpolation, record_run, resolve_profile, sample_ids, scifact_training_split,
-)
+from ..experiment import Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache, record_interpolation, record_run, sample_ids, scifact_training_split
+from ..settings import resolve_profile
 
 PIPELINE = "cross_encoder"
 ABLATION = ("standard", "diverse", "diverse_zs", "diverse_ft")

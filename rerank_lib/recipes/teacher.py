@@ -16,7 +16,8 @@ from ..data.trec import top_k
 from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
-from .common import Timer, load_run, record_run, resolve_profile, save_run
+from ..experiment import Timer, load_run, record_run, save_run
+from ..settings import resolve_profile
 
 PIPELINE = "teacher"
 TEST_SETS = (("scifact", "test"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
+from rerank_lib.settings import Settings, snapshot
 from rerank_lib.training.checkpoints import (
     checkpoint_dir,
     latest_checkpoint,
@@ -47,10 +48,10 @@ LOG_FILE = "log.jsonl"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Everything that decides a run; written to output_dir/train_config.json beside the log."""
 
-    output_dir: str
+    output_dir: str = ""  # set by the experiment layer (experiment.run_dir) when a recipe config nests this
     seed: int = 42
     learning_rate: float = 2e-5
     num_epochs: int = 1
@@ -68,6 +69,7 @@ class TrainConfig:
     keep_last_checkpoints: int | None = 2  # None keeps all
     log_every_steps: int = 10
     eval_every_steps: int | None = None  # None: evaluate at the end only
+    eval_at_start: bool = True  # with eval_fn: evaluate the untrained start as step 0, a checkpoint candidate
     metric_for_best: str | None = None  # default: the first metric eval_fn returns
     greater_is_better: bool = True
     save_best: bool = True  # with eval_fn: keep the weights of the best evaluation in output_dir/best
@@ -124,6 +126,8 @@ def train(
         trainable parameters, weight decay on matrices only.
     lengths: per-example token counts; when given, batches group examples of similar length (less padding).
     """
+    if not config.output_dir:
+        raise ValueError("TrainConfig.output_dir is empty: name the run's folder (experiment.run_dir does)")
     output_dir = Path(config.output_dir)
     # A fresh accelerate state per call: a notebook may train twice in one kernel, with different precisions.
     AcceleratorState._reset_state()
@@ -212,7 +216,7 @@ def train(
                 shutil.rmtree(stale)
         # Drop what a crashed run logged after its last checkpoint: those steps are about to be redone.
         write_text(output_dir / LOG_FILE, "".join(json.dumps(row) + "\n" for row in rows))
-        write_json(output_dir / "train_config.json", {**asdict(config), **run_info})
+        write_json(output_dir / "train_config.json", {**snapshot(config), **run_info})
     accelerator.wait_for_everyone()
 
     start = time.perf_counter()
@@ -241,6 +245,14 @@ def train(
         if is_main:
             with open(output_dir / LOG_FILE, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+
+    if eval_fn is not None and config.eval_at_start and not any(row["step"] == 0 for row in eval_history):
+        # The untrained start is a candidate: a run whose training only hurts on dev selects its start.
+        row = dict(kind="eval", step=0, epoch=0.0, **_evaluate(accelerator, model, eval_fn))
+        eval_history.append(row)
+        log(row)
+        if config.save_best:
+            _save_final_model(accelerator, model, output_dir / "best")
 
     progress = tqdm(total=total_steps, initial=global_step, disable=not is_main, desc="train", dynamic_ncols=True)
     loss_sum, loss_count = torch.zeros(1, device=accelerator.device), 0

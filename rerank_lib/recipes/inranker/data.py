@@ -13,7 +13,7 @@ from ...data.types import Dataset, Run
 from ...inranker import Calibration, fit_calibration, soft_label_examples, write_msmarco_soft_labels
 from ...paths import cache_dir
 from ...teacher import teacher_scores
-from ..common import TrainingSplit, dl_training_split, load_run
+from ...experiment import TrainingSplit, dl_training_split, load_run
 from .settings import InRankerConfig
 
 

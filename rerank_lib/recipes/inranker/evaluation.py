@@ -13,7 +13,7 @@ from ...data.types import Run
 from ...evaluation import evaluate
 from ...rerankers.monot5 import T5Ranker
 from ...results import load_records
-from ..common import Timer, choose_interpolation_weight, load_run, record_interpolation, record_run, save_run
+from ...experiment import Timer, choose_interpolation_weight, load_run, record_interpolation, record_run, save_run
 from .data import saved_teacher, test_set
 from .settings import PIPELINE, REFERENCES, InRankerConfig
 from .student import Student, start_model

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from ..common import resolve_profile
+from ...settings import resolve_profile
 
 PIPELINE = "inranker"
 CENTERING = ("both", "reference", "none")  # reference: stage-2 labels only, as the inranker package

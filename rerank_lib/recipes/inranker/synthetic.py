@@ -17,7 +17,7 @@ from ...paths import cache_dir
 from ...rerankers.monot5 import T5Ranker
 from ...synthetic_queries import generate_queries, sample_documents, sample_negatives
 from ...teacher import teacher_scores
-from ..common import Timer, TrainingSplit, load_run, scifact_training_split
+from ...experiment import Timer, TrainingSplit, load_run, scifact_training_split
 from .data import _calibrate, saved_teacher
 from .settings import InRankerConfig
 from .student import Student

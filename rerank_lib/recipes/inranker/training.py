@@ -12,7 +12,7 @@ from ...data.types import Dataset, Run
 from ...inranker import DistillDataset, InRankerTrainer, ranking_eval_fn
 from ...paths import cache_dir
 from ...rerankers.monot5 import T5Ranker
-from ..common import Timer
+from ...experiment import Timer
 from .data import Fold
 from .settings import InRankerConfig
 from .student import Student, _student_options

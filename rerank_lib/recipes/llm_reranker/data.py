@@ -10,7 +10,7 @@ from ...data.pairs import TrainGroup
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...negatives import sample_negatives
-from ..common import TrainingSplit, load_run, sample_ids, scifact_training_split
+from ...experiment import TrainingSplit, load_run, sample_ids, scifact_training_split
 from .settings import LLMRerankerConfig
 
 

@@ -15,7 +15,7 @@ from ...rerankers import CrossEncoder, fit
 from ...rerankers.llm_reranker import DecoderReranker
 from ...teacher import teacher_scores
 from ...training import TrainConfig
-from ..common import Timer, jsonable, record_run
+from ...experiment import Timer, jsonable, record_run
 from .data import LLMData
 from .llm import _pairs
 from .rows import Row, _common, _dev_evaluator, _dev_run, _evaluate_trained, _fingerprint, _output_dir

@@ -6,7 +6,7 @@ import pandas as pd
 from ...data.trec import ranked
 from ...data.types import Dataset, Run
 from ...rerankers.llm_reranker import DecoderReranker
-from ..common import Timer
+from ...experiment import Timer
 from .data import LLMData
 from .settings import LLMRerankerConfig
 

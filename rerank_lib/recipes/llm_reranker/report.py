@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...results import save_figure
-from ..common import comparison_cells
+from ...experiment import comparison_cells
 from .data import LLMData
 from .rows import Row
 

@@ -11,7 +11,7 @@ from ...evaluation import evaluate, interpolate
 from ...rerankers import RerankEvaluator, fit
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...training import TrainConfig
-from ..common import Timer, choose_interpolation_weight, jsonable, record_run
+from ...experiment import Timer, choose_interpolation_weight, jsonable, record_run
 from .data import LLMData
 from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, _slug, cache_root
 

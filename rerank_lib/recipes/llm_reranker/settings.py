@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import pipeline_cache, resolve_profile
+from ...experiment import pipeline_cache
+from ...settings import resolve_profile
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {

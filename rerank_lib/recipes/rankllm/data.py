@@ -9,7 +9,7 @@ from ...data import TrainingQueries
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import build_conversations
-from ..common import dl_training_split, load_run, scifact_training_split
+from ...experiment import dl_training_split, load_run, scifact_training_split
 from .evalsets import EvalSet
 from .models import load_base_tokenizer, use_letters
 from .settings import RankLLMConfig

@@ -9,7 +9,7 @@ from ...data import load_dataset
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
-from ..common import load_run, record_run, sample_ids
+from ...experiment import load_run, record_run, sample_ids
 from .settings import PIPELINE, RankLLMConfig
 
 

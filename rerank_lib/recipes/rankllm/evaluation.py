@@ -2,7 +2,7 @@
 SciFact test, each with its '+interp' row, and the rendered prompt the model reads."""
 from __future__ import annotations
 
-from ..common import Timer, choose_interpolation_weight, record_interpolation, record_run, save_run
+from ...experiment import Timer, choose_interpolation_weight, record_interpolation, record_run, save_run
 from .evalsets import EvalSet, _method, rerank_set
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig

@@ -13,7 +13,7 @@ from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, iden
 from ...listwise.objectives import first_position_mask
 from ...paths import cache_dir
 from ...training import TrainConfig, pad_collate, train
-from ..common import Timer
+from ...experiment import Timer
 from .data import FoldData, fold_data
 from .models import load_lm, use_letters
 from .settings import MEASURE, RankLLMConfig

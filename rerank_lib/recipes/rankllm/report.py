@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...listwise.parsing import CATEGORIES
 from ...results import plot_curve, save_figure
-from ..common import load_run
+from ...experiment import load_run
 from .evalsets import teacher_name
 from .settings import MEASURE, RankLLMConfig
 from .training import Trained

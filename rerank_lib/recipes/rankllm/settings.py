@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...data import folds_dl
 from ...models import resolve
-from ..common import resolve_profile
+from ...settings import resolve_profile
 
 
 PIPELINE = "rankllm"

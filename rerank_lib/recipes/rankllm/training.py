@@ -15,7 +15,7 @@ from ...listwise import ListwiseLM, ListwiseObjective, enable_neftune, encode_co
 from ...listwise.lm import body_and_head
 from ...paths import cache_dir
 from ...training import TrainConfig, TrainResult, pad_collate, train
-from ..common import Timer
+from ...experiment import Timer
 from .data import FoldData, fold_data
 from .evalsets import rerank_set
 from .models import load_lm, reranker, use_letters

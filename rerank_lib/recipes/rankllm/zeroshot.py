@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ...data.types import Run
-from ..common import Timer, record_run, save_run
+from ...experiment import Timer, record_run, save_run
 from .evalsets import EvalSet, _method, rerank_set
 from .models import load_lm, reranker
 from .settings import PIPELINE, RankLLMConfig

@@ -9,7 +9,7 @@ from ...evaluation import reciprocal_rank_fusion
 from ...first_stage import BM25Index, rerank_with_encoder
 from ...retrievers.bi_encoder import BiEncoder
 from ...retrievers.training import RetrievalEvaluator
-from ..common import save_run
+from ...experiment import save_run
 from .faire_data import FaireData
 from .settings import FAIRE, FaireConfig
 

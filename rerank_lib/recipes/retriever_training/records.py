@@ -13,7 +13,7 @@ from ...data.trec import qid_order
 from ...data.types import Run
 from ...evaluation import interpolate, paired_test, per_query
 from ...results import make_record, plot_curve, write_record
-from ..common import choose_interpolation_weight
+from ...experiment import choose_interpolation_weight
 from .baselines import Baselines
 from .faire_data import FaireData
 from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig

@@ -13,15 +13,7 @@ from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalEvaluator, RetrievalExample, examples_from_qrels, load_weights
 from ...training import train
-from ..common import (
-    Timer,
-    choose_interpolation_weight,
-    load_run,
-    record_interpolation,
-    record_run,
-    save_run,
-    scifact_training_split,
-)
+from ...experiment import Timer, choose_interpolation_weight, load_run, record_interpolation, record_run, save_run, scifact_training_split
 from .settings import PIPELINE, SciFactConfig, _checkpoint_dir, encoder
 from .training import Outcome, _curve, _short, _train_config
 

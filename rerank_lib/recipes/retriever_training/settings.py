@@ -9,7 +9,7 @@ from typing import Any
 
 from ...paths import cache_dir
 from ...retrievers.bi_encoder import BiEncoder
-from ..common import resolve_profile
+from ...settings import resolve_profile
 
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"

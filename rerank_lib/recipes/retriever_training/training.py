@@ -21,7 +21,7 @@ from ...retrievers.training import (
     load_weights,
 )
 from ...training import TrainConfig, train
-from ..common import Timer, save_run
+from ...experiment import Timer, save_run
 from .baselines import Baselines
 from .faire_data import FaireData
 from .settings import FAIRE, METHODS, FaireConfig, _checkpoint_dir, encoder

@@ -2,7 +2,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from rerank_lib.recipes.common import load_run, record_run, resolve_profile, save_run
+from rerank_lib.experiment import load_run, record_run, save_run
+from rerank_lib.settings import resolve_profile
 from rerank_lib.results import load_per_query, load_records
 
 
@@ -23,7 +24,7 @@ def test_profile_then_overrides():
 
 
 def test_profile_errors_are_loud():
-    with pytest.raises(TypeError, match="unknown parameter.*'epoch'"):
+    with pytest.raises(TypeError, match="unknown setting.*'epoch'"):
         resolve_profile(Cfg(), PROFILES, "default", {"epoch": 2})
     with pytest.raises(ValueError, match="profile"):
         resolve_profile(Cfg(), PROFILES, "large", {})
@@ -64,7 +65,7 @@ def test_first_stage_and_teacher_profiles():
 # ---- training splits, the leak guard inside record_run, interpolation rows ----------------------------------
 
 from rerank_lib.data import LeakError
-from rerank_lib.recipes.common import (
+from rerank_lib.experiment import (
     choose_interpolation_weight, dl_training_split, record_interpolation, scifact_training_split,
 )
 
@@ -117,7 +118,7 @@ def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
 
 
 def test_sample_ids_is_seeded_sorted_and_order_free():
-    from rerank_lib.recipes.common import sample_ids
+    from rerank_lib.experiment import sample_ids
 
     ids = [f"q{i}" for i in range(50)]
     a, b = sample_ids(ids, 10, seed=13), sample_ids(list(reversed(ids)), 10, seed=13)
@@ -127,7 +128,7 @@ def test_sample_ids_is_seeded_sorted_and_order_free():
 
 
 def test_jsonable_and_pipeline_cache(tmp_path):
-    from rerank_lib.recipes.common import jsonable, pipeline_cache
+    from rerank_lib.experiment import jsonable, pipeline_cache
 
     assert jsonable({"r": (0, 30), "s": {"x"}, "p": tmp_path / "f"}) == {"r": [0, 30], "s": ["x"], "p": str(tmp_path / "f")}
     path = pipeline_cache(tmp_path, "smoke", "cross_encoder")
@@ -137,7 +138,7 @@ def test_jsonable_and_pipeline_cache(tmp_path):
 def test_comparison_cells_mark_significance_and_interpolation():
     from types import SimpleNamespace
 
-    from rerank_lib.recipes.common import comparison_cells
+    from rerank_lib.experiment import comparison_cells
 
     record = SimpleNamespace(
         significance={"bm25": {"nDCG@10": {"delta": 0.0314, "p_value": 0.004}},
@@ -149,3 +150,101 @@ def test_comparison_cells_mark_significance_and_interpolation():
     assert comparison_cells(record, ("bm25", "teacher"), alpha=0.001, label="Δ nDCG@10 vs {base}") == {
         "Δ nDCG@10 vs bm25": "+0.031 (p=0.004)", "interp w (dev)": 0.7}
     assert comparison_cells(SimpleNamespace(significance=None, params=None)) == {}
+
+
+# ---- nested settings, dotted overrides, the settings-read record --------------------------------------------
+
+from dataclasses import field
+
+from rerank_lib import settings
+from rerank_lib.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Stage(settings.Settings):
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-4))
+    data_size: int = 10
+
+
+@dataclass(frozen=True)
+class TwoStage(settings.Settings):
+    profile: str = "default"
+    stage1: Stage = field(default_factory=Stage)
+    stage2: Stage = field(default_factory=Stage)
+
+
+def test_dotted_overrides_reach_nested_train_settings():
+    cfg = settings.resolve_profile(TwoStage(), {"smoke": {"stage1.train.max_steps": 3}}, "smoke",
+                                   {"stage2.train.learning_rate": 2e-5, "stage1": {"data_size": 4}})
+    assert cfg.stage1.train.max_steps == 3 and cfg.stage1.data_size == 4
+    assert cfg.stage2.train.learning_rate == 2e-5 and cfg.stage1.train.learning_rate == 1e-4
+    assert cfg.stage2.train.max_steps is None and cfg.profile == "smoke"
+    assert "stage2.train.warmup_ratio" in settings.paths(cfg)
+    with pytest.raises(TypeError, match="stage2.train.learning_rat"):
+        settings.override(cfg, {"stage2.train.learning_rat": 1.0})
+
+
+def test_settings_reads_are_recorded_but_snapshots_are_not(monkeypatch):
+    reads: set = set()
+    monkeypatch.setattr(settings, "_reads", reads)
+    cfg = TwoStage()
+    snap = settings.snapshot(cfg)
+    assert snap["stage1"]["train"]["learning_rate"] == 1e-4 and not reads
+    assert cfg.stage1.data_size == 10
+    assert ("TwoStage", "stage1") in reads and ("Stage", "data_size") in reads
+    assert ("Stage", "train") not in reads
+
+
+# ---- train with dev selection: the untrained start is a candidate ---------------------------------------------
+
+import torch
+
+from rerank_lib.experiment import DevEvaluator, fingerprint, run_dir, train_with_dev_selection
+
+
+def _regression(tmp_path, lr, steps=4):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(2.0)  # the start already fits y = 2x exactly
+        model.bias.zero_()
+    xs = [torch.tensor([float(i)]) for i in range(1, 9)]
+    data = [(x, 2 * x + (0.5 if i % 2 else -0.5)) for i, x in enumerate(xs)]  # noisy labels pull it away
+
+    def loss(m, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(m(x), y)
+
+    def collate(items):
+        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+
+    qrels = {"q": {"good": 1}}
+
+    def produce(m):  # a one-query "run": the fitted model ranks the relevant doc first when its error is small
+        err = float(((m(torch.tensor([[3.0]])) - 6.0) ** 2).item())
+        return {"q": {"good": 1.0 - err, "bad": 0.5}}
+
+    dev = DevEvaluator(produce, qrels, measures=["RR@10"], extra=lambda run: {"neg_err": run["q"]["good"] - 1.0})
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=lr, max_steps=steps, per_device_batch_size=2,
+                      eval_every_steps=2, metric_for_best="neg_err", save_every_steps=None, mixed_precision="no",
+                      lr_scheduler="constant", weight_decay=0.0)
+    return train_with_dev_selection(model, data, collate, loss, cfg, dev), dev
+
+
+def test_the_start_wins_when_training_only_hurts_on_dev(tmp_path):
+    sel, dev = _regression(tmp_path, lr=0.05)
+    assert [row["step"] for row in sel.curve] == [0, 2, 4]
+    assert sel.curve[0]["neg_err"] == pytest.approx(0.0, abs=1e-6) and sel.curve[0]["RR@10"] == 1.0
+    assert sel.is_start and sel.step == 0 and sel.value == pytest.approx(0.0, abs=1e-6)
+    assert sel.dev_run is dev.runs[0] and len(dev.runs) == 3
+    state = torch.load(sel.model_dir / "model.pt")
+    assert state["weight"].item() == pytest.approx(2.0) and state["bias"].item() == pytest.approx(0.0)
+    assert "the untrained start" in sel.describe()
+
+
+def test_run_dir_names_data_and_settings(private_cache):
+    a = run_dir("p", "smoke", "m", data=[1, 2], settings={"lr": 1e-4})
+    assert a == run_dir("p", "smoke", "m", data=[1, 2], settings={"lr": 1e-4})
+    assert a != run_dir("p", "smoke", "m", data=[1, 3], settings={"lr": 1e-4})
+    assert a.parent == private_cache / "runs" / "p" / "smoke" and a.name.startswith("m-")
+    assert fingerprint({"b": 1, "a": (1, 2)}) == fingerprint({"a": [1, 2], "b": 1})

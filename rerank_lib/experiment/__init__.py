@@ -1,0 +1,19 @@
+"""The experiment layer every recipe shares: train with dev selection (the untrained start is a candidate) and
+evaluate a ranker into records (the row, its `+interp` row, paired tests); one cache key, one dev evaluator,
+one learning-curve figure, one results table. Recipes hold only what is particular to a paper."""
+from .dev import DevEvaluator
+from .records import (
+    Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
+)
+from .report import curve_table, learning_curves, results_table
+from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
+from .runs import load_run, run_path, save_run
+from .selection import Selected, train_with_dev_selection
+from .splits import TrainingSplit, dl_training_split, sample_ids, scifact_training_split
+
+__all__ = [
+    "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
+    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache",
+    "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir", "run_path",
+    "sample_ids", "save_run", "scifact_training_split", "train_with_dev_selection",
+]

@@ -1,0 +1,60 @@
+"""The one dev evaluator: what the training loop calls to score the model on the dev slice.
+
+Every pipeline turns the model under training into a run on its dev queries in its own way (rerank candidates,
+search a corpus, rerank windows listwise); everything after that — the measures, keeping each run so that the
+selected checkpoint's dev run can pick an interpolation weight without scoring again — is the same.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from ..data.trec import top_k
+from ..data.types import Document, Run
+from ..evaluation import evaluate
+
+
+class DevEvaluator:
+    """An `eval_fn` for `training.train`: `produce(model) -> Run`, scored with ir-measures `measures` on `qrels`.
+
+    `extra(run) -> {name: value}` adds metrics that are not ir-measures (LocalRQA's document recall@k, agreement
+    with a teacher). Every produced run is kept in `runs`, in call order, which is the order of the training
+    loop's `eval_history` (step 0 first) when this evaluator saw every evaluation.
+    """
+
+    def __init__(self, produce: Callable[[Any], Run], qrels, measures: Sequence[str] = ("nDCG@10",),
+                 extra: Callable[[Run], Mapping[str, float]] | None = None, prefix: str = ""):
+        self.produce, self.qrels, self.measures, self.extra, self.prefix = produce, qrels, list(measures), extra, prefix
+        self.runs: list[Run] = []
+
+    @classmethod
+    def reranking(cls, candidates: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], qrels,
+                  depth: int, measures: Sequence[str] = ("nDCG@10",), as_ranker: Callable[[Any], Any] | None = None,
+                  extra=None, **rerank_options) -> "DevEvaluator":
+        """Rerank each dev query's top-`depth` candidates with the model (any `Ranker`; `as_ranker(model)` wraps a
+        bare network, e.g. a T5 under training, into one)."""
+        candidates = top_k(candidates, depth)
+
+        def produce(model) -> Run:
+            ranker = as_ranker(model) if as_ranker is not None else model
+            return ranker.rerank(candidates, corpus, queries, depth=depth, **rerank_options)
+
+        return cls(produce, qrels, measures, extra)
+
+    def metrics(self, run: Run) -> dict[str, float]:
+        out = dict(evaluate(run, self.qrels, self.measures)) if self.measures else {}
+        if self.extra is not None:
+            out.update(self.extra(run))
+        return {f"{self.prefix}{k}": float(v) for k, v in out.items()}
+
+    def __call__(self, model) -> dict[str, float]:
+        run = self.produce(model)
+        self.runs.append(run)
+        return self.metrics(run)
+
+    def run_at(self, eval_history: Sequence[Mapping], step: int) -> Run | None:
+        """The dev run of the evaluation at `step`, when this evaluator produced every row of `eval_history`
+        (None after a resumed run, whose earlier evaluations happened in another process)."""
+        steps = [row["step"] for row in eval_history]
+        if step not in steps or len(self.runs) != len(steps):
+            return None
+        return self.runs[steps.index(step)]

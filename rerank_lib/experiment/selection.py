@@ -1,0 +1,71 @@
+"""Train with dev selection: the one way every recipe trains a model.
+
+The training loop evaluates the dev slice at step 0 (the untrained start is a candidate), every
+`eval_every_steps` and at the end, and keeps the best weights; this module wraps that with what every recipe
+needs afterwards: which step was selected, the curve, the selected model loaded, and its dev run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..data.types import Run
+from ..training import TrainConfig, TrainResult, train
+from .dev import DevEvaluator
+
+
+@dataclass
+class Selected:
+    """A trained run and the checkpoint the dev slice chose (step 0 is the untrained start)."""
+
+    result: TrainResult
+    step: int | None  # the selected step; None when there was no dev evaluation
+    metric: str | None
+    value: float | None  # the selected checkpoint's own dev value
+    model_dir: Path  # its weights (best/ holds the start when step 0 won)
+    curve: list[dict] = field(default_factory=list)  # dev rows, step 0 first
+    dev_run: Run | None = None  # the selected checkpoint's dev run
+    wall_s: float = 0.0
+
+    @property
+    def is_start(self) -> bool:
+        return self.step == 0
+
+    @property
+    def start_value(self) -> float | None:
+        return next((row[self.metric] for row in self.curve if row["step"] == 0), None) if self.metric else None
+
+    def describe(self) -> str:
+        if self.step is None:
+            return f"{self.result.global_step} steps (no dev selection)"
+        chosen = "the untrained start" if self.is_start else f"step {self.step}"
+        return (f"{self.result.global_step} steps in {self.wall_s:.0f} s; dev {self.metric} "
+                f"{self.start_value:.4f} at the start -> {self.value:.4f} selected ({chosen})")
+
+
+def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callable, compute_loss: Callable,
+                             config: TrainConfig, dev: DevEvaluator | None, *,
+                             load_selected: Callable[[Path], Any] | None = None, **train_options) -> Selected:
+    """`training.train` with `dev` as its eval_fn, then the selected checkpoint: its step, curve and dev run.
+
+    load_selected(model_dir): loads the selected weights (into `model` or as a new ranker) and returns what
+    `dev.produce` accepts; it is called only when the selected checkpoint's dev run is not at hand (a run
+    resumed or found complete), to score it once. `train_options` go to `training.train` (optimizer_params,
+    lengths).
+    """
+    if dev is not None and config.eval_every_steps is None and not config.eval_at_start:
+        config = replace(config, eval_at_start=True)
+    start = time.perf_counter()
+    result = train(model, train_dataset, collate_fn, compute_loss, config, eval_fn=dev, **train_options)
+    wall = time.perf_counter() - start
+    if dev is None or result.best_step is None:
+        return Selected(result, None, None, None, result.final_dir, wall_s=wall)
+    curve = [{k: v for k, v in row.items() if k != "kind"} for row in result.eval_history]
+    model_dir = result.best_dir or result.final_dir
+    dev_run = dev.run_at(result.eval_history, result.best_step)
+    if dev_run is None and load_selected is not None:
+        dev_run = dev.produce(load_selected(model_dir))
+    return Selected(result, result.best_step, result.metric_for_best, result.best_metric, Path(model_dir), curve,
+                    dev_run, wall)

@@ -1,0 +1,72 @@
+"""Which queries a model may learn from: train (labels) and dev (checkpoint and weight selection), each with its
+provenance, closed to evaluation by the leak guard. DL19 and DL20 are test sets: one year trains, the other tests."""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from ..data import TrainingQueries, dev_slice, load_dataset, without_overlap
+from ..data.types import Dataset
+
+
+def sample_ids(ids, n: int | None, seed: int) -> list[str]:
+    """A seeded, sorted sample of `n` ids (all of them, sorted, when n is None or not smaller): the same subset for
+    the same seed on every machine, whatever the order `ids` came in."""
+    ids = sorted(ids)
+    return ids if n is None or n >= len(ids) else sorted(random.Random(seed).sample(ids, n))
+
+
+@dataclasses.dataclass
+class TrainingSplit:
+    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.
+
+    `provenance` covers train and dev together: both are closed to evaluation.
+    """
+
+    train: Dataset
+    dev: Dataset
+    provenance: TrainingQueries
+
+    def describe(self) -> str:
+        return f"{self.provenance.source}: {len(self.train.queries)} train + {len(self.dev.queries)} dev q"
+
+    def used(self, train_ids, dev_ids) -> TrainingQueries:
+        """The provenance of the queries a recipe actually drew on (a sample of train, a sample of dev), so a row
+        trained on 24 queries does not claim the whole split; it stays inside the split's leak guard."""
+        train_ids, dev_ids = set(train_ids), set(dev_ids)
+        unknown = sorted((train_ids - set(self.train.queries)) | (dev_ids - set(self.dev.queries)))
+        if unknown:
+            raise ValueError(f"{self.provenance.source}: query ids {unknown[:5]} are not in this split's train/dev")
+        queries = {**{q: self.train.queries[q] for q in train_ids}, **{q: self.dev.queries[q] for q in dev_ids}}
+        return TrainingQueries.of(f"{self.provenance.source} sample", queries)
+
+
+def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int) -> TrainingSplit:
+    ds = ds.subset(sorted(ds.judged_queries()))
+    train_ids, dev_ids = dev_slice(ds.queries, fraction=dev_fraction, min_size=min(min_dev, len(ds.queries) // 2), seed=seed)
+    provenance = TrainingQueries.of(source, ds.queries)
+    return TrainingSplit(train=ds.subset(train_ids), dev=ds.subset(dev_ids), provenance=provenance)
+
+
+def scifact_training_split(data_root=None, seed: int = 13, dev_fraction: float = 0.1, min_dev: int = 20,
+                           restrict_to=None) -> TrainingSplit:
+    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice.
+
+    `restrict_to` limits it to some query ids (the smoke profile trains on the queries 01_first_stage ran).
+    The same seed and fraction give the dev slice 02_teacher reports on.
+    """
+    test = load_dataset("scifact", "test", root=data_root)
+    ds = load_dataset("scifact", "train", root=data_root)
+    ds = ds.subset(sorted(without_overlap(ds.queries, test.queries)))
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
+    return _split(ds, "scifact/train", seed, dev_fraction, min_dev)
+
+
+def dl_training_split(train_on: str, data_root=None, seed: int = 13, dev_fraction: float = 0.2, min_dev: int = 8,
+                      restrict_to=None) -> TrainingSplit:
+    """One TREC DL year as training data for the other year's evaluation (folds_dl), with its own dev slice."""
+    ds = load_dataset(train_on, "test", root=data_root)
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
+    return _split(ds, f"{train_on}/test", seed, dev_fraction, min_dev)

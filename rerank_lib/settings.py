@@ -1,0 +1,139 @@
+"""Recipe settings: nested dataclasses, profiles, dotted-path overrides, and a record of which settings were read.
+
+A recipe config holds its training settings as `train: TrainConfig` (one per stage where a pipeline has stages);
+a profile or a notebook parameter overrides any field by its dotted path, e.g. `{"stage2.train.learning_rate":
+2e-5}`. Unknown paths are an error, so a typo never silently does nothing. Config classes derive from `Settings`,
+which can record every field the code reads (`RERANK_SETTINGS_READS=<file>`): the test suite runs every notebook
+that way and fails on a setting that is accepted but never read.
+"""
+from __future__ import annotations
+
+import atexit
+import contextvars
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+PROFILES = ("smoke", "default", "paper")
+
+_quiet = contextvars.ContextVar("settings_quiet", default=False)
+_reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_READS") else None
+_built: dict[str, list[str]] = {}
+
+
+class Settings:
+    """Base of every config dataclass: field reads are recorded when `$RERANK_SETTINGS_READS` names a file."""
+
+    def __getattribute__(self, name: str):
+        if _reads is not None and not name.startswith("_") and not _quiet.get():
+            fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
+            if name in fields:
+                _reads.add((type(self).__qualname__, name))
+        return object.__getattribute__(self, name)
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own `__post_init__` (validation) runs quietly: checking a value is not using it."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None:
+            return
+
+        def __post_init__(self):
+            if _reads is not None:
+                _built.setdefault(type(self).__qualname__, [f.name for f in dataclasses.fields(self)])
+            token = _quiet.set(True)
+            try:
+                own(self)
+            finally:
+                _quiet.reset(token)
+
+        cls.__post_init__ = __post_init__
+
+    def __post_init__(self):
+        if _reads is not None:
+            _built.setdefault(type(self).__qualname__, [f.name for f in dataclasses.fields(self)])
+
+
+def snapshot(cfg) -> dict:
+    """`dataclasses.asdict(cfg)` without counting as reading every setting: for record params and cache keys."""
+    token = _quiet.set(True)
+    try:
+        return dataclasses.asdict(cfg)
+    finally:
+        _quiet.reset(token)
+
+
+def paths(cfg, prefix: str = "") -> list[str]:
+    """Every dotted field path of a (nested) config."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = object.__getattribute__(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += paths(value, f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "", nested_names=()) -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and key in nested_names:
+            flat.update({f"{prefix}{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def override(cfg, values: Mapping[str, Any]):
+    """A copy of `cfg` with each dotted path set (`train.learning_rate`); None values are skipped (a notebook
+    parameter left at None keeps the profile's value). Lists become tuples where the field holds a tuple."""
+    nested = {f.name for f in dataclasses.fields(cfg)
+              if dataclasses.is_dataclass(object.__getattribute__(cfg, f.name))}
+    values = _flatten({k: v for k, v in values.items() if v is not None}, nested_names=nested)
+    known = set(paths(cfg))
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown} for {type(cfg).__name__}; known: {sorted(known)}")
+    return _set(cfg, values)
+
+
+def _set(cfg, values: Mapping[str, Any]):
+    direct, deeper = {}, {}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            deeper.setdefault(head, {})[rest] = value
+        else:
+            current = object.__getattribute__(cfg, head)
+            direct[head] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+    for head, sub in deeper.items():
+        direct[head] = _set(object.__getattribute__(cfg, head), sub)
+    token = _quiet.set(True)
+    try:
+        return dataclasses.replace(cfg, **direct)
+    finally:
+        _quiet.reset(token)
+
+
+def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: str, overrides: Mapping[str, Any]):
+    """A config for `profile`: the base defaults, then the profile's values, then the caller's overrides, each
+    a mapping of dotted paths (or nested dicts for nested configs)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
+    cfg = override(cfg, dict(profiles.get(profile, {})))
+    return override(cfg, dict(overrides))
+
+
+def _dump_reads() -> None:  # pragma: no cover - runs at interpreter exit
+    target = os.environ.get("RERANK_SETTINGS_READS")
+    if not target or _reads is None or not _built:
+        return
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"built": _built, "read": sorted(map(list, _reads))}) + "\n")
+
+
+if _reads is not None:
+    atexit.register(_dump_reads)
