@@ -19,11 +19,15 @@ PROFILES = ("smoke", "default", "paper")
 
 _quiet = contextvars.ContextVar("settings_quiet", default=False)
 _reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_READS") else None
-_built: dict[str, list[str]] = {}
+_built: dict[str, dict] = {}
 
 
 class Settings:
-    """Base of every config dataclass: field reads are recorded when `$RERANK_SETTINGS_READS` names a file."""
+    """Base of every config dataclass: field reads are recorded when `$RERANK_SETTINGS_READS` names a file.
+
+    A subclass may set `READ_ONLY_WHEN = {"field": "the condition"}` (a ClassVar) for a field that only some
+    profiles read (a paper-only feature); the settings-read test then accepts it unread in the smoke run.
+    """
 
     def __getattribute__(self, name: str):
         if _reads is not None and not name.startswith("_") and not _quiet.get():
@@ -41,7 +45,7 @@ class Settings:
 
         def __post_init__(self):
             if _reads is not None:
-                _built.setdefault(type(self).__qualname__, [f.name for f in dataclasses.fields(self)])
+                _register(self)
             token = _quiet.set(True)
             try:
                 own(self)
@@ -52,7 +56,13 @@ class Settings:
 
     def __post_init__(self):
         if _reads is not None:
-            _built.setdefault(type(self).__qualname__, [f.name for f in dataclasses.fields(self)])
+            _register(self)
+
+
+def _register(cfg) -> None:
+    conditional = getattr(type(cfg), "READ_ONLY_WHEN", {})
+    _built.setdefault(type(cfg).__qualname__, {"fields": [f.name for f in dataclasses.fields(cfg)],
+                                               "read_only_when": dict(conditional)})
 
 
 def snapshot(cfg) -> dict:

@@ -1,4 +1,7 @@
 """Every notebook, executed in order with papermill in the smoke profile, into a temporary results folder."""
+import json
+import os
+
 import nbformat
 import pytest
 
@@ -11,7 +14,27 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("smoke_results")
-    return out, run_all("smoke", results_dir=out, data_root=str(shared_data))
+    # Every kernel records which settings its code read (rerank_lib.settings), for the settings-read test.
+    os.environ["RERANK_SETTINGS_READS"] = str(out / "settings_reads.jsonl")
+    try:
+        return out, run_all("smoke", results_dir=out, data_root=str(shared_data))
+    finally:
+        del os.environ["RERANK_SETTINGS_READS"]
+
+
+def test_every_setting_is_read_by_the_code_it_configures(smoke_run):
+    """No accepted-but-ignored setting: every field of every config a notebook built was read by some code
+    (record params and cache keys do not count), unless the config names the condition under which it is read."""
+    out, _ = smoke_run
+    built, read = {}, set()
+    for line in (out / "settings_reads.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        built.update(entry["built"])
+        read |= {tuple(pair) for pair in entry["read"]}
+    assert {"TrainConfig"} < set(built), sorted(built)
+    unread = {name: [f for f in info["fields"] if (name, f) not in read and f not in info["read_only_when"]]
+              for name, info in built.items()}
+    assert not {k: v for k, v in unread.items() if v}
 
 
 def test_every_notebook_runs_in_smoke_profile(smoke_run):
