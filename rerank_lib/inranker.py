@@ -40,14 +40,15 @@ from .data.jsonl import iter_jsonl, open_text, require, write_jsonl
 from .data.trec import ranked
 from .data.types import Document, Qrels, Run
 from .evaluation import evaluate
+from .losses import center, distillation_loss
 from .models import pick_device
 from .rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
 from .training import TrainConfig, TrainResult, pad_collate, train
 from .teacher import Calibration, fit_calibration
 
 __all__ = [
-    "DistillExample", "DistillDataset", "InRankerTrainer", "Calibration", "center", "distillation_loss",
-    "fit_calibration", "kendall_tau_agreement", "ranking_eval_fn", "read_custom_jsonl", "read_msmarco_soft_labels",
+    "DistillExample", "DistillDataset", "InRankerTrainer", "Calibration", "fit_calibration",
+    "kendall_tau_agreement", "ranking_eval_fn", "read_custom_jsonl", "read_msmarco_soft_labels",
     "soft_label_examples", "write_custom_jsonl", "write_msmarco_soft_labels", "INRANKER_FILES",
 ]
 
@@ -176,20 +177,8 @@ def soft_label_examples(teacher: Run, calibration: Calibration, queries: Mapping
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Loss and dataset
+# Dataset (the loss and the label centring: rerank_lib.losses.distillation)
 # ---------------------------------------------------------------------------------------------------------------
-
-def center(labels: np.ndarray | torch.Tensor):
-    """Subtract each pair's mean: [f, t] -> [f - (f+t)/2, t - (f+t)/2] = [-(t-f)/2, (t-f)/2]."""
-    return labels - labels.mean(-1, keepdims=True) if isinstance(labels, np.ndarray) else \
-        labels - labels.mean(-1, keepdim=True)
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """InRanker's loss: MSE between the student's [false, true] first-step logits and the teacher's,
-    mean over the batch and the two logits (torch.nn.MSELoss() on [B, 2], as in the package's T5Trainer)."""
-    return torch.nn.functional.mse_loss(student_logits.float(), teacher_logits.float())
-
 
 class DistillDataset:
     """Tokenised distillation examples: item i is {'input_ids': [...], 'teacher_logits': [false, true]}."""

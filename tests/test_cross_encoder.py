@@ -1,82 +1,16 @@
-"""The cross-encoder family: each loss against hand-computed values, scoring and reranking (order, shape, batching),
-save/load, and tiny fits that learn, evaluate on a dev run and restore the best weights."""
-import math
-
+"""The cross-encoder family: scoring and reranking (order, shape, batching), save/load, and tiny fits that learn,
+evaluate on a dev run and restore the best weights (its losses by hand: test_losses.py)."""
 import numpy as np
 import pytest
 import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.data.types import Document
+from rerank_lib.losses import group_ce
 from rerank_lib.rerankers import CrossEncoder, RerankEvaluator, fit
-from rerank_lib.rerankers.losses import group_ce, kd_term, listwise_ce, point_ce, point_mse, ranknet
 from rerank_lib.training import TrainConfig
 
 T = torch.tensor
-
-
-# ------------------------------------------------------------------------------------------ losses by hand
-
-
-def test_point_ce_by_hand():
-    # BCE(0, 1) = log 2; BCE(2, 0.25) = 0.25*log(1+e^-2) + 0.75*log(1+e^2)
-    expected = (math.log(2) + 0.25 * math.log1p(math.exp(-2)) + 0.75 * math.log1p(math.exp(2))) / 2
-    assert expected == pytest.approx(1.160038, abs=1e-6)
-    assert point_ce(T([0.0, 2.0]), T([1.0, 0.25])).item() == pytest.approx(expected, abs=1e-6)
-
-
-def test_point_mse_by_hand():
-    sig2 = 1 / (1 + math.exp(-2))  # 0.880797
-    expected = ((0.5 - 1.0) ** 2 + (sig2 - 0.25) ** 2) / 2
-    assert expected == pytest.approx(0.323952, abs=1e-6)
-    assert point_mse(T([0.0, 2.0]), T([1.0, 0.25])).item() == pytest.approx(expected, abs=1e-6)
-
-
-def test_group_ce_and_kd_by_hand():
-    logits = T([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    ce_0 = math.log(1 + 2 * math.exp(-2))  # -log softmax([2,0,0])_0 = 0.239545
-    ce_1 = math.log(2 + math.e)  # -log softmax([0,1,0])_0 = 1.551445
-    assert group_ce(logits).item() == pytest.approx((ce_0 + ce_1) / 2, abs=1e-6)
-    teacher = T([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    # group 1: softmax(teacher) = [e, 1, 1]/(e+2); log_softmax(student) = [-ce_0, -2-ce_0, -2-ce_0]
-    kd_0 = (math.e * ce_0 + 2 * (2 + ce_0)) / (math.e + 2)
-    # group 2: uniform teacher; log_softmax([0,1,0]) = [-ce_1, 1-ce_1, -ce_1]
-    kd_1 = (ce_1 + (ce_1 - 1) + ce_1) / 3
-    assert kd_0 == pytest.approx(1.087311, abs=1e-6)
-    assert kd_term(logits, teacher).item() == pytest.approx((kd_0 + kd_1) / 2, abs=1e-6)
-    total = group_ce(logits, teacher, kd_weight=0.5)
-    assert total.item() == pytest.approx((ce_0 + ce_1) / 2 + 0.5 * (kd_0 + kd_1) / 2, abs=1e-6)
-    # temperature divides the teacher scores: T=0.5 doubles them
-    assert kd_term(logits, teacher, temperature=0.5).item() == pytest.approx(kd_term(logits, 2 * teacher).item())
-    assert group_ce(logits, teacher, kd_weight=0.0).item() == pytest.approx(group_ce(logits).item())
-
-
-def test_ranknet_by_hand():
-    # labels [1, .5, 0], scores [1, 0, 2]: pairs (0,1) w .5, diff 1; (0,2) w 1, diff -1; (1,2) w .5, diff -2
-    sp = lambda x: math.log1p(math.exp(x))  # softplus
-    expected = (0.5 * sp(-1) + 1.0 * sp(1) + 0.5 * sp(2)) / 2.0
-    assert expected == pytest.approx(1.266679, abs=1e-6)
-    assert ranknet(T([[1.0, 0.0, 2.0]]), T([[1.0, 0.5, 0.0]])).item() == pytest.approx(expected, abs=1e-6)
-    tied = ranknet(T([[1.0, 3.0]], requires_grad=True), T([[0.0, 0.0]]))  # no ordered pair: 0, still a graph
-    assert tied.item() == 0.0 and tied.requires_grad
-
-
-def test_listwise_ce_by_hand():
-    lse = math.log(math.e + 1 + math.e ** 2)  # log-sum-exp of [1, 0, 2]
-    expected = 0.5 * (lse - 1) + 0.5 * lse  # labels [1, 1, 0] -> p = [.5, .5, 0]
-    assert expected == pytest.approx(1.907606, abs=1e-6)
-    got = listwise_ce(T([[1.0, 0.0, 2.0], [5.0, 1.0, 0.0]]), T([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
-    assert got.item() == pytest.approx(expected, abs=1e-6)  # the all-zero group is skipped
-    # one positive of label 1, negatives 0: listwise CE is group CE
-    logits = T([[0.3, -1.0, 2.0]])
-    assert listwise_ce(logits, T([[1.0, 0.0, 0.0]])).item() == pytest.approx(group_ce(logits).item(), abs=1e-6)
-
-
-def test_losses_have_gradients_in_the_right_direction():
-    logits = T([[0.0, 0.0, 0.0]], requires_grad=True)
-    for loss in (group_ce(logits), ranknet(logits, T([[1.0, 0.0, 0.0]])), listwise_ce(logits, T([[1.0, 0.0, 0.0]]))):
-        (grad,) = torch.autograd.grad(loss, logits)
-        assert grad[0, 0] < 0 and (grad[0, 1:] > 0).all()  # descent raises the positive, lowers the negatives
 
 
 # ------------------------------------------------------------------------------------------ the model

@@ -1,6 +1,7 @@
 """Evaluation against hand-computed values, against pytrec_eval directly, and against scipy."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from pathlib import Path
@@ -179,6 +180,51 @@ def test_randomization_monte_carlo_is_seeded_and_close_to_t():
     r2 = paired_test(a, b, "AP", method="randomization", n_resamples=4000, seed=1)
     assert r1.p_value == r2.p_value
     assert abs(r1.p_value - paired_test(a, b, "AP").p_value) < 0.03
+
+
+def _exact_sign_flip_p(diffs):
+    """Two-sided p of the sign-flip test by enumerating every sign pattern in plain Python."""
+    observed = abs(sum(diffs))
+    sums = [abs(sum(s * d for s, d in zip(signs, diffs))) for signs in itertools.product((1, -1), repeat=len(diffs))]
+    return sum(x >= observed - 1e-12 for x in sums) / len(sums)
+
+
+def test_randomization_is_the_exact_permutation_test_on_four_queries():
+    # values exact in binary; differences b - a = +1/8 +3/8 -2/8 +4/8 (sum 6/8)
+    a = {"1": 0.5, "2": 0.25, "3": 0.75, "4": 0.0}
+    b = {"1": 0.625, "2": 0.625, "3": 0.5, "4": 0.5}
+    # flipping the subset S of the differences (in eighths 1, 3, -2, 4) gives the sum 6 - 2 sum(S), |.| >= 6 when
+    # sum(S) <= 0 ({}, {-2}, {1, -2}) or sum(S) >= 6 ({3, 4}, {1, 3, 4}, all four): 6 of the 16 sign patterns
+    exact = _exact_sign_flip_p([1 / 8, 3 / 8, -2 / 8, 4 / 8])
+    assert exact == 6 / 16
+    r = paired_test(a, b, "AP", method="randomization")  # 2^4 = 16 <= n_resamples: scipy enumerates them all
+    assert r.p_value == pytest.approx(exact, abs=1e-12) and r.method == "randomization"
+    assert r.delta == pytest.approx(6 / 8 / 4)
+
+
+def test_randomization_monte_carlo_matches_the_enumeration():
+    rng = random.Random(7)
+    diffs = [round(rng.uniform(-0.5, 0.7), 3) for _ in range(12)]
+    a = {str(i): 0.5 for i in range(12)}
+    b = {str(i): 0.5 + d for i, d in enumerate(diffs)}
+    exact = _exact_sign_flip_p([b[q] - a[q] for q in a])  # 4096 patterns
+    r = paired_test(a, b, "AP", method="randomization", n_resamples=2000, seed=3)  # 2000 < 4096: Monte Carlo
+    assert abs(r.p_value - exact) < 0.04  # about 3.5 standard errors of a 2000-draw estimate
+    assert r.p_value == paired_test(a, b, "AP", method="randomization", n_resamples=2000, seed=3).p_value
+    assert paired_test(a, b, "AP", method="randomization", n_resamples=4096).p_value == pytest.approx(exact)
+
+
+def test_paired_test_takes_a_measure_only_long_frames_name():
+    # LocalRQA's recall@4 is no ir-measures measure; long per-query frames that list it are enough
+    pq_a = pd.DataFrame({"qid": ["1", "2", "3"], "measure": "recall@4", "value": [0.0, 1.0, 0.0]})
+    pq_b = pd.DataFrame({"qid": ["1", "2", "3"], "measure": "recall@4", "value": [1.0, 1.0, 1.0]})
+    res = paired_test(pq_a, pq_b, "recall@4")
+    # differences 1, 0, 1: mean 2/3, sd sqrt(1/3), t = (2/3) / (sqrt(1/3) / sqrt(3)) = 2, df 2;
+    # two-sided p of Student's t with 2 df: 1 - t / sqrt(t^2 + 2) = 1 - 2 / sqrt(6)
+    assert res.p_value == pytest.approx(1 - 2 / math.sqrt(6)) and res.measure == "recall@4"
+    assert (res.mean_a, res.mean_b, res.n_queries, res.method) == (pytest.approx(1 / 3), 1.0, 3, "t")
+    with pytest.raises(ValueError, match="unknown measure"):  # a mapping cannot vouch for the name
+        paired_test({"1": 0.0, "2": 1.0}, {"1": 1.0, "2": 1.0}, "recall@4")
 
 
 def test_p_value_corrections():

@@ -1,6 +1,6 @@
-"""InRanker distillation: the loss and label centring by hand, the teacher-score calibration by hand, the two soft-label
-file formats and their errors, training inputs built as inference builds them, resume, and the synthetic-query
-prompt, parsing, cache and negatives."""
+"""InRanker distillation (the loss and label centring by hand: test_losses.py): the teacher-score calibration by
+hand, the two soft-label file formats and their errors, training inputs built as inference builds them, resume, and
+the synthetic-query prompt, parsing, cache and negatives."""
 import json
 import math
 from pathlib import Path
@@ -12,7 +12,7 @@ import torch
 from rerank_lib.data import DataFormatError
 from rerank_lib.data.types import Document
 from rerank_lib.inranker import (
-    DistillExample, InRankerTrainer, center, distillation_loss, fit_calibration, kendall_tau_agreement,
+    DistillExample, InRankerTrainer, fit_calibration, kendall_tau_agreement,
     ranking_eval_fn, read_custom_jsonl, read_msmarco_soft_labels, soft_label_examples, write_custom_jsonl,
     write_msmarco_soft_labels,
 )
@@ -44,20 +44,7 @@ def trainer(tmp_path, seed=3, **kwargs):
     return InRankerTrainer(model, tokenizer=tok, **{**options, **kwargs})
 
 
-# ------------------------------------------------------------------------------------------------ loss, labels
-
-
-def test_distillation_loss_by_hand():
-    student = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
-    teacher = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
-    # (1-0)^2 + (2-0)^2 + (0-1)^2 + (-1-1)^2 = 1 + 4 + 1 + 4 = 10, mean over 4 numbers
-    assert distillation_loss(student, teacher).item() == pytest.approx(2.5)
-
-
-def test_centring_by_hand():
-    labels = np.array([[1.0, 3.0], [-2.0, 0.0], [5.0, 5.0]])
-    np.testing.assert_allclose(center(labels), [[-1, 1], [-1, 1], [0, 0]])
-    np.testing.assert_allclose(center(torch.tensor(labels)).numpy(), [[-1, 1], [-1, 1], [0, 0]])
+# ------------------------------------------------------------------------------------------------------ labels
 
 
 def test_loaders_centre_both_stages_by_default_and_can_follow_the_package(tmp_path):

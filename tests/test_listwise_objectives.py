@@ -1,5 +1,6 @@
-"""Listwise training objectives against hand-computed values; answer-only logits against full logits; the FIRST
-position; NEFTune; tokenised conversations; a two-step training run through the shared loop."""
+"""Listwise training objectives (their loss formulas by hand: test_losses.py): rank_llm's constants; answer-only
+logits against full logits; the FIRST position; NEFTune; tokenised conversations; a two-step training run through
+the shared loop."""
 import math
 
 import pytest
@@ -13,94 +14,14 @@ from rerank_lib.listwise import (
     default_ranking_weight,
     enable_neftune,
     encode_conversation,
-    generation_loss,
     identifier_token_ids,
-    lambdarank_loss,
-    listnet_loss,
-    ranking_loss,
-    ranknet_loss,
     read_conversations,
-    self_sorted_targets,
     write_conversations,
 )
+from rerank_lib.losses import ranknet_loss
 from rerank_lib.listwise.objectives import answer_positions, first_position_mask, full_logits_generation_loss
 from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
 from rerank_lib.training import pad_collate
-
-
-def softplus(x):
-    return math.log1p(math.exp(x))
-
-
-# --- losses on scores, by hand ---------------------------------------------------------------------------------
-
-SCORES = torch.tensor([2.0, 0.5, 1.0])
-RANKS = torch.tensor([1, 0, 2])  # the teacher puts passage 1 first, then 0, then 2
-
-
-def test_ranknet_by_hand():
-    # pairs (better, worse): (1, 0): 0.5 - 2.0; (1, 2): 0.5 - 1.0; (0, 2): 2.0 - 1.0; loss = softplus(-(s_i - s_j))
-    l10, l12, l02 = softplus(1.5), softplus(0.5), softplus(-1.0)
-    assert ranknet_loss(SCORES, RANKS).item() == pytest.approx((l10 + l12 + l02) / 3, rel=1e-6)
-    # weighted: 1 / (r_i + r_j) with 1-based ranks 2, 1, 3 -> 1/3, 1/4, 1/5; still the mean over the 3 pairs
-    expected = (l10 / 3 + l12 / 4 + l02 / 5) / 3
-    assert ranknet_loss(SCORES, RANKS, weighted=True).item() == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx(0.291103, abs=1e-6)
-
-
-def test_self_sorted_targets_are_detached_and_follow_the_teacher():
-    scores = SCORES.clone().requires_grad_(True)
-    targets = self_sorted_targets(scores, RANKS)
-    assert targets.tolist() == [1.0, 2.0, 0.5]  # rank 1 gets the 2nd largest score, rank 0 the largest...
-    assert not targets.requires_grad
-
-
-def test_listnet_by_hand():
-    scores, targets = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 1.0, 2.0])
-    z_t = math.exp(3) + math.exp(1) + math.exp(2)
-    p_true = [math.exp(3) / z_t, math.exp(1) / z_t, math.exp(2) / z_t]
-    log_z = math.log(math.exp(1) + math.exp(2) + math.exp(3))
-    expected = -sum(p * (s - log_z) for p, s in zip(p_true, [1.0, 2.0, 3.0]))
-    assert listnet_loss(scores, targets).item() == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx(1.828117, abs=1e-5)
-    # through ranking_loss the targets are the model's own sorted scores, by teacher rank: [3, 1, 2] here
-    assert ranking_loss(scores, torch.tensor([0, 2, 1]), "listnet").item() == pytest.approx(expected, rel=1e-6)
-
-
-def test_lambdarank_by_hand():
-    # two passages, the model prefers the wrong one: scores [0, 1], targets [1, 0]
-    # sorted by prediction: targets [0, 1]; the only pair is (pos 2 over pos 1); gains (2^t - 1) / maxDCG = [0, 1]
-    # NDCG-Loss2 weight: |1/log2(2) - 1/log2(3)| * |0 - 1|; loss = -weight * log2(sigmoid(0 - 1))
-    w = abs(1 / math.log2(2) - 1 / math.log2(3))
-    wrong = -w * math.log2(1 / (1 + math.exp(1)))
-    assert lambdarank_loss(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(wrong, rel=1e-5)
-    right = -w * math.log2(1 / (1 + math.exp(-1)))  # correctly ordered: the same pair, a positive margin
-    assert lambdarank_loss(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(right, rel=1e-5)
-    assert wrong == pytest.approx(0.699253, abs=1e-5) and right < wrong
-
-
-def test_lambdarank_three_passages_weights_by_distance():
-    # scores already sorted; targets [0, 2, 1]: pairs with a larger target at the first index: (1,0), (1,2), (2,0)
-    t = [0.0, 2.0, 1.0]
-    d = [math.log2(2), math.log2(3), math.log2(4)]
-    max_dcg = (2 ** 2 - 1) / d[0] + (2 ** 1 - 1) / d[1]
-    g = [(2 ** x - 1) / max_dcg for x in t]
-    s = [3.0, 2.0, 1.0]
-
-    def delta(i, j):
-        k = abs(i - j)
-        return abs(1 / math.log2(1 + k) - 1 / math.log2(2 + k))
-
-    terms = [-delta(i, j) * abs(g[i] - g[j]) * math.log2(1 / (1 + math.exp(-(s[i] - s[j]))))
-             for i, j in ((1, 0), (1, 2), (2, 0))]
-    assert lambdarank_loss(torch.tensor(s), torch.tensor(t)).item() == pytest.approx(sum(terms) / 3, rel=1e-5)
-
-
-def test_generation_loss_by_hand():
-    logits = torch.tensor([[0.0, math.log(3.0)], [math.log(4.0), 0.0]])
-    # targets 1 and 0: -(log 3/4 + log 4/5) / 2
-    expected = -(math.log(3 / 4) + math.log(4 / 5)) / 2
-    assert generation_loss(logits, torch.tensor([1, 0])).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_rank_llm_lambda_constants():

@@ -1,5 +1,6 @@
-"""CTL / DCA / RPG: losses and targets by hand, score alignment, the reference bugs avoided, a tiny training run
-that lowers the loss, and checkpoint selection on the eval metric."""
+"""CTL / DCA / RPG (ctl_loss and kl_divergence by hand: test_losses.py): the CTL batch, DCA / RPG losses and targets
+by hand, score alignment, the reference bugs avoided, a tiny training run that lowers the loss, and checkpoint
+selection on the eval metric."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from rerank_lib.data.types import Document
-from rerank_lib.retrievers.ctl import CTLCollator, CTLConfig, build_ctl_batch, ctl_compute_loss, ctl_loss
+from rerank_lib.retrievers.ctl import CTLCollator, CTLConfig, build_ctl_batch, ctl_compute_loss
 from rerank_lib.retrievers.dca import (
     DCAConfig,
     FiDReader,
@@ -28,7 +29,6 @@ from rerank_lib.retrievers.training import (
     RetrievalExample,
     encoder_forward,
     examples_from_qrels,
-    kl_divergence,
     load_weights,
 )
 
@@ -55,38 +55,7 @@ def test_ctl_batch_drops_gold_hard_negatives_and_masks_false_negatives():
     assert len(build_ctl_batch(batch, 5.0, random.Random(0))[0]) == 6  # pool exhausted: all of it, no error
 
 
-def test_ctl_loss_by_hand():
-    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    k = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])  # keys: gold 1, gold 2, one hard negative
-    tau = 0.5
-    # row 0 logits: [2, 0, 1.2], label 0; row 1 logits: [0, 2, 1.6], label 1
-    l0 = -(2 - math.log(math.exp(2) + math.exp(0) + math.exp(1.2)))
-    l1 = -(2 - math.log(math.exp(0) + math.exp(2) + math.exp(1.6)))
-    got = ctl_loss(q, k, torch.tensor([0, 1]), tau)
-    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
-    mask = torch.tensor([[False, True, False], [False, False, False]])  # key 1 excluded for row 0
-    l0_masked = -(2 - math.log(math.exp(2) + math.exp(1.2)))
-    assert ctl_loss(q, k, torch.tensor([0, 1]), tau, mask).item() == pytest.approx((l0_masked + l1) / 2, rel=1e-6)
-
-
-# ---------------------------------------------------------------------------------------------- KL, DCA
-
-
-def test_kl_by_hand():
-    target, student = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
-    p = [math.exp(x / 0.5) for x in (1.0, 0.0, 0.0)]
-    p = [x / sum(p) for x in p]
-    q = [math.exp(x / 2.0) for x in (0.0, 1.0, 0.0)]
-    q = [x / sum(q) for x in q]
-    want = sum(a * math.log(a / b) for a, b in zip(p, q))
-    assert kl_divergence(target, student, 0.5, 2.0).item() == pytest.approx(want, rel=1e-6)
-    two = torch.cat([target, target]), torch.cat([student, torch.zeros(1, 3)])
-    q0 = [1 / 3] * 3
-    want2 = (want + sum(a * math.log(a / b) for a, b in zip(p, q0))) / 2  # 'batchmean': mean over questions
-    assert kl_divergence(*two, 0.5, 2.0).item() == pytest.approx(want2, rel=1e-6)
-    t = torch.tensor([[0.3, 0.1]], requires_grad=True)
-    kl_divergence(t, torch.zeros(1, 2, requires_grad=True)).backward()
-    assert t.grad is None or torch.all(t.grad == 0)  # the target gets no gradient
+# ---------------------------------------------------------------------------------------------- DCA
 
 
 def test_dca_target_and_loss_by_hand():

@@ -6,21 +6,13 @@ parsing.py          answer cleaning, permutation repair, the ok / wrong_format /
 window.py           the back-to-front sliding window
 lm.py               ListwiseLM: LM-head projection of selected positions only; NEFTune
 first.py            ListwiseReranker: generation decoding or FIRST single-token decoding over the windows
-objectives.py       generation / ranking (RankNet, weighted RankNet, ListNet, LambdaRank) / combined losses
+objectives.py       ListwiseObjective: the generation / ranking (FIRST) / combined objectives, assembled from the
+                    losses in rerank_lib.losses (RankNet, weighted RankNet, ListNet, LambdaRank, token CE)
 training_data.py    ShareGPT conversations from first-stage candidates + a teacher order; tokenised examples
 """
 from .first import ListwiseReranker, WindowResult
 from .lm import ListwiseLM, enable_neftune
-from .objectives import (
-    ListwiseObjective,
-    default_ranking_weight,
-    generation_loss,
-    lambdarank_loss,
-    listnet_loss,
-    ranking_loss,
-    ranknet_loss,
-    self_sorted_targets,
-)
+from .objectives import ListwiseObjective, default_ranking_weight
 from .parsing import classify_response, clean_ranking_response, count_errors, parse_permutation, passages_in_prompt
 from .prompts import (
     RANK_ZEPHYR,
@@ -41,8 +33,7 @@ __all__ = [
     "ListwiseLM", "ListwiseObjective", "ListwiseReranker", "ListwiseTemplate", "RANK_ZEPHYR", "RANK_ZEPHYR_ALPHA",
     "WindowResult", "build_conversations", "build_messages", "choose_identifiers", "classify_response",
     "clean_ranking_response", "count_errors", "default_ranking_weight", "enable_neftune", "encode_conversation",
-    "fit_prompt", "generation_loss", "identifier_token_ids", "lambdarank_loss", "listnet_loss", "load_template_yaml",
-    "parse_permutation", "passage_content", "passages_in_prompt", "ranking_loss", "ranknet_loss",
-    "read_conversations", "render_prompt", "self_sorted_targets", "sliding_window", "window_spans",
+    "fit_prompt", "identifier_token_ids", "load_template_yaml", "parse_permutation", "passage_content",
+    "passages_in_prompt", "read_conversations", "render_prompt", "sliding_window", "window_spans",
     "write_conversations",
 ]

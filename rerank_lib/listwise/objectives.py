@@ -10,12 +10,9 @@
 - `combined` = generation + lambda * ranking. rank_llm hard-codes lambda: 10 for weighted RankNet, 0.1 for ListNet,
   1 for LambdaRank (process_batch); `ranking_weight=None` keeps those, a number overrides them.
 
-Ranking losses take one example's `scores` [n] and the teacher's `ranks` [n] (0 = best) of its n passages:
-- `ranknet_loss`: BCE-with-logits on s_i - s_j for every pair the teacher orders i before j; weighted: each pair
-  weighted by 1 / (r_i + r_j) with 1-based ranks (FirstMistral's weighted RankNet); mean over pairs.
-- `listnet_loss` and `lambdarank_loss` need target *values*: rank_llm builds them from the model's own scores,
-  sorted and handed out by teacher rank (`self_sorted_targets`); rank_llm lets gradients flow into those targets,
-  here they are detached (a target is a constant).
+The tensor formulas (generation_loss, ranknet_loss / listnet_loss / lambdarank_loss through ranking_loss, and
+self_sorted_targets, rank_llm's targets for ListNet and LambdaRank) live in rerank_lib.losses (pairwise.py,
+listwise.py); this module picks the positions, assembles them and holds rank_llm's constants.
 """
 from __future__ import annotations
 
@@ -23,11 +20,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
+
+from ..losses import RANKING_LOSSES, generation_loss, ranking_loss
 
 OBJECTIVES = ("generation", "ranking", "combined")
-RANKING_LOSSES = ("ranknet", "listnet", "lambdarank")
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # labels of the prompt tokens; the cross-entropy's default ignore_index
 
 
 def default_ranking_weight(ranking_loss: str, weighted: bool) -> float:
@@ -37,80 +34,6 @@ def default_ranking_weight(ranking_loss: str, weighted: bool) -> float:
     if ranking_loss == "ranknet" and weighted:
         return 10.0
     return 1.0
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Losses on scores (pure torch)
-# ---------------------------------------------------------------------------------------------------------------
-
-def generation_loss(answer_logits: torch.Tensor, answer_targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the answer tokens: logits [n_tokens, vocab] at the positions before each target."""
-    return F.cross_entropy(answer_logits.float(), answer_targets)
-
-
-def self_sorted_targets(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-    """rank_llm's target values: the model's scores sorted descending, the k-th largest given to the passage the
-    teacher ranks k-th. Detached."""
-    return scores.detach().sort(descending=True).values[ranks]
-
-
-def ranknet_loss(scores: torch.Tensor, ranks: torch.Tensor, weighted: bool = False) -> torch.Tensor:
-    """RankNet (Burges et al., 2005) over all teacher-ordered pairs; weighted by 1/(r_i + r_j), 1-based ranks."""
-    scores, ranks = scores.float(), ranks.long()
-    better = ranks[:, None] < ranks[None, :]  # [i, j]: the teacher puts i before j
-    diffs = (scores[:, None] - scores[None, :])[better]
-    losses = F.softplus(-diffs)  # BCE-with-logits of diff against target 1
-    if weighted:
-        r = (ranks + 1).float()
-        losses = losses / (r[:, None] + r[None, :])[better]
-    return losses.mean()
-
-
-def listnet_loss(scores: torch.Tensor, targets: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """ListNet top-one cross-entropy: -sum softmax(targets) * log(softmax(scores) + eps)."""
-    p_true = torch.softmax(targets.float(), dim=-1)
-    return -(p_true * torch.log(torch.softmax(scores.float(), dim=-1) + eps)).sum()
-
-
-def lambdarank_loss(scores: torch.Tensor, targets: torch.Tensor, eps: float = 1e-10, sigma: float = 1.0,
-                    k: int | None = None) -> torch.Tensor:
-    """LambdaRank as the LambdaLoss framework's NDCG-Loss2 scheme (Wang et al., 2018; allRank's lambdaLoss with
-    weighing_scheme='ndcgLoss2_scheme', base-2 log, mean reduction), as rank_llm uses it. Gains are 2^target - 1."""
-    scores, targets = scores.float(), targets.float()
-    n = scores.numel()
-    order = scores.argsort(descending=True)
-    s_sorted = scores[order]
-    t_by_pred = targets[order]
-    t_ideal = targets.sort(descending=True).values
-    true_diffs = t_by_pred[:, None] - t_by_pred[None, :]
-    pairs = torch.isfinite(true_diffs) & (true_diffs > 0)
-    at_k = torch.zeros(n, n, dtype=torch.bool, device=scores.device)
-    at_k[:k, :k] = True
-    t_by_pred, t_ideal = t_by_pred.clamp(min=0.0), t_ideal.clamp(min=0.0)
-    discounts = torch.log2(1.0 + torch.arange(1, n + 1, device=scores.device, dtype=torch.float32))
-    max_dcg = ((2.0 ** t_ideal - 1.0) / discounts)[:k].sum().clamp(min=eps)
-    gains = (2.0 ** t_by_pred - 1.0) / max_dcg
-    # NDCG-Loss2 weights: |1/D(|i-j|) - 1/D(|i-j|+1)| * |G_i - G_j|, zero on the diagonal
-    pos = torch.arange(n, device=scores.device)
-    delta = (pos[:, None] - pos[None, :]).abs()
-    inv_d = 1.0 / torch.cat([discounts.new_ones(1), discounts])  # inv_d[m] = 1/D(m) with D(0) := 1 (unused)
-    rank_weights = (inv_d[delta] - inv_d[delta + 1]).abs()
-    rank_weights.fill_diagonal_(0.0)
-    weights = rank_weights * (gains[:, None] - gains[None, :]).abs()
-    diffs = (s_sorted[:, None] - s_sorted[None, :]).clamp(min=-1e8, max=1e8)
-    probas = (torch.sigmoid(sigma * diffs).clamp(min=eps) ** weights).clamp(min=eps)
-    return -torch.log2(probas)[pairs & at_k].mean()
-
-
-def ranking_loss(scores: torch.Tensor, ranks: torch.Tensor, kind: str = "ranknet", weighted: bool = True) -> torch.Tensor:
-    """One example's ranking loss from identifier scores [n] and teacher ranks [n]."""
-    if kind == "ranknet":
-        return ranknet_loss(scores, ranks, weighted=weighted)
-    if kind == "listnet":
-        return listnet_loss(scores, self_sorted_targets(scores, ranks))
-    if kind == "lambdarank":
-        return lambdarank_loss(scores, self_sorted_targets(scores, ranks))
-    raise ValueError(f"ranking loss must be one of {RANKING_LOSSES}, not {kind!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,5 +123,4 @@ def full_logits_generation_loss(causal_lm, batch: dict) -> torch.Tensor:
     For the benchmark and the equivalence test only."""
     logits = causal_lm(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
     labels = batch["labels"][:, 1:]
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return generation_loss(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1))

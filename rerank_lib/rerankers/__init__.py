@@ -1,12 +1,9 @@
-"""Rerankers that score (query, document) pairs, their losses and their training (`fit`).
+"""Rerankers that score (query, document) pairs and their training (`fit`).
 
-cross_encoder: the BERT-like cross-encoder (bge-reranker / RAG-Retrieval `bert_encoder`) and `fit`;
-losses: point_ce, point_mse, group_ce (+ KD), ranknet, listwise_ce.
+cross_encoder: the BERT-like cross-encoder (bge-reranker / RAG-Retrieval `bert_encoder`) and `fit`, which trains
+with the losses of rerank_lib.losses named in `losses.LOSSES` (point_ce, point_mse, group_ce (+ KD), ranknet,
+listwise_ce).
 """
 from .cross_encoder import CrossEncoder, RerankEvaluator, fit, rerank_with
-from .losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term, listwise_ce, point_ce, point_mse, ranknet
 
-__all__ = [
-    "CrossEncoder", "RerankEvaluator", "fit", "rerank_with", "LOSSES", "POINTWISE", "GROUPWISE", "point_ce",
-    "point_mse", "group_ce", "kd_term", "ranknet", "listwise_ce",
-]
+__all__ = ["CrossEncoder", "RerankEvaluator", "fit", "rerank_with"]

@@ -29,9 +29,9 @@ from ..data.pairs import TrainGroup, sample_group
 from ..data.trec import ranked, top_k
 from ..data.types import Document, Run
 from ..evaluation import evaluate
+from ..losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
 from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
 from ..training import TrainConfig, TrainResult, pad_collate, train
-from .losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
 
 __all__ = ["CrossEncoder", "fit", "RerankEvaluator", "CONFIG_FILE"]
 
@@ -268,7 +268,7 @@ class _GroupExamples(torch.utils.data.Dataset):
 def fit(ranker, groups: Sequence[TrainGroup], *, loss: str, config: TrainConfig, group_size: int = 8,
         kd_weight: float = 0.0, kd_temperature: float = 1.0, eval_fn: Callable | None = None,
         restore_best: bool = True, head_lr: float | None = None, length_grouping: bool = True) -> TrainResult:
-    """Fine-tune `ranker` on `groups` with one of the losses of rerank_lib.rerankers.losses; returns the loop's
+    """Fine-tune `ranker` on `groups` with one of the losses of rerank_lib.losses (`LOSSES`); returns the loop's
     TrainResult (history = loss curve, eval_history = dev curve).
 
     Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair of every group is one

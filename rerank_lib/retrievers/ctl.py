@@ -4,7 +4,7 @@
 For a batch of B (question, gold passage, hard negatives) examples, the keys are the B gold passages followed by
 floor(rho * B) hard negatives sampled from the batch's pooled hard negatives, after dropping any hard negative
 that is a gold passage of the batch. The logits are q . k / tau and the loss is cross-entropy with each
-question's own gold passage as the label:
+question's own gold passage as the label (the formula: rerank_lib.losses.contrastive.ctl_loss):
 
     L = -1/B sum_i log( exp(q_i . p_i / tau) / sum_j exp(q_i . k_j / tau) )
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from ..losses import ctl_loss
 from .training import RetrievalExample, encoder_forward, tokenize_documents, tokenize_queries
 
 
@@ -66,15 +66,6 @@ def build_ctl_batch(examples: Sequence[RetrievalExample], hard_neg_ratio: float,
             if j != i and d in own:
                 mask[i, j] = True
     return doc_ids, labels, mask
-
-
-def ctl_loss(query_emb: torch.Tensor, key_emb: torch.Tensor, labels: torch.Tensor, temperature: float,
-             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy over q . k / tau (masked keys excluded), mean over the batch."""
-    logits = query_emb @ key_emb.T / temperature
-    if mask is not None:
-        logits = logits.masked_fill(mask.to(logits.device), float("-inf"))
-    return F.cross_entropy(logits, labels.to(logits.device))
 
 
 class CTLCollator:

@@ -28,7 +28,7 @@ Known LocalRQA problems, avoided here:
 - its optional projection layer (`--projection True`, used in its DCA docs) is created outside the model: the
   optimizer never sees it (it stays at its random initialisation) and it is never saved, so the saved retriever
   is not the trained one. There is no projection here: the trained transformer is the whole retriever.
-- KLDivLoss's default 'mean' reduction divides by batch x passages (see training.kl_divergence).
+- KLDivLoss's default 'mean' reduction divides by batch x passages (see losses.distillation.kl_divergence).
 - With a normalising encoder (all-MiniLM-L6-v2, cosine), q . p / sqrt(d) lies in [-1/sqrt(d), 1/sqrt(d)]
   (+-0.05 for d = 384) and the retriever's softmax cannot leave uniform; `score_scale` then replaces 1/sqrt(d) by
   1/tau (tau = 0.05, the CTL temperature). For un-normalised encoders (Contriever, the paper profile) keep None.
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from ..data.trec import ranked
+from ..losses import kl_divergence
 from ..data.types import Run
 from ..models import load_model, load_tokenizer
 from .training import (
@@ -51,7 +52,6 @@ from .training import (
     ScoreCache,
     eager_attention,
     encoder_forward,
-    kl_divergence,
     tokenize_documents,
     tokenize_queries,
 )
@@ -227,6 +227,7 @@ def dca_scores(query_emb: torch.Tensor, passage_emb: torch.Tensor, scale: float 
 
 def dca_loss(query_emb: torch.Tensor, passage_emb: torch.Tensor, reader_scores: torch.Tensor,
              reader_temperature: float = 0.1, scale: float | None = None) -> torch.Tensor:
+    """KL(softmax(reader / T) || softmax(dca_scores)) per question (losses.distillation.kl_divergence)."""
     return kl_divergence(reader_scores, dca_scores(query_emb, passage_emb, scale), reader_temperature, 1.0)
 
 

@@ -8,7 +8,7 @@ Each training step, for every question of the batch:
 2. retrieval likelihood: softmax over cos(q, p) / retrieve_temperature (0.1), with grad;
 3. LM likelihood: a frozen LM reads each passage alone with the question and scores the gold answer by its mean
    token log-probability; softmax over those / lm_temperature (0.1), without grad, cached;
-4. loss: KL(LM distribution || retrieval distribution) (see training.kl_divergence for the direction).
+4. loss: KL(LM distribution || retrieval distribution) (see losses.distillation.kl_divergence for the direction).
 
 Known LocalRQA problems, avoided here:
 - misaligned scores: LocalRQA computes the retriever's scores over the passages in retrieval order, but the LM's
@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from ..data.types import Document
+from ..losses import kl_divergence
 from .training import (
     LMReader,
     RetrievalExample,
     ScoreCache,
     chunked,
     encoder_forward,
-    kl_divergence,
     tokenize_documents,
     tokenize_queries,
 )
@@ -84,7 +84,8 @@ def rpg_candidates(retrieved: Sequence[str], example: RetrievalExample, k: int, 
 
 
 def rpg_loss(lm_scores: torch.Tensor, retriever_scores: torch.Tensor, config: RPGConfig = RPGConfig()) -> torch.Tensor:
-    """KL(softmax(LM / T_lm) || softmax(retriever / T_ret)); the two (B, k) tensors must be aligned passage by passage."""
+    """KL(softmax(LM / T_lm) || softmax(retriever / T_ret)); the two (B, k) tensors must be aligned passage by passage
+    (losses.distillation.kl_divergence)."""
     return kl_divergence(lm_scores, retriever_scores, config.lm_temperature, config.retrieve_temperature)
 
 

@@ -1,10 +1,11 @@
 """What LocalRQA's three retriever trainers (CTL, DCA, RPG) share: training examples, the bi-encoder forward with
-grad, the KL loss, the evaluation run during training, the best-checkpoint reload, and the frozen LM reader that
-DCA and RPG distil from.
+grad, the evaluation run during training, the best-checkpoint reload, and the frozen LM reader that DCA and RPG
+distil from.
 
 The trainers themselves are in ctl.py, dca.py and rpg.py; each gives `train()` (rerank_lib.training) a collate_fn
-and a compute_loss. The model `train()` updates is the bi-encoder's transformer (`encoder.model`), so inference
-(`BiEncoder.encode`) uses exactly the tokenisation, pooling and normalisation that training used.
+and a compute_loss, whose formula is in rerank_lib.losses (contrastive.ctl_loss, distillation.kl_divergence). The
+model `train()` updates is the bi-encoder's transformer (`encoder.model`), so inference (`BiEncoder.encode`) uses
+exactly the tokenisation, pooling and normalisation that training used.
 """
 from __future__ import annotations
 
@@ -90,23 +91,6 @@ def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return F.normalize(pooled, p=2, dim=-1) if encoder.normalize else pooled
-
-
-def kl_divergence(target_scores: torch.Tensor, student_scores: torch.Tensor, target_temperature: float = 1.0,
-                  student_temperature: float = 1.0) -> torch.Tensor:
-    """KL(P_target || P_student) per row, averaged over rows, with P = softmax(scores / temperature).
-
-    This is what LocalRQA's DCA and RPG compute with `KLDivLoss()(log_softmax(student), softmax(target))`, the
-    direction used by Izacard & Grave's code and by REPLUG implementations (REPLUG's paper writes the arguments
-    the other way round). One deliberate difference: LocalRQA uses KLDivLoss's default reduction 'mean', which
-    divides by rows x passages; this is the true KL per question ('batchmean'), i.e. k times larger for k
-    passages (the same as LocalRQA's loss with a k times larger learning rate). The target gets no gradient.
-    """
-    if target_scores.shape != student_scores.shape:
-        raise ValueError(f"target {tuple(target_scores.shape)} and student {tuple(student_scores.shape)} differ")
-    target = F.softmax(target_scores.detach().float() / target_temperature, dim=-1)
-    log_student = F.log_softmax(student_scores.float() / student_temperature, dim=-1)
-    return F.kl_div(log_student, target, reduction="batchmean")
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -9,7 +9,7 @@ Steps, one function each (the notebook calls them in order):
                     Yes logit, the inputs of the score heads, and the LLM teacher's P(Yes) at the first step.
   zero_shot         the zero-shot Yes-logit reranker (the start of every SmolLM2 model).
   train_head        RAG-Retrieval's linear score head on the frozen decoder (starting at the Yes row), with a loss
-                    of rerank_lib.rerankers.losses, through `fit` (the shared loop); dev curve, best on dev.
+                    of rerank_lib.losses, through `fit` (the shared loop); dev curve, best on dev.
   train_decoder     (optional; the paper path) the whole decoder: LoRA Yes-logit (FlagEmbedding) or full
                     fine-tuning of a score head (RAG-Retrieval), same `fit`.
   distillation_sources / distill

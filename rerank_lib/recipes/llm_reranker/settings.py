@@ -103,7 +103,7 @@ def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
         raise ValueError(f"unknown distillation source(s) {bad}; known: {list(SOURCES)}")
     if cfg.distill_source != "auto" and cfg.distill_source not in cfg.distill_sources:
         raise ValueError(f"distill_source must be 'auto' or one of {cfg.distill_sources}")
-    from ...rerankers.losses import LOSSES
+    from ...losses import LOSSES
 
     bad = [loss for loss in cfg.head_losses if loss not in LOSSES]
     if bad:

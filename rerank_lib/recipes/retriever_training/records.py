@@ -32,31 +32,6 @@ def faire_per_query(run: Run, qrels) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["qid", "measure", "value"])
 
 
-def _paired(pq_a: pd.DataFrame, pq_b: pd.DataFrame, measure: str) -> dict:
-    """evaluation.paired_test's paired t-test for any measure of a long per-query frame (paired_test accepts only
-    ir-measures names; LocalRQA's recall@k is not one): same fields, p = 1 when every difference is 0."""
-    import math
-
-    import numpy as np
-    from scipy import stats
-
-    if measure in ("nDCG@10",):
-        return paired_test(pq_a, pq_b, measure).to_dict()
-    a = pq_a[pq_a.measure == measure].set_index("qid")["value"]
-    b = pq_b[pq_b.measure == measure].set_index("qid")["value"]
-    shared = sorted(set(a.index) & set(b.index), key=qid_order)
-    va, vb = a.loc[shared].to_numpy(float), b.loc[shared].to_numpy(float)
-    diffs = vb - va
-    if len(shared) < 2:
-        p = math.nan
-    elif np.all(np.abs(diffs) < 1e-12):
-        p = 1.0
-    else:
-        p = float(stats.ttest_rel(vb, va).pvalue)
-    return {"measure": measure, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
-            "delta": float(vb.mean() - va.mean()), "p_value": p, "n_queries": len(shared), "method": "t"}
-
-
 def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
                  model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
     """A record with LocalRQA's recall@k (not an ir-measures measure, so record_run cannot compute it) and nDCG@10,
@@ -70,7 +45,7 @@ def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, result
     significance = {}
     for name, base in baselines.items():
         pq_base = faire_per_query(base, ds.qrels)
-        significance[name] = {m: _paired(pq_base, pq, m) for m in FAIRE_MEASURES}
+        significance[name] = {m: paired_test(pq_base, pq, m).to_dict() for m in FAIRE_MEASURES}
     record = make_record(PIPELINE, method, ds.name, ds.split, metrics, model=model, first_stage="corpus",
                          depth=cfg.depth, significance=significance, training_queries=training_queries,
                          n_training_queries=n_training, profile=cfg.profile, params=dict(params or {}), seed=cfg.seed,

@@ -1,0 +1,38 @@
+"""Every training loss of the library, by family; each a small function over tensors that imports only torch,
+with its formula, its source and its input shapes in the docstring, and a hand-computed test (tests/test_losses.py).
+
+pointwise.py      point_ce, point_mse (RAG-Retrieval)
+pairwise.py       ranknet (label-difference weighted, cross-encoder groups), ranknet_loss (FIRST windows)
+listwise.py       group_ce (FlagEmbedding), listwise_ce, and rank_llm's listnet_loss, lambdarank_loss,
+                  ranking_loss, generation_loss
+distillation.py   kd_term (FlagEmbedding), kl_divergence (LocalRQA DCA / RPG), center + distillation_loss (InRanker)
+contrastive.py    ctl_loss (LocalRQA CTL, in-batch InfoNCE with hard negatives)
+
+`LOSSES` names the one-logit-per-pair losses that `rerankers.fit` trains with: the POINTWISE ones take logits
+and labels [N], the GROUPWISE ones logits (and labels) [B, G].
+"""
+from .contrastive import ctl_loss
+from .distillation import center, distillation_loss, kd_term, kl_divergence
+from .listwise import (
+    RANKING_LOSSES,
+    generation_loss,
+    group_ce,
+    lambdarank_loss,
+    listnet_loss,
+    listwise_ce,
+    ranking_loss,
+    self_sorted_targets,
+)
+from .pairwise import ranknet, ranknet_loss
+from .pointwise import point_ce, point_mse
+
+POINTWISE = ("point_ce", "point_mse")
+GROUPWISE = ("group_ce", "ranknet", "listwise_ce")
+LOSSES = {"point_ce": point_ce, "point_mse": point_mse, "group_ce": group_ce, "ranknet": ranknet,
+          "listwise_ce": listwise_ce}
+
+__all__ = [
+    "GROUPWISE", "LOSSES", "POINTWISE", "RANKING_LOSSES", "center", "ctl_loss", "distillation_loss",
+    "generation_loss", "group_ce", "kd_term", "kl_divergence", "lambdarank_loss", "listnet_loss", "listwise_ce",
+    "point_ce", "point_mse", "ranking_loss", "ranknet", "ranknet_loss", "self_sorted_targets",
+]
