@@ -233,3 +233,37 @@ def test_atomic_files_get_normal_permissions(tmp_path):
 
     path = write_text(tmp_path / "table.md", "x")
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
+
+
+def test_download_cut_connection_and_mirror_leave_nothing_half_written(tmp_path, monkeypatch):
+    """A server that announces more bytes than it sends (a cut connection) gives a clear error and leaves no file
+    behind; $RERANK_DOWNLOAD_MIRROR redirects the official URL's host to a mirror, path kept."""
+    payload = b"1\tq\n" * 1000
+
+    class Cutting(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = payload if self.path.endswith("/whole.tsv") else payload[:100]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cutting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("RERANK_DOWNLOAD_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+        dest = tmp_path / "cache"
+        sha = hashlib.sha256(payload).hexdigest()
+        with pytest.raises(DownloadError, match=r"ended after 100 of 4000 bytes"):
+            download_files([RemoteFile("dl/cut.tsv", "https://example.org/data/cut.tsv", sha)], dest)
+        assert not (dest / "dl").exists() and not [p for p in dest.rglob("*") if p.is_file()]
+        paths = download_files([RemoteFile("dl/whole.tsv", "https://example.org/data/whole.tsv", sha)], dest)
+        assert paths[0].read_bytes() == payload
+        assert [p.name for p in dest.rglob("*") if p.is_file()] == ["whole.tsv"]
+    finally:
+        server.shutdown()
