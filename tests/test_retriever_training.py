@@ -13,13 +13,13 @@ from rerank_lib.retrievers.ctl import CTLCollator, CTLConfig, build_ctl_batch, c
 from rerank_lib.retrievers.dca import (
     DCAConfig,
     FiDReader,
-    _span_scores,
     boost_gold,
     build_candidates,
     dca_loss,
     dca_scores,
     decoder_attention_scores,
     reader_targets,
+    span_scores,
 )
 from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates, rpg_loss
 from rerank_lib.retrievers.training import (
@@ -109,7 +109,7 @@ def test_dca_target_and_loss_by_hand():
 def test_span_scores_average_log_attention_by_hand():
     log_att = torch.arange(2 * 1 * 2 * 5, dtype=torch.float32).reshape(2, 1, 2, 5)  # layers, heads, rows, keys
     # span [1, 3): values 1,2 | 6,7 | 11,12 | 16,17 -> mean 9; span [3, 5): 3,4 | 8,9 | 13,14 | 18,19 -> 11
-    assert _span_scores(log_att, [(1, 3), (3, 5)]) == [9.0, 11.0]
+    assert span_scores(log_att, [(1, 3), (3, 5)]) == [9.0, 11.0]
 
 
 def test_build_candidates_gold_first():
