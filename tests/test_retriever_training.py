@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,7 @@ from rerank_lib.retrievers.training import (
     examples_from_qrels,
     kl_divergence,
     load_weights,
+    tokenize_documents,
 )
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -257,6 +259,28 @@ def test_encoder_forward_through_a_wrapper_equals_embed(minilm):
     minilm.model.eval()
     with torch.no_grad():
         assert torch.allclose(encoder_forward(minilm, Wrapper(minilm.model), batch), minilm.embed(batch), atol=1e-6)
+
+
+
+def test_training_forward_and_encode_give_the_same_vectors(minilm):
+    """The vectors training optimises are the vectors inference computes: encode() (length-sorted batches of 2,
+    inference_mode) and the training forward (one padded batch through the wrapped model, with grad) agree."""
+    texts = ["a question", "a somewhat longer passage about returns and refunds", "short",
+             "Microglia are the resident immune cells of the central nervous system."]
+    minilm.model.eval()
+    inference = minilm.encode(texts, batch_size=2, show_progress=False, prefix=minilm.doc_prefix)
+
+    class Wrapper(torch.nn.Module):  # train() may hand over a wrapped model (DDP)
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            return self.inner(**kw)
+
+    training = encoder_forward(minilm, Wrapper(minilm.model), tokenize_documents(minilm, texts))
+    assert training.requires_grad
+    np.testing.assert_allclose(training.detach().numpy(), inference, atol=1e-6)
 
 
 FACTS = [
