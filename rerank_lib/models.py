@@ -537,8 +537,8 @@ def load_causal_lm(name: str | os.PathLike, device=None, dtype: torch.dtype | No
     in eval mode: free to train, wrap or move.
 
     keep_in_memory: keep one CPU copy per (name, dtype, attention, files on disk) in this process (two at most) and
-    hand out deep copies of it, so rerankers, judges and readers built one after another skip the disk; pass False for large
-    models, which should not sit in host memory twice."""
+    hand out deep copies of it, so rerankers, judges and readers built one after another skip the disk; pass False
+    for large models, which should not sit in host memory twice."""
     name = os.fspath(name)
     if keep_in_memory:
         model = copy.deepcopy(_kept_causal_lm(name, dtype, attn, _folder_stamp(name)))
