@@ -136,7 +136,8 @@ class DiverseRetriever:
             out.append([(self.doc_ids[i], float(row[i])) for i in idx])
         return out
 
-    def _query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+        """float32 [len(queries), dim] query embeddings (the encoder's query prefix), comparable to `embeddings`."""
         return np.asarray(self.encoder.encode_queries(list(queries)), dtype=np.float32)
 
     def standard(self, queries: Mapping[str, str], top_k: int = 10,
@@ -144,7 +145,7 @@ class DiverseRetriever:
         """{qid: {doc: cosine}}: the top 2k, minus the query's source document, cut to k."""
         sources = sources or {}
         qids = list(queries)
-        hits = self._search(self._query_vectors([queries[q] for q in qids]), 2 * top_k)
+        hits = self._search(self.query_vectors([queries[q] for q in qids]), 2 * top_k)
         return {q: dict([(d, s) for d, s in h if d != sources.get(q)][:top_k]) for q, h in zip(qids, hits)}
 
     def diverse(self, queries: Mapping[str, str], top_k: int = 10, sources: Mapping[str, str | None] | None = None,
@@ -158,7 +159,7 @@ class DiverseRetriever:
         sources = sources or {}
         qids = list(queries)
         if pool is None:
-            hits = self._search(self._query_vectors([queries[q] for q in qids]), 3 * top_k)
+            hits = self._search(self.query_vectors([queries[q] for q in qids]), 3 * top_k)
             candidates = {q: h for q, h in zip(qids, hits)}
         else:
             candidates = {q: ranked(pool.get(q, {}))[:3 * top_k] for q in qids}
@@ -224,13 +225,11 @@ class LLMQueryProposer:
 
     def __init__(self, model_name: str = "smollm2-135m-instruct", max_new_tokens: int = 48, max_doc_tokens: int = 256,
                  prompt: str = QUERY_PROMPT, device=None):
-        from .models import pick_device
-        from .rerankers.llm_reranker import _cached_causal_lm, _cached_tokenizer
+        from .models import load_causal_lm, load_tokenizer, pick_device
 
         self.device = device or pick_device()
-        self.tokenizer = _cached_tokenizer(model_name)  # shared with the judge: the GGUF is de-quantised once
-        self.model = _cached_causal_lm(model_name).to(self.device)
-        self.model.eval()
+        self.tokenizer = load_tokenizer(model_name)  # the judge's LM too: the GGUF is de-quantised once per machine
+        self.model = load_causal_lm(model_name, device=self.device)
         self.model_name, self.max_new_tokens, self.max_doc_tokens, self.prompt = (
             model_name, max_new_tokens, max_doc_tokens, prompt)
         self.raw: list[str] = []  # every generation, for the notebook to show

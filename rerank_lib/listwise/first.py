@@ -146,8 +146,8 @@ class ListwiseReranker:
                             out_tokens, prompt.max_words, time.perf_counter() - t0)
 
     # --- one query, one run -----------------------------------------------------------------------------------
-    def rerank(self, query: str, docs: Sequence[tuple[str, Document]], qid: str = "",
-               depth: int | None = None) -> tuple[list[str], list[WindowResult]]:
+    def rerank_query(self, query: str, docs: Sequence[tuple[str, Document]], qid: str = "",
+                     depth: int | None = None) -> tuple[list[str], list[WindowResult]]:
         """Doc ids in the new order (the top `depth` reranked, the rest as given) and each window's result."""
         items = list(docs)
         results = []
@@ -161,7 +161,8 @@ class ListwiseReranker:
 
     def rerank_run(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int,
                    progress: bool = True) -> tuple[Run, list[WindowResult]]:
-        """Rerank the top `depth` of every query of `run` (first-stage order); scores are len - position."""
+        """Rerank the top `depth` of every query of `run` (first-stage order); scores are len - position. Also
+        returns every window's result (answers, parse categories, token counts)."""
         from tqdm.auto import tqdm
 
         out: Run = {}
@@ -169,7 +170,12 @@ class ListwiseReranker:
         qids = [q for q in run if q in queries]
         for qid in tqdm(qids, desc=f"listwise {self.mode}", disable=not progress):
             doc_ids = [d for d, _ in ranked(run[qid])]
-            order, results = self.rerank(queries[qid], [(d, corpus[d]) for d in doc_ids], qid=qid, depth=depth)
+            order, results = self.rerank_query(queries[qid], [(d, corpus[d]) for d in doc_ids], qid=qid, depth=depth)
             out[qid] = {d: float(len(order) - i) for i, d in enumerate(order)}
             windows.extend(results)
         return out, windows
+
+    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
+               progress: bool = False) -> Run:
+        """The Ranker protocol: rerank_run's Run without the window results."""
+        return self.rerank_run(run, corpus, queries, depth, progress=progress)[0]

@@ -212,7 +212,7 @@ def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple
 
 
 def _cosines(data: HopData, qids, pairs) -> list[float]:
-    vecs = data.retriever._query_vectors([data.dev.queries[q] for q in qids])
+    vecs = data.retriever.query_vectors([data.dev.queries[q] for q in qids])
     qv = dict(zip(qids, vecs))
     emb, row = data.retriever.embeddings, data.retriever.row
     return [float(emb[row[d]] @ qv[q]) for q, d in pairs]

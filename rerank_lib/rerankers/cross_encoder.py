@@ -141,7 +141,7 @@ class CrossEncoder:
             self.model.train(was_training)
         return out
 
-    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
+    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
                batch_size: int = 64, show_progress: bool = False) -> Run:
         """Score each query's top-`depth` candidates of `run`; returns {qid: {docid: logit}} (deeper ones dropped).
         All pairs of all queries are scored together, so batches are length-sorted across queries."""

@@ -1,4 +1,4 @@
 """Retrievers: the bi-encoder (pooling, encode, the forward that training shares)."""
-from .bi_encoder import BiEncoder
+from .bi_encoder import BiEncoder, mean_pool
 
-__all__ = ["BiEncoder"]
+__all__ = ["BiEncoder", "mean_pool"]

@@ -26,6 +26,13 @@ from ..paths import cache_dir
 POOLINGS = ("mean", "cls")
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, dim] mean of `hidden` [batch, seq, dim] over the positions where `attention_mask` is 1
+    (sentence-transformers' mean pooling; a row without any token gives zeros, not NaN)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
 class BiEncoder:
     """Encode texts with `model_name` (an offline built-in, a local folder or a hub id; see rerank_lib.models).
 
@@ -65,17 +72,14 @@ class BiEncoder:
                                return_tensors="pt")
         return batch.to(self.device)
 
-    def embed(self, batch_inputs) -> torch.Tensor:
-        """Pooled (and normalised) float32 embeddings of a tokenised batch, WITH grad: the forward of training."""
+    def embed(self, batch_inputs, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Pooled (and normalised) float32 embeddings of a tokenised batch, WITH grad: the forward of training.
+        `model`: the transformer to run instead of self.model (the same one wrapped by the training loop, e.g. DDP)."""
         mixed = self.compute_dtype != torch.float32
         with autocast_context(self.device, enabled=mixed, dtype=self.compute_dtype if mixed else None):
-            hidden = self.model(**batch_inputs).last_hidden_state
+            hidden = (self.model if model is None else model)(**batch_inputs).last_hidden_state
         hidden = hidden.float()  # pool and normalise in fp32 even under autocast
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = batch_inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch_inputs["attention_mask"])
         return F.normalize(pooled, p=2, dim=-1) if self.normalize else pooled
 
     # -- inference -------------------------------------------------------------------------------------------

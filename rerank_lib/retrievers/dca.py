@@ -78,7 +78,7 @@ class DCAConfig:
 # ---------------------------------------------------------------------------------------------- reader scores
 
 
-def _span_scores(log_attention: torch.Tensor, spans: Sequence[tuple[int, int]]) -> list[float]:
+def span_scores(log_attention: torch.Tensor, spans: Sequence[tuple[int, int]]) -> list[float]:
     """log_attention: (layers, heads, rows, keys). Mean over layers, heads, rows and each span's keys."""
     return [float(log_attention[..., s:e].mean()) if e > s else float("-inf") for s, e in spans]
 
@@ -101,7 +101,7 @@ def decoder_attention_scores(reader: LMReader, question: str, passages: Sequence
     out = reader.forward([inp], output_attentions=True)
     rows = _rows(inp.answer_span, positions)
     att = torch.stack([layer[0][:, rows, :] for layer in out.attentions]).float()  # (L, H, R, T)
-    in_prompt = _span_scores(att.clamp_min(_TINY).log(), inp.passage_spans)
+    in_prompt = span_scores(att.clamp_min(_TINY).log(), inp.passage_spans)
     scores = [0.0] * len(passages)
     for slot, idx in enumerate(order):
         scores[idx] = in_prompt[slot]

@@ -24,7 +24,7 @@ from ..data.trec import ranked
 from ..data.types import Document, Run
 from ..evaluation import evaluate
 from ..first_stage import dense_search, rerank_with_encoder
-from ..models import autocast_context, load_model, load_tokenizer
+from ..models import load_causal_lm, load_tokenizer
 from ..paths import cache_dir
 
 # ---------------------------------------------------------------------------------------------- examples
@@ -78,19 +78,8 @@ def tokenize_documents(encoder, texts: Sequence[str]):
 
 def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
     """Pooled embeddings of a tokenised batch with grad, through `model` (the encoder's transformer as `train()`
-    hands it over, possibly wrapped for DDP). The same pooling and normalisation as BiEncoder.embed."""
-    if model is encoder.model:
-        return encoder.embed(batch)
-    mixed = encoder.compute_dtype != torch.float32
-    with autocast_context(encoder.device, enabled=mixed, dtype=encoder.compute_dtype if mixed else None):
-        hidden = model(**batch).last_hidden_state
-    hidden = hidden.float()
-    if encoder.pooling == "cls":
-        pooled = hidden[:, 0]
-    else:
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return F.normalize(pooled, p=2, dim=-1) if encoder.normalize else pooled
+    hands it over, possibly wrapped for DDP): BiEncoder.embed itself, so training and inference cannot drift."""
+    return encoder.embed(batch, model=model)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -193,15 +182,12 @@ class LMReader:
 
     def __init__(self, model_name: str = "smollm2-135m-instruct", max_passage_tokens: int = 96,
                  max_answer_tokens: int = 32, max_question_tokens: int = 64, device=None, model=None, tokenizer=None):
-        from transformers import AutoModelForCausalLM
-
         self.model_name = model_name
         self.max_passage_tokens, self.max_answer_tokens, self.max_question_tokens = (
             max_passage_tokens, max_answer_tokens, max_question_tokens)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
         if model is None:
-            model = load_model(model_name, auto_class=AutoModelForCausalLM, device=device, dtype=torch.float32,
-                               attn="eager")
+            model = load_causal_lm(model_name, device=device, dtype=torch.float32, attn="eager")
         self.model = eager_attention(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -23,7 +23,7 @@ from .settings import (
     summary as summary,
 )
 from .models import (
-    load_base_tokenizer as load_base_tokenizer, load_lm as load_lm, local_copy as local_copy, reranker as reranker,
+    load_base_tokenizer as load_base_tokenizer, load_lm as load_lm, reranker as reranker,
     use_letters as use_letters,
 )
 from .evalsets import (

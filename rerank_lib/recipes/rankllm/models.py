@@ -1,16 +1,14 @@
-"""The causal LMs the recipe reranks and trains with: the smoke model, plain local copies of GGUF built-ins, the
-per-process tokenizer cache (one instance per name and chat template), the identifier choice and the listwise
-reranker built on a model."""
+"""The causal LMs the recipe reranks and trains with: the smoke model, the library's loader for every other name
+(rerank_lib.models.load_causal_lm: a GGUF built-in is de-quantised once per machine, into the folder every caller
+shares), the per-process tokenizer cache (one instance per name and chat template), the identifier choice and the
+listwise reranker built on a model."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
 from ...listwise import ListwiseReranker
 from ...listwise.prompts import choose_identifiers
-from ...models import load_model, load_tokenizer, pick_device, resolve
-from ...paths import cache_dir
+from ...models import load_causal_lm, load_tokenizer, pick_device
 from .settings import TINY, RankLLMConfig
 
 
@@ -24,46 +22,16 @@ def _tiny_model(tokenizer):
     return LlamaForCausalLM(cfg)
 
 
-def local_copy(name: str) -> str:
-    """A GGUF built-in converted once to a plain transformers folder under the cache (loading the GGUF file
-    de-quantises every tensor, ~1 min; the folder loads in a second). Other names are returned unchanged."""
-    if name == TINY:
-        return name
-    resolved = resolve(name)
-    if not resolved.gguf_file:
-        return name
-    folder = cache_dir("models", Path(resolved.gguf_file).stem)
-    if not (folder / "config.json").exists():
-        from transformers import AutoModelForCausalLM
-
-        model = load_model(name, AutoModelForCausalLM, device="cpu")
-        tokenizer = load_tokenizer(name)
-        config = model.config
-        if hasattr(config, "quantization_config"):  # the weights are de-quantised fp32 now
-            delattr(config, "quantization_config")
-        plain = AutoModelForCausalLM.from_config(config)
-        plain.load_state_dict(model.state_dict())
-        staging = folder.with_name(folder.name + ".tmp")
-        plain.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        for item in staging.iterdir():
-            item.replace(folder / item.name)
-        staging.rmdir()
-    return str(folder)
-
-
 def load_lm(cfg: RankLLMConfig, name: str, device=None, tokenizer_from: str | None = None):
-    """(causal LM, tokenizer) for a model name: the smoke model, a built-in (via its cached copy), a hub id or a
+    """(causal LM, tokenizer) for a model name: the smoke model, a built-in (via its de-quantised copy), a hub id or a
     trained checkpoint folder (then `tokenizer_from` names the base model whose tokenizer it uses)."""
-    from transformers import AutoModelForCausalLM
-
     device = device or pick_device()
     tokenizer = load_base_tokenizer(cfg, tokenizer_from or name)
     if name == TINY:
         model = _tiny_model(tokenizer).to(device)
-    else:
+    else:  # not kept in memory: paper-profile models are 7B, and trained checkpoints are loaded once each
         dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
-        model = load_model(local_copy(name), AutoModelForCausalLM, device=device, dtype=dtype)
+        model = load_causal_lm(name, device=device, dtype=dtype, keep_in_memory=False)
     model.eval()
     return model, tokenizer
 
@@ -77,7 +45,7 @@ def load_base_tokenizer(cfg: RankLLMConfig, name: str):
     key = (name, cfg.chat_template)
     if key in _TOKENIZERS:
         return _TOKENIZERS[key]
-    tokenizer = load_tokenizer("mistral-v0.1-tokenizer" if name == TINY else local_copy(name))
+    tokenizer = load_tokenizer("mistral-v0.1-tokenizer" if name == TINY else name)
     _TOKENIZERS[key] = tokenizer
     if cfg.chat_template and not tokenizer.chat_template:
         tokenizer.chat_template = cfg.chat_template

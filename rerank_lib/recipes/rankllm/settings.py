@@ -135,7 +135,7 @@ def summary(cfg: RankLLMConfig) -> pd.DataFrame:
             where = "built from a config (smoke)"
         else:
             try:
-                where = f"{resolve(name).kind}: {resolve(name).source}"
+                where = resolve(name).description  # says which weights (Q4_1 stand-in or the hub model), no paths
             except Exception as err:  # offline, hub id: say so, the paper profile cannot run here
                 where = f"unavailable here ({type(err).__name__})"
         rows.append({"parameter": f"{role} model", "value": f"{name} [{where}]"})

@@ -27,10 +27,9 @@ The class offers what `rerank_lib.rerankers.cross_encoder.fit` trains (`model`, 
 with the same losses and the same loop as the BERT cross-encoder.
 """
 # The code lives in submodules: settings (prompts, LoRA, file names), indexing, inputs, scorer (the nn.Module),
-# loading (the pretrained LM, cached), ranker (DecoderReranker), features (the hidden-state cache) and head_only.
-# This package re-exports the public names and the loaders that rerank_lib.hopweaver shares (_cached_causal_lm,
-# _cached_tokenizer). To monkeypatch a name, patch it in the submodule that looks it up: rebinding it here does
-# not reach the submodules.
+# ranker (DecoderReranker), features (the hidden-state cache) and head_only; the pretrained LM comes from
+# rerank_lib.models.load_causal_lm. This package re-exports the public names. To monkeypatch a name, patch it in the
+# submodule that looks it up: rebinding it here does not reach the submodules.
 from .settings import (
     CHAT_TEACHER_PROMPT as CHAT_TEACHER_PROMPT, CONFIG_FILE as CONFIG_FILE, FLAG_PROMPT as FLAG_PROMPT, HEADS as HEADS,
     PROMPTS as PROMPTS, WEIGHTS_FILE as WEIGHTS_FILE, LoraSettings as LoraSettings, PromptFormat as PromptFormat,
@@ -38,7 +37,6 @@ from .settings import (
 from .indexing import last_token_index as last_token_index, position_ids_from_mask as position_ids_from_mask
 from .inputs import build_input_ids as build_input_ids
 from .scorer import DecoderScorer as DecoderScorer
-from .loading import _cached_causal_lm as _cached_causal_lm, _cached_tokenizer as _cached_tokenizer
 from .ranker import DecoderReranker as DecoderReranker
 from .head_only import HeadOnlyRanker as HeadOnlyRanker
 

@@ -11,12 +11,12 @@ from torch import nn
 from ...paths import cache_dir
 
 
-def _pair_key(query: str, doc: str) -> str:
+def pair_key(query: str, doc: str) -> str:
     return hashlib.sha1(f"{query}\x00{doc}".encode()).hexdigest()
 
 
 @torch.no_grad()
-def _weights_fingerprint(module: nn.Module) -> str:
+def weights_fingerprint(module: nn.Module) -> str:
     """A cheap hash of a strided sample of every parameter: trained weights never reuse stale features."""
     h = hashlib.sha256()
     for name, param in module.named_parameters():
@@ -26,7 +26,7 @@ def _weights_fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-class _FeatureStore:
+class FeatureStore:
     """One .npz per (model, prompt, max_length) key under cache_dir('llm_features'): pair key -> hidden vector."""
 
     def __init__(self, key: str):

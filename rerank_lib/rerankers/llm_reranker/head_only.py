@@ -80,7 +80,7 @@ class HeadOnlyRanker:
         with torch.no_grad():
             return self.model(torch.from_numpy(feats)).squeeze(-1).numpy().astype(np.float32)
 
-    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 20,
+    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
                batch_size: int = 256, show_progress: bool = False) -> Run:
         from ..cross_encoder import rerank_with
 

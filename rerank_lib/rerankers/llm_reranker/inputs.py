@@ -1,7 +1,7 @@
 """One (query, document) pair as token ids in a published prompt layout; only the document is truncated."""
 from __future__ import annotations
 
-from .settings import _PASSAGE_MARK, PromptFormat
+from .settings import PASSAGE_MARK, PromptFormat
 
 
 def _encode(tokenizer, text: str) -> list[int]:
@@ -37,9 +37,9 @@ def _pieces(tokenizer, fmt: PromptFormat, query: str, doc: str, max_length: int)
         raise ValueError("prompt kind 'chat' needs a tokenizer with a chat template")
     query = _cut_query(tokenizer, query, query_budget)
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": fmt.chat_prompt.format(query=query, passage=_PASSAGE_MARK)}],
+        [{"role": "user", "content": fmt.chat_prompt.format(query=query, passage=PASSAGE_MARK)}],
         tokenize=False, add_generation_prompt=True)
-    before, after = text.split(_PASSAGE_MARK)
+    before, after = text.split(PASSAGE_MARK)
     return _encode(tokenizer, before), _encode(tokenizer, doc), _encode(tokenizer, after)
 
 
@@ -54,3 +54,11 @@ def build_input_ids(tokenizer, fmt: PromptFormat, query: str, doc: str, max_leng
         raise ValueError(f"max_length={max_length} leaves no room for the document: the prompt and query take "
                          f"{len(prefix) + len(suffix)} tokens")
     return prefix + doc_ids[:budget] + suffix
+
+
+def first_token_id(tokenizer, word: str) -> int:
+    """FlagEmbedding's rule for the token a yes/no head reads: the first token of `word` without special tokens."""
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"the tokenizer maps {word!r} to no token")
+    return int(ids[0])

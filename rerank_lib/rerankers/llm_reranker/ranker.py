@@ -16,11 +16,10 @@ from tqdm.auto import tqdm
 
 from ...atomic import write_json
 from ...data.types import Document, Run
-from ...models import autocast_context, pick_device, pick_dtype
+from ...models import autocast_context, load_causal_lm, load_tokenizer, pick_device, pick_dtype
 from ...training import pad_collate
-from .features import _FeatureStore, _pair_key, _weights_fingerprint
-from .inputs import build_input_ids
-from .loading import _cached_causal_lm, _cached_tokenizer, _token_id
+from .features import FeatureStore, pair_key, weights_fingerprint
+from .inputs import build_input_ids, first_token_id
 from .scorer import DecoderScorer
 from .settings import CONFIG_FILE, HEADS, LoraSettings, PromptFormat
 
@@ -59,15 +58,16 @@ class DecoderReranker:
         self.compute_dtype = dtype if dtype is not None else (
             pick_dtype(self.device) if self.device.type == "cuda" else torch.float32)
 
-        tok = tokenizer if tokenizer is not None else _cached_tokenizer(self.model_name)
-        tok = copy.copy(tok)  # padding settings are ours; the cached tokenizer stays untouched
+        tok = copy.copy(tokenizer) if tokenizer is not None else load_tokenizer(self.model_name)  # padding is ours
         if tok.pad_token_id is None:  # RAG-Retrieval: pad with EOS (the attention mask tells them apart)
             tok.pad_token = tok.eos_token
         tok.padding_side = padding_side
         self.tokenizer = tok
-        self.yes_id, self.no_id = _token_id(tok, "Yes"), _token_id(tok, "No")
+        self.yes_id, self.no_id = first_token_id(tok, "Yes"), first_token_id(tok, "No")
 
-        base = copy.deepcopy(causal_lm if causal_lm is not None else _cached_causal_lm(self.model_name))
+        # models.load_causal_lm hands out the caller's own copy (one GGUF de-quantisation per machine, one load per
+        # process); a given causal_lm is copied so that training never changes the caller's model.
+        base = copy.deepcopy(causal_lm) if causal_lm is not None else load_causal_lm(self.model_name, device="cpu")
         backbone = base.get_decoder() if hasattr(base, "get_decoder") else base.model
         hidden = int(base.config.hidden_size)
         # The LM head stays outside the trained module: only the teacher's full-vocabulary normalisation uses it,
@@ -193,8 +193,9 @@ class DecoderReranker:
             prob = torch.softmax(self._lm_head(last.to(self._lm_head.weight.dtype)).float(), dim=-1)[:, self.yes_id]
         return prob.cpu().numpy().astype(np.float32)
 
-    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 20,
+    def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
                batch_size: int = 16, show_progress: bool = False) -> Run:
+        """The Ranker protocol: score each query's top-`depth` candidates of `run` (rerank_with)."""
         from ..cross_encoder import rerank_with
 
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size,
@@ -214,8 +215,8 @@ class DecoderReranker:
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries for {len(docs)} docs")
         hidden = int(self.model.backbone.config.hidden_size) if not docs else None
-        store = _FeatureStore(self._feature_key()) if cache else None
-        keys = [_pair_key(q, d) for q, d in zip(queries, docs)]
+        store = FeatureStore(self._feature_key()) if cache else None
+        keys = [pair_key(q, d) for q, d in zip(queries, docs)]
         found = store.get(keys) if store is not None else {}
         todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
@@ -246,7 +247,7 @@ class DecoderReranker:
 
     def _feature_key(self) -> str:
         h = hashlib.sha256(json.dumps({**self.settings(), "padding_side": None}, sort_keys=True).encode())
-        h.update(_weights_fingerprint(self.model.backbone).encode())
+        h.update(weights_fingerprint(self.model.backbone).encode())
         return h.hexdigest()[:24]
 
     # -- persistence ------------------------------------------------------------------------------------------

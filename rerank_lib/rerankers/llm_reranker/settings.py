@@ -13,7 +13,7 @@ HEADS = ("score", "yes")
 PROMPTS = ("rag-retrieval", "flagembedding", "chat")
 CONFIG_FILE = "decoder_reranker.json"
 WEIGHTS_FILE = "trainable.safetensors"
-_PASSAGE_MARK = "\u2063PASSAGE\u2063"  # an invisible separator nobody writes: where the chat template's passage goes
+PASSAGE_MARK = "\u2063PASSAGE\u2063"  # an invisible separator nobody writes: where the chat template's passage goes
 
 
 @dataclass(frozen=True)
