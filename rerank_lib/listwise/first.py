@@ -162,7 +162,7 @@ class ListwiseReranker:
     def rerank_run(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int,
                    progress: bool = True) -> tuple[Run, list[WindowResult]]:
         """Rerank the top `depth` of every query of `run` (first-stage order); scores are len - position."""
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         out: Run = {}
         windows: list[WindowResult] = []
