@@ -31,7 +31,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from .atomic import write_text
+from .atomic import write_json, write_text
 
 __all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "model_card", "USAGE"]
 
@@ -76,6 +76,8 @@ def export_cross_encoder(ranker, folder: str | os.PathLike) -> Path:
     """A rerank_lib CrossEncoder as a sentence-transformers CrossEncoder folder (one label, same max_length)."""
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
+    from .rerankers.cross_encoder import CONFIG_FILE
+
     if (ranker.query_format, ranker.document_format) != ("{}", "{}"):
         raise ValueError(f"query_format {ranker.query_format!r} / document_format {ranker.document_format!r}: "
                          "sentence-transformers' CrossEncoder feeds the texts as they are; export a ranker that "
@@ -85,6 +87,10 @@ def export_cross_encoder(ranker, folder: str | os.PathLike) -> Path:
         ranker.tokenizer.save_pretrained(plain)
         peer = STCrossEncoder(plain, num_labels=1, max_length=ranker.max_length, device="cpu")
         peer.save_pretrained(str(staging))
+        # and rerank_lib's own settings file, so that CrossEncoder.load(folder) reads it back as it was
+        write_json(staging / CONFIG_FILE, {"max_length": ranker.max_length, "query_format": ranker.query_format,
+                                           "document_format": ranker.document_format,
+                                           "base_model": ranker.model_name})
     return Path(folder)
 
 

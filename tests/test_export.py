@@ -14,6 +14,8 @@ QUERY = "what causes muscle cramps"
 DOCS = ["Muscle cramps after exercise are often linked to fatigue and dehydration.",
         "Paris is the capital of France.",
         "Electrolyte loss and neuromuscular fatigue both play a part in exercise-associated cramps."]
+# longer than the 64-token limit the sentence-transformers tests use: both sides must truncate it the same way
+LONG = " ".join(["Cramps follow long runs in the heat, and sodium loss is one of the causes studied."] * 8)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +41,18 @@ def test_cross_encoder_loads_in_sentence_transformers_and_scores_the_same(tiny_b
     ours = CrossEncoder(tiny_bert, max_length=64, device="cpu", dtype=torch.float32, init_seed=1)
     with torch.no_grad():  # a head of unit-scale weights, so that the three documents score far apart
         ours.model.classifier.weight.copy_(torch.linspace(-1, 1, ours.model.classifier.weight.numel()).view(1, -1))
-    logits = ours.score(QUERY, DOCS)
+    docs = DOCS + [LONG]
+    assert len(ours.tokenizer(QUERY, LONG)["input_ids"]) > 64
+    logits = ours.score(QUERY, docs)
     assert np.ptp(logits) > 1e-3  # the head is not constant: the comparison means something
     folder = export_cross_encoder(ours, tmp_path / "ce")
     peer = STCrossEncoder(str(folder), device="cpu")
-    pairs = [(QUERY, d) for d in DOCS]
+    pairs = [(QUERY, d) for d in docs]
     # predict's default activation for one label is sigmoid; Identity gives the raw logits.
     np.testing.assert_allclose(peer.predict(pairs), 1 / (1 + np.exp(-logits)), atol=1e-5)
     np.testing.assert_allclose(peer.predict(pairs, activation_fn=torch.nn.Identity()), logits, atol=1e-5)
     # and it reloads in rerank_lib too (the export is a transformers folder)
-    np.testing.assert_allclose(CrossEncoder.load(folder, device="cpu", dtype=torch.float32).score(QUERY, DOCS),
+    np.testing.assert_allclose(CrossEncoder.load(folder, device="cpu", dtype=torch.float32).score(QUERY, docs),
                                logits, atol=1e-5)
 
 
@@ -74,7 +78,7 @@ def test_bi_encoder_loads_in_sentence_transformers_and_embeds_the_same(tiny_bert
     assert any(t.endswith("Pooling") for t in modules)
     assert any(t.endswith("Normalize") for t in modules) == normalize
     peer = SentenceTransformer(str(folder), device="cpu")
-    np.testing.assert_allclose(peer.encode(DOCS), ours.encode(DOCS, show_progress=False), atol=1e-5)
+    np.testing.assert_allclose(peer.encode(DOCS + [LONG]), ours.encode(DOCS + [LONG], show_progress=False), atol=1e-5)
     np.testing.assert_allclose(peer.encode([QUERY], prompt_name="query"), ours.encode_queries([QUERY]), atol=1e-5)
     np.testing.assert_allclose(peer.encode(DOCS, prompt_name="document"),
                                ours.encode(DOCS, show_progress=False, prefix="passage: "), atol=1e-5)
