@@ -3,11 +3,13 @@
 `python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order,
 injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
 <results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
-non-zero; executed copies of the notebooks that passed, and their records, stay as they are.
+non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Kernels it starts
+get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from .atomic import write_json
 from .paths import PROJECT_ROOT, results_dir as default_results_dir
+from .progress import ENV as PROGRESS_ENV
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 PROFILES = ("smoke", "default", "paper")
@@ -51,10 +54,11 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
     params = {"profile": profile, **(parameters or {})}
     start = time.time()
     try:
-        pm.execute_notebook(
-            str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
-            progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
-        )
+        with text_progress():
+            pm.execute_notebook(
+                str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
+                progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
+            )
     except pm.PapermillExecutionError as err:
         os.replace(tmp, failed)
         message = f"{path.name}: cell In[{err.exec_count}] raised {err.ename}: {err.evalue}"
@@ -67,6 +71,18 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
     if failed.exists():
         failed.unlink()
     return NotebookRun(path.name, True, time.time() - start, final)
+
+
+@contextlib.contextmanager
+def text_progress():
+    """$RERANK_PROGRESS=text while kernels start (they inherit it), unless the caller chose a mode already."""
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ.setdefault(PROGRESS_ENV, "text")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
 
 
 def run_all(profile: str = "default", only: list[str] | None = None, results_dir: str | os.PathLike | None = None,

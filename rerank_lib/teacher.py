@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .data.trec import ranked, read_run, top_k, write_run
 from .data.types import Document, Run

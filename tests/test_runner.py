@@ -63,3 +63,50 @@ def test_repository_notebooks_have_parameters_and_profile():
         assert len(params) == 1, path.name
         assert 'profile = "default"' in params[0].source, path.name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs committed"
+
+
+def test_executed_copies_get_compact_text_progress_not_widgets(tmp_path, monkeypatch):
+    """The runner's kernels see RERANK_PROGRESS=text: rerank_lib's bars are plain text in the executed copy."""
+    from rerank_lib.paths import PROJECT_ROOT
+
+    monkeypatch.delenv("RERANK_PROGRESS", raising=False)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _book(folder / "00_bars.ipynb",
+          "import os, sys\nsys.path.insert(0, project_root)\nfrom rerank_lib.progress import tqdm\n"
+          "bar = tqdm(range(500), desc='bars')\nfor _ in bar:\n    pass\n"
+          "print(os.environ['RERANK_PROGRESS'], type(bar).__module__)")
+    out = tmp_path / "results"
+    runs = run_all("smoke", results_dir=out, folder=folder, extra={"project_root": str(PROJECT_ROOT)})
+    assert runs[0].ok, runs[0].error
+    outputs = nbformat.read(out / "notebooks" / "smoke" / "00_bars.ipynb", as_version=4).cells[-1].outputs
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert stdout.strip() == "text tqdm.std"
+    assert "bars: 100%" in stderr and stderr.count("bars:") <= 3  # first and last refresh, not one per item
+    assert "RERANK_PROGRESS" not in __import__("os").environ  # the runner's own process is left as it was
+
+
+def test_progress_switch(monkeypatch):
+    import io
+
+    from tqdm.auto import tqdm as auto_tqdm
+
+    from rerank_lib import progress
+
+    monkeypatch.delenv("RERANK_PROGRESS", raising=False)
+    assert progress.mode() == "auto"
+    assert type(progress.tqdm(range(2), disable=True)) is auto_tqdm
+    monkeypatch.setenv("RERANK_PROGRESS", "text")
+    sink = io.StringIO()
+    bar = progress.tqdm(total=1000, file=sink, desc="x", dynamic_ncols=True)
+    assert type(bar).__module__ == "tqdm.std" and bar.mininterval == progress.TEXT_MININTERVAL == 30.0
+    assert not bar.dynamic_ncols
+    for _ in range(1000):
+        bar.update(1)
+    bar.close()
+    assert sink.getvalue().count("x:") == 2  # the opening line and the closing one, nothing in between
+    monkeypatch.setenv("RERANK_PROGRESS", "widgets")
+    with pytest.raises(ValueError, match="RERANK_PROGRESS"):
+        progress.tqdm(range(2))

@@ -283,6 +283,48 @@ def test_length_grouped_order_is_a_seeded_permutation_with_less_padding():
 # --- configuration -----------------------------------------------------------------------------------------------
 
 
+def test_tensorboard_tracker_logs_the_same_rows_offline_and_is_off_by_default(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = toy_dataset(n=48)
+    held_out = default_collate(data[24:])
+
+    def eval_fn(model):
+        return {"mse": mse_loss(model, held_out).item()}
+
+    logged = tmp_path / "logged"
+    config = toy_config(logged, max_steps=3, report_to=("tensorboard",))
+    assert config.report_to == ("tensorboard",)
+    train(toy_model(), data[:24], default_collate, mse_loss, config, eval_fn=eval_fn)
+    events = list(logged.rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard events file under output_dir"
+    scalars = {}
+    for path in events:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars[tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    rows = read_log(logged)  # log.jsonl is written as before, and the trackers get the same numbers
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3]
+    assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3]
+    np.testing.assert_allclose([v for _, v in scalars["train/loss"]], [r["loss"] for r in train_rows], rtol=1e-6)
+    assert scalars["eval/mse"][0][0] == 3
+    assert scalars["eval/mse"][0][1] == pytest.approx(rows[-1]["mse"], rel=1e-6)
+
+    plain = tmp_path / "plain"
+    default = toy_config(plain, max_steps=3)
+    assert default.report_to == ()
+    train(toy_model(), data[:24], default_collate, mse_loss, default)
+    assert not list(plain.rglob("events.out.tfevents.*"))
+    assert [r["step"] for r in read_log(plain)] == [1, 2, 3]
+    assert toy_config(plain, report_to="tensorboard").report_to == ("tensorboard",)
+    assert toy_config(plain, report_to=None).report_to == ()
+    with pytest.raises(ValueError, match="tensorbord"):
+        toy_config(plain, report_to=("tensorbord",))
+
+
+
 def test_mixed_precision_auto_follows_the_hardware(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

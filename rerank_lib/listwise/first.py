@@ -163,7 +163,7 @@ class ListwiseReranker:
                    progress: bool = True) -> tuple[Run, list[WindowResult]]:
         """Rerank the top `depth` of every query of `run` (first-stage order); scores are len - position. Also
         returns every window's result (answers, parse categories, token counts)."""
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         out: Run = {}
         windows: list[WindowResult] = []

@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..data.trec import ranked
 from ..data.types import Document, Run

@@ -183,7 +183,7 @@ def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Map
                    passages: Mapping[str, str], config: DCAConfig = DCAConfig(), seed: int = 0,
                    cache: bool = True, titles: Mapping[str, str] | None = None, progress: bool = True) -> list[DCAExample]:
     """Reader scores for every example's candidates (cached on disk, computed once), aligned with the candidates."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     fid = isinstance(reader, FiDReader)
     positions = config.answer_positions or ("first" if fid else "all")

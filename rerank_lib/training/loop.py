@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from rerank_lib.progress import tqdm
 from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
@@ -75,8 +75,12 @@ class TrainConfig(Settings):
     save_best: bool = True  # with eval_fn: keep the weights of the best evaluation in output_dir/best
     dataloader_num_workers: int = 0
     resume: bool = True  # False starts over and deletes output_dir's old checkpoints
+    # accelerate trackers to log to as well as log.jsonl, e.g. ("tensorboard",) (offline, under output_dir);
+    # any of accelerate.utils.LoggerType ('wandb', 'mlflow', ... need their package); () / None: none
+    report_to: tuple[str, ...] | str | None = ()
 
     def __post_init__(self):
+        self.report_to = _tracker_names(self.report_to)
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}")
         if self.lr_scheduler not in SCHEDULERS:
@@ -103,6 +107,20 @@ class TrainResult:
     metric_for_best: str | None = None
     best_dir: Path | None = None  # the weights of best_step (save_best), for checkpoint selection on a dev set
     run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
+
+
+def _tracker_names(report_to) -> tuple[str, ...]:
+    """report_to as a tuple of accelerate tracker names; a clear error for an unknown one."""
+    from accelerate.utils import LoggerType
+
+    if report_to is None:
+        return ()
+    names = (report_to,) if isinstance(report_to, str) else tuple(report_to)
+    known = [t.value for t in LoggerType]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"report_to: unknown tracker(s) {unknown}; accelerate knows {known}")
+    return names
 
 
 def train(
@@ -138,6 +156,9 @@ def train(
         # The DataLoader yields global batches which accelerate splits across processes, so which examples
         # make up a step, and the LR schedule, do not depend on the number of processes.
         dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # Trackers (off by default) write under output_dir: tensorboard's event files need no network.
+        log_with=list(config.report_to) or None,
+        project_dir=str(output_dir) if config.report_to else None,
     )
     is_main = accelerator.is_main_process
     set_seed(config.seed)
@@ -217,6 +238,10 @@ def train(
         # Drop what a crashed run logged after its last checkpoint: those steps are about to be redone.
         write_text(output_dir / LOG_FILE, "".join(json.dumps(row) + "\n" for row in rows))
         write_json(output_dir / "train_config.json", {**snapshot(config), **run_info})
+    if config.report_to:  # hyperparameters as trackers take them: bool/int/float/str only
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                   for k, v in {**snapshot(config), **run_info}.items()}
+        accelerator.init_trackers(output_dir.name or "rerank-repro", config=hparams)
     accelerator.wait_for_everyone()
 
     start = time.perf_counter()
@@ -245,6 +270,10 @@ def train(
         if is_main:
             with open(output_dir / LOG_FILE, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+        if config.report_to:  # the same row to the trackers, as train/loss, eval/nDCG@10, ...
+            values = {f"{row['kind']}/{k}": v for k, v in row.items()
+                      if k not in ("kind", "step") and isinstance(v, (int, float))}
+            accelerator.log(values, step=row["step"])
 
     if eval_fn is not None and config.eval_at_start and not any(row["step"] == 0 for row in eval_history):
         # The untrained start is a candidate: a run whose training only hurts on dev selects its start.
@@ -324,6 +353,8 @@ def train(
         best_dir=output_dir / "best" if config.save_best and (output_dir / "best").is_dir() else None,
         run_info=run_info,
     )
+    if config.report_to:
+        accelerator.end_training()  # flush and close the trackers
     accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
     return result
 

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ...progress import tqdm
 
 from ...atomic import write_json
 from ...data.types import Document, Run

@@ -1,0 +1,189 @@
+"""Exports that the peers' own packages load: a model trained here scores the same there (tests/test_export.py).
+
+One function per format, each writing a complete folder (staged beside it and moved into place, so a crash never
+leaves a half-written export):
+
+- `export_cross_encoder`  -> sentence-transformers `CrossEncoder(folder).predict(pairs)`. predict applies the
+  saved activation: sigmoid for one label (sentence-transformers' default, kept so that the folder behaves like
+  every hub cross-encoder), i.e. predict = sigmoid(our logit); `predict(pairs, activation_fn=torch.nn.Identity())`
+  gives our logits themselves.
+- `export_bi_encoder`     -> sentence-transformers `SentenceTransformer(folder).encode(texts)`: Transformer +
+  Pooling (mean or cls, as trained) + Normalize when the encoder normalises; query/document prefixes become the
+  model's prompts 'query' / 'document' (`encode_query`, `encode_document`).
+- `export_monot5`         -> the `inranker` package's `T5Ranker(folder).get_scores(query, docs)`. That package
+  looks up the SentencePiece tokens '▁false' / '▁true' by name, so only students with a T5 vocabulary export;
+  its inference truncates the whole "Query: .. Document: .. Relevant:" string at max_length, ours the document
+  only, so scores agree for inputs that fit (see rerankers/monot5.py).
+- `export_listwise`       -> a plain causal-LM folder + tokenizer with its chat template, what rank_llm's listwise
+  rerankers (RankZephyr / FIRST, through vLLM) and transformers' `AutoModelForCausalLM` load.
+- `model_card`            -> README.md beside an export: base model, training data, settings, dev/test numbers,
+  the code's git commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+
+from .atomic import write_json, write_text
+
+__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "model_card", "USAGE"]
+
+#: How each format loads in its peer package; model_card quotes the one it is told.
+USAGE = {
+    "cross_encoder": ("sentence-transformers",
+                      "from sentence_transformers import CrossEncoder\n"
+                      "model = CrossEncoder('{folder}')\n"
+                      "scores = model.predict([(query, document), ...])  # sigmoid(logit); "
+                      "activation_fn=torch.nn.Identity() for logits"),
+    "bi_encoder": ("sentence-transformers",
+                   "from sentence_transformers import SentenceTransformer\n"
+                   "model = SentenceTransformer('{folder}')\n"
+                   "q = model.encode_query(queries); d = model.encode_document(documents)"),
+    "monot5": ("inranker",
+               "from inranker import T5Ranker\n"
+               "ranker = T5Ranker('{folder}', device='cpu')\n"
+               "scores = ranker.get_scores(query, documents)"),
+    "listwise": ("rank_llm / transformers",
+                 "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                 "model = AutoModelForCausalLM.from_pretrained('{folder}')\n"
+                 "tokenizer = AutoTokenizer.from_pretrained('{folder}')  # carries the chat template\n"
+                 "# rank_llm: RankListwiseOSLLM(model='{folder}', ...) (vLLM)"),
+}
+
+
+@contextlib.contextmanager
+def _staged(folder: str | os.PathLike) -> Iterator[Path]:
+    """A fresh staging folder beside `folder` that replaces it only when the block succeeds."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield staging
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_cross_encoder(ranker, folder: str | os.PathLike) -> Path:
+    """A rerank_lib CrossEncoder as a sentence-transformers CrossEncoder folder (one label, same max_length)."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from .rerankers.cross_encoder import CONFIG_FILE
+
+    if (ranker.query_format, ranker.document_format) != ("{}", "{}"):
+        raise ValueError(f"query_format {ranker.query_format!r} / document_format {ranker.document_format!r}: "
+                         "sentence-transformers' CrossEncoder feeds the texts as they are; export a ranker that "
+                         "uses the plain '{}' formats")
+    with tempfile.TemporaryDirectory() as plain, _staged(folder) as staging:
+        ranker.model.save_pretrained(plain)
+        ranker.tokenizer.save_pretrained(plain)
+        peer = STCrossEncoder(plain, num_labels=1, max_length=ranker.max_length, device="cpu")
+        peer.save_pretrained(str(staging))
+        # and rerank_lib's own settings file, so that CrossEncoder.load(folder) reads it back as it was
+        write_json(staging / CONFIG_FILE, {"max_length": ranker.max_length, "query_format": ranker.query_format,
+                                           "document_format": ranker.document_format,
+                                           "base_model": ranker.model_name})
+    return Path(folder)
+
+
+def export_bi_encoder(encoder, folder: str | os.PathLike) -> Path:
+    """A rerank_lib BiEncoder as a SentenceTransformer folder: Transformer, Pooling (the encoder's), Normalize."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    prompts = {name: text for name, text in (("query", encoder.query_prefix), ("document", encoder.doc_prefix))
+               if text}
+    with tempfile.TemporaryDirectory() as plain, _staged(folder) as staging:
+        encoder.model.save_pretrained(plain)
+        encoder.tokenizer.save_pretrained(plain)
+        modules = [Transformer(plain, max_seq_length=encoder.max_length), Pooling(encoder.dim, encoder.pooling)]
+        if encoder.normalize:
+            modules.append(Normalize())
+        peer = SentenceTransformer(modules=modules, prompts=prompts or None, device="cpu")
+        peer.save(str(staging))
+    return Path(folder)
+
+
+def export_monot5(ranker, folder: str | os.PathLike) -> Path:
+    """A monoT5 T5Ranker (rerankers/monot5.py) as a folder inranker's T5Ranker loads (model + tokenizer)."""
+    vocab = ranker.tokenizer.get_vocab()
+    if "▁false" not in vocab or "▁true" not in vocab:
+        raise ValueError(f"{ranker.name}: inranker's T5Ranker reads the tokens '▁false'/'▁true' by name and this "
+                         f"{type(ranker.tokenizer).__name__} has none; only students with a T5 (SentencePiece) "
+                         "vocabulary export to it")
+    model = ranker.model
+    # inranker starts its decoder from model.config.decoder_start_token_id (transformers 5 may keep it only in
+    # the generation config): write the one this ranker uses.
+    model.config.decoder_start_token_id = ranker.decoder_start_token_id
+    with _staged(folder) as staging:
+        model.save_pretrained(staging)
+        ranker.tokenizer.save_pretrained(staging)
+    return Path(folder)
+
+
+def export_listwise(model: torch.nn.Module, tokenizer, folder: str | os.PathLike,
+                    chat_template: str | None = None) -> Path:
+    """A listwise causal LM (or a ListwiseLM around one) and its tokenizer, with the chat template the model was
+    trained with (`chat_template`, else the tokenizer's own), as one save_pretrained folder."""
+    from .listwise.lm import ListwiseLM
+
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ValueError("the tokenizer has no chat template and none was given: rank_llm renders every prompt "
+                         "with tokenizer.apply_chat_template")
+    inner = model.lm if isinstance(model, ListwiseLM) else model
+    previous = tokenizer.chat_template
+    tokenizer.chat_template = template
+    try:
+        with _staged(folder) as staging:
+            inner.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+    finally:
+        tokenizer.chat_template = previous
+    return Path(folder)
+
+
+def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: int | str, settings: Mapping,
+               dev: Mapping[str, float] | None = None, test: Mapping[str, float] | None = None,
+               commit: str | None = None, training_data: str = "", kind: str | None = None,
+               title: str | None = None) -> Path:
+    """Write README.md into an exported model's folder; returns its path.
+
+    base_model: what training started from; training_queries: how many (or which) queries trained it;
+    training_data: the data set / file it came from; settings: the training settings (a dict, e.g. a recipe's
+    config); dev / test: {measure: value} (e.g. {'nDCG@10': 0.65}); commit: the code's git commit (default: this
+    checkout's, `results.record.git_commit`); kind: a key of USAGE, for the loading snippet.
+    """
+    from .results.record import git_commit
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no exported model folder to describe")
+    if kind is not None and kind not in USAGE:
+        raise ValueError(f"kind must be one of {sorted(USAGE)}, got {kind!r}")
+    commit = commit or git_commit()
+    lines = [f"# {title or folder.name}", "",
+             "Trained with rerank-repro (`rerank_lib`).", "",
+             "| | |", "|---|---|",
+             f"| base model | `{base_model}` |"]
+    if training_data:
+        lines.append(f"| training data | {training_data} |")
+    lines += [f"| training queries | {training_queries} |", f"| code commit | `{commit}` |", ""]
+    for name, metrics in (("Dev", dev), ("Test", test)):
+        if metrics:
+            lines += [f"## {name}", "", "| measure | value |", "|---|---|"]
+            lines += [f"| {measure} | {value:.4f} |" for measure, value in metrics.items()]
+            lines.append("")
+    lines += ["## Settings", "", "```json", json.dumps(dict(settings), indent=2, sort_keys=True, default=str), "```", ""]
+    if kind is not None:
+        peer, snippet = USAGE[kind]
+        lines += [f"## Loading ({peer})", "", "```python", snippet.format(folder="path/to/this/folder"), "```", ""]
+    return write_text(folder / "README.md", "\n".join(lines))
