@@ -309,8 +309,9 @@ def test_tensorboard_tracker_logs_the_same_rows_offline_and_is_off_by_default(tm
     assert [r["step"] for r in train_rows] == [1, 2, 3]
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3]
     np.testing.assert_allclose([v for _, v in scalars["train/loss"]], [r["loss"] for r in train_rows], rtol=1e-6)
-    assert scalars["eval/mse"][0][0] == 3
-    assert scalars["eval/mse"][0][1] == pytest.approx(rows[-1]["mse"], rel=1e-6)
+    eval_rows = [r for r in rows if r["kind"] == "eval"]
+    assert [s for s, _ in scalars["eval/mse"]] == [0, 3]  # step 0: the untrained start, then the last step
+    np.testing.assert_allclose([v for _, v in scalars["eval/mse"]], [r["mse"] for r in eval_rows], rtol=1e-6)
 
     plain = tmp_path / "plain"
     default = toy_config(plain, max_steps=3)
