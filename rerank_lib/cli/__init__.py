@@ -15,7 +15,6 @@ import sys
 
 from ..data.errors import DataFormatError
 from ..data.irds import IrDatasetsUnavailable
-from ..models import ModelUnavailableError
 from . import evaluate, notebooks, rerank, search
 from .common import InputError, UsageError
 
@@ -36,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the input, reported in one line. Looked up only when something failed: the models module
+    pulls in torch, which a plain `evaluate` never needs."""
+    from ..models import ModelUnavailableError
+
+    return DataFormatError, InputError, OSError, ModelUnavailableError, IrDatasetsUnavailable
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command; returns the exit status (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
@@ -48,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         args.subparser.print_usage(sys.stderr)
         print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
         return 2
-    except (DataFormatError, InputError, OSError, ModelUnavailableError, IrDatasetsUnavailable) as err:
-        if args.traceback:
+    except Exception as err:
+        if args.traceback or not isinstance(err, _user_errors()):
             raise
         if isinstance(err, OSError) and err.filename and err.strerror:
             message = [f"{err.filename}: {err.strerror}"]

@@ -6,11 +6,9 @@ import json
 import math
 import sys
 
-import ir_measures
 from tabulate import tabulate
 
 from ..data.trec import read_qrels
-from ..evaluation import evaluate, measure_name, paired_test, per_query
 from .common import UsageError, add_command, load_run
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
@@ -20,6 +18,10 @@ EXAMPLE = "rerank-repro evaluate run.trec qrels.txt -m nDCG@10 -m ndcg_cut_10 -m
 def measure_names(given: list[str]) -> list[str]:
     """ir-measures names (nDCG@10, RR(rel=2)@10) or trec_eval names (ndcg_cut_10, recip_rank, map, recall_100,
     P_10, map_cut_10, ndcg), each to its canonical ir-measures name, duplicates dropped, order kept."""
+    import ir_measures
+
+    from ..evaluation import measure_name
+
     names: list[str] = []
     for text in given:
         try:
@@ -55,6 +57,8 @@ def _fmt(value: float) -> str:
 
 
 def run(args) -> int:
+    from ..evaluation import evaluate, paired_test, per_query
+
     names = measure_names(args.measure or list(DEFAULT_MEASURES))
     if args.test != "t" and not args.compare:
         raise UsageError("--test applies to --compare only")

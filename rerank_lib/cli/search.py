@@ -5,7 +5,6 @@ import time
 
 from ..data.corpus_files import read_corpus_file, read_queries_file
 from ..data.trec import write_run
-from ..first_stage import bm25_search, dense_search
 from .common import UsageError, add_command, check_output, positive_int
 
 EXAMPLE = "rerank-repro search --corpus corpus.tsv --queries queries.tsv --method bm25 --k 100 --output bm25.trec"
@@ -36,6 +35,8 @@ def run(args) -> int:
     out = check_output(args.output, args.corpus, args.queries)
     corpus = read_corpus_file(args.corpus)
     queries = read_queries_file(args.queries)
+    from ..first_stage import bm25_search, dense_search
+
     start = time.time()
     if args.method == "bm25":
         results = bm25_search(corpus, queries, k=args.k)
