@@ -16,7 +16,7 @@ import sys
 from ..data.errors import DataFormatError
 from ..data.irds import IrDatasetsUnavailable
 from . import evaluate, notebooks, rerank, search
-from .common import InputError, UsageError
+from .common import UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -40,7 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     pulls in torch, which a plain `evaluate` never needs."""
     from ..models import ModelUnavailableError
 
-    return DataFormatError, InputError, OSError, ModelUnavailableError, IrDatasetsUnavailable
+    return DataFormatError, OSError, ModelUnavailableError, IrDatasetsUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:

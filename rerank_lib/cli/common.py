@@ -1,4 +1,4 @@
-"""What every command shares: its two error kinds, reading corpus/queries/run files, and help with examples."""
+"""What every command shares: the usage error, help with an example, reading a run, checking inputs and outputs."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +13,6 @@ from ..data.types import Run
 
 class UsageError(ValueError):
     """The command line asks for something impossible (exit status 2, like argparse's own errors)."""
-
-
-class InputError(ValueError):
-    """The files are readable but do not fit together, e.g. a run names a query the queries file lacks (exit 1)."""
 
 
 def add_command(commands, name: str, summary: str, example: str, handler) -> argparse.ArgumentParser:

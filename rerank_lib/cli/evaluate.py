@@ -8,6 +8,7 @@ import sys
 
 from tabulate import tabulate
 
+from ..data.errors import DataFormatError
 from ..data.trec import read_qrels
 from .common import UsageError, add_command, load_run
 
@@ -64,7 +65,7 @@ def run(args) -> int:
         raise UsageError("--test applies to --compare only")
     the_run, qrels = load_run(args.run), read_qrels(args.qrels)
     if not qrels:
-        raise UsageError(f"{args.qrels} holds no judgments")
+        raise DataFormatError(args.qrels, None, None, "no judgments: the file is empty or holds only blank lines")
     means = evaluate(the_run, qrels, names)
     unjudged = [q for q in the_run if q not in qrels]
     missing = [q for q in qrels if q not in the_run]

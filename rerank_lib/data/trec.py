@@ -36,7 +36,8 @@ def read_trec_topics(path: str | os.PathLike, field: str = "title") -> dict[str,
         raise ValueError(f"field must be 'title', 'description' or 'narrative', not {field!r}")
     text = read_text(path)
     if "<top>" not in text:
-        raise DataFormatError(path, None, None, "not a TREC topics file (no <top> element)")
+        raise DataFormatError(path, None, None, "not a TREC topics file (no <top> element); a qid<TAB>query "
+                                                "file must be named .tsv")
     topics = {q.query_id: getattr(q, field).strip() for q in TrecQueries(StringFile(text)).queries_iter()}
     empty = [q for q, t in topics.items() if not q or not t]
     if empty:
