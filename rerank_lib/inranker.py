@@ -36,7 +36,8 @@ import torch
 
 from .atomic import atomic_open
 from .data.errors import DataFormatError
-from .data.jsonl import iter_jsonl, open_text, require, write_jsonl
+from .data.jsonl import iter_jsonl, require, write_jsonl
+from .data.lines import iter_lines
 from .data.trec import ranked
 from .data.types import Document, Qrels, Run
 from .evaluation import evaluate
@@ -125,26 +126,25 @@ def read_msmarco_soft_labels(path: str | os.PathLike, queries: Mapping[str, str]
     offline). A missing id is a DataFormatError naming the line.
     """
     examples = []
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 4:
-                raise DataFormatError(path, lineno, None, f"expected 4 tab-separated fields (true_logit, false_logit, "
-                                                          f"qid, docid), got {len(parts)}")
-            true_logit = _finite(parts[0], path, lineno, "true_logit")
-            false_logit = _finite(parts[1], path, lineno, "false_logit")
-            qid, docid = parts[2].strip(), parts[3].strip()
-            if qid not in queries:
-                raise DataFormatError(path, lineno, "qid", f"query {qid!r} has no text")
-            if docid not in corpus:
-                raise DataFormatError(path, lineno, "docid", f"document {docid!r} has no text")
-            doc = corpus[docid]
-            text = doc.text_for_model if isinstance(doc, Document) else str(doc)
-            examples.append(DistillExample(queries[qid], text, false_logit, true_logit, qid, docid))
-            if len(examples) >= max_examples:
-                break
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise DataFormatError(path, lineno, None, f"expected 4 tab-separated fields (true_logit, false_logit, "
+                                                      f"qid, docid), got {len(parts)}")
+        true_logit = _finite(parts[0], path, lineno, "true_logit")
+        false_logit = _finite(parts[1], path, lineno, "false_logit")
+        qid, docid = parts[2].strip(), parts[3].strip()
+        if qid not in queries:
+            raise DataFormatError(path, lineno, "qid", f"query {qid!r} has no text")
+        if docid not in corpus:
+            raise DataFormatError(path, lineno, "docid", f"document {docid!r} has no text")
+        doc = corpus[docid]
+        text = doc.text_for_model if isinstance(doc, Document) else str(doc)
+        examples.append(DistillExample(queries[qid], text, false_logit, true_logit, qid, docid))
+        if len(examples) >= max_examples:
+            break
     if not examples:
         raise DataFormatError(path, None, None, "no examples")
     return examples

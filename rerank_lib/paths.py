@@ -12,13 +12,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
-    """Parameter, then $RERANK_DATA_DIR, then ../shared/data beside the project; None when none exists."""
-    for candidate in (explicit, os.environ.get("RERANK_DATA_DIR"), PROJECT_ROOT.parent / "shared" / "data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+    """Parameter, then $RERANK_DATA_DIR, then ../shared/data beside the project; None when none is given and the
+    default does not exist. A folder that is named (parameter or variable) but missing raises FileNotFoundError
+    naming it: silently reading ../shared/data instead would evaluate on data the caller did not ask for."""
     if explicit:
-        raise FileNotFoundError(f"data root {explicit} does not exist")
-    return None
+        if not Path(explicit).is_dir():
+            raise FileNotFoundError(f"data root {explicit} does not exist (data_root parameter)")
+        return Path(explicit)
+    from_env = os.environ.get("RERANK_DATA_DIR")
+    if from_env:
+        if not Path(from_env).is_dir():
+            raise FileNotFoundError(f"data root {from_env} does not exist ($RERANK_DATA_DIR)")
+        return Path(from_env)
+    default = PROJECT_ROOT.parent / "shared" / "data"
+    return default if default.is_dir() else None
 
 
 def cache_dir(*parts: str) -> Path:

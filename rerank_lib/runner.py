@@ -114,23 +114,58 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
     return runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameter_value(text: str):
+    """A `-p key value` value as papermill's own CLI reads it: int, float, True/False/None, a JSON list or object,
+    else the string itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if text.lower() in words:
+        return words[text.lower()]
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The runner's options, shared by `python -m rerank_lib.runner` and `python -m rerank_lib run`."""
     parser.add_argument("--profile", default="default", choices=PROFILES)
-    parser.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01 99")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX",
+                        help="notebook name prefixes to run, e.g. 00 01 99 (at least one)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a notebook parameter handed to papermill, e.g. -p seed 7 (repeatable)")
     parser.add_argument("--results-dir", help="where records, tables and executed notebooks go (default: results/)")
     parser.add_argument("--data-root", help="data root (default: $RERANK_DATA_DIR, then ../shared/data)")
     parser.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run (or list) the notebooks the parsed options select; 0 when every notebook passed."""
     if args.list:
         print("\n".join(b.name for b in list_notebooks(args.only)))
         return 0
+    extra = {key: parameter_value(value) for key, value in args.parameter}
+    reserved = sorted(set(extra) & {"profile", "results_dir", "data_root"})
+    if reserved:
+        raise SystemExit(f"-p {reserved[0]}: use --{reserved[0].replace('_', '-')} instead")
     start = time.time()
-    runs = run_all(args.profile, args.only, args.results_dir, args.data_root, args.kernel)
+    runs = run_all(args.profile, args.only, args.results_dir, args.data_root, args.kernel, extra=extra)
     ok = all(r.ok for r in runs)
     print(f"[run_all] {sum(r.ok for r in runs)}/{len(runs)} notebooks ok, {time.time() - start:.0f} s in all", flush=True)
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    return run_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

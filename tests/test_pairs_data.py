@@ -231,3 +231,28 @@ def test_teacher_calibration_is_fitted_on_labels_and_monotone():
     assert cal.margin([1.0]) == pytest.approx(np.log(cal.probability([1.0]) / (1 - cal.probability([1.0]))))
     with pytest.raises(ValueError, match="relevant and non-relevant"):
         fit_calibration({"q": {"a": 1.0}}, {"q": {"a": 1}}, teacher="toy")
+
+
+@pytest.mark.parametrize("fmt", ["rag-retrieval", "flagembedding", "hopweaver"])
+@pytest.mark.parametrize("content", ["", "\n  \n\t\n"])
+def test_empty_training_file_is_an_error_naming_it(tmp_path, fmt, content):
+    path = tmp_path / f"{fmt}.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataFormatError, match=f"{fmt}.jsonl: no data: the file is empty or holds only blank lines"):
+        read_pairs(path, fmt)
+
+
+def test_training_file_with_a_non_utf8_byte_names_the_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"query": "a", "pos": ["p"], "neg": ["n"]}\n{"query": "caf\xe9", "pos": ["p"], "neg": ["n"]}\n')
+    with pytest.raises(DataFormatError, match=r"train.jsonl, line 2: not valid UTF-8 \(byte 0xe9 at column 15\)"):
+        read_pairs(path, "hopweaver")
+
+
+def test_empty_listwise_conversations_file_is_an_error(tmp_path):
+    from rerank_lib.listwise import read_conversations
+
+    path = tmp_path / "sharegpt.jsonl"
+    path.write_text("\n")
+    with pytest.raises(DataFormatError, match="sharegpt.jsonl: no data"):
+        read_conversations(path)

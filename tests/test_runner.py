@@ -110,3 +110,34 @@ def test_progress_switch(monkeypatch):
     monkeypatch.setenv("RERANK_PROGRESS", "widgets")
     with pytest.raises(ValueError, match="RERANK_PROGRESS"):
         progress.tqdm(range(2))
+
+
+def test_only_without_a_value_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only"])
+    assert exit_.value.code == 2 and "--only: expected at least one argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "--profile", "smoke"])
+    assert exit_.value.code == 2
+
+
+def test_parameters_are_typed_like_papermill_does():
+    from rerank_lib.runner import parameter_value
+
+    assert parameter_value("7") == 7 and parameter_value("1e-5") == 1e-5 and parameter_value("0.5") == 0.5
+    assert parameter_value("True") is True and parameter_value("false") is False and parameter_value("None") is None
+    assert parameter_value('{"a": 1}') == {"a": 1} and parameter_value("[x") == "[x"
+    assert parameter_value("bm25") == "bm25"
+
+
+def test_extra_parameters_reach_the_notebook(books, tmp_path):
+    folder = books.parent / "extra"
+    folder.mkdir()
+    _book(folder / "00_params.ipynb", "from pathlib import Path\nPath(results_dir, 'seed.txt').write_text(repr(seed))")
+    nb = nbformat.read(folder / "00_params.ipynb", as_version=4)
+    nb.cells[0].source += "\nseed = 0"
+    nbformat.write(nb, folder / "00_params.ipynb")
+    out = tmp_path / "results"
+    runs = run_all("smoke", results_dir=out, folder=folder, extra={"seed": 7})
+    assert runs[0].ok, runs[0].error
+    assert (out / "seed.txt").read_text() == "7"

@@ -9,29 +9,26 @@ from typing import Any, Iterable, Iterator
 
 from ..atomic import atomic_open
 from .errors import DataFormatError
+from .lines import iter_lines
 
 
-def open_text(path: str | os.PathLike):
-    """Open a text file, transparently gunzipping `.gz`."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
-
-
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-empty line; a line that is not a JSON object raises DataFormatError."""
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, lineno, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+def iter_jsonl(path: str | os.PathLike, allow_empty: bool = True) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-empty line; a line that is not a JSON object (or not UTF-8) raises
+    DataFormatError. allow_empty=False: a file without any object (empty, or blank lines only) raises too."""
+    found = False
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, lineno, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+        found = True
+        yield lineno, obj
+    if not found and not allow_empty:
+        raise DataFormatError(path, None, None, "no data: the file is empty or holds only blank lines")
 
 
 def require(obj: dict, field: str, types: type | tuple[type, ...], path, lineno: int) -> Any:

@@ -132,7 +132,7 @@ def read_rag_retrieval(path: str | os.PathLike, max_label: float = 1, min_label:
 
     groups: list[TrainGroup] = []
     by_query: dict[str, TrainGroup] = {}  # the per-pair format
-    for lineno, obj in iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path, allow_empty=False):
         query = _query(obj, path, lineno)
         if "content" in obj and "pos" not in obj:
             content = require(obj, "content", str, path, lineno)
@@ -169,7 +169,7 @@ def read_flagembedding(path: str | os.PathLike, knowledge_distillation: bool = F
     knowledge_distillation is True, as in FlagEmbedding's AbsRerankerTrainDataset).
     """
     groups = []
-    for lineno, obj in iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path, allow_empty=False):
         query = _query(obj, path, lineno)
         pos = _str_list(obj, "pos", path, lineno, nonempty=True)
         neg = _str_list(obj, "neg", path, lineno)
@@ -188,7 +188,7 @@ def read_flagembedding(path: str | os.PathLike, knowledge_distillation: bool = F
 def read_hopweaver(path: str | os.PathLike) -> list[TrainGroup]:
     """HopWeaver's contrastive reranker data (hopweaver/train_reranker): `{query, pos, neg}`, both non-empty."""
     groups = []
-    for lineno, obj in iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path, allow_empty=False):
         query = _query(obj, path, lineno)
         pos = _str_list(obj, "pos", path, lineno, nonempty=True)
         neg = _str_list(obj, "neg", path, lineno, nonempty=True)

@@ -8,14 +8,14 @@ import json
 import os
 
 from .errors import DataFormatError
+from .lines import read_text
 from .types import Document, Run
 
 
 def read_rankgpt(path: str | os.PathLike) -> tuple[dict[str, str], Run, dict[str, Document]]:
     """Return (queries, run, passages) from a RankGPT candidate file; entries are numbered from 1."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            entries = json.load(handle)
+        entries = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
     if not isinstance(entries, list):

@@ -3,6 +3,9 @@
 `load_dataset("scifact", "test")` is the one call notebooks use. It looks under the data root (parameter,
 $RERANK_DATA_DIR, ../shared/data), then under the download cache, and downloads from the official public
 locations (sha256-verified) only when neither has the files.
+
+Any other name is tried as an `ir_datasets` id (`load_dataset("beir/nfcorpus/test")`, or
+`load_dataset("beir/nfcorpus", "test")`): ir_datasets reads its files from $IR_DATASETS_HOME or downloads them.
 """
 from __future__ import annotations
 
@@ -119,9 +122,24 @@ def spec_of(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None = None, download: bool = True) -> Dataset:
-    """Load one split of a named dataset (see DATASETS)."""
-    spec = spec_of(name)
-    if split not in spec.splits:
-        raise KeyError(f"dataset '{name}' has splits {spec.splits}, not '{split}'")
-    return spec.loader(locate(name, root, download), split, name)
+def load_dataset(name: str, split: str | None = None, root: str | os.PathLike | None = None,
+                 download: bool = True) -> Dataset:
+    """Load one split of a built-in dataset (see DATASETS; split defaults to 'test') or an ir_datasets id
+    (`name` alone, or `name/split`; the Dataset's key is the id). ir_datasets manages its own files, so
+    download=False is refused for those names rather than ignored."""
+    if name in DATASETS:
+        spec = spec_of(name)
+        split = split or "test"
+        if split not in spec.splits:
+            raise KeyError(f"dataset '{name}' has splits {spec.splits}, not '{split}'")
+        return spec.loader(locate(name, root, download), split, name)
+    from .irds import is_ir_datasets_id, load_ir_dataset
+
+    dataset_id = f"{name}/{split}" if split else name
+    if not is_ir_datasets_id(dataset_id):
+        raise KeyError(f"unknown dataset '{dataset_id}': neither a built-in ({', '.join(sorted(DATASETS))}) nor an "
+                       f"ir_datasets id (https://ir-datasets.com, e.g. 'beir/nfcorpus/test')")
+    if not download:
+        raise ValueError(f"'{dataset_id}' is an ir_datasets id: ir_datasets fetches its own files into "
+                         "$IR_DATASETS_HOME, so download=False cannot be honoured for it")
+    return load_ir_dataset(dataset_id)

@@ -34,12 +34,16 @@ class TrainingQueries:
         return TrainingQueries(f"{self.source} + {other.source}", self.query_ids | other.query_ids, self.texts | other.texts)
 
 
-#: Datasets whose query ids share one id space (DL19 and DL20 queries are both MS MARCO query ids).
-_ID_SPACE = {"trec-dl-2019": "msmarco", "trec-dl-2020": "msmarco"}
+#: Datasets whose query ids share one id space: DL19 and DL20 queries are both MS MARCO query ids, and so are the
+#: queries of every ir_datasets `msmarco-passage/...` id.
+_ID_SPACE = {"trec-dl-2019": "msmarco", "trec-dl-2020": "msmarco", "msmarco-passage": "msmarco"}
 
 
 def _collection(source: str) -> str:
-    name = source.split("/")[0]
+    """The id space of a source: its first path part, except ir_datasets' `beir/<name>/...`, which shares the id
+    space of the built-in `<name>` (beir/scifact/test and scifact/test use the same query ids)."""
+    parts = source.split("/")
+    name = parts[1] if parts[0] == "beir" and len(parts) > 1 else parts[0]
     return _ID_SPACE.get(name, name)
 
 

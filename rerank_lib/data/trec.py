@@ -6,71 +6,92 @@ from pathlib import Path
 
 from ..atomic import atomic_open
 from .errors import DataFormatError
-from .jsonl import open_text
+from .lines import iter_lines, read_text
 from .types import Qrels, Run
 
 
 def read_topics(path: str | os.PathLike) -> dict[str, str]:
     """Tab-separated `qid<TAB>query` lines (anserini's topics.*.tsv, BEIR's queries.*.tsv)."""
     topics: dict[str, str] = {}
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2:
-                raise DataFormatError(path, lineno, "query", "expected 'qid<TAB>query'")
-            qid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
-            if not qid:
-                raise DataFormatError(path, lineno, "qid", "empty")
-            topics[qid] = text
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            raise DataFormatError(path, lineno, "query", "expected 'qid<TAB>query'")
+        qid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
+        if not qid:
+            raise DataFormatError(path, lineno, "qid", "empty")
+        topics[qid] = text
+    return topics
+
+
+def read_trec_topics(path: str | os.PathLike, field: str = "title") -> dict[str, str]:
+    """A classic TREC topics file (`<top> <num> <title> <desc> <narr> </top>`), parsed by ir_datasets' TrecQueries;
+    `field` picks the query text: 'title' (the short query), 'description' or 'narrative'."""
+    from ir_datasets.formats import TrecQueries
+    from ir_datasets.util import StringFile
+
+    if field not in ("title", "description", "narrative"):
+        raise ValueError(f"field must be 'title', 'description' or 'narrative', not {field!r}")
+    text = read_text(path)
+    if "<top>" not in text:
+        raise DataFormatError(path, None, None, "not a TREC topics file (no <top> element); a qid<TAB>query "
+                                                "file must be named .tsv")
+    topics = {q.query_id: getattr(q, field).strip() for q in TrecQueries(StringFile(text)).queries_iter()}
+    empty = [q for q, t in topics.items() if not q or not t]
+    if empty:
+        raise DataFormatError(path, None, field, f"topic {empty[0]!r} has no {field}")
     return topics
 
 
 def read_qrels(path: str | os.PathLike) -> Qrels:
     """TREC qrels (`qid iter docid grade`) or BEIR qrels tsv (`query-id corpus-id score`, with a header)."""
     qrels: Qrels = {}
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if lineno == 1 and parts[0] == "query-id":
-                continue
-            if len(parts) == 4:
-                qid, _, docid, grade = parts
-            elif len(parts) == 3:
-                qid, docid, grade = parts
-            else:
-                raise DataFormatError(path, lineno, None, f"expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
-            try:
-                value = int(grade)
-            except ValueError:
-                raise DataFormatError(path, lineno, "grade", f"not an integer: {grade!r}") from None
-            qrels.setdefault(qid, {})[docid] = value
+    for lineno, line in iter_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if lineno == 1 and parts[0] == "query-id":
+            continue
+        if len(parts) == 4:
+            qid, _, docid, grade = parts
+        elif len(parts) == 3:
+            qid, docid, grade = parts
+        else:
+            raise DataFormatError(path, lineno, None, f"expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
+        try:
+            value = int(grade)
+        except ValueError:
+            raise DataFormatError(path, lineno, "grade", f"not an integer: {grade!r}") from None
+        qrels.setdefault(qid, {})[docid] = value
     return qrels
 
 
 def read_run(path: str | os.PathLike) -> Run:
-    """TREC run (`qid Q0 docid rank score tag`)."""
+    """TREC run (`qid Q0 docid rank score tag`). A document named twice for one query is an error (trec_eval
+    refuses such runs, and a dict would silently keep the second score)."""
     run: Run = {}
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataFormatError(path, lineno, None, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
-            qid, _, docid, rank, score, _tag = parts
-            try:
-                int(rank)
-            except ValueError:
-                raise DataFormatError(path, lineno, "rank", f"not an integer: {rank!r}") from None
-            try:
-                run.setdefault(qid, {})[docid] = float(score)
-            except ValueError:
-                raise DataFormatError(path, lineno, "score", f"not a number: {score!r}") from None
+    first_line: dict[tuple[str, str], int] = {}
+    for lineno, line in iter_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise DataFormatError(path, lineno, None, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+        qid, _, docid, rank, score, _tag = parts
+        try:
+            int(rank)
+        except ValueError:
+            raise DataFormatError(path, lineno, "rank", f"not an integer: {rank!r}") from None
+        if (qid, docid) in first_line:
+            raise DataFormatError(path, lineno, "docid", f"document {docid!r} appears twice for query {qid!r} "
+                                                         f"(first on line {first_line[qid, docid]})")
+        first_line[qid, docid] = lineno
+        try:
+            run.setdefault(qid, {})[docid] = float(score)
+        except ValueError:
+            raise DataFormatError(path, lineno, "score", f"not a number: {score!r}") from None
     return run
 
 

@@ -104,7 +104,7 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
             raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
         where = "entry"
     else:
-        items = list(iter_jsonl(path))
+        items = list(iter_jsonl(path, allow_empty=False))
         where = None
     rows = []
     for line, row in items:

@@ -1,0 +1,69 @@
+"""`rerank-repro` / `python -m rerank_lib`: the library's steps on your own files, from a shell.
+
+evaluate  a TREC run against qrels (ir-measures names or trec_eval names), per query, with a paired test
+search    BM25 or dense first-stage retrieval over a corpus file, written as a TREC run
+rerank    a TREC run re-scored by a cross-encoder, monoT5, LLM or listwise reranker
+run       the notebooks (papermill), as run_all.sh does
+
+Mistakes in the input end the command with one line naming the file (and line) and exit status 1; a wrong
+command line exits with 2. `--traceback` shows the full Python traceback instead, for bug reports.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..data.errors import DataFormatError
+from ..data.irds import IrDatasetsUnavailable
+from . import evaluate, notebooks, rerank, search
+from .common import UsageError
+
+__all__ = ["main", "build_parser"]
+
+COMMANDS = (evaluate, search, rerank, notebooks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rerank-repro", description=__doc__.split("\n\n")[0],
+        epilog="Run 'rerank-repro COMMAND --help' for a command's options and an example.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", action="store_true", help="on an error, show the Python traceback")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the input, reported in one line. Looked up only when something failed: the models module
+    pulls in torch, which a plain `evaluate` never needs."""
+    from ..models import ModelUnavailableError
+
+    return DataFormatError, OSError, ModelUnavailableError, IrDatasetsUnavailable
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command; returns the exit status (0 ok, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as err:
+        if args.traceback:
+            raise
+        args.subparser.print_usage(sys.stderr)
+        print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if args.traceback or not isinstance(err, _user_errors()):
+            raise
+        if isinstance(err, OSError) and err.filename and err.strerror:
+            message = [f"{err.filename}: {err.strerror}"]
+        else:
+            message = str(err).strip().splitlines()
+        print(f"{parser.prog} {args.command}: error: {message[0] if message else type(err).__name__}",
+              file=sys.stderr)
+        for extra in message[1:]:  # ModelUnavailableError lists the offline built-ins on further lines
+            print(f"  {extra}", file=sys.stderr)
+        return 1
