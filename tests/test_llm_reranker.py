@@ -212,5 +212,16 @@ def test_recipe_profiles_resolve_offline_and_reject_typos():
         recipe.config("default", head_losses=["hinge"])
     with pytest.raises(ValueError, match="decoder variant"):
         recipe.config("default", decoder_variants=["qlora"])
-    with pytest.raises(TypeError, match="unknown parameter"):
+    with pytest.raises(TypeError, match="unknown setting"):
         recipe.config("default", test_querys=10)
+    default = recipe.config("default")  # the values of the flat settings these nested configs replace
+    assert (default.test_queries, default.dev_queries, default.train_queries) == (100, 24, 64)
+    head, student = default.head_train, default.student_train
+    assert (head.learning_rate, head.num_epochs, head.per_device_batch_size, head.eval_every_steps) == (2e-3, 40, 8, 10)
+    assert (head.weight_decay, head.mixed_precision, head.metric_for_best) == (0.0, "no", "nDCG@10")
+    assert (student.learning_rate, student.max_steps, student.per_device_batch_size, student.eval_every_steps) == (
+        2e-4, 100, 32, 20)
+    smoke = recipe.config("smoke", seed=5, **{"student_train.seed": 1})
+    assert (smoke.head_train.seed, smoke.decoder_train.seed, smoke.student_train.seed) == (5, 5, 1)
+    assert smoke.student_train.save_every_steps == smoke.student_train.max_steps == 3
+    assert paper.student_train.max_steps == 2000 and paper.decoder_train.eval_every_steps == 500

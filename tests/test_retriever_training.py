@@ -26,12 +26,13 @@ from rerank_lib.retrievers.dca import (
 from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates, rpg_loss
 from rerank_lib.retrievers.training import (
     LMReader,
-    RetrievalEvaluator,
     RetrievalExample,
+    document_recalls,
     encoder_forward,
     examples_from_qrels,
     load_weights,
     tokenize_documents,
+    retrieve,
 )
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -264,9 +265,17 @@ FACTS = [
 ]
 
 
-def test_tiny_ctl_run_lowers_loss_and_keeps_best_checkpoint(tmp_path):
+def test_document_recalls_by_hand():
+    run = {"q1": {"a": 3.0, "b": 2.0}, "q2": {"b": 3.0, "a": 2.0, "c": 1.0}}
+    qrels = {"q1": {"a": 1}, "q2": {"a": 1, "c": 1}}  # q2 needs both a (rank 2) and c (rank 3) in the top k
+    assert document_recalls(run, qrels, (1, 2, 4)) == {"recall@1": 0.5, "recall@2": 0.5, "recall@4": 1.0}
+
+
+def test_tiny_ctl_run_lowers_loss_and_selects_on_dev_from_the_start(tmp_path):
+    from rerank_lib.evaluation import evaluate
+    from rerank_lib.experiment import DevEvaluator, train_with_dev_selection
     from rerank_lib.retrievers import BiEncoder
-    from rerank_lib.training import TrainConfig, train
+    from rerank_lib.training import TrainConfig
 
     enc = BiEncoder("minilm-l6", device="cpu", bf16=False, max_length=24)
     corpus = {f"d{i}": Document(f"d{i}", text) for i, (_, text) in enumerate(FACTS)}
@@ -276,27 +285,23 @@ def test_tiny_ctl_run_lowers_loss_and_keeps_best_checkpoint(tmp_path):
                                    n_hard=1)
     documents = {d: doc.text_for_model for d, doc in corpus.items()}
     cfg = CTLConfig(hard_neg_ratio=0.25, temperature=0.5)  # 2 hard negatives per batch of 8
-    seen = []
-    evaluator = RetrievalEvaluator(enc, corpus, queries, qrels, ks=(1,), measures=("nDCG@10",), cache=False)
-    pick = {1: 0.0, 2: 1.0, 3: 0.5}  # the named selection metric peaks at the 2nd evaluation (step 4)
-
-    def eval_fn(model):
-        metrics = evaluator(model)
-        seen.append(metrics)
-        return {"pick": pick[len(seen)], **metrics}
-
+    picks = iter([0.0, 0.0, 1.0, 0.5])  # the named selection metric peaks at the 3rd evaluation (step 4; 0 first)
+    dev = DevEvaluator(lambda _model: retrieve(enc, corpus, queries, cache=False), qrels, ["nDCG@10"],
+                       extra=lambda run: {**document_recalls(run, qrels, (1,)), "pick": next(picks)})
     tc = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=2e-4, num_epochs=6,
                      per_device_batch_size=8, log_every_steps=1, eval_every_steps=2, save_every_steps=None,
                      metric_for_best="pick", mixed_precision="no", warmup_ratio=0.0, lr_scheduler="constant")
-    result = train(enc.model, examples, CTLCollator(enc, documents, cfg, seed=0), ctl_compute_loss(enc, cfg), tc,
-                   eval_fn=eval_fn)
-    losses = [row["loss"] for row in result.history]
+    sel = train_with_dev_selection(enc.model, examples, CTLCollator(enc, documents, cfg, seed=0),
+                                   ctl_compute_loss(enc, cfg), tc, dev)
+    losses = [row["loss"] for row in sel.result.history]
     assert len(losses) == 6 and losses[-1] < 0.7 * losses[0] and losses == sorted(losses, reverse=True), losses
-    assert [r["step"] for r in result.eval_history] == [2, 4, 6] and result.best_step == 4
-    load_weights(enc, result.best_dir)  # checkpoint selection: the weights of step 4, not of the last step
-    assert evaluator() == seen[1]
+    assert [r["step"] for r in sel.curve] == [0, 2, 4, 6] and sel.step == 4 and not sel.is_start
+    load_weights(enc, sel.model_dir)  # checkpoint selection: the weights of step 4, not of the last step
+    again = retrieve(enc, corpus, queries, cache=False)
+    assert evaluate(again, qrels, ["nDCG@10"]) == pytest.approx(evaluate(sel.dev_run, qrels, ["nDCG@10"]), abs=1e-9)
+    assert document_recalls(again, qrels, (1,))["recall@1"] == pytest.approx(sel.curve[2]["recall@1"])
     final = BiEncoder("minilm-l6", device="cpu", bf16=False, max_length=24)
-    load_weights(final, result.final_dir)
+    load_weights(final, sel.result.final_dir)
     name, param = next(iter(enc.model.named_parameters()))
     assert not torch.equal(param, dict(final.model.named_parameters())[name])
 
@@ -313,7 +318,26 @@ def test_profiles_resolve_offline_and_reject_unknown_methods():
     assert recipe.config("smoke", methods=["ctl"]).methods == ("ctl",)
     with pytest.raises(ValueError, match="unknown methods"):
         recipe.config("default", methods=["dpr"])
-    assert recipe.scifact_config("default").metric_for_best == "nDCG@10"
+    assert recipe.scifact_config("default").train.metric_for_best == "nDCG@10"
+
+
+def test_profiles_nest_train_configs_with_the_old_default_values():
+    from rerank_lib.recipes import retriever_training as recipe
+
+    default = recipe.config("default")
+    assert (default.ctl_train.learning_rate, default.ctl_train.per_device_batch_size, default.ctl_train.max_steps,
+            default.ctl_train.eval_every_steps, default.ctl_train.save_every_steps) == (5e-5, 32, None, 9, 9)
+    assert (default.dca_train.num_epochs, default.dca_train.eval_every_steps, default.rpg_train.eval_every_steps) == (
+        2, 12, 8)
+    assert default.rpg_train.lr_scheduler == "cosine" and default.ctl_train.metric_for_best == "recall@4"
+    assert recipe.config("paper").ctl_train.max_steps == 100 and recipe.scifact_config("paper").train.max_steps == 100
+    sci = recipe.scifact_config("default")
+    assert (sci.train.learning_rate, sci.train.per_device_batch_size, sci.train.max_steps) == (5e-5, 32, None)
+    moved = recipe.config("default", seed=7, **{"dca_train.seed": 3, "ctl_train.learning_rate": 1e-5})
+    assert (moved.ctl_train.seed, moved.rpg_train.seed, moved.dca_train.seed) == (7, 7, 3)
+    assert moved.ctl_train.learning_rate == 1e-5
+    with pytest.raises(TypeError, match="unknown setting"):
+        recipe.config("default", ctl_lr=1e-5)  # the old spelling is gone, not silently ignored
 
 
 def test_faire_record_carries_localrqa_recall_and_refuses_leaks(tmp_path):

@@ -4,7 +4,7 @@ every later notebook.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -14,7 +14,7 @@ from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from ..experiment import Timer, record_run, save_run
-from ..settings import resolve_profile
+from ..settings import Settings, resolve_profile, snapshot
 
 PIPELINE = "first_stage"
 
@@ -28,7 +28,7 @@ REFERENCES = {
 
 
 @dataclass(frozen=True)
-class FirstStageConfig:
+class FirstStageConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
@@ -39,7 +39,7 @@ class FirstStageConfig:
     dense_model: str = "minilm-l6"
     dense_pooling: str = "mean"
     dense_max_length: int = 256
-    dense_batch_size: int = 32
+    dense_batch_size: int = 32  # documents per forward pass when encoding the corpus
     query_prefix: str = ""
     doc_prefix: str = ""
     dl_depth: int = 100  # TREC DL: the BM25 top-100 is all the text we have
@@ -83,7 +83,7 @@ def encoder(cfg: FirstStageConfig) -> BiEncoder:
 def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
     """BM25, MiniLM dense and their reciprocal-rank fusion on SciFact test; BM25 on train (saved for later notebooks)."""
     test, train = data["scifact/test"], data["scifact/train"]
-    params = asdict(cfg)
+    params = snapshot(cfg)
     with Timer() as t_index:
         index = BM25Index.build(test.corpus, k1=cfg.bm25_k1, b=cfg.bm25_b)
     with Timer() as t:
@@ -102,7 +102,8 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         corpus = {d: corpus[d] for d in sorted(pool) if d in corpus}
     enc = encoder(cfg)
     with Timer() as t:
-        dense = dense_search(enc, corpus, test.queries, k=cfg.depth)
+        embeddings = enc.encode_corpus(corpus, batch_size=cfg.dense_batch_size)
+        dense = dense_search(enc, corpus, test.queries, k=cfg.depth, corpus_embeddings=embeddings)
     save_run(dense, results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")
     records.append(record_run(
         dense, test.qrels, pipeline=PIPELINE, method="minilm-l6-dense", dataset="scifact", split="test",
@@ -128,7 +129,7 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         records.append(record_run(
             bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
             results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
-            reference=REFERENCES[(year, "bm25")], params=asdict(cfg), seed=cfg.seed))
+            reference=REFERENCES[(year, "bm25")], params=snapshot(cfg), seed=cfg.seed))
     return records
 
 

@@ -7,7 +7,7 @@ a test set.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -17,14 +17,14 @@ from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
 from ..experiment import Timer, load_run, record_run, save_run
-from ..settings import resolve_profile
+from ..settings import Settings, resolve_profile, snapshot
 
 PIPELINE = "teacher"
 TEST_SETS = (("scifact", "test"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))
 
 
 @dataclass(frozen=True)
-class TeacherConfig:
+class TeacherConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
@@ -42,10 +42,8 @@ PROFILES = {
 
 
 def config(profile: str = "default", **overrides) -> TeacherConfig:
-    if "teachers" in overrides and overrides["teachers"] is not None:
-        overrides["teachers"] = tuple(overrides["teachers"])
-        for name in overrides["teachers"]:
-            spec(name)
+    for name in overrides.get("teachers") or ():
+        spec(name)  # an unknown teacher is an error now, not after the first test set
     return resolve_profile(TeacherConfig(), PROFILES, profile, overrides)
 
 
@@ -67,7 +65,7 @@ def score_test_sets(cfg: TeacherConfig, results_dir) -> list:
             records.append(record_run(
                 scores, ds.qrels, pipeline=PIPELINE, method=teacher, dataset=name, split=split, profile=cfg.profile,
                 results_dir=results_dir, baselines={"bm25": bm25}, model=spec(teacher).note, first_stage="bm25",
-                depth=cfg.depth, params=asdict(cfg), seed=cfg.seed, wall_s=t.s))
+                depth=cfg.depth, params=snapshot(cfg), seed=cfg.seed, wall_s=t.s))
     return records
 
 

@@ -22,7 +22,6 @@ from ..atomic import write_json
 from ..data.localrqa import QAExample, document_recall
 from ..data.trec import ranked
 from ..data.types import Document, Run
-from ..evaluation import evaluate
 from ..first_stage import dense_search, rerank_with_encoder
 from ..models import load_causal_lm, load_tokenizer
 from ..paths import cache_dir
@@ -85,38 +84,26 @@ def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-class RetrievalEvaluator:
-    """The evaluation LocalRQA runs during training, as an eval_fn for `train()`: retrieve for every evaluation
-    question with the current weights and return LocalRQA's document recall@k (all gold passages in the top k;
-    `recall@1`, `recall@4`) and ir-measures measures (nDCG@10).
+def retrieve(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
+             candidates: Run | None = None, cache: bool = True) -> Run:
+    """What LocalRQA retrieves while it evaluates a retriever under training, with the encoder's current weights.
 
     Without `candidates` it searches the whole `corpus` (LocalRQA's FaissRetriever over the document database);
     with a candidate run it reranks each query's top-`depth` candidates (a cheap dev signal on a large corpus).
     Corpus embeddings go through BiEncoder.encode_corpus's cache, keyed by the weights, so a later step with the
-    same weights (RPG's index refresh, the test run of the best checkpoint) reuses them.
+    same weights (RPG's index refresh, the test run of the selected checkpoint) reuses them. It is the `produce`
+    of the experiment layer's DevEvaluator for the retriever recipes.
     """
+    if candidates is not None:
+        return rerank_with_encoder(encoder, candidates, corpus, queries, depth=depth, cache=cache)
+    corpus_emb = encoder.encode_corpus(corpus, cache=cache, show_progress=False)
+    return dense_search(encoder, corpus, queries, k=depth, corpus_embeddings=corpus_emb)
 
-    def __init__(self, encoder, corpus: Mapping[str, Document], queries: Mapping[str, str],
-                 qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4), measures: Sequence[str] = ("nDCG@10",),
-                 depth: int = 100, candidates: Run | None = None, cache: bool = True):
-        self.encoder, self.corpus, self.queries, self.qrels = encoder, corpus, dict(queries), qrels
-        self.ks, self.measures, self.depth, self.candidates, self.cache = tuple(ks), tuple(measures), depth, candidates, cache
 
-    def run(self) -> Run:
-        if self.candidates is not None:
-            return rerank_with_encoder(self.encoder, self.candidates, self.corpus, self.queries, depth=self.depth,
-                                       cache=self.cache)
-        corpus_emb = self.encoder.encode_corpus(self.corpus, cache=self.cache, show_progress=False)
-        return dense_search(self.encoder, self.corpus, self.queries, k=self.depth, corpus_embeddings=corpus_emb)
-
-    def metrics(self, run: Run) -> dict[str, float]:
-        out = {f"recall@{k}": _mean(document_recall(run, self.qrels, k)) for k in self.ks}
-        if self.measures:
-            out.update(evaluate(run, self.qrels, list(self.measures)))
-        return out
-
-    def __call__(self, model=None) -> dict[str, float]:
-        return self.metrics(self.run())
+def document_recalls(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4)) -> dict[str, float]:
+    """LocalRQA's document recall@k (every gold passage in the top k), averaged over the questions: the metrics
+    that are not ir-measures measures (a DevEvaluator's `extra`)."""
+    return {f"recall@{k}": _mean(document_recall(run, qrels, k)) for k in ks}
 
 
 def _mean(values: Mapping[str, float]) -> float:

@@ -1,7 +1,7 @@
 """LLM -> BERT distillation: candidate teachers measured on dev, labels in RAG-Retrieval's format, the student."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +11,15 @@ from ...data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
 from ...data.trec import ranked
 from ...data.types import Run
 from ...evaluation import evaluate
-from ...rerankers import CrossEncoder, fit
+from ...experiment import Timer, jsonable, pipeline_cache, record_run
+from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
+from ...settings import snapshot
 from ...teacher import teacher_scores
-from ...training import TrainConfig
-from ...experiment import Timer, jsonable, record_run
 from .data import LLMData
-from .llm import _pairs
-from .rows import Row, _common, _dev_evaluator, _dev_run, _evaluate_trained, _fingerprint, _output_dir
-from .settings import LLMRerankerConfig, _slug, cache_root
+from .llm import load_llm, pairs_of
+from .rows import Row, common_kwargs, train_ranker
+from .settings import LLMRerankerConfig, slug
 
 
 def _platt(scores: np.ndarray, labels: np.ndarray):
@@ -62,10 +62,11 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
     """Each candidate teacher on the dev slice (nDCG@10, RR@10 of its ranking of the dev BM25 top-dev_depth) and its
     labels for the training pairs, in [0, 1]: LLM P(Yes) at the first step (RAG-Retrieval's teacher), the trained
     head's and the offline teacher's scores Platt-scaled on the training pairs' qrels."""
-    teacher_llm = teacher_llm or llm
+    if teacher_llm is None:  # RAG-Retrieval's chat-template teacher is another prompt: one more forward pass
+        teacher_llm = llm if cfg.teacher_prompt == llm.prompt.kind else load_llm(cfg, prompt=cfg.teacher_prompt)
     flat_q = [g.query for g in data.groups for _ in g.docs]
     flat_d = [d for g in data.groups for d in g.docs]
-    dev_q, dev_d = _pairs(data.dev_bm25, data.dev)
+    dev_q, dev_d = pairs_of(data.dev_bm25, data.dev)
     dev_keys = [(q, d) for q, docs in data.dev_bm25.items() for d, _ in ranked(docs)]
 
     def to_run(values) -> Run:
@@ -123,7 +124,7 @@ def distillation_file(cfg: LLMRerankerConfig, data: LLMData, sources: Sources, r
     groups = [TrainGroup(g.query, g.docs, [min(1.0, max(0.0, s)) for s in scores], n_pos=len(g.docs),
                          query_id=g.query_id, doc_ids=g.doc_ids)
               for g, scores in zip(data.groups, sources.train_scores[sources.chosen])]
-    path = cache_root(cfg, results_dir) / f"scifact_train.distill.{sources.chosen}.jsonl"
+    path = pipeline_cache(results_dir, cfg.profile, "llm_reranker") / f"scifact_train.distill.{sources.chosen}.jsonl"
     return write_pairs_jsonl(path, groups, "rag-retrieval", distillation=True)
 
 
@@ -134,35 +135,20 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
     for g, orig in zip(groups, data.groups):
         g.query_id = orig.query_id
     student = CrossEncoder(cfg.student, max_length=cfg.student_max_length, init_seed=cfg.seed)
-    with Timer() as t0:
+    with Timer() as t:
         start_test = student.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth,
                                     batch_size=cfg.score_batch_size)
-        start_dev_run = student.rerank(data.dev_bm25, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth,
-                                       batch_size=cfg.score_batch_size)
-    start_method = f"ce-{_slug(cfg.student)}-start"
+    start_method = f"ce-{slug(cfg.student)}-start"
     start_rec = record_run(start_test, data.test.qrels, method=start_method,
                            model=f"{cfg.student} (untrained head)", baselines={"bm25": data.test_bm25},
-                           params=jsonable(asdict(cfg)), wall_s=t0.s, **_common(cfg, data, results_dir, False))
-    start = Row(start_method, start_test, start_dev_run, records=[start_rec],
-                start_dev=evaluate(start_dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
-    dev = _dev_evaluator(cfg, data, batch_size=cfg.score_batch_size)
-    train_cfg = TrainConfig(
-        output_dir=_output_dir(cfg, results_dir, f"distill-{source}",
-                               [{k: v for k, v in asdict(cfg).items() if k.startswith("student") or k in (
-                                   "seed", "dev_queries", "dev_depth")}, source, _fingerprint(groups),
-                                [g.labels for g in groups]]),
-        seed=cfg.seed, learning_rate=cfg.student_lr, num_epochs=1000, max_steps=cfg.student_steps,
-        per_device_batch_size=cfg.student_batch, warmup_ratio=0.1, log_every_steps=1,
-        eval_every_steps=cfg.student_eval_every, save_every_steps=cfg.student_steps, keep_last_checkpoints=1,
-        metric_for_best="nDCG@10")
-    with Timer() as t:
-        result = fit(student, groups, loss=cfg.student_loss, config=train_cfg, eval_fn=dev)
-    dev_run = _dev_run(dev, student, result)
-    method = f"ce-{_slug(cfg.student)}-distill-{source}"
-    records, test_run = _evaluate_trained(
-        cfg, data, results_dir, method, student, result, dev_run, start,
-        model=f"{cfg.student} distilled from {source} ({cfg.student_loss}, soft labels)",
-        params={"distill_source": source, "loss": cfg.student_loss}, wall_s=t.s)
-    row = Row(method, test_run, dev_run, result, records, start.start_dev)
-    row.ranker = student
-    return start, row
+                           params=jsonable(snapshot(cfg)), wall_s=t.s,
+                           **common_kwargs(cfg, data, results_dir, False))
+    start = Row(start_method, start_test, records=[start_rec])
+    trained = train_ranker(
+        cfg, data, results_dir, student, groups, loss=cfg.student_loss, train=cfg.student_train,
+        name=f"distill-{source}", method=f"ce-{slug(cfg.student)}-distill-{source}", start=start,
+        batch_size=cfg.score_batch_size, model=f"{cfg.student} distilled from {source} ({cfg.student_loss}, soft labels)",
+        params={"distill_source": source, "loss": cfg.student_loss},
+        key={"student": cfg.student, "max_length": cfg.student_max_length, "seed": cfg.seed, "source": source,
+             "dev_depth": cfg.dev_depth})
+    return start, trained

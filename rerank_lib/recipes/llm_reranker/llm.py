@@ -16,7 +16,8 @@ def load_llm(cfg: LLMRerankerConfig, prompt: str = "flagembedding") -> DecoderRe
     return DecoderReranker(cfg.llm, head="yes", prompt=prompt, max_length=cfg.max_length)
 
 
-def _pairs(run: Run, ds: Dataset) -> tuple[list[str], list[str]]:
+def pairs_of(run: Run, ds: Dataset) -> tuple[list[str], list[str]]:
+    """The (query text, document text) of every pair of `run`, in rank order."""
     pairs = [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
     return [ds.queries[q] for q, _ in pairs], [ds.corpus[d].text_for_model for _, d in pairs]
 
@@ -25,7 +26,7 @@ def llm_features(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData) ->
     """One forward pass per pair of every set (train groups, dev, test), cached; returns the cost per set."""
     rows = []
     sets = {"train": ([g.query for g in data.groups for _ in g.docs], [d for g in data.groups for d in g.docs]),
-            "dev": _pairs(data.dev_bm25, data.dev), data.test_split: _pairs(data.test_bm25, data.test)}
+            "dev": pairs_of(data.dev_bm25, data.dev), data.test_split: pairs_of(data.test_bm25, data.test)}
     for name, (qs, ds) in sets.items():
         with Timer() as t:
             llm.hidden_features(qs, ds, batch_size=cfg.feature_batch_size, show_progress=True)

@@ -1,34 +1,40 @@
-"""One evaluated model per row: BM25, the zero-shot read-outs, the trained heads and decoders, and their records."""
+"""One evaluated model per row: BM25, the zero-shot read-outs, the trained heads, decoders and students, and their
+records. Every trained row goes through experiment.train_with_dev_selection (its untrained start is step 0, a
+checkpoint candidate) and experiment.record_reranker (its row and its dev-weighted `+interp` row)."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
 
 from ...data.pairs import TrainGroup
 from ...data.types import Run
-from ...evaluation import evaluate, interpolate
-from ...rerankers import RerankEvaluator, fit
+from ...experiment import (
+    DevEvaluator, Selected, Timer, fingerprint, jsonable, record_reranker, record_run, run_dir, train_with_dev_selection,
+)
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
+from ...settings import snapshot
 from ...training import TrainConfig
-from ...experiment import Timer, choose_interpolation_weight, jsonable, record_run
+from ...training.groups import group_training
 from .data import LLMData
-from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, _slug, cache_root
+from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, slug
+
+DEV_MEASURES = ("nDCG@10", "RR@10")
 
 
 @dataclass
 class Row:
-    """One evaluated model: its test run, dev run, training result (None for zero-shot) and record(s)."""
+    """One evaluated model: its test run, its (selected checkpoint's) dev run, its training (None for zero-shot)."""
 
     method: str
     test_run: Run
-    dev_run: Run
-    result: object = None
+    dev_run: Run | None = None
+    selected: Selected | None = None
     records: list = field(default_factory=list)
-    start_dev: dict | None = None  # dev metrics of its starting point (step 0 of the learning curve)
+    ranker: Any = None
 
 
-def _common(cfg, data: LLMData, results_dir, trained: bool) -> dict:
+def common_kwargs(cfg: LLMRerankerConfig, data: LLMData, results_dir, trained: bool) -> dict:
+    """record_run's arguments every row of this recipe shares (trained rows add the leak guard)."""
     common = dict(pipeline=PIPELINE, dataset="scifact", split=data.test_split, profile=cfg.profile,
                   results_dir=results_dir, first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
     if trained:
@@ -41,7 +47,7 @@ def record_bm25(cfg: LLMRerankerConfig, data: LLMData, results_dir):
     """BM25 on the same test queries (its own section of the results when the test set is a subset)."""
     return record_run(data.test_bm25, data.test.qrels, method="bm25", model="bm25s (stemmed, title + text)",
                       params={"depth": cfg.depth, "test_queries": cfg.test_queries},
-                      **{**_common(cfg, data, results_dir, False), "pipeline": "first_stage"})
+                      **{**common_kwargs(cfg, data, results_dir, False), "pipeline": "first_stage"})
 
 
 ZERO_SHOT = {
@@ -58,90 +64,58 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     start = HeadOnlyRanker(llm, init=init, feature_batch_size=cfg.feature_batch_size)
     with Timer() as t:
         test_run = start.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
-        dev_run = start.rerank(data.dev_bm25, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth)
-    method = f"{_slug(cfg.llm)}-{init}-zero-shot"
+    method = f"{slug(cfg.llm)}-{init}-zero-shot"
     record = record_run(test_run, data.test.qrels, method=method,
                         model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
-                        baselines={"bm25": data.test_bm25}, params=jsonable({**asdict(cfg), "zero_shot": init}),
-                        wall_s=t.s, **_common(cfg, data, results_dir, False))
-    return Row(method, test_run, dev_run, records=[record],
-               start_dev=evaluate(dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
+                        baselines={"bm25": data.test_bm25}, params=jsonable({**snapshot(cfg), "zero_shot": init}),
+                        wall_s=t.s, **common_kwargs(cfg, data, results_dir, False))
+    return Row(method, test_run, records=[record])
 
 
-def _dev_evaluator(cfg, data: LLMData, batch_size: int) -> RerankEvaluator:
-    return RerankEvaluator(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, depth=cfg.dev_depth,
-                           measures=["nDCG@10", "RR@10"], batch_size=batch_size)
+def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, groups: Sequence[TrainGroup], *,
+                 loss: str, train: TrainConfig, name: str, method: str, start: Row, model: str, params: dict,
+                 batch_size: int, key: dict) -> Row:
+    """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
+    test queries with it and record the row and its `+interp` row against BM25 and `start`."""
+    folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
+                     data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
+    plan = group_training(ranker, groups, loss=loss, config=replace(train, output_dir=str(folder)),
+                          group_size=cfg.group_size)
+    dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,
+                                 DEV_MEASURES, as_ranker=lambda _: ranker, batch_size=batch_size)
 
+    def load_selected(model_dir):
+        ranker.load_weights(model_dir)
+        return ranker.model
 
-def _output_dir(cfg, results_dir, name: str, payload) -> str:
-    key = hashlib.sha256(json.dumps(jsonable({"p": payload}), sort_keys=True).encode()).hexdigest()[:12]
-    return str(cache_root(cfg, results_dir) / "checkpoints" / f"{name}-{key}")
-
-
-def _fingerprint(groups: list[TrainGroup]) -> str:
-    return hashlib.sha256(json.dumps([[g.query, g.docs, g.labels] for g in groups]).encode()).hexdigest()[:16]
-
-
-def _dev_run(dev: RerankEvaluator, ranker, result) -> Run:
-    if len(dev.runs) == len(result.eval_history) and result.best_step is not None:
-        return dev.run_at(result)
-    dev(ranker)  # resumed from a finished run: score the restored best weights once
-    return dev.runs[-1]
-
-
-def _record_interp(reranked: Run, first_stage_run: Run, weight: float, qrels, *, method: str, params: dict, **kwargs):
-    """common.record_interpolation, which cannot also name the first stage (its run parameter is called
-    `first_stage`, the same name as record_run's label): the same interpolation and record, with the label."""
-    return record_run(interpolate(reranked, first_stage_run, weight), qrels, method=f"{method}+interp",
-                      params={**params, "interpolation_weight": weight}, **kwargs)
-
-
-def _evaluate_trained(cfg, data: LLMData, results_dir, method: str, ranker, result, dev_run: Run, start: Row,
-                      model: str, params: dict, wall_s: float, depth: int | None = None) -> tuple[list, Run]:
+    sel = train_with_dev_selection(ranker.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config, dev,
+                                   load_selected=load_selected, **plan.train_options)
+    plan.report_in_passes(sel.result)
+    load_selected(sel.model_dir)
+    ranker.model.eval()
     with Timer() as t:
-        test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=depth or cfg.depth)
-    common = _common(cfg, data, results_dir, True)
-    params = jsonable({**asdict(cfg), **params, "best_step": result.best_step, "dev_best": result.best_metric,
-                        "steps": result.global_step})
-    baselines = {"bm25": data.test_bm25, "start": start.test_run}
-    records = [record_run(test_run, data.test.qrels, method=method, model=model, baselines=baselines, params=params,
-                          wall_s=wall_s + t.s, **common)]
-    if cfg.interpolate:
-        weight, curve = choose_interpolation_weight(dev_run, data.dev_bm25, data.dev.qrels)
-        records.append(_record_interp(test_run, data.test_bm25, weight, data.test.qrels, method=method,
-                                            model=model, baselines=baselines,
-                                            params={**params, "dev_curve": curve.to_dict("list")},
-                                            wall_s=wall_s + t.s, **common))
-    return records, test_run
+        test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
+    params = jsonable({**snapshot(cfg), **params, "selected_step": sel.step, "selected_is_start": sel.is_start,
+                       "dev_selected": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step})
+    records = record_reranker(
+        test_run, data.test.qrels, first_stage_run=data.test_bm25, dev_run=sel.dev_run, first_stage_dev=data.dev_bm25,
+        dev_qrels=data.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method, params=params,
+        model=model, baselines={"bm25": data.test_bm25, "start": start.test_run}, wall_s=sel.wall_s + t.s,
+        **common_kwargs(cfg, data, results_dir, True))
+    return Row(method, test_run, sel.dev_run, sel, records, ranker)
 
 
 def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss: str, start: Row,
                results_dir) -> Row:
-    """RAG-Retrieval's score head on the frozen decoder's cached last-token state, trained with `loss` via fit.
-    `start` is the zero-shot row of `cfg.head_init` (the head before training): its dev metrics are step 0."""
+    """RAG-Retrieval's score head on the frozen decoder's cached last-token state, trained with `loss`. `start` is
+    the zero-shot row of `cfg.head_init`: the head before training (step 0 of its curve)."""
     probe = HeadOnlyRanker(llm, init=cfg.head_init, init_seed=cfg.seed, feature_batch_size=cfg.feature_batch_size)
-    dev = _dev_evaluator(cfg, data, batch_size=256)
-    start_dev = start.start_dev
-    if start_dev is None:  # a start without dev metrics: score the untrained head once
-        start_dev = evaluate(probe.rerank(dev.run, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
-                             data.dev.qrels, ["nDCG@10", "RR@10"])
-    train_cfg = TrainConfig(
-        output_dir=_output_dir(cfg, results_dir, f"head-{loss}", [asdict(cfg), loss, _fingerprint(data.groups)]),
-        seed=cfg.seed, learning_rate=cfg.head_lr, num_epochs=cfg.head_epochs, per_device_batch_size=cfg.head_batch,
-        warmup_ratio=0.0, weight_decay=0.0, mixed_precision="no", log_every_steps=1,
-        eval_every_steps=cfg.head_eval_every, save_every_steps=200, keep_last_checkpoints=1,
-        metric_for_best="nDCG@10")
-    with Timer() as t:
-        result = fit(probe, data.groups, loss=loss, config=train_cfg, group_size=cfg.group_size, eval_fn=dev)
-    dev_run = _dev_run(dev, probe, result)
-    method = f"{_slug(cfg.llm)}-head-{loss.replace('_', '-')}"
-    records, test_run = _evaluate_trained(
-        cfg, data, results_dir, method, probe, result, dev_run, start,
+    return train_ranker(
+        cfg, data, results_dir, probe, data.groups, loss=loss, train=cfg.head_train, name=f"head-{loss}",
+        method=f"{slug(cfg.llm)}-head-{loss.replace('_', '-')}", start=start, batch_size=256,
         model=f"{cfg.llm} frozen + linear score head from the {cfg.head_init} row(s) ({loss})",
-        params={"loss": loss, "recipe": "head-only"}, wall_s=t.s)
-    row = Row(method, test_run, dev_run, result, records, start_dev)
-    row.ranker = probe
-    return row
+        params={"loss": loss, "recipe": "head-only"},
+        key={"llm": cfg.llm, "max_length": cfg.max_length, "head_init": cfg.head_init, "seed": cfg.seed})
 
 
 def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Row, results_dir) -> Row:
@@ -155,22 +129,14 @@ def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Ro
     ranker.cache_features = False  # the backbone changes every step: dev scores run the model itself
     if head == "score":  # a fresh head: its own untrained start, not the zero-shot Yes logit
         start_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
-        start = Row(f"{_slug(model_name)}-score-untrained", start_run, {})
-    dev = _dev_evaluator(cfg, data, batch_size=cfg.feature_batch_size)
-    train_cfg = TrainConfig(
-        output_dir=_output_dir(cfg, results_dir, variant, [asdict(cfg), variant, _fingerprint(data.groups)]),
-        seed=cfg.seed, learning_rate=cfg.decoder_lr, num_epochs=cfg.decoder_epochs, max_steps=cfg.decoder_max_steps,
-        per_device_batch_size=cfg.decoder_batch, warmup_ratio=0.1, log_every_steps=1,
-        eval_every_steps=cfg.decoder_eval_every, save_every_steps=50, keep_last_checkpoints=1,
-        metric_for_best="nDCG@10", mixed_precision="no" if ranker.device.type == "cpu" else "auto")
-    with Timer() as t:
-        result = fit(ranker, data.groups, loss=loss, config=train_cfg, group_size=cfg.group_size, eval_fn=dev)
-    dev_run = _dev_run(dev, ranker, result)
-    method = f"{_slug(model_name)}-{variant}"
-    records, test_run = _evaluate_trained(
-        cfg, data, results_dir, method, ranker, result, dev_run, start,
+        start = Row(f"{slug(model_name)}-score-untrained", start_run)
+    train = cfg.decoder_train
+    if ranker.device.type == "cpu":
+        train = replace(train, mixed_precision="no")
+    return train_ranker(
+        cfg, data, results_dir, ranker, data.groups, loss=loss, train=train, name=variant,
+        method=f"{slug(model_name)}-{variant}", start=start, batch_size=cfg.feature_batch_size,
         model=f"{model_name} ({variant}: {'LoRA r%d' % cfg.lora_r if lora else 'all weights'}, {loss})",
-        params={"loss": loss, "recipe": variant}, wall_s=t.s)
-    row = Row(method, test_run, dev_run, result, records)
-    row.ranker = ranker
-    return row
+        params={"loss": loss, "recipe": variant},
+        key={"model": model_name, "max_length": cfg.max_length, "lora": snapshot(settings) if lora else None,
+             "seed": cfg.seed})

@@ -1,11 +1,10 @@
-"""The LLM-reranker recipe's settings: the config dataclass, its profiles, and the names and folders they imply."""
+"""The LLM-reranker recipe's settings: the config dataclass, its profiles, and the names they imply."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from ...experiment import pipeline_cache
-from ...settings import resolve_profile
+from ...settings import Settings, override, resolve_profile
+from ...training import TrainConfig
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {
@@ -14,10 +13,18 @@ DECODER_VARIANTS = {
     "full-score": ("score", "rag-retrieval", False, "point_ce"),  # RAG-Retrieval LLMDecoder, every weight
 }
 SOURCES = ("llm-zero-shot", "llm-head", "bm25+minilm-l6")
+STAGES = ("head_train", "decoder_train", "student_train")  # the trained models, each with its own TrainConfig
+
+
+def _train(**values) -> TrainConfig:
+    """A stage's TrainConfig; seed 13 is the recipe's seed (config() keeps each stage's seed equal to `seed`
+    unless a `<stage>.seed` override names one)."""
+    values = {"seed": 13, "log_every_steps": 1, "keep_last_checkpoints": 1, "metric_for_best": "nDCG@10", **values}
+    return TrainConfig(**values)
 
 
 @dataclass(frozen=True)
-class LLMRerankerConfig:
+class LLMRerankerConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
@@ -27,27 +34,24 @@ class LLMRerankerConfig:
     feature_batch_size: int = 16
     # evaluation
     depth: int = 20  # SciFact test: rerank the BM25 top-`depth`
-    test_queries: int | None = 100  # a seeded subset of SciFact test (None: all 300); ~0.2 s per SmolLM2 pair here
-    dev_queries: int | None = 24  # of the dev slice (None: all)
+    # (None, all, is the base: a profile cannot set None; the default profile sets 100 / 24 / 64)
+    test_queries: int | None = None  # a seeded subset of SciFact test (None: all 300); ~0.2 s per SmolLM2 pair here
+    dev_queries: int | None = None  # of the dev slice (None: all)
     dev_depth: int = 10
     # training data (SciFact train minus the dev slice)
-    train_queries: int | None = 64
+    train_queries: int | None = None
     group_size: int = 8  # positives + BM25 negatives per query
     negative_range: tuple[int, int] = (0, 30)
-    # score head on the frozen decoder
+    # score head on the frozen decoder; its batch counts pairs (pointwise) or groups (group losses)
     head_losses: tuple[str, ...] = ("point_ce", "group_ce")
     head_init: str = "yes-no"  # the head's first weights: the Yes-minus-No rows (its start = that zero-shot row)
-    head_lr: float = 2e-3
-    head_epochs: int = 40
-    head_batch: int = 8  # pairs (pointwise) or groups (group losses) per step
-    head_eval_every: int = 10
-    # whole-decoder training (the paper path; costly on CPU)
+    head_train: TrainConfig = field(default_factory=lambda: _train(
+        learning_rate=2e-3, num_epochs=40, per_device_batch_size=8, eval_every_steps=10, warmup_ratio=0.0,
+        weight_decay=0.0, mixed_precision="no", save_every_steps=200))
+    # whole-decoder training (the paper path; costly on CPU; mixed precision 'no' on a CPU)
     decoder_variants: tuple[str, ...] = ()
-    decoder_lr: float = 2e-4
-    decoder_epochs: int = 1
-    decoder_max_steps: int | None = None
-    decoder_batch: int = 2
-    decoder_eval_every: int | None = None
+    decoder_train: TrainConfig = field(default_factory=lambda: _train(
+        learning_rate=2e-4, num_epochs=1, per_device_batch_size=2, warmup_ratio=0.1, save_every_steps=50))
     lora_r: int = 32
     lora_alpha: float = 64
     lora_dropout: float = 0.1
@@ -59,22 +63,22 @@ class LLMRerankerConfig:
     student: str = "minilm-l6"
     student_max_length: int = 128
     student_loss: str = "point_ce"
-    student_lr: float = 2e-4
-    student_steps: int = 100
-    student_batch: int = 32
-    student_eval_every: int = 20
+    student_train: TrainConfig = field(default_factory=lambda: _train(
+        learning_rate=2e-4, num_epochs=1000, max_steps=100, per_device_batch_size=32, warmup_ratio=0.1,
+        eval_every_steps=20, save_every_steps=100))
     score_batch_size: int = 64
     interpolate: bool = True
 
 
 PROFILES = {
     "smoke": {"max_length": 96, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
-              "group_size": 4, "negative_range": (0, 10), "head_losses": ("group_ce",), "head_epochs": 4,
-              "head_batch": 2, "head_eval_every": 4, "student_max_length": 64, "student_steps": 3, "student_batch": 8,
-              "student_eval_every": 3, "feature_batch_size": 8,
+              "group_size": 4, "negative_range": (0, 10), "head_losses": ("group_ce",), "head_train.num_epochs": 4,
+              "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 4, "student_max_length": 64,
+              "student_train.max_steps": 3, "student_train.save_every_steps": 3, "student_train.per_device_batch_size": 8,
+              "student_train.eval_every_steps": 3, "feature_batch_size": 8,
               # the offline teacher would encode a corpus subset here (minutes); default and paper measure it
               "distill_sources": ("llm-zero-shot", "llm-head")},
-    "default": {},
+    "default": {"test_queries": 100, "dev_queries": 24, "train_queries": 64},
     # GPU users online. RAG-Retrieval config/training_llm.yaml: Qwen2.5-1.5B-Instruct, point_ce, lr 5e-5, 2 epochs,
     # batch 12 x accumulation 2, max_len 1024, query "query: {}", document "document: {}", seq "\n", special
     # token "</s>". FlagEmbedding examples/finetune/reranker/decoder_only/base.sh: bge-reranker-v2-gemma, LoRA r 32,
@@ -83,41 +87,41 @@ PROFILES = {
     "paper": {"llm": "BAAI/bge-reranker-v2-gemma", "score_llm": "Qwen/Qwen2.5-1.5B-Instruct", "max_length": 1024,
               "depth": 100, "test_queries": None, "dev_queries": None, "dev_depth": 100, "train_queries": None,
               "group_size": 8, "negative_range": (0, 100), "decoder_variants": ("lora-yes", "full-score"),
-              "decoder_lr": 2e-4, "decoder_epochs": 1, "decoder_batch": 2, "decoder_eval_every": 500,
-              "teacher_prompt": "chat", "student": "BAAI/bge-reranker-base", "student_max_length": 512,
-              "student_lr": 5e-5, "student_steps": 2000, "student_batch": 96, "student_eval_every": 500,
-              "feature_batch_size": 64},
+              "decoder_train.learning_rate": 2e-4, "decoder_train.num_epochs": 1, "decoder_train.per_device_batch_size": 2,
+              "decoder_train.eval_every_steps": 500, "teacher_prompt": "chat", "student": "BAAI/bge-reranker-base",
+              "student_max_length": 512, "student_train.learning_rate": 5e-5, "student_train.max_steps": 2000,
+              "student_train.save_every_steps": 2000, "student_train.per_device_batch_size": 96,
+              "student_train.eval_every_steps": 500, "feature_batch_size": 64},
 }
 
 
-def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
-    for name in ("head_losses", "decoder_variants", "distill_sources", "negative_range"):
-        if overrides.get(name) is not None:
-            overrides[name] = tuple(overrides[name])
-    cfg = resolve_profile(LLMRerankerConfig(), PROFILES, profile, overrides)
-    bad = [v for v in cfg.decoder_variants if v not in DECODER_VARIANTS]
-    if bad:
-        raise ValueError(f"unknown decoder variant(s) {bad}; known: {list(DECODER_VARIANTS)}")
-    bad = [s for s in cfg.distill_sources if s not in SOURCES]
-    if bad:
-        raise ValueError(f"unknown distillation source(s) {bad}; known: {list(SOURCES)}")
-    if cfg.distill_source != "auto" and cfg.distill_source not in cfg.distill_sources:
-        raise ValueError(f"distill_source must be 'auto' or one of {cfg.distill_sources}")
+def _check(cfg: LLMRerankerConfig) -> None:
     from ...losses import LOSSES
 
-    bad = [loss for loss in cfg.head_losses if loss not in LOSSES]
-    if bad:
-        raise ValueError(f"unknown head loss(es) {bad}; known: {sorted(LOSSES)}")
+    for name, values, known in (("decoder variant", cfg.decoder_variants, DECODER_VARIANTS),
+                                ("distillation source", cfg.distill_sources, SOURCES),
+                                ("head loss", cfg.head_losses, LOSSES)):
+        bad = [v for v in values if v not in known]
+        if bad:
+            raise ValueError(f"unknown {name}(s) {bad}; known: {sorted(known)}")
+    if cfg.distill_source != "auto" and cfg.distill_source not in cfg.distill_sources:
+        raise ValueError(f"distill_source must be 'auto' or one of {cfg.distill_sources}")
     if cfg.head_init not in ("yes", "yes-no"):
         raise ValueError("head_init must be 'yes' or 'yes-no' (a zero-shot read-out, the head's recorded start)")
     if cfg.teacher_prompt not in ("flagembedding", "chat"):
         raise ValueError("teacher_prompt must be 'flagembedding' or 'chat'")
+
+
+def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
+    """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
+    training seed follows `seed` unless its own `<stage>.seed` is given."""
+    cfg = resolve_profile(LLMRerankerConfig(), PROFILES, profile, overrides)
+    named = set(overrides) | set(PROFILES.get(profile, {}))
+    cfg = override(cfg, {f"{stage}.seed": cfg.seed for stage in STAGES if f"{stage}.seed" not in named})
+    _check(cfg)
     return cfg
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A model's short name in method names."""
     return {"smollm2-135m-instruct": "smollm2"}.get(name, name.split("/")[-1].lower())
-
-
-def cache_root(cfg: LLMRerankerConfig, results_dir) -> Path:
-    return pipeline_cache(results_dir, cfg.profile, "llm_reranker")

@@ -1,8 +1,6 @@
 """faire's records: LocalRQA's recall@k beside nDCG@10, paired tests, +interp rows, the table and the curves."""
 from __future__ import annotations
 
-from dataclasses import asdict
-from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
@@ -12,12 +10,13 @@ from ...data.localrqa import document_recall
 from ...data.trec import qid_order
 from ...data.types import Run
 from ...evaluation import interpolate, paired_test, per_query
-from ...results import make_record, plot_curve, write_record
-from ...experiment import choose_interpolation_weight
+from ...experiment import choose_interpolation_weight, jsonable, results_table
+from ...results import make_record, write_record
+from ...settings import snapshot
 from .baselines import Baselines
 from .faire_data import FaireData
-from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig
-from .training import Outcome, _short, start_method
+from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig, short_name, start_method
+from .training import Outcome
 
 
 def faire_per_query(run: Run, qrels) -> pd.DataFrame:
@@ -56,49 +55,30 @@ def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, result
 
 def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:
     """Records on faire test: BM25, the zero-shot start, the teachers, each trainer and its +interp row (BM25
-    interpolation, weight chosen on eval by recall@4)."""
+    interpolation, weight chosen on eval by nDCG@10)."""
     test = data.test
     bm25, start = base.runs["bm25"]["test"], base.runs["zero-shot"]["test"]
-    short = _short(cfg.model)
-    records = [
-        record_faire(bm25, test, method="bm25", cfg=cfg, results_dir=results_dir, baselines={},
-                     model="bm25s (stemmed) over fmt_content"),
-        record_faire(start, test, method=start_method(cfg), cfg=cfg, results_dir=results_dir,
-                     baselines={"bm25": bm25}, model=f"{cfg.model} (max_length {cfg.max_length})"),
-    ]
+    both = {"bm25": bm25, "start": start}
+    common = dict(cfg=cfg, results_dir=results_dir)
+    records = [record_faire(bm25, test, method="bm25", baselines={}, model="bm25s (stemmed) over fmt_content", **common),
+               record_faire(start, test, method=start_method(cfg), baselines={"bm25": bm25},
+                            model=f"{cfg.model} (max_length {cfg.max_length})", **common)]
     for teacher in ("minilm-l6", "bm25+minilm-l6"):
         records.append(record_faire(base.runs[f"teacher-{teacher}"]["test"], test, method=f"teacher-{teacher}",
-                                    cfg=cfg, results_dir=results_dir, baselines={"bm25": bm25, "start": start},
-                                    model=f"offline teacher {teacher} (max_length {cfg.max_length}) on the BM25 top-{cfg.depth}"))
+                                    baselines=both, **common, model=f"offline teacher {teacher} (max_length "
+                                    f"{cfg.max_length}) on the BM25 top-{cfg.depth}"))
     for out in outcomes:
-        name = f"{out.method}-{short}"
-        common = dict(cfg=cfg, results_dir=results_dir, baselines={"bm25": bm25, "start": start},
-                      model=f"{cfg.model} trained with {out.method.upper()}", training=data.provenance)
-        records.append(record_faire(out.runs["test"], test, method=name, params={**asdict(cfg), **out.params},
-                                    wall_s=out.wall_s, **common))
-        weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels,
-                                                measure="nDCG@10")
+        name = f"{out.method}-{short_name(cfg.model)}"
+        trained = dict(common, baselines=both, model=f"{cfg.model} trained with {out.method.upper()}",
+                       training=data.provenance)
+        records.append(record_faire(out.runs["test"], test, method=name, params=jsonable({**snapshot(cfg), **out.params}),
+                                    wall_s=out.wall_s, **trained))
+        weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
         records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, method=f"{name}+interp",
-                                    params={**out.params, "interpolation_weight": weight}, **common))
+                                    params=jsonable({**out.params, "interpolation_weight": weight}), **trained))
     return records
 
 
 def faire_table(records) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        row = {"method": r.method, **{m: round(r.metrics[m], 3) for m in FAIRE_MEASURES}}
-        for vs in ("start", "bm25"):
-            sig = r.significance.get(vs, {}).get("recall@4")
-            row[f"Δrecall@4 vs {vs} (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
-        sig = r.significance.get("start", {}).get("nDCG@10")
-        row["ΔnDCG@10 vs start (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
-        row["trained on"] = r.training_queries
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
-
-
-def curves_figure(outcomes: list[Outcome], metric: str, path) -> Path:
-    """The eval metric against the training step, one line per trainer (step 0 = the zero-shot start)."""
-    frame = pd.concat({o.method: o.curve[metric] for o in outcomes}, axis=1).reset_index()
-    return plot_curve(frame, "step", [o.method for o in outcomes], path,
-                      title=f"faire eval {metric} during training (step 0 = zero-shot start)")
+    """experiment.results_table with LocalRQA's recall@k: paired tests on recall@4 (the selection metric)."""
+    return results_table(records, measures=("recall@4", "recall@1", "nDCG@10"), bases=("start", "bm25"))

@@ -10,12 +10,14 @@ from ...data import Dataset, assert_no_leak, load_dataset
 from ...data.trec import top_k
 from ...data.types import Run
 from ...first_stage import dense_search
+from ...experiment import (
+    Timer, jsonable, load_run, record_reranker, results_table, save_run, scifact_training_split,
+)
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
-from ...retrievers.training import RetrievalEvaluator, RetrievalExample, examples_from_qrels, load_weights
-from ...training import train
-from ...experiment import Timer, choose_interpolation_weight, load_run, record_interpolation, record_run, save_run, scifact_training_split
-from .settings import PIPELINE, SciFactConfig, _checkpoint_dir, encoder
-from .training import Outcome, _curve, _short, _train_config
+from ...retrievers.training import RetrievalExample, examples_from_qrels
+from ...settings import snapshot
+from .settings import PIPELINE, SciFactConfig, encoder, short_name
+from .training import Outcome, retrieval_dev, train_selected
 
 
 @dataclass
@@ -56,54 +58,43 @@ def load_scifact(cfg: SciFactConfig, results_dir) -> SciFactData:
 
 
 def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
-    """CTL from the zero-shot encoder; dev signal = nDCG@10 of reranking each dev query's BM25 top-dev_depth;
-    then the best checkpoint retrieves from the whole (test) corpus for test and dev queries."""
-    enc = encoder(cfg)
-    dev = data.split.dev
-    corpus = data.test.corpus
-    documents = data.documents
-    dev_candidates = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, cfg.dev_depth)
-    evaluator = RetrievalEvaluator(enc, corpus, dev.queries, dev.qrels, ks=(), measures=("nDCG@10",),
-                                   depth=cfg.dev_depth, candidates=dev_candidates)
+    """CTL from the zero-shot encoder; dev signal = nDCG@10 of reranking each dev query's BM25 top-dev_depth (the
+    start is step 0, a candidate); then the selected checkpoint retrieves from the whole (test) corpus for test and
+    dev queries."""
+    enc, dev, corpus = encoder(cfg), data.split.dev, data.test.corpus
+    candidates = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, cfg.dev_depth)
+    evaluator = retrieval_dev(enc, Dataset(dev.name, dev.split, corpus, dev.queries, dev.qrels), cfg.dev_depth,
+                              candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
+    settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train")}
     with Timer() as t:
-        start_eval = evaluator()
-        out_dir = _checkpoint_dir(cfg, "scifact", "ctl", len(data.examples))
-        batch = min(cfg.batch_size, len(data.examples))
-        tc = _train_config(cfg, out_dir, cfg.lr, batch, cfg.epochs, cfg.max_steps, cfg.eval_every)
-        result = train(enc.model, data.examples, CTLCollator(enc, documents, ctl, cfg.seed), ctl_compute_loss(enc, ctl),
-                       tc, eval_fn=evaluator)
-        if result.best_dir is not None:
-            load_weights(enc, result.best_dir)
-            enc.tokenizer.save_pretrained(result.best_dir)
+        sel = train_selected(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
+                             ctl_compute_loss(enc, ctl), cfg.train, evaluator, profile=cfg.profile,
+                             name="scifact-ctl", settings=settings)
         corpus_emb = enc.encode_corpus(corpus)
         runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
                 "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
-    save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{_short(cfg.model)}")
-    params = {"trainer": "ctl", **asdict(ctl), "lr": cfg.lr, "batch_size": batch, "epochs": cfg.epochs,
-              "max_steps": cfg.max_steps, "examples": len(data.examples), "best_step": result.best_step}
-    return Outcome("ctl", result, _curve(start_eval, result), runs, t.s, params)
+    save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{short_name(cfg.model)}")
+    params = {"trainer": "ctl", **asdict(ctl), "examples": len(data.examples), "selected_step": sel.step,
+              "selected_is_start": sel.is_start}
+    return Outcome("ctl", sel, runs, t.s, params)
 
 
 def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> list:
-    """CTL on SciFact test with paired tests against BM25 and the zero-shot start, and its BM25 +interp row."""
+    """CTL on SciFact test with paired tests against BM25 and the zero-shot start, and its BM25 +interp row (the
+    weight chosen on the dev slice)."""
     test, dev = data.test, data.split.dev
     baselines = {"bm25": data.bm25_test}
     if data.start_test is not None:
         baselines["start"] = {q: data.start_test[q] for q in test.queries if q in data.start_test}
-    name = f"ctl-{_short(cfg.model)}"
-    common = dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
-                  baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
-                  first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
-                  eval_queries=test.queries)
-    records = [record_run(out.runs["test"], test.qrels, method=name, params={**asdict(cfg), **out.params},
-                          wall_s=out.wall_s, **common)]
-    bm25_dev = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)
-    weight, curve = choose_interpolation_weight(out.runs["dev"], bm25_dev, dev.qrels)
-    out.details["interpolation_curve"] = curve
-    records.append(record_interpolation(out.runs["test"], data.bm25_test, weight, test.qrels, method=name,
-                                        params=out.params, **common))
-    return records
+    return record_reranker(
+        out.runs["test"], test.qrels, first_stage_run=data.bm25_test, dev_run=out.runs["dev"],
+        first_stage_dev=top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100), dev_qrels=dev.qrels,
+        method=f"ctl-{short_name(cfg.model)}", params=jsonable({**snapshot(cfg), **out.params}),
+        pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
+        baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
+        first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
+        eval_queries=test.queries, wall_s=out.wall_s)
 
 
 def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
@@ -114,13 +105,4 @@ def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
               ("teacher", "minilm-l6"), ("teacher", "bm25+minilm-l6")}
     others = [r for r in load_records(results_dir, profile) if r.dataset == "scifact" and r.split == "test"
               and (r.pipeline, r.method) in wanted]
-    rows = []
-    for r in [*others, *records]:
-        row = {"pipeline": r.pipeline, "method": r.method, "nDCG@10": round(r.metrics.get("nDCG@10", float("nan")), 4),
-               "R@100": round(r.metrics.get("R@100", float("nan")), 4)}
-        for vs in ("bm25", "start"):
-            sig = r.significance.get(vs, {}).get("nDCG@10")
-            row[f"ΔnDCG@10 vs {vs} (p)"] = None if not sig else f"{sig['delta']:+.3f} ({sig['p_value']:.3f})"
-        row["trained on"] = r.training_queries
-        rows.append(row)
-    return pd.DataFrame(rows).set_index(["pipeline", "method"])
+    return results_table([*others, *records], measures=("nDCG@10", "R@100"), bases=("bm25", "start"))
