@@ -11,21 +11,17 @@ test on the other); stage 2 generates queries for SciFact documents with SmolLM2
 the ablation row. Checkpoints (the untrained start included) are chosen on dev slices, never on a test query. The
 `paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings.
 
-One submodule per step: settings, trainer (the package's InRankerTrainer API), student, data, training (stage 1,
+One submodule per step: settings, trainer (the package's InRankerTrainer API), data, training (students, stage 1,
 ablation), synthetic (stage 2), evaluation, figures.
 """
-from .data import Fold, dl_folds, fold_table, test_set
-from .evaluation import Evaluation, evaluate_all, fold_summary, results_table
-from .figures import agreement, agreement_figure, learning_curves_figure, training_table
-from .settings import PIPELINE, PROFILES, REFERENCES, InRankerConfig, Stage, config, summary
-from .student import DevSlice, Student, short_name, start_model
-from .synthetic import Synthetic, stage2, synthetic_data
-from .trainer import InRankerTrainer
-from .training import ablation, stage1, train_student
-
-__all__ = [
-    "DevSlice", "Evaluation", "Fold", "InRankerConfig", "InRankerTrainer", "PIPELINE", "PROFILES", "REFERENCES",
-    "Stage", "Student", "Synthetic", "ablation", "agreement", "agreement_figure", "config", "dl_folds",
-    "evaluate_all", "fold_summary", "fold_table", "learning_curves_figure", "results_table", "short_name",
-    "stage1", "stage2", "start_model", "summary", "synthetic_data", "test_set", "train_student", "training_table",
-]
+from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table
+from .evaluation import Evaluation as Evaluation, evaluate_all as evaluate_all, results_table as results_table
+from .figures import (
+    agreement as agreement, agreement_figure as agreement_figure, learning_curves_figure as learning_curves_figure,
+    training_table as training_table,
+)
+from .settings import PIPELINE as PIPELINE, PROFILES as PROFILES, InRankerConfig as InRankerConfig, config as config
+from .settings import summary as summary
+from .synthetic import Synthetic as Synthetic, stage2 as stage2, synthetic_data as synthetic_data
+from .trainer import InRankerTrainer as InRankerTrainer
+from .training import Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1

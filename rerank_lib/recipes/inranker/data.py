@@ -15,7 +15,15 @@ from ...experiment import TrainingSplit, dl_training_split, load_run
 from ...paths import cache_dir
 from ...teacher import Calibration, fit_calibration, teacher_scores
 from .settings import InRankerConfig
-from .student import DevSlice
+
+
+@dataclass
+class DevSlice:
+    """Dev queries (checkpoint and interpolation-weight selection), their BM25 candidates, the teacher's scores."""
+
+    data: Dataset
+    candidates: Run
+    teacher: Run | None = None
 
 
 def first_stage(cfg: InRankerConfig, name: str, split: str, results_dir) -> tuple[Dataset, Run]:

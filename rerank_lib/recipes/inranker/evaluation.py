@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
 
 from ...data import TrainingQueries
@@ -15,7 +14,7 @@ from ...rerankers.monot5 import T5Ranker
 from ...settings import snapshot
 from .data import saved_teacher, test_set
 from .settings import PIPELINE, REFERENCES, InRankerConfig
-from .student import Student, short_name, start_model
+from .training import Student, short_name, start_model
 
 DATASETS = ("scifact", "trec-dl-2019", "trec-dl-2020")
 OTHER_YEAR = {"trec-dl-2020": "trec-dl-2019", "trec-dl-2019": "trec-dl-2020"}
@@ -123,13 +122,3 @@ def results_table(cfg: InRankerConfig, ev: Evaluation) -> pd.DataFrame:
         tables[name] = table.fillna("")
     return pd.concat(tables, names=["dataset"])
 
-
-def fold_summary(ev: Evaluation) -> pd.DataFrame:
-    """TREC DL: each method's two folds (train on one year, test on the other) and their mean."""
-    by = {}
-    for r in ev.records:
-        if r.dataset.startswith("trec-dl"):
-            by.setdefault(r.method, {})[r.dataset] = r.metrics["nDCG@10"]
-    rows = [{"method": m, **v, "mean": float(np.mean(list(v.values()))) if len(v) == 2 else None}
-            for m, v in by.items()]
-    return pd.DataFrame(rows).round(4)

@@ -11,7 +11,7 @@ from ...experiment import learning_curves
 from ...results import save_figure
 from .evaluation import Evaluation
 from .settings import InRankerConfig
-from .student import Student
+from .training import Student
 
 
 def learning_curves_figure(cfg: InRankerConfig, students: Mapping[str, Student | None], results_dir) -> Path:

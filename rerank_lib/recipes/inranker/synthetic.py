@@ -17,10 +17,9 @@ from ...paths import cache_dir
 from ...rerankers.monot5 import T5Ranker
 from ...synthetic_queries import generate_queries, sample_documents, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
-from .data import saved_teacher, soft_label_examples
+from .data import DevSlice, saved_teacher, soft_label_examples
 from .settings import InRankerConfig
-from .student import DevSlice, Student, short_name
-from .training import train_student
+from .training import Student, short_name, train_student
 
 
 @dataclass

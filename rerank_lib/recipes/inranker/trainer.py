@@ -1,12 +1,8 @@
-"""The `inranker` package's trainer, on the experiment layer: `InRankerTrainer(model, ...)`,
-`.load_msmarco_dataset(...)` (stage 1: `true_logit \\t false_logit \\t qid \\t docid`, texts from mMARCO),
-`.load_custom_dataset(...)` (stage 2: jsonl `{query, contents, true_logit, false_logit}`), `.train(train_dataset)`.
-
-Deliberate differences from the package: inputs are built by `rerankers.monot5.encode_pairs`, as inference builds
-them (EOS and " Relevant:" kept; batches padded to their own length); `center_labels` (default True) centres the
-labels of both loaders (the package: stage 2 only; pass False to follow it); bad input raises DataFormatError; the
-run is `experiment.train_with_dev_selection` (seeded, resumable, the untrained start a checkpoint candidate).
-"""
+"""The `inranker` package's trainer API (`InRankerTrainer(model, ...)`, `.load_msmarco_dataset`, `.load_custom_dataset`,
+`.train(train_dataset)`) on the experiment layer. Deliberate differences: inputs come from `encode_pairs`, as at
+inference (EOS and " Relevant:" kept; batches padded to their own length); `center_labels` centres both loaders'
+labels (the package: stage 2 only; False follows it); bad input raises DataFormatError; the run is
+`experiment.train_with_dev_selection` (seeded, resumable, the untrained start a checkpoint candidate)."""
 from __future__ import annotations
 
 import math
@@ -28,14 +24,10 @@ from ...training import TrainConfig, pad_collate
 
 
 class InRankerTrainer:
-    """Distil a teacher's [false, true] logits into a monoT5 student (the `inranker.InRankerTrainer` interface).
-
-    model: a hub id or folder, an offline student name of `rerankers.monot5.STUDENTS` (`student_options` go to its
-        builder), or a model object with `tokenizer=`. The package's arguments keep their names and defaults (lr
-        7e-5, batch 32, 20k warmup steps, 1 epoch, may be fractional); any other TrainConfig field is passed by its
-        own name (seed, weight_decay (here 0, as the package), eval_every_steps ...). `decoder_learning_rate` gives
-        the parameters outside the encoder (a fresh decoder) their own rate. `from_config` takes a TrainConfig.
-    """
+    """Distil a teacher's [false, true] logits into a monoT5 student. model: a hub id, folder, offline student name
+    (`rerankers.monot5.STUDENTS`, built with `student_options`) or a model object with `tokenizer=`. The package's
+    arguments keep their names and defaults (epochs may be fractional); other TrainConfig fields go by their own
+    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig."""
 
     def __init__(self, model="t5-small", batch_size: int = 32, warmup_steps: int = 20000,
                  num_train_epochs: float = 1.0, logging_steps: int = 1000, save_steps: int | None = 40000,
@@ -60,7 +52,6 @@ class InRankerTrainer:
 
     @classmethod
     def from_config(cls, model, config: TrainConfig, **options) -> "InRankerTrainer":
-        """A trainer whose loop settings are `config` as it is (a recipe's stage)."""
         trainer = cls.__new__(cls)
         trainer.setup(model, config, **options)
         return trainer
@@ -79,10 +70,7 @@ class InRankerTrainer:
         self.ranker = self.as_ranker(self.model)
 
     def as_ranker(self, model) -> T5Ranker:
-        """The model (this student, or a copy being evaluated) as a T5Ranker with this trainer's inputs."""
         return T5Ranker.from_model(model, self.tokenizer, max_length=self.max_length, batch_size=self.eval_batch_size)
-
-    # -- data ----------------------------------------------------------------------------------------------------
 
     def dataset(self, examples: Sequence[DistillExample], center_labels: bool | None = None, max_length=None,
                 source: str = "") -> DistillDataset:
@@ -111,8 +99,6 @@ class InRankerTrainer:
         distill_file = distill_file or published_file("beir")
         return self.dataset(read_custom_jsonl(distill_file), center_labels, max_length, source=str(distill_file))
 
-    # -- training ------------------------------------------------------------------------------------------------
-
     def compute_loss(self, model, batch) -> torch.Tensor:
         logits = first_step_logits(model, batch["input_ids"], batch["attention_mask"], self.ranker.token_ids,
                                    self.ranker.decoder_start_token_id)
@@ -131,7 +117,6 @@ class InRankerTrainer:
         return [g for g in groups if g["params"]]
 
     def load(self, folder) -> torch.nn.Module:
-        """A saved model of this run (with this trainer's tokenizer saved beside it)."""
         self.tokenizer.save_pretrained(folder)
         return load_seq2seq(folder, device=next(self.model.parameters()).device)[0]
 

@@ -1,17 +1,50 @@
-"""Training one InRanker student (InRankerTrainer on one stage's TrainConfig, selected on dev): stage 1, ablation."""
+"""A trained InRanker student: one stage's TrainConfig through InRankerTrainer, selected on dev; stage 1, ablation."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Mapping
 
 from ...data import TrainingQueries, load_dataset
 from ...evaluation import kendall_tau_agreement
-from ...experiment import DevEvaluator, run_dir
+from ...experiment import DevEvaluator, Selected, run_dir
+from ...rerankers.monot5 import load_seq2seq
 from ...settings import snapshot
-from .data import Fold
+from .data import DevSlice, Fold
 from .settings import PIPELINE, InRankerConfig, Stage
-from .student import DevSlice, Student, short_name, student_options
 from .trainer import InRankerTrainer
+
+
+@dataclass
+class Student:
+    """A trained student as the evaluation needs it: its dev-selected checkpoint (the start when step 0 won)."""
+
+    method: str  # record method name, e.g. 'minilm-monot5-stage1'
+    selected: Selected
+    provenance: TrainingQueries
+    dev: DevSlice | None = None
+    data: dict = field(default_factory=dict)  # training data summary
+    params: dict = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.selected.model_dir
+
+
+def student_options(cfg: InRankerConfig, name: str) -> dict:
+    """The builder options of an offline student name (`rerankers.monot5.STUDENTS`); none for a hub id."""
+    if name == "minilm-monot5":
+        return {"decoder_layers": cfg.decoder_layers, "seed": cfg.seed}
+    return {"seed": cfg.seed} if name == "t5-efficient-tiny-random" else {}
+
+
+def start_model(cfg: InRankerConfig, name: str):
+    """The untrained student (seeded): (model, tokenizer)."""
+    return load_seq2seq(name, **student_options(cfg, name))
+
+
+def short_name(name: str) -> str:
+    return {"t5-efficient-tiny-random": "t5tiny-random"}.get(name, Path(str(name)).name)
 
 
 def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, load_data, dev: DevSlice | None,
