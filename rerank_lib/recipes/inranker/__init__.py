@@ -11,8 +11,8 @@ test on the other); stage 2 generates queries for SciFact documents with SmolLM2
 the ablation row. Checkpoints (the untrained start included) are chosen on dev slices, never on a test query. The
 `paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings.
 
-One submodule per step: settings, trainer (the package's InRankerTrainer API), data, training (students, stage 1,
-ablation), synthetic (stage 2), evaluation, figures.
+One submodule per step: settings, data, training (the package's InRankerTrainer API, students,
+stage 1, ablation), synthetic (stage 2), evaluation, figures.
 """
 from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table
 from .evaluation import Evaluation as Evaluation, evaluate_all as evaluate_all, results_table as results_table
@@ -23,5 +23,6 @@ from .figures import (
 from .settings import PIPELINE as PIPELINE, PROFILES as PROFILES, InRankerConfig as InRankerConfig, config as config
 from .settings import summary as summary
 from .synthetic import Synthetic as Synthetic, stage2 as stage2, synthetic_data as synthetic_data
-from .trainer import InRankerTrainer as InRankerTrainer
-from .training import Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1
+from .training import (
+    InRankerTrainer as InRankerTrainer, Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1,
+)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pandas as pd
 
@@ -36,6 +37,8 @@ class InRankerConfig(Settings):
     """The settings a profile leaves alone; what may be None here (a profile cannot set None) is set by the
     profiles that need a value."""
 
+    READ_ONLY_WHEN: ClassVar[dict] = {f"generator_{k}": "an LLM writes the queries (generator is not 'title')"
+                                      for k in ("max_doc_tokens", "max_new_tokens")}
     profile: str = "default"
     seed: int = 13  # splits, samples, the students' random parts; also each stage's train.seed
     data_root: str | None = None

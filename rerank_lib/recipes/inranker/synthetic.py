@@ -8,7 +8,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from ...data import TrainingQueries, load_dataset
+from ...data import TrainingQueries
 from ...data.inranker import DistillExample, write_custom_jsonl
 from ...data.trec import qid_order, top_k
 from ...experiment import Timer, TrainingSplit, load_run, scifact_training_split
