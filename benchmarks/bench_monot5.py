@@ -91,7 +91,8 @@ def main() -> None:
 
     import inranker
 
-    from rerank_lib.inranker import DistillExample, InRankerTrainer
+    from rerank_lib.data.inranker import DistillExample
+    from rerank_lib.recipes.inranker import InRankerTrainer
     from rerank_lib.models import cpu_supports_bf16
     from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config
 

@@ -314,5 +314,19 @@ def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60)
 __all__ = [
     "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
     "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
-    "reciprocal_rank_fusion",
+    "reciprocal_rank_fusion", "kendall_tau_agreement",
 ]
+
+
+def kendall_tau_agreement(run: Run, reference: Run) -> float:
+    """Mean over queries of Kendall's tau-b between two runs' scores of the documents both scored (a student's
+    agreement with its teacher); queries with fewer than two common documents, or a constant side, are skipped."""
+    taus = []
+    for qid in run:
+        common = [d for d in run[qid] if d in reference.get(qid, {})]
+        if len(common) < 2:
+            continue
+        tau = stats.kendalltau([run[qid][d] for d in common], [reference[qid][d] for d in common]).statistic
+        if tau == tau:  # nan when one side is constant
+            taus.append(tau)
+    return float(np.mean(taus)) if taus else float("nan")

@@ -11,11 +11,15 @@ import torch
 
 from rerank_lib.data import DataFormatError
 from rerank_lib.data.types import Document
-from rerank_lib.inranker import (
-    DistillExample, InRankerTrainer, fit_calibration, kendall_tau_agreement,
-    ranking_eval_fn, read_custom_jsonl, read_msmarco_soft_labels, soft_label_examples, write_custom_jsonl,
-    write_msmarco_soft_labels,
+from rerank_lib.data.inranker import (
+    DistillExample, read_custom_jsonl, read_msmarco_soft_labels, write_custom_jsonl, write_msmarco_soft_labels,
 )
+from rerank_lib.evaluation import kendall_tau_agreement
+from rerank_lib.experiment import DevEvaluator
+from rerank_lib.losses.distillation import center, distillation_loss
+from rerank_lib.recipes.inranker import InRankerTrainer
+from rerank_lib.recipes.inranker.data import soft_label_examples
+from rerank_lib.teacher import fit_calibration
 from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config, encode_pairs
 from rerank_lib.synthetic_queries import (
     INPARS_VANILLA_PROMPT, SyntheticQuery, build_prompt, generate_queries, parse_query, sample_documents,
@@ -189,7 +193,7 @@ def test_training_learns_and_resumes_after_a_crash(tmp_path):
     straight = trainer(tmp_path / "a", num_train_epochs=2)
     data = straight.dataset(EXAMPLES)
     before = full_loss(straight, data)
-    result = straight.train(train_dataset=data)
+    result = straight.train(train_dataset=data).result
     assert result.global_step == 4 and full_loss(straight, data) < before  # it learns the labels
 
     crashing = trainer(tmp_path / "b", num_train_epochs=2)
@@ -206,7 +210,7 @@ def test_training_learns_and_resumes_after_a_crash(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.train(train_dataset=crashing.dataset(EXAMPLES))
     resumed = trainer(tmp_path / "b", num_train_epochs=2)
-    again = resumed.train(train_dataset=resumed.dataset(EXAMPLES), resume_training=True)
+    again = resumed.train(train_dataset=resumed.dataset(EXAMPLES), resume_training=True).result
     assert again.global_step == 4
     for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
@@ -220,11 +224,11 @@ def test_training_learns_and_resumes_after_a_crash(tmp_path):
 
 def test_fractional_epochs_and_decoder_learning_rate(tmp_path):
     tr = trainer(tmp_path, num_train_epochs=0.5, decoder_learning_rate=5e-3)
-    groups = tr._param_groups()
+    groups = tr.param_groups()
     encoder = {id(p) for p in tr.model.get_encoder().parameters()}
     assert {g["lr"] for g in groups} == {1e-3, 5e-3}
     assert all((id(p) in encoder) == (g["lr"] == 1e-3) for g in groups for p in g["params"])
-    assert tr.train(train_dataset=tr.dataset(EXAMPLES)).global_step == 1  # half of 2 steps per epoch
+    assert tr.train(train_dataset=tr.dataset(EXAMPLES)).result.global_step == 1  # half of 2 steps per epoch
 
 
 def test_eval_fn_reranks_dev_and_reports_teacher_agreement():
@@ -233,7 +237,10 @@ def test_eval_fn_reranks_dev_and_reports_teacher_agreement():
               "d3": Document("d3", "Cramps and dehydration.")}
     cands = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
     teacher = {"q1": {"d1": 0.9, "d2": 0.1, "d3": 0.5}}
-    metrics = ranking_eval_fn(tok, cands, corpus, {"q1": "cramps"}, {"q1": {"d1": 1}}, teacher=teacher)(model)
+    dev = DevEvaluator.reranking(cands, corpus, {"q1": "cramps"}, {"q1": {"d1": 1}}, depth=3,
+                                 as_ranker=lambda m: T5Ranker.from_model(m, tok),
+                                 extra=lambda run: {"teacher_tau": kendall_tau_agreement(run, teacher)})
+    metrics = dev(model)
     assert set(metrics) == {"nDCG@10", "teacher_tau"} and 0 < metrics["nDCG@10"] <= 1
     assert kendall_tau_agreement(teacher, teacher) == pytest.approx(1.0)
     assert kendall_tau_agreement({"q1": {"d1": 1, "d2": 3, "d3": 2}}, teacher) == pytest.approx(-1.0)
@@ -328,14 +335,45 @@ def test_recipe_profiles_resolve_offline():
     from rerank_lib.recipes import inranker as recipe
 
     paper = recipe.config("paper")
-    assert (paper.student, paper.learning_rate, paper.batch_size, paper.warmup_steps, paper.stage1_epochs) == \
-        ("t5-base", 7e-5, 32, 20000, 1.0)
-    assert paper.teacher_model == "castorini/monot5-3b-msmarco-10k" and paper.center_labels == "reference"
-    assert paper.stage1_data == "published" and paper.max_length == 512
+    assert (paper.student, paper.stage1.train.learning_rate, paper.stage1.train.per_device_batch_size,
+            paper.stage1.train.warmup_steps, paper.stage1.train.num_epochs) == ("t5-base", 7e-5, 32, 20000, 1)
+    assert paper.stage2.train.learning_rate == paper.ablation.train.learning_rate == 7e-5
+    assert paper.stage1.decoder_learning_rate is None and paper.stage1.train.eval_every_steps is None
+    assert paper.teacher_model == "castorini/monot5-3b-msmarco-10k"
+    assert (paper.stage1.center_labels, paper.stage2.center_labels, paper.ablation.center_labels) == (False, True, False)
+    assert paper.stage1_data == "published" and paper.max_length == 512 and paper.scifact_dev_queries is None
     default = recipe.config("default")
-    assert default.student == "minilm-monot5" and default.stage1_data == "dl-folds" and default.center_labels == "both"
+    assert default.student == "minilm-monot5" and default.stage1_data == "dl-folds"
+    # the embedded default's numbers, as before the nesting
+    s1, s2, abl = default.stage1, default.stage2, default.ablation
+    assert (s1.train.learning_rate, s1.decoder_learning_rate, s1.train.num_epochs) == (1e-4, 5e-4, 2)
+    assert (s2.train.learning_rate, s2.decoder_learning_rate, s2.train.num_epochs) == (2e-5, 1e-4, 1)
+    assert (abl.train.learning_rate, abl.decoder_learning_rate, abl.train.num_epochs) == (5e-4, None, 1)
+    for stage in (s1, s2, abl):
+        assert stage.center_labels and (stage.train.per_device_batch_size, stage.train.warmup_ratio,
+                                        stage.train.weight_decay, stage.train.eval_every_steps,
+                                        stage.train.seed) == (16, 0.1, 0.01, 40, 13)
+    assert default.scifact_dev_queries == 40 and default.dl_depth == 30
     assert recipe.config("smoke", n_synthetic=2).n_synthetic == 2
-    with pytest.raises(TypeError, match="unknown parameter"):
+    assert recipe.config("smoke", **{"stage2.train.learning_rate": 1e-3}).stage2.train.learning_rate == 1e-3
+    seeded = recipe.config("default", seed=7)
+    assert seeded.seed == 7 and {seeded.stage1.train.seed, seeded.stage2.train.seed, seeded.ablation.train.seed} == {7}
+    with pytest.raises(TypeError, match="unknown setting"):
         recipe.config("default", learning_rte=1.0)
-    with pytest.raises(ValueError, match="center_labels"):
-        recipe.config("default", center_labels="stage1")
+    with pytest.raises(ValueError, match="stage2_from"):
+        recipe.config("default", stage2_from="msmarco")
+
+
+def test_training_table_reports_the_selected_checkpoints_own_dev_values():
+    """When the untrained start wins on dev, the table shows step 0 and the start's values, not the best later step."""
+    from rerank_lib.experiment import Selected
+    from rerank_lib.recipes.inranker import Student, training_table
+    from rerank_lib.training import TrainResult
+
+    curve = [{"step": 0, "epoch": 0.0, "nDCG@10": 0.5, "teacher_tau": 0.1},
+             {"step": 53, "epoch": 1.0, "nDCG@10": 0.4, "teacher_tau": 0.3}]
+    result = TrainResult(53, [{"step": 53, "loss": 0.25}], curve, Path("final"), None, 0.5, 0, "nDCG@10", Path("best"))
+    selected = Selected(result, 0, "nDCG@10", 0.5, Path("best"), curve, None, 12.0)
+    row = training_table({"ablation": Student("t5tiny-random-stage1", selected, None)}).iloc[0]
+    assert (row["steps"], row["selected step"], row["dev nDCG@10 step 0"], row["dev nDCG@10 selected"]) == (53, 0, 0.5, 0.5)
+    assert (row["dev τ step 0"], row["dev τ selected"], row["final train loss"]) == (0.1, 0.1, 0.25)

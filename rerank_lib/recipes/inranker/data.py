@@ -1,4 +1,4 @@
-"""InRanker's data: the test sets, the teacher's scores and their calibration, and the stage-1 TREC DL folds."""
+"""InRanker's data: the test sets, the teacher's scores, their calibration to two logits, the stage-1 DL folds."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,16 +8,25 @@ from typing import Mapping
 import pandas as pd
 
 from ...data import load_dataset
-from ...data.trec import qid_order, top_k
-from ...data.types import Dataset, Run
-from ...inranker import Calibration, fit_calibration, soft_label_examples, write_msmarco_soft_labels
-from ...paths import cache_dir
-from ...teacher import teacher_scores
+from ...data.inranker import DistillExample, write_msmarco_soft_labels
+from ...data.trec import qid_order, ranked, top_k
+from ...data.types import Dataset, Document, Run
 from ...experiment import TrainingSplit, dl_training_split, load_run
+from ...paths import cache_dir
+from ...teacher import Calibration, fit_calibration, teacher_scores
 from .settings import InRankerConfig
 
 
-def _first_stage(cfg: InRankerConfig, name: str, split: str, results_dir) -> tuple[Dataset, Run]:
+@dataclass
+class DevSlice:
+    """Dev queries (checkpoint and interpolation-weight selection), their BM25 candidates, the teacher's scores."""
+
+    data: Dataset
+    candidates: Run
+    teacher: Run | None = None
+
+
+def first_stage(cfg: InRankerConfig, name: str, split: str, results_dir) -> tuple[Dataset, Run]:
     """A dataset restricted to the queries 01_first_stage ran, with its saved BM25 run (all its depth)."""
     run = load_run(results_dir, cfg.profile, name, split, "bm25")
     ds = load_dataset(name, split, root=cfg.data_root)
@@ -27,13 +36,10 @@ def _first_stage(cfg: InRankerConfig, name: str, split: str, results_dir) -> tup
 
 def test_set(cfg: InRankerConfig, name: str, results_dir) -> tuple[Dataset, Run]:
     """A test split and its BM25 top-depth (judged queries; the first max_eval_queries in smoke)."""
-    depth = cfg.scifact_depth if name == "scifact" else cfg.dl_depth
-    ds, run = _first_stage(cfg, name, "test", results_dir)
-    ids = sorted(ds.judged_queries(), key=qid_order)
-    if cfg.max_eval_queries:
-        ids = ids[: cfg.max_eval_queries]
+    ds, run = first_stage(cfg, name, "test", results_dir)
+    ids = sorted(ds.judged_queries(), key=qid_order)[: cfg.max_eval_queries or None]
     ds = ds.subset(ids)
-    return ds, top_k({q: run[q] for q in ds.queries}, depth)
+    return ds, top_k({q: run[q] for q in ds.queries}, cfg.scifact_depth if name == "scifact" else cfg.dl_depth)
 
 
 def saved_teacher(cfg: InRankerConfig, results_dir, name: str, split: str, teacher: str, candidates: Run,
@@ -49,8 +55,15 @@ def saved_teacher(cfg: InRankerConfig, results_dir, name: str, split: str, teach
     return teacher_scores(teacher, candidates, corpus, queries, depth=max(map(len, candidates.values())))
 
 
-def _calibrate(teacher_name: str, teacher: Run, qrels, min_grade: int, fitted_on: str) -> Calibration:
-    return fit_calibration(teacher, qrels, min_grade=min_grade, teacher=teacher_name, fitted_on=fitted_on)
+def soft_label_examples(teacher: Run, calibration: Calibration, queries: Mapping[str, str],
+                        corpus: Mapping[str, Document]) -> list[DistillExample]:
+    """One DistillExample per scored (query, document) of `teacher`, its two logits from the calibration."""
+    out = []
+    for qid, docs in teacher.items():
+        for docid, s in ranked(docs):
+            f, t = calibration.logits(s)
+            out.append(DistillExample(queries[qid], corpus[docid].text_for_model, float(f), float(t), qid, docid))
+    return out
 
 
 @dataclass
@@ -60,10 +73,9 @@ class Fold:
     train_on: str
     eval_on: str
     split: TrainingSplit
-    calibration: Calibration | None
+    calibration: Calibration
     labels_file: Path
-    dev_candidates: Run
-    dev_teacher: Run
+    dev: DevSlice
 
 
 def dl_folds(cfg: InRankerConfig, results_dir) -> dict[str, Fold]:
@@ -71,31 +83,30 @@ def dl_folds(cfg: InRankerConfig, results_dir) -> dict[str, Fold]:
     calibration fitted on the TRAIN part's judgments, and the labelled pairs in the MS MARCO soft-label format."""
     folds = {}
     for train_on, eval_on in (("trec-dl-2020", "trec-dl-2019"), ("trec-dl-2019", "trec-dl-2020")):
-        full, bm25 = _first_stage(cfg, train_on, "test", results_dir)
+        full, bm25 = first_stage(cfg, train_on, "test", results_dir)
         split = dl_training_split(train_on, data_root=cfg.data_root, seed=cfg.seed, restrict_to=list(full.queries))
         train_q, dev_q = split.train, split.dev
         candidates = top_k({q: bm25[q] for q in full.queries}, cfg.teacher_depth)
         teacher = saved_teacher(cfg, results_dir, train_on, "test", cfg.dl_teacher, candidates, full.corpus,
                                 full.queries)
-        calibration = _calibrate(cfg.dl_teacher, {q: teacher[q] for q in train_q.queries}, train_q.qrels,
-                                 cfg.dl_min_grade, f"{train_on} train part ({len(train_q.queries)} q)")
+        calibration = fit_calibration({q: teacher[q] for q in train_q.queries}, train_q.qrels,
+                                      min_grade=cfg.dl_min_grade, teacher=cfg.dl_teacher,
+                                      fitted_on=f"{train_on} train part ({len(train_q.queries)} q)")
         pairs = {q: {d: teacher[q][d] for d in top_k({q: bm25[q]}, cfg.stage1_depth)[q]} for q in train_q.queries}
-        examples = soft_label_examples(pairs, calibration, train_q.queries, full.corpus)
         path = cache_dir("inranker", cfg.profile) / f"stage1_{train_on}_{cfg.dl_teacher}_{cfg.stage1_depth}.tsv"
-        write_msmarco_soft_labels(path, examples)
+        write_msmarco_soft_labels(path, soft_label_examples(pairs, calibration, train_q.queries, full.corpus))
         dev_candidates = top_k({q: bm25[q] for q in dev_q.queries}, cfg.dl_depth)
-        folds[train_on] = Fold(train_on, eval_on, split, calibration, path, dev_candidates,
-                               {q: teacher[q] for q in dev_q.queries})
+        dev = DevSlice(dev_q, dev_candidates, {q: teacher[q] for q in dev_q.queries})
+        folds[train_on] = Fold(train_on, eval_on, split, calibration, path, dev)
     return folds
 
 
 def fold_table(folds: Mapping[str, Fold]) -> pd.DataFrame:
     rows = []
     for f in folds.values():
-        cal = f.calibration
+        top = max(s for d in f.dev.teacher.values() for s in d.values())
         rows.append({"train on": f.train_on, "test on": f.eval_on, "train q": len(f.split.train.queries),
                      "dev q": len(f.split.dev.queries), "labelled pairs": sum(1 for _ in open(f.labels_file)),
-                     "calibration": cal.describe() if cal else "-",
-                     "P(rel) at teacher's max": None if cal is None else round(cal.probability(
-                         max(s for d in f.dev_teacher.values() for s in d.values())), 3)})
+                     "calibration": f.calibration.describe(),
+                     "P(rel) at teacher's max": round(f.calibration.probability(top), 3)})
     return pd.DataFrame(rows)

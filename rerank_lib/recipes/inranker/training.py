@@ -1,128 +1,238 @@
-"""Training one InRanker student (the package-style trainer, dev-selected weights): stage 1 and the ablation."""
+"""Training InRanker students: the `inranker` package's trainer API (`InRankerTrainer(model, ...)`,
+`.load_msmarco_dataset`, `.load_custom_dataset`, `.train(train_dataset)`) on the experiment layer, and the recipe's
+runs through it (one stage's TrainConfig, selected on dev): stage 1, the ablation.
+
+Deliberate differences from the package: inputs come from `encode_pairs`, as at inference (EOS and " Relevant:"
+kept; batches padded to their own length); `center_labels` centres both loaders' labels (the package: stage 2 only;
+False follows it); bad input raises DataFormatError; the run is `experiment.train_with_dev_selection` (seeded,
+resumable, the untrained start a checkpoint candidate)."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
+import math
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
 
 from ...data import TrainingQueries, load_dataset
-from ...data.types import Dataset, Run
-from ...inranker import DistillDataset, InRankerTrainer, ranking_eval_fn
-from ...paths import cache_dir
-from ...rerankers.monot5 import T5Ranker
-from ...experiment import Timer
-from .data import Fold
-from .settings import InRankerConfig
-from .student import Student, _student_options
+from ...data.inranker import (
+    MSMARCO_MAX_EXAMPLES, DistillDataset, DistillExample, mmarco_texts, published_file, read_custom_jsonl,
+    read_msmarco_soft_labels,
+)
+from ...evaluation import kendall_tau_agreement
+from ...experiment import DevEvaluator, Selected, run_dir, train_with_dev_selection
+from ...losses.distillation import center, distillation_loss
+from ...models import pick_device
+from ...rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
+from ...settings import snapshot
+from ...training import TrainConfig, pad_collate
+from .data import DevSlice, Fold
+from .settings import PIPELINE, InRankerConfig, Stage
 
 
-def _centre(cfg: InRankerConfig, stage: int) -> bool:
-    return cfg.center_labels == "both" or (cfg.center_labels == "reference" and stage == 2)
+class InRankerTrainer:
+    """Distil a teacher's [false, true] logits into a monoT5 student. model: a hub id, folder, offline student name
+    (`rerankers.monot5.STUDENTS`, built with `student_options`) or a model object with `tokenizer=`. The package's
+    arguments keep their names and defaults (epochs may be fractional); other TrainConfig fields go by their own
+    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig."""
+
+    def __init__(self, model="t5-small", batch_size: int = 32, warmup_steps: int = 20000,
+                 num_train_epochs: float = 1.0, logging_steps: int = 1000, save_steps: int | None = 40000,
+                 learning_rate: float = 7e-5, gradient_accumulation_steps: int = 1, bf16: bool | str = False,
+                 gradient_checkpointing: bool = False, device: str = "", output_dir: str | os.PathLike = "trained_model",
+                 **options):
+        if device and torch.device(device).type != pick_device().type:
+            raise ValueError(f"device={device!r}: training runs where accelerate puts it ({pick_device()}); "
+                             "use CUDA_VISIBLE_DEVICES or `accelerate launch` to choose")
+        if bf16 not in (True, False, "auto"):
+            raise ValueError("bf16 must be True, False or 'auto'")
+        own = {k: options.pop(k) for k in ("tokenizer", "max_length", "center_labels", "decoder_learning_rate",
+                                           "eval_batch_size", "student_options") if k in options}
+        config = TrainConfig(**{"weight_decay": 0.0, **options}, output_dir=str(output_dir),
+                             per_device_batch_size=batch_size, warmup_steps=warmup_steps,
+                             num_epochs=max(1, math.ceil(num_train_epochs)), log_every_steps=logging_steps,
+                             save_every_steps=save_steps, learning_rate=learning_rate,
+                             gradient_accumulation_steps=gradient_accumulation_steps,
+                             mixed_precision={True: "bf16", "auto": "auto"}.get(bf16, "no"),
+                             gradient_checkpointing=gradient_checkpointing)
+        self.setup(model, config, num_train_epochs, **own)
+
+    @classmethod
+    def from_config(cls, model, config: TrainConfig, **options) -> "InRankerTrainer":
+        trainer = cls.__new__(cls)
+        trainer.setup(model, config, **options)
+        return trainer
+
+    def setup(self, model, config: TrainConfig, num_train_epochs: float | None = None, *, tokenizer=None,
+              max_length: int = 512, center_labels: bool = True, decoder_learning_rate: float | None = None,
+              eval_batch_size: int = 32, student_options: Mapping | None = None) -> None:
+        if tokenizer is None:
+            model, tokenizer = load_seq2seq(model, device="cpu", **dict(student_options or {}))
+        elif student_options:
+            raise TypeError("student_options apply to built students, not to a model object")
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.num_train_epochs = config.num_epochs if num_train_epochs is None else float(num_train_epochs)
+        self.max_length, self.center_labels, self.eval_batch_size = max_length, center_labels, eval_batch_size
+        self.decoder_learning_rate = decoder_learning_rate
+        self.ranker = self.as_ranker(self.model)
+
+    def as_ranker(self, model) -> T5Ranker:
+        return T5Ranker.from_model(model, self.tokenizer, max_length=self.max_length, batch_size=self.eval_batch_size)
+
+    def dataset(self, examples: Sequence[DistillExample], center_labels: bool | None = None, max_length=None,
+                source: str = "") -> DistillDataset:
+        """Tokenise examples with the ranker's own input builder; centre the labels if asked."""
+        centered = self.center_labels if center_labels is None else center_labels
+        labels = np.asarray([ex.logits for ex in examples], dtype=np.float32).reshape(-1, 2)
+        ids = self.ranker.encode([ex.query for ex in examples], [ex.text for ex in examples],
+                                 max_length or self.max_length)
+        return DistillDataset(list(examples), ids, center(labels) if centered else labels, centered, source)
+
+    def load_msmarco_dataset(self, msmarco_tsv_file: str | os.PathLike | None = None, language: str = "english",
+                             max_length: int | None = None, *, queries: Mapping[str, str] | None = None,
+                             corpus: Mapping | None = None, max_examples: int = MSMARCO_MAX_EXAMPLES,
+                             center_labels: bool | None = None) -> DistillDataset:
+        """Stage 1: the MS MARCO soft-label tsv (None: the published one, from the hub); texts from `queries` and
+        `corpus`, else from mMARCO in `language` as in the package."""
+        msmarco_tsv_file = msmarco_tsv_file or published_file("msmarco")
+        if queries is None or corpus is None:
+            queries, corpus = mmarco_texts(language, queries, corpus)
+        examples = read_msmarco_soft_labels(msmarco_tsv_file, queries, corpus, max_examples)
+        return self.dataset(examples, center_labels, max_length, source=str(msmarco_tsv_file))
+
+    def load_custom_dataset(self, distill_file: str | os.PathLike | None = None, max_length: int | None = None,
+                            *, center_labels: bool | None = None) -> DistillDataset:
+        """Stage 2: a jsonl of {query, contents, true_logit, false_logit} (None: the published BEIR soft labels)."""
+        distill_file = distill_file or published_file("beir")
+        return self.dataset(read_custom_jsonl(distill_file), center_labels, max_length, source=str(distill_file))
+
+    def compute_loss(self, model, batch) -> torch.Tensor:
+        logits = first_step_logits(model, batch["input_ids"], batch["attention_mask"], self.ranker.token_ids,
+                                   self.ranker.decoder_start_token_id)
+        return distillation_loss(logits, batch["teacher_logits"])
+
+    def param_groups(self) -> list[dict] | None:
+        """AdamW groups: the encoder at the loop's rate, the rest at decoder_learning_rate (None: one group)."""
+        if self.decoder_learning_rate is None:
+            return None
+        encoder = {id(p) for p in self.model.get_encoder().parameters()}
+        groups = []
+        for lr, pick in ((self.config.learning_rate, True), (self.decoder_learning_rate, False)):
+            params = [p for p in self.model.parameters() if p.requires_grad and (id(p) in encoder) == pick]
+            groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.config.weight_decay,
+                        "lr": lr}, {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr}]
+        return [g for g in groups if g["params"]]
+
+    def load(self, folder) -> torch.nn.Module:
+        self.tokenizer.save_pretrained(folder)
+        return load_seq2seq(folder, device=next(self.model.parameters()).device)[0]
+
+    def train(self, train_dataset: DistillDataset, resume_training: bool = True,
+              dev: DevEvaluator | None = None) -> Selected:
+        """Train in place, selecting on `dev` (step 0 included): best/ holds the selected weights, final/ the last,
+        each with the tokenizer so `T5Ranker(path)` loads it."""
+        config = replace(self.config, resume=resume_training)
+        if self.num_train_epochs != config.num_epochs:  # a fractional epoch: stop after its share of the steps
+            per_epoch = len(train_dataset) // (config.per_device_batch_size * config.gradient_accumulation_steps)
+            steps = math.ceil(self.num_train_epochs * per_epoch)
+            config = replace(config, max_steps=min(steps, config.max_steps) if config.max_steps else steps)
+        selected = train_with_dev_selection(
+            self.model, train_dataset, pad_collate(self.tokenizer), self.compute_loss, config, dev,
+            load_selected=self.load, optimizer_params=self.param_groups(), lengths=train_dataset.lengths)
+        for folder in (selected.result.final_dir, selected.result.best_dir):
+            if folder is not None:
+                self.tokenizer.save_pretrained(folder)
+        self.model.eval()
+        return selected
 
 
-def _run_dir(cfg: InRankerConfig, method: str, key: dict) -> Path:
-    """Checkpoints of one training run, named by everything that decides it: a re-run with the same data and
-    settings resumes (or finds the run complete) instead of training again."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache_dir("inranker", cfg.profile, "runs") / f"{method}-{digest}"
+@dataclass
+class Student:
+    """A trained student as the evaluation needs it: its dev-selected checkpoint (the start when step 0 won)."""
+
+    method: str  # record method name, e.g. 'minilm-monot5-stage1'
+    selected: Selected
+    provenance: TrainingQueries
+    dev: DevSlice | None = None
+    data: dict = field(default_factory=dict)  # training data summary
+    params: dict = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.selected.model_dir
 
 
-def train_student(cfg: InRankerConfig, method: str, init: str, dataset_loader, dev: Dataset | None,
-                  dev_candidates: Run | None, dev_teacher: Run | None, provenance: TrainingQueries | None, corpus, *,
-                  learning_rate: float, decoder_learning_rate: float | None, epochs: float,
-                  student_options: dict | None = None, source: str = "") -> Student:
-    """Distil into `init` (a student name or a checkpoint folder) with the package-style trainer. With a dev set:
-    evaluate it at step 0, every eval_every_steps and at the end, and keep the weights of the best dev nDCG@10.
-    `provenance` None: the training queries are read from the dataset (named `source`)."""
-    with Timer() as t:
-        trainer_kwargs = dict(
-            batch_size=cfg.batch_size, learning_rate=learning_rate, decoder_learning_rate=decoder_learning_rate,
-            warmup_steps=cfg.warmup_steps, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-            num_train_epochs=epochs, logging_steps=5, max_length=cfg.max_length, seed=cfg.seed,
-            eval_every_steps=cfg.eval_every_steps if dev is not None else None, eval_batch_size=cfg.eval_batch_size,
-            bf16="auto", keep_last_checkpoints=1, save_steps=10**9 if cfg.checkpoint_at_end else None,
-            save_best=dev is not None and cfg.eval_every_steps is not None)
-        trainer = InRankerTrainer(model=init, student_options=student_options, **trainer_kwargs)
-        dataset: DistillDataset = dataset_loader(trainer)
-        key = {"init": str(init), "options": student_options, "data": dataset.fingerprint(),
-               "dev": sorted(dev_candidates or {}), **trainer_kwargs}
-        output_dir = _run_dir(cfg, method, key)
-        trainer.config.output_dir = str(output_dir)  # known only once the data is tokenised
-        eval_fn, curve = None, []
-        if dev is not None:
-            eval_fn = ranking_eval_fn(trainer.tokenizer, dev_candidates, corpus, dev.queries, dev.qrels,
-                                      teacher=dev_teacher, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-            curve = [{"step": 0, "epoch": 0.0, **eval_fn(trainer.model)}]
-        result = trainer.train(train_dataset=dataset, resume_training=True, eval_fn=eval_fn,
-                               metric_for_best="nDCG@10" if eval_fn else None)
-        model_dir = result.best_dir or result.final_dir
-        dev_run = None
-        trained_now = bool(result.history) and result.history[-1]["step"] == result.global_step and \
-            eval_fn is not None and len(eval_fn.runs) > 1
-        if eval_fn is not None and trained_now and result.best_step in (None, result.global_step):
-            dev_run = eval_fn.runs[-1]  # the selected model is the last one evaluated: its dev run is at hand
-        elif dev is not None:
-            ranker = T5Ranker(str(model_dir), batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-            dev_run = ranker.rerank(dev_candidates, corpus, dev.queries, depth=max(map(len, dev_candidates.values())))
-    curve += [{k: v for k, v in row.items() if k != "kind"} for row in result.eval_history]
-    if provenance is None:
-        provenance = TrainingQueries.of(source or dataset.source, dataset.query_texts)
-    return Student(method=method, model_dir=model_dir, provenance=provenance, dev=dev, dev_candidates=dev_candidates,
-                   dev_run=dev_run, curve=curve, history=result.history, wall_s=t.s, data=dataset.summary(),
-                   params={**asdict(cfg), "init": str(init), "learning_rate_used": learning_rate,
-                           "decoder_learning_rate_used": decoder_learning_rate, "epochs_used": epochs,
-                           "best_step": result.best_step, "steps": result.global_step,
-                           "output_dir": str(output_dir)})
+def student_options(cfg: InRankerConfig, name: str) -> dict:
+    """The builder options of an offline student name (`rerankers.monot5.STUDENTS`); none for a hub id."""
+    if name == "minilm-monot5":
+        return {"decoder_layers": cfg.decoder_layers, "seed": cfg.seed}
+    return {"seed": cfg.seed} if name == "t5-efficient-tiny-random" else {}
 
 
-def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, results_dir) -> dict[str, Student]:
-    """{train_on: student}: the student trained on each DL fold from the untrained student (offline). With the
-    published MS MARCO soft labels (paper profile) one student serves both DL years (its queries are MS MARCO
-    train queries, disjoint from both)."""
-    method = f"{_short(cfg.student)}-stage1"
-    options = _student_options(cfg, cfg.student)
+def start_model(cfg: InRankerConfig, name: str):
+    """The untrained student (seeded): (model, tokenizer)."""
+    return load_seq2seq(name, **student_options(cfg, name))
+
+
+def short_name(name: str) -> str:
+    return {"t5-efficient-tiny-random": "t5tiny-random"}.get(name, Path(str(name)).name)
+
+
+def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, load_data, dev: DevSlice | None,
+                  provenance: TrainingQueries | None, options: dict | None = None, source: str = "") -> Student:
+    """Distil into `init` (a student name or a checkpoint folder) with `stage`'s settings; with `dev`, select the
+    checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
+    re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`."""
+    trainer = InRankerTrainer.from_config(
+        init, stage.train, max_length=cfg.max_length, center_labels=stage.center_labels,
+        decoder_learning_rate=stage.decoder_learning_rate, eval_batch_size=cfg.eval_batch_size,
+        student_options=options)
+    dataset = load_data(trainer)
+    settings = {"init": str(init), "options": options, "stage": snapshot(stage), "max_length": cfg.max_length,
+                "dev": sorted(dev.candidates) if dev else []}
+    folder = run_dir(PIPELINE, cfg.profile, method, data=[dataset.input_ids, dataset.labels.tolist()],
+                     settings=settings)
+    trainer.config = replace(trainer.config, output_dir=str(folder))
+    evaluator = None
+    if dev is not None:
+        teacher_tau = (lambda run: {"teacher_tau": kendall_tau_agreement(run, dev.teacher)}) if dev.teacher else None
+        evaluator = DevEvaluator.reranking(
+            dev.candidates, dev.data.corpus, dev.data.queries, dev.data.qrels, max(map(len, dev.candidates.values())),
+            as_ranker=trainer.as_ranker, extra=teacher_tau)
+    selected = trainer.train(dataset, dev=evaluator)
+    provenance = provenance or TrainingQueries.of(source or dataset.source, dataset.query_texts)
+    return Student(method, selected, provenance, dev, dataset.summary(),
+                   params={**snapshot(stage), "init": str(init), "selected_step": selected.step,
+                           "steps": selected.result.global_step})
+
+
+def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str | None = None,
+           stage: Stage | None = None) -> dict[str, Student]:
+    """{train_on: student}: `student` (default cfg.student) trained on each DL fold from its untrained start.
+    With the published MS MARCO soft labels (paper profile) one student serves both DL years (its queries are
+    MS MARCO train queries, disjoint from both)."""
+    student, stage = student or cfg.student, stage or cfg.stage1
+    method, options = f"{short_name(student)}-stage1", student_options(cfg, student)
     if cfg.stage1_data == "published":
-        student = train_student(
-            cfg, method, cfg.student, lambda tr: tr.load_msmarco_dataset(center_labels=_centre(cfg, 1)),
-            None, None, None, None, None, learning_rate=cfg.learning_rate,
-            decoder_learning_rate=cfg.decoder_learning_rate, epochs=cfg.stage1_epochs, student_options=options,
-            source="msmarco/train")
-        return {"trec-dl-2020": student, "trec-dl-2019": student}
+        trained = train_student(cfg, stage, method, student, lambda tr: tr.load_msmarco_dataset(), None, None, options,
+                                source="msmarco/train")
+        return {"trec-dl-2020": trained, "trec-dl-2019": trained}
     out = {}
-    for train_on, fold in folds.items():
+    for train_on, fold in (folds or {}).items():
         full = load_dataset(train_on, "test", root=cfg.data_root)
         out[train_on] = train_student(
-            cfg, method, cfg.student,
-            lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries, corpus=ds.corpus,
-                                                                center_labels=_centre(cfg, 1)),
-            fold.split.dev, fold.dev_candidates, fold.dev_teacher, fold.split.provenance, full.corpus,
-            learning_rate=cfg.learning_rate, decoder_learning_rate=cfg.decoder_learning_rate, epochs=cfg.stage1_epochs,
-            student_options=options)
+            cfg, stage, method, student,
+            lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries, corpus=ds.corpus),
+            fold.dev, fold.split.provenance, options)
     return out
 
 
-def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, results_dir) -> Student | None:
+def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None) -> Student | None:
     """The ablation student (offline: a T5 from config), stage 1 on the stage2_from fold only."""
     if not cfg.ablation_student:
         return None
-    method, options = f"{_short(cfg.ablation_student)}-stage1", _student_options(cfg, cfg.ablation_student)
-    if cfg.stage1_data == "published":
-        return train_student(
-            cfg, method, cfg.ablation_student, lambda tr: tr.load_msmarco_dataset(center_labels=_centre(cfg, 1)),
-            None, None, None, None, None, learning_rate=cfg.ablation_learning_rate, decoder_learning_rate=None,
-            epochs=cfg.ablation_epochs, student_options=options, source="msmarco/train")
-    fold = folds[cfg.stage2_from]
-    full = load_dataset(fold.train_on, "test", root=cfg.data_root)
-    return train_student(
-        cfg, method, cfg.ablation_student,
-        lambda tr: tr.load_msmarco_dataset(fold.labels_file, queries=full.queries, corpus=full.corpus,
-                                           center_labels=_centre(cfg, 1)),
-        fold.split.dev, fold.dev_candidates, fold.dev_teacher, fold.split.provenance, full.corpus,
-        learning_rate=cfg.ablation_learning_rate, decoder_learning_rate=None, epochs=cfg.ablation_epochs,
-        student_options=options)
-
-
-def _short(name: str) -> str:
-    return {"t5-efficient-tiny-random": "t5tiny-random"}.get(name, Path(str(name)).name)
+    one_fold = None if folds is None else {cfg.stage2_from: folds[cfg.stage2_from]}
+    return stage1(cfg, one_fold, cfg.ablation_student, cfg.ablation)[cfg.stage2_from]

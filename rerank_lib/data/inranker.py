@@ -1,0 +1,194 @@
+"""InRanker's soft-label files (Laitz et al., 2024; code: unicamp-dl/InRanker), one validating reader and one atomic
+writer each; a bad line is a DataFormatError naming file, line and field (the package prints and skips it).
+
+- stage 1, MS MARCO: tsv `true_logit \\t false_logit \\t qid \\t docid` (texts come from elsewhere: mMARCO online,
+  a TREC DL candidate list offline);
+- stage 2, custom: jsonl `{query, contents, true_logit, false_logit}` (plus our optional qid/docid).
+
+Both carry the teacher's two first-step logits of monoT5 for a (query, document) pair: `DistillExample`;
+`DistillDataset` holds them tokenised, as a training loop reads them.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_open
+from .errors import DataFormatError
+from .jsonl import iter_jsonl, require, write_jsonl
+from .lines import iter_lines
+from .types import Document
+
+#: The published soft-label files (Hugging Face datasets; md5 as checked by the inranker package).
+INRANKER_FILES = {
+    "msmarco": ("unicamp-dl/InRanker-msmarco", "InRanker_msmarco.tsv", "3fc9840ea2a8ad17966dec11c48872bf"),
+    "beir": ("unicamp-dl/InRanker-BEIR", "inpars_beir_dataset.jsonl", "89d914af6d231a32458fcf84a8de61a6"),
+}
+MSMARCO_MAX_EXAMPLES = 12_800_000  # the package stops reading the MS MARCO file there
+
+
+@dataclass(frozen=True)
+class DistillExample:
+    """One (query, document) pair with the teacher's first-step logits."""
+
+    query: str
+    text: str
+    false_logit: float
+    true_logit: float
+    qid: str = ""
+    docid: str = ""
+
+    @property
+    def logits(self) -> tuple[float, float]:
+        return self.false_logit, self.true_logit
+
+
+@dataclass
+class DistillDataset:
+    """Distillation examples tokenised for training (by `InRankerTrainer.dataset`, the ranker's own input builder):
+    item i is {'input_ids': [...], 'teacher_logits': [false, true]}."""
+
+    examples: Sequence[DistillExample]
+    input_ids: Sequence[list[int]]
+    labels: np.ndarray  # [n, 2] float32, centred when `centered`
+    centered: bool
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.input_ids[i], "teacher_logits": self.labels[i].tolist()}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    @property
+    def query_texts(self) -> dict[str, str]:
+        return {ex.qid or ex.query: ex.query for ex in self.examples}
+
+    def summary(self) -> dict:
+        margins = self.labels[:, 1] - self.labels[:, 0]
+        return {"source": self.source, "pairs": len(self), "queries": len(self.query_texts),
+                "centered": self.centered, "tokens_mean": round(float(np.mean(self.lengths)), 1),
+                "margin_mean": round(float(margins.mean()), 3), "margin_std": round(float(margins.std()), 3),
+                "P(true)_mean": round(float((1 / (1 + np.exp(-margins))).mean()), 4)}
+
+
+def _finite(value, path, lineno: int, field: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, lineno, field, f"not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise DataFormatError(path, lineno, field, f"not finite: {value!r}")
+    return number
+
+
+def read_custom_jsonl(path: str | os.PathLike) -> list[DistillExample]:
+    """InRanker's custom distillation file: one JSON object per line with query, contents, true_logit, false_logit."""
+    examples = []
+    for lineno, obj in iter_jsonl(path):
+        query = require(obj, "query", str, path, lineno)
+        contents = require(obj, "contents", str, path, lineno)
+        true_logit = _finite(require(obj, "true_logit", (int, float), path, lineno), path, lineno, "true_logit")
+        false_logit = _finite(require(obj, "false_logit", (int, float), path, lineno), path, lineno, "false_logit")
+        examples.append(DistillExample(query, contents, false_logit, true_logit,
+                                       str(obj.get("qid", "")), str(obj.get("docid", ""))))
+    if not examples:
+        raise DataFormatError(path, None, None, "no examples")
+    return examples
+
+
+def write_custom_jsonl(path: str | os.PathLike, examples: Iterable[DistillExample], with_ids: bool = True) -> Path:
+    """Write examples in the custom format (atomically); `with_ids` adds qid/docid, which the package ignores."""
+    def rows():
+        for ex in examples:
+            row = {"query": ex.query, "contents": ex.text, "true_logit": ex.true_logit, "false_logit": ex.false_logit}
+            if with_ids:
+                row.update(qid=ex.qid, docid=ex.docid)
+            yield row
+    return write_jsonl(path, rows())
+
+
+def read_msmarco_soft_labels(path: str | os.PathLike, queries: Mapping[str, str], corpus: Mapping[str, object],
+                             max_examples: int = MSMARCO_MAX_EXAMPLES) -> list[DistillExample]:
+    """The MS MARCO soft-label tsv: `true_logit \\t false_logit \\t qid \\t docid` per line (the package calls the
+    first two positive_score and negative_score and trains on [negative, positive] = [false, true]).
+
+    `queries` maps qid -> text; `corpus` maps docid -> text or Document. A missing id is a DataFormatError.
+    """
+    examples = []
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise DataFormatError(path, lineno, None, f"expected 4 tab-separated fields (true_logit, false_logit, "
+                                                      f"qid, docid), got {len(parts)}")
+        true_logit = _finite(parts[0], path, lineno, "true_logit")
+        false_logit = _finite(parts[1], path, lineno, "false_logit")
+        qid, docid = parts[2].strip(), parts[3].strip()
+        if qid not in queries:
+            raise DataFormatError(path, lineno, "qid", f"query {qid!r} has no text")
+        if docid not in corpus:
+            raise DataFormatError(path, lineno, "docid", f"document {docid!r} has no text")
+        doc = corpus[docid]
+        text = doc.text_for_model if isinstance(doc, Document) else str(doc)
+        examples.append(DistillExample(queries[qid], text, false_logit, true_logit, qid, docid))
+        if len(examples) >= max_examples:
+            break
+    if not examples:
+        raise DataFormatError(path, None, None, "no examples")
+    return examples
+
+
+def write_msmarco_soft_labels(path: str | os.PathLike, examples: Iterable[DistillExample]) -> Path:
+    """Write `true_logit \\t false_logit \\t qid \\t docid` lines atomically."""
+    path = Path(path)
+    with atomic_open(path, "w") as handle:
+        for ex in examples:
+            if not ex.qid or not ex.docid:
+                raise ValueError("the MS MARCO format needs qid and docid on every example")
+            handle.write(f"{ex.true_logit!r}\t{ex.false_logit!r}\t{ex.qid}\t{ex.docid}\n")
+    return path
+
+
+def published_file(which: str) -> str:
+    """The published soft-label file ('msmarco' or 'beir') via huggingface_hub (online only), md5-checked."""
+    repo, filename, md5 = INRANKER_FILES[which]
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset")
+    except Exception as err:  # offline, or the hub refused
+        raise RuntimeError(f"cannot download {repo}/{filename} ({type(err).__name__}); pass a local file instead "
+                           "(offline: build one with write_msmarco_soft_labels / write_custom_jsonl)") from err
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != md5:
+        raise RuntimeError(f"{path}: md5 {digest.hexdigest()} differs from the published {md5}")
+    return path
+
+
+def mmarco_texts(language: str, queries=None, corpus=None):
+    """mMARCO train queries and collection in `language`, as the package reads them (online only); a mapping
+    given is kept."""
+    from datasets import load_dataset as hf_load_dataset
+
+    if corpus is None:
+        collection = hf_load_dataset("unicamp-dl/mmarco", f"collection-{language}")["collection"]
+        corpus = {str(row["id"]): row["text"] for row in collection}
+    if queries is None:
+        rows = hf_load_dataset("unicamp-dl/mmarco", f"queries-{language}")["train"]
+        queries = {str(row["id"]): row["text"] for row in rows}
+    return queries, corpus
