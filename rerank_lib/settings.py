@@ -86,12 +86,13 @@ def _flatten(values: Mapping[str, Any], prefix: str = "", nested_names=()) -> di
     return flat
 
 
-def override(cfg, values: Mapping[str, Any]):
-    """A copy of `cfg` with each dotted path set (`train.learning_rate`); None values are skipped (a notebook
-    parameter left at None keeps the profile's value). Lists become tuples where the field holds a tuple."""
+def override(cfg, values: Mapping[str, Any], skip_none: bool = True):
+    """A copy of `cfg` with each dotted path set (`train.learning_rate`); None values are skipped unless skip_none
+    is False (a notebook parameter left at None keeps the profile's value; a profile's None is a value). Lists
+    become tuples where the field holds a tuple."""
     nested = {f.name for f in dataclasses.fields(cfg)
               if dataclasses.is_dataclass(object.__getattribute__(cfg, f.name))}
-    values = _flatten({k: v for k, v in values.items() if v is not None}, nested_names=nested)
+    values = _flatten({k: v for k, v in values.items() if v is not None or not skip_none}, nested_names=nested)
     known = set(paths(cfg))
     unknown = sorted(k for k in values if k not in known)
     if unknown:
@@ -123,7 +124,7 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
-    cfg = override(cfg, dict(profiles.get(profile, {})))
+    cfg = override(cfg, dict(profiles.get(profile, {})), skip_none=False)
     return override(cfg, dict(overrides))
 
 

@@ -11,10 +11,11 @@ from ...data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
 from ...data.trec import ranked
 from ...data.types import Run
 from ...evaluation import evaluate
-from ...rerankers import CrossEncoder, fit
+from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...teacher import teacher_scores
 from ...training import TrainConfig
+from ...training.groups import fit
 from ...experiment import Timer, jsonable, record_run
 from .data import LLMData
 from .llm import _pairs

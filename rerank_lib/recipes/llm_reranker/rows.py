@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from ...data.pairs import TrainGroup
 from ...data.types import Run
 from ...evaluation import evaluate, interpolate
-from ...rerankers import RerankEvaluator, fit
+from ...training.groups import fit
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...training import TrainConfig
-from ...experiment import Timer, choose_interpolation_weight, jsonable, record_run
+from ...experiment import DevEvaluator, Timer, choose_interpolation_weight, jsonable, record_run
 from .data import LLMData
 from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, _slug, cache_root
 
@@ -68,9 +68,9 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
                start_dev=evaluate(dev_run, data.dev.qrels, ["nDCG@10", "RR@10"]))
 
 
-def _dev_evaluator(cfg, data: LLMData, batch_size: int) -> RerankEvaluator:
-    return RerankEvaluator(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, depth=cfg.dev_depth,
-                           measures=["nDCG@10", "RR@10"], batch_size=batch_size)
+def _dev_evaluator(cfg, data: LLMData, batch_size: int) -> DevEvaluator:
+    return DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, depth=cfg.dev_depth,
+                                  measures=["nDCG@10", "RR@10"], batch_size=batch_size)
 
 
 def _output_dir(cfg, results_dir, name: str, payload) -> str:
@@ -82,11 +82,9 @@ def _fingerprint(groups: list[TrainGroup]) -> str:
     return hashlib.sha256(json.dumps([[g.query, g.docs, g.labels] for g in groups]).encode()).hexdigest()[:16]
 
 
-def _dev_run(dev: RerankEvaluator, ranker, result) -> Run:
-    if len(dev.runs) == len(result.eval_history) and result.best_step is not None:
-        return dev.run_at(result)
-    dev(ranker)  # resumed from a finished run: score the restored best weights once
-    return dev.runs[-1]
+def _dev_run(dev: DevEvaluator, ranker, result) -> Run:
+    run = dev.run_at(result.eval_history, result.best_step) if result.best_step is not None else None
+    return run if run is not None else dev.produce(ranker)  # resumed from a finished run: score the best weights
 
 
 def _record_interp(reranked: Run, first_stage_run: Run, weight: float, qrels, *, method: str, params: dict, **kwargs):
@@ -123,7 +121,7 @@ def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss
     dev = _dev_evaluator(cfg, data, batch_size=256)
     start_dev = start.start_dev
     if start_dev is None:  # a start without dev metrics: score the untrained head once
-        start_dev = evaluate(probe.rerank(dev.run, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
+        start_dev = evaluate(probe.rerank(data.dev_bm25, data.dev.corpus, data.dev.queries, depth=cfg.dev_depth),
                              data.dev.qrels, ["nDCG@10", "RR@10"])
     train_cfg = TrainConfig(
         output_dir=_output_dir(cfg, results_dir, f"head-{loss}", [asdict(cfg), loss, _fingerprint(data.groups)]),

@@ -28,7 +28,7 @@ with the same losses and the same loop as the BERT cross-encoder.
 """
 # The code lives in submodules: settings (prompts, LoRA, file names), indexing, inputs, scorer (the nn.Module),
 # loading (the pretrained LM, cached), ranker (DecoderReranker), features (the hidden-state cache) and head_only.
-# This package re-exports the public names and the loaders that rerank_lib.hopweaver shares (_cached_causal_lm,
+# This package re-exports the public names and the loaders that rerank_lib.synthetic_queries shares (_cached_causal_lm,
 # _cached_tokenizer). To monkeypatch a name, patch it in the submodule that looks it up: rebinding it here does
 # not reach the submodules.
 from .settings import (
