@@ -1,11 +1,13 @@
-"""Training a pair scorer from TrainGroups (rerank_lib.training.groups): tiny fits that learn, evaluate on a dev
-run and restore the best weights; the recipe path through experiment.train_with_dev_selection; head learning rates."""
+"""Training a pair scorer from TrainGroups (rerank_lib.training.groups): the examples and options it builds, tiny
+fits that learn, evaluate on a dev run and restore the best weights, the recipe path (experiment.scorer.train_scorer
+through train_with_dev_selection), head learning rates."""
 import pytest
 import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.data.types import Document
-from rerank_lib.experiment import DevEvaluator, train_with_dev_selection
+from rerank_lib.experiment import DevEvaluator
+from rerank_lib.experiment.scorer import train_scorer
 from rerank_lib.rerankers import CrossEncoder
 from rerank_lib.rerankers.losses import group_ce
 from rerank_lib.training import TrainConfig
@@ -81,26 +83,34 @@ def test_fit_refuses_bad_requests(tmp_path, ce):
         fit(ce, no_teacher, loss="group_ce", config=config, kd_weight=1.0)
 
 
-def test_group_training_through_dev_selection(tmp_path):
-    """The recipe path: group_training's pieces through experiment.train_with_dev_selection, the start a
-    candidate; loading the selected weights reproduces the selected dev run."""
+def test_group_training_pieces(tmp_path):
+    model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
+    config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, num_epochs=3, per_device_batch_size=2)
+    plan = group_training(model, _groups(), loss="group_ce", config=config, group_size=3, kd_weight=0.5, head_lr=1e-3)
+    assert plan.config.num_epochs == 1 and len(plan.dataset) == 6 and plan.passes == 3  # 3 passes x 2 groups
+    assert plan.run_info["pairs_per_step"] == 6 and len(plan.train_options["lengths"]) == 6
+    assert {g["lr"] for g in plan.train_options["optimizer_params"]} == {config.learning_rate, 1e-3}
+    item = plan.dataset[0]
+    assert len(item["input_ids"]) == 3 and item["target"] == [1.0, 0.0, 0.0] and item["teacher"][0] == 3.0
+    pointwise = group_training(model, _groups(), loss="point_mse", config=config, length_grouping=False)
+    assert len(pointwise.dataset) == 8 and pointwise.config.num_epochs == 3 and pointwise.train_options["lengths"] is None
+    assert [ex["target"] for ex in pointwise.dataset[:4]] == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_train_scorer_selects_on_dev_and_leaves_the_selected_weights(tmp_path):
+    """The recipe path: training.groups' pieces through experiment.train_with_dev_selection, the untrained start a
+    candidate; the ranker ends holding the selected weights, which reproduce the selected dev run."""
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=3,
                          per_device_batch_size=2, save_every_steps=None, mixed_precision="no")
-    plan = group_training(model, _groups(), loss="group_ce", config=config, group_size=3, kd_weight=0.5)
-    assert plan.config.num_epochs == 1 and len(plan.dataset) == 6 and plan.passes == 3  # 3 passes x 2 groups
-    assert plan.run_info["pairs_per_step"] == 6 and plan.train_options["optimizer_params"] is None
-    item = plan.dataset[0]
-    assert len(item["input_ids"]) == 3 and item["target"] == [1.0, 0.0, 0.0] and item["teacher"][0] == 3.0
     dev = DevEvaluator.reranking(RUN, CORPUS, QUERIES, QRELS, depth=3, as_ranker=lambda _: model)
-    selected = train_with_dev_selection(model.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config,
-                                        dev, **plan.train_options)
-    plan.report_in_passes(selected.result)
+    selected = train_scorer(model, _groups(), dev, loss="group_ce", config=config, group_size=3)
     assert [row["step"] for row in selected.curve] == [0, 3] and selected.start_value == selected.curve[0]["nDCG@10"]
+    assert selected.value == max(row["nDCG@10"] for row in selected.curve)
     assert selected.result.history[-1]["epoch"] == pytest.approx(3.0) and selected.result.run_info["passes"] == 3
-    model.load_weights(selected.model_dir)
     again = model.rerank(RUN, CORPUS, QUERIES, depth=3)
     assert all(again[q][d] == pytest.approx(selected.dev_run[q][d], abs=1e-4) for q in again for d in again[q])
+    assert not model.model.training
 
 
 def test_head_param_groups_give_the_fresh_head_its_own_rate():

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from ..atomic import write_json
 from ..data import load_dataset
@@ -26,15 +27,16 @@ from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
-    record_run, run_dir, scifact_training_split, train_with_dev_selection,
+    record_run, run_dir, scifact_training_split,
 )
+from ..experiment.scorer import train_scorer
 from ..negatives import mine_dense_negatives, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..settings import Settings, override, resolve_profile, snapshot
 from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
-from ..training.groups import GROUPWISE, group_training
+from ..training.groups import GROUPWISE
 
 PIPELINE = "cross_encoder"
 MEASURES = ("nDCG@10", "RR@10")
@@ -54,9 +56,9 @@ FILES = {
     "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
 }
-#: TrainConfig fields the recipe sets itself: a profile or a caller setting them would be silently ignored.
-DERIVED = {"train.output_dir": "experiment.run_dir names it", "train.seed": "set `seed` (data and training)",
-           "train.per_device_batch_size": "set `batch_pairs` (group losses: batch_pairs // group_size groups)"}
+#: TrainConfig fields the recipe sets itself (a value given for them would be silently ignored): what to set instead
+DERIVED = {"train.output_dir": "experiment.run_dir names it", "train.seed": "`seed` (data and training)",
+           "train.per_device_batch_size": "`batch_pairs` (group losses: batch_pairs // group_size groups)"}
 
 
 def _train_defaults() -> TrainConfig:
@@ -121,26 +123,16 @@ PROFILES = {
 }
 
 
-def _given(overrides: Mapping) -> set[str]:
-    """The dotted settings a caller gave (None: not given)."""
-    out = set()
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and key != "variant_train":
-            out |= {f"{key}.{k}" for k, v in value.items() if v is not None}
-        elif value is not None:
-            out.add(key)
-    return out
-
-
 def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
     """Defaults, then the profile, then `overrides` (dotted: `train.learning_rate`). A caller's setting always wins
     over the profile's per-variant recipe (`variant_train`): it is dropped from every variant's entries."""
-    given = _given(overrides)
-    refused = sorted((given | {k for v in dict(overrides.get("variant_train") or {}).values() for k in v}) & set(DERIVED))
-    if refused:
-        raise ValueError(f"{refused[0]} is set by the recipe: {DERIVED[refused[0]]}")
+    given = {f"{k}.{n}" if isinstance(v, Mapping) else k: x for k, v in overrides.items() if k != "variant_train"
+             for n, x in (v.items() if isinstance(v, Mapping) else [(k, v)]) if x is not None}
+    for key in [*given, *(k for v in dict(overrides.get("variant_train") or {}).values() for k in v)]:
+        if key in DERIVED:
+            raise ValueError(f"{key} is set by the recipe: set {DERIVED[key]} instead")
     cfg = resolve_profile(CrossEncoderConfig(), PROFILES, profile, overrides)
-    if "variant_train" not in given:
+    if overrides.get("variant_train") is None:
         cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
                                                for v, s in cfg.variant_train.items()}})
     cfg = override(cfg, {"train.seed": cfg.seed})
@@ -166,12 +158,6 @@ def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- 10_ data
-
-
-def _sigmoid(x) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(np.asarray(x, dtype=float))
 
 
 @dataclass
@@ -238,16 +224,11 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
 
     main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg
     qids = sorted(positives, key=lambda q: (len(q), q))
-    groups = {
-        "binary": [group(q, main_neg[q], soft=False) for q in qids],
-        "distill": [group(q, main_neg[q], soft=True) for q in qids],
-        "flag": [group(q, main_neg[q], soft=False) for q in qids],
-        "flag_dense": [group(q, dense_neg[q], soft=False) for q in qids],
-    }
+    groups = {kind: [group(q, negs[q], soft=kind == "distill") for q in qids] for kind, negs in (
+        ("binary", main_neg), ("distill", main_neg), ("flag", main_neg), ("flag_dense", dense_neg))}
     out = data_dir(cfg, results_dir)
-    files = {}
-    for kind, (name, fmt) in FILES.items():
-        files[kind] = write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
+    files = {kind: write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
+             for kind, (name, fmt) in FILES.items()}
     manifest = {
         "query_ids": qids, "dev_query_ids": sorted(split.dev.queries), "source": split.provenance.source,
         "calibration": asdict(calibration), "files": {k: p.name for k, p in files.items()},
@@ -259,71 +240,46 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     return TrainingData(split, files, calibration, groups, manifest)
 
 
-def data_summary(data: TrainingData) -> pd.DataFrame:
-    """One row per training file: queries, pairs, positives, label histogram."""
+def _files_table(named_groups: Mapping[str, list[TrainGroup]]) -> pd.DataFrame:
     rows = []
-    for kind, path in data.files.items():
-        stats = label_stats(data.groups[kind])
-        rows.append({"file": path.name, "queries": stats["queries"], "pairs": stats["pairs"],
-                     "positives": stats["positives"], "teacher scores": stats["with_teacher"] > 0,
+    for name, groups in named_groups.items():
+        stats = label_stats(groups)
+        rows.append({"file": name, **{k: stats[k] for k in ("queries", "pairs", "positives")},
+                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
                      **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
-    return pd.DataFrame(rows).set_index("file")
+    return pd.DataFrame(rows).set_index("file").fillna("")
+
+
+def data_summary(data: TrainingData) -> pd.DataFrame:
+    """One row per training file: queries, pairs, positives, teacher scores, label histogram."""
+    return _files_table({path.name: data.groups[kind] for kind, path in data.files.items()})
 
 
 def negatives_overlap(data: TrainingData) -> dict:
     """How many of the main negatives (cfg.negatives) the dense window also drew, and how the teacher rates each
-    kind (mean calibrated p(relevant))."""
-    main = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag"]}  # the negatives the models train on
-    dense = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag_dense"]}
-    shared = [len(main[q] & dense[q]) / max(1, len(main[q])) for q in main]
-    # teacher_scores hold the calibrated logits: p = sigmoid(logit)
-    mean_p = {kind: float(np.mean([p for g in data.groups[kind] for p in _sigmoid(g.teacher_scores[g.n_pos:])]))
-              for kind in ("flag", "flag_dense")}
-    pos_p = float(np.mean([p for g in data.groups["flag"] for p in _sigmoid(g.teacher_scores[: g.n_pos])]))
+    kind (mean calibrated p(relevant) = sigmoid of the teacher_scores, which hold the calibrated logits)."""
+    negs = {kind: {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups[kind]} for kind in ("flag", "flag_dense")}
+    shared = [len(docs & negs["flag_dense"][q]) / max(1, len(docs)) for q, docs in negs["flag"].items()]
+    mean_p = lambda kind, part: round(float(np.mean([p for g in data.groups[kind] for p in expit(  # noqa: E731
+        g.teacher_scores[g.n_pos:] if part == "neg" else g.teacher_scores[:g.n_pos])])), 3)
     return {"shared negatives (share)": round(float(np.mean(shared)), 3),
-            "teacher p(relevant), positives": round(pos_p, 3),
-            "teacher p(relevant), main negatives": round(mean_p["flag"], 3),
-            "teacher p(relevant), dense negatives": round(mean_p["flag_dense"], 3)}
-
-
-def preview(data: TrainingData, chars: int = 90) -> pd.DataFrame:
-    """The first line of each written file, long strings cut to `chars`."""
-    def cut(value):
-        if isinstance(value, str):
-            return value if len(value) <= chars else value[:chars] + "…"
-        if isinstance(value, list):
-            shown = [cut(v) if isinstance(v, str) else round(v, 3) for v in value[:3]]
-            return shown + ([f"… {len(value)} in all"] if len(value) > 3 else [])
-        return value
-
-    rows = []
-    for kind, path in data.files.items():
-        with open(path, encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
-        rows.append({"file": path.name, **{k: cut(v) for k, v in first.items()}})
-    return pd.DataFrame(rows).set_index("file").fillna("")
+            "teacher p(relevant), positives": mean_p("flag", "pos"),
+            "teacher p(relevant), main negatives": mean_p("flag", "neg"),
+            "teacher p(relevant), dense negatives": mean_p("flag_dense", "neg")}
 
 
 def example_files(data_root=None) -> pd.DataFrame:
     """The projects' own example files, read by the same readers (they must load)."""
     from ..paths import data_root as resolve_root
 
-    root = resolve_root(data_root)
-    rows = []
-    for rel, reader, kwargs in (
-        ("rag-retrieval/example_data/t2rank_100.jsonl", read_rag_retrieval, {}),
-        ("rag-retrieval/example_data/t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
-        ("rag-retrieval/example_data/t2rank_100.distill.jsonl", read_rag_retrieval, {}),
-        ("flagembedding/reranker/normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
-        ("flagembedding/reranker/prompt_based/examples.jsonl", read_flagembedding, {}),
-        ("flagembedding/reranker/old_toy/toy_finetune_data.jsonl", read_flagembedding, {}),
-    ):
-        groups = reader(root / rel, **kwargs)
-        stats = label_stats(groups)
-        rows.append({"file": rel, "queries": stats["queries"], "pairs": stats["pairs"], "positives": stats["positives"],
-                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
-                     "labels in (0,1)": sum(0 < lab < 1 for g in groups for lab in g.labels)})
-    return pd.DataFrame(rows).set_index("file")
+    root, rag, flag = resolve_root(data_root), "rag-retrieval/example_data/", "flagembedding/reranker/"
+    return _files_table({rel: reader(root / rel, **kwargs) for rel, reader, kwargs in (
+        (rag + "t2rank_100.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.jsonl", read_rag_retrieval, {}),
+        (flag + "normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
+        (flag + "prompt_based/examples.jsonl", read_flagembedding, {}),
+        (flag + "old_toy/toy_finetune_data.jsonl", read_flagembedding, {}))})
 
 
 # ---------------------------------------------------------------------------------------------------- 11_ training
@@ -332,11 +288,9 @@ def example_files(data_root=None) -> pd.DataFrame:
 def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, list[TrainGroup]], TrainingSplit, dict]:
     """Read 10_'s files back with the projects' readers (the files, not the in-memory groups, are what we train on)."""
     out = data_dir(cfg, results_dir)
-    manifest_path = out / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: run 10_cross_encoder_data first (same profile)")
-    manifest = json.loads(manifest_path.read_text())
-    groups = {}
+    if not (out / "manifest.json").exists():
+        raise FileNotFoundError(f"{out / 'manifest.json'} not found: run 10_cross_encoder_data first (same profile)")
+    manifest, groups = json.loads((out / "manifest.json").read_text()), {}
     for kind, (name, fmt) in FILES.items():
         path = out / name
         groups[kind] = read_rag_retrieval(path) if fmt == "rag-retrieval" else \
@@ -384,8 +338,7 @@ def train_config(cfg: CrossEncoderConfig, variant: str, output_dir: str = "") ->
 def recipe_table(cfg: CrossEncoderConfig) -> pd.DataFrame:
     """The training recipe of each variant beside the usual one (sentence-transformers / RAG-Retrieval defaults)."""
     rows = {"usual recipe (learns nothing on CPU)": {"loss": "point_ce", "learning_rate": 2e-5, "head lr": "same",
-                                                      "max_length": 256, "steps": "1 epoch", "pairs/step": 16,
-                                                      "group_size": "-"}}
+            "max_length": 256, "steps": "1 epoch", "pairs/step": 16, "group_size": "-"}}
     for variant in cfg.variants:
         vcfg, train = variant_config(cfg, variant), train_config(cfg, variant)
         loss, _, kd = VARIANTS[variant]
@@ -410,17 +363,10 @@ def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
     return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.seed)
 
 
-def dev_evaluator(cfg: CrossEncoderConfig, sets: EvalSets, model: CrossEncoder) -> DevEvaluator:
-    """The dev slice's BM25 top-dev_depth reranked by `model` (whose network the loop trains in place)."""
-    return DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels,
-                                  depth=cfg.dev_depth, measures=MEASURES, as_ranker=lambda _: model,
-                                  batch_size=cfg.score_batch_size)
-
-
 def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
                   sets: EvalSets) -> VariantRun:
-    """Fine-tune a fresh start model with one variant; the dev slice (nDCG@10) selects the checkpoint, the
-    untrained start (step 0) included; the model ends with the selected weights."""
+    """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
+    checkpoint, the untrained start (step 0) included; the model ends with the selected weights."""
     loss, kind, kd = VARIANTS[variant]
     vcfg, data = variant_config(cfg, variant), groups[kind]
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
@@ -429,20 +375,11 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
-    plan = group_training(model, data, loss=loss, config=train_config(cfg, variant, str(out)),
-                          group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
-                          kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
-
-    def load_selected(folder):
-        model.load_weights(folder)
-        return model.model
-
-    selected = train_with_dev_selection(model.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config,
-                                        dev_evaluator(cfg, sets, model), load_selected=load_selected,
-                                        **plan.train_options)
-    plan.report_in_passes(selected.result)
-    load_selected(selected.model_dir)
-    model.model.eval()
+    dev = DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
+                                 measures=MEASURES, as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
+    selected = train_scorer(model, data, dev, loss=loss, config=train_config(cfg, variant, str(out)),
+                            group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
+                            kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
     return VariantRun(variant, model, selected, vcfg)
 
 
@@ -453,7 +390,7 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
 
 def _common(cfg: CrossEncoderConfig, sets: EvalSets, results_dir) -> dict:
     return dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
-                first_stage="bm25", depth=cfg.depth, seed=cfg.seed, measures=list(MEASURES))
+                first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
 
 
 def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):

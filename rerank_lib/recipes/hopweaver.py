@@ -1,28 +1,14 @@
-"""13_: HopWeaver's reranker training (diverse retrieval, contrastive data generator, fine-tuned reranker) and its
-retrieval ablation, measured with ranking metrics on SciFact.
+"""13_: HopWeaver's reranker training and its retrieval ablation, measured with ranking metrics on SciFact.
 
-Steps (the notebook calls them in order):
-  retriever        the dense retriever (all-MiniLM-L6-v2, corpus encoded once, cached) wrapped as HopWeaver's
-                   standard / diverse (MMR) retriever (retrievers.diverse).
-  llm_generator    the generator as published (synthetic_queries), with SmolLM2 for both LLM steps, on a few source documents: the
-                   proposed bridge queries and the judge's verdicts, shown as they are.
-  judge_quality    the LLM judge against SciFact qrels on dev-slice claims (AUC, accuracy, positive rate), beside
-                   MiniLM's cosine and chance: it decides, measured, which judge labels the training data.
-  training_data    the generator over SciFact train claims with the chosen judge (offline: the qrels, the
-                   documented fallback) -> HopWeaver's {query, pos, neg} file, read back with its reader.
-  train_reranker   MiniLM cross-encoder fine-tuned on it with FlagEmbedding's group CE (HopWeaver trains
-                   bge-reranker-v2-m3 with FlagEmbedding's encoder_only trainer, train_group_size 4), the
-                   checkpoint (or the zero-shot start) chosen on the dev slice.
-  ablation         SciFact test claims, top_k candidates each:
-                     standard   = the dense retriever's top_k (RetrieverWrapper.retrieve_related_documents);
-                     diverse    = MMR over its top 3*top_k (l1 0.87, l2 0.03, l3 0.1 as rerank_ablation_test.py;
-                                  a claim has no source document, so the l2 term is 0);
-                     diverse_zs = diverse, then reordered by the zero-shot reranker (retrieve_with_rerank reranks
-                                  the top_k diverse documents; offline the zero-shot reranker is MiniLM under an
-                                  untrained head, the starting point of diverse_ft; online bge-reranker-v2-m3);
-                     diverse_ft = diverse, reordered by the reranker fine-tuned on the generated data.
-                   Measured by nDCG@10, RR@10, R@10 and HopWeaver's own success rate (a relevant document among
-                   the top_k = Success@top_k) and average attempts (rank of the first relevant one, successes only).
+The steps, in the notebook's order: the diverse (MMR) retriever over a dense MiniLM index (retrievers.diverse); the
+published generator with SmolLM2 for both LLM steps on a few source documents (synthetic_queries), shown as it is;
+the LLM judge measured against SciFact's qrels (AUC), which decides the judge of the training data (offline: the
+qrels, HopWeaver's documented fallback); the generated {query, pos, neg} file (data.hopweaver); a MiniLM
+cross-encoder fine-tuned on it with FlagEmbedding's group CE (HopWeaver: bge-reranker-v2-m3, train_group_size 4),
+selected on dev (the zero-shot start included); and the ablation on test claims, top_k candidates each: standard
+(the dense top_k), diverse (MMR over the top 3*top_k, rerank_ablation_test.py's lambdas; a claim has no source
+document, so the l2 term is 0), diverse_zs / diverse_ft (diverse reordered by the zero-shot / fine-tuned reranker),
+with HopWeaver's success rate (Success@top_k) and average attempts (rank of the first relevant, successes only).
 """
 from __future__ import annotations
 
@@ -41,18 +27,16 @@ from ..evaluation import interpolate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
     pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
-    train_with_dev_selection,
 )
+from ..experiment.scorer import train_scorer
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
 from ..settings import Settings, override, resolve_profile, snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..training import TrainConfig
-from ..training.groups import group_training
 
 PIPELINE = "cross_encoder"
-ABLATION = ("standard", "diverse", "diverse_zs", "diverse_ft")
 MEASURES = ("nDCG@10", "RR@10", "R@10")
 
 
@@ -152,7 +136,6 @@ def load_data(cfg: HopWeaverConfig, results_dir) -> HopData:
 @dataclass
 class LLMDemo:
     examples: list
-    raw: list[str]
     table: pd.DataFrame
     path: Path
     wall_s: float
@@ -173,7 +156,7 @@ def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJu
         rows.append({"source (title)": corpus[e.source_id].title[:60], "claim judged for it": data.split.train.queries[e.query_id][:70],
                      "LLM output": raw.strip().replace("\n", " ")[:110], "parsed query": e.query,
                      "judged": len(e.verdicts), "pos": len(e.pos), "neg": len(e.neg), "usable": e.usable})
-    return LLMDemo(examples, proposer.raw, pd.DataFrame(rows), path, t.s)
+    return LLMDemo(examples, pd.DataFrame(rows), path, t.s)
 
 
 def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple[pd.DataFrame, dict]:
@@ -181,41 +164,27 @@ def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple
     from sklearn.metrics import roc_auc_score
 
     qids = sample_ids(data.dev.queries, cfg.judge_eval_queries, cfg.seed)
-    found = data.retriever.diverse({q: data.dev.queries[q] for q in qids}, top_k=cfg.top_k)
+    claims = {q: data.dev.queries[q] for q in qids}
+    found = data.retriever.diverse(claims, top_k=cfg.top_k)
     pairs = [(q, d) for q in qids for d, _ in ranked(found[q])]
     truth = np.array([data.dev.qrels.get(q, {}).get(d, 0) > 0 for q, d in pairs])
-    corpus = data.retriever.corpus
     with Timer() as t:
-        probs = np.concatenate([judge.probabilities(data.dev.queries[q], None, [corpus[d] for d, _ in ranked(found[q])])
-                                for q in qids])
-    cosine = np.array(data.retriever.cosines({q: data.dev.queries[q] for q in qids}, pairs))
-    rng = np.random.default_rng(cfg.seed)
-
-    def row(name, scores, decisions=None):
-        both = truth.any() and (~truth).any()
-        out = {"judge": name, "AUC vs qrels": round(float(roc_auc_score(truth, scores)), 3) if both else float("nan")}
-        if decisions is not None:
-            out.update({"accuracy": round(float((decisions == truth).mean()), 3),
-                        "says positive": round(float(decisions.mean()), 3)})
-        return out
-
+        probs = np.concatenate([judge.probabilities(claims[q], None, [data.retriever.corpus[d] for d, _ in
+                                                                       ranked(found[q])]) for q in qids])
+    both = truth.any() and (~truth).any()
+    auc = lambda scores: round(float(roc_auc_score(truth, scores)), 3) if both else float("nan")  # noqa: E731
+    yes = probs >= cfg.judge_threshold
     table = pd.DataFrame([
-        row(f"{cfg.llm} P(Yes) (>= {cfg.judge_threshold})", probs, probs >= cfg.judge_threshold),
-        row("minilm-l6 cosine", cosine),
-        row("chance (random scores)", rng.random(len(truth))),
+        {"judge": f"{cfg.llm} P(Yes) (>= {cfg.judge_threshold})", "AUC vs qrels": auc(probs),
+         "accuracy": round(float((yes == truth).mean()), 3), "says positive": round(float(yes.mean()), 3)},
+        {"judge": "minilm-l6 cosine", "AUC vs qrels": auc(data.retriever.cosines(claims, pairs))},
+        {"judge": "chance (random scores)", "AUC vs qrels": auc(np.random.default_rng(cfg.seed).random(len(truth)))},
         {"judge": "qrels (truth)", "AUC vs qrels": 1.0, "accuracy": 1.0, "says positive": round(float(truth.mean()), 3)},
     ]).set_index("judge")
     info = {"pairs": len(pairs), "claims": len(qids), "relevant pairs": int(truth.sum()), "wall_s": round(t.s, 1),
             "mean P(Yes) relevant": float(probs[truth].mean()) if truth.any() else float("nan"),
             "mean P(Yes) other": float(probs[~truth].mean()) if (~truth).any() else float("nan")}
     return table, info
-
-
-def _cosines(data: HopData, qids, pairs) -> list[float]:
-    vecs = data.retriever._query_vectors([data.dev.queries[q] for q in qids])
-    qv = dict(zip(qids, vecs))
-    emb, row = data.retriever.embeddings, data.retriever.row
-    return [float(emb[row[d]] @ qv[q]) for q, d in pairs]
 
 
 def choose_judge(cfg: HopWeaverConfig, quality: pd.DataFrame) -> str:
@@ -279,18 +248,8 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
                                  batch_size=cfg.score_batch_size)
     out = run_dir("hopweaver", cfg.profile, "reranker", settings=snapshot(cfg),
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
-    plan = group_training(model, generated.groups, loss="group_ce", config=replace(cfg.train, output_dir=str(out)),
-                          group_size=cfg.group_size)
-
-    def load_selected(folder):
-        model.load_weights(folder)
-        return model.model
-
-    selected = train_with_dev_selection(model.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config,
-                                        dev, load_selected=load_selected, **plan.train_options)
-    plan.report_in_passes(selected.result)
-    load_selected(selected.model_dir)
-    model.model.eval()
+    selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
+                            config=replace(cfg.train, output_dir=str(out)))
     return Reranked(model, selected)
 
 
