@@ -27,9 +27,8 @@ from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
-    record_run, run_dir, scifact_training_split,
+    record_run, run_dir, scifact_training_split, train_scorer,
 )
-from ..experiment.scorer import train_scorer
 from ..negatives import mine_dense_negatives, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder

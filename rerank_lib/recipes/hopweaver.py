@@ -26,9 +26,8 @@ from ..data.types import Dataset, Run
 from ..evaluation import interpolate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
+    pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split, train_scorer,
 )
-from ..experiment.scorer import train_scorer
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
