@@ -48,9 +48,8 @@ def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=No
                progress: bool = True) -> tuple[Run, list]:
     """Rerank the top `depth` of an eval set; the rest of the first-stage list follows below, in its order."""
     qids = list(queries or es.top)
-    run, windows = rr.rerank_run({q: es.bm25[q] for q in qids}, es.dataset.corpus, es.dataset.queries, cfg.depth,
-                                 progress=progress)
-    return run, windows
+    return rr.rerank_run({q: es.bm25[q] for q in qids}, es.dataset.corpus, es.dataset.queries, cfg.depth,
+                         progress=progress)
 
 
 def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
@@ -88,5 +87,5 @@ def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) ->
     return out
 
 
-def _method(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first
+def method_name(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first
     return f"{cfg.tag}-{training}-{decoding}"
