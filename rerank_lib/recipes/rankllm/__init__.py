@@ -1,14 +1,7 @@
-"""30_rankllm: listwise LLM reranking and training after rank_llm (RankZephyr: generation; FirstMistral: combined
-generation + weighted RankNet with FIRST single-token inference).
-
-The default profile is an embedded CPU reproduction with SmolLM2-135M-Instruct: BM25 top-`depth` candidates,
-windows of `window` passages cut to `max_words` words, FIRST inference (one forward per window) for every row;
-generation decoding only on a sample of DL19 queries (output quality, latency) unless `generation_eval` names a
-dataset (the paper profile). Training is leak-free: a model trained on one TREC DL year (+ SciFact train) is
-evaluated on the other year, the first fold's models also on a seeded SciFact test sample; checkpoints (the untrained
-start included) and interpolation weights are chosen on dev slices of the training queries. The `paper` profile
-names the published models and recipe (zephyr-7b-beta / Mistral-7B-Instruct-v0.3, lr 5e-6, 3 epochs, cosine, 50
-warmup steps, bf16, gradient checkpointing, window 20 / stride 10 over BM25 top-100, 300 words).
+"""30_rankllm: listwise LLM reranking and training after rank_llm (RankZephyr: generation; FirstMistral: generation
++ weighted RankNet, FIRST single-token inference). Default: SmolLM2-135M on the CPU, FIRST for every row, trained
+on one TREC DL year (+ SciFact train) and evaluated on the other; checkpoints (the untrained start included) and
+interpolation weights chosen on dev slices of the training queries. `paper`: the published models and recipe.
 
 One submodule per step: settings, models, evalsets (evaluation sets, reference rows), training (a fold's data, one
 objective through experiment.train_with_dev_selection), evaluation (records), evidence (recipe search, memorisation

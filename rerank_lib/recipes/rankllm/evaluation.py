@@ -29,6 +29,13 @@ def _windows(results: list, dataset: str, model: str) -> list[dict]:
     return [dict(x.to_dict(), dataset=dataset, model=model) for x in results]
 
 
+def _quality_sample(cfg: RankLLMConfig, model, tokenizer, sets: dict[str, EvalSet], who: str) -> list[dict]:
+    """Generation decoding of the first `quality_queries` DL19 queries: output-quality counts and latency only."""
+    es = sets["trec-dl-2019"]
+    _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sorted(es.top)[: cfg.quality_queries])
+    return _windows(w, "trec-dl-2019", who)
+
+
 def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ZeroShot:
     """The untrained model with FIRST on every eval set (records), and generation decoding on the first
     `quality_queries` DL19 queries (output-quality counts and latency only)."""
@@ -44,10 +51,7 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
             zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
             profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
             first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first"), seed=cfg.seed, wall_s=t.s))
-    if cfg.quality_queries:
-        es = sets["trec-dl-2019"]
-        _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sorted(es.top)[: cfg.quality_queries])
-        zs.windows += _windows(w, "trec-dl-2019", "zero-shot")
+    zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
     return zs
 
 
@@ -60,13 +64,12 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
     who, sel = f"{tr.objective} ({tr.fold.train_on})", tr.selected
     label = f"{tr.base} fine-tuned ({tr.objective}, {cfg.ranking_loss if tr.objective != 'generation' else 'CE'})"
     records, windows = [], []
+    quality_only = tr.objective == "generation" and "trec-dl-2019" not in cfg.generation_eval  # no metric row
+    if quality_only and tr.fold.evaluate_on == "trec-dl-2019" and cfg.quality_queries:
+        windows += _quality_sample(cfg, model, tokenizer, sets, who)
     for name, dev_key in [(tr.fold.evaluate_on, "dl")] + ([("scifact", "scifact")] if with_scifact else []):
         es, dev = sets[name], tr.fold.dev[dev_key]
         decode = tr.objective == "generation" and name in cfg.generation_eval
-        if tr.objective == "generation" and not decode and name == "trec-dl-2019" and cfg.quality_queries:
-            # generation decoding on the quality sample only: output-quality counts and latency, no metric row
-            _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sorted(es.top)[: cfg.quality_queries])
-            windows += _windows(w, name, who)
         for decoding in ["first"] + (["generate"] if decode else []):
             rr = reranker(cfg, model, tokenizer, decoding)
             with Timer() as t:
@@ -93,11 +96,9 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
 def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, EvalSet], zs: ZeroShot,
                  results_dir) -> tuple[list, list]:
     """Each trained model on its fold's evaluation year; the first fold's models on SciFact test too."""
-    records, windows = [], []
-    for tr in trained:
-        r, w = evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == cfg.folds[0][0])
-        records, windows = records + r, windows + w
-    return records, windows
+    pairs = [evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == cfg.folds[0][0])
+             for tr in trained]
+    return [r for rs, _ in pairs for r in rs], [w for _, ws in pairs for w in ws]
 
 
 def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = "trec-dl-2019") -> str:

@@ -32,24 +32,18 @@ def teacher_agreement(cfg: RankLLMConfig, windows: list, results_dir) -> pd.Data
     the first window) show what merely keeping the input order scores."""
     from scipy.stats import kendalltau
 
-    teachers = {}
-    rows = []
-    for w in windows:
-        if len(w.get("doc_ids") or []) < 2:
-            continue
+    teachers, rows = {}, []
+    for w in (w for w in windows if len(w.get("doc_ids") or []) >= 2):
         name = w["dataset"]
         if name not in teachers:
             teachers[name] = load_run(results_dir, cfg.profile, name, "test", teacher_name(cfg, name))
-        scores = teachers[name].get(w["qid"], {})
-        t = [scores.get(d, float("-inf")) for d in w["doc_ids"]]
-        model_rank = [0] * len(t)
-        for position, i in enumerate(w["order"]):
-            model_rank[i] = -position
-        teacher_best = max(range(len(t)), key=lambda i: t[i])
+        t = [teachers[name].get(w["qid"], {}).get(d, float("-inf")) for d in w["doc_ids"]]
+        position = {i: p for p, i in enumerate(w["order"])}
+        best = max(range(len(t)), key=lambda i: t[i])
         rows.append({"model": w["model"], "mode": w["mode"], "dataset": name,
-                     "tau": kendalltau(model_rank, t).statistic, "top1": float(w["order"][0] == teacher_best),
-                     "input_tau": kendalltau([-i for i in range(len(t))], t).statistic,
-                     "input_top1": float(teacher_best == 0)})
+                     "tau": kendalltau([-position[i] for i in range(len(t))], t).statistic,
+                     "top1": float(w["order"][0] == best), "input_tau": kendalltau([-i for i in range(len(t))], t).statistic,
+                     "input_top1": float(best == 0)})
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -65,10 +59,7 @@ def quality_table(windows: list) -> pd.DataFrame:
     if df.empty:
         return df
     counts = df.groupby(["model", "mode", "dataset", "category"]).size().unstack("category", fill_value=0)
-    for c in CATEGORIES:
-        if c not in counts:
-            counts[c] = 0
-    counts = counts[list(CATEGORIES)]
+    counts = counts.reindex(columns=list(CATEGORIES), fill_value=0)
     counts["windows"] = counts.sum(axis=1)
     return counts
 

@@ -1,6 +1,5 @@
-"""The RankLLM recipe's settings: pipeline constants, the published reference numbers, the config and its
-profiles (smoke, default, paper), and the config as a table. Named settings, not config, because `config()` is the
-function the package re-exports."""
+"""The RankLLM recipe's settings: constants, the published reference numbers, the config and its profiles (smoke,
+default, paper), and the config as a table (`config()` is the function the package re-exports)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from ...data import folds_dl
 from ...models import resolve
 from ...settings import Settings, resolve_profile, snapshot
 from ...training import TrainConfig
-
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
@@ -39,7 +37,7 @@ def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 convers
     return TrainConfig(seed=13, learning_rate=5e-5, num_epochs=1, max_steps=12, per_device_batch_size=1,
                        gradient_accumulation_steps=2, warmup_steps=2, lr_scheduler="cosine", weight_decay=0.0,
                        mixed_precision="no", gradient_checkpointing=False, eval_every_steps=6, save_every_steps=6,
-                       keep_last_checkpoints=1, log_every_steps=1, metric_for_best=f"dev_{MEASURE}")
+                       keep_last_checkpoints=1, log_every_steps=1, metric_for_best=MEASURE)
 
 
 @dataclass(frozen=True)

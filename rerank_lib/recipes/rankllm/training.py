@@ -8,9 +8,8 @@ from dataclasses import dataclass, replace
 
 from ...data import TrainingQueries
 from ...data.trec import top_k
-from ...experiment import (
-    DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split, train_with_dev_selection,
-)
+from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split
+from ...experiment import train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
 from ...listwise import identifier_token_ids
 from ...listwise.lm import body_and_head
@@ -79,14 +78,11 @@ class Trained:
 def freeze_below(model, train_layers: int | None) -> None:
     """Train only the top `train_layers` decoder layers and the final norm (None: everything). Frozen lower layers
     need no backward pass: a CPU step costs ~1.5 forwards, not 3."""
-    if train_layers is None:
-        return
-    body, _ = body_and_head(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for module in [*body.layers[-train_layers:], body.norm]:
-        for p in module.parameters():
-            p.requires_grad_(True)
+    if train_layers is not None:
+        body, _ = body_and_head(model)
+        trainable = {id(p) for module in [*body.layers[-train_layers:], body.norm] for p in module.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
 
 
 def base_model(cfg: RankLLMConfig, objective: str) -> str:
@@ -98,19 +94,17 @@ def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: s
     year's dev slice (nDCG@10) at step 0 and every `train.eval_every_steps` picks the checkpoint."""
     base = base_model(cfg, objective)
     model, tokenizer = load_lm(cfg, base)
-    ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window), use_letters(cfg, tokenizer),
-                                 cfg.chat_template)
+    lm, dev_set = ListwiseLM(model), fold.dev["dl"]
     examples = [encode_conversation(c, tokenizer, objective, cfg.chat_template, max_length=cfg.context_size)
                 for c in fold.conversations]
-    dev_set = fold.dev["dl"]
-    dev = DevEvaluator(lambda m: rerank_set(reranker(cfg, m, tokenizer), dev_set, cfg, progress=False)[0],
-                       dev_set.dataset.qrels, [MEASURE], prefix="dev_")
-    settings = {k: v for k, v in snapshot(cfg).items() if k not in EVAL_ONLY}
-    path = run_dir(PIPELINE, cfg.profile, f"{fold.train_on}-{objective}", data=fold.conversations,
-                   settings={**settings, "base": base, "objective": objective})
+    ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window), use_letters(cfg, tokenizer),
+                                 cfg.chat_template)
     loss = ListwiseObjective(objective, ident or (), ranking=cfg.ranking_loss, weighted=cfg.weighted,
                              ranking_weight=cfg.ranking_weight)
-    lm = ListwiseLM(model)
+    dev = DevEvaluator(lambda m: rerank_set(reranker(cfg, m, tokenizer), dev_set, cfg, progress=False)[0],
+                       dev_set.dataset.qrels, [MEASURE])
+    settings = {k: v for k, v in snapshot(cfg).items() if k not in EVAL_ONLY} | {"base": base, "objective": objective}
+    path = run_dir(PIPELINE, cfg.profile, f"{fold.train_on}-{objective}", data=fold.conversations, settings=settings)
     freeze_below(model, cfg.train_layers)
     hook = enable_neftune(lm, cfg.noise_alpha)
     try:
