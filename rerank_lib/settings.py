@@ -13,10 +13,14 @@ import contextvars
 import dataclasses
 import json
 import os
+import sys
 from typing import Any, Mapping
 
 PROFILES = ("smoke", "default", "paper")
 
+# Reading every field to print, compare, copy or convert a config is not using a setting.
+_NOT_A_USE = frozenset({"__repr__", "__eq__", "__hash__", "asdict", "_asdict_inner", "astuple", "_astuple_inner",
+                        "replace", "_replace"})
 _quiet = contextvars.ContextVar("settings_quiet", default=False)
 _reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_READS") else None
 _built: dict[str, dict] = {}
@@ -32,7 +36,7 @@ class Settings:
     def __getattribute__(self, name: str):
         if _reads is not None and not name.startswith("_") and not _quiet.get():
             fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
-            if name in fields:
+            if name in fields and sys._getframe(1).f_code.co_name not in _NOT_A_USE:
                 _reads.add((type(self).__qualname__, name))
         return object.__getattribute__(self, name)
 
@@ -96,12 +100,15 @@ def _flatten(values: Mapping[str, Any], prefix: str = "", nested_names=()) -> di
     return flat
 
 
-def override(cfg, values: Mapping[str, Any]):
-    """A copy of `cfg` with each dotted path set (`train.learning_rate`); None values are skipped (a notebook
-    parameter left at None keeps the profile's value). Lists become tuples where the field holds a tuple."""
+def override(cfg, values: Mapping[str, Any], skip_none: bool = True):
+    """A copy of `cfg` with each dotted path set (`train.learning_rate`); with `skip_none`, None values are
+    skipped (a notebook parameter left at None keeps the profile's value; a profile itself may set None).
+    Lists become tuples where the field holds a tuple."""
     nested = {f.name for f in dataclasses.fields(cfg)
               if dataclasses.is_dataclass(object.__getattribute__(cfg, f.name))}
-    values = _flatten({k: v for k, v in values.items() if v is not None}, nested_names=nested)
+    values = _flatten({k: v for k, v in values.items() if v is not None or not skip_none}, nested_names=nested)
+    if skip_none:
+        values = {k: v for k, v in values.items() if v is not None}
     known = set(paths(cfg))
     unknown = sorted(k for k in values if k not in known)
     if unknown:
@@ -133,7 +140,7 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
-    cfg = override(cfg, dict(profiles.get(profile, {})))
+    cfg = override(cfg, dict(profiles.get(profile, {})), skip_none=False)
     return override(cfg, dict(overrides))
 
 

@@ -248,3 +248,13 @@ def test_run_dir_names_data_and_settings(private_cache):
     assert a != run_dir("p", "smoke", "m", data=[1, 3], settings={"lr": 1e-4})
     assert a.parent == private_cache / "runs" / "p" / "smoke" and a.name.startswith("m-")
     assert fingerprint({"b": 1, "a": (1, 2)}) == fingerprint({"a": [1, 2], "b": 1})
+
+
+def test_profiles_may_set_none_and_printing_is_not_reading(monkeypatch):
+    cfg = settings.resolve_profile(TwoStage(), {"paper": {"stage1.train.save_every_steps": None}}, "paper",
+                                   {"stage1.train.learning_rate": None})
+    assert cfg.stage1.train.save_every_steps is None and cfg.stage1.train.learning_rate == 1e-4
+    reads: set = set()
+    monkeypatch.setattr(settings, "_reads", reads)
+    repr(cfg), cfg == TwoStage(), settings.override(cfg, {"stage2.data_size": 3})
+    assert not reads
