@@ -114,6 +114,7 @@ def test_recipe_profiles_resolve_offline():
     train = paper.train
     assert (train.learning_rate, train.num_epochs, train.warmup_steps, train.lr_scheduler) == (5e-6, 3, 50, "cosine")
     assert (train.per_device_batch_size, train.gradient_accumulation_steps, train.mixed_precision) == (8, 4, "bf16")
+    assert train.max_steps is None and paper.train_layers is None and paper.scifact_test_queries is None  # profile None
     assert paper.generation_model == "HuggingFaceH4/zephyr-7b-beta"
     assert paper.combined_model == "mistralai/Mistral-7B-Instruct-v0.3"
     table = recipe.summary(paper)  # prints even where the hub is unreachable
