@@ -39,6 +39,7 @@ from rerank_lib.training.checkpoints import (
     prune_checkpoints,
     read_state,
 )
+from rerank_lib.training.optimizers import OPTIMIZERS, build_optimizer, deepspeed_replaces_optimizer
 from rerank_lib.training.precision import MIXED_PRECISIONS, resolve_mixed_precision
 from rerank_lib.training.sampling import EpochSampler
 
@@ -62,6 +63,7 @@ class TrainConfig(Settings):
     warmup_ratio: float = 0.0  # used when warmup_steps is 0
     lr_scheduler: str = "linear"  # linear | cosine | constant
     weight_decay: float = 0.01  # AdamW; never applied to biases and norm weights
+    optimizer: str = "adamw"  # adamw (torch) | adamw_8bit (bitsandbytes, the [gpu] extra; rank_llm's choice)
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (see precision.resolve_mixed_precision)
     gradient_checkpointing: bool = False
@@ -83,6 +85,8 @@ class TrainConfig(Settings):
         self.report_to = _tracker_names(self.report_to)
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {sorted(SCHEDULERS)}")
         if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -140,7 +144,7 @@ def train(
         main process (on every process when the model is sharded: FSDP, ZeRO-3). The other processes wait for
         it, so on several GPUs keep it well under the process group's timeout (evaluate a dev subset).
     train_dataset: anything with len() and integer indexing (a list, a datasets.Dataset).
-    optimizer_params: AdamW parameter groups (e.g. a higher learning rate for a fresh head); default: all
+    optimizer_params: the optimizer's parameter groups (e.g. a higher learning rate for a fresh head); default: all
         trainable parameters, weight decay on matrices only.
     lengths: per-example token counts; when given, batches group examples of similar length (less padding).
     """
@@ -167,6 +171,12 @@ def train(
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         if ds_config.get("gradient_clipping", "auto") == "auto":
             ds_config["gradient_clipping"] = config.max_grad_norm or 0.0
+        if config.optimizer != "adamw" and deepspeed_replaces_optimizer(ds_config):
+            raise ValueError(
+                f"TrainConfig.optimizer={config.optimizer!r} would not be used: this DeepSpeed config offloads the "
+                "optimizer to CPU, and accelerate then trains with DeepSpeed's CPU Adam instead. Use "
+                "optimizer='adamw' (what the offloaded run computes) or a config without offload_optimizer_device."
+            )
     if config.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
 
@@ -196,9 +206,10 @@ def train(
         total_steps = min(total_steps, config.max_steps)
     warmup_steps = config.warmup_steps or math.ceil(config.warmup_ratio * total_steps)
 
-    optimizer = torch.optim.AdamW(
+    optimizer = build_optimizer(
+        config.optimizer,
         optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay),
-        lr=config.learning_rate,
+        learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
     )
     scheduler = get_scheduler(
