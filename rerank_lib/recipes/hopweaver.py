@@ -48,6 +48,8 @@ def _train_defaults() -> TrainConfig:
 
 @dataclass(frozen=True)
 class HopWeaverConfig(Settings):
+    READ_ONLY_WHEN = {"judge_min_auc": "judge == 'auto' and the LLM judge produced scores to measure"}
+
     profile: str = "default"
     seed: int = 13  # data samples, the fresh head and training
     data_root: str | None = None

@@ -25,6 +25,9 @@ def _train(**values) -> TrainConfig:
 
 @dataclass(frozen=True)
 class LLMRerankerConfig(Settings):
+    READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: the paper profile)"
+                      for name in ("score_llm", "decoder_train", "lora_r", "lora_alpha", "lora_dropout")}
+
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
