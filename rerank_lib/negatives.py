@@ -13,6 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .data.pairs import TrainGroup
 from .data.trec import ranked
 from .data.types import Document, Run
 from .first_stage import BM25Index, dense_search
@@ -89,3 +90,18 @@ def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, str], p
         run = index.search({q: queries[q] for q in positives}, k=hi)
     return sample_negatives(run, positives, (lo, hi), negative_number, seed,
                             fill_from=list(corpus) if fill_random else None)
+
+
+def negatives_overlap(main: Sequence[TrainGroup], dense: Sequence[TrainGroup]) -> dict:
+    """How many of each query's `main` negatives the `dense` window also drew, and how the teacher rates each kind:
+    mean calibrated p(relevant) = sigmoid of the groups' teacher_scores (which hold calibrated logits)."""
+    from scipy.special import expit
+
+    negs = [{g.query_id: set(g.doc_ids[g.n_pos:]) for g in groups} for groups in (main, dense)]
+    shared = [len(docs & negs[1][q]) / max(1, len(docs)) for q, docs in negs[0].items()]
+    mean_p = lambda groups, pos: round(float(np.mean([p for g in groups for p in expit(  # noqa: E731
+        g.teacher_scores[:g.n_pos] if pos else g.teacher_scores[g.n_pos:])])), 3)
+    return {"shared negatives (share)": round(float(np.mean(shared)), 3),
+            "teacher p(relevant), positives": mean_p(main, True),
+            "teacher p(relevant), main negatives": mean_p(main, False),
+            "teacher p(relevant), dense negatives": mean_p(dense, False)}

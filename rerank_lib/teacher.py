@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +77,33 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     return scores
 
 
+def scores_with_extra(name: str, first_stage: Run, extra: Mapping[str, Sequence[str]], corpus: Mapping[str, Document],
+                      queries: Mapping[str, str], depth: int = 100) -> Run:
+    """Teacher scores over each query's first-stage top-`depth` plus `extra` documents (positives the first stage
+    missed, mined negatives), which join the first-stage order below its last candidate. Scoring every query at once
+    lets the teacher reuse its cached encoding of the whole corpus."""
+    candidates: Run = {}
+    for q, run in first_stage.items():
+        docs = dict(ranked(run)[:depth])
+        floor = min(docs.values(), default=0.0)
+        for i, d in enumerate(dict.fromkeys(x for x in extra.get(q, ()) if x not in docs), start=1):
+            docs[d] = floor - i
+        candidates[q] = docs
+    return teacher_scores(name, candidates, corpus, queries, depth=max(len(v) for v in candidates.values()))
+
+
+def teacher_order(top: Run, first_stage: Run, teacher: Run) -> Run:
+    """The teacher's order of the same first-stage `top` a student reranks, the rest of the first-stage list below:
+    the ceiling of a student that imitated its teacher perfectly on these candidates."""
+    out = {}
+    for q, docs in top.items():
+        floor = min(teacher[q].values(), default=0.0) if q in teacher else 0.0
+        ordered = sorted(docs, key=lambda d: -(teacher.get(q, {}).get(d, floor - 1.0)))
+        rest = [d for d, _ in sorted(first_stage[q].items(), key=lambda kv: -kv[1]) if d not in docs]
+        out[q] = {d: float(len(ordered) + len(rest) - i) for i, d in enumerate(ordered + rest)}
+    return out
+
+
 def cross_encoder_scores(model_name: str, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
                          batch_size: int = 32, max_length: int = 512) -> Run:
     """Score (query, document) pairs with a sequence-classification cross-encoder (one logit per pair).
@@ -127,9 +154,10 @@ def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_leng
     return cache_dir("teacher") / f"{teacher.name}-{h.hexdigest()[:24]}.trec"
 
 
-def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
+def platt_fit(scores, labels, l2: float = 1e-6, tol: float = 1e-10, max_iter: int = 10_000) -> tuple[float, float]:
     """Platt scaling: (scale, bias) with P(relevant | s) = sigmoid(scale * s + bias), the logistic-regression fit of
-    0/1 `labels` on teacher `scores` (scikit-learn, L2 weight `l2` on the slope only, scores standardised first).
+    0/1 `labels` on teacher `scores` (scikit-learn, L2 weight `l2` on the slope only, scores standardised first;
+    `tol` and `max_iter` are the solver's).
 
     How a teacher's raw scores (cosines, fused ranks) become the probabilities and two-logit soft labels that the
     distillation recipes train on; fit it on training queries only."""
@@ -140,7 +168,7 @@ def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
         raise ValueError(f"calibration needs relevant and non-relevant scored pairs; got {int(y.sum()) if len(y) else 0} "
                          f"relevant of {len(x)}")
     mu, sd = float(x.mean()), float(x.std()) or 1.0
-    model = LogisticRegression(C=1.0 / l2, tol=1e-10, max_iter=10_000).fit(((x - mu) / sd)[:, None], y)
+    model = LogisticRegression(C=1.0 / l2, tol=tol, max_iter=max_iter).fit(((x - mu) / sd)[:, None], y)
     scale = float(model.coef_[0, 0]) / sd
     return scale, float(model.intercept_[0]) - scale * mu
 

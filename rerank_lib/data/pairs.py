@@ -20,7 +20,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +29,8 @@ from .jsonl import iter_jsonl, require, write_jsonl
 
 __all__ = [
     "TrainGroup", "read_rag_retrieval", "read_flagembedding", "read_hopweaver", "read_pairs",
-    "write_pairs_jsonl", "sample_group", "label_stats", "FORMATS",
+    "write_pairs_jsonl", "sample_group", "label_stats", "per_group", "with_labels", "files_table", "example_files",
+    "FORMATS",
 ]
 
 FORMATS = ("rag-retrieval", "flagembedding", "hopweaver")
@@ -243,6 +244,19 @@ def write_pairs_jsonl(path: str | os.PathLike, groups: Iterable[TrainGroup], fmt
     return write_jsonl(path, rows())
 
 
+def per_group(groups: Sequence[TrainGroup], values) -> list[list[float]]:
+    """Flat per-pair values (in the groups' order, doc by doc) cut back into one list per group."""
+    bounds = np.cumsum([0] + [len(g.docs) for g in groups])
+    return [[float(v) for v in values[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def with_labels(groups: Sequence[TrainGroup], labels: Sequence[Sequence[float]]) -> list[TrainGroup]:
+    """The groups as distillation data: every doc a positive, each with its soft label clipped to [0, 1]
+    (RAG-Retrieval's `{query, pos: every doc, pos_scores}`)."""
+    return [TrainGroup(g.query, g.docs, [min(1.0, max(0.0, s)) for s in scores], n_pos=len(g.docs),
+                       query_id=g.query_id, doc_ids=g.doc_ids) for g, scores in zip(groups, labels)]
+
+
 # ---------------------------------------------------------------------------------------------------- sampling
 
 
@@ -286,3 +300,30 @@ def label_stats(groups: Sequence[TrainGroup]) -> dict:
         "with_teacher": int(sum(g.teacher_scores is not None for g in groups)),
         "label_hist": {f"{lo:.1f}-{lo + 0.2:.1f}": int(c) for lo, c in zip(np.arange(0, 1, 0.2), hist)},
     }
+
+
+def files_table(named_groups: Mapping[str, Sequence[TrainGroup]]):
+    """One row per training file (name -> its groups): queries, pairs, positives, teacher scores, label histogram."""
+    import pandas as pd
+
+    rows = []
+    for name, groups in named_groups.items():
+        stats = label_stats(groups)
+        rows.append({"file": name, **{k: stats[k] for k in ("queries", "pairs", "positives")},
+                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
+                     **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
+    return pd.DataFrame(rows).set_index("file").fillna("")
+
+
+def example_files(data_root=None):
+    """The projects' own example files (RAG-Retrieval, FlagEmbedding) read by the readers above: they must load."""
+    from ..paths import data_root as resolve_root
+
+    root, rag, flag = resolve_root(data_root), "rag-retrieval/example_data/", "flagembedding/reranker/"
+    return files_table({rel: reader(root / rel, **kwargs) for rel, reader, kwargs in (
+        (rag + "t2rank_100.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.jsonl", read_rag_retrieval, {}),
+        (flag + "normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
+        (flag + "prompt_based/examples.jsonl", read_flagembedding, {}),
+        (flag + "old_toy/toy_finetune_data.jsonl", read_flagembedding, {}))})

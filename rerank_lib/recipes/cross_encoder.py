@@ -15,25 +15,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from ..atomic import write_json
 from ..data import load_dataset
-from ..data.pairs import TrainGroup, label_stats, read_flagembedding, read_rag_retrieval, write_pairs_jsonl
-from ..data.trec import ranked, top_k
+from ..data.pairs import TrainGroup, files_table, read_flagembedding, read_rag_retrieval, write_pairs_jsonl
+from ..data.trec import top_k
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
     record_run, run_dir, scifact_training_split, train_scorer,
 )
-from ..negatives import mine_dense_negatives, sample_negatives
+from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..settings import Settings, override, resolve_profile, snapshot
-from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
+from ..teacher import Calibration, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
 from ..training.groups import GROUPWISE
 
@@ -246,20 +244,6 @@ class TrainingData:
     manifest: dict
 
 
-def _teacher_over(cfg: CrossEncoderConfig, ds, bm25: Run, extra: dict[str, list[str]]) -> Run:
-    """Teacher scores over each query's BM25 top-teacher_depth plus `extra` docs (positives the first stage missed,
-    dense negatives), which join the first-stage order below its last candidate."""
-    candidates: Run = {}
-    for q in ds.queries:
-        docs = dict(ranked(bm25.get(q, {}))[: cfg.teacher_depth])
-        floor = min(docs.values(), default=0.0)
-        for i, d in enumerate(dict.fromkeys(x for x in extra.get(q, []) if x not in docs), start=1):
-            docs[d] = floor - i
-        candidates[q] = docs
-    depth = max(len(v) for v in candidates.values())
-    return teacher_scores(cfg.teacher, candidates, ds.corpus, ds.queries, depth=depth)
-
-
 def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     """SciFact train (minus the dev slice) -> the RAG-Retrieval and FlagEmbedding training files.
 
@@ -287,7 +271,8 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
                                      cfg.seed, fill_random=True)
 
     extra = {q: positives[q] + bm25_neg[q] + dense_neg[q] for q in positives}
-    scores = _teacher_over(cfg, train.subset(list(positives)), bm25, extra)
+    scores = scores_with_extra(cfg.teacher, {q: bm25.get(q, {}) for q in train.subset(list(positives)).queries}, extra,
+                               train.corpus, train.queries, depth=cfg.teacher_depth)
     calibration = fit_calibration(scores, train.qrels, teacher=cfg.teacher, fitted_on=split.provenance.source, l2=1e-4)
 
     def group(q: str, negs: list[str], soft: bool) -> TrainGroup:
@@ -317,46 +302,14 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     return TrainingData(split, files, calibration, groups, manifest)
 
 
-def _files_table(named_groups: Mapping[str, list[TrainGroup]]) -> pd.DataFrame:
-    rows = []
-    for name, groups in named_groups.items():
-        stats = label_stats(groups)
-        rows.append({"file": name, **{k: stats[k] for k in ("queries", "pairs", "positives")},
-                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
-                     **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
-    return pd.DataFrame(rows).set_index("file").fillna("")
-
-
 def data_summary(data: TrainingData) -> pd.DataFrame:
     """One row per training file: queries, pairs, positives, teacher scores, label histogram."""
-    return _files_table({path.name: data.groups[kind] for kind, path in data.files.items()})
+    return files_table({path.name: data.groups[kind] for kind, path in data.files.items()})
 
 
 def negatives_overlap(data: TrainingData) -> dict:
-    """How many of the main negatives (cfg.negatives) the dense window also drew, and how the teacher rates each
-    kind (mean calibrated p(relevant) = sigmoid of the teacher_scores, which hold the calibrated logits)."""
-    negs = {kind: {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups[kind]} for kind in ("flag", "flag_dense")}
-    shared = [len(docs & negs["flag_dense"][q]) / max(1, len(docs)) for q, docs in negs["flag"].items()]
-    mean_p = lambda kind, part: round(float(np.mean([p for g in data.groups[kind] for p in expit(  # noqa: E731
-        g.teacher_scores[g.n_pos:] if part == "neg" else g.teacher_scores[:g.n_pos])])), 3)
-    return {"shared negatives (share)": round(float(np.mean(shared)), 3),
-            "teacher p(relevant), positives": mean_p("flag", "pos"),
-            "teacher p(relevant), main negatives": mean_p("flag", "neg"),
-            "teacher p(relevant), dense negatives": mean_p("flag_dense", "neg")}
-
-
-def example_files(data_root=None) -> pd.DataFrame:
-    """The projects' own example files, read by the same readers (they must load)."""
-    from ..paths import data_root as resolve_root
-
-    root, rag, flag = resolve_root(data_root), "rag-retrieval/example_data/", "flagembedding/reranker/"
-    return _files_table({rel: reader(root / rel, **kwargs) for rel, reader, kwargs in (
-        (rag + "t2rank_100.jsonl", read_rag_retrieval, {}),
-        (rag + "t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
-        (rag + "t2rank_100.distill.jsonl", read_rag_retrieval, {}),
-        (flag + "normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
-        (flag + "prompt_based/examples.jsonl", read_flagembedding, {}),
-        (flag + "old_toy/toy_finetune_data.jsonl", read_flagembedding, {}))})
+    """The main negatives (cfg.negatives) against the dense window's, as the teacher rates them."""
+    return negatives_overlap_stats(data.groups["flag"], data.groups["flag_dense"])
 
 
 # ---------------------------------------------------------------------------------------------------- 11_ training

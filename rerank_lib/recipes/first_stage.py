@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from ..data import Dataset, load_dataset, without_overlap
 from ..data.trec import qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
@@ -131,19 +129,3 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
             results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
             reference=REFERENCES[(year, "bm25")], params=snapshot(cfg), seed=cfg.seed))
     return records
-
-
-def anchor_table(records) -> pd.DataFrame:
-    """Our nDCG@10 (and R@100) beside the published anchor, with the gap a reader should look at (> 0.02)."""
-    rows = []
-    for r in records:
-        ref = r.reference.get("nDCG@10", {}).get("value")
-        sig = r.significance.get("bm25", {}).get("nDCG@10", {})
-        recall = next((v for k, v in r.metrics.items() if k.startswith("R") and "@100" in k), None)
-        rows.append({
-            "dataset": f"{r.dataset}/{r.split}", "method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4),
-            "published": ref, "gap": None if ref is None else round(r.metrics["nDCG@10"] - ref, 4),
-            "R@100": None if recall is None else round(recall, 4),
-            "p vs bm25": None if not sig else round(sig["p_value"], 4), "wall_s": None if r.wall_s is None else round(r.wall_s, 1),
-        })
-    return pd.DataFrame(rows)

@@ -115,6 +115,24 @@ def fold_means(records: list[Record], measure: str = "nDCG@10") -> list[dict]:
     return rows
 
 
+def anchor_table(records: list[Record]):
+    """Our nDCG@10 (and R@100) beside the published anchor, with the gap a reader should look at (> 0.02)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        ref = r.reference.get("nDCG@10", {}).get("value")
+        sig = r.significance.get("bm25", {}).get("nDCG@10", {})
+        recall = next((v for k, v in r.metrics.items() if k.startswith("R") and "@100" in k), None)
+        rows.append({
+            "dataset": f"{r.dataset}/{r.split}", "method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4),
+            "published": ref, "gap": None if ref is None else round(r.metrics["nDCG@10"] - ref, 4),
+            "R@100": None if recall is None else round(recall, 4),
+            "p vs bm25": None if not sig else round(sig["p_value"], 4), "wall_s": None if r.wall_s is None else round(r.wall_s, 1),
+        })
+    return pd.DataFrame(rows)
+
+
 def _best(records: list[Record], measure: str):
     values = [r.metrics.get(measure) for r in records if r.metrics.get(measure) is not None]
     return max(values) if len(values) > 1 else None

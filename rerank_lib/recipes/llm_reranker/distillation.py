@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...data.pairs import TrainGroup, read_rag_retrieval, write_pairs_jsonl
+from ...data.pairs import per_group, read_rag_retrieval, with_labels, write_pairs_jsonl
 from ...data.trec import ranked
 from ...data.types import Run
 from ...evaluation import evaluate
@@ -15,39 +15,17 @@ from ...experiment import Timer, jsonable, pipeline_cache, record_run
 from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
-from ...teacher import teacher_scores
+from ...teacher import Calibration, platt_fit, scores_with_extra
 from .data import LLMData
 from .llm import load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
 from .settings import REFERENCES, LLMRerankerConfig, slug
 
 
-def _platt(scores: np.ndarray, labels: np.ndarray):
-    """p = sigmoid(a s + b) fitted on the training pairs' qrels labels (for teachers whose scores are not
+def _platt(scores, labels):
+    """p(relevant) = sigmoid(a s + b) fitted on the training pairs' qrels labels (for teachers whose scores are not
     probabilities, e.g. reciprocal-rank fusion)."""
-    from sklearn.linear_model import LogisticRegression
-
-    mu, sd = float(scores.mean()), float(scores.std() or 1.0)
-    model = LogisticRegression(C=1e4, max_iter=1000).fit(((scores - mu) / sd)[:, None], labels.astype(int))
-    a, b = float(model.coef_[0, 0] / sd), float(model.intercept_[0] - model.coef_[0, 0] * mu / sd)
-    return lambda s: 1.0 / (1.0 + np.exp(-(a * np.asarray(s, dtype=float) + b)))
-
-
-def _offline_teacher(data: LLMData) -> Run:
-    """bm25+minilm-l6 over every train and dev query's BM25 top-100, plus the training groups' documents that BM25
-    missed (below its last candidate). Scoring all of them at once makes the teacher reuse the cached encoding of
-    the whole corpus (what 02_teacher computed) instead of encoding a subset."""
-    extra = {g.query_id: g.doc_ids for g in data.groups}
-    candidates = {}
-    for q, run in data.train_bm25.items():
-        docs = dict(ranked(run)[:100])
-        floor = min(docs.values(), default=0.0)
-        for i, d in enumerate([x for x in extra.get(q, []) if x not in docs], start=1):
-            docs[d] = floor - i
-        candidates[q] = docs
-    queries = {**data.split.train.queries, **data.split.dev.queries}
-    return teacher_scores("bm25+minilm-l6", candidates, data.split.train.corpus, queries,
-                          depth=max(len(v) for v in candidates.values()))
+    return Calibration(*platt_fit(scores, labels, l2=1e-4, tol=1e-4, max_iter=1000)).probability
 
 
 @dataclass
@@ -75,13 +53,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             out[q][d] = float(v)
         return out
 
-    def per_group(values) -> list[list[float]]:
-        out, pos = [], 0
-        for g in data.groups:
-            out.append([float(v) for v in values[pos:pos + len(g.docs)]])
-            pos += len(g.docs)
-        return out
-
+    truth = np.array([lab > 0 for g in data.groups for lab in g.labels])
     rows, labels, dev_runs = [], {}, {}
     measures = ["nDCG@10", "RR@10"]
     rows.append({"source": "bm25 (first stage)", **evaluate(data.dev_bm25, data.dev.qrels, measures)})
@@ -98,18 +70,16 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             # head started at the Yes row (logits ~ +10) or trained with a shift-invariant loss is not, so its
             # logit is Platt-scaled on the training pairs' qrels (a monotone map: the ranking is unchanged).
             raw = head_row.ranker.score(flat_q, flat_d)
-            calib = _platt(raw, np.array([lab > 0 for g in data.groups for lab in g.labels]))
+            calib = _platt(raw, truth)
             dev_vals, train_vals = calib(head_row.ranker.score(dev_q, dev_d)), calib(raw)
         else:
-            tr = _offline_teacher(data)
+            tr = scores_with_extra("bm25+minilm-l6", data.train_bm25, {g.query_id: g.doc_ids for g in data.groups},
+                                   data.split.train.corpus, {**data.split.train.queries, **data.split.dev.queries})
             raw = np.array([tr[g.query_id][d] for g in data.groups for d in g.doc_ids])
-            truth = np.array([lab > 0 for g in data.groups for lab in g.labels])
             calib = _platt(raw, truth)
-            train_vals = calib(raw)
-            dev_vals = calib(np.array([tr[q][d] for q, d in dev_keys]))
+            train_vals, dev_vals = calib(raw), calib(np.array([tr[q][d] for q, d in dev_keys]))
         dev_runs[source] = to_run(dev_vals)
-        labels[source] = per_group(train_vals)
-        truth = np.array([lab > 0 for g in data.groups for lab in g.labels])
+        labels[source] = per_group(data.groups, train_vals)
         vals = np.asarray(train_vals, dtype=float)
         rows.append({"source": source, **evaluate(dev_runs[source], data.dev.qrels, measures),
                      "train mean p(pos)": float(vals[truth].mean()), "train mean p(neg)": float(vals[~truth].mean())})
@@ -121,9 +91,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
 
 def distillation_file(cfg: LLMRerankerConfig, data: LLMData, sources: Sources, results_dir) -> Path:
     """The chosen teacher's labels in RAG-Retrieval's distillation format {query, pos: every doc, pos_scores}."""
-    groups = [TrainGroup(g.query, g.docs, [min(1.0, max(0.0, s)) for s in scores], n_pos=len(g.docs),
-                         query_id=g.query_id, doc_ids=g.doc_ids)
-              for g, scores in zip(data.groups, sources.train_scores[sources.chosen])]
+    groups = with_labels(data.groups, sources.train_scores[sources.chosen])
     path = pipeline_cache(results_dir, cfg.profile, "llm_reranker") / f"scifact_train.distill.{sources.chosen}.jsonl"
     return write_pairs_jsonl(path, groups, "rag-retrieval", distillation=True)
 
