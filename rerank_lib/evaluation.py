@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data.trec import qid_order
+from .data.trec import qid_order, ranked
 from .data.types import Qrels, Run
 
 BEIR_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
@@ -314,7 +314,7 @@ def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60)
 __all__ = [
     "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
     "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
-    "reciprocal_rank_fusion", "kendall_tau_agreement",
+    "reciprocal_rank_fusion", "kendall_tau_agreement", "success_and_attempts",
 ]
 
 
@@ -330,3 +330,14 @@ def kendall_tau_agreement(run: Run, reference: Run) -> float:
         if tau == tau:  # nan when one side is constant
             taus.append(tau)
     return float(np.mean(taus)) if taus else float("nan")
+
+
+def success_and_attempts(run: Run, qrels: Qrels) -> dict[str, float]:
+    """HopWeaver's success rate (a relevant document among a query's candidates) and average attempts (1-based rank
+    of the first relevant candidate, over successes), over the judged queries."""
+    ranks = []
+    for q, judged in qrels.items():
+        docs = ranked(run.get(q, {}))
+        ranks.append(next((i + 1 for i, (d, _) in enumerate(docs) if judged.get(d, 0) > 0), None))
+    hits = [r for r in ranks if r is not None]
+    return {"success_rate": len(hits) / max(1, len(ranks)), "avg_attempts": float(np.mean(hits)) if hits else float("nan")}

@@ -23,6 +23,7 @@ import hashlib
 import json
 import random
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
@@ -40,7 +41,8 @@ from .paths import cache_dir
 
 __all__ = ["INPARS_VANILLA_PROMPT", "SyntheticQuery", "QueryGenerator", "build_prompt", "parse_query",
            "sample_documents", "sample_negatives", "generate_queries", "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT",
-           "parse_bridge_query", "LLMQueryProposer", "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data"]
+           "parse_bridge_query", "LLMQueryProposer", "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data",
+           "judge_quality"]
 
 #: InPars-v1 vanilla prompt, verbatim (Apache-2.0, zetaalphavector/InPars legacy/inpars-v1/prompts/vanilla_prompt.txt;
 #: also under <data root>/prompts/inpars/). Its MS MARCO glitch ("inedible.assiflora") and trailing spaces are
@@ -325,6 +327,36 @@ class LLMJudge:
 
     def __call__(self, query_id, query, source, candidates) -> list[bool]:
         return [bool(p >= self.threshold) for p in self.probabilities(query, source, candidates)]
+
+
+def judge_quality(judge: LLMJudge, retriever, claims: Mapping[str, str], qrels: Qrels, top_k: int, label: str,
+                  encoder: str = "dense", seed: int = 13):
+    """A judge's P(Yes) on each claim's diverse top_k candidates against the qrels (AUC, accuracy at its threshold),
+    beside the retriever's cosine and chance: (table, info). Decides whether the judge may label training data."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    found = retriever.diverse(claims, top_k=top_k)
+    pairs = [(q, d) for q in claims for d, _ in ranked(found[q])]
+    truth = np.array([qrels.get(q, {}).get(d, 0) > 0 for q, d in pairs])
+    start = time.perf_counter()
+    probs = np.concatenate([judge.probabilities(claims[q], None, [retriever.corpus[d] for d, _ in ranked(found[q])])
+                            for q in claims])
+    wall_s = time.perf_counter() - start
+    both = truth.any() and (~truth).any()
+    auc = lambda scores: round(float(roc_auc_score(truth, scores)), 3) if both else float("nan")  # noqa: E731
+    yes = probs >= judge.threshold
+    table = pd.DataFrame([
+        {"judge": f"{label} P(Yes) (>= {judge.threshold})", "AUC vs qrels": auc(probs),
+         "accuracy": round(float((yes == truth).mean()), 3), "says positive": round(float(yes.mean()), 3)},
+        {"judge": f"{encoder} cosine", "AUC vs qrels": auc(retriever.cosines(claims, pairs))},
+        {"judge": "chance (random scores)", "AUC vs qrels": auc(np.random.default_rng(seed).random(len(truth)))},
+        {"judge": "qrels (truth)", "AUC vs qrels": 1.0, "accuracy": 1.0, "says positive": round(float(truth.mean()), 3)},
+    ]).set_index("judge")
+    info = {"pairs": len(pairs), "claims": len(claims), "relevant pairs": int(truth.sum()), "wall_s": round(wall_s, 1),
+            "mean P(Yes) relevant": float(probs[truth].mean()) if truth.any() else float("nan"),
+            "mean P(Yes) other": float(probs[~truth].mean()) if (~truth).any() else float("nan")}
+    return table, info
 
 
 class QrelsJudge:

@@ -288,3 +288,11 @@ def test_reciprocal_rank_fusion_by_hand():
     assert got == pytest.approx({"d1": 1 / 61 + 1 / 62, "d2": 1 / 62, "d3": 1 / 63 + 1 / 61})
     assert sorted(got, key=got.get, reverse=True) == ["d1", "d3", "d2"]
     assert reciprocal_rank_fusion([r1], k=0)["q"] == pytest.approx({"d1": 1.0, "d2": 0.5, "d3": 1 / 3})
+
+
+def test_success_and_attempts_by_hand():
+    from rerank_lib.evaluation import success_and_attempts
+
+    run = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"a": 1.0, "b": 2.0}}
+    qrels = {"q1": {"b": 1}, "q2": {"c": 1}, "q3": {"a": 1}}  # q1: first relevant at rank 2; q2, q3: none
+    assert success_and_attempts(run, qrels) == {"success_rate": 1 / 3, "avg_attempts": 2.0}

@@ -115,7 +115,7 @@ def test_monot5_without_t5_vocabulary_is_refused(tmp_path):
 def tiny_listwise():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rerank_lib.recipes.rankllm.settings import ZEPHYR_STYLE_TEMPLATE
+    from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 
     tok = load_tokenizer("mistral-v0.1-tokenizer")
     tok.pad_token = tok.unk_token

@@ -20,7 +20,7 @@ from rerank_lib.listwise import (
 )
 from rerank_lib.losses import ranknet_loss
 from rerank_lib.listwise.objectives import answer_positions, first_position_mask, full_logits_generation_loss
-from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
+from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from rerank_lib.training import pad_collate
 
 

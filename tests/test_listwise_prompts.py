@@ -23,7 +23,7 @@ from rerank_lib.listwise.prompts import (
     passage_content,
     render_prompt,
 )
-from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
+from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 
 SAMPLES = "rank_llm/listwise_samples/rankvicuna_bm25_dl19_window20_prompts_responses.jsonl"
 

@@ -8,7 +8,7 @@ from torch import nn
 from rerank_lib.data.types import Document
 from rerank_lib.listwise import ListwiseReranker, identifier_token_ids
 from rerank_lib.listwise.prompts import encode_continuation
-from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
+from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 
 
 @pytest.fixture(scope="module")
@@ -133,19 +133,11 @@ def test_recipe_profiles_resolve_offline():
         recipe.config("default", objectives=["listwise"])
 
 
-def test_teacher_ceiling_and_agreement(tmp_path):
-    from rerank_lib.data.types import Dataset
+def test_teacher_agreement_of_the_windows(tmp_path):
     from rerank_lib.recipes import rankllm as recipe
     from rerank_lib.experiment import save_run
 
-    bm25 = {"q1": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
     teacher = {"q1": {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.99}}
-    ds = Dataset("trec-dl-2019", "test", {}, {"q1": "x"}, {"q1": {"b": 1}})
-    es = recipe.EvalSet(ds, "test", bm25, {"q1": {"a": 4.0, "b": 3.0, "c": 2.0}})
-    ceiling = recipe.teacher_top(es, teacher)["q1"]
-    # the teacher reorders the top-3 only (b > c > a); d, which the teacher likes best, stays below
-    assert sorted(ceiling, key=lambda d: -ceiling[d]) == ["b", "c", "a", "d"]
-
     cfg = recipe.config("smoke")
     save_run(teacher, tmp_path, cfg.profile, "trec-dl-2019", "test", cfg.dl_teacher)
     windows = [

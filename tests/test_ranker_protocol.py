@@ -43,7 +43,7 @@ def test_rerank_signature_is_the_protocols(cls):
 
 @pytest.fixture(scope="module")
 def mistral():
-    from rerank_lib.recipes.rankllm import ZEPHYR_STYLE_TEMPLATE
+    from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 
     tok = load_tokenizer("mistral-v0.1-tokenizer")
     tok.chat_template = ZEPHYR_STYLE_TEMPLATE

@@ -76,3 +76,25 @@ def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_pat
         manual = model(**tok(QUERIES["q2"], CORPUS["bake"].text_for_model, return_tensors="pt")).logits[0, 0].item()
     assert one["q2"]["bake"] == pytest.approx(manual, abs=1e-4)
     assert all(one[q][d] == pytest.approx(many[q][d], abs=1e-4) for q in RUN for d in RUN[q])
+
+
+def test_teacher_order_reorders_the_top_only():
+    """The ceiling of imitation: the teacher's order of the reranked top, the rest of the first stage below."""
+    from rerank_lib.teacher import teacher_order
+
+    bm25 = {"q1": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
+    teacher = {"q1": {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.99}}
+    ceiling = teacher_order({"q1": {"a": 4.0, "b": 3.0, "c": 2.0}}, bm25, teacher)["q1"]
+    # the teacher reorders the top-3 only (b > c > a); d, which the teacher likes best, stays below
+    assert sorted(ceiling, key=lambda d: -ceiling[d]) == ["b", "c", "a", "d"]
+    assert ceiling == {"b": 4.0, "c": 3.0, "a": 2.0, "d": 1.0}
+
+
+def test_scores_with_extra_puts_extra_documents_below_the_first_stage(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(teacher_mod, "teacher_scores",
+                        lambda name, run, corpus, queries, depth: seen.update(run=run, depth=depth) or run)
+    teacher_mod.scores_with_extra("minilm-l6", {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, {"q": ["c", "x", "x", "b", "y"]},
+                                  {}, {}, depth=2)
+    # the top-2 keep their scores; c (cut by depth), x and y follow below the last candidate, once each
+    assert seen == {"run": {"q": {"a": 3.0, "b": 2.0, "c": 1.0, "x": 0.0, "y": -1.0}}, "depth": 5}

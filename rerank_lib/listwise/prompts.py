@@ -35,6 +35,15 @@ SYSTEM_MESSAGE = "You are RankLLM, an intelligent assistant that can rank passag
 ALPHA_START = ord("A") - 1  # rank_llm's ALPH_START_IDX: identifier i (1-based) is chr(ALPHA_START + i)
 MAX_ALPHA = 26
 
+# A Zephyr-style chat template for tokenizers that ship without one (the smoke model; the bare Mistral tokenizers).
+ZEPHYR_STYLE_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n' + message['content'] + eos_token }}{% endif %}"
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}{% endfor %}"
+)
+
 
 @dataclass(frozen=True)
 class ListwiseTemplate:

@@ -21,9 +21,9 @@ import pandas as pd
 from ..data import load_dataset
 from ..data.hopweaver import generation_stats, read_generated, sample_sources, write_hopweaver
 from ..data.pairs import TrainGroup
-from ..data.trec import ranked, top_k
+from ..data.trec import top_k
 from ..data.types import Dataset, Run
-from ..evaluation import interpolate
+from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
     pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split, train_scorer,
@@ -33,6 +33,7 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
 from ..settings import Settings, override, resolve_profile, snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
+from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
 
 PIPELINE = "cross_encoder"
@@ -228,30 +229,9 @@ def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJu
 
 def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple[pd.DataFrame, dict]:
     """The LLM judge's P(Yes) on (claim, candidate) pairs of dev claims vs the qrels, beside MiniLM cosine and chance."""
-    from sklearn.metrics import roc_auc_score
-
     qids = sample_ids(data.dev.queries, cfg.judge_eval_queries, cfg.seed)
-    claims = {q: data.dev.queries[q] for q in qids}
-    found = data.retriever.diverse(claims, top_k=cfg.top_k)
-    pairs = [(q, d) for q in qids for d, _ in ranked(found[q])]
-    truth = np.array([data.dev.qrels.get(q, {}).get(d, 0) > 0 for q, d in pairs])
-    with Timer() as t:
-        probs = np.concatenate([judge.probabilities(claims[q], None, [data.retriever.corpus[d] for d, _ in
-                                                                       ranked(found[q])]) for q in qids])
-    both = truth.any() and (~truth).any()
-    auc = lambda scores: round(float(roc_auc_score(truth, scores)), 3) if both else float("nan")  # noqa: E731
-    yes = probs >= cfg.judge_threshold
-    table = pd.DataFrame([
-        {"judge": f"{cfg.llm} P(Yes) (>= {cfg.judge_threshold})", "AUC vs qrels": auc(probs),
-         "accuracy": round(float((yes == truth).mean()), 3), "says positive": round(float(yes.mean()), 3)},
-        {"judge": "minilm-l6 cosine", "AUC vs qrels": auc(data.retriever.cosines(claims, pairs))},
-        {"judge": "chance (random scores)", "AUC vs qrels": auc(np.random.default_rng(cfg.seed).random(len(truth)))},
-        {"judge": "qrels (truth)", "AUC vs qrels": 1.0, "accuracy": 1.0, "says positive": round(float(truth.mean()), 3)},
-    ]).set_index("judge")
-    info = {"pairs": len(pairs), "claims": len(qids), "relevant pairs": int(truth.sum()), "wall_s": round(t.s, 1),
-            "mean P(Yes) relevant": float(probs[truth].mean()) if truth.any() else float("nan"),
-            "mean P(Yes) other": float(probs[~truth].mean()) if (~truth).any() else float("nan")}
-    return table, info
+    return judge_agreement(judge, data.retriever, {q: data.dev.queries[q] for q in qids}, data.dev.qrels, cfg.top_k,
+                           label=cfg.llm, encoder=cfg.encoder, seed=cfg.seed)
 
 
 def choose_judge(cfg: HopWeaverConfig, quality: pd.DataFrame) -> str:
@@ -320,18 +300,6 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     return Reranked(model, selected)
 
 
-def _attempts(run: Run, qrels) -> dict[str, float]:
-    """HopWeaver's success rate (a relevant document among the candidates) and average attempts (1-based rank of
-    the first relevant candidate, over successes), with the qrels as the judge."""
-    ranks = []
-    for q, judged in qrels.items():
-        docs = [d for d, _ in ranked(run.get(q, {}))]
-        first = next((i + 1 for i, d in enumerate(docs) if judged.get(d, 0) > 0), None)
-        ranks.append(first)
-    hits = [r for r in ranks if r is not None]
-    return {"success_rate": len(hits) / max(1, len(ranks)), "avg_attempts": float(np.mean(hits)) if hits else float("nan")}
-
-
 def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_dir) -> tuple[list, dict[str, Run]]:
     """The four retrievers on SciFact test claims; one record each (nDCG@10, RR@10, R@10 at depth top_k), with
     paired tests vs BM25 top_k and vs standard; diverse_ft also vs its start (diverse_zs) and a +interp row."""
@@ -362,22 +330,16 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     for name, run in runs.items():
         baselines = {"bm25": bm25, **({"standard": runs["standard"]} if name != "standard" else {}),
                      **({"start": runs["diverse_zs"]} if name == "diverse_ft" else {})}
-        p = {**params, **_attempts(run, test.qrels),
+        p = {**params, **success_and_attempts(run, test.qrels),
              **({"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value} if name == "diverse_ft" else {})}
         extra = trained if name == "diverse_ft" else {"wall_s": walls[name]}
         records.append(record_run(run, test.qrels, method=f"hopweaver-{name.replace('_', '-')}", model=models[name],
                                   baselines=baselines, params=p, **common, **extra))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)
-        interp = _attempts(interpolate(runs["diverse_ft"], runs["diverse"], weight), test.qrels)
+        interp = success_and_attempts(interpolate(runs["diverse_ft"], runs["diverse"], weight), test.qrels)
         records.append(record_interpolation(
             runs["diverse_ft"], runs["diverse"], weight, test.qrels, method="hopweaver-diverse-ft",
             model=models["diverse_ft"] + " + diverse", baselines=baselines,
             params={**params, **interp, "dev_curve": curve.to_dict("list")}, **common, **trained))
     return records, runs
-
-
-def diversity_stats(runs: dict[str, Run], retriever: DiverseRetriever) -> pd.DataFrame:
-    """Mean pairwise cosine among each retriever's top_k candidates (what MMR trades relevance for)."""
-    return pd.DataFrame([{"retriever": name, "mean pairwise cosine of the top_k": round(
-        retriever.mean_pairwise_cosine(runs[name]), 4)} for name in ("standard", "diverse")]).set_index("retriever")

@@ -130,6 +130,13 @@ class DiverseRetriever:
                 sims.append(float((v @ v.T)[np.triu_indices(len(v), 1)].mean()))
         return float(np.mean(sims))
 
+    def diversity_table(self, runs: Mapping[str, Run]):
+        """Mean pairwise cosine among each run's candidates (what MMR trades relevance for), one row per run."""
+        import pandas as pd
+
+        return pd.DataFrame([{"retriever": name, "mean pairwise cosine of the top_k": round(
+            self.mean_pairwise_cosine(run), 4)} for name, run in runs.items()]).set_index("retriever")
+
     def standard(self, queries: Mapping[str, str], top_k: int = 10,
                  sources: Mapping[str, str | None] | None = None) -> Run:
         """{qid: {doc: cosine}}: the top 2k, minus the query's source document, cut to k."""

@@ -10,6 +10,7 @@ from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
 from ...experiment import load_run, record_run, sample_ids
+from ...teacher import teacher_order
 from .settings import PIPELINE, RankLLMConfig
 
 
@@ -49,18 +50,6 @@ def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
     return cfg.scifact_teacher if dataset == "scifact" else cfg.dl_teacher
 
 
-def teacher_top(es: EvalSet, teacher: Run) -> Run:
-    """The teacher's order of the same BM25 top-depth the student reranks, the rest of the BM25 list below: the
-    ceiling of a student that imitated its teacher perfectly on these candidates."""
-    out = {}
-    for q, top in es.top.items():
-        floor = min(teacher[q].values(), default=0.0) if q in teacher else 0.0
-        ordered = sorted(top, key=lambda d: -(teacher.get(q, {}).get(d, floor - 1.0)))
-        rest = [d for d, _ in sorted(es.bm25[q].items(), key=lambda kv: -kv[1]) if d not in top]
-        out[q] = {d: float(len(ordered) + len(rest) - i) for i, d in enumerate(ordered + rest)}
-    return out
-
-
 def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> list:
     """BM25 on a sampled set (so its table has its baseline on the same queries) and the teacher's order of the
     same top-depth on every set (the ceiling of imitation)."""
@@ -73,7 +62,7 @@ def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) ->
                                   params={"queries": len(es.top)}, **common))
         teacher = teacher_name(cfg, name)
         out.append(record_run(
-            teacher_top(es, load_run(results_dir, cfg.profile, name, "test", teacher)), es.dataset.qrels,
+            teacher_order(es.top, es.bm25, load_run(results_dir, cfg.profile, name, "test", teacher)), es.dataset.qrels,
             method=f"{teacher}-top{cfg.depth}", model=f"{teacher} (02_teacher) ordering the BM25 top-{cfg.depth} only",
             first_stage="bm25", depth=cfg.depth, baselines={"bm25": es.bm25}, params={"depth": cfg.depth}, **common))
     return out

@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pandas as pd
-import torch
 
 from ...experiment import run_dir, train_with_dev_selection
-from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, identifier_token_ids
-from ...listwise.objectives import first_position_mask
+from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below, identifier_token_ids
+from ...listwise.analysis import input_order_tau, window_tau
 from ...settings import override, snapshot
 from ...training import TrainConfig, pad_collate
 from .models import load_lm, use_letters
 from .settings import MEASURE, PIPELINE, RankLLMConfig
-from .training import FoldData, Trained, fold_data, freeze_below, train_objective
+from .training import FoldData, Trained, fold_data, train_objective
 
 # Variants tried on the first fold's dev slice beside the main recipe (dotted overrides of the config). Default: the
 # FIRST ranking objective alone, on 10-passage windows (~3 s a step instead of ~7), from a low to a high learning
@@ -68,8 +67,6 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
     input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
     learns the windows it sees but does not generalise from them (flat dev curves)."""
-    from scipy.stats import kendalltau
-
     model, tokenizer = load_lm(cfg, cfg.model)
     alpha = use_letters(cfg, tokenizer)
     n_max = max(c["num_passages"] for c in fold.conversations)
@@ -82,21 +79,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     lm = ListwiseLM(model)
     objective = ListwiseObjective("ranking", ident, ranking=cfg.ranking_loss, weighted=cfg.weighted)
 
-    def agreement() -> float:  # the training loss's own FIRST scores of each window, against the teacher ranks
-        model.eval()
-        taus = []
-        with torch.no_grad():
-            for e in examples:
-                ids = torch.tensor([e["input_ids"]], device=next(model.parameters()).device)
-                select = first_position_mask(torch.tensor([e["first_pos"]], device=ids.device), ids.shape)
-                first = lm(ids, select=select)
-                scores = objective.scores(first, [e["n_passages"]])[0]
-                taus.append(kendalltau((-scores.float()).cpu().numpy(), e["ranks"][: e["n_passages"]]).statistic)
-        return float(sum(taus) / len(taus))
-
-    input_tau = sum(kendalltau(list(range(e["n_passages"])), e["ranks"][: e["n_passages"]]).statistic
-                    for e in examples) / len(examples)
-    before = agreement()
+    input_tau, before = input_order_tau(examples), window_tau(lm, objective, examples)
     freeze_below(model, cfg.train_layers)
     tc = TrainConfig(seed=cfg.train.seed, learning_rate=learning_rate, num_epochs=passes, per_device_batch_size=1,
                      gradient_accumulation_steps=1, warmup_steps=0, lr_scheduler="constant", log_every_steps=1,
@@ -105,7 +88,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
                    settings={"train": snapshot(tc), "model": cfg.model, "train_layers": cfg.train_layers})
     trained = train_with_dev_selection(lm, examples, pad_collate(tokenizer, padding_side="right"), objective,
                                        replace(tc, output_dir=str(path)), dev=None)
-    after = agreement()
+    after = window_tau(lm, objective, examples)
     return pd.DataFrame([{"conversations": len(examples), "passes": passes, "steps": trained.result.global_step,
                           "learning_rate": learning_rate, "input-order tau": round(input_tau, 3),
                           "model tau before": round(before, 3), "model tau after": round(after, 3),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ...data import folds_dl
+from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import resolve
 from ...settings import Settings, resolve_profile, snapshot
 from ...training import TrainConfig
@@ -14,15 +15,6 @@ from ...training import TrainConfig
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
 TINY = "tiny-random-llama"  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
-
-# A Zephyr-style chat template for tokenizers that ship without one (the smoke model; the bare Mistral tokenizers).
-ZEPHYR_STYLE_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + eos_token }}"
-    "{% elif message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + eos_token }}"
-    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n' + message['content'] + eos_token }}{% endif %}"
-    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}{% endfor %}"
-)
 
 _SRC = "rank_llm 2CR, msmarco-v1-passage, BM25 top-100, window 20 / stride 10"
 _BEIR = "Contriever top-100, a different first stage from ours (BM25)"

@@ -11,8 +11,7 @@ from ...data.trec import top_k
 from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split
 from ...experiment import train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
-from ...listwise import identifier_token_ids
-from ...listwise.lm import body_and_head
+from ...listwise import freeze_below, identifier_token_ids
 from ...settings import snapshot
 from ...training import pad_collate
 from .evalsets import EvalSet, rerank_set
@@ -73,16 +72,6 @@ class Trained:
     @property
     def name(self) -> str:
         return f"{self.fold.train_on}->{self.fold.evaluate_on} {self.objective}" + (f" {self.label}" if self.label else "")
-
-
-def freeze_below(model, train_layers: int | None) -> None:
-    """Train only the top `train_layers` decoder layers and the final norm (None: everything). Frozen lower layers
-    need no backward pass: a CPU step costs ~1.5 forwards, not 3."""
-    if train_layers is not None:
-        body, _ = body_and_head(model)
-        trainable = {id(p) for module in [*body.layers[-train_layers:], body.norm] for p in module.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in trainable)
 
 
 def base_model(cfg: RankLLMConfig, objective: str) -> str:
