@@ -40,6 +40,17 @@ class DevEvaluator:
 
         return cls(produce, qrels, measures, extra)
 
+    @classmethod
+    def retrieval(cls, encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], qrels, depth: int,
+                  candidates: Run | None = None, ks: Sequence[int] = (1, 4),
+                  measures: Sequence[str] = ("nDCG@10",)) -> "DevEvaluator":
+        """Retrieve for the dev questions with the bi-encoder under training (the whole corpus, or reranking
+        `candidates`), scored with `measures` and LocalRQA's document recall@k for each of `ks`."""
+        from ..retrievers.training import document_recalls, retrieve
+
+        return cls(lambda _model: retrieve(encoder, corpus, queries, depth, candidates), qrels, measures,
+                   extra=(lambda run: document_recalls(run, qrels, ks)) if ks else None)
+
     def metrics(self, run: Run) -> dict[str, float]:
         out = dict(evaluate(run, self.qrels, self.measures)) if self.measures else {}
         if self.extra is not None:

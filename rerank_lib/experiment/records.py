@@ -3,7 +3,7 @@ against named baselines (the first stage, the untrained start). Every notebook w
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,14 @@ def record_run(
     depth: int | None = None, reference: Mapping[str, Any] | None = None, training_queries: str = "none (zero-shot)",
     n_training_queries: int | None = None, params: Mapping[str, Any] | None = None, seed: int | None = None,
     wall_s: float | None = None, training: TrainingQueries | None = None, eval_queries: Mapping[str, str] | None = None,
+    scorer: Callable[[Run, Any], pd.DataFrame] | None = None,
 ) -> Record:
     """Evaluate `run`, test it against each baseline run (paired t-test per measure), write the record + per-query CSV.
 
     A trained model passes `training` (its TrainingQueries) and `eval_queries` (the queries it is evaluated on):
     the leak guard refuses the record when they share a query, and the record names the training queries.
+    `scorer(run, qrels)` replaces ir-measures for measures it does not know (e.g. LocalRQA's recall@k): a long
+    per-query frame (qid, measure, value) whose means are the metrics.
     """
     if training is not None:
         if eval_queries is None:
@@ -33,13 +36,15 @@ def record_run(
         training_queries = training.describe()
         n_training_queries = len(training.query_ids)
     measures = list(measures or measures_for(dataset))
-    pq = per_query(run, qrels, measures)
+    score = scorer or (lambda r, q: per_query(r, q, measures))
+    pq = score(run, qrels)
     significance = {}
     for name, base in (baselines or {}).items():
-        pq_base = per_query(base, qrels, measures)
+        pq_base = score(base, qrels)
         significance[name] = {m: paired_test(pq_base, pq, m).to_dict() for m in measures}
+    metrics = {m: float(pq[pq.measure == m]["value"].mean()) for m in measures} if scorer else evaluate(run, qrels, measures)
     record = make_record(
-        pipeline, method, dataset, split, evaluate(run, qrels, measures), model=model, first_stage=first_stage,
+        pipeline, method, dataset, split, metrics, model=model, first_stage=first_stage,
         depth=depth, significance=significance, reference=dict(reference or {}), training_queries=training_queries,
         n_training_queries=n_training_queries, profile=profile, params=dict(params or {}), seed=seed, wall_s=wall_s,
     )

@@ -1,5 +1,5 @@
-"""Fine-tune a pair scorer (a cross-encoder, an LLM reranker) from TrainGroups with dev selection: the examples and
-loss of `training.groups`, the loop through `train_with_dev_selection`, and the scorer left holding the selected
+"""Fine-tune a pair scorer (a cross-encoder, an LLM reranker) from TrainGroups, or a bi-encoder from a trainer's
+examples, with dev selection: the loop through `train_with_dev_selection`, and the model left holding the selected
 weights (the untrained start's when step 0 won on dev)."""
 from __future__ import annotations
 
@@ -28,4 +28,21 @@ def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, los
     plan.report_in_passes(selected.result)
     load_selected(selected.model_dir)
     ranker.model.eval()
+    return selected
+
+
+def train_encoder(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
+                  dev: DevEvaluator) -> Selected:
+    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in `config.output_dir`, then load
+    the dev-selected weights (the start's when step 0 won) into the encoder, with its tokenizer beside them."""
+    from ..retrievers.training import load_weights
+
+    def load_selected(model_dir):
+        load_weights(encoder, model_dir)
+        return encoder.model
+
+    selected = train_with_dev_selection(encoder.model, dataset, collate_fn, compute_loss, config, dev,
+                                        load_selected=load_selected)
+    load_selected(selected.model_dir)
+    encoder.tokenizer.save_pretrained(selected.model_dir)
     return selected

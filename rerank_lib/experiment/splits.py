@@ -16,6 +16,15 @@ def sample_ids(ids, n: int | None, seed: int) -> list[str]:
     return ids if n is None or n >= len(ids) else sorted(random.Random(seed).sample(ids, n))
 
 
+def sample_items(items: list, n: int | None, seed: int) -> list:
+    """The first n items of a seeded shuffle, kept in their order (all of them when n is None or not smaller)."""
+    if not n or n >= len(items):
+        return items
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in sorted(order[:n])]
+
+
 @dataclasses.dataclass
 class TrainingSplit:
     """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.

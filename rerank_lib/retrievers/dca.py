@@ -258,3 +258,11 @@ def dca_compute_loss(encoder, config: DCAConfig = DCAConfig()):
 
 __all__ = ["DCAConfig", "DCAExample", "DCACollator", "FiDReader", "boost_gold", "build_candidates", "dca_compute_loss",
            "dca_loss", "dca_scores", "decoder_attention_scores", "reader_targets"]
+
+
+def reader_agreement(examples: Sequence[DCAExample]) -> dict[str, float]:
+    """How often the reader's own score (before LocalRQA's gold boost) ranks the gold passage first, against the
+    chance rate: evidence of whether the reader's attention carries any relevance signal."""
+    firsts = [float(max(range(len(ex.reader_raw)), key=lambda i: ex.reader_raw[i]) == 0) for ex in examples]
+    k = len(examples[0].doc_ids) if examples else 1
+    return {"gold_first_rate": sum(firsts) / max(1, len(firsts)), "chance": 1.0 / k, "questions": len(firsts)}

@@ -106,6 +106,24 @@ def document_recalls(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Seque
     return {f"recall@{k}": _mean(document_recall(run, qrels, k)) for k in ks}
 
 
+def recall_per_query(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4),
+                     measures: Sequence[str] = ("nDCG@10",)):
+    """Long per-query frame (qid, measure, value): LocalRQA's recall@k (all gold in the top k) for each of `ks`, then
+    ir-measures' `measures`; a `scorer` for experiment.record_run."""
+    import pandas as pd
+
+    from ..data.trec import qid_order
+    from ..evaluation import per_query
+
+    rows = []
+    for k in ks:
+        rows += [(q, f"recall@{k}", v) for q, v in document_recall(run, qrels, k).items()]
+    rows += list(per_query(run, qrels, list(measures)).itertuples(index=False, name=None))
+    order = {m: i for i, m in enumerate([*(f"recall@{k}" for k in ks), *measures])}
+    rows.sort(key=lambda r: (qid_order(r[0]), order.get(r[1], 99)))
+    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
+
+
 def _mean(values: Mapping[str, float]) -> float:
     return sum(values.values()) / max(1, len(values))
 
@@ -239,6 +257,26 @@ def eager_attention(model):
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return model
+
+
+_READERS: dict[tuple, object] = {}
+
+
+def shared_reader(name: str, fid: bool = False, passage_tokens: int = 96, answer_tokens: int = 32):
+    """The frozen reader DCA and RPG distil from, loaded once per process: a FiDReader (a T5 used Fusion-in-Decoder
+    style) or an LMReader, whose weights are shared by every LMReader of the same model."""
+    key = (name, fid, passage_tokens, answer_tokens)
+    if key not in _READERS:
+        if fid:
+            from .dca import FiDReader
+
+            _READERS[key] = FiDReader(name, text_maxlength=passage_tokens)
+        else:
+            shared = next((r for k, r in _READERS.items() if k[0] == name and not k[1]), None)
+            _READERS[key] = LMReader(name, max_passage_tokens=passage_tokens, max_answer_tokens=answer_tokens,
+                                     model=shared.model if shared else None,
+                                     tokenizer=shared.tokenizer if shared else None)
+    return _READERS[key]
 
 
 class ScoreCache:

@@ -5,13 +5,11 @@ from typing import Mapping
 
 import pandas as pd
 
-from ...data import Dataset, TrainingQueries, assert_no_leak
-from ...data.localrqa import document_recall
-from ...data.trec import qid_order
+from ...data import Dataset, TrainingQueries
 from ...data.types import Run
-from ...evaluation import interpolate, paired_test, per_query
-from ...experiment import choose_interpolation_weight, jsonable, results_table
-from ...results import make_record, write_record
+from ...evaluation import interpolate
+from ...experiment import choose_interpolation_weight, jsonable, record_run, results_table
+from ...retrievers.training import recall_per_query
 from ...settings import snapshot
 from .baselines import Baselines
 from .faire_data import FaireData
@@ -19,38 +17,14 @@ from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig, short_name, start_m
 from .training import Outcome
 
 
-def faire_per_query(run: Run, qrels) -> pd.DataFrame:
-    """Long per-query frame: LocalRQA's recall@1/@4 (all gold in the top k) and ir-measures' nDCG@10."""
-    rows = []
-    for k in (1, 4):
-        rows += [(q, f"recall@{k}", v) for q, v in document_recall(run, qrels, k).items()]
-    pq = per_query(run, qrels, ["nDCG@10"])
-    rows += list(pq.itertuples(index=False, name=None))
-    order = {m: i for i, m in enumerate(FAIRE_MEASURES)}
-    rows.sort(key=lambda r: (qid_order(r[0]), order.get(r[1], 99)))
-    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
-
-
 def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
                  model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
-    """A record with LocalRQA's recall@k (not an ir-measures measure, so record_run cannot compute it) and nDCG@10,
-    paired t-tests against each baseline on every measure, and the leak guard for trained models."""
-    training_queries, n_training = "none (zero-shot)", None
-    if training is not None:
-        assert_no_leak([training], f"{ds.name}/{ds.split}", ds.queries)
-        training_queries, n_training = training.describe(), len(training.query_ids)
-    pq = faire_per_query(run, ds.qrels)
-    metrics = {m: float(pq[pq.measure == m]["value"].mean()) for m in FAIRE_MEASURES}
-    significance = {}
-    for name, base in baselines.items():
-        pq_base = faire_per_query(base, ds.qrels)
-        significance[name] = {m: paired_test(pq_base, pq, m).to_dict() for m in FAIRE_MEASURES}
-    record = make_record(PIPELINE, method, ds.name, ds.split, metrics, model=model, first_stage="corpus",
-                         depth=cfg.depth, significance=significance, training_queries=training_queries,
-                         n_training_queries=n_training, profile=cfg.profile, params=dict(params or {}), seed=cfg.seed,
-                         wall_s=wall_s)
-    write_record(record, results_dir, per_query=pq)
-    return record
+    """A record with LocalRQA's recall@k (not an ir-measures measure: retrievers.training.recall_per_query scores
+    it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models."""
+    return record_run(run, ds.qrels, pipeline=PIPELINE, method=method, dataset=ds.name, split=ds.split,
+                      profile=cfg.profile, results_dir=results_dir, baselines=baselines, measures=FAIRE_MEASURES,
+                      scorer=recall_per_query, model=model, first_stage="corpus", depth=cfg.depth, params=params,
+                      seed=cfg.seed, wall_s=wall_s, training=training, eval_queries=ds.queries if training else None)
 
 
 def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:

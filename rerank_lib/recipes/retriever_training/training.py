@@ -3,17 +3,16 @@ reader DCA and RPG distil from."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from ...data.types import Run
-from ...experiment import DevEvaluator, Selected, Timer, run_dir, save_run, train_with_dev_selection
+from ...experiment import DevEvaluator, Selected, Timer, run_dir, sample_items, save_run, train_encoder
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
-from ...retrievers.dca import DCACollator, DCAConfig, FiDReader, build_candidates, dca_compute_loss, reader_targets
+from ...retrievers.dca import DCACollator, DCAConfig, build_candidates, dca_compute_loss, reader_agreement, reader_targets
 from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
-from ...retrievers.training import LMReader, document_recalls, examples_from_localrqa, load_weights, retrieve
+from ...retrievers.training import examples_from_localrqa, retrieve, shared_reader
 from ...settings import snapshot
 from ...training import TrainConfig
 from .faire_data import FaireData
@@ -32,59 +31,25 @@ class Outcome:
     details: dict = dataclasses.field(default_factory=dict)
 
 
-def retrieval_dev(enc, ds, depth: int, candidates: Run | None = None, ks=(1, 4), measures=("nDCG@10",)) -> DevEvaluator:
-    """The dev evaluator of the retriever recipes: retrieve for `ds`'s questions with the encoder under training
-    (whole corpus, or reranking `candidates`), scored with `measures` and LocalRQA's document recall@k."""
-    return DevEvaluator(lambda _model: retrieve(enc, ds.corpus, ds.queries, depth, candidates), ds.qrels, measures,
-                        extra=(lambda run: document_recalls(run, ds.qrels, ks)) if ks else None)
+def retrieval_dev(enc, ds, depth: int, candidates: Run | None = None, ks=(1, 4)) -> DevEvaluator:
+    """The dev evaluator of the retriever recipes (DevEvaluator.retrieval over `ds`)."""
+    return DevEvaluator.retrieval(enc, ds.corpus, ds.queries, ds.qrels, depth, candidates, ks)
 
 
 def train_selected(enc, dataset: Sequence, collate, loss, train: TrainConfig, dev: DevEvaluator, *, profile: str,
                    name: str, settings: dict) -> Selected:
-    """Train the encoder's transformer in its run folder (named by the settings, the number of examples and the
-    dev questions), then load the dev-selected weights (the start's when step 0 won) into the encoder, with its
-    tokenizer beside them."""
+    """experiment.train_encoder in the run folder named by the settings, the number of examples and the dev
+    questions."""
     folder = run_dir("retriever_training", profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
                      settings={**settings, "train": snapshot(train)})
     train = replace(train, output_dir=str(folder), per_device_batch_size=min(train.per_device_batch_size, len(dataset)))
-
-    def load_selected(model_dir):
-        load_weights(enc, model_dir)
-        return enc.model
-
-    sel = train_with_dev_selection(enc.model, dataset, collate, loss, train, dev, load_selected=load_selected)
-    load_selected(sel.model_dir)
-    enc.tokenizer.save_pretrained(sel.model_dir)
-    return sel
-
-
-_READERS: dict[tuple, Any] = {}
+    return train_encoder(enc, dataset, collate, loss, train, dev)
 
 
 def reader_for(cfg: FaireConfig, method: str):
-    """The frozen reader (loaded once per process and shared by DCA and RPG when they name the same model)."""
+    """The frozen reader (shared by DCA and RPG when they name the same model)."""
     name = cfg.rpg_reader if method == "rpg" and cfg.rpg_reader else cfg.reader
-    fid = cfg.reader_fid and method == "dca"
-    key = (name, fid, cfg.reader_passage_tokens, cfg.reader_answer_tokens)
-    if key not in _READERS:
-        if fid:
-            _READERS[key] = FiDReader(name, text_maxlength=cfg.reader_passage_tokens)
-        else:
-            shared = next((r for k, r in _READERS.items() if k[0] == name and not k[1]), None)
-            _READERS[key] = LMReader(name, max_passage_tokens=cfg.reader_passage_tokens,
-                                     max_answer_tokens=cfg.reader_answer_tokens,
-                                     model=shared.model if shared else None,
-                                     tokenizer=shared.tokenizer if shared else None)
-    return _READERS[key]
-
-
-def _subset(examples: list, n: int | None, seed: int) -> list:
-    """The first n examples of a seeded shuffle (the reader-distilled trainers use a budgeted subset)."""
-    if not n or n >= len(examples):
-        return examples
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    return [examples[i] for i in sorted(order[:n])]
+    return shared_reader(name, cfg.reader_fid and method == "dca", cfg.reader_passage_tokens, cfg.reader_answer_tokens)
 
 
 def _trainer(cfg: FaireConfig, data: FaireData, method: str, enc, details: dict):
@@ -96,7 +61,7 @@ def _trainer(cfg: FaireConfig, data: FaireData, method: str, enc, details: dict)
         return examples, CTLCollator(enc, documents, ctl, cfg.seed), ctl_compute_loss(enc, ctl), dataclasses.asdict(ctl)
     if method == "dca":
         dca = DCAConfig(cfg.dca_n_context, cfg.dca_reader_temperature, cfg.dca_boost_gold, cfg.dca_score_scale)
-        chosen = _subset(examples, cfg.dca_questions, cfg.seed)
+        chosen = sample_items(examples, cfg.dca_questions, cfg.seed)
         first_stage = dense_search(enc, data.corpus, {ex.qid: ex.question for ex in chosen}, k=cfg.dca_n_context + 8)
         candidates = {ex.qid: build_candidates(ex, first_stage, cfg.dca_n_context) for ex in chosen}
         titles = {d: c.title for d, c in data.raw.chunks.items()}  # FiD's "title: t context: p" inputs
@@ -109,7 +74,7 @@ def _trainer(cfg: FaireConfig, data: FaireData, method: str, enc, details: dict)
     loss = RPGObjective(enc, reader_for(cfg, "rpg"), data.corpus, data.passages, rpg)
     details["rpg_stats"] = loss.stats
     params = {**dataclasses.asdict(rpg), "reader": cfg.rpg_reader or cfg.reader, "questions": cfg.rpg_questions}
-    return _subset(examples, cfg.rpg_questions, cfg.seed), rpg_collate, loss, params
+    return sample_items(examples, cfg.rpg_questions, cfg.seed), rpg_collate, loss, params
 
 
 def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> Outcome:
@@ -132,11 +97,3 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),
               "selected_step": sel.step, "selected_is_start": sel.is_start}
     return Outcome(method, sel, runs, t.s, params, details)
-
-
-def reader_agreement(examples) -> dict[str, float]:
-    """How often the reader's own score (before LocalRQA's gold boost) ranks the gold passage first, against the
-    chance rate: evidence of whether the reader's attention carries any relevance signal."""
-    firsts = [float(max(range(len(ex.reader_raw)), key=lambda i: ex.reader_raw[i]) == 0) for ex in examples]
-    k = len(examples[0].doc_ids) if examples else 1
-    return {"gold_first_rate": sum(firsts) / max(1, len(firsts)), "chance": 1.0 / k, "questions": len(firsts)}
