@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper")
 
@@ -76,6 +76,13 @@ def snapshot(cfg) -> dict:
         return dataclasses.asdict(cfg)
     finally:
         _quiet.reset(token)
+
+
+def settings_table(cfg, drop: Sequence[str] = ()):
+    """Every setting by its dotted path (what `overrides` takes) as a one-column table, without `drop`."""
+    import pandas as pd
+
+    return pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"}).drop(index=list(drop)).rename_axis("parameter")
 
 
 def paths(cfg, prefix: str = "") -> list[str]:

@@ -40,7 +40,7 @@ from .models import load_model, load_tokenizer, pick_device
 from .paths import cache_dir
 
 __all__ = ["INPARS_VANILLA_PROMPT", "SyntheticQuery", "QueryGenerator", "build_prompt", "parse_query",
-           "sample_documents", "sample_negatives", "generate_queries", "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT",
+           "sample_documents", "sample_negatives", "generate_queries", "query_table", "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT",
            "parse_bridge_query", "LLMQueryProposer", "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data",
            "judge_quality"]
 
@@ -197,6 +197,29 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
                 _save(path, known.values())
         out = [known[(d, _sha(corpus[d].text_for_model))] for d in doc_ids]
     return out
+
+
+def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: str = "smollm2-135m-instruct",
+                max_doc_tokens: int = 256, max_new_tokens: int = 32, keep_fraction: float = 1.0):
+    """InPars-v1 queries for `n` sampled documents, one row each (doc_id, query, mean_logprob, raw, title, kept);
+    `kept`: parsed, and (InPars-v1) among the `keep_fraction` with the highest mean log-probability. model
+    'title' (smoke, no LLM): the document's title stands in for its query."""
+    import pandas as pd
+
+    doc_ids = sample_documents(corpus, n, seed=seed)
+    if model == "title":
+        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0} for d in doc_ids]
+    else:
+        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "raw": s.raw}
+                for s in generate_queries(corpus, doc_ids, model=model, max_doc_tokens=max_doc_tokens,
+                                          max_new_tokens=max_new_tokens)]
+    frame = pd.DataFrame(rows)
+    frame["title"] = [corpus[d].title for d in frame["doc_id"]]
+    frame["kept"] = frame["query"].notna()
+    if keep_fraction < 1.0:
+        cut = frame.loc[frame["kept"], "mean_logprob"].quantile(1.0 - keep_fraction)
+        frame["kept"] &= frame["mean_logprob"] >= cut
+    return frame
 
 
 def _save(path: Path, rows: Iterable[SyntheticQuery]) -> None:

@@ -77,6 +77,15 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     return scores
 
 
+def scores_from_saved(saved: Run, name: str, candidates: Run, corpus: Mapping[str, Document],
+                      queries: Mapping[str, str]) -> Run:
+    """The teacher's scores on `candidates`: from `saved` (a run it wrote earlier, e.g. 02_teacher's) when that
+    covers every candidate, else computed (and cached) by `teacher_scores`."""
+    if all(q in saved and all(d in saved[q] for d in docs) for q, docs in candidates.items()):
+        return {q: {d: saved[q][d] for d in docs} for q, docs in candidates.items()}
+    return teacher_scores(name, candidates, corpus, queries, depth=max(map(len, candidates.values())))
+
+
 def scores_with_extra(name: str, first_stage: Run, extra: Mapping[str, Sequence[str]], corpus: Mapping[str, Document],
                       queries: Mapping[str, str], depth: int = 100) -> Run:
     """Teacher scores over each query's first-stage top-`depth` plus `extra` documents (positives the first stage

@@ -18,7 +18,7 @@ from rerank_lib.evaluation import kendall_tau_agreement
 from rerank_lib.experiment import DevEvaluator
 from rerank_lib.losses.distillation import center, distillation_loss
 from rerank_lib.recipes.inranker import InRankerTrainer
-from rerank_lib.recipes.inranker.data import soft_label_examples
+from rerank_lib.data.inranker import soft_label_examples
 from rerank_lib.teacher import fit_calibration
 from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config, encode_pairs
 from rerank_lib.synthetic_queries import (

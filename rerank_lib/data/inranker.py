@@ -23,7 +23,8 @@ from ..atomic import atomic_open
 from .errors import DataFormatError
 from .jsonl import iter_jsonl, require, write_jsonl
 from .lines import iter_lines
-from .types import Document
+from .trec import ranked
+from .types import Document, Run
 
 #: The published soft-label files (Hugging Face datasets; md5 as checked by the inranker package).
 INRANKER_FILES = {
@@ -116,6 +117,18 @@ def write_custom_jsonl(path: str | os.PathLike, examples: Iterable[DistillExampl
                 row.update(qid=ex.qid, docid=ex.docid)
             yield row
     return write_jsonl(path, rows())
+
+
+def soft_label_examples(teacher: Run, calibration, queries: Mapping[str, str],
+                        corpus: Mapping[str, Document]) -> list[DistillExample]:
+    """One DistillExample per scored (query, document) of `teacher`, its two logits from `calibration` (a
+    teacher.Calibration: `logits(score) -> (false, true)`)."""
+    out = []
+    for qid, docs in teacher.items():
+        for docid, s in ranked(docs):
+            f, t = calibration.logits(s)
+            out.append(DistillExample(queries[qid], corpus[docid].text_for_model, float(f), float(t), qid, docid))
+    return out
 
 
 def read_msmarco_soft_labels(path: str | os.PathLike, queries: Mapping[str, str], corpus: Mapping[str, object],

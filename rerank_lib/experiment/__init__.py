@@ -5,7 +5,7 @@ from .dev import DevEvaluator
 from .records import (
     Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
 )
-from .report import curve_table, learning_curves, results_table
+from .report import curve_table, learning_curves, results_table, selection_row
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
 from .publish import publish_model
 from .runs import load_run, run_path, save_run
@@ -17,6 +17,6 @@ __all__ = [
     "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
     "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache", "publish_model",
     "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir", "run_path",
-    "sample_ids", "sample_items", "save_run", "scifact_training_split", "train_encoder", "train_scorer",
+    "sample_ids", "sample_items", "save_run", "selection_row", "scifact_training_split", "train_encoder", "train_scorer",
     "train_with_dev_selection",
 ]

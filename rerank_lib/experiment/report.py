@@ -32,6 +32,21 @@ def curve_table(selected: Mapping[str, Selected], metric: str | None = None,
     return table
 
 
+def selection_row(selected: Selected, metrics: Mapping[str, str] | None = None, last: bool = False) -> dict:
+    """A run's training summary as table cells: steps, the selected step, each dev metric ({column label: curve
+    key}, default the selection metric) at step 0 (the start) and at the selected step (and the last evaluation
+    with `last`), the final training loss and the wall seconds."""
+    at = {row["step"]: row for row in selected.curve}
+    row = {"steps": selected.result.global_step, "selected step": selected.step}
+    for label, key in (metrics or {selected.metric: selected.metric}).items():
+        row[f"dev {label} step 0"] = at.get(0, {}).get(key)
+        row[f"dev {label} selected"] = at.get(selected.step, {}).get(key)
+        if last:
+            row[f"dev {label} last"] = selected.curve[-1].get(key) if selected.curve else None
+    history = selected.result.history
+    return {**row, "final train loss": history[-1]["loss"] if history else None, "wall s": round(selected.wall_s, 1)}
+
+
 def learning_curves(selected: Mapping[str, Selected], path: str | os.PathLike, metric: str | None = None,
                     title: str = "", smooth: int = 5, reference: Mapping[str, float] | None = None) -> Path:
     """Left: each run's training loss relative to its first logged value (running mean of `smooth` steps);

@@ -116,3 +116,17 @@ def plot_per_query_delta(deltas: Mapping[str, Mapping[str, float]], measure: str
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def scatter_panels(panels: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
+                   xlabel: str, ylabel: str) -> Path:
+    """One scatter panel per title -> (xs, ys), side by side (e.g. a student's scores against its teacher's)."""
+    fig = Figure(figsize=(3.6 * max(1, len(panels)), 3.4))
+    for i, (title, (xs, ys)) in enumerate(panels.items(), start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        ax.scatter(xs, ys, s=4, alpha=0.35)
+        ax.set_title(title, fontsize=9)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)

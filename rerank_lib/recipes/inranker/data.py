@@ -8,12 +8,12 @@ from typing import Mapping
 import pandas as pd
 
 from ...data import load_dataset
-from ...data.inranker import DistillExample, write_msmarco_soft_labels
-from ...data.trec import qid_order, ranked, top_k
-from ...data.types import Dataset, Document, Run
+from ...data.inranker import soft_label_examples, write_msmarco_soft_labels
+from ...data.trec import qid_order, top_k
+from ...data.types import Dataset, Run
 from ...experiment import TrainingSplit, dl_training_split, load_run
 from ...paths import cache_dir
-from ...teacher import Calibration, fit_calibration, teacher_scores
+from ...teacher import Calibration, fit_calibration, scores_from_saved
 from .settings import InRankerConfig
 
 
@@ -44,26 +44,12 @@ def test_set(cfg: InRankerConfig, name: str, results_dir) -> tuple[Dataset, Run]
 
 def saved_teacher(cfg: InRankerConfig, results_dir, name: str, split: str, teacher: str, candidates: Run,
                   corpus, queries) -> Run:
-    """The teacher's scores on `candidates`: from the run 02_teacher saved for this split when it covers them
-    (same BM25 top-`teacher_depth` lists), else computed (and cached) by `teacher_scores`."""
+    """The teacher's scores on `candidates`: the run 02_teacher saved for this split where it covers them."""
     try:
         saved = load_run(results_dir, cfg.profile, name, split, f"teacher-{teacher}")
     except FileNotFoundError:
         saved = {}
-    if all(q in saved and all(d in saved[q] for d in docs) for q, docs in candidates.items()):
-        return {q: {d: saved[q][d] for d in docs} for q, docs in candidates.items()}
-    return teacher_scores(teacher, candidates, corpus, queries, depth=max(map(len, candidates.values())))
-
-
-def soft_label_examples(teacher: Run, calibration: Calibration, queries: Mapping[str, str],
-                        corpus: Mapping[str, Document]) -> list[DistillExample]:
-    """One DistillExample per scored (query, document) of `teacher`, its two logits from the calibration."""
-    out = []
-    for qid, docs in teacher.items():
-        for docid, s in ranked(docs):
-            f, t = calibration.logits(s)
-            out.append(DistillExample(queries[qid], corpus[docid].text_for_model, float(f), float(t), qid, docid))
-    return out
+    return scores_from_saved(saved, teacher, candidates, corpus, queries)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pandas as pd
 
-from ...settings import Settings, resolve_profile, snapshot
+from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
 PIPELINE = "inranker"
@@ -182,4 +182,4 @@ def config(profile: str = "default", **overrides) -> InRankerConfig:
 
 def summary(cfg: InRankerConfig) -> pd.DataFrame:
     """Every setting by its dotted path (what `overrides` takes)."""
-    return pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"}).rename_axis("parameter")
+    return settings_table(cfg)

@@ -9,15 +9,15 @@ from typing import Mapping
 import pandas as pd
 
 from ...data import TrainingQueries
-from ...data.inranker import DistillExample, write_custom_jsonl
+from ...data.inranker import DistillExample, soft_label_examples, write_custom_jsonl
 from ...data.trec import qid_order, top_k
 from ...experiment import Timer, TrainingSplit, load_run, scifact_training_split
 from ...first_stage import BM25Index
 from ...paths import cache_dir
 from ...rerankers.monot5 import T5Ranker
-from ...synthetic_queries import generate_queries, sample_documents, sample_negatives
+from ...synthetic_queries import query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
-from .data import DevSlice, saved_teacher, soft_label_examples
+from .data import DevSlice, saved_teacher
 from .settings import InRankerConfig
 from .training import Student, short_name, train_student
 
@@ -52,20 +52,9 @@ def scifact_dev(cfg: InRankerConfig, results_dir) -> tuple[TrainingSplit, DevSli
 
 def synthetic_queries(cfg: InRankerConfig, corpus) -> pd.DataFrame:
     """InPars-v1 queries for sampled documents (smoke: their titles), `kept` by mean log-probability."""
-    doc_ids = sample_documents(corpus, cfg.n_synthetic, seed=cfg.seed)
-    if cfg.generator == "title":  # smoke: no LLM
-        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0} for d in doc_ids]
-    else:
-        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "raw": s.raw}
-                for s in generate_queries(corpus, doc_ids, model=cfg.generator, max_doc_tokens=cfg.generator_max_doc_tokens,
-                                          max_new_tokens=cfg.generator_max_new_tokens)]
-    frame = pd.DataFrame(rows)
-    frame["title"] = [corpus[d].title for d in frame["doc_id"]]
-    frame["kept"] = frame["query"].notna()
-    if cfg.keep_fraction < 1.0:
-        cut = frame.loc[frame["kept"], "mean_logprob"].quantile(1.0 - cfg.keep_fraction)
-        frame["kept"] &= frame["mean_logprob"] >= cut
-    return frame
+    llm = {} if cfg.generator == "title" else {"max_doc_tokens": cfg.generator_max_doc_tokens,
+                                               "max_new_tokens": cfg.generator_max_new_tokens}
+    return query_table(corpus, cfg.n_synthetic, cfg.seed, cfg.generator, keep_fraction=cfg.keep_fraction, **llm)
 
 
 def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:

@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ...experiment import run_dir, train_with_dev_selection
+from ...experiment import run_dir, selection_row, train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below, identifier_token_ids
 from ...listwise.analysis import input_order_tau, window_tau
 from ...settings import override, snapshot
 from ...training import TrainConfig, pad_collate
 from .models import load_lm, use_letters
-from .settings import MEASURE, PIPELINE, RankLLMConfig
+from .settings import PIPELINE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
 # Variants tried on the first fold's dev slice beside the main recipe (dotted overrides of the config). Default: the
@@ -51,12 +51,9 @@ def recipe_search(cfg: RankLLMConfig, results_dir, grid: list[dict], objective: 
         variant = override(cfg, overrides)
         fold = fold_data(variant, *cfg.folds[0], results_dir)
         tr = train_objective(variant, fold, objective, label=variant_label(overrides))
-        sel = tr.selected
         runs.append(tr)
         rows.append({"variant": tr.label, "objective": objective, "conversations": len(fold.conversations),
-                     "steps": sel.result.global_step, f"dev {MEASURE} start": sel.start_value,
-                     f"dev {MEASURE} selected": sel.value, "selected step": sel.step,
-                     f"dev {MEASURE} last": sel.curve[-1][sel.metric], "seconds": round(sel.wall_s)})
+                     **selection_row(tr.selected, last=True)})
     return runs, pd.DataFrame(rows).round(4)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import resolve
-from ...settings import Settings, resolve_profile, snapshot
+from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
 PIPELINE = "rankllm"
@@ -196,7 +196,7 @@ def config(profile: str = "default", **overrides) -> RankLLMConfig:
 
 def summary(cfg: RankLLMConfig) -> pd.DataFrame:
     """The configuration as a table (dotted names), with where each model would come from (offline or not)."""
-    table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"}).drop(index="chat_template")
+    table = settings_table(cfg, drop=["chat_template"])
     for role, name in (("start", cfg.model), ("generation base", cfg.generation_model or cfg.model),
                        ("combined base", cfg.combined_model or cfg.model)):
         if name == TINY:
