@@ -258,3 +258,25 @@ def test_profiles_may_set_none_and_printing_is_not_reading(monkeypatch):
     monkeypatch.setattr(settings, "_reads", reads)
     repr(cfg), cfg == TwoStage(), settings.override(cfg, {"stage2.data_size": 3})
     assert not reads
+
+
+def test_test_sample_names_a_seeded_sample_and_keeps_the_judged_queries(shared_data):
+    from rerank_lib.data import load_dataset
+    from rerank_lib.experiment import sample_ids, test_sample
+
+    full = load_dataset("scifact", "test", root=shared_data)
+    judged = sorted(full.qrels)[:10]
+    run = {q: {"d": 1.0} for q in judged + ["not-judged"]}
+    ds, first_stage, split = test_sample("scifact", run, 4, seed=13, data_root=shared_data)
+    assert split == "test-4q" and sorted(ds.queries) == sample_ids(judged, 4, 13) == sorted(first_stage)
+    ds, first_stage, split = test_sample("scifact", run, None, seed=13, data_root=shared_data)
+    assert split == "test" and sorted(ds.queries) == judged  # every judged query of the run: its own name
+
+
+def test_sample_items_keeps_the_order_of_a_seeded_choice():
+    from rerank_lib.experiment import sample_items
+
+    items = list("abcdefgh")
+    chosen = sample_items(items, 3, seed=13)
+    assert len(chosen) == 3 and chosen == [x for x in items if x in chosen]  # input order kept
+    assert chosen == sample_items(items, 3, seed=13) and sample_items(items, None, 13) == items

@@ -25,6 +25,16 @@ def sample_items(items: list, n: int | None, seed: int) -> list:
     return [items[i] for i in sorted(order[:n])]
 
 
+def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=None, split: str = "test"):
+    """The judged queries of a test set that the saved `first_stage` run holds, all or a seeded sample of `n`:
+    (the dataset restricted to them, their first-stage run, the records' split name: `split`, or `split-<n>q`
+    for a sample)."""
+    ds = load_dataset(dataset, split, root=data_root)
+    judged = sorted(q for q in first_stage if q in ds.qrels)
+    ids = sample_ids(judged, n, seed)
+    return ds.subset(ids), {q: first_stage[q] for q in ids}, split if len(ids) == len(judged) else f"{split}-{len(ids)}q"
+
+
 @dataclasses.dataclass
 class TrainingSplit:
     """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import load_dataset
 from ..data.hopweaver import generation_stats, read_generated, sample_sources, write_hopweaver
 from ..data.pairs import TrainGroup
 from ..data.trec import top_k
@@ -26,7 +25,8 @@ from ..data.types import Dataset, Run
 from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split, train_scorer,
+    pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split, test_sample,
+    train_scorer,
 )
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
@@ -192,13 +192,11 @@ def load_data(cfg: HopWeaverConfig, results_dir) -> HopData:
     train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(train_bm25))
     dev = split.dev.subset(sample_ids(split.dev.queries, cfg.dev_queries, cfg.seed))
-    test_all = load_dataset("scifact", "test", root=cfg.data_root)
-    test_bm25 = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
-    test_ids = sample_ids(sorted(q for q in test_bm25 if q in test_all.qrels), cfg.test_queries, cfg.seed)
-    test_split = "test" if len(test_ids) == len(test_all.qrels) else f"test-{len(test_ids)}q"
+    test, _, test_split = test_sample("scifact", load_run(results_dir, cfg.profile, "scifact", "test", "bm25"),
+                                      cfg.test_queries, cfg.seed, cfg.data_root)
     encoder = BiEncoder(cfg.encoder)  # 01_first_stage's settings: the corpus encoding is shared (cached)
-    retriever = DiverseRetriever(encoder, test_all.corpus, MMRWeights(*cfg.generation_lambdas))
-    return HopData(split, dev, test_all.subset(test_ids), test_split, retriever)
+    retriever = DiverseRetriever(encoder, test.corpus, MMRWeights(*cfg.generation_lambdas))
+    return HopData(split, dev, test, test_split, retriever)
 
 
 @dataclass

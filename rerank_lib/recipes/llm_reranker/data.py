@@ -5,12 +5,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...data import load_dataset
 from ...data.pairs import TrainGroup
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...negatives import sample_negatives
-from ...experiment import TrainingSplit, load_run, sample_ids, scifact_training_split
+from ...experiment import TrainingSplit, load_run, sample_ids, scifact_training_split, test_sample
 from .settings import LLMRerankerConfig
 
 
@@ -51,13 +50,8 @@ def build_data(cfg: LLMRerankerConfig, results_dir) -> LLMData:
     dev = split.dev.subset(dev_ids)
     dev_bm25 = top_k({q: train_bm25[q] for q in dev_ids}, cfg.dev_depth)
 
-    test_bm25_all = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
-    test_all = load_dataset("scifact", "test", root=cfg.data_root)
-    judged = [q for q in test_bm25_all if q in test_all.qrels]
-    test_ids = sample_ids(judged, cfg.test_queries, cfg.seed)
-    test = test_all.subset(test_ids)
-    test_bm25 = top_k({q: test_bm25_all[q] for q in test_ids}, cfg.depth)
-    test_split = "test" if len(test_ids) == len(judged) else f"test-{len(test_ids)}q"
+    test, test_bm25, test_split = test_sample("scifact", load_run(results_dir, cfg.profile, "scifact", "test", "bm25"),
+                                              cfg.test_queries, cfg.seed, cfg.data_root)
     keep = set(split.train.queries) | set(split.dev.queries)
-    return LLMData(split, groups, {q: r for q, r in train_bm25.items() if q in keep}, dev, dev_bm25, test, test_bm25,
-                   test_split)
+    return LLMData(split, groups, {q: r for q, r in train_bm25.items() if q in keep}, dev, dev_bm25, test,
+                   top_k(test_bm25, cfg.depth), test_split)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...data import load_dataset
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
-from ...experiment import load_run, record_run, sample_ids
+from ...experiment import load_run, record_run, test_sample
 from ...teacher import teacher_order
 from .settings import PIPELINE, RankLLMConfig
 
@@ -28,13 +27,9 @@ def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
     """TREC DL 2019 and 2020 (judged queries of the saved BM25 runs) and SciFact test (all, or a seeded sample)."""
     sets = {}
     for name in ("trec-dl-2019", "trec-dl-2020", "scifact"):
-        bm25 = load_run(results_dir, cfg.profile, name, "test", "bm25")
-        ds = load_dataset(name, "test", root=cfg.data_root)
-        qids = sorted(q for q in bm25 if q in ds.qrels)
-        n = cfg.scifact_test_queries if name == "scifact" else None
-        split = f"test-{n}q" if n and n < len(qids) else "test"
-        bm25 = {q: bm25[q] for q in sample_ids(qids, n, cfg.seed)}
-        sets[name] = EvalSet(ds.subset(sorted(bm25)), split, bm25, top_k(bm25, cfg.depth))
+        ds, bm25, split = test_sample(name, load_run(results_dir, cfg.profile, name, "test", "bm25"),
+                                      cfg.scifact_test_queries if name == "scifact" else None, cfg.seed, cfg.data_root)
+        sets[name] = EvalSet(ds, split, bm25, top_k(bm25, cfg.depth))
     return sets
 
 
