@@ -256,3 +256,30 @@ def test_empty_listwise_conversations_file_is_an_error(tmp_path):
     path.write_text("\n")
     with pytest.raises(DataFormatError, match="sharegpt.jsonl: no data"):
         read_conversations(path)
+
+
+def test_read_pairs_gives_back_the_query_ids(tmp_path):
+    groups = [TrainGroup("q one", ["a", "b"], [1.0, 0.0]), TrainGroup("q two", ["c", "d"], [1.0, 0.0])]
+    path = write_pairs_jsonl(tmp_path / "x.jsonl", groups, "rag-retrieval")
+    assert [g.query_id for g in read_pairs(path, "rag-retrieval", ["q1", "q2"])] == ["q1", "q2"]
+    with pytest.raises(ValueError, match="2 lines but 3 query ids"):
+        read_pairs(path, "rag-retrieval", ["q1", "q2", "q3"])
+
+
+def test_per_group_with_labels_and_the_negatives_overlap():
+    from rerank_lib.data.pairs import per_group, with_labels
+    from rerank_lib.negatives import negatives_overlap
+
+    groups = [TrainGroup("q", ["a", "b", "c"], [1.0, 0.0, 0.0], query_id="q1", doc_ids=["a", "b", "c"], n_pos=1,
+                         teacher_scores=[0.0, 0.0, 0.0]),
+              TrainGroup("r", ["d", "e"], [1.0, 0.0], query_id="q2", doc_ids=["d", "e"], n_pos=1,
+                         teacher_scores=[0.0, 0.0])]
+    assert per_group(groups, [0.9, 0.2, 0.1, 0.8, 0.3]) == [[0.9, 0.2, 0.1], [0.8, 0.3]]
+    soft = with_labels(groups, [[1.2, 0.2, -0.1], [0.8, 0.3]])
+    assert [g.labels for g in soft] == [[1.0, 0.2, 0.0], [0.8, 0.3]] and all(g.n_pos == len(g.docs) for g in soft)
+    dense = [TrainGroup("q", ["a", "c", "x"], [1.0, 0.0, 0.0], query_id="q1", doc_ids=["a", "c", "x"], n_pos=1,
+                        teacher_scores=[0.0, 0.0, 0.0]),
+             TrainGroup("r", ["d", "y"], [1.0, 0.0], query_id="q2", doc_ids=["d", "y"], n_pos=1, teacher_scores=[0.0, 0.0])]
+    stats = negatives_overlap(groups, dense)  # q1 shares c of {b, c}, q2 shares nothing of {e}; every p = sigmoid(0)
+    assert stats == {"shared negatives (share)": 0.25, "teacher p(relevant), positives": 0.5,
+                     "teacher p(relevant), main negatives": 0.5, "teacher p(relevant), dense negatives": 0.5}

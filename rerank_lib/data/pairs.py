@@ -197,12 +197,19 @@ def read_hopweaver(path: str | os.PathLike) -> list[TrainGroup]:
     return groups
 
 
-def read_pairs(path: str | os.PathLike, fmt: str, **kwargs) -> list[TrainGroup]:
-    """Read `path` in one of FORMATS (keyword arguments go to that format's reader)."""
+def read_pairs(path: str | os.PathLike, fmt: str, query_ids: Sequence[str] | None = None, **kwargs) -> list[TrainGroup]:
+    """Read `path` in one of FORMATS (keyword arguments go to that format's reader). The formats carry no query id:
+    `query_ids` (one per line, in file order, e.g. from the writer's manifest) are given back to the groups."""
     readers = {"rag-retrieval": read_rag_retrieval, "flagembedding": read_flagembedding, "hopweaver": read_hopweaver}
     if fmt not in readers:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    return readers[fmt](path, **kwargs)
+    groups = readers[fmt](path, **kwargs)
+    if query_ids is not None:
+        if len(groups) != len(query_ids):
+            raise ValueError(f"{path}: {len(groups)} lines but {len(query_ids)} query ids")
+        for g, q in zip(groups, query_ids):
+            g.query_id = q
+    return groups
 
 
 # ---------------------------------------------------------------------------------------------------- writer

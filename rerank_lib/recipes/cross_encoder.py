@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..atomic import write_json
 from ..data import load_dataset
-from ..data.pairs import TrainGroup, files_table, read_flagembedding, read_rag_retrieval, write_pairs_jsonl
+from ..data.pairs import TrainGroup, files_table, read_pairs, write_pairs_jsonl
 from ..data.trec import top_k
 from ..data.types import Run
 from ..evaluation import evaluate
@@ -321,14 +321,9 @@ def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, 
     if not (out / "manifest.json").exists():
         raise FileNotFoundError(f"{out / 'manifest.json'} not found: run 10_cross_encoder_data first (same profile)")
     manifest, groups = json.loads((out / "manifest.json").read_text()), {}
-    for kind, (name, fmt) in FILES.items():
-        path = out / name
-        groups[kind] = read_rag_retrieval(path) if fmt == "rag-retrieval" else \
-            read_flagembedding(path, knowledge_distillation=True)
-        if len(groups[kind]) != len(manifest["query_ids"]):
-            raise ValueError(f"{path}: {len(groups[kind])} lines but the manifest lists {len(manifest['query_ids'])} queries")
-        for g, q in zip(groups[kind], manifest["query_ids"]):
-            g.query_id = q
+    for kind, (name, fmt) in FILES.items():  # FlagEmbedding's files carry the teacher scores (KD)
+        groups[kind] = read_pairs(out / name, fmt, manifest["query_ids"],
+                                  **({"knowledge_distillation": True} if fmt == "flagembedding" else {}))
     bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(bm25))
     if sorted(split.dev.queries) != manifest["dev_query_ids"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...data.pairs import per_group, read_rag_retrieval, with_labels, write_pairs_jsonl
+from ...data.pairs import per_group, read_pairs, with_labels, write_pairs_jsonl
 from ...data.trec import ranked
 from ...data.types import Run
 from ...evaluation import evaluate
@@ -99,9 +99,7 @@ def distillation_file(cfg: LLMRerankerConfig, data: LLMData, sources: Sources, r
 def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, results_dir) -> tuple[Row, Row]:
     """MiniLM trained on the distillation file (read back with RAG-Retrieval's reader): point_ce on the soft labels.
     Returns (the untrained start, the distilled student)."""
-    groups = read_rag_retrieval(path)
-    for g, orig in zip(groups, data.groups):
-        g.query_id = orig.query_id
+    groups = read_pairs(path, "rag-retrieval", [g.query_id for g in data.groups])
     student = CrossEncoder(cfg.student, max_length=cfg.student_max_length, init_seed=cfg.seed)
     with Timer() as t:
         start_test = student.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth,
