@@ -163,10 +163,9 @@ def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_leng
     return cache_dir("teacher") / f"{teacher.name}-{h.hexdigest()[:24]}.trec"
 
 
-def platt_fit(scores, labels, l2: float = 1e-6, tol: float = 1e-10, max_iter: int = 10_000) -> tuple[float, float]:
+def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
     """Platt scaling: (scale, bias) with P(relevant | s) = sigmoid(scale * s + bias), the logistic-regression fit of
-    0/1 `labels` on teacher `scores` (scikit-learn, L2 weight `l2` on the slope only, scores standardised first;
-    `tol` and `max_iter` are the solver's).
+    0/1 `labels` on teacher `scores` (scikit-learn, L2 weight `l2` on the slope only, scores standardised first).
 
     How a teacher's raw scores (cosines, fused ranks) become the probabilities and two-logit soft labels that the
     distillation recipes train on; fit it on training queries only."""
@@ -177,7 +176,7 @@ def platt_fit(scores, labels, l2: float = 1e-6, tol: float = 1e-10, max_iter: in
         raise ValueError(f"calibration needs relevant and non-relevant scored pairs; got {int(y.sum()) if len(y) else 0} "
                          f"relevant of {len(x)}")
     mu, sd = float(x.mean()), float(x.std()) or 1.0
-    model = LogisticRegression(C=1.0 / l2, tol=tol, max_iter=max_iter).fit(((x - mu) / sd)[:, None], y)
+    model = LogisticRegression(C=1.0 / l2, tol=1e-10, max_iter=10_000).fit(((x - mu) / sd)[:, None], y)
     scale = float(model.coef_[0, 0]) / sd
     return scale, float(model.intercept_[0]) - scale * mu
 

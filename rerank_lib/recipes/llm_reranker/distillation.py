@@ -15,17 +15,23 @@ from ...experiment import Timer, jsonable, pipeline_cache, record_run
 from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
-from ...teacher import Calibration, platt_fit, scores_with_extra
+from ...teacher import scores_with_extra
 from .data import LLMData
 from .llm import load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
 from .settings import REFERENCES, LLMRerankerConfig, slug
 
 
-def _platt(scores, labels):
-    """p(relevant) = sigmoid(a s + b) fitted on the training pairs' qrels labels (for teachers whose scores are not
-    probabilities, e.g. reciprocal-rank fusion)."""
-    return Calibration(*platt_fit(scores, labels, l2=1e-4, tol=1e-4, max_iter=1000)).probability
+def _platt(scores: np.ndarray, labels: np.ndarray):
+    """p = sigmoid(a s + b) fitted on the training pairs' qrels labels (for teachers whose scores are not
+    probabilities, e.g. reciprocal-rank fusion). Not teacher.platt_fit: that one fits in float64 with a tighter
+    tolerance, which moves this recipe's labels (a head's float32 logits) by up to 1.6e-4."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = float(scores.mean()), float(scores.std() or 1.0)
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(((scores - mu) / sd)[:, None], labels.astype(int))
+    a, b = float(model.coef_[0, 0] / sd), float(model.intercept_[0] - model.coef_[0, 0] * mu / sd)
+    return lambda s: 1.0 / (1.0 + np.exp(-(a * np.asarray(s, dtype=float) + b)))
 
 
 @dataclass
