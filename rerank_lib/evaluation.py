@@ -340,4 +340,5 @@ def success_and_attempts(run: Run, qrels: Qrels) -> dict[str, float]:
         docs = ranked(run.get(q, {}))
         ranks.append(next((i + 1 for i, (d, _) in enumerate(docs) if judged.get(d, 0) > 0), None))
     hits = [r for r in ranks if r is not None]
-    return {"success_rate": len(hits) / max(1, len(ranks)), "avg_attempts": float(np.mean(hits)) if hits else float("nan")}
+    return {"success_rate": len(hits) / max(1, len(ranks)),
+            "avg_attempts": float(np.mean(hits)) if hits else float("nan")}

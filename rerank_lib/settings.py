@@ -82,7 +82,8 @@ def settings_table(cfg, drop: Sequence[str] = ()):
     """Every setting by its dotted path (what `overrides` takes) as a one-column table, without `drop`."""
     import pandas as pd
 
-    return pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"}).drop(index=list(drop)).rename_axis("parameter")
+    table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"})
+    return table.drop(index=list(drop)).rename_axis("parameter")
 
 
 def paths(cfg, prefix: str = "") -> list[str]:

@@ -40,9 +40,9 @@ from .models import load_model, load_tokenizer, pick_device
 from .paths import cache_dir
 
 __all__ = ["INPARS_VANILLA_PROMPT", "SyntheticQuery", "QueryGenerator", "build_prompt", "parse_query",
-           "sample_documents", "sample_negatives", "generate_queries", "query_table", "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT",
-           "parse_bridge_query", "LLMQueryProposer", "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data",
-           "judge_quality"]
+           "sample_documents", "sample_negatives", "generate_queries", "query_table",
+           "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT", "parse_bridge_query", "LLMQueryProposer",
+           "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data", "judge_quality"]
 
 #: InPars-v1 vanilla prompt, verbatim (Apache-2.0, zetaalphavector/InPars legacy/inpars-v1/prompts/vanilla_prompt.txt;
 #: also under <data root>/prompts/inpars/). Its MS MARCO glitch ("inedible.assiflora") and trailing spaces are

@@ -17,8 +17,8 @@ from .splits import (
 
 __all__ = [
     "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
-    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache", "publish_model",
-    "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir", "run_path",
-    "sample_ids", "sample_items", "save_run", "selection_row", "scifact_training_split", "test_sample", "train_encoder", "train_scorer",
-    "train_with_dev_selection",
+    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache",
+    "publish_model", "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir",
+    "run_path", "sample_ids", "sample_items", "save_run", "selection_row", "scifact_training_split", "test_sample",
+    "train_encoder", "train_scorer", "train_with_dev_selection",
 ]

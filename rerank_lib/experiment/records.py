@@ -42,7 +42,8 @@ def record_run(
     for name, base in (baselines or {}).items():
         pq_base = score(base, qrels)
         significance[name] = {m: paired_test(pq_base, pq, m).to_dict() for m in measures}
-    metrics = {m: float(pq[pq.measure == m]["value"].mean()) for m in measures} if scorer else evaluate(run, qrels, measures)
+    metrics = ({m: float(pq[pq.measure == m]["value"].mean()) for m in measures} if scorer
+               else evaluate(run, qrels, measures))
     record = make_record(
         pipeline, method, dataset, split, metrics, model=model, first_stage=first_stage,
         depth=depth, significance=significance, reference=dict(reference or {}), training_queries=training_queries,

@@ -32,7 +32,8 @@ def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=N
     ds = load_dataset(dataset, split, root=data_root)
     judged = sorted(q for q in first_stage if q in ds.qrels)
     ids = sample_ids(judged, n, seed)
-    return ds.subset(ids), {q: first_stage[q] for q in ids}, split if len(ids) == len(judged) else f"{split}-{len(ids)}q"
+    name = split if len(ids) == len(judged) else f"{split}-{len(ids)}q"
+    return ds.subset(ids), {q: first_stage[q] for q in ids}, name
 
 
 @dataclasses.dataclass

@@ -34,8 +34,8 @@ from .window import sliding_window, window_spans
 __all__ = [
     "ListwiseLM", "ListwiseObjective", "ListwiseReranker", "ListwiseTemplate", "RANK_ZEPHYR", "RANK_ZEPHYR_ALPHA",
     "WindowResult", "build_conversations", "build_messages", "choose_identifiers", "classify_response",
-    "clean_ranking_response", "count_errors", "default_ranking_weight", "enable_neftune", "encode_conversation", "freeze_below",
-    "fit_prompt", "identifier_token_ids", "load_template_yaml", "parse_permutation", "passage_content",
-    "passages_in_prompt", "read_conversations", "render_prompt", "sliding_window", "window_spans",
-    "write_conversations", "ZEPHYR_STYLE_TEMPLATE",
+    "clean_ranking_response", "count_errors", "default_ranking_weight", "enable_neftune", "encode_conversation",
+    "freeze_below", "fit_prompt", "identifier_token_ids", "load_template_yaml", "parse_permutation",
+    "passage_content", "passages_in_prompt", "read_conversations", "render_prompt", "sliding_window",
+    "window_spans", "write_conversations", "ZEPHYR_STYLE_TEMPLATE",
 ]

@@ -15,6 +15,6 @@ from .tables import anchor_table, build_tables, fold_means, results_frame
 
 __all__ = [
     "Record", "make_record", "write_record", "load_records", "load_per_query", "record_path", "git_commit",
-    "package_versions", "hardware_info", "anchor_table", "build_tables", "fold_means", "results_frame", "plot_metric_bars", "plot_curve", "plot_per_query_delta",
-    "save_figure",
+    "package_versions", "hardware_info", "anchor_table", "build_tables", "fold_means", "results_frame",
+    "plot_metric_bars", "plot_curve", "plot_per_query_delta", "save_figure",
 ]

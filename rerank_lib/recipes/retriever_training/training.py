@@ -10,7 +10,9 @@ from ...data.types import Run
 from ...experiment import DevEvaluator, Selected, Timer, run_dir, sample_items, save_run, train_encoder
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
-from ...retrievers.dca import DCACollator, DCAConfig, build_candidates, dca_compute_loss, reader_agreement, reader_targets
+from ...retrievers.dca import (
+    DCACollator, DCAConfig, build_candidates, dca_compute_loss, reader_agreement, reader_targets,
+)
 from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
 from ...retrievers.training import examples_from_localrqa, retrieve, shared_reader
 from ...settings import snapshot
