@@ -33,7 +33,8 @@ import torch
 
 from .atomic import write_json, write_text
 
-__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "model_card", "USAGE"]
+__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "has_t5_vocabulary",
+           "model_card", "USAGE"]
 
 #: How each format loads in its peer package; model_card quotes the one it is told.
 USAGE = {
@@ -112,10 +113,15 @@ def export_bi_encoder(encoder, folder: str | os.PathLike) -> Path:
     return Path(folder)
 
 
+def has_t5_vocabulary(ranker) -> bool:
+    """Whether inranker's T5Ranker can load this monoT5 ranker: it looks up '▁false' / '▁true' by name."""
+    vocab = ranker.tokenizer.get_vocab()
+    return "▁false" in vocab and "▁true" in vocab
+
+
 def export_monot5(ranker, folder: str | os.PathLike) -> Path:
     """A monoT5 T5Ranker (rerankers/monot5.py) as a folder inranker's T5Ranker loads (model + tokenizer)."""
-    vocab = ranker.tokenizer.get_vocab()
-    if "▁false" not in vocab or "▁true" not in vocab:
+    if not has_t5_vocabulary(ranker):
         raise ValueError(f"{ranker.name}: inranker's T5Ranker reads the tokens '▁false'/'▁true' by name and this "
                          f"{type(ranker.tokenizer).__name__} has none; only students with a T5 (SentencePiece) "
                          "vocabulary export to it")

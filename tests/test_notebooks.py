@@ -95,3 +95,20 @@ def test_pipeline_records_are_complete(smoke_run, pipeline):
         assert figure.exists() and figure.stat().st_size > 1000, figure
     table = (out / "RESULTS.smoke.md").read_text()
     assert all(r.method in table for r in trained), pipeline
+
+
+def test_trained_models_are_published_in_peer_formats(smoke_run):
+    """Every notebook that trains leaves its selected models under <results>/models/<profile>/, each with a model
+    card, and a cross-encoder trained here loads in sentence-transformers and a retriever in SentenceTransformer."""
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    out, _ = smoke_run
+    models = out / "models" / "smoke"
+    published = sorted(p.name for p in models.iterdir())
+    assert {"ce-minilm-point-ce", "hopweaver-diverse-ft"} <= set(published), published
+    assert any(name.startswith("ctl-") for name in published) and any("first" in name for name in published)
+    assert all((models / name / "README.md").is_file() for name in published)
+    scores = CrossEncoder(str(models / "ce-minilm-point-ce"), device="cpu").predict([("a claim", "an abstract")])
+    assert 0.0 < float(scores[0]) < 1.0
+    ctl = next(name for name in published if name.startswith("ctl-"))
+    assert SentenceTransformer(str(models / ctl), device="cpu").encode(["a question"]).shape[0] == 1

@@ -25,7 +25,7 @@ from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
-    record_run, run_dir, scifact_training_split, train_scorer,
+    publish_model, record_run, run_dir, scifact_training_split, train_scorer,
 )
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
@@ -442,12 +442,17 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, st
     params = jsonable({**snapshot(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
                        "best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
                        "steps": sel.result.global_step, "train_s": round(sel.wall_s, 1)})
-    return record_reranker(
+    records = record_reranker(
         run, sets.test.qrels, first_stage_run=sets.test_bm25, dev_run=sel.dev_run, first_stage_dev=sets.dev_bm25,
         dev_qrels=sets.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method_name(cfg, vr.variant),
         params=params, baselines={"bm25": sets.test_bm25, "start": start_run},
         model=f"{cfg.model} fine-tuned ({vr.variant})", wall_s=sel.wall_s + t.s, training=sets.split.provenance,
         eval_queries=sets.test.queries, **_common(cfg, sets, results_dir))
+    # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
+    publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
+                  training_queries=records[0].n_training_queries, settings=params, record=records[0],
+                  dev={"nDCG@10": sel.value} if sel.value is not None else None)
+    return records
 
 
 def bm25_dev(sets: EvalSets) -> dict[str, float]:

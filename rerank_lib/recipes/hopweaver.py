@@ -25,8 +25,8 @@ from ..data.types import Dataset, Run
 from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split, test_sample,
-    train_scorer,
+    pipeline_cache, publish_model, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
+    test_sample, train_scorer,
 )
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
@@ -340,4 +340,9 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
             runs["diverse_ft"], runs["diverse"], weight, test.qrels, method="hopweaver-diverse-ft",
             model=models["diverse_ft"] + " + diverse", baselines=baselines,
             params={**params, **interp, "dev_curve": curve.to_dict("list")}, **common, **trained))
+    ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
+    publish_model("cross_encoder", reranked.model, results_dir, cfg.profile, ft.method, base_model=cfg.reranker,
+                  training_queries=ft.n_training_queries, settings=params, record=ft,
+                  dev={sel.metric: sel.value} if sel.step is not None else None,
+                  training_data="HopWeaver contrastive data generated from SciFact train claims")
     return records, runs

@@ -9,7 +9,8 @@ import pandas as pd
 from ...data import TrainingQueries
 from ...data.trec import top_k
 from ...evaluation import evaluate
-from ...experiment import Timer, load_run, record_reranker, results_table as experiment_table, save_run
+from ...experiment import Timer, load_run, publish_model, record_reranker, results_table as experiment_table, save_run
+from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
 from ...settings import snapshot
 from .data import saved_teacher, test_set
@@ -78,6 +79,11 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         run = score(ranker, name, s.method, f"{s.params['init']} -> {s.method}", baselines, s, dev_run, dev, extra,
                     s.selected.wall_s)
         save_run(run, results_dir, cfg.profile, name, "test", f"inranker-{s.method}")
+        if has_t5_vocabulary(ranker):  # inranker's T5Ranker loads T5-vocabulary students (not the MiniLM one)
+            row = next(r for r in ev.records if r.method == s.method and r.dataset == name)
+            publish_model("monot5", ranker, results_dir, cfg.profile, f"{s.method}-{name}", base_model=s.params["init"],
+                          training_queries=row.n_training_queries, settings=s.params, record=row,
+                          dev={s.selected.metric: s.selected.value} if s.selected.step is not None else None)
         return run
 
     if cfg.teacher_model is not None:  # paper: the monoT5 teacher is a ranker of its own, recorded here

@@ -122,5 +122,5 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
         batch_size=cfg.score_batch_size, model=f"{cfg.student} distilled from {source} ({cfg.student_loss}, soft labels)",
         params={"distill_source": source, "loss": cfg.student_loss},
         key={"student": cfg.student, "max_length": cfg.student_max_length, "seed": cfg.seed, "source": source,
-             "dev_depth": cfg.dev_depth})
+             "dev_depth": cfg.dev_depth}, publish_as="cross_encoder")
     return start, trained

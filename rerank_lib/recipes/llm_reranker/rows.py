@@ -9,7 +9,8 @@ from typing import Any, Sequence
 from ...data.pairs import TrainGroup
 from ...data.types import Run
 from ...experiment import (
-    DevEvaluator, Selected, Timer, fingerprint, jsonable, record_reranker, record_run, run_dir, train_scorer,
+    DevEvaluator, Selected, Timer, fingerprint, jsonable, publish_model, record_reranker, record_run, run_dir,
+    train_scorer,
 )
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...settings import snapshot
@@ -74,7 +75,7 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
 
 def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, groups: Sequence[TrainGroup], *,
                  loss: str, train: TrainConfig, name: str, method: str, start: Row, model: str, params: dict,
-                 batch_size: int, key: dict) -> Row:
+                 batch_size: int, key: dict, publish_as: str | None = None) -> Row:
     """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
     test queries with it and record the row and its `+interp` row against BM25 and `start`."""
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
@@ -92,6 +93,10 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
         dev_qrels=data.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method, params=params,
         model=model, baselines={"bm25": data.test_bm25, "start": start.test_run}, wall_s=sel.wall_s + t.s,
         **common_kwargs(cfg, data, results_dir, True))
+    if publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
+        publish_model(publish_as, ranker, results_dir, cfg.profile, method, base_model=key.get("student", model),
+                      training_queries=records[0].n_training_queries, settings=params, record=records[0],
+                      dev={sel.metric: sel.value} if sel.step is not None else None)
     return Row(method, test_run, sel.dev_run, sel, records, ranker)
 
 

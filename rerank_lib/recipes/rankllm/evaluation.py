@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...data.types import Run
-from ...experiment import Timer, record_reranker, record_run, save_run
+from ...experiment import Timer, publish_model, record_reranker, record_run, save_run
 from ...settings import snapshot
 from .evalsets import EvalSet, method_name, rerank_set
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
@@ -90,6 +90,12 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,
                 reference={MEASURE: {"value": ref[0], "source": ref[1]}} if ref else None)
+    first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
+    # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
+    publish_model("listwise", model, results_dir, cfg.profile, f"{first.method}-{tr.fold.train_on}",
+                  tokenizer=tokenizer, chat_template=cfg.chat_template, base_model=tr.base,
+                  training_queries=first.n_training_queries,
+                  settings=first.params, record=first, dev={sel.metric: sel.value} if sel.step is not None else None)
     return records, windows
 
 

@@ -17,6 +17,7 @@ from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
 from ...settings import snapshot
 from .settings import PIPELINE, SciFactConfig, encoder, short_name
+from .records import publish_retriever
 from .training import Outcome, retrieval_dev, train_selected
 
 
@@ -77,7 +78,7 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{short_name(cfg.model)}")
     params = {"trainer": "ctl", **asdict(ctl), "examples": len(data.examples), "selected_step": sel.step,
               "selected_is_start": sel.is_start}
-    return Outcome("ctl", sel, runs, t.s, params)
+    return Outcome("ctl", sel, runs, t.s, params, encoder=enc)
 
 
 def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> list:
@@ -87,7 +88,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
     baselines = {"bm25": data.bm25_test}
     if data.start_test is not None:
         baselines["start"] = {q: data.start_test[q] for q in test.queries if q in data.start_test}
-    return record_reranker(
+    records = record_reranker(
         out.runs["test"], test.qrels, first_stage_run=data.bm25_test, dev_run=out.runs["dev"],
         first_stage_dev=top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100), dev_qrels=dev.qrels,
         method=f"ctl-{short_name(cfg.model)}", params=jsonable({**snapshot(cfg), **out.params}),
@@ -95,6 +96,8 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
         baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
         first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
         eval_queries=test.queries, wall_s=out.wall_s)
+    publish_retriever(out, records[0], cfg.model, results_dir)
+    return records
 
 
 def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:

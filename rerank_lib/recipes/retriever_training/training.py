@@ -31,6 +31,7 @@ class Outcome:
     wall_s: float
     params: dict
     details: dict = dataclasses.field(default_factory=dict)
+    encoder: Any = None  # the BiEncoder holding the selected weights (published with its records)
 
 
 def retrieval_dev(enc, ds, depth: int, candidates: Run | None = None, ks=(1, 4)) -> DevEvaluator:
@@ -98,4 +99,4 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     save_run(runs["test"], results_dir, cfg.profile, FAIRE, "test", f"{method}-{short_name(cfg.model)}")
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),
               "selected_step": sel.step, "selected_is_start": sel.is_start}
-    return Outcome(method, sel, runs, t.s, params, details)
+    return Outcome(method, sel, runs, t.s, params, details, enc)
