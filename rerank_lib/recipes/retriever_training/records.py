@@ -58,7 +58,8 @@ def publish_retriever(out: Outcome, record, base_model: str, results_dir) -> Non
     """The selected encoder as a SentenceTransformer folder with its model card (<results>/models/...)."""
     if out.encoder is not None:
         dev = {out.selected.metric: out.selected.value} if out.selected.step is not None else None
-        publish_model("bi_encoder", out.encoder, results_dir, record.profile, record.method, base_model=base_model,
+        publish_model("bi_encoder", out.encoder, results_dir, record.profile, f"{record.method}-{record.dataset}",
+                      base_model=base_model,
                       training_queries=record.n_training_queries, settings=record.params, record=record, dev=dev)
 
 
