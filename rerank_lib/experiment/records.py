@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from accelerate import PartialState
 
 from ..data import TrainingQueries, assert_no_leak
 from ..data.types import Run
@@ -43,7 +44,8 @@ def record_run(
         depth=depth, significance=significance, reference=dict(reference or {}), training_queries=training_queries,
         n_training_queries=n_training_queries, profile=profile, params=dict(params or {}), seed=seed, wall_s=wall_s,
     )
-    write_record(record, results_dir, per_query=pq)
+    if PartialState().is_main_process:  # under `accelerate launch`, one process writes the results
+        write_record(record, results_dir, per_query=pq)
     return record
 
 

@@ -8,12 +8,18 @@ What it promises, and tests/test_training.py checks:
 - N processes at the same global batch end with the same weights as one process (up to float rounding);
 - per_device_batch_size x gradient_accumulation_steps trains like one batch of their product.
 
-On several GPUs: `accelerate launch --config_file configs/accelerate/{ddp,fsdp,deepspeed_zero3}.yaml script.py`.
+- a run that ended with a checkpoint at its last step is found finished by a later call with the same
+  output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
+  can evaluate what `accelerate launch ... -m rerank_lib.train` trained on several GPUs. `$RERANK_CHECKPOINT_AT_END`
+  (set by that command) makes every run end with such a checkpoint, even with save_every_steps None.
+
+On several GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train PIPELINE ...`.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -207,10 +213,14 @@ def train(
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
 
     # Resume: weights, optimizer, scheduler and RNG from the checkpoint, then the loop's position in the data.
-    global_step, epoch, batches_done, elapsed_before = 0, 0, 0, 0.0
+    global_step, epoch, batches_done, elapsed_before, finished = 0, 0, 0, 0.0, False
     checkpoint = latest_checkpoint(output_dir) if config.resume else None
     if checkpoint is not None:
         state = read_state(checkpoint)
+        # A finished run (maybe trained in another number of processes) only has its weights loaded.
+        finished = state.get("total_steps") == state["global_step"]
+        if finished:
+            total_steps, examples_per_step = state["total_steps"], state["examples_per_step"]
         if (state["examples_per_step"], state["num_examples"]) != (examples_per_step, len(train_dataset)):
             raise ValueError(
                 f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
@@ -231,7 +241,10 @@ def train(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
     )
-    if is_main:
+    if finished and (output_dir / "train_config.json").exists():  # the finished run's world, not this call's
+        saved = json.loads((output_dir / "train_config.json").read_text(encoding="utf-8"))
+        run_info = {k: saved.get(k, v) for k, v in run_info.items()}
+    elif is_main:
         if checkpoint is None:
             for stale in list_checkpoints(output_dir):  # from an earlier run this one does not continue
                 shutil.rmtree(stale)
@@ -259,7 +272,7 @@ def train(
         if is_main:
             state = dict(
                 global_step=global_step, epoch=epoch, batches_done=batches_done, elapsed_s=elapsed(),
-                examples_per_step=examples_per_step, num_examples=len(train_dataset),
+                examples_per_step=examples_per_step, num_examples=len(train_dataset), total_steps=total_steps,
             )
             mark_complete(path, state)
             prune_checkpoints(output_dir, config.keep_last_checkpoints)
@@ -332,14 +345,17 @@ def train(
                 if config.save_best and _best(eval_history, config)[1] is row:  # strictly better than before
                     _save_final_model(accelerator, model, output_dir / "best")
 
-            if config.save_every_steps and (last_step or global_step % config.save_every_steps == 0):
+            if (last_step and (config.save_every_steps or checkpoint_at_end())) or (
+                    config.save_every_steps and global_step % config.save_every_steps == 0):
                 save_checkpoint()
 
             if last_step:
                 break
     progress.close()
 
-    final_dir = _save_final_model(accelerator, model, output_dir / "final")
+    final_dir = output_dir / "final"
+    if not (finished and final_dir.is_dir()):
+        final_dir = _save_final_model(accelerator, model, final_dir)
     best_name, best_row = _best(eval_history, config)
     result = TrainResult(
         global_step=global_step,
@@ -357,6 +373,12 @@ def train(
         accelerator.end_training()  # flush and close the trackers
     accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
     return result
+
+
+def checkpoint_at_end() -> bool:
+    """Whether every run ends with a checkpoint ($RERANK_CHECKPOINT_AT_END, set by `python -m rerank_lib.train`),
+    so that a later call finds it finished."""
+    return os.environ.get("RERANK_CHECKPOINT_AT_END", "") not in ("", "0")
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -11,6 +11,7 @@ from ...data.types import Run
 from ...experiment import (
     DevEvaluator, Selected, Timer, fingerprint, jsonable, record_reranker, record_run, run_dir, train_with_dev_selection,
 )
+from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...settings import snapshot
 from ...training import TrainConfig
@@ -77,6 +78,7 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
                  batch_size: int, key: dict) -> Row:
     """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
     test queries with it and record the row and its `+interp` row against BM25 and `start`."""
+    train_launched("llm_reranker", cfg, results_dir)  # with cfg.launch: every row trains in N processes first
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
     plan = group_training(ranker, groups, loss=loss, config=replace(train, output_dir=str(folder)),
