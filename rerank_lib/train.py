@@ -52,16 +52,16 @@ class Pipeline:
 
 
 def is_main() -> bool:
-    from accelerate import PartialState
+    from .training import process_state
 
-    return PartialState().is_main_process
+    return process_state().is_main_process
 
 
 def main_first():
     """Data preparation and file writing: the main process first, then the others (which find it done)."""
-    from accelerate import PartialState
+    from .training import process_state
 
-    return PartialState().main_process_first()
+    return process_state().main_process_first()
 
 
 def ensure_first_stage(cfg, results_dir) -> None:

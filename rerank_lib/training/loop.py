@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
+from accelerate.utils.environment import parse_flag_from_env
 from torch.utils.data import DataLoader
 from rerank_lib.progress import tqdm
 from transformers import get_scheduler
@@ -373,6 +374,12 @@ def train(
         accelerator.end_training()  # flush and close the trackers
     accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
     return result
+
+
+def process_state() -> PartialState:
+    """accelerate's process state as the loop's Accelerator makes it ($ACCELERATE_USE_CPU honoured): code that asks
+    which process it is before training must ask here, or its PartialState() fixes a one-process world."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def checkpoint_at_end() -> bool:
