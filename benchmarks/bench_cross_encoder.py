@@ -32,7 +32,7 @@ import torch
 def load_pairs(n: int, seed: int = 0):
     from rerank_lib.data import load_dataset
     from rerank_lib.data.trec import ranked
-    from rerank_lib.recipes.common import load_run
+    from rerank_lib.experiment import load_run
     from rerank_lib.paths import results_dir
 
     ds = load_dataset("scifact", "train")
@@ -131,7 +131,8 @@ def main():
 
     from rerank_lib.data.pairs import TrainGroup
     from rerank_lib.models import cpu_supports_bf16
-    from rerank_lib.rerankers import CrossEncoder, fit
+    from rerank_lib.rerankers import CrossEncoder
+    from rerank_lib.training.groups import fit
     from rerank_lib.training import TrainConfig
 
     queries, docs, labels = load_pairs(args.pairs)

@@ -1,4 +1,7 @@
-"""InPars-style synthetic queries (Bonifacio et al., 2022; zetaalphavector/InPars), the target-domain data of
+"""Synthetic training queries: InPars's (below) and HopWeaver's bridge queries with their judged candidates (the
+last section of this module).
+
+InPars-style synthetic queries (Bonifacio et al., 2022; zetaalphavector/InPars), the target-domain data of
 InRanker's stage 2: an LLM reads a document after a fixed 3-shot prompt and writes a query for it; each query gets
 9 negatives sampled from the BM25 top-1000 of the same corpus, and the teacher labels all 10 pairs.
 
@@ -19,22 +22,25 @@ import copy
 import hashlib
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 from .progress import tqdm
 
 from .atomic import atomic_open
+from .data.hopweaver import GeneratedExample
 from .data.trec import ranked
-from .data.types import Document, Run
+from .data.types import Document, Qrels, Run
 from .models import load_model, load_tokenizer, pick_device
 from .paths import cache_dir
 
 __all__ = ["INPARS_VANILLA_PROMPT", "SyntheticQuery", "QueryGenerator", "build_prompt", "parse_query",
-           "sample_documents", "sample_negatives", "generate_queries"]
+           "sample_documents", "sample_negatives", "generate_queries", "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT",
+           "parse_bridge_query", "LLMQueryProposer", "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data"]
 
 #: InPars-v1 vanilla prompt, verbatim (Apache-2.0, zetaalphavector/InPars legacy/inpars-v1/prompts/vanilla_prompt.txt;
 #: also under <data root>/prompts/inpars/). Its MS MARCO glitch ("inedible.assiflora") and trailing spaces are
@@ -211,3 +217,182 @@ def sample_negatives(ranking: Run, positives: Mapping[str, str], n_negatives: in
         floor = min(docs.values(), default=0.0) - 1.0
         out[qid] = {pos: docs.get(pos, floor), **{d: docs[d] for d in chosen}}
     return out
+
+
+# ------------------------------------------------------------------------------- HopWeaver's contrastive generator
+# HopWeaver (Zh1yuShen/HopWeaver, hopweaver/train_reranker/contrastive_data_generator.py): pick a source document,
+# let an LLM propose a bridge query from it (the seed's entity extractor: a bridge entity and an "expanded query"
+# aimed at information COMPLEMENTARY to the source), retrieve candidates with the diverse retriever
+# (retrievers.diverse), and let an LLM judge each candidate (the seed asks it to build a two-hop question through the
+# bridge entity from the source and the candidate; success = positive). A line `{query, pos, neg}`
+# (data.hopweaver) is written when at least one positive and one negative were found; the seed stops judging once it
+# has one of each (`stop_when_both`). Offline the LLM is SmolLM2-135M-Instruct; the judge can be replaced by the
+# qrels of a labelled collection (`QrelsJudge`, the documented fallback) or a score threshold (`ScoreJudge`). The
+# seed's prompts ask for a delimited multi-field output that a 135M model cannot produce; the prompts below keep
+# their instructions in a short form with a one-line answer.
+
+# The seed's ENTITY_EXTRACTION_PROMPT, in short: one bridge entity of the document and one 10-20 word query for
+# information about it that the document does NOT hold (the seed's "instead of / beyond" steering).
+HOPWEAVER_QUERY_PROMPT = (
+    "Read the document. Pick one important entity in it (a concept, substance, gene, disease, method or event) "
+    "that other documents also discuss. Write one search query of 10 to 20 words about that entity that looks for "
+    "information NOT in this document (use words like 'beyond' or 'instead of').\n\n"
+    "Document: {document}\n\n"
+    "Answer with one line in the form: Entity: <entity> | Query: <query>"
+)
+# The seed's SUB_QUESTION_GENERATION_PROMPT, in short: does candidate B continue a two-hop chain from the source A
+# through the bridge query (else INVALID_BRIDGE_CONNECTION)? Answered by the first token, Yes or No, in one forward
+# pass. {query} receives the query and the source (so that only document B is ever truncated).
+HOPWEAVER_JUDGE_PROMPT = (
+    "Query: {query}\n\nDocument B: {passage}\n\n"
+    "Does Document B give information that answers the query and goes beyond Document A (when one is given), so "
+    "that a two-step question can lead from Document A to Document B? Answer Yes or No."
+)
+
+_BRIDGE_QUERY_RE = re.compile(r"query\s*[:\-]\s*(.+)", re.IGNORECASE)
+
+
+def parse_bridge_query(text: str, min_words: int = 3, max_words: int = 40) -> str | None:
+    """The query of an 'Entity: ... | Query: ...' answer (or the first usable line); None when unusable."""
+    if not isinstance(text, str):
+        return None
+    match = _BRIDGE_QUERY_RE.search(text)
+    candidate = match.group(1) if match else next((line for line in text.splitlines() if line.strip()), "")
+    candidate = candidate.split("\n")[0].strip().strip('"').strip()
+    words = candidate.split()
+    if len(words) < min_words:
+        return None
+    return " ".join(words[:max_words])
+
+
+class Judge(Protocol):
+    def __call__(self, query_id: str, query: str, source: Document | None, candidates: Sequence[Document]
+                 ) -> list[bool]: ...
+
+
+class LLMQueryProposer:
+    """Greedy generation of a bridge query from a source document with a chat LLM (SmolLM2 offline)."""
+
+    def __init__(self, model_name: str = "smollm2-135m-instruct", max_new_tokens: int = 48, max_doc_tokens: int = 256,
+                 prompt: str = HOPWEAVER_QUERY_PROMPT, device=None):
+        from .models import load_causal_lm, load_tokenizer
+
+        self.device = device or pick_device()
+        self.tokenizer = load_tokenizer(model_name)  # the judge's LM too: the GGUF is de-quantised once per machine
+        self.model = load_causal_lm(model_name, device=self.device)
+        self.model_name, self.max_new_tokens, self.max_doc_tokens, self.prompt = (
+            model_name, max_new_tokens, max_doc_tokens, prompt)
+        self.raw: list[str] = []  # every generation, for the notebook to show
+
+    def __call__(self, document: Document) -> str | None:
+        import torch
+
+        ids = self.tokenizer.encode(document.text_for_model, add_special_tokens=False)[: self.max_doc_tokens]
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": self.prompt.format(document=self.tokenizer.decode(ids))}],
+            tokenize=False, add_generation_prompt=True)
+        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        answer = self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        self.raw.append(answer)
+        return parse_bridge_query(answer)
+
+
+class LLMJudge:
+    """P(Yes) of HOPWEAVER_JUDGE_PROMPT at the first generated step (one forward pass per candidate, a DecoderReranker with the
+    chat prompt); positive at or above `threshold`."""
+
+    def __init__(self, scorer, threshold: float = 0.5, max_source_words: int = 60):
+        self.scorer, self.threshold, self.max_source_words = scorer, threshold, max_source_words
+
+    @classmethod
+    def for_model(cls, model_name: str = "smollm2-135m-instruct", max_length: int = 192, threshold: float = 0.5,
+                  **kwargs) -> "LLMJudge":
+        from .rerankers.llm_reranker import DecoderReranker, PromptFormat
+
+        fmt = PromptFormat(kind="chat", chat_prompt=HOPWEAVER_JUDGE_PROMPT, max_query_fraction=0.45)
+        return cls(DecoderReranker(model_name, head="yes", prompt=fmt, max_length=max_length), threshold, **kwargs)
+
+    def query_text(self, query: str, source: Document | None) -> str:
+        src = " ".join(source.text_for_model.split()[: self.max_source_words]) if source is not None else "(none)"
+        return f"{query}\n\nDocument A: {src}"
+
+    def probabilities(self, query: str, source: Document | None, candidates: Sequence[Document]) -> np.ndarray:
+        return self.scorer.yes_probability([self.query_text(query, source)] * len(candidates),
+                                           [c.text_for_model for c in candidates])
+
+    def __call__(self, query_id, query, source, candidates) -> list[bool]:
+        return [bool(p >= self.threshold) for p in self.probabilities(query, source, candidates)]
+
+
+class QrelsJudge:
+    """The documented fallback judge on a labelled collection: positive iff judged relevant (grade >= min_grade)."""
+
+    def __init__(self, qrels: Qrels, min_grade: int = 1):
+        self.qrels, self.min_grade = qrels, min_grade
+
+    def __call__(self, query_id, query, source, candidates) -> list[bool]:
+        judged = self.qrels.get(query_id, {})
+        return [judged.get(c.doc_id, 0) >= self.min_grade for c in candidates]
+
+
+class ScoreJudge:
+    """Positive iff a scorer's value for (query, candidate) reaches `threshold` (e.g. a teacher's cosine)."""
+
+    def __init__(self, score_fn: Callable[[str, Sequence[str]], Sequence[float]], threshold: float):
+        self.score_fn, self.threshold = score_fn, threshold
+
+    def __call__(self, query_id, query, source, candidates) -> list[bool]:
+        return [float(s) >= self.threshold for s in self.score_fn(query, [c.text_for_model for c in candidates])]
+
+
+def generate_contrastive_data(
+    retriever, judge: Judge, *, sources: Mapping[str, str | None] | None = None,
+    queries: Mapping[str, str] | None = None, proposer: Callable[[Document], str | None] | None = None,
+    top_k: int = 10, stop_when_both: bool = True, max_examples: int | None = None,
+) -> list[GeneratedExample]:
+    """Run the generator over attempts; returns every attempt (usable ones have a query, >= 1 pos and >= 1 neg).
+
+    Two ways to get each attempt's query:
+      proposer + sources {attempt id: source doc id}: the LLM proposes a bridge query from the source (the seed);
+      queries {attempt id: text} (+ optional sources): given queries, e.g. a collection's own questions when the
+        judge is its qrels (the fallback; the attempt id is then the query id the qrels know).
+    Candidates come from retriever.diverse (source removed); the judge labels them in retrieval order, stopping
+    once one positive and one negative are found when stop_when_both (the seed's rule, which saves LLM calls).
+    """
+    if (proposer is None) == (queries is None):
+        raise ValueError("give exactly one of proposer (with sources) or queries")
+    if proposer is not None and not sources:
+        raise ValueError("a proposer needs sources: {attempt id: source document id}")
+    sources = dict(sources or {})
+    attempt_ids = list(queries) if queries is not None else list(sources)
+    for aid in attempt_ids:
+        src = sources.get(aid)
+        if src is not None and src not in retriever.corpus:
+            raise KeyError(f"attempt {aid}: source document {src!r} is not in the corpus")
+    examples: list[GeneratedExample] = []
+    for aid in attempt_ids:
+        if max_examples is not None and sum(e.usable for e in examples) >= max_examples:
+            break
+        src_id = sources.get(aid)
+        source = retriever.corpus[src_id] if src_id is not None else None
+        query = queries[aid] if queries is not None else proposer(source)
+        example = GeneratedExample(aid, query, src_id)
+        examples.append(example)
+        if not query:
+            continue
+        found = retriever.diverse({aid: query}, top_k=top_k, sources={aid: src_id})[aid]
+        docs = [retriever.corpus[d] for d, _ in ranked(found)]
+        if stop_when_both:
+            for doc in docs:  # one judgement at a time, as the seed validates one candidate per LLM call
+                verdict = judge(aid, query, source, [doc])[0]
+                example.candidates.append(doc.doc_id)
+                example.verdicts.append(bool(verdict))
+                if example.pos and example.neg:
+                    break
+        else:
+            example.candidates = [d.doc_id for d in docs]
+            example.verdicts = [bool(v) for v in judge(aid, query, source, docs)]
+    return examples

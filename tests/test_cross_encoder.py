@@ -1,14 +1,13 @@
-"""The cross-encoder family: scoring and reranking (order, shape, batching), save/load, and tiny fits that learn,
-evaluate on a dev run and restore the best weights (its losses by hand: test_losses.py)."""
+"""The cross-encoder family: scoring and reranking (order, shape, batching), its collation, save/load, and the
+recipe's settings (profiles, per-variant recipes, overrides). Its losses by hand: test_losses.py; training it:
+tests/test_training_groups.py."""
 import numpy as np
 import pytest
 import torch
 
-from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.data.types import Document
-from rerank_lib.losses import group_ce
-from rerank_lib.rerankers import CrossEncoder, RerankEvaluator, fit
-from rerank_lib.training import TrainConfig
+from rerank_lib.rerankers import CrossEncoder
+from rerank_lib.training import pad_collate
 
 T = torch.tensor
 
@@ -65,54 +64,64 @@ def test_save_and_load_round_trip(ce, tmp_path):
     np.testing.assert_allclose(back.score("cat on a mat", docs), ce.score("cat on a mat", docs), atol=1e-5)
 
 
-def _groups():
-    return [TrainGroup(QUERIES["q1"], [CORPUS[d].text_for_model for d in ("cat", "bake", "dog", "qm")],
-                       [1.0, 0.0, 0.0, 0.0], teacher_scores=[3.0, -1.0, 0.0, -2.0]),
-            TrainGroup(QUERIES["q2"], [CORPUS[d].text_for_model for d in ("bake", "qm", "cat", "dog")],
-                       [1.0, 0.0, 0.0, 0.0], teacher_scores=[2.0, 0.5, -1.0, -1.0])]
+def test_collate_pads_pairs_and_groups_like_the_training_collator(ce):
+    """The ranker pads by itself (it imports no training code), exactly as training.pad_collate does."""
+    pairs = ce.encode_pairs([QUERIES["q1"]] * 3, [CORPUS[d].text_for_model for d in ("cat", "bake", "qm")])
+    groups = [{k: [f[k] for f in pairs[:2]] for k in pairs[0]} | {"target": [1.0, 0.0], "teacher": [2.0, -1.0]},
+              {k: [f[k] for f in pairs[1:]] for k in pairs[0]} | {"target": [1.0, 0.0], "teacher": [0.5, 0.0]}]
+    reference = pad_collate(ce.tokenizer)
+    for features in ([dict(f, target=0.5) for f in pairs], groups):
+        mine, theirs = ce.collate(features), reference(features)
+        assert set(mine) == set(theirs)
+        for key in mine:
+            assert mine[key].dtype == theirs[key].dtype and torch.equal(mine[key], theirs[key]), key
+    batch = ce.collate(groups)
+    longest = max(len(f["input_ids"]) for f in pairs)
+    assert batch["input_ids"].shape == (2, 2, longest) and batch["attention_mask"][0, 0].sum() == len(pairs[0]["input_ids"])
 
 
-def _group_loss(model: CrossEncoder, groups) -> float:
-    logits = torch.stack([torch.from_numpy(model.score(g.query, g.docs)) for g in groups])
-    return group_ce(logits).item()
+# ------------------------------------------------------------------------------------------ the recipe's settings
 
 
-@pytest.mark.parametrize("loss, kd", [("group_ce", 1.0), ("point_ce", 0.0)])
-def test_tiny_fit_lowers_the_loss(tmp_path, loss, kd):
-    model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=1)
-    groups = _groups()
-    before = _group_loss(model, groups)
-    config = TrainConfig(output_dir=str(tmp_path / loss), seed=3, learning_rate=5e-4, num_epochs=4,
-                         per_device_batch_size=2 if loss == "group_ce" else 8, save_every_steps=None,
-                         log_every_steps=1, mixed_precision="no")
-    result = fit(model, groups, loss=loss, config=config, group_size=4, kd_weight=kd)
-    after = _group_loss(model, groups)
-    assert after < before - 0.1, (before, after)
-    assert result.global_step == 4 and len(result.history) == 4
-    assert result.run_info["loss"] == loss and result.run_info["pairs_per_step"] == 8
-    if loss == "group_ce":
-        assert result.history[-1]["epoch"] == pytest.approx(4.0)  # reported in passes over the groups
+def test_recipe_override_reaches_every_variant_in_the_paper_profile():
+    from rerank_lib.recipes import cross_encoder as recipe
+
+    paper = recipe.config("paper")
+    assert recipe.train_config(paper, "point_ce").learning_rate == 5e-5  # RAG-Retrieval's own recipe
+    assert recipe.train_config(paper, "group_ce").learning_rate == 6e-5  # FlagEmbedding's
+    assert recipe.train_config(paper, "point_ce").per_device_batch_size == 96  # batch_pairs 96 pairs
+    assert recipe.train_config(paper, "group_ce").per_device_batch_size == 8  # 128 pairs / group_size 16
+    for overrides in ({"train.learning_rate": 1e-5}, {"train": {"learning_rate": 1e-5}}):
+        cfg = recipe.config("paper", **overrides)
+        assert {v: recipe.train_config(cfg, v).learning_rate for v in recipe.VARIANTS} == dict.fromkeys(recipe.VARIANTS, 1e-5)
+        assert recipe.train_config(cfg, "point_ce").num_epochs == 2  # the variant's other settings stay
+    cfg = recipe.config("paper", batch_pairs=64)
+    assert recipe.train_config(cfg, "point_ce").per_device_batch_size == 64
+    assert recipe.train_config(cfg, "ranknet").per_device_batch_size == 4
+    # an explicit per-variant recipe from the caller applies as given
+    cfg = recipe.config("paper", variant_train={"ranknet": {"train.learning_rate": 3e-5}})
+    assert recipe.train_config(cfg, "ranknet").learning_rate == 3e-5 and recipe.train_config(cfg, "point_ce").learning_rate == 6e-5
+    assert recipe.config("default", seed=7).train.seed == 7  # one seed for data and training
 
 
-def test_fit_evaluates_on_dev_and_restores_the_best_weights(tmp_path):
-    model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
-    dev = RerankEvaluator(RUN, CORPUS, QUERIES, QRELS, depth=3, measures=["nDCG@10", "RR@10"])
-    config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=4,
-                         per_device_batch_size=2, eval_every_steps=2, save_every_steps=None, mixed_precision="no")
-    result = fit(model, _groups(), loss="ranknet", config=config, group_size=3, eval_fn=dev)
-    assert [row["step"] for row in result.eval_history] == [2, 4] and len(dev.runs) == 2
-    assert result.metric_for_best == "nDCG@10" and result.best_dir is not None
-    best = dev.run_at(result)
-    again = model.rerank(RUN, CORPUS, QUERIES, depth=3)  # the restored weights reproduce the best evaluation
-    assert all(again[q][d] == pytest.approx(best[q][d], abs=1e-4) for q in best for d in best[q])
+def test_recipe_default_values_and_bad_settings():
+    from rerank_lib.recipes import cross_encoder as recipe
 
-
-def test_fit_refuses_bad_requests(tmp_path, ce):
-    config = TrainConfig(output_dir=str(tmp_path), save_every_steps=None)
-    with pytest.raises(ValueError, match="loss must be"):
-        fit(ce, _groups(), loss="hinge", config=config)
-    with pytest.raises(ValueError, match="group losses"):
-        fit(ce, _groups(), loss="point_ce", config=config, kd_weight=1.0)
-    no_teacher = [TrainGroup("q", ["a", "b"], [1.0, 0.0])]
-    with pytest.raises(ValueError, match="teacher_scores"):
-        fit(ce, no_teacher, loss="group_ce", config=config, kd_weight=1.0)
+    cfg = recipe.config("default")
+    t = recipe.train_config(cfg, "group_ce", "out")
+    assert (t.learning_rate, t.warmup_ratio, t.lr_scheduler, t.weight_decay, t.num_epochs, t.max_steps) == \
+        (2e-4, 0.1, "linear", 0.01, 1, 150)
+    assert (t.eval_every_steps, t.save_every_steps, t.per_device_batch_size, t.output_dir) == (25, 50, 4, "out")
+    assert (cfg.head_lr, cfg.batch_pairs, cfg.group_size, cfg.max_length, cfg.depth) == (2e-3, 32, 8, 64, 20)
+    smoke = recipe.config("smoke").train
+    assert (smoke.max_steps, smoke.eval_every_steps, smoke.save_every_steps) == (3, None, None)  # a profile's None counts
+    with pytest.raises(ValueError, match="batch_pairs"):
+        recipe.config("default", **{"train.per_device_batch_size": 4})
+    with pytest.raises(ValueError, match="seed"):
+        recipe.config("default", variant_train={"point_ce": {"train.seed": 1}})
+    with pytest.raises(ValueError, match="unknown variant"):
+        recipe.config("default", variant_train={"hinge": {"batch_pairs": 8}})
+    with pytest.raises(TypeError, match="unknown setting"):
+        recipe.config("default", variant_train={"point_ce": {"train.learnig_rate": 1e-5}})
+    with pytest.raises(TypeError, match="unknown setting"):
+        recipe.config("default", learning_rate=1e-5)  # now train.learning_rate

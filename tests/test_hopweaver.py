@@ -1,4 +1,5 @@
-"""HopWeaver: MMR by hand, the diverse/standard retrievers, the generator's output format, parsing and bad input."""
+"""HopWeaver: MMR by hand and the diverse/standard retrievers (retrievers.diverse), the generator and its judges
+(synthetic_queries), its output format (data.hopweaver), parsing, the recipe's settings and bad input."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,14 @@ import math
 import numpy as np
 import pytest
 
+from rerank_lib.data.hopweaver import (
+    GeneratedExample, generation_stats, read_generated, sample_sources, to_groups, write_hopweaver,
+)
 from rerank_lib.data.pairs import read_hopweaver
 from rerank_lib.data.types import Document
-from rerank_lib.hopweaver import (
-    DiverseRetriever, GeneratedExample, MMRWeights, QrelsJudge, ScoreJudge, generate_contrastive_data, mmr_select,
-    parse_query, sample_sources, to_groups, write_hopweaver,
-)
+from rerank_lib.retrievers.diverse import DiverseRetriever, MMRWeights, mmr_select
+from rerank_lib.synthetic_queries import QrelsJudge, ScoreJudge, generate_contrastive_data
+from rerank_lib.synthetic_queries import parse_bridge_query as parse_query
 
 # d0 = [1, 0], d1 = [1, 0.1], d2 = [0, 1], d3 = [1, 1]; the source points at [-1, 0].
 VECS = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [1.0, 1.0]])
@@ -93,8 +96,20 @@ def test_standard_and_diverse_retrieval_exclude_the_source():
     assert list(plain["q1"])[:2] == ["d1", "d0"]  # relevance only: d0, a near-duplicate of d1, comes second
     strong = _retriever(MMRWeights(0.5, 0.0, 0.5)).diverse({"q1": "q1"}, top_k=3)
     assert list(strong["q1"])[:2] == ["d1", "d2"]  # 0.5*0.2 - 0.5*cos(d2, d1)=0.0497 beats d0's 0.0025
+    # one call's lambdas, the retriever's own left alone
+    assert r.diverse({"q1": "q1"}, top_k=3, weights=MMRWeights(0.5, 0.0, 0.5)) == strong
+    assert r.weights == MMRWeights(0.85, 0.05, 0.1)
     with pytest.raises(ValueError, match="embeddings"):
         DiverseRetriever(FakeEncoder({}), _corpus(), corpus_embeddings=np.zeros((3, 3)))
+
+
+def test_retriever_cosines_and_diversity_by_hand():
+    r = _retriever()
+    # q1 = [1, 0.2, 0] (not normalised by the fake encoder); d0 = [1, 0, 0] -> 1.0; d2 = [0, 1, 0] -> 0.2
+    assert r.cosines({"q1": "q1"}, [("q1", "d0"), ("q1", "d2")]) == pytest.approx([1.0, 0.2])
+    # d0 . d2 = 0; d0 . d3 = 0.7/sqrt(0.98) = 0.707107, d2 . d3 the same: q1's mean 0.471405; q2 has d4 only
+    run = {"q1": {"d0": 3.0, "d2": 2.0, "d3": 1.0}, "q2": {"d4": 1.0}}
+    assert r.mean_pairwise_cosine(run) == pytest.approx(2 * 0.7071068 / 3, abs=1e-6)
 
 
 def test_generator_writes_hopweaver_lines(tmp_path):
@@ -110,6 +125,10 @@ def test_generator_writes_hopweaver_lines(tmp_path):
     groups = read_hopweaver(path)  # HopWeaver's own reader takes the file back
     assert groups[1].n_pos == 2 and groups[1].labels[:2] == [1.0, 1.0]
     assert [g.docs for g in to_groups(examples, r.corpus)] == [g.docs for g in groups]
+    back = read_generated(path, examples)  # the same, each line given its attempt's ids
+    assert [g.query_id for g in back] == ["q1", "q2"] and back[1].doc_ids == examples[1].pos + examples[1].neg
+    with pytest.raises(ValueError, match="usable attempts"):
+        read_generated(path, examples[:1])
 
 
 def test_generator_stops_at_one_positive_and_one_negative_like_the_seed():
@@ -164,6 +183,10 @@ def test_parse_query_and_judges():
     srcs = sample_sources({"1": {"a": 1, "b": 1}, "2": {"c": 0}, "3": {"d": 2}}, seed=1, n=5)
     assert set(srcs) == {"1", "3"} and srcs["3"] == "d" and srcs["1"] in ("a", "b")
     assert not math.isnan(MMRWeights().normalised()[0])
+    stats = generation_stats([GeneratedExample("a", "t", None, ["x", "y", "z"], [True, False, False]),
+                              GeneratedExample("b", "t", None, ["x"], [False]), GeneratedExample("c", None, None)])
+    assert stats == {"attempts": 3, "usable": 1, "no positive in top_k": 1, "no negative": 0, "pos per line": 1.0,
+                     "neg per line": 2.0}
 
 
 def test_recipe_profiles_and_bad_settings():
@@ -175,3 +198,12 @@ def test_recipe_profiles_and_bad_settings():
         recipe.config("default", judge="gpt")
     with pytest.raises(ValueError, match="MMR weights"):
         recipe.config("default", generation_lambdas=(0, 0, 0))
+    default, smoke, paper = recipe.config("default").train, recipe.config("smoke").train, recipe.config("paper").train
+    assert (default.learning_rate, default.per_device_batch_size, default.max_steps, default.num_epochs,
+            default.eval_every_steps, default.warmup_ratio, default.save_every_steps) == (2e-4, 8, 150, 10, 25, 0.1, None)
+    assert (smoke.per_device_batch_size, smoke.max_steps, smoke.eval_every_steps) == (2, 3, None)
+    assert (paper.learning_rate, paper.max_steps, paper.num_epochs) == (6e-6, None, 2)  # a profile's None counts
+    assert recipe.config("paper", **{"train.learning_rate": 1e-5}).train.learning_rate == 1e-5
+    assert recipe.config("default", seed=5).train.seed == 5
+    with pytest.raises(ValueError, match="train.seed"):
+        recipe.config("default", train={"seed": 1})

@@ -111,16 +111,24 @@ def test_recipe_profiles_resolve_offline():
 
     paper = recipe.config("paper")
     assert (paper.window, paper.stride, paper.depth, paper.max_words) == (20, 10, 100, 300)
-    assert (paper.learning_rate, paper.num_epochs, paper.warmup_steps, paper.lr_scheduler) == (5e-6, 3, 50, "cosine")
+    train = paper.train
+    assert (train.learning_rate, train.num_epochs, train.warmup_steps, train.lr_scheduler) == (5e-6, 3, 50, "cosine")
+    assert (train.per_device_batch_size, train.gradient_accumulation_steps, train.mixed_precision) == (8, 4, "bf16")
+    assert train.max_steps is None and paper.train_layers is None and paper.scifact_test_queries is None  # profile None
     assert paper.generation_model == "HuggingFaceH4/zephyr-7b-beta"
     assert paper.combined_model == "mistralai/Mistral-7B-Instruct-v0.3"
-    assert paper.accelerate_config.endswith("deepspeed_zero3.yaml")
     table = recipe.summary(paper)  # prints even where the hub is unreachable
     assert "combined base model" in table.index
     default = recipe.config("default")
     assert default.model == "smollm2-135m-instruct" and default.objectives == ("generation", "combined")
-    with pytest.raises(TypeError, match="unknown parameter"):
+    assert (default.train.learning_rate, default.train.max_steps, default.train.per_device_batch_size,
+            default.train.gradient_accumulation_steps, default.train.eval_every_steps) == (5e-5, 12, 1, 2, 6)
+    assert recipe.config("default", seed=7).train.seed == 7  # one seed for data and training unless train.seed is set
+    assert recipe.config("smoke", **{"train.max_steps": 5}).train.max_steps == 5
+    with pytest.raises(TypeError, match="unknown setting"):
         recipe.config("default", windwo=3)
+    with pytest.raises(ValueError, match="unknown objective"):
+        recipe.config("default", objectives=["listwise"])
 
 
 def test_teacher_ceiling_and_agreement(tmp_path):
@@ -156,7 +164,7 @@ def test_teacher_ceiling_and_agreement(tmp_path):
 def test_recipe_search_labels_and_grids():
     from rerank_lib.recipes import rankllm as recipe
 
-    assert recipe._variant_label({"learning_rate": 5e-05, "train_window": 10, "shuffle_inputs": True}) == \
+    assert recipe.variant_label({"train.learning_rate": 5e-05, "train_window": 10, "shuffle_inputs": True}) == \
         "lr=5e-05 window=10 shuffled"
     assert recipe.search_grid(recipe.config("paper")) == []  # the published recipe is the experiment
     for overrides in recipe.search_grid(recipe.config("default")):

@@ -8,7 +8,7 @@ import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.models import load_tokenizer
-from rerank_lib.rerankers.cross_encoder import fit
+from rerank_lib.training.groups import fit
 from rerank_lib.rerankers.llm_reranker import (
     FLAG_PROMPT, DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat, build_input_ids, last_token_index,
     position_ids_from_mask,

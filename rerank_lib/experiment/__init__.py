@@ -8,6 +8,7 @@ from .records import (
 from .report import curve_table, learning_curves, results_table
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
 from .runs import load_run, run_path, save_run
+from .scorer import train_scorer
 from .selection import Selected, train_with_dev_selection
 from .splits import TrainingSplit, dl_training_split, sample_ids, scifact_training_split
 
@@ -15,5 +16,5 @@ __all__ = [
     "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
     "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache",
     "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir", "run_path",
-    "sample_ids", "save_run", "scifact_training_split", "train_with_dev_selection",
+    "sample_ids", "save_run", "scifact_training_split", "train_scorer", "train_with_dev_selection",
 ]

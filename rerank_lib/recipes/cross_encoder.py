@@ -9,13 +9,15 @@ top-`depth`, with an interpolation row per variant.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from ..atomic import write_json
 from ..data import load_dataset
@@ -23,16 +25,20 @@ from ..data.pairs import TrainGroup, label_stats, read_flagembedding, read_rag_r
 from ..data.trec import ranked, top_k
 from ..data.types import Run
 from ..evaluation import evaluate
+from ..experiment import (
+    DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
+    record_run, run_dir, scifact_training_split, train_scorer,
+)
 from ..negatives import mine_dense_negatives, sample_negatives
-from ..rerankers import CrossEncoder, RerankEvaluator, fit
-from ..results import save_figure
+from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
+from ..settings import Settings, override, resolve_profile, snapshot
 from ..teacher import Calibration, fit_calibration, spec as teacher_spec, teacher_scores
 from ..training import TrainConfig
-from ..experiment import Timer, TrainingSplit, choose_interpolation_weight, comparison_cells, jsonable, load_run, pipeline_cache, record_interpolation, record_run, scifact_training_split
-from ..settings import resolve_profile
+from ..training.groups import GROUPWISE
 
 PIPELINE = "cross_encoder"
+MEASURES = ("nDCG@10", "RR@10")
 
 #: variant -> (loss, which training file, knowledge distillation on)
 VARIANTS = {
@@ -49,10 +55,21 @@ FILES = {
     "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
 }
+#: TrainConfig fields the recipe sets itself (a value given for them would be silently ignored): what to set instead
+DERIVED = {"train.output_dir": "experiment.run_dir names it", "train.seed": "`seed` (data and training)",
+           "train.per_device_batch_size": "`batch_pairs` (group losses: batch_pairs // group_size groups)"}
+
+
+def _train_defaults() -> TrainConfig:
+    # lr 10x the usual 2e-5: the usual recipe learns nothing in a CPU budget; 150 steps: dev nDCG@10 still rose
+    # at 50 (group CE 0.54 -> 0.58 from step 25 to 50)
+    return TrainConfig(seed=13, learning_rate=2e-4, warmup_ratio=0.1, lr_scheduler="linear", weight_decay=0.01,
+                       num_epochs=1, max_steps=150, eval_every_steps=25, save_every_steps=50, log_every_steps=1,
+                       keep_last_checkpoints=1, metric_for_best="nDCG@10")
 
 
 @dataclass(frozen=True)
-class CrossEncoderConfig:
+class CrossEncoderConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
@@ -75,55 +92,63 @@ class CrossEncoderConfig:
     teacher_depth: int = 100
     # training (11_)
     variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
-    learning_rate: float = 2e-4  # 10x the usual 2e-5: the usual recipe learns nothing in a CPU budget
+    train: TrainConfig = field(default_factory=_train_defaults)
     head_lr: float | None = 2e-3  # the fresh classification head (and pooler) learns 10x faster
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.01
-    num_epochs: int = 1
-    max_steps: int | None = 150  # dev nDCG@10 still rose at 50 steps (group CE 0.54 -> 0.58 from step 25 to 50)
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
     group_size: int = 8
     kd_weight: float = 1.0
     kd_temperature: float = 1.0
-    eval_every_steps: int | None = 25
-    save_every_steps: int | None = 50
-    variant_params: dict = field(default_factory=dict)  # per-variant overrides of the training fields above
+    # {variant: {dotted setting: value}}: a variant's own recipe, applied before the caller's overrides
+    variant_train: Mapping[str, Mapping] = field(default_factory=dict)
     interpolate: bool = True
 
 
 PROFILES = {
     "smoke": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
               "bm25_range": (0, 20), "dense_range": (2, 30), "dense_pool": "candidates", "teacher_depth": 20,
-              "variants": ("point_ce", "group_ce_kd"), "max_steps": 3, "batch_pairs": 8, "group_size": 4,
-              "eval_every_steps": None, "save_every_steps": None, "score_batch_size": 32},
+              "variants": ("point_ce", "group_ce_kd"), "train.max_steps": 3, "batch_pairs": 8, "group_size": 4,
+              "train.eval_every_steps": None, "train.save_every_steps": None, "score_batch_size": 32},
     "default": {},
     # GPU users online. FlagEmbedding research/reranker (bge-reranker-base): lr 6e-5, 5 epochs, train_group_size 16,
     # max_len 512, weight decay 0.01 (examples/finetune/reranker: warmup 0.1, KD on). RAG-Retrieval
     # config/training_bert.yaml (bge-reranker-m3): point_ce, lr 5e-5, 2 epochs, batch 96, max_len 512, warmup 0.1.
     "paper": {"model": "BAAI/bge-reranker-base", "teacher": "bge-reranker-v2-m3", "max_length": 512, "depth": 100,
-              "head_lr": None,
-              "dev_depth": 100, "negative_number": 15, "dense_range": (10, 210), "negatives": "dense",
-              "dense_model": "BAAI/bge-base-en-v1.5", "dense_pooling": "cls",
-              "variants": tuple(VARIANTS), "learning_rate": 6e-5, "num_epochs": 5, "max_steps": None,
-              "batch_pairs": 128, "group_size": 16, "eval_every_steps": 500, "save_every_steps": 500,
-              "variant_params": {v: {"learning_rate": 5e-5, "num_epochs": 2, "batch_pairs": 96}
-                                 for v in ("point_ce", "point_mse")}},
+              "head_lr": None, "dev_depth": 100, "negative_number": 15, "dense_range": (10, 210), "negatives": "dense",
+              "dense_model": "BAAI/bge-base-en-v1.5", "dense_pooling": "cls", "variants": tuple(VARIANTS),
+              "train.learning_rate": 6e-5, "train.num_epochs": 5, "train.max_steps": None,
+              "train.eval_every_steps": 500, "train.save_every_steps": 500, "batch_pairs": 128, "group_size": 16,
+              "variant_train": {v: {"train.learning_rate": 5e-5, "train.num_epochs": 2, "batch_pairs": 96}
+                                for v in ("point_ce", "point_mse")}},
 }
 
 
 def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
-    for name in ("variants", "bm25_range", "dense_range"):
-        if overrides.get(name) is not None:
-            overrides[name] = tuple(overrides[name])
+    """Defaults, then the profile, then `overrides` (dotted: `train.learning_rate`). A caller's setting always wins
+    over the profile's per-variant recipe (`variant_train`): it is dropped from every variant's entries."""
+    given = {f"{k}.{n}" if isinstance(v, Mapping) else k: x for k, v in overrides.items() if k != "variant_train"
+             for n, x in (v.items() if isinstance(v, Mapping) else [(k, v)]) if x is not None}
+    for key in [*given, *(k for v in dict(overrides.get("variant_train") or {}).values() for k in v)]:
+        if key in DERIVED:
+            raise ValueError(f"{key} is set by the recipe: set {DERIVED[key]} instead")
     cfg = resolve_profile(CrossEncoderConfig(), PROFILES, profile, overrides)
-    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if overrides.get("variant_train") is None:
+        cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
+                                               for v, s in cfg.variant_train.items()}})
+    cfg = override(cfg, {"train.seed": cfg.seed})
+    unknown = [v for v in (*cfg.variants, *cfg.variant_train) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    for variant in cfg.variant_train:
+        variant_config(cfg, variant)  # validates the variant's settings now, not after training the others
     if cfg.negatives not in ("bm25", "dense"):
         raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
     teacher_spec(cfg.teacher)
     return cfg
+
+
+def variant_config(cfg: CrossEncoderConfig, variant: str) -> CrossEncoderConfig:
+    """`cfg` with the variant's own settings (`variant_train[variant]`) applied."""
+    return override(cfg, dict(cfg.variant_train.get(variant, {})))
 
 
 def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
@@ -132,12 +157,6 @@ def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- 10_ data
-
-
-def _sigmoid(x) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(np.asarray(x, dtype=float))
 
 
 @dataclass
@@ -204,20 +223,15 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
 
     main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg
     qids = sorted(positives, key=lambda q: (len(q), q))
-    groups = {
-        "binary": [group(q, main_neg[q], soft=False) for q in qids],
-        "distill": [group(q, main_neg[q], soft=True) for q in qids],
-        "flag": [group(q, main_neg[q], soft=False) for q in qids],
-        "flag_dense": [group(q, dense_neg[q], soft=False) for q in qids],
-    }
+    groups = {kind: [group(q, negs[q], soft=kind == "distill") for q in qids] for kind, negs in (
+        ("binary", main_neg), ("distill", main_neg), ("flag", main_neg), ("flag_dense", dense_neg))}
     out = data_dir(cfg, results_dir)
-    files = {}
-    for kind, (name, fmt) in FILES.items():
-        files[kind] = write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
+    files = {kind: write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
+             for kind, (name, fmt) in FILES.items()}
     manifest = {
         "query_ids": qids, "dev_query_ids": sorted(split.dev.queries), "source": split.provenance.source,
         "calibration": asdict(calibration), "files": {k: p.name for k, p in files.items()},
-        "config": {k: v for k, v in asdict(cfg).items() if k in (
+        "config": {k: v for k, v in snapshot(cfg).items() if k in (
             "seed", "negatives", "bm25_range", "dense_range", "dense_model", "negative_number", "teacher",
             "teacher_depth")},
     }
@@ -225,71 +239,46 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     return TrainingData(split, files, calibration, groups, manifest)
 
 
-def data_summary(data: TrainingData) -> pd.DataFrame:
-    """One row per training file: queries, pairs, positives, label histogram."""
+def _files_table(named_groups: Mapping[str, list[TrainGroup]]) -> pd.DataFrame:
     rows = []
-    for kind, path in data.files.items():
-        stats = label_stats(data.groups[kind])
-        rows.append({"file": path.name, "queries": stats["queries"], "pairs": stats["pairs"],
-                     "positives": stats["positives"], "teacher scores": stats["with_teacher"] > 0,
+    for name, groups in named_groups.items():
+        stats = label_stats(groups)
+        rows.append({"file": name, **{k: stats[k] for k in ("queries", "pairs", "positives")},
+                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
                      **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
-    return pd.DataFrame(rows).set_index("file")
+    return pd.DataFrame(rows).set_index("file").fillna("")
+
+
+def data_summary(data: TrainingData) -> pd.DataFrame:
+    """One row per training file: queries, pairs, positives, teacher scores, label histogram."""
+    return _files_table({path.name: data.groups[kind] for kind, path in data.files.items()})
 
 
 def negatives_overlap(data: TrainingData) -> dict:
     """How many of the main negatives (cfg.negatives) the dense window also drew, and how the teacher rates each
-    kind (mean calibrated p(relevant))."""
-    main = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag"]}  # the negatives the models train on
-    dense = {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups["flag_dense"]}
-    shared = [len(main[q] & dense[q]) / max(1, len(main[q])) for q in main]
-    # teacher_scores hold the calibrated logits: p = sigmoid(logit)
-    mean_p = {kind: float(np.mean([p for g in data.groups[kind] for p in _sigmoid(g.teacher_scores[g.n_pos:])]))
-              for kind in ("flag", "flag_dense")}
-    pos_p = float(np.mean([p for g in data.groups["flag"] for p in _sigmoid(g.teacher_scores[: g.n_pos])]))
+    kind (mean calibrated p(relevant) = sigmoid of the teacher_scores, which hold the calibrated logits)."""
+    negs = {kind: {g.query_id: set(g.doc_ids[g.n_pos:]) for g in data.groups[kind]} for kind in ("flag", "flag_dense")}
+    shared = [len(docs & negs["flag_dense"][q]) / max(1, len(docs)) for q, docs in negs["flag"].items()]
+    mean_p = lambda kind, part: round(float(np.mean([p for g in data.groups[kind] for p in expit(  # noqa: E731
+        g.teacher_scores[g.n_pos:] if part == "neg" else g.teacher_scores[:g.n_pos])])), 3)
     return {"shared negatives (share)": round(float(np.mean(shared)), 3),
-            "teacher p(relevant), positives": round(pos_p, 3),
-            "teacher p(relevant), main negatives": round(mean_p["flag"], 3),
-            "teacher p(relevant), dense negatives": round(mean_p["flag_dense"], 3)}
-
-
-def preview(data: TrainingData, chars: int = 90) -> pd.DataFrame:
-    """The first line of each written file, long strings cut to `chars`."""
-    def cut(value):
-        if isinstance(value, str):
-            return value if len(value) <= chars else value[:chars] + "…"
-        if isinstance(value, list):
-            shown = [cut(v) if isinstance(v, str) else round(v, 3) for v in value[:3]]
-            return shown + ([f"… {len(value)} in all"] if len(value) > 3 else [])
-        return value
-
-    rows = []
-    for kind, path in data.files.items():
-        with open(path, encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
-        rows.append({"file": path.name, **{k: cut(v) for k, v in first.items()}})
-    return pd.DataFrame(rows).set_index("file").fillna("")
+            "teacher p(relevant), positives": mean_p("flag", "pos"),
+            "teacher p(relevant), main negatives": mean_p("flag", "neg"),
+            "teacher p(relevant), dense negatives": mean_p("flag_dense", "neg")}
 
 
 def example_files(data_root=None) -> pd.DataFrame:
     """The projects' own example files, read by the same readers (they must load)."""
     from ..paths import data_root as resolve_root
 
-    root = resolve_root(data_root)
-    rows = []
-    for rel, reader, kwargs in (
-        ("rag-retrieval/example_data/t2rank_100.jsonl", read_rag_retrieval, {}),
-        ("rag-retrieval/example_data/t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
-        ("rag-retrieval/example_data/t2rank_100.distill.jsonl", read_rag_retrieval, {}),
-        ("flagembedding/reranker/normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
-        ("flagembedding/reranker/prompt_based/examples.jsonl", read_flagembedding, {}),
-        ("flagembedding/reranker/old_toy/toy_finetune_data.jsonl", read_flagembedding, {}),
-    ):
-        groups = reader(root / rel, **kwargs)
-        stats = label_stats(groups)
-        rows.append({"file": rel, "queries": stats["queries"], "pairs": stats["pairs"], "positives": stats["positives"],
-                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
-                     "labels in (0,1)": sum(0 < lab < 1 for g in groups for lab in g.labels)})
-    return pd.DataFrame(rows).set_index("file")
+    root, rag, flag = resolve_root(data_root), "rag-retrieval/example_data/", "flagembedding/reranker/"
+    return _files_table({rel: reader(root / rel, **kwargs) for rel, reader, kwargs in (
+        (rag + "t2rank_100.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.standard.jsonl", read_rag_retrieval, {}),
+        (rag + "t2rank_100.distill.jsonl", read_rag_retrieval, {}),
+        (flag + "normal/examples.jsonl", read_flagembedding, {"knowledge_distillation": True}),
+        (flag + "prompt_based/examples.jsonl", read_flagembedding, {}),
+        (flag + "old_toy/toy_finetune_data.jsonl", read_flagembedding, {}))})
 
 
 # ---------------------------------------------------------------------------------------------------- 11_ training
@@ -298,11 +287,9 @@ def example_files(data_root=None) -> pd.DataFrame:
 def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, list[TrainGroup]], TrainingSplit, dict]:
     """Read 10_'s files back with the projects' readers (the files, not the in-memory groups, are what we train on)."""
     out = data_dir(cfg, results_dir)
-    manifest_path = out / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: run 10_cross_encoder_data first (same profile)")
-    manifest = json.loads(manifest_path.read_text())
-    groups = {}
+    if not (out / "manifest.json").exists():
+        raise FileNotFoundError(f"{out / 'manifest.json'} not found: run 10_cross_encoder_data first (same profile)")
+    manifest, groups = json.loads((out / "manifest.json").read_text()), {}
     for kind, (name, fmt) in FILES.items():
         path = out / name
         groups[kind] = read_rag_retrieval(path) if fmt == "rag-retrieval" else \
@@ -340,51 +327,34 @@ def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> Eva
     return EvalSets(test, test_bm25, split.dev, dev_bm25, split)
 
 
-def _train_config(cfg: CrossEncoderConfig, variant: str, results_dir, fingerprint: str) -> tuple[dict, TrainConfig]:
-    params = {k: getattr(cfg, k) for k in ("learning_rate", "head_lr", "warmup_ratio", "lr_scheduler", "weight_decay",
-                                            "num_epochs", "max_steps", "batch_pairs", "group_size", "kd_weight",
-                                            "kd_temperature", "eval_every_steps", "save_every_steps", "max_length")}
-    params.update(cfg.variant_params.get(variant, {}))
-    loss = VARIANTS[variant][0]
-    per_step = params["batch_pairs"] // params["group_size"] if loss in ("group_ce", "ranknet", "listwise_ce") else params["batch_pairs"]
-    key = hashlib.sha256(json.dumps([variant, params, cfg.model, cfg.seed, fingerprint], sort_keys=True).encode()).hexdigest()[:12]
-    out = data_dir(cfg, results_dir) / "checkpoints" / f"{variant}-{key}"
-    train_cfg = TrainConfig(
-        output_dir=str(out), seed=cfg.seed, learning_rate=params["learning_rate"], num_epochs=params["num_epochs"],
-        max_steps=params["max_steps"], per_device_batch_size=max(1, per_step), warmup_ratio=params["warmup_ratio"],
-        lr_scheduler=params["lr_scheduler"], weight_decay=params["weight_decay"], log_every_steps=1,
-        eval_every_steps=params["eval_every_steps"], save_every_steps=params["save_every_steps"], keep_last_checkpoints=1,
-        metric_for_best="nDCG@10")
-    return params, train_cfg
+def train_config(cfg: CrossEncoderConfig, variant: str, output_dir: str = "") -> TrainConfig:
+    """The variant's TrainConfig: its batch in examples (pairs, or groups of group_size for the group losses)."""
+    vcfg = variant_config(cfg, variant)
+    per_step = vcfg.batch_pairs // vcfg.group_size if VARIANTS[variant][0] in GROUPWISE else vcfg.batch_pairs
+    return dataclasses.replace(vcfg.train, output_dir=output_dir, per_device_batch_size=max(1, per_step))
 
 
 def recipe_table(cfg: CrossEncoderConfig) -> pd.DataFrame:
     """The training recipe of each variant beside the usual one (sentence-transformers / RAG-Retrieval defaults)."""
     rows = {"usual recipe (learns nothing on CPU)": {"loss": "point_ce", "learning_rate": 2e-5, "head lr": "same",
-                                                      "max_length": 256,
-                                                      "steps": "1 epoch", "pairs/step": 16, "group_size": "-"}}
+            "max_length": 256, "steps": "1 epoch", "pairs/step": 16, "group_size": "-"}}
     for variant in cfg.variants:
-        params, train_cfg = _train_config(cfg, variant, ".", "")
-        loss = VARIANTS[variant][0]
-        rows[variant] = {"loss": loss + (" + KD" if VARIANTS[variant][2] else ""), "learning_rate": params["learning_rate"],
-                         "head lr": params["head_lr"] or "same",
-                         "max_length": params["max_length"],
-                         "steps": params["max_steps"] or f"{params['num_epochs']} epochs",
-                         "pairs/step": params["batch_pairs"],
-                         "group_size": params["group_size"] if loss in ("group_ce", "ranknet", "listwise_ce") else "-",
-                         "warmup": params["warmup_ratio"], "schedule": params["lr_scheduler"],
-                         "eval every": params["eval_every_steps"] or "end"}
+        vcfg, train = variant_config(cfg, variant), train_config(cfg, variant)
+        loss, _, kd = VARIANTS[variant]
+        rows[variant] = {"loss": loss + (" + KD" if kd else ""), "learning_rate": train.learning_rate,
+                         "head lr": vcfg.head_lr or "same", "max_length": vcfg.max_length,
+                         "steps": train.max_steps or f"{train.num_epochs} epochs", "pairs/step": vcfg.batch_pairs,
+                         "group_size": vcfg.group_size if loss in GROUPWISE else "-", "warmup": train.warmup_ratio,
+                         "schedule": train.lr_scheduler, "eval every": train.eval_every_steps or "end"}
     return pd.DataFrame(rows).T.fillna("")
 
 
 @dataclass
 class VariantRun:
     variant: str
-    model: CrossEncoder
-    result: object  # TrainResult
-    dev_run: Run
-    params: dict
-    wall_s: float
+    model: CrossEncoder  # holding the selected checkpoint's weights
+    selected: Selected
+    config: CrossEncoderConfig  # the variant's settings
 
 
 def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
@@ -392,26 +362,24 @@ def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
     return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.seed)
 
 
-def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]], sets: EvalSets,
-                  results_dir) -> VariantRun:
-    """Fine-tune a fresh start model with one variant; checkpoint selection on the dev slice (nDCG@10)."""
+def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
+                  sets: EvalSets) -> VariantRun:
+    """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
+    checkpoint, the untrained start (step 0) included; the model ends with the selected weights."""
     loss, kind, kd = VARIANTS[variant]
-    data = groups[kind]
-    fingerprint = hashlib.sha256(json.dumps([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]).encode()).hexdigest()
-    params, train_cfg = _train_config(cfg, variant, results_dir, fingerprint)
-    model = CrossEncoder(cfg.model, max_length=params["max_length"], init_seed=cfg.seed)
-    dev = RerankEvaluator(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
-                          measures=["nDCG@10", "RR@10"], batch_size=cfg.score_batch_size)
-    with Timer() as t:
-        result = fit(model, data, loss=loss, config=train_cfg, group_size=params["group_size"],
-                     kd_weight=params["kd_weight"] if kd else 0.0, kd_temperature=params["kd_temperature"],
-                     eval_fn=dev, head_lr=params["head_lr"])
-    if len(dev.runs) == len(result.eval_history):
-        dev_run = dev.run_at(result)
-    else:  # resumed from a finished run (no evaluation in this call): score the restored best weights once
-        dev(model)
-        dev_run = dev.runs[-1]
-    return VariantRun(variant, model, result, dev_run, params, t.s)
+    vcfg, data = variant_config(cfg, variant), groups[kind]
+    settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
+        "model", "max_length", "head_lr", "batch_pairs", "group_size", "kd_weight", "kd_temperature", "train",
+        "dev_depth")}}
+    out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
+                  data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
+    model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
+    dev = DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
+                                 measures=MEASURES, as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
+    selected = train_scorer(model, data, dev, loss=loss, config=train_config(cfg, variant, str(out)),
+                            group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
+                            kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
+    return VariantRun(variant, model, selected, vcfg)
 
 
 def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
@@ -419,100 +387,42 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
+def _common(cfg: CrossEncoderConfig, sets: EvalSets, results_dir) -> dict:
+    return dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
+                first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
+
+
 def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):
-    """The untrained starting point (fresh head): the floor every variant starts from. Returns its test run, its
-    record, and its dev metrics (step 0 of every dev curve)."""
+    """The untrained starting point (fresh head), the floor every variant starts from: its test run and record."""
     model = start_model(cfg)
-    dev = RerankEvaluator(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
-                          measures=["nDCG@10", "RR@10"], batch_size=cfg.score_batch_size)
-    dev_metrics = {"step": 0, "epoch": 0.0, **dev(model)}
     with Timer() as t:
         run = model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                            batch_size=cfg.score_batch_size)
     record = record_run(
-        run, sets.test.qrels, pipeline=PIPELINE, method=method_name(cfg, "start"), dataset="scifact", split="test",
-        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": sets.test_bm25},
-        model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model, first_stage="bm25",
-        depth=cfg.depth, params=jsonable(asdict(cfg)), seed=cfg.seed, wall_s=t.s)
-    return run, record, dev_metrics
+        run, sets.test.qrels, method=method_name(cfg, "start"), baselines={"bm25": sets.test_bm25},
+        model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
+        params=jsonable(snapshot(cfg)), wall_s=t.s, **_common(cfg, sets, results_dir))
+    return run, record
 
 
 def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, start_run: Run, results_dir) -> list:
-    """Rerank SciFact test with the selected checkpoint; a record vs BM25 and vs the start, plus the +interp row
+    """Rerank SciFact test with the selected checkpoint: a record vs BM25 and vs the start, and the +interp row
     (weight chosen on the dev slice)."""
     with Timer() as t:
         run = vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                               batch_size=cfg.score_batch_size)
-    method = method_name(cfg, vr.variant)
-    common = dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
-                  baselines={"bm25": sets.test_bm25, "start": start_run}, model=f"{cfg.model} fine-tuned ({vr.variant})",
-                  first_stage="bm25", depth=cfg.depth, seed=cfg.seed, training=sets.split.provenance,
-                  eval_queries=sets.test.queries)
-    params = jsonable({**asdict(cfg), **vr.params, "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
-                        "best_step": vr.result.best_step, "dev_best": vr.result.best_metric,
-                        "steps": vr.result.global_step, "train_s": round(vr.wall_s, 1)})
-    records = [record_run(run, sets.test.qrels, method=method, params=params, wall_s=vr.wall_s + t.s, **common)]
-    if cfg.interpolate:
-        weight, curve = choose_interpolation_weight(vr.dev_run, sets.dev_bm25, sets.dev.qrels)
-        # record_interpolation's second positional parameter is named first_stage (the run), so the record's
-        # first_stage label cannot be passed here; it is left to record_interpolation.
-        interp_common = {k: v for k, v in common.items() if k != "first_stage"}
-        records.append(record_interpolation(run, sets.test_bm25, weight, sets.test.qrels, method=method,
-                                            params={**params, "dev_curve": curve.to_dict("list")},
-                                            wall_s=vr.wall_s + t.s, **interp_common))
-    return records
+    sel = vr.selected
+    params = jsonable({**snapshot(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+                       "best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
+                       "steps": sel.result.global_step, "train_s": round(sel.wall_s, 1)})
+    return record_reranker(
+        run, sets.test.qrels, first_stage_run=sets.test_bm25, dev_run=sel.dev_run, first_stage_dev=sets.dev_bm25,
+        dev_qrels=sets.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method_name(cfg, vr.variant),
+        params=params, baselines={"bm25": sets.test_bm25, "start": start_run},
+        model=f"{cfg.model} fine-tuned ({vr.variant})", wall_s=sel.wall_s + t.s, training=sets.split.provenance,
+        eval_queries=sets.test.queries, **_common(cfg, sets, results_dir))
 
 
-
-# ---------------------------------------------------------------------------------------------------- tables, figures
-
-
-def results_table(records, bm25_run: Run | None = None, qrels=None, alpha: float = 0.05) -> pd.DataFrame:
-    """nDCG@10 / RR@10 per row, with the paired-test p-values vs BM25 and vs the start (▲/▼ when p < alpha)."""
-    rows = []
-    if bm25_run is not None:
-        rows.append({"method": "bm25 (first stage)", **{m: round(v, 4) for m, v in evaluate(bm25_run, qrels, ["nDCG@10", "RR@10"]).items()}})
-    for r in records:
-        rows.append({"method": r.method, "nDCG@10": round(r.metrics["nDCG@10"], 4),
-                     "RR@10": round(r.metrics["RR@10"], 4), **comparison_cells(r, alpha=alpha)})
-    return pd.DataFrame(rows).set_index("method")
-
-
-def curves_figure(runs: list[VariantRun], path, start_dev: dict | None = None) -> Path:
-    """Left: training loss per step (each variant's own loss, relative to its first value); right: dev nDCG@10 per
-    step, from the untrained start (step 0) on."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 3.8))
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for vr in runs:
-        h = vr.result.history
-        steps, losses = [r["step"] for r in h], [r["loss"] for r in h]
-        if len(losses) >= 5:  # a running mean: single steps are noisy
-            kernel = np.ones(5) / 5
-            losses = np.convolve(losses, kernel, mode="valid").tolist()
-            steps = steps[4:]
-        ax1.plot(steps, np.asarray(losses) / (losses[0] or 1.0), label=vr.variant)
-        ev = ([start_dev] if start_dev else []) + list(vr.result.eval_history)
-        ax2.plot([r["step"] for r in ev], [r["nDCG@10"] for r in ev], marker="o", label=vr.variant)
-    ax1.set(xlabel="step", ylabel="loss / first logged loss (running mean of 5)", title="training loss")
-    ax2.set(xlabel="step", ylabel="dev nDCG@10", title="dev slice (checkpoint selection)")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def dev_curves(runs: list[VariantRun], start_dev: dict | None = None, bm25_dev: float | None = None) -> pd.DataFrame:
-    """Dev nDCG@10 per evaluated step (rows) and variant (columns); step 0 is the untrained start."""
-    rows = [{"variant": vr.variant, "step": r["step"], "dev nDCG@10": r["nDCG@10"]}
-            for vr in runs for r in ([start_dev] if start_dev else []) + list(vr.result.eval_history)]
-    table = pd.DataFrame(rows).pivot_table(index="step", columns="variant", values="dev nDCG@10").round(4)
-    if bm25_dev is not None:
-        table["(bm25 on dev)"] = round(bm25_dev, 4)
-    return table
-
-
-def bm25_dev(sets: EvalSets) -> float:
-    return evaluate(sets.dev_bm25, sets.dev.qrels, ["nDCG@10"])["nDCG@10"]
+def bm25_dev(sets: EvalSets) -> dict[str, float]:
+    """BM25 on the dev slice: the reference line of the dev curves."""
+    return {"bm25 on dev": evaluate(sets.dev_bm25, sets.dev.qrels, ["nDCG@10"])["nDCG@10"]}

@@ -1,11 +1,11 @@
-"""Rerankers that score (query, document) pairs.
+"""Rerankers that score (query, document) pairs; none trains or evaluates itself.
 
 protocol: `Ranker`, the rerank(run, corpus, queries, depth) -> Run that every reranker implements;
-cross_encoder: the BERT-like cross-encoder (bge-reranker / RAG-Retrieval `bert_encoder`) and `fit`, which trains
-with the losses of rerank_lib.losses named in `losses.LOSSES` (point_ce, point_mse, group_ce (+ KD), ranknet,
-listwise_ce).
+cross_encoder: the BERT-like cross-encoder (bge-reranker / RAG-Retrieval `bert_encoder`). Its training examples
+are built by rerank_lib.training.groups with the losses of rerank_lib.losses; the experiment layer trains and
+evaluates it.
 """
-from .cross_encoder import CrossEncoder, RerankEvaluator, fit, rerank_with
+from .cross_encoder import CrossEncoder, rerank_with
 from .protocol import Ranker
 
-__all__ = ["Ranker", "CrossEncoder", "RerankEvaluator", "fit", "rerank_with"]
+__all__ = ["Ranker", "CrossEncoder", "rerank_with"]

@@ -1,39 +1,29 @@
-"""The BERT-like cross-encoder reranker (bge-reranker, RAG-Retrieval `bert_encoder`) and `fit`, its training.
+"""The BERT-like cross-encoder reranker (bge-reranker, RAG-Retrieval `bert_encoder`).
 
 A cross-encoder reads `[CLS] query [SEP] document [SEP]` and a linear head on top gives one logit: the relevance
 score. Training and inference build their inputs with the same `encode_pairs`, so what the model learns on is what
-it is scored on.
-
-`fit` trains any ranker that offers four things (this class, or part B's LLM-decoder reranker):
-    ranker.model                                  the torch module that is trained in place
-    ranker.encode_pairs(queries, docs)            -> list of unpadded feature dicts (input_ids, ...)
-    ranker.collate(features)                      -> a padded batch (dynamic padding; nested groups pad too)
-    ranker.batch_logits(model, batch)             -> logits [N] for pairs, [B, G] for groups
-and, for eval_fn / restore_best, `ranker.rerank(...)` and optionally `ranker.load_weights(folder)` (default: the
-state dict of the loop's best/ folder is copied into ranker.model).
+it is scored on. The ranker neither trains nor evaluates itself: `training.groups` builds its training examples
+and losses from what it offers (`model`, `encode_pairs`, `collate`, `batch_logits`, `load_weights`), and the
+experiment layer trains and evaluates it.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from ..progress import tqdm
+from torch.nn.utils.rnn import pad_sequence
 
 from ..atomic import write_json
-from ..data.pairs import TrainGroup, sample_group
 from ..data.trec import ranked, top_k
 from ..data.types import Document, Run
-from ..evaluation import evaluate
-from ..losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
+from ..progress import tqdm
 from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
-from ..training import TrainConfig, TrainResult, pad_collate, train
 
-__all__ = ["CrossEncoder", "fit", "RerankEvaluator", "CONFIG_FILE"]
+__all__ = ["CrossEncoder", "CONFIG_FILE", "rerank_with"]
 
 CONFIG_FILE = "cross_encoder.json"
 _TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -75,7 +65,6 @@ class CrossEncoder:
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
-        self._collate = pad_collate(self.tokenizer)
 
     def __repr__(self) -> str:
         return (f"CrossEncoder({self.model_name!r}, max_length={self.max_length}, device={self.device}, "
@@ -97,8 +86,23 @@ class CrossEncoder:
         return [{k: enc[k][i] for k in keys} for i in range(len(d))]
 
     def collate(self, features: list[dict]) -> dict:
-        """Dynamic padding to the longest sequence of the batch (groups: [B, G, L])."""
-        return self._collate(features)
+        """Dynamic padding to the longest sequence of the batch: [N, L] for pairs, [B, G, L] for groups (each
+        feature then holds G sequences); an attention_mask from the true lengths; other fields (training targets,
+        teacher scores) become tensors as they are."""
+        batch = {key: torch.tensor([f[key] for f in features]) for key in features[0] if key not in _TOKEN_KEYS}
+        grouped = isinstance(features[0]["input_ids"][0], list)
+        rows = [seq for f in features for seq in f["input_ids"]] if grouped else [f["input_ids"] for f in features]
+        shape = (len(features), len(features[0]["input_ids"])) if grouped else (len(features),)
+        side = getattr(self.tokenizer, "padding_side", "right")
+        pad = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": 0}
+        for key in (k for k in ("input_ids", "token_type_ids") if k in features[0]):
+            seqs = [s for f in features for s in f[key]] if grouped else [f[key] for f in features]
+            padded = pad_sequence([torch.tensor(s) for s in seqs], batch_first=True, padding_value=pad[key],
+                                  padding_side=side)
+            batch[key] = padded.reshape(*shape, -1)
+        mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True, padding_side=side)
+        batch["attention_mask"] = mask.reshape(*shape, -1)
+        return batch
 
     def batch_logits(self, model: torch.nn.Module, batch: Mapping) -> torch.Tensor:
         """One logit per pair: [N] for a batch of pairs, [B, G] for a batch of groups."""
@@ -206,161 +210,3 @@ def _load_state(model: torch.nn.Module, folder: Path) -> None:
     if unexpected or [k for k in missing if "position_ids" not in k and not k.endswith("lm_head.weight")]:
         raise RuntimeError(f"{folder}: weights do not match the model (missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]})")
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-
-
-class RerankEvaluator:
-    """An eval_fn for `fit`: rerank a dev run's top-`depth` and return ir-measures metrics, e.g. {'nDCG@10': ..}.
-
-    Keeps every reranked run (`self.runs`, in evaluation order) so that the best checkpoint's dev run can choose
-    an interpolation weight without scoring the dev slice again.
-    """
-
-    def __init__(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], qrels,
-                 depth: int = 20, measures: Sequence[str] = ("nDCG@10",), batch_size: int = 64):
-        self.run, self.corpus, self.queries, self.qrels = top_k(run, depth), corpus, queries, qrels
-        self.depth, self.measures, self.batch_size = depth, list(measures), batch_size
-        self.runs: list[Run] = []
-
-    def __call__(self, ranker) -> dict[str, float]:
-        reranked = ranker.rerank(self.run, self.corpus, self.queries, depth=self.depth, batch_size=self.batch_size)
-        self.runs.append(reranked)
-        return evaluate(reranked, self.qrels, self.measures)
-
-    def run_at(self, result: TrainResult, step: int | None = None) -> Run:
-        """The dev run of the evaluation at `step` (default: the best step of `result`)."""
-        step = result.best_step if step is None else step
-        steps = [row["step"] for row in result.eval_history]
-        if step not in steps or len(self.runs) != len(steps):
-            raise KeyError(f"no dev run kept for step {step} (evaluated steps: {steps})")
-        return self.runs[steps.index(step)]
-
-
-# ---------------------------------------------------------------------------------------------------- training
-
-
-class _GroupExamples(torch.utils.data.Dataset):
-    """Pre-drawn groups: example k is group `gi[k]` with docs `idx[k]` (positive first), features pre-encoded."""
-
-    def __init__(self, encoded: list[list[dict]], groups: Sequence[TrainGroup], plan: list[tuple[int, list[int]]],
-                 with_teacher: bool):
-        self.encoded, self.groups, self.plan, self.with_teacher = encoded, groups, plan, with_teacher
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, k: int) -> dict:
-        gi, idx = self.plan[k]
-        feats = [self.encoded[gi][j] for j in idx]
-        item = {key: [f[key] for f in feats] for key in feats[0]}
-        item["target"] = [float(self.groups[gi].labels[j]) for j in idx]
-        if self.with_teacher:
-            item["teacher"] = [float(self.groups[gi].teacher_scores[j]) for j in idx]
-        return item
-
-    def length(self, k: int) -> int:
-        gi, idx = self.plan[k]
-        return sum(len(self.encoded[gi][j]["input_ids"]) for j in idx)
-
-
-def fit(ranker, groups: Sequence[TrainGroup], *, loss: str, config: TrainConfig, group_size: int = 8,
-        kd_weight: float = 0.0, kd_temperature: float = 1.0, eval_fn: Callable | None = None,
-        restore_best: bool = True, head_lr: float | None = None, length_grouping: bool = True) -> TrainResult:
-    """Fine-tune `ranker` on `groups` with one of the losses of rerank_lib.losses (`LOSSES`); returns the loop's
-    TrainResult (history = loss curve, eval_history = dev curve).
-
-    Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair of every group is one
-        example; `config.per_device_batch_size` counts pairs; `config.num_epochs` passes over all pairs.
-    Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is a group of `group_size` docs,
-        1 positive + group_size-1 negatives drawn per pass with `sample_group` (seeded by config.seed, the pass
-        and the group); `per_device_batch_size` counts groups. The `config.num_epochs` passes are drawn up front
-        and trained as one shuffled epoch of passes x groups (so every pass has fresh negatives and resuming is
-        exact); history rows report `epoch` in passes.
-    kd_weight > 0 (group losses): adds kd_weight x -sum softmax(teacher/kd_temperature) log_softmax(student), the
-        FlagEmbedding distillation term (kd_weight 1, T 1 there); every group needs teacher_scores.
-    eval_fn(ranker) -> {metric: value} runs every config.eval_every_steps and at the end; with restore_best the
-        ranker ends with the weights of the best evaluation (checkpoint selection on a dev set).
-    head_lr: a separate learning rate for the freshly initialised classification head (None: config's).
-    length_grouping: batches of similar token length (less padding), via the loop's length-grouped sampler.
-    """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-    groups = [g for g in groups if g.docs]
-    if not groups:
-        raise ValueError("no training groups with documents")
-    if kd_weight and loss in POINTWISE:
-        raise ValueError("kd_weight applies to group losses (the KD term is over a group's softmax)")
-    if kd_weight and any(g.teacher_scores is None for g in groups):
-        raise ValueError("kd_weight > 0 needs teacher_scores on every group")
-
-    # Encode every (query, doc) of every group once; examples only point into this.
-    flat_q = [g.query for g in groups for _ in g.docs]
-    flat_d = [d for g in groups for d in g.docs]
-    flat = ranker.encode_pairs(flat_q, flat_d)
-    encoded, pos = [], 0
-    for g in groups:
-        encoded.append(flat[pos:pos + len(g.docs)])
-        pos += len(g.docs)
-
-    run_config = config
-    passes = 1
-    if loss in POINTWISE:
-        dataset = [dict(encoded[gi][j], target=float(g.labels[j])) for gi, g in enumerate(groups)
-                   for j in range(len(g.docs))]
-        lengths = [len(ex["input_ids"]) for ex in dataset]
-
-        def compute_loss(model, batch):
-            return LOSSES[loss](ranker.batch_logits(model, batch), batch["target"])
-    else:
-        passes = max(1, int(config.num_epochs))
-        plan = [(gi, sample_group(g, group_size, config.seed, epoch, gi))
-                for epoch in range(passes) for gi, g in enumerate(groups)]
-        dataset = _GroupExamples(encoded, groups, plan, with_teacher=bool(kd_weight))
-        lengths = [dataset.length(k) for k in range(len(dataset))]
-        run_config = dataclasses.replace(config, num_epochs=1)
-        loss_fn = LOSSES[loss]
-
-        def compute_loss(model, batch):
-            logits = ranker.batch_logits(model, batch)
-            if loss == "group_ce":
-                value = group_ce(logits)
-            else:
-                value = loss_fn(logits, batch["target"])
-            if kd_weight:
-                value = value + kd_weight * kd_term(logits, batch["teacher"].to(logits.device), kd_temperature)
-            return value
-
-    optimizer_params = _head_param_groups(ranker.model, config, head_lr) if head_lr else None
-    wrapped_eval = (lambda model: eval_fn(ranker)) if eval_fn is not None else None
-    result = train(ranker.model, dataset, ranker.collate, compute_loss, run_config, eval_fn=wrapped_eval,
-                   optimizer_params=optimizer_params, lengths=lengths if length_grouping else None)
-    if passes > 1:  # report progress in passes over the groups
-        for row in result.history + result.eval_history:
-            row["epoch"] = round(row["epoch"] * passes, 4)
-    result.run_info.update(loss=loss, passes=passes, examples=len(dataset), group_size=group_size
-                           if loss in GROUPWISE else 1, kd_weight=kd_weight, kd_temperature=kd_temperature,
-                           pairs_per_step=run_config.per_device_batch_size * run_config.gradient_accumulation_steps
-                           * (group_size if loss in GROUPWISE else 1))
-    if restore_best and result.best_dir is not None:
-        if hasattr(ranker, "load_weights"):
-            ranker.load_weights(result.best_dir)
-        else:
-            _load_state(ranker.model, Path(result.best_dir))
-    ranker.model.eval()
-    return result
-
-
-def _head_param_groups(model: torch.nn.Module, config: TrainConfig, head_lr: float) -> list[dict]:
-    """AdamW groups: the encoder at config.learning_rate, the classification head (and pooler) at head_lr;
-    weight decay on matrices only."""
-    head_names = ("classifier", "score", "pooler")
-    groups: dict[tuple, list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_head = any(part in name.split(".") for part in head_names)
-        key = (head_lr if is_head else config.learning_rate, config.weight_decay if p.ndim >= 2 else 0.0)
-        groups.setdefault(key, []).append(p)
-    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

@@ -9,13 +9,12 @@ from typing import Any, Sequence
 from ...data.pairs import TrainGroup
 from ...data.types import Run
 from ...experiment import (
-    DevEvaluator, Selected, Timer, fingerprint, jsonable, record_reranker, record_run, run_dir, train_with_dev_selection,
+    DevEvaluator, Selected, Timer, fingerprint, jsonable, record_reranker, record_run, run_dir, train_scorer,
 )
 from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...settings import snapshot
 from ...training import TrainConfig
-from ...training.groups import group_training
 from .data import LLMData
 from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, slug
 
@@ -81,20 +80,10 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
     train_launched("llm_reranker", cfg, results_dir)  # with cfg.launch: every row trains in N processes first
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
-    plan = group_training(ranker, groups, loss=loss, config=replace(train, output_dir=str(folder)),
-                          group_size=cfg.group_size)
     dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,
                                  DEV_MEASURES, as_ranker=lambda _: ranker, batch_size=batch_size)
-
-    def load_selected(model_dir):
-        ranker.load_weights(model_dir)
-        return ranker.model
-
-    sel = train_with_dev_selection(ranker.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config, dev,
-                                   load_selected=load_selected, **plan.train_options)
-    plan.report_in_passes(sel.result)
-    load_selected(sel.model_dir)
-    ranker.model.eval()
+    sel = train_scorer(ranker, groups, dev, loss=loss, config=replace(train, output_dir=str(folder)),
+                       group_size=cfg.group_size)
     with Timer() as t:
         test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
     params = jsonable({**snapshot(cfg), **params, "selected_step": sel.step, "selected_is_start": sel.is_start,

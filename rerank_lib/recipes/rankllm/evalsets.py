@@ -22,10 +22,6 @@ class EvalSet:
     bm25: Run  # the whole saved first-stage run of these queries
     top: Run  # its top `depth`, what is reranked
 
-    @property
-    def key(self) -> str:
-        return f"{self.dataset.name}/{self.split}"
-
 
 def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
     """TREC DL 2019 and 2020 (judged queries of the saved BM25 runs) and SciFact test (all, or a seeded sample)."""
@@ -34,23 +30,18 @@ def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
         bm25 = load_run(results_dir, cfg.profile, name, "test", "bm25")
         ds = load_dataset(name, "test", root=cfg.data_root)
         qids = sorted(q for q in bm25 if q in ds.qrels)
-        split = "test"
-        if name == "scifact" and cfg.scifact_test_queries and cfg.scifact_test_queries < len(qids):
-            qids = sample_ids(qids, cfg.scifact_test_queries, cfg.seed)
-            split = f"test-{len(qids)}q"
-        ds = ds.subset(qids)
-        bm25 = {q: bm25[q] for q in qids}
-        sets[name] = EvalSet(ds, split, bm25, top_k(bm25, cfg.depth))
+        n = cfg.scifact_test_queries if name == "scifact" else None
+        split = f"test-{n}q" if n and n < len(qids) else "test"
+        bm25 = {q: bm25[q] for q in sample_ids(qids, n, cfg.seed)}
+        sets[name] = EvalSet(ds.subset(sorted(bm25)), split, bm25, top_k(bm25, cfg.depth))
     return sets
 
 
 def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=None,
                progress: bool = True) -> tuple[Run, list]:
-    """Rerank the top `depth` of an eval set; the rest of the first-stage list follows below, in its order."""
-    qids = list(queries or es.top)
-    run, windows = rr.rerank_run({q: es.bm25[q] for q in qids}, es.dataset.corpus, es.dataset.queries, cfg.depth,
-                                 progress=progress)
-    return run, windows
+    """Rerank the top `depth` of an eval set (the rest of the first-stage list below): (run, window results)."""
+    run = {q: es.bm25[q] for q in (queries or es.top)}
+    return rr.rerank_run(run, es.dataset.corpus, es.dataset.queries, cfg.depth, progress=progress)
 
 
 def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
@@ -80,13 +71,13 @@ def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) ->
         if es.split != "test":
             out.append(record_run(es.bm25, es.dataset.qrels, method="bm25", model="bm25s", first_stage="corpus",
                                   params={"queries": len(es.top)}, **common))
-        teacher = load_run(results_dir, cfg.profile, name, "test", teacher_name(cfg, name))
-        out.append(record_run(teacher_top(es, teacher), es.dataset.qrels, method=f"{teacher_name(cfg, name)}-top{cfg.depth}",
-                              model=f"{teacher_name(cfg, name)} (02_teacher) ordering the BM25 top-{cfg.depth} only",
-                              first_stage="bm25", depth=cfg.depth, baselines={"bm25": es.bm25},
-                              params={"depth": cfg.depth}, **common))
+        teacher = teacher_name(cfg, name)
+        out.append(record_run(
+            teacher_top(es, load_run(results_dir, cfg.profile, name, "test", teacher)), es.dataset.qrels,
+            method=f"{teacher}-top{cfg.depth}", model=f"{teacher} (02_teacher) ordering the BM25 top-{cfg.depth} only",
+            first_stage="bm25", depth=cfg.depth, baselines={"bm25": es.bm25}, params={"depth": cfg.depth}, **common))
     return out
 
 
-def _method(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first
+def method_name(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first
     return f"{cfg.tag}-{training}-{decoding}"

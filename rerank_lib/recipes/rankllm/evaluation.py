@@ -1,71 +1,104 @@
-"""Evaluation of the trained models: FIRST (and generation where asked) on the fold's evaluation year and
-SciFact test, each with its '+interp' row, and the rendered prompt the model reads."""
+"""Records: the untrained model with FIRST on every evaluation set (the `start` of every trained row), the trained
+models on their fold's evaluation year and SciFact test (each with its '+interp' row), generation decoding where
+asked or on a DL19 sample (output quality, latency), and the rendered prompt the model reads."""
 from __future__ import annotations
 
-from ...experiment import Timer, choose_interpolation_weight, record_interpolation, record_run, save_run
-from .evalsets import EvalSet, _method, rerank_set
+from dataclasses import dataclass
+
+from ...data.types import Run
+from ...experiment import Timer, record_reranker, record_run, save_run
+from ...settings import snapshot
+from .evalsets import EvalSet, method_name, rerank_set
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
-from .zeroshot import ZeroShot, _params
 
 
-def evaluate_trained(cfg: RankLLMConfig, trained: Trained, sets: dict[str, EvalSet], zs: ZeroShot, results_dir,
+@dataclass
+class ZeroShot:
+    runs: dict[str, Run]  # dataset -> zero-shot FIRST run (the "start" baseline)
+    records: list
+    windows: list  # WindowResult of every window (FIRST and the generation sample)
+
+
+def params(cfg: RankLLMConfig, **extra) -> dict:
+    return {**{k: v for k, v in snapshot(cfg).items() if k != "chat_template"}, **extra}
+
+
+def _windows(results: list, dataset: str, model: str) -> list[dict]:
+    return [dict(x.to_dict(), dataset=dataset, model=model) for x in results]
+
+
+def _quality_sample(cfg: RankLLMConfig, model, tokenizer, sets: dict[str, EvalSet], who: str) -> list[dict]:
+    """Generation decoding of the first `quality_queries` DL19 queries: output-quality counts and latency only."""
+    es = sets["trec-dl-2019"]
+    _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sorted(es.top)[: cfg.quality_queries])
+    return _windows(w, "trec-dl-2019", who)
+
+
+def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ZeroShot:
+    """The untrained model with FIRST on every eval set (records), and generation decoding on the first
+    `quality_queries` DL19 queries (output-quality counts and latency only)."""
+    model, tokenizer = load_lm(cfg, cfg.model)
+    rr = reranker(cfg, model, tokenizer, "first")
+    zs, method = ZeroShot({}, [], []), method_name(cfg, "zs", "first")
+    for name, es in sets.items():
+        with Timer() as t:
+            zs.runs[name], w = rerank_set(rr, es, cfg)
+        save_run(zs.runs[name], results_dir, cfg.profile, name, es.split, method)
+        zs.windows += _windows(w, name, "zero-shot")
+        zs.records.append(record_run(
+            zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
+            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
+            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first"), seed=cfg.seed, wall_s=t.s))
+    zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
+    return zs
+
+
+def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], zs: ZeroShot, results_dir,
                      with_scifact: bool) -> tuple[list, list]:
-    """FIRST on the fold's evaluation year (and SciFact test for the first fold), generation decoding where asked,
-    each with its '+interp' row (weight chosen on the matching dev slice). Returns (records, window results)."""
-    model, tokenizer = load_lm(cfg, str(trained.model_dir), tokenizer_from=trained.base)
-    targets = [(trained.fold.evaluate_on, "dl")] + ([("scifact", "scifact")] if with_scifact else [])
+    """The selected checkpoint with FIRST on the fold's evaluation year (and SciFact test for the first fold),
+    generation decoding where asked, each FIRST row with its '+interp' row (weight chosen on the matching dev
+    slice). Returns (records, window results)."""
+    model, tokenizer = load_lm(cfg, str(tr.selected.model_dir), tokenizer_from=tr.base)
+    who, sel = f"{tr.objective} ({tr.fold.train_on})", tr.selected
+    label = f"{tr.base} fine-tuned ({tr.objective}, {cfg.ranking_loss if tr.objective != 'generation' else 'CE'})"
     records, windows = [], []
-    label = f"{trained.base} fine-tuned ({trained.objective}, {cfg.ranking_loss if trained.objective != 'generation' else 'CE'})"
-    for name, dev_key in targets:
-        es = sets[name]
-        decode = trained.objective == "generation" and name in cfg.generation_eval
-        decodings = ["first"] + (["generate"] if decode else [])
-        if trained.objective == "generation" and not decode and name == "trec-dl-2019" and cfg.quality_queries:
-            # generation decoding on the quality sample only: output-quality counts and latency, no metric row
-            sample = sorted(es.top)[: cfg.quality_queries]
-            _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sample)
-            windows += [dict(x.to_dict(), dataset=name, model=f"{trained.objective} ({trained.fold.train_on})")
-                        for x in w]
-        for decoding in decodings:
+    quality_only = tr.objective == "generation" and "trec-dl-2019" not in cfg.generation_eval  # no metric row
+    if quality_only and tr.fold.evaluate_on == "trec-dl-2019" and cfg.quality_queries:
+        windows += _quality_sample(cfg, model, tokenizer, sets, who)
+    for name, dev_key in [(tr.fold.evaluate_on, "dl")] + ([("scifact", "scifact")] if with_scifact else []):
+        es, dev = sets[name], tr.fold.dev[dev_key]
+        decode = tr.objective == "generation" and name in cfg.generation_eval
+        for decoding in ["first"] + (["generate"] if decode else []):
             rr = reranker(cfg, model, tokenizer, decoding)
             with Timer() as t:
                 run, w = rerank_set(rr, es, cfg)
-            method = _method(cfg, trained.objective, "first" if decoding == "first" else "gen")
+            method = method_name(cfg, tr.objective, "first" if decoding == "first" else "gen")
             save_run(run, results_dir, cfg.profile, name, es.split, method)
-            windows += [dict(x.to_dict(), dataset=name, model=f"{trained.objective} ({trained.fold.train_on})")
-                        for x in w]
-            ref = REFERENCES.get((name, trained.objective))
-            common = dict(pipeline=PIPELINE, dataset=name, split=es.split, profile=cfg.profile, results_dir=results_dir,
-                          baselines={"bm25": es.bm25, "start": zs.runs[name]}, model=label, first_stage="bm25",
-                          depth=cfg.depth, params=_params(cfg, objective=trained.objective, decoding=decoding,
-                                                          train_on=trained.fold.train_on,
-                                                          best_step=trained.result.best_step),
-                          seed=cfg.seed, training=trained.fold.provenance, eval_queries=es.dataset.queries)
-            records.append(record_run(run, es.dataset.qrels, method=method, wall_s=t.s + trained.wall_s,
-                                      reference={MEASURE: {"value": ref[0], "source": ref[1]}} if ref else None,
-                                      **common))
+            windows += _windows(w, name, who)
+            dev_run = None  # the dev run of the FIRST row picks its interpolation weight (SciFact: scored here)
             if decoding == "first":
-                dev = trained.fold.dev[dev_key]
-                if dev_key not in trained.dev_runs:  # SciFact dev: reranked once, by the selected checkpoint
-                    trained.dev_runs[dev_key], _ = rerank_set(rr, dev, cfg, progress=False)
-                weight, _ = choose_interpolation_weight(trained.dev_runs[dev_key], dev.bm25, dev.dataset.qrels)
-                interp = {k: v for k, v in common.items() if k != "first_stage"}  # record_interpolation names it
-                records.append(record_interpolation(run, es.bm25, weight, es.dataset.qrels, method=method, **interp))
+                dev_run = sel.dev_run if dev_key == "dl" else rerank_set(rr, dev, cfg, progress=False)[0]
+            ref = REFERENCES.get((name, tr.objective))
+            records += record_reranker(
+                run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
+                dev_qrels=dev.dataset.qrels, method=method,
+                params=params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
+                              selected_step=sel.step), pipeline=PIPELINE, dataset=name, split=es.split,
+                profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
+                model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
+                training=tr.fold.provenance, eval_queries=es.dataset.queries,
+                reference={MEASURE: {"value": ref[0], "source": ref[1]}} if ref else None)
     return records, windows
 
 
 def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, EvalSet], zs: ZeroShot,
                  results_dir) -> tuple[list, list]:
     """Each trained model on its fold's evaluation year; the first fold's models on SciFact test too."""
-    records, windows = [], []
-    first_fold = cfg.folds[0][0]
-    for tr in trained:
-        r, w = evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == first_fold)
-        records += r
-        windows += w
-    return records, windows
+    pairs = [evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == cfg.folds[0][0])
+             for tr in trained]
+    return [r for rs, _ in pairs for r in rs], [w for _, ws in pairs for w in ws]
 
 
 def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = "trec-dl-2019") -> str:

@@ -1,20 +1,18 @@
-"""The RankLLM recipe's settings: pipeline constants, the published reference numbers, the config and its
-profiles (smoke, default, paper), and the config as a table. Named settings, not config, because `config()` is the
-function the package re-exports."""
+"""The RankLLM recipe's settings: constants, the published reference numbers, the config and its profiles (smoke,
+default, paper), and the config as a table (`config()` is the function the package re-exports)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ...data import folds_dl
 from ...models import resolve
-from ...settings import resolve_profile
-
+from ...settings import Settings, resolve_profile, snapshot
+from ...training import TrainConfig
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
-SELECT_ON = ("dl",)  # dev slices evaluated during training (learning curve, checkpoint selection)
 TINY = "tiny-random-llama"  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
 
 # A Zephyr-style chat template for tokenizers that ship without one (the smoke model; the bare Mistral tokenizers).
@@ -35,10 +33,17 @@ REFERENCES = {  # published nDCG@10 of the full-size models on BM25 top-100
 }
 
 
+def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 conversations, fp32 on the CPU
+    return TrainConfig(seed=13, learning_rate=5e-5, num_epochs=1, max_steps=12, per_device_batch_size=1,
+                       gradient_accumulation_steps=2, warmup_steps=2, lr_scheduler="cosine", weight_decay=0.0,
+                       mixed_precision="no", gradient_checkpointing=False, eval_every_steps=6, save_every_steps=6,
+                       keep_last_checkpoints=1, log_every_steps=1, metric_for_best=MEASURE)
+
+
 @dataclass(frozen=True)
-class RankLLMConfig:
+class RankLLMConfig(Settings):
     profile: str = "default"
-    seed: int = 13
+    seed: int = 13  # data samples; config(seed=...) sets train.seed too
     data_root: str | None = None
     tag: str = "smollm2"  # short model name in method names
     model: str = "smollm2-135m-instruct"  # the start (zero-shot rows) and the base of both objectives
@@ -68,67 +73,59 @@ class RankLLMConfig:
     dev_scifact_queries: int = 5
     dl_teacher: str = "teacher-minilm-l6"
     scifact_teacher: str = "teacher-bm25+minilm-l6"
-    # objective
+    # objective and what is trained
     ranking_loss: str = "ranknet"
     weighted: bool = True
     ranking_weight: float | None = None  # None: rank_llm's constant (10 for weighted RankNet)
     noise_alpha: float | None = 5.0  # NEFTune
-    # optimisation
-    learning_rate: float = 5e-5
-    num_epochs: int = 1
-    max_steps: int | None = 12
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 2
-    warmup_steps: int = 2
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    mixed_precision: str = "no"  # CPU: fp32 (bf16 autocast is slower for this model here); paper: bf16
-    gradient_checkpointing: bool = False
     train_layers: int | None = 12  # train the top N decoder layers + final norm only (None: the whole model)
-    eval_every_steps: int | None = 6
-    save_every_steps: int | None = 6
-    accelerate_config: str | None = None  # paper: the DeepSpeed ZeRO-3 config to launch with
+    train: TrainConfig = field(default_factory=_train)  # the loop's settings; the dev slice picks the checkpoint
+
+    def __post_init__(self):
+        unknown = set(self.objectives) - {"generation", "ranking", "combined"}
+        if unknown:
+            raise ValueError(f"unknown objective(s) {sorted(unknown)}")
 
 
 PROFILES = {
     "smoke": {
         "tag": "tiny", "model": TINY, "chat_template": ZEPHYR_STYLE_TEMPLATE, "depth": 6, "window": 4, "stride": 2,
         "max_words": 12, "scifact_test_queries": 4, "quality_queries": 2, "train_window": 4, "train_max_words": 12,
-        "scifact_train_queries": 4, "dev_scifact_queries": 2, "max_steps": 2, "gradient_accumulation_steps": 1,
-        "warmup_steps": 0, "train_layers": None, "eval_every_steps": 1, "save_every_steps": 1,
-        "learning_rate": 1e-3, "generation_eval": ("trec-dl-2019",),
+        "scifact_train_queries": 4, "dev_scifact_queries": 2, "train_layers": None, "generation_eval": ("trec-dl-2019",),
+        "train.max_steps": 2, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 0,
+        "train.eval_every_steps": 1, "train.save_every_steps": 1, "train.learning_rate": 1e-3,
     },
     "default": {},
+    # paper: the published models and recipe (RankZephyr / FirstMistral as trained in rank_llm: lr 5e-6, 3 epochs,
+    # cosine, 50 warmup steps, bf16, gradient checkpointing; BM25 top-100, window 20 / stride 10, 300 words). The
+    # paper trains under DeepSpeed ZeRO-3 on GPUs; this config names no launcher (another change adds one).
     "paper": {
         "tag": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3",
         "generation_model": "HuggingFaceH4/zephyr-7b-beta", "combined_model": "mistralai/Mistral-7B-Instruct-v0.3",
         "depth": 100, "window": 20, "stride": 10, "max_words": 300, "scifact_test_queries": None,
         "generation_eval": ("trec-dl-2019", "trec-dl-2020"), "quality_queries": 43, "train_window": 20,
         "train_max_words": 300, "n_variable": 1, "scifact_train_queries": None, "inference_bf16": True,
-        "learning_rate": 5e-6, "num_epochs": 3, "max_steps": None, "batch_size": 8, "gradient_accumulation_steps": 4,
-        "warmup_steps": 50, "lr_scheduler": "cosine", "mixed_precision": "bf16", "gradient_checkpointing": True,
-        "train_layers": None, "eval_every_steps": 200, "save_every_steps": 500,
-        "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml",
+        "train_layers": None, "train.learning_rate": 5e-6, "train.num_epochs": 3, "train.max_steps": None,
+        "train.per_device_batch_size": 8, "train.gradient_accumulation_steps": 4, "train.warmup_steps": 50,
+        "train.lr_scheduler": "cosine", "train.mixed_precision": "bf16", "train.gradient_checkpointing": True,
+        "train.eval_every_steps": 200, "train.save_every_steps": 500,
     },
 }
 
 
 def config(profile: str = "default", **overrides) -> RankLLMConfig:
-    for key in ("objectives", "generation_eval"):
-        if overrides.get(key) is not None:
-            overrides[key] = tuple(overrides[key])
+    """The profile's config with `overrides` by dotted path (`{"train.max_steps": 4}`); `seed` also seeds
+    training unless `train.seed` is given."""
+    if overrides.get("seed") is not None:
+        overrides.setdefault("train.seed", overrides["seed"])
     if overrides.get("folds") is not None:
         overrides["folds"] = tuple(tuple(f) for f in overrides["folds"])
-    cfg = resolve_profile(RankLLMConfig(), PROFILES, profile, overrides)
-    for objective in cfg.objectives:
-        if objective not in ("generation", "ranking", "combined"):
-            raise ValueError(f"unknown objective {objective!r}")
-    return cfg
+    return resolve_profile(RankLLMConfig(), PROFILES, profile, overrides)
 
 
 def summary(cfg: RankLLMConfig) -> pd.DataFrame:
-    """The configuration as a table, with where each model would come from (resolvable offline or not)."""
-    rows = [{"parameter": k, "value": v} for k, v in asdict(cfg).items() if k != "chat_template"]
+    """The configuration as a table (dotted names), with where each model would come from (offline or not)."""
+    table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"}).drop(index="chat_template")
     for role, name in (("start", cfg.model), ("generation base", cfg.generation_model or cfg.model),
                        ("combined base", cfg.combined_model or cfg.model)):
         if name == TINY:
@@ -138,5 +135,5 @@ def summary(cfg: RankLLMConfig) -> pd.DataFrame:
                 where = resolve(name).description  # says which weights (Q4_1 stand-in or the hub model), no paths
             except Exception as err:  # offline, hub id: say so, the paper profile cannot run here
                 where = f"unavailable here ({type(err).__name__})"
-        rows.append({"parameter": f"{role} model", "value": f"{name} [{where}]"})
-    return pd.DataFrame(rows).set_index("parameter")
+        table.loc[f"{role} model"] = f"{name} [{where}]"
+    return table.rename_axis("parameter")

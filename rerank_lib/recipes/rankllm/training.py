@@ -1,25 +1,65 @@
-"""Training: one objective of one fold through the shared loop (top layers only, NEFTune, the best dev
-checkpoint kept), the untrained model's dev metrics, and every (fold, objective) of the config."""
+"""Training: one fold's data (teacher-ordered conversations, dev slices) and one objective trained on it through
+experiment.train_with_dev_selection (top layers only, NEFTune; the DL dev slice picks the checkpoint, the
+untrained start included)."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
-from pathlib import Path
+import random
+from dataclasses import dataclass, replace
 
-import torch
-
-from ...data.types import Run
-from ...evaluation import evaluate
-from ...listwise import ListwiseLM, ListwiseObjective, enable_neftune, encode_conversation, identifier_token_ids
+from ...data import TrainingQueries
+from ...data.trec import top_k
+from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split
+from ...experiment import train_with_dev_selection
+from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
+from ...listwise import identifier_token_ids
 from ...listwise.lm import body_and_head
-from ...paths import cache_dir
-from ...training import TrainConfig, TrainResult, pad_collate, train
-from ...experiment import Timer
-from .data import FoldData, fold_data
-from .evalsets import rerank_set
-from .models import load_lm, reranker, use_letters
-from .settings import MEASURE, SELECT_ON, RankLLMConfig
+from ...settings import snapshot
+from ...training import pad_collate
+from .evalsets import EvalSet, rerank_set
+from .models import load_base_tokenizer, load_lm, reranker, use_letters
+from .settings import MEASURE, PIPELINE, RankLLMConfig
+
+EVAL_ONLY = ("folds", "objectives", "generation_eval", "quality_queries", "scifact_test_queries", "tag")
+
+
+@dataclass
+class FoldData:
+    train_on: str
+    evaluate_on: str
+    provenance: TrainingQueries
+    conversations: list[dict]
+    dev: dict[str, EvalSet]  # 'dl' (checkpoints, interpolation) and 'scifact' (interpolation) dev slices
+
+    def describe(self) -> str:
+        n_q = len({c["qid"] + c["source"] for c in self.conversations})
+        return (f"train on {self.provenance.describe()}: {len(self.conversations)} conversations from {n_q} queries; "
+                f"dev {', '.join(f'{k} {len(v.top)} q' for k, v in self.dev.items())}; evaluate on {self.evaluate_on}")
+
+
+def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) -> FoldData:
+    """The training year's train part and a SciFact train sample, each query's BM25 top-train_window ordered by
+    the teacher, plus the variable-length subsets; dev slices (BM25 top-depth) of both sources."""
+    bm25_dl = load_run(results_dir, cfg.profile, train_on, "test", "bm25")
+    dl = dl_training_split(train_on, cfg.data_root, cfg.seed, restrict_to=bm25_dl)
+    bm25_sf = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
+    sf = scifact_training_split(cfg.data_root, cfg.seed, restrict_to=bm25_sf)
+    sf_train = sorted(sf.train.queries)
+    if cfg.scifact_train_queries and cfg.scifact_train_queries < len(sf_train):
+        sf_train = sorted(random.Random(cfg.seed).sample(sf_train, cfg.scifact_train_queries))
+    sf_dev = sorted(sf.dev.queries)[: cfg.dev_scifact_queries]
+    common = dict(window=cfg.train_window, max_words=cfg.train_max_words, n_variable=cfg.n_variable, seed=cfg.seed,
+                  alpha=use_letters(cfg, load_base_tokenizer(cfg, cfg.model)), shuffle=cfg.shuffle_inputs)
+    conversations = build_conversations(dl.train.queries, bm25_dl, load_run(
+        results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, source=f"{train_on}:", **common)
+    conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, load_run(
+        results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher), sf.train.corpus, source="scifact-train:",
+        **common)
+    dev = {}
+    for key, ds, bm25 in (("dl", dl.dev, bm25_dl), ("scifact", sf.dev.subset(sf_dev), bm25_sf)):
+        run = {q: bm25[q] for q in ds.queries if q in bm25}
+        dev[key] = EvalSet(ds.subset(sorted(run)), "dev", run, top_k(run, cfg.depth))
+    # every query the model or its selection saw: the DL year's train and dev parts, the SciFact sample and dev
+    return FoldData(train_on, evaluate_on, dl.provenance | sf.used(sf_train, sf_dev), conversations, dev)
 
 
 @dataclass
@@ -27,11 +67,7 @@ class Trained:
     fold: FoldData
     objective: str
     base: str
-    result: TrainResult
-    model_dir: Path
-    dev_runs: dict[str, Run]  # the dev reranking of the selected checkpoint
-    start_dev: dict[str, float]  # dev metrics of the untrained model (step 0 of the learning curve)
-    wall_s: float = 0.0
+    selected: Selected  # the run, its dev curve (step 0: the start) and the checkpoint the dev slice chose
     label: str = ""  # names a recipe-search variant in curves and tables
 
     @property
@@ -39,111 +75,56 @@ class Trained:
         return f"{self.fold.train_on}->{self.fold.evaluate_on} {self.objective}" + (f" {self.label}" if self.label else "")
 
 
-def _freeze_below(model, train_layers: int | None) -> int:
-    """Train only the top `train_layers` decoder layers and the final norm (None: everything). Returns the number
-    of trainable parameters. Frozen lower layers need no backward pass: a CPU step costs ~1.5 forwards, not 3."""
-    if train_layers is None:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    body, _ = body_and_head(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for module in [*body.layers[-train_layers:], body.norm]:
-        for p in module.parameters():
-            p.requires_grad_(True)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def freeze_below(model, train_layers: int | None) -> None:
+    """Train only the top `train_layers` decoder layers and the final norm (None: everything). Frozen lower layers
+    need no backward pass: a CPU step costs ~1.5 forwards, not 3."""
+    if train_layers is not None:
+        body, _ = body_and_head(model)
+        trainable = {id(p) for module in [*body.layers[-train_layers:], body.norm] for p in module.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
 
 
-def _dev_eval(cfg, fold: FoldData, tokenizer, store: list):
-    def eval_fn(model) -> dict[str, float]:
-        rr = reranker(cfg, model, tokenizer, "first")
-        runs, metrics = {}, {}
-        for key in SELECT_ON:  # the training year's dev slice picks checkpoints (SciFact dev: interpolation only)
-            es = fold.dev[key]
-            runs[key], _ = rerank_set(rr, es, cfg, progress=False)
-            metrics[f"{key}_{MEASURE}"] = evaluate(runs[key], es.dataset.qrels, [MEASURE])[MEASURE]
-        metrics[f"dev_{MEASURE}"] = sum(metrics.values()) / len(metrics)
-        store.append(runs)
-        return metrics
-    return eval_fn
+def base_model(cfg: RankLLMConfig, objective: str) -> str:
+    return {"generation": cfg.generation_model, "combined": cfg.combined_model}.get(objective) or cfg.model
 
 
-def _run_dir(cfg: RankLLMConfig, fold: FoldData, objective: str, base: str) -> Path:
-    keys = ("seed", "train_window", "train_max_words", "n_variable", "shuffle_inputs", "scifact_train_queries", "ranking_loss", "weighted",
-            "ranking_weight", "noise_alpha", "learning_rate", "num_epochs", "max_steps", "batch_size",
-            "gradient_accumulation_steps", "warmup_steps", "lr_scheduler", "weight_decay", "mixed_precision",
-            "train_layers", "eval_every_steps", "depth", "window", "max_words", "dev_scifact_queries")
-    blob = json.dumps({k: getattr(cfg, k) for k in keys} | {"base": base, "n": len(fold.conversations)}, sort_keys=True)
-    digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
-    return cache_dir("checkpoints", "rankllm", cfg.profile, f"{fold.train_on}-{objective}-{digest}")
-
-
-def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, start_dev: dict | None = None) -> Trained:
-    """Fine-tune the objective's base model on the fold's conversations with the shared loop; keep the best dev
-    checkpoint (FIRST reranking of the dev slices, nDCG@10)."""
-    base = {"generation": cfg.generation_model, "combined": cfg.combined_model}.get(objective) or cfg.model
+def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: str = "") -> Trained:
+    """Fine-tune the objective's base model on the fold's conversations; the FIRST reranking of the training
+    year's dev slice (nDCG@10) at step 0 and every `train.eval_every_steps` picks the checkpoint."""
+    base = base_model(cfg, objective)
     model, tokenizer = load_lm(cfg, base)
-    alpha = use_letters(cfg, tokenizer)
-    ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window), alpha, cfg.chat_template)
+    lm, dev_set = ListwiseLM(model), fold.dev["dl"]
     examples = [encode_conversation(c, tokenizer, objective, cfg.chat_template, max_length=cfg.context_size)
                 for c in fold.conversations]
-    lm = ListwiseLM(model)
-    store: list = []
-    eval_fn = _dev_eval(cfg, fold, tokenizer, store)
-    if start_dev is None:
-        model.eval()
-        with torch.no_grad():
-            start_dev = eval_fn(lm)
-        store.clear()
-    _freeze_below(model, cfg.train_layers)
-    hook = enable_neftune(lm, cfg.noise_alpha)
-    out = _run_dir(cfg, fold, objective, base)
-    tc = TrainConfig(
-        output_dir=str(out), seed=cfg.seed, learning_rate=cfg.learning_rate, num_epochs=cfg.num_epochs,
-        max_steps=cfg.max_steps, per_device_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, warmup_steps=cfg.warmup_steps,
-        lr_scheduler=cfg.lr_scheduler, weight_decay=cfg.weight_decay, mixed_precision=cfg.mixed_precision,
-        gradient_checkpointing=cfg.gradient_checkpointing, save_every_steps=cfg.save_every_steps,
-        keep_last_checkpoints=1, log_every_steps=1, eval_every_steps=cfg.eval_every_steps,
-        metric_for_best=f"dev_{MEASURE}", save_best=True)
+    ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window), use_letters(cfg, tokenizer),
+                                 cfg.chat_template)
     loss = ListwiseObjective(objective, ident or (), ranking=cfg.ranking_loss, weighted=cfg.weighted,
                              ranking_weight=cfg.ranking_weight)
-    with Timer() as t:
-        result = train(lm, examples, pad_collate(tokenizer, padding_side="right"), loss, tc, eval_fn=eval_fn,
-                       lengths=[len(e["input_ids"]) for e in examples])
-    if hook is not None:
-        hook.remove()
-    model_dir = result.best_dir or result.final_dir
-    # dev runs of the selected checkpoint (kept from its evaluation when this process ran it, else recomputed)
-    evals = [row for row in result.eval_history]
-    dev_runs = None
-    if len(store) == len(evals) and result.best_step is not None:
-        dev_runs = store[[row["step"] for row in evals].index(result.best_step)]
-    if dev_runs is None:
-        best, _ = load_lm(cfg, str(model_dir), tokenizer_from=base)
-        rr = reranker(cfg, best, tokenizer, "first")
-        dev_runs = {k: rerank_set(rr, fold.dev[k], cfg, progress=False)[0] for k in SELECT_ON}
-    return Trained(fold, objective, base, result, Path(model_dir), dev_runs, start_dev, t.s)
-
-
-def start_dev_metrics(cfg: RankLLMConfig, fold: FoldData) -> dict[str, float]:
-    """Dev metrics of the untrained model on a fold's dev slices (step 0 of both objectives' curves)."""
-    model, tokenizer = load_lm(cfg, cfg.model)
-    with torch.no_grad():
-        return _dev_eval(cfg, fold, tokenizer, [])(ListwiseLM(model))
+    dev = DevEvaluator(lambda m: rerank_set(reranker(cfg, m, tokenizer), dev_set, cfg, progress=False)[0],
+                       dev_set.dataset.qrels, [MEASURE])
+    settings = {k: v for k, v in snapshot(cfg).items() if k not in EVAL_ONLY} | {"base": base, "objective": objective}
+    path = run_dir(PIPELINE, cfg.profile, f"{fold.train_on}-{objective}", data=fold.conversations, settings=settings)
+    freeze_below(model, cfg.train_layers)
+    hook = enable_neftune(lm, cfg.noise_alpha)
+    try:
+        selected = train_with_dev_selection(
+            lm, examples, pad_collate(tokenizer, padding_side="right"), loss, replace(cfg.train, output_dir=str(path)),
+            dev, load_selected=lambda d: load_lm(cfg, str(d), tokenizer_from=base)[0],
+            lengths=[len(e["input_ids"]) for e in examples])
+    finally:
+        if hook is not None:
+            hook.remove()
+    return Trained(fold, objective, base, selected, label)
 
 
 def train_all(cfg: RankLLMConfig, results_dir) -> list[Trained]:
-    """Every (fold, objective) of the config, with the untrained model's dev metrics computed once per fold."""
+    """Every (fold, objective) of the config."""
     trained = []
     for train_on, evaluate_on in cfg.folds:
         fold = fold_data(cfg, train_on, evaluate_on, results_dir)
         print(fold.describe())
-        start = start_dev_metrics(cfg, fold) if all(
-            ({"generation": cfg.generation_model, "combined": cfg.combined_model}.get(o) or cfg.model) == cfg.model
-            for o in cfg.objectives) else None
         for objective in cfg.objectives:
-            tr = train_objective(cfg, fold, objective, start)
-            print(f"{tr.name}: {tr.result.global_step} steps in {tr.wall_s:.0f} s, dev {MEASURE} "
-                  f"{tr.start_dev[f'dev_{MEASURE}']:.3f} -> {tr.result.best_metric:.3f} (best step {tr.result.best_step})")
-            trained.append(tr)
+            trained.append(train_objective(cfg, fold, objective))
+            print(f"{trained[-1].name}: {trained[-1].selected.describe()}")
     return trained
