@@ -21,7 +21,7 @@ from typing import Callable
 
 import yaml
 
-from .settings import PROFILES, paths
+from .settings import PROFILES
 
 EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set methods=[ctl] --learning_rate 5e-5 "
            "--output_dir ctl-model")
@@ -79,15 +79,20 @@ def ensure_first_stage(cfg, results_dir) -> None:
     first_stage.run_trec_dl(fs, data, results_dir)
 
 
-def ensure_teacher(cfg, results_dir) -> None:
-    """02_teacher's labels of the SciFact train candidates, built with its recipe functions when missing."""
+def ensure_teacher(cfg, results_dir, test_sets: bool = False) -> None:
+    """02_teacher's runs, built with its recipe functions when missing: the SciFact train labels, and with
+    `test_sets` its scores of the test sets' BM25 top-depth (score_test_sets)."""
     from .experiment import run_path
     from .recipes import teacher
 
     tc = teacher.config(cfg.profile, data_root=cfg.data_root)
-    if not all(run_path(results_dir, cfg.profile, "scifact", "train", f"teacher-{t}").exists() for t in tc.teachers):
-        print("building 02_teacher's training labels (missing from the results folder)", flush=True)
-        teacher.label_training_candidates(tc, results_dir)
+    sets = (teacher.TEST_SETS if test_sets else ()) + (("scifact", "train"),)
+    if all(run_path(results_dir, cfg.profile, n, s, f"teacher-{t}").exists() for n, s in sets for t in tc.teachers):
+        return
+    print("building 02_teacher's runs (missing from the results folder)", flush=True)
+    if test_sets:
+        teacher.score_test_sets(tc, results_dir)
+    teacher.label_training_candidates(tc, results_dir)
 
 
 def retriever_steps(cfg, out, evaluate):
@@ -156,6 +161,64 @@ def llm_reranker_steps(cfg, out, evaluate):
     return {row.method: row.selected for row in [*heads, *decoders, student]}
 
 
+def cross_encoder_steps(cfg, out, evaluate):
+    """Notebook 11 (10_'s training files built first when missing)."""
+    from . import experiment
+    from .recipes import cross_encoder as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
+            print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
+            recipe.build_training_data(cfg, out)
+        groups, split, _ = recipe.load_training_data(cfg, out)
+        sets = recipe.eval_sets(cfg, out, split)
+    runs = [recipe.train_variant(cfg, variant, groups, sets, results_dir=out) for variant in cfg.variants]
+    if evaluate and is_main():
+        start_run, start_record = recipe.evaluate_start(cfg, sets, out)
+        records = [start_record, *(r for vr in runs for r in recipe.evaluate_variant(cfg, vr, sets, start_run, out))]
+        first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
+        print(experiment.results_table(records, first_stage=first_stage).to_string())
+    return {vr.variant: vr.selected for vr in runs}
+
+
+def hopweaver_steps(cfg, out, evaluate):
+    """Notebook 13 without its LLM-generator demonstration (llm_generator: its file trains nothing)."""
+    from . import experiment
+    from .recipes import hopweaver as recipe
+    from .synthetic_queries import LLMJudge
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        data = recipe.load_data(cfg, out)
+    llm_judge = LLMJudge.for_model(cfg.llm, max_length=cfg.judge_max_length, threshold=cfg.judge_threshold)
+    judge = recipe.choose_judge(cfg, recipe.judge_quality(cfg, data, llm_judge)[0])
+    with main_first():
+        generated = recipe.training_data(cfg, data, judge, out, llm_judge=llm_judge)
+    reranked = recipe.train_reranker(cfg, data, generated, results_dir=out)
+    if evaluate and is_main():
+        records, _ = recipe.ablation(cfg, data, reranked, out)
+        print(experiment.results_table(records, measures=recipe.MEASURES, bases=("standard", "start")).to_string())
+    return {"diverse_ft": reranked.selected}
+
+
+def rankllm_steps(cfg, out, evaluate):
+    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
+    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from .recipes import rankllm as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        ensure_teacher(cfg, out, test_sets=True)
+    trained = recipe.train_all(cfg, out)
+    if evaluate and is_main():
+        sets = recipe.eval_sets(cfg, out)
+        reference, zs = recipe.reference_rows(cfg, sets, out), recipe.zero_shot(cfg, sets, out)
+        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, out)
+        print(recipe.results_table(reference + zs.records + records).to_string())
+    return {tr.name: tr.selected for tr in trained}
+
+
 def _config(module: str, name: str = "config"):
     def resolve(profile, **overrides):
         from importlib import import_module
@@ -165,6 +228,10 @@ def _config(module: str, name: str = "config"):
 
 
 PIPELINES = {
+    "cross_encoder": Pipeline("11_cross_encoder_training", _config("cross_encoder"), cross_encoder_steps, ("train",),
+                              {"model_name_or_path": "model", "per_device_train_batch_size": "batch_pairs"}),
+    "hopweaver": Pipeline("13_hopweaver", _config("hopweaver"), hopweaver_steps, ("train",),
+                          {"model_name_or_path": "reranker"}),
     "inranker": Pipeline("20_inranker", _config("inranker"), inranker_steps,
                          ("stage1.train", "stage2.train", "ablation.train"), {"model_name_or_path": "student"}),
     "llm_reranker": Pipeline("12_llm_reranker", _config("llm_reranker"), llm_reranker_steps,
@@ -173,6 +240,8 @@ PIPELINES = {
                           ("ctl_train", "dca_train", "rpg_train"), {"model_name_or_path": "model"}),
     "retriever_scifact": Pipeline("41_retriever_scifact", _config("retriever_training", "scifact_config"),
                                   retriever_scifact_steps, ("train",), {"model_name_or_path": "model"}),
+    "rankllm": Pipeline("30_rankllm", _config("rankllm"), rankllm_steps, ("train",),
+                        {"model_name_or_path": "model", "objective": "objectives", "noisy_embedding_alpha": "noise_alpha"}),
 }
 
 
@@ -217,14 +286,17 @@ def parse_value(text):
     return value
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
+def _flatten(values: dict, known: set, prefix: str = "") -> dict:
+    """Nested YAML mappings as dotted paths, down to the config's settings (a mapping setting stays whole)."""
     out = {}
     for key, value in values.items():
-        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        path = f"{prefix}{key}"
+        nested = isinstance(value, dict) and path not in known
+        out.update(_flatten(value, known, f"{path}.") if nested else {path: value})
     return out
 
 
-def read_config_file(path: str, pipeline: str) -> tuple[str | None, dict]:
+def read_config_file(path: str, pipeline: str, known: set) -> tuple[str | None, dict]:
     """(profile, {dotted setting: value}) of a YAML file; an error names the file and the line."""
     text = Path(path).read_text(encoding="utf-8")
     doc = yaml.safe_load(text) or {}
@@ -233,7 +305,7 @@ def read_config_file(path: str, pipeline: str) -> tuple[str | None, dict]:
         raise UsageError(f"{path}: unknown top-level key(s) {extra}; a config holds pipeline:, profile:, settings:")
     if doc.get("pipeline") not in (None, pipeline):
         raise UsageError(f"{path}: pipeline: {doc['pipeline']} is not the command's pipeline {pipeline}")
-    return doc.get("profile"), {k: parse_value(v) for k, v in _flatten(doc.get("settings") or {}).items()}
+    return doc.get("profile"), {k: parse_value(v) for k, v in _flatten(doc.get("settings") or {}, known).items()}
 
 
 def _line_of(path: str, key: str) -> str:
@@ -246,22 +318,25 @@ def _line_of(path: str, key: str) -> str:
 
 def resolve(args) -> tuple[Pipeline, object]:
     """The pipeline and its config: profile < --config < flags < --set (< --data-root)."""
+    from .experiment.launch import flat_settings
+
     pipe = PIPELINES[args.pipeline]
-    profile, from_file = read_config_file(args.config, args.pipeline) if args.config else (None, {})
+    base = flat_settings(pipe.config(args.profile or "default"))  # every profile has the same settings
+    profile, from_file = read_config_file(args.config, args.pipeline, set(base)) if args.config else (None, {})
     flags = {}
     for flag, settings in pipe.flag_settings().items():
         given = getattr(args, flag, None)
         if given not in (None, False):
             value = SWITCHES[flag][1] if flag in SWITCHES else parse_value(given)
-            flags.update({path: value for path in settings})
+            flags.update({p: [value] if isinstance(base[p], list) and not isinstance(value, list) else value
+                          for p in settings})
     sets = {}
     for item in args.set:
         path, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--set {item}: expected PATH=VALUE")
         sets[path.strip()] = parse_value(value)
-    profile = args.profile or profile or "default"
-    known = set(paths(pipe.config(profile)))
+    profile, known = args.profile or profile or "default", set(base)
     for source, values in ((args.config, from_file), ("the flags", flags), ("--set", sets)):
         unknown = sorted(set(values) - known)
         if unknown:

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from ..paths import PROJECT_ROOT, results_dir as resolve_results
-from ..settings import snapshot
+from ..settings import paths, snapshot
 from .run_dir import fingerprint, jsonable
 
 LAUNCHED_ENV = "RERANK_LAUNCHED"  # set in the launched command's processes: they train where they are
@@ -37,20 +38,34 @@ def accelerate_config(name: str) -> Path:
 
 
 def flat_settings(cfg) -> dict:
-    """Every setting of `cfg` by dotted path, as plain YAML values (what `--config` and `--set` take)."""
-    def walk(values: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in values.items():
-            out.update(walk(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-        return out
-    return jsonable(walk(snapshot(cfg)))
+    """Every setting of `cfg` by its dotted path (`paths`), as plain YAML values (what `--config` takes)."""
+    values = jsonable(snapshot(cfg))
+    out = {}
+    for path in paths(cfg):
+        value = values
+        for part in path.split("."):
+            value = value[part]
+        out[path] = value
+    return out
 
 
-def settings_yaml(pipeline: str, cfg, path: Path) -> Path:
-    """The train command's --config file of `cfg`: pipeline, profile and every other setting but `launch`."""
-    settings = {k: v for k, v in flat_settings(cfg).items() if k not in ("profile", "launch")}
-    path.write_text(yaml.safe_dump({"pipeline": pipeline, "profile": cfg.profile, "settings": settings},
-                                   sort_keys=False), encoding="utf-8")
+def launch_settings(cfg, config_fn: Callable) -> dict:
+    """The settings that make `config_fn(cfg.profile, **them)` give back `cfg` (but its `launch`): those that
+    differ from the profile's, less what the recipe derives (a stage's seed equal to `seed`, an output_dir)."""
+    mine, base = flat_settings(cfg), flat_settings(config_fn(cfg.profile))
+    derived = {p for p, v in mine.items() if p.endswith(".output_dir") or (p.endswith(".seed") and v == mine["seed"])}
+    given = {p: v for p, v in mine.items() if p not in derived | {"profile", "launch"} and v != base.get(p)}
+    again = flat_settings(config_fn(cfg.profile, **given))
+    differ = sorted(p for p in mine if p != "launch" and again.get(p) != mine[p])
+    if differ:
+        raise ValueError(f"launch: the settings {differ} cannot be handed to the launched command")
+    return given
+
+
+def settings_yaml(pipeline: str, cfg, config_fn: Callable, path: Path) -> Path:
+    """The train command's --config file of `cfg`: pipeline, profile and the settings it overrides."""
+    doc = {"pipeline": pipeline, "profile": cfg.profile, "settings": launch_settings(cfg, config_fn)}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -71,10 +86,11 @@ def stream(command: list[str], env: dict) -> None:
         raise RuntimeError(f"`{' '.join(command)}` exited with status {proc.returncode} (its output is above)")
 
 
-def train_launched(pipeline: str, cfg, results_dir=None) -> bool:
+def train_launched(pipeline: str, cfg, config_fn: Callable, results_dir=None) -> bool:
     """When `cfg.launch` names an accelerate config and this process is not itself launched: train the whole
     pipeline under `accelerate launch` (once per settings) and return True; the caller then runs its training
-    function as usual, which finds the finished run. False: train here. results_dir: where the pipeline's inputs
+    function as usual, which finds the finished run. False: train here. config_fn: the recipe's
+    `config(profile, **overrides)`, which the command calls with these settings. results_dir: where the pipeline's inputs
     (first-stage runs) and outputs are (default: paths.results_dir())."""
     if not getattr(cfg, "launch", None) or os.environ.get(LAUNCHED_ENV) or int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return False
@@ -83,7 +99,7 @@ def train_launched(pipeline: str, cfg, results_dir=None) -> bool:
     if key in _launched:
         return True
     with tempfile.TemporaryDirectory(prefix="rerank-launch-") as tmp:
-        settings_file = settings_yaml(pipeline, cfg, Path(tmp) / "settings.yaml")
+        settings_file = settings_yaml(pipeline, cfg, config_fn, Path(tmp) / "settings.yaml")
         path = os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env = {**os.environ, LAUNCHED_ENV: "1", "PYTHONPATH": path}
         stream(launch_command(pipeline, config_file, settings_file, results_dir), env)

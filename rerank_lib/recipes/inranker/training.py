@@ -32,6 +32,7 @@ from ...settings import snapshot
 from ...training import TrainConfig, pad_collate
 from .data import DevSlice, Fold
 from .settings import PIPELINE, InRankerConfig, Stage
+from .settings import config as inranker_config
 
 
 class InRankerTrainer:
@@ -189,7 +190,7 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, loa
     checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
     re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`. With
     `cfg.launch`, every stage first trains under accelerate launch (with `results_dir`'s first-stage runs)."""
-    train_launched(PIPELINE, cfg, results_dir)
+    train_launched(PIPELINE, cfg, inranker_config, results_dir)
     trainer = InRankerTrainer.from_config(
         init, stage.train, max_length=cfg.max_length, center_labels=stage.center_labels,
         decoder_learning_rate=stage.decoder_learning_rate, eval_batch_size=cfg.eval_batch_size,

@@ -17,7 +17,7 @@ from ...experiment.launch import train_launched
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
 from ...settings import snapshot
-from .settings import PIPELINE, SciFactConfig, encoder, short_name
+from .settings import PIPELINE, SciFactConfig, encoder, scifact_config, short_name
 from .training import Outcome, retrieval_dev, train_selected
 
 
@@ -68,7 +68,7 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
                               candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
     settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
-    train_launched("retriever_scifact", cfg, results_dir)
+    train_launched("retriever_scifact", cfg, scifact_config, results_dir)
     with Timer() as t:
         sel = train_selected(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
                              ctl_compute_loss(enc, ctl), cfg.train, evaluator, profile=cfg.profile,

@@ -18,7 +18,7 @@ from ...retrievers.training import LMReader, document_recalls, examples_from_loc
 from ...settings import snapshot
 from ...training import TrainConfig
 from .faire_data import FaireData
-from .settings import FAIRE, METHODS, FaireConfig, encoder, short_name
+from .settings import FAIRE, METHODS, FaireConfig, config, encoder, short_name
 
 
 @dataclass
@@ -124,7 +124,7 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     others = tuple(f"{m}_" for m in METHODS if m != method) + (("reader", "rpg_reader") if method == "ctl" else ())
     key = {k: v for k, v in snapshot(cfg).items()
            if k not in ("methods", "profile", "launch") and not k.startswith(others)}
-    train_launched("retriever", cfg, results_dir)  # with cfg.launch: every method trains in N processes first
+    train_launched("retriever", cfg, config, results_dir)  # with cfg.launch: every method trains in N processes first
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
         dev = retrieval_dev(enc, data.eval, cfg.depth)
