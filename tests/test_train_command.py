@@ -157,7 +157,7 @@ def test_a_launch_setting_trains_under_accelerate_launch_then_loads_the_result(t
     assert outcome.selected.step == max(evals, key=lambda r: r["recall@4"])["step"]
     assert outcome.selected.curve == [{k: v for k, v in r.items() if k != "kind"} for r in evals]
     assert outcome.runs["test"]  # the notebook's own process evaluates the loaded selection
-    assert launch.train_launched("retriever", cfg, tmp_path / "results")  # launched once per settings: no new run
+    assert launch.train_launched("retriever", cfg, recipe.config, tmp_path / "results")  # launched once per settings: no new run
     assert [r["step"] for r in _rows(folder) if r["kind"] == "eval"] == steps
 
 
