@@ -23,7 +23,7 @@ import yaml
 
 from .settings import PROFILES
 
-EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set methods=[ctl] --learning_rate 5e-5 "
+EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
            "--output_dir ctl-model")
 # The seeds' training flags -> the TrainConfig field each sets, in every training section of the pipeline.
 TRAIN_FLAGS = {"learning_rate": "learning_rate", "per_device_train_batch_size": "per_device_batch_size",
@@ -52,7 +52,7 @@ class Pipeline:
 
 
 def is_main() -> bool:
-    from .training import process_state
+    from .training import process_state  # torch: imported once a pipeline runs, not to parse a command line
 
     return process_state().is_main_process
 
