@@ -10,7 +10,8 @@ What it promises, and tests/test_training.py checks:
 
 - a run that ended with a checkpoint at its last step is found finished by a later call with the same
   output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
-  can evaluate what `accelerate launch ... -m rerank_lib.train` trained on several GPUs. `$RERANK_CHECKPOINT_AT_END`
+  can evaluate what `accelerate launch ... -m rerank_lib.train` trained on several GPUs (a DeepSpeed or FSDP
+  run's sharded state is not loaded outside its world: the weights are in output_dir/final and best). `$RERANK_CHECKPOINT_AT_END`
   (set by that command) makes every run end with such a checkpoint, even with save_every_steps None.
 
 On several GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train PIPELINE ...`.
@@ -228,7 +229,12 @@ def train(
                 f"{state['num_examples']} examples; resuming with other values would skip the wrong batches. "
                 "Use a new output_dir or resume=False."
             )
-        accelerator.load_state(str(checkpoint))
+        theirs, ours = state.get("distributed_type", "NO"), accelerator.distributed_type.value
+        if finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
+            # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
+            accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
+        else:
+            accelerator.load_state(str(checkpoint))
         global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
         elapsed_before = state["elapsed_s"]
         accelerator.print(f"resuming from {checkpoint} at step {global_step}")
@@ -274,6 +280,7 @@ def train(
             state = dict(
                 global_step=global_step, epoch=epoch, batches_done=batches_done, elapsed_s=elapsed(),
                 examples_per_step=examples_per_step, num_examples=len(train_dataset), total_steps=total_steps,
+                distributed_type=accelerator.distributed_type.value,
             )
             mark_complete(path, state)
             prune_checkpoints(output_dir, config.keep_last_checkpoints)
