@@ -7,12 +7,14 @@ It is correct under `accelerate launch` with N processes: data is prepared (and 
 notebooks built) on the main process first, every process trains, the main process alone evaluates and writes
 records. Every run ends with a checkpoint, so a notebook (or a later call) finds it finished and loads it.
 
-  accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train retriever --config configs/localrqa_ctl_faire.yaml
+  accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train retriever \\
+      --config configs/localrqa_ctl_faire.yaml
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -241,7 +243,8 @@ PIPELINES = {
     "retriever_scifact": Pipeline("41_retriever_scifact", _config("retriever_training", "scifact_config"),
                                   retriever_scifact_steps, ("train",), {"model_name_or_path": "model"}),
     "rankllm": Pipeline("30_rankllm", _config("rankllm"), rankllm_steps, ("train",),
-                        {"model_name_or_path": "model", "objective": "objectives", "noisy_embedding_alpha": "noise_alpha"}),
+                        {"model_name_or_path": "model", "objective": "objectives",
+                         "noisy_embedding_alpha": "noise_alpha"}),
 }
 
 
@@ -269,7 +272,8 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rerank_lib.train", description=__doc__.split("\n\n")[0],
-                                     epilog=f"example:\n  {EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=f"example:\n  {EXAMPLE}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_pipelines(parser)
     return parser
 
@@ -353,7 +357,7 @@ def resolve(args) -> tuple[Pipeline, object]:
 def export(selected: dict, target: Path) -> None:
     """Each selected model (its weights and tokenizer) copied to `target`, atomically."""
     for label, sel in selected.items():
-        dest = target if len(selected) == 1 else target / label.replace("/", "-")
+        dest = target if len(selected) == 1 else target / re.sub(r"[^\w.]+", "-", label)  # 'a->b combined': a-b-combined
         staging = dest.with_name(f".{dest.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(sel.model_dir, staging)

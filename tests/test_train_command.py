@@ -27,7 +27,8 @@ def test_profile_then_yaml_then_flags_then_set(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("pipeline: retriever\nprofile: smoke\nsettings:\n  ctl_train.learning_rate: 1e-5\n"
                     "  ctl_train:\n    max_steps: 7\n  methods: [ctl, dca]\n")
-    cfg = resolve(["retriever", "--config", str(path), "--learning_rate", "3e-4", "--set", "rpg_train.learning_rate=2e-3",
+    cfg = resolve(["retriever", "--config", str(path), "--learning_rate", "3e-4",
+                   "--set", "rpg_train.learning_rate=2e-3",
                    "--bf16", "--seed", "5"])
     assert cfg.profile == "smoke" and cfg.methods == ("ctl", "dca")
     assert cfg.ctl_train.max_steps == 7 and cfg.ctl_train.per_device_batch_size == 8  # yaml, then the smoke profile
@@ -53,7 +54,8 @@ def test_help_names_the_dotted_settings_of_each_flag(capsys):
     with pytest.raises(SystemExit):
         train.main(["inranker", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--learning_rate VALUE sets stage1.train.learning_rate, stage2.train.learning_rate, ablation.train.learning_rate" in text
+    assert ("--learning_rate VALUE sets stage1.train.learning_rate, stage2.train.learning_rate, "
+            "ablation.train.learning_rate") in text
     assert "--model_name_or_path VALUE sets student" in text
     assert "--per_device_train_batch_size VALUE sets stage1.train.per_device_batch_size" in text
 
@@ -132,7 +134,8 @@ def test_two_processes_train_and_one_process_finds_the_run_finished(tmp_path, mo
     # The notebook's case: one process, same settings, finds the 2-process run finished and trains nothing.
     before = (folder / "log.jsonl").read_text()
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
-    assert train.main([*CTL_SMOKE, "--results-dir", str(tmp_path / "results"), "--output_dir", str(tmp_path / "m")]) == 0
+    argv = [*CTL_SMOKE, "--results-dir", str(tmp_path / "results"), "--output_dir", str(tmp_path / "m")]
+    assert train.main(argv) == 0
     assert (folder / "log.jsonl").read_text() == before
     assert json.loads((folder / "train_config.json").read_text())["num_processes"] == 2
     assert (tmp_path / "m" / "model.safetensors").exists() and (tmp_path / "m" / "tokenizer.json").exists()
@@ -157,7 +160,8 @@ def test_a_launch_setting_trains_under_accelerate_launch_then_loads_the_result(t
     assert outcome.selected.step == max(evals, key=lambda r: r["recall@4"])["step"]
     assert outcome.selected.curve == [{k: v for k, v in r.items() if k != "kind"} for r in evals]
     assert outcome.runs["test"]  # the notebook's own process evaluates the loaded selection
-    assert launch.train_launched("retriever", cfg, recipe.config, tmp_path / "results")  # launched once per settings: no new run
+    # launched once per settings: a second call starts no new run
+    assert launch.train_launched("retriever", cfg, recipe.config, tmp_path / "results")
     assert [r["step"] for r in _rows(folder) if r["kind"] == "eval"] == steps
 
 

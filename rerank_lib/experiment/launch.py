@@ -90,8 +90,8 @@ def train_launched(pipeline: str, cfg, config_fn: Callable, results_dir=None) ->
     """When `cfg.launch` names an accelerate config and this process is not itself launched: train the whole
     pipeline under `accelerate launch` (once per settings) and return True; the caller then runs its training
     function as usual, which finds the finished run. False: train here. config_fn: the recipe's
-    `config(profile, **overrides)`, which the command calls with these settings. results_dir: where the pipeline's inputs
-    (first-stage runs) and outputs are (default: paths.results_dir())."""
+    `config(profile, **overrides)`, which the command calls with these settings. results_dir: where the
+    pipeline's inputs (first-stage runs) and outputs are (default: paths.results_dir())."""
     if not getattr(cfg, "launch", None) or os.environ.get(LAUNCHED_ENV) or int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return False
     config_file, results_dir = accelerate_config(cfg.launch), resolve_results(results_dir)

@@ -11,8 +11,9 @@ What it promises, and tests/test_training.py checks:
 - a run that ended with a checkpoint at its last step is found finished by a later call with the same
   output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
   can evaluate what `accelerate launch ... -m rerank_lib.train` trained on several GPUs (a DeepSpeed or FSDP
-  run's sharded state is not loaded outside its world: the weights are in output_dir/final and best). `$RERANK_CHECKPOINT_AT_END`
-  (set by that command) makes every run end with such a checkpoint, even with save_every_steps None.
+  run's sharded state is not loaded outside its world: the weights are in output_dir/final and best).
+  `$RERANK_CHECKPOINT_AT_END` (set by that command) makes every run end with such a checkpoint, even with
+  save_every_steps None.
 
 On several GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train PIPELINE ...`.
 """
