@@ -154,3 +154,53 @@ def _dump_reads() -> None:  # pragma: no cover - runs at interpreter exit
 
 if _reads is not None:
     atexit.register(_dump_reads)
+
+
+def value_at(cfg, path: str):
+    """The value of a dotted setting (`train.learning_rate`) of a nested config, without counting it as read."""
+    value = cfg
+    for name in path.split("."):
+        value = object.__getattribute__(value, name)
+    return value
+
+
+def _shown(value):
+    """A cell a table can print: containers as their JSON-like text, scalars as they are."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = snapshot(value)
+    if isinstance(value, Mapping):
+        return json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}, default=str)
+    return str(list(value)) if isinstance(value, tuple) else value
+
+
+def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
+    """The settings beside their published sources, as a DataFrame `setting | value | source`.
+
+    `paper` is the resolved paper profile (`recipe.config("paper")`), `sources` the recipe's `PAPER_SOURCES`
+    (one entry per key of its paper profile), `gaps` its `PAPER_GAPS` ({setting, published, why}: published
+    settings the code cannot apply yet). With `cfg.profile == "paper"`: every paper setting, its value and its
+    source (an override says so and names the paper value), then the gaps. In any other profile: every dotted
+    setting whose value differs from the paper profile's, beside the paper value and its source, so a reader sees
+    what the run changes from the published recipe.
+    """
+    import pandas as pd
+
+    if value_at(cfg, "profile") == "paper":
+        rows = []
+        for path, source in sources.items():
+            value, published = value_at(cfg, path), value_at(paper, path)
+            if value != published:
+                source = f"override (paper profile: {_shown(published)}); {source}"
+            rows.append({"setting": path, "value": _shown(value), "source": source})
+        rows += [{"setting": g["setting"], "value": f"not applied (published: {g['published']})",
+                  "source": g["why"]} for g in gaps]
+        return pd.DataFrame(rows, columns=["setting", "value", "source"]).set_index("setting")
+    rows = []
+    for path in paths(cfg):
+        if path in ("profile", "data_root") or path.endswith("output_dir"):
+            continue
+        value, published = value_at(cfg, path), value_at(paper, path)
+        if value != published:
+            rows.append({"setting": path, "value": _shown(value), "paper value": _shown(published),
+                         "source": sources.get(path, "not set by the paper profile (the dataclass default)")})
+    return pd.DataFrame(rows, columns=["setting", "value", "paper value", "source"]).set_index("setting")

@@ -90,14 +90,20 @@ def test_recipe_override_reaches_every_variant_in_the_paper_profile():
     assert recipe.train_config(paper, "point_ce").learning_rate == 5e-5  # RAG-Retrieval's own recipe
     assert recipe.train_config(paper, "group_ce").learning_rate == 6e-5  # FlagEmbedding's
     assert recipe.train_config(paper, "point_ce").per_device_batch_size == 96  # batch_pairs 96 pairs
-    assert recipe.train_config(paper, "group_ce").per_device_batch_size == 8  # 128 pairs / group_size 16
+    assert recipe.train_config(paper, "group_ce").per_device_batch_size == 2  # 16 pairs / group_size 8
+    # FE: 2 groups per GPU on 2 GPUs, RAG-Retrieval: 96 pairs on 2 processes -> accumulation 2 on one process
+    assert {v: recipe.train_config(paper, v).gradient_accumulation_steps for v in ("point_ce", "group_ce")} == {
+        "point_ce": 2, "group_ce": 2}
+    assert (recipe.train_config(paper, "point_ce").lr_scheduler, recipe.train_config(paper, "group_ce").lr_scheduler) == (
+        "cosine", "linear")
+    assert (recipe.variant_config(paper, "point_ce").max_length, paper.max_length, paper.train.num_epochs) == (512, 1024, 2)
     for overrides in ({"train.learning_rate": 1e-5}, {"train": {"learning_rate": 1e-5}}):
         cfg = recipe.config("paper", **overrides)
         assert {v: recipe.train_config(cfg, v).learning_rate for v in recipe.VARIANTS} == dict.fromkeys(recipe.VARIANTS, 1e-5)
         assert recipe.train_config(cfg, "point_ce").num_epochs == 2  # the variant's other settings stay
     cfg = recipe.config("paper", batch_pairs=64)
     assert recipe.train_config(cfg, "point_ce").per_device_batch_size == 64
-    assert recipe.train_config(cfg, "ranknet").per_device_batch_size == 4
+    assert recipe.train_config(cfg, "ranknet").per_device_batch_size == 8  # 64 pairs / group_size 8
     # an explicit per-variant recipe from the caller applies as given
     cfg = recipe.config("paper", variant_train={"ranknet": {"train.learning_rate": 3e-5}})
     assert recipe.train_config(cfg, "ranknet").learning_rate == 3e-5 and recipe.train_config(cfg, "point_ce").learning_rate == 6e-5

@@ -213,3 +213,29 @@ def test_model_card_defaults_to_this_checkout_commit(tmp_path):
         model_card(tmp_path, base_model="b", training_queries=1, settings={}, kind="onnx")
     with pytest.raises(FileNotFoundError):
         model_card(tmp_path / "missing", base_model="b", training_queries=1, settings={})
+
+
+def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_bert, tmp_path):
+    """experiment.publish_model: the selected model lands in <results>/models/<profile>/<method> in the peer's format,
+    with a card that carries the test row's numbers and the training queries."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from rerank_lib.experiment.publish import publish_model
+    from rerank_lib.rerankers import CrossEncoder
+    from rerank_lib.results import make_record
+
+    ours = CrossEncoder(tiny_bert, max_length=64, device="cpu", dtype=torch.float32, init_seed=1)
+    record = make_record("cross_encoder", "ce-tiny-point-ce", "scifact", "test", {"nDCG@10": 0.5123},
+                         training_queries="scifact/train: 10 train + 2 dev q", n_training_queries=12, profile="smoke")
+    folder = publish_model("cross_encoder", ours, tmp_path, "smoke", record.method, base_model="tiny-bert",
+                           training_queries=12, settings={"train": {"learning_rate": 2e-4}}, record=record,
+                           dev={"nDCG@10": 0.4})
+    assert folder == tmp_path / "models" / "smoke" / "ce-tiny-point-ce"
+    pairs = [("a query", "a document about it"), ("another", "text")]
+    peer = STCrossEncoder(str(folder), device="cpu").predict(pairs, activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(peer, ours.score([q for q, _ in pairs], [d for _, d in pairs]), atol=1e-5)
+    card = (folder / "README.md").read_text()
+    assert "| nDCG@10 | 0.5123 |" in card and "| nDCG@10 | 0.4000 |" in card and "scifact/train" in card
+    assert "tiny-bert" in card and '"learning_rate": 0.0002' in card
+    with pytest.raises(ValueError, match="kind"):
+        publish_model("gguf", ours, tmp_path, "smoke", "x", base_model="b", training_queries=1, settings={})

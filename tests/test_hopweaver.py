@@ -202,7 +202,8 @@ def test_recipe_profiles_and_bad_settings():
     assert (default.learning_rate, default.per_device_batch_size, default.max_steps, default.num_epochs,
             default.eval_every_steps, default.warmup_ratio, default.save_every_steps) == (2e-4, 8, 150, 10, 25, 0.1, None)
     assert (smoke.per_device_batch_size, smoke.max_steps, smoke.eval_every_steps) == (2, 3, None)
-    assert (paper.learning_rate, paper.max_steps, paper.num_epochs) == (6e-6, None, 2)  # a profile's None counts
+    assert (paper.learning_rate, paper.max_steps, paper.num_epochs) == (5e-6, None, 2)  # a profile's None counts
+    assert (paper.per_device_batch_size, paper.gradient_accumulation_steps, recipe.config("paper").top_k) == (16, 4, 5)
     assert recipe.config("paper", **{"train.learning_rate": 1e-5}).train.learning_rate == 1e-5
     assert recipe.config("default", seed=5).train.seed == 5
     with pytest.raises(ValueError, match="train.seed"):

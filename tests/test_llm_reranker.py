@@ -224,4 +224,10 @@ def test_recipe_profiles_resolve_offline_and_reject_typos():
     smoke = recipe.config("smoke", seed=5, **{"student_train.seed": 1})
     assert (smoke.head_train.seed, smoke.decoder_train.seed, smoke.student_train.seed) == (5, 5, 1)
     assert smoke.student_train.save_every_steps == smoke.student_train.max_steps == 3
-    assert paper.student_train.max_steps == 2000 and paper.decoder_train.eval_every_steps == 500
+    # RAG-Retrieval distilling_bert.yaml: 2 epochs (not a step count), v2-m3 student; its LLM teacher's vocab softmax
+    assert (paper.student_train.max_steps, paper.student_train.num_epochs, paper.student) == (
+        None, 2, "BAAI/bge-reranker-v2-m3")
+    assert paper.teacher_normalize == "vocab" and paper.decoder_train.eval_every_steps == 500
+    decoder = paper.decoder_train  # training_llm.yaml: lr 5e-5, 2 epochs, 12 x 2, cosine
+    assert (decoder.learning_rate, decoder.num_epochs, decoder.per_device_batch_size,
+            decoder.gradient_accumulation_steps, decoder.lr_scheduler) == (5e-5, 2, 12, 2, "cosine")

@@ -47,3 +47,13 @@ def test_license_citation_and_environment_agree_with_pyproject():
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     pip_lines = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-c constraints-cpu.txt" in pip_lines and "-e .[dev]" in pip_lines
+
+
+def test_gpu_extra_installs_without_cuda_and_leaves_flash_attn_out():
+    """`pip install -e .[gpu]` must work on any machine: deepspeed (ops built on first use) and bitsandbytes
+    (TrainConfig(optimizer="adamw_8bit")) install without CUDA; flash-attn compiles against CUDA and the installed
+    torch (--no-build-isolation), so it has its own install line in the README instead of an extra."""
+    extras = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {canonicalize_name(Requirement(s).name) for s in extras["gpu"]} == {"deepspeed", "bitsandbytes"}
+    assert not any(canonicalize_name(Requirement(s).name) == "flash-attn" for specs in extras.values() for s in specs)
+    assert 'pip install "flash-attn>=2.6" --no-build-isolation' in (PROJECT_ROOT / "README.md").read_text()

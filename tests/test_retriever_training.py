@@ -313,7 +313,10 @@ def test_profiles_resolve_offline_and_reject_unknown_methods():
     from rerank_lib.recipes import retriever_training as recipe
 
     paper = recipe.config("paper")
-    assert paper.model == "facebook/contriever-msmarco" and paper.reader_fid and paper.dca_n_context == 50
+    assert paper.model == "BAAI/bge-base-en-v1.5" and paper.reader_fid and paper.dca_n_context == 50  # faire.rst
+    assert (paper.ctl_temperature, paper.ctl_train.learning_rate, paper.ctl_train.max_steps) == (1.2, 1e-5, 100)
+    assert paper.dca_train.max_steps == paper.rpg_train.max_steps == 200  # LocalRQA's max_steps default
+    assert paper.ctl_train.num_epochs >= 10**6  # max_steps decides, as HF's max_steps overrides epochs
     assert paper.rpg_num_docs == 20 and paper.rpg_refresh_every == 10 and paper.ctl_hard_neg_ratio == 0.05
     assert recipe.config("smoke", methods=["ctl"]).methods == ("ctl",)
     with pytest.raises(ValueError, match="unknown methods"):
@@ -330,7 +333,9 @@ def test_profiles_nest_train_configs_with_the_old_default_values():
     assert (default.dca_train.num_epochs, default.dca_train.eval_every_steps, default.rpg_train.eval_every_steps) == (
         2, 12, 8)
     assert default.rpg_train.lr_scheduler == "cosine" and default.ctl_train.metric_for_best == "recall@4"
-    assert recipe.config("paper").ctl_train.max_steps == 100 and recipe.scifact_config("paper").train.max_steps == 100
+    assert recipe.config("paper").ctl_train.max_steps == 100 and recipe.scifact_config("paper").train.max_steps == 200
+    sci_paper = recipe.scifact_config("paper")  # LocalRQA's generic CTL command (ctl.rst)
+    assert (sci_paper.model, sci_paper.train.learning_rate) == ("intfloat/e5-base-v2", 1e-4)
     sci = recipe.scifact_config("default")
     assert (sci.train.learning_rate, sci.train.per_device_batch_size, sci.train.max_steps) == (5e-5, 32, None)
     moved = recipe.config("default", seed=7, **{"dca_train.seed": 3, "ctl_train.learning_rate": 1e-5})

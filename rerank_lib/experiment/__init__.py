@@ -7,6 +7,7 @@ from .records import (
 )
 from .report import curve_table, learning_curves, results_table
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
+from .publish import publish_model
 from .runs import load_run, run_path, save_run
 from .scorer import train_scorer
 from .selection import Selected, train_with_dev_selection
@@ -14,7 +15,7 @@ from .splits import TrainingSplit, dl_training_split, sample_ids, scifact_traini
 
 __all__ = [
     "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
-    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache",
+    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache", "publish_model",
     "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir", "run_path",
     "sample_ids", "save_run", "scifact_training_split", "train_scorer", "train_with_dev_selection",
 ]

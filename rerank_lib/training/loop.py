@@ -48,6 +48,7 @@ from rerank_lib.training.checkpoints import (
     prune_checkpoints,
     read_state,
 )
+from rerank_lib.training.optimizers import OPTIMIZERS, build_optimizer, deepspeed_replaces_optimizer
 from rerank_lib.training.precision import MIXED_PRECISIONS, resolve_mixed_precision
 from rerank_lib.training.sampling import EpochSampler
 
@@ -71,6 +72,7 @@ class TrainConfig(Settings):
     warmup_ratio: float = 0.0  # used when warmup_steps is 0
     lr_scheduler: str = "linear"  # linear | cosine | constant
     weight_decay: float = 0.01  # AdamW; never applied to biases and norm weights
+    optimizer: str = "adamw"  # adamw (torch) | adamw_8bit (bitsandbytes, the [gpu] extra; rank_llm's choice)
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (see precision.resolve_mixed_precision)
     gradient_checkpointing: bool = False
@@ -92,6 +94,8 @@ class TrainConfig(Settings):
         self.report_to = _tracker_names(self.report_to)
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {sorted(SCHEDULERS)}")
         if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -149,17 +153,33 @@ def train(
         main process (on every process when the model is sharded: FSDP, ZeRO-3). The other processes wait for
         it, so on several GPUs keep it well under the process group's timeout (evaluate a dev subset).
     train_dataset: anything with len() and integer indexing (a list, a datasets.Dataset).
-    optimizer_params: AdamW parameter groups (e.g. a higher learning rate for a fresh head); default: all
+    optimizer_params: the optimizer's parameter groups (e.g. a higher learning rate for a fresh head); default: all
         trainable parameters, weight decay on matrices only.
     lengths: per-example token counts; when given, batches group examples of similar length (less padding).
     """
     if not config.output_dir:
         raise ValueError("TrainConfig.output_dir is empty: name the run's folder (experiment.run_dir does)")
-    output_dir = Path(config.output_dir)
-    # A fresh accelerate state per call: a notebook may train twice in one kernel, with different precisions.
+    accelerator = _new_accelerator(config)
+    set_seed(config.seed)
+    _let_deepspeed_clip(accelerator, config.max_grad_norm)
+    _check_deepspeed_optimizer(accelerator, config.optimizer)
+    if config.gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
+
+    run = _Run(accelerator, model, train_dataset, collate_fn, config, optimizer_params, lengths)
+    checkpoint = run.resume()
+    run.open_log(resumed=checkpoint is not None)
+    if eval_fn is not None and config.eval_at_start and not any(row["step"] == 0 for row in run.eval_history):
+        run.evaluate_start(eval_fn)
+    run.train_steps(compute_loss, eval_fn)
+    return run.finish()
+
+
+def _new_accelerator(config: TrainConfig) -> Accelerator:
+    """A fresh accelerate state per call: a notebook may train twice in one kernel, with different precisions."""
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    accelerator = Accelerator(
+    return Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         # The DataLoader yields global batches which accelerate splits across processes, so which examples
@@ -167,221 +187,292 @@ def train(
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         # Trackers (off by default) write under output_dir: tensorboard's event files need no network.
         log_with=list(config.report_to) or None,
-        project_dir=str(output_dir) if config.report_to else None,
+        project_dir=str(Path(config.output_dir)) if config.report_to else None,
     )
-    is_main = accelerator.is_main_process
-    set_seed(config.seed)
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        # DeepSpeed clips inside its engine; give it our max_grad_norm unless the launcher's config set one.
-        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
-        if ds_config.get("gradient_clipping", "auto") == "auto":
-            ds_config["gradient_clipping"] = config.max_grad_norm or 0.0
-    if config.gradient_checkpointing:
-        _enable_gradient_checkpointing(model)
 
-    # Data: each DataLoader batch is one global micro-batch; an epoch holds whole optimizer steps only.
-    micro_batch = config.per_device_batch_size * accelerator.num_processes
-    examples_per_step = micro_batch * config.gradient_accumulation_steps
-    sampler = EpochSampler(
-        len(train_dataset), config.seed, step_size=examples_per_step, lengths=lengths, batch_size=micro_batch
-    )
-    if len(sampler) == 0:
-        raise ValueError(f"{len(train_dataset)} examples cannot fill one step of {examples_per_step}")
-    dataloader = DataLoader(
-        train_dataset,
-        batch_size=micro_batch,
-        sampler=sampler,
-        drop_last=True,
-        collate_fn=collate_fn,
-        num_workers=config.dataloader_num_workers,
-        pin_memory=accelerator.device.type == "cuda",
-        # The DataLoader draws a worker seed each time it is iterated; its own generator keeps that draw off
-        # the global RNG, so a resumed run's dropout masks match the uninterrupted run's.
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    steps_per_epoch = len(dataloader) // config.gradient_accumulation_steps
-    total_steps = config.num_epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    warmup_steps = config.warmup_steps or math.ceil(config.warmup_ratio * total_steps)
 
-    optimizer = torch.optim.AdamW(
-        optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay),
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = get_scheduler(
-        SCHEDULERS[config.lr_scheduler], optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
-    )
-    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+def _let_deepspeed_clip(accelerator: Accelerator, max_grad_norm: float | None) -> None:
+    """DeepSpeed clips inside its engine; give it our max_grad_norm unless the launcher's config set one."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+    if ds_config.get("gradient_clipping", "auto") == "auto":
+        ds_config["gradient_clipping"] = max_grad_norm or 0.0
 
-    # Resume: weights, optimizer, scheduler and RNG from the checkpoint, then the loop's position in the data.
-    global_step, epoch, batches_done, elapsed_before, finished = 0, 0, 0, 0.0, False
-    checkpoint = latest_checkpoint(output_dir) if config.resume else None
-    if checkpoint is not None:
+
+def _check_deepspeed_optimizer(accelerator: Accelerator, optimizer: str) -> None:
+    """An offloading DeepSpeed config trains with DeepSpeed's CPU Adam whatever optimizer it is given: refuse a
+    choice that would silently not be used."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED or optimizer == "adamw":
+        return
+    if deepspeed_replaces_optimizer(accelerator.state.deepspeed_plugin.deepspeed_config):
+        raise ValueError(
+            f"TrainConfig.optimizer={optimizer!r} would not be used: this DeepSpeed config offloads the "
+            "optimizer to CPU, and accelerate then trains with DeepSpeed's CPU Adam instead. Use "
+            "optimizer='adamw' (what the offloaded run computes) or a config without offload_optimizer_device."
+        )
+
+
+class _Run:
+    """One call of train(): the prepared model, optimizer and data, the position in the data, the log so far.
+
+    train() calls its methods in order; they share this state as nanoGPT's train.py shares its globals.
+    """
+
+    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, train_dataset: Sequence,
+                 collate_fn: Callable, config: TrainConfig, optimizer_params: Iterable | None,
+                 lengths: Sequence[int] | None):
+        self.accelerator, self.config = accelerator, config
+        self.output_dir = Path(config.output_dir)
+        self.is_main = accelerator.is_main_process
+        self.num_examples = len(train_dataset)
+
+        # Data: each DataLoader batch is one global micro-batch; an epoch holds whole optimizer steps only.
+        micro_batch = config.per_device_batch_size * accelerator.num_processes
+        self.examples_per_step = micro_batch * config.gradient_accumulation_steps
+        self.sampler = EpochSampler(
+            self.num_examples, config.seed, step_size=self.examples_per_step, lengths=lengths, batch_size=micro_batch
+        )
+        if len(self.sampler) == 0:
+            raise ValueError(f"{self.num_examples} examples cannot fill one step of {self.examples_per_step}")
+        dataloader = DataLoader(
+            train_dataset,
+            batch_size=micro_batch,
+            sampler=self.sampler,
+            drop_last=True,
+            collate_fn=collate_fn,
+            num_workers=config.dataloader_num_workers,
+            pin_memory=accelerator.device.type == "cuda",
+            # The DataLoader draws a worker seed each time it is iterated; its own generator keeps that draw off
+            # the global RNG, so a resumed run's dropout masks match the uninterrupted run's.
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        steps_per_epoch = len(dataloader) // config.gradient_accumulation_steps
+        self.total_steps = config.num_epochs * steps_per_epoch
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        warmup_steps = config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)
+
+        optimizer = build_optimizer(
+            config.optimizer,
+            optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay),
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+        )
+        scheduler = get_scheduler(
+            SCHEDULERS[config.lr_scheduler], optimizer, num_warmup_steps=warmup_steps,
+            num_training_steps=self.total_steps,
+        )
+        self.model, self.optimizer, self.dataloader, self.scheduler = accelerator.prepare(
+            model, optimizer, dataloader, scheduler
+        )
+        self.run_info = dict(
+            num_processes=accelerator.num_processes,
+            mixed_precision=accelerator.mixed_precision,
+            global_batch=self.examples_per_step,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=self.total_steps,
+        )
+        # The position in the data (resume() may move it), and what has been logged (open_log() reads it).
+        self.global_step, self.epoch, self.batches_done, self.elapsed_before = 0, 0, 0, 0.0
+        self.finished = False  # resume() found the run's checkpoint at its last step
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []
+
+    def resume(self) -> Path | None:
+        """Weights, optimizer, scheduler and RNG from the newest complete checkpoint, then the loop's position."""
+        checkpoint = latest_checkpoint(self.output_dir) if self.config.resume else None
+        if checkpoint is None:
+            return None
         state = read_state(checkpoint)
         # A finished run (maybe trained in another number of processes) only has its weights loaded.
-        finished = state.get("total_steps") == state["global_step"]
-        if finished:
-            total_steps, examples_per_step = state["total_steps"], state["examples_per_step"]
-        if (state["examples_per_step"], state["num_examples"]) != (examples_per_step, len(train_dataset)):
+        self.finished = state.get("total_steps") == state["global_step"]
+        if self.finished:
+            self.total_steps, self.examples_per_step = state["total_steps"], state["examples_per_step"]
+            self.run_info = {**self.run_info, **self.saved_run_info()}
+        if (state["examples_per_step"], state["num_examples"]) != (self.examples_per_step, self.num_examples):
             raise ValueError(
                 f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
                 f"{state['num_examples']} examples; resuming with other values would skip the wrong batches. "
                 "Use a new output_dir or resume=False."
             )
-        theirs, ours = state.get("distributed_type", "NO"), accelerator.distributed_type.value
-        if finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
+        theirs, ours = state.get("distributed_type", "NO"), self.accelerator.distributed_type.value
+        if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
             # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
-            accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
+            self.accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
         else:
-            accelerator.load_state(str(checkpoint))
-        global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
-        elapsed_before = state["elapsed_s"]
-        accelerator.print(f"resuming from {checkpoint} at step {global_step}")
-    rows = _read_log(output_dir / LOG_FILE, up_to_step=global_step)
-    history = [row for row in rows if row["kind"] == "train"]
-    eval_history = [row for row in rows if row["kind"] == "eval"]
-    run_info = dict(
-        num_processes=accelerator.num_processes,
-        mixed_precision=accelerator.mixed_precision,
-        global_batch=examples_per_step,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-    )
-    if finished and (output_dir / "train_config.json").exists():  # the finished run's world, not this call's
-        saved = json.loads((output_dir / "train_config.json").read_text(encoding="utf-8"))
-        run_info = {k: saved.get(k, v) for k, v in run_info.items()}
-    elif is_main:
-        if checkpoint is None:
-            for stale in list_checkpoints(output_dir):  # from an earlier run this one does not continue
-                shutil.rmtree(stale)
-        # Drop what a crashed run logged after its last checkpoint: those steps are about to be redone.
-        write_text(output_dir / LOG_FILE, "".join(json.dumps(row) + "\n" for row in rows))
-        write_json(output_dir / "train_config.json", {**snapshot(config), **run_info})
-    if config.report_to:  # hyperparameters as trackers take them: bool/int/float/str only
-        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                   for k, v in {**snapshot(config), **run_info}.items()}
-        accelerator.init_trackers(output_dir.name or "rerank-repro", config=hparams)
-    accelerator.wait_for_everyone()
+            self.accelerator.load_state(str(checkpoint))
+        self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        self.elapsed_before = state["elapsed_s"]
+        self.accelerator.print(f"resuming from {checkpoint} at step {self.global_step}")
+        return checkpoint
 
-    start = time.perf_counter()
+    def saved_run_info(self) -> dict:
+        """The run_info a finished run wrote (its world: processes, global batch), not this call's."""
+        path = self.output_dir / "train_config.json"
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return {k: saved[k] for k in self.run_info if k in saved}
 
-    def elapsed() -> float:  # training wall time, across resumes
-        return round(elapsed_before + time.perf_counter() - start, 3)
+    def open_log(self, resumed: bool) -> None:
+        """The log up to the resumed step, train_config.json and the trackers; then the clock starts."""
+        config, accelerator = self.config, self.accelerator
+        rows = _read_log(self.output_dir / LOG_FILE, up_to_step=self.global_step)
+        self.history = [row for row in rows if row["kind"] == "train"]
+        self.eval_history = [row for row in rows if row["kind"] == "eval"]
+        if self.is_main and not self.finished:  # a finished run keeps its log and train_config.json
+            if not resumed:
+                for stale in list_checkpoints(self.output_dir):  # from an earlier run this one does not continue
+                    shutil.rmtree(stale)
+            # Drop what a crashed run logged after its last checkpoint: those steps are about to be redone.
+            write_text(self.output_dir / LOG_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+            write_json(self.output_dir / "train_config.json", {**snapshot(config), **self.run_info})
+        if config.report_to:  # hyperparameters as trackers take them: bool/int/float/str only
+            hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                       for k, v in {**snapshot(config), **self.run_info}.items()}
+            accelerator.init_trackers(self.output_dir.name or "rerank-repro", config=hparams)
+        accelerator.wait_for_everyone()
+        self.start = time.perf_counter()
 
-    def save_checkpoint() -> Path:
-        path = checkpoint_dir(output_dir, global_step)
-        if is_main and path.exists():
+    def evaluate_start(self, eval_fn: Callable) -> None:
+        """The untrained start is a candidate: a run whose training only hurts on dev selects its start."""
+        row = dict(kind="eval", step=0, epoch=0.0, **_evaluate(self.accelerator, self.model, eval_fn))
+        self.eval_history.append(row)
+        self.log(row)
+        if self.config.save_best:
+            _save_final_model(self.accelerator, self.model, self.output_dir / "best")
+
+    def train_steps(self, compute_loss: Callable, eval_fn: Callable | None) -> None:
+        """Optimizer steps up to total_steps, epoch after epoch, each followed by end_step()."""
+        accelerator, model, config = self.accelerator, self.model, self.config
+        self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main,
+                             desc="train", dynamic_ncols=True)
+        self.loss_sum, self.loss_count = torch.zeros(1, device=accelerator.device), 0
+        model.train()
+        while self.global_step < self.total_steps:
+            self.sampler.set_epoch(self.epoch)
+            # Mid-epoch resume: the same order as the interrupted epoch, minus the batches already trained on.
+            epoch_loader = (accelerator.skip_first_batches(self.dataloader, self.batches_done)
+                            if self.batches_done else self.dataloader)
+            epoch_loader.set_epoch(self.epoch)
+            for batch in epoch_loader:
+                with accelerator.accumulate(model):
+                    loss = compute_loss(model, batch)
+                    accelerator.backward(loss)  # divides by gradient_accumulation_steps
+                    if accelerator.sync_gradients and config.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    self.optimizer.step()  # these three are no-ops until the last micro-batch of the step
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                self.batches_done += 1
+                self.loss_sum += loss.detach().float()
+                self.loss_count += 1
+                if accelerator.sync_gradients:  # the last micro-batch of an optimizer step
+                    self.end_step(eval_fn)
+                    if self.global_step == self.total_steps:
+                        break
+        self.progress.close()
+
+    def end_step(self, eval_fn: Callable | None) -> None:
+        """After an optimizer step: advance the position, then log, evaluate and checkpoint when due."""
+        config = self.config
+        self.global_step += 1
+        if self.batches_done == len(self.dataloader):
+            self.epoch, self.batches_done = self.epoch + 1, 0
+        self.progress.update(1)
+        fractional_epoch = round(self.epoch + self.batches_done / len(self.dataloader), 4)
+        last_step = self.global_step == self.total_steps
+
+        if self.global_step % config.log_every_steps == 0 or last_step:
+            self.log_loss(fractional_epoch)
+        eval_due = last_step or (config.eval_every_steps and self.global_step % config.eval_every_steps == 0)
+        if eval_fn is not None and eval_due:
+            self.evaluate(eval_fn, fractional_epoch)
+        if self.checkpoint_due(last_step):
+            self.save_checkpoint()
+
+    def checkpoint_due(self, last_step: bool) -> bool:
+        """Every save_every_steps and at the last step; save_every_steps None: never (hence no resume), but at
+        the last step when checkpoint_at_end()."""
+        every = self.config.save_every_steps
+        return (last_step and (bool(every) or checkpoint_at_end())) or (bool(every) and self.global_step % every == 0)
+
+    def log_loss(self, fractional_epoch: float) -> None:
+        """The mean loss over every process since the last logged step, with the learning rate."""
+        mean_loss = self.accelerator.reduce(self.loss_sum / self.loss_count, reduction="mean").item()
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        row = dict(kind="train", step=self.global_step, epoch=fractional_epoch, loss=mean_loss,
+                   lr=self.scheduler.get_last_lr()[0], elapsed_s=self.elapsed())
+        self.history.append(row)
+        self.log(row)
+        self.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.2e}")
+
+    def evaluate(self, eval_fn: Callable, fractional_epoch: float) -> None:
+        """eval_fn's metrics as a log row; best/ gets the weights when they are strictly better than before."""
+        metrics = _evaluate(self.accelerator, self.model, eval_fn)
+        row = dict(kind="eval", step=self.global_step, epoch=fractional_epoch, **metrics)
+        self.eval_history.append(row)
+        self.log(row)
+        if self.config.save_best and _best(self.eval_history, self.config)[1] is row:
+            _save_final_model(self.accelerator, self.model, self.output_dir / "best")
+
+    def elapsed(self) -> float:
+        """Training wall time, across resumes."""
+        return round(self.elapsed_before + time.perf_counter() - self.start, 3)
+
+    def log(self, row: dict) -> None:
+        """One row to log.jsonl (main process) and to the trackers, as train/loss, eval/nDCG@10, ..."""
+        if self.is_main:
+            with open(self.output_dir / LOG_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+        if self.config.report_to:
+            values = {f"{row['kind']}/{k}": v for k, v in row.items()
+                      if k not in ("kind", "step") and isinstance(v, (int, float))}
+            self.accelerator.log(values, step=row["step"])
+
+    def save_checkpoint(self) -> Path:
+        """accelerate's save_state from every process, then the position and the COMPLETE marker, then prune."""
+        accelerator = self.accelerator
+        path = checkpoint_dir(self.output_dir, self.global_step)
+        if self.is_main and path.exists():
             shutil.rmtree(path)  # an incomplete leftover of a crashed run at this same step
         accelerator.wait_for_everyone()
         accelerator.save_state(str(path))
         accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
-        if is_main:
+        if self.is_main:
             state = dict(
-                global_step=global_step, epoch=epoch, batches_done=batches_done, elapsed_s=elapsed(),
-                examples_per_step=examples_per_step, num_examples=len(train_dataset), total_steps=total_steps,
-                distributed_type=accelerator.distributed_type.value,
+                global_step=self.global_step, epoch=self.epoch, batches_done=self.batches_done,
+                elapsed_s=self.elapsed(), examples_per_step=self.examples_per_step, num_examples=self.num_examples,
+                total_steps=self.total_steps, distributed_type=accelerator.distributed_type.value,
             )
             mark_complete(path, state)
-            prune_checkpoints(output_dir, config.keep_last_checkpoints)
+            prune_checkpoints(self.output_dir, self.config.keep_last_checkpoints)
         accelerator.wait_for_everyone()
         return path
 
-    def log(row: dict) -> None:
-        if is_main:
-            with open(output_dir / LOG_FILE, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
-        if config.report_to:  # the same row to the trackers, as train/loss, eval/nDCG@10, ...
-            values = {f"{row['kind']}/{k}": v for k, v in row.items()
-                      if k not in ("kind", "step") and isinstance(v, (int, float))}
-            accelerator.log(values, step=row["step"])
-
-    if eval_fn is not None and config.eval_at_start and not any(row["step"] == 0 for row in eval_history):
-        # The untrained start is a candidate: a run whose training only hurts on dev selects its start.
-        row = dict(kind="eval", step=0, epoch=0.0, **_evaluate(accelerator, model, eval_fn))
-        eval_history.append(row)
-        log(row)
-        if config.save_best:
-            _save_final_model(accelerator, model, output_dir / "best")
-
-    progress = tqdm(total=total_steps, initial=global_step, disable=not is_main, desc="train", dynamic_ncols=True)
-    loss_sum, loss_count = torch.zeros(1, device=accelerator.device), 0
-    model.train()
-    while global_step < total_steps:
-        sampler.set_epoch(epoch)
-        # Mid-epoch resume: the same order as the interrupted epoch, minus the batches already trained on.
-        epoch_loader = accelerator.skip_first_batches(dataloader, batches_done) if batches_done else dataloader
-        epoch_loader.set_epoch(epoch)
-        for batch in epoch_loader:
-            with accelerator.accumulate(model):
-                loss = compute_loss(model, batch)
-                accelerator.backward(loss)  # divides by gradient_accumulation_steps
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()  # these three are no-ops until the last micro-batch of the step
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            batches_done += 1
-            loss_sum += loss.detach().float()
-            loss_count += 1
-            if not accelerator.sync_gradients:
-                continue
-
-            global_step += 1
-            if batches_done == len(dataloader):
-                epoch, batches_done = epoch + 1, 0
-            progress.update(1)
-            fractional_epoch = round(epoch + batches_done / len(dataloader), 4)
-            last_step = global_step == total_steps
-
-            if global_step % config.log_every_steps == 0 or last_step:
-                mean_loss = accelerator.reduce(loss_sum / loss_count, reduction="mean").item()
-                loss_sum.zero_()
-                loss_count = 0
-                row = dict(kind="train", step=global_step, epoch=fractional_epoch, loss=mean_loss,
-                           lr=scheduler.get_last_lr()[0], elapsed_s=elapsed())
-                history.append(row)
-                log(row)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.2e}")
-
-            eval_due = last_step or (config.eval_every_steps and global_step % config.eval_every_steps == 0)
-            if eval_fn is not None and eval_due:
-                metrics = _evaluate(accelerator, model, eval_fn)
-                row = dict(kind="eval", step=global_step, epoch=fractional_epoch, **metrics)
-                eval_history.append(row)
-                log(row)
-                if config.save_best and _best(eval_history, config)[1] is row:  # strictly better than before
-                    _save_final_model(accelerator, model, output_dir / "best")
-
-            if (last_step and (config.save_every_steps or checkpoint_at_end())) or (
-                    config.save_every_steps and global_step % config.save_every_steps == 0):
-                save_checkpoint()
-
-            if last_step:
-                break
-    progress.close()
-
-    final_dir = output_dir / "final"
-    if not (finished and final_dir.is_dir()):
-        final_dir = _save_final_model(accelerator, model, final_dir)
-    best_name, best_row = _best(eval_history, config)
-    result = TrainResult(
-        global_step=global_step,
-        history=history,
-        eval_history=eval_history,
-        final_dir=final_dir,
-        last_checkpoint=latest_checkpoint(output_dir),
-        best_metric=best_row[best_name] if best_row else None,
-        best_step=best_row["step"] if best_row else None,
-        metric_for_best=best_name,
-        best_dir=output_dir / "best" if config.save_best and (output_dir / "best").is_dir() else None,
-        run_info=run_info,
-    )
-    if config.report_to:
-        accelerator.end_training()  # flush and close the trackers
-    accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
-    return result
+    def finish(self) -> TrainResult:
+        """The final weights, the best evaluation, and the trackers closed."""
+        accelerator, output_dir = self.accelerator, self.output_dir
+        final_dir = output_dir / "final"
+        if not (self.finished and final_dir.is_dir()):
+            final_dir = _save_final_model(accelerator, self.model, final_dir)
+        best_name, best_row = _best(self.eval_history, self.config)
+        result = TrainResult(
+            global_step=self.global_step,
+            history=self.history,
+            eval_history=self.eval_history,
+            final_dir=final_dir,
+            last_checkpoint=latest_checkpoint(output_dir),
+            best_metric=best_row[best_name] if best_row else None,
+            best_step=best_row["step"] if best_row else None,
+            metric_for_best=best_name,
+            best_dir=output_dir / "best" if self.config.save_best and (output_dir / "best").is_dir() else None,
+            run_info=self.run_info,
+        )
+        if self.config.report_to:
+            accelerator.end_training()  # flush and close the trackers
+        accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
+        return result
 
 
 def process_state() -> PartialState:

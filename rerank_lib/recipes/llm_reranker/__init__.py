@@ -12,9 +12,11 @@ from .distillation import Sources, distill, distillation_file, distillation_sour
 from .llm import llm_features, load_llm
 from .rows import ZERO_SHOT, Row, record_bm25, train_decoder, train_head, zero_shot
 from .settings import DECODER_VARIANTS, PIPELINE, PROFILES, SOURCES, LLMRerankerConfig, config
+from .settings import PAPER_GAPS, PAPER_SOURCES, REFERENCES
 
 __all__ = [
-    "DECODER_VARIANTS", "LLMData", "LLMRerankerConfig", "PIPELINE", "PROFILES", "Row", "SOURCES", "Sources", "ZERO_SHOT",
+    "DECODER_VARIANTS", "LLMData", "LLMRerankerConfig", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE", "PROFILES",
+    "REFERENCES", "Row", "SOURCES", "Sources", "ZERO_SHOT",
     "build_data", "config", "distill", "distillation_file", "distillation_sources", "llm_features", "load_llm",
     "record_bm25", "train_decoder", "train_head", "zero_shot",
 ]

@@ -19,7 +19,7 @@ from ...teacher import teacher_scores
 from .data import LLMData
 from .llm import load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
-from .settings import LLMRerankerConfig, slug
+from .settings import REFERENCES, LLMRerankerConfig, slug
 
 
 def _platt(scores: np.ndarray, labels: np.ndarray):
@@ -141,7 +141,7 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
     start_method = f"ce-{slug(cfg.student)}-start"
     start_rec = record_run(start_test, data.test.qrels, method=start_method,
                            model=f"{cfg.student} (untrained head)", baselines={"bm25": data.test_bm25},
-                           params=jsonable(snapshot(cfg)), wall_s=t.s,
+                           params=jsonable(snapshot(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.student),
                            **common_kwargs(cfg, data, results_dir, False))
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(

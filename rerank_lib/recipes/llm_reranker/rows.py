@@ -16,7 +16,7 @@ from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSetti
 from ...settings import snapshot
 from ...training import TrainConfig
 from .data import LLMData
-from .settings import DECODER_VARIANTS, PIPELINE, LLMRerankerConfig, config, slug
+from .settings import DECODER_VARIANTS, PIPELINE, REFERENCES, LLMRerankerConfig, config, slug
 
 DEV_MEASURES = ("nDCG@10", "RR@10")
 
@@ -68,7 +68,8 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     record = record_run(test_run, data.test.qrels, method=method,
                         model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
                         baselines={"bm25": data.test_bm25}, params=jsonable({**snapshot(cfg), "zero_shot": init}),
-                        wall_s=t.s, **common_kwargs(cfg, data, results_dir, False))
+                        wall_s=t.s, reference=REFERENCES.get(cfg.llm) if init == "yes" else None,  # FE's own score
+                        **common_kwargs(cfg, data, results_dir, False))
     return Row(method, test_run, records=[record])
 
 

@@ -8,6 +8,7 @@ objective through experiment.train_with_dev_selection), evaluation (records), ev
 probe), report (tables, figures). To monkeypatch a name, patch it in the submodule that looks it up.
 """
 from .settings import MEASURE, PIPELINE, PROFILES, REFERENCES, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
+from .settings import PAPER_GAPS, PAPER_SOURCES
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, teacher_name, teacher_top
 from .training import FoldData, Trained, fold_data, train_all, train_objective

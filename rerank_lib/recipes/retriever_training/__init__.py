@@ -20,10 +20,12 @@ from .settings import (
     FAIRE, FAIRE_MEASURES, FAIRE_PROFILES, METHODS, PIPELINE, SCIFACT_PROFILES, FaireConfig, SciFactConfig, config,
     encoder, scifact_config, start_method,
 )
+from .settings import PAPER_GAPS, PAPER_SOURCES, SCIFACT_PAPER_GAPS, SCIFACT_PAPER_SOURCES
 from .training import Outcome, reader_agreement, train_faire
 
 __all__ = [
-    "FAIRE", "FAIRE_MEASURES", "FAIRE_PROFILES", "METHODS", "PIPELINE", "SCIFACT_PROFILES", "Baselines", "FaireConfig",
+    "FAIRE", "FAIRE_MEASURES", "FAIRE_PROFILES", "METHODS", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE",
+    "SCIFACT_PAPER_GAPS", "SCIFACT_PAPER_SOURCES", "SCIFACT_PROFILES", "Baselines", "FaireConfig",
     "FaireData", "Outcome", "SciFactConfig", "SciFactData", "config", "encoder", "faire_baselines", "faire_per_query",
     "faire_records", "faire_table", "load_faire", "load_scifact", "reader_agreement", "record_faire",
     "scifact_config", "scifact_records", "scifact_table", "start_method", "train_faire", "train_scifact",
