@@ -368,3 +368,29 @@ def test_accelerate_config_is_accepted_by_accelerate_launch(name):
         if name == "deepspeed_zero3":
             assert zero["stage3_gather_16bit_weights_on_model_save"] is True
             assert zero["offload_param"]["device"] == zero["offload_optimizer"]["device"] == "none"
+
+
+def test_a_finished_run_is_found_finished_and_loaded_in_place(tmp_path, monkeypatch):
+    """A run that ends with a checkpoint (RERANK_CHECKPOINT_AT_END, as the train command sets) is found finished:
+    a second call trains nothing and loads its weights; a sharded (DeepSpeed / FSDP) checkpoint of another world
+    is not loaded, the model is left as given and final/ holds the weights."""
+    monkeypatch.setenv("RERANK_CHECKPOINT_AT_END", "1")
+    out = tmp_path / "run"
+    first = train(toy_model(), toy_dataset(), default_collate, mse_loss, toy_config(out))
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-12"]  # save_every_steps None: only the end
+    log = (out / "log.jsonl").read_text()
+    again_model = toy_model(seed=1)
+    again = train(again_model, toy_dataset(), default_collate, mse_loss, toy_config(out, per_device_batch_size=2))
+    assert again.global_step == first.global_step == 12 and (out / "log.jsonl").read_text() == log
+    assert again.run_info["global_batch"] == 8  # the finished run's, though this call asked for another batch
+    assert_same_params(again_model.state_dict(), final_params(out), atol=0.0)
+
+    state_file = list_checkpoints(out)[-1] / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["distributed_type"] == "NO"
+    state_file.write_text(json.dumps({**state, "distributed_type": "DEEPSPEED"}))
+    untouched = toy_model(seed=1)
+    start = {k: v.clone() for k, v in untouched.state_dict().items()}
+    third = train(untouched, toy_dataset(), default_collate, mse_loss, toy_config(out))
+    assert third.global_step == 12 and (out / "log.jsonl").read_text() == log
+    assert_same_params(untouched.state_dict(), start, atol=0.0)

@@ -12,6 +12,7 @@ from ..data import TrainingQueries, assert_no_leak
 from ..data.types import Run
 from ..evaluation import evaluate, interpolate, measures_for, paired_test, per_query
 from ..results import Record, make_record, write_record
+from ..training import process_state
 
 
 def record_run(
@@ -49,7 +50,8 @@ def record_run(
         depth=depth, significance=significance, reference=dict(reference or {}), training_queries=training_queries,
         n_training_queries=n_training_queries, profile=profile, params=dict(params or {}), seed=seed, wall_s=wall_s,
     )
-    write_record(record, results_dir, per_query=pq)
+    if process_state().is_main_process:  # under `accelerate launch`, one process writes the results
+        write_record(record, results_dir, per_query=pq)
     return record
 
 

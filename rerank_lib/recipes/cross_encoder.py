@@ -27,6 +27,7 @@ from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
     publish_model, record_run, run_dir, scifact_training_split, train_scorer,
 )
+from ..experiment.launch import train_launched
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
@@ -71,6 +72,7 @@ class CrossEncoderConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     model: str = "minilm-l6"
     max_length: int = 64  # claim + title + the abstract's first ~40 tokens (dev: as good as 96 per step, half the cost)
     # evaluation
@@ -389,9 +391,11 @@ def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
 
 
 def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
-                  sets: EvalSets) -> VariantRun:
+                  sets: EvalSets, results_dir=None) -> VariantRun:
     """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
-    checkpoint, the untrained start (step 0) included; the model ends with the selected weights."""
+    checkpoint, the untrained start (step 0) included; the model ends with the selected weights. With
+    `cfg.launch`, every variant first trains under accelerate launch (inputs from `results_dir`)."""
+    train_launched(PIPELINE, cfg, config, results_dir)
     loss, kind, kd = VARIANTS[variant]
     vcfg, data = variant_config(cfg, variant), groups[kind]
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (

@@ -29,6 +29,7 @@ from ..experiment import (
     test_sample, train_scorer,
 )
 from ..rerankers import CrossEncoder
+from ..experiment.launch import train_launched
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
 from ..settings import Settings, override, resolve_profile, snapshot
@@ -54,6 +55,7 @@ class HopWeaverConfig(Settings):
     profile: str = "default"
     seed: int = 13  # data samples, the fresh head and training
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     encoder: str = "minilm-l6"  # the dense retriever (HopWeaver: a FlashRAG dense index, e.g. E5/GTE)
     top_k: int = 10  # candidates per query (HopWeaver's max_doc_candidates / --candidates)
     generation_lambdas: tuple[float, float, float] = README_LAMBDAS
@@ -284,14 +286,17 @@ def zero_shot_reranker(cfg: HopWeaverConfig) -> CrossEncoder:
     return CrossEncoder(cfg.reranker, max_length=cfg.max_length, init_seed=cfg.seed)
 
 
-def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData) -> Reranked:
+def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData, results_dir=None) -> Reranked:
     """FlagEmbedding's group CE (1 positive + group_size-1 negatives, repeated when fewer); the dev slice's diverse
-    candidates, reranked, select the checkpoint (the zero-shot start is step 0)."""
+    candidates, reranked, select the checkpoint (the zero-shot start is step 0). With `cfg.launch`, it first
+    trains under accelerate launch (inputs from `results_dir`)."""
+    train_launched("hopweaver", cfg, config, results_dir)
     model = zero_shot_reranker(cfg)
     dev = DevEvaluator.reranking(diverse_runs(cfg, data, data.dev)[1], data.dev.corpus, data.dev.queries,
                                  data.dev.qrels, depth=cfg.top_k, measures=MEASURES[:2], as_ranker=lambda _: model,
                                  batch_size=cfg.score_batch_size)
-    out = run_dir("hopweaver", cfg.profile, "reranker", settings=snapshot(cfg),
+    settings = {k: v for k, v in snapshot(cfg).items() if k != "launch"}  # where it trains, not what
+    out = run_dir("hopweaver", cfg.profile, "reranker", settings=settings,
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
     selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
                             config=replace(cfg.train, output_dir=str(out)))

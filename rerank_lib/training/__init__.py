@@ -5,7 +5,7 @@ loop.py holds the loop; collate.py dynamic padding; sampling.py the seed-and-epo
 """
 from rerank_lib.training.checkpoints import latest_checkpoint, list_checkpoints, prune_checkpoints
 from rerank_lib.training.collate import pad_collate
-from rerank_lib.training.loop import TrainConfig, TrainResult, train
+from rerank_lib.training.loop import TrainConfig, TrainResult, process_state, train
 from rerank_lib.training.precision import cpu_supports_bf16, resolve_mixed_precision
 from rerank_lib.training.sampling import EpochSampler, epoch_order
 
@@ -18,6 +18,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "pad_collate",
+    "process_state",
     "prune_checkpoints",
     "resolve_mixed_precision",
     "train",

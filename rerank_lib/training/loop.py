@@ -8,12 +8,20 @@ What it promises, and tests/test_training.py checks:
 - N processes at the same global batch end with the same weights as one process (up to float rounding);
 - per_device_batch_size x gradient_accumulation_steps trains like one batch of their product.
 
-On several GPUs: `accelerate launch --config_file configs/accelerate/{ddp,fsdp,deepspeed_zero3}.yaml script.py`.
+- a run that ended with a checkpoint at its last step is found finished by a later call with the same
+  output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
+  can evaluate what `accelerate launch ... -m rerank_lib.train` trained on several GPUs (a DeepSpeed or FSDP
+  run's sharded state is not loaded outside its world: the weights are in output_dir/final and best).
+  `$RERANK_CHECKPOINT_AT_END` (set by that command) makes every run end with such a checkpoint, even with
+  save_every_steps None.
+
+On several GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train PIPELINE ...`.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -22,9 +30,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
+from accelerate.utils.environment import parse_flag_from_env
 from torch.utils.data import DataLoader
 from rerank_lib.progress import tqdm
 from transformers import get_scheduler
@@ -266,6 +275,7 @@ class _Run:
         )
         # The position in the data (resume() may move it), and what has been logged (open_log() reads it).
         self.global_step, self.epoch, self.batches_done, self.elapsed_before = 0, 0, 0, 0.0
+        self.finished = False  # resume() found the run's checkpoint at its last step
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
 
@@ -275,17 +285,33 @@ class _Run:
         if checkpoint is None:
             return None
         state = read_state(checkpoint)
+        # A finished run (maybe trained in another number of processes) only has its weights loaded.
+        self.finished = state.get("total_steps") == state["global_step"]
+        if self.finished:
+            self.total_steps, self.examples_per_step = state["total_steps"], state["examples_per_step"]
+            self.run_info = {**self.run_info, **self.saved_run_info()}
         if (state["examples_per_step"], state["num_examples"]) != (self.examples_per_step, self.num_examples):
             raise ValueError(
                 f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
                 f"{state['num_examples']} examples; resuming with other values would skip the wrong batches. "
                 "Use a new output_dir or resume=False."
             )
-        self.accelerator.load_state(str(checkpoint))
+        theirs, ours = state.get("distributed_type", "NO"), self.accelerator.distributed_type.value
+        if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
+            # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
+            self.accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
+        else:
+            self.accelerator.load_state(str(checkpoint))
         self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
         self.elapsed_before = state["elapsed_s"]
         self.accelerator.print(f"resuming from {checkpoint} at step {self.global_step}")
         return checkpoint
+
+    def saved_run_info(self) -> dict:
+        """The run_info a finished run wrote (its world: processes, global batch), not this call's."""
+        path = self.output_dir / "train_config.json"
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return {k: saved[k] for k in self.run_info if k in saved}
 
     def open_log(self, resumed: bool) -> None:
         """The log up to the resumed step, train_config.json and the trackers; then the clock starts."""
@@ -293,7 +319,7 @@ class _Run:
         rows = _read_log(self.output_dir / LOG_FILE, up_to_step=self.global_step)
         self.history = [row for row in rows if row["kind"] == "train"]
         self.eval_history = [row for row in rows if row["kind"] == "eval"]
-        if self.is_main:
+        if self.is_main and not self.finished:  # a finished run keeps its log and train_config.json
             if not resumed:
                 for stale in list_checkpoints(self.output_dir):  # from an earlier run this one does not continue
                     shutil.rmtree(stale)
@@ -365,9 +391,10 @@ class _Run:
             self.save_checkpoint()
 
     def checkpoint_due(self, last_step: bool) -> bool:
-        """Every save_every_steps and at the last step; save_every_steps None: never (hence no resume)."""
+        """Every save_every_steps and at the last step; save_every_steps None: never (hence no resume), but at
+        the last step when checkpoint_at_end()."""
         every = self.config.save_every_steps
-        return bool(every) and (last_step or self.global_step % every == 0)
+        return (last_step and (bool(every) or checkpoint_at_end())) or (bool(every) and self.global_step % every == 0)
 
     def log_loss(self, fractional_epoch: float) -> None:
         """The mean loss over every process since the last logged step, with the learning rate."""
@@ -416,6 +443,7 @@ class _Run:
             state = dict(
                 global_step=self.global_step, epoch=self.epoch, batches_done=self.batches_done,
                 elapsed_s=self.elapsed(), examples_per_step=self.examples_per_step, num_examples=self.num_examples,
+                total_steps=self.total_steps, distributed_type=accelerator.distributed_type.value,
             )
             mark_complete(path, state)
             prune_checkpoints(self.output_dir, self.config.keep_last_checkpoints)
@@ -425,7 +453,9 @@ class _Run:
     def finish(self) -> TrainResult:
         """The final weights, the best evaluation, and the trackers closed."""
         accelerator, output_dir = self.accelerator, self.output_dir
-        final_dir = _save_final_model(accelerator, self.model, output_dir / "final")
+        final_dir = output_dir / "final"
+        if not (self.finished and final_dir.is_dir()):
+            final_dir = _save_final_model(accelerator, self.model, final_dir)
         best_name, best_row = _best(self.eval_history, self.config)
         result = TrainResult(
             global_step=self.global_step,
@@ -443,6 +473,18 @@ class _Run:
             accelerator.end_training()  # flush and close the trackers
         accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
         return result
+
+
+def process_state() -> PartialState:
+    """accelerate's process state as the loop's Accelerator makes it ($ACCELERATE_USE_CPU honoured): code that asks
+    which process it is before training must ask here, or its PartialState() fixes a one-process world."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def checkpoint_at_end() -> bool:
+    """Whether every run ends with a checkpoint ($RERANK_CHECKPOINT_AT_END, set by `python -m rerank_lib.train`),
+    so that a later call finds it finished."""
+    return os.environ.get("RERANK_CHECKPOINT_AT_END", "") not in ("", "0")
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

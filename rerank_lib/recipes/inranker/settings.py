@@ -43,6 +43,7 @@ class InRankerConfig(Settings):
     profile: str = "default"
     seed: int = 13  # splits, samples, the students' random parts; also each stage's train.seed
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     # student (offline default: pretrained MiniLM encoder + small random decoder, monoT5 scoring)
     student: str = "minilm-monot5"
     decoder_layers: int = 2

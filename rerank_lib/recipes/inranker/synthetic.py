@@ -104,14 +104,15 @@ def monot5_teacher_examples(cfg: InRankerConfig, pairs, queries, corpus) -> list
             for (q, d), (f, t_) in zip(flat, logits.tolist())]
 
 
-def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: Synthetic) -> Student:
+def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: Synthetic,
+           results_dir=None) -> Student:
     """Continue from the stage-1 student of `stage2_from` (its selected checkpoint) on the target-domain soft
     labels; select on SciFact dev."""
     start = stage1_students[cfg.stage2_from]
     provenance = None if synth.labels_file is None else start.provenance | synth.provenance
     student = train_student(cfg, cfg.stage2, f"{short_name(cfg.student)}-stage2", str(start.model_dir),
                             lambda tr: tr.load_custom_dataset(synth.labels_file), synth.dev, provenance,
-                            source="beir/inpars-v1 synthetic")
+                            source="beir/inpars-v1 synthetic", results_dir=results_dir)
     if provenance is None:
         student.provenance = start.provenance | student.provenance | synth.split.provenance
     student.params["init"] = f"{start.method} (its selected dev checkpoint)"  # the table names it, not its path

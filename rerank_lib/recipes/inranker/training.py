@@ -24,6 +24,7 @@ from ...data.inranker import (
 )
 from ...evaluation import kendall_tau_agreement
 from ...experiment import DevEvaluator, Selected, run_dir, train_with_dev_selection
+from ...experiment.launch import train_launched
 from ...losses.distillation import center, distillation_loss
 from ...models import pick_device
 from ...rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
@@ -31,6 +32,7 @@ from ...settings import snapshot
 from ...training import TrainConfig, pad_collate
 from .data import DevSlice, Fold
 from .settings import PIPELINE, InRankerConfig, Stage
+from .settings import config as inranker_config
 
 
 class InRankerTrainer:
@@ -182,10 +184,13 @@ def short_name(name: str) -> str:
 
 
 def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, load_data, dev: DevSlice | None,
-                  provenance: TrainingQueries | None, options: dict | None = None, source: str = "") -> Student:
+                  provenance: TrainingQueries | None, options: dict | None = None, source: str = "",
+                  results_dir=None) -> Student:
     """Distil into `init` (a student name or a checkpoint folder) with `stage`'s settings; with `dev`, select the
     checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
-    re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`."""
+    re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`. With
+    `cfg.launch`, every stage first trains under accelerate launch (with `results_dir`'s first-stage runs)."""
+    train_launched(PIPELINE, cfg, inranker_config, results_dir)
     trainer = InRankerTrainer.from_config(
         init, stage.train, max_length=cfg.max_length, center_labels=stage.center_labels,
         decoder_learning_rate=stage.decoder_learning_rate, eval_batch_size=cfg.eval_batch_size,
@@ -210,7 +215,7 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, loa
 
 
 def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str | None = None,
-           stage: Stage | None = None) -> dict[str, Student]:
+           stage: Stage | None = None, results_dir=None) -> dict[str, Student]:
     """{train_on: student}: `student` (default cfg.student) trained on each DL fold from its untrained start.
     With the published MS MARCO soft labels (paper profile) one student serves both DL years (its queries are
     MS MARCO train queries, disjoint from both)."""
@@ -218,7 +223,7 @@ def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str |
     method, options = f"{short_name(student)}-stage1", student_options(cfg, student)
     if cfg.stage1_data == "published":
         trained = train_student(cfg, stage, method, student, lambda tr: tr.load_msmarco_dataset(), None, None, options,
-                                source="msmarco/train")
+                                source="msmarco/train", results_dir=results_dir)
         return {"trec-dl-2020": trained, "trec-dl-2019": trained}
     out = {}
     for train_on, fold in (folds or {}).items():
@@ -226,13 +231,13 @@ def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str |
         out[train_on] = train_student(
             cfg, stage, method, student,
             lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries, corpus=ds.corpus),
-            fold.dev, fold.split.provenance, options)
+            fold.dev, fold.split.provenance, options, results_dir=results_dir)
     return out
 
 
-def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None) -> Student | None:
+def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, results_dir=None) -> Student | None:
     """The ablation student (offline: a T5 from config), stage 1 on the stage2_from fold only."""
     if not cfg.ablation_student:
         return None
     one_fold = None if folds is None else {cfg.stage2_from: folds[cfg.stage2_from]}
-    return stage1(cfg, one_fold, cfg.ablation_student, cfg.ablation)[cfg.stage2_from]
+    return stage1(cfg, one_fold, cfg.ablation_student, cfg.ablation, results_dir)[cfg.stage2_from]

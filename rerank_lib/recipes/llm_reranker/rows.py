@@ -12,11 +12,12 @@ from ...experiment import (
     DevEvaluator, Selected, Timer, fingerprint, jsonable, publish_model, record_reranker, record_run, run_dir,
     train_scorer,
 )
+from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...settings import snapshot
 from ...training import TrainConfig
 from .data import LLMData
-from .settings import DECODER_VARIANTS, PIPELINE, REFERENCES, LLMRerankerConfig, slug
+from .settings import DECODER_VARIANTS, PIPELINE, REFERENCES, LLMRerankerConfig, config, slug
 
 DEV_MEASURES = ("nDCG@10", "RR@10")
 
@@ -78,6 +79,7 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
                  batch_size: int, key: dict, publish_as: str | None = None) -> Row:
     """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
     test queries with it and record the row and its `+interp` row against BM25 and `start`."""
+    train_launched("llm_reranker", cfg, config, results_dir)  # with cfg.launch: every row trains in N processes first
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
     dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,

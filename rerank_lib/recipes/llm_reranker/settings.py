@@ -31,6 +31,7 @@ class LLMRerankerConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     llm: str = "smollm2-135m-instruct"  # the Yes-logit model (zero-shot, head-only, LoRA, teacher)
     score_llm: str | None = None  # the score-head model of 'full-score' (None: llm)
     max_length: int = 128

@@ -42,6 +42,7 @@ class RankLLMConfig(Settings):
     profile: str = "default"
     seed: int = 13  # data samples; config(seed=...) sets train.seed too
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     tag: str = "smollm2"  # short model name in method names
     model: str = "smollm2-135m-instruct"  # the start (zero-shot rows) and the base of both objectives
     generation_model: str | None = None  # base model of the generation objective (None: `model`)

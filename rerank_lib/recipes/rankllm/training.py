@@ -12,13 +12,15 @@ from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, r
 from ...experiment import train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
 from ...listwise import freeze_below, identifier_token_ids
+from ...experiment.launch import train_launched
 from ...settings import snapshot
 from ...training import pad_collate
 from .evalsets import EvalSet, rerank_set
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
-from .settings import MEASURE, PIPELINE, RankLLMConfig
+from .settings import MEASURE, PIPELINE, RankLLMConfig, config
 
-EVAL_ONLY = ("folds", "objectives", "generation_eval", "quality_queries", "scifact_test_queries", "tag")
+# settings that do not change a trained run (its cache key leaves them out)
+EVAL_ONLY = ("folds", "objectives", "generation_eval", "quality_queries", "scifact_test_queries", "tag", "launch")
 
 
 @dataclass
@@ -108,7 +110,8 @@ def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: s
 
 
 def train_all(cfg: RankLLMConfig, results_dir) -> list[Trained]:
-    """Every (fold, objective) of the config."""
+    """Every (fold, objective) of the config (with `cfg.launch`: first trained under accelerate launch)."""
+    train_launched(PIPELINE, cfg, config, results_dir)
     trained = []
     for train_on, evaluate_on in cfg.folds:
         fold = fold_data(cfg, train_on, evaluate_on, results_dir)

@@ -13,10 +13,11 @@ from ...first_stage import dense_search
 from ...experiment import (
     Timer, jsonable, load_run, record_reranker, results_table, save_run, scifact_training_split,
 )
+from ...experiment.launch import train_launched
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
 from ...settings import snapshot
-from .settings import PIPELINE, SciFactConfig, encoder, short_name
+from .settings import PIPELINE, SciFactConfig, encoder, scifact_config, short_name
 from .records import publish_retriever
 from .training import Outcome, retrieval_dev, train_selected
 
@@ -67,7 +68,8 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     evaluator = retrieval_dev(enc, Dataset(dev.name, dev.split, corpus, dev.queries, dev.qrels), cfg.dev_depth,
                               candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
-    settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train")}
+    settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
+    train_launched("retriever_scifact", cfg, scifact_config, results_dir)
     with Timer() as t:
         sel = train_selected(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
                              ctl_compute_loss(enc, ctl), cfg.train, evaluator, profile=cfg.profile,

@@ -30,6 +30,7 @@ class FaireConfig(Settings):
     seed: int = 13
     data_root: str | None = None
     collection: str = "faire"
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     documents: str | None = None  # a chunked documents JSONL as the corpus (default: every chunk the splits name)
     methods: tuple[str, ...] = METHODS
     # the bi-encoder (start point of every trainer)
@@ -192,6 +193,7 @@ class SciFactConfig(Settings):
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     model: str = "minilm-l6"
     pooling: str = "mean"
     normalize: bool = True

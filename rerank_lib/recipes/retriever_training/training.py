@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ...data.types import Run
 from ...experiment import DevEvaluator, Selected, Timer, run_dir, sample_items, save_run, train_encoder
+from ...experiment.launch import train_launched
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.dca import (
@@ -18,7 +19,7 @@ from ...retrievers.training import examples_from_localrqa, retrieve, shared_read
 from ...settings import snapshot
 from ...training import TrainConfig
 from .faire_data import FaireData
-from .settings import FAIRE, METHODS, FaireConfig, encoder, short_name
+from .settings import FAIRE, METHODS, FaireConfig, config, encoder, short_name
 
 
 @dataclass
@@ -89,7 +90,9 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     details: dict[str, Any] = {}
     train = {"ctl": cfg.ctl_train, "dca": cfg.dca_train, "rpg": cfg.rpg_train}[method]
     others = tuple(f"{m}_" for m in METHODS if m != method) + (("reader", "rpg_reader") if method == "ctl" else ())
-    key = {k: v for k, v in snapshot(cfg).items() if k not in ("methods", "profile") and not k.startswith(others)}
+    key = {k: v for k, v in snapshot(cfg).items()
+           if k not in ("methods", "profile", "launch") and not k.startswith(others)}
+    train_launched("retriever", cfg, config, results_dir)  # with cfg.launch: every method trains in N processes first
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
         dev = retrieval_dev(enc, data.eval, cfg.depth)

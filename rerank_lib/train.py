@@ -1,0 +1,392 @@
+"""`python -m rerank_lib.train PIPELINE` (also `rerank-repro train PIPELINE`): a pipeline's training from a shell.
+
+It calls the recipe functions of the pipeline's notebook, in the notebook's order, up to and including training
+(`--evaluate` adds the notebook's records and table), with the settings of a profile, a YAML file (configs/*.yaml)
+and flags, later ones winning: profile < --config < the seeds' flags (--learning_rate ...) < --set a.b.c=value.
+It is correct under `accelerate launch` with N processes: data is prepared (and missing inputs of earlier
+notebooks built) on the main process first, every process trains, the main process alone evaluates and writes
+records. Every run ends with a checkpoint, so a notebook (or a later call) finds it finished and loads it.
+
+  accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train retriever \\
+      --config configs/localrqa_ctl_faire.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .settings import PROFILES
+
+EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
+           "--output_dir ctl-model")
+# The seeds' training flags -> the TrainConfig field each sets, in every training section of the pipeline.
+TRAIN_FLAGS = {"learning_rate": "learning_rate", "per_device_train_batch_size": "per_device_batch_size",
+               "gradient_accumulation_steps": "gradient_accumulation_steps", "num_train_epochs": "num_epochs",
+               "max_steps": "max_steps", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
+               "lr_scheduler_type": "lr_scheduler"}
+SWITCHES = {"bf16": ("mixed_precision", "bf16"), "gradient_checkpointing": ("gradient_checkpointing", True)}
+
+
+class UsageError(ValueError):
+    """A wrong setting or flag (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    notebook: str
+    config: Callable  # (profile, **dotted overrides) -> the recipe's config
+    steps: Callable  # (cfg, results_dir, evaluate) -> {label: experiment.Selected}
+    sections: tuple[str, ...]  # its TrainConfigs by dotted path
+    flags: dict = field(default_factory=dict)  # pipeline flags (--model_name_or_path, --objective ...) -> setting
+
+    def flag_settings(self) -> dict[str, list[str]]:
+        out = {name: [f"{s}.{f}" for s in self.sections] for name, f in TRAIN_FLAGS.items()}
+        out.update({name: [f"{s}.{f}" for s in self.sections] for name, (f, _) in SWITCHES.items()})
+        return {**out, "seed": ["seed"], **{name: [path] for name, path in self.flags.items()}}
+
+
+def is_main() -> bool:
+    from .training import process_state  # torch: imported once a pipeline runs, not to parse a command line
+
+    return process_state().is_main_process
+
+
+def main_first():
+    """Data preparation and file writing: the main process first, then the others (which find it done)."""
+    from .training import process_state
+
+    return process_state().main_process_first()
+
+
+def ensure_first_stage(cfg, results_dir) -> None:
+    """01_first_stage's BM25 runs, built with its recipe functions when missing."""
+    from .experiment import run_path
+    from .recipes import first_stage
+
+    if all(run_path(results_dir, cfg.profile, name, split, "bm25").exists() for name, split in
+           (("scifact", "test"), ("scifact", "train"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))):
+        return
+    print("building 01_first_stage's runs (missing from the results folder)", flush=True)
+    fs = first_stage.config(cfg.profile, data_root=cfg.data_root)
+    data = first_stage.load(fs)
+    first_stage.run_scifact(fs, data, results_dir)
+    first_stage.run_trec_dl(fs, data, results_dir)
+
+
+def ensure_teacher(cfg, results_dir, test_sets: bool = False) -> None:
+    """02_teacher's runs, built with its recipe functions when missing: the SciFact train labels, and with
+    `test_sets` its scores of the test sets' BM25 top-depth (score_test_sets)."""
+    from .experiment import run_path
+    from .recipes import teacher
+
+    tc = teacher.config(cfg.profile, data_root=cfg.data_root)
+    sets = (teacher.TEST_SETS if test_sets else ()) + (("scifact", "train"),)
+    if all(run_path(results_dir, cfg.profile, n, s, f"teacher-{t}").exists() for n, s in sets for t in tc.teachers):
+        return
+    print("building 02_teacher's runs (missing from the results folder)", flush=True)
+    if test_sets:
+        teacher.score_test_sets(tc, results_dir)
+    teacher.label_training_candidates(tc, results_dir)
+
+
+def retriever_steps(cfg, out, evaluate):
+    from .recipes import retriever_training as recipe
+
+    with main_first():
+        data = recipe.load_faire(cfg)
+    outcomes = [recipe.train_faire(cfg, data, method, out) for method in cfg.methods]
+    if evaluate and is_main():
+        base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), out)
+        print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, out)).to_string())
+    return {o.method: o.selected for o in outcomes}
+
+
+def retriever_scifact_steps(cfg, out, evaluate):
+    from .recipes import retriever_training as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        data = recipe.load_scifact(cfg, out)
+    ctl = recipe.train_scifact(cfg, data, out)
+    if evaluate and is_main():
+        print(recipe.scifact_table(recipe.scifact_records(cfg, data, ctl, out), out, cfg.profile).to_string())
+    return {"ctl": ctl.selected}
+
+
+def inranker_steps(cfg, out, evaluate):
+    from .recipes import inranker as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        folds = recipe.dl_folds(cfg, out) if cfg.stage1_data == "dl-folds" else None
+    stage1 = recipe.stage1(cfg, folds, results_dir=out)
+    students = {f"stage1/{k}": v for k, v in stage1.items()}
+    with main_first():
+        synth = recipe.synthetic_data(cfg, out)
+    students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=out)
+    students["ablation"] = recipe.ablation(cfg, folds, results_dir=out)
+    if evaluate and is_main():
+        print(recipe.results_table(cfg, recipe.evaluate_all(cfg, students, out)).to_string())
+    return {k: s.selected for k, s in students.items() if s is not None}
+
+
+def llm_reranker_steps(cfg, out, evaluate):
+    """Notebook 12's order; its zero-shot start and trained rows write their records as they go (main process)."""
+    from . import experiment
+    from .recipes import llm_reranker as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        data = recipe.build_data(cfg, out)
+    llm = recipe.load_llm(cfg)
+    recipe.llm_features(cfg, llm, data)
+    zs = recipe.zero_shot(cfg, llm, data, out, init=cfg.head_init)
+    heads = [recipe.train_head(cfg, llm, data, loss, zs, out) for loss in cfg.head_losses]
+    decoders = [recipe.train_decoder(cfg, v, data, zs, out) for v in cfg.decoder_variants]
+    sources = recipe.distillation_sources(cfg, llm, data, max(heads, key=lambda h: h.selected.value) if heads else None)
+    with main_first():
+        path = recipe.distillation_file(cfg, data, sources, out)
+    start, student = recipe.distill(cfg, data, path, sources.chosen, out)
+    rows = [zs, *heads, *decoders, start, student]
+    if evaluate and is_main():
+        rows.insert(0, recipe.record_bm25(cfg, data, out))
+        table = experiment.results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start"))
+        print(table.to_string())
+    return {row.method: row.selected for row in [*heads, *decoders, student]}
+
+
+def cross_encoder_steps(cfg, out, evaluate):
+    """Notebook 11 (10_'s training files built first when missing)."""
+    from . import experiment
+    from .recipes import cross_encoder as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
+            print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
+            recipe.build_training_data(cfg, out)
+        groups, split, _ = recipe.load_training_data(cfg, out)
+        sets = recipe.eval_sets(cfg, out, split)
+    runs = [recipe.train_variant(cfg, variant, groups, sets, results_dir=out) for variant in cfg.variants]
+    if evaluate and is_main():
+        start_run, start_record = recipe.evaluate_start(cfg, sets, out)
+        records = [start_record, *(r for vr in runs for r in recipe.evaluate_variant(cfg, vr, sets, start_run, out))]
+        first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
+        print(experiment.results_table(records, first_stage=first_stage).to_string())
+    return {vr.variant: vr.selected for vr in runs}
+
+
+def hopweaver_steps(cfg, out, evaluate):
+    """Notebook 13 without its LLM-generator demonstration (llm_generator: its file trains nothing)."""
+    from . import experiment
+    from .recipes import hopweaver as recipe
+    from .synthetic_queries import LLMJudge
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        data = recipe.load_data(cfg, out)
+    llm_judge = LLMJudge.for_model(cfg.llm, max_length=cfg.judge_max_length, threshold=cfg.judge_threshold)
+    judge = recipe.choose_judge(cfg, recipe.judge_quality(cfg, data, llm_judge)[0])
+    with main_first():
+        generated = recipe.training_data(cfg, data, judge, out, llm_judge=llm_judge)
+    reranked = recipe.train_reranker(cfg, data, generated, results_dir=out)
+    if evaluate and is_main():
+        records, _ = recipe.ablation(cfg, data, reranked, out)
+        print(experiment.results_table(records, measures=recipe.MEASURES, bases=("standard", "start")).to_string())
+    return {"diverse_ft": reranked.selected}
+
+
+def rankllm_steps(cfg, out, evaluate):
+    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
+    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from .recipes import rankllm as recipe
+
+    with main_first():
+        ensure_first_stage(cfg, out)
+        ensure_teacher(cfg, out, test_sets=True)
+    trained = recipe.train_all(cfg, out)
+    if evaluate and is_main():
+        sets = recipe.eval_sets(cfg, out)
+        reference, zs = recipe.reference_rows(cfg, sets, out), recipe.zero_shot(cfg, sets, out)
+        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, out)
+        print(recipe.results_table(reference + zs.records + records).to_string())
+    return {tr.name: tr.selected for tr in trained}
+
+
+def _config(module: str, name: str = "config"):
+    def resolve(profile, **overrides):
+        from importlib import import_module
+
+        return getattr(import_module(f"rerank_lib.recipes.{module}"), name)(profile, **overrides)
+    return resolve
+
+
+PIPELINES = {
+    "cross_encoder": Pipeline("11_cross_encoder_training", _config("cross_encoder"), cross_encoder_steps, ("train",),
+                              {"model_name_or_path": "model", "per_device_train_batch_size": "batch_pairs"}),
+    "hopweaver": Pipeline("13_hopweaver", _config("hopweaver"), hopweaver_steps, ("train",),
+                          {"model_name_or_path": "reranker"}),
+    "inranker": Pipeline("20_inranker", _config("inranker"), inranker_steps,
+                         ("stage1.train", "stage2.train", "ablation.train"), {"model_name_or_path": "student"}),
+    "llm_reranker": Pipeline("12_llm_reranker", _config("llm_reranker"), llm_reranker_steps,
+                             ("head_train", "decoder_train", "student_train"), {"model_name_or_path": "llm"}),
+    "retriever": Pipeline("40_retriever_training", _config("retriever_training"), retriever_steps,
+                          ("ctl_train", "dca_train", "rpg_train"), {"model_name_or_path": "model"}),
+    "retriever_scifact": Pipeline("41_retriever_scifact", _config("retriever_training", "scifact_config"),
+                                  retriever_scifact_steps, ("train",), {"model_name_or_path": "model"}),
+    "rankllm": Pipeline("30_rankllm", _config("rankllm"), rankllm_steps, ("train",),
+                        {"model_name_or_path": "model", "objective": "objectives",
+                         "noisy_embedding_alpha": "noise_alpha"}),
+}
+
+
+def add_pipelines(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per pipeline, its --help listing each flag with the settings it sets."""
+    pipelines = parser.add_subparsers(dest="pipeline", metavar="PIPELINE", required=True)
+    for name, pipe in PIPELINES.items():
+        sub = pipelines.add_parser(name, help=f"the training of notebook {pipe.notebook}",
+                                   description=f"Train the runs of notebook {pipe.notebook}.")
+        sub.set_defaults(subparser=sub)
+        sub.add_argument("--profile", choices=PROFILES, help="the recipe's profile (default: the --config file's, "
+                         "else default)")
+        sub.add_argument("--config", metavar="YAML", help="pipeline:, profile:, settings: {dotted.path: value}")
+        sub.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                         help="any setting by its dotted path (repeatable; values are YAML: 1e-5, [ctl], null)")
+        sub.add_argument("--results-dir", help="records, runs and first-stage inputs (default: results/)")
+        sub.add_argument("--data-root", help="data root (sets data_root)")
+        sub.add_argument("--output_dir", help="copy each selected model here at the end (a subfolder per run "
+                         "when the pipeline trains several)")
+        sub.add_argument("--evaluate", action="store_true", help="also write the notebook's records and table")
+        for flag, settings in pipe.flag_settings().items():
+            kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
+            sub.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rerank_lib.train", description=__doc__.split("\n\n")[0],
+                                     epilog=f"example:\n  {EXAMPLE}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pipelines(parser)
+    return parser
+
+
+def parse_value(text):
+    """A YAML value; a number YAML reads as text (1e-5) becomes the number."""
+    value = yaml.safe_load(text) if isinstance(text, str) and text.strip() else text
+    for cast in (int, float):
+        if isinstance(value, str):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _flatten(values: dict, known: set, prefix: str = "") -> dict:
+    """Nested YAML mappings as dotted paths, down to the config's settings (a mapping setting stays whole)."""
+    out = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        nested = isinstance(value, dict) and path not in known
+        out.update(_flatten(value, known, f"{path}.") if nested else {path: value})
+    return out
+
+
+def read_config_file(path: str, pipeline: str, known: set) -> tuple[str | None, dict]:
+    """(profile, {dotted setting: value}) of a YAML file; an error names the file and the line."""
+    text = Path(path).read_text(encoding="utf-8")
+    doc = yaml.safe_load(text) or {}
+    extra = sorted(set(doc) - {"pipeline", "profile", "settings"}) if isinstance(doc, dict) else ["(not a mapping)"]
+    if extra:
+        raise UsageError(f"{path}: unknown top-level key(s) {extra}; a config holds pipeline:, profile:, settings:")
+    if doc.get("pipeline") not in (None, pipeline):
+        raise UsageError(f"{path}: pipeline: {doc['pipeline']} is not the command's pipeline {pipeline}")
+    return doc.get("profile"), {k: parse_value(v) for k, v in _flatten(doc.get("settings") or {}, known).items()}
+
+
+def _line_of(path: str, key: str) -> str:
+    last = key.split(".")[-1]
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip().startswith((f"{key}:", f"{last}:")):
+            return f"{path}, line {number}"
+    return path
+
+
+def resolve(args) -> tuple[Pipeline, object]:
+    """The pipeline and its config: profile < --config < flags < --set (< --data-root)."""
+    from .experiment.launch import flat_settings
+
+    pipe = PIPELINES[args.pipeline]
+    base = flat_settings(pipe.config(args.profile or "default"))  # every profile has the same settings
+    profile, from_file = read_config_file(args.config, args.pipeline, set(base)) if args.config else (None, {})
+    flags = {}
+    for flag, settings in pipe.flag_settings().items():
+        given = getattr(args, flag, None)
+        if given not in (None, False):
+            value = SWITCHES[flag][1] if flag in SWITCHES else parse_value(given)
+            flags.update({p: [value] if isinstance(base[p], list) and not isinstance(value, list) else value
+                          for p in settings})
+    sets = {}
+    for item in args.set:
+        path, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item}: expected PATH=VALUE")
+        sets[path.strip()] = parse_value(value)
+    profile, known = args.profile or profile or "default", set(base)
+    for source, values in ((args.config, from_file), ("the flags", flags), ("--set", sets)):
+        unknown = sorted(set(values) - known)
+        if unknown:
+            where = _line_of(source, unknown[0]) if source == args.config else source
+            raise UsageError(f"unknown setting {unknown[0]!r} in {where} (pipeline {args.pipeline}); "
+                             f"settings: {', '.join(sorted(known))}")
+    merged = {**from_file, **flags, **sets, **({"data_root": args.data_root} if args.data_root else {})}
+    try:
+        return pipe, pipe.config(profile, **merged)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{args.config or 'the command line'}: {err}") from None
+
+
+def export(selected: dict, target: Path) -> None:
+    """Each selected model (its weights and tokenizer) copied to `target`, atomically."""
+    for label, sel in selected.items():
+        dest = target if len(selected) == 1 else target / re.sub(r"[^\w.]+", "-", label)  # 'a->b combined': a-b-combined
+        staging = dest.with_name(f".{dest.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(sel.model_dir, staging)
+        shutil.rmtree(dest, ignore_errors=True)
+        staging.rename(dest)
+        print(f"{label}: selected model copied to {dest}")
+
+
+def run(args) -> int:
+    from .paths import results_dir
+
+    os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
+    pipe, cfg = resolve(args)
+    selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
+    if is_main():
+        for label, sel in selected.items():
+            print(f"{label}: {sel.describe()} | run {sel.result.final_dir.parent} | selected {sel.model_dir}")
+        if args.output_dir:
+            export(selected, Path(args.output_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as err:
+        args.subparser.error(str(err))  # exits with status 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
