@@ -165,13 +165,20 @@ def test_a_launch_setting_trains_under_accelerate_launch_then_loads_the_result(t
     assert [r["step"] for r in _rows(folder) if r["kind"] == "eval"] == steps
 
 
+@pytest.fixture(scope="module")
+def command_world(tmp_path_factory):
+    """One results folder and cache for the pipelines below: the first builds the earlier notebooks' inputs
+    (first-stage runs, teacher labels) that the others then find, as on a user's machine."""
+    return tmp_path_factory.mktemp("command_world")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["retriever_scifact", "inranker", "llm_reranker", "cross_encoder",
                                       "hopweaver", "rankllm"])
-def test_each_pipeline_trains_in_the_smoke_profile(pipeline, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
-    assert train.main([pipeline, "--profile", "smoke", "--results-dir", str(tmp_path / "results")]) == 0
+def test_each_pipeline_trains_in_the_smoke_profile(pipeline, command_world, monkeypatch, capsys):
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(command_world / "cache"))
+    assert train.main([pipeline, "--profile", "smoke", "--results-dir", str(command_world / "results")]) == 0
     out = capsys.readouterr().out
     assert " steps in " in out and "| selected " in out
-    configs = list((tmp_path / "cache" / "runs").glob("*/smoke/*/train_config.json"))
+    configs = list((command_world / "cache" / "runs").glob(f"{pipeline.split('_scifact')[0]}*/smoke/*/train_config.json"))
     assert configs and all((c.parent / "final").is_dir() for c in configs)
