@@ -247,6 +247,15 @@ class ResolvedModel:
         return {"model_kind": self.kind, "model_description": self.description, "quantization": self.quantization}
 
 
+def weights_params(name: str) -> dict:
+    """What a record's params say about the weights behind a model name (built-in, Q4_1 GGUF stand-in, hub model,
+    local folder); {} for a name that resolves to nothing here (a model built from a config, a hub id offline)."""
+    try:
+        return resolve(name).as_params()
+    except Exception:  # noqa: BLE001 - the record then says nothing rather than failing the run
+        return {}
+
+
 def _looks_like_path(name: str) -> bool:
     """A name meant as a folder rather than a hub id ('org/model'): it starts with '.', '~' or a root, uses the OS
     separator where that is not '/', has more than one '/', ends with one, or its first part is an existing folder

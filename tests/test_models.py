@@ -257,3 +257,12 @@ def test_load_causal_lm_gives_own_copies_of_the_gguf_weights(tmp_path, monkeypat
     ids = from_folder(prompt, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         assert torch.allclose(direct(torch.tensor([ids])).logits, b(torch.tensor([ids])).logits, atol=1e-5)
+
+
+def test_weights_params_say_q4_1_for_the_offline_smollm2_and_nothing_for_a_config_model(monkeypatch):
+    from rerank_lib import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    params = models.weights_params("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert params["quantization"] == "Q4_1 GGUF, dequantised" and "stand-in" in params["model_description"]
+    assert models.weights_params("tiny-random-llama") == {}

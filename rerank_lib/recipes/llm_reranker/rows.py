@@ -14,6 +14,7 @@ from ...experiment import (
 )
 from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
+from ...models import weights_params
 from ...settings import snapshot
 from ...training import TrainConfig
 from .data import LLMData
@@ -68,7 +69,8 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     method = f"{slug(cfg.llm)}-{init}-zero-shot"
     record = record_run(test_run, data.test.qrels, method=method,
                         model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
-                        baselines={"bm25": data.test_bm25}, params=jsonable({**snapshot(cfg), "zero_shot": init}),
+                        baselines={"bm25": data.test_bm25},
+                        params=jsonable({**snapshot(cfg), **weights_params(cfg.llm), "zero_shot": init}),
                         wall_s=t.s, reference=REFERENCES.get(cfg.llm) if init == "yes" else None,  # FE's own score
                         **common_kwargs(cfg, data, results_dir, False))
     return Row(method, test_run, records=[record])
@@ -88,8 +90,9 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
                        group_size=cfg.group_size)
     with Timer() as t:
         test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
-    params = jsonable({**snapshot(cfg), **params, "selected_step": sel.step, "selected_is_start": sel.is_start,
-                       "dev_selected": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step})
+    llm_weights = {} if publish_as else weights_params(cfg.llm)  # the LLM rows say which weights (Q4_1 offline)
+    params = jsonable({**snapshot(cfg), **llm_weights, **params, "selected_step": sel.step,
+                       "selected_is_start": sel.is_start, "dev_selected": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step})
     records = record_reranker(
         test_run, data.test.qrels, first_stage_run=data.test_bm25, dev_run=sel.dev_run, first_stage_dev=data.dev_bm25,
         dev_qrels=data.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method, params=params,

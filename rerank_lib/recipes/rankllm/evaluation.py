@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ...data.types import Run
 from ...experiment import Timer, publish_model, record_reranker, record_run, save_run
+from ...models import weights_params
 from ...settings import snapshot
 from .evalsets import EvalSet, method_name, rerank_set
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
@@ -22,7 +23,8 @@ class ZeroShot:
 
 
 def params(cfg: RankLLMConfig, **extra) -> dict:
-    return {**{k: v for k, v in snapshot(cfg).items() if k != "chat_template"}, **extra}
+    """A record's params: the settings and which weights the start model is (e.g. SmolLM2 as a Q4_1 GGUF)."""
+    return {**{k: v for k, v in snapshot(cfg).items() if k != "chat_template"}, **weights_params(cfg.model), **extra}
 
 
 def _windows(results: list, dataset: str, model: str) -> list[dict]:
