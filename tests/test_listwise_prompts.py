@@ -189,7 +189,7 @@ def test_identifier_choice_comes_from_the_tokenizer(mistral):
 
 @pytest.mark.slow
 def test_smollm2_gets_letters_for_ten_passages():
-    """SmolLM2's tokenizer has no multi-digit tokens: FIRST over 10 passages needs letters (issue 8)."""
+    """SmolLM2's tokenizer has no multi-digit tokens: FIRST over 10 passages needs letters."""
     from rerank_lib.models import ModelUnavailableError, load_tokenizer
 
     try:

@@ -6,7 +6,7 @@ RankZephyr's data (castorini/rank_zephyr_training_data, online) is ShareGPT JSON
 > ..."}]}, the answers being RankGPT-4's orders of first-stage candidates, plus a variable-length augmentation
 (random subsets of 2..20 of a query's candidates, renumbered). Offline we build the same shape from our data: the
 first-stage top-`window` of each training query in first-stage order, the answer being the teacher's order of those
-passages (issue 8: MiniLM for MS MARCO, BM25+MiniLM fusion for SciFact), plus `n_variable` random subsets of
+passages (the offline teachers: MiniLM for MS MARCO, BM25+MiniLM fusion for SciFact), plus `n_variable` random subsets of
 2..window passages per query (kept in first-stage order, renumbered; or, with `shuffle`, every conversation's
 passages in a seeded random order, RankVicuna's augmentation).
 
