@@ -14,7 +14,7 @@ from typing import Any
 from .errors import DataFormatError
 from .jsonl import iter_jsonl
 from .trec import read_trec_topics
-from .tsv import read_tsv_corpus, read_tsv_queries
+from .tsv import CorpusBuilder, read_tsv_corpus, read_tsv_queries
 from .types import Document
 
 __all__ = ["read_jsonl_corpus", "read_jsonl_queries", "read_corpus_file", "read_queries_file"]
@@ -39,25 +39,15 @@ def _one_of(obj: dict, names: tuple[str, ...], types, path, lineno: int) -> Any:
 
 def read_jsonl_corpus(path: str | os.PathLike) -> dict[str, Document]:
     """One document per line (BEIR or Pyserini fields); ids unique, text non-empty."""
-    corpus: dict[str, Document] = {}
-    first_line: dict[str, int] = {}
+    docs = CorpusBuilder(path)
     for lineno, obj in iter_jsonl(path, allow_empty=False):
         id_field, doc_id = _one_of(obj, DOC_ID_FIELDS, (str, int), path, lineno)
         text_field, text = _one_of(obj, DOC_TEXT_FIELDS, (str,), path, lineno)
         title = obj.get("title") or ""
         if not isinstance(title, str):
             raise DataFormatError(path, lineno, "title", f"expected str, got {type(title).__name__}")
-        doc_id = str(doc_id).strip()
-        if not doc_id:
-            raise DataFormatError(path, lineno, id_field, "empty")
-        if not (text.strip() or title.strip()):
-            raise DataFormatError(path, lineno, text_field, "empty")
-        if doc_id in corpus:
-            raise DataFormatError(path, lineno, id_field, f"duplicate document id {doc_id!r} (first on line "
-                                                          f"{first_line[doc_id]})")
-        first_line[doc_id] = lineno
-        corpus[doc_id] = Document(doc_id=doc_id, text=text, title=title)
-    return corpus
+        docs.add(lineno, str(doc_id).strip(), title, text, id_field, text_field)
+    return docs.corpus
 
 
 def read_jsonl_queries(path: str | os.PathLike) -> dict[str, str]:

@@ -31,10 +31,29 @@ def _rows(path: str | os.PathLike, what: str):
         raise DataFormatError(path, None, None, f"no {what}: the file is empty or holds only blank lines")
 
 
+class CorpusBuilder:
+    """Documents read line by line from a user's file: ids non-empty and unique, some text; an error names the
+    file, the line and the field (shared by the TSV and JSONL corpus readers)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path, self.corpus, self.first_line = path, {}, {}
+
+    def add(self, lineno: int, doc_id: str, title: str, text: str, id_field: str = "id",
+            text_field: str = "text") -> None:
+        if not doc_id:
+            raise DataFormatError(self.path, lineno, id_field, "empty")
+        if not (text.strip() or title.strip()):
+            raise DataFormatError(self.path, lineno, text_field, "empty")
+        if doc_id in self.corpus:
+            raise DataFormatError(self.path, lineno, id_field, f"duplicate document id {doc_id!r} (first on line "
+                                                               f"{self.first_line[doc_id]})")
+        self.first_line[doc_id] = lineno
+        self.corpus[doc_id] = Document(doc_id=doc_id, text=text, title=title)
+
+
 def read_tsv_corpus(path: str | os.PathLike) -> dict[str, Document]:
     """`id<TAB>text` or `id<TAB>title<TAB>text` lines; ids unique, text non-empty."""
-    corpus: dict[str, Document] = {}
-    first_line: dict[str, int] = {}
+    docs = CorpusBuilder(path)
     for lineno, fields in _rows(path, "documents"):
         if len(fields) == 2:
             doc_id, title, text = fields[0].strip(), "", fields[1].strip()
@@ -43,16 +62,8 @@ def read_tsv_corpus(path: str | os.PathLike) -> dict[str, Document]:
         else:
             raise DataFormatError(path, lineno, None, f"expected 'id<TAB>text' or 'id<TAB>title<TAB>text', got "
                                                       f"{len(fields)} tab-separated fields")
-        if not doc_id:
-            raise DataFormatError(path, lineno, "id", "empty")
-        if not (text or title):
-            raise DataFormatError(path, lineno, "text", "empty")
-        if doc_id in corpus:
-            raise DataFormatError(path, lineno, "id", f"duplicate document id {doc_id!r} (first on line "
-                                                      f"{first_line[doc_id]})")
-        first_line[doc_id] = lineno
-        corpus[doc_id] = Document(doc_id=doc_id, text=text, title=title)
-    return corpus
+        docs.add(lineno, doc_id, title, text)
+    return docs.corpus
 
 
 def read_tsv_queries(path: str | os.PathLike) -> dict[str, str]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..atomic import write_json
 from ..data.localrqa import QAExample, document_recall
