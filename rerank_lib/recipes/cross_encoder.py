@@ -31,6 +31,7 @@ from ..experiment.launch import train_launched
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
+from ..paper_profiles import paper_profile
 from ..settings import Settings, override, resolve_profile, snapshot
 from ..teacher import Calibration, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
@@ -103,93 +104,23 @@ class CrossEncoderConfig(Settings):
     interpolate: bool = True
 
 
+#: The published recipes as data (recipes/paper_profiles/cross_encoder.yaml): each setting with its source, and the
+#: published settings the code cannot apply (gaps): FlagEmbedding's standard bge-reranker-v2-m3 fine-tuning for the
+#: group variants, RAG-Retrieval's training_bert.yaml for point_ce / point_mse (variant_train); ranknet /
+#: listwise_ce are ours on FE's settings.
+PAPER = paper_profile("cross_encoder", CrossEncoderConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+
 PROFILES = {
     "smoke": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
               "bm25_range": (0, 20), "dense_range": (2, 30), "dense_pool": "candidates", "teacher_depth": 20,
               "variants": ("point_ce", "group_ce_kd"), "train.max_steps": 3, "batch_pairs": 8, "group_size": 4,
               "train.eval_every_steps": None, "train.save_every_steps": None, "score_batch_size": 32},
     "default": {},
-    # The published recipes, setting by setting (each with its source in PAPER_SOURCES, what cannot be applied in
-    # PAPER_GAPS): FlagEmbedding's standard bge-reranker-v2-m3 fine-tuning for the group variants, RAG-Retrieval's
-    # training_bert.yaml for point_ce / point_mse (variant_train); ranknet / listwise_ce are ours on FE's settings.
-    "paper": {"model": "BAAI/bge-reranker-v2-m3", "teacher": "bge-reranker-v2-m3", "max_length": 1024, "depth": 100,
-              "head_lr": None, "dev_depth": 100, "negative_number": 15, "dense_range": (10, 210), "negatives": "dense",
-              "dense_model": "BAAI/bge-base-en-v1.5", "dense_pooling": "cls", "variants": tuple(VARIANTS),
-              "train.learning_rate": 6e-5, "train.num_epochs": 2, "train.max_steps": None, "train.warmup_ratio": 0.1,
-              "train.lr_scheduler": "linear", "train.weight_decay": 0.01, "train.mixed_precision": "fp16",
-              "train.gradient_checkpointing": True, "train.gradient_accumulation_steps": 2,
-              "train.eval_every_steps": 500, "train.save_every_steps": 500, "batch_pairs": 16, "group_size": 8,
-              "kd_weight": 1.0, "kd_temperature": 1.0,
-              "variant_train": {v: {"train.learning_rate": 5e-5, "train.num_epochs": 2, "train.lr_scheduler": "cosine",
-                                    "train.gradient_accumulation_steps": 2, "batch_pairs": 96, "max_length": 512}
-                                for v in ("point_ce", "point_mse")}},
+    "paper": PAPER.values,
 }
 
-_FE = "FlagEmbedding (FlagOpen/FlagEmbedding @7ed43d6) "
-_FE_README = _FE + "examples/finetune/reranker/README.md"
-_RAG = "RAG-Retrieval (NLPJCL/RAG-Retrieval @4193c8c) rag_retrieval/train/reranker/"
-#: Where each paper setting comes from (a test checks that every key of PROFILES["paper"] has one).
-PAPER_SOURCES = {
-    "model": f"{_FE_README} line 151 (standard model) and {_RAG}README.md line 19 + config/training_bert.yaml line 2: "
-             "both projects' guides fine-tune BAAI/bge-reranker-v2-m3. Sources disagree: FE encoder_only/base.sh line 20 "
-             "and the retired research/old-examples/reranker recipe use bge-reranker-base; v2-m3 is chosen because it is "
-             "both guides' model and has a published BEIR SciFact number",
-    "teacher": f"{_FE_README} lines 84-111 (add_reranker_score.py --reranker_name_or_path BAAI/bge-reranker-v2-m3)",
-    "max_length": f"{_FE_README} lines 156-157: query_max_len 512 + passage_max_len 512 = pair 1024 (AbsDataset.py "
-                  "line 53); point_ce / point_mse: 512 (variant_train)",
-    "depth": f"{_FE} research/llm_reranker/README.md lines 392-396: BEIR reranks the top-100 (of bge-large-en-v1.5; "
-             "ours: of BM25)",
-    "head_lr": "a published reranker keeps its trained head: one learning rate for every weight (FE, RAG-Retrieval)",
-    "dev_depth": "ours: the dev slice is reranked at the test depth (100)",
-    "negative_number": f"{_FE} scripts/hn_mine.py default negative_number 15; {_FE_README} lines 57-65",
-    "dense_range": f"{_FE} scripts/hn_mine.py default range_for_sampling 10-210 (the README example uses 2-200; "
-                   "both published, the script default kept)",
-    "negatives": f"{_FE_README} lines 48-72: hard negatives mined with a dense retriever (hn_mine.py)",
-    "dense_model": f"{_FE_README} lines 57-65: --model_name_or_path BAAI/bge-base-en-v1.5",
-    "dense_pooling": "BAAI/bge-base-en-v1.5 is CLS-pooled (its model card; FE's hn_mine uses FlagModel, CLS)",
-    "variants": "point_ce / point_mse: RAG-Retrieval; group_ce / group_ce_kd: FlagEmbedding; ranknet / listwise_ce: "
-                "ours (no published recipe), trained with FE's settings",
-    "train.learning_rate": f"{_FE_README} line 162: 6e-5 (point variants: 5e-5, {_RAG}config/training_bert.yaml line 26)",
-    "train.num_epochs": f"{_FE_README} line 164: 2 (the retired bge-reranker-base recipe used 5; encoder_only/base.sh "
-                        "4 'for testing'); RAG-Retrieval training_bert.yaml line 25: 2",
-    "train.max_steps": "none: the published runs are epoch-based",
-    "train.warmup_ratio": f"{_FE_README} line 168; {_RAG}config/training_bert.yaml line 29: 0.1",
-    "train.lr_scheduler": f"{_FE} examples/finetune/ds_stage0.json WarmupDecayLR (linear decay); point variants: cosine "
-                          f"({_RAG}train_reranker.py lines 185-189, variant_train)",
-    "train.weight_decay": f"{_FE_README} line 170; {_RAG}train_reranker.py lines 16-34: 0.01",
-    "train.mixed_precision": f"{_FE_README} line 163 --fp16; {_RAG}config/training_bert.yaml line 31 fp16",
-    "train.gradient_checkpointing": f"{_FE_README} line 169 --gradient_checkpointing (memory only)",
-    "train.gradient_accumulation_steps": f"{_FE_README} lines 149, 165-166: 2 groups per GPU on 2 GPUs (torchrun "
-                                         "--nproc_per_node 2), accumulation 1; on one process accumulation 2 gives the "
-                                         "same global batch (4 groups = 32 pairs). Point variants: 96 pairs x 2 "
-                                         f"processes ({_RAG}config/xlmroberta_default_config.yaml num_processes 2) -> 96 x 2",
-    "train.eval_every_steps": "ours (dev selection; FE saves every 1000 steps, README line 173): the paper runs are "
-                              "< 500 steps, so only the start and the end are evaluated (start vs final)",
-    "train.save_every_steps": "ours (checkpoints for resume); FE --save_steps 1000, RAG save_on_epoch_end",
-    "batch_pairs": f"{_FE_README} line 165: per_device_train_batch_size 2 groups x train_group_size 8 = 16 pairs; point "
-                   f"variants: {_RAG}config/training_bert.yaml line 27 batch_size 96 pairs per GPU",
-    "group_size": f"{_FE_README} line 155: train_group_size 8 (AbsArguments.py line 65 default 8; the retired recipe 16)",
-    "kd_weight": f"{_FE} FlagEmbedding/abc/finetune/reranker/AbsModeling.py lines 79-91: group CE + 1 x soft CE",
-    "kd_temperature": f"{_FE} AbsModeling.py lines 79-91: softmax of the raw teacher scores, no temperature",
-    "variant_train": f"RAG-Retrieval point_ce / point_mse: {_RAG}config/training_bert.yaml lines 12, 25-27 (lr 5e-5, "
-                     "2 epochs, 96 pairs, max_len 512), train_reranker.py lines 185-189 (cosine with warmup), "
-                     "2 processes (accumulation 2 here)",
-}
-#: Published settings the code cannot apply (yet): the setting, its published value, and why not.
-PAPER_GAPS = [
-    {"setting": "launch", "published": "FE: DeepSpeed ZeRO-0 (examples/finetune/ds_stage0.json) on 2 GPUs; "
-     "RAG-Retrieval: accelerate FSDP NO_SHARD on 2 processes",
-     "why": "one process here, accumulation 2 for the second GPU; on 2 GPUs: accelerate launch --config_file "
-            "configs/accelerate/deepspeed_zero0.yaml with train.gradient_accumulation_steps=1"},
-    {"setting": "teacher scores", "published": "raw bge-reranker-v2-m3 logits (FE add_reranker_score.py, normalize False)",
-     "why": "ours are Platt-calibrated on the training qrels (10_); a raw-score option is not implemented"},
-    {"setting": "checkpoint", "published": "the final model (FE save_steps 1000; RAG save_on_epoch_end)",
-     "why": "we select on the dev slice (start included); with eval every 500 steps that is start vs final"},
-    {"setting": "seed", "published": "FE 42 (HF default); RAG-Retrieval 666", "why": "one seed (13) seeds the data "
-     "split and training here; cosmetic"},
-    {"setting": "training data", "published": "the user's data (RAG-Retrieval's numbers: T2Ranking)",
-     "why": "SciFact train by design (the notebooks' task)"},
-]
+
 #: Published nDCG@10 of a start model (the untrained row), by model name. Not found: a published SciFact number for a
 #: bge-reranker fine-tuned with either recipe, and an official bge-reranker-base BEIR number.
 REFERENCES = {

@@ -32,6 +32,7 @@ from ..rerankers import CrossEncoder
 from ..experiment.launch import train_launched
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
+from ..paper_profiles import paper_profile
 from ..settings import Settings, override, resolve_profile, snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..synthetic_queries import judge_quality as judge_agreement
@@ -81,84 +82,19 @@ class HopWeaverConfig(Settings):
     interpolate: bool = True
 
 
+#: HopWeaver's own runs as data (recipes/paper_profiles/hopweaver.yaml): each setting with its source, and the
+#: published settings the code cannot apply (gaps): bge-reranker-v2-m3 fine-tuned as its README command says, the
+#: README's 5 candidates, the LLM steps with a hub instruct model standing in for GPT-4o.
+PAPER = paper_profile("hopweaver", HopWeaverConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+
 PROFILES = {
     "smoke": {"top_k": 4, "llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12,
               "max_length": 64, "train.per_device_batch_size": 2, "train.max_steps": 3, "train.eval_every_steps": None,
               "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
     "default": {},
-    # HopWeaver's own runs, setting by setting (sources in PAPER_SOURCES, what cannot be applied in PAPER_GAPS):
-    # bge-reranker-v2-m3 fine-tuned as its README command says, the README's 5 candidates, the LLM steps with a hub
-    # instruct model standing in for GPT-4o.
-    "paper": {"llm": "Qwen/Qwen2.5-7B-Instruct", "llm_sources": 200, "judge_eval_queries": 50, "judge_max_length": 1024,
-              "judge": "llm", "stop_when_both": True, "reranker": "BAAI/bge-reranker-v2-m3", "max_length": 1024,
-              "top_k": 5, "generation_lambdas": README_LAMBDAS, "ablation_lambdas": ABLATION_LAMBDAS, "group_size": 4,
-              "gen_queries": None, "test_queries": None, "dev_queries": None,
-              "train.learning_rate": 5e-6, "train.per_device_batch_size": 16, "train.gradient_accumulation_steps": 4,
-              "train.max_steps": None, "train.num_epochs": 2, "train.warmup_ratio": 0.1, "train.weight_decay": 0.01,
-              "train.lr_scheduler": "linear", "train.mixed_precision": "fp16", "train.gradient_checkpointing": True,
-              "train.eval_every_steps": 100},
+    "paper": PAPER.values,
 }
-
-_HW = "HopWeaver (Zh1yuShen/HopWeaver @65d5a1a) hopweaver/"
-_README = _HW + "train_reranker/README_EN.md"
-_SCRIPT = _HW + "train_reranker/train_reranker.py"
-#: Where each paper setting comes from (a test checks that every key of PROFILES["paper"] has one). The README's
-#: training command uses flags train_reranker.py does not define (it cannot run as written): the README's values
-#: (the authors' stated recipe) are taken over the script's argparse defaults, and each row names both.
-PAPER_SOURCES = {
-    "llm": f"ours: a local stand-in for the README's gpt-4o examples (root README lines 93-97) and "
-           f"{_HW}config_lib/example_config.yaml generator_model gpt-4 (API models are out of reach here)",
-    "llm_sources": "ours: source documents for the LLM demonstration (not a HopWeaver setting)",
-    "judge_eval_queries": "ours: dev claims that measure the LLM judge against qrels (not a HopWeaver setting)",
-    "judge_max_length": "ours: room for the judge's prompt with a whole abstract",
-    "judge": f"{_HW}train_reranker/contrastive_data_generator.py lines 170-251: the LLM decides positives / negatives",
-    "stop_when_both": f"{_HW}train_reranker/contrastive_data_generator.py lines 170-251: stops at one positive and one "
-                      "negative per query",
-    "reranker": f"{_SCRIPT} line 16 (--model_path ./models/bge-reranker-v2-m3); README_EN line 72",
-    "max_length": f"ours: the pair length of FE's standard recipe (1024); {_SCRIPT} lines 46-49 set query_max_len 512, "
-                  "passage_max_len 8196 for whole Wikipedia documents: SciFact abstracts fit in 1024 (see PAPER_GAPS)",
-    "top_k": f"{_README} line 58 (--max_doc_candidates 5) and root README lines 111-115 (--candidates 5, every "
-             "command); the scripts' argparse defaults are 10 (contrastive_data_generator.py line 323, "
-             "rerank_ablation_test.py line 458). The README's 5 is chosen (every published command). Our nDCG@10 / R@10 "
-             "then score a 5-document list",
-    "generation_lambdas": f"{_README} line 58 (--lambda1 0.85 --lambda2 0.05 --lambda3 0.1); the generator's "
-                          "defaults are 0.7 / 0.1 / 0.2 (lines 324-326): the README's command is followed",
-    "ablation_lambdas": f"{_HW}train_reranker/rerank_ablation_test.py line 80 (0.87 / 0.03 / 0.1); root README lines "
-                        "192, 231",
-    "group_size": f"{_SCRIPT} line 52 (train_group_size 4; the README does not state it)",
-    "gen_queries": f"{_README} line 58 (--num_examples 1000): every SciFact train claim (fewer than 1000)",
-    "test_queries": "rerank_ablation_test.py line 456 (--num 50): we use all 300 SciFact test claims (more)",
-    "dev_queries": "ours: the whole dev slice selects the checkpoint (HopWeaver keeps the final model)",
-    "train.learning_rate": f"{_README} lines 68, 77 (--learning_rate 5e-6; '5e-6 to 7e-6 recommended'); the script "
-                           "default 6e-5 (line 34) is not the authors' recipe",
-    "train.per_device_batch_size": f"{_README} line 68 (--batch_size 16 groups; script default 4, line 40)",
-    "train.gradient_accumulation_steps": f"{_README} line 68 (--gradient_accumulation_steps 4; script default 1, line 43)",
-    "train.max_steps": "none: the published run is epoch-based",
-    "train.num_epochs": f"{_README} lines 68, 75 (--epochs 2, '2-3 recommended'; script default 10, line 37)",
-    "train.warmup_ratio": f"{_SCRIPT} line 61 (warmup_ratio 0.1)",
-    "train.weight_decay": f"{_SCRIPT} line 64 (weight_decay 0.01)",
-    "train.lr_scheduler": f"{_HW}train_reranker/ds_stage0.json and the HF default: linear decay",
-    "train.mixed_precision": f"{_SCRIPT} lines 72-74, 134-138 (--fp16, always on)",
-    "train.gradient_checkpointing": f"{_SCRIPT} line 128 (--gradient_checkpointing; memory only)",
-    "train.eval_every_steps": f"{_SCRIPT} lines 67-70 (save_steps 100): we evaluate on dev at each save",
-}
-#: Published settings the code cannot apply (yet): the setting, its published value, and why not.
-PAPER_GAPS = [
-    {"setting": "encoder", "published": "FlashRAG dense index with iic/gte_sentence-embedding_multilingual-base, CLS "
-     "pooling (config_lib/example_config.yaml lines 3-7, 17-21, 63)", "why": "HopWeaverConfig has no pooling or "
-     "prefix setting for its retriever (mean pooling, no prefixes): all-MiniLM-L6-v2 (minilm-l6) stays"},
-    {"setting": "passage length", "published": "query_max_len 512, passage_max_len 8196 (train_reranker.py lines "
-     "46-49; bridge_retriever.py lines 286-287)", "why": "one pair length (max_length 1024): SciFact abstracts fit"},
-    {"setting": "launch", "published": "DeepSpeed ./ds_stage0.json (ZeRO stage 0), num_gpus 2 (script default)",
-     "why": "one process here; on 2 GPUs: accelerate launch --config_file configs/accelerate/deepspeed_zero0.yaml"},
-    {"setting": "checkpoint", "published": "the final model ./output_new (rerank_ablation_test.py line 101)",
-     "why": "we select on the dev slice, the start included"},
-    {"setting": "success", "published": "a candidate from which the LLM generates valid sub-questions "
-     "(rerank_ablation_test.py lines 256-325)", "why": "ours is a qrels proxy: a relevant document in the top_k"},
-    {"setting": "seed", "published": "HF default 42", "why": "one seed (13) seeds the data and training; cosmetic"},
-]
-# Published numbers: not found (the paper's ablation table, success rate / attempts on Wikipedia bridge questions,
-# could not be read; the repository prints none), so no record carries a reference.
 
 
 def config(profile: str = "default", **overrides) -> HopWeaverConfig:

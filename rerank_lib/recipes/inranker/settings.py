@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import pandas as pd
 
+from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
@@ -86,6 +87,10 @@ def _each_stage(**values) -> dict:
     return {f"{stage}.train.{k}": v for stage in STAGES for k, v in values.items()}
 
 
+#: The published configuration as data (recipes/paper_profiles/inranker.yaml): each setting with its source, and
+#: the published settings the code cannot apply (gaps): the inranker package's trainer defaults, docs/training.md.
+PAPER = paper_profile(PIPELINE, InRankerConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 #: The embedded default's fresh decoder learns faster than the pretrained encoder (stage 2: the earlier
 #: 5e-4 x 2e-5 / 1e-4, which rounds to the same float32); dev checkpoints every 40 steps.
 _DEFAULT = {"stage1.decoder_learning_rate": 5e-4, "stage2.decoder_learning_rate": 1e-4,
@@ -99,73 +104,8 @@ PROFILES = {
               "teacher_depth": 20, "scifact_dev_queries": 3, "max_eval_queries": 4, "decoder_layers": 1,
               **_each_stage(per_device_batch_size=4)},
     "default": {**_DEFAULT, **_KEEP_END, "scifact_dev_queries": 40},
-    # The published configuration, setting by setting (sources in PAPER_SOURCES, what cannot be applied in
-    # PAPER_GAPS): the inranker package's InRankerTrainer defaults and docs/training.md's two-stage recipe.
-    "paper": {"student": "t5-base", "max_length": 512, "stage1_data": "published", "stage2_data": "published",
-              "teacher_model": "castorini/monot5-3b-msmarco-10k", "ablation_student": "t5-small",
-              "scifact_depth": 100, "dl_depth": 100, "eval_batch_size": 64, "negatives": 9, "negatives_depth": 1000,
-              "generator": "EleutherAI/gpt-j-6B", "generator_max_doc_tokens": 256, "generator_max_new_tokens": 64,
-              "stage1.center_labels": False, "stage2.center_labels": True, "ablation.center_labels": False, **_KEEP_END,
-              **_each_stage(per_device_batch_size=32, gradient_accumulation_steps=1, learning_rate=7e-5, num_epochs=1,
-                            warmup_ratio=0.0, warmup_steps=20000, weight_decay=0.0, lr_scheduler="linear",
-                            mixed_precision="bf16", eval_every_steps=None, seed=42)},
+    "paper": PAPER.values,
 }
-
-_IR = "InRanker (unicamp-dl/InRanker @e85f2c6, v1.1.0) "
-_TRAINER = _IR + "inranker/training/trainer.py"
-_DOCS = _IR + "docs/training.md"
-#: The source of each stage's TrainConfig setting (stage1, stage2 and the ablation take the same published values:
-#: docs/training.md builds the stage-2 trainer with the same defaults).
-_STAGE_SOURCES = {
-    "per_device_batch_size": f"{_TRAINER} line 22 (batch_size 32); {_DOCS} lines 23, 42",
-    "gradient_accumulation_steps": f"{_TRAINER} line 28 (1); {_DOCS} lines 24, 43",
-    "learning_rate": f"{_TRAINER} line 27 (7e-5)",
-    "num_epochs": f"{_TRAINER} line 24 (num_train_epochs 1.0; the docs do not change it)",
-    "warmup_ratio": "transformers 4.27.4 TrainingArguments default 0.0 (pyproject.toml line 22); warmup is in steps",
-    "warmup_steps": f"{_TRAINER} line 23 (20000, in both stages)",
-    "weight_decay": "transformers 4.27.4 TrainingArguments default 0.0 (trainer.py lines 52-70 do not set it)",
-    "lr_scheduler": "transformers 4.27.4 TrainingArguments default linear (trainer.py lines 52-70 do not set it)",
-    "mixed_precision": f"{_DOCS} lines 25, 44 (bf16=True 'if you have a GPU with BF16 support'; package default False)",
-    "eval_every_steps": f"{_TRAINER} lines 69-70 (evaluation_strategy 'no'): the final weights (ours: start vs final)",
-    "seed": "transformers TrainingArguments default 42 (trainer.py does not set it); data samples keep `seed`",
-    "save_every_steps": f"ours: one checkpoint at the end so a re-run skips training ({_TRAINER} line 26: save_steps "
-                        "40000)",
-}
-#: Where each paper setting comes from (a test checks that every key of PROFILES["paper"] has one).
-PAPER_SOURCES = {
-    "student": f"{_DOCS} line 22, model cards unicamp-dl/InRanker-small / -base / -3B: the paper releases t5-small "
-               "(60M), t5-base (220M) and 3B students; t5-base is the main student here (t5-small: see ablation_student)",
-    "max_length": f"{_TRAINER} lines 94, 169, 246, 267-298 (512; 'Query: ... Document: ... Relevant:')",
-    "stage1_data": f"{_DOCS} line 9; {_TRAINER} lines 118-134 (unicamp-dl/InRanker-msmarco soft labels, mMARCO "
-                   "English collection and queries)",
-    "stage2_data": f"{_DOCS} lines 10, 70 (unicamp-dl/InRanker-beir soft labels: InPars-v1 queries, 9 BM25 negatives)",
-    "teacher_model": f"{_DOCS} line 78; model cards ('distilled from monoT5-3B')",
-    "ablation_student": f"{_DOCS} lines 16-55 (the two-stage recipe's example model is t5-small): here t5-small runs "
-                        "stage 1 only, an ablation row named as such (both stages: see PAPER_GAPS)",
-    "scifact_depth": "not found in the repository or the readable abstract: 100 kept (monoT5 BEIR numbers are often "
-                     "BM25 top-1000; unverified)",
-    "dl_depth": "not found: 100 (the BM25 top-100 is the text we have for TREC DL)",
-    "eval_batch_size": "ours: scoring batch (speed only)",
-    "negatives": f"{_DOCS} line 70 (9 negatives per query from the BM25 top-1000; used only when stage2_data is synthetic)",
-    "negatives_depth": f"{_DOCS} line 70 (BM25 top-1000, pyserini)",
-    "generator": f"{_DOCS} line 70 names InPars-v1 but not its generator: GPT-J-6B is InPars' open replacement of GPT-3 "
-                 "Curie (ours; unused with the published stage-2 data)",
-    "generator_max_doc_tokens": "ours (InPars-style prompt; unused with the published stage-2 data)",
-    "generator_max_new_tokens": "ours (unused with the published stage-2 data)",
-    "stage1.center_labels": f"{_TRAINER} lines 145-147: stage-1 labels used raw [negative_score, positive_score]",
-    "stage2.center_labels": f"{_TRAINER} lines 210-214: stage-2 labels centred (the mean of the two logits subtracted)",
-    "ablation.center_labels": f"{_TRAINER} lines 145-147 (the ablation is a stage-1 run)",
-    **{f"{stage}.train.{name}": source for stage in STAGES for name, source in _STAGE_SOURCES.items()},
-}
-#: Published settings the code cannot apply (yet): the setting, its published value, and why not.
-PAPER_GAPS = [
-    {"setting": "InRanker-small (t5-small, both stages)", "published": "t5-small through stage 1 and stage 2 "
-     "(docs/training.md lines 16-55)", "why": "one student runs both stages here; the ablation student runs stage 1 "
-     "only. The InRanker-small row: run this notebook with overrides {'student': 't5-small'}"},
-    {"setting": "optimizer", "published": "transformers 4.27.4 adamw_hf", "why": "torch AdamW (equivalent)"},
-    {"setting": "evaluation first stage", "published": "not found (the paper's setup section could not be read)",
-     "why": "BM25 top-100 here; say so beside any published number"},
-]
 
 
 def config(profile: str = "default", **overrides) -> InRankerConfig:

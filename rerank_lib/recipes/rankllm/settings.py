@@ -9,6 +9,7 @@ import pandas as pd
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import resolve
+from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
@@ -85,6 +86,12 @@ class RankLLMConfig(Settings):
             raise ValueError(f"unknown objective(s) {sorted(unknown)}")
 
 
+#: The published recipe as data (recipes/paper_profiles/rankllm.yaml): each setting with its source, and the published
+#: settings the code cannot apply (gaps): RankZephyr and FirstMistral as rank_llm's training scripts train them; one
+#: `train` serves both objectives, so it holds RankZephyr's batch (FirstMistral's: configs/firstmistral.yaml).
+PAPER = paper_profile("rankllm", RankLLMConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+
 PROFILES = {
     "smoke": {
         "tag": "tiny", "model": TINY, "chat_template": ZEPHYR_STYLE_TEMPLATE, "depth": 6, "window": 4, "stride": 2,
@@ -94,95 +101,8 @@ PROFILES = {
         "train.eval_every_steps": 1, "train.save_every_steps": 1, "train.learning_rate": 1e-3,
     },
     "default": {},
-    # The published recipe, setting by setting (sources in PAPER_SOURCES, what cannot be applied in PAPER_GAPS):
-    # RankZephyr and FirstMistral as rank_llm's training scripts train them; one `train` serves both objectives, so
-    # it holds RankZephyr's batch (FirstMistral's is in PAPER_GAPS).
-    "paper": {
-        "tag": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3",
-        "generation_model": "HuggingFaceH4/zephyr-7b-beta", "combined_model": "mistralai/Mistral-7B-Instruct-v0.3",
-        "depth": 100, "window": 20, "stride": 10, "max_words": 300, "context_size": 4096, "identifiers": "alpha",
-        "scifact_test_queries": None, "generation_eval": ("trec-dl-2019", "trec-dl-2020"), "quality_queries": 43,
-        "objectives": ("generation", "combined"), "train_window": 20, "train_max_words": 300, "n_variable": 1,
-        "shuffle_inputs": False, "scifact_train_queries": None, "inference_bf16": True, "ranking_loss": "ranknet",
-        "weighted": True, "ranking_weight": None, "noise_alpha": 5.0, "train_layers": None,
-        "train.learning_rate": 5e-6, "train.num_epochs": 3, "train.max_steps": None,
-        "train.per_device_batch_size": 4, "train.gradient_accumulation_steps": 16, "train.warmup_steps": 50,
-        "train.lr_scheduler": "cosine", "train.weight_decay": 0.0, "train.mixed_precision": "bf16",
-        "train.gradient_checkpointing": True, "train.seed": 42, "train.eval_every_steps": 200,
-        "train.save_every_steps": 500,
-    },
+    "paper": PAPER.values,
 }
-
-_RL = "rank_llm (castorini/rank_llm @1b3cabb) "
-_RZ = _RL + "training/scripts/train_rank_zephyr.sh"
-_FM = _RL + "training/scripts/train_first_mistral.sh"
-_2CR = _RL + "src/rank_llm/2cr/msmarco-v1-passage.yaml"
-_LISTWISE = _RL + "src/rank_llm/rerank/listwise/listwise_rankllm.py"
-#: Where each paper setting comes from (a test checks that every key of PROFILES["paper"] has one).
-PAPER_SOURCES = {
-    "tag": "ours: the short model name in method names",
-    "model": f"the start of the zero-shot rows: FirstMistral's base ({_FM} line 4)",
-    "generation_model": f"{_RZ} line 4 (BASE_MODEL HuggingFaceH4/zephyr-7b-beta)",
-    "combined_model": f"{_FM} line 4 (mistralai/Mistral-7B-Instruct-v0.3; the original FIRST, gangiswag/llm-reranker "
-                      "bash/run_train.sh line 4, starts from Zephyr: FirstMistral is the row cited)",
-    "depth": f"{_2CR} (--top_k_candidates=100); training/README.md lines 58-63",
-    "window": f"{_LISTWISE} lines 46-47 (window 20); FIRST bash/run_rerank_llm.sh lines 27-29",
-    "stride": f"{_LISTWISE} lines 46-47 (stride 10)",
-    "max_words": f"{_LISTWISE} line 50 (max_passage_words 300)",
-    "context_size": f"{_2CR} and training/README.md lines 58-63 (--context_size=4096)",
-    "identifiers": f"{_RL}training/utils/data_utils.py lines 12-13 (START_IDX = ord('A')): letters [A]..[T] in "
-                   "the _alpha training data both scripts load; template rank_zephyr_alpha_template.yaml",
-    "scifact_test_queries": "every SciFact test query (BEIR)",
-    "generation_eval": "RankZephyr is decoded by generation in 2CR (DL19 and DL20)",
-    "quality_queries": "ours: all 43 DL19 queries decoded by generation for output quality and latency",
-    "objectives": f"{_RZ} line 24 (--objective generation); {_FM} lines 24-26 (--objective combined)",
-    "train_window": f"{_RL}training/utils/data_utils.py line 12 (max_psg_num = 20)",
-    "train_max_words": f"{_LISTWISE} line 50 (300 words in RankGPT prompts; training has no explicit max length)",
-    "n_variable": "ours: RankZephyr's variable-length examples come pre-built in the published data "
-                  "(data_utils.py reads them as stored); our generated data adds them (1 per query)",
-    "shuffle_inputs": "off: the training code shuffles nothing (data_utils.py); any shuffling is inside the published data",
-    "scifact_train_queries": "ours: every SciFact train query in the substitute data (see PAPER_GAPS, training data)",
-    "inference_bf16": f"{_RL}training/train_rankllm.py line 43, training/utils/model_utils.py lines 282-295 (bf16)",
-    "ranking_loss": f"{_FM} lines 24-26 (--ranking_loss ranknet)",
-    "weighted": f"{_FM} lines 24-26 (--weighted)",
-    "ranking_weight": f"{_RL}training/utils/train_utils.py lines 97-103: LM + 10 x weighted RankNet (None = that 10)",
-    "noise_alpha": f"{_RZ} / {_FM} line 23 (--noisy_embedding_alpha 5)",
-    "train_layers": "every weight is trained (full fine-tuning)",
-    "train.learning_rate": f"{_RL}training/utils/model_utils.py lines 60-64 (argparse default 5e-6; no script passes one)",
-    "train.num_epochs": f"{_RZ} / {_FM} line 15 (3 epochs)",
-    "train.max_steps": "none: epoch-based",
-    "train.per_device_batch_size": f"{_RZ} line 17 (RankZephyr 4). Sources disagree: {_FM} line 17 has 8; one `train` "
-                                   "serves both objectives, RankZephyr's is applied (FirstMistral's: PAPER_GAPS)",
-    "train.gradient_accumulation_steps": f"{_RZ} line 18 (RankZephyr 16; FirstMistral 4, {_FM} line 18)",
-    "train.warmup_steps": f"{_RZ} / {_FM} line 20 (--num_warmup_steps 50 optimizer steps, train_rankllm.py line 85)",
-    "train.lr_scheduler": f"{_RZ} / {_FM} line 19 (--lr_scheduler_type cosine)",
-    "train.weight_decay": f"{_RL}training/utils/model_utils.py lines 66-67, 326-343 (0.0)",
-    "train.mixed_precision": f"{_RL}training/train_rankllm.py line 43; training/configs/zero3_bf16.json (bf16)",
-    "train.gradient_checkpointing": f"{_RZ} / {_FM} line 21 (--gradient_checkpointing)",
-    "train.seed": f"{_RZ} / {_FM} line 16 (--seed 42); data samples keep `seed`",
-    "train.eval_every_steps": "ours: dev-slice selection every 200 steps (the published protocol takes the last epoch)",
-    "train.save_every_steps": f"ours (checkpoints for resume); {_RZ} line 29 saves every epoch",
-}
-#: Published settings the code cannot apply (yet): the setting, its published value, and why not.
-PAPER_GAPS = [
-    {"setting": "training data", "published": "rryisthebest/rank_zephyr_training_data_alpha (both scripts line 5: "
-     "RankGPT-4 reorderings, letter identifiers)", "why": "no loader for it yet: we train on MiniLM-teacher orderings "
-     "of one TREC DL test year + SciFact train, a labelled CPU substitute, never the paper's protocol"},
-    {"setting": "teacher", "published": "RankGPT-4 (RankGPT-3.5 for the Base stage; model cards)",
-     "why": "follows from the training data (ours: the offline MiniLM teacher)"},
-    {"setting": "FirstMistral batch", "published": "8 x accumulation 4 (train_first_mistral.sh lines 17-18)",
-     "why": "one `train` for both objectives (RankZephyr's 4 x 16 applied); FirstMistral's: overrides "
-            "{'objectives': ['combined'], 'train.per_device_batch_size': 8, 'train.gradient_accumulation_steps': 4}"},
-    {"setting": "optimizer", "published": "bitsandbytes AdamW8bit (training/utils/model_utils.py lines 345-348)",
-     "why": "torch AdamW: TrainConfig has no optimizer choice yet (8-bit states save memory only)"},
-    {"setting": "launch", "published": "4 processes, DeepSpeed ZeRO-3 with optimizer and parameter CPU offload "
-     "(training/configs/accel_config_deepspeed.yaml, zero3_bf16.json): global batch RankZephyr 256, FirstMistral 128",
-     "why": "a launch setting, not a config one: accelerate launch --config_file "
-            "configs/accelerate/deepspeed_zero3_offload.yaml --num_processes 4; on one process the global batch is 64"},
-    {"setting": "checkpoint", "published": "the last epoch (training/README.md lines 58-63 evaluate epoch_2)",
-     "why": "we select on a dev slice (the start included); the last epoch is the curve's end"},
-    {"setting": "attention", "published": "flash-attention-2 (model_utils.py lines 282-295)", "why": "speed only"},
-]
 
 
 def config(profile: str = "default", **overrides) -> RankLLMConfig:

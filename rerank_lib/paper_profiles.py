@@ -1,0 +1,145 @@
+"""Settings files: a recipe's paper profile, and the train command's `--config`, read by one YAML reader.
+
+A file holds `pipeline:`, `profile:`, `settings:` and, for a paper profile, `gaps:`. Under `settings:` a key is a
+dotted setting (`stage1.train.learning_rate`) or a mapping that nests one level of it (`stage1.train:` then
+`learning_rate:`); a setting's value is either plain (`7.0e-5`) or `{value: ..., source: ...}`, the published
+value beside where it comes from. YAML anchors let identical sections be written once (`stage2.train: *stage1`).
+The paper profiles live beside the recipes (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data),
+so `recipe.config("paper")` and `python -m rerank_lib.train PIPELINE --config FILE` read the same values.
+Every error names the file, the line and the key.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Collection
+
+import yaml
+
+from .settings import paths
+
+PAPER_PROFILES = Path(__file__).with_name("recipes") / "paper_profiles"
+TOP_LEVEL = ("pipeline", "profile", "settings", "gaps")
+GAP_KEYS = ("setting", "published", "why")
+# YAML 1.1 reads 1e-5 (no dot) as text: a setting is never meant as such a string
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+class SettingsFileError(ValueError):
+    """A settings file that cannot be used, with the file, line and key."""
+
+
+@dataclass(frozen=True)
+class SettingsFile:
+    """A file's settings by dotted path, each one's source (where given) and line, and the published gaps."""
+
+    path: Path
+    pipeline: str | None = None
+    profile: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    gaps: list[dict[str, str]] = field(default_factory=list)
+
+
+def _error(path, node, message: str) -> SettingsFileError:
+    line = f", line {node.start_mark.line + 1}" if node is not None else ""
+    return SettingsFileError(f"{path}{line}: {message}")
+
+
+def _mapping(path, node, what: str) -> list[tuple[str, yaml.Node, int]]:
+    """The (key, value node, key's line) of a mapping node; a duplicate key is an error (YAML would keep the last)."""
+    if not isinstance(node, yaml.MappingNode):
+        raise _error(path, node, f"{what} must be a mapping")
+    pairs, seen = [], set()
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value in seen:
+            raise _error(path, key, f"{what}: key {key.value!r} is not a single name or is given twice")
+        seen.add(key.value)
+        pairs.append((key.value, value, key.start_mark.line + 1))
+    return pairs
+
+
+def _value(loader: yaml.SafeLoader, node: yaml.Node):
+    value = loader.construct_document(node)
+    return float(value) if isinstance(value, str) and _EXPONENT.match(value) else value
+
+
+def _is_sourced(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.MappingNode) and "value" in {key.value for key, _ in node.value} and \
+        {key.value for key, _ in node.value} <= {"value", "source"}
+
+
+def _settings(out: SettingsFile, loader, node, known: Collection[str], prefix: str = "") -> None:
+    """Every setting under `node` into `out` by its dotted path."""
+    for key, value, key_line in _mapping(out.path, node, f"settings {prefix.rstrip('.')}".strip()):
+        name = prefix + key
+        if name in out.values:
+            raise _error(out.path, value, f"setting {name!r} is given twice")
+        if name not in known and (_is_sourced(value) or not isinstance(value, yaml.MappingNode)
+                                  or not any(k.startswith(name + ".") for k in known)):
+            raise SettingsFileError(f"unknown setting {name!r} in {out.path}, line {key_line}")
+        if _is_sourced(value):
+            entries = {k: v for k, v, _ in _mapping(out.path, value, name)}
+            out.values[name] = _value(loader, entries["value"])
+            if "source" in entries:
+                source = loader.construct_document(entries["source"])
+                if not isinstance(source, str) or not source.strip():
+                    raise _error(out.path, entries["source"], f"setting {name!r}: its source must be text")
+                out.sources[name] = source
+        elif name not in known:  # a section: its settings one level down
+            _settings(out, loader, value, known, name + ".")
+            continue
+        else:
+            out.values[name] = _value(loader, value)
+        out.lines[name] = key_line
+
+
+def _gaps(path, loader, node) -> list[dict[str, str]]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise _error(path, node, "gaps must be a list of {setting, published, why}")
+    gaps = []
+    for item in node.value:
+        gap = {key: loader.construct_document(value) for key, value, _ in _mapping(path, item, "a gap")}
+        if tuple(gap) != GAP_KEYS or not all(isinstance(v, str) and v.strip() for v in gap.values()):
+            raise _error(path, item, f"a gap holds {', '.join(GAP_KEYS)} (text, in that order), not {list(gap)}")
+        gaps.append(gap)
+    return gaps
+
+
+def read(path, known: Collection[str]) -> SettingsFile:
+    """A settings file, its settings checked against `known` (the config's dotted paths, `settings.paths`)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise SettingsFileError(f"{path}, line {mark.line + 1}: not YAML ({err.problem})") from None
+    if root is None:
+        return SettingsFile(path)
+    top = {key: value for key, value, _ in _mapping(path, root, "a settings file")}
+    for key, node in top.items():
+        if key not in TOP_LEVEL:
+            raise _error(path, node, f"unknown top-level key {key!r}; a settings file holds {', '.join(TOP_LEVEL)}")
+    out = SettingsFile(path, *(loader.construct_document(top[k]) if k in top else None for k in ("pipeline", "profile")))
+    if "settings" in top and not (isinstance(top["settings"], yaml.ScalarNode) and top["settings"].value == ""):
+        _settings(out, loader, top["settings"], set(known))
+    if "gaps" in top:
+        out.gaps.extend(_gaps(path, loader, top["gaps"]))
+    return out
+
+
+def paper_profile(pipeline: str, base) -> SettingsFile:
+    """The packaged paper profile of `pipeline` for the config `base` (its defaults): every setting with a source."""
+    profile = read(PAPER_PROFILES / f"{pipeline}.yaml", paths(base))
+    if (profile.pipeline, profile.profile) != (pipeline, "paper"):
+        raise SettingsFileError(f"{profile.path}: expected pipeline: {pipeline} and profile: paper, "
+                                f"not {profile.pipeline} / {profile.profile}")
+    unsourced = [name for name in profile.values if name not in profile.sources]
+    if unsourced:
+        raise SettingsFileError(f"{profile.path}, line {profile.lines[unsourced[0]]}: setting {unsourced[0]!r} has "
+                                "no source (write it as {value: ..., source: ...})")
+    return profile
