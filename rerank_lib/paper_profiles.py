@@ -43,9 +43,8 @@ class SettingsFile:
     gaps: list[dict[str, str]] = field(default_factory=list)
 
 
-def _error(path, node, message: str) -> SettingsFileError:
-    line = f", line {node.start_mark.line + 1}" if node is not None else ""
-    return SettingsFileError(f"{path}{line}: {message}")
+def _error(path, node: yaml.Node, message: str) -> SettingsFileError:
+    return SettingsFileError(f"{path}, line {node.start_mark.line + 1}: {message}")
 
 
 def _mapping(path, node, what: str) -> list[tuple[str, yaml.Node, int]]:
@@ -54,8 +53,10 @@ def _mapping(path, node, what: str) -> list[tuple[str, yaml.Node, int]]:
         raise _error(path, node, f"{what} must be a mapping")
     pairs, seen = [], set()
     for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.value in seen:
-            raise _error(path, key, f"{what}: key {key.value!r} is not a single name or is given twice")
+        if not isinstance(key, yaml.ScalarNode):
+            raise _error(path, key, f"{what}: a key must be a name")
+        if key.value in seen:
+            raise _error(path, key, f"{what}: {key.value!r} is given twice")
         seen.add(key.value)
         pairs.append((key.value, value, key.start_mark.line + 1))
     return pairs
@@ -67,8 +68,9 @@ def _value(loader: yaml.SafeLoader, node: yaml.Node):
 
 
 def _is_sourced(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.MappingNode) and "value" in {key.value for key, _ in node.value} and \
-        {key.value for key, _ in node.value} <= {"value", "source"}
+    """`{value: ..., source: ...}` (or `{value: ...}`): one setting, not a section of settings."""
+    keys = {key.value for key, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+    return "value" in keys and keys <= {"value", "source"}
 
 
 def _settings(out: SettingsFile, loader, node, known: Collection[str], prefix: str = "") -> None:
@@ -120,10 +122,12 @@ def read(path, known: Collection[str]) -> SettingsFile:
         raise SettingsFileError(f"{path}, line {mark.line + 1}: not YAML ({err.problem})") from None
     if root is None:
         return SettingsFile(path)
-    top = {key: value for key, value, _ in _mapping(path, root, "a settings file")}
-    for key, node in top.items():
+    top = {}
+    for key, node, line in _mapping(path, root, "a settings file"):
         if key not in TOP_LEVEL:
-            raise _error(path, node, f"unknown top-level key {key!r}; a settings file holds {', '.join(TOP_LEVEL)}")
+            raise SettingsFileError(f"{path}, line {line}: unknown top-level key {key!r}; a settings file holds "
+                                    f"{', '.join(TOP_LEVEL)}")
+        top[key] = node
     out = SettingsFile(path, *(loader.construct_document(top[k]) if k in top else None for k in ("pipeline", "profile")))
     if "settings" in top and not (isinstance(top["settings"], yaml.ScalarNode) and top["settings"].value == ""):
         _settings(out, loader, top["settings"], set(known))

@@ -23,6 +23,7 @@ from typing import Callable
 
 import yaml
 
+from . import paper_profiles
 from .settings import PROFILES
 
 EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
@@ -290,34 +291,17 @@ def parse_value(text):
     return value
 
 
-def _flatten(values: dict, known: set, prefix: str = "") -> dict:
-    """Nested YAML mappings as dotted paths, down to the config's settings (a mapping setting stays whole)."""
-    out = {}
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        nested = isinstance(value, dict) and path not in known
-        out.update(_flatten(value, known, f"{path}.") if nested else {path: value})
-    return out
-
-
 def read_config_file(path: str, pipeline: str, known: set) -> tuple[str | None, dict]:
-    """(profile, {dotted setting: value}) of a YAML file; an error names the file and the line."""
-    text = Path(path).read_text(encoding="utf-8")
-    doc = yaml.safe_load(text) or {}
-    extra = sorted(set(doc) - {"pipeline", "profile", "settings"}) if isinstance(doc, dict) else ["(not a mapping)"]
-    if extra:
-        raise UsageError(f"{path}: unknown top-level key(s) {extra}; a config holds pipeline:, profile:, settings:")
-    if doc.get("pipeline") not in (None, pipeline):
-        raise UsageError(f"{path}: pipeline: {doc['pipeline']} is not the command's pipeline {pipeline}")
-    return doc.get("profile"), {k: parse_value(v) for k, v in _flatten(doc.get("settings") or {}, known).items()}
-
-
-def _line_of(path: str, key: str) -> str:
-    last = key.split(".")[-1]
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip().startswith((f"{key}:", f"{last}:")):
-            return f"{path}, line {number}"
-    return path
+    """(profile, {dotted setting: value}) of a YAML file (the paper profiles' format: plain values or {value,
+    source}, nested or dotted); an error names the file, the line and the key."""
+    try:
+        doc = paper_profiles.read(path, known)
+    except (OSError, paper_profiles.SettingsFileError) as err:
+        listing = f"; settings: {', '.join(sorted(known))}" if "unknown setting" in str(err) else ""
+        raise UsageError(f"{err} (pipeline {pipeline}){listing}") from None
+    if doc.pipeline not in (None, pipeline):
+        raise UsageError(f"{path}: pipeline: {doc.pipeline} is not the command's pipeline {pipeline}")
+    return doc.profile, {k: parse_value(v) for k, v in doc.values.items()}
 
 
 def resolve(args) -> tuple[Pipeline, object]:
@@ -341,11 +325,10 @@ def resolve(args) -> tuple[Pipeline, object]:
             raise UsageError(f"--set {item}: expected PATH=VALUE")
         sets[path.strip()] = parse_value(value)
     profile, known = args.profile or profile or "default", set(base)
-    for source, values in ((args.config, from_file), ("the flags", flags), ("--set", sets)):
+    for source, values in (("the flags", flags), ("--set", sets)):  # the file's: checked as it is read
         unknown = sorted(set(values) - known)
         if unknown:
-            where = _line_of(source, unknown[0]) if source == args.config else source
-            raise UsageError(f"unknown setting {unknown[0]!r} in {where} (pipeline {args.pipeline}); "
+            raise UsageError(f"unknown setting {unknown[0]!r} in {source} (pipeline {args.pipeline}); "
                              f"settings: {', '.join(sorted(known))}")
     merged = {**from_file, **flags, **sets, **({"data_root": args.data_root} if args.data_root else {})}
     try:

@@ -77,3 +77,107 @@ def test_source_table_by_hand():
         "sizes": {"value": "[3]", "paper value": "[1, 2]",
                   "source": "not set by the paper profile (the dataclass default)"},
         "train.learning_rate": {"value": 2e-5, "paper value": 5e-6, "source": "repo/train.sh line 3"}}
+
+
+# ------------------------------------------------------------------ the settings-file reader (paper_profiles)
+
+KNOWN = {"depth", "sizes", "mapping", "stage1.train.learning_rate", "stage1.train.seed", "stage2.train.learning_rate",
+         "stage2.train.seed"}
+GOOD = """\
+# a comment
+pipeline: demo
+profile: paper
+settings:
+  depth:
+    value: 100
+    source: >-
+      paper section 4,
+      table 2
+  sizes: [1, 2]
+  mapping: {a: 1}
+  stage1.train: &stage
+    learning_rate: {value: 1e-5, source: repo/train.sh line 3}
+    seed: {value: 42, source: the HF default}
+  stage2.train: *stage
+gaps:
+  - setting: optimizer
+    published: AdamW8bit
+    why: no such option
+"""
+
+
+def _file(tmp_path, text, name="demo.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_settings_file_by_hand(tmp_path):
+    from rerank_lib import paper_profiles
+
+    doc = paper_profiles.read(_file(tmp_path, GOOD), KNOWN)
+    assert (doc.pipeline, doc.profile) == ("demo", "paper")
+    assert doc.values == {"depth": 100, "sizes": [1, 2], "mapping": {"a": 1}, "stage1.train.learning_rate": 1e-5,
+                          "stage1.train.seed": 42, "stage2.train.learning_rate": 1e-5, "stage2.train.seed": 42}
+    assert isinstance(doc.values["stage1.train.learning_rate"], float)  # YAML 1.1 reads 1e-5 as text
+    assert doc.sources == {"depth": "paper section 4, table 2", "stage1.train.learning_rate": "repo/train.sh line 3",
+                           "stage1.train.seed": "the HF default", "stage2.train.learning_rate": "repo/train.sh line 3",
+                           "stage2.train.seed": "the HF default"}
+    assert doc.lines == {"depth": 5, "sizes": 10, "mapping": 11, "stage1.train.learning_rate": 13,
+                         "stage1.train.seed": 14, "stage2.train.learning_rate": 13, "stage2.train.seed": 14}
+    assert doc.gaps == [{"setting": "optimizer", "published": "AdamW8bit", "why": "no such option"}]
+
+
+@pytest.mark.parametrize("text,message", [
+    (GOOD.replace("    seed: {value: 42", "    sed: {value: 42"), r"unknown setting 'stage1.train.sed' in \S+demo.yaml, line 14"),
+    (GOOD.replace("  sizes: [1, 2]", "  size: [1, 2]"), r"unknown setting 'size' in \S+demo.yaml, line 10"),
+    (GOOD.replace("  sizes: [1, 2]", "  sizes: [1, 2"), r"demo.yaml, line 11: not YAML"),
+    (GOOD.replace("  mapping: {a: 1}", "  depth: 3"), r"demo.yaml, line 11: .*'depth' .* twice"),
+    (GOOD.replace("    why: no such option\n", ""), r"demo.yaml, line 17: a gap holds setting, published, why"),
+    (GOOD.replace("gaps:", "gap:"), r"demo.yaml, line 16: unknown top-level key 'gap'"),
+    (GOOD.replace("    source: >-\n      paper section 4,\n      table 2\n", "    source: 3\n"),
+     r"demo.yaml, line 7: setting 'depth': its source must be text"),
+    ("- a\n- b\n", r"demo.yaml, line 1: a settings file must be a mapping"),
+])
+def test_a_bad_settings_file_names_the_file_line_and_key(tmp_path, text, message):
+    from rerank_lib import paper_profiles
+
+    with pytest.raises(paper_profiles.SettingsFileError, match=message):
+        paper_profiles.read(_file(tmp_path, text), KNOWN)
+
+
+def test_a_paper_profile_needs_a_source_for_every_setting(tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    from rerank_lib import paper_profiles
+    from rerank_lib.settings import Settings
+
+    @dataclass(frozen=True)
+    class Demo(Settings):
+        depth: int = 20
+        sizes: tuple = (1,)
+
+    monkeypatch.setattr(paper_profiles, "PAPER_PROFILES", tmp_path)
+    _file(tmp_path, "pipeline: demo\nprofile: paper\nsettings:\n  depth: {value: 100, source: paper section 4}\n")
+    assert paper_profiles.paper_profile("demo", Demo()).values == {"depth": 100}
+    _file(tmp_path, "pipeline: demo\nprofile: paper\nsettings:\n  depth: {value: 100, source: paper section 4}\n"
+                    "  sizes: [1, 2]\n")
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 5: setting 'sizes' has no source"):
+        paper_profiles.paper_profile("demo", Demo())
+    _file(tmp_path, "pipeline: other\nprofile: paper\n")
+    with pytest.raises(paper_profiles.SettingsFileError, match="expected pipeline: demo and profile: paper"):
+        paper_profiles.paper_profile("demo", Demo())
+
+
+def test_the_paper_profiles_are_package_data():
+    """Installed from the repository (not editable), the package still finds its paper profiles."""
+    import tomllib
+
+    from rerank_lib.paper_profiles import PAPER_PROFILES
+    from rerank_lib.paths import PROJECT_ROOT
+
+    package_data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert package_data["rerank_lib.recipes"] == ["paper_profiles/*.yaml"]
+    assert PAPER_PROFILES == PROJECT_ROOT / "rerank_lib" / "recipes" / "paper_profiles"
+    assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
+        ["cross_encoder", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever", "retriever_scifact"])

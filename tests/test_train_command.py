@@ -13,6 +13,8 @@ import pytest
 
 from rerank_lib import train
 from rerank_lib.experiment import launch
+from rerank_lib.paper_profiles import PAPER_PROFILES
+from rerank_lib.paper_profiles import read as read_settings
 from rerank_lib.settings import paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -60,15 +62,19 @@ def test_help_names_the_dotted_settings_of_each_flag(capsys):
     assert "--per_device_train_batch_size VALUE sets stage1.train.per_device_batch_size" in text
 
 
-@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "configs").glob("*.yaml")) + sorted(PAPER_PROFILES.glob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_paper_config_resolves(path):
+    """Each run file and each recipe's paper profile works as --config; every value reaches the config."""
     import yaml
 
     doc = yaml.safe_load(path.read_text())
     cfg = resolve([doc["pipeline"], "--config", str(path)])
     assert cfg.profile == doc["profile"]
     flat = launch.flat_settings(cfg)
-    for key, value in doc["settings"].items():  # every value reached the config (1.0e-5 as a number)
+    values = read_settings(path, set(flat)).values
+    assert values
+    for key, value in values.items():  # (1.0e-5 as a number)
         assert flat[key] == (list(value) if isinstance(value, (list, tuple)) else value), key
 
 
