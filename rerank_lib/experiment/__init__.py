@@ -12,13 +12,15 @@ from .runs import load_run, run_path, save_run
 from .scorer import train_encoder, train_scorer
 from .selection import Selected, train_with_dev_selection
 from .splits import (
-    TrainingSplit, dl_training_split, sample_ids, sample_items, scifact_training_split, test_sample,
+    RerankingSets, TrainingSplit, dl_training_split, sample_ids, sample_items, scifact_reranking_sets,
+    scifact_training_split, test_sample,
 )
 
 __all__ = [
-    "DevEvaluator", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight", "comparison_cells",
-    "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run", "pipeline_cache",
-    "publish_model", "record_interpolation", "record_reranker", "record_run", "results_table", "run_dir",
-    "run_path", "sample_ids", "sample_items", "save_run", "selection_row", "scifact_training_split", "test_sample",
-    "train_encoder", "train_scorer", "train_with_dev_selection",
+    "DevEvaluator", "RerankingSets", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight",
+    "comparison_cells", "curve_table", "dl_training_split", "fingerprint", "jsonable", "learning_curves", "load_run",
+    "pipeline_cache", "publish_model", "record_interpolation", "record_reranker", "record_run", "results_table",
+    "run_dir", "run_path", "sample_ids", "sample_items", "save_run", "scifact_reranking_sets",
+    "scifact_training_split", "selection_row", "test_sample", "train_encoder", "train_scorer",
+    "train_with_dev_selection",
 ]

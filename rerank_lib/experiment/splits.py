@@ -6,7 +6,9 @@ import dataclasses
 import random
 
 from ..data import TrainingQueries, dev_slice, load_dataset, without_overlap
-from ..data.types import Dataset
+from ..data.trec import top_k
+from ..data.types import Dataset, Run
+from .runs import load_run
 
 
 def sample_ids(ids, n: int | None, seed: int) -> list[str]:
@@ -90,3 +92,27 @@ def dl_training_split(train_on: str, data_root=None, seed: int = 13, dev_fractio
     if restrict_to is not None:
         ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
     return _split(ds, f"{train_on}/test", seed, dev_fraction, min_dev)
+
+
+@dataclasses.dataclass
+class RerankingSets:
+    """What a SciFact reranker is evaluated on: test and its first-stage candidates, the dev slice and its."""
+
+    test: Dataset
+    test_bm25: Run
+    dev: Dataset
+    dev_bm25: Run
+    split: TrainingSplit
+
+
+def scifact_reranking_sets(results_dir, profile: str, split: TrainingSplit, depth: int, dev_depth: int,
+                           max_test_queries: int | None = None, data_root=None) -> RerankingSets:
+    """SciFact test's judged queries (the first `max_test_queries` by (length, id), or all) with 01_first_stage's BM25
+    top-`depth`, and `split`'s dev slice with the BM25 top-`dev_depth` of the train run."""
+    test_bm25 = load_run(results_dir, profile, "scifact", "test", "bm25")
+    qids = sorted(test_bm25, key=lambda q: (len(q), q))[:max_test_queries] if max_test_queries else sorted(test_bm25)
+    test = load_dataset("scifact", "test", root=data_root).subset(qids)
+    test = test.subset([q for q in test.queries if q in test.qrels])
+    train_bm25 = load_run(results_dir, profile, "scifact", "train", "bm25")
+    dev_bm25 = top_k({q: train_bm25[q] for q in split.dev.queries if q in train_bm25}, dev_depth)
+    return RerankingSets(test, top_k({q: test_bm25[q] for q in test.queries}, depth), split.dev, dev_bm25, split)

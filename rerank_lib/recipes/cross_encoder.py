@@ -18,14 +18,12 @@ from typing import Mapping
 import pandas as pd
 
 from ..atomic import write_json
-from ..data import load_dataset
 from ..data.pairs import TrainGroup, files_table, read_pairs, write_pairs_jsonl
-from ..data.trec import top_k
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache, record_reranker,
-    publish_model, record_run, run_dir, scifact_training_split, train_scorer,
+    DevEvaluator, RerankingSets, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache,
+    publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets, scifact_training_split, train_scorer,
 )
 from ..experiment.launch import train_launched
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
@@ -266,24 +264,10 @@ def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, 
     return groups, split, manifest
 
 
-@dataclass
-class EvalSets:
-    test: object  # Dataset
-    test_bm25: Run
-    dev: object
-    dev_bm25: Run
-    split: TrainingSplit
-
-
-def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> EvalSets:
-    test_bm25 = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
-    qids = sorted(test_bm25, key=lambda q: (len(q), q))[: cfg.max_test_queries] if cfg.max_test_queries else sorted(test_bm25)
-    test = load_dataset("scifact", "test", root=cfg.data_root).subset(qids)
-    test = test.subset([q for q in test.queries if q in test.qrels])
-    test_bm25 = top_k({q: test_bm25[q] for q in test.queries}, cfg.depth)
-    train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
-    dev_bm25 = top_k({q: train_bm25[q] for q in split.dev.queries if q in train_bm25}, cfg.dev_depth)
-    return EvalSets(test, test_bm25, split.dev, dev_bm25, split)
+def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> RerankingSets:
+    """SciFact test's BM25 top-`depth` (the first `max_test_queries`) and the dev slice's BM25 top-`dev_depth`."""
+    return scifact_reranking_sets(results_dir, cfg.profile, split, cfg.depth, cfg.dev_depth, cfg.max_test_queries,
+                                  cfg.data_root)
 
 
 def train_config(cfg: CrossEncoderConfig, variant: str, output_dir: str = "") -> TrainConfig:
@@ -322,7 +306,7 @@ def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
 
 
 def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
-                  sets: EvalSets, results_dir=None) -> VariantRun:
+                  sets: RerankingSets, results_dir=None) -> VariantRun:
     """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
     checkpoint, the untrained start (step 0) included; the model ends with the selected weights. With
     `cfg.launch`, every variant first trains under accelerate launch (inputs from `results_dir`)."""
@@ -348,12 +332,12 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
-def _common(cfg: CrossEncoderConfig, sets: EvalSets, results_dir) -> dict:
+def _common(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> dict:
     return dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
                 first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
 
 
-def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):
+def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
     """The untrained starting point (fresh head), the floor every variant starts from: its test run and record."""
     model = start_model(cfg)
     with Timer() as t:
@@ -367,7 +351,7 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: EvalSets, results_dir):
     return run, record
 
 
-def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, start_run: Run, results_dir) -> list:
+def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSets, start_run: Run, results_dir) -> list:
     """Rerank SciFact test with the selected checkpoint: a record vs BM25 and vs the start, and the +interp row
     (weight chosen on the dev slice)."""
     with Timer() as t:
@@ -390,6 +374,6 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: EvalSets, st
     return records
 
 
-def bm25_dev(sets: EvalSets) -> dict[str, float]:
+def bm25_dev(sets: RerankingSets) -> dict[str, float]:
     """BM25 on the dev slice: the reference line of the dev curves."""
     return {"bm25 on dev": evaluate(sets.dev_bm25, sets.dev.qrels, ["nDCG@10"])["nDCG@10"]}

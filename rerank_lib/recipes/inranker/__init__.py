@@ -11,12 +11,13 @@ test on the other); stage 2 generates queries for SciFact documents with SmolLM2
 the ablation row. Checkpoints (the untrained start included) are chosen on dev slices, never on a test query. The
 `paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings.
 
-One submodule per step: settings, data, training (the package's InRankerTrainer API, students,
-stage 1, ablation), synthetic (stage 2), evaluation, figures.
+One submodule per step: settings, data, training (students, stage 1, ablation; through the package's trainer API,
+`experiment.monot5_distillation.InRankerTrainer`, re-exported here), synthetic (stage 2), evaluation (records,
+tables, figures).
 """
 from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table
 from .evaluation import Evaluation as Evaluation, evaluate_all as evaluate_all, results_table as results_table
-from .figures import (
+from .evaluation import (
     agreement as agreement, agreement_figure as agreement_figure, learning_curves_figure as learning_curves_figure,
     training_table as training_table,
 )

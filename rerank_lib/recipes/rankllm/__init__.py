@@ -4,8 +4,8 @@ on one TREC DL year (+ SciFact train) and evaluated on the other; checkpoints (t
 interpolation weights chosen on dev slices of the training queries. `paper`: the published models and recipe.
 
 One submodule per step: settings, models, evalsets (evaluation sets, reference rows), training (a fold's data, one
-objective through experiment.train_with_dev_selection), evaluation (records), evidence (recipe search, memorisation
-probe), report (tables, teacher agreement; the windows' quality and latency: rerank_lib.listwise.analysis). To
+objective through experiment.train_with_dev_selection), evaluation (records; the tables and teacher agreement; the
+windows' quality and latency: rerank_lib.listwise.analysis), evidence (recipe search, memorisation probe). To
 monkeypatch a name, patch it in the submodule that looks it up.
 """
 from .settings import MEASURE, PIPELINE, PROFILES, REFERENCES, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
@@ -13,6 +13,6 @@ from .settings import PAPER_GAPS, PAPER_SOURCES
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, teacher_name
 from .training import FoldData, Trained, fold_data, train_all, train_objective
-from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, zero_shot
+from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
+from .evaluation import zero_shot
 from .evidence import SEARCH_GRIDS, memorisation_probe, recipe_search, search_grid, variant_label
-from .report import results_table, teacher_agreement

@@ -1,15 +1,21 @@
 """Records: the untrained model with FIRST on every evaluation set (the `start` of every trained row), the trained
 models on their fold's evaluation year and SciFact test (each with its '+interp' row), generation decoding where
-asked or on a DL19 sample (output quality, latency), and the rendered prompt the model reads."""
+asked or on a DL19 sample (output quality, latency), and the rendered prompt the model reads; the report: the results
+tables (experiment.results_table per evaluation set) and the windows' agreement with the saved teachers (output
+quality and latency: rerank_lib.listwise.analysis)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
+from ... import experiment
 from ...data.types import Run
-from ...experiment import Timer, publish_model, record_reranker, record_run, save_run
+from ...experiment import Timer, load_run, publish_model, record_reranker, record_run, save_run
+from ...listwise import analysis
 from ...models import weights_params
 from ...settings import snapshot
-from .evalsets import EvalSet, method_name, rerank_set
+from .evalsets import EvalSet, method_name, rerank_set, teacher_name
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
@@ -123,3 +129,22 @@ def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = 
                         cfg.max_words, cfg.context_size, cfg.chat_template)
     return (f"# {len(docs)} passages, {prompt.n_tokens} tokens, {prompt.max_words} words per passage at most, "
             f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
+
+
+def results_table(records: list) -> pd.DataFrame:
+    """experiment.results_table per evaluation set (rows: methods; Δ vs BM25 and vs the zero-shot start, paired
+    tests), with the published number of the full-size model beside the row it compares with."""
+    tables = {}
+    for key in dict.fromkeys(f"{r.dataset}/{r.split}" for r in records):
+        rows = [r for r in records if f"{r.dataset}/{r.split}" == key]
+        table = experiment.results_table(rows, measures=(MEASURE,), bases=("bm25", "start"))
+        table["published"] = [((r.reference or {}).get(MEASURE) or {}).get("value", "") for r in rows]
+        tables[key] = table
+    return pd.concat(tables, names=["dataset"])
+
+
+def teacher_agreement(cfg: RankLLMConfig, windows: list, results_dir) -> pd.DataFrame:
+    """listwise.analysis.teacher_agreement against the saved teacher run of each dataset (02_teacher)."""
+    names = sorted({w["dataset"] for w in windows if len(w.get("doc_ids") or []) >= 2})
+    return analysis.teacher_agreement(windows, {name: load_run(results_dir, cfg.profile, name, "test", teacher_name(
+        cfg, name)) for name in names})
