@@ -390,7 +390,7 @@ def _legend(alpha: float, correction: str | None) -> list[str]:
         "a set measure the row's method cannot change (R@K, recall@K, P@K, Success@K with K >= k for a reranker "
         "of the first stage's top k: reordering k candidates leaves the set of the top K as the first stage made "
         "it), or an interpolation row with weight 0 or 1. Not significant is no mark here and in results.tex.",
-        "- `+interp (w=…)`: w · model + (1 − w) · first stage on per-query min-max normalised scores, w chosen on the "
+        "- `+interp (w=…)`: w × model + (1 − w) × first stage on per-query min-max normalised scores, w chosen on the "
         "dev slice; at w=0 the row is the first stage and at w=1 the model itself, shown as `= …` and unmarked.",
         "- Per dataset, the first table is the leaderboard: rows on the full split (no `-<N>q` subset suffix) "
         "that retrieve from the corpus or rerank the split's most common first stage and depth (ties: BM25, then "
