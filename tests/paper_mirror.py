@@ -18,6 +18,8 @@ hashes of the modified files. `env` is what to pass to papermill (or `monkeypatc
 
     with PaperMirror(shared_data, workdir) as mirror:
         run_notebook(..., env=mirror.env)
+
+or, in a test module, `from paper_mirror import paper_mirror` and take the `paper_mirror` fixture.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ import urllib.parse
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from rerank_lib.data.download import RemoteFile
 from rerank_lib.data.inranker import remote_file as inranker_file
@@ -249,3 +253,10 @@ class PaperMirror:
     def env(self) -> dict[str, str]:
         """The environment a run needs to download from this mirror (papermill: pass it to the kernel)."""
         return {"RERANK_DOWNLOAD_MIRROR": self.base_url, "RERANK_DOWNLOAD_MANIFEST": str(self.manifest_path)}
+
+
+@pytest.fixture()
+def paper_mirror(shared_data, tmp_path):
+    """A running PaperMirror (its `env` not applied: pass it to the run, or monkeypatch.setenv each item)."""
+    with PaperMirror(shared_data, tmp_path / "paper-mirror") as mirror:
+        yield mirror

@@ -11,7 +11,7 @@ from rerank_lib.data.errors import DataFormatError
 from rerank_lib.data.inranker import published_file, read_custom_jsonl, read_msmarco_soft_labels, remote_file
 from rerank_lib.data.rank_zephyr import RANK_ZEPHYR_FILE, rank_zephyr_file, read_rank_zephyr
 
-from paper_mirror import PaperMirror, build_paper_files, paper_remote_files
+from paper_mirror import PaperMirror, build_paper_files, paper_mirror, paper_remote_files  # noqa: F401 (fixture)
 
 SYSTEM = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query"
 
@@ -181,3 +181,17 @@ def test_rankllm_paper_profile_trains_on_rank_zephyr_data(mirror):
     assert used.texts == {"+which president has living grandsons"}
     with pytest.raises(ValueError, match="train_data"):
         config("default", train_data="rankzephyr")
+    with pytest.raises(ValueError, match="read only with train_data='rank_zephyr'"):
+        config("default", rank_zephyr_examples=3)
+
+
+def test_paper_mirror_fixture_gives_the_run_its_environment(paper_mirror):
+    import urllib.request
+
+    env = paper_mirror.env
+    assert set(env) == {"RERANK_DOWNLOAD_MIRROR", "RERANK_DOWNLOAD_MANIFEST"}
+    url = env["RERANK_DOWNLOAD_MIRROR"] + "/huggingface.co/datasets/unicamp-dl/InRanker-msmarco/resolve/main/" \
+        "InRanker_msmarco.tsv"
+    with urllib.request.urlopen(url) as response:
+        first = response.read().decode().splitlines()[0].split("\t")
+    assert len(first) == 4 and float(first[0]) == -float(first[1])

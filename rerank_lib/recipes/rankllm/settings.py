@@ -88,6 +88,8 @@ class RankLLMConfig(Settings):
             raise ValueError(f"unknown objective(s) {sorted(unknown)}")
         if self.train_data not in ("offline", "rank_zephyr"):
             raise ValueError(f"train_data must be 'offline' or 'rank_zephyr', not {self.train_data!r}")
+        if self.train_data == "offline" and (self.rank_zephyr_file or self.rank_zephyr_examples):
+            raise ValueError("rank_zephyr_file / rank_zephyr_examples are read only with train_data='rank_zephyr'")
 
 
 PROFILES = {

@@ -79,10 +79,11 @@ def rank_zephyr_conversations(cfg: RankLLMConfig, alpha: bool) -> tuple[list[dic
     uses), and their queries (texts: the leak guard compares them with every test query)."""
     path = cfg.rank_zephyr_file or rank_zephyr_file(cache_dir("data"))
     examples = read_rank_zephyr(path, cfg.rank_zephyr_examples)
-    rows = [conversation(f"rank_zephyr:{ex.example_id}", ex.query, [Document(str(i), p) for i, p in
-                                                                      enumerate(ex.passages)],
-                         list(ex.order), alpha, cfg.train_max_words, qid=ex.query, source="rank_zephyr")
-            for ex in examples]
+    rows = []
+    for ex in examples:
+        docs = [Document(str(i), passage) for i, passage in enumerate(ex.passages)]
+        rows.append(conversation(f"rank_zephyr:{ex.example_id}", ex.query, docs, list(ex.order), alpha,
+                                 cfg.train_max_words, qid=ex.query, source="rank_zephyr"))
     queries = {f"rank_zephyr:{i}": q for i, q in enumerate(sorted({ex.query for ex in examples}))}
     return rows, TrainingQueries.of("rank_zephyr_training_data", queries)
 
