@@ -205,7 +205,7 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
     settings the code cannot apply yet). With `cfg.profile == "paper"`: every paper setting, its value and its
     source (an override says so and names the paper value), then the gaps. In any other profile: every dotted
     setting whose value differs from the paper profile's, beside the paper value and its source, so a reader sees
-    what the run changes from the published recipe.
+    what the run changes from the published recipe; in paper-tiny also every model id and the stand-in serving it.
     """
     import pandas as pd
 
@@ -227,4 +227,11 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
         if value != published:
             rows.append({"setting": path, "value": _shown(value), "paper value": _shown(published),
                          "source": sources.get(path, "not set by the paper profile (the dataclass default)")})
+    if value_at(cfg, "profile") == PAPER_TINY:  # the models: each paper id and the stand-in that replaces it
+        from .standin import replaced_ids
+
+        for path in paths(cfg):
+            for hub_id, what in replaced_ids(value_at(cfg, path)).items():
+                rows.append({"setting": path, "value": what, "paper value": hub_id,
+                             "source": "paper-tiny stand-in (rerank_lib.standin)"})
     return pd.DataFrame(rows, columns=["setting", "value", "paper value", "source"]).set_index("setting")

@@ -29,7 +29,7 @@ from typing import Any
 from .paths import cache_dir, data_root
 
 __all__ = ["ENV", "STANDINS", "StandIn", "enabled", "enable", "standin_for", "standin_folder", "describe",
-           "table", "training_lines"]
+           "replaced_ids", "table", "training_lines"]
 
 ENV = "RERANK_STANDIN"
 SEED = 0
@@ -381,6 +381,31 @@ def describe(name: str) -> str:
     layers = family.config.get("num_hidden_layers") or family.config.get("num_layers") or family.config.get("n_layer")
     return (f"paper-tiny stand-in for {standin.hub_id}: random {family.architecture} ({layers} layers, hidden {size}, "
             f"seed {SEED}), tokenizer {tokenizer_source(standin)}; not the published weights")
+
+
+def replaced_ids(value: Any) -> dict[str, str]:
+    """{hub id: describe(id)} for every stand-in id named in `value` (a string, or strings anywhere inside mappings
+    and sequences; a string counts when it is the id or starts with it and a space), when stand-ins are on: what a
+    record's params say so that a paper-tiny row is never read as the published model's."""
+    found: dict[str, str] = {}
+    if not enabled():
+        return found
+
+    def walk(item):
+        if isinstance(item, str):
+            head = item.split(" ", 1)[0].lower()
+            for key in {item.lower(), head}:
+                if key in STANDINS:
+                    found[STANDINS[key].hub_id] = describe(key)
+        elif isinstance(item, dict):
+            for v in item.values():
+                walk(v)
+        elif isinstance(item, (list, tuple, set)):
+            for v in item:
+                walk(v)
+
+    walk(value)
+    return found
 
 
 def table():

@@ -181,3 +181,28 @@ def test_runner_and_train_accept_paper_tiny():
     from rerank_lib import runner
 
     assert "paper-tiny" in runner.PROFILES and "paper-tiny" in settings.PROFILES
+
+
+def test_records_and_config_tables_name_the_standins(standins_on):
+    from rerank_lib.recipes import first_stage
+    from rerank_lib.results.record import make_record
+
+    record = make_record("x", "m", "scifact", "test", {"nDCG@10": 0.5}, profile="paper-tiny",
+                         model="BAAI/bge-reranker-v2-m3 fine-tuned (group_ce)",
+                         params={"dense_model": "intfloat/e5-base-v2", "lr": 1e-5})
+    assert sorted(record.params["standins"]) == ["BAAI/bge-reranker-v2-m3", "intfloat/e5-base-v2"]
+    assert record.params["standins"]["intfloat/e5-base-v2"].startswith(
+        "paper-tiny stand-in for intfloat/e5-base-v2: random BertModel (2 layers, hidden 32")
+    assert record.profile == "paper-tiny"
+    cfg = first_stage.config("paper-tiny")
+    table = settings.source_table(cfg, first_stage.config("paper"), {})
+    assert table.loc["dense_model", "paper value"] == "intfloat/e5-base-v2"
+    assert table.loc["dense_model", "value"].startswith("paper-tiny stand-in for intfloat/e5-base-v2")
+
+
+def test_records_say_nothing_when_standins_are_off(standins_off):
+    from rerank_lib.results.record import make_record
+
+    record = make_record("x", "m", "scifact", "test", {"nDCG@10": 0.5}, profile="paper",
+                         model="BAAI/bge-reranker-v2-m3", params={"lr": 1e-5})
+    assert "standins" not in record.params and standin.replaced_ids("BAAI/bge-reranker-v2-m3") == {}
