@@ -102,7 +102,7 @@ PROFILES = {
               "student_train.mixed_precision": "fp16", "student_train.save_every_steps": 2000,
               "student_train.eval_every_steps": 500, "feature_batch_size": 64},
     # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"max_length": 96, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
+    "paper-tiny": {"max_length": 256, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
                    "group_size": 4, "negative_range": (0, 10), "head_train.max_steps": 2,
                    "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 1,
                    "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 2,
