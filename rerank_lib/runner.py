@@ -20,9 +20,9 @@ from pathlib import Path
 from .atomic import write_json
 from .paths import PROJECT_ROOT, results_dir as default_results_dir
 from .progress import ENV as PROGRESS_ENV
+from .settings import PROFILES
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
-PROFILES = ("smoke", "default", "paper")
 
 
 @dataclass

@@ -113,3 +113,46 @@ def test_trained_models_are_published_in_peer_formats(smoke_run):
     assert 0.0 < float(scores[0]) < 1.0
     ctl = next(name for name in published if name.startswith("ctl-"))
     assert SentenceTransformer(str(models / ctl), device="cpu").encode(["a question"]).shape[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------- paper-tiny
+# Every notebook in the paper-tiny profile: the paper settings with small sizes/steps and each hub model replaced by
+# its tiny stand-in of the same class (rerank_lib.standin), so every paper code path runs without a GPU. A notebook
+# the paper path cannot run yet is a strict xfail naming what stops it: once that is fixed (the paper data lands, the
+# profile is corrected) it passes, the xfail turns into a failure (XPASS, strict), and its entry below is removed.
+PAPER_TINY_KNOWN_STOPS = {
+    "20_inranker": "paper DATA: the published InRanker MS MARCO soft labels (unicamp-dl/InRanker-msmarco) are not on "
+                   "disk (RuntimeError: cannot download unicamp-dl/InRanker-msmarco/InRanker_msmarco.tsv)",
+    "30_rankllm": "paper PROFILE: rankllm's scifact_teacher 'teacher-bm25+minilm-l6' is not among the paper teachers "
+                  "02_teacher writes (bge-reranker-v2-m3, minilm-l6): FileNotFoundError for "
+                  "runs/paper-tiny/scifact_test.teacher-bm25+minilm-l6.trec (with scifact_teacher="
+                  "'teacher-bge-reranker-v2-m3' the notebook runs through)",
+}
+
+
+@pytest.fixture(scope="module")
+def paper_tiny_results(tmp_path_factory):
+    return tmp_path_factory.mktemp("paper_tiny_results")
+
+
+def _paper_tiny_case(book):
+    reason = PAPER_TINY_KNOWN_STOPS.get(book.stem)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(book, id=book.stem, marks=marks)
+
+
+@pytest.mark.parametrize("book", [_paper_tiny_case(b) for b in list_notebooks()])
+def test_every_notebook_runs_in_paper_tiny(paper_tiny_results, shared_data, book):
+    """In name order into one results folder (later notebooks read earlier runs); each one well under a minute on
+    2 cores. Its records say 'paper-tiny' and name the stand-ins that served the paper's models."""
+    from rerank_lib.runner import run_notebook
+
+    out = paper_tiny_results
+    params = {"results_dir": str(out), "data_root": str(shared_data)}
+    run = run_notebook(book, "paper-tiny", out / "notebooks", params)
+    assert run.ok, run.error
+    records = load_records(out, profile="paper-tiny")
+    assert all(r.profile == "paper-tiny" for r in records)
+    if book.name >= "02":  # from the teachers on, hub models ran: their rows name the stand-ins
+        assert any("standins" in r.params for r in records)
+    assert not load_records(out, profile="paper")  # never filed as a paper result

@@ -97,6 +97,10 @@ PROFILES = {
               "train.max_steps": None, "train.num_epochs": 2, "train.warmup_ratio": 0.1, "train.weight_decay": 0.01,
               "train.lr_scheduler": "linear", "train.mixed_precision": "fp16", "train.gradient_checkpointing": True,
               "train.eval_every_steps": 100},
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12, "max_length": 64,
+                   "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 1, "train.max_steps": 2,
+                   "train.eval_every_steps": 1, "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
 }
 
 _HW = "HopWeaver (Zh1yuShen/HopWeaver @65d5a1a) hopweaver/"

@@ -109,6 +109,11 @@ PROFILES = {
               **_each_stage(per_device_batch_size=32, gradient_accumulation_steps=1, learning_rate=7e-5, num_epochs=1,
                             warmup_ratio=0.0, warmup_steps=20000, weight_decay=0.0, lr_scheduler="linear",
                             mixed_precision="bf16", eval_every_steps=None, seed=42)},
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"stage1_depth": 3, "max_length": 64, "n_synthetic": 3, "negatives": 2, "negatives_depth": 10,
+                   "calibration_queries": 5, "scifact_depth": 5, "dl_depth": 5, "teacher_depth": 20,
+                   "scifact_dev_queries": 3, "max_eval_queries": 4, "eval_batch_size": 8, "generator_max_doc_tokens": 32,
+                   "generator_max_new_tokens": 8, **_each_stage(per_device_batch_size=4, max_steps=2, warmup_steps=1)},
 }
 
 _IR = "InRanker (unicamp-dl/InRanker @e85f2c6, v1.1.0) "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...settings import Settings, override, resolve_profile
+from ...settings import Settings, override, profile_values, resolve_profile
 from ...training import TrainConfig
 
 PIPELINE = "cross_encoder"
@@ -101,6 +101,15 @@ PROFILES = {
               "student_train.warmup_ratio": 0.1, "student_train.weight_decay": 0.01,
               "student_train.mixed_precision": "fp16", "student_train.save_every_steps": 2000,
               "student_train.eval_every_steps": 500, "feature_batch_size": 64},
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"max_length": 256, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
+                   "group_size": 4, "negative_range": (0, 10), "head_train.max_steps": 2,
+                   "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 1,
+                   "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 2,
+                   "decoder_train.gradient_accumulation_steps": 1, "decoder_train.eval_every_steps": 1,
+                   "student_max_length": 64, "student_train.max_steps": 2, "student_train.save_every_steps": 2,
+                   "student_train.per_device_batch_size": 8, "student_train.gradient_accumulation_steps": 1,
+                   "student_train.eval_every_steps": 1, "feature_batch_size": 8},
 }
 
 _FE = "FlagEmbedding (FlagOpen/FlagEmbedding @7ed43d6) examples/finetune/reranker/decoder_only/base.sh"
@@ -210,7 +219,7 @@ def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
     """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
     training seed follows `seed` unless its own `<stage>.seed` is given."""
     cfg = resolve_profile(LLMRerankerConfig(), PROFILES, profile, overrides)
-    named = set(overrides) | set(PROFILES.get(profile, {}))
+    named = set(overrides) | set(profile_values(PROFILES, profile))
     cfg = override(cfg, {f"{stage}.seed": cfg.seed for stage in STAGES if f"{stage}.seed" not in named})
     _check(cfg)
     return cfg

@@ -119,6 +119,12 @@ PROFILES = {
         "train.gradient_checkpointing": True, "train.seed": 42, "train.eval_every_steps": 200,
         "train.save_every_steps": 500,
     },
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"depth": 6, "window": 4, "stride": 2, "max_words": 12, "context_size": 1024,
+                   "scifact_test_queries": 4, "quality_queries": 2, "train_window": 4, "train_max_words": 12,
+                   "scifact_train_queries": 4, "dev_scifact_queries": 2, "train.max_steps": 2,
+                   "train.per_device_batch_size": 1, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 1,
+                   "train.eval_every_steps": 1, "train.save_every_steps": 1},
 }
 
 _RL = "rank_llm (castorini/rank_llm @1b3cabb) "

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...retrievers.bi_encoder import BiEncoder
-from ...settings import Settings, override, resolve_profile
+from ...settings import Settings, override, profile_values, resolve_profile
 from ...training import TrainConfig
 
 PIPELINE = "retriever"
@@ -118,6 +118,13 @@ FAIRE_PROFILES: dict[str, dict[str, Any]] = {
                                         **_LOCALRQA_TRAIN),
                       "rpg_train": dict(learning_rate=1e-5, per_device_batch_size=4, max_steps=200, num_epochs=10**6,
                                         **_LOCALRQA_TRAIN)})),
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": dict(max_train=16, max_eval=8, max_test=8, restrict_corpus=True, max_length=64, reader_passage_tokens=24,
+                       reader_answer_tokens=8, dca_questions=4, dca_n_context=2, rpg_questions=4, rpg_num_docs=2,
+                       rpg_refresh_every=1, depth=20, **_each({
+                           "ctl_train": dict(per_device_batch_size=8, max_steps=2, eval_every_steps=1),
+                           "dca_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2),
+                           "rpg_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2)})),
 }
 
 _RQA = "LocalRQA (jasonyux/LocalRQA @aadf3d1) "
@@ -222,6 +229,9 @@ SCIFACT_PROFILES: dict[str, dict[str, Any]] = {
                   doc_prefix="", hard_neg_ratio=0.05, temperature=0.05, **_each({"train": dict(
                       learning_rate=1e-4, per_device_batch_size=256, max_steps=200, num_epochs=10**6,
                       **_LOCALRQA_TRAIN)})),
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": dict(max_length=64, max_test=10, smoke_pool=30, dev_depth=5, **_each({"train": dict(
+        per_device_batch_size=8, max_steps=2, eval_every_steps=1)})),
 }
 
 _CTL = _RQA + "docs/modules/training/retriever/ctl.rst"
@@ -247,7 +257,7 @@ SCIFACT_PAPER_GAPS = [
 
 
 def _with_seeds(cfg, stages, profiles, profile, overrides):
-    named = set(overrides) | set(profiles.get(profile, {}))
+    named = set(overrides) | set(profile_values(profiles, profile))
     cfg = resolve_profile(cfg, profiles, profile, overrides)
     return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
 
