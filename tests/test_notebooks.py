@@ -120,19 +120,27 @@ def test_trained_models_are_published_in_peer_formats(smoke_run):
 # its tiny stand-in of the same class (rerank_lib.standin), so every paper code path runs without a GPU. A notebook
 # the paper path cannot run yet is a strict xfail naming what stops it: once that is fixed (the paper data lands, the
 # profile is corrected) it passes, the xfail turns into a failure (XPASS, strict), and its entry below is removed.
-PAPER_TINY_KNOWN_STOPS = {
-    "20_inranker": "paper DATA: the published InRanker MS MARCO soft labels (unicamp-dl/InRanker-msmarco) are not on "
-                   "disk (RuntimeError: cannot download unicamp-dl/InRanker-msmarco/InRanker_msmarco.tsv)",
-    "30_rankllm": "paper PROFILE: rankllm's scifact_teacher 'teacher-bm25+minilm-l6' is not among the paper teachers "
-                  "02_teacher writes (bge-reranker-v2-m3, minilm-l6): FileNotFoundError for "
-                  "runs/paper-tiny/scifact_test.teacher-bm25+minilm-l6.trec (with scifact_teacher="
-                  "'teacher-bge-reranker-v2-m3' the notebook runs through)",
-}
+PAPER_TINY_KNOWN_STOPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def paper_tiny_results(tmp_path_factory):
-    return tmp_path_factory.mktemp("paper_tiny_results")
+def paper_tiny_results(tmp_path_factory, shared_data):
+    """A results folder, a private cache (the mirror's small files must never land in the project's cache, where a
+    real paper run would find them) and a local HTTP mirror of every paper data file, through the real download code."""
+    from paper_mirror import PaperMirror
+
+    root = tmp_path_factory.mktemp("paper_tiny")
+    saved = {k: os.environ.get(k) for k in ("RERANK_DOWNLOAD_MIRROR", "RERANK_DOWNLOAD_MANIFEST", "RERANK_CACHE_DIR")}
+    with PaperMirror(shared_data, root / "mirror") as mirror:
+        os.environ.update({**mirror.env, "RERANK_CACHE_DIR": str(root / "cache")})
+        try:
+            yield root / "results"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _paper_tiny_case(book):
