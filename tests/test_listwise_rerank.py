@@ -209,3 +209,12 @@ def test_window_passes_per_query_reach_the_record(tok):
     assert window_params(cfg, windows, len(run)) == {"depth": 9, "window": 4, "stride": 2, "llm_calls_per_query": 3.0}
     assert sliding(SimpleNamespace(params=window_params(cfg, windows, 2))) == "9/4/2"
     assert sliding(SimpleNamespace(params={"depth": 20})) == ""  # BM25 / the teacher: no window
+
+
+def test_default_profile_slides_the_window():
+    from rerank_lib.listwise import window_spans
+    from rerank_lib.recipes import rankllm as recipe
+
+    cfg = recipe.config("default")
+    assert (cfg.depth, cfg.window, cfg.stride) == (20, 12, 8)
+    assert window_spans(cfg.depth, cfg.window, cfg.stride) == [(8, 20), (0, 12)]  # 2 LLM calls, 4 passages carried up
