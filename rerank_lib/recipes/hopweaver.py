@@ -266,7 +266,8 @@ class GeneratedData:
     def source(self) -> str:
         """Where the training lines came from, for the fine-tuned row's model column."""
         y = generator_yield(self.examples)
-        return (f"{y['usable']} HopWeaver-format lines from SciFact train claims as the queries ({y['asked']} asked), "
+        return (f"{y['usable']} HopWeaver-format line{'s' * (y['usable'] != 1)} from SciFact train claims as the "
+                f"queries ({y['asked']} asked), "
                 f"{'qrels' if self.judge == 'qrels' else 'LLM'} judge")
 
 
