@@ -154,7 +154,7 @@ def llm_reranker_steps(cfg, out, evaluate):
     sources = recipe.distillation_sources(cfg, llm, data, max(heads, key=lambda h: h.selected.value) if heads else None)
     with main_first():
         path = recipe.distillation_file(cfg, data, sources, out)
-    start, student = recipe.distill(cfg, data, path, sources.chosen, out)
+    start, student = recipe.distill(cfg, data, path, sources, out)
     rows = [zs, *heads, *decoders, start, student]
     if evaluate and is_main():
         rows.insert(0, recipe.record_bm25(cfg, data, out))

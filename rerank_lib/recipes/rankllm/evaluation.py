@@ -9,7 +9,7 @@ from ...data.types import Run
 from ...experiment import Timer, publish_model, record_reranker, record_run, save_run
 from ...models import weights_params
 from ...settings import snapshot
-from .evalsets import EvalSet, method_name, rerank_set
+from .evalsets import EvalSet, method_name, rerank_set, window_params
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
@@ -52,7 +52,8 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
         zs.records.append(record_run(
             zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
             profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
-            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first"), seed=cfg.seed, wall_s=t.s))
+            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first", **window_params(cfg, w, len(es.top))),
+            seed=cfg.seed, wall_s=t.s))
     zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
     return zs
 
@@ -87,7 +88,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
                 dev_qrels=dev.dataset.qrels, method=method,
                 params=params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
-                              selected_step=sel.step), pipeline=PIPELINE, dataset=name, split=es.split,
+                              selected_step=sel.step, **window_params(cfg, w, len(es.top))), pipeline=PIPELINE, dataset=name, split=es.split,
                 profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,

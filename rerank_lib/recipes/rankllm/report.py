@@ -11,13 +11,22 @@ from .evalsets import teacher_name
 from .settings import MEASURE, RankLLMConfig
 
 
+def sliding(record) -> str:
+    """'30/10/5' for a listwise row (its depth, window and stride), '' for the others (BM25, the teacher)."""
+    p = record.params or {}
+    return f"{p['depth']}/{p['window']}/{p['stride']}" if "llm_calls_per_query" in p else ""
+
+
 def results_table(records: list) -> pd.DataFrame:
     """experiment.results_table per evaluation set (rows: methods; Δ vs BM25 and vs the zero-shot start, paired
-    tests), with the published number of the full-size model beside the row it compares with."""
+    tests), the sliding window each listwise row ran (depth/window/stride, LLM calls per query) and the published
+    number of the full-size model beside the row it compares with."""
     tables = {}
     for key in dict.fromkeys(f"{r.dataset}/{r.split}" for r in records):
         rows = [r for r in records if f"{r.dataset}/{r.split}" == key]
         table = experiment.results_table(rows, measures=(MEASURE,), bases=("bm25", "start"))
+        table["depth/window/stride"] = [sliding(r) for r in rows]
+        table["LLM calls/query"] = [(r.params or {}).get("llm_calls_per_query", "") for r in rows]
         table["published"] = [((r.reference or {}).get(MEASURE) or {}).get("value", "") for r in rows]
         tables[key] = table
     return pd.concat(tables, names=["dataset"])
