@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -109,7 +110,8 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
             break
     timings = out_dir / "runtimes.json"
     previous = json.loads(timings.read_text()) if timings.exists() else {}
-    previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1)} for r in runs})
+    finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")  # the README's run date
+    previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1), "finished": finished} for r in runs})
     write_json(timings, dict(sorted(previous.items())))
     return runs
 

@@ -59,3 +59,41 @@ def test_summary_reads_the_chosen_measure_and_facts():
     assert "best RR@10" in text and "best nDCG@10" not in text
     assert summarize([], facts={"queries": 10}) == "### Reading the numbers\n\n- queries: 10\n"
     assert summarize([]).endswith("No result records were written by this run.\n")
+
+
+def test_readme_numbers_block_matches_results():
+    """README's timing table and headline numbers are what the generator renders from results/ (no drift)."""
+    from rerank_lib.paths import PROJECT_ROOT
+    from rerank_lib.results.readme_numbers import BEGIN, END, render
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert block == "\n" + render(PROJECT_ROOT / "results", "default")
+
+
+def test_readme_numbers_render_and_replace(tmp_path):
+    import json
+
+    import pytest
+
+    from rerank_lib.results import write_record
+    from rerank_lib.results.readme_numbers import BEGIN, END, render, replace_block
+
+    for r in _records():
+        r.profile = "default"
+        trained = r.method == "trained"
+        r.n_training_queries = 10 if trained else None
+        write_record(r, tmp_path)
+    timings = tmp_path / "notebooks" / "default" / "runtimes.json"
+    timings.parent.mkdir(parents=True)
+    timings.write_text(json.dumps({"00_a.ipynb": {"ok": True, "wall_s": 30.0},
+                                   "01_b.ipynb": {"ok": True, "wall_s": 150.0, "finished": "2026-02-03T10:00:00+00:00"}}))
+    text = render(tmp_path, "default")
+    assert "(2 of 2 ok, newest on 2026-02-03;" in text and "took 3.0 min of notebook time" in text
+    assert "| `00_a` | 30 s | yes |" in text and "| `01_b` | 2.5 min | yes |" in text
+    assert "| d test | 50 | `p` `trained` | 0.550 | +0.050, not significant (p=0.200) | +0.250, significantly better (p=0.010) |" in text
+    assert "| `p` | d test | `trained` | 0.550 | +0.050, not significant (p=0.200) | " \
+           "+0.250, significantly better (p=0.010) | 1 of 1 |" in text
+    assert replace_block(f"a\n{BEGIN}\nold\n{END}\nb", "new\n") == f"a\n{BEGIN}\nnew\n{END}\nb"
+    with pytest.raises(ValueError, match="README.md: the marker lines"):
+        replace_block("no markers", "new\n")
