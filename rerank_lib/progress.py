@@ -6,16 +6,23 @@ nothing, or as "HBox(...)", in the saved copy. The runner sets RERANK_PROGRESS=t
 then `tqdm` here is plain text tqdm that refreshes at most every TEXT_MININTERVAL seconds (plus its first and
 last line), so a bar leaves a handful of lines in the executed notebook.
 
-RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'.
+RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'. In text mode each
+refresh is its own line (LineStream): a stored copy keeps no carriage returns, whose overwritten updates would all
+be saved. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): the paths
+in transformers' load report are shown relative (`paths.shown_in`), and accelerate's notice that a tied weight was
+not saved twice is dropped (every tied-embedding model triggers it at each checkpoint, and reloading is tested).
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from tqdm import tqdm as text_tqdm
-from tqdm.auto import tqdm as auto_tqdm
 
-__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "mode", "tqdm"]
+from .paths import shown_in
+
+__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "LineStream", "mode", "quiet_known_noise", "tqdm"]
 
 ENV = "RERANK_PROGRESS"
 MODES = ("auto", "text")
@@ -37,5 +44,53 @@ def tqdm(*args, **kwargs):
         kwargs.setdefault("ascii", True)
         kwargs["dynamic_ncols"] = False  # a stored copy has no terminal width to follow
         kwargs.setdefault("ncols", 100)
+        kwargs.setdefault("file", LineStream(sys.stderr))
         return text_tqdm(*args, **kwargs)
+    from tqdm.auto import tqdm as auto_tqdm  # imported only here: in a headless kernel it warns about widgets
+
     return auto_tqdm(*args, **kwargs)
+
+
+class LineStream:
+    """A stream for text tqdm that turns each carriage-return refresh into its own line, without the padding."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        for line in text.replace("\r", "\n").split("\n"):
+            if line.strip():
+                self.stream.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _RelativePaths(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = shown_in(record.msg)
+        return True
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)  # accelerate prefixes the process rank
+
+
+def quiet_known_noise() -> None:
+    """Install the targeted log filters (once per process; see the module docstring for why each)."""
+    report = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _RelativePaths) for f in report.filters):
+        report.addFilter(_RelativePaths())
+    saving = logging.getLogger("accelerate.utils.other")
+    if not any(isinstance(f, _DropMessage) for f in saving.filters):
+        saving.addFilter(_DropMessage("Removed shared tensor"))
+
+
+quiet_known_noise()

@@ -39,6 +39,7 @@ from rerank_lib.progress import tqdm
 from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
+from rerank_lib.paths import shown
 from rerank_lib.settings import Settings, snapshot
 from rerank_lib.training.checkpoints import (
     checkpoint_dir,
@@ -120,6 +121,7 @@ class TrainResult:
     metric_for_best: str | None = None
     best_dir: Path | None = None  # the weights of best_step (save_best), for checkpoint selection on a dev set
     run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
+    cached: bool = False  # the run was found finished in output_dir: loaded, not trained
 
 
 def _tracker_names(report_to) -> tuple[str, ...]:
@@ -299,12 +301,13 @@ class _Run:
         theirs, ours = state.get("distributed_type", "NO"), self.accelerator.distributed_type.value
         if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
             # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
-            self.accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
+            self.accelerator.print(f"{shown(checkpoint)}: a finished {theirs} run; `model` is left as given")
         else:
             self.accelerator.load_state(str(checkpoint))
         self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
         self.elapsed_before = state["elapsed_s"]
-        self.accelerator.print(f"resuming from {checkpoint} at step {self.global_step}")
+        if not self.finished:  # a finished run is reported once, by whoever reads its result (TrainResult.cached)
+            self.accelerator.print(f"training: resuming {shown(checkpoint)} at step {self.global_step}")
         return checkpoint
 
     def saved_run_info(self) -> dict:
@@ -468,6 +471,7 @@ class _Run:
             metric_for_best=best_name,
             best_dir=output_dir / "best" if self.config.save_best and (output_dir / "best").is_dir() else None,
             run_info=self.run_info,
+            cached=self.finished,
         )
         if self.config.report_to:
             accelerator.end_training()  # flush and close the trackers
