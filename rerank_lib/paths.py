@@ -58,7 +58,8 @@ def _display_root(label: str, path: Path) -> Path:
 def _roots() -> list[tuple[str, Path]]:
     """Display roots, the most specific (longest) first: a path is shown from the nearest one."""
     fixed = {"<site-packages>": Path(sysconfig.get_paths()["purelib"]).resolve(), "": PROJECT_ROOT,
-             "~": Path.home().resolve(), "<tmp>": Path(tempfile.gettempdir()).resolve()}
+             "~": Path.home().resolve(), "<tmp>": Path(tempfile.gettempdir()).resolve(),
+             "<data>": (PROJECT_ROOT.parent / "shared" / "data").resolve()}  # the default data root
     roots = {**fixed, **_DISPLAY_ROOTS}
     return sorted(roots.items(), key=lambda item: -len(item[1].parts))
 

@@ -57,3 +57,18 @@ def test_cached_run_is_one_line_with_a_relative_dir():
     assert str(paths.PROJECT_ROOT) not in line and "\n" not in line
     result.best_step = 0
     assert cached_run_line(result).endswith("(the untrained start of 150 selected)")
+
+
+def test_a_config_shows_its_data_root_relative():
+    from IPython.lib.pretty import pretty
+
+    from rerank_lib.recipes import retriever_training
+
+    root = paths.data_root()
+    if root is None:
+        import pytest
+
+        pytest.skip("no data root")
+    cfg = retriever_training.scifact_config("smoke", data_root=str(root))
+    assert str(root) in repr(cfg)  # the value itself is untouched
+    assert "data_root='<data>'" in pretty(cfg) and str(root.resolve()) not in pretty(cfg)

@@ -288,9 +288,9 @@ class _Run:
             return None
         state = read_state(checkpoint)
         # A finished run (maybe trained in another number of processes) only has its weights loaded.
-        self.finished = state.get("total_steps") == state["global_step"]
+        self.finished = state.get("total_steps", self.total_steps) == state["global_step"]  # older states lack it
         if self.finished:
-            self.total_steps, self.examples_per_step = state["total_steps"], state["examples_per_step"]
+            self.total_steps, self.examples_per_step = state.get("total_steps", self.total_steps), state["examples_per_step"]
             self.run_info = {**self.run_info, **self.saved_run_info()}
         if (state["examples_per_step"], state["num_examples"]) != (self.examples_per_step, self.num_examples):
             raise ValueError(
@@ -347,7 +347,7 @@ class _Run:
     def train_steps(self, compute_loss: Callable, eval_fn: Callable | None) -> None:
         """Optimizer steps up to total_steps, epoch after epoch, each followed by end_step()."""
         accelerator, model, config = self.accelerator, self.model, self.config
-        self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main,
+        self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main or self.finished,
                              desc="train", dynamic_ncols=True)
         self.loss_sum, self.loss_count = torch.zeros(1, device=accelerator.device), 0
         model.train()
