@@ -21,6 +21,18 @@ def _records():
     return [bm25, start, trained, flat]
 
 
+def test_interpolated_rows_share_their_base_rows_checkpoint_and_time():
+    rows = _records()
+    common = dict(git_commit="abc", versions={}, hardware={}, created="2026-01-01T00:00:00+00:00")
+    rows.append(make_record("p", "trained+interp", "d", "test", {"nDCG@10": 0.60},
+                            significance={"bm25": _test(0.10, 0.002)}, params={"best_step": 40, "steps": 50},
+                            wall_s=95.4, **common))
+    text = summarize(rows)
+    assert "- best nDCG@10 of 5 rows: `trained+interp` 0.6000" in text
+    assert "significantly better: `trained+interp` (+0.1000, p=0.002)" in text
+    assert "`trained+interp`: step" not in text and "`trained+interp` on d" not in text
+
+
 def test_significance_words():
     assert significance_word(0.05, 0.01) == "significantly better"
     assert significance_word(-0.05, 0.049) == "significantly worse"

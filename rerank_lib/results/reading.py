@@ -15,6 +15,7 @@ from .record import Record
 __all__ = ["ALPHA", "summarize", "significance_word", "best_rows", "checkpoint_sentence"]
 
 ALPHA = 0.05  # a paired test below this p is called significant
+INTERP = "+interp"  # the suffix of a row that interpolates a ranker with BM25
 
 
 def _as_record(record: Record | Mapping) -> Record:
@@ -99,7 +100,8 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
     trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
     (default: every measure the records carry); `test_measure`: the one whose paired tests are read (default
     nDCG@10 when present, else the first measure). `facts`: computed values a notebook without records states
-    (name -> value), listed first."""
+    (name -> value), listed first. A `+interp` row's checkpoint and wall time are its base row's, so they are
+    listed once, under the base row."""
     rows = [_as_record(r) for r in records]
     lines = ["### Reading the numbers", ""]
     if facts:
@@ -119,15 +121,19 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
         lines.append(f"**{pipeline} · {dataset} {split}**" + (f" ({n} queries)" if n else ""))
         lines += _group_lines(group, [m for m in shown if any(m in r.metrics for r in group)], tested, alpha)
         lines.append("")
-    checkpoints = list(dict.fromkeys(s for r in rows if (s := checkpoint_sentence(r))))
+    # An interpolated row ("<method>+interp") shares its base row's checkpoint and training time: named once.
+    own = [r for r in rows if not (r.method.endswith(INTERP) and any(
+        b.method == r.method.removesuffix(INTERP) and b.dataset == r.dataset and b.split == r.split for b in rows))]
+    checkpoints = list(dict.fromkeys(s for r in own if (s := checkpoint_sentence(r))))
     if checkpoints:
         lines += ["**Selected checkpoints**"] + [f"- {s}" for s in checkpoints] + [""]
-    timed = sorted((r for r in rows if r.wall_s is not None), key=lambda r: -r.wall_s)
+    timed = sorted((r for r in own if r.wall_s is not None), key=lambda r: -r.wall_s)
     if timed:
         slow = [f"`{r.method}` on {r.dataset} {_num(r.wall_s, 0)} s" for r in timed if r.wall_s >= 1]
         quick = len(timed) - len(slow)
         text = "; ".join(slow) if slow else "every row under 1 s"
         if slow and quick:
             text += f"; {quick} more row(s) under 1 s"
-        lines += ["**Wall time per row** (the records' `wall_s`: training and scoring of that row)", f"- {text}", ""]
+        lines += ["**Wall time per row** (the records' `wall_s`: training and scoring of that row; a `+interp` row "
+                  "shares its base row's)", f"- {text}", ""]
     return "\n".join(lines).rstrip() + "\n"
