@@ -8,8 +8,9 @@ last line), so a bar leaves a handful of lines in the executed notebook.
 
 RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'. In text mode each
 refresh is its own line (LineStream): a stored copy keeps no carriage returns, whose overwritten updates would all
-be saved. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): the paths
-in transformers' load report are shown relative (`paths.shown_in`), and accelerate's notice that a tied weight was
+be saved. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): transformers'
+load report (a table per model load: the fresh heads and decoders this project builds are expected to miss keys)
+becomes one line with its paths shown relative (`paths.shown_in`), and accelerate's notice that a tied weight was
 not saved twice is dropped (every tied-embedding model triggers it at each checkpoint, and reloading is tested).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm as text_tqdm
 
 from .paths import shown_in
 
-__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "LineStream", "mode", "quiet_known_noise", "tqdm"]
+__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "LineStream", "mode", "one_line_load_report", "quiet_known_noise", "tqdm"]
 
 ENV = "RERANK_PROGRESS"
 MODES = ("auto", "text")
@@ -67,11 +68,30 @@ class LineStream:
         self.stream.flush()
 
 
-class _RelativePaths(logging.Filter):
+class _TidyLoadReport(logging.Filter):
+    """transformers' load report in one line (which keys were missing / unexpected), its paths relative."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = shown_in(record.msg)
+            record.msg = shown_in(one_line_load_report(record.msg))
         return True
+
+
+def one_line_load_report(message: str) -> str:
+    """A transformers LOAD REPORT table (a dozen lines per model load) as its first line plus the keys by status;
+    any other message unchanged."""
+    if "LOAD REPORT" not in message:
+        return message
+    lines = message.splitlines()
+    keys: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) >= 2 and cells[1].isupper() and cells[0] and cells[0] != "Key":
+            keys.setdefault(cells[1], []).append(cells[0])
+    if not keys:
+        return message
+    found = "; ".join(f"{status}: {', '.join(names)}" for status, names in keys.items())
+    return f"{lines[0]} ({found})"
 
 
 class _DropMessage(logging.Filter):
@@ -86,8 +106,8 @@ class _DropMessage(logging.Filter):
 def quiet_known_noise() -> None:
     """Install the targeted log filters (once per process; see the module docstring for why each)."""
     report = logging.getLogger("transformers.modeling_utils")
-    if not any(isinstance(f, _RelativePaths) for f in report.filters):
-        report.addFilter(_RelativePaths())
+    if not any(isinstance(f, _TidyLoadReport) for f in report.filters):
+        report.addFilter(_TidyLoadReport())
     saving = logging.getLogger("accelerate.utils.other")
     if not any(isinstance(f, _DropMessage) for f in saving.filters):
         saving.addFilter(_DropMessage("Removed shared tensor"))

@@ -72,3 +72,15 @@ def test_a_config_shows_its_data_root_relative():
     cfg = retriever_training.scifact_config("smoke", data_root=str(root))
     assert str(root) in repr(cfg)  # the value itself is untouched
     assert "data_root='<data>'" in pretty(cfg) and str(root.resolve()) not in pretty(cfg)
+
+
+def test_a_load_report_becomes_one_line():
+    from rerank_lib.progress import one_line_load_report
+
+    report = ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: model\nKey                 | Status     |  | \n"
+              "--------------------+------------+--+-\npooler.dense.bias   | UNEXPECTED |  | \n"
+              "pooler.dense.weight | UNEXPECTED |  | \nhead.weight | MISSING |  | \n\nNotes:\n"
+              "- UNEXPECTED:\tcan be ignored when loading from different task/architecture.\n")
+    assert one_line_load_report(report) == ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: model (UNEXPECTED: "
+                                            "pooler.dense.bias, pooler.dense.weight; MISSING: head.weight)")
+    assert one_line_load_report("another message\nwith lines") == "another message\nwith lines"
