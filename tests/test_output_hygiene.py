@@ -84,3 +84,18 @@ def test_a_load_report_becomes_one_line():
     assert one_line_load_report(report) == ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: model (UNEXPECTED: "
                                             "pooler.dense.bias, pooler.dense.weight; MISSING: head.weight)")
     assert one_line_load_report("another message\nwith lines") == "another message\nwith lines"
+
+
+def test_notebooks_and_readme_name_no_machine_path_or_issue_number():
+    import re
+
+    import nbformat
+
+    issue = re.compile(r"(?<![&\w#])#\d+\b|\bissue \d+", re.IGNORECASE)
+    machine = (str(paths.PROJECT_ROOT), str(Path.home()) + "/", "/tmp/")
+    texts = {"README.md": (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")}
+    for book in sorted((paths.PROJECT_ROOT / "notebooks").glob("*.ipynb")):
+        texts[book.name] = "\n".join(c.source for c in nbformat.read(book, as_version=4).cells)
+    found = [(name, m.group(0)) for name, text in texts.items() for m in issue.finditer(text)]
+    found += [(name, prefix) for name, text in texts.items() for prefix in machine if prefix in text]
+    assert not found, found
