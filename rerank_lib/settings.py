@@ -37,6 +37,12 @@ class Settings:
     profiles read (a paper-only feature); the settings-read test then accepts it unread in the smoke run.
     """
 
+    def _repr_pretty_(self, printer, cycle):
+        """How a notebook shows a config: its repr, with this machine's paths shown from their root (data_root)."""
+        from .paths import shown_in
+
+        printer.text(shown_in(repr(self)))
+
     def __getattribute__(self, name: str):
         if _reads is not None and not name.startswith("_") and not _quiet.get():
             fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
@@ -47,6 +53,8 @@ class Settings:
     def __init_subclass__(cls, **kwargs):
         """A subclass's own `__post_init__` (validation) runs quietly: checking a value is not using it."""
         super().__init_subclass__(**kwargs)
+        if "_repr_pretty_" not in cls.__dict__:  # IPython reads it before the __repr__ @dataclass writes into cls
+            cls._repr_pretty_ = Settings._repr_pretty_
         own = cls.__dict__.get("__post_init__")
         if own is None:
             return

@@ -23,6 +23,7 @@ from typing import Callable
 
 import yaml
 
+from .paths import shown
 from .settings import PROFILES
 
 EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
@@ -374,7 +375,7 @@ def run(args) -> int:
     selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
     if is_main():
         for label, sel in selected.items():
-            print(f"{label}: {sel.describe()} | run {sel.result.final_dir.parent} | selected {sel.model_dir}")
+            print(f"{label}: {sel.describe()} | run {shown(sel.result.final_dir.parent)} | selected {shown(sel.model_dir)}")
         if args.output_dir:
             export(selected, Path(args.output_dir))
     return 0

@@ -164,3 +164,53 @@ def test_every_notebook_runs_in_paper_tiny(paper_tiny_results, shared_data, book
     if book.name >= "02":  # from the teachers on, hub models ran: their rows name the stand-ins
         assert any("standins" in r.params for r in records)
     assert not load_records(out, profile="paper")  # never filed as a paper result
+
+
+def _output_texts(nb):
+    """(cell index, text) of every output of an executed notebook, images left out."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                yield index, output["text"]
+            for kind, value in output.get("data", {}).items():
+                if not kind.startswith("image/"):
+                    yield index, value if isinstance(value, str) else json.dumps(value)
+            if "traceback" in output:
+                yield index, "\n".join(output["traceback"])
+
+
+MAX_OUTPUT_CHARS = 300_000  # text of all outputs of one executed smoke notebook (figures excluded)
+
+
+def test_executed_notebooks_carry_no_machine_paths_or_issue_numbers(smoke_run, shared_data):
+    """Outputs show paths relative to their root (rerank_lib.paths.shown), never this machine's, and no issue numbers."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from rerank_lib.paths import PROJECT_ROOT
+
+    out, runs = smoke_run
+    machine = {str(PROJECT_ROOT), str(Path.home()), tempfile.gettempdir().rstrip("/") + "/", str(out),
+               str(Path(shared_data).resolve())}
+    issue = re.compile(r"(?<![&\w#])#\d+\b|\bissue \d+", re.IGNORECASE)
+    found = []
+    for run in runs:
+        for index, text in _output_texts(nbformat.read(run.output, as_version=4)):
+            found += [(run.name, index, prefix) for prefix in machine if prefix in text]
+            found += [(run.name, index, m.group(0)) for m in issue.finditer(text)]
+    assert not found, found[:20]
+
+
+def test_executed_notebooks_are_compact_and_end_with_their_reading(smoke_run):
+    """Progress leaves a few lines (no carriage-return updates), outputs stay small, and every notebook's last cell
+    shows the 'Reading the numbers' text generated from its records."""
+    _, runs = smoke_run
+    for run in runs:
+        nb = nbformat.read(run.output, as_version=4)
+        texts = [text for _, text in _output_texts(nb)]
+        assert not any("\r" in text for text in texts), run.name
+        assert sum(len(text) for text in texts) < MAX_OUTPUT_CHARS, run.name
+        last = nb.cells[-1]
+        shown = [o.get("data", {}).get("text/markdown", "") for o in last.get("outputs", [])]
+        assert last.cell_type == "code" and any(t.startswith("### Reading the numbers") for t in shown), run.name
