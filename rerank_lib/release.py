@@ -7,7 +7,8 @@ the profile's previous records, executed notebooks and figures, and runs every n
 `<cache>/release/<commit>` in which only the *input* caches are linked from the normal cache (downloads, corpus
 embeddings, teacher scores, de-quantised models, frozen-LLM features, reader scores, generated queries); training
 runs, checkpoints and derived training files start empty, so every model in the tables was trained by this run. It
-then writes the tables and `<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, and
+then writes the tables, README's generated numbers block (default profile) and
+`<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, and
 which input-cache entries existed before the run (the ones it may have reused) and which it made.
 """
 from __future__ import annotations
@@ -85,7 +86,7 @@ def clear_outputs(results: Path, profile: str) -> list[str]:
 def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path | None = None) -> dict:
     """Run the release; returns the summary written to release.json. Raises ReleaseError on a dirty checkout or a
     failed notebook (the failing notebook's executed copy is kept as *.failed.ipynb)."""
-    from .results import build_tables
+    from .results import build_tables, readme_numbers
     from .runner import NOTEBOOKS, run_all
 
     commit = head_commit(root)
@@ -103,6 +104,8 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
     if failed:
         raise ReleaseError(f"the release stopped: {failed[0].error}")
     build_tables(results, profile)
+    if profile == "default" and (root / "README.md").exists():  # README's timings and headline numbers
+        readme_numbers.main(["--readme", str(root / "README.md"), "--results-dir", str(results)])
     after = input_listing(cache_root)
     summary = {
         "profile": profile, "commit": commit, "started": started.isoformat(timespec="seconds"),

@@ -102,3 +102,21 @@ def test_no_records_is_a_problem_and_the_module_runs_from_a_shell(repo):
     out = subprocess.run([sys.executable, "-m", "rerank_lib.results.release_check", "--results", str(root / "results"),
                           "--repo", str(root), "--profile", "smoke"], capture_output=True, text=True)
     assert out.returncode == 1 and "release check: 1 problem(s)" in out.stdout and not out.stderr
+
+
+def test_readme_may_differ_only_inside_its_generated_numbers(repo):
+    from rerank_lib.results.readme_numbers import BEGIN, END
+
+    root, _, _ = repo
+    (root / "README.md").write_text(f"# Project\n{BEGIN}\nold numbers\n{END}\nprose\n")
+    _git(root, "add", "README.md")
+    _git(root, "commit", "-qm", "readme")
+    released = _git(root, "rev-parse", "HEAD")
+    _record(root / "results", released)
+    (root / "README.md").write_text(f"# Project\n{BEGIN}\nnumbers of the release\n{END}\nprose\n")
+    _git(root, "commit", "-qam", "README numbers from the release")
+    assert release_check(root / "results", "default", root) == []
+    (root / "README.md").write_text(f"# Project, edited\n{BEGIN}\nnumbers of the release\n{END}\nprose\n")
+    _git(root, "commit", "-qam", "README prose edited after the release")
+    assert release_check(root / "results", "default", root) == [
+        f"1 file(s) outside results/ differ between the records' commit {released[:12]} and HEAD: README.md"]

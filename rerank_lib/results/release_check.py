@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..paths import PROJECT_ROOT, results_dir as default_results_dir
+from .readme_numbers import replace_block
 from .record import load_records
 
 DIRTY = "-dirty"
@@ -71,7 +72,26 @@ def _changed_since(commit: str, repo_root: Path) -> list[str] | None:
         return None
     if out.returncode != 0:
         return None
-    return [line for line in out.stdout.splitlines() if line.strip()]
+    changed = [line for line in out.stdout.splitlines() if line.strip()]
+    if "README.md" in changed and _readme_differs_only_in_numbers(git, commit, repo_root):
+        changed.remove("README.md")  # the release writes README's generated numbers after its records
+    return changed
+
+
+def _readme_differs_only_in_numbers(git: str, commit: str, repo_root: Path) -> bool:
+    """True when README.md at `commit` and at HEAD are equal outside the block readme_numbers generates."""
+    def without_block(rev: str) -> str | None:
+        shown = subprocess.run([git, "show", f"{rev}:README.md"], cwd=repo_root, capture_output=True, text=True,
+                               timeout=60)
+        if shown.returncode != 0:
+            return None
+        try:
+            return replace_block(shown.stdout, "", source=f"README.md at {rev[:12]}")
+        except ValueError:
+            return None
+
+    old, new = without_block(commit), without_block("HEAD")
+    return old is not None and old == new
 
 
 def _missing_notebooks(pipelines: set[str], executed: Path, sources: Path) -> list[str]:
