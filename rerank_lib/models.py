@@ -7,9 +7,11 @@ copy or fails at once with a message that lists what *is* available, instead of 
 Names are resolved in this order:
 1. an existing local directory (a checkpoint you saved, a downloaded snapshot); a name that looks like a path but
    is not a folder raises FileNotFoundError (never the hub's "not reachable" wording);
-2. an offline built-in (`BUILTINS`) by its short name, or by a hub id it aliases when its files ARE that model
+2. with the paper-tiny stand-ins on (`rerank_lib.standin`, `$RERANK_STANDIN=tiny`, never in default or paper), a
+   paper hub id resolves to its tiny stand-in of the same architecture class, built once under cache_dir('standin');
+3. an offline built-in (`BUILTINS`) by its short name, or by a hub id it aliases when its files ARE that model
    (MiniLM, the tokenizers);
-3. a hub id: online users get the real `from_pretrained(id)`; offline, the local HF cache is tried
+4. a hub id: online users get the real `from_pretrained(id)`; offline, the local HF cache is tried
    (`local_files_only=True`); a hub id whose built-in is only an approximation (SmolLM2's Q4_1 GGUF) falls back to
    that built-in only here, and says so (`ResolvedModel.quantization`); otherwise `ModelUnavailableError`.
 
@@ -35,6 +37,7 @@ from typing import Callable
 import torch
 
 from .paths import PROJECT_ROOT, cache_dir, data_root
+from .standin import describe as describe_standin, standin_folder, standin_for
 
 __all__ = [
     "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model", "load_causal_lm",
@@ -227,7 +230,7 @@ class ResolvedModel:
 
     source: str
     gguf_file: str | None
-    kind: str  # 'builtin' | 'local' | 'hub'
+    kind: str  # 'builtin' | 'local' | 'hub' | 'standin' (paper-tiny: a tiny random model of the same class)
     name: str  # what the caller asked for
     local_files_only: bool = False  # True for hub ids served from the HF cache while offline
     tokenizer_only: bool = False
@@ -289,6 +292,10 @@ def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
         use_gguf = gguf[0] if gguf and not (path / "config.json").exists() else None
         return ResolvedModel(str(path), use_gguf, "local", name, description=f"local folder {path.name}",
                              quantization=gguf_quantization(use_gguf) if use_gguf else None)
+
+    standin = standin_for(name)
+    if standin is not None:  # paper-tiny only ($RERANK_STANDIN=tiny): a tiny model of the same class, built here
+        return ResolvedModel(str(standin_folder(name)), None, "standin", name, description=describe_standin(name))
 
     builtin = _ALIASES.get(name.lower())
     hub_id = name

@@ -6,16 +6,24 @@ nothing, or as "HBox(...)", in the saved copy. The runner sets RERANK_PROGRESS=t
 then `tqdm` here is plain text tqdm that refreshes at most every TEXT_MININTERVAL seconds (plus its first and
 last line), so a bar leaves a handful of lines in the executed notebook.
 
-RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'.
+RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'. In text mode each
+refresh is its own line (LineStream): a stored copy keeps no carriage returns, whose overwritten updates would all
+be saved. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): transformers'
+load report (a table per model load: the fresh heads and decoders this project builds are expected to miss keys)
+becomes one line with its paths shown relative (`paths.shown_in`), and accelerate's notice that a tied weight was
+not saved twice is dropped (every tied-embedding model triggers it at each checkpoint, and reloading is tested).
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from tqdm import tqdm as text_tqdm
-from tqdm.auto import tqdm as auto_tqdm
 
-__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "mode", "tqdm"]
+from .paths import shown_in
+
+__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "LineStream", "mode", "one_line_load_report", "quiet_known_noise", "tqdm"]
 
 ENV = "RERANK_PROGRESS"
 MODES = ("auto", "text")
@@ -37,5 +45,72 @@ def tqdm(*args, **kwargs):
         kwargs.setdefault("ascii", True)
         kwargs["dynamic_ncols"] = False  # a stored copy has no terminal width to follow
         kwargs.setdefault("ncols", 100)
+        kwargs.setdefault("file", LineStream(sys.stderr))
         return text_tqdm(*args, **kwargs)
+    from tqdm.auto import tqdm as auto_tqdm  # imported only here: in a headless kernel it warns about widgets
+
     return auto_tqdm(*args, **kwargs)
+
+
+class LineStream:
+    """A stream for text tqdm that turns each carriage-return refresh into its own line, without the padding."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        for line in text.replace("\r", "\n").split("\n"):
+            if line.strip():
+                self.stream.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _TidyLoadReport(logging.Filter):
+    """transformers' load report in one line (which keys were missing / unexpected), its paths relative."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = shown_in(one_line_load_report(record.msg))
+        return True
+
+
+def one_line_load_report(message: str) -> str:
+    """A transformers LOAD REPORT table (a dozen lines per model load) as its first line plus the keys by status;
+    any other message unchanged."""
+    if "LOAD REPORT" not in message:
+        return message
+    lines = message.splitlines()
+    keys: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) >= 2 and cells[1].isupper() and cells[0] and cells[0] != "Key":
+            keys.setdefault(cells[1], []).append(cells[0])
+    if not keys:
+        return message
+    found = "; ".join(f"{status}: {', '.join(names)}" for status, names in keys.items())
+    return f"{lines[0]} ({found})"
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)  # accelerate prefixes the process rank
+
+
+def quiet_known_noise() -> None:
+    """Install the targeted log filters (once per process; see the module docstring for why each)."""
+    report = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _TidyLoadReport) for f in report.filters):
+        report.addFilter(_TidyLoadReport())
+    saving = logging.getLogger("accelerate.utils.other")
+    if not any(isinstance(f, _DropMessage) for f in saving.filters):
+        saving.addFilter(_DropMessage("Removed shared tensor"))
+
+
+quiet_known_noise()

@@ -4,12 +4,14 @@
 injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
 <results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
 non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Kernels it starts
-get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state.
+get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state,
+and no Hugging Face progress bars (KERNEL_ENV).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_json
-from .paths import PROJECT_ROOT, results_dir as default_results_dir
+from .paths import PROJECT_ROOT, results_dir as default_results_dir, shown
 from .progress import ENV as PROGRESS_ENV
+from .settings import PROFILES
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
-PROFILES = ("smoke", "default", "paper")
 
 
 @dataclass
@@ -73,16 +75,27 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
     return NotebookRun(path.name, True, time.time() - start, final)
 
 
+# What kernels started by the runner inherit (unless the caller set the variable): compact text progress from
+# rerank_lib, no progress bars from the Hugging Face libraries (transformers' "Loading weights" / "Writing model
+# shards" bars, one per model load or save), and no tqdm warning that a headless kernel has no widgets.
+KERNEL_ENV = {
+    PROGRESS_ENV: "text",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+}
+
+
 @contextlib.contextmanager
 def text_progress():
-    """$RERANK_PROGRESS=text while kernels start (they inherit it), unless the caller chose a mode already."""
-    previous = os.environ.get(PROGRESS_ENV)
-    os.environ.setdefault(PROGRESS_ENV, "text")
+    """KERNEL_ENV while kernels start (they inherit it); a variable the caller set already is left as it is."""
+    added = [name for name in KERNEL_ENV if name not in os.environ]
+    for name in added:
+        os.environ[name] = KERNEL_ENV[name]
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(PROGRESS_ENV, None)
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def run_all(profile: str = "default", only: list[str] | None = None, results_dir: str | os.PathLike | None = None,
@@ -103,13 +116,15 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
         print(f"[run_all] {book.name} (profile={profile}) ...", flush=True)
         run = run_notebook(book, profile, out_dir, params, kernel)
         runs.append(run)
-        print(f"[run_all] {book.name}: {'ok' if run.ok else 'FAILED'} in {run.wall_s:.0f} s -> {run.output}", flush=True)
+        print(f"[run_all] {book.name}: {'ok' if run.ok else 'FAILED'} in {run.wall_s:.0f} s -> {shown(run.output)}",
+              flush=True)
         if not run.ok:
             print(f"[run_all] {run.error}", file=sys.stderr, flush=True)
             break
     timings = out_dir / "runtimes.json"
     previous = json.loads(timings.read_text()) if timings.exists() else {}
-    previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1)} for r in runs})
+    finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")  # the README's run date
+    previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1), "finished": finished} for r in runs})
     write_json(timings, dict(sorted(previous.items())))
     return runs
 

@@ -16,7 +16,11 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "paper", "paper-tiny")
+#: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
+#: queries), with every hub id served by its tiny stand-in of the same class (rerank_lib.standin): the paper path's
+#: code runs on a CPU; its numbers mean nothing and its records say 'paper-tiny'.
+PAPER_TINY = "paper-tiny"
 
 # Reading every field to print, compare, copy or convert a config is not using a setting.
 _NOT_A_USE = frozenset({"__repr__", "__eq__", "__hash__", "asdict", "_asdict_inner", "astuple", "_astuple_inner",
@@ -33,6 +37,12 @@ class Settings:
     profiles read (a paper-only feature); the settings-read test then accepts it unread in the smoke run.
     """
 
+    def _repr_pretty_(self, printer, cycle):
+        """How a notebook shows a config: its repr, with this machine's paths shown from their root (data_root)."""
+        from .paths import shown_in
+
+        printer.text(shown_in(repr(self)))
+
     def __getattribute__(self, name: str):
         if _reads is not None and not name.startswith("_") and not _quiet.get():
             fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
@@ -43,6 +53,8 @@ class Settings:
     def __init_subclass__(cls, **kwargs):
         """A subclass's own `__post_init__` (validation) runs quietly: checking a value is not using it."""
         super().__init_subclass__(**kwargs)
+        if "_repr_pretty_" not in cls.__dict__:  # IPython reads it before the __repr__ @dataclass writes into cls
+            cls._repr_pretty_ = Settings._repr_pretty_
         own = cls.__dict__.get("__post_init__")
         if own is None:
             return
@@ -142,13 +154,25 @@ def _set(cfg, values: Mapping[str, Any]):
         _quiet.reset(token)
 
 
+def profile_values(profiles: Mapping[str, Mapping[str, Any]], profile: str) -> dict[str, Any]:
+    """What a profile sets: its own table, or for paper-tiny the paper table with the paper-tiny overlay on top."""
+    if profile == PAPER_TINY:
+        return {**dict(profiles.get("paper", {})), **dict(profiles.get(PAPER_TINY, {}))}
+    return dict(profiles.get(profile, {}))
+
+
 def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: str, overrides: Mapping[str, Any]):
-    """A config for `profile`: the base defaults, then the profile's values, then the caller's overrides, each
-    a mapping of dotted paths (or nested dicts for nested configs)."""
+    """A config for `profile`: the base defaults, then the profile's values (`profile_values`), then the caller's
+    overrides, each a mapping of dotted paths (or nested dicts for nested configs). paper-tiny also turns the
+    model stand-ins on for this process and its children (rerank_lib.standin.enable); no other profile does."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    if profile == PAPER_TINY:
+        from .standin import enable
+
+        enable()
     cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
-    cfg = override(cfg, dict(profiles.get(profile, {})), skip_none=False)
+    cfg = override(cfg, profile_values(profiles, profile), skip_none=False)
     return override(cfg, dict(overrides))
 
 
@@ -189,7 +213,7 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
     settings the code cannot apply yet). With `cfg.profile == "paper"`: every paper setting, its value and its
     source (an override says so and names the paper value), then the gaps. In any other profile: every dotted
     setting whose value differs from the paper profile's, beside the paper value and its source, so a reader sees
-    what the run changes from the published recipe.
+    what the run changes from the published recipe; in paper-tiny also every model id and the stand-in serving it.
     """
     import pandas as pd
 
@@ -211,4 +235,11 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
         if value != published:
             rows.append({"setting": path, "value": _shown(value), "paper value": _shown(published),
                          "source": sources.get(path, "not set by the paper profile (the dataclass default)")})
+    if value_at(cfg, "profile") == PAPER_TINY:  # the models: each paper id and the stand-in that replaces it
+        from .standin import replaced_ids
+
+        for path in paths(cfg):
+            for hub_id, what in replaced_ids(value_at(cfg, path)).items():
+                rows.append({"setting": path, "value": what, "paper value": hub_id,
+                             "source": "paper-tiny stand-in (rerank_lib.standin)"})
     return pd.DataFrame(rows, columns=["setting", "value", "paper value", "source"]).set_index("setting")

@@ -24,6 +24,7 @@ from typing import Callable
 import yaml
 
 from . import paper_profiles
+from .paths import shown
 from .settings import PROFILES
 
 EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
@@ -155,7 +156,7 @@ def llm_reranker_steps(cfg, out, evaluate):
     sources = recipe.distillation_sources(cfg, llm, data, max(heads, key=lambda h: h.selected.value) if heads else None)
     with main_first():
         path = recipe.distillation_file(cfg, data, sources, out)
-    start, student = recipe.distill(cfg, data, path, sources.chosen, out)
+    start, student = recipe.distill(cfg, data, path, sources, out)
     rows = [zs, *heads, *decoders, start, student]
     if evaluate and is_main():
         rows.insert(0, recipe.record_bm25(cfg, data, out))
@@ -357,7 +358,7 @@ def run(args) -> int:
     selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
     if is_main():
         for label, sel in selected.items():
-            print(f"{label}: {sel.describe()} | run {sel.result.final_dir.parent} | selected {sel.model_dir}")
+            print(f"{label}: {sel.describe()} | run {shown(sel.result.final_dir.parent)} | selected {shown(sel.model_dir)}")
         if args.output_dir:
             export(selected, Path(args.output_dir))
     return 0

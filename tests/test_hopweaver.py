@@ -208,3 +208,33 @@ def test_recipe_profiles_and_bad_settings():
     assert recipe.config("default", seed=5).train.seed == 5
     with pytest.raises(ValueError, match="train.seed"):
         recipe.config("default", train={"seed": 1})
+
+
+def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
+    from types import SimpleNamespace
+
+    from rerank_lib.recipes import hopweaver as recipe
+
+    # SmolLM2-135M's answers to the bridge-query prompt: the source's title restated and an 'entity | topic' line (as in
+    # the default run: each parses to a query, the line is produced), a bare entity (too short: no query), the asked
+    # format
+    outputs = ["p62/SQSTM1 by Binding to Vitamin D Receptor Inhibits Hepatic Stellate Cell Activity",
+               "Neutrophil extracellular traps (NETs) | Protein",
+               "NETs",
+               "Entity: Cdk5 | Query: Which kinase phosphorylates ATM after DNA damage in neurons?"]
+    queries = [parse_query(o) for o in outputs]
+    assert queries[1] == "Neutrophil extracellular traps (NETs) | Protein" and queries[2] is None
+    queries = [queries[0], queries[2], queries[3]]
+    examples = [GeneratedExample("1", queries[0], "s1", ["a", "b"], [False, False]),  # the judge said no to all
+                GeneratedExample("2", queries[1], "s2"),
+                GeneratedExample("3", queries[2], "s3", ["a", "b", "c"], [False, True, False])]
+    assert queries[2] == "Which kinase phosphorylates ATM after DNA damage in neurons?"
+    assert recipe.generator_yield(examples) == {"asked": 3, "produced": 2, "usable": 1}
+    assert recipe.generator_yield([]) == {"asked": 0, "produced": 0, "usable": 0}
+
+    def fake(architectures):
+        return SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(architectures=architectures)))
+
+    assert recipe.start_row_name(fake(["BertModel"])) == "diverse_untrained"  # all-MiniLM-L6-v2: a fresh head
+    assert recipe.start_row_name(fake(None)) == "diverse_untrained"
+    assert recipe.start_row_name(fake(["XLMRobertaForSequenceClassification"])) == "diverse_zs"  # bge-reranker-v2-m3

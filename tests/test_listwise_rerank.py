@@ -187,3 +187,34 @@ def test_memorisation_probe_sees_a_model_fit_its_windows(tmp_path, monkeypatch):
     assert (row["conversations"], row["steps"]) == (4, 160)
     assert row["model tau after"] >= row["model tau before"] + 0.3  # measured 0.4 -> 0.8
     assert row["model tau after"] >= 0.75
+
+
+def test_window_passes_per_query_reach_the_record(tok):
+    from types import SimpleNamespace
+
+    from rerank_lib.recipes import rankllm as recipe
+    from rerank_lib.recipes.rankllm.evalsets import window_params
+    from rerank_lib.recipes.rankllm.evaluation import sliding
+
+    ids = identifier_token_ids(tok, 4, alpha=True, chat_template=ZEPHYR_STYLE_TEMPLATE)
+    stub = StubLM(len(tok), {ids[0]: 0.0, ids[1]: 1.0, ids[2]: 2.0, ids[3]: 3.0})
+    rr = ListwiseReranker(stub, tok, mode="first", window=4, stride=2, max_words=10, identifiers="alpha",
+                          autocast=False)
+    corpus = {d: doc for d, doc in docs(9)}
+    run = {"q1": {str(i): 10.0 - i for i in range(9)}, "q2": {str(i): 10.0 - i for i in range(6)}}
+    _, windows = rr.rerank_run(run, corpus, {"q1": "query", "q2": "query"}, depth=9, progress=False)
+    # q1, 9 candidates: (5,9), (3,7), (1,5), (0,3); q2, 6 candidates: (2,6), (0,4): 6 LLM calls for 2 queries
+    assert [(w.start, w.end) for w in windows] == [(5, 9), (3, 7), (1, 5), (0, 3), (2, 6), (0, 4)]
+    cfg = recipe.config("smoke", depth=9, window=4, stride=2)
+    assert window_params(cfg, windows, len(run)) == {"depth": 9, "window": 4, "stride": 2, "llm_calls_per_query": 3.0}
+    assert sliding(SimpleNamespace(params=window_params(cfg, windows, 2))) == "9/4/2"
+    assert sliding(SimpleNamespace(params={"depth": 20})) == ""  # BM25 / the teacher: no window
+
+
+def test_default_profile_slides_the_window():
+    from rerank_lib.listwise import window_spans
+    from rerank_lib.recipes import rankllm as recipe
+
+    cfg = recipe.config("default")
+    assert (cfg.depth, cfg.window, cfg.stride) == (20, 12, 8)
+    assert window_spans(cfg.depth, cfg.window, cfg.stride) == [(8, 20), (0, 12)]  # 2 LLM calls, 4 passages carried up

@@ -2,6 +2,8 @@
 the Yes logit, training through fit, saving and loading, and the head-only ranker."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -231,3 +233,37 @@ def test_recipe_profiles_resolve_offline_and_reject_typos():
     decoder = paper.decoder_train  # training_llm.yaml: lr 5e-5, 2 epochs, 12 x 2, cosine
     assert (decoder.learning_rate, decoder.num_epochs, decoder.per_device_batch_size,
             decoder.gradient_accumulation_steps, decoder.lr_scheduler) == (5e-5, 2, 12, 2, "cosine")
+
+
+def test_default_profile_distils_an_llm_and_runs_lora_yes_at_a_small_scale():
+    from rerank_lib.recipes import llm_reranker as recipe
+
+    default = recipe.config("default")
+    assert default.decoder_variants == ("lora-yes",) and default.distill_source == "auto"
+    dec = default.decoder_train
+    assert (dec.max_steps, dec.per_device_batch_size, dec.eval_every_steps, dec.learning_rate) == (32, 1, 16, 2e-4)
+    assert recipe.decoder_scale(default, dec, "group_ce", 64) == "32 steps x 1 group of 8 (64 training queries)"
+    assert recipe.decoder_scale(default, replace(dec, per_device_batch_size=12, gradient_accumulation_steps=2,
+                                                      max_steps=None, num_epochs=2), "point_ce", 64) == (
+        "2 epoch(s) x 24 pairs (64 training queries)")
+    # auto picks the best LLM source on dev even where the offline teacher measures higher (it is "LLM -> BERT")
+    dev = {"llm-zero-shot": 0.21, "llm-head": 0.34, "bm25+minilm-l6": 0.71}
+    assert recipe.choose_source(default, dev) == "llm-head"
+    assert recipe.choose_source(default, {"llm-zero-shot": 0.3, "bm25+minilm-l6": 0.7}) == "llm-zero-shot"
+    named = recipe.config("default", distill_source="bm25+minilm-l6")
+    assert recipe.choose_source(named, dev) == "bm25+minilm-l6"  # named: taken as asked
+    with pytest.raises(ValueError, match="picks among the LLM sources"):
+        recipe.config("default", distill_sources=["bm25+minilm-l6"])
+    with pytest.raises(ValueError, match="none was measured"):
+        recipe.choose_source(default, {"bm25+minilm-l6": 0.7})
+
+
+def test_sources_name_the_chosen_teacher():
+    import pandas as pd
+    from rerank_lib.recipes import llm_reranker as recipe
+
+    sources = recipe.Sources(pd.DataFrame(), {}, "llm-head", {
+        "llm-head": ("smollm2-head-group-ce", "smollm2-head-group-ce (score head on the frozen smollm2-135m-instruct, "
+                                              "Platt-scaled)")})
+    assert sources.teacher_name == "smollm2-head-group-ce"
+    assert sources.teacher_model.startswith("smollm2-head-group-ce (score head")

@@ -113,3 +113,104 @@ def test_trained_models_are_published_in_peer_formats(smoke_run):
     assert 0.0 < float(scores[0]) < 1.0
     ctl = next(name for name in published if name.startswith("ctl-"))
     assert SentenceTransformer(str(models / ctl), device="cpu").encode(["a question"]).shape[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------- paper-tiny
+# Every notebook in the paper-tiny profile: the paper settings with small sizes/steps and each hub model replaced by
+# its tiny stand-in of the same class (rerank_lib.standin), so every paper code path runs without a GPU. A notebook
+# the paper path cannot run yet is a strict xfail naming what stops it: once that is fixed (the paper data lands, the
+# profile is corrected) it passes, the xfail turns into a failure (XPASS, strict), and its entry below is removed.
+PAPER_TINY_KNOWN_STOPS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def paper_tiny_results(tmp_path_factory, shared_data):
+    """A results folder, a private cache (the mirror's small files must never land in the project's cache, where a
+    real paper run would find them) and a local HTTP mirror of every paper data file, through the real download code."""
+    from paper_mirror import PaperMirror
+
+    root = tmp_path_factory.mktemp("paper_tiny")
+    saved = {k: os.environ.get(k) for k in ("RERANK_DOWNLOAD_MIRROR", "RERANK_DOWNLOAD_MANIFEST", "RERANK_CACHE_DIR")}
+    with PaperMirror(shared_data, root / "mirror") as mirror:
+        os.environ.update({**mirror.env, "RERANK_CACHE_DIR": str(root / "cache")})
+        try:
+            yield root / "results"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _paper_tiny_case(book):
+    reason = PAPER_TINY_KNOWN_STOPS.get(book.stem)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(book, id=book.stem, marks=marks)
+
+
+@pytest.mark.parametrize("book", [_paper_tiny_case(b) for b in list_notebooks()])
+def test_every_notebook_runs_in_paper_tiny(paper_tiny_results, shared_data, book):
+    """In name order into one results folder (later notebooks read earlier runs); each one well under a minute on
+    2 cores. Its records say 'paper-tiny' and name the stand-ins that served the paper's models."""
+    from rerank_lib.runner import run_notebook
+
+    out = paper_tiny_results
+    params = {"results_dir": str(out), "data_root": str(shared_data)}
+    run = run_notebook(book, "paper-tiny", out / "notebooks", params)
+    assert run.ok, run.error
+    records = load_records(out, profile="paper-tiny")
+    assert all(r.profile == "paper-tiny" for r in records)
+    if book.name >= "02":  # from the teachers on, hub models ran: their rows name the stand-ins
+        assert any("standins" in r.params for r in records)
+    assert not load_records(out, profile="paper")  # never filed as a paper result
+
+
+def _output_texts(nb):
+    """(cell index, text) of every output of an executed notebook, images left out."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                yield index, output["text"]
+            for kind, value in output.get("data", {}).items():
+                if not kind.startswith("image/"):
+                    yield index, value if isinstance(value, str) else json.dumps(value)
+            if "traceback" in output:
+                yield index, "\n".join(output["traceback"])
+
+
+MAX_OUTPUT_CHARS = 300_000  # text of all outputs of one executed smoke notebook (figures excluded)
+
+
+def test_executed_notebooks_carry_no_machine_paths_or_issue_numbers(smoke_run, shared_data):
+    """Outputs show paths relative to their root (rerank_lib.paths.shown), never this machine's, and no issue numbers."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from rerank_lib.paths import PROJECT_ROOT
+
+    out, runs = smoke_run
+    machine = {str(PROJECT_ROOT), str(Path.home()), tempfile.gettempdir().rstrip("/") + "/", str(out),
+               str(Path(shared_data).resolve())}
+    issue = re.compile(r"(?<![&\w#])#\d+\b|\bissue \d+", re.IGNORECASE)
+    found = []
+    for run in runs:
+        for index, text in _output_texts(nbformat.read(run.output, as_version=4)):
+            found += [(run.name, index, prefix) for prefix in machine if prefix in text]
+            found += [(run.name, index, m.group(0)) for m in issue.finditer(text)]
+    assert not found, found[:20]
+
+
+def test_executed_notebooks_are_compact_and_end_with_their_reading(smoke_run):
+    """Progress leaves a few lines (no carriage-return updates), outputs stay small, and every notebook's last cell
+    shows the 'Reading the numbers' text generated from its records."""
+    _, runs = smoke_run
+    for run in runs:
+        nb = nbformat.read(run.output, as_version=4)
+        texts = [text for _, text in _output_texts(nb)]
+        assert not any("\r" in text for text in texts), run.name
+        assert sum(len(text) for text in texts) < MAX_OUTPUT_CHARS, run.name
+        last = nb.cells[-1]
+        shown = [o.get("data", {}).get("text/markdown", "") for o in last.get("outputs", [])]
+        assert last.cell_type == "code" and any(t.startswith("### Reading the numbers") for t in shown), run.name

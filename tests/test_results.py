@@ -136,8 +136,8 @@ def test_build_tables(tmp_path):
     assert json.loads(monot5["significance"])["first_stage/bm25"]["p_value"] == 0.001
 
     tex = paths["tex"].read_text()
-    assert tex.count(r"\begin{tabular}") == 2 and r"\toprule" in tex and r"\bottomrule" in tex
-    assert r"first\_stage & bm25" in tex and r"\textbf{0.738}$^\uparrow$ & 0.7376" in tex
+    assert tex.count(r"\begin{tabular}") == 2 and tex.count(r"\begin{table*}") == 2 and r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"first\_stage & bm25" in tex and r"\textbf{0.738}$^{\uparrow}$ & 0.7376" in tex
 
     before = {k: p.read_bytes() for k, p in paths.items()}
     build_tables(tmp_path)
@@ -229,10 +229,10 @@ def test_marks_per_compared_method_and_dl_fold_means(tmp_path):
         write_record(rec, tmp_path)
     md = build_tables(tmp_path)["md"].read_text()
     dl19_row = [line for line in md.split("## trec-dl-2019 / test")[1].splitlines() if line.startswith("| p | m ")][0]
-    assert "**0.600**▲· |" in dl19_row and dl19_row.rstrip().endswith("| bm25, start |")  # better than bm25, n.s. vs start
+    assert "**0.600**▲¹ |" in dl19_row and dl19_row.rstrip().endswith("| bm25, start |")  # better than bm25, n.s. vs start
     folds = md.split("## TREC DL: the two folds and their mean")[1]
-    assert "| p | m | trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q) | 0.600 | 0.500 | **0.550** |" in folds
+    assert "| p | m | – | trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q) | 0.600 | 0.500 | **0.550** |" in folds
     assert "bm25" not in folds.split("| ---")[1]
     from rerank_lib.results import fold_means
-    assert fold_means(rows) == [{"pipeline": "p", "method": "m", "training": "trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q)",
+    assert fold_means(rows) == [{"pipeline": "p", "method": "m", "first stage": "–", "training": "trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q)",
                                  "trec-dl-2019 nDCG@10": 0.60, "trec-dl-2020 nDCG@10": 0.50, "mean nDCG@10": 0.55}]

@@ -39,6 +39,7 @@ def test_stops_at_first_failure_and_keeps_earlier_results(books, tmp_path, capsy
     assert not (executed / "01_broken.ipynb").exists() and not list(executed.glob(".*running*"))
     timings = json.loads((executed / "runtimes.json").read_text())
     assert timings["00_first.ipynb"]["ok"] and not timings["01_broken.ipynb"]["ok"]
+    assert timings["00_first.ipynb"]["finished"][:2] == "20"  # an ISO date, what README's run date is read from
     assert "bad parameter on purpose" in capsys.readouterr().err
 
 

@@ -382,6 +382,7 @@ def test_a_finished_run_is_found_finished_and_loaded_in_place(tmp_path, monkeypa
     again_model = toy_model(seed=1)
     again = train(again_model, toy_dataset(), default_collate, mse_loss, toy_config(out, per_device_batch_size=2))
     assert again.global_step == first.global_step == 12 and (out / "log.jsonl").read_text() == log
+    assert again.cached and not first.cached  # what selection reports in one line instead of a progress bar
     assert again.run_info["global_batch"] == 8  # the finished run's, though this call asked for another batch
     assert_same_params(again_model.state_dict(), final_params(out), atol=0.0)
 

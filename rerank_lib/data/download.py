@@ -2,11 +2,19 @@
 
 Used only when a dataset is not under the data root. A file is moved into place only after its hash
 matches, so a broken or tampered download never becomes input.
+
+Two environment variables redirect it, for institutional mirrors and for the tests' local server:
+- `$RERANK_DOWNLOAD_MIRROR` (a base URL) replaces every URL's scheme and host; the path stays the same;
+- `$RERANK_DOWNLOAD_MANIFEST` names a JSON file {url: sha256} (a zip member's key is `url::member`) whose
+  hashes are used INSTEAD of the published ones. It exists for mirrors that serve modified files (the tests
+  serve a few dozen lines of each real file) and for pinning a file whose publisher gives no hash; a URL
+  it does not list keeps its published hash.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import tempfile
@@ -25,12 +33,20 @@ class RemoteFile:
     """One file of a dataset: where it lands (relative to the data root), where it comes from, its sha256.
 
     `member` names the file inside a zip archive at `url`; `sha256` is of the file as stored (after unzip).
+    `sha256=None` marks a file whose publisher gives no sha256 (say why where it is declared): it is accepted
+    unchecked unless `md5` (a published md5) or the manifest pins it, and its reader must verify the format.
     """
 
     path: str
     url: str
-    sha256: str
+    sha256: str | None
     member: str | None = None
+    md5: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The file's name in a manifest: the URL, plus `::member` for a file inside a zip."""
+        return self.url + ("::" + self.member if self.member else "")
 
 
 class DownloadError(RuntimeError):
@@ -45,6 +61,30 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def manifest() -> dict[str, str]:
+    """The {url: sha256} of `$RERANK_DOWNLOAD_MANIFEST` (empty when unset); a bad file is a DownloadError naming it."""
+    path = os.environ.get("RERANK_DOWNLOAD_MANIFEST")
+    if not path:
+        return {}
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DownloadError(f"$RERANK_DOWNLOAD_MANIFEST={path}: cannot read it as JSON ({err})") from err
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64
+                                              for k, v in table.items()):
+        raise DownloadError(f"$RERANK_DOWNLOAD_MANIFEST={path}: expected an object of url -> 64-hex sha256")
+    return table
+
+
+def expected_hashes(spec: RemoteFile, table: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(sha256, md5) a download of `spec` must have: the manifest's sha256 alone when it lists the file (a
+    modified copy cannot match the published md5), else the published ones."""
+    table = manifest() if table is None else table
+    if spec.key in table:
+        return table[spec.key], None
+    return spec.sha256, spec.md5
+
+
 def mirrored(url: str) -> str:
     """`url` with its scheme and host replaced by `$RERANK_DOWNLOAD_MIRROR` when set (an institutional mirror, or a
     local server in the tests); the path, and so the pinned revision, stay the same."""
@@ -55,17 +95,18 @@ def mirrored(url: str) -> str:
     return mirror.rstrip("/") + "/" + parts.netloc + parts.path
 
 
-def _fetch_to(url: str, target: Path, timeout: float) -> str:
-    """Stream `url` into the file `target` (a temporary name) and return its sha256; a connection that ends
-    before the announced length, a refused connection or an HTTP error is a DownloadError."""
+def _fetch_to(url: str, target: Path, timeout: float) -> tuple[str, str]:
+    """Stream `url` into the file `target` (a temporary name) and return its (sha256, md5); a connection that
+    ends before the announced length, a refused connection or an HTTP error is a DownloadError."""
     request = urllib.request.Request(mirrored(url), headers={"User-Agent": "rerank-repro"})
-    digest, received = hashlib.sha256(), 0
+    digest, md5, received = hashlib.sha256(), hashlib.md5(), 0
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(target, "wb") as handle:
             expected = response.headers.get("Content-Length")
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 handle.write(chunk)
                 digest.update(chunk)
+                md5.update(chunk)
                 received += len(chunk)
         if expected is not None and received != int(expected):
             raise DownloadError(f"{url}: the connection ended after {received} of {expected} bytes; not saved")
@@ -74,20 +115,21 @@ def _fetch_to(url: str, target: Path, timeout: float) -> str:
                             f"({err}); not saved") from err
     except OSError as err:  # URLError, HTTPError, timeouts, connection refused or reset
         raise DownloadError(f"could not download {url}: {err}") from err
-    return digest.hexdigest()
+    return digest.hexdigest(), md5.hexdigest()
 
 
-def _member(archive_path: Path, spec: RemoteFile, target: Path) -> str:
-    """Extract `spec.member` of a downloaded zip into `target`; returns its sha256."""
-    digest = hashlib.sha256()
+def _member(archive_path: Path, spec: RemoteFile, target: Path) -> tuple[str, str]:
+    """Extract `spec.member` of a downloaded zip into `target`; returns its (sha256, md5)."""
+    digest, md5 = hashlib.sha256(), hashlib.md5()
     try:
         with zipfile.ZipFile(archive_path) as archive, archive.open(spec.member) as src, open(target, "wb") as dst:
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 dst.write(chunk)
                 digest.update(chunk)
+                md5.update(chunk)
     except (zipfile.BadZipFile, KeyError) as err:
         raise DownloadError(f"{spec.url}: cannot read member {spec.member!r} ({err})") from err
-    return digest.hexdigest()
+    return digest.hexdigest(), md5.hexdigest()
 
 
 def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeout: float = 60.0) -> list[Path]:
@@ -95,25 +137,27 @@ def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeou
     returns the paths. Files stream to disk (large archives never sit in memory); whatever fails leaves nothing
     at the target."""
     dest_root = Path(dest_root)
+    table = manifest()
     written = []
     with tempfile.TemporaryDirectory(prefix="download-", dir=_scratch(dest_root)) as scratch:
-        fetched: dict[str, tuple[Path, str]] = {}
+        fetched: dict[str, tuple[Path, tuple[str, str]]] = {}
         for spec in files:
             target = dest_root / spec.path
-            if target.exists() and sha256_of(target) == spec.sha256:
-                written.append(target)
+            sha256, md5 = expected_hashes(spec, table)
+            if target.exists() and (sha256 is None or sha256_of(target) == sha256):
+                written.append(target)  # an unpinned file in the cache is kept: its reader checks the format
                 continue
             if spec.url not in fetched:
                 raw = Path(scratch) / f"{len(fetched)}.download"
                 fetched[spec.url] = (raw, _fetch_to(spec.url, raw, timeout))
-            raw, digest = fetched[spec.url]
+            raw, digests = fetched[spec.url]
             source = raw
             if spec.member is not None:
                 source = Path(scratch) / f"{len(written)}.member"
-                digest = _member(raw, spec, source)
-            if digest != spec.sha256:
-                where = spec.url + ("::" + spec.member if spec.member else "")
-                raise DownloadError(f"{where}: sha256 {digest} != expected {spec.sha256}; not saved")
+                digests = _member(raw, spec, source)
+            for name, want, got in (("sha256", sha256, digests[0]), ("md5", md5, digests[1])):
+                if want is not None and got != want:
+                    raise DownloadError(f"{spec.key}: {name} {got} != expected {want}; not saved")
             with atomic_open(target, "wb") as handle, open(source, "rb") as src:
                 shutil.copyfileobj(src, handle, 1 << 20)
             written.append(target)

@@ -10,7 +10,6 @@ Both carry the teacher's two first-step logits of monoT5 for a (query, document)
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..atomic import atomic_open
+from ..paths import cache_dir
+from .download import RemoteFile, download_files
 from .errors import DataFormatError
 from .jsonl import iter_jsonl, require, write_jsonl
 from .lines import iter_lines
@@ -31,6 +32,14 @@ INRANKER_FILES = {
     "msmarco": ("unicamp-dl/InRanker-msmarco", "InRanker_msmarco.tsv", "3fc9840ea2a8ad17966dec11c48872bf"),
     "beir": ("unicamp-dl/InRanker-BEIR", "inpars_beir_dataset.jsonl", "89d914af6d231a32458fcf84a8de61a6"),
 }
+
+
+def remote_file(which: str) -> RemoteFile:
+    """The published file ('msmarco' or 'beir') as a plain HTTPS download: the hub's `resolve/main` URL, checked
+    against the md5 the inranker package checks (no sha256 is published; a manifest may pin one)."""
+    repo, filename, md5 = INRANKER_FILES[which]
+    return RemoteFile(f"inranker/{filename}", f"https://huggingface.co/datasets/{repo}/resolve/main/{filename}",
+                      sha256=None, md5=md5)
 MSMARCO_MAX_EXAMPLES = 12_800_000  # the package stops reading the MS MARCO file there
 
 
@@ -174,23 +183,15 @@ def write_msmarco_soft_labels(path: str | os.PathLike, examples: Iterable[Distil
     return path
 
 
-def published_file(which: str) -> str:
-    """The published soft-label file ('msmarco' or 'beir') via huggingface_hub (online only), md5-checked."""
-    repo, filename, md5 = INRANKER_FILES[which]
-    from huggingface_hub import hf_hub_download
+def published_file(which: str, dest_root: str | os.PathLike | None = None) -> Path:
+    """The published soft-label file ('msmarco' or 'beir') in the download cache (`dest_root`, default the data
+    cache), fetched once by the same code as every dataset: md5-checked before it lands, mirror-able through
+    $RERANK_DOWNLOAD_MIRROR, pinned by $RERANK_DOWNLOAD_MANIFEST.
 
-    try:
-        path = hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset")
-    except Exception as err:  # offline, or the hub refused
-        raise RuntimeError(f"cannot download {repo}/{filename} ({type(err).__name__}); pass a local file instead "
-                           "(offline: build one with write_msmarco_soft_labels / write_custom_jsonl)") from err
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != md5:
-        raise RuntimeError(f"{path}: md5 {digest.hexdigest()} differs from the published {md5}")
-    return path
+    Why not huggingface_hub's hf_hub_download (used before): one download path for every file means the path
+    the tests run (a local mirror) is the path users run; these are two public, fixed files, so the hub
+    client's extras (tokens, revalidation) buy nothing, and a plain URL works behind any HTTP mirror."""
+    return download_files([remote_file(which)], cache_dir("data") if dest_root is None else dest_root)[0]
 
 
 def mmarco_texts(language: str, queries=None, corpus=None):

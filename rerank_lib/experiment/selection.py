@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..data.types import Run
-from ..training import TrainConfig, TrainResult, train
+from ..paths import shown
+from ..training import TrainConfig, TrainResult, process_state, train
 from .dev import DevEvaluator
 
 
@@ -60,6 +61,8 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
     start = time.perf_counter()
     result = train(model, train_dataset, collate_fn, compute_loss, config, eval_fn=dev, **train_options)
     wall = time.perf_counter() - start
+    if result.cached and process_state().is_main_process:
+        print(cached_run_line(result))
     if dev is None or result.best_step is None:
         return Selected(result, None, None, None, result.final_dir, wall_s=wall)
     curve = [{k: v for k, v in row.items() if k != "kind"} for row in result.eval_history]
@@ -69,3 +72,12 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
         dev_run = dev.produce(load_selected(model_dir))
     return Selected(result, result.best_step, result.metric_for_best, result.best_metric, Path(model_dir), curve,
                     dev_run, wall)
+
+
+def cached_run_line(result: TrainResult) -> str:
+    """The one line a notebook shows for a run found finished on disk (loaded, not trained again)."""
+    run_dir = shown(result.final_dir.parent)
+    if result.best_step is None:
+        return f"training: cached run {run_dir} ({result.global_step} steps, no dev selection)"
+    chosen = "the untrained start" if result.best_step == 0 else f"step {result.best_step}"
+    return f"training: cached run {run_dir} ({chosen} of {result.global_step} selected)"

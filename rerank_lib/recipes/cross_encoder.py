@@ -116,6 +116,13 @@ PROFILES = {
               "train.eval_every_steps": None, "train.save_every_steps": None, "score_batch_size": 32},
     "default": {},
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
+                   "dense_range": (2, 30), "teacher_depth": 20, "train.max_steps": 2, "batch_pairs": 8, "group_size": 4,
+                   "train.eval_every_steps": 1, "train.save_every_steps": None, "score_batch_size": 32,
+                   "variant_train": {v: {"train.learning_rate": 5e-5, "train.num_epochs": 2, "train.lr_scheduler": "cosine",
+                                         "train.gradient_accumulation_steps": 2, "batch_pairs": 8, "max_length": 64}
+                                     for v in ("point_ce", "point_mse")}},
 }
 
 

@@ -51,6 +51,8 @@ PROFILES = {
     # GPU users online: a stronger hub bi-encoder with its published prefixes and length.
     "paper": {"dense_model": "intfloat/e5-base-v2", "query_prefix": "query: ", "doc_prefix": "passage: ",
               "dense_max_length": 512, "dense_batch_size": 128},
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"max_queries": 10, "smoke_dense_pool": 30, "dl_depth": 20, "dense_batch_size": 32},
 }
 
 

@@ -7,7 +7,8 @@ qrels, HopWeaver's documented fallback); the generated {query, pos, neg} file (d
 cross-encoder fine-tuned on it with FlagEmbedding's group CE (HopWeaver: bge-reranker-v2-m3, train_group_size 4),
 selected on dev (the zero-shot start included); and the ablation on test claims, top_k candidates each: standard
 (the dense top_k), diverse (MMR over the top 3*top_k, rerank_ablation_test.py's lambdas; a claim has no source
-document, so the l2 term is 0), diverse_zs / diverse_ft (diverse reordered by the zero-shot / fine-tuned reranker),
+document, so the l2 term is 0), diverse_zs / diverse_ft (diverse reordered by the zero-shot / fine-tuned reranker;
+offline the reranker's head is fresh, so the first is diverse_untrained, the fine-tuned row's start),
 with HopWeaver's success rate (Success@top_k) and average attempts (rank of the first relevant, successes only).
 """
 from __future__ import annotations
@@ -87,6 +88,8 @@ class HopWeaverConfig(Settings):
 #: README's 5 candidates, the LLM steps with a hub instruct model standing in for GPT-4o.
 PAPER = paper_profile("hopweaver", HopWeaverConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+# Published numbers: not found (the paper's ablation table, success rate / attempts on Wikipedia bridge questions,
+# could not be read; the repository prints none), so no record carries a reference.
 
 PROFILES = {
     "smoke": {"top_k": 4, "llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12,
@@ -94,6 +97,10 @@ PROFILES = {
               "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
     "default": {},
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12, "max_length": 64,
+                   "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 1, "train.max_steps": 2,
+                   "train.eval_every_steps": 1, "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
 }
 
 
@@ -144,6 +151,17 @@ class LLMDemo:
     path: Path
     wall_s: float
 
+    @property
+    def yield_(self) -> dict:
+        return generator_yield(self.examples)
+
+
+def generator_yield(examples) -> dict:
+    """The generator's yield: lines asked (attempts), produced (a query parsed, candidates judged) and usable (at
+    least one positive and one negative verdict, what HopWeaver writes as a training line)."""
+    return {"asked": len(examples), "produced": sum(1 for e in examples if e.query),
+            "usable": sum(1 for e in examples if e.usable)}
+
 
 def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJudge) -> LLMDemo:
     """The published generator with the LLM for both steps, on `llm_sources` source documents (judged abstracts of
@@ -186,6 +204,14 @@ class GeneratedData:
     judge: str
     stats: dict
 
+    @property
+    def source(self) -> str:
+        """Where the training lines came from, for the fine-tuned row's model column."""
+        y = generator_yield(self.examples)
+        return (f"{y['usable']} HopWeaver-format line{'s' * (y['usable'] != 1)} from SciFact train claims as the "
+                f"queries ({y['asked']} asked), "
+                f"{'qrels' if self.judge == 'qrels' else 'LLM'} judge")
+
 
 def training_data(cfg: HopWeaverConfig, data: HopData, judge_name: str, results_dir,
                   llm_judge: LLMJudge | None = None) -> GeneratedData:
@@ -210,6 +236,21 @@ def training_data(cfg: HopWeaverConfig, data: HopData, judge_name: str, results_
 class Reranked:
     model: CrossEncoder  # holding the selected weights (the zero-shot start when step 0 won on dev)
     selected: Selected
+    generated: GeneratedData | None = None  # what it trained on
+
+
+def has_trained_head(model: CrossEncoder) -> bool:
+    """Whether the reranker's checkpoint holds a trained score head (a *ForSequenceClassification model, e.g.
+    bge-reranker-v2-m3) or gets a fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a
+    zero-shot reranker."""
+    return any(a.endswith("ForSequenceClassification") for a in (model.model.config.architectures or []))
+
+
+def start_row_name(model: CrossEncoder) -> str:
+    """The ablation's name for the diverse candidates reordered by the reranker before fine-tuning: 'diverse_zs'
+    (HopWeaver's zero-shot reranker) when its head is trained, 'diverse_untrained' (the fine-tuned row's start, not
+    a zero-shot reranker) when the head is fresh."""
+    return "diverse_zs" if has_trained_head(model) else "diverse_untrained"
 
 
 def diverse_runs(cfg: HopWeaverConfig, data: HopData, ds: Dataset) -> tuple[Run, Run]:
@@ -236,12 +277,15 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
     selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
                             config=replace(cfg.train, output_dir=str(out)))
-    return Reranked(model, selected)
+    return Reranked(model, selected, generated)
 
 
-def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_dir) -> tuple[list, dict[str, Run]]:
+def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_dir,
+             demo: LLMDemo | None = None) -> tuple[list, dict[str, Run]]:
     """The four retrievers on SciFact test claims; one record each (nDCG@10, RR@10, R@10 at depth top_k), with
-    paired tests vs BM25 top_k and vs standard; diverse_ft also vs its start (diverse_zs) and a +interp row."""
+    paired tests vs BM25 top_k and vs standard; diverse_ft also vs its start and a +interp row. The start row is
+    'diverse_zs' when the reranker is a zero-shot reranker, else 'diverse_untrained' (start_row_name). diverse_ft's
+    params carry the generator's yield (asked / produced / usable) of its training data and of the LLM `demo`."""
     test = data.test
     bm25 = top_k({q: r for q, r in load_run(results_dir, cfg.profile, "scifact", "test", "bm25").items()
                   if q in test.queries}, cfg.top_k)
@@ -249,7 +293,9 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     with Timer() as t:
         runs["standard"], runs["diverse"] = diverse_runs(cfg, data, test)
     walls["standard"] = walls["diverse"] = t.s / 2
-    for name, model in (("diverse_zs", zero_shot_reranker(cfg)), ("diverse_ft", reranked.model)):
+    start_model = zero_shot_reranker(cfg)
+    start_name = start_row_name(start_model)
+    for name, model in ((start_name, start_model), ("diverse_ft", reranked.model)):
         with Timer() as t:
             runs[name] = model.rerank(runs["diverse"], test.corpus, test.queries, depth=cfg.top_k,
                                       batch_size=cfg.score_batch_size)
@@ -258,8 +304,13 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     sel, lam = reranked.selected, cfg.ablation_lambdas
     models = {"standard": f"{cfg.encoder} dense top-{cfg.top_k}",
               "diverse": f"{cfg.encoder} dense + MMR over top-{3 * cfg.top_k} (l={lam})",
-              "diverse_zs": f"diverse + {cfg.reranker} zero-shot" + (" (untrained head)" * (cfg.reranker == "minilm-l6")),
-              "diverse_ft": f"diverse + {cfg.reranker} fine-tuned on HopWeaver data (group CE)"}
+              "diverse_zs": f"diverse + {cfg.reranker} zero-shot",
+              "diverse_untrained": f"diverse + {cfg.reranker} under an untrained score head (the fine-tuned row's start; "
+                                   "not a zero-shot reranker)",
+              "diverse_ft": f"diverse + {cfg.reranker} fine-tuned (group CE) on " + (
+                  reranked.generated.source if reranked.generated is not None else "HopWeaver-format lines")}
+    gen_yield = {**({"training data": generator_yield(reranked.generated.examples)} if reranked.generated else {}),
+                 **({"llm demo (SmolLM2 queries and judge)": demo.yield_} if demo is not None else {})}
     common = dict(pipeline=PIPELINE, dataset="scifact", split=data.test_split, profile=cfg.profile,
                   results_dir=results_dir, first_stage=f"{cfg.encoder}-dense", depth=cfg.top_k, seed=cfg.seed,
                   measures=list(MEASURES))
@@ -268,9 +319,10 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     records = []
     for name, run in runs.items():
         baselines = {"bm25": bm25, **({"standard": runs["standard"]} if name != "standard" else {}),
-                     **({"start": runs["diverse_zs"]} if name == "diverse_ft" else {})}
+                     **({"start": runs[start_name]} if name == "diverse_ft" else {})}
         p = {**params, **success_and_attempts(run, test.qrels),
-             **({"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value} if name == "diverse_ft" else {})}
+             **({"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
+                 "generator_yield": gen_yield} if name == "diverse_ft" else {})}
         extra = trained if name == "diverse_ft" else {"wall_s": walls[name]}
         records.append(record_run(run, test.qrels, method=f"hopweaver-{name.replace('_', '-')}", model=models[name],
                                   baselines=baselines, params=p, **common, **extra))
@@ -280,7 +332,8 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
         records.append(record_interpolation(
             runs["diverse_ft"], runs["diverse"], weight, test.qrels, method="hopweaver-diverse-ft",
             model=models["diverse_ft"] + " + diverse", baselines=baselines,
-            params={**params, **interp, "dev_curve": curve.to_dict("list")}, **common, **trained))
+            params={**params, **interp, "dev_curve": curve.to_dict("list"), "generator_yield": gen_yield}, **common,
+            **trained))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_model("cross_encoder", reranked.model, results_dir, cfg.profile, ft.method, base_model=cfg.reranker,
                   training_queries=ft.n_training_queries, settings=params, record=ft,

@@ -38,6 +38,8 @@ PROFILES = {
     "smoke": {"depth": 20},
     "default": {},
     "paper": {"teachers": ("bge-reranker-v2-m3", "minilm-l6")},
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"depth": 20},
 }
 
 

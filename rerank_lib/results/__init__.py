@@ -11,10 +11,11 @@ from .record import (
     record_path,
     write_record,
 )
-from .tables import anchor_table, build_tables, fold_means, results_frame
+from .tables import Row, Table, anchor_table, build_tables, can_change, fold_means, leaderboards, record_stage, results_frame
 
 __all__ = [
     "Record", "make_record", "write_record", "load_records", "load_per_query", "record_path", "git_commit",
     "package_versions", "hardware_info", "anchor_table", "build_tables", "fold_means", "results_frame",
+    "leaderboards", "Table", "Row", "record_stage", "can_change",
     "plot_metric_bars", "plot_curve", "plot_per_query_delta", "save_figure",
 ]

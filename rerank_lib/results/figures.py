@@ -1,4 +1,4 @@
-"""Figure helpers: a summary bar chart across methods and datasets, and learning curves.
+"""Figure helpers: a summary of every dataset's leaderboard as small multiples, and learning curves.
 
 They draw on a bare Agg `Figure` (no pyplot), so they work headless, leave the notebook's backend alone and
 leak no open figures; each file is written atomically (temp file, then rename).
@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..atomic import atomic_open
 from .record import Record
+from .tables import leaderboards
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
@@ -28,38 +29,43 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
 
 
 def plot_metric_bars(records: Sequence[Record], measure: str, path: str | os.PathLike,
-                     title: str | None = None) -> Path:
-    """Grouped bars: one group per dataset/split, one bar per pipeline/method; published values as black ticks."""
-    records = [r for r in records if r.metrics.get(measure) is not None]
-    if not records:
+                     title: str | None = None, dpi: int = 150) -> Path:
+    """Small multiples: one panel per dataset, each a horizontal bar chart of its leaderboard's methods (the main
+    table of `tables.leaderboards`, so every bar in a panel ranks the same candidates), best on top; published
+    values as black ticks. Interpolation rows at weight 0 or 1 are left out (they are the first stage or the
+    model). At most 8 inches wide (1,200 px at 150 dpi), so it reads at page width."""
+    boards = [t for t in leaderboards([r for r in records if r.metrics.get(measure) is not None]) if t.main]
+    panels = []
+    for board in boards:
+        rows = sorted((row for row in board.rows if row.identity is None), key=lambda row: row.record.metrics[measure])
+        if rows:
+            panels.append((board, rows))
+    if not panels:
         raise ValueError(f"no record has a value for {measure!r}")
-    groups = sorted({(r.dataset, r.split) for r in records})
-    methods = sorted({(r.pipeline, r.method) for r in records})
-    fig = Figure(figsize=(max(5.0, 1.2 + len(groups) * (0.5 + 0.35 * len(methods))), 3.8))
-    ax = fig.add_subplot()
-    width = 0.8 / len(methods)
-    shown_ref = False
-    for i, (pipeline, method) in enumerate(methods):
-        xs, ys, refs = [], [], []
-        for g, (dataset, split) in enumerate(groups):
-            for r in records:
-                if (r.pipeline, r.method, r.dataset, r.split) == (pipeline, method, dataset, split):
-                    x = g - 0.4 + width * (i + 0.5)
-                    xs.append(x)
-                    ys.append(r.metrics[measure])
-                    if measure in r.reference:
-                        refs.append((x, r.reference[measure]["value"]))
-        ax.bar(xs, ys, width=width * 0.95, label=f"{pipeline}/{method}")
+    heights = [1.0 + 0.24 * len(rows) for _, rows in panels]
+    fig = Figure(figsize=(8.0, 0.5 + sum(heights)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    top = max(row.record.metrics[measure] for _, rows in panels for row in rows)
+    for ax, (board, rows) in zip(axes, panels):
+        ys = range(len(rows))
+        values = [row.record.metrics[measure] for row in rows]
+        colors = ["#8c8c8c" if not row.reranks else "#3b6ea5" for row in rows]
+        ax.barh(ys, values, color=colors, height=0.7)
+        for y, value in zip(ys, values):
+            ax.text(value, y, f" {value:.3f}", va="center", fontsize=7)
+        refs = [(y, row.record.reference[measure]["value"]) for y, row in zip(ys, rows) if measure in row.record.reference]
         if refs:
-            ax.scatter([x for x, _ in refs], [v for _, v in refs], marker="_", s=200, color="black", zorder=3,
-                       label=None if shown_ref else "published")
-            shown_ref = True
-    ax.set_xticks(range(len(groups)), [f"{d}\n{s}" for d, s in groups])
-    ax.set_ylabel(measure)
-    ax.set_title(title or measure)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, path)
+            ax.scatter([v for _, v in refs], [y for y, _ in refs], marker="|", s=120, color="black", zorder=3,
+                       label="published")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_yticks(list(ys), [f"{row.record.pipeline}/{row.label}" for row in rows], fontsize=7)
+        ax.set_xlim(0, min(1.0, top * 1.15) if top > 0 else 1.0)
+        stage = f"; rerankers of {board.first_stage} top-{board.depth}" if board.first_stage else ""
+        ax.set_title(f"{board.dataset} / {board.split}{stage}", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel(f"{measure} (grey: corpus retrieval; blue: reranking)")
+    fig.suptitle(title or measure, fontsize=10)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _columns(history: Any) -> dict[str, list]:

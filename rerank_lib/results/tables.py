@@ -2,6 +2,11 @@
 
 All three are rebuilt from the record files alone, with a fixed order (dataset and split, then pipeline and
 method) and no timestamps, so rebuilding unchanged records gives byte-identical files and a clean git diff.
+
+Each dataset gets one leaderboard (rows on its full split at one first stage and depth) and labelled sub-tables
+for query subsets and other first stages, so no table compares numbers measured on different candidates. A value
+carries a mark only where a comparison means something: a significant paired test, against a compared method the
+table names, on a measure the row's method can change.
 """
 from __future__ import annotations
 
@@ -9,17 +14,29 @@ import csv
 import io
 import json
 import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_text
 from .record import Record, load_records
 
 UP, DOWN = "▲", "▼"
+SUPERSCRIPT = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+CORRECTIONS = (None, "holm", "bonferroni")
 CSV_COLUMNS = [
     "profile", "dataset", "split", "pipeline", "method", "model", "first_stage", "depth", "training_queries",
     "n_training_queries", "measure", "value", "reference_value", "reference_source", "significance", "seed",
     "wall_s", "git_commit", "created", "per_query",
 ]
+#: First-stage labels of rows that retrieve from the whole corpus themselves (no candidate list to rerank).
+RETRIEVAL = ("corpus", "")
+#: Words for compared methods whose name alone does not say what they are.
+COMPARED_NAMES = {"start": "start (the model's own untrained or zero-shot starting point)"}
+#: Set measures: the set of the top K (or of the whole run without a cutoff), blind to the order inside it.
+SET_MEASURE = re.compile(r"^(R|recall|P|Success|SetP|SetR|SetF|NumRet|NumRelRet|Judged)(\(.*\))?(@(\d+))?$")
+SUBSET_SPLIT = re.compile(r"-(\d+)q$")
 
 
 def results_frame(records: list[Record]):
@@ -29,36 +46,226 @@ def results_frame(records: list[Record]):
     return pd.DataFrame(_long_rows(records), columns=CSV_COLUMNS)
 
 
-def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha: float = 0.05) -> dict[str, Path]:
+def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha: float = 0.05,
+                 correction: str | None = None) -> dict[str, Path]:
     """Write RESULTS.md, results.csv and results.tex under results_dir from the profile's records.
 
     Returns {'md': path, 'csv': path, 'tex': path}. The default profile's tables are RESULTS.md, results.csv and
-    results.tex; another profile's carry its name (RESULTS.smoke.md ...) so a smoke run never replaces them. Significance marks come from each record's `significance`
-    (computed by the notebook that had both runs): ▲/▼ when p < alpha, better/worse than the named method.
+    results.tex; another profile's carry its name (RESULTS.smoke.md ...) so a smoke run never replaces them.
+    Marks come from each record's `significance` (the paired tests of the notebook that had both runs): ▲/▼ when
+    p < alpha. `correction` ('holm' or 'bonferroni') adjusts the p-values over each table's marked comparisons;
+    the default None keeps each notebook's own pre-planned test (a few named baselines per row) and the legend
+    says so. results.csv always holds the raw p-values.
     """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, not {correction!r}")
     results_dir = Path(results_dir)
     records = load_records(results_dir, profile)
-    sections = _sections(records)
+    tables = leaderboards(records)
     tag = "" if profile == "default" else f".{profile}"
     return {
-        "md": write_text(results_dir / f"RESULTS{tag}.md", _markdown(sections, profile, alpha, len(records))),
+        "md": write_text(results_dir / f"RESULTS{tag}.md", _markdown(tables, profile, alpha, correction, records)),
         "csv": write_text(results_dir / f"results{tag}.csv", _csv(records)),
-        "tex": write_text(results_dir / f"results{tag}.tex", _latex(sections, profile, alpha)),
+        "tex": write_text(results_dir / f"results{tag}.tex", _latex(tables, profile, alpha, correction, records)),
     }
 
 
+# ---------------------------------------------------------------------------------------------- grouping
+
+
+@dataclass
+class Row:
+    """A record in a table, with the first stage and depth it reranks (an interpolation row's are its model's)."""
+
+    record: Record
+    first_stage: str
+    depth: int | None
+
+    @property
+    def reranks(self) -> bool:
+        return self.first_stage not in RETRIEVAL
+
+    @property
+    def weight(self) -> float | None:
+        """The interpolation weight of a `+interp` row (weight * model + (1 - weight) * first stage), else None."""
+        w = (self.record.params or {}).get("interpolation_weight")
+        return float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) else None
+
+    @property
+    def identity(self) -> str | None:
+        """What a weight-0 or weight-1 interpolation row is: the first stage or the model itself; else None."""
+        if self.weight == 0.0:
+            return stage_label(self.first_stage, self.depth) if self.reranks else "the first stage"
+        if self.weight == 1.0:
+            return _interp_base(self.record.method)
+        return None
+
+    @property
+    def label(self) -> str:
+        """The method as the tables name it; an interpolation row shows its weight."""
+        method = self.record.method
+        if self.weight is None:
+            return method
+        if self.identity is not None:
+            return f"{method} = {self.identity} (w={self.weight:g})"
+        return f"{method} (w={self.weight:.2f})"
+
+    def can_change(self, measure: str) -> bool:
+        return can_change(measure, self.first_stage, self.depth)
+
+
+@dataclass
+class Table:
+    """One dataset's leaderboard (`main`) or one of its sub-tables: rows on one split at one first stage."""
+
+    dataset: str
+    split: str
+    first_stage: str | None  # the reranked first stage, None when every row retrieves from the corpus
+    depth: int | None
+    main: bool
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Record]:
+        return [row.record for row in self.rows]
+
+    @property
+    def compared(self) -> list[str]:
+        """The methods this table's marks compare with, bm25 first: the order of the marks' numbers."""
+        names = {vs for row in self.rows for vs in row.record.significance}
+        return sorted(names, key=lambda name: (name != "bm25", name))
+
+    @property
+    def measures(self) -> list[str]:
+        return list(dict.fromkeys(m for r in self.records for m in r.metrics))
+
+    @property
+    def title(self) -> str:
+        """'scifact / test' for a leaderboard; a sub-table says what sets it apart."""
+        parts = []
+        subset = SUBSET_SPLIT.search(self.split)
+        if subset:
+            parts.append(f"{subset.group(1)}-query subset")
+        if self.first_stage is not None and (not self.main or parts):
+            parts.append(f"{stage_label(self.first_stage, self.depth)} first stage")
+        return f"{self.dataset} / {self.split}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def stage_label(first_stage: str, depth: int | None) -> str:
+    if not first_stage:
+        return "–"
+    return first_stage + (f" top-{depth}" if depth else "")
+
+
+def can_change(measure: str, first_stage: str, depth: int | None) -> bool:
+    """False for a set measure (R@K, recall@K, P@K, Success@K ...) with K >= k on a reranker of a top-k list:
+    reordering k candidates leaves the set of the top K (K >= k) as the first stage made it."""
+    if first_stage in RETRIEVAL or depth is None:
+        return True
+    match = SET_MEASURE.match(measure)
+    if match is None:
+        return True
+    cutoff = match.group(4)
+    return cutoff is not None and int(cutoff) < depth
+
+
+def _interp_base(method: str) -> str:
+    return method[: -len("+interp")] if method.endswith("+interp") else method
+
+
+def record_stage(record: Record, records: list[Record]) -> tuple[str, int | None]:
+    """The first stage and depth a record reranks; a `+interp` row without its own takes its model's row's."""
+    if record.first_stage or not record.method.endswith("+interp"):
+        return record.first_stage, record.depth
+    base = _interp_base(record.method)
+    for other in records:
+        if (other.pipeline, other.method, other.dataset, other.split) == (
+                record.pipeline, base, record.dataset, record.split) and other.first_stage:
+            return other.first_stage, other.depth if other.depth is not None else record.depth
+    return "", record.depth
+
+
+def _stage_order(counts: Counter):
+    """Most rows first; ties: BM25, then the smaller depth, then the name."""
+    return lambda st: (-counts[st], st[0] != "bm25", st[1] is None, st[1] or 0, st[0])
+
+
+def leaderboards(records: list[Record]) -> list[Table]:
+    """Per dataset: the leaderboard, then its sub-tables.
+
+    The leaderboard holds the rows on the dataset's full split (the split without a `-<N>q` subset suffix; the
+    one with most rows if several) that retrieve from the corpus or rerank that split's most common first stage
+    and depth (ties: BM25, then the smaller depth). Every other (split, first stage, depth) gets a sub-table; the
+    corpus retrievers of a subset split sit in that split's most common stage's table.
+    """
+    tables: list[Table] = []
+    rows = [Row(r, *record_stage(r, records)) for r in sorted(records, key=_row_order)]
+    for dataset in sorted({r.dataset for r in records}):
+        in_dataset = [row for row in rows if row.record.dataset == dataset]
+        splits = Counter(row.record.split for row in in_dataset)
+        full = [s for s in splits if not SUBSET_SPLIT.search(s)] or list(splits)
+        main_split = min(full, key=lambda s: (-splits[s], s))
+        for split in [main_split, *sorted(s for s in splits if s != main_split)]:
+            in_split = [row for row in in_dataset if row.record.split == split]
+            counts = Counter((row.first_stage, row.depth) for row in in_split if row.reranks)
+            stages = sorted(counts, key=_stage_order(counts)) or [None]
+            for i, stage in enumerate(stages):
+                members = [row for row in in_split if (row.first_stage, row.depth) == stage or (i == 0 and not row.reranks)]
+                first_stage, depth = stage if stage is not None else (None, None)
+                tables.append(Table(dataset, split, first_stage, depth, split == main_split and i == 0, members))
+    return tables
+
+
+def _row_order(record: Record) -> tuple:
+    return (record.dataset, record.split, record.pipeline, record.method, record.model)
+
+
+def _marks(table: Table, alpha: float, correction: str | None) -> tuple[dict[tuple[int, str], list[tuple[int, str]]], int]:
+    """{(row index, measure): [(compared index, ▲/▼)]} and the number of tests in the table's family.
+
+    The family: every (row, measure, compared method) that could carry a mark (a value, a measure the row can
+    change, not a weight-0/1 interpolation row, a recorded test); `correction` adjusts over exactly these."""
+    from ..evaluation import adjust_p_values
+
+    family = []
+    for i, row in enumerate(table.rows):
+        if row.identity is not None:
+            continue
+        for measure in table.measures:
+            if row.record.metrics.get(measure) is None or not row.can_change(measure):
+                continue
+            for j, vs in enumerate(table.compared):
+                test = row.record.significance.get(vs, {}).get(measure) or {}
+                if test.get("p_value") is not None and test.get("delta") is not None:
+                    family.append((i, measure, j, test["delta"], test["p_value"]))
+    adjusted = adjust_p_values([f[4] for f in family], correction)
+    marks: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for (i, measure, j, delta, _), p in zip(family, adjusted):
+        if p < alpha and delta != 0:
+            marks.setdefault((i, measure), []).append((j, UP if delta > 0 else DOWN))
+    return marks, len(family)
+
+
+def _unchangeable(table: Table) -> list[str]:
+    """'R@100 (rerankers of bm25 top-20)': the measures some row here cannot change, for the table's note."""
+    found: dict[str, list[str]] = {}
+    for row in table.rows:
+        for measure in row.record.metrics:
+            if not row.can_change(measure):
+                found.setdefault(measure, [])
+                stage = stage_label(row.first_stage, row.depth)
+                if stage not in found[measure]:
+                    found[measure].append(stage)
+    return [f"{m} (rerankers of {', '.join(stages)})" for m, stages in found.items()]
+
+
+def _correction_words(correction: str | None, n_tests: int) -> str:
+    if correction is None:
+        return "uncorrected p-values"
+    return f"p-values {correction.capitalize()}-adjusted over the {n_tests} tests of this table"
+
+
 # ---------------------------------------------------------------------------------------------- shared
-
-
-def _sections(records: list[Record]) -> list[tuple[str, str, list[Record]]]:
-    groups: dict[tuple[str, str], list[Record]] = {}
-    for record in sorted(records, key=lambda r: (r.dataset, r.split, r.pipeline, r.method, r.model)):
-        groups.setdefault((record.dataset, record.split), []).append(record)
-    return [(d, s, rs) for (d, s), rs in groups.items()]
-
-
-def _measures(records: list[Record]) -> list[str]:
-    return list(dict.fromkeys(m for r in records for m in r.metrics))
 
 
 def _with_reference(records: list[Record], measures: list[str]) -> set[str]:
@@ -76,21 +283,8 @@ def _fmt_ref(value) -> str:
     return f"{value:.{min(4, max(3, decimals))}f}"
 
 
-NOT_SIGNIFICANT = "·"
-
-
-def _marks(record: Record, measure: str, alpha: float) -> list[str]:
-    """One mark per compared method, in the order of the *vs* column: ▲/▼ significant, · not (only when >1 compared)."""
-    marks = []
-    for vs in sorted(record.significance):
-        test = record.significance[vs].get(measure)
-        if test and test.get("p_value") is not None and test.get("delta") and test["p_value"] < alpha:
-            marks.append(UP if test["delta"] > 0 else DOWN)
-        else:
-            marks.append(NOT_SIGNIFICANT)
-    if len(marks) == 1 and marks[0] == NOT_SIGNIFICANT:
-        return []
-    return marks
+def _compared_words(name: str) -> str:
+    return COMPARED_NAMES.get(name, name)
 
 
 #: The two leak-free TREC DL folds are reported side by side and averaged (train on one year, test on the other).
@@ -108,7 +302,10 @@ def fold_means(records: list[Record], measure: str = "nDCG@10") -> list[dict]:
         if set(found) != set(DL_FOLDS):
             continue
         values = [found[d].metrics[measure] for d in DL_FOLDS]
-        rows.append({"pipeline": pipeline, "method": method,
+        if any(v is None for v in values):
+            continue
+        stages = list(dict.fromkeys(stage_label(*record_stage(found[d], records)) for d in DL_FOLDS))
+        rows.append({"pipeline": pipeline, "method": method, "first stage": " / ".join(stages),
                      "training": " / ".join(_training(found[d]) for d in DL_FOLDS),
                      **{f"{d} {measure}": v for d, v in zip(DL_FOLDS, values)},
                      f"mean {measure}": sum(values) / len(values)})
@@ -138,12 +335,6 @@ def _best(records: list[Record], measure: str):
     return max(values) if len(values) > 1 else None
 
 
-def _stage(record: Record) -> str:
-    if not record.first_stage:
-        return "–"
-    return record.first_stage + (f" top-{record.depth}" if record.depth else "")
-
-
 def _training(record: Record) -> str:
     text = record.training_queries or "–"
     if record.n_training_queries is not None and str(record.n_training_queries) not in text:
@@ -161,6 +352,10 @@ def _wall(seconds) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _commits(records: list[Record]) -> list[str]:
+    return sorted({r.git_commit[:12] + ("-dirty" if r.git_commit.endswith("-dirty") else "") for r in records})
+
+
 # ---------------------------------------------------------------------------------------------- markdown
 
 
@@ -168,64 +363,115 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(sections, profile: str, alpha: float, n_records: int) -> str:
+def _md_mark(j: int, arrow: str, numbered: bool) -> str:
+    return arrow + ("".join(SUPERSCRIPT[c] for c in str(j + 1)) if numbered else "")
+
+
+def _md_compared(table: Table) -> str:
+    names = table.compared
+    if len(names) == 1:
+        return f"vs {_compared_words(names[0])}"
+    return ", ".join(f"{_md_mark(j, '', True)} vs {_compared_words(n)}" for j, n in enumerate(names))
+
+
+def _legend(alpha: float, correction: str | None) -> list[str]:
+    corrected = ("uncorrected: each is the notebook's own paired t-test against a few pre-planned baselines; "
+                 "`build_tables(correction='holm' or 'bonferroni')` adjusts them over each table's tests"
+                 if correction is None else
+                 f"{correction.capitalize()}-adjusted over each table's tests (every value, compared method and "
+                 "measure that could carry a mark); results.csv keeps the raw p-values")
+    return [
+        "How to read these tables:", "",
+        "- Values are means over the judged queries; bold: best in the column of that table; – : not measured.",
+        f"- {UP}/{DOWN} after a value: significantly better/worse (p < {alpha}) than a compared method. Each table "
+        "names its compared methods under *Marks*, numbered; the mark's superscript number says which (no number "
+        "when a table compares with one method). P-values are " + corrected + ".",
+        "- No mark: not significant, not tested (the *tested vs* column lists each row's tests), a missing value, "
+        "a set measure the row's method cannot change (R@K, recall@K, P@K, Success@K with K >= k for a reranker "
+        "of the first stage's top k: reordering k candidates leaves the set of the top K as the first stage made "
+        "it), or an interpolation row with weight 0 or 1. Not significant is no mark here and in results.tex.",
+        "- `+interp (w=…)`: w × model + (1 − w) × first stage on per-query min-max normalised scores, w chosen on the "
+        "dev slice; at w=0 the row is the first stage and at w=1 the model itself, shown as `= …` and unmarked.",
+        "- Per dataset, the first table is the leaderboard: rows on the full split (no `-<N>q` subset suffix) "
+        "that retrieve from the corpus or rerank the split's most common first stage and depth (ties: BM25, then "
+        "the smaller depth). Query subsets and other first stages or depths follow as labelled sub-tables.",
+        "- A trained row's value is the test value of the checkpoint its dev slice selected (the step 0 start "
+        "can win), as its record holds it; *start* is that model's untrained or zero-shot starting point.",
+        "",
+    ]
+
+
+def _markdown(tables: list[Table], profile: str, alpha: float, correction: str | None, records: list[Record]) -> str:
     out = [f"# Results (profile: {profile})", "",
            "Generated by `rerank_lib.results.build_tables` from the records under "
            f"`records/{profile}/`; edit the records, not this file.", ""]
-    if not sections:
+    if not tables:
         out += [f"No records for profile '{profile}' yet.", ""]
         return "\n".join(out)
-    commits = sorted({r.git_commit[:12] + ("-dirty" if r.git_commit.endswith("-dirty") else "")
-                      for _, _, rs in sections for r in rs})
-    out += [f"{n_records} records; commits: {', '.join(commits)}.", "",
-            f"Values are means over the judged queries. {UP}/{DOWN}: significantly better/worse (p < {alpha}, paired "
-            f"test recorded by the notebook) than the method(s) named under *vs*, one mark per method in that order "
-            f"({NOT_SIGNIFICANT}: not significant); *start* is the model's own untrained or zero-shot starting point. "
-            "Bold: best in the column.", ""]
-    for dataset, split, records in sections:
-        measures = _measures(records)
-        refs = _with_reference(records, measures)
-        header = ["pipeline", "method", "model", "first stage", "training queries"]
-        for m in measures:
-            header += [m] + ([f"{m} (published)"] if m in refs else [])
-        header += ["wall time", "vs"]
-        align = ["---"] * 5 + ["---:"] * (len(header) - 7) + ["---:", "---"]
-        out += [f"## {dataset} / {split}", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-        notes = []
-        for r in records:
-            row = [r.pipeline, r.method, r.model or "–", _stage(r), _training(r)]
-            for m in measures:
-                value = r.metrics.get(m)
-                cell = _fmt(value)
-                if value is not None and value == _best(records, m):
-                    cell = f"**{cell}**"
-                row.append(cell + "".join(_marks(r, m, alpha)))
-                if m in refs:
-                    ref = r.reference.get(m)
-                    row.append(_fmt_ref(ref["value"]) if ref else "")
-                    if ref and ref.get("source"):
-                        notes.append(f"- {r.pipeline}/{r.method}, {m}: {_fmt_ref(ref['value'])} from {ref['source']}")
-            row += [_wall(r.wall_s), ", ".join(sorted(r.significance)) or ""]
-            out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
-        out.append("")
-        if notes:
-            out += ["Published numbers:", *notes, ""]
-    folds = fold_means([r for _, _, rs in sections for r in rs])
+    out += [f"{len(records)} records; commits: {', '.join(_commits(records))}.", "", *_legend(alpha, correction)]
+    for table in tables:
+        out += _md_table(table, alpha, correction)
+    folds = fold_means(records)
     if folds:
         measure = [k for k in folds[0] if k.startswith("mean ")][0][5:]
         out += ["## TREC DL: the two folds and their mean", "",
                 f"Trained models learn on one year and are tested on the other; the mean of the two years' {measure} is "
                 "the leak-free summary. Training queries: DL19 row / DL20 row.", "",
-                f"| pipeline | method | training queries | {DL_FOLDS[0]} | {DL_FOLDS[1]} | mean |",
-                "| --- | --- | --- | ---: | ---: | ---: |"]
+                f"| pipeline | method | first stage | training queries | {DL_FOLDS[0]} | {DL_FOLDS[1]} | mean |",
+                "| --- | --- | --- | --- | ---: | ---: | ---: |"]
         best = max(row[f"mean {measure}"] for row in folds)
         for row in folds:
             mean = _fmt(row[f"mean {measure}"])
             out.append("| " + " | ".join(_md_cell(c) for c in [
-                row["pipeline"], row["method"], row["training"], _fmt(row[f"{DL_FOLDS[0]} {measure}"]),
+                row["pipeline"], row["method"], row["first stage"], row["training"], _fmt(row[f"{DL_FOLDS[0]} {measure}"]),
                 _fmt(row[f"{DL_FOLDS[1]} {measure}"]), f"**{mean}**" if row[f"mean {measure}"] == best else mean]) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _md_table(table: Table, alpha: float, correction: str | None) -> list[str]:
+    measures = table.measures
+    refs = _with_reference(table.records, measures)
+    marks, n_tests = _marks(table, alpha, correction)
+    numbered = len(table.compared) > 1
+    header = ["pipeline", "method", "model", "first stage", "training queries"]
+    for m in measures:
+        header += [m] + ([f"{m} (published)"] if m in refs else [])
+    header += ["wall time", "tested vs"]
+    align = ["---"] * 5 + ["---:"] * (len(header) - 7) + ["---:", "---"]
+    out = [("## " if table.main else "### ") + table.title, ""]
+    notes = []
+    if table.main and table.first_stage is not None:
+        notes.append(f"Leaderboard: corpus retrievers and rerankers of {stage_label(table.first_stage, table.depth)}.")
+    if table.compared:
+        notes.append(f"Marks: {_md_compared(table)}; {_correction_words(correction, n_tests)}.")
+    unchangeable = _unchangeable(table)
+    if unchangeable:
+        notes.append(f"Never marked (a reranker cannot change them): {'; '.join(unchangeable)}.")
+    if notes:
+        out += [" ".join(notes), ""]
+    out += ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    published = []
+    for i, row in enumerate(table.rows):
+        r = row.record
+        cells = [r.pipeline, row.label, r.model or "–", stage_label(row.first_stage, row.depth), _training(r)]
+        for m in measures:
+            value = r.metrics.get(m)
+            cell = _fmt(value)
+            if value is not None and value == _best(table.records, m):
+                cell = f"**{cell}**"
+            cells.append(cell + "".join(_md_mark(j, arrow, numbered) for j, arrow in marks.get((i, m), [])))
+            if m in refs:
+                ref = r.reference.get(m)
+                cells.append(_fmt_ref(ref["value"]) if ref else "")
+                if ref and ref.get("source"):
+                    published.append(f"- {r.pipeline}/{r.method}, {m}: {_fmt_ref(ref['value'])} from {ref['source']}")
+        cells += [_wall(r.wall_s), ", ".join(sorted(r.significance, key=lambda name: (name != "bm25", name)))]
+        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    out.append("")
+    if published:
+        out += ["Published numbers:", *published, ""]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- csv
@@ -233,17 +479,16 @@ def _markdown(sections, profile: str, alpha: float, n_records: int) -> str:
 
 def _long_rows(records: list[Record]) -> list[list]:
     rows = []
-    for _, _, section in _sections(records):
-        for r in section:
-            for m, value in r.metrics.items():
-                ref = r.reference.get(m, {})
-                sig = {vs: tests[m] for vs, tests in sorted(r.significance.items()) if m in tests}
-                rows.append([
-                    r.profile, r.dataset, r.split, r.pipeline, r.method, r.model, r.first_stage, r.depth,
-                    r.training_queries, r.n_training_queries, m, value, ref.get("value"), ref.get("source"),
-                    json.dumps(sig, sort_keys=True) if sig else None, r.seed, r.wall_s, r.git_commit, r.created,
-                    r.per_query,
-                ])
+    for r in sorted(records, key=_row_order):
+        for m, value in r.metrics.items():
+            ref = r.reference.get(m, {})
+            sig = {vs: tests[m] for vs, tests in sorted(r.significance.items()) if m in tests}
+            rows.append([
+                r.profile, r.dataset, r.split, r.pipeline, r.method, r.model, r.first_stage, r.depth,
+                r.training_queries, r.n_training_queries, m, value, ref.get("value"), ref.get("source"),
+                json.dumps(sig, sort_keys=True) if sig else None, r.seed, r.wall_s, r.git_commit, r.created,
+                r.per_query,
+            ])
     return rows
 
 
@@ -259,46 +504,102 @@ def _csv(records: list[Record]) -> str:
 # ---------------------------------------------------------------------------------------------- latex
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "→": r"$\rightarrow$", "–": "--", "·": r"$\cdot$", "≥": r"$\geq$", "×": r"$\times$"}
 
 
 def _tex(text) -> str:
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text)).replace("–", "--")
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def _latex(sections, profile: str, alpha: float) -> str:
-    out = [f"% Generated by rerank_lib.results.build_tables (profile: {profile}); needs \\usepackage{{booktabs}}.", ""]
-    if not sections:
+def _tex_marks(found: list[tuple[int, str]], numbered: bool) -> str:
+    if not found:
+        return ""
+    arrows = r"\,".join((r"\uparrow" if arrow == UP else r"\downarrow") + (str(j + 1) if numbered else "")
+                         for j, arrow in found)
+    return f"$^{{{arrows}}}$"
+
+
+def _tex_label(*parts) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in "-".join(str(p) for p in parts if p not in (None, "")))
+
+
+def _fit(tabular: list[str]) -> list[str]:
+    """Scale a table down to the text width when it is wider (never up): graphicx's resizebox with its \\width."""
+    return [r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%", *tabular, "}"]
+
+
+def _tex_caption(table: Table, alpha: float, correction: str | None, n_tests: int) -> str:
+    measures = ", ".join(_tex(m) for m in table.measures)
+    text = f"{_tex(table.title)}. Measures: {measures}."
+    if table.main and table.first_stage is not None:
+        text += (f" Leaderboard: corpus retrievers and rerankers of {_tex(stage_label(table.first_stage, table.depth))}"
+                 " (the split's most common first stage and depth).")
+    compared = table.compared
+    if compared:
+        numbered = len(compared) > 1
+        names = "; ".join((f"{j + 1} = " if numbered else "") + _tex(_compared_words(n)) for j, n in enumerate(compared))
+        arrows = r"$^{\uparrow k}$/$^{\downarrow k}$" if numbered else r"$^\uparrow$/$^\downarrow$"
+        text += (f" {arrows}: significantly better/worse (paired t-test, $p < {alpha}$, "
+                 f"{_tex(_correction_words(correction, n_tests))}) than compared method"
+                 f"{' k' if numbered else ''}: {names}. No mark: not significant, not tested or missing")
+        unchangeable = _unchangeable(table)
+        text += (f"; never marked: {_tex('; '.join(unchangeable))}, which a reranker of its top k cannot change"
+                 if unchangeable else "") + "."
+    if any(row.weight is not None for row in table.rows):
+        text += (" (w=…): interpolation weight of the model with the first stage, chosen on dev; "
+                 "w=0 is the first stage and w=1 the model itself (unmarked).").replace("…", r"\ldots{}")
+    return text + " Bold: best per column; Publ.: published."
+
+
+def _latex(tables: list[Table], profile: str, alpha: float, correction: str | None, records: list[Record]) -> str:
+    out = [f"% Generated by rerank_lib.results.build_tables (profile: {profile}); "
+           "needs \\usepackage{booktabs} and \\usepackage{graphicx}.", ""]
+    if not tables:
         return "\n".join(out + [f"% No records for profile '{profile}' yet.", ""])
-    for dataset, split, records in sections:
-        measures = _measures(records)
-        refs = _with_reference(records, measures)
+    for table in tables:
+        measures = table.measures
+        refs = _with_reference(table.records, measures)
+        marks, n_tests = _marks(table, alpha, correction)
+        numbered = len(table.compared) > 1
         header = ["Pipeline", "Method", "First stage"]
         for m in measures:
             header += [_tex(m)] + (["Publ."] if m in refs else [])
-        label = "".join(ch if ch.isalnum() else "-" for ch in f"{dataset}-{split}")
-        out += [
-            f"% {dataset} / {split}",
-            r"\begin{table}[t]", r"\centering",
-            rf"\caption{{{_tex(dataset)} ({_tex(split)}). $^\uparrow$/$^\downarrow$: significantly better/worse "
-            rf"(paired test, $p < {alpha}$) than the compared method; bold: best per column; Publ.: published.}}",
-            rf"\label{{tab:{label}}}",
-            r"\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", r"\toprule",
-            " & ".join(header) + r" \\", r"\midrule",
-        ]
-        for r in records:
-            row = [_tex(r.pipeline), _tex(r.method), _tex(_stage(r))]
+        tabular = [r"\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", r"\toprule", " & ".join(header) + r" \\",
+                   r"\midrule"]
+        for i, row in enumerate(table.rows):
+            r = row.record
+            cells = [_tex(r.pipeline), _tex(row.label), _tex(stage_label(row.first_stage, row.depth))]
             for m in measures:
                 value = r.metrics.get(m)
                 cell = _tex(_fmt(value))
-                if value is not None and value == _best(records, m):
+                if value is not None and value == _best(table.records, m):
                     cell = rf"\textbf{{{cell}}}"
-                for mark in _marks(r, m, alpha):
-                    cell += r"$^\uparrow$" if mark == UP else r"$^\downarrow$"
-                row.append(cell)
+                cells.append(cell + _tex_marks(marks.get((i, m), []), numbered))
                 if m in refs:
                     ref = r.reference.get(m)
-                    row.append(_fmt_ref(ref["value"]) if ref else "")
-            out.append(" & ".join(row) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+                    cells.append(_fmt_ref(ref["value"]) if ref else "")
+            tabular.append(" & ".join(cells) + r" \\")
+        tabular += [r"\bottomrule", r"\end{tabular}"]
+        out += [f"% {table.title}", r"\begin{table*}[t]", r"\centering",
+                rf"\caption{{{_tex_caption(table, alpha, correction, n_tests)}}}",
+                rf"\label{{tab:{_tex_label(table.dataset, table.split, table.first_stage, table.depth)}}}",
+                *_fit(tabular), r"\end{table*}", ""]
+    folds = fold_means(records)
+    if folds:
+        measure = [k for k in folds[0] if k.startswith("mean ")][0][5:]
+        best = max(row[f"mean {measure}"] for row in folds)
+        tabular = [r"\begin{tabular}{lllrrr}", r"\toprule",
+                   rf"Pipeline & Method & First stage & {_tex(DL_FOLDS[0])} & {_tex(DL_FOLDS[1])} & Mean \\",
+                   r"\midrule"]
+        for row in folds:
+            mean = _fmt(row[f"mean {measure}"])
+            tabular.append(" & ".join([_tex(row["pipeline"]), _tex(row["method"]), _tex(row["first stage"]), _fmt(row[f"{DL_FOLDS[0]} {measure}"]),
+                                       _fmt(row[f"{DL_FOLDS[1]} {measure}"]),
+                                       rf"\textbf{{{mean}}}" if row[f"mean {measure}"] == best else mean]) + r" \\")
+        tabular += [r"\bottomrule", r"\end{tabular}"]
+        out += ["% TREC DL folds", r"\begin{table}[t]", r"\centering",
+                rf"\caption{{TREC DL 2019 and 2020: {_tex(measure)} per year and the mean of the two years, the "
+                r"leak-free summary (trained models learn on one year and are tested on the other). Bold: best mean.}",
+                r"\label{tab:trec-dl-folds}", *_fit(tabular), r"\end{table}", ""]
     return "\n".join(out)

@@ -39,6 +39,7 @@ from rerank_lib.progress import tqdm
 from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
+from rerank_lib.paths import shown
 from rerank_lib.settings import Settings, snapshot
 from rerank_lib.training.checkpoints import (
     checkpoint_dir,
@@ -120,6 +121,7 @@ class TrainResult:
     metric_for_best: str | None = None
     best_dir: Path | None = None  # the weights of best_step (save_best), for checkpoint selection on a dev set
     run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
+    cached: bool = False  # the run was found finished in output_dir: loaded, not trained
 
 
 def _tracker_names(report_to) -> tuple[str, ...]:
@@ -286,9 +288,9 @@ class _Run:
             return None
         state = read_state(checkpoint)
         # A finished run (maybe trained in another number of processes) only has its weights loaded.
-        self.finished = state.get("total_steps") == state["global_step"]
+        self.finished = state.get("total_steps", self.total_steps) == state["global_step"]  # older states lack it
         if self.finished:
-            self.total_steps, self.examples_per_step = state["total_steps"], state["examples_per_step"]
+            self.total_steps, self.examples_per_step = state.get("total_steps", self.total_steps), state["examples_per_step"]
             self.run_info = {**self.run_info, **self.saved_run_info()}
         if (state["examples_per_step"], state["num_examples"]) != (self.examples_per_step, self.num_examples):
             raise ValueError(
@@ -299,12 +301,13 @@ class _Run:
         theirs, ours = state.get("distributed_type", "NO"), self.accelerator.distributed_type.value
         if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
             # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
-            self.accelerator.print(f"{checkpoint}: a finished {theirs} run; `model` is left as given")
+            self.accelerator.print(f"{shown(checkpoint)}: a finished {theirs} run; `model` is left as given")
         else:
             self.accelerator.load_state(str(checkpoint))
         self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
         self.elapsed_before = state["elapsed_s"]
-        self.accelerator.print(f"resuming from {checkpoint} at step {self.global_step}")
+        if not self.finished:  # a finished run is reported once, by whoever reads its result (TrainResult.cached)
+            self.accelerator.print(f"training: resuming {shown(checkpoint)} at step {self.global_step}")
         return checkpoint
 
     def saved_run_info(self) -> dict:
@@ -344,7 +347,7 @@ class _Run:
     def train_steps(self, compute_loss: Callable, eval_fn: Callable | None) -> None:
         """Optimizer steps up to total_steps, epoch after epoch, each followed by end_step()."""
         accelerator, model, config = self.accelerator, self.model, self.config
-        self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main,
+        self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main or self.finished,
                              desc="train", dynamic_ncols=True)
         self.loss_sum, self.loss_count = torch.zeros(1, device=accelerator.device), 0
         model.train()
@@ -468,6 +471,7 @@ class _Run:
             metric_for_best=best_name,
             best_dir=output_dir / "best" if self.config.save_best and (output_dir / "best").is_dir() else None,
             run_info=self.run_info,
+            cached=self.finished,
         )
         if self.config.report_to:
             accelerator.end_training()  # flush and close the trackers

@@ -105,6 +105,11 @@ PROFILES = {
               **_each_stage(per_device_batch_size=4)},
     "default": {**_DEFAULT, **_KEEP_END, "scifact_dev_queries": 40},
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"stage1_depth": 3, "max_length": 64, "n_synthetic": 3, "negatives": 2, "negatives_depth": 10,
+                   "calibration_queries": 5, "scifact_depth": 5, "dl_depth": 5, "teacher_depth": 20,
+                   "scifact_dev_queries": 3, "max_eval_queries": 4, "eval_batch_size": 8, "generator_max_doc_tokens": 32,
+                   "generator_max_new_tokens": 8, **_each_stage(per_device_batch_size=4, max_steps=2, warmup_steps=1)},
 }
 
 

@@ -8,15 +8,15 @@ experiment.train_with_dev_selection (the untrained start is step 0, a candidate)
 experiment.record_reranker: a row vs BM25 and vs its start, and a "+interp" row (weight chosen on dev).
 """
 from .data import LLMData, build_data
-from .distillation import Sources, distill, distillation_file, distillation_sources
+from .distillation import Sources, choose_source, distill, distillation_file, distillation_sources
 from .llm import llm_features, load_llm
-from .rows import ZERO_SHOT, Row, record_bm25, train_decoder, train_head, zero_shot
-from .settings import DECODER_VARIANTS, PIPELINE, PROFILES, SOURCES, LLMRerankerConfig, config
+from .rows import ZERO_SHOT, Row, decoder_scale, record_bm25, train_decoder, train_head, zero_shot
+from .settings import DECODER_VARIANTS, LLM_SOURCES, PIPELINE, PROFILES, SOURCES, LLMRerankerConfig, config
 from .settings import PAPER_GAPS, PAPER_SOURCES, REFERENCES
 
 __all__ = [
-    "DECODER_VARIANTS", "LLMData", "LLMRerankerConfig", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE", "PROFILES",
+    "DECODER_VARIANTS", "LLM_SOURCES", "LLMData", "LLMRerankerConfig", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE", "PROFILES",
     "REFERENCES", "Row", "SOURCES", "Sources", "ZERO_SHOT",
-    "build_data", "config", "distill", "distillation_file", "distillation_sources", "llm_features", "load_llm",
+    "build_data", "choose_source", "config", "decoder_scale", "distill", "distillation_file", "distillation_sources", "llm_features", "load_llm",
     "record_bm25", "train_decoder", "train_head", "zero_shot",
 ]

@@ -1,7 +1,7 @@
 """LLM -> BERT distillation: candidate teachers measured on dev, labels in RAG-Retrieval's format, the student."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from ...teacher import scores_with_extra
 from .data import LLMData
 from .llm import load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
-from .settings import REFERENCES, LLMRerankerConfig, slug
+from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
 
 
 def _platt(scores: np.ndarray, labels: np.ndarray):
@@ -39,6 +39,29 @@ class Sources:
     dev_table: pd.DataFrame
     train_scores: dict[str, list[list[float]]]  # source -> per group, per doc: a label in [0, 1]
     chosen: str
+    teachers: dict[str, tuple[str, str]] = field(default_factory=dict)  # source -> (name in method names, what it is)
+
+    @property
+    def teacher_name(self) -> str:
+        """The chosen teacher as named in the student's method (e.g. 'smollm2-head-group-ce')."""
+        return self.teachers.get(self.chosen, (self.chosen, ""))[0]
+
+    @property
+    def teacher_model(self) -> str:
+        """What the chosen teacher is, for the student's model column."""
+        return self.teachers.get(self.chosen, ("", self.chosen))[1]
+
+
+def choose_source(cfg: LLMRerankerConfig, dev_ndcg: dict[str, float]) -> str:
+    """`distill_source`, or with 'auto' the LLM source (LLM_SOURCES) with the best dev nDCG@10: the row is "LLM ->
+    BERT", as RAG-Retrieval's distill_llm_to_bert, so a non-LLM source is a measured reference, never picked."""
+    if cfg.distill_source != "auto":
+        return cfg.distill_source
+    llm = {s: v for s, v in dev_ndcg.items() if s in LLM_SOURCES}
+    if not llm:
+        raise ValueError(f"distill_source 'auto' picks among the LLM sources {LLM_SOURCES}; none was measured "
+                         f"(distill_sources {cfg.distill_sources}, a head row is needed for 'llm-head')")
+    return max(llm, key=lambda s: (llm[s], -LLM_SOURCES.index(s)))
 
 
 def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, head_row: Row | None,
@@ -60,7 +83,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
         return out
 
     truth = np.array([lab > 0 for g in data.groups for lab in g.labels])
-    rows, labels, dev_runs = [], {}, {}
+    rows, labels, dev_runs, teachers = [], {}, {}, {}
     measures = ["nDCG@10", "RR@10"]
     rows.append({"source": "bm25 (first stage)", **evaluate(data.dev_bm25, data.dev.qrels, measures)})
     for source in cfg.distill_sources:
@@ -69,6 +92,8 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
                                                    batch_size=cfg.feature_batch_size)
             train_vals = teacher_llm.yes_probability(flat_q, flat_d, normalize=cfg.teacher_normalize,
                                                      batch_size=cfg.feature_batch_size)
+            teachers[source] = (f"{slug(cfg.llm)}-zero-shot", f"{cfg.llm} zero-shot P(Yes) ({cfg.teacher_prompt} "
+                                f"prompt, {cfg.teacher_normalize} softmax)")
         elif source == "llm-head":
             if head_row is None:
                 continue
@@ -78,21 +103,24 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             raw = head_row.ranker.score(flat_q, flat_d)
             calib = _platt(raw, truth)
             dev_vals, train_vals = calib(head_row.ranker.score(dev_q, dev_d)), calib(raw)
+            teachers[source] = (head_row.method, f"{head_row.method} (score head on the frozen {cfg.llm}, "
+                                                 "Platt-scaled)")
         else:
             tr = scores_with_extra("bm25+minilm-l6", data.train_bm25, {g.query_id: g.doc_ids for g in data.groups},
                                    data.split.train.corpus, {**data.split.train.queries, **data.split.dev.queries})
             raw = np.array([tr[g.query_id][d] for g in data.groups for d in g.doc_ids])
             calib = _platt(raw, truth)
             train_vals, dev_vals = calib(raw), calib(np.array([tr[q][d] for q, d in dev_keys]))
+            teachers[source] = (source, f"{source} (the offline teacher, not an LLM; Platt-scaled)")
         dev_runs[source] = to_run(dev_vals)
         labels[source] = per_group(data.groups, train_vals)
         vals = np.asarray(train_vals, dtype=float)
         rows.append({"source": source, **evaluate(dev_runs[source], data.dev.qrels, measures),
                      "train mean p(pos)": float(vals[truth].mean()), "train mean p(neg)": float(vals[~truth].mean())})
     table = pd.DataFrame(rows).set_index("source").round(4)
-    candidates = table.drop(index="bm25 (first stage)")
-    chosen = cfg.distill_source if cfg.distill_source != "auto" else str(candidates["nDCG@10"].idxmax())
-    return Sources(table, labels, chosen)
+    chosen = choose_source(cfg, table.drop(index="bm25 (first stage)")["nDCG@10"].to_dict())
+    table["teacher"] = ["chosen" if s == chosen else "" for s in table.index]
+    return Sources(table, labels, chosen, teachers)
 
 
 def distillation_file(cfg: LLMRerankerConfig, data: LLMData, sources: Sources, results_dir) -> Path:
@@ -102,9 +130,11 @@ def distillation_file(cfg: LLMRerankerConfig, data: LLMData, sources: Sources, r
     return write_pairs_jsonl(path, groups, "rag-retrieval", distillation=True)
 
 
-def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, results_dir) -> tuple[Row, Row]:
-    """MiniLM trained on the distillation file (read back with RAG-Retrieval's reader): point_ce on the soft labels.
-    Returns (the untrained start, the distilled student)."""
+def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources, results_dir) -> tuple[Row, Row]:
+    """MiniLM trained on the distillation file (read back with RAG-Retrieval's reader): point_ce on the soft labels
+    of `sources.chosen`; the student's method and model name that teacher. Returns (the untrained start, the
+    distilled student)."""
+    source, teacher = sources.chosen, sources.teacher_name
     groups = read_pairs(path, "rag-retrieval", [g.query_id for g in data.groups])
     student = CrossEncoder(cfg.student, max_length=cfg.student_max_length, init_seed=cfg.seed)
     with Timer() as t:
@@ -118,9 +148,10 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, source: str, resu
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(
         cfg, data, results_dir, student, groups, loss=cfg.student_loss, train=cfg.student_train,
-        name=f"distill-{source}", method=f"ce-{slug(cfg.student)}-distill-{source}", start=start,
-        batch_size=cfg.score_batch_size, model=f"{cfg.student} distilled from {source} ({cfg.student_loss}, soft labels)",
-        params={"distill_source": source, "loss": cfg.student_loss},
+        name=f"distill-{source}", method=f"ce-{slug(cfg.student)}-distill-{teacher}", start=start,
+        batch_size=cfg.score_batch_size,
+        model=f"{cfg.student} distilled from {sources.teacher_model} ({cfg.student_loss}, soft labels)",
+        params={"distill_source": source, "distill_teacher": teacher, "loss": cfg.student_loss},
         key={"student": cfg.student, "max_length": cfg.student_max_length, "seed": cfg.seed, "source": source,
              "dev_depth": cfg.dev_depth}, publish_as="cross_encoder")
     return start, trained

@@ -13,6 +13,7 @@ from ...experiment import (
     train_scorer,
 )
 from ...experiment.launch import train_launched
+from ...losses import POINTWISE
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
 from ...settings import snapshot
@@ -118,6 +119,15 @@ def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss
         key={"llm": cfg.llm, "max_length": cfg.max_length, "head_init": cfg.head_init, "seed": cfg.seed})
 
 
+def decoder_scale(cfg: LLMRerankerConfig, train: TrainConfig, loss: str, n_groups: int) -> str:
+    """How much a decoder variant trains, for its row: '32 steps x 1 group of 8 (64 training queries)' (a batch
+    counts groups for group losses, pairs for pointwise ones)."""
+    size = train.per_device_batch_size * train.gradient_accumulation_steps
+    unit = f"pair{'s' * (size != 1)}" if loss in POINTWISE else f"group{'s' * (size != 1)} of {cfg.group_size}"
+    length = f"{train.max_steps} steps" if train.max_steps else f"{train.num_epochs:g} epoch(s)"
+    return f"{length} x {size} {unit} ({n_groups} training queries)"
+
+
 def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Row, results_dir) -> Row:
     """The whole decoder (the paper path): 'lora-yes' (FlagEmbedding LoRA on the Yes logit, group CE) or
     'full-score' (RAG-Retrieval: every weight, fresh score head, point_ce)."""
@@ -136,7 +146,8 @@ def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Ro
     return train_ranker(
         cfg, data, results_dir, ranker, data.groups, loss=loss, train=train, name=variant,
         method=f"{slug(model_name)}-{variant}", start=start, batch_size=cfg.feature_batch_size,
-        model=f"{model_name} ({variant}: {'LoRA r%d' % cfg.lora_r if lora else 'all weights'}, {loss})",
-        params={"loss": loss, "recipe": variant},
+        model=f"{model_name} ({variant}: {'LoRA r%d' % cfg.lora_r if lora else 'all weights'}, {loss}; "
+              f"{decoder_scale(cfg, train, loss, len(data.groups))})",
+        params={"loss": loss, "recipe": variant, "scale": decoder_scale(cfg, train, loss, len(data.groups))},
         key={"model": model_name, "max_length": cfg.max_length, "lora": snapshot(settings) if lora else None,
              "seed": cfg.seed})

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...paper_profiles import paper_profile
-from ...settings import Settings, override, resolve_profile
+from ...settings import Settings, override, profile_values, resolve_profile
 from ...training import TrainConfig
 
 PIPELINE = "cross_encoder"
@@ -13,7 +13,8 @@ DECODER_VARIANTS = {
     "lora-yes": ("yes", "flagembedding", True, "group_ce"),  # FlagEmbedding bge-reranker-v2-gemma fine-tuning
     "full-score": ("score", "rag-retrieval", False, "point_ce"),  # RAG-Retrieval LLMDecoder, every weight
 }
-SOURCES = ("llm-zero-shot", "llm-head", "bm25+minilm-l6")
+LLM_SOURCES = ("llm-zero-shot", "llm-head")  # the SmolLM2 / LLM rerankers: what distill_source='auto' picks from
+SOURCES = (*LLM_SOURCES, "bm25+minilm-l6")  # the offline teacher: measured beside them, distilled only when named
 STAGES = ("head_train", "decoder_train", "student_train")  # the trained models, each with its own TrainConfig
 
 
@@ -26,7 +27,7 @@ def _train(**values) -> TrainConfig:
 
 @dataclass(frozen=True)
 class LLMRerankerConfig(Settings):
-    READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: the paper profile)"
+    READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: lora-yes in default, both in paper)"
                       for name in ("score_llm", "decoder_train", "lora_r", "lora_alpha", "lora_dropout")}
 
     profile: str = "default"
@@ -64,7 +65,7 @@ class LLMRerankerConfig(Settings):
     teacher_prompt: str = "flagembedding"  # 'chat' = RAG-Retrieval's chat-template teacher (one more forward)
     teacher_normalize: str = "yes_no"  # 'vocab': softmax over the vocabulary at the first step (RAG-Retrieval)
     distill_sources: tuple[str, ...] = SOURCES
-    distill_source: str = "auto"  # 'auto': the best source on the dev slice (nDCG@10)
+    distill_source: str = "auto"  # 'auto': the best LLM source (LLM_SOURCES) on the dev slice (nDCG@10)
     student: str = "minilm-l6"
     student_max_length: int = 128
     student_loss: str = "point_ce"
@@ -89,9 +90,24 @@ PROFILES = {
               "student_train.max_steps": 3, "student_train.save_every_steps": 3, "student_train.per_device_batch_size": 8,
               "student_train.eval_every_steps": 3, "feature_batch_size": 8,
               # the offline teacher would encode a corpus subset here (minutes); default and paper measure it
-              "distill_sources": ("llm-zero-shot", "llm-head")},
-    "default": {"test_queries": 100, "dev_queries": 24, "train_queries": 64},
+              "distill_sources": ("llm-zero-shot", "llm-head"),
+              "decoder_variants": ("lora-yes",), "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 1,
+              "decoder_train.eval_every_steps": 2, "decoder_train.save_every_steps": 2},
+    # lora-yes at a small scale: 32 steps of one group of 8 (half a pass over the 64 training queries), ~7.5 s a step
+    # on 2 cores; with its dev checks and the 2000 test pairs the row costs ~9 min
+    "default": {"test_queries": 100, "dev_queries": 24, "train_queries": 64, "decoder_variants": ("lora-yes",),
+                "decoder_train.max_steps": 32, "decoder_train.per_device_batch_size": 1,
+                "decoder_train.eval_every_steps": 16, "decoder_train.save_every_steps": 16},
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"max_length": 256, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
+                   "group_size": 4, "negative_range": (0, 10), "head_train.max_steps": 2,
+                   "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 1,
+                   "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 2,
+                   "decoder_train.gradient_accumulation_steps": 1, "decoder_train.eval_every_steps": 1,
+                   "student_max_length": 64, "student_train.max_steps": 2, "student_train.save_every_steps": 2,
+                   "student_train.per_device_batch_size": 8, "student_train.gradient_accumulation_steps": 1,
+                   "student_train.eval_every_steps": 1, "feature_batch_size": 8},
 }
 
 
@@ -116,6 +132,9 @@ def _check(cfg: LLMRerankerConfig) -> None:
             raise ValueError(f"unknown {name}(s) {bad}; known: {sorted(known)}")
     if cfg.distill_source != "auto" and cfg.distill_source not in cfg.distill_sources:
         raise ValueError(f"distill_source must be 'auto' or one of {cfg.distill_sources}")
+    if cfg.distill_source == "auto" and not set(cfg.distill_sources) & set(LLM_SOURCES):
+        raise ValueError(f"distill_source 'auto' picks among the LLM sources {LLM_SOURCES}: distill_sources "
+                         f"{cfg.distill_sources} has none (name the source instead)")
     if cfg.head_init not in ("yes", "yes-no"):
         raise ValueError("head_init must be 'yes' or 'yes-no' (a zero-shot read-out, the head's recorded start)")
     if cfg.teacher_prompt not in ("flagembedding", "chat"):
@@ -126,7 +145,7 @@ def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
     """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
     training seed follows `seed` unless its own `<stage>.seed` is given."""
     cfg = resolve_profile(LLMRerankerConfig(), PROFILES, profile, overrides)
-    named = set(overrides) | set(PROFILES.get(profile, {}))
+    named = set(overrides) | set(profile_values(PROFILES, profile))
     cfg = override(cfg, {f"{stage}.seed": cfg.seed for stage in STAGES if f"{stage}.seed" not in named})
     _check(cfg)
     return cfg

@@ -40,6 +40,13 @@ def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=No
     return rr.rerank_run(run, es.dataset.corpus, es.dataset.queries, cfg.depth, progress=progress)
 
 
+def window_params(cfg: RankLLMConfig, windows: list, n_queries: int) -> dict:
+    """What the sliding window did on a set, for its record: the depth, window and stride, and the LLM calls (window
+    passes) per query, counted from the windows that ran (rank_llm's spans: depth 30, window 10, stride 5 -> 5)."""
+    return {"depth": cfg.depth, "window": cfg.window, "stride": cfg.stride,
+            "llm_calls_per_query": round(len(windows) / max(n_queries, 1), 2)}
+
+
 def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
     """The saved teacher run (02_teacher) that orders this dataset's training windows and measures agreement."""
     return cfg.scifact_teacher if dataset == "scifact" else cfg.dl_teacher

@@ -15,7 +15,7 @@ from ...experiment import Timer, load_run, publish_model, record_reranker, recor
 from ...listwise import analysis
 from ...models import weights_params
 from ...settings import snapshot
-from .evalsets import EvalSet, method_name, rerank_set, teacher_name
+from .evalsets import EvalSet, method_name, rerank_set, teacher_name, window_params
 from .models import load_base_tokenizer, load_lm, reranker, use_letters
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
@@ -58,7 +58,8 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
         zs.records.append(record_run(
             zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
             profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
-            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first"), seed=cfg.seed, wall_s=t.s))
+            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first", **window_params(cfg, w, len(es.top))),
+            seed=cfg.seed, wall_s=t.s))
     zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
     return zs
 
@@ -93,7 +94,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
                 dev_qrels=dev.dataset.qrels, method=method,
                 params=params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
-                              selected_step=sel.step), pipeline=PIPELINE, dataset=name, split=es.split,
+                              selected_step=sel.step, **window_params(cfg, w, len(es.top))), pipeline=PIPELINE, dataset=name, split=es.split,
                 profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,
@@ -131,13 +132,22 @@ def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = 
             f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
 
 
+def sliding(record) -> str:
+    """'30/10/5' for a listwise row (its depth, window and stride), '' for the others (BM25, the teacher)."""
+    p = record.params or {}
+    return f"{p['depth']}/{p['window']}/{p['stride']}" if "llm_calls_per_query" in p else ""
+
+
 def results_table(records: list) -> pd.DataFrame:
     """experiment.results_table per evaluation set (rows: methods; Δ vs BM25 and vs the zero-shot start, paired
-    tests), with the published number of the full-size model beside the row it compares with."""
+    tests), the sliding window each listwise row ran (depth/window/stride, LLM calls per query) and the published
+    number of the full-size model beside the row it compares with."""
     tables = {}
     for key in dict.fromkeys(f"{r.dataset}/{r.split}" for r in records):
         rows = [r for r in records if f"{r.dataset}/{r.split}" == key]
         table = experiment.results_table(rows, measures=(MEASURE,), bases=("bm25", "start"))
+        table["depth/window/stride"] = [sliding(r) for r in rows]
+        table["LLM calls/query"] = [(r.params or {}).get("llm_calls_per_query", "") for r in rows]
         table["published"] = [((r.reference or {}).get(MEASURE) or {}).get("value", "") for r in rows]
         tables[key] = table
     return pd.concat(tables, names=["dataset"])

@@ -62,6 +62,9 @@ class RankLLMConfig(Settings):
     # (default: none; it is decoded by generation on the `quality_queries` DL19 sample for output quality and latency)
     quality_queries: int = 5  # generation decoding (zero-shot, generation-trained) of this many DL19 queries
     # training data
+    train_data: str = "offline"  # offline: teacher-ordered DL + SciFact windows; rank_zephyr: RankZephyr's data
+    rank_zephyr_file: str | None = None  # a local copy of RankZephyr's training file (None: download it)
+    rank_zephyr_examples: int | None = None  # the first N records of it (None: all)
     folds: tuple[tuple[str, str], ...] = tuple(folds_dl())
     objectives: tuple[str, ...] = ("generation", "combined")
     train_window: int = 20  # passages per training conversation (plus the 2..train_window subsets)
@@ -84,6 +87,10 @@ class RankLLMConfig(Settings):
         unknown = set(self.objectives) - {"generation", "ranking", "combined"}
         if unknown:
             raise ValueError(f"unknown objective(s) {sorted(unknown)}")
+        if self.train_data not in ("offline", "rank_zephyr"):
+            raise ValueError(f"train_data must be 'offline' or 'rank_zephyr', not {self.train_data!r}")
+        if self.train_data == "offline" and (self.rank_zephyr_file or self.rank_zephyr_examples):
+            raise ValueError("rank_zephyr_file / rank_zephyr_examples are read only with train_data='rank_zephyr'")
 
 
 #: The published recipe as data (recipes/paper_profiles/rankllm.yaml): each setting with its source, and the published
@@ -100,8 +107,17 @@ PROFILES = {
         "train.max_steps": 2, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 0,
         "train.eval_every_steps": 1, "train.save_every_steps": 1, "train.learning_rate": 1e-3,
     },
-    "default": {},
+    # the sliding window runs: BM25 top-20 in 2 windows of 12, stride 8 ((8, 20) then (0, 12): the best 4 of the lower
+    # window move up into the top one). Measured: a 12-passage window costs ~0.69 of a 20-passage one (546 vs 793
+    # prompt tokens), so 2 passes cost ~1.4x the old single window of 20; top-30 / 10 / 5 (5 passes, ~3x) did not fit
+    "default": {"depth": 20, "window": 12, "stride": 8},
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": {"depth": 6, "window": 4, "stride": 2, "max_words": 12, "context_size": 1024,
+                   "scifact_test_queries": 4, "quality_queries": 2, "train_window": 4, "train_max_words": 12,
+                   "scifact_train_queries": 4, "dev_scifact_queries": 2, "train.max_steps": 2,
+                   "train.per_device_batch_size": 1, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 1,
+                   "train.eval_every_steps": 1, "train.save_every_steps": 1},
 }
 
 

@@ -7,11 +7,15 @@ import random
 from dataclasses import dataclass, replace
 
 from ...data import TrainingQueries
+from ...data.rank_zephyr import rank_zephyr_file, read_rank_zephyr
 from ...data.trec import top_k
+from ...data.types import Document
 from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split
 from ...experiment import train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
 from ...listwise import freeze_below, identifier_token_ids
+from ...listwise.training_data import conversation
+from ...paths import cache_dir
 from ...experiment.launch import train_launched
 from ...settings import snapshot
 from ...training import pad_collate
@@ -50,17 +54,38 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
     sf_dev = sorted(sf.dev.queries)[: cfg.dev_scifact_queries]
     common = dict(window=cfg.train_window, max_words=cfg.train_max_words, n_variable=cfg.n_variable, seed=cfg.seed,
                   alpha=use_letters(cfg, load_base_tokenizer(cfg, cfg.model)), shuffle=cfg.shuffle_inputs)
-    conversations = build_conversations(dl.train.queries, bm25_dl, load_run(
-        results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, source=f"{train_on}:", **common)
-    conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, load_run(
-        results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher), sf.train.corpus, source="scifact-train:",
-        **common)
+    if cfg.train_data == "rank_zephyr":  # the paper's data; the DL year and SciFact give the dev slices only
+        conversations, used = rank_zephyr_conversations(cfg, common["alpha"])
+        sf_train = []
+    else:
+        conversations = build_conversations(dl.train.queries, bm25_dl, load_run(
+            results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, source=f"{train_on}:",
+            **common)
+        conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, load_run(
+            results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher), sf.train.corpus,
+            source="scifact-train:", **common)
+        used = None
     dev = {}
     for key, ds, bm25 in (("dl", dl.dev, bm25_dl), ("scifact", sf.dev.subset(sf_dev), bm25_sf)):
         run = {q: bm25[q] for q in ds.queries if q in bm25}
         dev[key] = EvalSet(ds.subset(sorted(run)), "dev", run, top_k(run, cfg.depth))
     # every query the model or its selection saw: the DL year's train and dev parts, the SciFact sample and dev
-    return FoldData(train_on, evaluate_on, dl.provenance | sf.used(sf_train, sf_dev), conversations, dev)
+    provenance = dl.provenance | sf.used(sf_train, sf_dev)
+    return FoldData(train_on, evaluate_on, provenance | used if used else provenance, conversations, dev)
+
+
+def rank_zephyr_conversations(cfg: RankLLMConfig, alpha: bool) -> tuple[list[dict], TrainingQueries]:
+    """RankZephyr's training records re-rendered with our template (the identifiers and word limit inference
+    uses), and their queries (texts: the leak guard compares them with every test query)."""
+    path = cfg.rank_zephyr_file or rank_zephyr_file(cache_dir("data"))
+    examples = read_rank_zephyr(path, cfg.rank_zephyr_examples)
+    rows = []
+    for ex in examples:
+        docs = [Document(str(i), passage) for i, passage in enumerate(ex.passages)]
+        rows.append(conversation(f"rank_zephyr:{ex.example_id}", ex.query, docs, list(ex.order), alpha,
+                                 cfg.train_max_words, qid=ex.query, source="rank_zephyr"))
+    queries = {f"rank_zephyr:{i}": q for i, q in enumerate(sorted({ex.query for ex in examples}))}
+    return rows, TrainingQueries.of("rank_zephyr_training_data", queries)
 
 
 @dataclass

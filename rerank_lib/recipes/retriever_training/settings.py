@@ -6,7 +6,7 @@ from typing import Any
 
 from ...retrievers.bi_encoder import BiEncoder
 from ...paper_profiles import paper_profile
-from ...settings import Settings, override, resolve_profile
+from ...settings import Settings, override, profile_values, resolve_profile
 from ...training import TrainConfig
 
 PIPELINE = "retriever"
@@ -109,6 +109,13 @@ FAIRE_PROFILES: dict[str, dict[str, Any]] = {
                         "dca_train": dict(learning_rate=5e-5, per_device_batch_size=4, num_epochs=2, eval_every_steps=12),
                         "rpg_train": dict(learning_rate=5e-5, per_device_batch_size=4, num_epochs=2, eval_every_steps=8)})),
     "paper": PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": dict(max_train=16, max_eval=8, max_test=8, restrict_corpus=True, max_length=64, reader_passage_tokens=24,
+                       reader_answer_tokens=8, dca_questions=4, dca_n_context=2, rpg_questions=4, rpg_num_docs=2,
+                       rpg_refresh_every=1, depth=20, **_each({
+                           "ctl_train": dict(per_device_batch_size=8, max_steps=2, eval_every_steps=1),
+                           "dca_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2),
+                           "rpg_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2)})),
 }
 
 @dataclass(frozen=True)
@@ -147,11 +154,14 @@ SCIFACT_PROFILES: dict[str, dict[str, Any]] = {
     "default": dict(max_length=128, **_each({"train": dict(
         learning_rate=5e-5, per_device_batch_size=32, num_epochs=1, eval_every_steps=12)})),
     "paper": SCIFACT_PAPER.values,
+    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
+    "paper-tiny": dict(max_length=64, max_test=10, smoke_pool=30, dev_depth=5, **_each({"train": dict(
+        per_device_batch_size=8, max_steps=2, eval_every_steps=1)})),
 }
 
 
 def _with_seeds(cfg, stages, profiles, profile, overrides):
-    named = set(overrides) | set(profiles.get(profile, {}))
+    named = set(overrides) | set(profile_values(profiles, profile))
     cfg = resolve_profile(cfg, profiles, profile, overrides)
     return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
 

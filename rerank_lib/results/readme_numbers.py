@@ -1,0 +1,130 @@
+"""README's timing table and headline numbers, rendered from results/ so the README cannot drift from them.
+
+`python -m rerank_lib.results.readme_numbers` rewrites the block between the two marker comments of README.md
+from `<results>/notebooks/<profile>/runtimes.json` (each notebook's last wall time, written by the runner) and the
+profile's records (per test set: BM25, the best row and its paired tests). `--check` exits 1 when the README block
+differs from what would be written; tests/test_reading.py runs the same comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from ..atomic import write_text
+from ..paths import PROJECT_ROOT
+from .reading import ALPHA, best_rows, significance_word
+from .record import Record, load_records
+
+__all__ = ["BEGIN", "END", "render", "replace_block", "main"]
+
+BEGIN = "<!-- readme-numbers:begin (python -m rerank_lib.results.readme_numbers; do not edit by hand) -->"
+END = "<!-- readme-numbers:end -->"
+MEASURE = "nDCG@10"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _when(runtimes: dict, records: list[Record]) -> str:
+    """The day of the newest run: the runner's `finished` stamps when present, else the newest record's `created`."""
+    stamps = [v["finished"] for v in runtimes.values() if v.get("finished")] or [r.created for r in records if r.created]
+    return max(stamps)[:10] if stamps else "an unrecorded date"
+
+
+def _test(record: Record, base: str) -> str:
+    test = record.significance.get(base, {}).get(MEASURE)
+    if not test:
+        return "-"
+    word = significance_word(test.get("delta"), test.get("p_value"), ALPHA)
+    p = test.get("p_value")
+    return f"{test['delta']:+.3f}, {word} (p={p:.3f})" if p is not None and p >= 0.001 else \
+        f"{test['delta']:+.3f}, {word} (p<0.001)"
+
+
+def render(results_dir: str | os.PathLike, profile: str = "default") -> str:
+    """The README block (without the markers): the timing table, then one headline row per test set."""
+    results = Path(results_dir)
+    timings_path = results / "notebooks" / profile / "runtimes.json"
+    runtimes = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.exists() else {}
+    records = load_records(results, profile=profile)
+    total = sum(v["wall_s"] for v in runtimes.values())
+    ok = sum(bool(v["ok"]) for v in runtimes.values())
+    lines = [f"The `{profile}` profile's last run of each notebook ({ok} of {len(runtimes)} ok, newest on "
+             f"{_when(runtimes, records)}; hardware in each record) took {_minutes(total)} of notebook time in all "
+             f"(`results/notebooks/{profile}/runtimes.json`):", "",
+             "| notebook | wall time | ok |", "|---|---:|---|"]
+    lines += [f"| `{name.removesuffix('.ipynb')}` | {_minutes(v['wall_s'])} | {'yes' if v['ok'] else 'no'} |"
+              for name, v in sorted(runtimes.items())]
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.metrics.get(MEASURE) is not None:
+            groups[(r.dataset, r.split)].append(r)
+    lines += ["", f"Headline {MEASURE} per test set (the best row of every pipeline's records; paired t-tests as "
+                  f"in the records, significant at p < {ALPHA}):", "",
+              f"| test set | queries | best row | {MEASURE} | vs BM25 | vs its start |", "|---|---:|---|---:|---|---|"]
+    for (dataset, split), group in sorted(groups.items()):
+        best = best_rows(group, MEASURE)[0]
+        n = next((t.get("n_queries") for tests in best.significance.values() for t in tests.values()
+                  if t.get("n_queries")), None)
+        lines.append(f"| {dataset} {split} | {n or '-'} | `{best.pipeline}` `{best.method}` | "
+                     f"{best.metrics[MEASURE]:.3f} | {_test(best, 'bm25')} | {_test(best, 'start')} |")
+    lines += ["", "Trained rows per pipeline and test set (rows with training queries, `+interp` rows included): the best "
+                  "one, and how many are significantly above their own untrained start:", "",
+              f"| pipeline | test set | best trained row | {MEASURE} | vs BM25 | vs its start | above their start |",
+              "|---|---|---|---:|---|---|---:|"]
+    trained: dict[tuple, list[Record]] = defaultdict(list)
+    for (dataset, split), group in groups.items():
+        for r in group:
+            if r.n_training_queries:
+                trained[(r.pipeline, dataset, split)].append(r)
+    for (pipeline, dataset, split), group in sorted(trained.items()):
+        best = best_rows(group, MEASURE)[0]
+        above = sum(_above_start(r) for r in group)
+        lines.append(f"| `{pipeline}` | {dataset} {split} | `{best.method}` | {best.metrics[MEASURE]:.3f} | "
+                     f"{_test(best, 'bm25')} | {_test(best, 'start')} | {above} of {len(group)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _above_start(record: Record) -> bool:
+    test = record.significance.get("start", {}).get(MEASURE)
+    return bool(test) and significance_word(test.get("delta"), test.get("p_value"), ALPHA) == "significantly better"
+
+
+def replace_block(text: str, block: str, source: str = "README.md") -> str:
+    """`text` with the content between BEGIN and END replaced by `block`; a missing marker is an error."""
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"{source}: the marker lines {BEGIN!r} and {END!r} are missing or out of order")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{block}{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", default=str(PROJECT_ROOT / "README.md"))
+    parser.add_argument("--results-dir", default=str(PROJECT_ROOT / "results"))
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--check", action="store_true", help="exit 1 when README's block is not up to date")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    text = readme.read_text(encoding="utf-8")
+    new = replace_block(text, render(args.results_dir, args.profile), readme.name)
+    if args.check:
+        if new != text:
+            print(f"{readme.name}: the numbers block is out of date; run python -m rerank_lib.results.readme_numbers",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        write_text(readme, new)
+    print(f"{readme.name}: numbers block {'rewritten' if new != text else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

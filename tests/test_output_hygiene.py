@@ -1,0 +1,101 @@
+"""What executed notebooks print: relative paths, line-per-refresh progress, one line for a cached training run."""
+import io
+import logging
+from pathlib import Path
+
+from rerank_lib import paths
+from rerank_lib.experiment.selection import cached_run_line
+from rerank_lib.progress import LineStream, quiet_known_noise, tqdm
+from rerank_lib.training import TrainResult
+
+
+def test_paths_are_shown_relative_to_their_root(tmp_path, monkeypatch):
+    assert paths.shown(paths.PROJECT_ROOT / "results" / "RESULTS.md") == "results/RESULTS.md"
+    assert paths.shown("already/relative.txt") == "already/relative.txt"
+    results = paths.results_dir(tmp_path / "my_results")  # a notebook's results_dir parameter
+    assert paths.shown(results / "records" / "a.json") == "<results>/records/a.json"
+    assert paths.shown(results) == "<results>"
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    run = paths.cache_dir("inranker", "runs") / "x"
+    assert paths.shown(run) == "<cache>/inranker/runs/x"
+    assert paths.shown(Path.home() / "notes.txt") == "~/notes.txt"
+    line = f"LOAD REPORT from: {run} and {paths.PROJECT_ROOT / 'notebooks'}"
+    assert paths.shown_in(line) == "LOAD REPORT from: <cache>/inranker/runs/x and ./notebooks"
+
+
+def test_text_progress_has_no_carriage_returns(monkeypatch):
+    monkeypatch.setenv("RERANK_PROGRESS", "text")
+    out = io.StringIO()
+    for _ in tqdm(range(5), desc="steps", file=LineStream(out), mininterval=0):
+        pass
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("steps:   0%") and lines[-1].startswith("steps: 100%")
+    assert 6 <= len(lines) <= 7  # one line per refresh (0..5), and the closing one
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_known_noise_filters(caplog):
+    quiet_known_noise()
+    quiet_known_noise()  # installed once, however often called
+    assert len(logging.getLogger("accelerate.utils.other").filters) == 1
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("accelerate.utils.other").warning("[RANK 0] Removed shared tensor {'lm_head'} while saving.")
+        logging.getLogger("accelerate.utils.other").warning("another warning stays")
+        logging.getLogger("transformers.modeling_utils").warning(f"LOAD REPORT from: {paths.PROJECT_ROOT}/models/x")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["another warning stays", "LOAD REPORT from: ./models/x"]
+
+
+def test_cached_run_is_one_line_with_a_relative_dir():
+    run = paths.PROJECT_ROOT / ".cache" / "runs" / "ce-abc"
+    result = TrainResult(global_step=150, history=[], eval_history=[], final_dir=run / "final", last_checkpoint=None,
+                         best_metric=0.6, best_step=100, metric_for_best="nDCG@10", cached=True)
+    line = cached_run_line(result)
+    assert line.startswith("training: cached run ") and line.endswith("(step 100 of 150 selected)")
+    assert str(paths.PROJECT_ROOT) not in line and "\n" not in line
+    result.best_step = 0
+    assert cached_run_line(result).endswith("(the untrained start of 150 selected)")
+
+
+def test_a_config_shows_its_data_root_relative():
+    from IPython.lib.pretty import pretty
+
+    from rerank_lib.recipes import retriever_training
+
+    root = paths.data_root()
+    if root is None:
+        import pytest
+
+        pytest.skip("no data root")
+    cfg = retriever_training.scifact_config("smoke", data_root=str(root))
+    assert str(root) in repr(cfg)  # the value itself is untouched
+    assert "data_root='<data>'" in pretty(cfg) and str(root.resolve()) not in pretty(cfg)
+
+
+def test_a_load_report_becomes_one_line():
+    from rerank_lib.progress import one_line_load_report
+
+    report = ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: model\nKey                 | Status     |  | \n"
+              "--------------------+------------+--+-\npooler.dense.bias   | UNEXPECTED |  | \n"
+              "pooler.dense.weight | UNEXPECTED |  | \nhead.weight | MISSING |  | \n\nNotes:\n"
+              "- UNEXPECTED:\tcan be ignored when loading from different task/architecture.\n")
+    assert one_line_load_report(report) == ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: model (UNEXPECTED: "
+                                            "pooler.dense.bias, pooler.dense.weight; MISSING: head.weight)")
+    assert one_line_load_report("another message\nwith lines") == "another message\nwith lines"
+
+
+def test_notebooks_and_readme_name_no_machine_path_or_issue_number():
+    import re
+
+    import nbformat
+
+    issue = re.compile(r"(?<![&\w#])#\d+\b|\bissue \d+", re.IGNORECASE)
+    machine = (str(paths.PROJECT_ROOT), str(Path.home()) + "/", "/tmp/")
+    texts = {"README.md": (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")}
+    for book in sorted((paths.PROJECT_ROOT / "notebooks").glob("*.ipynb")):
+        texts[book.name] = "\n".join(c.source for c in nbformat.read(book, as_version=4).cells)
+    found = [(name, m.group(0)) for name, text in texts.items() for m in issue.finditer(text)]
+    found += [(name, prefix) for name, text in texts.items() for prefix in machine if prefix in text]
+    assert not found, found

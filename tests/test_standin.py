@@ -1,0 +1,208 @@
+"""The paper-tiny stand-ins: each architecture builds, loads through rerank_lib.models and runs a forward pass; the
+resolution is on only in paper-tiny; paper-tiny equals paper except the recipe's overlay keys."""
+import importlib
+import json
+
+import pytest
+import torch
+import transformers
+
+from rerank_lib import settings, standin
+from rerank_lib.models import ModelUnavailableError, load_model, load_tokenizer, resolve
+
+
+@pytest.fixture()
+def standins_on(monkeypatch, tmp_path_factory):
+    """Stand-ins on, built into one cache folder shared by this module's tests (a build takes seconds)."""
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "standin-cache"))
+    monkeypatch.setenv(standin.ENV, "tiny")
+
+
+@pytest.fixture()
+def standins_off(monkeypatch):
+    monkeypatch.delenv(standin.ENV, raising=False)
+
+
+# one hub id per family, with what its tokenizer must hold
+FAMILY_CASES = [
+    ("castorini/monot5-base-msmarco-10k", ["</s>", "<pad>", "<unk>"], 32100),
+    ("google/flan-t5-xl", ["</s>", "<pad>", "<unk>"], 32100),
+    ("HuggingFaceH4/zephyr-7b-beta", ["<s>", "</s>", "<unk>"], 32000),
+    ("mistralai/Mistral-7B-Instruct-v0.3", ["<s>", "</s>", "[INST]", "[/INST]"], 32768),
+    ("Qwen/Qwen2.5-1.5B-Instruct", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None),
+    ("BAAI/bge-reranker-v2-gemma", ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"], None),
+    ("BAAI/bge-reranker-v2-m3", ["<s>", "</s>", "<pad>", "<unk>", "<mask>"], None),
+    ("intfloat/e5-base-v2", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], None),
+    ("EleutherAI/gpt-j-6B", ["<|endoftext|>"], None),
+    ("stabilityai/stablelm-zephyr-3b", ["<|endoftext|>", "<|user|>", "<|assistant|>"], None),
+]
+
+
+@pytest.mark.parametrize("hub_id,specials,vocab", FAMILY_CASES)
+def test_each_architecture_builds_and_runs(standins_on, hub_id, specials, vocab):
+    entry = standin.STANDINS[hub_id.lower()]
+    resolved = resolve(hub_id)
+    assert resolved.kind == "standin" and "paper-tiny stand-in for " + hub_id in resolved.description
+    assert "/" not in resolved.description.split(": ", 1)[1].split(" ")[0]  # no machine path in the description
+    tokenizer = load_tokenizer(hub_id)
+    auto = getattr(transformers, entry.spec.architecture)
+    model = load_model(hub_id, auto_class=auto, device="cpu")
+    assert type(model).__name__ == entry.spec.architecture
+    assert model.config.vocab_size == len(tokenizer)
+    if vocab is not None:
+        assert len(tokenizer) == vocab
+    assert set(specials) <= set(tokenizer.all_special_tokens) | set(tokenizer.get_vocab())
+    for token in specials:
+        assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id or token == tokenizer.unk_token
+    inputs = tokenizer(["Is it relevant? Yes"], return_tensors="pt")
+    assert list(inputs) == list(tokenizer.model_input_names)
+    with torch.no_grad():
+        if entry.spec.architecture == "T5ForConditionalGeneration":
+            out = model(**inputs, decoder_input_ids=torch.zeros((1, 1), dtype=torch.long))
+        else:
+            out = model(**inputs)
+    first = out.logits if hasattr(out, "logits") else out.last_hidden_state
+    assert torch.isfinite(first).all()
+    if entry.spec.architecture == "XLMRobertaForSequenceClassification":
+        assert first.shape == (1, 1)  # one relevance logit, as bge-reranker has
+    if entry.spec.chat_template:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                             add_generation_prompt=True)
+        assert "hi" in text
+
+
+def test_trained_tokenizers_keep_prompt_words_single_tokens(standins_on):
+    """The yes-token and monoT5-style readouts score one token: the trained tokenizers must keep them whole."""
+    for hub_id in ("BAAI/bge-reranker-v2-gemma", "Qwen/Qwen2.5-1.5B-Instruct"):  # decoders read a token
+        tokenizer = load_tokenizer(hub_id)
+        for word in ("Yes", "No", "true", "false"):
+            assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, (hub_id, word)
+
+
+def test_pair_encoding_has_the_family_layout(standins_on):
+    bert = load_tokenizer("intfloat/e5-base-v2")
+    ids = bert("a", "b").input_ids
+    assert ids[0] == bert.cls_token_id and ids.count(bert.sep_token_id) == 2
+    assert bert("a", "b").token_type_ids[-1] == 1
+    xlmr = load_tokenizer("BAAI/bge-reranker-v2-m3")
+    ids = xlmr("a", "b").input_ids
+    assert ids[0] == xlmr.bos_token_id and ids.count(xlmr.eos_token_id) == 3  # <s> a </s></s> b </s>
+    gemma = load_tokenizer("BAAI/bge-reranker-v2-gemma")
+    assert gemma("a").input_ids[0] == gemma.bos_token_id
+
+
+def test_build_is_seeded_and_cached(standins_on):
+    first = standin.standin_folder("intfloat/e5-base-v2")
+    stamp = json.loads((first / "standin.json").read_text())
+    assert stamp["architecture"] == "BertModel" and first.name == "intfloat--e5-base-v2"
+    weights = (first / "model.safetensors").read_bytes()
+    mtime = (first / "model.safetensors").stat().st_mtime_ns
+    assert standin.standin_folder("intfloat/e5-base-v2") == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == mtime  # not rebuilt
+    import shutil
+    shutil.rmtree(first)
+    again = standin.standin_folder("intfloat/e5-base-v2")
+    assert (again / "model.safetensors").read_bytes() == weights  # same seed, same weights
+    assert not list(first.parent.glob(".*.tmp"))  # the staging folder was renamed, not left behind
+
+
+def test_resolution_is_off_unless_asked_for(standins_off):
+    assert not standin.enabled() and standin.standin_for("BAAI/bge-reranker-v2-m3") is None
+    with pytest.raises(ModelUnavailableError):
+        resolve("BAAI/bge-reranker-v2-gemma")  # offline in tests: the hub id, never a stand-in
+    assert resolve("minilm-l6").kind == "builtin"
+
+
+def test_resolution_on_maps_only_listed_ids(standins_on):
+    assert standin.standin_for("baai/BGE-reranker-v2-m3").hub_id == "BAAI/bge-reranker-v2-m3"
+    assert standin.standin_for("some/other-model") is None
+    assert resolve("minilm-l6").kind == "builtin"  # built-ins are real weights: not replaced
+
+
+def test_table_names_every_standin():
+    table = standin.table()
+    assert len(table) == len(standin.STANDINS)
+    assert table.loc["BAAI/bge-reranker-v2-gemma", "class"] == "GemmaForCausalLM"
+    assert table.loc["t5-base", "tokenizer"] == "shared t5-tokenizer"
+
+
+RECIPES = [
+    ("rerank_lib.recipes.teacher", "PROFILES", "config"),
+    ("rerank_lib.recipes.first_stage", "PROFILES", "config"),
+    ("rerank_lib.recipes.cross_encoder", "PROFILES", "config"),
+    ("rerank_lib.recipes.hopweaver", "PROFILES", "config"),
+    ("rerank_lib.recipes.inranker.settings", "PROFILES", "config"),
+    ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "config"),
+    ("rerank_lib.recipes.rankllm.settings", "PROFILES", "config"),
+    ("rerank_lib.recipes.retriever_training.settings", "FAIRE_PROFILES", "config"),
+    ("rerank_lib.recipes.retriever_training.settings", "SCIFACT_PROFILES", "scifact_config"),
+]
+
+
+def _overlay_paths(cfg, overlay):
+    """The dotted setting paths an overlay names (a nested mapping such as variant_train counts as its field)."""
+    known = settings.paths(cfg)
+    out = set()
+    for key in overlay:
+        out |= {p for p in known if p == key or p.startswith(key + ".")}
+    return out
+
+
+@pytest.mark.parametrize("module,table,function", RECIPES)
+def test_paper_tiny_is_paper_except_the_overlay(monkeypatch, module, table, function):
+    monkeypatch.delenv(standin.ENV, raising=False)
+    mod = importlib.import_module(module)
+    make = getattr(mod, function)
+    paper = make("paper")
+    assert not standin.enabled()  # the paper profile never turns stand-ins on
+    tiny = make("paper-tiny")
+    assert standin.enabled()  # paper-tiny does, for this process and its children
+    overlay = getattr(mod, table)["paper-tiny"]
+    assert overlay, "paper-tiny must make something small"
+    allowed = _overlay_paths(paper, overlay) | {"profile"}
+    # per-stage seeds are derived from `seed`, as in paper
+    differ = {p for p in settings.paths(paper) if settings.value_at(paper, p) != settings.value_at(tiny, p)}
+    assert differ - allowed == set(), sorted(differ - allowed)
+    assert settings.value_at(tiny, "profile") == "paper-tiny"
+    for path in settings.paths(paper):  # every model id stays the paper's id: the stand-in is resolved, not set
+        value = settings.value_at(paper, path)
+        if isinstance(value, str) and value.lower() in standin.STANDINS:
+            assert settings.value_at(tiny, path) == value
+
+
+def test_profile_values_layers_the_overlay_on_paper():
+    profiles = {"paper": {"a": 1, "b": 2}, "paper-tiny": {"b": 3}}
+    assert settings.profile_values(profiles, "paper-tiny") == {"a": 1, "b": 3}
+    assert settings.profile_values(profiles, "paper") == {"a": 1, "b": 2}
+    assert settings.profile_values(profiles, "smoke") == {}
+
+
+def test_runner_and_train_accept_paper_tiny():
+    from rerank_lib import runner
+
+    assert "paper-tiny" in runner.PROFILES and "paper-tiny" in settings.PROFILES
+
+
+def test_records_and_config_tables_name_the_standins(standins_on):
+    from rerank_lib.recipes import first_stage
+    from rerank_lib.results.record import make_record
+
+    record = make_record("x", "m", "scifact", "test", {"nDCG@10": 0.5}, profile="paper-tiny",
+                         model="BAAI/bge-reranker-v2-m3 fine-tuned (group_ce)",
+                         params={"dense_model": "intfloat/e5-base-v2", "lr": 1e-5})
+    assert sorted(record.params["standins"]) == ["BAAI/bge-reranker-v2-m3", "intfloat/e5-base-v2"]
+    assert record.params["standins"]["intfloat/e5-base-v2"].startswith(
+        "paper-tiny stand-in for intfloat/e5-base-v2: random BertModel (2 layers, hidden 32")
+    assert record.profile == "paper-tiny"
+    cfg = first_stage.config("paper-tiny")
+    table = settings.source_table(cfg, first_stage.config("paper"), {})
+    assert table.loc["dense_model", "paper value"] == "intfloat/e5-base-v2"
+    assert table.loc["dense_model", "value"].startswith("paper-tiny stand-in for intfloat/e5-base-v2")
+
+
+def test_records_say_nothing_when_standins_are_off(standins_off):
+    from rerank_lib.results.record import make_record
+
+    record = make_record("x", "m", "scifact", "test", {"nDCG@10": 0.5}, profile="paper",
+                         model="BAAI/bge-reranker-v2-m3", params={"lr": 1e-5})
+    assert "standins" not in record.params and standin.replaced_ids("BAAI/bge-reranker-v2-m3") == {}
