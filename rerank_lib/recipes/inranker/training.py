@@ -19,7 +19,7 @@ import torch
 
 from ...data import TrainingQueries, load_dataset
 from ...data.inranker import (
-    MSMARCO_MAX_EXAMPLES, DistillDataset, DistillExample, mmarco_texts, published_file, read_custom_jsonl,
+    MSMARCO_MAX_EXAMPLES, DistillDataset, DistillExample, mmarco_texts, published_file, read_custom_jsonl, soft_label_ids,
     read_msmarco_soft_labels,
 )
 from ...evaluation import kendall_tau_agreement
@@ -101,7 +101,8 @@ class InRankerTrainer:
         `corpus`, else from mMARCO in `language` as in the package."""
         msmarco_tsv_file = msmarco_tsv_file or published_file("msmarco")
         if queries is None or corpus is None:
-            queries, corpus = mmarco_texts(language, queries, corpus)
+            qids, docids = soft_label_ids(msmarco_tsv_file, max_examples)
+            queries, corpus = mmarco_texts(language, queries, corpus, qids, docids)
         examples = read_msmarco_soft_labels(msmarco_tsv_file, queries, corpus, max_examples)
         return self.dataset(examples, center_labels, max_length, source=str(msmarco_tsv_file))
 
