@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from rerank_lib.data.download import RemoteFile
-from rerank_lib.data.inranker import remote_file as inranker_file
+from rerank_lib.data.inranker import mmarco_files, remote_file as inranker_file
 from rerank_lib.data.rank_zephyr import RANK_ZEPHYR_FILE
 from rerank_lib.data.registry import DATASETS
 from rerank_lib.listwise.prompts import RANK_ZEPHYR, build_messages, format_ranking
@@ -50,7 +50,7 @@ def paper_remote_files() -> list[RemoteFile]:
     """Every remote file a paper profile reads: the registry's datasets, InRanker's two soft-label files and
     RankZephyr's training data."""
     files = [spec for ds in DATASETS.values() for spec in ds.remote]
-    return files + [inranker_file("msmarco"), inranker_file("beir"), RANK_ZEPHYR_FILE]
+    return files + [inranker_file("msmarco"), inranker_file("beir"), RANK_ZEPHYR_FILE, *mmarco_files("english")]
 
 
 def _lines(path: Path) -> list[str]:
@@ -125,6 +125,18 @@ def _inranker_msmarco(dl19: dict[str, bytes]) -> bytes:
     return "".join(rows).encode("utf-8")
 
 
+def _mmarco_english(dl19: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """mMARCO's English collection and train queries (`id \\t text`) holding the served DL19 hits' texts, which
+    the stand-in MS MARCO soft labels point to."""
+    docs, queries = {}, {}
+    for entry in json.loads(dl19["bm25_top100_with_text.json"]):
+        for hit in entry["hits"]:
+            docs[str(hit["docid"])] = " ".join(hit["content"].split())
+            queries[str(hit["qid"])] = " ".join(entry["query"].split())
+    tsv = lambda rows: "".join(f"{k}\t{v}\n" for k, v in sorted(rows.items())).encode("utf-8")  # noqa: E731
+    return tsv(docs), tsv(queries)
+
+
 def _inranker_beir(members: dict[str, bytes]) -> bytes:
     """{query, contents, true_logit, false_logit} for SciFact test queries: each judged document and a few
     unjudged ones."""
@@ -172,6 +184,8 @@ def build_paper_files(shared: Path) -> dict[str, bytes]:
     by_url[DATASETS["scifact"].remote[0].url] = _zip(members)
     by_url[inranker_file("msmarco").url] = _inranker_msmarco(dl19)
     by_url[inranker_file("beir").url] = _inranker_beir(members)
+    collection, queries = mmarco_files("english")
+    by_url[collection.url], by_url[queries.url] = _mmarco_english(dl19)
     records = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rank_zephyr_records(shared))
     by_url[RANK_ZEPHYR_FILE.url] = gzip.compress(records.encode("utf-8"), mtime=0)
     missing = {spec.url for spec in paper_remote_files()} - set(by_url)

@@ -195,3 +195,20 @@ def test_paper_mirror_fixture_gives_the_run_its_environment(paper_mirror):
     with urllib.request.urlopen(url) as response:
         first = response.read().decode().splitlines()[0].split("\t")
     assert len(first) == 4 and float(first[0]) == -float(first[1])
+
+
+def test_mmarco_texts_come_through_the_download_code_keeping_only_the_soft_labels_ids(paper_mirror, tmp_path,
+                                                                                      monkeypatch):
+    from rerank_lib.data.inranker import mmarco_texts, published_file, read_msmarco_soft_labels, soft_label_ids
+
+    for key, value in paper_mirror.env.items():
+        monkeypatch.setenv(key, value)
+    labels = published_file("msmarco", dest_root=tmp_path)
+    qids, docids = soft_label_ids(labels, max_examples=3)
+    assert len(qids) >= 1 and len(docids) == 3
+    queries, corpus = mmarco_texts("english", qids=qids, docids=docids, dest_root=tmp_path)
+    assert set(queries) == qids and set(corpus) == docids  # the rest of the collection is not kept
+    examples = read_msmarco_soft_labels(labels, queries, corpus, max_examples=3)
+    assert [ex.docid for ex in examples] == [line.split("\t")[3] for line in labels.read_text().splitlines()[:3]]
+    assert all(ex.text and ex.query for ex in examples)
+    assert (tmp_path / "mmarco" / "english_collection.tsv").exists()

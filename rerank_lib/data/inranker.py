@@ -194,15 +194,69 @@ def published_file(which: str, dest_root: str | os.PathLike | None = None) -> Pa
     return download_files([remote_file(which)], cache_dir("data") if dest_root is None else dest_root)[0]
 
 
-def mmarco_texts(language: str, queries=None, corpus=None):
-    """mMARCO train queries and collection in `language`, as the package reads them (online only); a mapping
-    given is kept."""
-    from datasets import load_dataset as hf_load_dataset
+MMARCO = "https://huggingface.co/datasets/unicamp-dl/mmarco/resolve/main/data/google"
 
+
+def mmarco_files(language: str) -> list[RemoteFile]:
+    """mMARCO's collection and train queries in `language` (`id \\t text` tsv files, the ones the dataset's loading
+    script reads), as plain downloads; md5 from ir_datasets' download registry where it lists the file (its mMARCO v2
+    languages; not English, which is MS MARCO itself), else unpinned and format-checked by the reader."""
+    files = [(f"{language}_collection.tsv", f"{MMARCO}/collections/{language}_collection.tsv"),
+             (f"{language}_queries.train.tsv", f"{MMARCO}/queries/train/{language}_queries.train.tsv")]
+    return [RemoteFile(f"mmarco/{name}", url, sha256=None, md5=_irds_md5(url)) for name, url in files]
+
+
+def _irds_md5(url: str) -> str | None:
+    import json
+
+    import ir_datasets
+
+    registry = Path(ir_datasets.__file__).parent / "etc" / "downloads.json"
+    entries = json.loads(registry.read_text(encoding="utf-8")).get("mmarco", {}) if registry.exists() else {}
+    return next((e.get("expected_md5") for e in entries.values() if e.get("url") == url), None)
+
+
+def soft_label_ids(path: str | os.PathLike, max_examples: int = MSMARCO_MAX_EXAMPLES) -> tuple[set[str], set[str]]:
+    """The query and document ids of the first `max_examples` lines of an MS MARCO soft-label tsv: the texts to keep
+    when reading mMARCO (its English collection alone has 8.8M passages)."""
+    qids, docids, seen = set(), set(), 0
+    for _, line in iter_lines(path):
+        parts = line.split("\t")
+        if len(parts) != 4:  # blank or malformed: read_msmarco_soft_labels names it
+            continue
+        qids.add(parts[2].strip())
+        docids.add(parts[3].strip())
+        seen += 1
+        if seen >= max_examples:
+            break
+    return qids, docids
+
+
+def read_id_texts(path: str | os.PathLike, keep: set[str] | None = None) -> dict[str, str]:
+    """An `id \\t text` tsv (mMARCO's collections and queries) as {id: text}, only the ids in `keep` when given."""
+    texts = {}
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        ident, sep, text = line.partition("\t")
+        if not sep:
+            raise DataFormatError(path, lineno, None, "expected `id <tab> text`")
+        ident = ident.strip()
+        if keep is None or ident in keep:
+            texts[ident] = text.rstrip("\n")
+    return texts
+
+
+def mmarco_texts(language: str, queries=None, corpus=None, qids: set[str] | None = None,
+                 docids: set[str] | None = None, dest_root: str | os.PathLike | None = None):
+    """mMARCO train queries and collection in `language` (the texts the package reads for stage 1), downloaded
+    once by the same code as every dataset; only `qids` / `docids` kept when given; a mapping given is kept."""
+    if queries is not None and corpus is not None:
+        return queries, corpus
+    collection, train_queries = download_files(mmarco_files(language),
+                                               cache_dir("data") if dest_root is None else dest_root)
     if corpus is None:
-        collection = hf_load_dataset("unicamp-dl/mmarco", f"collection-{language}")["collection"]
-        corpus = {str(row["id"]): row["text"] for row in collection}
+        corpus = read_id_texts(collection, docids)
     if queries is None:
-        rows = hf_load_dataset("unicamp-dl/mmarco", f"queries-{language}")["train"]
-        queries = {str(row["id"]): row["text"] for row in rows}
+        queries = read_id_texts(train_queries, qids)
     return queries, corpus

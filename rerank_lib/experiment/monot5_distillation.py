@@ -18,7 +18,7 @@ import torch
 
 from ..data.inranker import (
     MSMARCO_MAX_EXAMPLES, DistillDataset, DistillExample, mmarco_texts, published_file, read_custom_jsonl,
-    read_msmarco_soft_labels,
+    read_msmarco_soft_labels, soft_label_ids,
 )
 from ..losses.distillation import center, distillation_loss
 from ..models import pick_device
@@ -94,7 +94,8 @@ class InRankerTrainer:
         `corpus`, else from mMARCO in `language` as in the package."""
         msmarco_tsv_file = msmarco_tsv_file or published_file("msmarco")
         if queries is None or corpus is None:
-            queries, corpus = mmarco_texts(language, queries, corpus)
+            qids, docids = soft_label_ids(msmarco_tsv_file, max_examples)
+            queries, corpus = mmarco_texts(language, queries, corpus, qids, docids)
         examples = read_msmarco_soft_labels(msmarco_tsv_file, queries, corpus, max_examples)
         return self.dataset(examples, center_labels, max_length, source=str(msmarco_tsv_file))
 

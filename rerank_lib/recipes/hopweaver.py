@@ -88,8 +88,6 @@ class HopWeaverConfig(Settings):
 #: README's 5 candidates, the LLM steps with a hub instruct model standing in for GPT-4o.
 PAPER = paper_profile("hopweaver", HopWeaverConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-# Published numbers: not found (the paper's ablation table, success rate / attempts on Wikipedia bridge questions,
-# could not be read; the repository prints none), so no record carries a reference.
 
 PROFILES = {
     "smoke": {"top_k": 4, "llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12,
@@ -102,6 +100,17 @@ PROFILES = {
                    "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 1, "train.max_steps": 2,
                    "train.eval_every_steps": 1, "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
 }
+
+#: Published numbers to show beside the ablation rows, by method (e.g. "hopweaver-diverse-ft"): {measure: {"value": v,
+#: "source": "HopWeaver (arXiv 2505.15087) Table N: data, measure"}}. None found, so none is shown. Searched: the
+#: repository Zh1yuShen/HopWeaver @65d5a1a (README.md, README_CN.md, CORE_MODULES.md, hopweaver/train_reranker/
+#: README_EN.md lines 84-117: the ablation command and its four types, no results; fig/reranker.png: a diagram, no
+#: numbers), and the stored copies of the paper (https://ar5iv.labs.arxiv.org/html/2505.15087,
+#: https://arxiv.org/html/2505.15087v2) for its reranker ablation (standard / diverse / zs / ft): only the abstract
+#: and introduction were reachable. Its published ablation command runs on Wikipedia documents
+#: (config_lib/extract_config_wikifulldoc.yaml, README_EN.md line 111) and counts LLM-validated sub-questions
+#: (rerank_ablation_test.py lines 256-325), not SciFact qrels: a number from it would measure something else.
+REFERENCES: dict[str, dict] = {}
 
 
 def config(profile: str = "default", **overrides) -> HopWeaverConfig:
@@ -324,8 +333,9 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
              **({"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
                  "generator_yield": gen_yield} if name == "diverse_ft" else {})}
         extra = trained if name == "diverse_ft" else {"wall_s": walls[name]}
-        records.append(record_run(run, test.qrels, method=f"hopweaver-{name.replace('_', '-')}", model=models[name],
-                                  baselines=baselines, params=p, **common, **extra))
+        method = f"hopweaver-{name.replace('_', '-')}"
+        records.append(record_run(run, test.qrels, method=method, model=models[name], baselines=baselines, params=p,
+                                  reference=REFERENCES.get(method), **common, **extra))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)
         interp = success_and_attempts(interpolate(runs["diverse_ft"], runs["diverse"], weight), test.qrels)

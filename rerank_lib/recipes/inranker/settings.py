@@ -13,10 +13,24 @@ from ...training import TrainConfig
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
 
-#: Published nDCG@10 to show beside ours, by (dataset, method). Not found: the InRanker paper's BEIR table (arXiv
-#: 2401.06910) could not be read, and neither the model cards nor the repository print numbers; add
-#: {"nDCG@10": {"value": v, "source": "InRanker (arXiv 2401.06910) Table N, first stage, depth"}} per (dataset, method).
-REFERENCES: dict[tuple[str, str], dict] = {}
+_2CR = ("rank_llm 2CR (castorini/rank_llm @1b3cabb) src/rank_llm/2cr/msmarco-v1-passage.yaml lines 46-59: "
+        "castorini/monot5-3b-msmarco-10k reranking the Anserini BM25 top-100 of the judged queries; ours: bm25s BM25 "
+        "top-dl_depth (100 in the paper profile), max_length 512")
+#: Published nDCG@10 to show beside ours, by (dataset, method). Found: monoT5-3B, the paper profile's teacher row
+#: (teacher-monot5-3b-msmarco-10k), on TREC DL 2019 / 2020 (rank_llm's 2CR table, read in the repository).
+#: Not found, so left out: the InRanker paper's own BEIR table (InRanker-small / -base / -3B and the monoT5-60M /
+#: -220M / -3B baselines on SciFact and the BEIR mean; its first stage and depth). Searched: the stored text of
+#: http://cord.distantreader.org/stacks/journals-ojs/bracis/bracis-33590.htm and https://arxiv.org/html/2401.06910v1
+#: (stored copies, searched for InRanker / monoT5-60M / -220M / SciFact / nDCG@10 / BEIR table / BM25 top-1000:
+#: only their abstract and introduction are reachable), the model cards unicamp-dl/InRanker-small / -3B (no numbers),
+#: the repository unicamp-dl/InRanker @e85f2c6 (README.md, docs/: no scores), and for monoT5 on SciFact the
+#: repository of Rosa et al. (arXiv 2206.02873; guilhermemr04/scaling-zero-shot-retrieval @fb5866f: README.md,
+#: src/beir_results.PNG is a plot of the BEIR mean, BEIR.ipynb has no saved outputs). A SciFact row goes here as
+#: ("scifact", method): {"nDCG@10": {"value": v, "source": "InRanker (arXiv 2401.06910) Table N: first stage, depth"}}.
+REFERENCES: dict[tuple[str, str], dict] = {
+    ("trec-dl-2019", "teacher-monot5-3b-msmarco-10k"): {"nDCG@10": {"value": 0.7173, "source": f"{_2CR} (dl19)"}},
+    ("trec-dl-2020", "teacher-monot5-3b-msmarco-10k"): {"nDCG@10": {"value": 0.6887, "source": f"{_2CR} (dl20)"}},
+}
 
 
 def _train(**values) -> TrainConfig:

@@ -13,18 +13,20 @@ from ...retrievers.training import recall_per_query
 from ...settings import snapshot
 from .baselines import Baselines
 from .faire_data import FaireData
-from .settings import FAIRE_MEASURES, PIPELINE, FaireConfig, short_name, start_method
+from .settings import FAIRE_MEASURES, PIPELINE, REFERENCES, FaireConfig, short_name, start_method
 from .training import Outcome
 
 
 def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
                  model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
     """A record with LocalRQA's recall@k (not an ir-measures measure: retrievers.training.recall_per_query scores
-    it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models."""
+    it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models;
+    the published numbers of (dataset, method) from REFERENCES beside them."""
     return record_run(run, ds.qrels, pipeline=PIPELINE, method=method, dataset=ds.name, split=ds.split,
                       profile=cfg.profile, results_dir=results_dir, baselines=baselines, measures=FAIRE_MEASURES,
                       scorer=recall_per_query, model=model, first_stage="corpus", depth=cfg.depth, params=params,
-                      seed=cfg.seed, wall_s=wall_s, training=training, eval_queries=ds.queries if training else None)
+                      seed=cfg.seed, wall_s=wall_s, training=training, eval_queries=ds.queries if training else None,
+                      reference=REFERENCES.get((ds.name, method)))
 
 
 def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:

@@ -118,6 +118,18 @@ FAIRE_PROFILES: dict[str, dict[str, Any]] = {
                            "rpg_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2)})),
 }
 
+#: Published numbers to show beside ours on faire, by (dataset, method), e.g. ("localrqa-faire", "ctl-e5-base-v2"):
+#: {"recall@4": {"value": v, "source": "LocalRQA (arXiv 2403.00982) Table N: model, data, k"}}. None found, so none
+#: is shown. Searched: the repository jasonyux/LocalRQA @aadf3d1 (README.md; docs/usecases/faire.rst and
+#: databricks.rst, docs/modules/training/retriever/ctl.rst, dca.rst, rpg.rst,
+#: docs/modules/evaluation/eval_retriever.rst: commands and metric names only; no text file of the repository prints
+#: a recall value), and the stored copies of the paper
+#: (https://arxiv.org/html/2403.00982v1) and of https://jasonyux.com/LocalRQA/modules/training/retriever.html, for
+#: its retriever table (CTL / DCA / RPG, Recall@1 / Recall@4, Faire): only the abstract and introduction were
+#: reachable. The Faire tutorial trains CTL only (PAPER_GAPS), so a DCA / RPG number on faire may not exist.
+REFERENCES: dict[tuple[str, str], dict] = {}
+
+
 @dataclass(frozen=True)
 class SciFactConfig(Settings):
     """Notebook 41: CTL on SciFact train (qrels + BM25 hard negatives), evaluated by dense retrieval on test."""
