@@ -3,6 +3,7 @@ default, paper), and the config as a table (`config()` is the function the packa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pandas as pd
 
@@ -40,6 +41,8 @@ def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 convers
 
 @dataclass(frozen=True)
 class RankLLMConfig(Settings):
+    READ_ONLY_WHEN: ClassVar[dict] = {name: "the substitute training data is built (train_data 'offline')"
+                                      for name in ("n_variable", "shuffle_inputs", "scifact_train_queries")}
     profile: str = "default"
     seed: int = 13  # data samples; config(seed=...) sets train.seed too
     data_root: str | None = None

@@ -48,16 +48,17 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
     dl = dl_training_split(train_on, cfg.data_root, cfg.seed, restrict_to=bm25_dl)
     bm25_sf = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     sf = scifact_training_split(cfg.data_root, cfg.seed, restrict_to=bm25_sf)
-    sf_train = sorted(sf.train.queries)
-    if cfg.scifact_train_queries and cfg.scifact_train_queries < len(sf_train):
-        sf_train = sorted(random.Random(cfg.seed).sample(sf_train, cfg.scifact_train_queries))
     sf_dev = sorted(sf.dev.queries)[: cfg.dev_scifact_queries]
-    common = dict(window=cfg.train_window, max_words=cfg.train_max_words, n_variable=cfg.n_variable, seed=cfg.seed,
-                  alpha=use_letters(cfg, load_base_tokenizer(cfg, cfg.model)), shuffle=cfg.shuffle_inputs)
+    alpha = use_letters(cfg, load_base_tokenizer(cfg, cfg.model))
     if cfg.train_data == "rank_zephyr":  # the paper's data; the DL year and SciFact give the dev slices only
-        conversations, used = rank_zephyr_conversations(cfg, common["alpha"])
+        conversations, used = rank_zephyr_conversations(cfg, alpha)
         sf_train = []
-    else:
+    else:  # the substitute data: teacher-ordered windows of the DL year's train part and a SciFact train sample
+        sf_train = sorted(sf.train.queries)
+        if cfg.scifact_train_queries and cfg.scifact_train_queries < len(sf_train):
+            sf_train = sorted(random.Random(cfg.seed).sample(sf_train, cfg.scifact_train_queries))
+        common = dict(window=cfg.train_window, max_words=cfg.train_max_words, n_variable=cfg.n_variable,
+                      seed=cfg.seed, alpha=alpha, shuffle=cfg.shuffle_inputs)
         conversations = build_conversations(dl.train.queries, bm25_dl, load_run(
             results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, source=f"{train_on}:",
             **common)
