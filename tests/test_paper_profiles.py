@@ -181,3 +181,56 @@ def test_the_paper_profiles_are_package_data():
     assert PAPER_PROFILES == PROJECT_ROOT / "rerank_lib" / "recipes" / "paper_profiles"
     assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
         ["cross_encoder", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever", "retriever_scifact"])
+
+
+RECIPE_FILE = GOOD + """\
+profiles:
+  smoke:
+    depth: 5
+    stage1.train: {learning_rate: 1.0e-3}
+  # a comment
+  paper-tiny:
+    sizes: [3]
+    mapping: {b: 2.5e-5}
+references:
+  - row: [scifact, bm25]
+    measures:
+      nDCG@10: {value: 0.665, source: BEIR Table 2}
+  - row: model-x
+    measures:
+      nDCG@10: {value: 0.7, source: card line 3}
+      RR@10: {value: 0.8, source: card line 4}
+"""
+
+
+def test_a_recipe_file_holds_every_profile_and_the_published_numbers(tmp_path):
+    from rerank_lib import paper_profiles
+
+    doc = paper_profiles.read(_file(tmp_path, RECIPE_FILE), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+    assert doc.profiles == {"smoke": {"depth": 5, "stage1.train.learning_rate": 1e-3},
+                            "paper-tiny": {"sizes": [3], "mapping": {"b": 2.5e-5}}}
+    assert doc.all_profiles() == {"smoke": {"depth": 5, "stage1.train.learning_rate": 1e-3}, "default": {},
+                                  "paper": doc.values, "paper-tiny": {"sizes": [3], "mapping": {"b": 2.5e-5}}}
+    assert doc.references == {("scifact", "bm25"): {"nDCG@10": {"value": 0.665, "source": "BEIR Table 2"}},
+                              "model-x": {"nDCG@10": {"value": 0.7, "source": "card line 3"},
+                                          "RR@10": {"value": 0.8, "source": "card line 4"}}}
+    # a --config file (the train command's) holds no other profiles and no published numbers
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 20: unknown top-level key 'profiles'"):
+        paper_profiles.read(_file(tmp_path, RECIPE_FILE), KNOWN)
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("  smoke:\n    depth: 5", "  smoke:\n    deep: 5", r"unknown setting 'deep' in \S+demo.yaml, line 22"),
+    ("  paper-tiny:", "  paper:", r"demo.yaml, line 25: unknown profile 'paper'; profiles holds smoke, default, paper-tiny"),
+    ("  smoke:\n    depth: 5", "  smoke:\n    depth: 5\n    depth: 6", r"demo.yaml, line 23: .*'depth' is given twice"),
+    ("{value: 0.665, source: BEIR Table 2}", "{value: high, source: BEIR Table 2}",
+     r"demo.yaml, line 31: reference \('scifact', 'bm25'\) nDCG@10: write \{value: number, source: text\}"),
+    ("  - row: model-x\n    measures:", "  - row: model-x\n    measure:", r"demo.yaml, line 32: a reference holds row, measures"),
+    ("  - row: model-x", "  - row: [scifact, bm25]", r"demo.yaml, line 32: reference row \('scifact', 'bm25'\) is given twice"),
+])
+def test_a_bad_recipe_file_names_the_file_line_and_key(tmp_path, old, new, message):
+    from rerank_lib import paper_profiles
+
+    assert old in RECIPE_FILE
+    with pytest.raises(paper_profiles.SettingsFileError, match=message):
+        paper_profiles.read(_file(tmp_path, RECIPE_FILE.replace(old, new)), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)

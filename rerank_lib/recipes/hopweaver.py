@@ -89,28 +89,10 @@ class HopWeaverConfig(Settings):
 PAPER = paper_profile("hopweaver", HopWeaverConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-PROFILES = {
-    "smoke": {"top_k": 4, "llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12,
-              "max_length": 64, "train.per_device_batch_size": 2, "train.max_steps": 3, "train.eval_every_steps": None,
-              "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
-    "default": {},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12, "max_length": 64,
-                   "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 1, "train.max_steps": 2,
-                   "train.eval_every_steps": 1, "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
-}
+PROFILES = PAPER.all_profiles()
 
-#: Published numbers to show beside the ablation rows, by method (e.g. "hopweaver-diverse-ft"): {measure: {"value": v,
-#: "source": "HopWeaver (arXiv 2505.15087) Table N: data, measure"}}. None found, so none is shown. Searched: the
-#: repository Zh1yuShen/HopWeaver @65d5a1a (README.md, README_CN.md, CORE_MODULES.md, hopweaver/train_reranker/
-#: README_EN.md lines 84-117: the ablation command and its four types, no results; fig/reranker.png: a diagram, no
-#: numbers), and the stored copies of the paper (https://ar5iv.labs.arxiv.org/html/2505.15087,
-#: https://arxiv.org/html/2505.15087v2) for its reranker ablation (standard / diverse / zs / ft): only the abstract
-#: and introduction were reachable. Its published ablation command runs on Wikipedia documents
-#: (config_lib/extract_config_wikifulldoc.yaml, README_EN.md line 111) and counts LLM-validated sub-questions
-#: (rerank_ablation_test.py lines 256-325), not SciFact qrels: a number from it would measure something else.
-REFERENCES: dict[str, dict] = {}
+#: Published numbers beside the ablation rows, by method (the file's `references:`: none found, and where searched).
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> HopWeaverConfig:

@@ -89,7 +89,6 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
             dev_run = None  # the dev run of the FIRST row picks its interpolation weight (SciFact: scored here)
             if decoding == "first":
                 dev_run = sel.dev_run if dev_key == "dl" else rerank_set(rr, dev, cfg, progress=False)[0]
-            ref = REFERENCES.get((name, tr.objective))
             records += record_reranker(
                 run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
                 dev_qrels=dev.dataset.qrels, method=method,
@@ -98,7 +97,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,
-                reference={MEASURE: {"value": ref[0], "source": ref[1]}} if ref else None)
+                reference=REFERENCES.get((name, tr.objective)))
     first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
     publish_model("listwise", model, results_dir, cfg.profile, f"{first.method}-{tr.fold.train_on}",
