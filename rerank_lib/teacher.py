@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from .progress import tqdm
 
+from .data.pairs import TrainGroup
 from .data.trec import ranked, read_run, top_k, write_run
 from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
@@ -229,3 +230,17 @@ def fit_calibration(scores: Run, qrels: Mapping[str, Mapping[str, int]], min_gra
     scale, bias = platt_fit(xs, ys, l2)
     return Calibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on, n_pairs=len(xs),
                        n_positive=int(sum(ys)), min_grade=min_grade)
+
+
+def calibrated_group(calibration: Calibration, query_id: str, query: str, positives: Sequence[str],
+                     negatives: Sequence[str], scores: Mapping[str, float], corpus: Mapping[str, Document],
+                     soft: bool) -> TrainGroup:
+    """One training group from a teacher's scores: the qrels positives (label 1), then the negatives, labelled 0 or,
+    with `soft`, by the calibrated P(relevant) of their score; every document's calibrated margin is its
+    distillation score (FlagEmbedding's pos/neg_scores)."""
+    docs = [*positives, *negatives]
+    s = [scores[d] for d in docs]
+    labels = [1.0] * len(positives) + ([float(p) for p in calibration.probability(s[len(positives):])] if soft
+                                       else [0.0] * len(negatives))
+    return TrainGroup(query, [corpus[d].text_for_model for d in docs], labels, n_pos=len(positives),
+                      teacher_scores=[float(x) for x in calibration.margin(s)], query_id=query_id, doc_ids=docs)

@@ -9,6 +9,8 @@ from rerank_lib import settings
 
 # (module, its paper profile's PROFILES name, its sources' name, its gaps' name, its config function)
 RECIPES = [
+    ("rerank_lib.recipes.first_stage", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
+    ("rerank_lib.recipes.teacher", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.cross_encoder", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.hopweaver", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
@@ -180,7 +182,8 @@ def test_the_paper_profiles_are_package_data():
     assert package_data["rerank_lib.recipes"] == ["paper_profiles/*.yaml"]
     assert PAPER_PROFILES == PROJECT_ROOT / "rerank_lib" / "recipes" / "paper_profiles"
     assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
-        ["cross_encoder", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever", "retriever_scifact"])
+        ["cross_encoder", "first_stage", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever",
+         "retriever_scifact", "teacher"])
 
 
 RECIPE_FILE = GOOD + """\
@@ -214,7 +217,7 @@ def test_a_recipe_file_holds_every_profile_and_the_published_numbers(tmp_path):
     assert doc.references == {("scifact", "bm25"): {"nDCG@10": {"value": 0.665, "source": "BEIR Table 2"}},
                               "model-x": {"nDCG@10": {"value": 0.7, "source": "card line 3"},
                                           "RR@10": {"value": 0.8, "source": "card line 4"}}}
-    # a --config file (the train command's) holds no other profiles and no published numbers
+    # a plain settings file (read without RECIPE_TOP_LEVEL) holds no other profiles and no published numbers
     with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 20: unknown top-level key 'profiles'"):
         paper_profiles.read(_file(tmp_path, RECIPE_FILE), KNOWN)
 

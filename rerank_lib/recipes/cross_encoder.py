@@ -31,7 +31,7 @@ from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..paper_profiles import paper_profile
 from ..settings import Settings, override, resolve_profile, snapshot
-from ..teacher import Calibration, fit_calibration, scores_with_extra, spec as teacher_spec
+from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
 from ..training.groups import GROUPWISE
 
@@ -193,19 +193,12 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
                                train.corpus, train.queries, depth=cfg.teacher_depth)
     calibration = fit_calibration(scores, train.qrels, teacher=cfg.teacher, fitted_on=split.provenance.source, l2=1e-4)
 
-    def group(q: str, negs: list[str], soft: bool) -> TrainGroup:
-        docs = positives[q] + negs
-        s = [scores[q][d] for d in docs]
-        labels = [1.0] * len(positives[q]) + ([float(p) for p in calibration.probability(s[len(positives[q]):])]
-                                               if soft else [0.0] * len(negs))
-        return TrainGroup(train.queries[q], [train.corpus[d].text_for_model for d in docs], labels,
-                          n_pos=len(positives[q]), teacher_scores=[float(x) for x in calibration.margin(s)],
-                          query_id=q, doc_ids=docs)
-
     main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg
     qids = sorted(positives, key=lambda q: (len(q), q))
-    groups = {kind: [group(q, negs[q], soft=kind == "distill") for q in qids] for kind, negs in (
-        ("binary", main_neg), ("distill", main_neg), ("flag", main_neg), ("flag_dense", dense_neg))}
+    groups = {kind: [calibrated_group(calibration, q, train.queries[q], positives[q], negs[q], scores[q], train.corpus,
+                                      soft=kind == "distill") for q in qids]
+              for kind, negs in (("binary", main_neg), ("distill", main_neg), ("flag", main_neg),
+                                 ("flag_dense", dense_neg))}
     out = data_dir(cfg, results_dir)
     files = {kind: write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
              for kind, (name, fmt) in FILES.items()}

@@ -19,17 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.hopweaver import generation_stats, read_generated, sample_sources, write_hopweaver
+from ..data.hopweaver import generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver
 from ..data.pairs import TrainGroup
 from ..data.trec import top_k
 from ..data.types import Dataset, Run
 from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, publish_model, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
+    pipeline_cache, publish_selected, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
     test_sample, train_scorer,
 )
 from ..rerankers import CrossEncoder
+from ..rerankers.cross_encoder import has_trained_head
 from ..experiment.launch import train_launched
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
@@ -147,13 +148,6 @@ class LLMDemo:
         return generator_yield(self.examples)
 
 
-def generator_yield(examples) -> dict:
-    """The generator's yield: lines asked (attempts), produced (a query parsed, candidates judged) and usable (at
-    least one positive and one negative verdict, what HopWeaver writes as a training line)."""
-    return {"asked": len(examples), "produced": sum(1 for e in examples if e.query),
-            "usable": sum(1 for e in examples if e.usable)}
-
-
 def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJudge) -> LLMDemo:
     """The published generator with the LLM for both steps, on `llm_sources` source documents (judged abstracts of
     train claims, so a reader can see the topic): proposed query, candidates, verdicts, written as HopWeaver jsonl."""
@@ -228,13 +222,6 @@ class Reranked:
     model: CrossEncoder  # holding the selected weights (the zero-shot start when step 0 won on dev)
     selected: Selected
     generated: GeneratedData | None = None  # what it trained on
-
-
-def has_trained_head(model: CrossEncoder) -> bool:
-    """Whether the reranker's checkpoint holds a trained score head (a *ForSequenceClassification model, e.g.
-    bge-reranker-v2-m3) or gets a fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a
-    zero-shot reranker."""
-    return any(a.endswith("ForSequenceClassification") for a in (model.model.config.architectures or []))
 
 
 def start_row_name(model: CrossEncoder) -> str:
@@ -327,8 +314,6 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
             params={**params, **interp, "dev_curve": curve.to_dict("list"), "generator_yield": gen_yield}, **common,
             **trained))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
-    publish_model("cross_encoder", reranked.model, results_dir, cfg.profile, ft.method, base_model=cfg.reranker,
-                  training_queries=ft.n_training_queries, settings=params, record=ft,
-                  dev={sel.metric: sel.value} if sel.step is not None else None,
-                  training_data="HopWeaver contrastive data generated from SciFact train claims")
+    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
+                     training_data="HopWeaver contrastive data generated from SciFact train claims")
     return records, runs

@@ -11,7 +11,7 @@ import pandas as pd
 from ...data import TrainingQueries
 from ...data.trec import top_k
 from ...evaluation import evaluate, kendall_tau_agreement
-from ...experiment import Timer, learning_curves, load_run, publish_model, record_reranker, save_run, selection_row
+from ...experiment import Timer, learning_curves, load_run, publish_selected, record_reranker, save_run, selection_row
 from ...experiment import results_table as experiment_table
 from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
@@ -85,9 +85,8 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         save_run(run, results_dir, cfg.profile, name, "test", f"inranker-{s.method}")
         if has_t5_vocabulary(ranker):  # inranker's T5Ranker loads T5-vocabulary students (not the MiniLM one)
             row = next(r for r in ev.records if r.method == s.method and r.dataset == name)
-            publish_model("monot5", ranker, results_dir, cfg.profile, f"{s.method}-{name}", base_model=s.params["init"],
-                          training_queries=row.n_training_queries, settings=s.params, record=row,
-                          dev={s.selected.metric: s.selected.value} if s.selected.step is not None else None)
+            publish_selected("monot5", ranker, row, s.selected, results_dir, base_model=s.params["init"],
+                             name=f"{s.method}-{name}", settings=s.params)
         return run
 
     if cfg.teacher_model is not None:  # paper: the monoT5 teacher is a ranker of its own, recorded here

@@ -16,8 +16,7 @@ from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
 from ...teacher import scores_with_extra
-from .data import LLMData
-from .llm import load_llm, pairs_of
+from .data import LLMData, load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
 from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
 

@@ -9,9 +9,10 @@ import pandas as pd
 from ...experiment import run_dir, selection_row, train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below, identifier_token_ids
 from ...listwise.analysis import input_order_tau, window_tau
+from ...models import load_chat_lm
 from ...settings import override, snapshot
 from ...training import TrainConfig, pad_collate
-from .models import load_lm, use_letters
+from .evalsets import use_letters
 from .settings import PIPELINE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
@@ -64,7 +65,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
     input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
     learns the windows it sees but does not generalise from them (flat dev curves)."""
-    model, tokenizer = load_lm(cfg, cfg.model)
+    model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     alpha = use_letters(cfg, tokenizer)
     n_max = max(c["num_passages"] for c in fold.conversations)
     ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window, n_max), alpha, cfg.chat_template)

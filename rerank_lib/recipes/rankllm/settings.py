@@ -9,14 +9,14 @@ import pandas as pd
 
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
-from ...models import resolve
+from ...models import TINY_RANDOM_LLAMA, resolve
 from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
-TINY = "tiny-random-llama"  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
+TINY = TINY_RANDOM_LLAMA  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
 
 
 def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 conversations, fp32 on the CPU

@@ -1,8 +1,10 @@
-"""The retriever-training settings: faire's and SciFact's configs and profiles, the encoder, the record names."""
+"""The retriever-training settings: faire's and SciFact's configs and profiles, faire's data, the encoder, the record
+names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...data.localrqa import RetrieverSplits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
 from ...paper_profiles import paper_profile
 from ...settings import Settings, override, profile_values, resolve_profile
@@ -138,6 +140,17 @@ def config(profile: str = "default", **overrides) -> FaireConfig:
 
 def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
     return _with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
+
+
+#: faire's splits as the trainers read them
+FaireData = RetrieverSplits
+
+
+def load_faire(cfg: FaireConfig) -> FaireData:
+    """faire's splits (train de-duplicated against eval and test; the max_* questions of each in smoke), the corpus
+    and the reader's passages."""
+    return retriever_splits(load_localrqa(cfg.collection, root=cfg.data_root, documents=cfg.documents), FAIRE,
+                            cfg.max_train, cfg.max_eval, cfg.max_test, cfg.restrict_corpus)
 
 
 def encoder(cfg) -> BiEncoder:
