@@ -8,7 +8,8 @@ The paper profiles live beside the recipes (`rerank_lib/recipes/paper_profiles/<
 so `recipe.config("paper")` and `python -m rerank_lib.train PIPELINE --config FILE` read the same values.
 A recipe's file also holds its other profiles (`profiles:` then `smoke:`, `default:`, `paper-tiny:`, each a
 `settings:`-like mapping whose values need no source) and the published numbers its records show beside ours
-(`references:`, a list of `{row: key or [dataset, method], measures: {name: {value, source}}}`).
+(`references:`, a list of `{row: key or [dataset, method], measures: {name: {value, source}}}`) and, where a recipe
+searches its settings, the variants it tries per profile (`grids:` then a profile name and a list of settings).
 Every error names the file, the line and the key.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .settings import PAPER_TINY, PROFILES, paths
 PAPER_PROFILES = Path(__file__).with_name("recipes") / "paper_profiles"
 TOP_LEVEL = ("pipeline", "profile", "settings", "gaps")
 #: a recipe's packaged file adds its other profiles and its published numbers to what a `--config` file holds
-RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references")
+RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids")
 OTHER_PROFILES = tuple(p for p in PROFILES if p != "paper")
 GAP_KEYS = ("setting", "published", "why")
 REFERENCE_KEYS = ("row", "measures")
@@ -50,6 +51,7 @@ class SettingsFile:
     gaps: list[dict[str, str]] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # the other profiles' values, by name
     references: dict[Any, dict[str, dict]] = field(default_factory=dict)  # row key -> {measure: {value, source}}
+    grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # profile -> the variants a search tries
 
     def all_profiles(self) -> dict[str, dict[str, Any]]:
         """Every profile's values (`PROFILES` of a recipe): smoke, default, paper (this file's settings), paper-tiny."""
@@ -136,6 +138,21 @@ def _profiles(out: SettingsFile, loader, node, known: Collection[str]) -> None:
         out.profiles[name] = profile.values
 
 
+def _grids(out: SettingsFile, loader, node, known: Collection[str]) -> None:
+    """`grids:`: per profile, a list of variants, each a settings mapping checked like `settings:`."""
+    for name, variants, line in _mapping(out.path, node, "grids"):
+        if name not in PROFILES:
+            raise SettingsFileError(f"{out.path}, line {line}: unknown profile {name!r}; grids holds "
+                                    f"{', '.join(PROFILES)}")
+        if not isinstance(variants, yaml.SequenceNode):
+            raise _error(out.path, variants, f"grids {name}: a list of settings mappings")
+        out.grids[name] = []
+        for variant in variants.value:
+            settings = SettingsFile(out.path)
+            _settings(settings, loader, variant, known)
+            out.grids[name].append(settings.values)
+
+
 def _references(path, loader, node) -> dict[Any, dict[str, dict]]:
     """`references:`: published numbers by row key (a name, or [dataset, method] read as a tuple)."""
     if not isinstance(node, yaml.SequenceNode):
@@ -144,7 +161,8 @@ def _references(path, loader, node) -> dict[Any, dict[str, dict]]:
     for item in node.value:
         entry = {key: value for key, value, _ in _mapping(path, item, "a reference")}
         if tuple(entry) != REFERENCE_KEYS:
-            raise _error(path, item, f"a reference holds {', '.join(REFERENCE_KEYS)} (in that order), not {list(entry)}")
+            raise _error(path, item, f"a reference holds {', '.join(REFERENCE_KEYS)} (in that order), "
+                                     f"not {list(entry)}")
         row = loader.construct_document(entry["row"])
         row = tuple(row) if isinstance(row, list) else row
         if row in table:
@@ -188,6 +206,8 @@ def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -
         _profiles(out, loader, top["profiles"], set(known))
     if "references" in top:
         out.references.update(_references(path, loader, top["references"]))
+    if "grids" in top:
+        _grids(out, loader, top["grids"], set(known))
     return out
 
 

@@ -237,3 +237,18 @@ def test_a_bad_recipe_file_names_the_file_line_and_key(tmp_path, old, new, messa
     assert old in RECIPE_FILE
     with pytest.raises(paper_profiles.SettingsFileError, match=message):
         paper_profiles.read(_file(tmp_path, RECIPE_FILE.replace(old, new)), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+
+
+def test_a_recipe_file_holds_the_variants_a_search_tries(tmp_path):
+    from rerank_lib import paper_profiles
+
+    text = RECIPE_FILE + "grids:\n  smoke:\n    - {depth: 3, stage1.train.seed: 1}\n    - {depth: 4}\n  paper: []\n"
+    doc = paper_profiles.read(_file(tmp_path, text), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+    assert doc.grids == {"smoke": [{"depth": 3, "stage1.train.seed": 1}, {"depth": 4}], "paper": []}
+    assert list(doc.grids["smoke"][0]) == ["depth", "stage1.train.seed"]  # the order a variant's label follows
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"unknown setting 'deep' in \S+demo.yaml, line 39"):
+        paper_profiles.read(_file(tmp_path, text.replace("{depth: 4}", "{deep: 4}")), KNOWN,
+                            paper_profiles.RECIPE_TOP_LEVEL)
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 40: unknown profile 'big'"):
+        paper_profiles.read(_file(tmp_path, text.replace("  paper: []", "  big: []")), KNOWN,
+                            paper_profiles.RECIPE_TOP_LEVEL)

@@ -13,22 +13,12 @@ from ...models import load_chat_lm
 from ...settings import override, snapshot
 from ...training import TrainConfig, pad_collate
 from .evalsets import use_letters
-from .settings import PIPELINE, RankLLMConfig
+from .settings import PAPER, PIPELINE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
-# Variants tried on the first fold's dev slice beside the main recipe (dotted overrides of the config). Default: the
-# FIRST ranking objective alone, on 10-passage windows (~3 s a step instead of ~7), from a low to a high learning
-# rate, in BM25 order and shuffled (RankVicuna's augmentation: copying the input order no longer lowers the loss).
-SEARCH_GRIDS: dict[str, list[dict]] = {
-    "smoke": [{"train.learning_rate": 1e-3, "train.max_steps": 2, "train.eval_every_steps": 1,
-               "train.save_every_steps": 1}],
-    "default": [
-        {"train.learning_rate": lr, "train_window": 10, "shuffle_inputs": shuffled, "train.max_steps": 60,
-         "train.warmup_steps": 5, "train.eval_every_steps": 20, "train.save_every_steps": 20}
-        for lr, shuffled in ((1e-5, False), (1e-4, False), (5e-5, True))
-    ],
-    "paper": [],  # the published recipe is the experiment
-}
+#: Variants tried on the first fold's dev slice beside the main recipe, by profile (dotted overrides of the config):
+#: the `grids:` of recipes/paper_profiles/rankllm.yaml, where each grid's reason is written.
+SEARCH_GRIDS = PAPER.grids
 
 
 def search_grid(cfg: RankLLMConfig) -> list[dict]:
