@@ -182,6 +182,19 @@ def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
     return scale, float(model.intercept_[0]) - scale * mu
 
 
+def platt_probability(scores: np.ndarray, labels: np.ndarray):
+    """p = sigmoid(a s + b) as a function, fitted on 0/1 `labels` (for scores that are not probabilities, e.g. a
+    trained head's logits or reciprocal-rank fusion). scikit-learn's default tolerance and C=1e4: the LLM-reranker
+    recipe's distillation labels; `platt_fit` fits in float64 with a tighter tolerance, which moves those labels (a
+    head's float32 logits) by up to 1.6e-4."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = float(scores.mean()), float(scores.std() or 1.0)
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(((scores - mu) / sd)[:, None], labels.astype(int))
+    a, b = float(model.coef_[0, 0] / sd), float(model.intercept_[0] - model.coef_[0, 0] * mu / sd)
+    return lambda s: 1.0 / (1.0 + np.exp(-(a * np.asarray(s, dtype=float) + b)))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """margin = scale * teacher_score + bias with sigmoid(margin) = P(relevant | score), fitted on training labels.
