@@ -610,3 +610,15 @@ def load_chat_lm(name: str, chat_template: str | None = None, device=None, token
         model = load_causal_lm(name, device=device, dtype=dtype, keep_in_memory=False)
     model.eval()
     return model, tokenizer
+
+
+def where_from(name: str) -> str:
+    """Where a model name's weights would come from here, in words (no machine paths): TINY_RANDOM_LLAMA is built
+    from a config, a built-in says which weights (e.g. a Q4_1 stand-in, not the hub model), and a hub id that cannot
+    be reached here says so instead of failing (a paper profile's summary still prints offline)."""
+    if name == TINY_RANDOM_LLAMA:
+        return "built from a config (smoke)"
+    try:
+        return resolve(name).description
+    except Exception as err:  # offline, a hub id: the paper profile cannot run here
+        return f"unavailable here ({type(err).__name__})"

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
-from ...models import TINY_RANDOM_LLAMA, resolve
+from ...models import TINY_RANDOM_LLAMA, where_from
 from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
@@ -111,12 +111,5 @@ def summary(cfg: RankLLMConfig) -> pd.DataFrame:
     table = settings_table(cfg, drop=["chat_template"])
     for role, name in (("start", cfg.model), ("generation base", cfg.generation_model or cfg.model),
                        ("combined base", cfg.combined_model or cfg.model)):
-        if name == TINY:
-            where = "built from a config (smoke)"
-        else:
-            try:
-                where = resolve(name).description  # says which weights (Q4_1 stand-in or the hub model), no paths
-            except Exception as err:  # offline, hub id: say so, the paper profile cannot run here
-                where = f"unavailable here ({type(err).__name__})"
-        table.loc[f"{role} model"] = f"{name} [{where}]"
+        table.loc[f"{role} model"] = f"{name} [{where_from(name)}]"
     return table.rename_axis("parameter")
