@@ -562,3 +562,63 @@ def load_causal_lm(name: str | os.PathLike, device=None, dtype: torch.dtype | No
     from transformers import AutoModelForCausalLM
 
     return load_model(name, auto_class=AutoModelForCausalLM, device=device, dtype=dtype, attn=attn).eval()
+
+
+#: A 2-layer random Llama with the Mistral tokenizer, built from a config in seconds (a smoke profile's LLM: the
+#: listwise code runs end to end, its numbers mean nothing). Built by `load_chat_lm`, never resolved from disk.
+TINY_RANDOM_LLAMA = "tiny-random-llama"
+_CHAT_TOKENIZERS: dict = {}
+
+
+def tiny_random_llama(tokenizer):
+    """TINY_RANDOM_LLAMA for `tokenizer`: seeded (torch seed 0), hidden size 32, 2 layers, 2 heads."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(cfg)
+
+
+def load_chat_tokenizer(name: str, chat_template: str | None = None):
+    """The tokenizer of a model name, with `chat_template` when it has none and a pad token (one instance per name
+    and template in a process: the steps of a listwise recipe ask for it again and again)."""
+    key = (name, chat_template)
+    if key in _CHAT_TOKENIZERS:
+        return _CHAT_TOKENIZERS[key]
+    tokenizer = load_tokenizer("mistral-v0.1-tokenizer" if name == TINY_RANDOM_LLAMA else name)
+    _CHAT_TOKENIZERS[key] = tokenizer
+    if chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def load_chat_lm(name: str, chat_template: str | None = None, device=None, tokenizer_from: str | None = None):
+    """(causal LM in eval mode, its load_chat_tokenizer) for a model name: TINY_RANDOM_LLAMA, a built-in (via its
+    de-quantised copy), a hub id or a trained checkpoint folder (then `tokenizer_from` names the base model whose
+    tokenizer it uses). fp32 on a CPU, bf16 on an accelerator; not kept in memory (paper models are 7B, and trained
+    checkpoints are loaded once each)."""
+    device = device or pick_device()
+    tokenizer = load_chat_tokenizer(tokenizer_from or name, chat_template)
+    if name == TINY_RANDOM_LLAMA:
+        model = tiny_random_llama(tokenizer).to(device)
+    else:
+        dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+        model = load_causal_lm(name, device=device, dtype=dtype, keep_in_memory=False)
+    model.eval()
+    return model, tokenizer
+
+
+def where_from(name: str) -> str:
+    """Where a model name's weights would come from here, in words (no machine paths): TINY_RANDOM_LLAMA is built
+    from a config, a built-in says which weights (e.g. a Q4_1 stand-in, not the hub model), and a hub id that cannot
+    be reached here says so instead of failing (a paper profile's summary still prints offline)."""
+    if name == TINY_RANDOM_LLAMA:
+        return "built from a config (smoke)"
+    try:
+        return resolve(name).description
+    except Exception as err:  # offline, a hub id: the paper profile cannot run here
+        return f"unavailable here ({type(err).__name__})"

@@ -1,4 +1,4 @@
-"""Settings files: a recipe's paper profile, and the train command's `--config`, read by one YAML reader.
+"""Settings files: a recipe's profiles, and the train command's `--config`, read by one YAML reader.
 
 A file holds `pipeline:`, `profile:`, `settings:` and, for a paper profile, `gaps:`. Under `settings:` a key is a
 dotted setting (`stage1.train.learning_rate`) or a mapping that nests one level of it (`stage1.train:` then
@@ -6,6 +6,10 @@ dotted setting (`stage1.train.learning_rate`) or a mapping that nests one level 
 value beside where it comes from. YAML anchors let identical sections be written once (`stage2.train: *stage1`).
 The paper profiles live beside the recipes (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data),
 so `recipe.config("paper")` and `python -m rerank_lib.train PIPELINE --config FILE` read the same values.
+A recipe's file also holds its other profiles (`profiles:` then `smoke:`, `default:`, `paper-tiny:`, each a
+`settings:`-like mapping whose values need no source) and the published numbers its records show beside ours
+(`references:`, a list of `{row: key or [dataset, method], measures: {name: {value, source}}}`) and, where a recipe
+searches its settings, the variants it tries per profile (`grids:` then a profile name and a list of settings).
 Every error names the file, the line and the key.
 """
 from __future__ import annotations
@@ -17,11 +21,15 @@ from typing import Any, Collection
 
 import yaml
 
-from .settings import paths
+from .settings import PAPER_TINY, PROFILES, paths
 
 PAPER_PROFILES = Path(__file__).with_name("recipes") / "paper_profiles"
 TOP_LEVEL = ("pipeline", "profile", "settings", "gaps")
+#: a recipe's packaged file adds its other profiles and its published numbers to what a `--config` file holds
+RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids")
+OTHER_PROFILES = tuple(p for p in PROFILES if p != "paper")
 GAP_KEYS = ("setting", "published", "why")
+REFERENCE_KEYS = ("row", "measures")
 # YAML 1.1 reads 1e-5 (no dot) as text: a setting is never meant as such a string
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -41,6 +49,14 @@ class SettingsFile:
     sources: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     gaps: list[dict[str, str]] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # the other profiles' values, by name
+    references: dict[Any, dict[str, dict]] = field(default_factory=dict)  # row key -> {measure: {value, source}}
+    grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # profile -> the variants a search tries
+
+    def all_profiles(self) -> dict[str, dict[str, Any]]:
+        """Every profile's values (`PROFILES` of a recipe): smoke, default, paper (this file's settings), paper-tiny."""
+        return {name: self.values if name == "paper" else self.profiles.get(name, {})
+                for name in ("smoke", "default", "paper", PAPER_TINY)}
 
 
 def _error(path, node: yaml.Node, message: str) -> SettingsFileError:
@@ -110,8 +126,61 @@ def _gaps(path, loader, node) -> list[dict[str, str]]:
     return gaps
 
 
-def read(path, known: Collection[str]) -> SettingsFile:
-    """A settings file, its settings checked against `known` (the config's dotted paths, `settings.paths`)."""
+def _profiles(out: SettingsFile, loader, node, known: Collection[str]) -> None:
+    """`profiles:`: each other profile's settings (a source is allowed, not needed), checked like `settings:`."""
+    for name, settings, line in _mapping(out.path, node, "profiles"):
+        if name not in OTHER_PROFILES:
+            raise SettingsFileError(f"{out.path}, line {line}: unknown profile {name!r}; profiles holds "
+                                    f"{', '.join(OTHER_PROFILES)} (the paper profile is `settings:`)")
+        profile = SettingsFile(out.path)
+        if not (isinstance(settings, yaml.ScalarNode) and settings.value == ""):
+            _settings(profile, loader, settings, known)
+        out.profiles[name] = profile.values
+
+
+def _grids(out: SettingsFile, loader, node, known: Collection[str]) -> None:
+    """`grids:`: per profile, a list of variants, each a settings mapping checked like `settings:`."""
+    for name, variants, line in _mapping(out.path, node, "grids"):
+        if name not in PROFILES:
+            raise SettingsFileError(f"{out.path}, line {line}: unknown profile {name!r}; grids holds "
+                                    f"{', '.join(PROFILES)}")
+        if not isinstance(variants, yaml.SequenceNode):
+            raise _error(out.path, variants, f"grids {name}: a list of settings mappings")
+        out.grids[name] = []
+        for variant in variants.value:
+            settings = SettingsFile(out.path)
+            _settings(settings, loader, variant, known)
+            out.grids[name].append(settings.values)
+
+
+def _references(path, loader, node) -> dict[Any, dict[str, dict]]:
+    """`references:`: published numbers by row key (a name, or [dataset, method] read as a tuple)."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise _error(path, node, "references must be a list of {row, measures}")
+    table = {}
+    for item in node.value:
+        entry = {key: value for key, value, _ in _mapping(path, item, "a reference")}
+        if tuple(entry) != REFERENCE_KEYS:
+            raise _error(path, item, f"a reference holds {', '.join(REFERENCE_KEYS)} (in that order), "
+                                     f"not {list(entry)}")
+        row = loader.construct_document(entry["row"])
+        row = tuple(row) if isinstance(row, list) else row
+        if row in table:
+            raise _error(path, entry["row"], f"reference row {row!r} is given twice")
+        measures = {}
+        for measure, published, _ in _mapping(path, entry["measures"], f"reference {row!r}: measures"):
+            ref = {key: loader.construct_document(value) for key, value, _ in _mapping(path, published, measure)}
+            if (tuple(ref) != ("value", "source") or not isinstance(ref["value"], (int, float))
+                    or not isinstance(ref["source"], str) or not ref["source"].strip()):
+                raise _error(path, published, f"reference {row!r} {measure}: write {{value: number, source: text}}")
+            measures[measure] = ref
+        table[row] = measures
+    return table
+
+
+def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -> SettingsFile:
+    """A settings file, its settings checked against `known` (the config's dotted paths, `settings.paths`);
+    `top_level` names the sections it may hold (a recipe's own file: `RECIPE_TOP_LEVEL`)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     loader = yaml.SafeLoader(text)
@@ -124,21 +193,28 @@ def read(path, known: Collection[str]) -> SettingsFile:
         return SettingsFile(path)
     top = {}
     for key, node, line in _mapping(path, root, "a settings file"):
-        if key not in TOP_LEVEL:
+        if key not in top_level:
             raise SettingsFileError(f"{path}, line {line}: unknown top-level key {key!r}; a settings file holds "
-                                    f"{', '.join(TOP_LEVEL)}")
+                                    f"{', '.join(top_level)}")
         top[key] = node
     out = SettingsFile(path, *(loader.construct_document(top[k]) if k in top else None for k in ("pipeline", "profile")))
     if "settings" in top and not (isinstance(top["settings"], yaml.ScalarNode) and top["settings"].value == ""):
         _settings(out, loader, top["settings"], set(known))
     if "gaps" in top:
         out.gaps.extend(_gaps(path, loader, top["gaps"]))
+    if "profiles" in top:
+        _profiles(out, loader, top["profiles"], set(known))
+    if "references" in top:
+        out.references.update(_references(path, loader, top["references"]))
+    if "grids" in top:
+        _grids(out, loader, top["grids"], set(known))
     return out
 
 
 def paper_profile(pipeline: str, base) -> SettingsFile:
-    """The packaged paper profile of `pipeline` for the config `base` (its defaults): every setting with a source."""
-    profile = read(PAPER_PROFILES / f"{pipeline}.yaml", paths(base))
+    """The packaged profiles of `pipeline` for the config `base` (its defaults): the paper profile, every setting
+    with a source, and the file's other profiles and published numbers."""
+    profile = read(PAPER_PROFILES / f"{pipeline}.yaml", paths(base), RECIPE_TOP_LEVEL)
     if (profile.pipeline, profile.profile) != (pipeline, "paper"):
         raise SettingsFileError(f"{profile.path}: expected pipeline: {pipeline} and profile: paper, "
                                 f"not {profile.pipeline} / {profile.profile}")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from .progress import tqdm
 
+from .data.pairs import TrainGroup
 from .data.trec import ranked, read_run, top_k, write_run
 from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
@@ -181,6 +182,19 @@ def platt_fit(scores, labels, l2: float = 1e-6) -> tuple[float, float]:
     return scale, float(model.intercept_[0]) - scale * mu
 
 
+def platt_probability(scores: np.ndarray, labels: np.ndarray):
+    """p = sigmoid(a s + b) as a function, fitted on 0/1 `labels` (for scores that are not probabilities, e.g. a
+    trained head's logits or reciprocal-rank fusion). scikit-learn's default tolerance and C=1e4: the LLM-reranker
+    recipe's distillation labels; `platt_fit` fits in float64 with a tighter tolerance, which moves those labels (a
+    head's float32 logits) by up to 1.6e-4."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = float(scores.mean()), float(scores.std() or 1.0)
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(((scores - mu) / sd)[:, None], labels.astype(int))
+    a, b = float(model.coef_[0, 0] / sd), float(model.intercept_[0] - model.coef_[0, 0] * mu / sd)
+    return lambda s: 1.0 / (1.0 + np.exp(-(a * np.asarray(s, dtype=float) + b)))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """margin = scale * teacher_score + bias with sigmoid(margin) = P(relevant | score), fitted on training labels.
@@ -229,3 +243,17 @@ def fit_calibration(scores: Run, qrels: Mapping[str, Mapping[str, int]], min_gra
     scale, bias = platt_fit(xs, ys, l2)
     return Calibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on, n_pairs=len(xs),
                        n_positive=int(sum(ys)), min_grade=min_grade)
+
+
+def calibrated_group(calibration: Calibration, query_id: str, query: str, positives: Sequence[str],
+                     negatives: Sequence[str], scores: Mapping[str, float], corpus: Mapping[str, Document],
+                     soft: bool) -> TrainGroup:
+    """One training group from a teacher's scores: the qrels positives (label 1), then the negatives, labelled 0 or,
+    with `soft`, by the calibrated P(relevant) of their score; every document's calibrated margin is its
+    distillation score (FlagEmbedding's pos/neg_scores)."""
+    docs = [*positives, *negatives]
+    s = [scores[d] for d in docs]
+    labels = [1.0] * len(positives) + ([float(p) for p in calibration.probability(s[len(positives):])] if soft
+                                       else [0.0] * len(negatives))
+    return TrainGroup(query, [corpus[d].text_for_model for d in docs], labels, n_pos=len(positives),
+                      teacher_scores=[float(x) for x in calibration.margin(s)], query_id=query_id, doc_ids=docs)

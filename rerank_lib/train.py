@@ -294,9 +294,11 @@ def parse_value(text):
 
 def read_config_file(path: str, pipeline: str, known: set) -> tuple[str | None, dict]:
     """(profile, {dotted setting: value}) of a YAML file (the paper profiles' format: plain values or {value,
-    source}, nested or dotted); an error names the file, the line and the key."""
+    source}, nested or dotted); an error names the file, the line and the key. A recipe's own file
+    (recipes/paper_profiles/) gives its paper profile (`settings:`); its other profiles and published numbers are
+    checked as it is read, and chosen with --profile, never taken from the file."""
     try:
-        doc = paper_profiles.read(path, known)
+        doc = paper_profiles.read(path, known, paper_profiles.RECIPE_TOP_LEVEL)
     except (OSError, paper_profiles.SettingsFileError) as err:
         listing = f"; settings: {', '.join(sorted(known))}" if "unknown setting" in str(err) else ""
         raise UsageError(f"{err} (pipeline {pipeline}){listing}") from None

@@ -131,3 +131,18 @@ def test_recipe_default_values_and_bad_settings():
         recipe.config("default", variant_train={"point_ce": {"train.learnig_rate": 1e-5}})
     with pytest.raises(TypeError, match="unknown setting"):
         recipe.config("default", learning_rate=1e-5)  # now train.learning_rate
+
+
+def test_calibrated_group_by_hand():
+    """teacher.calibrated_group: positives labelled 1, negatives 0 or sigmoid(2 s - 1), every margin 2 s - 1."""
+    from rerank_lib.teacher import Calibration, calibrated_group
+
+    cal = Calibration(scale=2.0, bias=-1.0)
+    corpus = {d: Document(d, f"text {d}") for d in ("p", "n1", "n2")}
+    scores = {"p": 1.0, "n1": 0.5, "n2": 0.0}
+    hard = calibrated_group(cal, "q1", "a claim", ["p"], ["n1", "n2"], scores, corpus, soft=False)
+    assert (hard.query, hard.query_id, hard.doc_ids, hard.n_pos) == ("a claim", "q1", ["p", "n1", "n2"], 1)
+    assert hard.labels == [1.0, 0.0, 0.0] and hard.teacher_scores == [1.0, 0.0, -1.0]
+    assert hard.docs == [corpus[d].text_for_model for d in ("p", "n1", "n2")]
+    soft = calibrated_group(cal, "q1", "a claim", ["p"], ["n1", "n2"], scores, corpus, soft=True)
+    assert soft.labels == pytest.approx([1.0, 0.5, 1 / (1 + np.exp(1.0))])  # sigmoid(0), sigmoid(-1) = 0.2689

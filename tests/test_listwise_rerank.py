@@ -218,3 +218,13 @@ def test_default_profile_slides_the_window():
     cfg = recipe.config("default")
     assert (cfg.depth, cfg.window, cfg.stride) == (20, 12, 8)
     assert window_spans(cfg.depth, cfg.window, cfg.stride) == [(8, 20), (0, 12)]  # 2 LLM calls, 4 passages carried up
+
+
+def test_where_a_model_comes_from_in_words(monkeypatch):
+    """models.where_from: the smoke Llama is built, a built-in names its weights, an unreachable hub id says so."""
+    from rerank_lib.models import TINY_RANDOM_LLAMA, where_from
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert where_from(TINY_RANDOM_LLAMA) == "built from a config (smoke)"
+    assert "Q4_1" in where_from("smollm2-135m-instruct")
+    assert where_from("nobody-xyz/none-such") == "unavailable here (ModelUnavailableError)"

@@ -267,3 +267,14 @@ def test_sources_name_the_chosen_teacher():
                                               "Platt-scaled)")})
     assert sources.teacher_name == "smollm2-head-group-ce"
     assert sources.teacher_model.startswith("smollm2-head-group-ce (score head")
+
+
+def test_platt_probability_by_hand():
+    """teacher.platt_probability: scores that say nothing give 0.5 everywhere; an informative score ranks as it is."""
+    from rerank_lib.teacher import platt_probability
+
+    flat = platt_probability(np.array([-1.0, -1.0, 1.0, 1.0]), np.array([0, 1, 0, 1]))
+    assert flat(np.array([-1.0, 0.0, 1.0])) == pytest.approx([0.5, 0.5, 0.5], abs=1e-6)
+    p = platt_probability(np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), np.array([0, 0, 1, 0, 1, 1]))
+    values = p(np.array([0.0, 2.5, 5.0]))
+    assert values[0] < 0.5 < values[2] and values[1] == pytest.approx(0.5, abs=1e-6)  # symmetric data: 0.5 at 2.5

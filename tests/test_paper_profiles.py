@@ -9,6 +9,8 @@ from rerank_lib import settings
 
 # (module, its paper profile's PROFILES name, its sources' name, its gaps' name, its config function)
 RECIPES = [
+    ("rerank_lib.recipes.first_stage", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
+    ("rerank_lib.recipes.teacher", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.cross_encoder", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.hopweaver", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
     ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
@@ -180,4 +182,73 @@ def test_the_paper_profiles_are_package_data():
     assert package_data["rerank_lib.recipes"] == ["paper_profiles/*.yaml"]
     assert PAPER_PROFILES == PROJECT_ROOT / "rerank_lib" / "recipes" / "paper_profiles"
     assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
-        ["cross_encoder", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever", "retriever_scifact"])
+        ["cross_encoder", "first_stage", "hopweaver", "inranker", "llm_reranker", "rankllm", "retriever",
+         "retriever_scifact", "teacher"])
+
+
+RECIPE_FILE = GOOD + """\
+profiles:
+  smoke:
+    depth: 5
+    stage1.train: {learning_rate: 1.0e-3}
+  # a comment
+  paper-tiny:
+    sizes: [3]
+    mapping: {b: 2.5e-5}
+references:
+  - row: [scifact, bm25]
+    measures:
+      nDCG@10: {value: 0.665, source: BEIR Table 2}
+  - row: model-x
+    measures:
+      nDCG@10: {value: 0.7, source: card line 3}
+      RR@10: {value: 0.8, source: card line 4}
+"""
+
+
+def test_a_recipe_file_holds_every_profile_and_the_published_numbers(tmp_path):
+    from rerank_lib import paper_profiles
+
+    doc = paper_profiles.read(_file(tmp_path, RECIPE_FILE), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+    assert doc.profiles == {"smoke": {"depth": 5, "stage1.train.learning_rate": 1e-3},
+                            "paper-tiny": {"sizes": [3], "mapping": {"b": 2.5e-5}}}
+    assert doc.all_profiles() == {"smoke": {"depth": 5, "stage1.train.learning_rate": 1e-3}, "default": {},
+                                  "paper": doc.values, "paper-tiny": {"sizes": [3], "mapping": {"b": 2.5e-5}}}
+    assert doc.references == {("scifact", "bm25"): {"nDCG@10": {"value": 0.665, "source": "BEIR Table 2"}},
+                              "model-x": {"nDCG@10": {"value": 0.7, "source": "card line 3"},
+                                          "RR@10": {"value": 0.8, "source": "card line 4"}}}
+    # a plain settings file (read without RECIPE_TOP_LEVEL) holds no other profiles and no published numbers
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 20: unknown top-level key 'profiles'"):
+        paper_profiles.read(_file(tmp_path, RECIPE_FILE), KNOWN)
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("  smoke:\n    depth: 5", "  smoke:\n    deep: 5", r"unknown setting 'deep' in \S+demo.yaml, line 22"),
+    ("  paper-tiny:", "  paper:", r"demo.yaml, line 25: unknown profile 'paper'; profiles holds smoke, default, paper-tiny"),
+    ("  smoke:\n    depth: 5", "  smoke:\n    depth: 5\n    depth: 6", r"demo.yaml, line 23: .*'depth' is given twice"),
+    ("{value: 0.665, source: BEIR Table 2}", "{value: high, source: BEIR Table 2}",
+     r"demo.yaml, line 31: reference \('scifact', 'bm25'\) nDCG@10: write \{value: number, source: text\}"),
+    ("  - row: model-x\n    measures:", "  - row: model-x\n    measure:", r"demo.yaml, line 32: a reference holds row, measures"),
+    ("  - row: model-x", "  - row: [scifact, bm25]", r"demo.yaml, line 32: reference row \('scifact', 'bm25'\) is given twice"),
+])
+def test_a_bad_recipe_file_names_the_file_line_and_key(tmp_path, old, new, message):
+    from rerank_lib import paper_profiles
+
+    assert old in RECIPE_FILE
+    with pytest.raises(paper_profiles.SettingsFileError, match=message):
+        paper_profiles.read(_file(tmp_path, RECIPE_FILE.replace(old, new)), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+
+
+def test_a_recipe_file_holds_the_variants_a_search_tries(tmp_path):
+    from rerank_lib import paper_profiles
+
+    text = RECIPE_FILE + "grids:\n  smoke:\n    - {depth: 3, stage1.train.seed: 1}\n    - {depth: 4}\n  paper: []\n"
+    doc = paper_profiles.read(_file(tmp_path, text), KNOWN, paper_profiles.RECIPE_TOP_LEVEL)
+    assert doc.grids == {"smoke": [{"depth": 3, "stage1.train.seed": 1}, {"depth": 4}], "paper": []}
+    assert list(doc.grids["smoke"][0]) == ["depth", "stage1.train.seed"]  # the order a variant's label follows
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"unknown setting 'deep' in \S+demo.yaml, line 39"):
+        paper_profiles.read(_file(tmp_path, text.replace("{depth: 4}", "{deep: 4}")), KNOWN,
+                            paper_profiles.RECIPE_TOP_LEVEL)
+    with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 40: unknown profile 'big'"):
+        paper_profiles.read(_file(tmp_path, text.replace("  paper: []", "  big: []")), KNOWN,
+                            paper_profiles.RECIPE_TOP_LEVEL)

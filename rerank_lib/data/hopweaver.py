@@ -13,7 +13,8 @@ from .jsonl import write_jsonl
 from .pairs import TrainGroup, read_hopweaver
 from .types import Document, Qrels
 
-__all__ = ["GeneratedExample", "to_groups", "write_hopweaver", "read_generated", "generation_stats", "sample_sources"]
+__all__ = ["GeneratedExample", "to_groups", "write_hopweaver", "read_generated", "generation_stats", "generator_yield",
+           "sample_sources"]
 
 
 @dataclass
@@ -79,6 +80,13 @@ def generation_stats(examples: Sequence[GeneratedExample]) -> dict:
             "no positive in top_k": sum(1 for e in examples if e.query and not e.pos),
             "no negative": sum(1 for e in examples if e.pos and not e.neg),
             "pos per line": mean([len(e.pos) for e in usable]), "neg per line": mean([len(e.neg) for e in usable])}
+
+
+def generator_yield(examples: Sequence[GeneratedExample]) -> dict:
+    """The generator's yield: lines asked (attempts), produced (a query parsed, candidates judged) and usable (at
+    least one positive and one negative verdict, what HopWeaver writes as a training line)."""
+    return {"asked": len(examples), "produced": sum(1 for e in examples if e.query),
+            "usable": sum(1 for e in examples if e.usable)}
 
 
 def sample_sources(qrels: Qrels, seed: int, n: int, exclude: Sequence[str] = ()) -> dict[str, str]:

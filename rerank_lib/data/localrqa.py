@@ -37,7 +37,7 @@ from typing import Iterable, Mapping
 
 from .errors import DataFormatError
 from .jsonl import iter_jsonl, require
-from .splits import TrainingQueries, without_overlap
+from .splits import TrainingQueries, assert_no_leak, without_overlap
 from .types import Dataset, Document
 
 SPLITS = ("train", "eval", "test")
@@ -300,6 +300,66 @@ def load_localrqa(name: str = "faire", root: str | os.PathLike | None = None, sp
                 if missing:
                     raise DataFormatError(data.files[split], ex.line, "gold_docs",
                                           f"gold document {missing[0]} is not in the documents file {documents}")
+    return data
+
+
+@dataclass
+class RetrieverSplits:
+    """A LocalRQA collection as a retriever trains on it: train minus the questions that repeat an eval or test
+    question word for word, eval (checkpoint and weight selection), test (evaluated once), the corpus and the
+    passages an LM reader reads (page_content, LocalRQA's ctx text)."""
+
+    raw: LocalRQAData
+    train: list[QAExample]
+    eval: Dataset
+    test: Dataset
+    provenance: TrainingQueries  # train + eval: closed to evaluation
+    passages: dict[str, str]
+    dropped_overlap: list[str]
+
+    @property
+    def corpus(self) -> dict[str, Document]:
+        return self.eval.corpus
+
+    def summary(self):
+        """One row per split (a DataFrame); its attrs hold the reader's skipped lines and the dropped questions."""
+        import pandas as pd
+
+        rows = [{"split": "corpus (chunks)", "questions": None, "documents": len(self.corpus)},
+                {"split": "train (used)", "questions": len(self.train), "documents": None},
+                {"split": "eval (dev)", "questions": len(self.eval.queries), "documents": None},
+                {"split": "test", "questions": len(self.test.queries), "documents": None}]
+        frame = pd.DataFrame(rows).set_index("split")
+        frame.attrs["skipped"] = self.raw.skipped
+        frame.attrs["dropped_overlap"] = self.dropped_overlap
+        return frame
+
+
+def retriever_splits(raw: LocalRQAData, name: str, max_train: int | None = None, max_eval: int | None = None,
+                     max_test: int | None = None, restrict_corpus: bool = False) -> RetrieverSplits:
+    """`raw`'s splits as datasets named `name`, each cut to its first max_* questions; with `restrict_corpus`, the
+    corpus is only the chunks those questions name (gold and hard negatives). Checks that no test question is a
+    training or eval question."""
+    clean = raw.without_overlap("train", "eval", "test")
+    dropped = [ex.qid for ex in raw.examples("train") if ex not in clean]
+    train = clean[: max_train] if max_train else clean
+    evals = raw.examples("eval")[: max_eval] if max_eval else raw.examples("eval")
+    tests = raw.examples("test")[: max_test] if max_test else raw.examples("test")
+    chunks = raw.chunks
+    if restrict_corpus:
+        keep = {d for ex in (*train, *evals, *tests) for d in (*ex.gold_doc_ids, *ex.hard_neg_doc_ids)}
+        chunks = {d: c for d, c in chunks.items() if d in keep}
+    corpus = {d: c.to_document() for d, c in chunks.items()}
+
+    def dataset(split, examples):
+        return Dataset(name, split, corpus, {ex.qid: ex.question for ex in examples},
+                       {ex.qid: {d: 1 for d in ex.gold_doc_ids} for ex in examples})
+
+    provenance = (TrainingQueries.of(f"{name}/train", {ex.qid: ex.question for ex in train})
+                  | TrainingQueries.of(f"{name}/eval", {ex.qid: ex.question for ex in evals}))
+    data = RetrieverSplits(raw, train, dataset("eval", evals), dataset("test", tests), provenance,
+                           {d: c.page_content for d, c in chunks.items()}, dropped)
+    assert_no_leak([provenance], f"{name}/test", data.test.queries)
     return data
 
 

@@ -143,3 +143,14 @@ class InRankerTrainer:
                 self.tokenizer.save_pretrained(folder)
         self.model.eval()
         return selected
+
+
+def monot5_teacher_examples(teacher: str, pairs: Mapping[str, Sequence[str]], queries: Mapping[str, str], corpus,
+                            batch_size: int = 32) -> list[DistillExample]:
+    """Soft labels straight from a monoT5 teacher (e.g. monoT5-3B): its [false, true] logits on each (query,
+    document) of `pairs`, at length 512; no calibration needed."""
+    ranker = T5Ranker(teacher, batch_size=batch_size, max_length=512)
+    flat = [(q, d) for q in pairs for d in pairs[q]]
+    logits = ranker.pair_logits([queries[q] for q, _ in flat], [corpus[d].text_for_model for _, d in flat])
+    return [DistillExample(queries[q], corpus[d].text_for_model, float(f), float(t_), q, d)
+            for (q, d), (f, t_) in zip(flat, logits.tolist())]

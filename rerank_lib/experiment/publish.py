@@ -45,3 +45,14 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
     export.model_card(folder, base_model=base_model, training_queries=training_queries, settings=settings,
                       dev=dev, test=test, training_data=training_data, kind=kind, title=method)
     return folder
+
+
+def publish_selected(kind: str, model: Any, record, selected, results_dir: str | os.PathLike, *, base_model: str,
+                     name: str | None = None, settings: Mapping | None = None, **options) -> Path:
+    """`publish_model` for the dev-selected checkpoint of the test row `record` (its profile, training queries and
+    params as the settings unless given), named `name` (default: the row's method); the card's dev number is the
+    selection metric at the selected step (none when no training step was evaluated)."""
+    dev = {selected.metric: selected.value} if selected.step is not None else None
+    return publish_model(kind, model, results_dir, record.profile, name or record.method, base_model=base_model,
+                         training_queries=record.n_training_queries,
+                         settings=record.params if settings is None else settings, record=record, dev=dev, **options)

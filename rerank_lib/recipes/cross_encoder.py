@@ -31,7 +31,7 @@ from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..paper_profiles import paper_profile
 from ..settings import Settings, override, resolve_profile, snapshot
-from ..teacher import Calibration, fit_calibration, scores_with_extra, spec as teacher_spec
+from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
 from ..training.groups import GROUPWISE
 
@@ -109,31 +109,11 @@ class CrossEncoderConfig(Settings):
 PAPER = paper_profile("cross_encoder", CrossEncoderConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-PROFILES = {
-    "smoke": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
-              "bm25_range": (0, 20), "dense_range": (2, 30), "dense_pool": "candidates", "teacher_depth": 20,
-              "variants": ("point_ce", "group_ce_kd"), "train.max_steps": 3, "batch_pairs": 8, "group_size": 4,
-              "train.eval_every_steps": None, "train.save_every_steps": None, "score_batch_size": 32},
-    "default": {},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"max_length": 64, "depth": 10, "dev_depth": 10, "max_test_queries": 10, "negative_number": 3,
-                   "dense_range": (2, 30), "teacher_depth": 20, "train.max_steps": 2, "batch_pairs": 8, "group_size": 4,
-                   "train.eval_every_steps": 1, "train.save_every_steps": None, "score_batch_size": 32,
-                   "variant_train": {v: {"train.learning_rate": 5e-5, "train.num_epochs": 2, "train.lr_scheduler": "cosine",
-                                         "train.gradient_accumulation_steps": 2, "batch_pairs": 8, "max_length": 64}
-                                     for v in ("point_ce", "point_mse")}},
-}
+PROFILES = PAPER.all_profiles()
 
 
-#: Published nDCG@10 of a start model (the untrained row), by model name. Not found: a published SciFact number for a
-#: bge-reranker fine-tuned with either recipe, and an official bge-reranker-base BEIR number.
-REFERENCES = {
-    "BAAI/bge-reranker-v2-m3": {"nDCG@10": {"value": 0.7308, "source": (
-        "FlagEmbedding research/llm_reranker BEIR table (evaluation/BEIR-bge-en-v1.5.png): bge-reranker-v2-m3 on SciFact, "
-        "reranking the bge-large-en-v1.5 top-100 at length 1024 (ours: BM25 top-100); a third-party BM25 top-100 run "
-        "reports 0.731 (HF card juanluisdb/MiniLM-L-6-rerank-m3)")}},
-}
+#: Published nDCG@10 of a start model (the untrained row), by model name (the file's `references:`).
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
@@ -213,19 +193,12 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
                                train.corpus, train.queries, depth=cfg.teacher_depth)
     calibration = fit_calibration(scores, train.qrels, teacher=cfg.teacher, fitted_on=split.provenance.source, l2=1e-4)
 
-    def group(q: str, negs: list[str], soft: bool) -> TrainGroup:
-        docs = positives[q] + negs
-        s = [scores[q][d] for d in docs]
-        labels = [1.0] * len(positives[q]) + ([float(p) for p in calibration.probability(s[len(positives[q]):])]
-                                               if soft else [0.0] * len(negs))
-        return TrainGroup(train.queries[q], [train.corpus[d].text_for_model for d in docs], labels,
-                          n_pos=len(positives[q]), teacher_scores=[float(x) for x in calibration.margin(s)],
-                          query_id=q, doc_ids=docs)
-
     main_neg = bm25_neg if cfg.negatives == "bm25" else dense_neg
     qids = sorted(positives, key=lambda q: (len(q), q))
-    groups = {kind: [group(q, negs[q], soft=kind == "distill") for q in qids] for kind, negs in (
-        ("binary", main_neg), ("distill", main_neg), ("flag", main_neg), ("flag_dense", dense_neg))}
+    groups = {kind: [calibrated_group(calibration, q, train.queries[q], positives[q], negs[q], scores[q], train.corpus,
+                                      soft=kind == "distill") for q in qids]
+              for kind, negs in (("binary", main_neg), ("distill", main_neg), ("flag", main_neg),
+                                 ("flag_dense", dense_neg))}
     out = data_dir(cfg, results_dir)
     files = {kind: write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
              for kind, (name, fmt) in FILES.items()}

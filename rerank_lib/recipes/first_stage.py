@@ -12,17 +12,10 @@ from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from ..experiment import Timer, record_run, save_run
+from ..paper_profiles import paper_profile
 from ..settings import Settings, resolve_profile, snapshot
 
 PIPELINE = "first_stage"
-
-#: Published numbers (nDCG@10) the table shows beside ours.
-REFERENCES = {
-    ("scifact", "bm25"): {"nDCG@10": {"value": 0.665, "source": "BEIR (Thakur et al., 2021) BM25; Pyserini flat index 0.679"}},
-    ("scifact", "minilm-l6-dense"): {"nDCG@10": {"value": 0.645, "source": "MTEB leaderboard, all-MiniLM-L6-v2 on SciFact"}},
-    ("trec-dl-2019", "bm25"): {"nDCG@10": {"value": 0.5058, "source": "Anserini BM25 (k1=0.9, b=0.4) top-100, as used by rank_llm"}},
-    ("trec-dl-2020", "bm25"): {"nDCG@10": {"value": 0.4796, "source": "Anserini BM25 (k1=0.9, b=0.4) top-100, as used by rank_llm"}},
-}
 
 
 @dataclass(frozen=True)
@@ -45,15 +38,12 @@ class FirstStageConfig(Settings):
     smoke_dense_pool: int | None = None  # smoke: encode only the BM25 top-N of each query (+ judged docs)
 
 
-PROFILES = {
-    "smoke": {"max_queries": 10, "smoke_dense_pool": 30, "dense_max_length": 128, "dl_depth": 20, "depth": 100},
-    "default": {},
-    # GPU users online: a stronger hub bi-encoder with its published prefixes and length.
-    "paper": {"dense_model": "intfloat/e5-base-v2", "query_prefix": "query: ", "doc_prefix": "passage: ",
-              "dense_max_length": 512, "dense_batch_size": 128},
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"max_queries": 10, "smoke_dense_pool": 30, "dl_depth": 20, "dense_batch_size": 32},
-}
+#: Every profile as data (recipes/paper_profiles/first_stage.yaml): the paper profile (a hub bi-encoder, each setting
+#: with its source), smoke, default, paper-tiny, and the published numbers the table shows beside ours.
+PAPER = paper_profile(PIPELINE, FirstStageConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+PROFILES = PAPER.all_profiles()
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> FirstStageConfig:

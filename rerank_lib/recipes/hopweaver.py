@@ -19,17 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.hopweaver import generation_stats, read_generated, sample_sources, write_hopweaver
+from ..data.hopweaver import generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver
 from ..data.pairs import TrainGroup
 from ..data.trec import top_k
 from ..data.types import Dataset, Run
 from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, publish_model, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
+    pipeline_cache, publish_selected, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
     test_sample, train_scorer,
 )
 from ..rerankers import CrossEncoder
+from ..rerankers.cross_encoder import has_trained_head
 from ..experiment.launch import train_launched
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
@@ -89,28 +90,10 @@ class HopWeaverConfig(Settings):
 PAPER = paper_profile("hopweaver", HopWeaverConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-PROFILES = {
-    "smoke": {"top_k": 4, "llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12,
-              "max_length": 64, "train.per_device_batch_size": 2, "train.max_steps": 3, "train.eval_every_steps": None,
-              "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
-    "default": {},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"llm_sources": 1, "judge_eval_queries": 1, "judge_max_length": 224, "gen_queries": 12, "max_length": 64,
-                   "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 1, "train.max_steps": 2,
-                   "train.eval_every_steps": 1, "dev_queries": 3, "test_queries": 6, "score_batch_size": 32},
-}
+PROFILES = PAPER.all_profiles()
 
-#: Published numbers to show beside the ablation rows, by method (e.g. "hopweaver-diverse-ft"): {measure: {"value": v,
-#: "source": "HopWeaver (arXiv 2505.15087) Table N: data, measure"}}. None found, so none is shown. Searched: the
-#: repository Zh1yuShen/HopWeaver @65d5a1a (README.md, README_CN.md, CORE_MODULES.md, hopweaver/train_reranker/
-#: README_EN.md lines 84-117: the ablation command and its four types, no results; fig/reranker.png: a diagram, no
-#: numbers), and the stored copies of the paper (https://ar5iv.labs.arxiv.org/html/2505.15087,
-#: https://arxiv.org/html/2505.15087v2) for its reranker ablation (standard / diverse / zs / ft): only the abstract
-#: and introduction were reachable. Its published ablation command runs on Wikipedia documents
-#: (config_lib/extract_config_wikifulldoc.yaml, README_EN.md line 111) and counts LLM-validated sub-questions
-#: (rerank_ablation_test.py lines 256-325), not SciFact qrels: a number from it would measure something else.
-REFERENCES: dict[str, dict] = {}
+#: Published numbers beside the ablation rows, by method (the file's `references:`: none found, and where searched).
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> HopWeaverConfig:
@@ -163,13 +146,6 @@ class LLMDemo:
     @property
     def yield_(self) -> dict:
         return generator_yield(self.examples)
-
-
-def generator_yield(examples) -> dict:
-    """The generator's yield: lines asked (attempts), produced (a query parsed, candidates judged) and usable (at
-    least one positive and one negative verdict, what HopWeaver writes as a training line)."""
-    return {"asked": len(examples), "produced": sum(1 for e in examples if e.query),
-            "usable": sum(1 for e in examples if e.usable)}
 
 
 def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJudge) -> LLMDemo:
@@ -246,13 +222,6 @@ class Reranked:
     model: CrossEncoder  # holding the selected weights (the zero-shot start when step 0 won on dev)
     selected: Selected
     generated: GeneratedData | None = None  # what it trained on
-
-
-def has_trained_head(model: CrossEncoder) -> bool:
-    """Whether the reranker's checkpoint holds a trained score head (a *ForSequenceClassification model, e.g.
-    bge-reranker-v2-m3) or gets a fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a
-    zero-shot reranker."""
-    return any(a.endswith("ForSequenceClassification") for a in (model.model.config.architectures or []))
 
 
 def start_row_name(model: CrossEncoder) -> str:
@@ -345,8 +314,6 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
             params={**params, **interp, "dev_curve": curve.to_dict("list"), "generator_yield": gen_yield}, **common,
             **trained))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
-    publish_model("cross_encoder", reranked.model, results_dir, cfg.profile, ft.method, base_model=cfg.reranker,
-                  training_queries=ft.n_training_queries, settings=params, record=ft,
-                  dev={sel.metric: sel.value} if sel.step is not None else None,
-                  training_data="HopWeaver contrastive data generated from SciFact train claims")
+    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
+                     training_data="HopWeaver contrastive data generated from SciFact train claims")
     return records, runs

@@ -17,6 +17,7 @@ from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
 from ..experiment import Timer, load_run, record_run, save_run
+from ..paper_profiles import paper_profile
 from ..settings import Settings, resolve_profile, snapshot
 
 PIPELINE = "teacher"
@@ -34,13 +35,11 @@ class TeacherConfig(Settings):
     dev_fraction: float = 0.1
 
 
-PROFILES = {
-    "smoke": {"depth": 20},
-    "default": {},
-    "paper": {"teachers": ("bge-reranker-v2-m3", "minilm-l6")},
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"depth": 20},
-}
+#: Every profile as data (recipes/paper_profiles/teacher.yaml): the paper profile (the guides' online teacher beside
+#: the offline one, with its source), smoke, default, paper-tiny.
+PAPER = paper_profile(PIPELINE, TeacherConfig())
+PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+PROFILES = PAPER.all_profiles()
 
 
 def config(profile: str = "default", **overrides) -> TeacherConfig:

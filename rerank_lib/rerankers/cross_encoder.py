@@ -23,7 +23,7 @@ from ..data.types import Document, Run
 from ..progress import tqdm
 from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
 
-__all__ = ["CrossEncoder", "CONFIG_FILE", "rerank_with"]
+__all__ = ["CrossEncoder", "CONFIG_FILE", "has_trained_head", "rerank_with"]
 
 CONFIG_FILE = "cross_encoder.json"
 _TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -174,6 +174,13 @@ class CrossEncoder:
     def load_weights(self, folder: str | os.PathLike) -> None:
         """Copy weights saved by the training loop (save_pretrained output or model.pt) into self.model."""
         _load_state(self.model, Path(folder))
+
+
+def has_trained_head(ranker) -> bool:
+    """Whether a cross-encoder's checkpoint holds a trained score head (a *ForSequenceClassification model, e.g.
+    bge-reranker-v2-m3) or gets a fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a
+    zero-shot reranker."""
+    return any(a.endswith("ForSequenceClassification") for a in (ranker.model.config.architectures or []))
 
 
 def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,

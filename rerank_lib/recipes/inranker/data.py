@@ -7,13 +7,12 @@ from typing import Mapping
 
 import pandas as pd
 
-from ...data import load_dataset
 from ...data.inranker import soft_label_examples, write_msmarco_soft_labels
 from ...data.trec import qid_order, top_k
 from ...data.types import Dataset, Run
-from ...experiment import TrainingSplit, dl_training_split, load_run
+from ...experiment import TrainingSplit, dl_training_split, first_stage_of, saved_teacher
 from ...paths import cache_dir
-from ...teacher import Calibration, fit_calibration, scores_from_saved
+from ...teacher import Calibration, fit_calibration
 from .settings import InRankerConfig
 
 
@@ -26,30 +25,12 @@ class DevSlice:
     teacher: Run | None = None
 
 
-def first_stage(cfg: InRankerConfig, name: str, split: str, results_dir) -> tuple[Dataset, Run]:
-    """A dataset restricted to the queries 01_first_stage ran, with its saved BM25 run (all its depth)."""
-    run = load_run(results_dir, cfg.profile, name, split, "bm25")
-    ds = load_dataset(name, split, root=cfg.data_root)
-    ds = ds.subset(sorted((q for q in run if q in ds.queries), key=qid_order))
-    return ds, {q: run[q] for q in ds.queries}
-
-
 def test_set(cfg: InRankerConfig, name: str, results_dir) -> tuple[Dataset, Run]:
     """A test split and its BM25 top-depth (judged queries; the first max_eval_queries in smoke)."""
-    ds, run = first_stage(cfg, name, "test", results_dir)
+    ds, run = first_stage_of(results_dir, cfg.profile, name, "test", cfg.data_root)
     ids = sorted(ds.judged_queries(), key=qid_order)[: cfg.max_eval_queries or None]
     ds = ds.subset(ids)
     return ds, top_k({q: run[q] for q in ds.queries}, cfg.scifact_depth if name == "scifact" else cfg.dl_depth)
-
-
-def saved_teacher(cfg: InRankerConfig, results_dir, name: str, split: str, teacher: str, candidates: Run,
-                  corpus, queries) -> Run:
-    """The teacher's scores on `candidates`: the run 02_teacher saved for this split where it covers them."""
-    try:
-        saved = load_run(results_dir, cfg.profile, name, split, f"teacher-{teacher}")
-    except FileNotFoundError:
-        saved = {}
-    return scores_from_saved(saved, teacher, candidates, corpus, queries)
 
 
 @dataclass
@@ -69,11 +50,11 @@ def dl_folds(cfg: InRankerConfig, results_dir) -> dict[str, Fold]:
     calibration fitted on the TRAIN part's judgments, and the labelled pairs in the MS MARCO soft-label format."""
     folds = {}
     for train_on, eval_on in (("trec-dl-2020", "trec-dl-2019"), ("trec-dl-2019", "trec-dl-2020")):
-        full, bm25 = first_stage(cfg, train_on, "test", results_dir)
+        full, bm25 = first_stage_of(results_dir, cfg.profile, train_on, "test", cfg.data_root)
         split = dl_training_split(train_on, data_root=cfg.data_root, seed=cfg.seed, restrict_to=list(full.queries))
         train_q, dev_q = split.train, split.dev
         candidates = top_k({q: bm25[q] for q in full.queries}, cfg.teacher_depth)
-        teacher = saved_teacher(cfg, results_dir, train_on, "test", cfg.dl_teacher, candidates, full.corpus,
+        teacher = saved_teacher(results_dir, cfg.profile, train_on, "test", cfg.dl_teacher, candidates, full.corpus,
                                 full.queries)
         calibration = fit_calibration({q: teacher[q] for q in train_q.queries}, train_q.qrels,
                                       min_grade=cfg.dl_min_grade, teacher=cfg.dl_teacher,

@@ -11,13 +11,14 @@ import pandas as pd
 from ...data import TrainingQueries
 from ...data.trec import top_k
 from ...evaluation import evaluate, kendall_tau_agreement
-from ...experiment import Timer, learning_curves, load_run, publish_model, record_reranker, save_run, selection_row
+from ...experiment import Timer, learning_curves, load_run, publish_selected, record_reranker, save_run, saved_teacher
+from ...experiment import selection_row
 from ...experiment import results_table as experiment_table
 from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
 from ...results.figures import scatter_panels
 from ...settings import snapshot
-from .data import saved_teacher, test_set
+from .data import test_set
 from .settings import PIPELINE, REFERENCES, InRankerConfig
 from .training import Student, short_name, start_model
 
@@ -39,7 +40,7 @@ def teacher_runs(cfg: InRankerConfig, sets: Mapping, results_dir) -> dict:
     for name, (ds, bm25) in sets.items():
         teacher = cfg.scifact_teacher if name == "scifact" else cfg.dl_teacher
         full_run = load_run(results_dir, cfg.profile, name, "test", "bm25")
-        full = saved_teacher(cfg, results_dir, name, "test", teacher,
+        full = saved_teacher(results_dir, cfg.profile, name, "test", teacher,
                              top_k({q: full_run[q] for q in ds.queries}, cfg.teacher_depth), ds.corpus, ds.queries)
         out[name] = {q: {d: full[q][d] for d in bm25[q]} for q in bm25}
     return out
@@ -85,9 +86,8 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         save_run(run, results_dir, cfg.profile, name, "test", f"inranker-{s.method}")
         if has_t5_vocabulary(ranker):  # inranker's T5Ranker loads T5-vocabulary students (not the MiniLM one)
             row = next(r for r in ev.records if r.method == s.method and r.dataset == name)
-            publish_model("monot5", ranker, results_dir, cfg.profile, f"{s.method}-{name}", base_model=s.params["init"],
-                          training_queries=row.n_training_queries, settings=s.params, record=row,
-                          dev={s.selected.metric: s.selected.value} if s.selected.step is not None else None)
+            publish_selected("monot5", ranker, row, s.selected, results_dir, base_model=s.params["init"],
+                             name=f"{s.method}-{name}", settings=s.params)
         return run
 
     if cfg.teacher_model is not None:  # paper: the monoT5 teacher is a ranker of its own, recorded here

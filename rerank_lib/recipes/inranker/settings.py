@@ -13,26 +13,6 @@ from ...training import TrainConfig
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
 
-_2CR = ("rank_llm 2CR (castorini/rank_llm @1b3cabb) src/rank_llm/2cr/msmarco-v1-passage.yaml lines 46-59: "
-        "castorini/monot5-3b-msmarco-10k reranking the Anserini BM25 top-100 of the judged queries; ours: bm25s BM25 "
-        "top-dl_depth (100 in the paper profile), max_length 512")
-#: Published nDCG@10 to show beside ours, by (dataset, method). Found: monoT5-3B, the paper profile's teacher row
-#: (teacher-monot5-3b-msmarco-10k), on TREC DL 2019 / 2020 (rank_llm's 2CR table, read in the repository).
-#: Not found, so left out: the InRanker paper's own BEIR table (InRanker-small / -base / -3B and the monoT5-60M /
-#: -220M / -3B baselines on SciFact and the BEIR mean; its first stage and depth). Searched: the stored text of
-#: http://cord.distantreader.org/stacks/journals-ojs/bracis/bracis-33590.htm and https://arxiv.org/html/2401.06910v1
-#: (stored copies, searched for InRanker / monoT5-60M / -220M / SciFact / nDCG@10 / BEIR table / BM25 top-1000:
-#: only their abstract and introduction are reachable), the model cards unicamp-dl/InRanker-small / -3B (no numbers),
-#: the repository unicamp-dl/InRanker @e85f2c6 (README.md, docs/: no scores), and for monoT5 on SciFact the
-#: repository of Rosa et al. (arXiv 2206.02873; guilhermemr04/scaling-zero-shot-retrieval @fb5866f: README.md,
-#: src/beir_results.PNG is a plot of the BEIR mean, BEIR.ipynb has no saved outputs). A SciFact row goes here as
-#: ("scifact", method): {"nDCG@10": {"value": v, "source": "InRanker (arXiv 2401.06910) Table N: first stage, depth"}}.
-REFERENCES: dict[tuple[str, str], dict] = {
-    ("trec-dl-2019", "teacher-monot5-3b-msmarco-10k"): {"nDCG@10": {"value": 0.7173, "source": f"{_2CR} (dl19)"}},
-    ("trec-dl-2020", "teacher-monot5-3b-msmarco-10k"): {"nDCG@10": {"value": 0.6887, "source": f"{_2CR} (dl20)"}},
-}
-
-
 def _train(**values) -> TrainConfig:
     base = dict(seed=13, per_device_batch_size=16, warmup_ratio=0.1, weight_decay=0.01, log_every_steps=5,
                 save_every_steps=None, keep_last_checkpoints=1, metric_for_best="nDCG@10")
@@ -102,29 +82,13 @@ def _each_stage(**values) -> dict:
 
 
 #: The published configuration as data (recipes/paper_profiles/inranker.yaml): each setting with its source, and
-#: the published settings the code cannot apply (gaps): the inranker package's trainer defaults, docs/training.md.
+#: the published settings the code cannot apply (gaps): the inranker package's trainer defaults, docs/training.md;
+#: the same file holds the smoke / default / paper-tiny profiles and the published numbers.
 PAPER = paper_profile(PIPELINE, InRankerConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-#: The embedded default's fresh decoder learns faster than the pretrained encoder (stage 2: the earlier
-#: 5e-4 x 2e-5 / 1e-4, which rounds to the same float32); dev checkpoints every 40 steps.
-_DEFAULT = {"stage1.decoder_learning_rate": 5e-4, "stage2.decoder_learning_rate": 1e-4,
-            **_each_stage(eval_every_steps=40)}
-#: A finished run keeps one checkpoint at its end, so a re-run with the same data and settings skips training.
-_KEEP_END = _each_stage(save_every_steps=10**9)
-
-PROFILES = {
-    "smoke": {**_DEFAULT, "stage1_depth": 3, "max_length": 64, "stage1.train.num_epochs": 1, "n_synthetic": 3, "generator": "title",
-              "negatives": 2, "negatives_depth": 10, "calibration_queries": 5, "scifact_depth": 5, "dl_depth": 5,
-              "teacher_depth": 20, "scifact_dev_queries": 3, "max_eval_queries": 4, "decoder_layers": 1,
-              **_each_stage(per_device_batch_size=4)},
-    "default": {**_DEFAULT, **_KEEP_END, "scifact_dev_queries": 40},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"stage1_depth": 3, "max_length": 64, "n_synthetic": 3, "negatives": 2, "negatives_depth": 10,
-                   "calibration_queries": 5, "scifact_depth": 5, "dl_depth": 5, "teacher_depth": 20,
-                   "scifact_dev_queries": 3, "max_eval_queries": 4, "eval_batch_size": 8, "generator_max_doc_tokens": 32,
-                   "generator_max_new_tokens": 8, **_each_stage(per_device_batch_size=4, max_steps=2, warmup_steps=1)},
-}
+PROFILES = PAPER.all_profiles()
+#: Published nDCG@10 to show beside ours, by (dataset, method) (the file's `references:`).
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> InRankerConfig:

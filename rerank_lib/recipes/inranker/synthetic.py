@@ -9,15 +9,15 @@ from typing import Mapping
 import pandas as pd
 
 from ...data import TrainingQueries
-from ...data.inranker import DistillExample, soft_label_examples, write_custom_jsonl
+from ...data.inranker import soft_label_examples, write_custom_jsonl
 from ...data.trec import qid_order, top_k
-from ...experiment import Timer, TrainingSplit, load_run, scifact_training_split
+from ...experiment import Timer, TrainingSplit, load_run, saved_teacher, scifact_training_split
 from ...first_stage import BM25Index
 from ...paths import cache_dir
-from ...rerankers.monot5 import T5Ranker
+from ...experiment.monot5_distillation import monot5_teacher_examples
 from ...synthetic_queries import query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
-from .data import DevSlice, saved_teacher
+from .data import DevSlice
 from .settings import InRankerConfig
 from .training import Student, short_name, train_student
 
@@ -44,7 +44,7 @@ def scifact_dev(cfg: InRankerConfig, results_dir) -> tuple[TrainingSplit, DevSli
     split = TrainingSplit(train=split.train, dev=dev, provenance=split.provenance)
     candidates, teacher = top_k({q: train_run[q] for q in dev.queries}, cfg.scifact_depth), None
     if cfg.teacher_model is None:
-        full = saved_teacher(cfg, results_dir, "scifact", "train", cfg.scifact_teacher,
+        full = saved_teacher(results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher,
                              top_k({q: train_run[q] for q in dev.queries}, cfg.teacher_depth), dev.corpus, dev.queries)
         teacher = {q: {d: full[q][d] for d in candidates[q]} for q in candidates}
     return split, DevSlice(dev, candidates, teacher)
@@ -75,7 +75,7 @@ def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:
         chosen = sample_negatives(ranking, positives, cfg.negatives, seed=cfg.seed)
         calibration = None
         if cfg.teacher_model is not None:  # a monoT5 teacher: its own logits, no calibration
-            examples = monot5_teacher_examples(cfg, chosen, queries, corpus)
+            examples = monot5_teacher_examples(cfg.teacher_model, chosen, queries, corpus, cfg.eval_batch_size)
         else:  # the teacher scores each query's whole top-k (plus its document): fusion scores depend on ranks
             lists = {q: {**ranking.get(q, {}), **sample_negatives(ranking, {q: positives[q]}, 0)[q]} for q in queries}
             teacher = teacher_scores(cfg.scifact_teacher, lists, corpus, queries, depth=cfg.negatives_depth + 1)
@@ -94,14 +94,6 @@ def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:
         write_custom_jsonl(path, examples)
     provenance = TrainingQueries.of("scifact/synthetic", queries) | split.provenance
     return Synthetic(frame, path, calibration, provenance, split, dev, t.s)
-
-
-def monot5_teacher_examples(cfg: InRankerConfig, pairs, queries, corpus) -> list[DistillExample]:
-    teacher = T5Ranker(cfg.teacher_model, batch_size=cfg.eval_batch_size, max_length=512)
-    flat = [(q, d) for q in pairs for d in pairs[q]]
-    logits = teacher.pair_logits([queries[q] for q, _ in flat], [corpus[d].text_for_model for _, d in flat])
-    return [DistillExample(queries[q], corpus[d].text_for_model, float(f), float(t_), q, d)
-            for (q, d), (f, t_) in zip(flat, logits.tolist())]
 
 
 def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: Synthetic,

@@ -7,9 +7,8 @@ Yes logit or a full score head), distillation_sources (each candidate teacher me
 experiment.train_with_dev_selection (the untrained start is step 0, a candidate) and enters the results through
 experiment.record_reranker: a row vs BM25 and vs its start, and a "+interp" row (weight chosen on dev).
 """
-from .data import LLMData, build_data
+from .data import LLMData, build_data, llm_features, load_llm
 from .distillation import Sources, choose_source, distill, distillation_file, distillation_sources
-from .llm import llm_features, load_llm
 from .rows import ZERO_SHOT, Row, decoder_scale, record_bm25, train_decoder, train_head, zero_shot
 from .settings import DECODER_VARIANTS, LLM_SOURCES, PIPELINE, PROFILES, SOURCES, LLMRerankerConfig, config
 from .settings import PAPER_GAPS, PAPER_SOURCES, REFERENCES

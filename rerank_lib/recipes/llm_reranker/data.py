@@ -1,4 +1,5 @@
-"""The LLM-reranker recipe's data: SciFact training groups, the dev slice and the (sampled) test set."""
+"""The LLM-reranker recipe's data: SciFact training groups, the dev slice and the (sampled) test set; the frozen LLM
+and one cached forward pass per pair of every set."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +7,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ...data.pairs import TrainGroup
-from ...data.trec import top_k
+from ...data.trec import ranked, top_k
 from ...data.types import Dataset, Run
 from ...negatives import sample_negatives
-from ...experiment import TrainingSplit, load_run, sample_ids, scifact_training_split, test_sample
+from ...experiment import Timer, TrainingSplit, load_run, sample_ids, scifact_training_split, test_sample
+from ...rerankers.llm_reranker import DecoderReranker
 from .settings import LLMRerankerConfig
 
 
@@ -55,3 +57,28 @@ def build_data(cfg: LLMRerankerConfig, results_dir) -> LLMData:
     keep = set(split.train.queries) | set(split.dev.queries)
     return LLMData(split, groups, {q: r for q, r in train_bm25.items() if q in keep}, dev, dev_bm25, test,
                    top_k(test_bm25, cfg.depth), test_split)
+
+
+def load_llm(cfg: LLMRerankerConfig, prompt: str = "flagembedding") -> DecoderReranker:
+    """The decoder with its Yes/No head and the FlagEmbedding prompt (frozen; features are cached)."""
+    return DecoderReranker(cfg.llm, head="yes", prompt=prompt, max_length=cfg.max_length)
+
+
+def pairs_of(run: Run, ds: Dataset) -> tuple[list[str], list[str]]:
+    """The (query text, document text) of every pair of `run`, in rank order."""
+    pairs = [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
+    return [ds.queries[q] for q, _ in pairs], [ds.corpus[d].text_for_model for _, d in pairs]
+
+
+def llm_features(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData) -> pd.DataFrame:
+    """One forward pass per pair of every set (train groups, dev, test), cached; returns the cost per set."""
+    rows = []
+    sets = {"train": ([g.query for g in data.groups for _ in g.docs], [d for g in data.groups for d in g.docs]),
+            "dev": pairs_of(data.dev_bm25, data.dev), data.test_split: pairs_of(data.test_bm25, data.test)}
+    for name, (qs, ds) in sets.items():
+        with Timer() as t:
+            llm.hidden_features(qs, ds, batch_size=cfg.feature_batch_size, show_progress=True)
+        tokens = sum(len(f["input_ids"]) for f in llm.encode_pairs(qs, ds))
+        rows.append({"set": name, "pairs": len(qs), "tokens": tokens, "wall_s": round(t.s, 1),
+                     "pairs/s": round(len(qs) / max(t.s, 1e-9), 2)})
+    return pd.DataFrame(rows).set_index("set")

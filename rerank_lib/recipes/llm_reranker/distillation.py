@@ -15,23 +15,10 @@ from ...experiment import Timer, jsonable, pipeline_cache, record_run
 from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
-from ...teacher import scores_with_extra
-from .data import LLMData
-from .llm import load_llm, pairs_of
+from ...teacher import platt_probability, scores_with_extra
+from .data import LLMData, load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
 from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
-
-
-def _platt(scores: np.ndarray, labels: np.ndarray):
-    """p = sigmoid(a s + b) fitted on the training pairs' qrels labels (for teachers whose scores are not
-    probabilities, e.g. reciprocal-rank fusion). Not teacher.platt_fit: that one fits in float64 with a tighter
-    tolerance, which moves this recipe's labels (a head's float32 logits) by up to 1.6e-4."""
-    from sklearn.linear_model import LogisticRegression
-
-    mu, sd = float(scores.mean()), float(scores.std() or 1.0)
-    model = LogisticRegression(C=1e4, max_iter=1000).fit(((scores - mu) / sd)[:, None], labels.astype(int))
-    a, b = float(model.coef_[0, 0] / sd), float(model.intercept_[0] - model.coef_[0, 0] * mu / sd)
-    return lambda s: 1.0 / (1.0 + np.exp(-(a * np.asarray(s, dtype=float) + b)))
 
 
 @dataclass
@@ -101,7 +88,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             # head started at the Yes row (logits ~ +10) or trained with a shift-invariant loss is not, so its
             # logit is Platt-scaled on the training pairs' qrels (a monotone map: the ranking is unchanged).
             raw = head_row.ranker.score(flat_q, flat_d)
-            calib = _platt(raw, truth)
+            calib = platt_probability(raw, truth)
             dev_vals, train_vals = calib(head_row.ranker.score(dev_q, dev_d)), calib(raw)
             teachers[source] = (head_row.method, f"{head_row.method} (score head on the frozen {cfg.llm}, "
                                                  "Platt-scaled)")
@@ -109,7 +96,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             tr = scores_with_extra("bm25+minilm-l6", data.train_bm25, {g.query_id: g.doc_ids for g in data.groups},
                                    data.split.train.corpus, {**data.split.train.queries, **data.split.dev.queries})
             raw = np.array([tr[g.query_id][d] for g in data.groups for d in g.doc_ids])
-            calib = _platt(raw, truth)
+            calib = platt_probability(raw, truth)
             train_vals, dev_vals = calib(raw), calib(np.array([tr[q][d] for q, d in dev_keys]))
             teachers[source] = (source, f"{source} (the offline teacher, not an LLM; Platt-scaled)")
         dev_runs[source] = to_run(dev_vals)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from ...data.pairs import TrainGroup
 from ...data.types import Run
 from ...experiment import (
-    DevEvaluator, Selected, Timer, fingerprint, jsonable, publish_model, record_reranker, record_run, run_dir,
+    DevEvaluator, Selected, Timer, fingerprint, jsonable, publish_selected, record_reranker, record_run, run_dir,
     train_scorer,
 )
 from ...experiment.launch import train_launched
@@ -100,9 +100,8 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
         model=model, baselines={"bm25": data.test_bm25, "start": start.test_run}, wall_s=sel.wall_s + t.s,
         **common_kwargs(cfg, data, results_dir, True))
     if publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
-        publish_model(publish_as, ranker, results_dir, cfg.profile, method, base_model=key.get("student", model),
-                      training_queries=records[0].n_training_queries, settings=params, record=records[0],
-                      dev={sel.metric: sel.value} if sel.step is not None else None)
+        publish_selected(publish_as, ranker, records[0], sel, results_dir, base_model=key.get("student", model),
+                         name=method, settings=params)
     return Row(method, test_run, sel.dev_run, sel, records, ranker)
 
 

@@ -83,42 +83,11 @@ class LLMRerankerConfig(Settings):
 PAPER = paper_profile("llm_reranker", LLMRerankerConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-PROFILES = {
-    "smoke": {"max_length": 96, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
-              "group_size": 4, "negative_range": (0, 10), "head_losses": ("group_ce",), "head_train.num_epochs": 4,
-              "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 4, "student_max_length": 64,
-              "student_train.max_steps": 3, "student_train.save_every_steps": 3, "student_train.per_device_batch_size": 8,
-              "student_train.eval_every_steps": 3, "feature_batch_size": 8,
-              # the offline teacher would encode a corpus subset here (minutes); default and paper measure it
-              "distill_sources": ("llm-zero-shot", "llm-head"),
-              "decoder_variants": ("lora-yes",), "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 1,
-              "decoder_train.eval_every_steps": 2, "decoder_train.save_every_steps": 2},
-    # lora-yes at a small scale: 32 steps of one group of 8 (half a pass over the 64 training queries), ~7.5 s a step
-    # on 2 cores; with its dev checks and the 2000 test pairs the row costs ~9 min
-    "default": {"test_queries": 100, "dev_queries": 24, "train_queries": 64, "decoder_variants": ("lora-yes",),
-                "decoder_train.max_steps": 32, "decoder_train.per_device_batch_size": 1,
-                "decoder_train.eval_every_steps": 16, "decoder_train.save_every_steps": 16},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"max_length": 256, "depth": 4, "test_queries": 3, "dev_queries": 2, "dev_depth": 4, "train_queries": 3,
-                   "group_size": 4, "negative_range": (0, 10), "head_train.max_steps": 2,
-                   "head_train.per_device_batch_size": 2, "head_train.eval_every_steps": 1,
-                   "decoder_train.max_steps": 2, "decoder_train.per_device_batch_size": 2,
-                   "decoder_train.gradient_accumulation_steps": 1, "decoder_train.eval_every_steps": 1,
-                   "student_max_length": 64, "student_train.max_steps": 2, "student_train.save_every_steps": 2,
-                   "student_train.per_device_batch_size": 8, "student_train.gradient_accumulation_steps": 1,
-                   "student_train.eval_every_steps": 1, "feature_batch_size": 8},
-}
+PROFILES = PAPER.all_profiles()
 
 
-#: Published nDCG@10 of a model used without training here (its zero-shot row), by model name. Not found: any
-#: RAG-Retrieval number for its LLM reranker or distilled BERT, any SciFact number for Qwen2.5-1.5B as a reranker.
-_FE_BEIR = ("FlagEmbedding research/llm_reranker BEIR table (evaluation/BEIR-bge-en-v1.5.png), SciFact, reranking "
-            "the bge-large-en-v1.5 top-100 at length 1024 (ours: BM25 top-100)")
-REFERENCES = {
-    "BAAI/bge-reranker-v2-gemma": {"nDCG@10": {"value": 0.7722, "source": _FE_BEIR}},
-    "BAAI/bge-reranker-v2-m3": {"nDCG@10": {"value": 0.7308, "source": _FE_BEIR}},
-}
+#: Published nDCG@10 of a model used without training here (its zero-shot row), by model name (`references:`).
+REFERENCES = PAPER.references
 
 
 def _check(cfg: LLMRerankerConfig) -> None:

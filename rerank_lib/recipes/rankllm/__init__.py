@@ -3,15 +3,14 @@
 on one TREC DL year (+ SciFact train) and evaluated on the other; checkpoints (the untrained start included) and
 interpolation weights chosen on dev slices of the training queries. `paper`: the published models and recipe.
 
-One submodule per step: settings, models, evalsets (evaluation sets, reference rows), training (a fold's data, one
+One submodule per step: settings, evalsets (evaluation sets, the listwise reranker, reference rows), training (a fold's data, one
 objective through experiment.train_with_dev_selection), evaluation (records; the tables and teacher agreement; the
 windows' quality and latency: rerank_lib.listwise.analysis), evidence (recipe search, memorisation probe). To
 monkeypatch a name, patch it in the submodule that looks it up.
 """
 from .settings import MEASURE, PIPELINE, PROFILES, REFERENCES, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
 from .settings import PAPER_GAPS, PAPER_SOURCES
-from .models import load_base_tokenizer, load_lm, reranker, use_letters
-from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, teacher_name
+from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, reranker, teacher_name, use_letters
 from .training import FoldData, Trained, fold_data, train_all, train_objective
 from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
 from .evaluation import zero_shot

@@ -1,6 +1,6 @@
-"""The evaluation sets (TREC DL 2019 / 2020, a SciFact test sample), reranking one of them, and the reference
-rows every table is read against: BM25 on a sampled set and the teacher's order of the same top-depth (the ceiling
-of imitation)."""
+"""The evaluation sets (TREC DL 2019 / 2020, a SciFact test sample), the listwise reranker of a model and reranking
+one of them, and the reference rows every table is read against: BM25 on a sampled set and the teacher's order of the
+same top-depth (the ceiling of imitation). Models and tokenizers: rerank_lib.models.load_chat_lm."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
+from ...listwise.prompts import choose_identifiers
 from ...experiment import load_run, record_run, test_sample
 from ...teacher import teacher_order
 from .settings import PIPELINE, RankLLMConfig
@@ -31,6 +32,18 @@ def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
                                       cfg.scifact_test_queries if name == "scifact" else None, cfg.seed, cfg.data_root)
         sets[name] = EvalSet(ds, split, bm25, top_k(bm25, cfg.depth))
     return sets
+
+
+def use_letters(cfg: RankLLMConfig, tokenizer) -> bool:
+    """Letters or numbers, decided from the tokenizer for the largest window used in training or inference."""
+    return choose_identifiers(tokenizer, max(cfg.window, cfg.train_window), cfg.identifiers, cfg.chat_template)
+
+
+def reranker(cfg: RankLLMConfig, model, tokenizer, mode: str = "first") -> ListwiseReranker:
+    return ListwiseReranker(model, tokenizer, mode=mode, window=cfg.window, stride=cfg.stride,
+                            max_words=cfg.max_words, context_size=cfg.context_size,
+                            identifiers="alpha" if use_letters(cfg, tokenizer) else "numeric",
+                            chat_template=cfg.chat_template, autocast=cfg.inference_bf16)
 
 
 def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=None,

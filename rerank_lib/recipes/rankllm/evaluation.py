@@ -11,12 +11,11 @@ import pandas as pd
 
 from ... import experiment
 from ...data.types import Run
-from ...experiment import Timer, load_run, publish_model, record_reranker, record_run, save_run
+from ...experiment import Timer, load_run, publish_selected, record_reranker, record_run, save_run
 from ...listwise import analysis
-from ...models import weights_params
+from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...settings import snapshot
-from .evalsets import EvalSet, method_name, rerank_set, teacher_name, window_params
-from .models import load_base_tokenizer, load_lm, reranker, use_letters
+from .evalsets import EvalSet, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
 
@@ -47,7 +46,7 @@ def _quality_sample(cfg: RankLLMConfig, model, tokenizer, sets: dict[str, EvalSe
 def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ZeroShot:
     """The untrained model with FIRST on every eval set (records), and generation decoding on the first
     `quality_queries` DL19 queries (output-quality counts and latency only)."""
-    model, tokenizer = load_lm(cfg, cfg.model)
+    model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     rr = reranker(cfg, model, tokenizer, "first")
     zs, method = ZeroShot({}, [], []), method_name(cfg, "zs", "first")
     for name, es in sets.items():
@@ -69,7 +68,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
     """The selected checkpoint with FIRST on the fold's evaluation year (and SciFact test for the first fold),
     generation decoding where asked, each FIRST row with its '+interp' row (weight chosen on the matching dev
     slice). Returns (records, window results)."""
-    model, tokenizer = load_lm(cfg, str(tr.selected.model_dir), tokenizer_from=tr.base)
+    model, tokenizer = load_chat_lm(str(tr.selected.model_dir), cfg.chat_template, tokenizer_from=tr.base)
     who, sel = f"{tr.objective} ({tr.fold.train_on})", tr.selected
     label = f"{tr.base} fine-tuned ({tr.objective}, {cfg.ranking_loss if tr.objective != 'generation' else 'CE'})"
     records, windows = [], []
@@ -89,7 +88,6 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
             dev_run = None  # the dev run of the FIRST row picks its interpolation weight (SciFact: scored here)
             if decoding == "first":
                 dev_run = sel.dev_run if dev_key == "dl" else rerank_set(rr, dev, cfg, progress=False)[0]
-            ref = REFERENCES.get((name, tr.objective))
             records += record_reranker(
                 run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
                 dev_qrels=dev.dataset.qrels, method=method,
@@ -98,13 +96,11 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,
-                reference={MEASURE: {"value": ref[0], "source": ref[1]}} if ref else None)
+                reference=REFERENCES.get((name, tr.objective)))
     first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
-    publish_model("listwise", model, results_dir, cfg.profile, f"{first.method}-{tr.fold.train_on}",
-                  tokenizer=tokenizer, chat_template=cfg.chat_template, base_model=tr.base,
-                  training_queries=first.n_training_queries,
-                  settings=first.params, record=first, dev={sel.metric: sel.value} if sel.step is not None else None)
+    publish_selected("listwise", model, first, sel, results_dir, base_model=tr.base,
+                     name=f"{first.method}-{tr.fold.train_on}", tokenizer=tokenizer, chat_template=cfg.chat_template)
     return records, windows
 
 
@@ -121,7 +117,7 @@ def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = 
     from ...data.trec import ranked
     from ...listwise.prompts import fit_prompt, template_for
 
-    tokenizer = load_base_tokenizer(cfg, cfg.model)
+    tokenizer = load_chat_tokenizer(cfg.model, cfg.chat_template)
     es = sets[dataset]
     qid = sorted(es.top)[0]
     docs = [es.dataset.corpus[d] for d, _ in ranked(es.top[qid])][-cfg.window:]

@@ -9,25 +9,16 @@ import pandas as pd
 from ...experiment import run_dir, selection_row, train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below, identifier_token_ids
 from ...listwise.analysis import input_order_tau, window_tau
+from ...models import load_chat_lm
 from ...settings import override, snapshot
 from ...training import TrainConfig, pad_collate
-from .models import load_lm, use_letters
-from .settings import PIPELINE, RankLLMConfig
+from .evalsets import use_letters
+from .settings import PAPER, PIPELINE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
-# Variants tried on the first fold's dev slice beside the main recipe (dotted overrides of the config). Default: the
-# FIRST ranking objective alone, on 10-passage windows (~3 s a step instead of ~7), from a low to a high learning
-# rate, in BM25 order and shuffled (RankVicuna's augmentation: copying the input order no longer lowers the loss).
-SEARCH_GRIDS: dict[str, list[dict]] = {
-    "smoke": [{"train.learning_rate": 1e-3, "train.max_steps": 2, "train.eval_every_steps": 1,
-               "train.save_every_steps": 1}],
-    "default": [
-        {"train.learning_rate": lr, "train_window": 10, "shuffle_inputs": shuffled, "train.max_steps": 60,
-         "train.warmup_steps": 5, "train.eval_every_steps": 20, "train.save_every_steps": 20}
-        for lr, shuffled in ((1e-5, False), (1e-4, False), (5e-5, True))
-    ],
-    "paper": [],  # the published recipe is the experiment
-}
+#: Variants tried on the first fold's dev slice beside the main recipe, by profile (dotted overrides of the config):
+#: the `grids:` of recipes/paper_profiles/rankllm.yaml, where each grid's reason is written.
+SEARCH_GRIDS = PAPER.grids
 
 
 def search_grid(cfg: RankLLMConfig) -> list[dict]:
@@ -64,7 +55,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
     input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
     learns the windows it sees but does not generalise from them (flat dev curves)."""
-    model, tokenizer = load_lm(cfg, cfg.model)
+    model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     alpha = use_letters(cfg, tokenizer)
     n_max = max(c["num_passages"] for c in fold.conversations)
     ident = identifier_token_ids(tokenizer, max(cfg.window, cfg.train_window, n_max), alpha, cfg.chat_template)

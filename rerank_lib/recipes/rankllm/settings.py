@@ -9,27 +9,14 @@ import pandas as pd
 
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
-from ...models import resolve
+from ...models import TINY_RANDOM_LLAMA, where_from
 from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_profile, settings_table
 from ...training import TrainConfig
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
-TINY = "tiny-random-llama"  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
-
-_SRC = "rank_llm 2CR, msmarco-v1-passage, BM25 top-100, window 20 / stride 10"
-_BEIR = "Contriever top-100, a different first stage from ours (BM25)"
-REFERENCES = {  # published nDCG@10 of the full-size models (SPLADE++ ED rows of 2CR: 0.7781 / 0.8147 for RankZephyr)
-    ("trec-dl-2019", "generation"): (0.7365, f"RankZephyr-7B ({_SRC})"),
-    ("trec-dl-2020", "generation"): (0.7080, f"RankZephyr-7B ({_SRC})"),
-    ("trec-dl-2019", "combined"): (0.7294, f"FirstMistral-7B ({_SRC}); monoT5-3B 0.7173 in the same table"),
-    ("trec-dl-2020", "combined"): (0.7043, f"FirstMistral-7B ({_SRC}); monoT5-3B 0.6887 in the same table"),
-    ("scifact", "combined"): (0.7769, f"FirstMistral-7B on BEIR SciFact, HF card castorini/first_mistral (Chen, Pradeep, "
-                                      f"Lin, arXiv 2411.05508), {_BEIR}; the original FIRST (Zephyr base): 0.7459"),
-    ("scifact", "generation"): (0.767, f"RankZephyr-7B as evaluated in FIRST's BEIR table (HF card "
-                                       f"rryisthebest/First_Model), {_BEIR}; no BM25 top-100 SciFact number was found"),
-}
+TINY = TINY_RANDOM_LLAMA  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
 
 
 def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 conversations, fp32 on the CPU
@@ -102,26 +89,11 @@ class RankLLMConfig(Settings):
 PAPER = paper_profile("rankllm", RankLLMConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-PROFILES = {
-    "smoke": {
-        "tag": "tiny", "model": TINY, "chat_template": ZEPHYR_STYLE_TEMPLATE, "depth": 6, "window": 4, "stride": 2,
-        "max_words": 12, "scifact_test_queries": 4, "quality_queries": 2, "train_window": 4, "train_max_words": 12,
-        "scifact_train_queries": 4, "dev_scifact_queries": 2, "train_layers": None, "generation_eval": ("trec-dl-2019",),
-        "train.max_steps": 2, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 0,
-        "train.eval_every_steps": 1, "train.save_every_steps": 1, "train.learning_rate": 1e-3,
-    },
-    # the sliding window runs: BM25 top-20 in 2 windows of 12, stride 8 ((8, 20) then (0, 12): the best 4 of the lower
-    # window move up into the top one). Measured: a 12-passage window costs ~0.69 of a 20-passage one (546 vs 793
-    # prompt tokens), so 2 passes cost ~1.4x the old single window of 20; top-30 / 10 / 5 (5 passes, ~3x) did not fit
-    "default": {"depth": 20, "window": 12, "stride": 8},
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": {"depth": 6, "window": 4, "stride": 2, "max_words": 12, "context_size": 1024,
-                   "scifact_test_queries": 4, "quality_queries": 2, "train_window": 4, "train_max_words": 12,
-                   "scifact_train_queries": 4, "dev_scifact_queries": 2, "train.max_steps": 2,
-                   "train.per_device_batch_size": 1, "train.gradient_accumulation_steps": 1, "train.warmup_steps": 1,
-                   "train.eval_every_steps": 1, "train.save_every_steps": 1},
-}
+PROFILES = PAPER.all_profiles()
+# the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code, not data)
+PROFILES["smoke"]["chat_template"] = ZEPHYR_STYLE_TEMPLATE
+#: Published nDCG@10 of the full-size models, by (dataset, objective) (the file's `references:`).
+REFERENCES = PAPER.references
 
 
 def config(profile: str = "default", **overrides) -> RankLLMConfig:
@@ -139,12 +111,5 @@ def summary(cfg: RankLLMConfig) -> pd.DataFrame:
     table = settings_table(cfg, drop=["chat_template"])
     for role, name in (("start", cfg.model), ("generation base", cfg.generation_model or cfg.model),
                        ("combined base", cfg.combined_model or cfg.model)):
-        if name == TINY:
-            where = "built from a config (smoke)"
-        else:
-            try:
-                where = resolve(name).description  # says which weights (Q4_1 stand-in or the hub model), no paths
-            except Exception as err:  # offline, hub id: say so, the paper profile cannot run here
-                where = f"unavailable here ({type(err).__name__})"
-        table.loc[f"{role} model"] = f"{name} [{where}]"
+        table.loc[f"{role} model"] = f"{name} [{where_from(name)}]"
     return table.rename_axis("parameter")

@@ -15,12 +15,12 @@ from ...experiment import train_with_dev_selection
 from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
 from ...listwise import freeze_below, identifier_token_ids
 from ...listwise.training_data import conversation
+from ...models import load_chat_lm, load_chat_tokenizer
 from ...paths import cache_dir
 from ...experiment.launch import train_launched
 from ...settings import snapshot
 from ...training import pad_collate
-from .evalsets import EvalSet, rerank_set
-from .models import load_base_tokenizer, load_lm, reranker, use_letters
+from .evalsets import EvalSet, rerank_set, reranker, use_letters
 from .settings import MEASURE, PIPELINE, RankLLMConfig, config
 
 # settings that do not change a trained run (its cache key leaves them out)
@@ -49,7 +49,7 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
     bm25_sf = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     sf = scifact_training_split(cfg.data_root, cfg.seed, restrict_to=bm25_sf)
     sf_dev = sorted(sf.dev.queries)[: cfg.dev_scifact_queries]
-    alpha = use_letters(cfg, load_base_tokenizer(cfg, cfg.model))
+    alpha = use_letters(cfg, load_chat_tokenizer(cfg.model, cfg.chat_template))
     if cfg.train_data == "rank_zephyr":  # the paper's data; the DL year and SciFact give the dev slices only
         conversations, used = rank_zephyr_conversations(cfg, alpha)
         sf_train = []
@@ -110,7 +110,7 @@ def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: s
     """Fine-tune the objective's base model on the fold's conversations; the FIRST reranking of the training
     year's dev slice (nDCG@10) at step 0 and every `train.eval_every_steps` picks the checkpoint."""
     base = base_model(cfg, objective)
-    model, tokenizer = load_lm(cfg, base)
+    model, tokenizer = load_chat_lm(base, cfg.chat_template)
     lm, dev_set = ListwiseLM(model), fold.dev["dl"]
     examples = [encode_conversation(c, tokenizer, objective, cfg.chat_template, max_length=cfg.context_size)
                 for c in fold.conversations]
@@ -127,7 +127,7 @@ def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: s
     try:
         selected = train_with_dev_selection(
             lm, examples, pad_collate(tokenizer, padding_side="right"), loss, replace(cfg.train, output_dir=str(path)),
-            dev, load_selected=lambda d: load_lm(cfg, str(d), tokenizer_from=base)[0],
+            dev, load_selected=lambda d: load_chat_lm(str(d), cfg.chat_template, tokenizer_from=base)[0],
             lengths=[len(e["input_ids"]) for e in examples])
     finally:
         if hook is not None:

@@ -13,12 +13,11 @@ the LM would reward lexical overlap with the gold abstract rather than usefulnes
 method, and the same supervision as CTL's qrels, so it is not run.
 """
 from .baselines import Baselines, faire_baselines
-from .faire_data import FaireData, load_faire
 from .records import faire_records, faire_table, record_faire
 from .scifact import SciFactData, load_scifact, scifact_records, scifact_table, train_scifact
 from .settings import (
-    FAIRE, FAIRE_MEASURES, FAIRE_PROFILES, METHODS, PIPELINE, SCIFACT_PROFILES, FaireConfig, SciFactConfig, config,
-    encoder, scifact_config, start_method,
+    FAIRE, FAIRE_MEASURES, FAIRE_PROFILES, METHODS, PIPELINE, SCIFACT_PROFILES, FaireConfig, FaireData, SciFactConfig,
+    config, encoder, load_faire, scifact_config, start_method,
 )
 from .settings import PAPER_GAPS, PAPER_SOURCES, SCIFACT_PAPER_GAPS, SCIFACT_PAPER_SOURCES
 from .training import Outcome, train_faire

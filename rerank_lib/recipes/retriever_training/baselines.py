@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from ...data.trec import top_k
 from ...data.types import Run
 from ...evaluation import reciprocal_rank_fusion
-from ...experiment import save_run
+from ...experiment import DevEvaluator, save_run
 from ...first_stage import BM25Index, rerank_with_encoder
 from ...retrievers.bi_encoder import BiEncoder
 from ...retrievers.training import retrieve
-from .faire_data import FaireData
-from .settings import FAIRE, FaireConfig
-from .training import retrieval_dev
+from .settings import FAIRE, FaireConfig, FaireData
 
 
 @dataclass
@@ -41,5 +39,6 @@ def faire_baselines(cfg: FaireConfig, data: FaireData, enc: BiEncoder, results_d
         runs["teacher-bm25+minilm-l6"][split] = reciprocal_rank_fusion({"first_stage": first, "dense": dense}, k=60)
     for method, by_split in runs.items():
         save_run(by_split["test"], results_dir, cfg.profile, FAIRE, "test", method)
-    start_eval = retrieval_dev(enc, data.eval, cfg.depth).metrics(runs["zero-shot"]["eval"])
+    dev = DevEvaluator.retrieval(enc, data.eval.corpus, data.eval.queries, data.eval.qrels, cfg.depth)
+    start_eval = dev.metrics(runs["zero-shot"]["eval"])
     return Baselines(runs, start_eval)

@@ -8,12 +8,11 @@ import pandas as pd
 from ...data import Dataset, TrainingQueries
 from ...data.types import Run
 from ...evaluation import interpolate
-from ...experiment import choose_interpolation_weight, jsonable, publish_model, record_run, results_table
+from ...experiment import choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
 from ...retrievers.training import recall_per_query
 from ...settings import snapshot
 from .baselines import Baselines
-from .faire_data import FaireData
-from .settings import FAIRE_MEASURES, PIPELINE, REFERENCES, FaireConfig, short_name, start_method
+from .settings import FAIRE_MEASURES, PIPELINE, REFERENCES, FaireConfig, FaireData, short_name, start_method
 from .training import Outcome
 
 
@@ -49,20 +48,12 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
                        training=data.provenance)
         records.append(record_faire(out.runs["test"], test, method=name, params=jsonable({**snapshot(cfg), **out.params}),
                                     wall_s=out.wall_s, **trained))
-        publish_retriever(out, records[-1], cfg.model, results_dir)
+        publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, base_model=cfg.model,
+                         name=f"{name}-{test.name}")
         weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
         records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, method=f"{name}+interp",
                                     params=jsonable({**out.params, "interpolation_weight": weight}), **trained))
     return records
-
-
-def publish_retriever(out: Outcome, record, base_model: str, results_dir) -> None:
-    """The selected encoder as a SentenceTransformer folder with its model card (<results>/models/...)."""
-    if out.encoder is not None:
-        dev = {out.selected.metric: out.selected.value} if out.selected.step is not None else None
-        publish_model("bi_encoder", out.encoder, results_dir, record.profile, f"{record.method}-{record.dataset}",
-                      base_model=base_model,
-                      training_queries=record.n_training_queries, settings=record.params, record=record, dev=dev)
 
 
 def faire_table(records) -> pd.DataFrame:

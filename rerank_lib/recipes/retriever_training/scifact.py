@@ -11,15 +11,15 @@ from ...data.trec import top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    Timer, jsonable, load_run, record_reranker, results_table, save_run, scifact_training_split,
+    DevEvaluator, Timer, jsonable, load_run, publish_selected, record_reranker, results_table, save_run,
+    scifact_training_split, train_encoder_in_run_dir,
 )
 from ...experiment.launch import train_launched
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
 from ...settings import snapshot
 from .settings import PIPELINE, SciFactConfig, encoder, scifact_config, short_name
-from .records import publish_retriever
-from .training import Outcome, retrieval_dev, train_selected
+from .training import Outcome
 
 
 @dataclass
@@ -65,15 +65,14 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     dev queries."""
     enc, dev, corpus = encoder(cfg), data.split.dev, data.test.corpus
     candidates = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, cfg.dev_depth)
-    evaluator = retrieval_dev(enc, Dataset(dev.name, dev.split, corpus, dev.queries, dev.qrels), cfg.dev_depth,
-                              candidates=candidates, ks=())
+    evaluator = DevEvaluator.retrieval(enc, corpus, dev.queries, dev.qrels, cfg.dev_depth, candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
     settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
     train_launched("retriever_scifact", cfg, scifact_config, results_dir)
     with Timer() as t:
-        sel = train_selected(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
-                             ctl_compute_loss(enc, ctl), cfg.train, evaluator, profile=cfg.profile,
-                             name="scifact-ctl", settings=settings)
+        sel = train_encoder_in_run_dir(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
+                                       ctl_compute_loss(enc, ctl), cfg.train, evaluator, pipeline="retriever_training",
+                                       profile=cfg.profile, name="scifact-ctl", settings=settings)
         corpus_emb = enc.encode_corpus(corpus)
         runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
                 "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
@@ -98,7 +97,8 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
         baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
         first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
         eval_queries=test.queries, wall_s=out.wall_s)
-    publish_retriever(out, records[0], cfg.model, results_dir)
+    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, base_model=cfg.model,
+                     name=f"{records[0].method}-scifact")
     return records
 
 

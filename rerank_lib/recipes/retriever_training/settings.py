@@ -1,9 +1,10 @@
-"""The retriever-training settings: faire's and SciFact's configs and profiles, the encoder, the record names."""
+"""The retriever-training settings: faire's and SciFact's configs and profiles, faire's data, the encoder, the record
+names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from ...data.localrqa import RetrieverSplits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
 from ...paper_profiles import paper_profile
 from ...settings import Settings, override, profile_values, resolve_profile
@@ -77,57 +78,16 @@ class FaireConfig(Settings):
         learning_rate=1e-5, per_device_batch_size=4, metric_for_best="recall@4"))
 
 
-def _each(values_by_path: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """{'ctl_train': {'learning_rate': 5e-5}} -> {'ctl_train.learning_rate': 5e-5}; `eval_every_steps` sets the
-    checkpoint interval too (a checkpoint at every evaluation)."""
-    out = {}
-    for path, values in values_by_path.items():
-        if "eval_every_steps" in values:
-            values = {"save_every_steps": values["eval_every_steps"], **values}
-        out.update({f"{path}.{k}": v for k, v in values.items()})
-    return out
-
-
 #: LocalRQA's published configuration as data (recipes/paper_profiles/retriever.yaml): each setting with its source,
 #: and the published settings the code cannot apply (gaps): CTL as its Faire tutorial trains it, DCA and RPG as
-#: their module pages do (no faire command).
+#: their module pages do (no faire command); the same file holds the other profiles and the published numbers.
 PAPER = paper_profile("retriever", FaireConfig())
 PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
 
-FAIRE_PROFILES: dict[str, dict[str, Any]] = {
-    # the test path: a few questions, the chunks they name, two steps per trainer
-    "smoke": dict(max_train=16, max_eval=8, max_test=8, restrict_corpus=True, max_length=64, reader_passage_tokens=24,
-                  reader_answer_tokens=8, dca_questions=4, dca_n_context=2, dca_score_scale=20.0, rpg_questions=4,
-                  rpg_num_docs=2, rpg_refresh_every=1, depth=20, **_each({
-                      "ctl_train": dict(per_device_batch_size=8, max_steps=2, eval_every_steps=1, learning_rate=5e-5),
-                      "dca_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2, learning_rate=5e-5),
-                      "rpg_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2, learning_rate=5e-5)})),
-    # the embedded CPU reproduction (see the notebook for how each recipe was chosen on the eval split)
-    "default": dict(max_length=128, dca_questions=48, dca_n_context=4, dca_score_scale=20.0, rpg_questions=32,
-                    rpg_num_docs=4, rpg_refresh_every=8, **_each({
-                        "ctl_train": dict(learning_rate=5e-5, per_device_batch_size=32, eval_every_steps=9),
-                        "dca_train": dict(learning_rate=5e-5, per_device_batch_size=4, num_epochs=2, eval_every_steps=12),
-                        "rpg_train": dict(learning_rate=5e-5, per_device_batch_size=4, num_epochs=2, eval_every_steps=8)})),
-    "paper": PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": dict(max_train=16, max_eval=8, max_test=8, restrict_corpus=True, max_length=64, reader_passage_tokens=24,
-                       reader_answer_tokens=8, dca_questions=4, dca_n_context=2, rpg_questions=4, rpg_num_docs=2,
-                       rpg_refresh_every=1, depth=20, **_each({
-                           "ctl_train": dict(per_device_batch_size=8, max_steps=2, eval_every_steps=1),
-                           "dca_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2),
-                           "rpg_train": dict(per_device_batch_size=2, max_steps=2, eval_every_steps=2)})),
-}
-
-#: Published numbers to show beside ours on faire, by (dataset, method), e.g. ("localrqa-faire", "ctl-e5-base-v2"):
-#: {"recall@4": {"value": v, "source": "LocalRQA (arXiv 2403.00982) Table N: model, data, k"}}. None found, so none
-#: is shown. Searched: the repository jasonyux/LocalRQA @aadf3d1 (README.md; docs/usecases/faire.rst and
-#: databricks.rst, docs/modules/training/retriever/ctl.rst, dca.rst, rpg.rst,
-#: docs/modules/evaluation/eval_retriever.rst: commands and metric names only; no text file of the repository prints
-#: a recall value), and the stored copies of the paper
-#: (https://arxiv.org/html/2403.00982v1) and of https://jasonyux.com/LocalRQA/modules/training/retriever.html, for
-#: its retriever table (CTL / DCA / RPG, Recall@1 / Recall@4, Faire): only the abstract and introduction were
-#: reachable. The Faire tutorial trains CTL only (PAPER_GAPS), so a DCA / RPG number on faire may not exist.
-REFERENCES: dict[tuple[str, str], dict] = {}
+FAIRE_PROFILES = PAPER.all_profiles()
+#: Published numbers to show beside ours on faire, by (dataset, method) (the file's `references:`: none found, and
+#: where searched).
+REFERENCES = PAPER.references
 
 
 @dataclass(frozen=True)
@@ -156,20 +116,12 @@ class SciFactConfig(Settings):
         learning_rate=1e-5, per_device_batch_size=256, metric_for_best="nDCG@10"))
 
 
-#: No LocalRQA recipe exists for SciFact: its generic CTL command as data (recipes/paper_profiles/retriever_scifact.yaml).
+#: No LocalRQA recipe exists for SciFact: its generic CTL command as data (recipes/paper_profiles/retriever_scifact.yaml,
+#: beside the other profiles).
 SCIFACT_PAPER = paper_profile("retriever_scifact", SciFactConfig())
 SCIFACT_PAPER_SOURCES, SCIFACT_PAPER_GAPS = SCIFACT_PAPER.sources, SCIFACT_PAPER.gaps
 
-SCIFACT_PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(max_length=64, max_test=10, smoke_pool=30, depth=100, dev_depth=5, **_each({"train": dict(
-        per_device_batch_size=8, max_steps=2, eval_every_steps=1, learning_rate=5e-5)})),
-    "default": dict(max_length=128, **_each({"train": dict(
-        learning_rate=5e-5, per_device_batch_size=32, num_epochs=1, eval_every_steps=12)})),
-    "paper": SCIFACT_PAPER.values,
-    # paper-tiny: the paper profile with only sizes, steps and queries made small (models: rerank_lib.standin)
-    "paper-tiny": dict(max_length=64, max_test=10, smoke_pool=30, dev_depth=5, **_each({"train": dict(
-        per_device_batch_size=8, max_steps=2, eval_every_steps=1)})),
-}
+SCIFACT_PROFILES = SCIFACT_PAPER.all_profiles()
 
 
 def _with_seeds(cfg, stages, profiles, profile, overrides):
@@ -188,6 +140,17 @@ def config(profile: str = "default", **overrides) -> FaireConfig:
 
 def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
     return _with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
+
+
+#: faire's splits as the trainers read them
+FaireData = RetrieverSplits
+
+
+def load_faire(cfg: FaireConfig) -> FaireData:
+    """faire's splits (train de-duplicated against eval and test; the max_* questions of each in smoke), the corpus
+    and the reader's passages."""
+    return retriever_splits(load_localrqa(cfg.collection, root=cfg.data_root, documents=cfg.documents), FAIRE,
+                            cfg.max_train, cfg.max_eval, cfg.max_test, cfg.restrict_corpus)
 
 
 def encoder(cfg) -> BiEncoder:

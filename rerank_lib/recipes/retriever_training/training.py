@@ -3,11 +3,11 @@ reader DCA and RPG distil from."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ...data.types import Run
-from ...experiment import DevEvaluator, Selected, Timer, run_dir, sample_items, save_run, train_encoder
+from ...experiment import DevEvaluator, Selected, Timer, sample_items, save_run, train_encoder_in_run_dir
 from ...experiment.launch import train_launched
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -17,9 +17,7 @@ from ...retrievers.dca import (
 from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
 from ...retrievers.training import examples_from_localrqa, retrieve, shared_reader
 from ...settings import snapshot
-from ...training import TrainConfig
-from .faire_data import FaireData
-from .settings import FAIRE, METHODS, FaireConfig, config, encoder, short_name
+from .settings import FAIRE, METHODS, FaireConfig, FaireData, config, encoder, short_name
 
 
 @dataclass
@@ -33,21 +31,6 @@ class Outcome:
     params: dict
     details: dict = dataclasses.field(default_factory=dict)
     encoder: Any = None  # the BiEncoder holding the selected weights (published with its records)
-
-
-def retrieval_dev(enc, ds, depth: int, candidates: Run | None = None, ks=(1, 4)) -> DevEvaluator:
-    """The dev evaluator of the retriever recipes (DevEvaluator.retrieval over `ds`)."""
-    return DevEvaluator.retrieval(enc, ds.corpus, ds.queries, ds.qrels, depth, candidates, ks)
-
-
-def train_selected(enc, dataset: Sequence, collate, loss, train: TrainConfig, dev: DevEvaluator, *, profile: str,
-                   name: str, settings: dict) -> Selected:
-    """experiment.train_encoder in the run folder named by the settings, the number of examples and the dev
-    questions."""
-    folder = run_dir("retriever_training", profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
-                     settings={**settings, "train": snapshot(train)})
-    train = replace(train, output_dir=str(folder), per_device_batch_size=min(train.per_device_batch_size, len(dataset)))
-    return train_encoder(enc, dataset, collate, loss, train, dev)
 
 
 def reader_for(cfg: FaireConfig, method: str):
@@ -95,9 +78,9 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     train_launched("retriever", cfg, config, results_dir)  # with cfg.launch: every method trains in N processes first
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
-        dev = retrieval_dev(enc, data.eval, cfg.depth)
-        sel = train_selected(enc, dataset, collate, loss, train, dev, profile=cfg.profile, name=f"{FAIRE}-{method}",
-                             settings={**key, "method": method})
+        dev = DevEvaluator.retrieval(enc, data.eval.corpus, data.eval.queries, data.eval.qrels, cfg.depth)
+        sel = train_encoder_in_run_dir(enc, dataset, collate, loss, train, dev, pipeline="retriever_training",
+                                       profile=cfg.profile, name=f"{FAIRE}-{method}", settings={**key, "method": method})
         runs = {"eval": sel.dev_run, "test": retrieve(enc, data.test.corpus, data.test.queries, cfg.depth)}
     save_run(runs["test"], results_dir, cfg.profile, FAIRE, "test", f"{method}-{short_name(cfg.model)}")
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),
