@@ -15,7 +15,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Folders a printed path is shown relative to, so that executed notebooks and logs carry no machine's absolute
 # paths; the results and data roots are added as notebooks resolve them (results_dir(), data_root()).
-_DISPLAY_ROOTS: dict[str, Path] = {}
+# Each root is kept both as spelled and as resolved: behind a symlink (a CI checkout, a mounted data folder) a
+# config or a library prints the spelled form while Path.resolve() gives the other.
+_DISPLAY_ROOTS: dict[str, list[Path]] = {}
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -51,34 +53,50 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def _display_root(label: str, path: Path) -> Path:
-    _DISPLAY_ROOTS[label] = path.resolve()
+    _DISPLAY_ROOTS[label] = _spellings(path)
     return path
+
+
+def _spellings(path: Path) -> list[Path]:
+    """The absolute path as given (symlinks kept) and its resolved form, without duplicates."""
+    forms = [Path(os.path.abspath(path)), path.resolve()]
+    return [f for i, f in enumerate(forms) if f not in forms[:i]]
+
+
+def _project_spellings() -> list[Path]:
+    forms = _spellings(Path(os.path.abspath(__file__)).parents[1])
+    pwd = os.environ.get("PWD")  # the shell's spelling of the working directory, when it is the project
+    if pwd and Path(pwd).is_dir() and Path(pwd).resolve() == PROJECT_ROOT:
+        forms += [p for p in _spellings(Path(pwd)) if p not in forms]
+    return forms
 
 
 def _roots() -> list[tuple[str, Path]]:
     """Display roots, the most specific (longest) first: a path is shown from the nearest one."""
-    fixed = {"<site-packages>": Path(sysconfig.get_paths()["purelib"]).resolve(), "": PROJECT_ROOT,
-             "~": Path.home().resolve(), "<tmp>": Path(tempfile.gettempdir()).resolve(),
-             "<data>": (PROJECT_ROOT.parent / "shared" / "data").resolve()}  # the default data root
+    fixed = {"<site-packages>": _spellings(Path(sysconfig.get_paths()["purelib"])), "": _project_spellings(),
+             "~": _spellings(Path.home()), "<tmp>": _spellings(Path(tempfile.gettempdir())),
+             "<data>": _spellings(PROJECT_ROOT.parent / "shared" / "data")}  # the default data root
     roots = {**fixed, **_DISPLAY_ROOTS}
-    return sorted(roots.items(), key=lambda item: -len(item[1].parts))
+    pairs = [(label, root) for label, forms in roots.items() for root in forms]
+    return sorted(pairs, key=lambda item: -len(item[1].parts))
 
 
 def shown(path: str | os.PathLike) -> str:
     """A path as printed in outputs: relative to the project, or under the results / data / cache / site-packages /
     home / temp root it lies in (`<results>/records/...`), never this machine's absolute path."""
-    target = Path(path).absolute()
+    spelled = Path(os.path.abspath(path))
     try:
-        target = target.resolve()
+        targets = [spelled, spelled.resolve()]
     except OSError:
-        pass
+        targets = [spelled]
     for label, root in _roots():
-        if target == root or root in target.parents:
-            rel = target.relative_to(root).as_posix()
-            if label == "":
-                return rel if rel != "." else "."
-            return label if rel == "." else f"{label}/{rel}"
-    return str(path) if not Path(path).is_absolute() else f"<abs>/{target.name}"
+        for target in targets:
+            if target == root or root in target.parents:
+                rel = target.relative_to(root).as_posix()
+                if label == "":
+                    return rel if rel != "." else "."
+                return label if rel == "." else f"{label}/{rel}"
+    return str(path) if not Path(path).is_absolute() else f"<abs>/{spelled.name}"
 
 
 def shown_in(text: str) -> str:

@@ -42,7 +42,7 @@ def tqdm(*args, **kwargs):
     """A tqdm bar (same arguments as tqdm): tqdm.auto's, or compact text when $RERANK_PROGRESS is 'text'."""
     if mode() == "text":
         kwargs.setdefault("mininterval", TEXT_MININTERVAL)
-        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("ascii", " -=")  # "=" for done, "-" for a part: no "#<digit>" that reads as an issue number
         kwargs["dynamic_ncols"] = False  # a stored copy has no terminal width to follow
         kwargs.setdefault("ncols", 100)
         kwargs.setdefault("file", LineStream(sys.stderr))

@@ -4,13 +4,12 @@ The files are small (a few dozen records each) but in the REAL formats, cut from
 - BEIR SciFact: `scifact.zip` (corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv) from the BEIR server;
 - TREC DL 2019 / 2020: anserini topics and qrels, rank_llm's BM25 top-100 (RankGPT json + TREC run), cut to
   the first queries and their top hits;
-- InRanker's soft labels: the MS MARCO tsv (stage 1, DL19 ids) and the BEIR jsonl (stage 2, SciFact texts);
+- InRanker's soft labels: the MS MARCO tsv (stage 1, DL19 ids) and the BEIR jsonl (stage 2: synthetic queries written from
+  SciFact documents, never a test claim); mMARCO's English collection and train queries (`id \t text`);
 - RankZephyr's training data: ShareGPT records rendered with RankZephyr's template from rank_llm's sample of
   MS MARCO train queries and their ADA2 candidates (real queries and passages; the answers are seeded
   permutations, as no teacher order ships with the sample), full windows and renumbered subsets like the
   published augmentation.
-Not served: mMARCO texts (InRanker stage 1 online reads them with `datasets.load_dataset`, not a plain file;
-offline, stage 1 takes its texts from a TREC DL candidate list).
 
 `PaperMirror` serves them from a thread on 127.0.0.1 under the same URL paths as the real files (the layout
 `download.mirrored` builds), and writes a manifest of their sha256, so the real download code checks real
@@ -138,17 +137,20 @@ def _mmarco_english(dl19: dict[str, bytes]) -> tuple[bytes, bytes]:
 
 
 def _inranker_beir(members: dict[str, bytes]) -> bytes:
-    """{query, contents, true_logit, false_logit} for SciFact test queries: each judged document and a few
-    unjudged ones."""
-    docs = {d["_id"]: d for d in map(json.loads, members["scifact/corpus.jsonl"].decode().splitlines())}
-    queries = {q["_id"]: q["text"] for q in map(json.loads, members["scifact/queries.jsonl"].decode().splitlines())}
+    """{query, contents, true_logit, false_logit} as InRanker's BEIR file: synthetic queries written from corpus
+    documents (InPars-v1), here a document's title as its query, each with that document and two others. Never
+    a SciFact test claim: the leak check rightly refuses a file that holds one."""
+    docs = [json.loads(line) for line in members["scifact/corpus.jsonl"].decode().splitlines()]
+    claims = {" ".join(json.loads(line)["text"].lower().split())
+              for line in members["scifact/queries.jsonl"].decode().splitlines()}
     rows = []
-    for line in members["scifact/qrels/test.tsv"].decode().splitlines()[1:]:
-        qid, docid, _ = line.split("\t")
-        for d, grade in [(docid, 1)] + [(other, 0) for other in sorted(docs)[:2] if other != docid]:
-            true, false = _logits(grade, qid + d)
-            text = f"{docs[d]['title']} {docs[d]['text']}".strip()
-            rows.append({"query": queries[qid], "contents": text, "true_logit": true, "false_logit": false})
+    for i, doc in enumerate(docs[:SCIFACT_QUERIES]):
+        query = f"what does the study on {doc['title'].rstrip('.').lower()} find"
+        assert " ".join(query.split()) not in claims
+        for other, grade in [(doc, 1)] + [(docs[(i + k) % len(docs)], 0) for k in (1, 2)]:
+            true, false = _logits(grade, doc["_id"] + other["_id"])
+            text = f"{other['title']} {other['text']}".strip()
+            rows.append({"query": query, "contents": text, "true_logit": true, "false_logit": false})
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 

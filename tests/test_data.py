@@ -14,7 +14,7 @@ from rerank_lib.data.beir import load_beir, read_corpus
 from rerank_lib.data.download import DownloadError, RemoteFile, download_files
 from rerank_lib.data.jsonl import iter_jsonl, write_jsonl
 from rerank_lib.data.rankgpt import read_rankgpt
-from rerank_lib.data.trec import read_qrels, read_run, read_topics, top_k, write_run
+from rerank_lib.data.trec import pooled_corpus, read_qrels, read_run, read_topics, top_k, write_run
 
 
 # ---------------------------------------------------------------- real data
@@ -267,3 +267,11 @@ def test_download_cut_connection_and_mirror_leave_nothing_half_written(tmp_path,
         assert [p.name for p in dest.rglob("*") if p.is_file()] == ["whole.tsv"]
     finally:
         server.shutdown()
+
+
+def test_pooled_corpus_keeps_each_runs_top_documents_and_every_judged_one():
+    corpus = {d: f"text {d}" for d in ["a", "b", "c", "d", "e", "f"]}
+    runs = [{"q1": {"a": 3.0, "b": 2.0, "c": 1.0}}, {"q2": {"d": 0.5, "e": 0.9}}]
+    qrels = [{"q1": {"f": 1}}, {"q3": {"zz": 1}}]  # a judged id missing from the corpus is skipped
+    assert pooled_corpus(corpus, runs, 1, qrels) == {"a": "text a", "e": "text e", "f": "text f"}
+    assert list(pooled_corpus(corpus, runs, 2, [])) == ["a", "b", "d", "e"]

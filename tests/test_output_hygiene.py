@@ -23,13 +23,26 @@ def test_paths_are_shown_relative_to_their_root(tmp_path, monkeypatch):
     assert paths.shown_in(line) == "LOAD REPORT from: <cache>/inranker/runs/x and ./notebooks"
 
 
+def test_paths_behind_a_symlink_are_shown_in_both_spellings(tmp_path):
+    """A checkout or data folder reached through a symlink (as on CI) prints the spelled path; both forms are
+    shown from their root."""
+    real = tmp_path / "real_data"
+    (real / "beir").mkdir(parents=True)
+    link = tmp_path / "linked_data"
+    link.symlink_to(real)
+    root = paths.data_root(link)
+    assert paths.shown(root / "beir") == "<data>/beir"
+    assert paths.shown(real / "beir") == "<data>/beir"
+    assert paths.shown_in(f"data_root='{link}' and {real}/beir") == "data_root='<data>' and <data>/beir"
+
+
 def test_text_progress_has_no_carriage_returns(monkeypatch):
     monkeypatch.setenv("RERANK_PROGRESS", "text")
     out = io.StringIO()
     for _ in tqdm(range(5), desc="steps", file=LineStream(out), mininterval=0):
         pass
     text = out.getvalue()
-    assert "\r" not in text
+    assert "\r" not in text and "#" not in text  # "#2" in a bar would read as an issue number
     lines = text.splitlines()
     assert lines[0].startswith("steps:   0%") and lines[-1].startswith("steps: 100%")
     assert 6 <= len(lines) <= 7  # one line per refresh (0..5), and the closing one

@@ -105,6 +105,14 @@ def top_k(run: Run, k: int) -> Run:
     return {q: dict(ranked(docs)[:k]) for q, docs in run.items()}
 
 
+def pooled_corpus(corpus: dict, runs: list[Run], depth: int, qrels: list[dict]) -> dict:
+    """The documents of `corpus` in any run's top `depth` or judged in any of `qrels`, in id order: a small
+    corpus (smoke, paper-tiny) on which every evaluated query still finds its judged documents."""
+    pool = {d for run in runs for docs in top_k(run, depth).values() for d in docs}
+    pool |= {d for judged in qrels for docs in judged.values() for d in docs}
+    return {d: corpus[d] for d in sorted(pool) if d in corpus}
+
+
 def write_run(run: Run, path: str | os.PathLike, tag: str = "rerank_repro") -> Path:
     """Write a TREC run file atomically, ranks 1..n in score order."""
     with atomic_open(path, "w") as handle:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data import Dataset, load_dataset, without_overlap
-from ..data.trec import qid_order, top_k
+from ..data.trec import pooled_corpus, qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
@@ -87,9 +87,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
 
     corpus = test.corpus
     if cfg.smoke_dense_pool:  # smoke: a small pool that still holds every judged document
-        pool = {d for q in bm25 for d in top_k({q: bm25[q]}, cfg.smoke_dense_pool)[q]}
-        pool |= {d for q in test.qrels for d in test.qrels[q]}
-        corpus = {d: corpus[d] for d in sorted(pool) if d in corpus}
+        corpus = pooled_corpus(corpus, [bm25], cfg.smoke_dense_pool, [test.qrels])
     enc = encoder(cfg)
     with Timer() as t:
         embeddings = enc.encode_corpus(corpus, batch_size=cfg.dense_batch_size)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..data.hopweaver import generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver
 from ..data.pairs import TrainGroup
-from ..data.trec import top_k
+from ..data.trec import pooled_corpus, top_k
 from ..data.types import Dataset, Run
 from ..evaluation import interpolate, success_and_attempts
 from ..experiment import (
@@ -60,6 +60,8 @@ class HopWeaverConfig(Settings):
     data_root: str | None = None
     launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     encoder: str = "minilm-l6"  # the dense retriever (HopWeaver: a FlashRAG dense index, e.g. E5/GTE)
+    retriever_pool: int | None = None  # smoke / paper-tiny: the retriever holds only the claims' BM25 top-N and
+    #                                    judged documents (None: the whole corpus)
     top_k: int = 10  # candidates per query (HopWeaver's max_doc_candidates / --candidates)
     generation_lambdas: tuple[float, float, float] = README_LAMBDAS
     ablation_lambdas: tuple[float, float, float] = ABLATION_LAMBDAS  # rerank_ablation_test.py
@@ -129,10 +131,14 @@ def load_data(cfg: HopWeaverConfig, results_dir) -> HopData:
     train_bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(train_bm25))
     dev = split.dev.subset(sample_ids(split.dev.queries, cfg.dev_queries, cfg.seed))
-    test, _, test_split = test_sample("scifact", load_run(results_dir, cfg.profile, "scifact", "test", "bm25"),
-                                      cfg.test_queries, cfg.seed, cfg.data_root)
+    test_bm25 = load_run(results_dir, cfg.profile, "scifact", "test", "bm25")
+    test, _, test_split = test_sample("scifact", test_bm25, cfg.test_queries, cfg.seed, cfg.data_root)
+    corpus = test.corpus
+    if cfg.retriever_pool:
+        corpus = pooled_corpus(corpus, [train_bm25, test_bm25], cfg.retriever_pool,
+                               [split.train.qrels, dev.qrels, test.qrels])
     encoder = BiEncoder(cfg.encoder)  # 01_first_stage's settings: the corpus encoding is shared (cached)
-    retriever = DiverseRetriever(encoder, test.corpus, MMRWeights(*cfg.generation_lambdas))
+    retriever = DiverseRetriever(encoder, corpus, MMRWeights(*cfg.generation_lambdas))
     return HopData(split, dev, test, test_split, retriever)
 
 

@@ -28,8 +28,11 @@ def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 convers
 
 @dataclass(frozen=True)
 class RankLLMConfig(Settings):
-    READ_ONLY_WHEN: ClassVar[dict] = {name: "the substitute training data is built (train_data 'offline')"
-                                      for name in ("n_variable", "shuffle_inputs", "scifact_train_queries")}
+    READ_ONLY_WHEN: ClassVar[dict] = {
+        **{name: "the substitute training data is built (train_data 'offline')"
+           for name in ("n_variable", "shuffle_inputs", "scifact_train_queries")},
+        **{name: "RankZephyr's training data is read (train_data 'rank_zephyr', the paper profiles)"
+           for name in ("rank_zephyr_file", "rank_zephyr_examples")}}
     profile: str = "default"
     seed: int = 13  # data samples; config(seed=...) sets train.seed too
     data_root: str | None = None
