@@ -176,6 +176,14 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     return override(cfg, dict(overrides))
 
 
+def resolve_with_seeds(base, stages: Sequence[str], profiles: Mapping[str, Mapping[str, Any]], profile: str,
+                       overrides: Mapping[str, Any]):
+    """resolve_profile, then each `<stage>.seed` (a nested TrainConfig) set to the config's `seed` unless the
+    profile or the caller names that stage's seed: one rule for every recipe whose training stages follow `seed`."""
+    named = set(overrides) | set(profile_values(profiles, profile))
+    cfg = resolve_profile(base, profiles, profile, overrides)
+    return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
+
 def _dump_reads() -> None:  # pragma: no cover - runs at interpreter exit
     target = os.environ.get("RERANK_SETTINGS_READS")
     if not target or _reads is None or not _built:

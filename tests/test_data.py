@@ -275,3 +275,14 @@ def test_pooled_corpus_keeps_each_runs_top_documents_and_every_judged_one():
     qrels = [{"q1": {"f": 1}}, {"q3": {"zz": 1}}]  # a judged id missing from the corpus is skipped
     assert pooled_corpus(corpus, runs, 1, qrels) == {"a": "text a", "e": "text e", "f": "text f"}
     assert list(pooled_corpus(corpus, runs, 2, [])) == ["a", "b", "d", "e"]
+
+
+def test_run_pairs_in_rank_order_and_back():
+    from rerank_lib.data.trec import run_from_pairs, run_pairs
+
+    run = {"q1": {"a": 0.1, "b": 0.9}, "q2": {"c": 1.0}, "q3": {}}
+    pairs = run_pairs(run)
+    assert pairs == [("q1", "b"), ("q1", "a"), ("q2", "c")]
+    back = run_from_pairs(run, pairs, [3, 2, 1])
+    assert back == {"q1": {"b": 3.0, "a": 2.0}, "q2": {"c": 1.0}, "q3": {}}
+    assert all(isinstance(s, float) for docs in back.values() for s in docs.values())

@@ -199,3 +199,15 @@ def test_smollm2_gets_letters_for_ten_passages():
     assert choose_identifiers(tok, 9) is False
     assert choose_identifiers(tok, 10) is True
     assert tok.convert_ids_to_tokens(identifier_token_ids(tok, 10, alpha=True)) == list("ABCDEFGHIJ")
+
+
+def test_describe_prompt_heads_the_fitted_prompt_with_its_counts(mistral):
+    from rerank_lib.listwise.prompts import describe_prompt, template_for
+
+    docs = [("Title A", "alpha beta gamma"), ("", "delta epsilon")]
+    text = describe_prompt(mistral, "which one?", docs, alpha=True, max_words=300, context_size=4096)
+    fitted = fit_prompt(mistral, "which one?", docs, template_for(True), 300, 4096)
+    header, body = text.split("\n", 1)
+    assert header == f"# 2 passages, {fitted.n_tokens} tokens, 300 words per passage at most, letter identifiers"
+    assert body == fitted.text
+    assert describe_prompt(mistral, "q", docs, alpha=False).split("\n", 1)[0].endswith("numeric identifiers")

@@ -228,3 +228,14 @@ def test_where_a_model_comes_from_in_words(monkeypatch):
     assert where_from(TINY_RANDOM_LLAMA) == "built from a config (smoke)"
     assert "Q4_1" in where_from("smollm2-135m-instruct")
     assert where_from("nobody-xyz/none-such") == "unavailable here (ModelUnavailableError)"
+
+
+def test_window_rows_add_the_dataset_and_model_to_each_window():
+    from types import SimpleNamespace
+
+    from rerank_lib.listwise.analysis import window_rows
+
+    results = [SimpleNamespace(to_dict=lambda i=i: {"mode": "first", "category": "ok", "i": i}) for i in range(2)]
+    assert window_rows(results, "trec-dl-2019", "zero-shot") == [
+        {"mode": "first", "category": "ok", "i": 0, "dataset": "trec-dl-2019", "model": "zero-shot"},
+        {"mode": "first", "category": "ok", "i": 1, "dataset": "trec-dl-2019", "model": "zero-shot"}]

@@ -252,3 +252,24 @@ def test_a_recipe_file_holds_the_variants_a_search_tries(tmp_path):
     with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 40: unknown profile 'big'"):
         paper_profiles.read(_file(tmp_path, text.replace("  paper: []", "  big: []")), KNOWN,
                             paper_profiles.RECIPE_TOP_LEVEL)
+
+
+def test_resolve_with_seeds_makes_each_stage_follow_seed_unless_its_seed_is_named():
+    from dataclasses import dataclass, field
+
+    from rerank_lib.training import TrainConfig
+
+    @dataclass(frozen=True)
+    class Two(settings.Settings):
+        profile: str = "default"
+        seed: int = 13
+        a: TrainConfig = field(default_factory=lambda: TrainConfig(seed=1))
+        b: TrainConfig = field(default_factory=lambda: TrainConfig(seed=2))
+
+    profiles = {"default": {}, "smoke": {"b.seed": 99}}
+    cfg = settings.resolve_with_seeds(Two(), ["a", "b"], profiles, "default", {"seed": 5})
+    assert (cfg.seed, cfg.a.seed, cfg.b.seed) == (5, 5, 5)
+    cfg = settings.resolve_with_seeds(Two(), ["a", "b"], profiles, "smoke", {"a.seed": 7})
+    assert (cfg.seed, cfg.a.seed, cfg.b.seed) == (13, 7, 99)  # named by the caller / by the profile
+    cfg = settings.resolve_with_seeds(Two(), ["a"], profiles, "default", {})
+    assert (cfg.a.seed, cfg.b.seed) == (13, 2)  # only the stages listed follow

@@ -236,3 +236,16 @@ def test_marks_per_compared_method_and_dl_fold_means(tmp_path):
     from rerank_lib.results import fold_means
     assert fold_means(rows) == [{"pipeline": "p", "method": "m", "first stage": "–", "training": "trec-dl-2020/test (54 q) / trec-dl-2019/test (43 q)",
                                  "trec-dl-2019 nDCG@10": 0.60, "trec-dl-2020 nDCG@10": 0.50, "mean nDCG@10": 0.55}]
+
+
+def test_teacher_agreement_figure_draws_one_panel_per_pair_with_a_run_and_a_teacher(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(figures_module, "scatter_panels",
+                        lambda panels, path, xlabel, ylabel: drawn.update(panels=panels, ylabel=ylabel) or path)
+    teacher = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
+    runs = {("student", "ds"): {"q1": {"d1": 0.1, "d2": 0.3, "d3": 0.2}}}  # tau: 1 concordant, 2 discordant -> -1/3
+    pairs = {"S": ("student", "ds"), "no run": ("other", "ds"), "no teacher": ("student", "nope")}
+    path = figures_module.teacher_agreement_figure(runs, {"ds": teacher}, pairs, tmp_path / "f.png", ylabel="margin")
+    assert path == tmp_path / "f.png" and drawn["ylabel"] == "margin"
+    assert list(drawn["panels"]) == ["S on ds\nmean per-query τ = -0.333"]
+    assert drawn["panels"]["S on ds\nmean per-query τ = -0.333"] == ([3.0, 2.0, 1.0], [0.1, 0.3, 0.2])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from ..atomic import atomic_open
 from .errors import DataFormatError
@@ -104,6 +105,19 @@ def top_k(run: Run, k: int) -> Run:
     """Keep the k best documents of every query."""
     return {q: dict(ranked(docs)[:k]) for q, docs in run.items()}
 
+
+def run_pairs(run: Run) -> list[tuple[str, str]]:
+    """Every (query id, doc id) of `run`, query by query in rank order: the order pair scores are computed in."""
+    return [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
+
+
+def run_from_pairs(query_ids: Iterable[str], pairs: Sequence[tuple[str, str]], scores: Iterable[float]) -> Run:
+    """run_pairs undone: one score per pair back into a Run that holds every query of `query_ids` (even one with
+    no pair), each score a float."""
+    out: Run = {q: {} for q in query_ids}
+    for (q, d), s in zip(pairs, scores):
+        out[q][d] = float(s)
+    return out
 
 def pooled_corpus(corpus: dict, runs: list[Run], depth: int, qrels: list[dict]) -> dict:
     """The documents of `corpus` in any run's top `depth` or judged in any of `qrels`, in id order: a small

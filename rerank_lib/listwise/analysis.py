@@ -14,6 +14,10 @@ from .objectives import first_position_mask
 from .parsing import CATEGORIES
 
 
+def window_rows(results: Sequence, dataset: str, model: str) -> list[dict]:
+    """The rows every table and figure here reads: each WindowResult.to_dict() with its `dataset` and `model`."""
+    return [dict(x.to_dict(), dataset=dataset, model=model) for x in results]
+
 def quality_table(windows: Sequence[dict]) -> pd.DataFrame:
     """rank_llm's output-quality counts per model, decoding mode and dataset (FIRST always yields a complete
     permutation). `windows`: WindowResult.to_dict() rows with `model` and `dataset` added."""

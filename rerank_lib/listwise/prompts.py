@@ -257,6 +257,15 @@ def fit_prompt(tokenizer, query: str, passages: Sequence[tuple[str, str]], templ
                              "per passage: use a smaller window or a larger context_size")
 
 
+def describe_prompt(tokenizer, query: str, passages: Sequence[tuple[str, str]], alpha: bool, max_words: int = 300,
+                    context_size: int = 4096, chat_template: str | None = None) -> str:
+    """The window's fitted prompt (fit_prompt) under a header line: passages, tokens, the word limit per passage and
+    the kind of identifiers. What a listwise model reads, for a notebook to print; no recipe needs its own."""
+    prompt = fit_prompt(tokenizer, query, passages, template_for(alpha), max_words, context_size, chat_template)
+    return (f"# {len(passages)} passages, {prompt.n_tokens} tokens, {prompt.max_words} words per passage at most, "
+            f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Tokenisation in context
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ..atomic import write_json
-from ..data.trec import ranked, top_k
+from ..data.trec import run_from_pairs, run_pairs, top_k
 from ..data.types import Document, Run
 from ..progress import tqdm
 from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
@@ -192,13 +192,10 @@ def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mappi
     if missing_q or missing_d:
         raise KeyError(f"rerank: {len(missing_q)} queries and {len(missing_d)} documents have no text, "
                        f"e.g. {(missing_q + missing_d)[:3]}")
-    pairs = [(q, d) for q, docs in candidates.items() for d, _ in ranked(docs)]
+    pairs = run_pairs(candidates)
     scores = ranker.score([queries[q] for q, _ in pairs], [corpus[d].text_for_model for _, d in pairs],
                           batch_size=batch_size, show_progress=show_progress)
-    out: Run = {q: {} for q in candidates}
-    for (q, d), s in zip(pairs, scores.tolist()):
-        out[q][d] = float(s)
-    return out
+    return run_from_pairs(candidates, pairs, scores.tolist())
 
 
 def _load_state(model: torch.nn.Module, folder: Path) -> None:

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_open
+from ..evaluation import kendall_tau_agreement
 from .record import Record
 from .tables import leaderboards
 
@@ -136,3 +137,19 @@ def scatter_panels(panels: Mapping[str, tuple[Sequence[float], Sequence[float]]]
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def teacher_agreement_figure(runs: Mapping[tuple[str, str], Mapping[str, Mapping[str, float]]],
+                             teachers: Mapping[str, Mapping[str, Mapping[str, float]]],
+                             pairs: Mapping[str, tuple[str, str]], path: str | os.PathLike,
+                             ylabel: str = "student score") -> Path:
+    """Scatter of each student's scores against its teacher's on the same candidates, pooled over queries: one
+    panel per `label -> (method, dataset)` of `pairs` with a run in `runs` and a teacher run in `teachers`, its
+    title carrying the mean per-query Kendall tau. Here, not in a recipe: any distillation pipeline draws it."""
+    panels = {}
+    for label, (method, dataset) in ((k, v) for k, v in pairs.items() if v in runs and teachers.get(v[1])):
+        run, teacher = runs[(method, dataset)], teachers[dataset]
+        both = [(teacher[q][d], run[q][d]) for q in run for d in run[q] if d in teacher.get(q, {})]
+        title = f"{label} on {dataset}\nmean per-query τ = {kendall_tau_agreement(run, teacher):.3f}"
+        panels[title] = ([x for x, _ in both], [y for _, y in both])
+    return scatter_panels(panels, path, xlabel="teacher score", ylabel=ylabel)

@@ -16,7 +16,7 @@ from ...experiment import selection_row
 from ...experiment import results_table as experiment_table
 from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
-from ...results.figures import scatter_panels
+from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
 from .data import test_set
 from .settings import PIPELINE, REFERENCES, InRankerConfig
@@ -149,14 +149,9 @@ def agreement(ev: Evaluation, pairs: Mapping[str, tuple[str, str]]) -> pd.DataFr
 
 def agreement_figure(cfg: InRankerConfig, ev: Evaluation, pairs: Mapping[str, tuple[str, str]], results_dir) -> Path:
     """Scatter of student score (true - false margin) against teacher score, pooled over queries, per panel."""
-    panels = {}
-    for label, (method, dataset) in ((k, v) for k, v in pairs.items() if v in ev.runs and ev.teacher.get(v[1])):
-        run, teacher = ev.runs[(method, dataset)], ev.teacher[dataset]
-        both = [(teacher[q][d], run[q][d]) for q in run for d in run[q] if d in teacher.get(q, {})]
-        title = f"{label} on {dataset}\nmean per-query τ = {kendall_tau_agreement(run, teacher):.3f}"
-        panels[title] = ([x for x, _ in both], [y for _, y in both])
-    return scatter_panels(panels, Path(results_dir) / "figures" / f"inranker_teacher_agreement_{cfg.profile}.png",
-                          xlabel="teacher score", ylabel="student margin (true − false)")
+    return teacher_agreement_figure(ev.runs, ev.teacher, pairs,
+                                    Path(results_dir) / "figures" / f"inranker_teacher_agreement_{cfg.profile}.png",
+                                    ylabel="student margin (true − false)")
 
 
 def training_table(students: Mapping[str, Student | None]) -> pd.DataFrame:

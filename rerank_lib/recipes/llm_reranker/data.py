@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ...data.pairs import TrainGroup
-from ...data.trec import ranked, top_k
+from ...data.trec import run_pairs, top_k
 from ...data.types import Dataset, Run
 from ...negatives import sample_negatives
 from ...experiment import Timer, TrainingSplit, load_run, sample_ids, scifact_training_split, test_sample
@@ -66,7 +66,7 @@ def load_llm(cfg: LLMRerankerConfig, prompt: str = "flagembedding") -> DecoderRe
 
 def pairs_of(run: Run, ds: Dataset) -> tuple[list[str], list[str]]:
     """The (query text, document text) of every pair of `run`, in rank order."""
-    pairs = [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
+    pairs = run_pairs(run)
     return [ds.queries[q] for q, _ in pairs], [ds.corpus[d].text_for_model for _, d in pairs]
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...data.pairs import per_group, read_pairs, with_labels, write_pairs_jsonl
-from ...data.trec import ranked
-from ...data.types import Run
+from ...data.trec import run_from_pairs, run_pairs
 from ...evaluation import evaluate
 from ...experiment import Timer, jsonable, pipeline_cache, record_run
 from ...rerankers import CrossEncoder
@@ -61,13 +60,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
     flat_q = [g.query for g in data.groups for _ in g.docs]
     flat_d = [d for g in data.groups for d in g.docs]
     dev_q, dev_d = pairs_of(data.dev_bm25, data.dev)
-    dev_keys = [(q, d) for q, docs in data.dev_bm25.items() for d, _ in ranked(docs)]
-
-    def to_run(values) -> Run:
-        out: Run = {q: {} for q in data.dev_bm25}
-        for (q, d), v in zip(dev_keys, values):
-            out[q][d] = float(v)
-        return out
+    dev_keys = run_pairs(data.dev_bm25)
 
     truth = np.array([lab > 0 for g in data.groups for lab in g.labels])
     rows, labels, dev_runs, teachers = [], {}, {}, {}
@@ -99,7 +92,7 @@ def distillation_sources(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLM
             calib = platt_probability(raw, truth)
             train_vals, dev_vals = calib(raw), calib(np.array([tr[q][d] for q, d in dev_keys]))
             teachers[source] = (source, f"{source} (the offline teacher, not an LLM; Platt-scaled)")
-        dev_runs[source] = to_run(dev_vals)
+        dev_runs[source] = run_from_pairs(data.dev_bm25, dev_keys, dev_vals)
         labels[source] = per_group(data.groups, train_vals)
         vals = np.asarray(train_vals, dtype=float)
         rows.append({"source": source, **evaluate(dev_runs[source], data.dev.qrels, measures),

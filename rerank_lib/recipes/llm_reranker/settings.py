@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...paper_profiles import paper_profile
-from ...settings import Settings, override, profile_values, resolve_profile
+from ...settings import Settings, resolve_with_seeds
 from ...training import TrainConfig
 
 PIPELINE = "cross_encoder"
@@ -113,9 +113,7 @@ def _check(cfg: LLMRerankerConfig) -> None:
 def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
     """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
     training seed follows `seed` unless its own `<stage>.seed` is given."""
-    cfg = resolve_profile(LLMRerankerConfig(), PROFILES, profile, overrides)
-    named = set(overrides) | set(profile_values(PROFILES, profile))
-    cfg = override(cfg, {f"{stage}.seed": cfg.seed for stage in STAGES if f"{stage}.seed" not in named})
+    cfg = resolve_with_seeds(LLMRerankerConfig(), STAGES, PROFILES, profile, overrides)
     _check(cfg)
     return cfg
 

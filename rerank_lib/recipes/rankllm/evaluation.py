@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ... import experiment
+from ...data.trec import ranked
 from ...data.types import Run
 from ...experiment import Timer, load_run, publish_selected, record_reranker, record_run, save_run
 from ...listwise import analysis
+from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...settings import snapshot
 from .evalsets import EvalSet, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
@@ -32,15 +34,11 @@ def params(cfg: RankLLMConfig, **extra) -> dict:
     return {**{k: v for k, v in snapshot(cfg).items() if k != "chat_template"}, **weights_params(cfg.model), **extra}
 
 
-def _windows(results: list, dataset: str, model: str) -> list[dict]:
-    return [dict(x.to_dict(), dataset=dataset, model=model) for x in results]
-
-
 def _quality_sample(cfg: RankLLMConfig, model, tokenizer, sets: dict[str, EvalSet], who: str) -> list[dict]:
     """Generation decoding of the first `quality_queries` DL19 queries: output-quality counts and latency only."""
     es = sets["trec-dl-2019"]
     _, w = rerank_set(reranker(cfg, model, tokenizer, "generate"), es, cfg, sorted(es.top)[: cfg.quality_queries])
-    return _windows(w, "trec-dl-2019", who)
+    return analysis.window_rows(w, "trec-dl-2019", who)
 
 
 def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ZeroShot:
@@ -53,7 +51,7 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
         with Timer() as t:
             zs.runs[name], w = rerank_set(rr, es, cfg)
         save_run(zs.runs[name], results_dir, cfg.profile, name, es.split, method)
-        zs.windows += _windows(w, name, "zero-shot")
+        zs.windows += analysis.window_rows(w, name, "zero-shot")
         zs.records.append(record_run(
             zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
             profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
@@ -84,7 +82,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 run, w = rerank_set(rr, es, cfg)
             method = method_name(cfg, tr.objective, "first" if decoding == "first" else "gen")
             save_run(run, results_dir, cfg.profile, name, es.split, method)
-            windows += _windows(w, name, who)
+            windows += analysis.window_rows(w, name, who)
             dev_run = None  # the dev run of the FIRST row picks its interpolation weight (SciFact: scored here)
             if decoding == "first":
                 dev_run = sel.dev_run if dev_key == "dl" else rerank_set(rr, dev, cfg, progress=False)[0]
@@ -114,18 +112,12 @@ def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, Eva
 
 def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = "trec-dl-2019") -> str:
     """The rendered prompt of the first window of the first query (what the model reads), with its token count."""
-    from ...data.trec import ranked
-    from ...listwise.prompts import fit_prompt, template_for
-
     tokenizer = load_chat_tokenizer(cfg.model, cfg.chat_template)
     es = sets[dataset]
     qid = sorted(es.top)[0]
     docs = [es.dataset.corpus[d] for d, _ in ranked(es.top[qid])][-cfg.window:]
-    alpha = use_letters(cfg, tokenizer)
-    prompt = fit_prompt(tokenizer, es.dataset.queries[qid], [(d.title, d.text) for d in docs], template_for(alpha),
-                        cfg.max_words, cfg.context_size, cfg.chat_template)
-    return (f"# {len(docs)} passages, {prompt.n_tokens} tokens, {prompt.max_words} words per passage at most, "
-            f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
+    return describe_prompt(tokenizer, es.dataset.queries[qid], [(d.title, d.text) for d in docs],
+                           use_letters(cfg, tokenizer), cfg.max_words, cfg.context_size, cfg.chat_template)
 
 
 def sliding(record) -> str:

@@ -2,16 +2,13 @@
 memorisation probe (does the model fit the windows it trained on)."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 
-from ...experiment import run_dir, selection_row, train_with_dev_selection
-from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below, identifier_token_ids
-from ...listwise.analysis import input_order_tau, window_tau
+from ...experiment import selection_row
+from ...experiment.probe import listwise_memorisation_probe
+from ...listwise import identifier_token_ids
 from ...models import load_chat_lm
-from ...settings import override, snapshot
-from ...training import TrainConfig, pad_collate
+from ...settings import override
 from .evalsets import use_letters
 from .settings import PAPER, PIPELINE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
@@ -54,7 +51,8 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     `max_passages` passages) for `passes` passes (no NEFTune, constant lr), then Kendall tau between the model's
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
     input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
-    learns the windows it sees but does not generalise from them (flat dev curves)."""
+    learns the windows it sees but does not generalise from them (flat dev curves). The probe itself is
+    experiment.probe.listwise_memorisation_probe; this picks the model, identifiers and conversations."""
     model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     alpha = use_letters(cfg, tokenizer)
     n_max = max(c["num_passages"] for c in fold.conversations)
@@ -62,22 +60,8 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     convs = [c for c in fold.conversations if 3 <= c["num_passages"] <= (max_passages or n_max)][:n]
     if not convs:
         raise ValueError(f"no conversation of 3..{max_passages or n_max} passages in the fold")
-    examples = [encode_conversation(c, tokenizer, "ranking", cfg.chat_template, max_length=cfg.context_size)
-                for c in convs]
-    lm = ListwiseLM(model)
-    objective = ListwiseObjective("ranking", ident, ranking=cfg.ranking_loss, weighted=cfg.weighted)
-
-    input_tau, before = input_order_tau(examples), window_tau(lm, objective, examples)
-    freeze_below(model, cfg.train_layers)
-    tc = TrainConfig(seed=cfg.train.seed, learning_rate=learning_rate, num_epochs=passes, per_device_batch_size=1,
-                     gradient_accumulation_steps=1, warmup_steps=0, lr_scheduler="constant", log_every_steps=1,
-                     mixed_precision=cfg.train.mixed_precision, save_every_steps=len(examples), keep_last_checkpoints=1)
-    path = run_dir(PIPELINE, cfg.profile, "probe", data=[c["id"] for c in convs],
-                   settings={"train": snapshot(tc), "model": cfg.model, "train_layers": cfg.train_layers})
-    trained = train_with_dev_selection(lm, examples, pad_collate(tokenizer, padding_side="right"), objective,
-                                       replace(tc, output_dir=str(path)), dev=None)
-    after = window_tau(lm, objective, examples)
-    return pd.DataFrame([{"conversations": len(examples), "passes": passes, "steps": trained.result.global_step,
-                          "learning_rate": learning_rate, "input-order tau": round(input_tau, 3),
-                          "model tau before": round(before, 3), "model tau after": round(after, 3),
-                          "seconds": round(trained.wall_s)}])
+    return listwise_memorisation_probe(
+        model, tokenizer, convs, ident, pipeline=PIPELINE, profile=cfg.profile, model_name=cfg.model,
+        chat_template=cfg.chat_template, context_size=cfg.context_size, ranking_loss=cfg.ranking_loss,
+        weighted=cfg.weighted, train_layers=cfg.train_layers, seed=cfg.train.seed,
+        mixed_precision=cfg.train.mixed_precision, passes=passes, learning_rate=learning_rate)

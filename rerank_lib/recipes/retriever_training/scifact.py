@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ...data import Dataset, assert_no_leak, load_dataset
-from ...data.trec import top_k
+from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
@@ -45,10 +45,8 @@ def load_scifact(cfg: SciFactConfig, results_dir) -> SciFactData:
     test = test.subset(sorted(q for q in test.queries if q in bm25_test)[: cfg.max_test] if cfg.max_test
                        else sorted(q for q in test.queries if q in bm25_test))
     if cfg.smoke_pool:
-        pool = {d for q in test.queries for d in top_k({q: bm25_test[q]}, cfg.smoke_pool)[q]}
-        pool |= {d for q in split.dev.queries for d in top_k({q: bm25_train.get(q, {})}, cfg.smoke_pool)[q]}
-        pool |= {d for qrels in (test.qrels, split.dev.qrels) for q in qrels for d in qrels[q]}
-        corpus = {d: test.corpus[d] for d in sorted(pool) if d in test.corpus}
+        runs = [{q: bm25_test[q] for q in test.queries}, {q: bm25_train.get(q, {}) for q in split.dev.queries}]
+        corpus = pooled_corpus(test.corpus, runs, cfg.smoke_pool, [test.qrels, split.dev.qrels])
         test = Dataset(test.name, test.split, corpus, test.queries, test.qrels)
     try:
         start = load_run(results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")

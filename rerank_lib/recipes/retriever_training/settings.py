@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ...data.localrqa import RetrieverSplits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
 from ...paper_profiles import paper_profile
-from ...settings import Settings, override, profile_values, resolve_profile
+from ...settings import Settings, resolve_with_seeds
 from ...training import TrainConfig
 
 PIPELINE = "retriever"
@@ -124,22 +124,16 @@ SCIFACT_PAPER_SOURCES, SCIFACT_PAPER_GAPS = SCIFACT_PAPER.sources, SCIFACT_PAPER
 SCIFACT_PROFILES = SCIFACT_PAPER.all_profiles()
 
 
-def _with_seeds(cfg, stages, profiles, profile, overrides):
-    named = set(overrides) | set(profile_values(profiles, profile))
-    cfg = resolve_profile(cfg, profiles, profile, overrides)
-    return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
-
-
 def config(profile: str = "default", **overrides) -> FaireConfig:
     """faire's settings for `profile`, with `overrides` by dotted path (`{"ctl_train.learning_rate": 1e-5}`)."""
     unknown = sorted(set(overrides.get("methods") or ()) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
-    return _with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
+    return resolve_with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
 
 
 def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
-    return _with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
+    return resolve_with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
 
 
 #: faire's splits as the trainers read them
