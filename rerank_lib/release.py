@@ -9,7 +9,8 @@ embeddings, teacher scores, de-quantised models, frozen-LLM features, reader sco
 runs, checkpoints and derived training files start empty, so every model in the tables was trained by this run. It
 then writes the tables, README's generated numbers block (default profile) and
 `<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, and
-which input-cache entries existed before the run (the ones it may have reused) and which it made.
+which input-cache entries existed before the run (the ones it may have reused) and which it made, and the sha256
+of every tracked file outside results/ (checked by rerank_lib.results.release_check).
 """
 from __future__ import annotations
 
@@ -89,7 +90,10 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
     from .results import build_tables, readme_numbers
     from .runner import NOTEBOOKS, run_all
 
+    from .results.release_check import code_manifest
+
     commit = head_commit(root)
+    code_files = code_manifest(root)
     results = default_results_dir()
     cache_root = Path(os.environ.get("RERANK_CACHE_DIR") or root / ".cache")
     before = input_listing(cache_root)
@@ -114,6 +118,7 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
         "removed_before_run": removed,
         "inputs_found": {k: v for k, v in before.items() if v},
         "inputs_made": {k: sorted(set(after[k]) - set(before[k])) for k in INPUT_CACHES if set(after[k]) - set(before[k])},
+        "code_files": code_files,  # what ran, for a release check in a clone without this commit (shallow)
     }
     write_json(results / "notebooks" / profile / "release.json", summary)
     return summary

@@ -113,7 +113,9 @@ def test_mirror_serves_every_paper_file_through_the_download_code(mirror, tmp_pa
     stage1 = read_msmarco_soft_labels(published_file("msmarco"), dl19.queries, dl19.corpus)
     assert len(stage1) == 40 and stage1[0].qid in dl19.queries
     stage2 = read_custom_jsonl(published_file("beir"))
-    assert len(stage2) == 3 * sum(len(v) for v in scifact.qrels.values())
+    assert len(stage2) == 3 * 10  # one synthetic query per served document (10), with it and two others
+    claims = {" ".join(q.lower().split()) for q in scifact.queries.values()}
+    assert not {" ".join(row.query.lower().split()) for row in stage2} & claims  # synthetic, never a test claim
     # RankZephyr: 2 train queries x (the full window + 11 renumbered subsets), numeric identifiers
     examples = read_rank_zephyr(rank_zephyr_file(cache))
     assert len(examples) == 24 and len(examples[0].passages) == 20 and not examples[0].alpha

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from rerank_lib.results import make_record, write_record
-from rerank_lib.results.release_check import main, release_check
+import json
+
+from rerank_lib.results.release_check import code_manifest, main, release_check
 
 FIXED = {"versions": {}, "hardware": {}, "created": "2025-01-01T00:00:00+00:00"}
 
@@ -120,3 +122,19 @@ def test_readme_may_differ_only_inside_its_generated_numbers(repo):
     _git(root, "commit", "-qam", "README prose edited after the release")
     assert release_check(root / "results", "default", root) == [
         f"1 file(s) outside results/ differ between the records' commit {released[:12]} and HEAD: README.md"]
+
+
+def test_a_commit_missing_from_the_clone_is_compared_through_the_release_manifest(repo):
+    """A shallow clone lacks the records' commit: release.json's file manifest stands in for `git diff`."""
+    root, _, _ = repo
+    ghost = "e" * 40  # the release commit, absent from this history
+    _record(root / "results", ghost)
+    release_file = root / "results" / "notebooks" / "default" / "release.json"
+    release_file.write_text(json.dumps({"commit": ghost, "code_files": code_manifest(root)}))
+    assert release_check(root / "results", "default", root) == []
+    (root / "code.py").write_text("x = 3\n")
+    _git(root, "commit", "-qam", "code changed after the release")
+    problems = release_check(root / "results", "default", root)
+    assert problems == [f"1 file(s) outside results/ differ between the records' commit {ghost[:12]} and HEAD: code.py"]
+    release_file.write_text(json.dumps({"commit": "d" * 40, "code_files": {}}))  # a manifest of another commit
+    assert "is not in the repository" in release_check(root / "results", "default", root)[0]

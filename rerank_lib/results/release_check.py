@@ -3,7 +3,8 @@
 `release_check(results_dir, profile, repo_root)` returns the problems, one sentence each (empty when there are
 none): records made by more than one commit, a record made from a dirty tree, a commit unknown to the repository,
 a file outside results/ that differs between the records' commit and HEAD (the code that would be cited is not
-the code that ran), and a notebook named for a record's pipeline (`NN_<pipeline>*.ipynb`) without an executed
+the code that ran; where the commit is not in the repository, e.g. a shallow clone, the release's file manifest in
+release.json is compared with the checkout instead), and a notebook named for a record's pipeline (`NN_<pipeline>*.ipynb`) without an executed
 copy under `<results>/notebooks/<profile>/`. From a shell:
 
     python -m rerank_lib.results.release_check [--results DIR] [--profile default] [--repo ROOT]
@@ -13,6 +14,8 @@ prints them and exits 1 when there is any, 0 when there is none.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -49,6 +52,8 @@ def release_check(results_dir: str | os.PathLike, profile: str = "default",
             continue
         changed = _changed_since(commit, repo_root)
         if changed is None:
+            changed = _changed_since_manifest(commit, results_dir / "notebooks" / profile / RELEASE_FILE, repo_root)
+        if changed is None:
             problems.append(f"commit {commit[:12]} is not in the repository at {repo_root.name}/ (cannot compare it with HEAD)")
         if changed:
             shown = ", ".join(changed[:SHOW_FILES]) + (f" and {len(changed) - SHOW_FILES} more"
@@ -58,6 +63,49 @@ def release_check(results_dir: str | os.PathLike, profile: str = "default",
     problems += _missing_notebooks({r.pipeline for r in records}, results_dir / "notebooks" / profile,
                                    repo_root / "notebooks")
     return problems
+
+
+RELEASE_FILE = "release.json"
+
+
+def code_manifest(repo_root: str | os.PathLike = PROJECT_ROOT) -> dict[str, str] | None:
+    """{path: sha256} of every tracked file outside results/ (README.md without its generated numbers block), so
+    that a checkout without the release commit in its history can still be compared with the code that ran."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    out = subprocess.run([git, "ls-files", "-z", "--", ".", ":(exclude)results"], cwd=repo_root,
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        return None
+    manifest = {}
+    for name in sorted(filter(None, out.stdout.split("\0"))):
+        path = Path(repo_root) / name
+        if path.is_file():
+            manifest[name] = _file_hash(path)
+    return manifest
+
+
+def _file_hash(path: Path) -> str:
+    data = path.read_bytes()
+    if path.name == "README.md" and path.parent.name != "results":
+        try:
+            data = replace_block(data.decode("utf-8"), "", source=str(path.name)).encode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            pass  # no generated block: the whole file counts
+    return hashlib.sha256(data).hexdigest()
+
+
+def _changed_since_manifest(commit: str, release_file: Path, repo_root: Path) -> list[str] | None:
+    """Files that differ between the release's manifest (written at `commit`) and the checkout; None without one."""
+    try:
+        release = json.loads(release_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    manifest, now = release.get("code_files"), code_manifest(repo_root)
+    if release.get("commit") != commit or not isinstance(manifest, dict) or now is None:
+        return None
+    return sorted(name for name in set(manifest) | set(now) if manifest.get(name) != now.get(name))
 
 
 def _changed_since(commit: str, repo_root: Path) -> list[str] | None:
