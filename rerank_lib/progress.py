@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 from tqdm import tqdm as text_tqdm
 
@@ -103,8 +104,19 @@ class _DropMessage(logging.Filter):
         return self.text not in str(record.msg)  # accelerate prefixes the process rank
 
 
+def _format_warning_shown(message, category, filename, lineno, line=None) -> str:
+    """Python's warning text with the warning's file shown from its root (`<site-packages>/...`): a library's
+    deprecation warning otherwise prints this machine's path into an executed notebook."""
+    return shown_in(_PLAIN_FORMAT(message, category, filename, lineno, line))
+
+
+_PLAIN_FORMAT = warnings.formatwarning
+
+
 def quiet_known_noise() -> None:
     """Install the targeted log filters (once per process; see the module docstring for why each)."""
+    if warnings.formatwarning is _PLAIN_FORMAT:
+        warnings.formatwarning = _format_warning_shown
     report = logging.getLogger("transformers.modeling_utils")
     if not any(isinstance(f, _TidyLoadReport) for f in report.filters):
         report.addFilter(_TidyLoadReport())

@@ -94,7 +94,10 @@ def settings_table(cfg, drop: Sequence[str] = ()):
     """Every setting by its dotted path (what `overrides` takes) as a one-column table, without `drop`."""
     import pandas as pd
 
+    from .paths import shown_in
+
     table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"})
+    table["value"] = [shown_in(v) if isinstance(v, str) else v for v in table["value"]]  # data_root: '<data>'
     return table.drop(index=list(drop)).rename_axis("parameter")
 
 

@@ -36,6 +36,21 @@ def test_paths_behind_a_symlink_are_shown_in_both_spellings(tmp_path):
     assert paths.shown_in(f"data_root='{link}' and {real}/beir") == "data_root='<data>' and <data>/beir"
 
 
+def test_warnings_and_settings_tables_show_paths_from_their_root(tmp_path):
+    import warnings
+
+    from rerank_lib.progress import quiet_known_noise
+    from rerank_lib.recipes import inranker
+
+    quiet_known_noise()
+    text = warnings.formatwarning("old API", FutureWarning, str(paths.PROJECT_ROOT / "lib" / "x.py"), 3)
+    assert text.startswith("./lib/x.py:3: FutureWarning: old API")
+    data = tmp_path / "data"
+    data.mkdir()
+    table = inranker.summary(inranker.config("smoke", data_root=str(paths.data_root(data))))
+    assert table.loc["data_root", "value"] == "<data>"
+
+
 def test_text_progress_has_no_carriage_returns(monkeypatch):
     monkeypatch.setenv("RERANK_PROGRESS", "text")
     out = io.StringIO()
