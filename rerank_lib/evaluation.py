@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .data.localrqa import document_recall
 from .data.trec import qid_order, ranked
 from .data.types import Qrels, Run
 
@@ -314,7 +315,8 @@ def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60)
 __all__ = [
     "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
     "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
-    "reciprocal_rank_fusion", "kendall_tau_agreement", "success_and_attempts",
+    "reciprocal_rank_fusion", "kendall_tau_agreement", "success_and_attempts", "document_recalls",
+    "recall_per_query",
 ]
 
 
@@ -342,3 +344,29 @@ def success_and_attempts(run: Run, qrels: Qrels) -> dict[str, float]:
     hits = [r for r in ranks if r is not None]
     return {"success_rate": len(hits) / max(1, len(ranks)),
             "avg_attempts": float(np.mean(hits)) if hits else float("nan")}
+
+
+# ---------------------------------------------------------------- LocalRQA's document recall (not an ir-measures measure)
+
+
+def document_recalls(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4)) -> dict[str, float]:
+    """LocalRQA's document recall@k (every gold passage in the top k), averaged over the questions: the metrics
+    that are not ir-measures measures (a DevEvaluator's `extra`)."""
+    return {f"recall@{k}": _mean_recall(document_recall(run, qrels, k)) for k in ks}
+
+
+def recall_per_query(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4),
+                     measures: Sequence[str] = ("nDCG@10",)):
+    """Long per-query frame (qid, measure, value): LocalRQA's recall@k (all gold in the top k) for each of `ks`, then
+    ir-measures' `measures`; a `scorer` for experiment.record_run."""
+    rows = []
+    for k in ks:
+        rows += [(q, f"recall@{k}", v) for q, v in document_recall(run, qrels, k).items()]
+    rows += list(per_query(run, qrels, list(measures)).itertuples(index=False, name=None))
+    order = {m: i for i, m in enumerate([*(f"recall@{k}" for k in ks), *measures])}
+    rows.sort(key=lambda r: (qid_order(r[0]), order.get(r[1], 99)))
+    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
+
+
+def _mean_recall(values: Mapping[str, float]) -> float:
+    return sum(values.values()) / max(1, len(values))

@@ -228,11 +228,14 @@ def test_registry_downloads_when_missing(http_server, tmp_path, monkeypatch, sha
 
 
 def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
 
-    from rerank_lib.atomic import _umask, write_text
+    from rerank_lib.atomic import write_text
 
+    mask = os.umask(0o022)
+    os.umask(mask)
     path = write_text(tmp_path / "table.md", "x")
-    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0600
 
 
 def test_download_cut_connection_and_mirror_leave_nothing_half_written(tmp_path, monkeypatch):

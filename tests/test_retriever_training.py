@@ -24,10 +24,10 @@ from rerank_lib.retrievers.dca import (
     span_scores,
 )
 from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates, rpg_loss
+from rerank_lib.evaluation import document_recalls
 from rerank_lib.retrievers.training import (
     LMReader,
     RetrievalExample,
-    document_recalls,
     encoder_forward,
     examples_from_qrels,
     load_weights,

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..data.trec import top_k
 from ..data.types import Document, Run
-from ..evaluation import evaluate
+from ..evaluation import document_recalls, evaluate
 
 
 class DevEvaluator:
@@ -46,7 +46,7 @@ class DevEvaluator:
                   measures: Sequence[str] = ("nDCG@10",)) -> "DevEvaluator":
         """Retrieve for the dev questions with the bi-encoder under training (the whole corpus, or reranking
         `candidates`), scored with `measures` and LocalRQA's document recall@k for each of `ks`."""
-        from ..retrievers.training import document_recalls, retrieve
+        from ..retrievers.training import retrieve
 
         return cls(lambda _model: retrieve(encoder, corpus, queries, depth, candidates), qrels, measures,
                    extra=(lambda run: document_recalls(run, qrels, ks)) if ks else None)

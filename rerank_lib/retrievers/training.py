@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 from ..atomic import write_json
-from ..data.localrqa import QAExample, document_recall
+from ..data.localrqa import QAExample
 from ..data.trec import ranked
 from ..data.types import Document, Run
 from ..first_stage import dense_search, rerank_with_encoder
@@ -97,34 +97,6 @@ def retrieve(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str]
         return rerank_with_encoder(encoder, candidates, corpus, queries, depth=depth, cache=cache)
     corpus_emb = encoder.encode_corpus(corpus, cache=cache, show_progress=False)
     return dense_search(encoder, corpus, queries, k=depth, corpus_embeddings=corpus_emb)
-
-
-def document_recalls(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4)) -> dict[str, float]:
-    """LocalRQA's document recall@k (every gold passage in the top k), averaged over the questions: the metrics
-    that are not ir-measures measures (a DevEvaluator's `extra`)."""
-    return {f"recall@{k}": _mean(document_recall(run, qrels, k)) for k in ks}
-
-
-def recall_per_query(run: Run, qrels: Mapping[str, Mapping[str, int]], ks: Sequence[int] = (1, 4),
-                     measures: Sequence[str] = ("nDCG@10",)):
-    """Long per-query frame (qid, measure, value): LocalRQA's recall@k (all gold in the top k) for each of `ks`, then
-    ir-measures' `measures`; a `scorer` for experiment.record_run."""
-    import pandas as pd
-
-    from ..data.trec import qid_order
-    from ..evaluation import per_query
-
-    rows = []
-    for k in ks:
-        rows += [(q, f"recall@{k}", v) for q, v in document_recall(run, qrels, k).items()]
-    rows += list(per_query(run, qrels, list(measures)).itertuples(index=False, name=None))
-    order = {m: i for i, m in enumerate([*(f"recall@{k}" for k in ks), *measures])}
-    rows.sort(key=lambda r: (qid_order(r[0]), order.get(r[1], 99)))
-    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
-
-
-def _mean(values: Mapping[str, float]) -> float:
-    return sum(values.values()) / max(1, len(values))
 
 
 def load_weights(encoder, folder: str | Path) -> None:

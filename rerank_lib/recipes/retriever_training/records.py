@@ -7,9 +7,8 @@ import pandas as pd
 
 from ...data import Dataset, TrainingQueries
 from ...data.types import Run
-from ...evaluation import interpolate
+from ...evaluation import interpolate, recall_per_query
 from ...experiment import choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
-from ...retrievers.training import recall_per_query
 from ...settings import snapshot
 from .baselines import Baselines
 from .settings import FAIRE_MEASURES, PIPELINE, REFERENCES, FaireConfig, FaireData, short_name, start_method
@@ -18,7 +17,7 @@ from .training import Outcome
 
 def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
                  model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
-    """A record with LocalRQA's recall@k (not an ir-measures measure: retrievers.training.recall_per_query scores
+    """A record with LocalRQA's recall@k (not an ir-measures measure: evaluation.recall_per_query scores
     it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models;
     the published numbers of (dataset, method) from REFERENCES beside them."""
     return record_run(run, ds.qrels, pipeline=PIPELINE, method=method, dataset=ds.name, split=ds.split,

@@ -17,7 +17,7 @@ from ...progress import tqdm
 from ...atomic import write_json
 from ...data.types import Document, Run
 from ...models import autocast_context, load_causal_lm, load_tokenizer, pick_device, pick_dtype
-from ...training import pad_collate
+from ...collate import pad_collate
 from .features import FeatureStore, pair_key, weights_fingerprint
 from .inputs import build_input_ids, first_token_id
 from .scorer import DecoderScorer

@@ -2,6 +2,8 @@
 
 Query-passage pairs vary a lot in length; padding every pair to 512 tokens wastes most of the compute of a
 cross-encoder step. Combine with length-grouped batches (`train(..., lengths=...)`) to waste even less.
+It sits on the ground floor, beside `models`, because rankers pad their inference batches with it too, and a
+ranker imports no training code.
 """
 from __future__ import annotations
 
