@@ -109,3 +109,31 @@ def test_readme_numbers_render_and_replace(tmp_path):
     assert replace_block(f"a\n{BEGIN}\nold\n{END}\nb", "new\n") == f"a\n{BEGIN}\nnew\n{END}\nb"
     with pytest.raises(ValueError, match="README.md: the marker lines"):
         replace_block("no markers", "new\n")
+
+
+def test_readme_names_the_machine_and_what_precision_auto_ran():
+    """Records made on a CPU with native bf16 ran bf16 autocast under the default precision 'auto'; the README's
+    timing sentence says so (numbers differ from an fp32 machine's)."""
+    from rerank_lib.results.readme_numbers import machine
+
+    def rec(**hw):
+        r = _records()[0]
+        r.hardware = hw
+        return r
+
+    amx = dict(cpu="Xeon", cpu_usable=2, gpu=None)
+    assert machine([rec(**amx, native_bf16=True), rec(**amx, native_bf16=None), rec(**amx)]) == \
+        "on Xeon, 2 cores (precision 'auto' ran bf16 autocast)"
+    assert machine([rec(cpu="EPYC", cpu_cores=2, gpu=None, native_bf16=False), rec(cpu="X", gpu="H200", native_bf16=True)]) \
+        == "on EPYC, 2 cores (precision 'auto' ran fp32); H200 (precision 'auto' ran bf16 autocast)"
+    assert machine([rec()]) == "hardware in each record"
+
+
+def test_hardware_info_says_what_auto_precision_runs():
+    import torch  # noqa: F401  (hardware_info asks torch only when the pipeline imported it)
+
+    from rerank_lib.models import cpu_supports_bf16
+    from rerank_lib.results import hardware_info
+
+    info = hardware_info()
+    assert info["native_bf16"] is (bool(torch.cuda.is_bf16_supported()) if torch.cuda.is_available() else cpu_supports_bf16())

@@ -46,6 +46,20 @@ def _test(record: Record, base: str) -> str:
         f"{test['delta']:+.3f}, {word} (p<0.001)"
 
 
+def machine(records) -> str:
+    """The machine(s) the records name, and what the default precision 'auto' ran there (bf16 autocast or fp32)."""
+    precisions: dict[str, set] = {}
+    for r in records:
+        hw = r.hardware or {}
+        if hw.get("cpu"):
+            where = hw.get("gpu") or f"{hw['cpu']}, {hw.get('cpu_usable') or hw.get('cpu_cores')} cores"
+            precisions.setdefault(where, set()).update({hw["native_bf16"]} - {None} if "native_bf16" in hw else set())
+    words = {True: "bf16 autocast", False: "fp32"}
+    parts = [where + (f" (precision 'auto' ran {' and '.join(words[v] for v in sorted(seen, reverse=True))})"
+                      if seen else "") for where, seen in precisions.items()]
+    return "on " + "; ".join(parts) if parts else "hardware in each record"
+
+
 def render(results_dir: str | os.PathLike, profile: str = "default") -> str:
     """The README block (without the markers): the timing table, then one headline row per test set."""
     results = Path(results_dir)
@@ -55,7 +69,7 @@ def render(results_dir: str | os.PathLike, profile: str = "default") -> str:
     total = sum(v["wall_s"] for v in runtimes.values())
     ok = sum(bool(v["ok"]) for v in runtimes.values())
     lines = [f"The `{profile}` profile's last run of each notebook ({ok} of {len(runtimes)} ok, newest on "
-             f"{_when(runtimes, records)}; hardware in each record) took {_minutes(total)} of notebook time in all "
+             f"{_when(runtimes, records)}; {machine(records)}) took {_minutes(total)} of notebook time in all "
              f"(`results/notebooks/{profile}/runtimes.json`):", "",
              "| notebook | wall time | ok |", "|---|---:|---|"]
     lines += [f"| `{name.removesuffix('.ipynb')}` | {_minutes(v['wall_s'])} | {'yes' if v['ok'] else 'no'} |"
