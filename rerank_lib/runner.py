@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_json
-from .paths import PROJECT_ROOT, results_dir as default_results_dir, shown
+from .paths import PROJECT_ROOT, results_dir as default_results_dir, shown, shown_in
 from .progress import ENV as PROGRESS_ENV
 from .settings import PROFILES
 
@@ -46,6 +46,24 @@ def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> l
     return books
 
 
+def portable_metadata(notebook: Path, source: Path, destination: Path) -> None:
+    """papermill stores the input and output paths in the executed notebook's metadata; keep them as `shown` spells
+    them (`notebooks/00_data.ipynb`, `<results>/notebooks/...`), and path parameters likewise, so the metadata carries
+    none of this machine's paths (the output path names the file the run leaves, not the temporary one it wrote)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except Exception:  # a notebook papermill could not finish writing: leave it as it is for the reader
+        return
+    meta = nb.metadata.get("papermill")
+    if meta is None:
+        return
+    meta["input_path"], meta["output_path"] = shown(source), shown(destination)
+    meta["parameters"] = {k: shown_in(v) if isinstance(v, str) else v for k, v in meta.get("parameters", {}).items()}
+    nbformat.write(nb, str(notebook))
+
+
 def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | None = None, kernel: str | None = None,
                  timeout_s: int | None = None) -> NotebookRun:
     """Execute one notebook; the executed copy is moved into place only when it succeeds (else kept as *.failed.ipynb)."""
@@ -62,13 +80,16 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
                 progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
             )
     except pm.PapermillExecutionError as err:
+        portable_metadata(tmp, path, failed)
         os.replace(tmp, failed)
         message = f"{path.name}: cell In[{err.exec_count}] raised {err.ename}: {err.evalue}"
         return NotebookRun(path.name, False, time.time() - start, failed, message)
     except BaseException:
         if tmp.exists():
+            portable_metadata(tmp, path, failed)
             os.replace(tmp, failed)
         raise
+    portable_metadata(tmp, path, final)
     os.replace(tmp, final)
     if failed.exists():
         failed.unlink()

@@ -196,9 +196,14 @@ def test_executed_notebooks_carry_no_machine_paths_or_issue_numbers(smoke_run, s
     issue = re.compile(r"(?<![&\w#])#\d+\b|\bissue \d+", re.IGNORECASE)
     found = []
     for run in runs:
-        for index, text in _output_texts(nbformat.read(run.output, as_version=4)):
+        nb = nbformat.read(run.output, as_version=4)
+        for index, text in _output_texts(nb):
             found += [(run.name, index, prefix) for prefix in machine if prefix in text]
             found += [(run.name, index, m.group(0)) for m in issue.finditer(text)]
+        metadata = str(nb.metadata)  # papermill's input/output paths included
+        found += [(run.name, "metadata", prefix) for prefix in machine if prefix in metadata]
+        assert nb.metadata.papermill.input_path == f"notebooks/{run.name}"
+        assert nb.metadata.papermill.output_path.endswith(f"/{run.name}") and not nb.metadata.papermill.output_path.startswith("/")
     assert not found, found[:20]
 
 

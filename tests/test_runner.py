@@ -41,6 +41,13 @@ def test_stops_at_first_failure_and_keeps_earlier_results(books, tmp_path, capsy
     assert timings["00_first.ipynb"]["ok"] and not timings["01_broken.ipynb"]["ok"]
     assert timings["00_first.ipynb"]["finished"][:2] == "20"  # an ISO date, what README's run date is read from
     assert "bad parameter on purpose" in capsys.readouterr().err
+    # papermill's metadata names the notebook and the copy the run left, as `paths.shown` spells them
+    from rerank_lib.paths import shown
+
+    for name, source in (("00_first.ipynb", "00_first.ipynb"), ("01_broken.failed.ipynb", "01_broken.ipynb")):
+        meta = nbformat.read(executed / name, as_version=4).metadata.papermill
+        assert (meta.input_path, meta.output_path) == (shown(books / source), shown(executed / name))
+        assert str(tmp_path) not in str(meta) and meta.parameters["results_dir"].startswith("<tmp>/")
 
 
 def test_subset_and_listing(books):
