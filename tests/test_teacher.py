@@ -57,11 +57,16 @@ def test_errors_name_the_problem():
         teacher_scores("minilm-l6", {"q9": {"cat": 1.0}}, CORPUS, QUERIES)
 
 
-def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_path):
-    """A MiniLM folder loaded as a one-logit sequence classifier (seeded new head) stands in for a hub reranker."""
+def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_path, monkeypatch):
+    """A MiniLM folder loaded as a one-logit sequence classifier (seeded new head) stands in for a hub reranker.
+    Exact in fp32; where the hardware computes bf16 natively the scorer autocasts to bf16, which only agrees with
+    fp32 to bf16's precision (checked below on any CPU by forcing it)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rerank_lib import teacher
     from rerank_lib.models import resolve
+
+    monkeypatch.setattr(teacher, "pick_dtype", lambda device=None, prefer="bf16": torch.float32)
 
     source = resolve("minilm-l6").source
     torch.manual_seed(0)
@@ -76,6 +81,10 @@ def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_pat
         manual = model(**tok(QUERIES["q2"], CORPUS["bake"].text_for_model, return_tensors="pt")).logits[0, 0].item()
     assert one["q2"]["bake"] == pytest.approx(manual, abs=1e-4)
     assert all(one[q][d] == pytest.approx(many[q][d], abs=1e-4) for q in RUN for d in RUN[q])
+    monkeypatch.setattr(teacher, "pick_dtype", lambda device=None, prefer="bf16": torch.bfloat16)
+    bf16 = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=4)
+    spread = max(abs(v) for q in RUN for v in one[q].values())
+    assert all(bf16[q][d] == pytest.approx(one[q][d], abs=0.02 * max(1.0, spread)) for q in RUN for d in RUN[q])
 
 
 def test_teacher_order_reorders_the_top_only():
