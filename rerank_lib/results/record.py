@@ -134,14 +134,12 @@ def hardware_info() -> dict[str, Any]:
     gpu, threads, native_bf16 = None, None, None
     torch = sys.modules.get("torch")  # only ask torch when the pipeline already imported it
     if torch is not None:
-        from ..models import cpu_supports_bf16
+        from ..models import pick_dtype
 
         threads = torch.get_num_threads()
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
-            native_bf16 = bool(torch.cuda.is_bf16_supported())
-        else:
-            native_bf16 = cpu_supports_bf16()
+        native_bf16 = pick_dtype(prefer="bf16") == torch.bfloat16  # the one place that decides what 'auto' runs
     elif shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
