@@ -73,10 +73,9 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
         scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": dense}, k=60)
     else:
         scores = cross_encoder_scores(teacher.model, candidates, corpus, queries, batch_size, max_length)
-    if path is None:
-        return scores
-    # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
-    return read_run(write_run(scores, path, tag=f"teacher-{name}", exact=True))
+    if path is not None:
+        write_run(scores, path, tag=f"teacher-{name}")
+    return scores
 
 
 def scores_from_saved(saved: Run, name: str, candidates: Run, corpus: Mapping[str, Document],
@@ -157,8 +156,7 @@ def _bi_encoder(model_name: str):
 
 
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
-    # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused.
-    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact"]).encode())
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length]).encode())
     for q in sorted(candidates):
         h.update(f"\x02{q}\x00{queries[q]}".encode())
         for d, s in ranked(candidates[q]):
