@@ -73,9 +73,10 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
         scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": dense}, k=60)
     else:
         scores = cross_encoder_scores(teacher.model, candidates, corpus, queries, batch_size, max_length)
-    if path is not None:
-        write_run(scores, path, tag=f"teacher-{name}")
-    return scores
+    if path is None:
+        return scores
+    # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
+    return read_run(write_run(scores, path, tag=f"teacher-{name}", exact=True))
 
 
 def scores_from_saved(saved: Run, name: str, candidates: Run, corpus: Mapping[str, Document],
@@ -156,7 +157,8 @@ def _bi_encoder(model_name: str):
 
 
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
-    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length]).encode())
+    # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused.
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact"]).encode())
     for q in sorted(candidates):
         h.update(f"\x02{q}\x00{queries[q]}".encode())
         for d, s in ranked(candidates[q]):

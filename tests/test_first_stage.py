@@ -48,6 +48,15 @@ def test_write_run_round_trip(tmp_path):
     assert {q: d for q, d in run.items() if d} == {q: pytest.approx(d, abs=1e-6) for q, d in back.items()}
 
 
+def test_write_run_exact_gives_back_the_very_floats(tmp_path):
+    import numpy as np
+    run = {"q1": {"a": 1 / 3, "b": 1 / 63 + 1 / 61, "c": float(np.float32(0.1234567)), "d": -2.5e-9}}
+    exact = read_run(write_run(run, tmp_path / "exact.trec", exact=True))
+    assert exact == run
+    rounded = read_run(write_run(run, tmp_path / "rounded.trec"))
+    assert rounded["q1"]["a"] == 0.333333 and rounded["q1"]["d"] == 0.0  # the trec_eval format keeps 6 decimals
+
+
 def test_bm25_scifact_reaches_the_published_range(shared_data):
     from rerank_lib.data.beir import load_beir
 

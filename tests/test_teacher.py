@@ -44,7 +44,7 @@ def test_scores_are_cached(monkeypatch):
     first = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=2)
     monkeypatch.setattr(teacher_mod, "rerank_with_encoder", lambda *a, **k: pytest.fail("cache not used"))
     again = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=2)
-    assert again.keys() == first.keys() and all(again[q][d] == pytest.approx(first[q][d], abs=1e-6) for q in first for d in first[q])
+    assert again == first  # the very same floats: a cached input may stand in for a computed one in a release
     changed = dict(CORPUS, bake=Document("bake", "A different text.", "Baking"))  # a candidate of both queries
     with pytest.raises(pytest.fail.Exception):  # a changed text is a different cache entry
         teacher_scores("minilm-l6", RUN, changed, QUERIES, depth=2)

@@ -127,12 +127,15 @@ def pooled_corpus(corpus: dict, runs: list[Run], depth: int, qrels: list[dict]) 
     return {d: corpus[d] for d in sorted(pool) if d in corpus}
 
 
-def write_run(run: Run, path: str | os.PathLike, tag: str = "rerank_repro") -> Path:
-    """Write a TREC run file atomically, ranks 1..n in score order."""
+def write_run(run: Run, path: str | os.PathLike, tag: str = "rerank_repro", exact: bool = False) -> Path:
+    """Write a TREC run file atomically, ranks 1..n in score order. Scores have 6 decimals, as trec_eval's users
+    expect; `exact=True` writes each score's shortest round-trip form instead, so that a cache read back gives the
+    very floats that were written (6 decimals would make a cached input differ from a freshly computed one)."""
     with atomic_open(path, "w") as handle:
         for qid in sorted(run, key=qid_order):
             for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
-                handle.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+                shown = repr(float(score)) if exact else f"{score:.6f}"
+                handle.write(f"{qid} Q0 {docid} {rank} {shown} {tag}\n")
     return Path(path)
 
 
