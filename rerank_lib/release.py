@@ -53,10 +53,13 @@ def head_commit(root: Path = PROJECT_ROOT) -> str:
 
 def release_cache(cache_root: Path, commit: str) -> Path:
     """`<cache_root>/release/<commit[:12]>` holding links to the input caches only; a folder left by an earlier
-    attempt at the same commit is emptied first, so no training output of that attempt is reused."""
+    attempt at the same commit is emptied first, so no training output of that attempt is reused. Earlier releases'
+    folders are removed too: each holds that release's checkpoints (about 22 GB for the default profile), which no
+    later release may reuse, and keeping them filled the disk. Removing a folder unlinks its links, never the inputs."""
     folder = cache_root / "release" / commit[:12]
-    if folder.exists():
-        shutil.rmtree(folder)
+    for stale in sorted(folder.parent.glob("*")) if folder.parent.is_dir() else ():
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
     folder.mkdir(parents=True)
     for name in INPUT_CACHES:
         source = cache_root / name

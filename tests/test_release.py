@@ -84,3 +84,14 @@ def test_release_cache_links_inputs_only_and_forgets_an_earlier_attempt(tmp_path
     assert again == first and not (again / "runs").exists()
     assert sorted(p.name for p in again.iterdir()) == sorted(rel.INPUT_CACHES)
     assert all((again / name).is_symlink() for name in rel.INPUT_CACHES)
+
+
+def test_release_cache_removes_earlier_releases_but_not_their_inputs(tmp_path):
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "scores.trec").write_text("q Q0 d 1 1.0 t\n")
+    old = rel.release_cache(tmp_path, "aaaaaaaaaaaa0000")
+    (old / "runs" / "ckpt").mkdir(parents=True)
+    new = rel.release_cache(tmp_path, "bbbbbbbbbbbb1111")
+    assert not old.exists() and new.is_dir()
+    assert [p.name for p in (tmp_path / "release").iterdir()] == ["bbbbbbbbbbbb"]
+    assert (tmp_path / "teacher" / "scores.trec").read_text() == "q Q0 d 1 1.0 t\n"  # the input survives
