@@ -239,3 +239,90 @@ def test_a_truncated_dequantised_weights_file_is_dequantised_again(private_cache
     assert len(loads) == 2 and folder_problem(folder) is None
     edited("models.py")
     assert models.dequantised_folder(gguf) != folder  # another code version, another folder
+
+
+# ---- unpinned downloads ------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving `pages[path] = bytes` (status 200 for every page, as a proxy's error
+    page is), and counting requests."""
+    import http.server
+    import threading
+
+    pages: dict[str, bytes] = {}
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            body = pages.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield pages, requests, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+RECORDS = b'{"id": "1", "conversations": []}\n{"id": "2", "conversations": []}\n'
+ERROR_PAGE = b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head><body>busy</body></html>\n"
+
+
+def gz(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, mtime=0)
+
+
+def test_an_unpinned_download_that_is_an_error_page_or_a_cut_gzip_is_not_saved(server, tmp_path):
+    """The finding: an unpinned download (RankZephyr's data) that was an error page or a cut gzip was saved and
+    reused forever. Now it is checked by its format and nothing is kept."""
+    from rerank_lib.data.download import DownloadError, RemoteFile, download_files
+
+    pages, requests, url = server
+    spec = RemoteFile("rank_llm/data.jsonl.gz", f"{url}/data.jsonl.gz", sha256=None)
+    dest = tmp_path / "data"
+    pages["/data.jsonl.gz"] = ERROR_PAGE
+    with pytest.raises(DownloadError, match=r"data\.jsonl\.gz: an HTML page .*; not saved"):
+        download_files([spec], dest)
+    pages["/data.jsonl.gz"] = gz(RECORDS)[:-12]  # cut before the gzip trailer
+    with pytest.raises(DownloadError, match="a cut gzip"):
+        download_files([spec], dest)
+    pages["/data.jsonl.gz"] = gz(b'{"id": "1"}\nnot json\n')
+    with pytest.raises(DownloadError, match="line 2 is not JSON"):
+        download_files([spec], dest)
+    assert not [p for p in dest.rglob("*") if p.is_file()]
+    pages["/data.jsonl.gz"] = gz(RECORDS)
+    (path,) = download_files([spec], dest)
+    assert path.read_bytes() == gz(RECORDS) and checksum_problem(path) is None
+    before = len(requests)
+    assert download_files([spec], dest) == [path] and len(requests) == before  # verified in the cache: no fetch
+
+
+def test_a_bad_cached_unpinned_download_is_fetched_again(server, tmp_path):
+    from rerank_lib.data.download import RemoteFile, download_files
+
+    pages, requests, url = server
+    pages["/data.jsonl.gz"] = gz(RECORDS)
+    spec = RemoteFile("rank_llm/data.jsonl.gz", f"{url}/data.jsonl.gz", sha256=None)
+    dest = tmp_path / "data"
+    target = dest / spec.path
+    target.parent.mkdir(parents=True)
+    target.write_bytes(ERROR_PAGE)  # saved by an earlier version, without a sidecar
+    with pytest.warns(CacheWarning, match="an HTML page"):
+        (path,) = download_files([spec], dest)
+    assert path.read_bytes() == gz(RECORDS) and len(requests) == 1
+    path.write_bytes(gz(RECORDS)[:-1] + b"\xff")  # same-size damage: the sidecar no longer matches
+    with pytest.warns(CacheWarning, match="sha256 differs"):
+        download_files([spec], dest)
+    assert path.read_bytes() == gz(RECORDS) and len(requests) == 2
+    checksum_path(path).unlink()  # a valid file from before sidecars: checked by format, adopted, not fetched
+    download_files([spec], dest)
+    assert len(requests) == 2 and checksum_problem(path) is None
