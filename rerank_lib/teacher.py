@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from .progress import tqdm
 
-from .atomic import trusted_cache_file, write_checksum
+from .atomic import CacheWarning, discard, trusted_cache_file, write_checksum
 from .code_version import code_version
 from .data.pairs import TrainGroup
 from .data.trec import ranked, read_run, top_k, write_run
@@ -69,7 +70,11 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
                        f"text, e.g. {(missing_q + missing_d)[:3]}")
     path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
     if path is not None and trusted_cache_file(path):
-        return read_run(path)
+        cached = read_run(path)
+        if all(d in cached.get(q, ()) for q, docs in candidates.items() for d in docs):
+            return cached
+        warnings.warn(f"cache file {path}: scores fewer candidates than its key names; not used, recomputing it",
+                      CacheWarning, stacklevel=2)
     if teacher.kind == "bi-encoder":
         scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
     elif teacher.kind == "fusion":
@@ -80,6 +85,7 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     if path is None:
         return scores
     # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
+    discard(path)
     write_run(scores, path, tag=f"teacher-{name}", exact=True)
     write_checksum(path)
     return read_run(path)

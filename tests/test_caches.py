@@ -11,7 +11,7 @@ import pytest
 from rerank_lib import code_version as cv
 from rerank_lib.atomic import (
     CacheWarning, atomic_cache_open, checksum_path, checksum_problem, folder_problem, trusted_cache_file,
-    write_folder_checksums,
+    write_checksum, write_folder_checksums,
 )
 from rerank_lib.data.types import Document
 
@@ -100,6 +100,10 @@ def test_a_teacher_score_file_cut_at_a_line_break_is_recomputed(private_cache):
         again = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=3)
     assert again == first and sum(map(len, again.values())) == 8
     assert checksum_problem(path) is None  # rewritten with its checksum
+    cut_at_a_line_break(path, keep_lines=7)
+    write_checksum(path)  # even a cut file whose sidecar matches is not read as complete
+    with pytest.warns(CacheWarning, match="scores fewer candidates"):
+        assert teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=3) == first
 
 
 def test_teacher_scores_of_older_code_are_not_reused(private_cache, edited, monkeypatch):
