@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import IO, Iterator
 
+from .paths import shown
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -139,7 +141,7 @@ def trusted_cache_file(path: str | os.PathLike) -> bool:
     problem = checksum_problem(path)
     if problem is None:
         return True
-    warnings.warn(f"cache file {path}: {problem}; not used, recomputing it", CacheWarning, stacklevel=2)
+    warnings.warn(f"cache file {shown(path)}: {problem}; not used, recomputing it", CacheWarning, stacklevel=2)
     discard(path)
     return False
 

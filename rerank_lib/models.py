@@ -40,7 +40,7 @@ import torch
 
 from .atomic import CacheWarning, folder_problem, write_folder_checksums
 from .code_version import code_version
-from .paths import PROJECT_ROOT, cache_dir, data_root
+from .paths import PROJECT_ROOT, cache_dir, data_root, shown
 from .standin import describe as describe_standin, standin_folder, standin_for
 
 __all__ = [
@@ -483,7 +483,8 @@ def trusted_folder(folder: Path, quiet: bool = False) -> bool:
     if not quiet:
         import warnings
 
-        warnings.warn(f"cache folder {folder}: {problem}; not used, de-quantising again", CacheWarning, stacklevel=2)
+        warnings.warn(f"cache folder {shown(folder)}: {problem}; not used, de-quantising again", CacheWarning,
+                      stacklevel=2)
         shutil.rmtree(folder, ignore_errors=True)
     return False
 

@@ -29,7 +29,7 @@ from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
 from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
-from .paths import cache_dir
+from .paths import cache_dir, shown
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
         cached = read_run(path)
         if all(d in cached.get(q, ()) for q, docs in candidates.items() for d in docs):
             return cached
-        warnings.warn(f"cache file {path}: scores fewer candidates than its key names; not used, recomputing it",
+        warnings.warn(f"cache file {shown(path)}: scores fewer candidates than its key names; not used, recomputing it",
                       CacheWarning, stacklevel=2)
     if teacher.kind == "bi-encoder":
         scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import CacheWarning, atomic_open, checksum_path, checksum_problem, discard, write_checksum
+from ..paths import shown
 
 
 
@@ -238,7 +239,7 @@ def cached_unpinned_ok(target: Path, spec: RemoteFile, md5: str | None) -> bool:
         if problem is None:
             write_checksum(target)
             return True
-    warnings.warn(f"cached download {target}: {problem}; not used, downloading it again", CacheWarning,
+    warnings.warn(f"cached download {shown(target)}: {problem}; not used, downloading it again", CacheWarning,
                   stacklevel=3)
     discard(target)
     return False
