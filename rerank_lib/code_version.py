@@ -79,8 +79,8 @@ def closure(modules, root: Path = PACKAGE_ROOT) -> list[str]:
 @functools.lru_cache(maxsize=None)
 def _version(modules: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    files = sorted({module_file(m).relative_to(PACKAGE_ROOT).as_posix(): module_file(m) for m in closure(modules)}.items())
-    for rel, path in files:
+    paths = {module_file(m) for m in closure(modules)}
+    for rel, path in sorted((p.relative_to(PACKAGE_ROOT).as_posix(), p) for p in paths):
         digest.update(rel.encode("utf-8") + b"\x00" + hashlib.sha256(read_source(path)).hexdigest().encode() + b"\n")
     return digest.hexdigest()[:16]
 

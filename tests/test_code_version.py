@@ -71,10 +71,11 @@ def test_a_changed_loss_changes_the_version_in_any_copy_and_process(tmp_path):
 def test_run_dir_key_names_the_training_code(private_cache, edited_loss):
     from rerank_lib.experiment import run_dir
 
-    before = run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code="rerank_lib.recipes.cross_encoder")
-    assert before == run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code="rerank_lib.recipes.cross_encoder")
+    recipe = "rerank_lib.recipes.cross_encoder"
+    before = run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code=recipe)
+    assert before == run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code=recipe)
     edited_loss()
-    after = run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code="rerank_lib.recipes.cross_encoder")
+    after = run_dir("p", "smoke", "m", data=[1], settings={"lr": 1e-4}, code=recipe)
     assert after != before and after.parent == before.parent
 
 
@@ -106,3 +107,17 @@ def test_a_changed_loss_retrains_instead_of_reusing_the_cached_run(private_cache
     edited_loss()
     new_dir, new = run_once()
     assert new_dir != first_dir and not new.result.cached and new.result.global_step == 2
+
+
+def test_run_dir_names_its_calling_recipe_by_default(private_cache):
+    from rerank_lib.experiment import run_dir
+    from rerank_lib.experiment.run_dir import TRAINING_CODE
+
+    recipe = "rerank_lib.recipes.cross_encoder"
+    namespace = {"__name__": recipe, "run_dir": run_dir}  # a function defined in the recipe module's namespace
+    exec("def call():\n    return run_dir('p', 'smoke', 'm', data=[1], settings={})", namespace)
+    assert namespace["call"]() == run_dir("p", "smoke", "m", data=[1], settings={}, code=recipe)
+    # a caller outside the package (a notebook cell, this test): the shared training path
+    assert run_dir("p", "smoke", "m", data=[1], settings={}) == run_dir("p", "smoke", "m", data=[1], settings={},
+                                                                        code=TRAINING_CODE)
+    assert run_dir("p", "smoke", "m", data=[1], settings={}) != namespace["call"]()
