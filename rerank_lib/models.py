@@ -16,8 +16,10 @@ Names are resolved in this order:
    that built-in only here, and says so (`ResolvedModel.quantization`); otherwise `ModelUnavailableError`.
 
 Loading goes through `load_model` / `load_causal_lm` / `load_tokenizer`. A GGUF is de-quantised ONCE per machine
-into one folder under cache_dir('models') (keyed by the GGUF file's name, size and mtime) that every caller shares:
-de-quantising takes tens of seconds on a CPU, the saved folder loads in about one.
+into one folder under cache_dir('models') (keyed by the GGUF file's name, size and mtime and the version of this
+code) that every caller shares: de-quantising takes tens of seconds on a CPU, the saved folder loads in about one.
+The folder lists each file's sha256 and length; one that does not match (a cut or damaged weights file) is
+de-quantised again, never loaded.
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ from typing import Callable
 
 import torch
 
-from .paths import PROJECT_ROOT, cache_dir, data_root
+from .atomic import CacheWarning, folder_problem, write_folder_checksums
+from .code_version import code_version
+from .paths import PROJECT_ROOT, cache_dir, data_root, shown
 from .standin import describe as describe_standin, standin_folder, standin_for
 
 __all__ = [
@@ -427,14 +431,15 @@ def _dtype_kwarg() -> str:
 def dequantised_folder(name: str | os.PathLike) -> Path | None:
     """Where the de-quantised copy of a GGUF model lives (whether or not it exists yet); None for other models.
 
-    One folder per GGUF FILE (its name, size and mtime), whichever name (built-in, alias, local folder) reached it,
-    so every caller shares one copy; a changed file gets a new folder."""
+    One folder per GGUF FILE (its name, size and mtime) and version of the code that writes it, whichever name
+    (built-in, alias, local folder) reached it, so every caller shares one copy; a changed file gets a new folder."""
     resolved = resolve(name)
     if not resolved.gguf_file:
         return None
     gguf = Path(resolved.source) / resolved.gguf_file
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.name}\x00{stat.st_size}\x00{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{gguf.name}\x00{stat.st_size}\x00{int(stat.st_mtime)}\x00{code_version(__name__)}"
+                         .encode()).hexdigest()[:16]
     return cache_dir("models") / f"{gguf.stem}-{key}"
 
 
@@ -459,10 +464,29 @@ def _save_dequantised(folder: Path, model, tokenizer) -> None:
              if not (tied and k == "lm_head.weight")}
     save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(staging)
+    write_folder_checksums(staging)  # last: a folder without it (or not matching it) is never loaded
     try:
         staging.rename(folder)
     except OSError:  # another process saved it first
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def trusted_folder(folder: Path, quiet: bool = False) -> bool:
+    """Whether a de-quantised folder exists and matches its checksums. A folder that does not (a cut or damaged
+    weights file, or one saved before checksums) is removed, with one CacheWarning line naming it unless `quiet`,
+    so the caller de-quantises again."""
+    if not folder.is_dir():
+        return False
+    problem = folder_problem(folder)
+    if problem is None:
+        return True
+    if not quiet:
+        import warnings
+
+        warnings.warn(f"cache folder {shown(folder)}: {problem}; not used, de-quantising again", CacheWarning,
+                      stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
+    return False
 
 
 def dequantised_copy(name: str | os.PathLike) -> str:
@@ -471,7 +495,7 @@ def dequantised_copy(name: str | os.PathLike) -> str:
     folder = dequantised_folder(name)
     if folder is None:
         return os.fspath(name)
-    if not (folder / "config.json").exists():
+    if not trusted_folder(folder):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         resolved = resolve(name)
@@ -490,7 +514,7 @@ def load_tokenizer(name: str | os.PathLike, **kwargs):
     resolved = resolve(name, purpose="tokenizer")
     if resolved.gguf_file:
         folder = dequantised_folder(name)
-        if (folder / "tokenizer_config.json").exists():
+        if trusted_folder(folder, quiet=True):
             return AutoTokenizer.from_pretrained(str(folder), **kwargs)
     return AutoTokenizer.from_pretrained(resolved.source, **{**resolved.from_pretrained_kwargs(), **kwargs})
 

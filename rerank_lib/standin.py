@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import folder_problem, write_folder_checksums
+from .code_version import code_version
 from .paths import cache_dir, data_root
 
 __all__ = ["ENV", "STANDINS", "StandIn", "enabled", "enable", "standin_for", "standin_folder", "describe",
@@ -339,6 +341,7 @@ def build(standin: StandIn, folder: Path) -> None:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / "standin.json").write_text(json.dumps(_stamp(standin), indent=1), encoding="utf-8")
+    write_folder_checksums(staging)  # last: a folder whose files do not match it is built again
     if folder.exists():  # an older version: replace it
         shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -350,17 +353,20 @@ def build(standin: StandIn, folder: Path) -> None:
 def _stamp(standin: StandIn) -> dict[str, Any]:
     family = standin.spec
     key = json.dumps([VERSION, standin.family, family.architecture, family.config, standin.extra,
-                      family.shared_tokenizer, family.trained, family.chat_template], sort_keys=True, default=str)
+                      family.shared_tokenizer, family.trained, family.chat_template, code_version(__name__)],
+                     sort_keys=True, default=str)
     return {"hub_id": standin.hub_id, "family": standin.family, "architecture": family.architecture,
             "key": hashlib.sha256(key.encode()).hexdigest()[:16]}
 
 
 def standin_folder(name: str) -> Path:
-    """The built stand-in folder of a hub id (built on first use); KeyError for an id without a stand-in."""
+    """The built stand-in folder of a hub id (built on first use; built again when the code that builds it changed
+    or a file no longer matches the folder's checksums); KeyError for an id without a stand-in."""
     standin = STANDINS[os.fspath(name).lower()]
     folder = cache_dir("standin") / standin.hub_id.replace("/", "--")
     stamp = folder / "standin.json"
-    current = stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == _stamp(standin)["key"]
+    current = (stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == _stamp(standin)["key"]
+               and folder_problem(folder) is None)
     if not current:
         build(standin, folder)
     return folder

@@ -13,7 +13,8 @@ filters its queries by it). Offline the generator is SmolLM2-135M-Instruct (a ra
 like the base LMs InPars used); online any causal LM id. The 3-shot prefix is identical for every document, so its
 key/value cache is computed once and reused (the generated text is the same as without it).
 
-Generations are cached on disk per (generator, prompt, settings, document text), so a second run costs nothing.
+Generations are cached on disk per (generator, prompt, settings, code version, document text), so a second run costs
+nothing; the file carries its checksum, and a damaged one is generated again rather than read.
 The documents come from the corpus only: no query or judgment of any split is read here.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 from .progress import tqdm
 
-from .atomic import atomic_open
+from .atomic import atomic_cache_open, trusted_cache_file
+from .code_version import code_version
 from .data.hopweaver import GeneratedExample
 from .data.trec import ranked
 from .data.types import Document, Qrels, Run
@@ -174,9 +176,10 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
     settings = generator.settings() if generator else {
         "model": str(model), "template_sha": _sha(INPARS_VANILLA_PROMPT), "max_doc_tokens": max_doc_tokens,
         "max_new_tokens": max_new_tokens, "decoding": "greedy, stop at newline"}
-    path = cache_dir("synthetic_queries") / f"{_sha(json.dumps(settings, sort_keys=True))}.jsonl" if cache else None
+    key = {**settings, "code": code_version(__name__)}
+    path = cache_dir("synthetic_queries") / f"{_sha(json.dumps(key, sort_keys=True))}.jsonl" if cache else None
     known: dict[tuple[str, str], SyntheticQuery] = {}
-    if path is not None and path.exists():
+    if path is not None and trusted_cache_file(path):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -223,7 +226,7 @@ def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: s
 
 
 def _save(path: Path, rows: Iterable[SyntheticQuery]) -> None:
-    with atomic_open(path, "w") as handle:
+    with atomic_cache_open(path, "w") as handle:
         for row in rows:
             handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
 

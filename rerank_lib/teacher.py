@@ -5,12 +5,15 @@ scores of the bge-reranker family, the comparison rows of LocalRQA's RPG/DCA. Of
 have is all-MiniLM-L6-v2 (trained on MS MARCO among other pairs): it reranks the TREC DL BM25 top-100 far above
 BM25, and on SciFact its fusion with BM25 is strongest. Online, a hub cross-encoder such as
 BAAI/bge-reranker-v2-m3 takes its place. `teacher_scores` returns a Run over the first `depth` candidates of
-each query and caches it, keyed by the teacher, the candidates and their texts.
+each query and caches it, keyed by the teacher, the candidates, their texts and the version of the code that
+scores them; the cached file carries its checksum and is recomputed when it does not match (a cut file once read as
+complete gave wrong records).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -18,13 +21,15 @@ import numpy as np
 import torch
 from .progress import tqdm
 
+from .atomic import CacheWarning, discard, trusted_cache_file, write_checksum
+from .code_version import code_version
 from .data.pairs import TrainGroup
 from .data.trec import ranked, read_run, top_k, write_run
 from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
 from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
-from .paths import cache_dir
+from .paths import cache_dir, shown
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,12 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
         raise KeyError(f"teacher {name}: {len(missing_q)} queries and {len(missing_d)} candidate documents have no "
                        f"text, e.g. {(missing_q + missing_d)[:3]}")
     path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
-    if path is not None and path.exists():
-        return read_run(path)
+    if path is not None and trusted_cache_file(path):
+        cached = read_run(path)
+        if all(d in cached.get(q, ()) for q, docs in candidates.items() for d in docs):
+            return cached
+        warnings.warn(f"cache file {shown(path)}: scores fewer candidates than its key names; not used, recomputing it",
+                      CacheWarning, stacklevel=2)
     if teacher.kind == "bi-encoder":
         scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
     elif teacher.kind == "fusion":
@@ -76,7 +85,10 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     if path is None:
         return scores
     # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
-    return read_run(write_run(scores, path, tag=f"teacher-{name}", exact=True))
+    discard(path)
+    write_run(scores, path, tag=f"teacher-{name}", exact=True)
+    write_checksum(path)
+    return read_run(path)
 
 
 def scores_from_saved(saved: Run, name: str, candidates: Run, corpus: Mapping[str, Document],
@@ -157,8 +169,10 @@ def _bi_encoder(model_name: str):
 
 
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
-    # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused.
-    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact"]).encode())
+    # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused. The
+    # code version: scores made by an earlier version of this module (or what it imports) are not reused either.
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact",
+                                   code_version(__name__)]).encode())
     for q in sorted(candidates):
         h.update(f"\x02{q}\x00{queries[q]}".encode())
         for d, s in ranked(candidates[q]):

@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "rerank_lib"
 
-GROUND = {"data", "models", "first_stage", "evaluation", "results", "collate", "atomic", "paths", "progress"}
+GROUND = {"data", "models", "first_stage", "evaluation", "results", "collate", "atomic", "paths", "progress",
+          "code_version"}
 PARTS = {"rerankers", "listwise", "retrievers", "losses", "training"}
 ABOVE_PARTS = {"experiment", "recipes", "cli", "train", "runner", "release"}
 #: (importing area, imported areas it must not import) for each rule

@@ -9,9 +9,16 @@ Two environment variables redirect it, for institutional mirrors and for the tes
   hashes are used INSTEAD of the published ones. It exists for mirrors that serve modified files (the tests
   serve a few dozen lines of each real file) and for pinning a file whose publisher gives no hash; a URL
   it does not list keeps its published hash.
+
+A file without a sha256 pin (RankZephyr's data; md5-pinned files) is checked by its md5 where one is published,
+else by its format (`format_problem`: not an HTML page; a gzip read to its end; JSON / JSONL parsed), and is never
+saved when the check fails (an error page or a cut gzip was once saved and reused forever). Once saved it gets a
+checksum sidecar (`FILE.sha256`, rerank_lib.atomic); a cached copy whose sidecar does not match is fetched again,
+and one without a sidecar (saved by an earlier version) is checked again before it is used.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import json
@@ -20,11 +27,14 @@ import shutil
 import tempfile
 import urllib.parse
 import urllib.request
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_open
+from ..atomic import CacheWarning, atomic_open, checksum_path, checksum_problem, discard, write_checksum
+from ..paths import shown
 
 
 
@@ -144,8 +154,9 @@ def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeou
         for spec in files:
             target = dest_root / spec.path
             sha256, md5 = expected_hashes(spec, table)
-            if target.exists() and (sha256 is None or sha256_of(target) == sha256):
-                written.append(target)  # an unpinned file in the cache is kept: its reader checks the format
+            if target.exists() and (sha256_of(target) == sha256 if sha256 is not None else
+                                    cached_unpinned_ok(target, spec, md5)):
+                written.append(target)
                 continue
             if spec.url not in fetched:
                 raw = Path(scratch) / f"{len(fetched)}.download"
@@ -158,10 +169,80 @@ def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeou
             for name, want, got in (("sha256", sha256, digests[0]), ("md5", md5, digests[1])):
                 if want is not None and got != want:
                     raise DownloadError(f"{spec.key}: {name} {got} != expected {want}; not saved")
+            if sha256 is None and md5 is None:
+                problem = format_problem(source, spec.path)
+                if problem is not None:
+                    raise DownloadError(f"{spec.key}: {problem}; not saved (the file has no published checksum, "
+                                        f"so its format is checked)")
+            if sha256 is None:
+                discard(target)  # the sidecar of an earlier copy goes first: a file without one is checked again
             with atomic_open(target, "wb") as handle, open(source, "rb") as src:
                 shutil.copyfileobj(src, handle, 1 << 20)
+            if sha256 is None:
+                write_checksum(target)
             written.append(target)
     return written
+
+
+def format_problem(path: str | os.PathLike, name: str | None = None) -> str | None:
+    """None when the file at `path` is well-formed for its name (`name`, default `path`'s: `.gz` is read to its end
+    through its CRC check, then `.jsonl` is parsed line by line and `.json` as a whole); else what is wrong. Any
+    file that starts like an HTML page (a server's error or login page served with status 200) is refused."""
+    path, name = Path(path), str(name or Path(path).name)
+    inner = name[:-3] if name.endswith(".gz") else name
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(512).lstrip().lower()
+        if not head:
+            return "an empty file"
+        if head.startswith((b"<!doctype html", b"<html")):
+            return "an HTML page (a server's error page?), not the data"
+        with opener(path, "rb") as handle:
+            if inner.endswith(".jsonl"):
+                for lineno, line in enumerate(handle, start=1):
+                    if line.strip():
+                        try:
+                            json.loads(line)
+                        except ValueError as err:
+                            return f"line {lineno} is not JSON ({err})"
+            elif inner.endswith(".json"):
+                json.loads(handle.read())
+            else:
+                while handle.read(1 << 20):
+                    pass
+    except EOFError:
+        return "a cut gzip (the compressed stream ends early)"
+    except (gzip.BadGzipFile, zlib.error, OSError) as err:
+        return f"not a readable gzip ({err})"
+    except ValueError as err:
+        return f"not JSON ({err})"
+    return None
+
+
+def cached_unpinned_ok(target: Path, spec: RemoteFile, md5: str | None) -> bool:
+    """Whether a cached file without a sha256 pin may be used: its checksum sidecar matches; or it has none (saved
+    before sidecars) and passes its md5 or format check, and gets one now. A file that fails is removed (with a
+    CacheWarning naming it), so it is downloaded again."""
+    problem = checksum_problem(target)
+    if problem is None:
+        return True
+    if not checksum_path(target).exists():
+        if md5 is not None:
+            digest = hashlib.md5()
+            with open(target, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            problem = None if digest.hexdigest() == md5 else f"md5 {digest.hexdigest()} != expected {md5}"
+        else:
+            problem = format_problem(target, spec.path)
+        if problem is None:
+            write_checksum(target)
+            return True
+    warnings.warn(f"cached download {shown(target)}: {problem}; not used, downloading it again", CacheWarning,
+                  stacklevel=3)
+    discard(target)
+    return False
 
 
 def _scratch(dest_root: Path) -> Path:

@@ -1,16 +1,24 @@
-"""One cache key for every training run: the run's folder is named by a hash of its data and settings.
+"""One cache key for every training run: the run's folder is named by a hash of its data, its settings and the
+version of the code that trains it.
 
-A re-run with the same data and settings finds its folder (resumes, or finds the run complete) instead of
-training again; a change of either gets a new folder, so a stale checkpoint is never reused.
+A re-run with the same data, settings and code finds its folder (resumes, or finds the run complete) instead of
+training again; a change of any of them gets a new folder, so a stale checkpoint is never reused: a committed
+change to a loss, a recipe or the training loop retrains instead of reporting the old code's numbers.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..code_version import PACKAGE, code_version
 from ..paths import cache_dir
+
+#: The code of a run whose caller is no module of the package (a notebook cell, a test): the shared training path,
+#: down to the losses (a notebook's own code cannot be hashed; name its modules with `code=`).
+TRAINING_CODE = ("rerank_lib.experiment", "rerank_lib.training", "rerank_lib.losses")
 
 
 def jsonable(value: Any) -> Any:
@@ -25,10 +33,27 @@ def fingerprint(value: Any, length: int = 16) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
 
 
-def run_dir(pipeline: str, profile: str, name: str, *, data: Any, settings: Any) -> Path:
-    """<cache>/runs/<pipeline>/<profile>/<name>-<hash of data and settings>: where one training run keeps its
-    checkpoints, log and selected weights."""
-    key = fingerprint({"data": data, "settings": settings}, length=12)
+def calling_module(depth: int = 1) -> str | None:
+    """The dotted name of the module `depth` frames above the caller of this function, when it belongs to the
+    package (a recipe), else None."""
+    name = sys._getframe(depth + 1).f_globals.get("__name__", "")
+    return name if name.split(".")[0] == PACKAGE else None
+
+
+def run_code_version(code: str | Sequence[str] | None) -> str:
+    """`code_version` of the modules that train a run (`code`: a dotted name or several; None: TRAINING_CODE)."""
+    modules = (code,) if isinstance(code, str) else tuple(code or TRAINING_CODE)
+    return code_version(*modules, *TRAINING_CODE)
+
+
+def run_dir(pipeline: str, profile: str, name: str, *, data: Any, settings: Any,
+            code: str | Sequence[str] | None = None) -> Path:
+    """<cache>/runs/<pipeline>/<profile>/<name>-<hash of data, settings and code version>: where one training run
+    keeps its checkpoints, log and selected weights. `code` names the modules that build and train the run (their
+    package imports count too); by default the calling module (a recipe, which imports its losses and the
+    training loop), always with the shared training path (TRAINING_CODE)."""
+    code = code if code is not None else calling_module()
+    key = fingerprint({"data": data, "settings": settings, "code": run_code_version(code)}, length=12)
     return cache_dir("runs", pipeline, profile) / f"{name}-{key}"
 
 

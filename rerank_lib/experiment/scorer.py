@@ -49,16 +49,19 @@ def train_encoder(encoder, dataset: Sequence, collate_fn, compute_loss, config: 
 
 
 def train_encoder_in_run_dir(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
-                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict) -> Selected:
-    """`train_encoder` in the run folder (`run_dir`) named by the settings, the number of examples and the dev
-    questions, with a batch never larger than the dataset."""
+                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict,
+                             code: str | Sequence[str] | None = None) -> Selected:
+    """`train_encoder` in the run folder (`run_dir`) named by the settings, the number of examples, the dev
+    questions and the code version of `code` (default: the calling recipe), with a batch never larger than the
+    dataset."""
     from dataclasses import replace
 
     from ..settings import snapshot
-    from .run_dir import run_dir
+    from .run_dir import calling_module, run_dir
 
     folder = run_dir(pipeline, profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
-                     settings={**settings, "train": snapshot(config)})
+                     settings={**settings, "train": snapshot(config)},
+                     code=code if code is not None else calling_module())
     config = replace(config, output_dir=str(folder), per_device_batch_size=min(config.per_device_batch_size,
                                                                                 len(dataset)))
     return train_encoder(encoder, dataset, collate_fn, compute_loss, config, dev)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from ..progress import tqdm
 
-from ..atomic import atomic_open
+from ..atomic import atomic_cache_open, trusted_cache_file
+from ..code_version import code_version
 from ..data.types import Document
 from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype, resolve
 from ..paths import cache_dir
@@ -118,19 +119,20 @@ class BiEncoder:
 
         With cache=True the array is stored under cache_dir('embeddings'), keyed by the model (source and a
         fingerprint of its current weights, so a fine-tuned model never reuses stale vectors), pooling,
-        max_length, prefixes, precision and every doc id and text: notebooks that encode the same corpus share
-        one computation."""
+        max_length, prefixes, precision, the version of this code and every doc id and text: notebooks that
+        encode the same corpus share one computation. The file carries its checksum: a cut or damaged array is
+        recomputed, never used."""
         ids = list(corpus)
         texts = [corpus[d].text_for_model for d in ids]
         if not cache:
             return self.encode(texts, batch_size=batch_size, show_progress=show_progress, prefix=self.doc_prefix)
         path = self.cache_path(ids, texts)
-        if path.exists():
+        if trusted_cache_file(path):  # checksummed: a cut or damaged array is recomputed, never used
             cached = np.load(path)
             if cached.shape == (len(ids), self.dim):
                 return cached
         emb = self.encode(texts, batch_size=batch_size, show_progress=show_progress, prefix=self.doc_prefix)
-        with atomic_open(path, "wb") as handle:
+        with atomic_cache_open(path, "wb") as handle:
             np.save(handle, emb)
         return emb
 
@@ -149,7 +151,7 @@ class BiEncoder:
             "gguf": self.resolved.gguf_file, "weights": self._weights_fingerprint(),
             "tokenizer": [type(self.tokenizer).__name__, len(self.tokenizer)], "pooling": self.pooling,
             "normalize": self.normalize, "max_length": self.max_length, "query_prefix": self.query_prefix,
-            "doc_prefix": self.doc_prefix, "dtype": str(self.compute_dtype),
+            "doc_prefix": self.doc_prefix, "dtype": str(self.compute_dtype), "code": code_version(__name__),
         }
         h.update(json.dumps(settings, sort_keys=True).encode())
         for doc_id, text in zip(doc_ids, texts):

@@ -188,7 +188,7 @@ def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Map
     fid = isinstance(reader, FiDReader)
     positions = config.answer_positions or ("first" if fid else "all")
     store = ScoreCache("dca", {**reader.settings(), "positions": positions, "shuffle": config.shuffle_passages,
-                               "seed": seed}, enabled=cache)
+                               "seed": seed}, enabled=cache, code=(__name__,))
     out = []
     for n, ex in enumerate(tqdm(examples, desc="reader attention", unit="q", disable=not progress)):
         if ex.answer is None:

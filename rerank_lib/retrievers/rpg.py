@@ -107,7 +107,7 @@ class RPGObjective:
         self.doc_ids = list(corpus)
         self.documents = {d: corpus[d].text_for_model for d in self.doc_ids}
         self.grad_acc = gradient_accumulation_steps
-        self.store = ScoreCache("rpg", reader.settings(), enabled=cache)
+        self.store = ScoreCache("rpg", reader.settings(), enabled=cache, code=(__name__,))
         self.index: torch.Tensor | None = None
         self.calls = 0
         self.stats = RPGStats()

@@ -17,7 +17,8 @@ from typing import Iterable, Mapping, Sequence
 
 import torch
 
-from ..atomic import write_json
+from ..atomic import discard, trusted_cache_file, write_checksum, write_json
+from ..code_version import code_version
 from ..data.localrqa import QAExample
 from ..data.trec import ranked
 from ..data.types import Document, Run
@@ -251,15 +252,18 @@ def shared_reader(name: str, fid: bool = False, passage_tokens: int = 96, answer
 
 
 class ScoreCache:
-    """Reader scores on disk (one JSON file per reader + signal + settings), keyed by the texts they were computed
-    from: the LM calls are the expensive part of DCA and RPG on a CPU, so a rerun computes nothing twice."""
+    """Reader scores on disk (one JSON file per reader + signal + settings + version of the code that computes them:
+    this module and `code`, the signal's module), keyed by the texts they were computed from: the LM calls are the
+    expensive part of DCA and RPG on a CPU, so a rerun computes nothing twice. The file carries its checksum: a
+    damaged one is recomputed, never read."""
 
-    def __init__(self, kind: str, settings: Mapping, enabled: bool = True):
-        digest = hashlib.sha256(json.dumps({"kind": kind, **settings}, sort_keys=True).encode()).hexdigest()[:20]
+    def __init__(self, kind: str, settings: Mapping, enabled: bool = True, code: Sequence[str] = ()):
+        key = {"kind": kind, **settings, "code": code_version(__name__, *code)}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         self.path = cache_dir("reader_scores") / f"{kind}-{digest}.json"
         self.enabled = enabled
         self.values: dict[str, list[float]] = {}
-        if enabled and self.path.exists():
+        if enabled and trusted_cache_file(self.path):
             self.values = json.loads(self.path.read_text(encoding="utf-8"))
         self._dirty = False
 
@@ -282,7 +286,8 @@ class ScoreCache:
 
     def save(self) -> None:
         if self.enabled and self._dirty:
-            write_json(self.path, self.values)
+            discard(self.path)
+            write_checksum(write_json(self.path, self.values))
             self._dirty = False
 
 

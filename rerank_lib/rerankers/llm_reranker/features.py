@@ -1,4 +1,5 @@
-"""The disk cache of a decoder's hidden states per pair, keyed by the model's current weights."""
+"""The disk cache of a decoder's hidden states per pair, keyed by the model's current weights and the code version;
+checksummed, so a damaged file is recomputed rather than read."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...atomic import atomic_cache_open, trusted_cache_file
 from ...paths import cache_dir
 
 
@@ -36,7 +38,7 @@ class FeatureStore:
     def _load(self) -> dict[str, np.ndarray]:
         if self._data is None:
             self._data = {}
-            if self.path.exists():
+            if trusted_cache_file(self.path):
                 with np.load(self.path) as npz:
                     self._data = dict(zip(npz["keys"].tolist(), npz["vectors"]))
         return self._data
@@ -46,10 +48,8 @@ class FeatureStore:
         return {k: data[k] for k in keys if k in data}
 
     def put(self, rows: Mapping[str, np.ndarray]) -> None:
-        from ...atomic import atomic_open
-
         data = self._load()
         data.update(rows)
         keys = list(data)
-        with atomic_open(self.path, "wb") as handle:
+        with atomic_cache_open(self.path, "wb") as handle:
             np.savez(handle, keys=np.array(keys), vectors=np.stack([data[k] for k in keys]).astype(np.float32))

@@ -15,6 +15,7 @@ from torch import nn
 from ...progress import tqdm
 
 from ...atomic import write_json
+from ...code_version import code_version
 from ...data.types import Document, Run
 from ...models import autocast_context, load_causal_lm, load_tokenizer, pick_device, pick_dtype
 from ...collate import pad_collate
@@ -246,7 +247,8 @@ class DecoderReranker:
         return {"yes": weight[0], "no": weight[1]}
 
     def _feature_key(self) -> str:
-        h = hashlib.sha256(json.dumps({**self.settings(), "padding_side": None}, sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps({**self.settings(), "padding_side": None, "code": code_version(__name__)},
+                                      sort_keys=True).encode())
         h.update(weights_fingerprint(self.model.backbone).encode())
         return h.hexdigest()[:24]
 
