@@ -215,3 +215,14 @@ def test_search_refuses_such_inputs_in_one_line_and_writes_nothing(tmp_path, cap
     assert cli.main(["search", "--corpus", str(corpus), "--queries", str(topics), "--method", "bm25", "--k", "1",
                      "--output", str(out)]) == 0
     assert [line.split()[:3] for line in out.read_text().splitlines()] == [["1", "Q0", "d1"], ["2", "Q0", "d2"]]
+
+
+def test_a_tab_separated_qrels_line_with_a_space_in_an_id_is_refused(tmp_path):
+    """'q 2<TAB>d2<TAB>1' was read as the TREC layout (query 'q', document 'd2'): a silently wrong judgment."""
+    path = tmp_path / "qrels.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq 2\td2\t1\n")
+    _raises(read_qrels, path, 3, "query-id", "id 'q 2' contains whitespace")
+    path.write_text("q1\t0\td 1\t1\n")
+    _raises(read_qrels, path, 1, "docid", "id 'd 1' contains whitespace")
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2 \t d2\t0\n301 0 FBIS3-1\t2\n")
+    assert read_qrels(path) == {"q1": {"d1": 1}, "q2": {"d2": 0}, "301": {"FBIS3-1": 2}}

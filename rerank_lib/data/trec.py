@@ -88,7 +88,8 @@ def read_trec_topics(path: str | os.PathLike, field: str = "title") -> dict[str,
 
 
 def read_qrels(path: str | os.PathLike) -> Qrels:
-    """TREC qrels (`qid iter docid grade`) or BEIR qrels tsv (`query-id corpus-id score`, with a header)."""
+    """TREC qrels (`qid iter docid grade`) or BEIR qrels tsv (`query-id corpus-id score`, with a header). A
+    tab-separated line whose id holds a space is an error, not a line read with other columns."""
     qrels: Qrels = {}
     for lineno, line in iter_lines(path):
         parts = line.split()
@@ -96,6 +97,11 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
             continue
         if lineno == 1 and parts[0] == "query-id":
             continue
+        tabs = [p.strip() for p in line.strip().split("\t")]
+        if len(tabs) in (3, 4) and len(tabs) != len(parts):  # tab-separated with a space inside a field: an id
+            names = ("query-id", "corpus-id", "score") if len(tabs) == 3 else ("qid", "iter", "docid", "grade")
+            for name, value in zip(names, tabs):
+                check_id(path, lineno, name, value)
         if len(parts) == 4:
             qid, _, docid, grade = parts
         elif len(parts) == 3:
