@@ -287,6 +287,9 @@ def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
     def value(arg):
         return arg.value if isinstance(arg, ast.Constant) else values[arg.id]
 
+    names = {a.id for a in ast.walk(node) if isinstance(a, ast.Name)} - {node.func.value.id}
+    if names - set(values):  # a parameter whose default is no literal: the notebook alone knows its value
+        return
     args = [value(a) for a in node.args]
     kwargs: dict = {}
     for keyword in node.keywords:
@@ -388,7 +391,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="notebook name prefixes to run, e.g. 00 01 99 (at least one)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="a notebook parameter handed to papermill, e.g. -p seed 7 (repeatable)")
+                        help="a parameter of the notebooks' parameters cell, handed to each notebook that declares "
+                             "it and checked before anything runs (name, type, the recipe's settings), e.g. -p seed 7 "
+                             "or -p overrides '{\"train.max_steps\": 50}' (repeatable)")
     parser.add_argument("--results-dir", help="where records, tables and executed notebooks go (default: results/)")
     parser.add_argument("--data-root", help="data root (default: $RERANK_DATA_DIR, then ../shared/data)")
     parser.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")
