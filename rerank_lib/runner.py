@@ -125,7 +125,8 @@ def failing_cell(executed: Path) -> str:
         nb = nbformat.read(str(executed), as_version=4)
     except Exception:  # nothing written yet, or cut: the caller says 'before any cell ran'
         return ""
-    own = [c for c in nb.cells if not {"injected-parameters", "papermill-error-cell-tag"} & set(c.metadata.get("tags", []))]
+    papermill_tags = {"injected-parameters", "papermill-error-cell-tag"}
+    own = [c for c in nb.cells if not papermill_tags & set(c.metadata.get("tags", []))]
     marks = [c.get("metadata", {}).get("papermill", {}) for c in own]
     failed = [i for i, m in enumerate(marks) if m.get("status") in ("failed", "running")]
     started = [i for i, m in enumerate(marks) if m.get("start_time")]  # a dead kernel's cell is the last started

@@ -172,7 +172,8 @@ def test_a_kernel_that_dies_is_a_failure_like_any_other(tmp_path, capsys):
     runs = run_all("smoke", results_dir=out, folder=folder)
     assert [(r.name, r.ok) for r in runs] == [("00_first.ipynb", True), ("01_dies.ipynb", False)]
     # In[4] too when the kernel lived long enough to count the cell
-    assert re.fullmatch(r"01_dies.ipynb: cell 3( \(In\[4\]\))? `import os`: DeadKernelError: Kernel died", runs[1].error)
+    assert re.fullmatch(r"01_dies.ipynb: cell 3( \(In\[4\]\))? `import os`: DeadKernelError: Kernel died",
+                        runs[1].error)
     executed = out / "notebooks" / "smoke"
     assert runs[1].output == executed / "01_dies.failed.ipynb"
     failed = nbformat.read(executed / "01_dies.failed.ipynb", as_version=4)
@@ -209,8 +210,10 @@ def test_an_unknown_or_mistyped_parameter_is_an_error_before_anything_runs(tmp_p
           parameters="\nseed = 13\nrate = 0.5\nflag = False\nnames = None")
     out = tmp_path / "results"
     for extra, message in [
-        ({"learning_rate": 0.1}, "-p learning_rate: not a parameter of 00_first.ipynb; accepted: flag, names, rate, seed"),
-        ({"sed": 7}, "-p sed: not a parameter of 00_first.ipynb; accepted: flag, names, rate, seed; did you mean 'seed'?"),
+        ({"learning_rate": 0.1},
+         "-p learning_rate: not a parameter of 00_first.ipynb; accepted: flag, names, rate, seed"),
+        ({"sed": 7},
+         "-p sed: not a parameter of 00_first.ipynb; accepted: flag, names, rate, seed; did you mean 'seed'?"),
         ({"seed": "x"}, "-p seed: 00_first.ipynb expects an integer (default 13), got 'x'"),
         ({"seed": 1.5}, "-p seed: 00_first.ipynb expects an integer (default 13), got 1.5"),
         ({"flag": 1}, "-p flag: 00_first.ipynb expects true or false (default False), got 1"),

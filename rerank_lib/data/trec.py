@@ -126,7 +126,8 @@ def read_run(path: str | os.PathLike) -> Run:
         if not parts:
             continue
         if len(parts) != 6:
-            hint = " (an id holding a space reads as two columns: ids must not contain whitespace)" if len(parts) > 6 else ""
+            hint = (" (an id holding a space reads as two columns: ids must not contain whitespace)"
+                    if len(parts) > 6 else "")
             raise DataFormatError(path, lineno, None, f"expected 6 columns 'qid Q0 docid rank score tag', got "
                                                       f"{len(parts)}{hint}")
         qid, _, docid, rank, score, _tag = parts

@@ -32,8 +32,8 @@ def _rows(path: str | os.PathLike, what: str):
 
 
 class CorpusBuilder:
-    """Documents read line by line from a user's file: ids non-empty, unique and without whitespace, some text; an error names the
-    file, the line and the field (shared by the TSV and JSONL corpus readers)."""
+    """Documents read line by line from a user's file: ids non-empty, unique and without whitespace, some text;
+    an error names the file, the line and the field (shared by the TSV and JSONL corpus readers)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path, self.corpus, self.first_line = path, {}, {}
