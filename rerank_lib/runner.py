@@ -3,15 +3,24 @@
 `python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order,
 injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
 <results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
-non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Kernels it starts
+non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Every failure is reported
+the same way, a cell's exception, a kernel that died or a timeout alike: `FAILED`, the failing cell (its position in
+the notebook and its first line) and the error, the partly executed copy kept as <name>.failed.ipynb.
+Before anything runs, each `-p` is checked against the parameters cell of the notebooks it goes to (name, and type
+where the default says it), and a notebook's recipe config is built from them, so that an unknown key, a string
+where a number belongs or an unknown dotted setting in `overrides` ends the run at once in one line instead of
+running with the profile's value or failing hours later. Kernels it starts
 get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state,
 and no Hugging Face progress bars (KERNEL_ENV).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import datetime
+import difflib
+import importlib
 import json
 import os
 import sys
@@ -66,7 +75,10 @@ def portable_metadata(notebook: Path, source: Path, destination: Path) -> None:
 
 def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | None = None, kernel: str | None = None,
                  timeout_s: int | None = None) -> NotebookRun:
-    """Execute one notebook; the executed copy is moved into place only when it succeeds (else kept as *.failed.ipynb)."""
+    """Execute one notebook; the executed copy is moved into place only when it succeeds (else kept as *.failed.ipynb).
+
+    papermill saves the copy as each cell starts and ends, so that a kernel that dies (or a timeout) still leaves
+    the cells run so far, and the cell it died in, in the .failed.ipynb."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,14 +89,21 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
         with text_progress():
             pm.execute_notebook(
                 str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
-                progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
+                progress_bar=False, request_save_on_cell_execute=True, execution_timeout=timeout_s,
             )
-    except pm.PapermillExecutionError as err:
-        portable_metadata(tmp, path, failed)
-        os.replace(tmp, failed)
-        message = f"{path.name}: cell In[{err.exec_count}] raised {err.ename}: {err.evalue}"
-        return NotebookRun(path.name, False, time.time() - start, failed, message)
-    except BaseException:
+    except Exception as err:  # a cell's exception, a dead kernel, a timeout, a kernel that never started
+        cell = failing_cell(tmp)
+        if tmp.exists():
+            portable_metadata(tmp, path, failed)
+            os.replace(tmp, failed)
+        if isinstance(err, pm.PapermillExecutionError):
+            ename, evalue = err.ename, err.evalue
+        else:
+            ename, evalue = type(err).__name__, str(err).strip().splitlines()[0] if str(err).strip() else ""
+        where = f"cell {cell}" if cell else "before any cell ran"
+        return NotebookRun(path.name, False, time.time() - start, failed if failed.exists() else path,
+                           f"{path.name}: {where}: {ename}: {evalue}")
+    except BaseException:  # Ctrl-C: keep what ran for the reader, and stop
         if tmp.exists():
             portable_metadata(tmp, path, failed)
             os.replace(tmp, failed)
@@ -94,6 +113,30 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
     if failed.exists():
         failed.unlink()
     return NotebookRun(path.name, True, time.time() - start, final)
+
+
+def failing_cell(executed: Path) -> str:
+    """`N (In[n]) `first line`` of the cell papermill marked failed, or left running (a dead kernel), in a partly
+    executed copy: N is its 1-based position in the notebook as written (papermill's injected-parameters and
+    error-marker cells not counted); '' when no cell is marked."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(executed), as_version=4)
+    except Exception:  # nothing written yet, or cut: the caller says 'before any cell ran'
+        return ""
+    papermill_tags = {"injected-parameters", "papermill-error-cell-tag"}
+    own = [c for c in nb.cells if not papermill_tags & set(c.metadata.get("tags", []))]
+    marks = [c.get("metadata", {}).get("papermill", {}) for c in own]
+    failed = [i for i, m in enumerate(marks) if m.get("status") in ("failed", "running")]
+    started = [i for i, m in enumerate(marks) if m.get("start_time")]  # a dead kernel's cell is the last started
+    if not (failed or started):
+        return ""
+    index = (failed or started)[0 if failed else -1]
+    cell = own[index]
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    count = f" (In[{cell.execution_count}])" if cell.get("execution_count") else ""
+    return f"{index + 1}{count} `{first.strip()}`"
 
 
 # What kernels started by the runner inherit (unless the caller set the variable): compact text progress from
@@ -122,7 +165,8 @@ def text_progress():
 def run_all(profile: str = "default", only: list[str] | None = None, results_dir: str | os.PathLike | None = None,
             data_root: str | None = None, kernel: str | None = None, extra: dict | None = None,
             folder: Path = NOTEBOOKS) -> list[NotebookRun]:
-    """Run the notebooks in order, stopping at the first failure; returns what ran."""
+    """Run the notebooks in order, stopping at the first failure; returns what ran. `extra` (the `-p` parameters)
+    is checked first (check_parameters): each notebook gets those of its parameters cell."""
     if profile not in PROFILES:
         raise SystemExit(f"profile must be one of {PROFILES}, not {profile!r}")
     results = Path(results_dir) if results_dir else default_results_dir()
@@ -132,15 +176,17 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
     if data_root:
         params["data_root"] = str(Path(data_root).resolve())
     out_dir = results / "notebooks" / profile
+    books = list_notebooks(only, folder)
+    given = check_parameters(books, profile, params, set(extra or {}))
     runs: list[NotebookRun] = []
-    for book in list_notebooks(only, folder):
+    for book in books:
         print(f"[run_all] {book.name} (profile={profile}) ...", flush=True)
-        run = run_notebook(book, profile, out_dir, params, kernel)
+        run = run_notebook(book, profile, out_dir, given[book.name], kernel)
         runs.append(run)
         print(f"[run_all] {book.name}: {'ok' if run.ok else 'FAILED'} in {run.wall_s:.0f} s -> {shown(run.output)}",
               flush=True)
         if not run.ok:
-            print(f"[run_all] {run.error}", file=sys.stderr, flush=True)
+            print(f"[run_all] FAILED {run.error}", file=sys.stderr, flush=True)
             break
     timings = out_dir / "runtimes.json"
     previous = json.loads(timings.read_text()) if timings.exists() else {}
@@ -148,6 +194,177 @@ def run_all(profile: str = "default", only: list[str] | None = None, results_dir
     previous.update({r.name: {"ok": r.ok, "wall_s": round(r.wall_s, 1), "finished": finished} for r in runs})
     write_json(timings, dict(sorted(previous.items())))
     return runs
+
+
+# ----------------------------------------------------------------------------------------------- -p parameters
+
+#: what the runner itself hands every notebook (from --profile, --results-dir, --data-root), not checked per notebook
+RUNNER_PARAMETERS = ("profile", "results_dir", "data_root")
+_NO_DEFAULT = object()
+
+
+class ParameterError(SystemExit):
+    """A `-p` that no notebook of the run takes, of the wrong type, or that its recipe refuses (one line, exit 1)."""
+
+
+def notebook_parameters(path: Path) -> dict:
+    """{name: default} of the notebook's `parameters`-tagged cell, read with ast (a default that is not a literal
+    is `_NO_DEFAULT`: its type is not checked); {} when the notebook has no such cell."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    found: dict = {}
+    for cell in cells:
+        for node in ast.parse(cell.source).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
+                node, "target", None) if isinstance(node, ast.AnnAssign) else None
+            if isinstance(target, ast.Name):
+                try:
+                    found[target.id] = ast.literal_eval(node.value) if node.value is not None else _NO_DEFAULT
+                except ValueError:
+                    found[target.id] = _NO_DEFAULT
+    return found
+
+
+def type_problem(value, default) -> str:
+    """Why `value` cannot stand for a parameter whose default is `default`: '' when it can, or when the default
+    says nothing (None, or not a literal). An int is a float; a bool is not an int."""
+    if default is None or default is _NO_DEFAULT:
+        return ""
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, wanted = isinstance(value, (list, tuple)), "a JSON list"
+    elif isinstance(default, dict):
+        ok, wanted = isinstance(value, dict), "a JSON object"
+    else:
+        return ""
+    return "" if ok else f"expects {wanted} (default {default!r}), got {value!r}"
+
+
+def recipe_call(path: Path, parameters: dict):
+    """(module, function name, call) of the notebook's recipe config call, `recipe.config(profile, seed=seed,
+    **overrides)`: a call on a module imported from rerank_lib.recipes whose first argument is `profile` and whose
+    every argument is a parameter or a literal; None when the notebook builds no recipe config."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    modules: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython syntax (magics): not where a config is built
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "rerank_lib.recipes":
+                modules.update({a.asname or a.name: f"rerank_lib.recipes.{a.name}" for a in node.names})
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in modules):
+                continue
+            values = [*node.args, *(k.value for k in node.keywords)]
+            if (node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "profile"
+                    and all(isinstance(v, ast.Constant) or (isinstance(v, ast.Name) and v.id in parameters)
+                            for v in values)):
+                return modules[node.func.value.id], node.func.attr, node
+    return None
+
+
+def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
+    """Build the notebook's recipe config from the parameters as the notebook will (`recipe_call`): what the recipe
+    refuses (an unknown dotted setting in `overrides`, an unknown variant, a setting the recipe derives) ends the
+    run now. The environment is restored after (the paper-tiny profile turns the stand-ins on)."""
+    module, name, node = call
+
+    def value(arg):
+        return arg.value if isinstance(arg, ast.Constant) else values[arg.id]
+
+    names = {a.id for a in ast.walk(node) if isinstance(a, ast.Name)} - {node.func.value.id}
+    if names - set(values):  # a parameter whose default is no literal: the notebook alone knows its value
+        return
+    args = [value(a) for a in node.args]
+    kwargs: dict = {}
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            kwargs.update(value(keyword.value))
+        else:
+            kwargs[keyword.arg] = value(keyword.value)
+    environment = dict(os.environ)
+    try:
+        getattr(importlib.import_module(module), name)(*args, **kwargs)
+    except Exception as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ParameterError(f"-p {', '.join(keys)}: {path.name} builds its settings with {module}.{name}, which "
+                             f"refuses them: {type(err).__name__}: {message}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list[str]:
+    """The dotted settings of the notebook's recipe config called `key` or ending in `.key` (`train.learning_rate`
+    for `learning_rate`): what a `-p key` was probably meant to set through `overrides`."""
+    from .settings import paths
+
+    call = recipe_call(path, parameters)
+    if call is None:
+        return []
+    module, name, _ = call
+    environment = dict(os.environ)
+    try:
+        cfg = getattr(importlib.import_module(module), name)(profile)
+    except Exception:  # the hint is a courtesy: a recipe that needs more to build gives none
+        return []
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    return [p for p in paths(cfg) if p == key or p.endswith(f".{key}")]
+
+
+def check_parameters(books: list[Path], profile: str, runner_params: dict, user_keys: set[str]) -> dict[str, dict]:
+    """The parameters each notebook gets: the runner's own ones, and each `-p` the notebook's parameters cell
+    declares. A `-p` that none of `books` declares, or of a type its default rules out, or that the notebook's recipe
+    refuses, raises ParameterError naming the key, the notebook(s) and the accepted parameters."""
+    declared = {book.name: notebook_parameters(book) for book in books}
+    for key in sorted(user_keys):
+        if not any(key in names for names in declared.values()):
+            accepted = sorted({n for names in declared.values() for n in names} - set(RUNNER_PARAMETERS))
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if any("overrides" in names for names in declared.values()):
+                settings = sorted({s for book in books if "overrides" in declared[book.name]
+                                   for s in settings_named(book, declared[book.name], profile, key)})
+                example = json.dumps({settings[0] if settings else "<dotted.setting>": runner_params[key]})
+                hint += (f"; a recipe setting goes in -p overrides '{example}'"
+                         + (f" (settings named {key!r}: {', '.join(settings)})" if len(settings) > 1 else ""))
+            raise ParameterError(f"-p {key}: not a parameter of {', '.join(declared)}; accepted: "
+                                 f"{', '.join(accepted) or 'none'}{hint}")
+    given: dict[str, dict] = {}
+    for book in books:
+        names = declared[book.name]
+        mine = sorted(k for k in user_keys if k in names)
+        for key in mine:
+            problem = type_problem(runner_params[key], names[key])
+            if problem:
+                raise ParameterError(f"-p {key}: {book.name} {problem}")
+        given[book.name] = {k: v for k, v in runner_params.items() if k not in user_keys or k in names}
+        if mine:
+            call = recipe_call(book, names)
+            used = {a.id for a in ast.walk(call[2]) if isinstance(a, ast.Name)} if call else set()
+            if call and used & set(mine):
+                values = {**{k: v for k, v in names.items() if v is not _NO_DEFAULT}, **given[book.name],
+                          "profile": profile}
+                check_with_recipe(book, call, values, sorted(used & set(mine)))
+    return given
 
 
 def parameter_value(text: str):
@@ -175,7 +392,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="notebook name prefixes to run, e.g. 00 01 99 (at least one)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="a notebook parameter handed to papermill, e.g. -p seed 7 (repeatable)")
+                        help="a parameter of the notebooks' parameters cell, handed to each notebook that declares "
+                             "it and checked before anything runs (name, type, the recipe's settings), e.g. -p seed 7 "
+                             "or -p overrides '{\"train.max_steps\": 50}' (repeatable)")
     parser.add_argument("--results-dir", help="where records, tables and executed notebooks go (default: results/)")
     parser.add_argument("--data-root", help="data root (default: $RERANK_DATA_DIR, then ../shared/data)")
     parser.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")

@@ -104,6 +104,16 @@ def test_malformed_run_names_file_line_field(tmp_path, content, line, field):
     assert err.value.line == line and err.value.field == field and "bad.trec" in str(err.value)
 
 
+def test_a_run_line_with_a_spaced_id_says_so(tmp_path):
+    """The run an older `search` wrote from a corpus id 'd 2': the error says why the columns are too many."""
+    path = tmp_path / "bad.trec"
+    path.write_text("q1 Q0 d1 1 0.5 bm25\nq1 Q0 d 2 2 0.4 bm25\n")
+    with pytest.raises(DataFormatError) as err:
+        read_run(path)
+    assert str(err.value) == (f"{path}, line 2: expected 6 columns 'qid Q0 docid rank score tag', got 7 (an id "
+                              "holding a space reads as two columns: ids must not contain whitespace)")
+
+
 def test_malformed_qrels_and_topics(tmp_path):
     (tmp_path / "q.txt").write_text("1 0 d1 2\n1 0 d2 relevant\n")
     with pytest.raises(DataFormatError, match=r"q.txt, line 2, field 'grade'"):

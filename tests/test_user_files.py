@@ -6,6 +6,7 @@ import json
 import pytest
 
 from rerank_lib.data import DataFormatError
+from rerank_lib.data.beir import read_corpus as read_beir_corpus, read_queries as read_beir_queries
 from rerank_lib.data.corpus_files import read_corpus_file, read_jsonl_corpus, read_jsonl_queries, read_queries_file
 from rerank_lib.data.jsonl import iter_jsonl
 from rerank_lib.data.lines import iter_lines, read_text
@@ -142,3 +143,86 @@ def test_run_naming_a_document_twice_is_an_error(tmp_path):
     path = tmp_path / "run.trec"
     path.write_text("1 Q0 d1 1 3.0 t\n2 Q0 d1 1 3.0 t\n1 Q0 d2 2 2.0 t\n1 Q0 d1 3 1.0 t\n")
     _raises(read_run, path, 4, "docid", "document 'd1' appears twice for query '1' (first on line 1)")
+
+
+# -------------------------------------------------------- ids a run can hold, title-only topics, empty query text
+
+
+@pytest.mark.parametrize("reader, name, content, line, field", [
+    (read_tsv_corpus, "corpus.tsv", "d1\tok\nd 2\ttext\n", 2, "id"),
+    (read_tsv_queries, "queries.tsv", "q1\tok\nq 2\ttext\n", 2, "qid"),
+    (read_topics, "topics.tsv", "1\tok\n2 b\ttext\n", 2, "qid"),
+    (read_jsonl_corpus, "corpus.jsonl", '{"_id": "a", "text": "x"}\n{"docid": "b\\tc", "contents": "y"}\n', 2,
+     "docid"),
+    (read_jsonl_queries, "queries.jsonl", '{"_id": "1", "text": "x"}\n{"qid": "2\\u00a03", "query": "y"}\n', 2, "qid"),
+    (read_beir_corpus, "corpus.jsonl", '{"_id": "a b", "text": "x"}\n', 1, "_id"),
+    (read_beir_queries, "queries.jsonl", '{"_id": "1", "text": "x"}\n{"_id": "2 3", "text": "y"}\n', 2, "_id"),
+    (read_trec_topics, "topics.txt", "<top>\n<num> Number: 30 1\n<title> cat\n</top>\n", 1, "num"),
+])
+def test_an_id_with_whitespace_is_refused_where_it_is_read(tmp_path, reader, name, content, line, field):
+    """A run file splits on whitespace: such an id used to be written into a run that `evaluate` rejects."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    _raises(reader, path, line, field, "contains whitespace, which TREC run and qrels files cannot hold")
+
+
+def test_title_only_trec_topics_are_read(tmp_path):
+    """A topics file with <num> and <title> only used to end in ir_datasets' AssertionError (a traceback)."""
+    path = tmp_path / "topics.txt"
+    path.write_text("<top>\n<num> Number: 1\n<title> cat\n</top>\n\n<top>\n<num> 2 </num>\n<title> Topic: dogs and\n"
+                    "  their owners </title>\n</top>\n")
+    assert read_trec_topics(path) == {"1": "cat", "2": "dogs and their owners"}
+    assert read_queries_file(path) == {"1": "cat", "2": "dogs and their owners"}
+    _raises(lambda p: read_trec_topics(p, field="description"), path, 1, "description",
+            "topic '1' has no <desc> text (no such element)")
+    path.write_text("<top>\n<num> Number: 1\n<title> cat\n</top>\n<top>\n<num> Number: 2\n<title>\n<desc> about dogs\n"
+                    "</top>\n")
+    _raises(read_trec_topics, path, 5, "title", "topic '2' has no <title> text")
+    _raises(lambda p: read_trec_topics(p, field="description"), path, 1, "description", "no such element")
+    path.write_text("<top>\n<num> Number: 1\n<title> cat\n</top>\n<top>\n<num> Number: 1\n<title> dog\n</top>\n")
+    _raises(read_trec_topics, path, 5, "num", "duplicate topic '1' (first on line 1)")
+    path.write_text("<top>\n<num> Number: 1\n<title> cat\n")
+    _raises(read_trec_topics, path, 1, None, "<top> not closed by </top>")
+
+
+@pytest.mark.parametrize("reader, name, content, line, field", [
+    (read_topics, "topics.tsv", "1\tok\n2\t   \n", 2, "query"),
+    (read_beir_queries, "queries.jsonl", '{"_id": "1", "text": "x"}\n{"_id": "2", "text": " "}\n', 2, "text"),
+    (read_trec_topics, "topics.txt", "<top>\n<num> Number: 7\n<title>   </title>\n</top>\n", 1, "title"),
+])
+def test_a_query_with_empty_text_is_refused(tmp_path, reader, name, content, line, field):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    _raises(reader, path, line, field)
+
+
+def test_search_refuses_such_inputs_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """Through the command: exit status 1, one line naming file, line and field, no run written."""
+    from rerank_lib import cli
+
+    corpus, queries, out = tmp_path / "corpus.tsv", tmp_path / "queries.tsv", tmp_path / "run.trec"
+    corpus.write_text("d1\tthe cat sat\nd 2\tthe dog ran\n")
+    queries.write_text("q1\tcat\n")
+    assert cli.main(["search", "--corpus", str(corpus), "--queries", str(queries), "--method", "bm25",
+                     "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"rerank-repro search: error: {corpus}, line 2, field 'id': id 'd 2' contains whitespace, which "
+                   "TREC run and qrels files cannot hold; use an id without spaces or tabs"]
+    assert not out.exists()
+    corpus.write_text("d1\tthe cat sat\nd2\tthe dog ran\n")
+    topics = tmp_path / "topics.txt"
+    topics.write_text("<top>\n<num> Number: 1\n<title> cat\n</top>\n<top>\n<num> Number: 2\n<title> dog\n</top>\n")
+    assert cli.main(["search", "--corpus", str(corpus), "--queries", str(topics), "--method", "bm25", "--k", "1",
+                     "--output", str(out)]) == 0
+    assert [line.split()[:3] for line in out.read_text().splitlines()] == [["1", "Q0", "d1"], ["2", "Q0", "d2"]]
+
+
+def test_a_tab_separated_qrels_line_with_a_space_in_an_id_is_refused(tmp_path):
+    """'q 2<TAB>d2<TAB>1' was read as the TREC layout (query 'q', document 'd2'): a silently wrong judgment."""
+    path = tmp_path / "qrels.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq 2\td2\t1\n")
+    _raises(read_qrels, path, 3, "query-id", "id 'q 2' contains whitespace")
+    path.write_text("q1\t0\td 1\t1\n")
+    _raises(read_qrels, path, 1, "docid", "id 'd 1' contains whitespace")
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2 \t d2\t0\n301 0 FBIS3-1\t2\n")
+    assert read_qrels(path) == {"q1": {"d1": 1}, "q2": {"d2": 0}, "301": {"FBIS3-1": 2}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DataFormatError
+from .errors import DataFormatError, check_id
 from .jsonl import iter_jsonl, require
 from .trec import read_qrels, read_topics
 from .types import Dataset, Document
@@ -13,7 +13,7 @@ from .types import Dataset, Document
 def read_corpus(path: str | os.PathLike) -> dict[str, Document]:
     corpus: dict[str, Document] = {}
     for lineno, obj in iter_jsonl(path):
-        doc_id = str(require(obj, "_id", (str, int), path, lineno))
+        doc_id = check_id(path, lineno, "_id", str(require(obj, "_id", (str, int), path, lineno)))
         text = require(obj, "text", str, path, lineno)
         title = obj.get("title") or ""
         if not isinstance(title, str):
@@ -25,10 +25,14 @@ def read_corpus(path: str | os.PathLike) -> dict[str, Document]:
 
 
 def read_queries(path: str | os.PathLike) -> dict[str, str]:
+    """BEIR queries.jsonl: `_id` without whitespace (runs and qrels split on it), `text` not empty."""
     queries: dict[str, str] = {}
     for lineno, obj in iter_jsonl(path):
-        qid = str(require(obj, "_id", (str, int), path, lineno))
-        queries[qid] = require(obj, "text", str, path, lineno)
+        qid = check_id(path, lineno, "_id", str(require(obj, "_id", (str, int), path, lineno)))
+        text = require(obj, "text", str, path, lineno)
+        if not text.strip():
+            raise DataFormatError(path, lineno, "text", "empty")
+        queries[qid] = text
     return queries
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFormatError
+from .errors import DataFormatError, check_id
 from .jsonl import iter_jsonl
 from .trec import read_trec_topics
 from .tsv import CorpusBuilder, read_tsv_corpus, read_tsv_queries
@@ -57,9 +57,7 @@ def read_jsonl_queries(path: str | os.PathLike) -> dict[str, str]:
     for lineno, obj in iter_jsonl(path, allow_empty=False):
         id_field, qid = _one_of(obj, QUERY_ID_FIELDS, (str, int), path, lineno)
         text_field, text = _one_of(obj, QUERY_TEXT_FIELDS, (str,), path, lineno)
-        qid = str(qid).strip()
-        if not qid:
-            raise DataFormatError(path, lineno, id_field, "empty")
+        qid = check_id(path, lineno, id_field, str(qid).strip())
         if not text.strip():
             raise DataFormatError(path, lineno, text_field, "empty")
         if qid in queries:

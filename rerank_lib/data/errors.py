@@ -12,3 +12,15 @@ class DataFormatError(ValueError):
         where = self.path + (f", line {line}" if line is not None else "")
         what = f", field '{field}'" if field else ""
         super().__init__(f"{where}{what}: {problem}")
+
+
+def check_id(path: str | os.PathLike, line: int | None, field: str, value: str) -> str:
+    """`value` as an id a TREC run or qrels file can hold: not empty and without whitespace. Those files split
+    their lines on whitespace, so an id like 'doc 1' would be written into a run that `evaluate` (and trec_eval)
+    cannot read back; it is refused where it is read, naming the file, the line and the field."""
+    if not value:
+        raise DataFormatError(path, line, field, "empty")
+    if value.split() != [value]:
+        raise DataFormatError(path, line, field, f"id {value!r} contains whitespace, which TREC run and qrels files "
+                                                 f"cannot hold; use an id without spaces or tabs")
+    return value

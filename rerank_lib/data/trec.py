@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..atomic import atomic_open
-from .errors import DataFormatError
-from .lines import iter_lines, read_text
+from .errors import DataFormatError, check_id
+from .lines import iter_lines
 from .types import Qrels, Run
 
 
 def read_topics(path: str | os.PathLike) -> dict[str, str]:
-    """Tab-separated `qid<TAB>query` lines (anserini's topics.*.tsv, BEIR's queries.*.tsv)."""
+    """Tab-separated `qid<TAB>query` lines (anserini's topics.*.tsv, BEIR's queries.*.tsv): the id without
+    whitespace, the text not empty."""
     topics: dict[str, str] = {}
     for lineno, line in iter_lines(path):
         if not line.strip():
@@ -20,34 +22,74 @@ def read_topics(path: str | os.PathLike) -> dict[str, str]:
         parts = line.split("\t")
         if len(parts) < 2:
             raise DataFormatError(path, lineno, "query", "expected 'qid<TAB>query'")
-        qid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
-        if not qid:
-            raise DataFormatError(path, lineno, "qid", "empty")
+        qid, text = check_id(path, lineno, "qid", parts[0].strip()), "\t".join(parts[1:]).strip()
+        if not text:
+            raise DataFormatError(path, lineno, "query", "empty")
         topics[qid] = text
     return topics
 
 
-def read_trec_topics(path: str | os.PathLike, field: str = "title") -> dict[str, str]:
-    """A classic TREC topics file (`<top> <num> <title> <desc> <narr> </top>`), parsed by ir_datasets' TrecQueries;
-    `field` picks the query text: 'title' (the short query), 'description' or 'narrative'."""
-    from ir_datasets.formats import TrecQueries
-    from ir_datasets.util import StringFile
+#: the tags of a classic TREC topic, each at the start of a line, with the label some collections put after it
+#: (ir_datasets' TrecQueries reads the same); a closing tag (`</title>`) may end the text
+TOPIC_TAGS = {"num": re.compile(r"\s*<num>\s*(Number:)?"), "title": re.compile(r"\s*<title>\s*(Topic:)?"),
+              "description": re.compile(r"\s*<desc>\s*(Description:)?"),
+              "narrative": re.compile(r"\s*<narr>\s*(Narrative:)?")}
+_CLOSING = re.compile(r"</(num|title|desc|narr)>")
 
+
+def read_trec_topics(path: str | os.PathLike, field: str = "title") -> dict[str, str]:
+    """A classic TREC topics file (`<top> <num> <title> [<desc>] [<narr>] </top>`); `field` picks the query text:
+    'title' (the short query), 'description' or 'narrative'. A topic needs only its number and the field asked for
+    (title-only topics files are common); a text over several lines is joined with spaces. A missing or empty
+    field, an id with whitespace, a repeated id or a `<top>` never closed names the file, the topic's line and the
+    field."""
     if field not in ("title", "description", "narrative"):
         raise ValueError(f"field must be 'title', 'description' or 'narrative', not {field!r}")
-    text = read_text(path)
-    if "<top>" not in text:
+    topics: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    start: int | None = None
+    fields: dict[str, list[str]] = {}
+    reading: str | None = None
+    for lineno, line in iter_lines(path):
+        if line.strip().startswith("<top>"):
+            if start is not None:
+                raise DataFormatError(path, start, None, "<top> not closed by </top> before the next <top>")
+            start, fields, reading = lineno, {}, None
+            continue
+        if line.strip().startswith("</top>"):
+            if start is None:
+                raise DataFormatError(path, lineno, None, "</top> without a <top>")
+            qid = check_id(path, start, "num", " ".join(fields.get("num", [])).strip())
+            text = " ".join(" ".join(fields.get(field, [])).split())
+            if not text:
+                tag = {"description": "desc", "narrative": "narr"}.get(field, field)
+                raise DataFormatError(path, start, field, f"topic {qid!r} has no <{tag}> text"
+                                                          + ("" if field in fields else " (no such element)"))
+            if qid in topics:
+                raise DataFormatError(path, start, "num", f"duplicate topic {qid!r} (first on line {first_line[qid]})")
+            topics[qid], first_line[qid], start = text, start, None
+            continue
+        if start is None:
+            continue
+        for name, tag in TOPIC_TAGS.items():
+            found = tag.match(line)
+            if found:
+                fields[name], reading = [_CLOSING.sub("", line[found.end():]).strip()], name
+                break
+        else:
+            if reading and not line.lstrip().startswith("<"):
+                fields[reading].append(_CLOSING.sub("", line).strip())
+    if start is not None:
+        raise DataFormatError(path, start, None, "<top> not closed by </top>")
+    if not topics:
         raise DataFormatError(path, None, None, "not a TREC topics file (no <top> element); a qid<TAB>query "
                                                 "file must be named .tsv")
-    topics = {q.query_id: getattr(q, field).strip() for q in TrecQueries(StringFile(text)).queries_iter()}
-    empty = [q for q, t in topics.items() if not q or not t]
-    if empty:
-        raise DataFormatError(path, None, field, f"topic {empty[0]!r} has no {field}")
     return topics
 
 
 def read_qrels(path: str | os.PathLike) -> Qrels:
-    """TREC qrels (`qid iter docid grade`) or BEIR qrels tsv (`query-id corpus-id score`, with a header)."""
+    """TREC qrels (`qid iter docid grade`) or BEIR qrels tsv (`query-id corpus-id score`, with a header). A
+    tab-separated line whose id holds a space is an error, not a line read with other columns."""
     qrels: Qrels = {}
     for lineno, line in iter_lines(path):
         parts = line.split()
@@ -55,6 +97,11 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
             continue
         if lineno == 1 and parts[0] == "query-id":
             continue
+        tabs = [p.strip() for p in line.strip().split("\t")]
+        if len(tabs) in (3, 4) and len(tabs) != len(parts):  # tab-separated with a space inside a field: an id
+            names = ("query-id", "corpus-id", "score") if len(tabs) == 3 else ("qid", "iter", "docid", "grade")
+            for name, value in zip(names, tabs):
+                check_id(path, lineno, name, value)
         if len(parts) == 4:
             qid, _, docid, grade = parts
         elif len(parts) == 3:
@@ -79,7 +126,10 @@ def read_run(path: str | os.PathLike) -> Run:
         if not parts:
             continue
         if len(parts) != 6:
-            raise DataFormatError(path, lineno, None, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+            hint = (" (an id holding a space reads as two columns: ids must not contain whitespace)"
+                    if len(parts) > 6 else "")
+            raise DataFormatError(path, lineno, None, f"expected 6 columns 'qid Q0 docid rank score tag', got "
+                                                      f"{len(parts)}{hint}")
         qid, _, docid, rank, score, _tag = parts
         try:
             int(rank)

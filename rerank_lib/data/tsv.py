@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import DataFormatError
+from .errors import DataFormatError, check_id
 from .lines import iter_lines
 from .types import Document
 
@@ -32,16 +32,15 @@ def _rows(path: str | os.PathLike, what: str):
 
 
 class CorpusBuilder:
-    """Documents read line by line from a user's file: ids non-empty and unique, some text; an error names the
-    file, the line and the field (shared by the TSV and JSONL corpus readers)."""
+    """Documents read line by line from a user's file: ids non-empty, unique and without whitespace, some text;
+    an error names the file, the line and the field (shared by the TSV and JSONL corpus readers)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path, self.corpus, self.first_line = path, {}, {}
 
     def add(self, lineno: int, doc_id: str, title: str, text: str, id_field: str = "id",
             text_field: str = "text") -> None:
-        if not doc_id:
-            raise DataFormatError(self.path, lineno, id_field, "empty")
+        check_id(self.path, lineno, id_field, doc_id)
         if not (text.strip() or title.strip()):
             raise DataFormatError(self.path, lineno, text_field, "empty")
         if doc_id in self.corpus:
@@ -74,8 +73,7 @@ def read_tsv_queries(path: str | os.PathLike) -> dict[str, str]:
         if len(fields) < 2:
             raise DataFormatError(path, lineno, "query", "expected 'qid<TAB>query'")
         qid, text = fields[0].strip(), "\t".join(fields[1:]).strip()
-        if not qid:
-            raise DataFormatError(path, lineno, "qid", "empty")
+        check_id(path, lineno, "qid", qid)
         if not text:
             raise DataFormatError(path, lineno, "query", "empty")
         if qid in queries:
