@@ -184,6 +184,30 @@ def test_listwise_export_renders_rank_llms_prompt(tiny_listwise, tmp_path, monke
     assert peer_prompt == ours
 
 
+def test_check_complete_accepts_every_export_and_names_what_a_folder_lacks(tiny_bert, tmp_path):
+    """What "complete" means for each loader: the exports pass, a shell copy of weights + config does not."""
+    import shutil
+
+    from rerank_lib.export import check_complete
+    from rerank_lib.models import IncompleteModelFolder
+    from rerank_lib.rerankers import CrossEncoder
+    from rerank_lib.retrievers import BiEncoder
+
+    ce = export_cross_encoder(CrossEncoder(tiny_bert, max_length=64, device="cpu"), tmp_path / "ce")
+    bi = export_bi_encoder(BiEncoder(str(tiny_bert), device="cpu", bf16=False), tmp_path / "bi")
+    assert check_complete(ce, "cross_encoder") == ce and check_complete(bi, "bi_encoder") == bi
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(ce / name, weights_only / name)
+    with pytest.raises(IncompleteModelFolder, match=r"weights-only: incomplete cross-encoder folder, missing tokenizer"):
+        check_complete(weights_only, "cross_encoder")
+    with pytest.raises(IncompleteModelFolder, match="missing modules.json"):
+        check_complete(tiny_bert, "bi_encoder")  # a plain transformers folder: no pooling for sentence-transformers
+    with pytest.raises(ValueError, match="kind"):
+        check_complete(ce, "gguf")
+
+
 def test_model_card_content(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()

@@ -234,7 +234,8 @@ def _load_seq2seq_reported(name: str, device=None):
         check_folder(Path(name).expanduser(), "monot5")
     model, report = load_model(name, auto_class=AutoModelForSeq2SeqLM, device=device or pick_device(),
                                output_loading_info=True)
-    return model, fresh_keys(report)
+    # an EncoderDecoderModel's encoder pooler is never run by the decoder (the student is built without one)
+    return model, [k for k in fresh_keys(report) if not k.startswith("encoder.pooler.")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
