@@ -36,7 +36,8 @@ TRAIN_FLAGS = {"learning_rate": "learning_rate", "per_device_train_batch_size": 
                "lr_scheduler_type": "lr_scheduler"}
 SWITCHES = {"bf16": ("mixed_precision", "bf16"), "gradient_checkpointing": ("gradient_checkpointing", True)}
 #: --precision -> each training section's mixed_precision (the notebooks keep their profiles' 'auto')
-PRECISION_SETTING = {"fp32": "no", "bf16": "bf16", "auto": "auto"}
+#: 'auto' keeps what the profile / --config say ('auto' where the hardware decides, 'no' where a recipe chose it).
+PRECISION_SETTING = {"fp32": "no", "bf16": "bf16", "auto": None}
 
 
 class UsageError(ValueError):
@@ -270,9 +271,9 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
                          "when the pipeline trains several)")
         sub.add_argument("--evaluate", action="store_true", help="also write the notebook's records and table")
         sub.add_argument("--precision", choices=tuple(PRECISION_SETTING), help="training mixed precision and "
-                         "evaluation precision: fp32 (the default for a profile's 'auto' on the command line: the "
-                         "same numbers on every machine), bf16, or auto (bf16 where the hardware computes it "
-                         "natively, as the notebooks)")
+                         "evaluation precision: fp32 (default: a profile's machine-dependent 'auto' becomes fp32, "
+                         "the same numbers on every machine), bf16, or auto (the profile's own settings, as the "
+                         "notebooks run them: bf16 where the hardware computes it natively)")
         for flag, settings in pipe.flag_settings().items():
             kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
             sub.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
@@ -330,7 +331,7 @@ def resolve(args) -> tuple[Pipeline, object]:
     precision = getattr(args, "precision", None)
     if precision is not None and getattr(args, "bf16", False) and precision != "bf16":
         raise UsageError(f"--bf16 and --precision {precision} disagree")
-    if precision is not None:  # --bf16 is --precision bf16
+    if PRECISION_SETTING.get(precision) is not None:  # --bf16 is --precision bf16
         flags.update({f"{section}.mixed_precision": PRECISION_SETTING[precision] for section in pipe.sections})
     sets = {}
     for item in args.set:

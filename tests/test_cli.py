@@ -278,7 +278,6 @@ def test_rerank_monot5_orders_as_the_inranker_package(files, tmp_path):
     result = rerank_repro("rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
                           "--model", folder, "--output", out, cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
-    assert "(monot5 " in result.stdout and "precision fp32" in result.stdout
     peer = PeerT5Ranker(str(folder), device="cpu", batch_size=2)
     corpus, queries = read_corpus_file(files["corpus"]), read_queries_file(files["queries"])
     written = read_run(out)
@@ -286,6 +285,7 @@ def test_rerank_monot5_orders_as_the_inranker_package(files, tmp_path):
         _, logits = peer.get_scores(queries[qid], [corpus[d].text_for_model for d in docs], return_logits=True)
         margins = np.asarray(logits)[:, 1] - np.asarray(logits)[:, 0]
         assert written[qid] == pytest.approx(dict(zip(docs, margins.tolist())), abs=1e-5)
+    assert "(monot5 " in result.stdout and "precision fp32" in result.stdout
 
 
 def test_rerank_help_example_trains_the_model_it_reranks_with():
@@ -324,6 +324,9 @@ def test_precision_defaults_to_fp32_on_every_command_and_is_recorded(files, tmp_
         assert cfg.train.mixed_precision == expected, argv
     with pytest.raises(train.UsageError, match="disagree"):
         train.resolve(parser.parse_args(["train", "cross_encoder", "--bf16", "--precision", "fp32"]))
+    from rerank_lib.experiment import launch  # a notebook's launched training keeps the notebook's precision
+
+    assert launch.launch_command("retriever", Path("a.yaml"), Path("s.yaml"), "r")[-2:] == ["--precision", "auto"]
 
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)  # a machine where 'auto' means bf16
     monkeypatch.delenv(models.PRECISION_ENV, raising=False)
