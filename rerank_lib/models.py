@@ -18,6 +18,13 @@ Names are resolved in this order:
 Loading goes through `load_model` / `load_causal_lm` / `load_tokenizer`. A GGUF is de-quantised ONCE per machine
 into one folder under cache_dir('models') (keyed by the GGUF file's name, size and mtime) that every caller shares:
 de-quantising takes tens of seconds on a CPU, the saved folder loads in about one.
+
+A local folder must hold what its loader needs (`check_folder`: config and weights, a tokenizer, a
+sentence-transformers folder's modules): a folder of weights without a tokenizer otherwise loads with a 5-token
+tokenizer that maps every word to [UNK] and scores junk without an error. `sentence_transformers_settings` reads a
+sentence-transformers folder's pooling, normalisation, max length and prompts, so that the library encodes it as
+sentence-transformers does. Precision: `compute_dtype` turns the setting fp32 | bf16 | auto ($RERANK_PRECISION,
+'auto' when unset; the CLI's --precision, fp32 by default) into the inference dtype.
 """
 from __future__ import annotations
 
