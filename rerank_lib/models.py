@@ -20,6 +20,13 @@ into one folder under cache_dir('models') (keyed by the GGUF file's name, size a
 code) that every caller shares: de-quantising takes tens of seconds on a CPU, the saved folder loads in about one.
 The folder lists each file's sha256 and length; one that does not match (a cut or damaged weights file) is
 de-quantised again, never loaded.
+
+A local folder must hold what its loader needs (`check_folder`: config and weights, a tokenizer, a
+sentence-transformers folder's modules): a folder of weights without a tokenizer otherwise loads with a 5-token
+tokenizer that maps every word to [UNK] and scores junk without an error. `sentence_transformers_settings` reads a
+sentence-transformers folder's pooling, normalisation, max length and prompts, so that the library encodes it as
+sentence-transformers does. Precision: `compute_dtype` turns the setting fp32 | bf16 | auto ($RERANK_PRECISION,
+'auto' when unset; the CLI's --precision, fp32 by default) into the inference dtype.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import copy
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -46,12 +54,20 @@ from .standin import describe as describe_standin, standin_folder, standin_for
 __all__ = [
     "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model", "load_causal_lm",
     "dequantised_folder", "dequantised_copy", "gguf_quantization", "pick_device", "pick_dtype", "cpu_supports_bf16",
-    "attn_implementation", "autocast_context", "hub_reachable",
+    "attn_implementation", "autocast_context", "hub_reachable", "IncompleteModelFolder", "FOLDER_KINDS",
+    "folder_gaps", "check_folder", "EncoderSettings", "sentence_transformers_settings", "cross_encoder_max_length",
+    "PRECISIONS", "PRECISION_ENV", "precision_setting", "precision_scope", "compute_dtype", "precision_name",
+    "fresh_keys", "hub_id",
 ]
 
 
 class ModelUnavailableError(RuntimeError):
     """The named model cannot be loaded here (offline and not cached, or a built-in whose files are missing)."""
+
+
+class IncompleteModelFolder(ModelUnavailableError):
+    """A local model folder lacks files its loader needs (e.g. weights without a tokenizer: transformers then builds
+    a 5-token tokenizer that maps every word to [UNK] and the model scores junk without an error)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,6 +167,19 @@ def _builtins_listing() -> str:
             when = "" if b.exact else " (only when the hub cannot serve them: a quantised copy)"
             lines.append(f"  {'':<24} {'':<14} aliases{when}: {', '.join(b.aliases)}")
     return "\n".join(lines)
+
+
+def hub_id(name: str | os.PathLike) -> str | None:
+    """The Hugging Face hub id a model name stands for: a built-in's short name or alias gives the hub repo it
+    holds (minilm-l6 -> sentence-transformers/all-MiniLM-L6-v2), an 'org/name' id itself; None for a local folder
+    or anything else (a model card must not name an alias or a path as its base model)."""
+    name = os.fspath(name)
+    builtin = _ALIASES.get(name.lower())
+    if builtin is not None:
+        return BUILTINS[builtin].hub_id
+    if Path(name).expanduser().exists() or _looks_like_path(name):
+        return None
+    return name if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,6 +367,194 @@ def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Complete folders, and the sentence-transformers settings a folder carries
+# ---------------------------------------------------------------------------------------------------------------
+
+#: What each loader reads from a local folder: weights (config.json + weights), a tokenizer, and for the
+#: sentence-transformers kinds the modules that folder declares (modules.json and each module's files).
+FOLDER_KINDS = {
+    "weights": ("weights",),
+    "tokenizer": ("tokenizer",),
+    "cross_encoder": ("weights", "tokenizer", "modules"),
+    "bi_encoder": ("weights", "tokenizer", "modules"),
+    "monot5": ("weights", "tokenizer"),
+    "listwise": ("weights", "tokenizer"),
+    "llm": ("weights", "tokenizer"),
+}
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json", "adapter_model.safetensors")
+_VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+#: Files that mark a folder as sentence-transformers': it then needs its modules.json and their files.
+_ST_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
+
+
+def _st_module_gaps(folder: Path) -> list[str]:
+    if not any((folder / marker).exists() for marker in _ST_MARKERS):
+        return []  # a plain transformers folder: the loader's own settings apply
+    if not (folder / "modules.json").exists():
+        return ["modules.json"]
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise IncompleteModelFolder(f"{folder / 'modules.json'}: not readable JSON ({err})") from None
+    gaps = []
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = module.get("path", "")
+        if kind == "Pooling" and not (folder / path / "config.json").exists():
+            gaps.append(f"{path}/config.json (pooling)" if path else "config.json (pooling)")
+    return gaps
+
+
+def folder_gaps(folder: str | os.PathLike, kind: str) -> list[str]:
+    """The files a `kind` loader (FOLDER_KINDS) needs and `folder` lacks; [] for a complete folder."""
+    if kind not in FOLDER_KINDS:
+        raise ValueError(f"kind must be one of {sorted(FOLDER_KINDS)}, got {kind!r}")
+    folder = Path(folder)
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    gaps = []
+    needs = FOLDER_KINDS[kind]
+    if "weights" in needs:
+        if "config.json" not in names:
+            gaps.append("config.json")
+        if not (names & set(_WEIGHT_FILES) or any(n.endswith(".safetensors") for n in names)):
+            gaps.append("weights (model.safetensors or pytorch_model.bin)")
+    if "tokenizer" in needs:
+        if "vocab.json" in names and "merges.txt" not in names and "tokenizer.json" not in names:
+            gaps.append("merges.txt (tokenizer)")
+        elif not names & (set(_VOCABULARY_FILES) | {"vocab.json"}):
+            gaps.append("tokenizer (tokenizer.json, vocab.txt, spiece.model, tokenizer.model or vocab.json)")
+    if "modules" in needs:
+        gaps += _st_module_gaps(folder)
+    return gaps
+
+
+def check_folder(folder: str | os.PathLike, kind: str) -> Path:
+    """`folder` if it holds what a `kind` loader needs; else IncompleteModelFolder, one line naming the folder and
+    the missing files. Every loader of a local folder calls it: an incomplete export fails here, not as junk."""
+    gaps = folder_gaps(folder, kind)
+    if gaps:
+        raise IncompleteModelFolder(f"{folder}: incomplete {kind.replace('_', '-')} folder, missing "
+                                    f"{'; '.join(gaps)}")
+    return Path(folder)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """A sentence-transformers folder's own encoding settings, as `SentenceTransformer(folder)` applies them."""
+
+    pooling: str  # 'mean' | 'cls'
+    normalize: bool
+    max_length: int
+    query_prompt: str
+    document_prompt: str
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise IncompleteModelFolder(f"{path}: not readable JSON ({err})") from None
+
+
+def _st_max_length(folder: Path, module_path: str = "") -> int | None:
+    """sentence-transformers' max length: sentence_bert_config.json's max_seq_length, else the tokenizer's
+    model_max_length, capped at the model's max_position_embeddings (as its Transformer module does)."""
+    base = folder / module_path
+    length = None
+    if (base / "sentence_bert_config.json").exists():
+        length = _read_json(base / "sentence_bert_config.json").get("max_seq_length")
+    if length is None and (base / "tokenizer_config.json").exists():
+        length = _read_json(base / "tokenizer_config.json").get("model_max_length")
+    positions = _read_json(base / "config.json").get("max_position_embeddings") if (base / "config.json").exists() \
+        else None
+    if length is None or length > 10**8:  # transformers' "no limit" sentinel
+        length = positions
+    elif positions:
+        length = min(int(length), int(positions))
+    return int(length) if length else None
+
+
+def _pooling_mode(config: dict, source: Path) -> str:
+    mode = config.get("pooling_mode")
+    if mode is None:  # sentence-transformers < 5: one boolean per mode
+        flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
+                 "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                 "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+        chosen = [name for name, key in flags.items() if config.get(key)]
+        mode = chosen[0] if len(chosen) == 1 else "+".join(chosen) or "none"
+    if isinstance(mode, list):
+        mode = "+".join(mode)
+    if mode not in ("mean", "cls"):
+        raise IncompleteModelFolder(f"{source}: pooling {mode!r} is not one this library computes (mean, cls); "
+                                    "load the folder with sentence-transformers instead")
+    if config.get("include_prompt", True) is False:
+        raise IncompleteModelFolder(f"{source}: include_prompt false (the prompt left out of pooling) is not "
+                                    "supported here")
+    return mode
+
+
+def sentence_transformers_settings(folder: str | os.PathLike) -> EncoderSettings | None:
+    """The pooling, normalisation, max length and query/document prompts of a SentenceTransformer folder (None for
+    a folder without modules.json). A module this library does not compute (Dense, a non-mean/cls pooling, ...) is
+    an error naming the file: an encoder that silently skipped it would rank differently from the folder."""
+    folder = Path(folder)
+    if not (folder / "modules.json").exists():
+        return None
+    pooling, normalize, transformer_path = None, False, None
+    for module in _read_json(folder / "modules.json"):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = module.get("path", "")
+        if kind == "Transformer" and transformer_path is None:
+            transformer_path = path
+        elif kind == "Pooling" and pooling is None:
+            pooling = _pooling_mode(_read_json(folder / path / "config.json"), folder / path / "config.json")
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise IncompleteModelFolder(f"{folder / 'modules.json'}: module {module.get('type')!r} is not one this "
+                                        "library computes (Transformer, Pooling, Normalize)")
+    if transformer_path is None or pooling is None:
+        raise IncompleteModelFolder(f"{folder / 'modules.json'}: needs a Transformer and a Pooling module")
+    if transformer_path:
+        raise IncompleteModelFolder(f"{folder / 'modules.json'}: the Transformer module in {transformer_path!r} "
+                                    "(not the folder itself) is not supported here")
+    config = _read_json(folder / "config_sentence_transformers.json") \
+        if (folder / "config_sentence_transformers.json").exists() else {}
+    prompts = config.get("prompts") or {}
+    default = prompts.get(config.get("default_prompt_name") or "", "")
+    # what encode_query / encode_document pick when no prompt is given
+    query = prompts["query"] if "query" in prompts else default
+    document = next((prompts[n] for n in ("document", "passage", "corpus") if n in prompts), default)
+    if (folder / "sentence_bert_config.json").exists() and \
+            _read_json(folder / "sentence_bert_config.json").get("do_lower_case"):
+        raise IncompleteModelFolder(f"{folder / 'sentence_bert_config.json'}: do_lower_case true is not supported")
+    return EncoderSettings(pooling=pooling, normalize=normalize, max_length=_st_max_length(folder) or 512,
+                           query_prompt=query, document_prompt=document)
+
+
+def cross_encoder_max_length(folder: str | os.PathLike) -> int | None:
+    """The max length `sentence_transformers.CrossEncoder(folder)` truncates pairs at, for a folder it saved
+    (modules.json or config_sentence_transformers.json); None for another folder. A CrossEncoder folder with
+    prompts is refused: they change the text the model reads."""
+    folder = Path(folder)
+    if not any((folder / m).exists() for m in ("modules.json", "config_sentence_transformers.json")):
+        return None
+    config = folder / "config_sentence_transformers.json"
+    if config.exists() and (_read_json(config).get("prompts") or {}):
+        raise IncompleteModelFolder(f"{config}: a cross-encoder with prompts is not supported here")
+    return _st_max_length(folder)
+
+
+def fresh_keys(loading_info: dict) -> list[str]:
+    """The parameters from_pretrained initialised afresh (missing from the checkpoint, or of another shape), from
+    its loading report (`output_loading_info=True`); buffers such as position_ids do not count."""
+    keys = set(loading_info.get("missing_keys") or ())
+    keys |= {k[0] if isinstance(k, tuple) else k for k in loading_info.get("mismatched_keys") or ()}
+    return sorted(k for k in keys if not k.endswith("position_ids"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Device, dtype, attention
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -389,6 +606,54 @@ def pick_dtype(device=None, prefer: str = "bf16") -> torch.dtype:
     if dev.type == "cpu" and cpu_supports_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+#: The process-wide precision setting (the CLI sets it from --precision; notebooks leave it unset: 'auto').
+PRECISION_ENV = "RERANK_PRECISION"
+
+
+def precision_setting() -> str:
+    """$RERANK_PRECISION ('fp32' | 'bf16' | 'auto'; 'auto' when unset): what the library's default precision means."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise ValueError(f"${PRECISION_ENV}={value!r}: must be one of {', '.join(PRECISIONS)}")
+    return value
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Set the process-wide precision for a block (a CLI command), restoring what was there after."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    before = os.environ.get(PRECISION_ENV)
+    os.environ[PRECISION_ENV] = precision
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = before
+
+
+def compute_dtype(device=None, precision: str | None = None) -> torch.dtype:
+    """The inference compute dtype for a precision ('fp32', 'bf16', or 'auto' = pick_dtype: bf16 only where the
+    hardware computes it natively); None reads the process setting (precision_setting). 'bf16' is bf16 even where
+    it is emulated: the user asked for it."""
+    precision = precision or precision_setting()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    return pick_dtype(device, prefer="bf16")
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """'fp32' | 'bf16' | 'fp16' for a compute dtype (what records and cards say ran)."""
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
 def _flash_attn_available() -> bool:
@@ -516,6 +781,8 @@ def load_tokenizer(name: str | os.PathLike, **kwargs):
         folder = dequantised_folder(name)
         if trusted_folder(folder, quiet=True):
             return AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    elif resolved.kind == "local":
+        check_folder(resolved.source, "tokenizer")
     return AutoTokenizer.from_pretrained(resolved.source, **{**resolved.from_pretrained_kwargs(), **kwargs})
 
 
@@ -525,7 +792,9 @@ def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: tor
     `device` (default: pick_device()). A GGUF model loads from its shared de-quantised copy (dequantised_copy).
 
     Weights load in fp32 by default: training keeps fp32 master weights and inference gets bf16 via
-    `autocast_context`; pass `dtype=pick_dtype(device)` for half-precision weights (large LLMs on GPU)."""
+    `autocast_context`; pass `dtype=pick_dtype(device)` for half-precision weights (large LLMs on GPU).
+    A local folder must hold config.json and weights (check_folder). `output_loading_info=True` returns
+    (model, loading report) as from_pretrained does (see fresh_keys)."""
     if auto_class is None:
         from transformers import AutoModel as auto_class
     resolved = resolve(name, purpose="model")
@@ -536,6 +805,8 @@ def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: tor
     source, options = resolved.source, {**resolved.from_pretrained_kwargs()}
     if resolved.gguf_file:
         source, options = dequantised_copy(name), {}
+    elif resolved.kind == "local":
+        check_folder(resolved.source, "weights")
     dev = _device(device)
     if dtype is not None:
         options[_dtype_kwarg()] = dtype
@@ -551,6 +822,9 @@ def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: tor
             model = auto_class.from_pretrained(source, **options)
         else:
             raise
+    if options.get("output_loading_info"):  # (model, loading report): the caller reads which weights are fresh
+        model, info = model
+        return model.to(dev), info
     return model.to(dev)
 
 

@@ -35,6 +35,9 @@ TRAIN_FLAGS = {"learning_rate": "learning_rate", "per_device_train_batch_size": 
                "max_steps": "max_steps", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
                "lr_scheduler_type": "lr_scheduler"}
 SWITCHES = {"bf16": ("mixed_precision", "bf16"), "gradient_checkpointing": ("gradient_checkpointing", True)}
+#: --precision -> each training section's mixed_precision (the notebooks keep their profiles' 'auto')
+#: 'auto' keeps what the profile / --config say ('auto' where the hardware decides, 'no' where a recipe chose it).
+PRECISION_SETTING = {"fp32": "no", "bf16": "bf16", "auto": None}
 
 
 class UsageError(ValueError):
@@ -267,6 +270,10 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--output_dir", help="copy each selected model here at the end (a subfolder per run "
                          "when the pipeline trains several)")
         sub.add_argument("--evaluate", action="store_true", help="also write the notebook's records and table")
+        sub.add_argument("--precision", choices=tuple(PRECISION_SETTING), help="training mixed precision and "
+                         "evaluation precision: fp32 (default: a profile's machine-dependent 'auto' becomes fp32, "
+                         "the same numbers on every machine), bf16, or auto (the profile's own settings, as the "
+                         "notebooks run them: bf16 where the hardware computes it natively)")
         for flag, settings in pipe.flag_settings().items():
             kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
             sub.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
@@ -321,6 +328,11 @@ def resolve(args) -> tuple[Pipeline, object]:
             value = SWITCHES[flag][1] if flag in SWITCHES else parse_value(given)
             flags.update({p: [value] if isinstance(base[p], list) and not isinstance(value, list) else value
                           for p in settings})
+    precision = getattr(args, "precision", None)
+    if precision is not None and getattr(args, "bf16", False) and precision != "bf16":
+        raise UsageError(f"--bf16 and --precision {precision} disagree")
+    if PRECISION_SETTING.get(precision) is not None:  # --bf16 is --precision bf16
+        flags.update({f"{section}.mixed_precision": PRECISION_SETTING[precision] for section in pipe.sections})
     sets = {}
     for item in args.set:
         path, sep, value = item.partition("=")
@@ -333,7 +345,12 @@ def resolve(args) -> tuple[Pipeline, object]:
         if unknown:
             raise UsageError(f"unknown setting {unknown[0]!r} in {source} (pipeline {args.pipeline}); "
                              f"settings: {', '.join(sorted(known))}")
-    merged = {**from_file, **flags, **sets, **({"data_root": args.data_root} if args.data_root else {})}
+    command_line_default = {}  # without a precision flag, a profile's machine-dependent 'auto' becomes fp32
+    if precision is None and not getattr(args, "bf16", False):
+        chosen = flat_settings(pipe.config(profile))
+        command_line_default = {f"{s}.mixed_precision": "no" for s in pipe.sections
+                                if chosen.get(f"{s}.mixed_precision") == "auto"}
+    merged = {**command_line_default, **from_file, **flags, **sets, **({"data_root": args.data_root} if args.data_root else {})}
     try:
         return pipe, pipe.config(profile, **merged)
     except (TypeError, ValueError) as err:
@@ -355,9 +372,12 @@ def export(selected: dict, target: Path) -> None:
 def run(args) -> int:
     from .paths import results_dir
 
+    from .models import precision_scope
+
     os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
     pipe, cfg = resolve(args)
-    selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
+    with precision_scope(getattr(args, "precision", None) or ("bf16" if getattr(args, "bf16", False) else "fp32")):
+        selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
     if is_main():
         for label, sel in selected.items():
             print(f"{label}: {sel.describe()} | run {shown(sel.result.final_dir.parent)} | selected {shown(sel.model_dir)}")

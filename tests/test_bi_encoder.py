@@ -97,3 +97,74 @@ def test_mean_pool_by_hand():
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     assert mean_pool(hidden, mask).tolist() == [[2.0, 3.0], [7.0, 8.0]]
     assert mean_pool(hidden[:1], torch.zeros(1, 3, dtype=torch.long)).tolist() == [[0.0, 0.0]]  # no NaN
+
+
+# ------------------------------------------------------------------------------ a folder's own settings
+
+
+def st_folder(path, pooling="cls", max_seq_length=32, prompts=None, normalize=True):
+    """minilm-l6 saved as a SentenceTransformer folder with non-default pooling, max length and prompts."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    from rerank_lib.models import resolve
+
+    modules = [Transformer(resolve("minilm-l6").source, max_seq_length=max_seq_length), Pooling(384, pooling)]
+    model = SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), device="cpu",
+                                prompts=prompts if prompts is not None else {"query": "query: ",
+                                                                              "document": "passage: "})
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cls_folder(tmp_path_factory):
+    return st_folder(tmp_path_factory.mktemp("st") / "cls-32-prompts")
+
+
+def test_a_sentence_transformers_folder_encodes_with_its_own_settings(cls_folder):
+    """Pooling (CLS), max length (32), normalisation and the query/document prompts come from the folder, so that
+    queries and documents embed as SentenceTransformer(folder).encode_query / encode_document do (to 1e-5)."""
+    from sentence_transformers import SentenceTransformer
+
+    ours = BiEncoder(str(cls_folder), device="cpu", bf16=False)
+    assert (ours.pooling, ours.normalize, ours.max_length) == ("cls", True, 32)
+    assert (ours.query_prefix, ours.doc_prefix) == ("query: ", "passage: ")
+    peer = SentenceTransformer(str(cls_folder), device="cpu")
+    np.testing.assert_allclose(ours.encode_queries(TEXTS), peer.encode_query(TEXTS), atol=1e-5)
+    corpus = {str(i): Document(str(i), text) for i, text in enumerate(TEXTS)}
+    np.testing.assert_allclose(ours.encode_corpus(corpus, cache=False, show_progress=False),
+                               peer.encode_document(TEXTS), atol=1e-5)
+    # explicit arguments still win over the folder's settings
+    assert BiEncoder(str(cls_folder), pooling="mean", max_length=64, device="cpu", bf16=False).max_length == 64
+
+
+def test_the_builtin_keeps_its_settings(encoder):
+    """minilm-l6 is itself a sentence-transformers folder: mean pooling, normalised, 256 tokens, no prompts."""
+    assert (encoder.pooling, encoder.normalize, encoder.max_length, encoder.query_prefix, encoder.doc_prefix) == \
+        ("mean", True, 256, "", "")
+
+
+def test_incomplete_or_unsupported_sentence_transformers_folders_are_refused(cls_folder, tmp_path):
+    import json
+    import shutil
+
+    from rerank_lib.models import IncompleteModelFolder
+
+    no_pooling = tmp_path / "no-pooling"
+    shutil.copytree(cls_folder, no_pooling)
+    (no_pooling / "1_Pooling" / "config.json").unlink()
+    with pytest.raises(IncompleteModelFolder, match=r"no-pooling: incomplete bi-encoder folder, missing "
+                                                    r"1_Pooling/config.json \(pooling\)"):
+        BiEncoder(str(no_pooling), device="cpu")
+    no_modules = tmp_path / "no-modules"
+    shutil.copytree(cls_folder, no_modules)
+    (no_modules / "modules.json").unlink()
+    with pytest.raises(IncompleteModelFolder, match="no-modules: incomplete bi-encoder folder, missing modules.json"):
+        BiEncoder(str(no_modules), device="cpu")
+    max_pooling = tmp_path / "max-pooling"
+    shutil.copytree(cls_folder, max_pooling)
+    (max_pooling / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384,
+                                                                      "pooling_mode": "max"}))
+    with pytest.raises(IncompleteModelFolder, match="pooling 'max' is not one this library computes"):
+        BiEncoder(str(max_pooling), device="cpu")

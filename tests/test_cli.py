@@ -145,9 +145,45 @@ def test_search_dense_ranks_every_document(files, tmp_path, encoder):
     assert {q: len(d) for q, d in written.items()} == {"1": 5, "2": 5}
     from rerank_lib.first_stage import dense_search
     expected = dense_search(encoder, read_corpus_file(files["corpus"]), read_queries_file(files["queries"]), k=5)
-    for qid in expected:  # the CLI may compute in bf16 where the CPU has it: same order, scores within 1e-2
-        assert written[qid] == pytest.approx(expected[qid], abs=1e-2)
+    for qid in expected:  # the CLI computes in fp32 by default, on every machine: the fp32 library numbers
+        assert written[qid] == pytest.approx(expected[qid], abs=1e-5)
     assert max(written["2"], key=written["2"].get) == "d3"
+    assert "precision fp32" in result.stdout
+
+
+# A corpus big enough for a top 10 whose order means something, with documents longer than 32 tokens.
+TOPICS = ["cats", "dogs", "python code", "stock markets", "baking bread", "rainforests", "jazz music", "volcanoes",
+          "chess openings", "vaccines", "solar panels", "tea", "glaciers", "bicycles", "honey bees"]
+BIG_CORPUS = {f"d{i}": f"Note {i} on {t}: " + " ".join(f"{t} fact {j} with some detail about {TOPICS[(i + j) % 15]}."
+                                                      for j in range(1 + i % 4))
+              for i, t in enumerate(TOPICS * 2)}
+BIG_QUERIES = {f"q{i}": f"tell me about {t}" for i, t in enumerate(TOPICS[:6])}
+
+
+def test_search_dense_with_a_folder_uses_its_own_settings(tmp_path):
+    """A sentence-transformers folder (CLS pooling, max length 32, query/document prompts): the CLI's top 10 and
+    scores equal SentenceTransformer(folder)'s (to 1e-5, fp32); it used the built-in's mean/256/no prompts."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from test_bi_encoder import st_folder
+
+    folder = st_folder(tmp_path / "st-model")
+    corpus, queries = tmp_path / "corpus.tsv", tmp_path / "queries.tsv"
+    corpus.write_text("".join(f"{d}\t{t}\n" for d, t in BIG_CORPUS.items()))
+    queries.write_text("".join(f"{q}\t{t}\n" for q, t in BIG_QUERIES.items()))
+    out = tmp_path / "dense.trec"
+    result = rerank_repro("search", "--corpus", corpus, "--queries", queries, "--method", "dense", "--model", folder,
+                          "--k", 10, "--output", out, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    peer = SentenceTransformer(str(folder), device="cpu")
+    ids = list(BIG_CORPUS)
+    scores = peer.encode_query(list(BIG_QUERIES.values())) @ peer.encode_document(list(BIG_CORPUS.values())).T
+    written = read_run(out)
+    for row, qid in zip(scores, BIG_QUERIES):
+        top = np.argsort(-row, kind="stable")[:10]
+        assert sorted(written[qid], key=written[qid].get, reverse=True) == [ids[i] for i in top]
+        assert [written[qid][ids[i]] for i in top] == pytest.approx(row[top].tolist(), abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------- rerank
@@ -156,11 +192,15 @@ def test_search_dense_ranks_every_document(files, tmp_path, encoder):
 def test_rerank_with_the_builtin_cross_encoder(files, tmp_path):
     out = tmp_path / "ce.trec"
     result = rerank_repro("rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
-                          "--model", "minilm-l6", "--depth", 5, "--output", out, cache=tmp_path / "cache")
+                          "--model", "minilm-l6", "--allow-untrained-head", "--depth", 5, "--output", out,
+                          cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
-    assert "cross-encoder minilm-l6, depth 5" in result.stdout
+    assert "cross-encoder minilm-l6, depth 5, precision fp32, untrained head" in result.stdout
+    assert "rerank: 100%" in result.stderr and "2/2" in result.stderr  # progress, per batch of queries, on stderr
+    import torch
+
     from rerank_lib.rerankers import CrossEncoder
-    expected = CrossEncoder("minilm-l6").rerank(read_run(files["run"]), read_corpus_file(files["corpus"]),
+    expected = CrossEncoder("minilm-l6", dtype=torch.float32).rerank(read_run(files["run"]), read_corpus_file(files["corpus"]),
                                                 read_queries_file(files["queries"]), depth=5)
     written = read_run(out)
     assert {q: len(d) for q, d in written.items()} == {"1": 5, "2": 5}
@@ -168,10 +208,148 @@ def test_rerank_with_the_builtin_cross_encoder(files, tmp_path):
         assert written[qid] == pytest.approx(expected[qid], abs=1e-5)
 
     shallow = rerank_repro("rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
-                           "--model", "minilm-l6", "--depth", 2, "--output", tmp_path / "top2.trec")
+                           "--model", "minilm-l6", "--allow-untrained-head", "--depth", 2, "--output",
+                           tmp_path / "top2.trec")
     assert shallow.returncode == 0, shallow.stderr
     assert {q: sorted(d) for q, d in read_run(tmp_path / "top2.trec").items()} == {"1": ["d1", "d4"],
                                                                                   "2": ["d1", "d3"]}
+
+
+def test_rerank_refuses_an_untrained_head_unless_asked(files, tmp_path, capsys):
+    """minilm-l6 (an encoder) and the built monoT5 student get fresh heads: their scores are random (nDCG@10 0.716
+    -> 0.204 on SciFact, with no warning before); the loading report says so and rerank stops."""
+    for model in ("minilm-l6", "minilm-monot5"):
+        result = in_process(capsys, "rerank", files["run"], "--corpus", files["corpus"], "--queries",
+                            files["queries"], "--model", model, "--output", tmp_path / "x.trec")
+        assert result.returncode == 2, result.stderr
+        assert f"{model} has no trained" in result.stderr and "--allow-untrained-head" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.trec").exists()
+
+
+def test_rerank_refuses_an_incomplete_folder_in_one_line(files, tmp_path, capsys):
+    """Weights and config without a tokenizer (what the shell's --output_dir held): one line, exit 1, no run."""
+    from rerank_lib.rerankers import CrossEncoder
+
+    folder = tmp_path / "ce-model"
+    CrossEncoder("minilm-l6").model.save_pretrained(folder)
+    result = in_process(capsys, "rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
+                        "--model", folder, "--output", tmp_path / "x.trec")
+    _one_line_error(result, f"{folder}: incomplete cross-encoder folder, missing tokenizer")
+    assert not (tmp_path / "x.trec").exists()
+
+
+def test_rerank_with_a_sentence_transformers_cross_encoder_folder_scores_as_it_does(files, tmp_path):
+    """CrossEncoder(folder)'s max length (24 here, documents longer) and trained head: same scores to 1e-5 (fp32)."""
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from rerank_lib.models import resolve
+
+    torch.manual_seed(5)
+    STCrossEncoder(resolve("minilm-l6").source, num_labels=1, max_length=8, device="cpu").save_pretrained(
+        str(tmp_path / "st-ce"))
+    out = tmp_path / "ce.trec"
+    result = rerank_repro("rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
+                          "--model", tmp_path / "st-ce", "--depth", 5, "--output", out, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    peer = STCrossEncoder(str(tmp_path / "st-ce"), device="cpu")
+    corpus, queries = read_corpus_file(files["corpus"]), read_queries_file(files["queries"])
+    written = read_run(out)
+    for qid, docs in read_run(files["run"]).items():
+        scores = peer.predict([(queries[qid], corpus[d].text_for_model) for d in docs],
+                              activation_fn=torch.nn.Identity())
+        assert written[qid] == pytest.approx(dict(zip(docs, scores.tolist())), abs=1e-5)
+
+
+def test_rerank_monot5_orders_as_the_inranker_package(files, tmp_path):
+    """A monoT5 folder reranked from the shell scores as inranker's T5Ranker does (margin true - false, to 1e-5):
+    fp32 on every machine (under bf16 autocast the orders agreed with the package on 4 of 20 queries)."""
+    import numpy as np
+    from inranker import T5Ranker as PeerT5Ranker
+
+    from rerank_lib.export import export_monot5
+    from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config
+
+    model, tok = build_t5_from_config(seed=3, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
+                                      d_kv=8)
+    folder = export_monot5(T5Ranker.from_model(model.eval(), tok, device="cpu"), tmp_path / "monot5")
+    out = tmp_path / "t5.trec"
+    result = rerank_repro("rerank", files["run"], "--corpus", files["corpus"], "--queries", files["queries"],
+                          "--model", folder, "--output", out, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    peer = PeerT5Ranker(str(folder), device="cpu", batch_size=2)
+    corpus, queries = read_corpus_file(files["corpus"]), read_queries_file(files["queries"])
+    written = read_run(out)
+    for qid, docs in read_run(files["run"]).items():
+        _, logits = peer.get_scores(queries[qid], [corpus[d].text_for_model for d in docs], return_logits=True)
+        margins = np.asarray(logits)[:, 1] - np.asarray(logits)[:, 0]
+        assert written[qid] == pytest.approx(dict(zip(docs, margins.tolist())), abs=1e-5)
+    assert "(monot5 " in result.stdout and "precision fp32" in result.stdout
+
+
+def test_rerank_help_example_trains_the_model_it_reranks_with():
+    """The example must rank: its --model is the folder a train command of the example writes, not a built-in
+    with an untrained head; both commands parse."""
+    import shlex
+
+    from rerank_lib.cli import rerank
+
+    commands = [shlex.split(line.split("#")[0]) for line in rerank.EXAMPLE.splitlines()]
+    assert [c[:2] for c in commands] == [["rerank-repro", "train"], ["rerank-repro", "rerank"]]
+    parser = cli.build_parser()
+    trained, reranked = (parser.parse_args(c[1:]) for c in commands)
+    assert reranked.model == trained.output_dir and not reranked.allow_untrained_head
+    assert reranked.model not in ("minilm-l6", "minilm-monot5")
+
+
+def test_precision_defaults_to_fp32_on_every_command_and_is_recorded(files, tmp_path, capsys, monkeypatch):
+    """On a CPU with native bf16 the CLI ran bf16 autocast with no switch (monoT5 orders then disagreed with the
+    inranker package); now --precision fp32|bf16|auto, fp32 by default, and records say what ran."""
+    import torch
+
+    from rerank_lib import models, train
+    from rerank_lib.results import hardware_info
+
+    parser = cli.build_parser()
+    for argv in (["search", "--corpus", "c", "--queries", "q", "--method", "bm25", "--output", "o"],
+                 ["rerank", "r", "--corpus", "c", "--queries", "q", "--model", "m", "--output", "o"]):
+        assert parser.parse_args(argv).precision == "fp32"
+        assert parser.parse_args(argv + ["--precision", "auto"]).precision == "auto"
+    for argv, expected in ((["--profile", "smoke"], "no"), (["--profile", "smoke", "--precision", "auto"], "auto"),
+                           (["--profile", "smoke", "--precision", "bf16"], "bf16"),
+                           (["--profile", "smoke", "--bf16"], "bf16"),
+                           (["--profile", "smoke", "--set", "train.mixed_precision=auto"], "auto")):
+        _, cfg = train.resolve(parser.parse_args(["train", "cross_encoder", *argv]))
+        assert cfg.train.mixed_precision == expected, argv
+    with pytest.raises(train.UsageError, match="disagree"):
+        train.resolve(parser.parse_args(["train", "cross_encoder", "--bf16", "--precision", "fp32"]))
+    from rerank_lib.experiment import launch  # a notebook's launched training keeps the notebook's precision
+
+    assert launch.launch_command("retriever", Path("a.yaml"), Path("s.yaml"), "r")[-2:] == ["--precision", "auto"]
+
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)  # a machine where 'auto' means bf16
+    monkeypatch.delenv(models.PRECISION_ENV, raising=False)
+    assert models.compute_dtype("cpu") == torch.bfloat16 and hardware_info()["precision"] == "bf16"
+    with models.precision_scope("fp32"):
+        assert models.compute_dtype("cpu") == torch.float32 and hardware_info()["precision"] == "fp32"
+    assert models.precision_setting() == "auto"  # restored
+    runs = {}
+    for precision in ("fp32", "auto"):
+        out = tmp_path / f"{precision}.trec"
+        result = in_process(capsys, "rerank", files["run"], "--corpus", files["corpus"], "--queries",
+                            files["queries"], "--model", "minilm-l6", "--allow-untrained-head", "--precision",
+                            precision, "--output", out)
+        assert result.returncode == 0, result.stderr
+        assert f"precision {precision}" in result.stdout
+        runs[precision] = read_run(out)
+    from rerank_lib.rerankers import CrossEncoder
+
+    fp32 = CrossEncoder("minilm-l6", dtype=torch.float32).rerank(
+        read_run(files["run"]), read_corpus_file(files["corpus"]), read_queries_file(files["queries"]))
+    for qid in fp32:
+        assert runs["fp32"][qid] == pytest.approx(fp32[qid], abs=1e-5)
+    assert any(runs["auto"][q][d] != pytest.approx(fp32[q][d], abs=1e-5) for q in fp32 for d in fp32[q])
 
 
 def test_kind_is_read_from_the_model_folder(tmp_path):

@@ -64,6 +64,50 @@ def test_save_and_load_round_trip(ce, tmp_path):
     np.testing.assert_allclose(back.score("cat on a mat", docs), ce.score("cat on a mat", docs), atol=1e-5)
 
 
+def test_a_folder_without_tokenizer_is_refused_naming_the_missing_files(ce, tmp_path):
+    """Weights and config without a tokenizer used to load with a 5-token tokenizer (every word [UNK], near-constant
+    scores); every loader of the folder now stops with one line naming it and what is missing."""
+    from rerank_lib.models import IncompleteModelFolder, load_tokenizer
+
+    folder = tmp_path / "weights-only"
+    ce.model.save_pretrained(folder)
+    for load in (lambda: CrossEncoder(folder, device="cpu"), lambda: CrossEncoder.load(folder, device="cpu"),
+                 lambda: load_tokenizer(folder)):
+        with pytest.raises(IncompleteModelFolder) as err:
+            load()
+        assert str(err.value).startswith(f"{folder}: incomplete ") and "missing tokenizer (tokenizer.json" in \
+            str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_head_state_comes_from_the_loading_report(ce, tmp_path):
+    """minilm-l6 is an encoder: loading initialises the head (classifier.*) afresh; a saved cross-encoder holds it."""
+    from rerank_lib.rerankers.cross_encoder import has_trained_head
+
+    assert ce.fresh_head == ["classifier.bias", "classifier.weight"] and not has_trained_head(ce)
+    ce.save(tmp_path / "saved")
+    back = CrossEncoder.load(tmp_path / "saved", device="cpu", dtype=torch.float32)
+    assert back.fresh_head == [] and has_trained_head(back)
+
+
+def test_a_sentence_transformers_cross_encoder_folder_scores_as_sentence_transformers(ce, tmp_path):
+    """A CrossEncoder folder saved by sentence-transformers (its max length in the folder, no cross_encoder.json)
+    scores as `CrossEncoder(folder).predict(pairs, activation_fn=Identity())` does, to 1e-5 in fp32."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from rerank_lib.models import resolve
+
+    torch.manual_seed(3)
+    peer = STCrossEncoder(resolve("minilm-l6").source, num_labels=1, max_length=24, device="cpu")
+    peer.save_pretrained(str(tmp_path / "st-ce"))
+    peer = STCrossEncoder(str(tmp_path / "st-ce"), device="cpu")
+    ours = CrossEncoder.load(tmp_path / "st-ce", device="cpu", dtype=torch.float32)
+    assert ours.max_length == 24 and ours.fresh_head == []
+    docs = [CORPUS[d].text_for_model for d in ("bake", "cat", "qm", "dog")] + ["long " * 60]
+    np.testing.assert_allclose(ours.score("how long to bake bread", docs),
+                               peer.predict([("how long to bake bread", d) for d in docs],
+                                            activation_fn=torch.nn.Identity()), atol=1e-5)
+
+
 def test_collate_pads_pairs_and_groups_like_the_training_collator(ce):
     """The ranker pads by itself (it imports no training code), exactly as training.pad_collate does."""
     pairs = ce.encode_pairs([QUERIES["q1"]] * 3, [CORPUS[d].text_for_model for d in ("cat", "bake", "qm")])

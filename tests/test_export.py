@@ -184,6 +184,30 @@ def test_listwise_export_renders_rank_llms_prompt(tiny_listwise, tmp_path, monke
     assert peer_prompt == ours
 
 
+def test_check_complete_accepts_every_export_and_names_what_a_folder_lacks(tiny_bert, tmp_path):
+    """What "complete" means for each loader: the exports pass, a shell copy of weights + config does not."""
+    import shutil
+
+    from rerank_lib.export import check_complete
+    from rerank_lib.models import IncompleteModelFolder
+    from rerank_lib.rerankers import CrossEncoder
+    from rerank_lib.retrievers import BiEncoder
+
+    ce = export_cross_encoder(CrossEncoder(tiny_bert, max_length=64, device="cpu"), tmp_path / "ce")
+    bi = export_bi_encoder(BiEncoder(str(tiny_bert), device="cpu", bf16=False), tmp_path / "bi")
+    assert check_complete(ce, "cross_encoder") == ce and check_complete(bi, "bi_encoder") == bi
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(ce / name, weights_only / name)
+    with pytest.raises(IncompleteModelFolder, match=r"weights-only: incomplete cross-encoder folder, missing tokenizer"):
+        check_complete(weights_only, "cross_encoder")
+    with pytest.raises(IncompleteModelFolder, match="missing modules.json"):
+        check_complete(tiny_bert, "bi_encoder")  # a plain transformers folder: no pooling for sentence-transformers
+    with pytest.raises(ValueError, match="kind"):
+        check_complete(ce, "gguf")
+
+
 def test_model_card_content(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
@@ -192,8 +216,12 @@ def test_model_card_content(tmp_path):
                       test={"nDCG@10": 0.65, "R@100": 0.9}, commit="abc123", kind="cross_encoder")
     text = path.read_text()
     assert path == folder / "README.md"
-    assert text.startswith("# model\n")
-    assert "| base model | `minilm-l6` |" in text
+    header, body = text.split("\n---\n", 1)
+    assert header.split("\n") == ["---", "library_name: sentence-transformers",
+                                  "base_model: sentence-transformers/all-MiniLM-L6-v2", "pipeline_tag: text-ranking",
+                                  "license: apache-2.0", "tags:", "- rerank-repro", "- cross-encoder", "- reranker"]
+    assert body.startswith("\n# model\n")
+    assert "| base model | `sentence-transformers/all-MiniLM-L6-v2` (`minilm-l6` here) |" in text
     assert "| training data | SciFact train (BEIR) |" in text
     assert "| training queries | 809 |" in text
     assert "| code commit | `abc123` |" in text
@@ -201,6 +229,27 @@ def test_model_card_content(tmp_path):
     assert "## Test" in text and "| nDCG@10 | 0.6500 |" in text and "| R@100 | 0.9000 |" in text
     assert '"loss": "group_ce"' in text and '"learning_rate": 2e-05' in text
     assert "from sentence_transformers import CrossEncoder" in text
+    assert "Trained with rerank-repro" in text and "untrained" not in text.lower()
+
+
+def test_model_card_says_untrained_start_when_step_0_was_selected(tmp_path):
+    """The selected checkpoint decides the wording: step 0 is the base model, not a trained one."""
+    start = model_card(tmp_path, base_model="all-MiniLM-L6-v2", training_queries=4, settings={}, commit="c",
+                       kind="bi_encoder", selected_step=0, precision="fp32").read_text()
+    assert "**Untrained start**" in start and "| selected checkpoint | untrained start (step 0) |" in start
+    assert "Trained with" not in start and "- untrained" in start.split("\n---\n")[0]
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in start and "pipeline_tag: sentence-similarity" in start
+    assert "| precision | fp32 |" in start
+    trained = model_card(tmp_path, base_model="BAAI/bge-reranker-base", training_queries=4, settings={}, commit="c",
+                         kind="monot5", selected_step=40, precision="bf16", title="m").read_text()
+    assert "Trained with rerank-repro" in trained and "step 40" in trained and "ntrained" not in trained
+    assert "base_model: BAAI/bge-reranker-base" in trained and "library_name: transformers" in trained
+    assert "| base model | `BAAI/bge-reranker-base` |" in trained and "| precision | bf16 |" in trained
+    # a local folder or a built student has no hub id of its own: no base_model line (the hub would reject it)
+    local = model_card(tmp_path, base_model="./checkpoints/run1", training_queries=4, settings={}, commit="c")
+    assert "base_model:" not in local.read_text() and "| base model | `./checkpoints/run1` |" in local.read_text()
+    student = model_card(tmp_path, base_model="minilm-monot5", training_queries=4, settings={}, commit="c")
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in student.read_text()
 
 
 def test_model_card_defaults_to_this_checkout_commit(tmp_path):

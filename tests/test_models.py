@@ -266,3 +266,65 @@ def test_weights_params_say_q4_1_for_the_offline_smollm2_and_nothing_for_a_confi
     params = models.weights_params("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert params["quantization"] == "Q4_1 GGUF, dequantised" and "stand-in" in params["model_description"]
     assert models.weights_params("tiny-random-llama") == {}
+
+
+# ------------------------------------------------------------------------------------------ complete folders
+
+
+def test_folder_gaps_name_what_each_loader_needs(tmp_path):
+    from rerank_lib.models import IncompleteModelFolder, check_folder, folder_gaps
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert folder_gaps(folder, "cross_encoder") == [
+        "weights (model.safetensors or pytorch_model.bin)",
+        "tokenizer (tokenizer.json, vocab.txt, spiece.model, tokenizer.model or vocab.json)"]
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "vocab.json").write_text("{}")
+    assert folder_gaps(folder, "llm") == ["merges.txt (tokenizer)"]
+    (folder / "merges.txt").write_text("")
+    assert folder_gaps(folder, "llm") == [] and folder_gaps(folder, "weights") == []
+    (folder / "config_sentence_transformers.json").write_text("{}")  # a sentence-transformers folder ...
+    assert folder_gaps(folder, "bi_encoder") == ["modules.json"]  # ... needs its modules
+    (folder / "modules.json").write_text('[{"path": "", "type": "x.Transformer"}, {"path": "1_Pooling", '
+                                         '"type": "x.Pooling"}]')
+    with pytest.raises(IncompleteModelFolder) as err:
+        check_folder(folder, "bi_encoder")
+    assert str(err.value) == f"{folder}: incomplete bi-encoder folder, missing 1_Pooling/config.json (pooling)"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        folder_gaps(folder, "onnx")
+
+
+def test_load_model_and_tokenizer_refuse_incomplete_local_folders(tmp_path):
+    """A folder with weights but no tokenizer gave AutoTokenizer a 5-token vocabulary: every word [UNK]."""
+    from rerank_lib.models import IncompleteModelFolder, load_model, load_tokenizer
+
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(IncompleteModelFolder, match="missing tokenizer"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(IncompleteModelFolder, match=r"missing weights \(model.safetensors"):
+        load_model(tmp_path)
+
+
+def test_hub_id_of_aliases_ids_and_folders(tmp_path):
+    from rerank_lib.models import hub_id
+
+    assert hub_id("minilm-l6") == hub_id("all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_id("smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id("BAAI/bge-reranker-v2-m3") == "BAAI/bge-reranker-v2-m3"
+    assert hub_id(tmp_path) is None and hub_id("./runs/best") is None and hub_id("tiny-random-llama") is None
+
+
+def test_precision_setting(monkeypatch):
+    from rerank_lib import models
+
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
+    monkeypatch.delenv(models.PRECISION_ENV, raising=False)
+    assert models.precision_setting() == "auto" and models.compute_dtype("cpu") == torch.float32
+    assert models.compute_dtype("cpu", "bf16") == torch.bfloat16  # asked for: bf16 even where it is emulated
+    monkeypatch.setenv(models.PRECISION_ENV, "bf16")
+    assert models.compute_dtype("cpu") == torch.bfloat16 and models.precision_name(torch.bfloat16) == "bf16"
+    monkeypatch.setenv(models.PRECISION_ENV, "half")
+    with pytest.raises(ValueError, match="RERANK_PRECISION='half'"):
+        models.compute_dtype("cpu")

@@ -171,3 +171,16 @@ def test_fp16_and_fp8_need_cuda(tiny_t5):
         T5Ranker.from_model(model, tok, fp16=True)
     with pytest.raises(ValueError, match="CUDA"):
         T5Ranker(None, model=model, tokenizer=tok, device="cpu", fp8=True)
+
+
+def test_loading_reports_a_fresh_decoder_and_refuses_a_folder_without_tokenizer(tiny_student, tmp_path):
+    from rerank_lib.models import IncompleteModelFolder
+
+    model, tok = tiny_student
+    model.save_pretrained(tmp_path / "complete")
+    tok.save_pretrained(tmp_path / "complete")
+    assert T5Ranker(str(tmp_path / "complete"), device="cpu").fresh_head == []  # every weight came from the folder
+    assert T5Ranker("minilm-monot5", device="cpu").fresh_head  # a built student: a random decoder
+    model.save_pretrained(tmp_path / "no-tokenizer")
+    with pytest.raises(IncompleteModelFolder, match="no-tokenizer: incomplete monot5 folder, missing tokenizer"):
+        T5Ranker(str(tmp_path / "no-tokenizer"), device="cpu")

@@ -88,12 +88,12 @@ def test_the_launch_settings_file_holds_what_differs_and_gives_back_the_same_con
 
     from rerank_lib.recipes import cross_encoder, retriever_training
 
-    cfg = resolve([*CTL_SMOKE, "--set", "ctl_train.learning_rate=1e-3", "--set", "launch=ddp"])
+    cfg = resolve([*CTL_SMOKE, "--set", "ctl_train.learning_rate=1e-3", "--set", "launch=ddp", "--precision", "auto"])
     written = launch.settings_yaml("retriever", cfg, retriever_training.config, tmp_path / "s.yaml")
     doc = yaml.safe_load(written.read_text())
     assert doc == {"pipeline": "retriever", "profile": "smoke",
                    "settings": {"methods": ["ctl"], "ctl_train.learning_rate": 1e-3}}
-    again = resolve(["retriever", "--config", str(written)])
+    again = resolve(["retriever", "--config", str(written), "--precision", "auto"])  # as launch_command passes it
     assert launch.flat_settings(again) == {**launch.flat_settings(cfg), "launch": None}
     assert set(launch.flat_settings(cfg)) == set(paths(cfg))
     # a setting the recipe derives (train.seed from seed) is left to the recipe, which refuses it as an override

@@ -8,6 +8,11 @@ train     a pipeline's training runs as its notebook trains them (also under acc
 
 Mistakes in the input end the command with one line naming the file (and line) and exit status 1; a wrong
 command line exits with 2. `--traceback` shows the full Python traceback instead, for bug reports.
+
+search, rerank and train compute in fp32 unless `--precision bf16|auto` says otherwise: the same command then
+writes the same run on every machine (the notebooks keep 'auto': bf16 where the hardware computes it natively).
+A model folder must be complete (models.check_folder), and rerank refuses a model whose score head loading
+initialised afresh unless --allow-untrained-head.
 """
 from __future__ import annotations
 

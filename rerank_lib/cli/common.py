@@ -23,6 +23,18 @@ def add_command(commands, name: str, summary: str, example: str, handler) -> arg
     return sub
 
 
+PRECISIONS = ("fp32", "bf16", "auto")  # = models.PRECISIONS (not imported here: torch is slow to import)
+
+
+def add_precision(sub: argparse.ArgumentParser) -> None:
+    """--precision: fp32 by default on the command line, so that the same command writes the same run on every
+    machine (bf16 autocast where a CPU has it changes scores and even orders); 'auto' is the notebooks' choice."""
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="compute precision: fp32 (default: the same numbers on every machine), bf16 (autocast, "
+                          "emulated where the hardware lacks it) or auto (bf16 only where the hardware computes it "
+                          "natively, as the notebooks do)")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -71,7 +71,8 @@ def settings_yaml(pipeline: str, cfg, config_fn: Callable, path: Path) -> Path:
 
 def launch_command(pipeline: str, config_file: Path, settings_file: Path, results_dir) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-            "-m", "rerank_lib.train", pipeline, "--config", str(settings_file), "--results-dir", str(results_dir)]
+            "-m", "rerank_lib.train", pipeline, "--config", str(settings_file), "--results-dir", str(results_dir),
+            "--precision", "auto"]  # the notebook's own precision settings (the command line's default is fp32)
 
 
 def stream(command: list[str], env: dict) -> None:

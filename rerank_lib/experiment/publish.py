@@ -28,7 +28,8 @@ def models_dir(results_dir: str | os.PathLike, profile: str) -> Path:
 
 def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile: str, method: str, *,
                   base_model: str, training_queries: int | str, settings: Mapping, record=None,
-                  dev: Mapping[str, float] | None = None, training_data: str = "", **export_options) -> Path:
+                  dev: Mapping[str, float] | None = None, training_data: str = "", selected_step: int | None = None,
+                  **export_options) -> Path:
     """Export `model` (as `kind`) to <results>/models/<profile>/<method> and write its model card; `record` (the
     test row of the same model) gives the card its test numbers. Returns the folder."""
     if kind not in EXPORTS:
@@ -43,7 +44,8 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
         test = {name: value for name, value in record.metrics.items()}
         training_data = training_data or f"{record.training_queries} (evaluated on {record.dataset}/{record.split})"
     export.model_card(folder, base_model=base_model, training_queries=training_queries, settings=settings,
-                      dev=dev, test=test, training_data=training_data, kind=kind, title=method)
+                      dev=dev, test=test, training_data=training_data, kind=kind, title=method,
+                      selected_step=selected_step)
     return folder
 
 
@@ -55,4 +57,5 @@ def publish_selected(kind: str, model: Any, record, selected, results_dir: str |
     dev = {selected.metric: selected.value} if selected.step is not None else None
     return publish_model(kind, model, results_dir, record.profile, name or record.method, base_model=base_model,
                          training_queries=record.n_training_queries,
-                         settings=record.params if settings is None else settings, record=record, dev=dev, **options)
+                         settings=record.params if settings is None else settings, record=record, dev=dev,
+                         selected_step=selected.step, **options)

@@ -350,7 +350,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
                   training_queries=records[0].n_training_queries, settings=params, record=records[0],
-                  dev={"nDCG@10": sel.value} if sel.value is not None else None)
+                  dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step)
     return records
 
 

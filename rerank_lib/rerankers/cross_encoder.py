@@ -21,7 +21,8 @@ from ..atomic import write_json
 from ..data.trec import run_from_pairs, run_pairs, top_k
 from ..data.types import Document, Run
 from ..progress import tqdm
-from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
+from ..models import (autocast_context, check_folder, compute_dtype, cross_encoder_max_length, fresh_keys,
+                      load_model, load_tokenizer, pick_device)
 
 __all__ = ["CrossEncoder", "CONFIG_FILE", "has_trained_head", "rerank_with"]
 
@@ -36,9 +37,13 @@ class CrossEncoder:
         folder (a saved CrossEncoder, a checkpoint) or a hub id (e.g. BAAI/bge-reranker-v2-m3, its trained head).
     max_length: tokens per pair; the document is cut to fit ('longest_first': the query is cut only when it is the
         longer of the two).
-    dtype: the inference compute dtype (autocast); None picks bf16 where the hardware computes it natively (GPU,
-        CPU with AVX512-BF16/AMX) and fp32 elsewhere. Weights stay fp32 (training keeps fp32 master weights).
+    dtype: the inference compute dtype (autocast); None follows the precision setting (models.compute_dtype:
+        'auto' unless $RERANK_PRECISION or the CLI's --precision says otherwise, i.e. bf16 where the hardware
+        computes it natively, fp32 elsewhere). Weights stay fp32 (training keeps fp32 master weights).
     init_seed: seeds the fresh head (when there is one) without touching the global RNG.
+
+    `fresh_head` lists the head parameters that loading initialised afresh (from transformers' loading report):
+    non-empty means the scores come from a random head, not from a trained reranker.
     """
 
     def __init__(self, model_name: str | os.PathLike = "minilm-l6", max_length: int = 256, device=None,
@@ -51,17 +56,21 @@ class CrossEncoder:
         self.max_length = int(max_length)
         self.query_format, self.document_format = query_format, document_format
         self.device = torch.device(device) if device is not None else pick_device()
-        self.compute_dtype = dtype if dtype is not None else pick_dtype(self.device)
+        self.compute_dtype = dtype if dtype is not None else compute_dtype(self.device)
+        if Path(self.model_name).expanduser().is_dir():
+            check_folder(Path(self.model_name).expanduser(), "cross_encoder")
         self.tokenizer = load_tokenizer(self.model_name)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected: we say it ourselves
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(init_seed)
-                self.model = load_model(self.model_name, auto_class=AutoModelForSequenceClassification,
-                                        device=self.device, dtype=torch.float32, num_labels=1)
+                self.model, report = load_model(self.model_name, auto_class=AutoModelForSequenceClassification,
+                                                device=self.device, dtype=torch.float32, num_labels=1,
+                                                output_loading_info=True)
         finally:
             hf_logging.set_verbosity(verbosity)
+        self.fresh_head = fresh_keys(report)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
@@ -165,10 +174,15 @@ class CrossEncoder:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> "CrossEncoder":
+        """A saved folder with its own settings: this project's cross_encoder.json, else those of a
+        sentence-transformers CrossEncoder folder (its max length), so that scores equal
+        `sentence_transformers.CrossEncoder(folder).predict(pairs, activation_fn=Identity())`."""
         directory = Path(directory)
+        check_folder(directory, "cross_encoder")
         meta_path = directory / CONFIG_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        return cls(directory, max_length=meta.get("max_length", 512), device=device, dtype=dtype,
+        max_length = meta.get("max_length") or cross_encoder_max_length(directory) or 512
+        return cls(directory, max_length=max_length, device=device, dtype=dtype,
                    query_format=meta.get("query_format", "{}"), document_format=meta.get("document_format", "{}"))
 
     def load_weights(self, folder: str | os.PathLike) -> None:
@@ -177,9 +191,12 @@ class CrossEncoder:
 
 
 def has_trained_head(ranker) -> bool:
-    """Whether a cross-encoder's checkpoint holds a trained score head (a *ForSequenceClassification model, e.g.
-    bge-reranker-v2-m3) or gets a fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a
-    zero-shot reranker."""
+    """Whether a cross-encoder's checkpoint held its score head (e.g. bge-reranker-v2-m3) or loading initialised a
+    fresh one (an encoder such as the offline all-MiniLM-L6-v2): only the first is a zero-shot reranker. Read from
+    the loading report (`fresh_head`), not from names; a ranker built without one falls back to the architecture."""
+    fresh = getattr(ranker, "fresh_head", None)
+    if fresh is not None:
+        return not fresh
     return any(a.endswith("ForSequenceClassification") for a in (ranker.model.config.architectures or []))
 
 

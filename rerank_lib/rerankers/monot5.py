@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ from ..progress import tqdm
 
 from ..data.trec import ranked
 from ..data.types import Document, Run
-from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
+from ..models import autocast_context, check_folder, compute_dtype, fresh_keys, load_model, load_tokenizer, pick_device
 
 PROMPT = "Query: {query} Document: {document} Relevant:"
 RELEVANCE_WORDS = ("false", "true")  # index 0: false, index 1: true (the order of `return_logits`)
@@ -215,16 +216,26 @@ STUDENTS = {
 def load_seq2seq(name_or_path: str | os.PathLike, device=None, **student_options):
     """(model, tokenizer) for a student name (`STUDENTS`), a saved folder or a hub id (AutoModelForSeq2SeqLM, which
     also loads a saved EncoderDecoderModel)."""
-    from transformers import AutoModelForSeq2SeqLM
-
     name = os.fspath(name_or_path)
     if name in STUDENTS:
         model, tok = STUDENTS[name](**student_options)
         return model.to(device or "cpu"), tok
     if student_options:
         raise TypeError(f"options {sorted(student_options)} only apply to the built students {sorted(STUDENTS)}")
-    model = load_model(name, auto_class=AutoModelForSeq2SeqLM, device=device or pick_device())
+    model, _ = _load_seq2seq_reported(name, device)
     return model, load_tokenizer(name)
+
+
+def _load_seq2seq_reported(name: str, device=None):
+    """(model, the parameters loading initialised afresh): a local folder must be complete (check_folder)."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    if Path(name).expanduser().is_dir():
+        check_folder(Path(name).expanduser(), "monot5")
+    model, report = load_model(name, auto_class=AutoModelForSeq2SeqLM, device=device or pick_device(),
+                               output_loading_info=True)
+    # an EncoderDecoderModel's encoder pooler is never run by the decoder (the student is built without one)
+    return model, [k for k in fresh_keys(report) if not k.startswith("encoder.pooler.")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,7 +247,8 @@ class T5Ranker:
 
     model_name_or_path: a hub id (castorini/monot5-base-msmarco, unicamp-dl/InRanker-small), a saved folder, or
         an offline student name (`STUDENTS`); or pass `model=` and `tokenizer=` objects directly.
-    bf16: None = where the device computes it natively (CUDA, CPUs with AVX512-BF16/AMX), True/False to force.
+    bf16: None follows the precision setting (models.compute_dtype; 'auto': where the device computes it natively,
+        CUDA or CPUs with AVX512-BF16/AMX), True/False to force.
     fp16: CUDA only. fp8: the package's 8-bit loading (bitsandbytes, CUDA only).
     """
 
@@ -244,6 +256,7 @@ class T5Ranker:
                  max_length: int = 512, device=None, bf16: bool | None = None, fp16: bool = False, fp8: bool = False,
                  model=None, tokenizer=None, silent: bool = True, sort_by_length: bool = True):
         self.device = torch.device(device) if device is not None else pick_device()
+        self.fresh_head: list[str] | None = None  # what loading initialised afresh; None: a model passed in
         if fp16 and self.device.type != "cuda":
             raise ValueError("fp16 needs a CUDA device")
         if fp8 and self.device.type != "cuda":
@@ -257,9 +270,13 @@ class T5Ranker:
                 model = load_model(model_name_or_path, auto_class=AutoModelForSeq2SeqLM, device=self.device,
                                    dtype=torch.float16, quantization_config=BitsAndBytesConfig(load_in_8bit=True))
                 tokenizer = tokenizer or load_tokenizer(model_name_or_path)
-            else:
+            elif os.fspath(model_name_or_path) in STUDENTS:
                 model, loaded_tok = load_seq2seq(model_name_or_path, device=self.device)
                 tokenizer = tokenizer or loaded_tok
+                self.fresh_head = ["the decoder (a built student: random until trained)"]
+            else:
+                model, self.fresh_head = _load_seq2seq_reported(os.fspath(model_name_or_path), self.device)
+                tokenizer = tokenizer or load_tokenizer(model_name_or_path)
         elif tokenizer is None:
             raise TypeError("model= needs tokenizer=")
         self.model = model if fp8 else model.to(self.device)
@@ -275,7 +292,7 @@ class T5Ranker:
         if fp16:
             self.compute_dtype = torch.float16
         elif bf16 is None:
-            self.compute_dtype = pick_dtype(self.device, prefer="bf16")
+            self.compute_dtype = compute_dtype(self.device)
         else:
             self.compute_dtype = torch.bfloat16 if bf16 else torch.float32
 

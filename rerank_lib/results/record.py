@@ -117,7 +117,9 @@ def package_versions() -> dict[str, str | None]:
 def hardware_info() -> dict[str, Any]:
     """CPU model and cores, GPU name (None without one), torch threads and `native_bf16` (None when torch was not
     used). `native_bf16` says what the default precision 'auto' ran: bf16 autocast where the hardware computes bf16
-    natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere; numbers differ between the two."""
+    natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere; numbers differ between the two.
+    `precision` is what the precision setting in effect ran ('fp32' | 'bf16'; models.compute_dtype: 'auto' in the
+    notebooks, the command's --precision from the shell)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -131,15 +133,16 @@ def hardware_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    gpu, threads, native_bf16 = None, None, None
+    gpu, threads, native_bf16, precision = None, None, None, None
     torch = sys.modules.get("torch")  # only ask torch when the pipeline already imported it
     if torch is not None:
-        from ..models import pick_dtype
+        from ..models import compute_dtype, pick_dtype, precision_name
 
         threads = torch.get_num_threads()
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
         native_bf16 = pick_dtype(prefer="bf16") == torch.bfloat16  # the one place that decides what 'auto' runs
+        precision = precision_name(compute_dtype())  # what the precision setting ran: 'fp32' or 'bf16'
     elif shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
@@ -148,7 +151,7 @@ def hardware_info() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             gpu = None
     return {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_usable": usable, "gpu": gpu, "torch_threads": threads,
-            "native_bf16": native_bf16, "platform": platform.platform()}
+            "native_bf16": native_bf16, "precision": precision, "platform": platform.platform()}
 
 
 def make_record(pipeline: str, method: str, dataset: str, split: str, metrics: dict[str, float],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -21,7 +22,8 @@ from ..progress import tqdm
 from ..atomic import atomic_cache_open, trusted_cache_file
 from ..code_version import code_version
 from ..data.types import Document
-from ..models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype, resolve
+from ..models import (autocast_context, check_folder, compute_dtype, load_model, load_tokenizer, pick_device,
+                      resolve, sentence_transformers_settings)
 from ..paths import cache_dir
 
 POOLINGS = ("mean", "cls")
@@ -38,27 +40,39 @@ class BiEncoder:
     """Encode texts with `model_name` (an offline built-in, a local folder or a hub id; see rerank_lib.models).
 
     pooling: 'mean' over non-padding tokens (sentence-transformers' default) or 'cls' (first token; BGE, E5-style
-    CLS models). bf16: 'auto' uses bf16 autocast only where the hardware computes it natively (GPU, or a CPU with
-    AVX512-BF16/AMX), True forces it (emulated on older CPUs: slow, for accuracy checks), False keeps fp32.
+    CLS models). bf16: 'auto' follows the precision setting (models.compute_dtype: unless $RERANK_PRECISION or the
+    CLI's --precision says otherwise, bf16 autocast only where the hardware computes it natively: GPU, or a CPU
+    with AVX512-BF16/AMX), True forces it (emulated on older CPUs: slow, for accuracy checks), False keeps fp32.
+
+    pooling, normalize, max_length, query_prefix, doc_prefix left as None take the model folder's own
+    sentence-transformers settings (modules.json: Pooling, Normalize, max length, the 'query' / 'document'
+    prompts) when it has them, so that a folder encodes as `SentenceTransformer(folder)` does; else mean pooling,
+    normalised, 256 tokens, no prefixes.
     """
 
-    def __init__(self, model_name: str = "minilm-l6", pooling: str = "mean", normalize: bool = True,
-                 max_length: int = 256, query_prefix: str = "", doc_prefix: str = "", device=None,
-                 bf16: bool | str = "auto"):
-        if pooling not in POOLINGS:
+    def __init__(self, model_name: str = "minilm-l6", pooling: str | None = None, normalize: bool | None = None,
+                 max_length: int | None = None, query_prefix: str | None = None, doc_prefix: str | None = None,
+                 device=None, bf16: bool | str = "auto"):
+        if pooling is not None and pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if bf16 not in ("auto", True, False):
             raise ValueError(f"bf16 must be 'auto', True or False, got {bf16!r}")
         self.model_name = model_name
         self.resolved = resolve(model_name)
-        self.pooling = pooling
-        self.normalize = normalize
-        self.max_length = max_length
-        self.query_prefix = query_prefix
-        self.doc_prefix = doc_prefix
+        folder = Path(self.resolved.source)
+        own = None
+        if self.resolved.kind in ("local", "builtin") and not self.resolved.gguf_file and folder.is_dir():
+            if self.resolved.kind == "local":
+                check_folder(folder, "bi_encoder")
+            own = sentence_transformers_settings(folder)
+        self.pooling = pooling if pooling is not None else own.pooling if own else "mean"
+        self.normalize = normalize if normalize is not None else own.normalize if own else True
+        self.max_length = max_length if max_length is not None else own.max_length if own else 256
+        self.query_prefix = query_prefix if query_prefix is not None else own.query_prompt if own else ""
+        self.doc_prefix = doc_prefix if doc_prefix is not None else own.document_prompt if own else ""
         self.device = torch.device(device) if device is not None else pick_device()
         if bf16 == "auto":
-            self.compute_dtype = pick_dtype(self.device, prefer="bf16")
+            self.compute_dtype = compute_dtype(self.device)
         else:
             self.compute_dtype = torch.bfloat16 if bf16 else torch.float32
         self.tokenizer = load_tokenizer(model_name)

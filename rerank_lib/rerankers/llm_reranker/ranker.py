@@ -17,7 +17,7 @@ from ...progress import tqdm
 from ...atomic import write_json
 from ...code_version import code_version
 from ...data.types import Document, Run
-from ...models import autocast_context, load_causal_lm, load_tokenizer, pick_device, pick_dtype
+from ...models import autocast_context, compute_dtype, load_causal_lm, load_tokenizer, pick_device, precision_setting
 from ...collate import pad_collate
 from .features import FeatureStore, pair_key, weights_fingerprint
 from .inputs import build_input_ids, first_token_id
@@ -56,8 +56,10 @@ class DecoderReranker:
         self.device = torch.device(device) if device is not None else pick_device()
         # CPU: fp32. bf16 autocast made SmolLM2's forward ~5x SLOWER on this machine's AVX512-BF16 CPU (measured,
         # 8 x 192 tokens), unlike MiniLM where it helps; on GPUs bf16/fp16 as usual.
+        # The precision setting 'auto' (models.compute_dtype) keeps that CPU exception; 'bf16' / 'fp32' are obeyed.
         self.compute_dtype = dtype if dtype is not None else (
-            pick_dtype(self.device) if self.device.type == "cuda" else torch.float32)
+            compute_dtype(self.device) if self.device.type == "cuda" or precision_setting() != "auto"
+            else torch.float32)
 
         tok = copy.copy(tokenizer) if tokenizer is not None else load_tokenizer(self.model_name)  # padding is ours
         if tok.pad_token_id is None:  # RAG-Retrieval: pad with EOS (the attention mask tells them apart)
@@ -93,6 +95,8 @@ class DecoderReranker:
             backbone = get_peft_model(backbone, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                            target_modules=list(lora.target_modules), bias="none"))
             layer.requires_grad_(head == "score")  # FlagEmbedding's LoRA leaves the LM head frozen
+        # a 'score' head is a new layer until trained weights are loaded (load / load_weights); 'yes' reads the LM head
+        self.fresh_head = ["score layer (new)"] if head == "score" else []
         self.model = DecoderScorer(backbone, layer, head).to(self.device)
         self._lm_head.to(self.device)
         self.model.eval()
@@ -287,3 +291,4 @@ class DecoderReranker:
     def load_weights(self, folder: str | os.PathLike) -> None:
         """Copy trained weights saved by the training loop (best/, final/) or by save() into the model."""
         self.model.load_trainable(folder)
+        self.fresh_head = []
