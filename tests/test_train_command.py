@@ -129,7 +129,7 @@ def _rows(folder: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_two_processes_train_and_one_process_finds_the_run_finished(tmp_path, monkeypatch):
-    env = {**_env(tmp_path), "ACCELERATE_USE_CPU": "1"}
+    env = {k: v for k, v in _env(tmp_path).items() if k != "ACCELERATE_USE_CPU"}  # a CPU world with no variable set
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rerank_lib.train", *CTL_SMOKE, "--results-dir", str(tmp_path / "results")]
     done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
