@@ -243,4 +243,5 @@ def test_output_dir_dot_and_an_empty_folder_work(shell_world, tmp_path, monkeypa
     monkeypatch.chdir(here)
     assert train.main([*CE_SMOKE, "--results-dir", str(root / "results"), "--output_dir", "."]) == 0
     assert (here / "model.safetensors").exists() and (here / "tokenizer.json").exists()
+    assert (here / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by others, as the user's files
     assert not list(here.glob(".rerank-export-*"))  # no staging left behind
