@@ -3,6 +3,10 @@
 It calls the recipe functions of the pipeline's notebook, in the notebook's order, up to and including training
 (`--evaluate` adds the notebook's records and table), with the settings of a profile, a YAML file (configs/*.yaml)
 and flags, later ones winning: profile < --config < the seeds' flags (--learning_rate ...) < --set a.b.c=value.
+What it writes goes to <results>/shell/ (records, runs, models, and the earlier notebooks' inputs it builds), never
+over a notebook's files; `--output_dir` gets each selected model complete for its loader (transformers' contract:
+a non-empty folder that is not an earlier export of this command is refused unless --overwrite_output_dir, and
+only the export's own files are ever replaced). Training runs share the run-folder cache with the notebooks.
 It is correct under `accelerate launch` with N processes: data is prepared (and missing inputs of earlier
 notebooks built) on the main process first, every process trains, the main process alone evaluates and writes
 records. Every run ends with a checkpoint, so a notebook (or a later call) finds it finished and loads it.
@@ -34,6 +38,7 @@ TRAIN_FLAGS = {"learning_rate": "learning_rate", "per_device_train_batch_size": 
                "gradient_accumulation_steps": "gradient_accumulation_steps", "num_train_epochs": "num_epochs",
                "max_steps": "max_steps", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
                "lr_scheduler_type": "lr_scheduler"}
+SHELL_RESULTS = "shell"  # the command's own results subfolder (shell_results_dir)
 SWITCHES = {"bf16": ("mixed_precision", "bf16"), "gradient_checkpointing": ("gradient_checkpointing", True)}
 #: --precision -> each training section's mixed_precision (the notebooks keep their profiles' 'auto')
 #: 'auto' keeps what the profile / --config say ('auto' where the hardware decides, 'no' where a recipe chose it).
@@ -56,6 +61,76 @@ class Pipeline:
         out = {name: [f"{s}.{f}" for s in self.sections] for name, f in TRAIN_FLAGS.items()}
         out.update({name: [f"{s}.{f}" for s in self.sections] for name, (f, _) in SWITCHES.items()})
         return {**out, "seed": ["seed"], **{name: [path] for name, path in self.flags.items()}}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A run's dev-selected model and how to write it as a folder its loader reads (--output_dir)."""
+
+    selected: object  # experiment.Selected
+    kind: str  # what the folder is: cross_encoder, bi_encoder, monot5, listwise (export.USAGE), or run-folder
+    write: Callable[[Path], object]  # write(folder): the complete folder (weights, tokenizer, settings)
+
+    @classmethod
+    def cross_encoder(cls, selected, ranker) -> "Trained":
+        """sentence-transformers' CrossEncoder(folder): weights, tokenizer, max length (and our settings file)."""
+        from .export import export_cross_encoder
+
+        return cls(selected, "cross_encoder", lambda folder: export_cross_encoder(ranker, folder))
+
+    @classmethod
+    def bi_encoder(cls, selected, encoder) -> "Trained":
+        """SentenceTransformer(folder): Transformer (tokenizer, max length), Pooling, Normalize, prompts."""
+        from .export import export_bi_encoder
+
+        return cls(selected, "bi_encoder", lambda folder: export_bi_encoder(encoder, folder))
+
+    @classmethod
+    def monot5(cls, selected, cfg) -> "Trained":
+        """inranker's T5Ranker(folder) for a T5-vocabulary student; else the selected weights and tokenizer as
+        saved, which rerank_lib's T5Ranker(folder) loads."""
+        def write(folder):
+            from .export import export_monot5, has_t5_vocabulary
+            from .rerankers.monot5 import T5Ranker
+
+            ranker = T5Ranker(str(selected.model_dir), max_length=cfg.max_length, device="cpu", bf16=False)
+            if has_t5_vocabulary(ranker):
+                return export_monot5(ranker, folder)
+            return shutil.copytree(selected.model_dir, folder)
+        return cls(selected, "monot5", write)
+
+    @classmethod
+    def listwise(cls, selected, base: str, chat_template: str | None) -> "Trained":
+        """A causal-LM folder with its tokenizer and chat template (transformers, rank_llm)."""
+        def write(folder):
+            from .export import export_listwise
+            from .models import load_chat_lm
+
+            model, tokenizer = load_chat_lm(str(selected.model_dir), chat_template, device="cpu",
+                                            tokenizer_from=base)
+            return export_listwise(model, tokenizer, folder, chat_template=chat_template)
+        return cls(selected, "listwise", write)
+
+    @classmethod
+    def run_folder(cls, selected, base: str) -> "Trained":
+        """A model with no peer format (a score head or LoRA weights on a frozen LLM): the selected checkpoint as
+        saved, which rerank_lib loads onto `base` (named in the manifest)."""
+        return cls(selected, f"run-folder (loads onto {base})", lambda folder: shutil.copytree(selected.model_dir, folder))
+
+
+def join_cpu_world() -> None:
+    """Under `accelerate launch` (or torchrun) with several processes and no GPU, make the processes one CPU world.
+
+    accelerate forms a CPU process group only when $ACCELERATE_USE_CPU says so, which a GPU config
+    (configs/accelerate/ddp.yaml: use_cpu false) does not set: each process then trains alone, N trainings in one
+    run folder. With no accelerator there is nothing else to run on, so the launched processes join over gloo."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+            "1", "true", "yes"):
+        return
+    import torch
+
+    if not torch.accelerator.is_available():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
 def is_main() -> bool:
@@ -111,7 +186,7 @@ def retriever_steps(cfg, out, evaluate):
     if evaluate and is_main():
         base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), out)
         print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, out)).to_string())
-    return {o.method: o.selected for o in outcomes}
+    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
 
 
 def retriever_scifact_steps(cfg, out, evaluate):
@@ -123,7 +198,7 @@ def retriever_scifact_steps(cfg, out, evaluate):
     ctl = recipe.train_scifact(cfg, data, out)
     if evaluate and is_main():
         print(recipe.scifact_table(recipe.scifact_records(cfg, data, ctl, out), out, cfg.profile).to_string())
-    return {"ctl": ctl.selected}
+    return {"ctl": Trained.bi_encoder(ctl.selected, ctl.encoder)}
 
 
 def inranker_steps(cfg, out, evaluate):
@@ -140,7 +215,7 @@ def inranker_steps(cfg, out, evaluate):
     students["ablation"] = recipe.ablation(cfg, folds, results_dir=out)
     if evaluate and is_main():
         print(recipe.results_table(cfg, recipe.evaluate_all(cfg, students, out)).to_string())
-    return {k: s.selected for k, s in students.items() if s is not None}
+    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
 
 
 def llm_reranker_steps(cfg, out, evaluate):
@@ -165,7 +240,8 @@ def llm_reranker_steps(cfg, out, evaluate):
         rows.insert(0, recipe.record_bm25(cfg, data, out))
         table = experiment.results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start"))
         print(table.to_string())
-    return {row.method: row.selected for row in [*heads, *decoders, student]}
+    rows = {row.method: Trained.run_folder(row.selected, cfg.llm) for row in [*heads, *decoders]}
+    return {**rows, student.method: Trained.cross_encoder(student.selected, student.ranker)}
 
 
 def cross_encoder_steps(cfg, out, evaluate):
@@ -186,7 +262,7 @@ def cross_encoder_steps(cfg, out, evaluate):
         records = [start_record, *(r for vr in runs for r in recipe.evaluate_variant(cfg, vr, sets, start_run, out))]
         first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
         print(experiment.results_table(records, first_stage=first_stage).to_string())
-    return {vr.variant: vr.selected for vr in runs}
+    return {vr.variant: Trained.cross_encoder(vr.selected, vr.model) for vr in runs}
 
 
 def hopweaver_steps(cfg, out, evaluate):
@@ -206,7 +282,7 @@ def hopweaver_steps(cfg, out, evaluate):
     if evaluate and is_main():
         records, _ = recipe.ablation(cfg, data, reranked, out)
         print(experiment.results_table(records, measures=recipe.MEASURES, bases=("standard", "start")).to_string())
-    return {"diverse_ft": reranked.selected}
+    return {"diverse_ft": Trained.cross_encoder(reranked.selected, reranked.model)}
 
 
 def rankllm_steps(cfg, out, evaluate):
@@ -223,7 +299,7 @@ def rankllm_steps(cfg, out, evaluate):
         reference, zs = recipe.reference_rows(cfg, sets, out), recipe.zero_shot(cfg, sets, out)
         records, _ = recipe.evaluate_all(cfg, trained, sets, zs, out)
         print(recipe.results_table(reference + zs.records + records).to_string())
-    return {tr.name: tr.selected for tr in trained}
+    return {tr.name: Trained.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
 
 
 def _config(module: str, name: str = "config"):
@@ -265,10 +341,16 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--config", metavar="YAML", help="pipeline:, profile:, settings: {dotted.path: value}")
         sub.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                          help="any setting by its dotted path (repeatable; values are YAML: 1e-5, [ctl], null)")
-        sub.add_argument("--results-dir", help="records, runs and first-stage inputs (default: results/)")
+        sub.add_argument("--results-dir", help="the results folder (default: results/); the command writes its "
+                         f"records, runs, models and the inputs it builds into its {SHELL_RESULTS}/ subfolder, so "
+                         "the notebooks' files are never replaced")
         sub.add_argument("--data-root", help="data root (sets data_root)")
-        sub.add_argument("--output_dir", help="copy each selected model here at the end (a subfolder per run "
-                         "when the pipeline trains several)")
+        sub.add_argument("--output_dir", help="write each selected model into this folder at the end, complete for "
+                         "its loader (a subfolder per run when the pipeline trains several); a folder that is not "
+                         "empty is refused before training unless it holds an earlier export of this command")
+        sub.add_argument("--overwrite_output_dir", action="store_true",
+                         help="write the model files into a non-empty --output_dir (replacing files of the same "
+                         "names; its other files are kept)")
         sub.add_argument("--evaluate", action="store_true", help="also write the notebook's records and table")
         sub.add_argument("--precision", choices=tuple(PRECISION_SETTING), help="training mixed precision and "
                          "evaluation precision: fp32 (default: a profile's machine-dependent 'auto' becomes fp32, "
@@ -357,41 +439,72 @@ def resolve(args) -> tuple[Pipeline, object]:
         raise UsageError(f"{args.config or 'the command line'}: {err}") from None
 
 
-def export(selected: dict, target: Path) -> None:
-    """Each selected model (its weights and tokenizer) copied to `target`, atomically."""
-    for label, sel in selected.items():
-        dest = target if len(selected) == 1 else target / re.sub(r"[^\w.]+", "-", label)  # 'a->b combined': a-b-combined
-        staging = dest.with_name(f".{dest.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(sel.model_dir, staging)
-        shutil.rmtree(dest, ignore_errors=True)
-        staging.rename(dest)
-        print(f"{label}: selected model copied to {dest}")
+def export(trained: dict, target: Path, pipeline: str) -> list[str]:
+    """Each selected model written into `target` (a subfolder per run when there are several), replacing only
+    what an export writes; the manifest lists the files and the runs they come from."""
+    from .experiment.output_dir import write_export
+
+    names = {label: re.sub(r"[^\w.]+", "-", label) for label in trained}  # 'a->b combined': a-b-combined
+    writers = {names[label]: t.write for label, t in trained.items()}
+    runs = {names[label]: {"label": label, "kind": t.kind, "run": shown(t.selected.result.final_dir.parent),
+                           "selected_step": t.selected.step} for label, t in trained.items()}
+    files = write_export(target, writers, {"command": f"python -m rerank_lib.train {pipeline}", "runs": runs})
+    for label in trained:
+        where = target if len(trained) == 1 else target / names[label]
+        print(f"{label}: selected model written to {where} ({trained[label].kind})")
+    return files
+
+
+def shell_results_dir(results: Path) -> Path:
+    """Where this command writes: <results>/shell, its own records, runs, models, figures and the inputs it builds
+    there, so a shell run never replaces a notebook's record or published model of the same name. The command a
+    notebook launches (experiment.launch, $RERANK_LAUNCHED) trains for that notebook, in its results folder."""
+    from .experiment.launch import LAUNCHED_ENV
+
+    return results if os.environ.get(LAUNCHED_ENV) else results / SHELL_RESULTS
 
 
 def run(args) -> int:
+    from .experiment.output_dir import OutputDirError, check_output_dir
+    from .models import precision_scope
     from .paths import results_dir
 
-    from .models import precision_scope
-
     os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
+    join_cpu_world()
     pipe, cfg = resolve(args)
+    if args.output_dir:
+        try:
+            check_output_dir(args.output_dir, args.overwrite_output_dir)  # before any training
+        except OutputDirError as err:
+            raise UsageError(str(err)) from None
+    out = shell_results_dir(results_dir(args.results_dir))
     with precision_scope(getattr(args, "precision", None) or ("bf16" if getattr(args, "bf16", False) else "fp32")):
-        selected = pipe.steps(cfg, results_dir(args.results_dir), args.evaluate)
+        trained = pipe.steps(cfg, out, args.evaluate)
     if is_main():
-        for label, sel in selected.items():
+        if args.evaluate:
+            print(f"records, runs and models of this command: {shown(out)}")
+        for label, t in trained.items():
+            sel = t.selected
             print(f"{label}: {sel.describe()} | run {shown(sel.result.final_dir.parent)} | selected {shown(sel.model_dir)}")
         if args.output_dir:
-            export(selected, Path(args.output_dir))
+            try:
+                export(trained, Path(args.output_dir), args.pipeline)
+            except OutputDirError as err:
+                raise UsageError(str(err)) from None
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .training.run_lock import RunFolderInUse
+
     args = build_parser().parse_args(argv)
     try:
         return run(args)
     except UsageError as err:
         args.subparser.error(str(err))  # exits with status 2
+    except RunFolderInUse as err:
+        print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

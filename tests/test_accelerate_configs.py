@@ -100,3 +100,38 @@ def test_only_the_offload_config_swaps_the_optimizer(path):
     ds_config = _deepspeed_plugin(load_config_from_file(str(path))).deepspeed_config
     assert deepspeed_replaces_optimizer(ds_config) == path.stem.endswith("_offload")
     assert not deepspeed_replaces_optimizer({**ds_config, "zero_force_ds_cpu_optimizer": False})
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_ddp_config_trains_one_two_process_run_on_a_cpu(tmp_path):
+    """ddp.yaml as its usage line launches it, on a machine without a GPU and with no variable set: one run of
+    2 processes (a global batch of 2 x 8), not two one-process trainings interleaving one run folder."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ACCELERATE_USE_CPU", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                "RERANK_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG_DIR / "ddp.yaml"),
+               "--num_processes", "2", "--main_process_port", str(_free_port()),
+               "-m", "rerank_lib.train", "retriever", "--profile", "smoke", "--set", "methods=[ctl]",
+               "--results-dir", str(tmp_path / "results")]
+    done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "cache" / "runs" / "retriever_training" / "smoke").iterdir()
+    info = json.loads((folder / "train_config.json").read_text())
+    # 16 training questions: one step of 2 processes x 8 (one process alone would take 2 steps of 8)
+    assert (info["num_processes"], info["global_batch"], info["total_steps"]) == (2, 16, 1)
+    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in rows] == [("eval", 0), ("train", 1), ("eval", 1)]
+    assert done.stdout.count("ctl: 1 steps") == 1  # one summary: one run, printed by its main process

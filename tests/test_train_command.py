@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rerank_lib import train
@@ -129,7 +130,7 @@ def _rows(folder: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_two_processes_train_and_one_process_finds_the_run_finished(tmp_path, monkeypatch):
-    env = {**_env(tmp_path), "ACCELERATE_USE_CPU": "1"}
+    env = {k: v for k, v in _env(tmp_path).items() if k != "ACCELERATE_USE_CPU"}  # a CPU world with no variable set
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rerank_lib.train", *CTL_SMOKE, "--results-dir", str(tmp_path / "results")]
     done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
@@ -188,8 +189,42 @@ def command_world(tmp_path_factory):
                                       "hopweaver", "rankllm"])
 def test_each_pipeline_trains_in_the_smoke_profile(pipeline, command_world, monkeypatch, capsys):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(command_world / "cache"))
-    assert train.main([pipeline, "--profile", "smoke", "--results-dir", str(command_world / "results")]) == 0
+    out_dir = command_world / f"export-{pipeline}"
+    assert train.main([pipeline, "--profile", "smoke", "--results-dir", str(command_world / "results"),
+                       "--output_dir", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert " steps in " in out and "| selected " in out
     configs = list((command_world / "cache" / "runs").glob(f"{pipeline.split('_scifact')[0]}*/smoke/*/train_config.json"))
     assert configs and all((c.parent / "final").is_dir() for c in configs)
+    _each_export_loads(out_dir)
+
+
+def _each_export_loads(folder: Path) -> None:
+    """Every model of a --output_dir loads with its loader and reads real words with its own tokenizer."""
+    import torch
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rerank_lib.rerankers.monot5 import T5Ranker
+
+    runs = json.loads((folder / "rerank-export.json").read_text())["runs"]
+    words = "glucose metabolism in patients"
+    for name, run in runs.items():
+        sub = folder if len(runs) == 1 else folder / name
+        if run["kind"] == "cross_encoder":
+            model = CrossEncoder(str(sub), device="cpu")
+            assert model.tokenizer.unk_token_id not in model.tokenizer(words)["input_ids"], name
+            assert np.isfinite(model.predict([(words, "insulin and glucose")])).all()
+        elif run["kind"] == "bi_encoder":
+            model = SentenceTransformer(str(sub), device="cpu")
+            assert model.tokenizer.unk_token_id not in model.tokenizer(words)["input_ids"], name
+            assert model.encode([words]).shape == (1, model.get_embedding_dimension())
+        elif run["kind"] == "monot5":
+            ranker = T5Ranker(str(sub), device="cpu", bf16=False)
+            assert np.isfinite(ranker.get_scores(words, ["insulin and glucose"])).all(), name
+        elif run["kind"] == "listwise":
+            tokenizer = AutoTokenizer.from_pretrained(str(sub))
+            assert tokenizer.chat_template, name
+            assert isinstance(AutoModelForCausalLM.from_pretrained(str(sub), dtype=torch.float32), torch.nn.Module)
+        else:  # a score head / LoRA weights on a frozen LLM: the selected checkpoint as saved
+            assert run["kind"].startswith("run-folder") and any(sub.iterdir()), name

@@ -19,10 +19,16 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from .. import train
+    from ..training.run_lock import RunFolderInUse
     from .common import UsageError
 
     try:
         return train.run(args)
     except train.UsageError as err:
         raise UsageError(str(err)) from None
+    except RunFolderInUse as err:  # another process trains in the run folder: one line, exit status 1
+        print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
+        return 1

@@ -51,6 +51,7 @@ from rerank_lib.training.checkpoints import (
 )
 from rerank_lib.training.optimizers import OPTIMIZERS, build_optimizer, deepspeed_replaces_optimizer
 from rerank_lib.training.precision import MIXED_PRECISIONS, resolve_mixed_precision
+from rerank_lib.training.run_lock import holds_run_folder
 from rerank_lib.training.sampling import EpochSampler
 
 # Our names -> transformers.get_scheduler names ('constant' keeps the warmup when one is asked for).
@@ -138,6 +139,7 @@ def _tracker_names(report_to) -> tuple[str, ...]:
     return names
 
 
+@holds_run_folder  # one process (one world) trains in a run folder at a time
 def train(
     model: torch.nn.Module,
     train_dataset: Sequence,
