@@ -14,11 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.errors import DataFormatError
+from ..paths import PROJECT_ROOT
 from . import reading, rules, tables
 from .rules import IGNORED, MAPPED, OUTPUT_DIR, REFUSED, TRAIN, Outcome
 from .tables import Program
 
 PROFILE = "paper"  # the published recipes: unset settings keep the values the paper profiles cite
+PEERS = PROJECT_ROOT.parent / "shared" / "peers"  # the peers' run files, verbatim, beside the project
+DOCUMENT = PROJECT_ROOT / "docs" / "peer_settings.md"  # markdown_tables(PEERS), linked from README
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,10 @@ class Translation:
 
     def lines(self) -> list[str]:
         """The mapping as printed: a header, one line per setting, the counts."""
-        target = (f"pipeline {self.pipeline}, profile {self.profile}" if self.pipeline
+        target = (f"pipeline {self.pipeline}" + (f", profile {self.profile}" if self.profile else "") if self.pipeline
                   else "no pipeline here" if self.why else "a launch: name the pipeline")
-        out = [f"{self.peer} {shown(self.path)} line {self.line}: {self.command}",
+        head = f"{self.peer} {shown(self.path)} line {self.line}" if self.line else "the peers' flags given"
+        out = [f"{head}: {self.command}",
                f"  -> {target}" + (f" ({self.why})" if self.why else "")]
         for row in self.rows:
             out.append(f"  {row.source:<28} {describe_setting(row.peer, row.value):<46} {self.describe(row)}")
@@ -120,9 +124,6 @@ class FileTranslation:
         if not self.runs:
             out.insert(0, f"{shown(self.path)}: no training command (its commands are listed below)")
         return out
-
-    def trainable(self) -> list[Translation]:
-        return [r for r in self.runs if r.pipeline is not None or r.why == ""]
 
 
 def fmt(value) -> str:
@@ -448,17 +449,120 @@ def peer_flags(pipeline: str) -> dict[str, Program]:
     return out
 
 
+DEEPSPEED_FLAGS = ("deepspeed", "ds_config", "deepspeed_config")
+
+
 def translate_flags(pipeline: str, sections: tuple[str, ...], given: dict) -> Translation:
-    """Peer flags given after the pipeline name (`train rankllm --num_warmup_steps 50`), by the same tables."""
+    """Peer flags given after the pipeline name (`train rankllm --num_warmup_steps 50`), by the same tables; a
+    DeepSpeed config flag brings that file's rows."""
     known = peer_flags(pipeline)
-    run = Translation(Path("command line"), 0, "your flags", "flags", pipeline, sections, "the command line")
+    run = Translation(Path("the command line"), 0, "your flags", "flags", pipeline, sections,
+                      " ".join(f"--{k}" for k in given), profile="")
     for name, value in given.items():
         program = known[name]
+        where = f"({Path(program.peer).name})"
+        if name in DEEPSPEED_FLAGS and isinstance(value, str):
+            if not Path(value).is_file():
+                run.rows.append(Row(where, f"--{name}", value, REFUSED, {}, f"{value}: no such file"))
+                continue
+            run.rows.append(Row(where, f"--{name}", value, MAPPED, {}, "its rows follow"))
+            run.rows += deepspeed_rows(Path(value))[0]
+            continue
         outcome = tables.outcome(program, name, value, given)
-        run.rows.append(Row(f"({Path(program.peer).name})", f"--{name}", value, outcome.status, outcome.settings,
-                            outcome.reason))
+        run.rows.append(Row(where, f"--{name}", value, outcome.status, outcome.settings, outcome.reason))
     return run
 
 
+def pick(spec: str) -> Translation:
+    """The run `--from FILE` (or `FILE:N`, the N-th run of a file with several) trains; a ValueError says why a
+    file gives none (no training command, several, or one no pipeline here trains)."""
+    path, index = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit() and not Path(spec).exists():
+        path, index = head, int(tail)
+    found = translate(path)
+    if index is not None:
+        if not 1 <= index <= len(found.runs):
+            raise ValueError(f"{spec}: the file has {len(found.runs)} training run(s)")
+        return found.runs[index - 1]
+    if not found.runs:
+        raise ValueError(f"{path}: no training command in it (`rerank-repro translate {path}` lists its commands)")
+    if len(found.runs) > 1:
+        listing = "; ".join(f"{path}:{i} {r.program} (line {r.line})" for i, r in enumerate(found.runs, 1))
+        raise ValueError(f"{path} holds {len(found.runs)} training runs; pick one: {listing}")
+    return found.runs[0]
+
+
 __all__ = ["Row", "Translation", "FileTranslation", "translate", "is_peer_config", "peer_flags", "translate_flags",
-           "MAPPED", "REFUSED", "IGNORED", "PROFILE"]
+           "pick", "peer_files", "markdown_tables", "settings_document", "summary_table", "PEERS", "DOCUMENT", "MAPPED", "REFUSED", "IGNORED", "PROFILE",
+           "DEEPSPEED_FLAGS"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the README's tables
+
+
+def peer_files(folder: Path) -> list[Path]:
+    """Every run file of a peers folder (a repository per owner/name folder; its LICENSE and the folder's README
+    are not run files)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != "LICENSE"
+                  and p.parent != Path(folder))
+
+
+def markdown_tables(folder: Path) -> str:
+    """A table per peer: each of its settings (as its files write it) -> ours, refused or ignored, with the files
+    it comes from. Built from the translations of every file in `folder`, so it says what the code does."""
+    by_peer: dict[str, dict[tuple[str, str], list[str]]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for path in peer_files(folder):
+        found = translate(path)
+        peer = peer_name(path)
+        for run in found.runs:
+            for row in run.rows:
+                if row.peer == "command":
+                    continue
+                ours = (", ".join(f"`{p}`" for k in row.settings for p in run.expand(k)).replace(
+                    f"`{OUTPUT_DIR}`", "the train command's `--output_dir`") or "(read: its rows follow)"
+                        if row.status == MAPPED else f"{row.status}: {row.reason}")
+                key = (row.peer.replace("|", "\\|"), ours.replace("|", "\\|"))
+                files = by_peer.setdefault(peer, {}).setdefault(key, [])
+                if shown(path) not in files:
+                    files.append(shown(path))
+                counts.setdefault(peer, {MAPPED: 0, REFUSED: 0, IGNORED: 0})[row.status] += 1
+    out = []
+    for peer in sorted(by_peer):
+        c = counts[peer]
+        out += [f"## {peer}", "",
+                f"{c[MAPPED]} settings mapped, {c[REFUSED]} refused, {c[IGNORED]} ignored (over all its files).", "",
+                "| their setting | ours | in |", "|---|---|---|"]
+        out += [f"| `{name}` | {ours} | {', '.join(files)} |" for (name, ours), files in by_peer[peer].items()]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def settings_document(folder: Path = PEERS) -> str:
+    """docs/peer_settings.md: the tables, under a header saying where they come from."""
+    return ("# The peers' settings in ours\n\n"
+            "Generated by `python -m rerank_lib.peer_runs` from the translation of every run file in `shared/peers/` "
+            "(`rerank-repro translate FILE` prints one file's mapping, line by line; `rerank-repro train --from FILE` "
+            "trains it). `TRAIN` settings go to each training section the command trains; `<training>` stands for "
+            "them in a launch config read alone.\n\n" + markdown_tables(folder))
+
+
+def summary_table(folder: Path = PEERS) -> str:
+    """README's table: per peer, its run files and how many of their settings are mapped, refused, ignored."""
+    rows: dict[str, list] = {}
+    for path in peer_files(folder):
+        found = translate(path)
+        row = rows.setdefault(peer_name(path), [0, 0, 0, 0, 0, 0])
+        row[0] += 1
+        row[1] += sum(r.pipeline is not None for r in found.runs)
+        row[2] += sum(r.pipeline is None and not r.why for r in found.runs)
+        for run in found.runs:
+            row[3] += run.count(MAPPED)
+            row[4] += run.count(REFUSED)
+            row[5] += run.count(IGNORED)
+    out = ["| peer | files | training runs | launch configs | settings mapped | refused | ignored |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {peer} | {' | '.join(map(str, counts))} |" for peer, counts in sorted(rows.items())]
+    return "\n".join(out) + "\n"

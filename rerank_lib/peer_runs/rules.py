@@ -44,7 +44,7 @@ def plain(value):
 
 def placeholder(value) -> bool:
     """A template's `<path-to-model>`: not a value."""
-    return isinstance(value, str) and bool(re.fullmatch(r"<[^<>]+>", value.strip()))
+    return isinstance(value, str) and bool(re.fullmatch(r"<[A-Za-z][^<>|]{2,}>", value.strip()))
 
 
 def to(path: str, convert: Callable = plain, note: str = "") -> Rule:
