@@ -290,6 +290,7 @@ def peer_options(parser: argparse.ArgumentParser, top: bool = False, pipeline: s
     if pipeline is None:
         return
     own = {a for action in parser._actions for a in action.option_strings}
+    parser.usage = "%(prog)s [--profile P] [--config YAML] [--from FILE[:N]] [--set PATH=VALUE] [options] [their flags]"
     group = parser.add_argument_group("the peers' flags", "their names, translated as `rerank-repro translate` shows")
     for flag, program in peer_runs.peer_flags(pipeline).items():
         if f"--{flag}" not in own:
