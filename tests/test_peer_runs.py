@@ -80,7 +80,8 @@ def test_no_setting_of_a_command_is_dropped(path):
 # The values each training run takes, written from the files (line numbers in the comments).
 RANK_ZEPHYR = {  # castorini/rank_llm training/scripts/train_rank_zephyr.sh
     "launch": "deepspeed_zero3_offload",  # --config_file configs/accel_config_deepspeed.yaml -> zero3_bf16.json: ZeRO-3,
-    "train.mixed_precision": "bf16",  # CPU offload (lines 14-21), bf16 enabled (line 23)
+    "train.mixed_precision": "bf16",  # CPU offload (lines 14-21), bf16 enabled (line 23),
+    "train.optimizer": "adamw",  # the offloaded optimizer: DeepSpeed's CPU Adam (line 14)
     "model": "HuggingFaceH4/zephyr-7b-beta", "generation_model": "HuggingFaceH4/zephyr-7b-beta",  # lines 4, 13
     "train_data": "rank_zephyr",  # line 5, 14: rryisthebest/rank_zephyr_training_data_alpha
     "train.num_epochs": 3, "seed": 42, "train.per_device_batch_size": 4,  # lines 15-17
@@ -172,9 +173,11 @@ EXPECTED = {
           "--gradient_accumulation_steps", "--num_warmup_steps", "--output_dir", "--noisy_embedding_alpha",
           "--objective"})],
     "castorini/rank_llm/training/configs/zero3_bf16.json": [
-        (None, {"launch": "deepspeed_zero3_offload", "<training>.mixed_precision": "bf16"}, None, set())],
+        (None, {"launch": "deepspeed_zero3_offload", "<training>.optimizer": "adamw",
+                "<training>.mixed_precision": "bf16"}, None, set())],
     "castorini/rank_llm/training/configs/accel_config_deepspeed.yaml": [
-        (None, {"launch": "deepspeed_zero3_offload", "<training>.mixed_precision": "bf16"}, None, set())],
+        (None, {"launch": "deepspeed_zero3_offload", "<training>.optimizer": "adamw",
+                "<training>.mixed_precision": "bf16"}, None, set())],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/training_bert.yaml": [
         ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"train_dataset", "val_dataset"})],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/distilling_bert.yaml": [
@@ -413,3 +416,50 @@ def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_fact
     assert train.main(argv) == 0
     out = capsys.readouterr().out
     assert "-> pipeline " + pipeline in out and "| selected " in out
+
+
+def _source(profile: str, *path: str) -> dict:
+    import yaml
+
+    node = yaml.safe_load((ROOT / "rerank_lib" / "recipes" / "paper_profiles" / f"{profile}.yaml").read_text())
+    for key in ("settings", *path):
+        node = node[key]
+    return node
+
+
+def _line(path: str, number: int) -> str:
+    return peer(path).read_text(encoding="utf-8").splitlines()[number - 1]
+
+
+@pytest.mark.parametrize("profile, setting, text", [
+    ("llm_reranker", ("lora_r",), "--lora_rank 32"),
+    ("llm_reranker", ("lora_alpha",), "--lora_alpha 64"),
+    ("llm_reranker", ("decoder_train", "warmup_ratio"), "--warmup_ratio 0.1"),
+])
+def test_the_paper_profiles_cite_the_line_that_holds_the_value(profile, setting, text):
+    source = " ".join(_source(profile, *setting)["source"].split())
+    number = int(re.search(r"decoder_only/base\.sh line (\d+)", source).group(1))
+    assert text in _line("FlagOpen/FlagEmbedding/examples/finetune/reranker/decoder_only/base.sh", number)
+
+
+def test_the_inranker_and_hopweaver_citations_name_what_the_lines_say():
+    student = " ".join(_source("inranker", "student")["source"].split())
+    assert _source("inranker", "student")["value"] == "t5-base"
+    assert 't5-small' in _line("unicamp-dl/InRanker/docs/training.md", 22)
+    assert "docs/training.md line 22 distils t5-small" in student  # not the source of t5-base
+    top_k = " ".join(_source("hopweaver", "top_k")["source"].split())
+    assert "root README" not in top_k and "README_EN.md line 58 (--max_doc_candidates 5) and lines 111-115" in top_k
+    for number in (111, 113, 115):
+        assert "--candidates 5" in _line("Zh1yuShen/HopWeaver/hopweaver/train_reranker/README_EN.md", number)
+
+
+def test_the_rankllm_paper_profile_uses_rank_llms_optimizer():
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "rerank_lib" / "recipes" / "paper_profiles" / "rankllm.yaml").read_text())
+    assert doc["settings"]["train"]["optimizer"]["value"] == "adamw_8bit"
+    assert "optimizer" not in [gap["setting"] for gap in doc["gaps"]]
+    assert flat_settings(train.PIPELINES["rankllm"].config("paper"))["train.optimizer"] == "adamw_8bit"
+    assert flat_settings(train.PIPELINES["rankllm"].config("paper-tiny"))["train.optimizer"] == "adamw"  # CPU check
+    for config in ("rankzephyr", "firstmistral"):  # launched with ZeRO-3 CPU offload: DeepSpeed's CPU Adam
+        assert yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())["settings"]["train.optimizer"] == "adamw"

@@ -168,6 +168,8 @@ ENVIRONMENT: dict[str, Rule] = {
 NUM_PROCESSES = ("the number of GPUs is the launching machine's (`accelerate launch --num_processes {v}`); the "
                   "per-device batch and accumulation are mapped, so on {v} GPUs the global batch is theirs")
 _TUNING = "DeepSpeed's communication and memory tuning: what is computed is the same"
+_CPU_ADAM = ("the optimizer state offloaded to CPU: DeepSpeed then trains with its CPU Adam (AdamW's update) "
+             "whatever optimizer the script builds (rank_llm's AdamW8bit too)")
 
 # accelerate config files (accelerate launch --config_file).
 ACCELERATE: dict[str, Rule] = {
@@ -193,9 +195,11 @@ for _key in ("fsdp_auto_wrap_policy", "fsdp_backward_prefetch_policy", "fsdp_off
              "fsdp_transformer_layer_cls_to_wrap", "fsdp_sync_module_states", "fsdp_use_orig_params",
              "fsdp_forward_prefetch", "fsdp_cpu_ram_efficient_loading"):
     ACCELERATE[f"fsdp_config.{_key}"] = ignore("how FSDP wraps and gathers the model: the updates are the same")
-for _key in ("offload_optimizer_device", "offload_param_device"):
-    ACCELERATE[f"deepspeed_config.{_key}"] = when(lambda v: v in ("none", None), ignore("no offload, as ours"),
-                                                  ignore("offload to CPU memory: in the launch chosen"))
+ACCELERATE["deepspeed_config.offload_param_device"] = when(lambda v: v in ("none", None), ignore("no offload, as ours"),
+                                                          ignore("offload to CPU memory: in the launch chosen"))
+ACCELERATE["deepspeed_config.offload_optimizer_device"] = when(
+    lambda v: v in ("none", None), ignore("no offload, as ours"),
+    lambda value, given: Outcome(MAPPED, {"TRAIN.optimizer": "adamw"}, _CPU_ADAM))
 
 
 def deepspeed_rule(name: str, value) -> Outcome | None:
@@ -203,6 +207,8 @@ def deepspeed_rule(name: str, value) -> Outcome | None:
     auto = value == "auto"
     if name == "zero_optimization.stage":
         return None
+    if name == "zero_optimization.offload_optimizer.device" and value not in ("none", None):
+        return Outcome(MAPPED, {"TRAIN.optimizer": "adamw"}, _CPU_ADAM)
     if name.startswith("zero_optimization.offload"):
         return Outcome(IGNORED, {}, "where DeepSpeed keeps optimizer state / parameters (CPU memory): the updates "
                        "are the same; the launch with CPU offload is deepspeed_zero3_offload")
