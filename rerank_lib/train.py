@@ -331,7 +331,9 @@ PIPELINES = {
 
 def add_pipelines(parser: argparse.ArgumentParser) -> None:
     """One sub-command per pipeline, its --help listing each flag with the settings it sets."""
-    pipelines = parser.add_subparsers(dest="pipeline", metavar="PIPELINE", required=True)
+    peer_options(parser, top=True)
+    pipelines = parser.add_subparsers(dest="pipeline", metavar="PIPELINE")  # or --from FILE alone
+    parser.set_defaults(pipeline_parsers={})
     for name, pipe in PIPELINES.items():
         sub = pipelines.add_parser(name, help=f"the training of notebook {pipe.notebook}",
                                    description=f"Train the runs of notebook {pipe.notebook}.")
@@ -359,6 +361,30 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
         for flag, settings in pipe.flag_settings().items():
             kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
             sub.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
+        peer_options(sub, pipeline=name)
+        parser.get_default("pipeline_parsers")[name] = sub
+
+
+def peer_options(parser: argparse.ArgumentParser, top: bool = False, pipeline: str | None = None) -> None:
+    """--from FILE (a peer's run file), --skip-refused, and the peers' own flags of `pipeline` (peer_runs' tables:
+    `rerank-repro translate FILE` shows what each sets)."""
+    from . import peer_runs
+
+    suffix = "_top" if top else ""  # a subcommand's default would overwrite the value given before it
+    parser.add_argument("--from", dest=f"from_file{suffix}", metavar="FILE[:N]",
+                        help="a peer's run file (training script, YAML or DeepSpeed/accelerate config, doc with the "
+                        "command): its settings are translated, printed, then trained (N: which run of several)")
+    parser.add_argument("--skip-refused", dest=f"skip_refused{suffix}", action="store_true",
+                        help="train although some settings of --from / the peers' flags are refused (they are listed)")
+    if pipeline is None:
+        return
+    own = {a for action in parser._actions for a in action.option_strings}
+    parser.usage = "%(prog)s [--profile P] [--config YAML] [--from FILE[:N]] [--set PATH=VALUE] [options] [their flags]"
+    group = parser.add_argument_group("the peers' flags", "their names, translated as `rerank-repro translate` shows")
+    for flag, program in peer_runs.peer_flags(pipeline).items():
+        if f"--{flag}" not in own:
+            group.add_argument(f"--{flag}", dest=f"peer:{flag}", nargs="*", metavar="VALUE",
+                               help=f"{program.peer}'s {flag}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,7 +428,10 @@ def resolve(args) -> tuple[Pipeline, object]:
 
     pipe = PIPELINES[args.pipeline]
     base = flat_settings(pipe.config(args.profile or "default"))  # every profile has the same settings
+    peers = peer_translations(args, pipe)
+    peer = {k: v for t in peers for k, v in t.settings(pipe.sections).items()}
     profile, from_file = read_config_file(args.config, args.pipeline, set(base)) if args.config else (None, {})
+    profile = profile or (peers[0].profile if any(t.path.is_file() for t in peers) else None)
     flags = {}
     for flag, settings in pipe.flag_settings().items():
         given = getattr(args, flag, None)
@@ -422,7 +451,7 @@ def resolve(args) -> tuple[Pipeline, object]:
             raise UsageError(f"--set {item}: expected PATH=VALUE")
         sets[path.strip()] = parse_value(value)
     profile, known = args.profile or profile or "default", set(base)
-    for source, values in (("the flags", flags), ("--set", sets)):  # the file's: checked as it is read
+    for source, values in (("the peer's run", peer), ("the flags", flags), ("--set", sets)):  # --config's: read
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown setting {unknown[0]!r} in {source} (pipeline {args.pipeline}); "
@@ -432,11 +461,42 @@ def resolve(args) -> tuple[Pipeline, object]:
         chosen = flat_settings(pipe.config(profile))
         command_line_default = {f"{s}.mixed_precision": "no" for s in pipe.sections
                                 if chosen.get(f"{s}.mixed_precision") == "auto"}
-    merged = {**command_line_default, **from_file, **flags, **sets, **({"data_root": args.data_root} if args.data_root else {})}
+    merged = {**command_line_default, **peer, **from_file, **flags, **sets,
+              **({"data_root": args.data_root} if args.data_root else {})}
     try:
         return pipe, pipe.config(profile, **merged)
     except (TypeError, ValueError) as err:
         raise UsageError(f"{args.config or 'the command line'}: {err}") from None
+
+
+def peer_translations(args, pipe: Pipeline) -> list:
+    """The peer run of --from (or a peer's YAML given to --config) and the peers' flags, translated and printed; a
+    refused setting stops here unless --skip-refused."""
+    from . import peer_runs
+
+    found = []
+    spec = getattr(args, "from_file", None)
+    if args.config and peer_runs.is_peer_config(args.config):  # RAG-Retrieval's config/training_bert.yaml
+        spec, args.config = spec or args.config, None
+    try:
+        if spec:
+            found.append(peer_runs.pick(spec).for_pipeline(args.pipeline, pipe.sections))
+        given = {k.split(":", 1)[1]: (None if not v else v[0] if len(v) == 1 else v)
+                 for k, v in vars(args).items() if k.startswith("peer:") and v is not None}
+        if given:
+            found.append(peer_runs.translate_flags(args.pipeline, pipe.sections, given))
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    for run in found:
+        print("\n".join(run.lines()), flush=True)
+        if run.output_dir and not args.output_dir:
+            args.output_dir = run.output_dir
+    refused = [r for run in found for r in run.refused]
+    if refused and not args.skip_refused:
+        raise UsageError(f"{len(refused)} setting(s) refused (listed above: {', '.join(r.peer for r in refused)}); "
+                         "fix them, or pass --skip-refused to train without them")
+    return found
+
 
 
 def export(trained: dict, target: Path, pipeline: str) -> list[str]:
@@ -470,6 +530,8 @@ def run(args) -> int:
     from .paths import results_dir
 
     os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
+    if args.pipeline is None:
+        choose_pipeline(args)
     join_cpu_world()
     pipe, cfg = resolve(args)
     if args.output_dir:
@@ -494,6 +556,24 @@ def run(args) -> int:
     return 0
 
 
+def choose_pipeline(args) -> None:
+    """`train --from FILE` without a pipeline: the pipeline of the file's run, its options at their defaults."""
+    from . import peer_runs
+
+    if not args.from_file_top:
+        raise UsageError("name a PIPELINE, or give --from FILE (a peer's run file)")
+    try:
+        pipeline = peer_runs.pick(args.from_file_top).pipeline
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if pipeline is None:
+        raise UsageError(f"{args.from_file_top} is a launch config or a run no pipeline here trains: name the "
+                         "pipeline (rerank-repro train PIPELINE --from FILE)")
+    extra = ["--from", args.from_file_top] + (["--skip-refused"] if args.skip_refused_top else [])
+    sub = args.pipeline_parsers[pipeline]
+    vars(args).update(vars(sub.parse_args(extra)), pipeline=pipeline)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .training.run_lock import RunFolderInUse
 
@@ -501,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except UsageError as err:
-        args.subparser.error(str(err))  # exits with status 2
+        getattr(args, "subparser", build_parser()).error(str(err))  # exits with status 2
     except RunFolderInUse as err:
         print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
         return 1

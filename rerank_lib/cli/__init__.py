@@ -5,6 +5,7 @@ search    BM25 or dense first-stage retrieval over a corpus file, written as a T
 rerank    a TREC run re-scored by a cross-encoder, monoT5, LLM or listwise reranker
 run       the notebooks (papermill), as run_all.sh does
 train     a pipeline's training runs as its notebook trains them (also under accelerate launch)
+translate a peer's run file (script, YAML, DeepSpeed JSON, doc) in our settings: mapped, refused or ignored
 
 Mistakes in the input end the command with one line naming the file (and line) and exit status 1; a wrong
 command line exits with 2. `--traceback` shows the full Python traceback instead, for bug reports.
@@ -21,12 +22,12 @@ import sys
 
 from ..data.errors import DataFormatError
 from ..data.irds import IrDatasetsUnavailable
-from . import evaluate, notebooks, rerank, search, train
+from . import evaluate, notebooks, rerank, search, train, translate
 from .common import UsageError
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = (evaluate, search, rerank, notebooks, train)
+COMMANDS = (evaluate, search, rerank, notebooks, train, translate)
 
 
 def build_parser() -> argparse.ArgumentParser:
