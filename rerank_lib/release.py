@@ -7,10 +7,12 @@ the profile's previous records, executed notebooks and figures, and runs every n
 `<cache>/release/<commit>` in which only the *input* caches are linked from the normal cache (downloads, corpus
 embeddings, teacher scores, de-quantised models, frozen-LLM features, reader scores, generated queries); training
 runs, checkpoints and derived training files start empty, so every model in the tables was trained by this run. It
-then writes the tables, README's generated numbers block (default profile) and
-`<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, and
-which input-cache entries existed before the run (the ones it may have reused) and which it made, and the sha256
-of every tracked file outside results/ (checked by rerank_lib.results.release_check).
+then writes the tables, README's generated numbers block (default profile) and, last,
+`<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, which input-cache entries
+existed before the run (the ones it may have reused) and which it made, the sha256 of every code file outside
+results/ and the sha256 of every file the release wrote or kept under results/ (all but release.json itself, which
+is written after them and nothing after it). It ends with the strict release check
+(rerank_lib.results.release_check) of what it wrote, and fails when that finds anything.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
     from .results import build_tables, readme_numbers
     from .runner import NOTEBOOKS, run_all
 
-    from .results.release_check import code_manifest
+    from .results.release_check import code_manifest, release_check, results_manifest
 
     commit = head_commit(root)
     code_files = code_manifest(root)
@@ -112,7 +114,7 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
         raise ReleaseError(f"the release stopped: {failed[0].error}")
     build_tables(results, profile)
     if profile == "default" and (root / "README.md").exists():  # README's timings and headline numbers
-        readme_numbers.main(["--readme", str(root / "README.md"), "--results-dir", str(results)])
+        readme_numbers.update_readme(root / "README.md", results, profile, release_commit=commit)
     after = input_listing(cache_root)
     summary = {
         "profile": profile, "commit": commit, "started": started.isoformat(timespec="seconds"),
@@ -122,8 +124,12 @@ def release(profile: str = "default", root: Path = PROJECT_ROOT, notebooks: Path
         "inputs_found": {k: v for k, v in before.items() if v},
         "inputs_made": {k: sorted(set(after[k]) - set(before[k])) for k in INPUT_CACHES if set(after[k]) - set(before[k])},
         "code_files": code_files,  # what ran, for a release check in a clone without this commit (shallow)
+        "results_files": results_manifest(results, profile),  # what it wrote: every later edit is found
     }
-    write_json(results / "notebooks" / profile / "release.json", summary)
+    write_json(results / "notebooks" / profile / "release.json", summary)  # last: it lists every file before it
+    report = release_check(results, profile, root, results_committed=False)
+    if not report.ok(strict=True):
+        raise ReleaseError("the release's own check (strict) failed:\n  " + "\n  ".join(report.failures + report.stale))
     return summary
 
 

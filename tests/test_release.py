@@ -1,4 +1,5 @@
 """The release run: a clean commit only, fresh training caches with the input caches linked, outputs replaced."""
+import hashlib
 import json
 import subprocess
 
@@ -7,17 +8,18 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from rerank_lib import release as rel
+from rerank_lib.results.release_check import code_manifest, release_check
 
 NOTEBOOK = '''
 from pathlib import Path
 from rerank_lib.paths import cache_dir, results_dir
-from rerank_lib.results.record import make_record, write_record
+from rerank_lib.results.record import git_commit, make_record, write_record
 assert not (cache_dir("runs") / "old-run").exists(), "a training run of an earlier run leaked into the release"
 assert (cache_dir("embeddings") / "corpus.npy").read_text() == "vectors", "the input cache is not linked"
 (cache_dir("runs") / "new-run").mkdir()
 (cache_dir("embeddings") / "queries.npy").write_text("made")
-write_record(make_record("demo", "bm25", "scifact", "test", {"nDCG@10": 0.5}, profile=profile, git_commit="abc"),
-             results_dir())
+write_record(make_record("demo", "bm25", "scifact", "test", {"nDCG@10": 0.5}, profile=profile,
+                         git_commit=git_commit(repo)), results_dir())
 '''
 
 
@@ -25,14 +27,15 @@ def _git(root, *args):
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.fixture()
-def repo(tmp_path, monkeypatch):
+def _make_repo(tmp_path, monkeypatch, extra: str | None = None):
+    """A one-notebook project committed in git, its cache (an old training run, an input cache) and old results;
+    `extra` is more code for the notebook."""
     root = tmp_path / "repo"
     (root / "notebooks").mkdir(parents=True)
     nb = new_notebook()
-    params = new_code_cell('profile = "default"')
+    params = new_code_cell(f'profile = "default"\nrepo = {str(root)!r}')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell(NOTEBOOK)]
+    nb.cells = [params, new_code_cell(NOTEBOOK + (extra or ""))]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "notebooks" / "00_demo.ipynb")
     _git(root, "init", "-q")
@@ -50,6 +53,11 @@ def repo(tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(cache))
     monkeypatch.setenv("RERANK_RESULTS_DIR", str(results))
     return root, cache, results
+
+
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    return _make_repo(tmp_path, monkeypatch)
 
 
 def test_release_refuses_a_dirty_checkout(repo):
@@ -74,6 +82,25 @@ def test_release_runs_with_fresh_training_caches_and_lists_inputs(repo):
     assert records == ["demo__bm25__scifact_test.json"]
     saved = json.loads((results / "notebooks" / "smoke" / "release.json").read_text())
     assert saved["commit"] == summary["commit"] and (results / "RESULTS.smoke.md").exists()
+    # release.json, written last, holds the sha256 of every file the release wrote or kept under results/ but itself
+    # (another profile's figure is no part of it)
+    on_disk = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    assert on_disk == sorted([*saved["results_files"], "figures/curve_default.png", "notebooks/smoke/release.json"])
+    assert sorted(saved["results_files"]) == [
+        "RESULTS.smoke.md", "notebooks/smoke/00_demo.ipynb", "notebooks/smoke/runtimes.json",
+        "records/smoke/demo__bm25__scifact_test.json", "results.smoke.csv", "results.smoke.tex"]
+    assert saved["results_files"]["records/smoke/demo__bm25__scifact_test.json"] == hashlib.sha256(
+        (results / "records" / "smoke" / "demo__bm25__scifact_test.json").read_bytes()).hexdigest()
+    assert saved["code_files"] == code_manifest(root)
+    assert release_check(results, "smoke", root, results_committed=False).ok(strict=True)
+
+
+def test_release_fails_its_own_strict_check_when_a_notebook_writes_into_the_code(tmp_path, monkeypatch):
+    """A notebook that leaves a file in the checkout made the results with code the commit does not hold."""
+    root, _, results = _make_repo(tmp_path, monkeypatch, extra="\nPath(repo, 'notebooks', 'made_by_the_run.py').write_text('x')\n")
+    with pytest.raises(rel.ReleaseError, match=r"(?s)own check \(strict\) failed.*notebooks/made_by_the_run.py \(untracked\)"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks")
+    assert (results / "notebooks" / "smoke" / "release.json").is_file()  # kept, to see what the check compared
 
 
 def test_release_cache_links_inputs_only_and_forgets_an_earlier_attempt(tmp_path):

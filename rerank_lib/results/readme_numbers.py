@@ -1,9 +1,11 @@
 """README's timing table and headline numbers, rendered from results/ so the README cannot drift from them.
 
 `python -m rerank_lib.results.readme_numbers` rewrites the block between the two marker comments of README.md
-from `<results>/notebooks/<profile>/runtimes.json` (each notebook's last wall time, written by the runner) and the
-profile's records (per test set: BM25, the best row and its paired tests). `--check` exits 1 when the README block
-differs from what would be written; tests/test_reading.py runs the same comparison.
+from `<results>/notebooks/<profile>/`'s release.json (the release commit) and runtimes.json (each notebook's last
+wall time, written by the runner) and the profile's records (per test set: BM25, the best row and its paired
+tests). `--check` exits 1 when the README block differs from what would be written; tests/test_reading.py runs the
+same comparison. The block names the release commit but not how many files changed since: that count changes with
+every commit, so the release check prints it instead of README carrying a number that is soon wrong.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ..paths import PROJECT_ROOT
 from .reading import ALPHA, best_rows, significance_word
 from .record import Record, load_records
 
-__all__ = ["BEGIN", "END", "render", "replace_block", "main"]
+__all__ = ["BEGIN", "END", "render", "release_sentence", "replace_block", "update_readme", "main"]
 
 BEGIN = "<!-- readme-numbers:begin (python -m rerank_lib.results.readme_numbers; do not edit by hand) -->"
 END = "<!-- readme-numbers:end -->"
@@ -60,15 +62,38 @@ def machine(records) -> str:
     return "on " + "; ".join(parts) if parts else "hardware in each record"
 
 
-def render(results_dir: str | os.PathLike, profile: str = "default") -> str:
-    """The README block (without the markers): the timing table, then one headline row per test set."""
+def release_sentence(results_dir: str | os.PathLike, profile: str = "default", commit: str | None = None) -> str:
+    """Which release the numbers are: `commit`, else the one release.json names. The count of files changed since
+    is not written here (every commit would have to rewrite README): the release check prints it."""
+    release = Path(results_dir) / "notebooks" / profile / "release.json"
+    manifest = commit is not None  # the release run writes its results manifest after this block
+    if commit is None and release.is_file():
+        try:
+            saved = json.loads(release.read_text(encoding="utf-8"))
+        except ValueError:
+            saved = {}
+        commit, manifest = saved.get("commit"), isinstance(saved.get("results_files"), dict)
+    if not isinstance(commit, str):
+        return (f"These results are not from a release run (no readable `results/notebooks/{profile}/release.json`; "
+                "`bash run_all.sh --release` makes one).")
+    verified = ("fails when a file of the release was edited, deleted or added" if manifest else
+                "fails when the tables are not what the records give or a results file changed after the release "
+                "(this release.json predates the sha256 of every results file)")
+    return (f"Results from the release of commit `{commit[:12]}` (`results/notebooks/{profile}/release.json`); "
+            f"`python -m rerank_lib.results.release_check` prints how many files changed since, and {verified}.")
+
+
+def render(results_dir: str | os.PathLike, profile: str = "default", release_commit: str | None = None) -> str:
+    """The README block (without the markers): the release it shows, the timing table, then one headline row per
+    test set. `release_commit` is for the release run, which writes README before its release.json."""
     results = Path(results_dir)
     timings_path = results / "notebooks" / profile / "runtimes.json"
     runtimes = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.exists() else {}
     records = load_records(results, profile=profile)
     total = sum(v["wall_s"] for v in runtimes.values())
     ok = sum(bool(v["ok"]) for v in runtimes.values())
-    lines = [f"The `{profile}` profile's last run of each notebook ({ok} of {len(runtimes)} ok, newest on "
+    lines = [release_sentence(results, profile, release_commit), "",
+             f"The `{profile}` profile's last run of each notebook ({ok} of {len(runtimes)} ok, newest on "
              f"{_when(runtimes, records)}; {machine(records)}) took {_minutes(total)} of notebook time in all "
              f"(`results/notebooks/{profile}/runtimes.json`):", "",
              "| notebook | wall time | ok |", "|---|---:|---|"]
@@ -118,6 +143,17 @@ def replace_block(text: str, block: str, source: str = "README.md") -> str:
     return f"{head}{BEGIN}\n{block}{END}{tail}"
 
 
+def update_readme(readme: str | os.PathLike, results_dir: str | os.PathLike, profile: str = "default",
+                  release_commit: str | None = None) -> bool:
+    """Rewrite README's block from results/; True when it changed."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    new = replace_block(text, render(results_dir, profile, release_commit), readme.name)
+    if new != text:
+        write_text(readme, new)
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default=str(PROJECT_ROOT / "README.md"))
@@ -134,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
-    if new != text:
-        write_text(readme, new)
-    print(f"{readme.name}: numbers block {'rewritten' if new != text else 'already up to date'}")
+    changed = update_readme(readme, args.results_dir, args.profile)
+    print(f"{readme.name}: numbers block {'rewritten' if changed else 'already up to date'}")
     return 0
 
 
