@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .atomic import write_json
+from .atomic import CHECKSUM_SUFFIX, write_json
 from .paths import PROJECT_ROOT, results_dir as default_results_dir
 
 #: Cache folders that hold inputs a release may reuse: they depend on data and fixed models only, never on a
@@ -71,9 +71,10 @@ def release_cache(cache_root: Path, commit: str) -> Path:
 
 
 def input_listing(cache_root: Path) -> dict[str, list[str]]:
-    """The entries of each input cache (first level), to tell what a run found from what it made."""
-    return {name: sorted(p.name for p in (cache_root / name).iterdir()) if (cache_root / name).is_dir() else []
-            for name in INPUT_CACHES}
+    """The entries of each input cache (first level), to tell what a run found from what it made; an entry's
+    checksum file (FILE.sha256, see atomic.py) is part of the entry, not one more."""
+    return {name: sorted(p.name for p in (cache_root / name).iterdir() if not p.name.endswith(CHECKSUM_SUFFIX))
+            if (cache_root / name).is_dir() else [] for name in INPUT_CACHES}
 
 
 def clear_outputs(results: Path, profile: str) -> list[str]:

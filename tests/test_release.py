@@ -122,3 +122,17 @@ def test_release_cache_removes_earlier_releases_but_not_their_inputs(tmp_path):
     assert not old.exists() and new.is_dir()
     assert [p.name for p in (tmp_path / "release").iterdir()] == ["bbbbbbbbbbbb"]
     assert (tmp_path / "teacher" / "scores.trec").read_text() == "q Q0 d 1 1.0 t\n"  # the input survives
+
+
+def test_input_listing_counts_a_cache_file_and_its_checksum_file_as_one_entry(tmp_path):
+    from rerank_lib.atomic import atomic_cache_open
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    with atomic_cache_open(teacher / "scifact-test.trec") as out:
+        out.write("q1 Q0 d1 1 0.5 t\n")
+    (tmp_path / "embeddings").mkdir()
+    listing = rel.input_listing(tmp_path)
+    assert (teacher / "scifact-test.trec.sha256").exists()
+    assert listing["teacher"] == ["scifact-test.trec"]
+    assert listing["embeddings"] == []
