@@ -393,6 +393,22 @@ def test_bm25_of_the_candidates_by_hand():
     assert run == {"q": {"d0": pytest.approx(math.log(2) / 1.9), "d1": 0.0}}
 
 
+def test_own_data_settings_per_profile_and_the_candidate_depth():
+    from rerank_lib.data.types import Dataset
+    from rerank_lib.recipes import hopweaver as recipe
+
+    default, smoke, paper = recipe.config("default"), recipe.config("smoke"), recipe.config("paper")
+    assert (default.own_train_examples, default.own_test_examples, default.own_dev_fraction, default.own_max_steps) == (
+        None, None, 0.2, 80)
+    assert (smoke.own_train_examples, smoke.own_test_examples, smoke.own_max_steps) == (12, 10, 3)
+    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.PAPER_SOURCES["own_max_steps"]
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="own_dev_fraction"):
+            recipe.config("default", own_dev_fraction=bad)
+    ds = Dataset("hopweaver", "test", {}, {}, {}, runs={"candidates": {"a": {"x": 0.0, "y": 0.0}, "b": {"x": 0.0}}})
+    assert recipe.candidate_depth(ds) == 2
+
+
 def test_own_data_row_trains_on_train_lines_and_records_accuracy_and_mrr(tmp_path, private_cache):
     from rerank_lib.recipes import hopweaver as recipe
     from rerank_lib.results import load_records
@@ -402,6 +418,7 @@ def test_own_data_row_trains_on_train_lines_and_records_accuracy_and_mrr(tmp_pat
                         own_dev_fraction=0.25, own_max_steps=2, **{"train.per_device_batch_size": 2})
     own = recipe.load_own_data(cfg)
     assert (len(own.split.train.queries), len(own.split.dev.queries), len(own.test.queries)) == (6, 2, 3)
+    assert own.describe() == "6 train + 2 dev lines of hopweaver/train; 3 test lines (test-3q)"
     assert own.test.split == "test-3q" and not set(own.split.dev.queries) & set(own.split.train.queries)
     assert {g.query_id for g in own.groups} == set(own.split.train.queries)  # dev lines never train
     reranked = recipe.train_on_own_data(cfg, own)
