@@ -33,7 +33,11 @@ BEIR_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
 # relevant for binary measures, while nDCG keeps all grades as gains. AP is cut at 100 because our first stage
 # (the RankGPT BM25 top-100) has only 100 candidates per query.
 TREC_DL_MEASURES: tuple[str, ...] = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)@100")
-DEFAULT_MEASURES: dict[str, tuple[str, ...]] = {"beir": BEIR_MEASURES, "trec-dl": TREC_DL_MEASURES}
+#: Test sets of given candidates per query (HopWeaver's {query, pos, neg} files): is a positive ranked above every
+#: negative (accuracy) and the reciprocal rank of the first positive (MRR); `candidate_measures` computes them.
+CANDIDATE_MEASURES: tuple[str, ...] = ("accuracy", "MRR")
+DEFAULT_MEASURES: dict[str, tuple[str, ...]] = {"beir": BEIR_MEASURES, "trec-dl": TREC_DL_MEASURES,
+                                                "candidates": CANDIDATE_MEASURES}
 
 
 def measures_for(dataset_name: str) -> tuple[str, ...]:
@@ -156,15 +160,14 @@ def _mean_difference(b: np.ndarray, a: np.ndarray, axis: int = -1) -> np.ndarray
 
 
 def _measure_key(measure, *per_query_values) -> str:
-    """The ir-measures name of `measure`; a name ir-measures does not know (LocalRQA's `recall@k`) is taken as it is
-    when every long per-query frame given lists it, so one test serves every measure a record holds."""
-    try:
-        return measure_name(measure)
-    except ValueError:
-        if all(isinstance(v, pd.DataFrame) and "measure" in v.columns and bool((v["measure"] == measure).any())
-               for v in per_query_values):
-            return measure
-        raise
+    """A measure that every long per-query frame given lists verbatim is taken as it is (LocalRQA's `recall@k`, and
+    `MRR`, which ir-measures would rename `RR`), so one test serves every measure a record holds; any other name is
+    its ir-measures name."""
+    if isinstance(measure, str) and per_query_values and all(
+            isinstance(v, pd.DataFrame) and "measure" in v.columns and bool((v["measure"] == measure).any())
+            for v in per_query_values):
+        return measure
+    return measure_name(measure)
 
 
 def paired_test(per_query_a, per_query_b, measure: str, method: str = "t", n_resamples: int = 10000,
@@ -316,7 +319,7 @@ __all__ = [
     "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
     "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
     "reciprocal_rank_fusion", "kendall_tau_agreement", "success_and_attempts", "document_recalls",
-    "recall_per_query",
+    "recall_per_query", "CANDIDATE_MEASURES", "positive_rank", "candidate_measures", "candidate_measures_per_query",
 ]
 
 
@@ -344,6 +347,43 @@ def success_and_attempts(run: Run, qrels: Qrels) -> dict[str, float]:
     hits = [r for r in ranks if r is not None]
     return {"success_rate": len(hits) / max(1, len(ranks)),
             "avg_attempts": float(np.mean(hits)) if hits else float("nan")}
+
+
+# ---------------------------------------------------------------- given candidates: a positive above the negatives
+
+
+def positive_rank(scores: Mapping[str, float], judged: Mapping[str, int]) -> int:
+    """1-based rank of the best-scored positive (grade > 0) among a query's judged candidates (positives and their
+    grade-0 negatives), counted pessimistically: 1 + the number of negatives scoring >= it, so a tie with a
+    negative is not 'above' it (a constant scorer gets no credit). A candidate the run lacks scores -inf. A query
+    without a positive has no rank: ValueError."""
+    positives = [d for d, g in judged.items() if g > 0]
+    if not positives:
+        raise ValueError("positive_rank: the query has no positive candidate")
+    value = lambda d: float(scores.get(d, -math.inf))  # noqa: E731
+    best = max(value(d) for d in positives)
+    return 1 + sum(1 for d, g in judged.items() if g <= 0 and value(d) >= best)
+
+
+def candidate_measures_per_query(run: Run, qrels: Qrels) -> pd.DataFrame:
+    """Long per-query frame (qid, measure, value) of CANDIDATE_MEASURES over the judged queries: accuracy 1 when
+    the best positive scores strictly above every negative, else 0; MRR the reciprocal of `positive_rank` (ties
+    counted against the positive). With one positive per query this is HopWeaver's check, a positive above its
+    negatives; with several, the first positive counts (the standard MRR). A `scorer` for experiment.record_run."""
+    rows = []
+    for q in sorted(qrels, key=qid_order):
+        rank = positive_rank(run.get(q, {}), qrels[q])
+        rows += [(q, "accuracy", 1.0 if rank == 1 else 0.0), (q, "MRR", 1.0 / rank)]
+    return pd.DataFrame(rows, columns=["qid", "measure", "value"])
+
+
+def candidate_measures(run: Run, qrels: Qrels) -> dict[str, float]:
+    """Means of `candidate_measures_per_query` over the judged queries: {'accuracy': ..., 'MRR': ...} (a
+    DevEvaluator's `extra`)."""
+    if not qrels:
+        raise ValueError("qrels are empty: nothing to evaluate against")
+    frame = candidate_measures_per_query(run, qrels)
+    return {m: float(frame[frame.measure == m]["value"].mean()) for m in CANDIDATE_MEASURES}
 
 
 # ---------------------------------------------------------------- LocalRQA's document recall (not an ir-measures measure)

@@ -238,3 +238,230 @@ def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
     assert recipe.start_row_name(fake(["BertModel"])) == "diverse_untrained"  # all-MiniLM-L6-v2: a fresh head
     assert recipe.start_row_name(fake(None)) == "diverse_untrained"
     assert recipe.start_row_name(fake(["XLMRobertaForSequenceClassification"])) == "diverse_zs"  # bge-reranker-v2-m3
+
+
+# ------------------------------------------------------------------------------ HopWeaver's own data and measures
+
+def _write_lines(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_positive_rank_and_candidate_measures_by_hand():
+    from rerank_lib.evaluation import candidate_measures, candidate_measures_per_query, positive_rank
+
+    qrels = {"q1": {"p": 1, "n1": 0, "n2": 0}, "q2": {"p": 1, "n1": 0},
+             "q3": {"p1": 1, "p2": 1, "n1": 0, "n2": 0, "n3": 0}, "q4": {"p": 1, "n": 0}, "q5": {"p": 1, "n1": 0, "n2": 0}}
+    run = {"q1": {"p": 0.9, "n1": 0.5, "n2": 0.95},  # one negative above: rank 2
+           "q2": {"p": 0.3, "n1": 0.3},  # a tie with the negative counts against the positive: rank 2
+           "q3": {"p1": 0.1, "p2": 0.8, "n1": 0.9, "n2": 0.2, "n3": 0.85},  # best positive p2; n1, n3 above: rank 3
+           "q4": {"p": 2.0, "n": 1.0}}  # rank 1; q5 missing from the run: every candidate -inf, all tied: rank 3
+    assert [positive_rank(run.get(q, {}), qrels[q]) for q in qrels] == [2, 2, 3, 1, 3]
+    frame = candidate_measures_per_query(run, qrels)
+    assert list(frame.columns) == ["qid", "measure", "value"]
+    acc = frame[frame.measure == "accuracy"].set_index("qid")["value"].to_dict()
+    mrr = frame[frame.measure == "MRR"].set_index("qid")["value"].to_dict()
+    assert acc == {"q1": 0.0, "q2": 0.0, "q3": 0.0, "q4": 1.0, "q5": 0.0}
+    assert mrr == pytest.approx({"q1": 0.5, "q2": 0.5, "q3": 1 / 3, "q4": 1.0, "q5": 1 / 3})
+    # accuracy 1/5; MRR (0.5 + 0.5 + 1/3 + 1 + 1/3) / 5 = 2.6667 / 5 = 0.53333
+    assert candidate_measures(run, qrels) == pytest.approx({"accuracy": 0.2, "MRR": 0.5333333})
+    with pytest.raises(ValueError, match="no positive"):
+        positive_rank({"n": 1.0}, {"n": 0})
+    with pytest.raises(ValueError, match="empty"):
+        candidate_measures(run, {})
+
+
+def test_paired_test_reads_mrr_as_given_not_as_ir_measures_rr():
+    import pandas as pd
+    from scipy import stats
+
+    from rerank_lib.evaluation import paired_test
+
+    # ir-measures parses "MRR" as its RR; a per-query frame that lists "MRR" must be read as it is
+    a = pd.DataFrame({"qid": ["1", "2", "3"], "measure": "MRR", "value": [0.5, 1.0, 1 / 3]})
+    b = pd.DataFrame({"qid": ["1", "2", "3"], "measure": "MRR", "value": [1.0, 1.0, 1.0]})
+    test = paired_test(a, b, "MRR")
+    assert test.measure == "MRR" and test.n_queries == 3
+    assert test.delta == pytest.approx((0.5 + 0.0 + 2 / 3) / 3)  # 0.38889
+    assert test.p_value == pytest.approx(stats.ttest_rel([1.0, 1.0, 1.0], [0.5, 1.0, 1 / 3]).pvalue)
+
+
+def test_read_candidates_ids_qrels_and_shared_passages(tmp_path):
+    from rerank_lib.data.hopweaver import CANDIDATES, candidate_groups, read_candidates
+
+    path = _write_lines(tmp_path / "t.jsonl", [
+        {"query": "who founded A", "pos": ["A was founded by B."], "neg": ["C is a river.", "D is a town."]},
+        "",
+        {"query": "where is D", "pos": ["D is a town.", "D lies on C."], "neg": ["A was founded by B."]},
+    ])
+    ds = read_candidates(path, "test")
+    assert ds.key == "hopweaver/test"
+    assert ds.queries == {"test-1": "who founded A", "test-3": "where is D"}  # ids carry the line number
+    # passages are documents in order of first appearance; one repeated across lines is one document
+    assert {d: doc.text for d, doc in ds.corpus.items()} == {
+        "test-d0": "A was founded by B.", "test-d1": "C is a river.", "test-d2": "D is a town.", "test-d3": "D lies on C."}
+    assert ds.qrels == {"test-1": {"test-d0": 1, "test-d1": 0, "test-d2": 0},
+                        "test-3": {"test-d2": 1, "test-d3": 1, "test-d0": 0}}
+    assert ds.runs[CANDIDATES] == {"test-1": {"test-d0": 0.0, "test-d1": 0.0, "test-d2": 0.0},
+                                   "test-3": {"test-d2": 0.0, "test-d3": 0.0, "test-d0": 0.0}}
+    groups = candidate_groups(ds)
+    assert [(g.query_id, g.n_pos, g.labels, g.doc_ids) for g in groups] == [
+        ("test-1", 1, [1.0, 0.0, 0.0], ["test-d0", "test-d1", "test-d2"]),
+        ("test-3", 2, [1.0, 1.0, 0.0], ["test-d2", "test-d3", "test-d0"])]
+    assert groups[1].docs == ["D is a town.", "D lies on C.", "A was founded by B."]
+
+
+@pytest.mark.parametrize("line, field, problem", [
+    ({"pos": ["a"], "neg": ["b"]}, "query", "missing"),
+    ({"query": " ", "pos": ["a"], "neg": ["b"]}, "query", "empty"),
+    ({"query": "q", "neg": ["b"]}, "pos", "missing"),
+    ({"query": "q", "pos": ["a"], "neg": []}, "neg", "empty list"),
+    ({"query": "q", "pos": "a", "neg": ["b"]}, "pos", "expected list"),
+    ({"query": "q", "pos": ["a", 3], "neg": ["b"]}, "pos[1]", "non-empty passage"),
+    ({"query": "q", "pos": ["a"], "neg": ["b", ""]}, "neg[1]", "non-empty passage"),
+    ({"query": "q", "pos": ["a"], "neg": ["b", "a"]}, "neg[1]", "twice"),
+    ({"query": "first", "pos": ["a"], "neg": ["b"]}, "query", "repeats the query of line 1"),
+    ("[1, 2]", None, "expected a JSON object"),
+    ("{not json", None, "not valid JSON"),
+])
+def test_read_candidates_names_file_line_and_field(tmp_path, line, field, problem):
+    from rerank_lib.data.errors import DataFormatError
+    from rerank_lib.data.hopweaver import read_candidates
+
+    path = _write_lines(tmp_path / "bad.jsonl", [{"query": "first", "pos": ["x"], "neg": ["y"]}, line])
+    with pytest.raises(DataFormatError) as err:
+        read_candidates(path, "train")
+    assert (err.value.path, err.value.line, err.value.field) == (str(path), 2, field)
+    assert problem in str(err.value) and str(path) in str(err.value) and "line 2" in str(err.value)
+    with pytest.raises(DataFormatError, match="no data"):
+        read_candidates(_write_lines(tmp_path / "empty.jsonl", [""]), "train")
+
+
+def _own_root(tmp_path, n_train=8, n_test=4):
+    """A data root with HopWeaver's two files: topic words make the positive the lexical match of its query."""
+    topics = ["volcano", "glacier", "harbor", "castle", "desert", "forest", "island", "canyon", "meadow", "bridge",
+              "temple", "market"]
+
+    def line(i, split):
+        t, u, v = topics[i % 12], topics[(i + 5) % 12], topics[(i + 7) % 12]
+        return {"query": f"{split} question {i} about the {t}", "pos": [f"The {t} is described here in line {i}."],
+                "neg": [f"The {u} is elsewhere {i}.", f"A {v} far away {i}."][: 1 + i % 2]}
+
+    root = tmp_path / "data"
+    _write_lines(root / "hopweaver" / "train_data_sample.jsonl", [line(i, "train") for i in range(n_train)])
+    _write_lines(root / "hopweaver" / "test_data.jsonl", [line(i, "test") for i in range(n_test)])
+    return root
+
+
+def test_registry_finds_hopweaver_under_the_data_root(tmp_path):
+    from rerank_lib.data import load_dataset, locate
+    from rerank_lib.evaluation import measures_for
+
+    root = _own_root(tmp_path)
+    test = load_dataset("hopweaver", "test", root=root)
+    assert (test.key, len(test.queries), sorted(test.runs)) == ("hopweaver/test", 4, ["candidates"])
+    assert len(load_dataset("hopweaver", "train", root=root).queries) == 8
+    assert measures_for("hopweaver") == ("accuracy", "MRR")
+    with pytest.raises(KeyError, match="splits"):
+        load_dataset("hopweaver", "dev", root=root)
+    (root / "hopweaver" / "test_data.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="hopweaver"):
+        locate("hopweaver", root=root, download=False)
+
+
+def test_hopweaver_published_files_load(shared_data):
+    from rerank_lib.data import load_dataset
+
+    train, test = load_dataset("hopweaver", "train", root=shared_data), load_dataset("hopweaver", "test", root=shared_data)
+    assert (len(train.queries), len(test.queries)) == (100, 203)  # MANIFEST.md
+    assert (len(test.corpus), sum(len(j) for j in test.qrels.values())) == (544, 544)
+    assert not {t.lower() for t in train.queries.values()} & {t.lower() for t in test.queries.values()}
+    assert all(any(g > 0 for g in j.values()) and any(g == 0 for g in j.values()) for j in test.qrels.values())
+
+
+def test_bm25_of_the_candidates_by_hand():
+    from rerank_lib.data.types import Dataset
+    from rerank_lib.recipes.hopweaver import bm25_candidates
+
+    corpus = {"d0": Document("d0", "apple"), "d1": Document("d1", "banana")}
+    ds = Dataset("hopweaver", "test", corpus, {"q": "apple"}, {"q": {"d0": 1, "d1": 0}},
+                 runs={"candidates": {"q": {"d0": 0.0, "d1": 0.0}}})
+    # N=2, df=1: idf = ln(1 + (2 - 1 + 0.5) / (1 + 0.5)) = ln 2; tf 1, dl = avgdl = 1: 1 / (1 + 0.9) -> 0.364811;
+    # d1 shares no term with the query: 0
+    run = bm25_candidates(ds)
+    assert run == {"q": {"d0": pytest.approx(math.log(2) / 1.9), "d1": 0.0}}
+
+
+def test_own_data_settings_per_profile_and_the_candidate_depth():
+    from rerank_lib.data.types import Dataset
+    from rerank_lib.recipes import hopweaver as recipe
+
+    default, smoke, paper = recipe.config("default"), recipe.config("smoke"), recipe.config("paper")
+    assert (default.own_train_examples, default.own_test_examples, default.own_dev_fraction, default.own_max_steps) == (
+        None, None, 0.2, 80)
+    assert (smoke.own_train_examples, smoke.own_test_examples, smoke.own_max_steps) == (12, 10, 3)
+    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.PAPER_SOURCES["own_max_steps"]
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="own_dev_fraction"):
+            recipe.config("default", own_dev_fraction=bad)
+    ds = Dataset("hopweaver", "test", {}, {}, {}, runs={"candidates": {"a": {"x": 0.0, "y": 0.0}, "b": {"x": 0.0}}})
+    assert recipe.candidate_depth(ds) == 2
+
+
+def test_own_data_row_trains_on_train_lines_and_records_accuracy_and_mrr(tmp_path, private_cache):
+    from rerank_lib.recipes import hopweaver as recipe
+    from rerank_lib.results import load_records
+
+    root = _own_root(tmp_path)
+    cfg = recipe.config("smoke", data_root=str(root), own_train_examples=None, own_test_examples=3, max_length=32,
+                        own_dev_fraction=0.25, own_max_steps=2, **{"train.per_device_batch_size": 2})
+    own = recipe.load_own_data(cfg)
+    assert (len(own.split.train.queries), len(own.split.dev.queries), len(own.test.queries)) == (6, 2, 3)
+    assert own.describe() == "6 train + 2 dev lines of hopweaver/train; 3 test lines (test-3q)"
+    assert own.test.split == "test-3q" and not set(own.split.dev.queries) & set(own.split.train.queries)
+    assert {g.query_id for g in own.groups} == set(own.split.train.queries)  # dev lines never train
+    reranked = recipe.train_on_own_data(cfg, own)
+    sel = reranked.selected
+    assert sel.metric == "MRR" and sel.result.global_step == 2 and sel.curve[0]["step"] == 0  # the start is a candidate
+    assert set(sel.curve[0]) >= {"accuracy", "MRR"}
+    out = tmp_path / "results"
+    records, runs = recipe.own_data_rows(cfg, own, reranked, out)
+    assert [r.method for r in records] == ["bm25", "hopweaver-own-untrained", "hopweaver-own-ft"]
+    for r, run in zip(records, runs.values()):
+        assert (r.dataset, r.split, r.first_stage) == ("hopweaver", "test-3q", "hopweaver pos+neg")
+        assert set(r.metrics) == {"accuracy", "MRR"}
+        from rerank_lib.evaluation import candidate_measures
+        assert r.metrics == pytest.approx(candidate_measures(run, own.test.qrels))
+    # the toy positives are the queries' lexical matches: BM25 puts each first
+    assert records[0].metrics == {"accuracy": 1.0, "MRR": 1.0}
+    assert set(records[2].significance) == {"bm25", "start"} and set(records[1].significance) == {"bm25"}
+    assert records[2].significance["start"]["MRR"]["n_queries"] == 3
+    assert records[2].n_training_queries == 8 and records[2].params["best_step"] == sel.step
+    assert {r.method for r in load_records(out, "smoke")} == {r.method for r in records}
+
+
+def test_tables_reading_and_readme_numbers_take_a_test_set_without_ndcg(tmp_path):
+    from rerank_lib.results import build_tables, make_record, write_record
+    from rerank_lib.results.readme_numbers import render
+    from rerank_lib.results.reading import summarize
+
+    sig = {"bm25": {"accuracy": {"delta": 0.2, "p_value": 0.01, "n_queries": 5},
+                    "MRR": {"delta": 0.1, "p_value": 0.2, "n_queries": 5}}}
+    hop = [make_record("cross_encoder", "bm25", "hopweaver", "test", {"accuracy": 0.6, "MRR": 0.8},
+                       first_stage="hopweaver pos+neg"),
+           make_record("cross_encoder", "hopweaver-own-ft", "hopweaver", "test", {"accuracy": 0.8, "MRR": 0.9},
+                       first_stage="hopweaver pos+neg", significance=sig)]
+    sci = [make_record("cross_encoder", "ce", "scifact", "test", {"nDCG@10": 0.7}, first_stage="bm25", depth=10,
+                       significance={"bm25": {"nDCG@10": {"delta": 0.05, "p_value": 0.001, "n_queries": 300}}})]
+    for r in hop + sci:
+        write_record(r, tmp_path)
+    md = build_tables(tmp_path)["md"].read_text()
+    assert "## hopweaver / test" in md and "| accuracy | MRR |" in md and "**0.800**▲" in md  # MRR p=0.2: no mark
+    assert "| **0.900** |" in md
+    block = render(tmp_path)
+    assert "scifact test" in block and "hopweaver" not in block  # the README's headline is nDCG@10 only
+    text = summarize(hop + sci)
+    # each test set's tests are read on its own measure: nDCG@10 for SciFact, accuracy for HopWeaver's set
+    assert "against `bm25` (accuracy, paired test, alpha 0.05): significantly better: `hopweaver-own-ft` (+0.2000, p=0.010)" in text
+    assert "against `bm25` (nDCG@10, paired test, alpha 0.05): significantly better: `ce`" in text

@@ -17,6 +17,7 @@ from typing import Callable
 from ..paths import cache_dir, data_root
 from .beir import load_beir
 from .download import RemoteFile, download_files
+from .hopweaver import SPLIT_FILES as HOPWEAVER_FILES, load_hopweaver
 from .rankgpt import read_rankgpt
 from .trec import read_qrels, read_run, read_topics
 from .types import Dataset
@@ -34,7 +35,7 @@ class DatasetSpec:
     required: tuple[str, ...]  # files (relative to folder) that must exist; any of "a|b" alternatives
     loader: Callable[[Path, str, str], Dataset]
     remote: tuple[RemoteFile, ...] = field(default=())
-    family: str = "beir"  # selects default measures: 'beir' or 'trec-dl'
+    family: str = "beir"  # selects default measures: 'beir', 'trec-dl' or 'candidates' (given candidates per query)
 
 
 def _load_beir(folder: Path, split: str, name: str) -> Dataset:
@@ -90,6 +91,12 @@ DATASETS: dict[str, DatasetSpec] = {
         name="trec-dl-2020", folder="msmarco-passage/trec-dl-2020", splits=("test",),
         required=("topics.tsv", "qrels.txt", "bm25_top100_with_text.json"), loader=_load_trec_dl,
         remote=_dl_remote("20", "dl20"), family="trec-dl",
+    ),
+    # HopWeaver's published reranker pairs (Zh1yuShen/HopWeaver, hopweaver/train_reranker/data; MIT): no download,
+    # the files sit under the data root
+    "hopweaver": DatasetSpec(
+        name="hopweaver", folder="hopweaver", splits=tuple(HOPWEAVER_FILES),
+        required=tuple(HOPWEAVER_FILES.values()), loader=load_hopweaver, family="candidates",
     ),
 }
 

@@ -10,6 +10,12 @@ selected on dev (the zero-shot start included); and the ablation on test claims,
 document, so the l2 term is 0), diverse_zs / diverse_ft (diverse reordered by the zero-shot / fine-tuned reranker;
 offline the reranker's head is fresh, so the first is diverse_untrained, the fine-tuned row's start),
 with HopWeaver's success rate (Success@top_k) and average attempts (rank of the first relevant, successes only).
+
+HopWeaver on its own data: the same reranker, loss and training settings fine-tuned on HopWeaver's published
+`train_data_sample.jsonl` (a dev slice of it held out for checkpoint selection, the untrained start a candidate)
+and measured on its `test_data.jsonl` its own way: each line's positives and negatives scored, accuracy (a positive
+above every negative) and MRR (evaluation.candidate_measures), beside the untrained start and BM25 on the same
+candidates. The test file never trains or selects anything.
 """
 from __future__ import annotations
 
@@ -19,11 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.hopweaver import generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver
+from ..data import TrainingQueries, dev_slice, load_dataset
+from ..data.hopweaver import (
+    CANDIDATES, candidate_groups, generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver,
+)
 from ..data.pairs import TrainGroup
 from ..data.trec import pooled_corpus, top_k
 from ..data.types import Dataset, Run
-from ..evaluation import interpolate, success_and_attempts
+from ..evaluation import (
+    CANDIDATE_MEASURES, candidate_measures, candidate_measures_per_query, interpolate, success_and_attempts,
+)
+from ..first_stage import BM25Index
 from ..experiment import (
     DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
     pipeline_cache, publish_selected, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
@@ -84,6 +96,12 @@ class HopWeaverConfig(Settings):
     test_queries: int | None = None  # SciFact test claims (None: all 300)
     score_batch_size: int = 64
     interpolate: bool = True
+    # HopWeaver's own data (../shared/data/hopweaver): the reranker above, trained with `train` on the train file
+    own_dev_fraction: float = 0.2  # of the train file's lines, held out to select the checkpoint
+    own_train_examples: int | None = None  # lines of the train file to use (None: all 100), dev slice included
+    own_test_examples: int | None = None  # lines of the test file (None: all 203)
+    own_max_steps: int | None = 80  # `train`'s max_steps for this run (None: train.max_steps); 80 = 8 passes over the
+    #                                 80 train lines at ~1.2 s a step on 2 cores, inside the default profile's budget
 
 
 #: HopWeaver's own runs as data (recipes/paper_profiles/hopweaver.yaml): each setting with its source, and the
@@ -108,6 +126,8 @@ def config(profile: str = "default", **overrides) -> HopWeaverConfig:
     cfg = override(cfg, {"train.seed": cfg.seed})
     if cfg.judge not in ("auto", "llm", "qrels"):
         raise ValueError(f"judge must be 'auto', 'llm' or 'qrels', got {cfg.judge!r}")
+    if not 0.0 < cfg.own_dev_fraction < 1.0:
+        raise ValueError(f"own_dev_fraction must lie in (0, 1), got {cfg.own_dev_fraction}")
     for lam in (cfg.generation_lambdas, cfg.ablation_lambdas):
         MMRWeights(*lam).normalised()  # validates
     return cfg
@@ -322,4 +342,121 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
                      training_data="HopWeaver contrastive data generated from SciFact train claims")
+    return records, runs
+
+
+# ---------------------------------------------------------------------------------------- HopWeaver's own data
+
+OWN_DATASET = "hopweaver"
+OWN_MEASURES = CANDIDATE_MEASURES  # accuracy (a positive above every negative) and MRR, ties against the positive
+OWN_FIRST_STAGE = "hopweaver pos+neg"  # the candidates every row scores: each test line's own passages
+
+
+@dataclass
+class OwnData:
+    """HopWeaver's published files: the train file split into train and dev lines, and the test file."""
+
+    split: TrainingSplit
+    test: Dataset
+
+    @property
+    def groups(self) -> list[TrainGroup]:
+        """The train lines (dev slice excluded) as training groups, positives first."""
+        return candidate_groups(self.split.train)
+
+    def describe(self) -> str:
+        return (f"{len(self.split.train.queries)} train + {len(self.split.dev.queries)} dev lines of "
+                f"{self.split.provenance.source}; {len(self.test.queries)} test lines ({self.test.split})")
+
+
+def load_own_data(cfg: HopWeaverConfig) -> OwnData:
+    """The 'hopweaver' dataset (data root, as every dataset): `own_train_examples` seeded lines of the train file,
+    `own_dev_fraction` of them held out as dev, and `own_test_examples` lines of the test file (split 'test-<N>q'
+    when a subset)."""
+    train = load_dataset(OWN_DATASET, "train", root=cfg.data_root)
+    train = train.subset(sample_ids(train.queries, cfg.own_train_examples, cfg.seed))
+    test = load_dataset(OWN_DATASET, "test", root=cfg.data_root)
+    keep = sample_ids(test.queries, cfg.own_test_examples, cfg.seed)
+    if len(keep) < len(test.queries):
+        test = test.subset(keep)
+        test.split = f"test-{len(keep)}q"
+    train_ids, dev_ids = dev_slice(train.queries, fraction=cfg.own_dev_fraction, min_size=1, seed=cfg.seed)
+    provenance = TrainingQueries.of(f"{OWN_DATASET}/train", train.queries)
+    return OwnData(TrainingSplit(train.subset(train_ids), train.subset(dev_ids), provenance), test)
+
+
+def candidate_depth(ds: Dataset) -> int:
+    """The most candidates any line has: the depth that reranks every candidate of every line."""
+    return max(len(docs) for docs in ds.runs[CANDIDATES].values())
+
+
+def bm25_candidates(ds: Dataset) -> Run:
+    """BM25 (bm25s, the project's settings: k1 0.9, b 0.4, stemmed, stop words out) of each line's candidates for
+    its query, with the split's passages as the collection (term statistics); a candidate sharing no term with
+    the query scores 0."""
+    index = BM25Index.build(ds.corpus)
+    found = index.search(ds.queries, k=len(ds.corpus))
+    return {q: {d: found.get(q, {}).get(d, 0.0) for d in docs} for q, docs in ds.runs[CANDIDATES].items()}
+
+
+def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
+    """The diverse_ft reranker's recipe (same base model, group CE with group_size, `train`, its max_steps replaced by
+    `own_max_steps` when set) on HopWeaver's train lines; the dev lines, each one's candidates reranked, select the
+    checkpoint by MRR (step 0, the untrained start, included)."""
+    model = zero_shot_reranker(cfg)
+    dev = own.split.dev
+    evaluator = DevEvaluator.reranking(dev.runs[CANDIDATES], dev.corpus, dev.queries, dev.qrels,
+                                       depth=candidate_depth(dev), measures=(), as_ranker=lambda _: model,
+                                       extra=lambda run: candidate_measures(run, dev.qrels),
+                                       batch_size=cfg.score_batch_size)
+    groups = own.groups
+    settings = {k: v for k, v in snapshot(cfg).items() if k != "launch"}
+    out = run_dir("hopweaver", cfg.profile, "own-data-reranker", settings=settings,
+                  data=fingerprint([[[g.query, g.docs] for g in groups], sorted(dev.queries)]))
+    max_steps = cfg.train.max_steps if cfg.own_max_steps is None else cfg.own_max_steps
+    selected = train_scorer(model, groups, evaluator, loss="group_ce", group_size=cfg.group_size,
+                            config=replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
+    return Reranked(model, selected)
+
+
+def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, results_dir) -> tuple[list, dict[str, Run]]:
+    """Records on HopWeaver's test lines (accuracy, MRR; per-line values for the paired tests): BM25 of the
+    candidates, the untrained start ('-zs' when its head is trained) vs BM25, and the fine-tuned reranker vs both."""
+    test = own.test
+    candidates, depth = test.runs[CANDIDATES], candidate_depth(test)
+    start_model = zero_shot_reranker(cfg)
+    start = "hopweaver-own-" + ("zs" if has_trained_head(start_model) else "untrained")
+    runs, walls = {}, {}
+    for name, score in (("bm25", lambda: bm25_candidates(test)),
+                        (start, lambda: start_model.rerank(candidates, test.corpus, test.queries, depth=depth,
+                                                           batch_size=cfg.score_batch_size)),
+                        ("hopweaver-own-ft", lambda: reranked.model.rerank(candidates, test.corpus, test.queries,
+                                                                           depth=depth, batch_size=cfg.score_batch_size))):
+        with Timer() as t:
+            runs[name] = score()
+        walls[name] = t.s
+    sel = reranked.selected
+    models = {"bm25": "bm25s (k1 0.9, b 0.4, stemmed) over the test file's passages",
+              start: f"{cfg.reranker} " + ("zero-shot" if start.endswith("zs") else
+                                           "under an untrained score head (the fine-tuned row's start)"),
+              "hopweaver-own-ft": f"{cfg.reranker} fine-tuned (group CE, group size {cfg.group_size}) on "
+                                  f"{len(own.split.train.queries)} lines of HopWeaver's train_data_sample.jsonl"}
+    common = dict(pipeline=PIPELINE, dataset=OWN_DATASET, split=test.split, profile=cfg.profile,
+                  results_dir=results_dir, first_stage=OWN_FIRST_STAGE, depth=None, seed=cfg.seed,
+                  measures=list(OWN_MEASURES), scorer=candidate_measures_per_query)
+    params = jsonable(snapshot(cfg))
+    multi = sum(1 for judged in test.qrels.values() if sum(g > 0 for g in judged.values()) > 1)
+    facts = {"test_lines": len(test.queries), "lines_with_several_positives": multi}
+    records = []
+    for name, run in runs.items():
+        baselines = {**({"bm25": runs["bm25"]} if name != "bm25" else {}),
+                     **({"start": runs[start]} if name == "hopweaver-own-ft" else {})}
+        extra = dict(wall_s=walls[name])
+        p = {**params, **facts}
+        if name == "hopweaver-own-ft":
+            extra = dict(training=own.split.provenance, eval_queries=test.queries, wall_s=walls[name] + sel.wall_s)
+            p.update(best_step=sel.step, steps=sel.result.global_step, dev_best=sel.value, dev_start=sel.start_value,
+                     dev_lines=len(own.split.dev.queries))
+        records.append(record_run(run, test.qrels, method=name, model=models[name], baselines=baselines, params=p,
+                                  **common, **extra))
     return records, runs

@@ -98,8 +98,9 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
     """Markdown that reads `records`: per (pipeline, dataset, split) the best row per measure and which rows are
     significantly better / worse than each baseline of their paired tests; then the selected checkpoints of the
     trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
-    (default: every measure the records carry); `test_measure`: the one whose paired tests are read (default
-    nDCG@10 when present, else the first measure). `facts`: computed values a notebook without records states
+    (default: every measure the records carry); `test_measure`: the one whose paired tests are read (default, per
+    test set: nDCG@10 when its rows have it, else its first measure, so a set measured otherwise, e.g. HopWeaver's
+    accuracy / MRR, still has its tests read). `facts`: computed values a notebook without records states
     (name -> value), listed first. A `+interp` row's checkpoint and wall time are its base row's, so they are
     listed once, under the base row."""
     rows = [_as_record(r) for r in records]
@@ -111,7 +112,6 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
             lines.append("No result records were written by this run.")
         return "\n".join(lines).rstrip() + "\n"
     shown = _headline(rows, measures)
-    tested = test_measure or ("nDCG@10" if any("nDCG@10" in r.metrics for r in rows) else shown[0])
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for r in rows:
         groups[(r.pipeline, r.dataset, r.split)].append(r)
@@ -119,7 +119,10 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
         n = next((t.get("n_queries") for r in group for tests in r.significance.values() for t in tests.values()
                   if t.get("n_queries")), None)
         lines.append(f"**{pipeline} · {dataset} {split}**" + (f" ({n} queries)" if n else ""))
-        lines += _group_lines(group, [m for m in shown if any(m in r.metrics for r in group)], tested, alpha)
+        group_shown = [m for m in shown if any(m in r.metrics for r in group)]
+        group_measures = group_shown or list(dict.fromkeys(m for r in group for m in r.metrics))
+        tested = test_measure or ("nDCG@10" if any("nDCG@10" in r.metrics for r in group) else group_measures[0])
+        lines += _group_lines(group, group_shown, tested, alpha)
         lines.append("")
     # An interpolated row ("<method>+interp") shares its base row's checkpoint and training time: named once.
     own = [r for r in rows if not (r.method.endswith(INTERP) and any(
