@@ -14,6 +14,8 @@ import dataclasses
 import json
 import os
 import sys
+import types
+import typing
 from typing import Any, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
@@ -30,8 +32,39 @@ _reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_R
 _built: dict[str, dict] = {}
 
 
+class SettingError(ValueError):
+    """A setting refused as it is set: one line that starts with its dotted path (`train.learning_rate: ...`), the
+    same from a notebook parameter, a profile, a YAML file or the shell."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+    def under(self, head: str) -> "SettingError":
+        """The same error for the setting as a field of the config `head` (train -> train.max_steps)."""
+        return SettingError(f"{head}.{self.path}", self.problem)
+
+
+def check_range(name: str, value, *, minimum=None, above=None, maximum=None, allow_none: bool = False) -> None:
+    """Refuse a number out of its range, naming the setting: `minimum` <= value, `above` < value, value <=
+    `maximum`; None only where `allow_none` (None means 'unset' there)."""
+    if value is None:
+        if allow_none:
+            return
+        raise SettingError(name, "must be set (got None)")
+    if minimum is not None and value < minimum:
+        raise SettingError(name, f"must be >= {minimum}{' (or None)' if allow_none else ''}, got {value!r}")
+    if above is not None and value <= above:
+        raise SettingError(name, f"must be > {above}{' (or None)' if allow_none else ''}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise SettingError(name, f"must be <= {maximum}, got {value!r}")
+
+
 class Settings:
     """Base of every config dataclass: field reads are recorded when `$RERANK_SETTINGS_READS` names a file.
+
+    Every field's value is checked against its annotation as the config is made (`check_types`), so a string
+    learning rate or seed is refused with the setting's name instead of failing deep inside torch or numpy.
 
     A subclass may set `READ_ONLY_WHEN = {"field": "the condition"}` (a ClassVar) for a field that only some
     profiles read (a paper-only feature); the settings-read test then accepts it unread in the smoke run.
@@ -64,6 +97,7 @@ class Settings:
                 _register(self)
             token = _quiet.set(True)
             try:
+                check_types(self)
                 own(self)
             finally:
                 _quiet.reset(token)
@@ -73,6 +107,89 @@ class Settings:
     def __post_init__(self):
         if _reads is not None:
             _register(self)
+        check_types(self)
+
+
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def check_types(cfg) -> None:
+    """Each field of `cfg` against its annotation: numbers are numbers (not bool, not text), texts are texts,
+    tuples hold what they say; an integral float for an int field becomes the int (YAML and the shell read 1e3 as
+    1000.0). A SettingError names the first field that does not fit."""
+    cls = type(cfg)
+    if cls not in _hints:
+        try:
+            _hints[cls] = typing.get_type_hints(cls)
+        except Exception:  # an annotation this module cannot resolve: checked by the class itself, if at all
+            _hints[cls] = {}
+    for f in dataclasses.fields(cfg):
+        hint = _hints[cls].get(f.name)
+        if hint is None:
+            continue
+        value = object.__getattribute__(cfg, f.name)
+        fits, fixed = _fits(value, hint)
+        if not fits:
+            raise SettingError(f.name, f"expected {_describe(hint)}, got {value!r}")
+        if fixed is not value:
+            object.__setattr__(cfg, f.name, fixed)
+
+
+def _fits(value, hint) -> tuple[bool, Any]:
+    """(whether `value` fits the annotation `hint`, the value to keep): unknown annotations fit anything."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for member in sorted(args, key=lambda a: a is float):  # int before float: 3 stays an int
+            ok, fixed = _fits(value, member)
+            if ok:
+                return True, fixed
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if hint is str:
+        return isinstance(value, str), value
+    if origin is typing.Literal:
+        return value in args, value
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False, value
+        members = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if not args or (len(members) != len(value)):
+            return not args, value
+        checked = [_fits(v, m) for v, m in zip(value, members)]
+        if not all(ok for ok, _ in checked):
+            return False, value
+        fixed = tuple(v for _, v in checked)
+        return True, fixed if any(a is not b for a, b in zip(fixed, value)) else value
+    if origin in (list, dict, set, frozenset):
+        return isinstance(value, origin), value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {int: "an integer", float: "a number", str: "a text", bool: "true or false", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}" if len(args) == 2 and args[1] is Ellipsis else "a list"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _register(cfg) -> None:
@@ -149,7 +266,10 @@ def _set(cfg, values: Mapping[str, Any]):
             current = object.__getattribute__(cfg, head)
             direct[head] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
     for head, sub in deeper.items():
-        direct[head] = _set(object.__getattribute__(cfg, head), sub)
+        try:
+            direct[head] = _set(object.__getattribute__(cfg, head), sub)
+        except SettingError as err:
+            raise err.under(head) from None
     token = _quiet.set(True)
     try:
         return dataclasses.replace(cfg, **direct)
