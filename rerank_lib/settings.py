@@ -9,6 +9,7 @@ that way and fails on a setting that is accepted but never read.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import dataclasses
 import json
@@ -16,7 +17,7 @@ import os
 import sys
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
@@ -28,6 +29,7 @@ PAPER_TINY = "paper-tiny"
 _NOT_A_USE = frozenset({"__repr__", "__eq__", "__hash__", "asdict", "_asdict_inner", "astuple", "_astuple_inner",
                         "replace", "_replace"})
 _quiet = contextvars.ContextVar("settings_quiet", default=False)
+_collector: contextvars.ContextVar[set | None] = contextvars.ContextVar("settings_collect", default=None)
 _reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_READS") else None
 _built: dict[str, dict] = {}
 
@@ -77,10 +79,15 @@ class Settings:
         printer.text(shown_in(repr(self)))
 
     def __getattribute__(self, name: str):
-        if _reads is not None and not name.startswith("_") and not _quiet.get():
+        collector = _collector.get()
+        if (_reads is not None or collector is not None) and not name.startswith("_") and not _quiet.get():
             fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
             if name in fields and sys._getframe(1).f_code.co_name not in _NOT_A_USE:
-                _reads.add((type(self).__qualname__, name))
+                pair = (type(self).__qualname__, name)
+                if _reads is not None:
+                    _reads.add(pair)
+                if collector is not None:
+                    collector.add(pair)
         return object.__getattribute__(self, name)
 
     def __init_subclass__(cls, **kwargs):
@@ -190,6 +197,29 @@ def _describe(hint) -> str:
     if origin is tuple:
         return f"a list of {_describe(args[0])}" if len(args) == 2 and args[1] is Ellipsis else "a list"
     return getattr(hint, "__name__", str(hint))
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[set[tuple[str, str]]]:
+    """The (class, field) settings read inside the block, whether or not `$RERANK_SETTINGS_READS` is set: the
+    training loop keeps those of a run beside it, so that a later call that finds the run finished (and trains
+    nothing) counts the same settings as read as the call that trained it."""
+    reads: set[tuple[str, str]] = set()
+    token = _collector.set(reads)
+    try:
+        yield reads
+    finally:
+        _collector.reset(token)
+
+
+def replay_reads(pairs) -> None:
+    """Count (class, field) pairs as read, as `recording_reads` recorded them when the run was made."""
+    pairs = {tuple(pair) for pair in pairs}
+    if _reads is not None:
+        _reads.update(pairs)
+    collector = _collector.get()
+    if collector is not None:
+        collector.update(pairs)
 
 
 def _register(cfg) -> None:

@@ -284,3 +284,25 @@ def test_every_torch_load_in_the_library_loads_weights_only():
             calls.append((path.relative_to(root).as_posix(), text[match.start():end]))
     assert calls  # the library does load state dicts
     assert [c for c in calls if "weights_only=True" not in c[1]] == []
+
+
+# --- a run found in the cache counts the settings its training read ----------------------------------------------
+
+
+def test_a_cached_run_counts_the_settings_its_training_read(tmp_path, monkeypatch):
+    """The settings-read accounting of the smoke notebooks must not depend on what an earlier run left in the cache:
+    a run found finished trains nothing (keep_last_checkpoints is read only when a checkpoint is pruned), yet the
+    settings its training read are counted, from settings_read.json written beside the run."""
+    from rerank_lib import settings
+
+    config = toy_config(tmp_path / "run", save_every_steps=6)
+    first: set = set()
+    monkeypatch.setattr(settings, "_reads", first)
+    train(toy_model(), toy_dataset(), default_collate, mse_loss, config)
+    assert ("TrainConfig", "keep_last_checkpoints") in first
+
+    again: set = set()
+    monkeypatch.setattr(settings, "_reads", again)
+    result = train(toy_model(), toy_dataset(), default_collate, mse_loss, config)
+    assert result.cached
+    assert {pair for pair in first if pair[0] == "TrainConfig"} <= again

@@ -40,7 +40,7 @@ from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
 from rerank_lib.paths import shown
-from rerank_lib.settings import SettingError, Settings, check_range, snapshot
+from rerank_lib.settings import SettingError, Settings, check_range, recording_reads, replay_reads, snapshot
 from rerank_lib.training.checkpoints import (
     checkpoint_dir,
     checkpoint_is_good,
@@ -65,6 +65,7 @@ from rerank_lib.training.sampling import EpochSampler
 # Our names -> transformers.get_scheduler names ('constant' keeps the warmup when one is asked for).
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 LOG_FILE = "log.jsonl"
+READS_FILE = "settings_read.json"  # the settings the training read (settings.recording_reads)
 
 
 @dataclass
@@ -178,6 +179,18 @@ def train(
     """
     if not config.output_dir:
         raise ValueError("TrainConfig.output_dir is empty: name the run's folder (experiment.run_dir does)")
+    with recording_reads() as reads:
+        result = _train(model, train_dataset, collate_fn, compute_loss, config, eval_fn, optimizer_params, lengths)
+    reads_file = Path(config.output_dir) / READS_FILE
+    if result.cached:  # nothing trained in this call: the settings read are those the training read
+        saved = json.loads(reads_file.read_text(encoding="utf-8")) if reads_file.exists() else []
+        replay_reads(saved)
+    elif process_state().is_main_process:
+        write_json(reads_file, sorted(map(list, reads)))
+    return result
+
+
+def _train(model, train_dataset, collate_fn, compute_loss, config, eval_fn, optimizer_params, lengths) -> TrainResult:
     accelerator = _new_accelerator(config)
     set_seed(config.seed)
     _let_deepspeed_clip(accelerator, config.max_grad_norm)
