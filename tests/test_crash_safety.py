@@ -306,3 +306,25 @@ def test_a_cached_run_counts_the_settings_its_training_read(tmp_path, monkeypatc
     result = train(toy_model(), toy_dataset(), default_collate, mse_loss, config)
     assert result.cached
     assert {pair for pair in first if pair[0] == "TrainConfig"} <= again
+
+
+def test_publishing_again_removes_what_a_killed_publish_left(tmp_path, monkeypatch):
+    """A publish killed while its export was staged leaves `.<method>.<random>.tmp` beside the published folder;
+    the next publish of that method removes it."""
+    from rerank_lib.experiment import publish
+
+    def export(model, folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "weights.bin").write_bytes(b"w")
+
+    monkeypatch.setitem(publish.EXPORTS, "cross_encoder", export)
+    models = publish.models_dir(tmp_path, "smoke")
+    killed = models / ".toy.k3j2x9_q.tmp"
+    killed.mkdir(parents=True)
+    (killed / "model.safetensors").write_bytes(b"half")
+    other = models / ".toy.v2.a1b2c3d4.tmp"  # method toy.v2's staging, maybe being written now: left alone
+    other.mkdir()
+    folder = publish.publish_model("cross_encoder", toy_model(), tmp_path, "smoke", "toy", base_model="toy",
+                                   training_queries=1, settings={})
+    assert (folder / "weights.bin").read_bytes() == b"w" and (folder / "README.md").is_file()
+    assert leftovers(models) == [".toy.v2.a1b2c3d4.tmp"]

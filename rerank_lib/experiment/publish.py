@@ -8,6 +8,8 @@ dev and test numbers and the commit. The folder is ignored by git: it is regener
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,6 +40,10 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
     if bad:
         raise ValueError(f"{method}: not published, {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); "
                          "the training run or its checkpoint is damaged")
+    staged = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}\.tmp")  # tempfile.mkdtemp's names
+    for stale in folder.parent.iterdir() if folder.parent.is_dir() else ():
+        if staged.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)  # an export's staging folder left by a killed earlier publish
     if kind == "listwise":
         EXPORTS[kind](model, export_options.pop("tokenizer"), folder, **export_options)
     else:

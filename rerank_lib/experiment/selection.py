@@ -71,7 +71,8 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
     if held != result.best_step:  # never a record that names one checkpoint with the weights of another
         raise RuntimeError(f"{shown(model_dir)} holds the weights of "
                            f"{'no intact step' if held is None else f'step {held}'}, not those of step "
-                           f"{result.best_step} that the dev slice selected; train again with resume=False")
+                           f"{result.best_step} that the dev slice selected; train again with resume=False "
+                           "(or delete the folder)")
     dev_run = dev.run_at(result.eval_history, result.best_step)
     if dev_run is None and load_selected is not None:
         dev_run = dev.produce(load_selected(model_dir))

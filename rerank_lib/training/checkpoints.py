@@ -95,7 +95,7 @@ def sha256_file(path: str | Path) -> str:
 def checksum_problem(folder: str | Path, files: dict | None) -> str | None:
     """What is wrong with `folder`'s files against `files` (file_checksums' form), or None when each matches."""
     if files is None:
-        return f"no {CHECKSUM_FILE}"
+        return f"no {CHECKSUM_FILE} (written by an older version, or cut short)"
     folder = Path(folder)
     for name, expected in files.items():
         path = folder / name

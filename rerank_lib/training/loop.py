@@ -7,6 +7,11 @@ What it promises, and tests/test_training.py checks:
 - an interrupted run, resumed from its last checkpoint, ends with the same weights as an uninterrupted one;
 - N processes at the same global batch end with the same weights as one process (up to float rounding);
 - per_device_batch_size x gradient_accumulation_steps trains like one batch of their product.
+- whatever a crash interrupts (a checkpoint, best/, final/), the next call's best/ and final/ hold the weights of
+  the steps its log names, or it stops with a line saying which: both are written through a staging folder whose
+  last file (saved.json) names the step and each file's checksum, best/ is brought back to the best step of the
+  log a resume keeps, and a checkpoint whose files do not match their checksums is skipped for the one before
+  (tests/test_crash_safety.py).
 
 - a run that ended with a checkpoint at its last step is found finished by a later call with the same
   output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
@@ -550,7 +555,8 @@ class _Run:
         if self.config.save_best and best_row is not None and saved_step(best_dir) != best_row["step"]:
             if best_row["step"] != self.global_step:
                 raise RuntimeError(f"{shown(best_dir)} does not hold the weights of step {best_row['step']}, the "
-                                   f"best evaluation in {shown(output_dir / LOG_FILE)}: train again with resume=False")
+                                   f"best evaluation in {shown(output_dir / LOG_FILE)}: train again with resume=False "
+                                   "(or delete the folder)")
             _save_final_model(accelerator, self.model, best_dir, step=self.global_step)
         result = TrainResult(
             global_step=self.global_step,
