@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import json
+import numbers
 import os
 import sys
 import types
@@ -160,9 +161,9 @@ def _fits(value, hint) -> tuple[bool, Any]:
     if hint is int:
         if isinstance(value, float) and value.is_integer():
             return True, int(value)
-        return isinstance(value, int) and not isinstance(value, bool), value
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool), value
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+        return isinstance(value, numbers.Real) and not isinstance(value, bool), value
     if hint is str:
         return isinstance(value, str), value
     if origin is typing.Literal:

@@ -137,6 +137,15 @@ def test_a_best_newer_than_the_resumed_checkpoint_is_rolled_back_to_the_logs_bes
     assert "no space left on device" in str(full.value)
 
 
+def test_a_finished_run_leaves_no_earlier_best_behind(tmp_path):
+    """best/ keeps its earlier version only until a checkpoint or the end of the run covers the new one."""
+    out = tmp_path / "run"
+    result = train(toy_model(), toy_dataset(), default_collate, mse_loss, toy_config(out, eval_every_steps=3),
+                   eval_fn=lambda model, s=iter([0.1, 0.2, 0.3, 0.4, 0.5]): {"dev": next(s)})
+    assert result.best_step == 12 and saved_step(out / "best") == 12
+    assert leftovers(out) == []
+
+
 # --- a full disk while a checkpoint or final/ is written ---------------------------------------------------------
 
 

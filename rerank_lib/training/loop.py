@@ -553,11 +553,13 @@ class _Run:
         best_name, best_row = _best(self.eval_history, self.config)
         best_dir = output_dir / "best"
         if self.config.save_best and best_row is not None and saved_step(best_dir) != best_row["step"]:
-            if best_row["step"] != self.global_step:
+            if best_row["step"] != self.global_step or not self.weights_loaded:
                 raise RuntimeError(f"{shown(best_dir)} does not hold the weights of step {best_row['step']}, the "
                                    f"best evaluation in {shown(output_dir / LOG_FILE)}: train again with resume=False "
                                    "(or delete the folder)")
             _save_final_model(accelerator, self.model, best_dir, step=self.global_step)
+        if self.is_main:
+            drop_previous(best_dir)  # the run is complete: no resume needs best/'s earlier version
         result = TrainResult(
             global_step=self.global_step,
             history=self.history,
