@@ -9,12 +9,16 @@ that way and fails on a setting that is accepted but never read.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import dataclasses
 import json
+import numbers
 import os
 import sys
-from typing import Any, Mapping, Sequence
+import types
+import typing
+from typing import Any, Iterator, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
@@ -26,12 +30,44 @@ PAPER_TINY = "paper-tiny"
 _NOT_A_USE = frozenset({"__repr__", "__eq__", "__hash__", "asdict", "_asdict_inner", "astuple", "_astuple_inner",
                         "replace", "_replace"})
 _quiet = contextvars.ContextVar("settings_quiet", default=False)
+_collector: contextvars.ContextVar[set | None] = contextvars.ContextVar("settings_collect", default=None)
 _reads: set[tuple[str, str]] | None = set() if os.environ.get("RERANK_SETTINGS_READS") else None
 _built: dict[str, dict] = {}
 
 
+class SettingError(ValueError):
+    """A setting refused as it is set: one line that starts with its dotted path (`train.learning_rate: ...`), the
+    same from a notebook parameter, a profile, a YAML file or the shell."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+    def under(self, head: str) -> "SettingError":
+        """The same error for the setting as a field of the config `head` (train -> train.max_steps)."""
+        return SettingError(f"{head}.{self.path}", self.problem)
+
+
+def check_range(name: str, value, *, minimum=None, above=None, maximum=None, allow_none: bool = False) -> None:
+    """Refuse a number out of its range, naming the setting: `minimum` <= value, `above` < value, value <=
+    `maximum`; None only where `allow_none` (None means 'unset' there)."""
+    if value is None:
+        if allow_none:
+            return
+        raise SettingError(name, "must be set (got None)")
+    if minimum is not None and value < minimum:
+        raise SettingError(name, f"must be >= {minimum}{' (or None)' if allow_none else ''}, got {value!r}")
+    if above is not None and value <= above:
+        raise SettingError(name, f"must be > {above}{' (or None)' if allow_none else ''}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise SettingError(name, f"must be <= {maximum}, got {value!r}")
+
+
 class Settings:
     """Base of every config dataclass: field reads are recorded when `$RERANK_SETTINGS_READS` names a file.
+
+    Every field's value is checked against its annotation as the config is made (`check_types`), so a string
+    learning rate or seed is refused with the setting's name instead of failing deep inside torch or numpy.
 
     A subclass may set `READ_ONLY_WHEN = {"field": "the condition"}` (a ClassVar) for a field that only some
     profiles read (a paper-only feature); the settings-read test then accepts it unread in the smoke run.
@@ -44,10 +80,15 @@ class Settings:
         printer.text(shown_in(repr(self)))
 
     def __getattribute__(self, name: str):
-        if _reads is not None and not name.startswith("_") and not _quiet.get():
+        collector = _collector.get()
+        if (_reads is not None or collector is not None) and not name.startswith("_") and not _quiet.get():
             fields = type(self).__dict__.get("__dataclass_fields__") or getattr(type(self), "__dataclass_fields__", {})
             if name in fields and sys._getframe(1).f_code.co_name not in _NOT_A_USE:
-                _reads.add((type(self).__qualname__, name))
+                pair = (type(self).__qualname__, name)
+                if _reads is not None:
+                    _reads.add(pair)
+                if collector is not None:
+                    collector.add(pair)
         return object.__getattribute__(self, name)
 
     def __init_subclass__(cls, **kwargs):
@@ -64,6 +105,7 @@ class Settings:
                 _register(self)
             token = _quiet.set(True)
             try:
+                check_types(self)
                 own(self)
             finally:
                 _quiet.reset(token)
@@ -73,6 +115,112 @@ class Settings:
     def __post_init__(self):
         if _reads is not None:
             _register(self)
+        check_types(self)
+
+
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def check_types(cfg) -> None:
+    """Each field of `cfg` against its annotation: numbers are numbers (not bool, not text), texts are texts,
+    tuples hold what they say; an integral float for an int field becomes the int (YAML and the shell read 1e3 as
+    1000.0). A SettingError names the first field that does not fit."""
+    cls = type(cfg)
+    if cls not in _hints:
+        try:
+            _hints[cls] = typing.get_type_hints(cls)
+        except Exception:  # an annotation this module cannot resolve: checked by the class itself, if at all
+            _hints[cls] = {}
+    for f in dataclasses.fields(cfg):
+        hint = _hints[cls].get(f.name)
+        if hint is None:
+            continue
+        value = object.__getattribute__(cfg, f.name)
+        fits, fixed = _fits(value, hint)
+        if not fits:
+            raise SettingError(f.name, f"expected {_describe(hint)}, got {value!r}")
+        if fixed is not value:
+            object.__setattr__(cfg, f.name, fixed)
+
+
+def _fits(value, hint) -> tuple[bool, Any]:
+    """(whether `value` fits the annotation `hint`, the value to keep): unknown annotations fit anything."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for member in sorted(args, key=lambda a: a is float):  # int before float: 3 stays an int
+            ok, fixed = _fits(value, member)
+            if ok:
+                return True, fixed
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool), value
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool), value
+    if hint is str:
+        return isinstance(value, str), value
+    if origin is typing.Literal:
+        return value in args, value
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False, value
+        members = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if not args or (len(members) != len(value)):
+            return not args, value
+        checked = [_fits(v, m) for v, m in zip(value, members)]
+        if not all(ok for ok, _ in checked):
+            return False, value
+        fixed = tuple(v for _, v in checked)
+        return True, fixed if any(a is not b for a, b in zip(fixed, value)) else value
+    if origin in (list, dict, set, frozenset):
+        return isinstance(value, origin), value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {int: "an integer", float: "a number", str: "a text", bool: "true or false", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}" if len(args) == 2 and args[1] is Ellipsis else "a list"
+    return getattr(hint, "__name__", str(hint))
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[set[tuple[str, str]]]:
+    """The (class, field) settings read inside the block, whether or not `$RERANK_SETTINGS_READS` is set: the
+    training loop keeps those of a run beside it, so that a later call that finds the run finished (and trains
+    nothing) counts the same settings as read as the call that trained it."""
+    reads: set[tuple[str, str]] = set()
+    token = _collector.set(reads)
+    try:
+        yield reads
+    finally:
+        _collector.reset(token)
+
+
+def replay_reads(pairs) -> None:
+    """Count (class, field) pairs as read, as `recording_reads` recorded them when the run was made."""
+    pairs = {tuple(pair) for pair in pairs}
+    if _reads is not None:
+        _reads.update(pairs)
+    collector = _collector.get()
+    if collector is not None:
+        collector.update(pairs)
 
 
 def _register(cfg) -> None:
@@ -149,7 +297,10 @@ def _set(cfg, values: Mapping[str, Any]):
             current = object.__getattribute__(cfg, head)
             direct[head] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
     for head, sub in deeper.items():
-        direct[head] = _set(object.__getattribute__(cfg, head), sub)
+        try:
+            direct[head] = _set(object.__getattribute__(cfg, head), sub)
+        except SettingError as err:
+            raise err.under(head) from None
     token = _quiet.set(True)
     try:
         return dataclasses.replace(cfg, **direct)

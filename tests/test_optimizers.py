@@ -42,7 +42,7 @@ def test_parameter_groups_keep_their_own_weight_decay():
 
 
 def test_unknown_optimizer_is_refused():
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="optimizer: must be one of"):
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         build_optimizer("adam8", [torch.nn.Parameter(torch.ones(1))], learning_rate=LR, weight_decay=0.0)

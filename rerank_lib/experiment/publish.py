@@ -8,6 +8,8 @@ dev and test numbers and the commit. The folder is ignored by git: it is regener
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,6 +37,14 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
     if kind not in EXPORTS:
         raise ValueError(f"kind must be one of {sorted(EXPORTS)}, got {kind!r}")
     folder = models_dir(results_dir, profile) / method
+    bad = non_finite_weights(model)
+    if bad:
+        raise ValueError(f"{method}: not published, {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); "
+                         "the training run or its checkpoint is damaged")
+    staged = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}\.tmp")  # tempfile.mkdtemp's names
+    for stale in folder.parent.iterdir() if folder.parent.is_dir() else ():
+        if staged.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)  # an export's staging folder left by a killed earlier publish
     if kind == "listwise":
         EXPORTS[kind](model, export_options.pop("tokenizer"), folder, **export_options)
     else:
@@ -47,6 +57,18 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
                       dev=dev, test=test, training_data=training_data, kind=kind, title=method,
                       selected_step=selected_step)
     return folder
+
+
+def non_finite_weights(model: Any) -> list[str]:
+    """Names of the floating-point parameters and buffers of `model` (a torch module, or a ranker / encoder holding
+    one as `.model`) that hold a NaN or an infinity."""
+    import torch
+
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        return []
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def publish_selected(kind: str, model: Any, record, selected, results_dir: str | os.PathLike, *, base_model: str,

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from ..data.types import Run
 from ..paths import shown
-from ..training import TrainConfig, TrainResult, process_state, train
+from ..training import TrainConfig, TrainResult, process_state, saved_step, train
 from .dev import DevEvaluator
 
 
@@ -67,6 +67,12 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
         return Selected(result, None, None, None, result.final_dir, wall_s=wall)
     curve = [{k: v for k, v in row.items() if k != "kind"} for row in result.eval_history]
     model_dir = result.best_dir or result.final_dir
+    held = saved_step(model_dir)
+    if held != result.best_step:  # never a record that names one checkpoint with the weights of another
+        raise RuntimeError(f"{shown(model_dir)} holds the weights of "
+                           f"{'no intact step' if held is None else f'step {held}'}, not those of step "
+                           f"{result.best_step} that the dev slice selected; train again with resume=False "
+                           "(or delete the folder)")
     dev_run = dev.run_at(result.eval_history, result.best_step)
     if dev_run is None and load_selected is not None:
         dev_run = dev.produce(load_selected(model_dir))

@@ -217,7 +217,7 @@ def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mappi
 
 def _load_state(model: torch.nn.Module, folder: Path) -> None:
     if (folder / "model.pt").exists():
-        state = torch.load(folder / "model.pt", map_location="cpu")
+        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     else:
         from safetensors.torch import load_file
 

@@ -111,9 +111,9 @@ def load_weights(encoder, folder: str | Path) -> None:
         for f in files:
             state.update(load_file(str(f)))
     elif (folder / "pytorch_model.bin").exists():
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu")
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     elif (folder / "model.pt").exists():
-        state = torch.load(folder / "model.pt", map_location="cpu")
+        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     else:
         raise FileNotFoundError(f"{folder}: no weights (model.safetensors, pytorch_model.bin or model.pt)")
     missing, unexpected = encoder.model.load_state_dict(state, strict=False)

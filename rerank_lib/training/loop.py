@@ -7,6 +7,11 @@ What it promises, and tests/test_training.py checks:
 - an interrupted run, resumed from its last checkpoint, ends with the same weights as an uninterrupted one;
 - N processes at the same global batch end with the same weights as one process (up to float rounding);
 - per_device_batch_size x gradient_accumulation_steps trains like one batch of their product.
+- whatever a crash interrupts (a checkpoint, best/, final/), the next call's best/ and final/ hold the weights of
+  the steps its log names, or it stops with a line saying which: both are written through a staging folder whose
+  last file (saved.json) names the step and each file's checksum, best/ is brought back to the best step of the
+  log a resume keeps, and a checkpoint whose files do not match their checksums is skipped for the one before
+  (tests/test_crash_safety.py).
 
 - a run that ended with a checkpoint at its last step is found finished by a later call with the same
   output_dir, in any number of processes: that call loads the weights and trains no further, so a notebook
@@ -40,14 +45,23 @@ from transformers import get_scheduler
 
 from rerank_lib.atomic import write_json, write_text
 from rerank_lib.paths import shown
-from rerank_lib.settings import Settings, snapshot
+from rerank_lib.settings import SettingError, Settings, check_range, recording_reads, replay_reads, snapshot
 from rerank_lib.training.checkpoints import (
     checkpoint_dir,
+    checkpoint_is_good,
+    drop_previous,
     latest_checkpoint,
+    latest_good_checkpoint,
     list_checkpoints,
     mark_complete,
+    mark_saved,
+    place_saved,
     prune_checkpoints,
     read_state,
+    recover_saved,
+    saved_step,
+    saving,
+    staging_dir,
 )
 from rerank_lib.training.optimizers import OPTIMIZERS, build_optimizer, deepspeed_replaces_optimizer
 from rerank_lib.training.precision import MIXED_PRECISIONS, resolve_mixed_precision
@@ -57,6 +71,7 @@ from rerank_lib.training.sampling import EpochSampler
 # Our names -> transformers.get_scheduler names ('constant' keeps the warmup when one is asked for).
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 LOG_FILE = "log.jsonl"
+READS_FILE = "settings_read.json"  # the settings the training read (settings.recording_reads)
 
 
 @dataclass
@@ -93,19 +108,27 @@ class TrainConfig(Settings):
     report_to: tuple[str, ...] | str | None = ()
 
     def __post_init__(self):
+        """Types are checked by Settings (from the annotations); here the ranges, each error naming its setting.
+        A step count or epoch count of 0 or less would train nothing (or, for max_steps 0, a whole epoch) while the
+        run reports success, so it is refused; None stays 'unset' where the field allows it."""
         self.report_to = _tracker_names(self.report_to)
         if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}")
+            raise SettingError("mixed_precision", f"must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise SettingError("optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(f"lr_scheduler must be one of {sorted(SCHEDULERS)}")
-        if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError("per_device_batch_size and gradient_accumulation_steps must be >= 1")
-        if self.log_every_steps < 1:
-            raise ValueError("log_every_steps must be >= 1")
-        if self.keep_last_checkpoints is not None and self.keep_last_checkpoints < 1:
-            raise ValueError("keep_last_checkpoints must be >= 1 (or None to keep all)")
+            raise SettingError("lr_scheduler", f"must be one of {sorted(SCHEDULERS)}, got {self.lr_scheduler!r}")
+        for name in ("num_epochs", "per_device_batch_size", "gradient_accumulation_steps", "log_every_steps"):
+            check_range(name, getattr(self, name), minimum=1)
+        for name in ("max_steps", "save_every_steps", "keep_last_checkpoints", "eval_every_steps"):
+            check_range(name, getattr(self, name), minimum=1, allow_none=True)
+        check_range("learning_rate", self.learning_rate, above=0)
+        check_range("warmup_steps", self.warmup_steps, minimum=0)
+        check_range("warmup_ratio", self.warmup_ratio, minimum=0, maximum=1)
+        check_range("weight_decay", self.weight_decay, minimum=0)
+        check_range("max_grad_norm", self.max_grad_norm, above=0, allow_none=True)
+        check_range("dataloader_num_workers", self.dataloader_num_workers, minimum=0)
+        check_range("seed", self.seed, minimum=0, maximum=2**32 - 1)  # what numpy seeds with
 
 
 @dataclass
@@ -135,7 +158,7 @@ def _tracker_names(report_to) -> tuple[str, ...]:
     known = [t.value for t in LoggerType]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"report_to: unknown tracker(s) {unknown}; accelerate knows {known}")
+        raise SettingError("report_to", f"unknown tracker(s) {unknown}; accelerate knows {known}")
     return names
 
 
@@ -163,6 +186,18 @@ def train(
     """
     if not config.output_dir:
         raise ValueError("TrainConfig.output_dir is empty: name the run's folder (experiment.run_dir does)")
+    with recording_reads() as reads:
+        result = _train(model, train_dataset, collate_fn, compute_loss, config, eval_fn, optimizer_params, lengths)
+    reads_file = Path(config.output_dir) / READS_FILE
+    if result.cached:  # nothing trained in this call: the settings read are those the training read
+        saved = json.loads(reads_file.read_text(encoding="utf-8")) if reads_file.exists() else []
+        replay_reads(saved)
+    elif process_state().is_main_process:
+        write_json(reads_file, sorted(map(list, reads)))
+    return result
+
+
+def _train(model, train_dataset, collate_fn, compute_loss, config, eval_fn, optimizer_params, lengths) -> TrainResult:
     accelerator = _new_accelerator(config)
     set_seed(config.seed)
     _let_deepspeed_clip(accelerator, config.max_grad_norm)
@@ -280,13 +315,16 @@ class _Run:
         # The position in the data (resume() may move it), and what has been logged (open_log() reads it).
         self.global_step, self.epoch, self.batches_done, self.elapsed_before = 0, 0, 0, 0.0
         self.finished = False  # resume() found the run's checkpoint at its last step
+        self.weights_loaded = True  # False: a finished sharded run of another world, its weights not loaded
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
 
     def resume(self) -> Path | None:
-        """Weights, optimizer, scheduler and RNG from the newest complete checkpoint, then the loop's position."""
-        checkpoint = latest_checkpoint(self.output_dir) if self.config.resume else None
+        """Weights, optimizer, scheduler and RNG from the newest undamaged complete checkpoint, then the loop's
+        position; best/ made to hold the weights of the best evaluation logged up to there."""
+        checkpoint = latest_good_checkpoint(self.output_dir, self.accelerator.print) if self.config.resume else None
         if checkpoint is None:
+            self.restore_best(resumed_step=0, loaded=False)
             return None
         state = read_state(checkpoint)
         # A finished run (maybe trained in another number of processes) only has its weights loaded.
@@ -304,13 +342,58 @@ class _Run:
         if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
             # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
             self.accelerator.print(f"{shown(checkpoint)}: a finished {theirs} run; `model` is left as given")
+            self.weights_loaded = False
         else:
+            self.restore_best(state["global_step"], loaded=False)  # the model is still the start here
             self.accelerator.load_state(str(checkpoint))
+            self.weights_loaded = True
+            self.restore_best(state["global_step"], loaded=True, checkpoint=checkpoint)
         self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
         self.elapsed_before = state["elapsed_s"]
         if not self.finished:  # a finished run is reported once, by whoever reads its result (TrainResult.cached)
             self.accelerator.print(f"training: resuming {shown(checkpoint)} at step {self.global_step}")
         return checkpoint
+
+    def restore_best(self, resumed_step: int, loaded: bool, checkpoint: Path | None = None) -> None:
+        """Make best/ hold the weights of the best evaluation in the log up to `resumed_step` (the step the run
+        goes on from): a crash while best/ or a checkpoint was written can leave it missing, cut short, or a newer
+        best than the log keeps. Its earlier version or staging folder is used when it holds that step; else the
+        weights at hand when they are that step's (the untrained start before a checkpoint is loaded, the
+        checkpoint's own step after), else a kept checkpoint of that step; else a one-line error."""
+        if not self.config.save_best:
+            return
+        best = self.output_dir / "best"
+        rows = [r for r in _read_log(self.output_dir / LOG_FILE, resumed_step) if r["kind"] == "eval"]
+        _, best_row = _best(rows, self.config)
+        if best_row is None:
+            if self.is_main:
+                recover_saved(best, -1)  # nothing evaluated yet: a leftover best/ is from a run not continued
+            self.accelerator.wait_for_everyone()
+            return
+        step = best_row["step"]
+        if self.is_main:
+            ok = recover_saved(best, step)
+        else:
+            ok = True
+        ok = broadcast_object_list([ok], from_process=0)[0]
+        if ok:
+            return
+        if not loaded:  # the model is the untrained start: step 0's weights; any other step waits for the load
+            if step == 0:
+                _save_final_model(self.accelerator, self.model, best, step=0)
+            return
+        kept = checkpoint_dir(self.output_dir, step)
+        if step == resumed_step:
+            _save_final_model(self.accelerator, self.model, best, step=step)
+        elif step < resumed_step and checkpoint_is_good(kept):
+            self.accelerator.load_state(str(kept))
+            _save_final_model(self.accelerator, self.model, best, step=step)
+            self.accelerator.load_state(str(checkpoint))
+        else:
+            raise RuntimeError(
+                f"{shown(best)} does not hold the weights of step {step}, the best evaluation in "
+                f"{shown(self.output_dir / LOG_FILE)}, and no kept checkpoint has them: train again with "
+                "resume=False (or delete the folder)")
 
     def saved_run_info(self) -> dict:
         """The run_info a finished run wrote (its world: processes, global batch), not this call's."""
@@ -344,7 +427,7 @@ class _Run:
         self.eval_history.append(row)
         self.log(row)
         if self.config.save_best:
-            _save_final_model(self.accelerator, self.model, self.output_dir / "best")
+            _save_final_model(self.accelerator, self.model, self.output_dir / "best", step=0, keep_previous=True)
 
     def train_steps(self, compute_loss: Callable, eval_fn: Callable | None) -> None:
         """Optimizer steps up to total_steps, epoch after epoch, each followed by end_step()."""
@@ -419,7 +502,8 @@ class _Run:
         self.eval_history.append(row)
         self.log(row)
         if self.config.save_best and _best(self.eval_history, self.config)[1] is row:
-            _save_final_model(self.accelerator, self.model, self.output_dir / "best")
+            _save_final_model(self.accelerator, self.model, self.output_dir / "best", step=self.global_step,
+                              keep_previous=True)
 
     def elapsed(self) -> float:
         """Training wall time, across resumes."""
@@ -442,15 +526,19 @@ class _Run:
         if self.is_main and path.exists():
             shutil.rmtree(path)  # an incomplete leftover of a crashed run at this same step
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(path))
-        accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
+        with saving(path, f"checkpoint {self.global_step}"):
+            accelerator.save_state(str(path))
+            accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
+            if self.is_main:
+                state = dict(
+                    global_step=self.global_step, epoch=self.epoch, batches_done=self.batches_done,
+                    elapsed_s=self.elapsed(), examples_per_step=self.examples_per_step,
+                    num_examples=self.num_examples, total_steps=self.total_steps,
+                    distributed_type=accelerator.distributed_type.value,
+                )
+                mark_complete(path, state)
         if self.is_main:
-            state = dict(
-                global_step=self.global_step, epoch=self.epoch, batches_done=self.batches_done,
-                elapsed_s=self.elapsed(), examples_per_step=self.examples_per_step, num_examples=self.num_examples,
-                total_steps=self.total_steps, distributed_type=accelerator.distributed_type.value,
-            )
-            mark_complete(path, state)
+            drop_previous(self.output_dir / "best")  # this checkpoint covers best/ as it is now
             prune_checkpoints(self.output_dir, self.config.keep_last_checkpoints)
         accelerator.wait_for_everyone()
         return path
@@ -459,9 +547,21 @@ class _Run:
         """The final weights, the best evaluation, and the trackers closed."""
         accelerator, output_dir = self.accelerator, self.output_dir
         final_dir = output_dir / "final"
-        if not (self.finished and final_dir.is_dir()):
-            final_dir = _save_final_model(accelerator, self.model, final_dir)
+        if not (self.finished and saved_step(final_dir) == self.global_step):
+            if not self.weights_loaded and self.global_step > 0:
+                raise RuntimeError(f"{shown(final_dir)} is missing or damaged, and this run's sharded checkpoint "
+                                   "cannot be loaded here: load it in its own world, or train again")
+            final_dir = _save_final_model(accelerator, self.model, final_dir, step=self.global_step)
         best_name, best_row = _best(self.eval_history, self.config)
+        best_dir = output_dir / "best"
+        if self.config.save_best and best_row is not None and saved_step(best_dir) != best_row["step"]:
+            if best_row["step"] != self.global_step or not self.weights_loaded:
+                raise RuntimeError(f"{shown(best_dir)} does not hold the weights of step {best_row['step']}, the "
+                                   f"best evaluation in {shown(output_dir / LOG_FILE)}: train again with resume=False "
+                                   "(or delete the folder)")
+            _save_final_model(accelerator, self.model, best_dir, step=self.global_step)
+        if self.is_main:
+            drop_previous(best_dir)  # the run is complete: no resume needs best/'s earlier version
         result = TrainResult(
             global_step=self.global_step,
             history=self.history,
@@ -471,7 +571,7 @@ class _Run:
             best_metric=best_row[best_name] if best_row else None,
             best_step=best_row["step"] if best_row else None,
             metric_for_best=best_name,
-            best_dir=output_dir / "best" if self.config.save_best and (output_dir / "best").is_dir() else None,
+            best_dir=best_dir if self.config.save_best and best_row is not None else None,
             run_info=self.run_info,
             cached=self.finished,
         )
@@ -537,22 +637,30 @@ def _evaluate(accelerator: Accelerator, model: torch.nn.Module, eval_fn: Callabl
     return broadcast_object_list([metrics], from_process=0)[0]
 
 
-def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, final_dir: Path) -> Path:
-    """The full trained weights, gathered from every shard, as save_pretrained output or a model.pt state dict."""
+def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, final_dir: Path, step: int,
+                      keep_previous: bool = False) -> Path:
+    """The full weights of `step`, gathered from every shard, as save_pretrained output or a model.pt state dict,
+    written into a staging folder that ends with saved.json (the step and each file's checksum) and is then
+    renamed to final_dir: a crash never leaves a final/ or best/ that a reader takes for some step's weights."""
     state_dict = accelerator.get_state_dict(model)  # a collective under FSDP and ZeRO-3: all processes call it
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        staging = final_dir.with_name(f".{final_dir.name}.tmp")  # never leave a half-written final/
+        staging = staging_dir(final_dir)
         shutil.rmtree(staging, ignore_errors=True)
-        if hasattr(unwrapped, "save_pretrained"):
-            unwrapped.save_pretrained(staging, state_dict=state_dict)
-        else:
-            staging.mkdir(parents=True)
-            torch.save(state_dict, staging / "model.pt")
-        shutil.rmtree(final_dir, ignore_errors=True)
-        staging.rename(final_dir)
+        with saving(staging, f"the weights of step {step}"):
+            _write_weights(unwrapped, state_dict, staging)
+            mark_saved(staging, step)
+        place_saved(staging, final_dir, keep_previous=keep_previous)
     accelerator.wait_for_everyone()
     return final_dir
+
+
+def _write_weights(model: torch.nn.Module, state_dict: dict, folder: Path) -> None:
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(folder, state_dict=state_dict)
+    else:
+        folder.mkdir(parents=True)
+        torch.save(state_dict, folder / "model.pt")
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict]:

@@ -87,7 +87,7 @@ class HeadOnlyRanker:
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size, show_progress=show_progress)
 
     def load_weights(self, folder: str | os.PathLike) -> None:
-        state = torch.load(Path(folder) / "model.pt", map_location="cpu")
+        state = torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
 
     def save(self, directory: str | os.PathLike) -> Path:
