@@ -337,3 +337,22 @@ def test_publishing_again_removes_what_a_killed_publish_left(tmp_path, monkeypat
                                    training_queries=1, settings={})
     assert (folder / "weights.bin").read_bytes() == b"w" and (folder / "README.md").is_file()
     assert leftovers(models) == [".toy.v2.a1b2c3d4.tmp"]
+
+
+def test_a_crash_mid_training_closes_its_progress_bar(tmp_path):
+    """An exception inside a training step leaves no open bar: tqdm would draw every later bar of the process one
+    line lower, with cursor-up escapes in a notebook's text output."""
+    from tqdm import tqdm  # every bar of rerank_lib.progress is a tqdm (text or tqdm.auto's subclass)
+
+    open_before = len(tqdm._instances)
+    calls = []
+
+    def crashing_loss(model, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected crash in step 2")
+        return mse_loss(model, batch)
+
+    with pytest.raises(RuntimeError, match="injected crash"):
+        train(toy_model(), toy_dataset(), default_collate, crashing_loss, toy_config(tmp_path / "run", max_steps=4))
+    assert len(tqdm._instances) == open_before

@@ -434,31 +434,33 @@ class _Run:
         accelerator, model, config = self.accelerator, self.model, self.config
         self.progress = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.is_main or self.finished,
                              desc="train", dynamic_ncols=True)
-        self.loss_sum, self.loss_count = torch.zeros(1, device=accelerator.device), 0
-        model.train()
-        while self.global_step < self.total_steps:
-            self.sampler.set_epoch(self.epoch)
-            # Mid-epoch resume: the same order as the interrupted epoch, minus the batches already trained on.
-            epoch_loader = (accelerator.skip_first_batches(self.dataloader, self.batches_done)
-                            if self.batches_done else self.dataloader)
-            epoch_loader.set_epoch(self.epoch)
-            for batch in epoch_loader:
-                with accelerator.accumulate(model):
-                    loss = compute_loss(model, batch)
-                    accelerator.backward(loss)  # divides by gradient_accumulation_steps
-                    if accelerator.sync_gradients and config.max_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    self.optimizer.step()  # these three are no-ops until the last micro-batch of the step
-                    self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                self.batches_done += 1
-                self.loss_sum += loss.detach().float()
-                self.loss_count += 1
-                if accelerator.sync_gradients:  # the last micro-batch of an optimizer step
-                    self.end_step(eval_fn)
-                    if self.global_step == self.total_steps:
-                        break
-        self.progress.close()
+        try:  # a crash mid-training closes its bar too: an open bar shifts every later bar of the process
+            self.loss_sum, self.loss_count = torch.zeros(1, device=accelerator.device), 0
+            model.train()
+            while self.global_step < self.total_steps:
+                self.sampler.set_epoch(self.epoch)
+                # Mid-epoch resume: the same order as the interrupted epoch, minus the batches already trained on.
+                epoch_loader = (accelerator.skip_first_batches(self.dataloader, self.batches_done)
+                                if self.batches_done else self.dataloader)
+                epoch_loader.set_epoch(self.epoch)
+                for batch in epoch_loader:
+                    with accelerator.accumulate(model):
+                        loss = compute_loss(model, batch)
+                        accelerator.backward(loss)  # divides by gradient_accumulation_steps
+                        if accelerator.sync_gradients and config.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                        self.optimizer.step()  # these three are no-ops until the last micro-batch of the step
+                        self.scheduler.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    self.batches_done += 1
+                    self.loss_sum += loss.detach().float()
+                    self.loss_count += 1
+                    if accelerator.sync_gradients:  # the last micro-batch of an optimizer step
+                        self.end_step(eval_fn)
+                        if self.global_step == self.total_steps:
+                            break
+        finally:
+            self.progress.close()
 
     def end_step(self, eval_fn: Callable | None) -> None:
         """After an optimizer step: advance the position, then log, evaluate and checkpoint when due."""
