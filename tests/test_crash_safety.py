@@ -353,6 +353,6 @@ def test_a_crash_mid_training_closes_its_progress_bar(tmp_path):
             raise RuntimeError("injected crash in step 2")
         return mse_loss(model, batch)
 
-    with pytest.raises(RuntimeError, match="injected crash"):
+    with pytest.raises(RuntimeError, match="injected crash") as crash:  # its traceback holds the run's frames
         train(toy_model(), toy_dataset(), default_collate, crashing_loss, toy_config(tmp_path / "run", max_steps=4))
-    assert len(tqdm._instances) == open_before
+    assert len(tqdm._instances) == open_before, crash.value
