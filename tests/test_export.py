@@ -391,6 +391,17 @@ def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the
     from rag_retrieval import Reranker
 
     rag = Reranker(str(folder), model_type="llm", device="cpu", dtype="fp32", verbose=0)
+    assert rag.yes_loc == ranker.yes_id
+    # rag-retrieval 0.2.2 builds its inputs with tokenizer.prepare_for_model(first, second,
+    # truncation='only_second', max_length=..., add_special_tokens=False), which transformers 5 removed: the same
+    # call in ids (these pairs fit max_length, so truncation cuts nothing)
+    if not hasattr(type(rag.tokenizer), "prepare_for_model"):
+        def prepare_for_model(first, second, truncation, max_length, add_special_tokens, **_):
+            assert truncation == "only_second" and not add_special_tokens
+            assert len(first) + len(second) <= max_length
+            return {"input_ids": list(first) + list(second)}
+
+        rag.tokenizer.prepare_for_model = prepare_for_model
     np.testing.assert_allclose(rag.compute_score(pairs, batch_size=2, enable_tqdm=False), ours, atol=1e-4)
 
 
@@ -403,7 +414,11 @@ def test_head_only_export_writes_its_head_into_the_yes_row(tiny_llm, llm_tokeniz
     probe = HeadOnlyRanker(decoder, init="yes-no")  # Yes minus No: a head no row of the LM head holds
     ours = probe.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(ours - decoder.score(LLM_QUERIES, LLM_DOCS)).max() > 1e-3
-    folder = export_llm_reranker(probe, tmp_path / "head")
+    from rerank_lib.train import Trained
+
+    trained = Trained.llm_reranker(None, probe)  # what `rerank-repro train llm_reranker --output_dir` writes
+    assert trained.kind == "llm_yes"
+    folder = trained.write(tmp_path / "head")
     config = json.loads((folder / "config.json").read_text())
     assert config["tie_word_embeddings"] is False  # the Yes row now differs from the input embedding
     flag = _flag_llm_reranker()(str(folder), devices="cpu")
