@@ -452,11 +452,20 @@ def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_ll
     ours = _train_llm(ranker, tmp_path, "point_ce")
     folder = export_llm_reranker(ranker, tmp_path / "score")
     assert check_complete(folder, "llm_score") == folder
-    with pytest.raises(Exception, match="ForSequenceClassification"):
-        check_complete(folder, "llm_yes")
+    from rerank_lib.models import IncompleteModelFolder
+
+    with pytest.raises(IncompleteModelFolder, match="ForCausalLM"):
+        check_complete(folder, "llm_yes")  # a classifier folder is not a Yes-logit export
     peer = json.loads((folder / "llm_reranker.json").read_text())["peer_arguments"]
     assert peer == {"query_format": "query: {}", "document_format": "document: {}", "seq": "\n",
                     "special_token": "<unk>"}
+
+    import shutil
+
+    bare = Path(shutil.copytree(folder, tmp_path / "bare"))
+    (bare / "llm_reranker.json").unlink()
+    with pytest.raises(IncompleteModelFolder, match="missing llm_reranker.json"):
+        check_complete(bare, "llm_score")
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, torch_dtype="auto").eval()
     tok = AutoTokenizer.from_pretrained(folder, use_fast=True)
