@@ -16,6 +16,15 @@ leaves a half-written export):
   only, so scores agree for inputs that fit (see rerankers/monot5.py).
 - `export_listwise`       -> a plain causal-LM folder + tokenizer with its chat template, what rank_llm's listwise
   rerankers (RankZephyr / FIRST, through vLLM) and transformers' `AutoModelForCausalLM` load.
+- `export_llm_reranker`   -> an LLM-decoder reranker (rerankers/llm_reranker) as a plain transformers folder:
+  'llm_yes' (a Yes-logit model: LoRA merged into the base, or a head-only ranker's head written into the "Yes" row
+  of an untied LM head) is a causal LM that FlagEmbedding's `FlagLLMReranker(folder).compute_score(pairs)` and
+  RAG-Retrieval's pip package (`rag_retrieval.Reranker(folder, model_type='llm')`, the same "Yes" logit and
+  prompt) load; 'llm_score' (the score head) is an AutoModelForSequenceClassification folder with one label, what
+  RAG-Retrieval's training-code class `LLMDecoder.from_pretrained(folder, query_format=..., document_format=...,
+  seq=..., special_token=...)` loads (that class ships in its repository, not in the pip package).
+  The prompt settings sit beside the weights in llm_reranker.json; scores agree for inputs that fit max_length
+  (each side truncates its own way).
 - `model_card`            -> README.md beside an export: Hugging Face's metadata header, base model (its hub id),
   whether it is trained or the untrained start, training data, settings, precision, dev/test numbers, the code's
   git commit.
@@ -24,6 +33,7 @@ leaves a half-written export):
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -35,7 +45,8 @@ import torch
 
 from .atomic import write_json, write_text
 
-__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "has_t5_vocabulary",
+__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "export_llm_reranker",
+           "llm_export_kind", "LLM_EXPORT_FILE", "has_t5_vocabulary",
            "model_card", "check_complete", "USAGE", "HUB_METADATA"]
 
 #: How each format loads in its peer package; model_card quotes the one it is told.
@@ -58,7 +69,20 @@ USAGE = {
                  "model = AutoModelForCausalLM.from_pretrained('{folder}')\n"
                  "tokenizer = AutoTokenizer.from_pretrained('{folder}')  # carries the chat template\n"
                  "# rank_llm: RankListwiseOSLLM(model='{folder}', ...) (vLLM)"),
+    "llm_yes": ("FlagEmbedding / rag-retrieval",
+                "from FlagEmbedding import FlagLLMReranker\n"
+                "reranker = FlagLLMReranker('{folder}')  # prompt settings: llm_reranker.json\n"
+                "scores = reranker.compute_score([(query, document), ...])  # the 'Yes' logit\n"
+                "# rag-retrieval: from rag_retrieval import Reranker; Reranker('{folder}', model_type='llm')"),
+    "llm_score": ("RAG-Retrieval (LLMDecoder) / transformers",
+                  "# RAG-Retrieval's rag_retrieval/train/reranker/model_llm.py, with llm_reranker.json's formats:\n"
+                  "reranker = LLMDecoder.from_pretrained('{folder}', query_format=..., document_format=..., "
+                  "seq=..., special_token=...)\n"
+                  "scores = reranker.compute_score([[query, document], ...])  # logits; normalize=True: sigmoid\n"
+                  "# transformers: AutoModelForSequenceClassification.from_pretrained('{folder}', num_labels=1)"),
 }
+#: The prompt settings an LLM-reranker export carries (the peer classes take them as arguments).
+LLM_EXPORT_FILE = "llm_reranker.json"
 
 
 @contextlib.contextmanager
@@ -84,7 +108,16 @@ def check_complete(folder: str | os.PathLike, kind: str) -> Path:
 
     if kind not in USAGE:
         raise ValueError(f"kind must be one of {sorted(USAGE)}, got {kind!r}")
-    folder = check_folder(folder, kind)
+    folder = check_folder(folder, "llm" if kind.startswith("llm_") else kind)
+    if kind.startswith("llm_"):
+        if not (folder / LLM_EXPORT_FILE).exists():
+            raise IncompleteModelFolder(f"{folder}: incomplete {kind} folder, missing {LLM_EXPORT_FILE} (the prompt "
+                                        "settings the peer classes take)")
+        architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+        wanted = "ForSequenceClassification" if kind == "llm_score" else "ForCausalLM"
+        if not any(a.endswith(wanted) for a in architectures):
+            raise IncompleteModelFolder(f"{folder}: config.json's architectures {architectures} hold no *{wanted}: "
+                                        f"not an {kind} export")
     if kind == "bi_encoder" and not (folder / "modules.json").exists():
         raise IncompleteModelFolder(f"{folder}: incomplete bi-encoder folder, missing modules.json (pooling, "
                                     "normalisation and max length for sentence-transformers)")
@@ -186,12 +219,123 @@ def export_listwise(model: torch.nn.Module, tokenizer, folder: str | os.PathLike
     return Path(folder)
 
 
+def llm_export_kind(ranker) -> str:
+    """'llm_yes' for a Yes-logit DecoderReranker or a HeadOnlyRanker (its head becomes the "Yes" row), 'llm_score'
+    for a score-head DecoderReranker."""
+    from .rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker
+
+    if isinstance(ranker, HeadOnlyRanker):
+        return "llm_yes"
+    if isinstance(ranker, DecoderReranker):
+        return "llm_yes" if ranker.head == "yes" else "llm_score"
+    raise TypeError(f"export_llm_reranker takes a DecoderReranker or HeadOnlyRanker, got {type(ranker).__name__}")
+
+
+def _merged_backbone(decoder):
+    """A copy of the decoder's backbone with any LoRA adapters merged into its weights (peft merge_and_unload)."""
+
+    backbone = copy.deepcopy(decoder.model.backbone).to("cpu")
+    return backbone.merge_and_unload() if hasattr(backbone, "merge_and_unload") else backbone
+
+
+def _yes_causal_lm(ranker):
+    """The causal LM whose "Yes" logit at the last token is the ranker's score: the merged backbone, and the LM head
+    with the trained rows written in (untied from the input embeddings when they then differ)."""
+    from transformers import AutoModelForCausalLM
+
+    from .rerankers.llm_reranker import HeadOnlyRanker
+
+    decoder = ranker.decoder if isinstance(ranker, HeadOnlyRanker) else ranker
+    if decoder.prompt.kind != "flagembedding":
+        raise ValueError(f"prompt {decoder.prompt.kind!r}: FlagLLMReranker builds FlagEmbedding's prompt "
+                         "(A: query / B: passage / instruction); export a ranker with prompt='flagembedding'")
+    backbone = _merged_backbone(decoder)
+    lm_head = decoder._lm_head
+    weight = lm_head.weight.detach().to("cpu", torch.float32).clone()
+    bias = lm_head.bias.detach().to("cpu", torch.float32).clone() if getattr(lm_head, "bias", None) is not None \
+        else None
+    if isinstance(ranker, HeadOnlyRanker):
+        rows = {decoder.yes_id: ranker.model.weight.detach()[0]}
+        if bias is not None:
+            bias[decoder.yes_id] = 0.0  # the head-only score has no bias
+    else:
+        layer = decoder.model.yes_no
+        rows = {decoder.yes_id: layer.weight.detach()[0], decoder.no_id: layer.weight.detach()[1]}
+        if bias is not None and layer.bias is not None:
+            bias[decoder.yes_id], bias[decoder.no_id] = layer.bias.detach()[0], layer.bias.detach()[1]
+    for token, row in rows.items():
+        weight[token] = row.to("cpu", torch.float32)
+    config = copy.deepcopy(backbone.config)
+    embed = backbone.get_input_embeddings().weight.detach().to("cpu", torch.float32)
+    config.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", False)) and torch.equal(weight, embed)
+    lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    getattr(lm, lm.base_model_prefix).load_state_dict(backbone.state_dict())
+    with torch.no_grad():
+        if not config.tie_word_embeddings:
+            lm.get_output_embeddings().weight.copy_(weight)
+        if bias is not None:
+            lm.get_output_embeddings().bias.copy_(bias)
+    return lm.eval(), decoder
+
+
+def _score_classifier(ranker):
+    """AutoModelForSequenceClassification (one label) holding the merged backbone and the trained score layer."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(ranker.model.backbone.config)
+    config.num_labels = 1
+    config.pad_token_id = ranker.tokenizer.pad_token_id
+    special = ranker.tokenizer.encode(ranker.prompt.special_token, add_special_tokens=False) \
+        if ranker.prompt.kind == "rag-retrieval" else []
+    if special and special[-1] == config.pad_token_id:
+        raise ValueError(f"special_token {ranker.prompt.special_token!r} ends with the pad token (id "
+                         f"{config.pad_token_id}): AutoModelForSequenceClassification scores the last token that is "
+                         "not the pad token, so it would read the token before it; train with another special_token")
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    getattr(model, model.base_model_prefix).load_state_dict(_merged_backbone(ranker).state_dict())
+    with torch.no_grad():
+        model.score.weight.copy_(ranker.model.score.weight.detach().to("cpu", torch.float32))
+    return model.eval()
+
+
+def export_llm_reranker(ranker, folder: str | os.PathLike) -> Path:
+    """A trained LLM-decoder reranker (DecoderReranker, or HeadOnlyRanker over a frozen one) as a transformers folder
+    the peers load (see llm_export_kind and the module docstring), with its tokenizer (pad token = EOS, as both
+    peers set it) and llm_reranker.json: the format, the prompt settings, max_length and the peer's arguments."""
+    from dataclasses import asdict
+
+    kind = llm_export_kind(ranker)
+    if kind == "llm_yes":
+        model, decoder = _yes_causal_lm(ranker)
+        fmt = decoder.prompt
+        peer = {"query_instruction_for_rerank": fmt.query_instruction,
+                "passage_instruction_for_rerank": fmt.passage_instruction, "prompt": fmt.prompt}
+    else:
+        model, decoder = _score_classifier(ranker), ranker
+        fmt = decoder.prompt
+        if fmt.kind != "rag-retrieval":
+            raise ValueError(f"prompt {fmt.kind!r}: LLMDecoder builds RAG-Retrieval's layout (query_format + seq + "
+                             "document_format + special_token); export a score head with prompt='rag-retrieval'")
+        peer = {"query_format": fmt.query_format, "document_format": fmt.document_format,
+                "seq": fmt.seq, "special_token": fmt.special_token}
+    with _staged(folder) as staging:
+        model.save_pretrained(staging)
+        decoder.tokenizer.save_pretrained(staging)
+        write_json(staging / LLM_EXPORT_FILE, {"format": kind, "base_model": decoder.model_name,
+                                               "max_length": decoder.max_length, "prompt": asdict(fmt),
+                                               "peer_arguments": peer})
+        check_complete(staging, kind)
+    return Path(folder)
+
+
 #: The Hugging Face metadata of each format: (library_name, pipeline_tag, tags).
 HUB_METADATA = {
     "cross_encoder": ("sentence-transformers", "text-ranking", ("cross-encoder", "reranker")),
     "bi_encoder": ("sentence-transformers", "sentence-similarity", ("sentence-transformers", "feature-extraction")),
     "monot5": ("transformers", "text2text-generation", ("monot5", "reranker")),
     "listwise": ("transformers", "text-generation", ("listwise-reranker", "reranker")),
+    "llm_yes": ("transformers", "text-generation", ("llm-reranker", "reranker")),
+    "llm_score": ("transformers", "text-classification", ("llm-reranker", "reranker")),
 }
 #: Built students (rerankers.monot5.STUDENTS) and the pretrained model they start from.
 _STUDENT_BASES = {"minilm-monot5": "minilm-l6"}

@@ -68,7 +68,8 @@ class Trained:
     """A run's dev-selected model and how to write it as a folder its loader reads (--output_dir)."""
 
     selected: object  # experiment.Selected
-    kind: str  # what the folder is: cross_encoder, bi_encoder, monot5, listwise (export.USAGE), or run-folder
+    kind: str  # what the folder is: cross_encoder, bi_encoder, monot5, listwise, llm_yes, llm_score (export.USAGE),
+    # or run-folder
     write: Callable[[Path], object]  # write(folder): the complete folder (weights, tokenizer, settings)
 
     @classmethod
@@ -110,6 +111,15 @@ class Trained:
                                             tokenizer_from=base)
             return export_listwise(model, tokenizer, folder, chat_template=chat_template)
         return cls(selected, "listwise", write)
+
+    @classmethod
+    def llm_reranker(cls, selected, ranker) -> "Trained":
+        """An LLM-decoder reranker (DecoderReranker, HeadOnlyRanker) holding the selected weights, as the folder its
+        peer loads: 'llm_yes' (FlagEmbedding's FlagLLMReranker, rag-retrieval's LLMRanker) or 'llm_score'
+        (RAG-Retrieval's LLMDecoder); export.export_llm_reranker."""
+        from .export import export_llm_reranker, llm_export_kind
+
+        return cls(selected, llm_export_kind(ranker), lambda folder: export_llm_reranker(ranker, folder))
 
     @classmethod
     def run_folder(cls, selected, base: str) -> "Trained":
@@ -240,7 +250,7 @@ def llm_reranker_steps(cfg, out, evaluate):
         rows.insert(0, recipe.record_bm25(cfg, data, out))
         table = experiment.results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start"))
         print(table.to_string())
-    rows = {row.method: Trained.run_folder(row.selected, cfg.llm) for row in [*heads, *decoders]}
+    rows = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
     return {**rows, student.method: Trained.cross_encoder(student.selected, student.ranker)}
 
 

@@ -288,3 +288,213 @@ def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_be
     assert "tiny-bert" in card and '"learning_rate": 0.0002' in card
     with pytest.raises(ValueError, match="kind"):
         publish_model("gguf", ours, tmp_path, "smoke", "x", base_model="b", training_queries=1, settings={})
+
+
+# ------------------------------------------------------------------------------------- LLM-decoder rerankers
+
+LLM_QUERIES = ["does aspirin reduce stroke risk", "vitamin d and bone density", "what causes muscle cramps"]
+LLM_DOCS = ["Aspirin lowers the risk of a second stroke in adults over fifty.",
+            "Bone mineral density rose with vitamin D supplements in older women who took them daily.",
+            "Paris is the capital of France."]
+
+
+@pytest.fixture(scope="module")
+def llm_tokenizer():
+    return load_tokenizer("mistral-v0.1-tokenizer")
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(llm_tokenizer):
+    """A 2-layer, 32-wide Llama with the real Mistral vocabulary and tied embeddings (as SmolLM2)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(llm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=llm_tokenizer.bos_token_id,
+                         eos_token_id=llm_tokenizer.eos_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
+def _llm_groups():
+    from rerank_lib.data.pairs import TrainGroup
+
+    return [TrainGroup(q, [d, "unrelated text about trains", "more unrelated words"], [1.0, 0.0, 0.0])
+            for q, d in zip(LLM_QUERIES, LLM_DOCS)]
+
+
+def _train_llm(ranker, tmp_path, loss):
+    from rerank_lib.training import TrainConfig
+    from rerank_lib.training.groups import fit
+
+    ranker.cache_features = False
+    before = ranker.score(LLM_QUERIES, LLM_DOCS)
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=5e-2, num_epochs=2, per_device_batch_size=3,
+                      save_every_steps=None, mixed_precision="no", log_every_steps=1)
+    result = fit(ranker, _llm_groups(), loss=loss, config=cfg, **({"group_size": 3} if loss == "group_ce" else {}))
+    assert result.global_step >= 2
+    after = ranker.score(LLM_QUERIES, LLM_DOCS)
+    assert np.abs(after - before).max() > 1e-3  # training moved the scores: the comparison below means something
+    return after
+
+
+def _flag_llm_reranker():
+    """FlagEmbedding 1.4.2's FlagLLMReranker (inference/reranker/decoder_only/base.py), imported without running the
+    package's __init__ files: they import its MiniCPM layerwise model, which needs
+    transformers.modeling_attn_mask_utils (gone in transformers 5); the base LLM reranker needs nothing of it."""
+    import importlib
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("FlagEmbedding")
+    if spec is None:
+        pytest.skip("FlagEmbedding is not installed (requirements-nodeps.txt)")
+    root = Path(spec.origin).parent
+    saved = {}
+    for name in ("FlagEmbedding", "FlagEmbedding.inference", "FlagEmbedding.inference.reranker",
+                 "FlagEmbedding.inference.reranker.decoder_only"):
+        saved[name] = sys.modules.get(name)
+        package = types.ModuleType(name)
+        package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+        sys.modules[name] = package
+    try:
+        return importlib.import_module("FlagEmbedding.inference.reranker.decoder_only.base").BaseLLMReranker
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the_same(tiny_llm, llm_tokenizer,
+                                                                                      tmp_path):
+    from rerank_lib.export import check_complete, export_llm_reranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, LoraSettings
+
+    ranker = DecoderReranker("tiny", head="yes", lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu",
+                             causal_lm=tiny_llm, tokenizer=llm_tokenizer, max_length=96)
+    ours = _train_llm(ranker, tmp_path, "group_ce")
+    folder = export_llm_reranker(ranker, tmp_path / "yes")
+    assert check_complete(folder, "llm_yes") == folder
+    meta = json.loads((folder / "llm_reranker.json").read_text())
+    assert meta["format"] == "llm_yes" and meta["peer_arguments"]["query_instruction_for_rerank"] == "A: "
+    assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"] is True  # LoRA left the head
+
+    pairs = [[q, d] for q, d in zip(LLM_QUERIES, LLM_DOCS)]
+    flag = _flag_llm_reranker()(str(folder), devices="cpu", batch_size=2)
+    np.testing.assert_allclose(flag.compute_score(pairs), ours, atol=1e-4)
+    # normalize=True is FlagEmbedding's sigmoid of the same logit
+    np.testing.assert_allclose(flag.compute_score(pairs, normalize=True), 1 / (1 + np.exp(-ours)), atol=1e-5)
+
+    pytest.importorskip("rag_retrieval")
+    from rag_retrieval import Reranker
+
+    rag = Reranker(str(folder), model_type="llm", device="cpu", dtype="fp32", verbose=0)
+    assert rag.yes_loc == ranker.yes_id
+    # rag-retrieval 0.2.2 builds its inputs with tokenizer.prepare_for_model(first, second,
+    # truncation='only_second', max_length=..., add_special_tokens=False), which transformers 5 removed: the same
+    # call in ids (these pairs fit max_length, so truncation cuts nothing)
+    if not hasattr(type(rag.tokenizer), "prepare_for_model"):
+        def prepare_for_model(first, second, truncation, max_length, add_special_tokens, **_):
+            assert truncation == "only_second" and not add_special_tokens
+            assert len(first) + len(second) <= max_length
+            return {"input_ids": list(first) + list(second)}
+
+        rag.tokenizer.prepare_for_model = prepare_for_model
+    np.testing.assert_allclose(rag.compute_score(pairs, batch_size=2, enable_tqdm=False), ours, atol=1e-4)
+
+
+def test_head_only_export_writes_its_head_into_the_yes_row(tiny_llm, llm_tokenizer, tmp_path):
+    from rerank_lib.export import export_llm_reranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker
+
+    decoder = DecoderReranker("tiny", head="yes", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer,
+                              max_length=96)
+    probe = HeadOnlyRanker(decoder, init="yes-no")  # Yes minus No: a head no row of the LM head holds
+    ours = probe.score(LLM_QUERIES, LLM_DOCS)
+    assert np.abs(ours - decoder.score(LLM_QUERIES, LLM_DOCS)).max() > 1e-3
+    from rerank_lib.train import Trained
+
+    trained = Trained.llm_reranker(None, probe)  # what `rerank-repro train llm_reranker --output_dir` writes
+    assert trained.kind == "llm_yes"
+    folder = trained.write(tmp_path / "head")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False  # the Yes row now differs from the input embedding
+    flag = _flag_llm_reranker()(str(folder), devices="cpu")
+    np.testing.assert_allclose(flag.compute_score([[q, d] for q, d in zip(LLM_QUERIES, LLM_DOCS)]), ours, atol=1e-4)
+    # the input embeddings stayed those of the base model (the untied head changed only the output side)
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(folder)
+    assert torch.equal(reloaded.get_input_embeddings().weight, tiny_llm.get_input_embeddings().weight)
+
+
+def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_llm, llm_tokenizer, tmp_path):
+    """RAG-Retrieval's LLMDecoder (rag_retrieval/train/reranker/model_llm.py, in its repository, not in the pip
+    package) loads a folder with AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1,
+    torch_dtype='auto') and AutoTokenizer with pad = EOS, right padding; its input is the tokenizer's BOS +
+    query_format(query) + seq + document_format(document) + special_token. The test makes those same calls."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rerank_lib.export import check_complete, export_llm_reranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, PromptFormat
+
+    # Mistral's EOS is '</s>', the default special_token: the classifier would read the token before it, refused
+    default = DecoderReranker("tiny", head="score", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer)
+    with pytest.raises(ValueError, match="ends with the pad token"):
+        export_llm_reranker(default, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+    fmt = PromptFormat(kind="rag-retrieval", special_token="<unk>")
+    ranker = DecoderReranker("tiny", head="score", prompt=fmt, device="cpu", causal_lm=tiny_llm,
+                             tokenizer=llm_tokenizer, init_seed=3, max_length=96)
+    ours = _train_llm(ranker, tmp_path, "point_ce")
+    folder = export_llm_reranker(ranker, tmp_path / "score")
+    assert check_complete(folder, "llm_score") == folder
+    from rerank_lib.models import IncompleteModelFolder
+
+    with pytest.raises(IncompleteModelFolder, match="ForCausalLM"):
+        check_complete(folder, "llm_yes")  # a classifier folder is not a Yes-logit export
+    peer = json.loads((folder / "llm_reranker.json").read_text())["peer_arguments"]
+    assert peer == {"query_format": "query: {}", "document_format": "document: {}", "seq": "\n",
+                    "special_token": "<unk>"}
+
+    import shutil
+
+    bare = Path(shutil.copytree(folder, tmp_path / "bare"))
+    (bare / "llm_reranker.json").unlink()
+    with pytest.raises(IncompleteModelFolder, match="missing llm_reranker.json"):
+        check_complete(bare, "llm_score")
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, torch_dtype="auto").eval()
+    tok = AutoTokenizer.from_pretrained(folder, use_fast=True)
+    tok.pad_token, tok.padding_side = tok.eos_token, "right"
+    rows = []
+    for q, d in zip(LLM_QUERIES, LLM_DOCS):
+        ids = (tok.encode(peer["query_format"].format(q), add_special_tokens=False)
+               + tok.encode(peer["seq"], add_special_tokens=False)
+               + tok.encode(peer["document_format"].format(d), add_special_tokens=False)
+               + tok.encode(peer["special_token"], add_special_tokens=False))
+        # LLMDecoder's prepare_for_model(add_special_tokens=True) (gone in transformers 5) adds what the tokenizer
+        # adds to an empty text: BOS for this Llama tokenizer
+        rows.append(tok("", add_special_tokens=True)["input_ids"] + ids)
+        assert rows[-1] == ranker.encode_pairs([q], [d])[0]["input_ids"]
+    batch = tok.pad({"input_ids": rows}, padding="longest", return_tensors="pt")
+    assert batch["attention_mask"].min() == 0  # padded: the last-non-pad rule is exercised
+    with torch.no_grad():
+        logits = model(**batch).logits[:, 0].numpy()
+    np.testing.assert_allclose(logits, ours, atol=1e-4)
+
+
+def test_llm_export_refuses_a_prompt_its_peer_cannot_build(tiny_llm, llm_tokenizer, tmp_path):
+    from rerank_lib.export import export_llm_reranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker
+
+    yes_rag = DecoderReranker("tiny", head="yes", prompt="rag-retrieval", device="cpu", causal_lm=tiny_llm,
+                              tokenizer=llm_tokenizer)
+    with pytest.raises(ValueError, match="prompt='flagembedding'"):
+        export_llm_reranker(yes_rag, tmp_path / "x")
+    with pytest.raises(TypeError, match="DecoderReranker or HeadOnlyRanker"):
+        export_llm_reranker(object(), tmp_path / "x")
+    assert not (tmp_path / "x").exists()

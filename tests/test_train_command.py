@@ -226,5 +226,15 @@ def _each_export_loads(folder: Path) -> None:
             tokenizer = AutoTokenizer.from_pretrained(str(sub))
             assert tokenizer.chat_template, name
             assert isinstance(AutoModelForCausalLM.from_pretrained(str(sub), dtype=torch.float32), torch.nn.Module)
-        else:  # a score head / LoRA weights on a frozen LLM: the selected checkpoint as saved
+        elif run["kind"] in ("llm_yes", "llm_score"):  # FlagLLMReranker / LLMDecoder folders (tests/test_export.py)
+            from transformers import AutoModelForSequenceClassification
+
+            from rerank_lib.export import check_complete
+
+            check_complete(sub, run["kind"])
+            loader = AutoModelForCausalLM if run["kind"] == "llm_yes" else AutoModelForSequenceClassification
+            assert isinstance(loader.from_pretrained(str(sub), dtype=torch.float32), torch.nn.Module), name
+            assert AutoTokenizer.from_pretrained(str(sub)).unk_token_id not in \
+                AutoTokenizer.from_pretrained(str(sub))(words)["input_ids"], name
+        else:  # a model with no peer format: the selected checkpoint as saved
             assert run["kind"].startswith("run-folder") and any(sub.iterdir()), name
