@@ -251,11 +251,14 @@ def cross_encoder_steps(cfg, out, evaluate):
 
     with main_first():
         ensure_first_stage(cfg, out)
-        if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
-            print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
-            recipe.build_training_data(cfg, out)
-        groups, split, _ = recipe.load_training_data(cfg, out)
-        sets = recipe.eval_sets(cfg, out, split)
+        if cfg.train_file:  # the user's own file instead of 10_'s
+            groups, sets = recipe.own_training_data(cfg, out)
+        else:
+            if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
+                print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
+                recipe.build_training_data(cfg, out)
+            groups, split, _ = recipe.load_training_data(cfg, out)
+            sets = recipe.eval_sets(cfg, out, split)
     runs = [recipe.train_variant(cfg, variant, groups, sets, results_dir=out) for variant in cfg.variants]
     if evaluate and is_main():
         start_run, start_record = recipe.evaluate_start(cfg, sets, out)
@@ -575,6 +578,7 @@ def choose_pipeline(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data.errors import DataFormatError
     from .training.run_lock import RunFolderInUse
 
     args = build_parser().parse_args(argv)
@@ -582,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except UsageError as err:
         getattr(args, "subparser", build_parser()).error(str(err))  # exits with status 2
-    except RunFolderInUse as err:
+    except (RunFolderInUse, DataFormatError) as err:  # a bad line of a training file: its file, line and field
         print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
         return 1
 

@@ -30,6 +30,21 @@ def _own_file(what: str) -> Rule:
                   "format is not read from the command line yet); the run would not train on this file")
 
 
+def _own_train_file(fmt: str, target: str = "train_file") -> Rule:
+    """One jsonl file in the peer's format -> the pipeline's own-file setting (a path relative to where you run, as
+    the peer reads it); several files or a folder (FlagEmbedding takes both) are refused: give one file."""
+    def rule(value, given):
+        value = plain(value)
+        files = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else str(value).split())]
+        if len(files) != 1:
+            return Outcome(REFUSED, {}, f"{len(files)} files: the pipeline reads one file (concatenate them)")
+        if not files[0].endswith((".jsonl", ".json")):
+            return Outcome(REFUSED, {}, f"{files[0]!r} is not a .jsonl file (a folder of files: give one file)")
+        settings = {target: files[0]} if target == "eval_file" else {target: files[0], "train_format": fmt}
+        return Outcome(MAPPED, settings, f"your {fmt} jsonl, read instead of the notebook's data")
+    return rule
+
+
 _CHECKPOINTS = ignore("checkpoint cadence: our runs keep the last checkpoint and the best dev weights, and end with "
                       "a checkpoint")
 
@@ -121,7 +136,11 @@ RAG_BERT = Program(
      "query_format": _same("{}", "the query as it is"),
      "document_format": _same("{}", "the document as it is"),
      "loss_type": _rag_loss,
-     "batch_size": to("batch_pairs", note="pairs per step")},
+     "batch_size": to("batch_pairs", note="pairs per step"),
+     "train_dataset": _own_train_file("rag-retrieval"),
+     "val_dataset": _own_train_file("rag-retrieval", "eval_file"),
+     "max_label": to("train_max_label", float, note="a label s trains as (s - min_label) / (max_label - min_label)"),
+     "min_label": to("train_min_label", float, note="a label s trains as (s - min_label) / (max_label - min_label)")},
     why="RAG-Retrieval's BERT reranker (train_reranker.py): notebook 11")
 
 RAG_LLM = Program(
@@ -182,7 +201,8 @@ def _flag_batch(value, given) -> Outcome:
 
 FLAG_ENCODER = Program(
     "FlagOpen/FlagEmbedding", "FlagEmbedding.finetune.reranker.encoder_only.base", "cross_encoder", ("train",),
-    {**HF_TRAINER, **_FLAG_DATA, "per_device_train_batch_size": _flag_batch},
+    {**HF_TRAINER, **_FLAG_DATA, "per_device_train_batch_size": _flag_batch,
+     "train_data": _own_train_file("flagembedding")},
     why="FlagEmbedding's cross-encoder reranker fine-tuning: notebook 11")
 
 _LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]

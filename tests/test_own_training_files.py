@@ -1,0 +1,157 @@
+"""A training file of your own, in a peer's format, trained on from the shell (`--set train_file=...`, or the peer's
+own flag): each reader's label variants, the dev slice held out of the file by query, bad lines named with file and
+line, and a smoke-sized training per pipeline."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rerank_lib import train
+from rerank_lib.data import own_training
+from rerank_lib.data.errors import DataFormatError
+from rerank_lib.data.pairs import read_pairs
+from rerank_lib.recipes import cross_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="no shared/data beside the project")
+
+
+def write(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def binary_rows(n: int):
+    return [{"query": f"what causes disease {i}", "pos": [f"disease {i} is caused by gene {i}"],
+             "neg": [f"an unrelated passage number {j}" for j in range(3)]} for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------- readers
+
+
+def test_rag_retrieval_label_variants_become_training_labels(tmp_path):
+    """binary {query, pos, neg}; multi-level {query, pos, pos_scores} with max_label 2 (scaled (s - 0) / 2);
+    per-pair distillation {query, content, score} (one query's lines grouped)."""
+    binary = read_pairs(write(tmp_path / "b.jsonl", binary_rows(1)), "rag-retrieval")
+    assert binary[0].labels == [1.0, 0.0, 0.0, 0.0] and binary[0].n_pos == 1
+    multi = read_pairs(write(tmp_path / "m.jsonl", [{"query": "q", "pos": ["a", "b", "c"], "pos_scores": [2, 1, 0]}]),
+                       "rag-retrieval", max_label=2, min_label=0)
+    assert multi[0].labels == [1.0, 0.5, 0.0]
+    per_pair = read_pairs(write(tmp_path / "d.jsonl", [{"query": "q", "content": "a", "score": 0.9},
+                                                       {"query": "r", "content": "x", "score": 0.1},
+                                                       {"query": "q", "content": "b", "score": 0.2}]), "rag-retrieval")
+    assert [(g.query, g.docs, g.labels) for g in per_pair] == [("q", ["a", "b"], [0.9, 0.2]), ("r", ["x"], [0.1])]
+
+
+def test_flagembedding_fields_are_read(tmp_path):
+    path = write(tmp_path / "f.jsonl", [{"query": "q", "pos": ["a"], "neg": ["b", "c"], "pos_scores": [3.5],
+                                         "neg_scores": [-1.0, 0.5], "prompt": "Is B relevant to A?"}])
+    (group,) = read_pairs(path, "flagembedding", knowledge_distillation=True)
+    assert (group.labels, group.teacher_scores, group.prompt) == ([1.0, 0.0, 0.0], [3.5, -1.0, 0.5],
+                                                                  "Is B relevant to A?")
+
+
+@pytest.mark.parametrize("fmt, rows, message", [
+    ("rag-retrieval", [binary_rows(1)[0], '{"query": "q", "pos": "one passage"}'],
+     r"b\.jsonl, line 2, field 'pos': expected list"),
+    ("rag-retrieval", [binary_rows(1)[0], {"query": "q", "pos": ["a"], "pos_scores": [3]}],
+     r"b\.jsonl, line 2, field 'pos_scores\[0\]': label 3"),
+    ("rag-retrieval", ["{not json"], r"b\.jsonl, line 1: not valid JSON"),
+    ("flagembedding", [{"query": "q", "pos": ["a"], "neg": ["b"]}], r"b\.jsonl, line 1, field 'pos_scores': missing"),
+])
+def test_a_bad_line_is_named_with_file_and_line(tmp_path, fmt, rows, message):
+    path = write(tmp_path / "b.jsonl", rows)
+    with pytest.raises(DataFormatError, match=message):
+        read_pairs(path, fmt, **({"knowledge_distillation": True} if fmt == "flagembedding" else {}))
+
+
+# ---------------------------------------------------------------------------------------------------- dev slice
+
+
+def test_the_dev_slice_is_held_out_by_query_and_seeded(tmp_path):
+    """Every line of a dev query goes to dev (the query repeated on two lines stays on one side); the same seed gives
+    the same slice; 30 queries: dev = max(min(20, 30 // 2), 10% of 30) = 15."""
+    rows = binary_rows(30) + [binary_rows(30)[4]]  # query 4 on two lines
+    groups = own_training.name_queries(read_pairs(write(tmp_path / "t.jsonl", rows), "rag-retrieval"), "t.jsonl")
+    assert len({g.query_id for g in groups}) == 30 and groups[4].query_id == groups[30].query_id == "t.jsonl:4"
+    train_groups, dev = own_training.split_by_query(groups, seed=13)
+    train_q, dev_q = {g.query for g in train_groups}, {g.query for g in dev}
+    assert not train_q & dev_q and len(dev_q) == 15 and len(train_q) == 15
+    assert len(train_groups) + len(dev) == 31
+    again = own_training.split_by_query(groups, seed=13)[1]
+    assert [g.query_id for g in again] == [g.query_id for g in dev]
+    assert {g.query_id for g in own_training.split_by_query(groups, seed=14)[1]} != {g.query_id for g in dev}
+
+
+def test_the_dev_set_reranks_each_querys_own_docs_with_graded_labels(tmp_path):
+    path = write(tmp_path / "m.jsonl", [{"query": "q", "pos": ["a", "b", "c"], "pos_scores": [1, 0.5, 0]},
+                                        {"query": "r", "pos": ["x"], "pos_scores": [0]}])
+    groups = own_training.name_queries(read_pairs(path, "rag-retrieval"), path)
+    ds, candidates = own_training.reranking_dataset(groups, "m.jsonl", seed=13)
+    assert list(ds.queries) == ["m.jsonl:0"]  # r has no relevant doc: nothing to rank it on
+    grades = {ds.corpus[d].text: g for d, g in ds.qrels["m.jsonl:0"].items()}
+    assert grades == {"a": 10, "b": 5, "c": 0}
+    assert set(candidates["m.jsonl:0"]) == set(ds.qrels["m.jsonl:0"]) and set(candidates["m.jsonl:0"].values()) == {0.0}
+
+
+def test_settings_that_cannot_work_are_refused():
+    with pytest.raises(ValueError, match="train_format must be one of"):
+        cross_encoder.config("smoke", train_file="x.jsonl", train_format="sharegpt")
+    with pytest.raises(ValueError, match="eval_file is the dev set of a train_file"):
+        cross_encoder.config("smoke", eval_file="x.jsonl")
+    cfg = cross_encoder.config("smoke")
+    assert (cfg.train_file, cfg.eval_file) == (None, None)  # unset: the notebook's data, as before
+
+
+# ---------------------------------------------------------------------------------------------------- shell runs
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """One results folder and cache: the first run builds 01_first_stage's BM25 runs (SciFact test stays the test
+    set), the others find them."""
+    return tmp_path_factory.mktemp("own_files")
+
+
+def shell(world, monkeypatch, *argv):
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(world / "cache"))
+    return train.main([*argv, "--profile", "smoke", "--results-dir", str(world / "results")])
+
+
+@pytest.mark.slow
+def test_cross_encoder_trains_on_a_rag_retrieval_file_and_the_record_names_it(world, monkeypatch, tmp_path, capsys):
+    path = write(tmp_path / "mine.jsonl", binary_rows(8))
+    assert shell(world, monkeypatch, "cross_encoder", "--set", f"train_file={path}", "--set", "variants=[point_ce]",
+                 "--set", "train.max_steps=1", "--evaluate") == 0
+    out = capsys.readouterr().out
+    assert "point_ce: 1 steps in" in out and "ce-minilm-point-ce" in out
+    (record,) = (world / "results" / "shell" / "records" / "smoke").glob("cross_encoder__ce-minilm-point-ce__*.json")
+    record = json.loads(record.read_text())
+    assert record["training_queries"] == "file:mine.jsonl (8 q)"  # train 4 + dev 4 (min(20, 8 // 2))
+    assert record["params"]["train_file"] == str(path)
+
+
+@pytest.mark.slow
+@needs_data
+def test_cross_encoder_trains_on_flagembeddings_example_with_its_own_flags(world, monkeypatch, capsys):
+    """FlagEmbedding's examples/finetune/reranker example data (pos_scores / neg_scores) through its own flags:
+    --train_data with --knowledge_distillation trains the group_ce_kd variant on the teacher scores."""
+    path = DATA / "flagembedding" / "reranker" / "normal" / "examples.jsonl"
+    assert shell(world, monkeypatch, "cross_encoder", "--train_data", str(path), "--knowledge_distillation", "True",
+                 "--train_group_size", "4", "--set", "train.max_steps=1") == 0
+    assert "group_ce_kd: 1 steps in" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cross_encoder_refuses_a_bad_line_before_training(world, monkeypatch, tmp_path, capsys):
+    path = write(tmp_path / "bad.jsonl", [*binary_rows(3), '{"query": "q", "pos": ["a"], "neg": [1]}'])
+    assert shell(world, monkeypatch, "cross_encoder", "--set", f"train_file={path}", "--set", "variants=[point_ce]",
+                 "--set", "train.max_steps=1") == 1
+    err = capsys.readouterr().err
+    assert f"error: {path}, line 4, field 'neg[0]': expected str, got int" in err
+    assert shell(world, monkeypatch, "cross_encoder", "--set", f"train_file={tmp_path / 'none.jsonl'}",
+                 "--set", "train.max_steps=1") == 1
+    assert "none.jsonl: no such file" in capsys.readouterr().err
