@@ -207,10 +207,9 @@ def inranker_steps(cfg, out, evaluate):
     with main_first():
         ensure_first_stage(cfg, out)
         folds = recipe.dl_folds(cfg, out) if cfg.stage1_data == "dl-folds" else None
+        synth = recipe.synthetic_data(cfg, out)  # before stage 1 trains: a bad line of a stage2_file stops it first
     stage1 = recipe.stage1(cfg, folds, results_dir=out)
     students = {f"stage1/{k}": v for k, v in stage1.items()}
-    with main_first():
-        synth = recipe.synthetic_data(cfg, out)
     students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=out)
     students["ablation"] = recipe.ablation(cfg, folds, results_dir=out)
     if evaluate and is_main():

@@ -94,7 +94,10 @@ def test_the_dev_set_reranks_each_querys_own_docs_with_graded_labels(tmp_path):
     assert list(ds.queries) == ["m.jsonl:0"]  # r has no relevant doc: nothing to rank it on
     grades = {ds.corpus[d].text: g for d, g in ds.qrels["m.jsonl:0"].items()}
     assert grades == {"a": 10, "b": 5, "c": 0}
-    assert set(candidates["m.jsonl:0"]) == set(ds.qrels["m.jsonl:0"]) and set(candidates["m.jsonl:0"].values()) == {0.0}
+    assert set(candidates["m.jsonl:0"]) == set(ds.qrels["m.jsonl:0"])
+    assert sorted(candidates["m.jsonl:0"].values()) == [1.0, 2.0, 3.0]  # a seeded order, not the file's (pos first)
+    again = own_training.reranking_dataset(groups, "m.jsonl", seed=13)[1]
+    assert again == candidates
 
 
 def test_settings_that_cannot_work_are_refused():
@@ -155,3 +158,68 @@ def test_cross_encoder_refuses_a_bad_line_before_training(world, monkeypatch, tm
     assert shell(world, monkeypatch, "cross_encoder", "--set", f"train_file={tmp_path / 'none.jsonl'}",
                  "--set", "train.max_steps=1") == 1
     assert "none.jsonl: no such file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- inranker
+
+
+def inranker_rows(n: int):
+    rows = []
+    for i in range(n):
+        rows.append({"query": f"what causes disease {i}", "contents": f"disease {i} is caused by gene {i}",
+                     "true_logit": 2.0, "false_logit": -1.0})
+        rows += [{"query": f"what causes disease {i}", "contents": f"an unrelated passage {j}", "true_logit": -2.0,
+                  "false_logit": 1.5} for j in range(2)]
+    return rows
+
+
+def test_inranker_file_gives_stage2_its_data_and_a_held_out_dev_slice(tmp_path, monkeypatch):
+    from rerank_lib.recipes import inranker
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    path = write(tmp_path / "inr.jsonl", inranker_rows(6))
+    synth = inranker.synthetic_data(inranker.config("smoke", stage2_file=str(path)), tmp_path / "results")
+    trained = {json.loads(line)["query"] for line in synth.labels_file.read_text().splitlines()}
+    dev = set(synth.dev.data.queries.values())
+    assert len(trained) == len(dev) == 3 and not trained & dev  # 6 queries: dev min(20, 6 // 2) = 3, held out
+    assert synth.provenance.describe() == "file:inr.jsonl (6 q)"
+    for qid, docs in synth.dev.teacher.items():  # the teacher's margin: 2 - -1 = 3 (positive), -2 - 1.5 = -3.5
+        assert sorted(docs.values()) == [-3.5, -3.5, 3.0]
+        # graded by P(true): round(10 / (1 + e^-3)) = 10, round(10 / (1 + e^3.5)) = 0
+        assert sorted(synth.dev.data.qrels[qid].values()) == [0, 0, 10]
+
+
+def test_inranker_bad_line_and_settings(tmp_path):
+    from rerank_lib.data.inranker import read_custom_jsonl
+    from rerank_lib.recipes import inranker
+
+    path = write(tmp_path / "bad.jsonl", [*inranker_rows(1), {"query": "q", "contents": "d", "true_logit": "high",
+                                                              "false_logit": 0.0}])
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl, line 4, field 'true_logit': expected int or float"):
+        read_custom_jsonl(path)
+    with pytest.raises(ValueError, match="stage2_eval_file is the dev set of a stage2_file"):
+        inranker.config("smoke", stage2_eval_file="x.jsonl")
+
+
+def test_inrankers_own_load_custom_dataset_call_maps_to_stage2_file(tmp_path):
+    from rerank_lib.peer_runs import translate
+
+    source = ROOT.parent / "shared" / "peers" / "unicamp-dl" / "InRanker" / "docs" / "training.md"
+    if not source.is_file():
+        pytest.skip("no shared/peers beside the project")
+    doc = tmp_path / "training.md"
+    doc.write_text(source.read_text().replace("distill_file=None", 'distill_file="mine.jsonl"'))
+    (run,) = translate(doc).runs
+    assert run.settings()["stage2_file"] == "mine.jsonl"
+    assert "load_custom_dataset()" not in {r.peer for r in run.refused}
+
+
+@pytest.mark.slow
+def test_inranker_trains_stage2_on_a_custom_jsonl_and_refuses_a_bad_line_first(world, monkeypatch, tmp_path, capsys):
+    bad = write(tmp_path / "bad.jsonl", [*inranker_rows(2), '{"query": "q", "contents": "d"}'])
+    assert shell(world, monkeypatch, "inranker", "--set", f"stage2_file={bad}") == 1
+    assert f"error: {bad}, line 7, field 'true_logit': missing" in capsys.readouterr().err
+    path = write(tmp_path / "inr.jsonl", inranker_rows(6))
+    assert shell(world, monkeypatch, "inranker", "--set", f"stage2_file={path}", "--set", "stage1.train.max_steps=1",
+                 "--set", "stage2.train.max_steps=1", "--set", "ablation.train.max_steps=1") == 0
+    assert "stage2: 1 steps in" in capsys.readouterr().out

@@ -16,9 +16,15 @@ from .pairs import TrainGroup
 from .splits import TrainingQueries, dev_slice
 from .types import Dataset, Document, Run
 
-__all__ = ["existing", "name_queries", "split_by_query", "reranking_dataset", "provenance", "DEV_FRACTION", "MIN_DEV"]
+__all__ = ["without_unset", "existing", "name_queries", "split_by_query", "reranking_dataset", "provenance", "DEV_FRACTION", "MIN_DEV"]
 
 DEV_FRACTION, MIN_DEV = 0.1, 20  # as the SciFact dev slice: a tenth of the queries, at least 20 (half of a tiny file)
+
+
+def without_unset(settings: dict, names) -> dict:
+    """A record's settings without the own-file settings left unset: the notebooks' records stay as they were
+    before those settings existed."""
+    return {k: v for k, v in settings.items() if not (k in names and v is None)}
 
 
 def existing(path: str | Path) -> Path:
@@ -38,20 +44,22 @@ def name_queries(groups: Sequence[TrainGroup], file: str | Path) -> list[TrainGr
     return list(groups)
 
 
-def split_by_query(groups: Sequence[TrainGroup], seed: int, fraction: float = DEV_FRACTION,
-                   min_size: int = MIN_DEV) -> tuple[list[TrainGroup], list[TrainGroup]]:
-    """(train, dev): a seeded slice of the queries (every line of a dev query) held out for checkpoint selection."""
-    qids = sorted({g.query_id for g in groups})
+def split_by_query(groups: Sequence, seed: int, fraction: float = DEV_FRACTION, min_size: int = MIN_DEV,
+                   key=lambda g: g.query_id) -> tuple[list, list]:
+    """(train, dev): a seeded slice of the queries (every line of a dev query) held out for checkpoint selection;
+    `key(item)` names an item's query (TrainGroups: their query_id)."""
+    qids = sorted({key(g) for g in groups})
     if len(qids) < 2:
         raise ValueError(f"{len(qids)} distinct quer{'y' if len(qids) == 1 else 'ies'} in the training file: a dev "
                          "slice needs 2 or more (or give an eval file)")
     _, dev = dev_slice(qids, fraction=fraction, min_size=min(min_size, len(qids) // 2), seed=seed)
     dev = set(dev)
-    return [g for g in groups if g.query_id not in dev], [g for g in groups if g.query_id in dev]
+    return [g for g in groups if key(g) not in dev], [g for g in groups if key(g) in dev]
 
 
 def reranking_dataset(groups: Sequence[TrainGroup], name: str, seed: int) -> tuple[Dataset, Run]:
-    """The groups as a reranking task: each query's docs as candidates (seeded order, equal first-stage scores),
+    """The groups as a reranking task: each query's docs as candidates in a seeded random order (a file has no first
+    stage; scores descend in that order, so no label leaks into it),
     qrels from the labels (a label > 0 is relevant, graded by rank of its label: RAG-Retrieval's multi-level
     labels keep their order; nDCG needs integer grades, so grade = round(label * 10))."""
     corpus, queries, qrels, run = {}, {}, {}, {}
@@ -59,10 +67,10 @@ def reranking_dataset(groups: Sequence[TrainGroup], name: str, seed: int) -> tup
         queries[g.query_id] = g.query
         order = list(range(len(g.docs)))
         random.Random(f"{seed}:{g.query_id}").shuffle(order)
-        for i in order:
+        for position, i in enumerate(order):
             doc_id = f"{g.query_id}:{len(corpus)}"
             corpus[doc_id] = Document(doc_id, g.docs[i])
-            run.setdefault(g.query_id, {})[doc_id] = 0.0
+            run.setdefault(g.query_id, {})[doc_id] = float(len(order) - position)
             grade = round(float(g.labels[i]) * 10)
             qrels.setdefault(g.query_id, {})[doc_id] = grade
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]

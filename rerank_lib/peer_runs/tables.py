@@ -339,7 +339,8 @@ INRANKER_STAGE2 = Program(
          Outcome(REFUSED, {}, "the default BEIR soft labels (the hub's InRanker-beir set): not available offline; "
                  "stage 2 distils on synthetic queries (stage2_data)")
          if not (value or {}).get("distill_file") else
-         Outcome(REFUSED, {}, "an InRanker custom jsonl: not read from the command line yet"))},
+         Outcome(MAPPED, {"stage2_file": str(value["distill_file"])}, "your InRanker custom jsonl: stage 2 distils "
+                 "on it instead of the synthetic queries"))},
     why="InRanker's second distillation step: notebook 20's stage 2")
 
 #: the programs by the name a command runs (a script's file name, a module, a call)
