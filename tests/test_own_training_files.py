@@ -223,3 +223,54 @@ def test_inranker_trains_stage2_on_a_custom_jsonl_and_refuses_a_bad_line_first(w
     assert shell(world, monkeypatch, "inranker", "--set", f"stage2_file={path}", "--set", "stage1.train.max_steps=1",
                  "--set", "stage2.train.max_steps=1", "--set", "ablation.train.max_steps=1") == 0
     assert "stage2: 1 steps in" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------- retriever
+
+
+def localrqa_rows(n: int):
+    return [{"questions": [f"how do I return item {i}?"],
+             "gold_docs": [{"page_content": f"Returns of item {i}: within 30 days.", "fmt_content": f"Returns {i}",
+                            "metadata": {"source": f"faq/{i}"}}]} for i in range(n)]
+
+
+def test_localrqa_files_train_with_a_held_out_dev_slice_and_never_a_test_question(tmp_path):
+    from rerank_lib.data.localrqa import RetrieverSplits, file_splits
+    from rerank_lib.data.splits import TrainingQueries
+    from rerank_lib.data.types import Dataset
+
+    rows = localrqa_rows(10)
+    rows[3]["questions"] = ["What is in the test set?"]  # a test question word for word: dropped
+    path = write(tmp_path / "mine_w_q.jsonl", rows)
+    test_ds = Dataset("faire", "test", {}, {"t1": "what is in the test set?"}, {})
+    faire = RetrieverSplits(None, [], test_ds, test_ds, TrainingQueries.of("x", {}), {}, [])
+    data = file_splits(path, None, faire, seed=13)
+    train_q, dev_q = {ex.question for ex in data.train}, set(data.eval.queries.values())
+    assert len(train_q) + len(dev_q) == 9 and not train_q & dev_q and len(dev_q) == 4  # 9 left: dev min(20, 9 // 2)
+    assert data.dropped_overlap == ["train-3"] and data.test is test_ds
+    assert {d for q in data.eval.qrels.values() for d in q} <= set(data.eval.corpus)
+    assert data.provenance.describe() == "file:mine_w_q.jsonl (9 q)"
+    bad = write(tmp_path / "bad_w_q.jsonl", [*localrqa_rows(2), {"questions": ["q"], "gold_docs": []}])
+    with pytest.raises(DataFormatError, match=r"bad_w_q\.jsonl, line 3, field 'gold_docs': empty"):
+        file_splits(bad, None, faire, seed=13)
+
+
+def test_localrqas_flags_map_to_the_files_and_its_fid_json_is_refused():
+    args = train.build_parser().parse_args(["retriever", "--train_file", "t_w_q.jsonl", "--eval_file", "e_w_q.jsonl",
+                                            "--profile", "smoke", "--set", "methods=[ctl]"])
+    cfg = train.resolve(args)[1]
+    assert (cfg.train_file, cfg.eval_file) == ("t_w_q.jsonl", "e_w_q.jsonl")
+    args = train.build_parser().parse_args(["retriever", "--train_file", "train_w_q_fid.json", "--profile", "smoke"])
+    with pytest.raises(train.UsageError, match=r"1 setting\(s\) refused .*--train_file"):
+        train.resolve(args)
+
+
+@pytest.mark.slow
+@needs_data
+def test_retriever_trains_ctl_on_localrqas_own_train_file(world, monkeypatch, capsys):
+    path = DATA / "localrqa" / "faire" / "processed" / "train_w_q.jsonl"
+    assert shell(world, monkeypatch, "retriever", "--train_file", str(path), "--set", "methods=[ctl]",
+                 "--set", "ctl_train.max_steps=1", "--evaluate") == 0
+    assert "ctl: 1 steps in" in capsys.readouterr().out
+    (record,) = (world / "results" / "shell" / "records" / "smoke").glob("retriever__ctl-minilm__*.json")
+    assert json.loads(record.read_text())["training_queries"].startswith("file:train_w_q.jsonl (")

@@ -268,11 +268,25 @@ FLAG_EMBEDDER = Program(
      "normalize_embeddings": to("normalize")},
     why="FlagEmbedding's embedder fine-tuning: notebook 41's contrastive training")
 
+def _localrqa_file(target: str) -> Rule:
+    """A LocalRQA question file (*_w_q.jsonl / *_w_qa.jsonl) -> ours; its FiD json (train_w_q_fid.json, DCA's
+    input) is refused: the jsonl it was made from is what we read."""
+    def rule(value, given):
+        text = str(plain(value)).strip()
+        if not text.endswith(".jsonl"):
+            return Outcome(REFUSED, {}, f"{text!r}: we read LocalRQA's question jsonl (*_w_q.jsonl), not its FiD json "
+                                        "(give the jsonl it was made from)")
+        return Outcome(MAPPED, {target: text}, "your LocalRQA questions, read instead of faire's "
+                                               + ("train split" if target == "train_file" else "eval split"))
+    return rule
+
+
 _LOCALRQA_DATA = {
     "full_dataset_file_path": _own_file("a LocalRQA documents.pkl (use `--set documents=...` with a chunked JSONL)"),
-    "train_file": _own_file("a LocalRQA train file"),
-    "eval_file": _own_file("a LocalRQA eval file"),
-    "test_file": _own_file("a LocalRQA test file"),
+    "train_file": _localrqa_file("train_file"),
+    "eval_file": _localrqa_file("eval_file"),
+    "test_file": refuse("a LocalRQA test file: the test set stays faire's test split (your files are training and "
+                        "dev data)"),
     "model_name_or_path": to("model"),
     "pooling_type": to("pooling"),
     "text_maxlength": to("max_length"),
