@@ -4,6 +4,7 @@ line, and a smoke-sized training per pipeline."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,38 @@ def test_retriever_trains_ctl_on_localrqas_own_train_file(world, monkeypatch, ca
     assert "ctl: 1 steps in" in capsys.readouterr().out
     (record,) = (world / "results" / "shell" / "records" / "smoke").glob("retriever__ctl-minilm__*.json")
     assert json.loads(record.read_text())["training_queries"].startswith("file:train_w_q.jsonl (")
+
+
+# ---------------------------------------------------------------------------------------------------- rankllm
+
+
+def sharegpt_rows(n: int, order=(2, 0, 3, 1)):
+    from rerank_lib.listwise.prompts import RANK_ZEPHYR, build_messages, format_ranking
+
+    rows = []
+    for i in range(n):
+        passages = [f"passage {j} about topic {i}" for j in range(len(order))]
+        system, user = build_messages(f"what is topic {i}", [("", p) for p in passages], RANK_ZEPHYR, 300)
+        rows.append({"id": f"q{i}", "conversations": [
+            {"from": "system", "value": system["content"]}, {"from": "human", "value": user["content"]},
+            {"from": "gpt", "value": format_ranking(list(order), alpha=False)}]})
+    return rows
+
+
+@pytest.mark.slow
+def test_rankllm_trains_on_sharegpt_rankzephyr_data_with_rank_llms_flag(world, monkeypatch, tmp_path, capsys):
+    """rank_llm's --train_dataset_path with a ShareGPT file of your own: read, trained on, named by the records'
+    provenance line; a bad line (an answer naming a passage twice) stops the command with its file and line."""
+    bad = sharegpt_rows(2)
+    bad[1]["conversations"][2]["value"] = "[1] > [1] > [2] > [3]"
+    bad_path = write(tmp_path / "bad.jsonl", bad)
+    assert shell(world, monkeypatch, "rankllm", "--train_dataset_path", str(bad_path), "--set",
+                 "objectives=[ranking]") == 1
+    assert f"error: {bad_path}, line 2, field 'conversations[2].value'" in capsys.readouterr().err
+    path = write(tmp_path / "rz.jsonl", sharegpt_rows(4))
+    assert shell(world, monkeypatch, "rankllm", "--train_dataset_path", str(path), "--set", "objectives=[ranking]",
+                 "--set", "train.max_steps=1") == 0
+    out = capsys.readouterr().out
+    # the provenance: the DL year's and SciFact's dev slices (checkpoint selection) + the file's queries
+    assert re.search(r"\+ file:rz\.jsonl \(\d+ q\): 4 conversations from 4 queries", out)
+    assert "ranking: 1 steps in" in out
