@@ -136,6 +136,13 @@ def test_cross_encoder_trains_on_a_rag_retrieval_file_and_the_record_names_it(wo
     record = json.loads(record.read_text())
     assert record["training_queries"] == "file:mine.jsonl (8 q)"  # train 4 + dev 4 (min(20, 8 // 2))
     assert record["params"]["train_file"] == str(path)
+    dev = write(tmp_path / "dev.jsonl", [{"query": f"which gene causes disease {i}", "pos": [f"gene {i}"],
+                                          "neg": ["nothing at all"]} for i in range(3)])
+    assert shell(world, monkeypatch, "cross_encoder", "--set", f"train_file={path}", "--set", f"eval_file={dev}",
+                 "--set", "variants=[point_ce]", "--set", "train.max_steps=1", "--evaluate") == 0
+    record = json.loads(next((world / "results" / "shell" / "records" / "smoke").glob(
+        "cross_encoder__ce-minilm-point-ce__*.json")).read_text())
+    assert record["training_queries"] == "file:mine.jsonl (11 q)"  # all 8 train + the eval file's 3
 
 
 @pytest.mark.slow

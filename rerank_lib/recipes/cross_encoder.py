@@ -338,6 +338,8 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
         "model", "max_length", "head_lr", "batch_pairs", "group_size", "kd_weight", "kd_temperature", "train",
         "dev_depth")}}
+    if cfg.train_file:  # a file's dev set is yours to change (eval_file): the run folder is keyed by it too
+        settings["dev"] = fingerprint(sorted(sets.dev.queries.values()))
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)

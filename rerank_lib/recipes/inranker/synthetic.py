@@ -87,7 +87,7 @@ def own_file_data(cfg: InRankerConfig) -> Synthetic:
         else:
             train, dev = own_training.split_by_query(examples, seed=cfg.seed, key=lambda ex: ex.query)
         labels = write_custom_jsonl(cache_dir("inranker", cfg.profile) / f"stage2_own_{path.stem}_train.jsonl", train)
-        dev_slice = _file_dev(dev, path.name, cfg.seed)
+        dev_slice = _file_dev(dev, Path(cfg.stage2_eval_file or path).name, cfg.seed)  # its ids key the run folder
     provenance = TrainingQueries.of(f"file:{path.name}", {ex.query: ex.query for ex in [*train, *dev]})
     train_ds = _file_dev(train, path.name, cfg.seed).data
     return Synthetic(None, labels, None, provenance, TrainingSplit(train_ds, dev_slice.data, provenance), dev_slice,
