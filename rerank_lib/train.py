@@ -217,10 +217,9 @@ def inranker_steps(cfg, out, evaluate):
     with main_first():
         ensure_first_stage(cfg, out)
         folds = recipe.dl_folds(cfg, out) if cfg.stage1_data == "dl-folds" else None
+        synth = recipe.synthetic_data(cfg, out)  # before stage 1 trains: a bad line of a stage2_file stops it first
     stage1 = recipe.stage1(cfg, folds, results_dir=out)
     students = {f"stage1/{k}": v for k, v in stage1.items()}
-    with main_first():
-        synth = recipe.synthetic_data(cfg, out)
     students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=out)
     students["ablation"] = recipe.ablation(cfg, folds, results_dir=out)
     if evaluate and is_main():
@@ -261,11 +260,14 @@ def cross_encoder_steps(cfg, out, evaluate):
 
     with main_first():
         ensure_first_stage(cfg, out)
-        if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
-            print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
-            recipe.build_training_data(cfg, out)
-        groups, split, _ = recipe.load_training_data(cfg, out)
-        sets = recipe.eval_sets(cfg, out, split)
+        if cfg.train_file:  # the user's own file instead of 10_'s
+            groups, sets = recipe.own_training_data(cfg, out)
+        else:
+            if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
+                print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
+                recipe.build_training_data(cfg, out)
+            groups, split, _ = recipe.load_training_data(cfg, out)
+            sets = recipe.eval_sets(cfg, out, split)
     runs = [recipe.train_variant(cfg, variant, groups, sets, results_dir=out) for variant in cfg.variants]
     if evaluate and is_main():
         start_run, start_record = recipe.evaluate_start(cfg, sets, out)
@@ -585,6 +587,7 @@ def choose_pipeline(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data.errors import DataFormatError
     from .training.run_lock import RunFolderInUse
 
     args = build_parser().parse_args(argv)
@@ -592,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except UsageError as err:
         getattr(args, "subparser", build_parser()).error(str(err))  # exits with status 2
-    except RunFolderInUse as err:
+    except (RunFolderInUse, DataFormatError) as err:  # a bad line of a training file: its file, line and field
         print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
         return 1
 

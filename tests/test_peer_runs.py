@@ -103,7 +103,10 @@ RAG_BERT = {  # NLPJCL/RAG-Retrieval rag_retrieval/train/reranker/config/trainin
     "train.num_epochs": 2, "train.learning_rate": 5e-5, "batch_pairs": 96, "seed": 666,  # lines 25-28
     "train.warmup_ratio": 0.1, "train.gradient_accumulation_steps": 1, "train.mixed_precision": "fp16",  # 29-31
     "train.log_every_steps": 10, "train.report_to": ["wandb"],  # lines 34-35
+    "train_file": "../../../example_data/t2rank_100.jsonl", "train_format": "rag-retrieval",  # line 8
+    "eval_file": "../../../example_data/t2rank_100.small.jsonl", "train_max_label": 1.0, "train_min_label": 0.0,  # 9-11
 }
+RAG_BERT_DISTILL = {**RAG_BERT, "train_file": "../../../example_data/t2rank_100.distill.standard.jsonl"}  # line 8
 RAG_LLM = {  # NLPJCL/RAG-Retrieval rag_retrieval/train/reranker/config/training_llm.yaml
     "decoder_variants": ["full-score"], "llm": "./Qwen2.5-1.5B-Instruct/", "max_length": 1024,  # lines 2-3, 13
     "decoder_train.keep_last_checkpoints": 5, "decoder_train.num_epochs": 2,  # lines 27, 32
@@ -125,6 +128,7 @@ FLAG_ENCODER = {  # FlagOpen/FlagEmbedding examples/finetune/reranker/encoder_on
     "max_length": 512, "variants": ["group_ce_kd"],  # lines 28-29 (256 + 256), 31 (knowledge_distillation True)
     "train.learning_rate": 6e-5, "train.mixed_precision": "fp16", "train.num_epochs": 4,  # lines 37-39 (epochs=4)
     "batch_pairs": 16, "train.gradient_accumulation_steps": 1,  # lines 40-41: 2 groups of 8 pairs
+    "train_file": "../example_data/normal/examples.jsonl", "train_format": "flagembedding",  # lines 3-4, 25
     "train.warmup_ratio": 0.1, "train.gradient_checkpointing": True, "train.weight_decay": 0.01,  # lines 43-45
     "launch": "deepspeed_zero0", "train.optimizer": "adamw", "train.lr_scheduler": "linear",  # line 46: ds_stage0
     "train.log_every_steps": 1, "train.save_every_steps": 1000,  # lines 47-48
@@ -181,16 +185,16 @@ EXPECTED = {
         (None, {"launch": "deepspeed_zero3_offload", "<training>.optimizer": "adamw",
                 "<training>.mixed_precision": "bf16"}, None, set())],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/training_bert.yaml": [
-        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"train_dataset", "val_dataset"})],
+        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", set())],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/distilling_bert.yaml": [
-        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"train_dataset", "val_dataset"})],
+        ("cross_encoder", RAG_BERT_DISTILL, "./output/t2ranking_100_example", set())],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/training_llm.yaml": [
         ("llm_reranker", RAG_LLM, "./output/t2ranking_100_example_llm", {"train_dataset", "val_dataset"})],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/train_reranker.sh": [  # its xlmroberta config is not shipped
-        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"--config_file", "train_dataset", "val_dataset"}),
+        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"--config_file"}),
         ("llm_reranker", {**RAG_LLM, "launch": "deepspeed_zero1"}, "./output/t2ranking_100_example_llm",
          {"train_dataset", "val_dataset"}),
-        ("cross_encoder", RAG_BERT, "./output/t2ranking_100_example", {"--config_file", "train_dataset", "val_dataset"})],
+        ("cross_encoder", RAG_BERT_DISTILL, "./output/t2ranking_100_example", {"--config_file"})],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/embedding/config/training_embedding.yaml": [
         ("retriever_scifact", RAG_EMBEDDING, "./output/t2ranking_100_example", {"query_max_len", "train_dataset"})],
     "NLPJCL/RAG-Retrieval/rag_retrieval/train/embedding/train_embedding.sh": [  # default_fsdp.yaml: NO_SHARD = DDP
@@ -212,7 +216,7 @@ EXPECTED = {
         (None, {"launch": "deepspeed_zero0", "<training>.optimizer": "adamw", "<training>.lr_scheduler": "linear"},
          None, set())],
     "FlagOpen/FlagEmbedding/examples/finetune/reranker/encoder_only/base.sh": [
-        ("cross_encoder", FLAG_ENCODER, "./test_encoder_only_base_bge-reranker-base", {"--train_data"})],
+        ("cross_encoder", FLAG_ENCODER, "./test_encoder_only_base_bge-reranker-base", set())],
     "FlagOpen/FlagEmbedding/examples/finetune/reranker/decoder_only/base.sh": [
         ("llm_reranker", FLAG_DECODER, "./test_decoder_only_base_bge-reranker-v2-gemma",
          {"--train_data", "--knowledge_distillation"})],
@@ -297,12 +301,12 @@ def test_translate_prints_the_mapping(capsys):
 
 
 def test_train_from_a_file_stops_on_refused_settings(capsys):
-    path = peer("NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/training_bert.yaml")
+    path = peer("NLPJCL/RAG-Retrieval/rag_retrieval/train/reranker/config/training_llm.yaml")
     with pytest.raises(SystemExit) as exit_:
         train.main(["--from", str(path)])
     assert exit_.value.code == 2
     captured = capsys.readouterr()
-    assert "-> pipeline cross_encoder" in captured.out
+    assert "-> pipeline llm_reranker" in captured.out
     assert "2 setting(s) refused" in captured.err and "--skip-refused" in captured.err
 
 
@@ -409,7 +413,13 @@ SMOKE = [
 def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_factory, monkeypatch, capsys):
     world = tmp_path_factory.getbasetemp() / "peer_world"  # one results folder: earlier notebooks' inputs built once
     monkeypatch.setenv("RERANK_CACHE_DIR", str(world / "cache"))
-    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # the file's --output_dir lands here
+    cwd = tmp_path_factory.mktemp("cwd")
+    data = ROOT.parent / "shared" / "data" / "rag-retrieval" / "example_data"
+    if data.is_dir():  # RAG-Retrieval's YAMLs name ../../../example_data/*.jsonl from rag_retrieval/train/reranker
+        (cwd / "example_data").symlink_to(data)
+        cwd = cwd / "rag_retrieval" / "train" / "reranker"
+        cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)  # the file's --output_dir lands here
     sections = train.PIPELINES[pipeline].sections
     steps = [f"{s}.max_steps=1" for s in sections] + [f"{s}.report_to=[]" for s in sections]
     argv = [pipeline, "--from", str(peer(name)), "--profile", "smoke", "--skip-refused", "--set", "launch=null",

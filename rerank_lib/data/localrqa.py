@@ -363,6 +363,38 @@ def retriever_splits(raw: LocalRQAData, name: str, max_train: int | None = None,
     return data
 
 
+def file_splits(train_file: str | os.PathLike, eval_file: str | os.PathLike | None, test: RetrieverSplits, seed: int,
+                max_train: int | None = None, max_eval: int | None = None) -> RetrieverSplits:
+    """Your own LocalRQA question files as the training data (`*_w_q` / `*_w_qa` shape, the corpus: the chunks they
+    name): train from `train_file`, eval from `eval_file` or a seeded slice of the train file's questions (a question
+    repeated on two lines stays on one side); `test`'s test set (its own corpus) stays the test set."""
+    from . import own_training
+
+    skipped: list = []
+    train, chunks = read_questions(own_training.existing(train_file), "train", skipped=skipped)
+    files, evals = {"train": Path(train_file)}, []
+    if eval_file:
+        evals, more = read_questions(own_training.existing(eval_file), "eval", skipped=skipped)
+        chunks, files["eval"] = {**chunks, **more}, Path(eval_file)
+    # a test question word for word is dropped (SciFact-style repeats), before the dev slice is drawn
+    kept = {**without_overlap({ex.qid: ex.question for ex in train}, test.test.queries),
+            **without_overlap({ex.qid: ex.question for ex in evals}, test.test.queries)}
+    dropped = [ex.qid for ex in (*train, *evals) if ex.qid not in kept]
+    train, evals = [ex for ex in train if ex.qid in kept], [ex for ex in evals if ex.qid in kept]
+    if not eval_file:
+        train, evals = own_training.split_by_query(train, seed=seed, key=lambda ex: ex.question)
+    train, evals = train[: max_train or None], evals[: max_eval or None]
+    name = Path(train_file).name
+    raw = LocalRQAData(name, chunks, {"train": train, "eval": evals}, files, skipped)
+    corpus = {d: c.to_document() for d, c in chunks.items()}
+    dev = Dataset(name, "eval", corpus, {ex.qid: ex.question for ex in evals},
+                  {ex.qid: {d: 1 for d in ex.gold_doc_ids} for ex in evals})
+    provenance = TrainingQueries.of(f"file:{name}", {ex.qid: ex.question for ex in (*train, *evals)})
+    assert_no_leak([provenance], f"{test.test.name}/test", test.test.queries)
+    return RetrieverSplits(raw, train, dev, test.test, provenance, {d: c.page_content for d, c in chunks.items()},
+                           dropped)
+
+
 def check_same_questions(w_q: str | os.PathLike, w_qa: str | os.PathLike, split: str) -> int:
     """The _w_qa file of a split flattens its _w_q file question for question (same text, same gold passages).
 

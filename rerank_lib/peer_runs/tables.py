@@ -30,6 +30,21 @@ def _own_file(what: str) -> Rule:
                   "format is not read from the command line yet); the run would not train on this file")
 
 
+def _own_train_file(fmt: str, target: str = "train_file") -> Rule:
+    """One jsonl file in the peer's format -> the pipeline's own-file setting (a path relative to where you run, as
+    the peer reads it); several files or a folder (FlagEmbedding takes both) are refused: give one file."""
+    def rule(value, given):
+        value = plain(value)
+        files = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else str(value).split())]
+        if len(files) != 1:
+            return Outcome(REFUSED, {}, f"{len(files)} files: the pipeline reads one file (concatenate them)")
+        if not files[0].endswith((".jsonl", ".json")):
+            return Outcome(REFUSED, {}, f"{files[0]!r} is not a .jsonl file (a folder of files: give one file)")
+        settings = {target: files[0]} if target == "eval_file" else {target: files[0], "train_format": fmt}
+        return Outcome(MAPPED, settings, f"your {fmt} jsonl, read instead of the notebook's data")
+    return rule
+
+
 _CHECKPOINTS = ignore("checkpoint cadence: our runs keep the last checkpoint and the best dev weights, and end with "
                       "a checkpoint")
 
@@ -121,7 +136,11 @@ RAG_BERT = Program(
      "query_format": _same("{}", "the query as it is"),
      "document_format": _same("{}", "the document as it is"),
      "loss_type": _rag_loss,
-     "batch_size": to("batch_pairs", note="pairs per step")},
+     "batch_size": to("batch_pairs", note="pairs per step"),
+     "train_dataset": _own_train_file("rag-retrieval"),
+     "val_dataset": _own_train_file("rag-retrieval", "eval_file"),
+     "max_label": to("train_max_label", float, note="a label s trains as (s - min_label) / (max_label - min_label)"),
+     "min_label": to("train_min_label", float, note="a label s trains as (s - min_label) / (max_label - min_label)")},
     why="RAG-Retrieval's BERT reranker (train_reranker.py): notebook 11")
 
 RAG_LLM = Program(
@@ -182,7 +201,8 @@ def _flag_batch(value, given) -> Outcome:
 
 FLAG_ENCODER = Program(
     "FlagOpen/FlagEmbedding", "FlagEmbedding.finetune.reranker.encoder_only.base", "cross_encoder", ("train",),
-    {**HF_TRAINER, **_FLAG_DATA, "per_device_train_batch_size": _flag_batch},
+    {**HF_TRAINER, **_FLAG_DATA, "per_device_train_batch_size": _flag_batch,
+     "train_data": _own_train_file("flagembedding")},
     why="FlagEmbedding's cross-encoder reranker fine-tuning: notebook 11")
 
 _LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -248,11 +268,25 @@ FLAG_EMBEDDER = Program(
      "normalize_embeddings": to("normalize")},
     why="FlagEmbedding's embedder fine-tuning: notebook 41's contrastive training")
 
+def _localrqa_file(target: str) -> Rule:
+    """A LocalRQA question file (*_w_q.jsonl / *_w_qa.jsonl) -> ours; its FiD json (train_w_q_fid.json, DCA's
+    input) is refused: the jsonl it was made from is what we read."""
+    def rule(value, given):
+        text = str(plain(value)).strip()
+        if not text.endswith(".jsonl"):
+            return Outcome(REFUSED, {}, f"{text!r}: we read LocalRQA's question jsonl (*_w_q.jsonl), not its FiD json "
+                                        "(give the jsonl it was made from)")
+        return Outcome(MAPPED, {target: text}, "your LocalRQA questions, read instead of faire's "
+                                               + ("train split" if target == "train_file" else "eval split"))
+    return rule
+
+
 _LOCALRQA_DATA = {
     "full_dataset_file_path": _own_file("a LocalRQA documents.pkl (use `--set documents=...` with a chunked JSONL)"),
-    "train_file": _own_file("a LocalRQA train file"),
-    "eval_file": _own_file("a LocalRQA eval file"),
-    "test_file": _own_file("a LocalRQA test file"),
+    "train_file": _localrqa_file("train_file"),
+    "eval_file": _localrqa_file("eval_file"),
+    "test_file": refuse("a LocalRQA test file: the test set stays faire's test split (your files are training and "
+                        "dev data)"),
     "model_name_or_path": to("model"),
     "pooling_type": to("pooling"),
     "text_maxlength": to("max_length"),
@@ -319,7 +353,8 @@ INRANKER_STAGE2 = Program(
          Outcome(REFUSED, {}, "the default BEIR soft labels (the hub's InRanker-beir set): not available offline; "
                  "stage 2 distils on synthetic queries (stage2_data)")
          if not (value or {}).get("distill_file") else
-         Outcome(REFUSED, {}, "an InRanker custom jsonl: not read from the command line yet"))},
+         Outcome(MAPPED, {"stage2_file": str(value["distill_file"])}, "your InRanker custom jsonl: stage 2 distils "
+                 "on it instead of the synthetic queries"))},
     why="InRanker's second distillation step: notebook 20's stage 2")
 
 #: the programs by the name a command runs (a script's file name, a module, a call)

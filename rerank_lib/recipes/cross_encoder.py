@@ -13,12 +13,13 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import pandas as pd
 
 from ..atomic import write_json
-from ..data.pairs import TrainGroup, files_table, read_pairs, write_pairs_jsonl
+from ..data import own_training
+from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pairs_jsonl
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
@@ -68,6 +69,8 @@ def _train_defaults() -> TrainConfig:
 
 @dataclass(frozen=True)
 class CrossEncoderConfig(Settings):
+    READ_ONLY_WHEN: ClassVar[dict] = {k: "train_file is given (a training file of your own, train_format "
+                                         "rag-retrieval)" for k in ("train_max_label", "train_min_label")}
     profile: str = "default"
     seed: int = 13
     data_root: str | None = None
@@ -99,7 +102,13 @@ class CrossEncoderConfig(Settings):
     kd_temperature: float = 1.0
     # {variant: {dotted setting: value}}: a variant's own recipe, applied before the caller's overrides
     variant_train: Mapping[str, Mapping] = field(default_factory=dict)
-    interpolate: bool = True
+    interpolate: bool = True  # with a train_file: off (its dev slice has no first-stage scores to interpolate with)
+    # a training file of your own instead of 10_'s SciFact files (every variant trains on it; test stays SciFact)
+    train_file: str | None = None
+    train_format: str = "rag-retrieval"  # 'rag-retrieval' | 'flagembedding' (pairs.FORMATS)
+    train_max_label: float = 1.0  # RAG-Retrieval's max_label / min_label: a label s trains as (s - min) / (max - min)
+    train_min_label: float = 0.0
+    eval_file: str | None = None  # the dev set (same format) for checkpoint selection; None: a slice of train_file
 
 
 #: The published recipes as data (recipes/paper_profiles/cross_encoder.yaml): each setting with its source, and the
@@ -137,6 +146,10 @@ def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
     if cfg.negatives not in ("bm25", "dense"):
         raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
     teacher_spec(cfg.teacher)
+    if cfg.train_format not in FORMATS:
+        raise ValueError(f"train_format must be one of {FORMATS}, got {cfg.train_format!r}")
+    if cfg.eval_file and not cfg.train_file:
+        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
     return cfg
 
 
@@ -244,6 +257,35 @@ def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, 
     return groups, split, manifest
 
 
+def _read_own(cfg: CrossEncoderConfig, path: str) -> list[TrainGroup]:
+    kwargs = ({"max_label": cfg.train_max_label, "min_label": cfg.train_min_label} if cfg.train_format == "rag-retrieval"
+              else {"knowledge_distillation": any(VARIANTS[v][2] for v in cfg.variants)}
+              if cfg.train_format == "flagembedding" else {})
+    return own_training.name_queries(read_pairs(own_training.existing(path), cfg.train_format, **kwargs), path)
+
+
+def own_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, list[TrainGroup]], RerankingSets]:
+    """`cfg.train_file` as every variant's training data, with `cfg.eval_file` (or a seeded slice of the file's
+    queries) as the dev set that selects checkpoints; SciFact test's BM25 top-`depth` stays the test set."""
+    groups = _read_own(cfg, cfg.train_file)
+    if cfg.eval_file:
+        train, dev = groups, _read_own(cfg, cfg.eval_file)
+    else:
+        train, dev = own_training.split_by_query(groups, seed=cfg.seed)
+    kd = [v for v in cfg.variants if VARIANTS[v][2]]
+    if kd and any(g.teacher_scores is None for g in train):
+        raise ValueError(f"{cfg.train_file}: variant(s) {kd} distil teacher scores: the file needs pos_scores and "
+                         "neg_scores (train_format flagembedding)")
+    name = Path(cfg.train_file).name
+    train_ds, _ = own_training.reranking_dataset(train, name, cfg.seed)
+    dev_ds, dev_candidates = own_training.reranking_dataset(dev, name, cfg.seed)
+    split = TrainingSplit(train_ds, dev_ds, own_training.provenance(cfg.train_file, [*train, *dev]))
+    scifact_sets = scifact_reranking_sets(results_dir, cfg.profile, split, cfg.depth, cfg.dev_depth, cfg.max_test_queries,
+                                    cfg.data_root)
+    sets = RerankingSets(scifact_sets.test, scifact_sets.test_bm25, dev_ds, dev_candidates, split)
+    return {kind: train for kind in FILES}, sets
+
+
 def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> RerankingSets:
     """SciFact test's BM25 top-`depth` (the first `max_test_queries`) and the dev slice's BM25 top-`dev_depth`."""
     return scifact_reranking_sets(results_dir, cfg.profile, split, cfg.depth, cfg.dev_depth, cfg.max_test_queries,
@@ -296,6 +338,8 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
         "model", "max_length", "head_lr", "batch_pairs", "group_size", "kd_weight", "kd_temperature", "train",
         "dev_depth")}}
+    if cfg.train_file:  # a file's dev set is yours to change (eval_file): the run folder is keyed by it too
+        settings["dev"] = fingerprint(sorted(sets.dev.queries.values()))
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
@@ -305,6 +349,16 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
                             group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
                             kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
     return VariantRun(variant, model, selected, vcfg)
+
+
+OWN_FILE = ("train_file", "train_format", "train_max_label", "train_min_label", "eval_file")
+
+
+def record_settings(cfg: CrossEncoderConfig) -> dict:
+    """The settings a record keeps: the own-file ones only when a train_file is given (the notebook's records stay
+    as they were before those settings existed)."""
+    settings = snapshot(cfg)
+    return settings if settings["train_file"] else {k: v for k, v in settings.items() if k not in OWN_FILE}
 
 
 def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
@@ -326,7 +380,7 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
     record = record_run(
         run, sets.test.qrels, method=method_name(cfg, "start"), baselines={"bm25": sets.test_bm25},
         model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
-        params=jsonable(snapshot(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.model),
+        params=jsonable(record_settings(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.model),
         **_common(cfg, sets, results_dir))
     return run, record
 
@@ -338,12 +392,12 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
         run = vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                               batch_size=cfg.score_batch_size)
     sel = vr.selected
-    params = jsonable({**snapshot(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+    params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
                        "best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
                        "steps": sel.result.global_step, "train_s": round(sel.wall_s, 1)})
     records = record_reranker(
         run, sets.test.qrels, first_stage_run=sets.test_bm25, dev_run=sel.dev_run, first_stage_dev=sets.dev_bm25,
-        dev_qrels=sets.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method_name(cfg, vr.variant),
+        dev_qrels=sets.dev.qrels, interpolate_with_first_stage=cfg.interpolate and not cfg.train_file, method=method_name(cfg, vr.variant),
         params=params, baselines={"bm25": sets.test_bm25, "start": start_run},
         model=f"{cfg.model} fine-tuned ({vr.variant})", wall_s=sel.wall_s + t.s, training=sets.split.provenance,
         eval_queries=sets.test.queries, **_common(cfg, sets, results_dir))

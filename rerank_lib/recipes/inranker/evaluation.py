@@ -8,7 +8,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from ...data import TrainingQueries
+from ...data import TrainingQueries, own_training
 from ...data.trec import top_k
 from ...evaluation import evaluate, kendall_tau_agreement
 from ...experiment import Timer, learning_curves, load_run, publish_selected, record_reranker, save_run, saved_teacher
@@ -19,7 +19,7 @@ from ...rerankers.monot5 import T5Ranker
 from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
 from .data import test_set
-from .settings import PIPELINE, REFERENCES, InRankerConfig
+from .settings import OWN_FILE, PIPELINE, REFERENCES, InRankerConfig
 from .training import Student, short_name, start_model
 
 DATASETS = ("scifact", "trec-dl-2019", "trec-dl-2020")
@@ -64,7 +64,7 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         training = None if student is None else (student.provenance | extra if extra else student.provenance)
         ev.records += record_reranker(
             run, ds.qrels, first_stage_run=bm25, dev_run=dev_run, first_stage_dev=dev and dev.candidates,
-            dev_qrels=dev and dev.data.qrels, method=method, params=student.params if student else snapshot(cfg),
+            dev_qrels=dev and dev.data.qrels, method=method, params=student.params if student else own_training.without_unset(snapshot(cfg), OWN_FILE),
             pipeline=PIPELINE, dataset=ds.name, split=ds.split, profile=cfg.profile, results_dir=results_dir,
             baselines=baselines, model=model, first_stage="bm25", depth=depth,
             seed=cfg.seed, wall_s=t.s + wall, training=training, eval_queries=ds.queries if training else None,

@@ -12,6 +12,7 @@ from ...training import TrainConfig
 
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
+OWN_FILE = ("stage2_file", "stage2_eval_file")  # a training file of your own (records name them only when set)
 
 def _train(**values) -> TrainConfig:
     base = dict(seed=13, per_device_batch_size=16, warmup_ratio=0.1, weight_decay=0.01, log_every_steps=5,
@@ -67,6 +68,10 @@ class InRankerConfig(Settings):
     generator: str = "smollm2-135m-instruct"  # 'title' (smoke only): the document title stands in for a query
     generator_max_doc_tokens: int = 128
     generator_max_new_tokens: int = 32
+    # an InRanker custom jsonl of your own ({query, contents, true_logit, false_logit}): stage 2 distils on it instead
+    # of the synthetic queries; its dev set: stage2_eval_file (same format), else a seeded slice of its queries
+    stage2_file: str | None = None
+    stage2_eval_file: str | None = None
     negatives: int = 9
     negatives_depth: int = 1000
     calibration_queries: int = 200  # SciFact train queries whose top-1000 fit the stage-2 calibration
@@ -99,6 +104,8 @@ def config(profile: str = "default", **overrides) -> InRankerConfig:
     cfg = resolve_profile(InRankerConfig(), PROFILES, profile, overrides)
     if cfg.stage1_data not in ("dl-folds", "published") or cfg.stage2_data not in ("synthetic", "published"):
         raise ValueError("stage1_data is dl-folds|published and stage2_data synthetic|published")
+    if cfg.stage2_eval_file and not cfg.stage2_file:
+        raise ValueError("stage2_eval_file is the dev set of a stage2_file: give stage2_file too")
     if cfg.stage2_from not in ("trec-dl-2019", "trec-dl-2020"):
         raise ValueError("stage2_from must be trec-dl-2019 or trec-dl-2020")
     return cfg

@@ -1,6 +1,7 @@
 """InRanker's stage 2: synthetic SciFact queries labelled by the teacher, and the student trained on them."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Mapping
 import pandas as pd
 
 from ...data import TrainingQueries
-from ...data.inranker import soft_label_examples, write_custom_jsonl
+from ...data import own_training
+from ...data.inranker import DistillExample, read_custom_jsonl, soft_label_examples, write_custom_jsonl
+from ...data.pairs import TrainGroup
 from ...data.trec import qid_order, top_k
 from ...experiment import Timer, TrainingSplit, load_run, saved_teacher, scifact_training_split
 from ...first_stage import BM25Index
@@ -57,10 +60,46 @@ def synthetic_queries(cfg: InRankerConfig, corpus) -> pd.DataFrame:
     return query_table(corpus, cfg.n_synthetic, cfg.seed, cfg.generator, keep_fraction=cfg.keep_fraction, **llm)
 
 
+def _file_dev(examples: list[DistillExample], name: str, seed: int) -> DevSlice:
+    """Held-out soft labels as a dev set: each query's documents reranked, graded by the teacher's P(true) (grade
+    round(10 p)), and the teacher's margin true - false as the run the student's agreement is measured on."""
+    groups, margins = {}, {}
+    for ex in examples:
+        margin = ex.true_logit - ex.false_logit
+        group = groups.setdefault(ex.query, TrainGroup(ex.query, [], [], n_pos=0))
+        group.docs.append(ex.text)
+        group.labels.append(1 / (1 + math.exp(-margin)))
+        margins[ex.query, ex.text] = margin
+    named = own_training.name_queries(list(groups.values()), name)
+    ds, candidates = own_training.reranking_dataset(named, name, seed)
+    teacher = {q: {d: margins[ds.queries[q], ds.corpus[d].text] for d in docs} for q, docs in candidates.items()}
+    return DevSlice(ds, candidates, teacher)
+
+
+def own_file_data(cfg: InRankerConfig) -> Synthetic:
+    """`cfg.stage2_file` as stage 2's soft labels, its dev set `cfg.stage2_eval_file` or a seeded slice of its
+    queries (held out: the training part is written beside the cache's other label files)."""
+    with Timer() as t:
+        path = own_training.existing(cfg.stage2_file)
+        examples = read_custom_jsonl(path)
+        if cfg.stage2_eval_file:
+            train, dev = examples, read_custom_jsonl(own_training.existing(cfg.stage2_eval_file))
+        else:
+            train, dev = own_training.split_by_query(examples, seed=cfg.seed, key=lambda ex: ex.query)
+        labels = write_custom_jsonl(cache_dir("inranker", cfg.profile) / f"stage2_own_{path.stem}_train.jsonl", train)
+        dev_slice = _file_dev(dev, Path(cfg.stage2_eval_file or path).name, cfg.seed)  # its ids key the run folder
+    provenance = TrainingQueries.of(f"file:{path.name}", {ex.query: ex.query for ex in [*train, *dev]})
+    train_ds = _file_dev(train, path.name, cfg.seed).data
+    return Synthetic(None, labels, None, provenance, TrainingSplit(train_ds, dev_slice.data, provenance), dev_slice,
+                     t.s)
+
+
 def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:
     """InPars-style queries for SciFact documents, 9 BM25 negatives each from the top-1000, the teacher's scores
     mapped to logits by a calibration fitted on SciFact TRAIN queries with the same candidate depth, written in the
     custom jsonl format. Never reads a SciFact test query or judgment. (paper profile: the published file.)"""
+    if cfg.stage2_file:
+        return own_file_data(cfg)
     with Timer() as t:
         split, dev = scifact_dev(cfg, results_dir)
         if cfg.stage2_data == "published":

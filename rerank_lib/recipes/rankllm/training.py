@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from ...data import TrainingQueries
+from ...data import TrainingQueries, own_training
 from ...data.rank_zephyr import rank_zephyr_file, read_rank_zephyr
 from ...data.trec import top_k
 from ...data.types import Document
@@ -78,7 +79,7 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
 def rank_zephyr_conversations(cfg: RankLLMConfig, alpha: bool) -> tuple[list[dict], TrainingQueries]:
     """RankZephyr's training records re-rendered with our template (the identifiers and word limit inference
     uses), and their queries (texts: the leak guard compares them with every test query)."""
-    path = cfg.rank_zephyr_file or rank_zephyr_file(cache_dir("data"))
+    path = own_training.existing(cfg.rank_zephyr_file) if cfg.rank_zephyr_file else rank_zephyr_file(cache_dir("data"))
     examples = read_rank_zephyr(path, cfg.rank_zephyr_examples)
     rows = []
     for ex in examples:
@@ -86,7 +87,9 @@ def rank_zephyr_conversations(cfg: RankLLMConfig, alpha: bool) -> tuple[list[dic
         rows.append(conversation(f"rank_zephyr:{ex.example_id}", ex.query, docs, list(ex.order), alpha,
                                  cfg.train_max_words, qid=ex.query, source="rank_zephyr"))
     queries = {f"rank_zephyr:{i}": q for i, q in enumerate(sorted({ex.query for ex in examples}))}
-    return rows, TrainingQueries.of("rank_zephyr_training_data", queries)
+    # a file of your own is named by its file name (the published one: the dataset's name)
+    source = f"file:{Path(cfg.rank_zephyr_file).name}" if cfg.rank_zephyr_file else "rank_zephyr_training_data"
+    return rows, TrainingQueries.of(source, queries)
 
 
 @dataclass

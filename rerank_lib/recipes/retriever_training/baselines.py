@@ -24,11 +24,13 @@ class Baselines:
 def faire_baselines(cfg: FaireConfig, data: FaireData, enc: BiEncoder, results_dir) -> Baselines:
     """BM25 (bm25s over fmt_content), the zero-shot encoder (the start point of every trainer) and the offline
     teachers (MiniLM reranking BM25's top-depth, and its RRF fusion with BM25) on eval and test."""
-    index = BM25Index.build(data.corpus)
+    indexes: dict[int, BM25Index] = {}  # one per corpus: eval and test share faire's; a train_file brings its own
     runs: dict[str, dict[str, Run]] = {"bm25": {}, "zero-shot": {}, "teacher-minilm-l6": {},
                                        "teacher-bm25+minilm-l6": {}}
     for split, ds in (("eval", data.eval), ("test", data.test)):
-        runs["bm25"][split] = index.search(ds.queries, k=cfg.depth)
+        if id(ds.corpus) not in indexes:
+            indexes[id(ds.corpus)] = BM25Index.build(ds.corpus)
+        runs["bm25"][split] = indexes[id(ds.corpus)].search(ds.queries, k=cfg.depth)
         runs["zero-shot"][split] = retrieve(enc, ds.corpus, ds.queries, cfg.depth)
         # The offline teachers of rerank_lib.teacher (MiniLM reranking the first stage, and its RRF fusion with
         # it), computed with the start's own embeddings (max_length cfg.max_length, already cached) rather than a

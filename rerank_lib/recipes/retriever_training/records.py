@@ -5,13 +5,13 @@ from typing import Mapping
 
 import pandas as pd
 
-from ...data import Dataset, TrainingQueries
+from ...data import Dataset, TrainingQueries, own_training
 from ...data.types import Run
 from ...evaluation import interpolate, recall_per_query
 from ...experiment import choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
 from ...settings import snapshot
 from .baselines import Baselines
-from .settings import FAIRE_MEASURES, PIPELINE, REFERENCES, FaireConfig, FaireData, short_name, start_method
+from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, REFERENCES, FaireConfig, FaireData, short_name, start_method
 from .training import Outcome
 
 
@@ -45,7 +45,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         name = f"{out.method}-{short_name(cfg.model)}"
         trained = dict(common, baselines=both, model=f"{cfg.model} trained with {out.method.upper()}",
                        training=data.provenance)
-        records.append(record_faire(out.runs["test"], test, method=name, params=jsonable({**snapshot(cfg), **out.params}),
+        records.append(record_faire(out.runs["test"], test, method=name, params=jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **out.params}),
                                     wall_s=out.wall_s, **trained))
         publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, base_model=cfg.model,
                          name=f"{name}-{test.name}")

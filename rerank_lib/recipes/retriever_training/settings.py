@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...data.localrqa import RetrieverSplits, load_localrqa, retriever_splits
+from ...data.localrqa import RetrieverSplits, file_splits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
 from ...paper_profiles import paper_profile
 from ...settings import Settings, resolve_with_seeds
@@ -13,6 +13,7 @@ from ...training import TrainConfig
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"
 METHODS = ("ctl", "dca", "rpg")
+OWN_FILE = ("train_file", "eval_file")  # your own question files (records and run folders name them only when set)
 FAIRE_MEASURES = ("recall@1", "recall@4", "nDCG@10")
 
 
@@ -34,6 +35,10 @@ class FaireConfig(Settings):
     collection: str = "faire"
     launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
     documents: str | None = None  # a chunked documents JSONL as the corpus (default: every chunk the splits name)
+    # LocalRQA question files of your own (train_w_q / _w_qa shape) to train on; faire's test stays the test set;
+    # eval_file: the dev set (None: a seeded slice of train_file's questions)
+    train_file: str | None = None
+    eval_file: str | None = None
     methods: tuple[str, ...] = METHODS
     # the bi-encoder (start point of every trainer)
     model: str = "minilm-l6"
@@ -129,7 +134,10 @@ def config(profile: str = "default", **overrides) -> FaireConfig:
     unknown = sorted(set(overrides.get("methods") or ()) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
-    return resolve_with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
+    cfg = resolve_with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
+    if cfg.eval_file and not cfg.train_file:
+        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
+    return cfg
 
 
 def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
@@ -143,8 +151,11 @@ FaireData = RetrieverSplits
 def load_faire(cfg: FaireConfig) -> FaireData:
     """faire's splits (train de-duplicated against eval and test; the max_* questions of each in smoke), the corpus
     and the reader's passages."""
-    return retriever_splits(load_localrqa(cfg.collection, root=cfg.data_root, documents=cfg.documents), FAIRE,
-                            cfg.max_train, cfg.max_eval, cfg.max_test, cfg.restrict_corpus)
+    faire = retriever_splits(load_localrqa(cfg.collection, root=cfg.data_root, documents=cfg.documents), FAIRE,
+                             cfg.max_train, cfg.max_eval, cfg.max_test, cfg.restrict_corpus)
+    if not cfg.train_file:
+        return faire
+    return file_splits(cfg.train_file, cfg.eval_file, faire, cfg.seed, cfg.max_train, cfg.max_eval)
 
 
 def encoder(cfg) -> BiEncoder:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ...data import own_training
 from ...data.types import Run
 from ...experiment import DevEvaluator, Selected, Timer, sample_items, save_run, train_encoder_in_run_dir
 from ...experiment.launch import train_launched
@@ -17,7 +18,7 @@ from ...retrievers.dca import (
 from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
 from ...retrievers.training import examples_from_localrqa, retrieve, shared_reader
 from ...settings import snapshot
-from .settings import FAIRE, METHODS, FaireConfig, FaireData, config, encoder, short_name
+from .settings import FAIRE, METHODS, OWN_FILE, FaireConfig, FaireData, config, encoder, short_name
 
 
 @dataclass
@@ -73,7 +74,7 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     details: dict[str, Any] = {}
     train = {"ctl": cfg.ctl_train, "dca": cfg.dca_train, "rpg": cfg.rpg_train}[method]
     others = tuple(f"{m}_" for m in METHODS if m != method) + (("reader", "rpg_reader") if method == "ctl" else ())
-    key = {k: v for k, v in snapshot(cfg).items()
+    key = {k: v for k, v in own_training.without_unset(snapshot(cfg), OWN_FILE).items()
            if k not in ("methods", "profile", "launch") and not k.startswith(others)}
     train_launched("retriever", cfg, config, results_dir)  # with cfg.launch: every method trains in N processes first
     with Timer() as t:
