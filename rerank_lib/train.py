@@ -283,6 +283,17 @@ def hopweaver_steps(cfg, out, evaluate):
     from .recipes import hopweaver as recipe
     from .synthetic_queries import LLMJudge
 
+    if cfg.train_file:  # a HopWeaver jsonl of your own: the own-data recipe, measured on HopWeaver's test file
+        with main_first():
+            own = recipe.OwnData(recipe.own_split(cfg), recipe.own_test(cfg) if evaluate else None)
+        split = own.split
+        print(f"{len(split.train.queries)} train + {len(split.dev.queries)} dev lines of {split.provenance.source}",
+              flush=True)
+        reranked = recipe.train_on_own_data(cfg, own)
+        if evaluate and is_main():
+            records, _ = recipe.own_data_rows(cfg, own, reranked, out)
+            print(experiment.results_table(records, measures=recipe.OWN_MEASURES, bases=("bm25", "start")).to_string())
+        return {"hopweaver-own-ft": Trained.cross_encoder(reranked.selected, reranked.model)}
     with main_first():
         ensure_first_stage(cfg, out)
         data = recipe.load_data(cfg, out)

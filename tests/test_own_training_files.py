@@ -317,3 +317,47 @@ def test_rankllm_trains_on_sharegpt_rankzephyr_data_with_rank_llms_flag(world, m
     # the provenance: the DL year's and SciFact's dev slices (checkpoint selection) + the file's queries
     assert re.search(r"\+ file:rz\.jsonl \(\d+ q\): 4 conversations from 4 queries", out)
     assert "ranking: 1 steps in" in out
+
+
+# ---------------------------------------------------------------------------------------------------- hopweaver
+
+
+def hopweaver_rows(n: int):
+    return [{"query": f"which gene links disease {i} and trait {i}", "pos": [f"gene {i} links disease {i} to trait {i}"],
+             "neg": [f"an unrelated passage {i}.{j}" for j in range(3)]} for i in range(n)]
+
+
+def test_hopweaver_file_is_split_into_train_and_a_seeded_dev_slice_or_its_eval_file(tmp_path):
+    from rerank_lib.recipes import hopweaver
+
+    path = write(tmp_path / "hw.jsonl", hopweaver_rows(10))
+    split = hopweaver.own_split(hopweaver.config("smoke", train_file=str(path)))
+    # own_dev_fraction 0.2 of 10 lines = 2 dev lines, the other 8 train; ids are '<split>-<line>'
+    assert (len(split.train.queries), len(split.dev.queries)) == (8, 2)
+    assert set(split.train.queries) | set(split.dev.queries) == {f"train-{i}" for i in range(1, 11)}
+    assert split.provenance.describe() == "file:hw.jsonl (10 q)"
+    assert hopweaver.own_split(hopweaver.config("smoke", train_file=str(path))).dev.queries == split.dev.queries
+    dev = write(tmp_path / "dev.jsonl", hopweaver_rows(13)[10:])
+    split = hopweaver.own_split(hopweaver.config("smoke", train_file=str(path), eval_file=str(dev)))
+    assert (len(split.train.queries), sorted(split.dev.queries)) == (10, ["dev-1", "dev-2", "dev-3"])
+    with pytest.raises(ValueError, match="eval_file is the dev set of a train_file"):
+        hopweaver.config("smoke", eval_file=str(dev))
+    bad = write(tmp_path / "bad.jsonl", [*hopweaver_rows(2), {"query": "q", "pos": ["a"], "neg": []}])
+    with pytest.raises(DataFormatError, match=re.escape(f"{bad}, line 3, field 'neg'")):
+        hopweaver.own_split(hopweaver.config("smoke", train_file=str(bad)))
+    cfg = hopweaver.config("smoke")
+    assert "train_file" not in hopweaver.settings_of(cfg) and "eval_file" not in hopweaver.settings_of(cfg)
+
+
+@pytest.mark.slow
+def test_hopweaver_trains_on_a_jsonl_given_by_its_own_flag_and_refuses_a_bad_line(world, monkeypatch, tmp_path, capsys):
+    """HopWeaver's --train_data with a {query, pos, neg} file of your own: one smoke step, the dev lines held out
+    of the file; a bad line stops the command before training, naming file and line."""
+    bad = write(tmp_path / "bad.jsonl", [*hopweaver_rows(3), '{"query": "q", "pos": ["a"], "neg": [7]}'])
+    assert shell(world, monkeypatch, "hopweaver", "--train_data", str(bad), "--set", "train.max_steps=1") == 1
+    assert f"error: {bad}, line 4, field 'neg[0]'" in capsys.readouterr().err
+    path = write(tmp_path / "hw.jsonl", hopweaver_rows(5))
+    assert shell(world, monkeypatch, "hopweaver", "--train_data", str(path), "--set", "train.max_steps=1") == 0
+    out = capsys.readouterr().out
+    assert "4 train + 1 dev lines of file:hw.jsonl" in out  # round(0.2 * 5) = 1 dev line
+    assert "hopweaver-own-ft: 1 steps in" in out

@@ -159,7 +159,7 @@ LOCALRQA_CTL = {  # jasonyux/LocalRQA docs/modules/training/retriever/ctl.rst li
 HOPWEAVER = {  # Zh1yuShen/HopWeaver hopweaver/train_reranker/README_EN.md line 68, ds_stage0.json
     "train.num_epochs": 2, "train.per_device_batch_size": 16, "train.gradient_accumulation_steps": 4,
     "train.learning_rate": 5e-6, "launch": "deepspeed_zero0", "train.optimizer": "adamw",
-    "train.lr_scheduler": "linear",
+    "train.lr_scheduler": "linear", "train_file": "./data/train_data.jsonl",
 }
 INRANKER = {  # unicamp-dl/InRanker docs/training.md lines 22-27 and 41-46
     "student": "t5-small", "stage1.train.per_device_batch_size": 32, "stage1.train.gradient_accumulation_steps": 1,
@@ -234,7 +234,7 @@ EXPECTED = {
         (None, {"launch": "deepspeed_zero2", "<training>.optimizer": "adamw", "<training>.lr_scheduler": "linear"},
          None, {"scheduler.params.warmup_type"})],
     "Zh1yuShen/HopWeaver/hopweaver/train_reranker/README_EN.md": [
-        ("hopweaver", HOPWEAVER, "./output", {"--train_data"})],
+        ("hopweaver", HOPWEAVER, "./output", set())],
     "unicamp-dl/InRanker/docs/training.md": [
         ("inranker", INRANKER, "trained_model", {"load_msmarco_dataset()", "load_custom_dataset()"})],
     "unicamp-dl/InRanker/README.md": [],  # inference only
@@ -286,8 +286,9 @@ def test_a_document_gives_its_commands_and_its_other_commands(tmp_path):
                    "  --batch_size 4\n```\n")
     found = translate(doc)
     (run,) = found.runs
-    assert run.pipeline == "hopweaver" and run.settings() == {"train.num_epochs": 2, "train.per_device_batch_size": 4}
-    assert [r.peer for r in run.refused] == ["--train_data"]
+    assert run.pipeline == "hopweaver" and run.settings() == {"train.num_epochs": 2, "train.per_device_batch_size": 4,
+                                                              "train_file": "d.jsonl"}
+    assert run.refused == []
     assert [(o.source, o.status) for o in found.others] == [("guide.md:2", IGNORED)]
 
 
@@ -364,8 +365,9 @@ def test_the_peers_flags_work_after_the_pipeline_name(capsys):
             settings["weighted"]) == ("rank_zephyr", "x.jsonl", 50, True)
     args = train.build_parser().parse_args(["hopweaver", "--train_data", "d.jsonl", "--epochs", "2", "--batch_size",
                                             "16", "--profile", "smoke"])
-    with pytest.raises(train.UsageError, match=r"1 setting\(s\) refused .*--train_data"):
-        train.resolve(args)
+    settings = flat_settings(train.resolve(args)[1])
+    assert (settings["train_file"], settings["train.num_epochs"], settings["train.per_device_batch_size"]) == (
+        "d.jsonl", 2, 16)
     args = train.build_parser().parse_args(["retriever", "--pooling_type", "cls", "--hard_neg_ratio", "0.1",
                                             "--profile", "smoke", "--set", "methods=[ctl]"])
     settings = flat_settings(train.resolve(args)[1])
@@ -419,6 +421,10 @@ def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_fact
         (cwd / "example_data").symlink_to(data)
         cwd = cwd / "rag_retrieval" / "train" / "reranker"
         cwd.mkdir(parents=True)
+    hopweaver = ROOT.parent / "shared" / "data" / "hopweaver" / "train_data_sample.jsonl"
+    if pipeline == "hopweaver" and hopweaver.is_file():  # the README's ./data/train_data.jsonl: its published sample
+        (cwd / "data").mkdir()
+        (cwd / "data" / "train_data.jsonl").symlink_to(hopweaver)
     monkeypatch.chdir(cwd)  # the file's --output_dir lands here
     sections = train.PIPELINES[pipeline].sections
     steps = [f"{s}.max_steps=1" for s in sections] + [f"{s}.report_to=[]" for s in sections]

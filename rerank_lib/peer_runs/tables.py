@@ -30,7 +30,7 @@ def _own_file(what: str) -> Rule:
                   "format is not read from the command line yet); the run would not train on this file")
 
 
-def _own_train_file(fmt: str, target: str = "train_file") -> Rule:
+def _own_train_file(fmt: str, target: str = "train_file", with_format: bool = True) -> Rule:
     """One jsonl file in the peer's format -> the pipeline's own-file setting (a path relative to where you run, as
     the peer reads it); several files or a folder (FlagEmbedding takes both) are refused: give one file."""
     def rule(value, given):
@@ -40,7 +40,8 @@ def _own_train_file(fmt: str, target: str = "train_file") -> Rule:
             return Outcome(REFUSED, {}, f"{len(files)} files: the pipeline reads one file (concatenate them)")
         if not files[0].endswith((".jsonl", ".json")):
             return Outcome(REFUSED, {}, f"{files[0]!r} is not a .jsonl file (a folder of files: give one file)")
-        settings = {target: files[0]} if target == "eval_file" else {target: files[0], "train_format": fmt}
+        settings = ({target: files[0]} if target == "eval_file" or not with_format
+                    else {target: files[0], "train_format": fmt})
         return Outcome(MAPPED, settings, f"your {fmt} jsonl, read instead of the notebook's data")
     return rule
 
@@ -319,7 +320,7 @@ HOPWEAVER = Program(
     {**HF_TRAINER,
      "model_path": to("reranker"),
      "model_name_or_path": to("reranker"),
-     "train_data": _own_file("HopWeaver's jsonl training data"),
+     "train_data": _own_train_file("HopWeaver", with_format=False),
      "epochs": to("TRAIN.num_epochs", note="the README's name of --num_train_epochs"),
      "batch_size": to("TRAIN.per_device_batch_size", note="the README's name of --per_device_train_batch_size"),
      "use_deepspeed": ignore("implied by the DeepSpeed config (mapped)"),

@@ -29,6 +29,8 @@ from ..data import TrainingQueries, dev_slice, load_dataset
 from ..data.hopweaver import (
     CANDIDATES, candidate_groups, generation_stats, generator_yield, read_generated, sample_sources, write_hopweaver,
 )
+from ..data.hopweaver import read_candidates
+from ..data.own_training import existing, without_unset
 from ..data.pairs import TrainGroup
 from ..data.trec import pooled_corpus, top_k
 from ..data.types import Dataset, Run
@@ -65,7 +67,8 @@ def _train_defaults() -> TrainConfig:
 
 @dataclass(frozen=True)
 class HopWeaverConfig(Settings):
-    READ_ONLY_WHEN = {"judge_min_auc": "judge == 'auto' and the LLM judge produced scores to measure"}
+    READ_ONLY_WHEN = {"judge_min_auc": "judge == 'auto' and the LLM judge produced scores to measure",
+                      "eval_file": "train_file is given (a HopWeaver jsonl of your own)"}
 
     profile: str = "default"
     seed: int = 13  # data samples, the fresh head and training
@@ -102,6 +105,12 @@ class HopWeaverConfig(Settings):
     own_test_examples: int | None = None  # lines of the test file (None: all 203)
     own_max_steps: int | None = 80  # `train`'s max_steps for this run (None: train.max_steps); 80 = 8 passes over the
     #                                 80 train lines at ~1.2 s a step on 2 cores, inside the default profile's budget
+    # a {query, pos, neg} jsonl of your own (HopWeaver's --train_data; a relative path is read from where you run):
+    # the shell pipeline trains on it by the own-data recipe instead of the generated SciFact data, `train` as given
+    # (own_max_steps is not applied), and with --evaluate measures it on HopWeaver's test file
+    train_file: str | None = None
+    eval_file: str | None = None  # the dev lines (same format) that select the checkpoint; None: own_dev_fraction of
+    #                               train_file held out (seeded)
 
 
 #: HopWeaver's own runs as data (recipes/paper_profiles/hopweaver.yaml): each setting with its source, and the
@@ -128,9 +137,20 @@ def config(profile: str = "default", **overrides) -> HopWeaverConfig:
         raise ValueError(f"judge must be 'auto', 'llm' or 'qrels', got {cfg.judge!r}")
     if not 0.0 < cfg.own_dev_fraction < 1.0:
         raise ValueError(f"own_dev_fraction must lie in (0, 1), got {cfg.own_dev_fraction}")
+    if cfg.eval_file and not cfg.train_file:
+        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
     for lam in (cfg.generation_lambdas, cfg.ablation_lambdas):
         MMRWeights(*lam).normalised()  # validates
     return cfg
+
+
+#: the own-file settings: left out of run folders' keys and records when unset, so those stay as they were before
+OWN_FILE = ("train_file", "eval_file")
+
+
+def settings_of(cfg: HopWeaverConfig) -> dict:
+    """The settings a run folder's key and a record keep (the own-file ones only when set)."""
+    return without_unset(snapshot(cfg), OWN_FILE)
 
 
 def cache_root(cfg: HopWeaverConfig, results_dir) -> Path:
@@ -276,7 +296,7 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     dev = DevEvaluator.reranking(diverse_runs(cfg, data, data.dev)[1], data.dev.corpus, data.dev.queries,
                                  data.dev.qrels, depth=cfg.top_k, measures=MEASURES[:2], as_ranker=lambda _: model,
                                  batch_size=cfg.score_batch_size)
-    settings = {k: v for k, v in snapshot(cfg).items() if k != "launch"}  # where it trains, not what
+    settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}  # where it trains, not what
     out = run_dir("hopweaver", cfg.profile, "reranker", settings=settings,
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
     selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
@@ -319,7 +339,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                   results_dir=results_dir, first_stage=f"{cfg.encoder}-dense", depth=cfg.top_k, seed=cfg.seed,
                   measures=list(MEASURES))
     trained = dict(training=data.split.provenance, eval_queries=test.queries, wall_s=walls["diverse_ft"])
-    params = jsonable(snapshot(cfg))
+    params = jsonable(settings_of(cfg))
     records = []
     for name, run in runs.items():
         baselines = {"bm25": bm25, **({"standard": runs["standard"]} if name != "standard" else {}),
@@ -370,19 +390,41 @@ class OwnData:
 
 
 def load_own_data(cfg: HopWeaverConfig) -> OwnData:
-    """The 'hopweaver' dataset (data root, as every dataset): `own_train_examples` seeded lines of the train file,
-    `own_dev_fraction` of them held out as dev, and `own_test_examples` lines of the test file (split 'test-<N>q'
-    when a subset)."""
-    train = load_dataset(OWN_DATASET, "train", root=cfg.data_root)
-    train = train.subset(sample_ids(train.queries, cfg.own_train_examples, cfg.seed))
+    """`own_split` and `own_test`: the training lines and HopWeaver's test file."""
+    return OwnData(own_split(cfg), own_test(cfg))
+
+
+def own_split(cfg: HopWeaverConfig) -> TrainingSplit:
+    """The train and dev lines. Unset train_file: the 'hopweaver' dataset's train file (data root, as every
+    dataset), `own_train_examples` seeded lines of it, `own_dev_fraction` of them held out as dev. With
+    `train_file` (your HopWeaver jsonl): all its lines, the dev lines from `eval_file` or else `own_dev_fraction` of
+    them held out (seeded); a bad line stops the run naming file, line and field (data.hopweaver.read_candidates)."""
+    if cfg.train_file:
+        train = read_candidates(existing(cfg.train_file), "train", name=Path(cfg.train_file).name)
+        if cfg.eval_file:
+            dev = read_candidates(existing(cfg.eval_file), "dev", name=Path(cfg.eval_file).name)
+            source = f"file:{Path(cfg.train_file).name}"
+            return TrainingSplit(train, dev, TrainingQueries.of(source, {**train.queries, **dev.queries}))
+        source = f"file:{Path(cfg.train_file).name}"
+    else:
+        train = load_dataset(OWN_DATASET, "train", root=cfg.data_root)
+        train = train.subset(sample_ids(train.queries, cfg.own_train_examples, cfg.seed))
+        source = f"{OWN_DATASET}/train"
+    if len(train.queries) < 2:
+        raise ValueError(f"{source}: {len(train.queries)} line(s): a dev slice needs 2 or more (or give eval_file)")
+    train_ids, dev_ids = dev_slice(train.queries, fraction=cfg.own_dev_fraction, min_size=1, seed=cfg.seed)
+    provenance = TrainingQueries.of(source, train.queries)
+    return TrainingSplit(train.subset(train_ids), train.subset(dev_ids), provenance)
+
+
+def own_test(cfg: HopWeaverConfig) -> Dataset:
+    """`own_test_examples` lines of HopWeaver's test file (split 'test-<N>q' when a subset): never trained on."""
     test = load_dataset(OWN_DATASET, "test", root=cfg.data_root)
     keep = sample_ids(test.queries, cfg.own_test_examples, cfg.seed)
     if len(keep) < len(test.queries):
         test = test.subset(keep)
         test.split = f"test-{len(keep)}q"
-    train_ids, dev_ids = dev_slice(train.queries, fraction=cfg.own_dev_fraction, min_size=1, seed=cfg.seed)
-    provenance = TrainingQueries.of(f"{OWN_DATASET}/train", train.queries)
-    return OwnData(TrainingSplit(train.subset(train_ids), train.subset(dev_ids), provenance), test)
+    return test
 
 
 def candidate_depth(ds: Dataset) -> int:
@@ -401,7 +443,7 @@ def bm25_candidates(ds: Dataset) -> Run:
 
 def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
     """The diverse_ft reranker's recipe (same base model, group CE with group_size, `train`, its max_steps replaced by
-    `own_max_steps` when set) on HopWeaver's train lines; the dev lines, each one's candidates reranked, select the
+    `own_max_steps` when set and no train_file is given) on the train lines; the dev lines, each one's candidates reranked, select the
     checkpoint by MRR (step 0, the untrained start, included)."""
     model = zero_shot_reranker(cfg)
     dev = own.split.dev
@@ -410,10 +452,11 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
                                        extra=lambda run: candidate_measures(run, dev.qrels),
                                        batch_size=cfg.score_batch_size)
     groups = own.groups
-    settings = {k: v for k, v in snapshot(cfg).items() if k != "launch"}
+    settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}
     out = run_dir("hopweaver", cfg.profile, "own-data-reranker", settings=settings,
                   data=fingerprint([[[g.query, g.docs] for g in groups], sorted(dev.queries)]))
-    max_steps = cfg.train.max_steps if cfg.own_max_steps is None else cfg.own_max_steps
+    # own_max_steps is the published-file row's budget; a file of your own trains with `train` as given
+    max_steps = cfg.train.max_steps if cfg.train_file or cfg.own_max_steps is None else cfg.own_max_steps
     selected = train_scorer(model, groups, evaluator, loss="group_ce", group_size=cfg.group_size,
                             config=replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
     return Reranked(model, selected)
@@ -440,11 +483,13 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
               start: f"{cfg.reranker} " + ("zero-shot" if start.endswith("zs") else
                                            "under an untrained score head (the fine-tuned row's start)"),
               "hopweaver-own-ft": f"{cfg.reranker} fine-tuned (group CE, group size {cfg.group_size}) on "
-                                  f"{len(own.split.train.queries)} lines of HopWeaver's train_data_sample.jsonl"}
+                                  f"{len(own.split.train.queries)} lines of " + (
+                                      Path(cfg.train_file).name if cfg.train_file else
+                                      "HopWeaver's train_data_sample.jsonl")}
     common = dict(pipeline=PIPELINE, dataset=OWN_DATASET, split=test.split, profile=cfg.profile,
                   results_dir=results_dir, first_stage=OWN_FIRST_STAGE, depth=None, seed=cfg.seed,
                   measures=list(OWN_MEASURES), scorer=candidate_measures_per_query)
-    params = jsonable(snapshot(cfg))
+    params = jsonable(settings_of(cfg))
     multi = sum(1 for judged in test.qrels.values() if sum(g > 0 for g in judged.values()) > 1)
     facts = {"test_lines": len(test.queries), "lines_with_several_positives": multi}
     records = []
