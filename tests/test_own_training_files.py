@@ -323,7 +323,8 @@ def test_rankllm_trains_on_sharegpt_rankzephyr_data_with_rank_llms_flag(world, m
 
 
 def hopweaver_rows(n: int):
-    return [{"query": f"which gene links disease {i} and trait {i}", "pos": [f"gene {i} links disease {i} to trait {i}"],
+    return [{"query": f"which gene links disease {i} and trait {i}",
+             "pos": [f"gene {i} links disease {i} to trait {i}"],
              "neg": [f"an unrelated passage {i}.{j}" for j in range(3)]} for i in range(n)]
 
 

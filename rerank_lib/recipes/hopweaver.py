@@ -443,8 +443,8 @@ def bm25_candidates(ds: Dataset) -> Run:
 
 def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
     """The diverse_ft reranker's recipe (same base model, group CE with group_size, `train`, its max_steps replaced by
-    `own_max_steps` when set and no train_file is given) on the train lines; the dev lines, each one's candidates reranked, select the
-    checkpoint by MRR (step 0, the untrained start, included)."""
+    `own_max_steps` when set and no train_file is given) on the train lines; the dev lines, each one's candidates
+    reranked, select the checkpoint by MRR (step 0, the untrained start, included)."""
     model = zero_shot_reranker(cfg)
     dev = own.split.dev
     evaluator = DevEvaluator.reranking(dev.runs[CANDIDATES], dev.corpus, dev.queries, dev.qrels,

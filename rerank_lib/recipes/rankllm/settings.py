@@ -56,7 +56,13 @@ class RankLLMConfig(Settings):
     quality_queries: int = 5  # generation decoding (zero-shot, generation-trained) of this many DL19 queries
     # training data
     train_data: str = "offline"  # offline: teacher-ordered DL + SciFact windows; rank_zephyr: RankZephyr's data
-    rank_zephyr_file: str | None = None  # a local copy of RankZephyr's training file (None: download it)
+    rank_zephyr_file: str | None = None  # a local copy of RankZephyr's training file (None: download it), or a
+    # ShareGPT RankZephyr jsonl of your own (rank_llm's --train_dataset_path). No eval file and no dev slice of it:
+    # its lines carry a teacher's permutation, not relevance judgments, so a slice of it could only measure agreement
+    # with the teacher. The checkpoint is selected as the paper's runs are, by nDCG@10 on the training DL year's dev
+    # slice (a seeded 20%, at least 8, of that year's judged queries, BM25 top-depth; experiment.dl_training_split):
+    # real qrels, disjoint from the other year every fold is measured on, and the file's query texts join the
+    # provenance the leak guard checks against every test query.
     rank_zephyr_examples: int | None = None  # the first N records of it (None: all)
     folds: tuple[tuple[str, str], ...] = tuple(folds_dl())
     objectives: tuple[str, ...] = ("generation", "combined")
