@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import re
 import shutil
 from pathlib import Path
 from typing import Iterator
 
-from rerank_lib.atomic import write_json, write_text
+from rerank_lib.atomic import file_digest, write_json, write_text
 
 COMPLETE_MARKER = "COMPLETE"
 STATE_FILE = "trainer_state.json"
@@ -80,16 +79,9 @@ def file_checksums(folder: str | Path) -> dict[str, dict]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
         if name not in _OWN_FILES:
-            out[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            sha, length = file_digest(path)
+            out[name] = {"sha256": sha, "bytes": length}
     return out
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksum_problem(folder: str | Path, files: dict | None) -> str | None:
@@ -103,7 +95,7 @@ def checksum_problem(folder: str | Path, files: dict | None) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != expected["bytes"]:
             return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
-        if sha256_file(path) != expected["sha256"]:
+        if file_digest(path)[0] != expected["sha256"]:
             return f"{name} does not match the checksum written with it (damaged)"
     return None
 
