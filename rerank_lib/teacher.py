@@ -18,18 +18,17 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
-from .progress import tqdm
 
 from .atomic import CacheWarning, discard, trusted_cache_file, write_checksum
 from .code_version import code_version
 from .data.pairs import TrainGroup
-from .data.trec import ranked, read_run, top_k, write_run
+from .data.trec import ranked, read_run, write_run
 from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
-from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
 from .paths import cache_dir, shown
+from .rerankers.cross_encoder import CrossEncoder
+from .rerankers.protocol import candidate_pairs
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,11 @@ def spec(name: str) -> TeacherSpec:
 
 def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
                    cache: bool = True, batch_size: int = 32, max_length: int = 512) -> Run:
-    """Teacher scores for each query's top-`depth` candidates of `run` (higher = more relevant), cached on disk."""
+    """Teacher scores for each query's top-`depth` candidates of `run` (higher = more relevant), cached on disk.
+    A cross-encoder teacher scores through `rerankers.CrossEncoder` (its truncation, batching and dtype), so a model
+    scores the same as a teacher and as a ranker."""
     teacher = spec(name)
-    candidates = top_k(run, depth)
-    missing_q = [q for q in candidates if q not in queries]
-    missing_d = sorted({d for docs in candidates.values() for d in docs if d not in corpus})
-    if missing_q or missing_d:
-        raise KeyError(f"teacher {name}: {len(missing_q)} queries and {len(missing_d)} candidate documents have no "
-                       f"text, e.g. {(missing_q + missing_d)[:3]}")
+    candidates, _ = candidate_pairs(run, corpus, queries, depth, who=f"teacher {name}")
     path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
     if path is not None and trusted_cache_file(path):
         cached = read_run(path)
@@ -75,13 +71,13 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
             return cached
         warnings.warn(f"cache file {shown(path)}: scores fewer candidates than its key names; not used, recomputing it",
                       CacheWarning, stacklevel=2)
-    if teacher.kind == "bi-encoder":
-        scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
-    elif teacher.kind == "fusion":
-        dense = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
-        scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": dense}, k=60)
+    if teacher.kind == "cross-encoder":
+        ranker = CrossEncoder(teacher.model, max_length=max_length)
+        scores = ranker.rerank(candidates, corpus, queries, depth=depth, batch_size=batch_size, show_progress=True)
     else:
-        scores = cross_encoder_scores(teacher.model, candidates, corpus, queries, batch_size, max_length)
+        scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
+        if teacher.kind == "fusion":
+            scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": scores}, k=60)
     if path is None:
         return scores
     # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
@@ -124,35 +120,6 @@ def teacher_order(top: Run, first_stage: Run, teacher: Run) -> Run:
         ordered = sorted(docs, key=lambda d: -(teacher.get(q, {}).get(d, floor - 1.0)))
         rest = [d for d, _ in sorted(first_stage[q].items(), key=lambda kv: -kv[1]) if d not in docs]
         out[q] = {d: float(len(ordered) + len(rest) - i) for i, d in enumerate(ordered + rest)}
-    return out
-
-
-def cross_encoder_scores(model_name: str, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
-                         batch_size: int = 32, max_length: int = 512) -> Run:
-    """Score (query, document) pairs with a sequence-classification cross-encoder (one logit per pair).
-
-    Pairs are sorted by length so each batch pads to nearly its own length; bf16 autocast where native.
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    device = pick_device()
-    tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name, auto_class=AutoModelForSequenceClassification, device=device)
-    model.eval()
-    pairs = [(q, d) for q, docs in run.items() for d, _ in ranked(docs)]
-    lengths = [len(queries[q]) + len(corpus[d].text_for_model) for q, d in pairs]
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    out: Run = {q: {} for q in run}
-    dtype = pick_dtype(device)
-    with torch.inference_mode(), autocast_context(device, enabled=dtype != torch.float32, dtype=dtype):
-        for start in tqdm(range(0, len(pairs), batch_size), desc="teacher", unit="batch"):
-            batch = [pairs[i] for i in order[start:start + batch_size]]
-            enc = tokenizer([queries[q] for q, _ in batch], [corpus[d].text_for_model for _, d in batch],
-                            truncation="only_second", max_length=max_length, padding=True, return_tensors="pt").to(device)
-            logits = model(**enc).logits.float()
-            column = logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1]  # one-logit heads, or 'relevant' class
-            for (q, d), s in zip(batch, column.tolist()):
-                out[q][d] = s
     return out
 
 

@@ -1,4 +1,4 @@
-"""The offline teacher: scores equal their definition, the cache is used, cross-encoder batching changes nothing."""
+"""The offline teacher: scores equal their definition, the cache is used, a cross-encoder scores as the ranker."""
 import pytest
 import torch
 
@@ -6,7 +6,7 @@ from rerank_lib import teacher as teacher_mod
 from rerank_lib.data.types import Document
 from rerank_lib.evaluation import reciprocal_rank_fusion
 from rerank_lib.first_stage import rerank_with_encoder
-from rerank_lib.teacher import cross_encoder_scores, teacher_scores
+from rerank_lib.teacher import teacher_scores
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -57,34 +57,36 @@ def test_errors_name_the_problem():
         teacher_scores("minilm-l6", {"q9": {"cat": 1.0}}, CORPUS, QUERIES)
 
 
-def test_cross_encoder_scores_match_a_manual_forward_and_ignore_batching(tmp_path, monkeypatch):
-    """A MiniLM folder loaded as a one-logit sequence classifier (seeded new head) stands in for a hub reranker.
-    Exact in fp32; where the hardware computes bf16 natively the scorer autocasts to bf16, which only agrees with
-    fp32 to bf16's precision (checked below on any CPU by forcing it)."""
+def test_a_cross_encoder_teacher_scores_as_the_ranker_it_names(tmp_path, monkeypatch):
+    """A MiniLM folder loaded as a one-logit sequence classifier (seeded new head) stands in for a hub reranker. The
+    teacher scores through rerankers.CrossEncoder: the same floats as that ranker's rerank, and, in fp32, a manual
+    forward of the pair truncated 'longest_first'. A query longer than half of max_length tells the truncations
+    apart ('only_second', the teacher's earlier own scorer, kept the whole query and cut the document shorter)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerank_lib import teacher
     from rerank_lib.models import resolve
+    from rerank_lib.rerankers import CrossEncoder
 
-    monkeypatch.setattr(teacher, "pick_dtype", lambda device=None, prefer="bf16": torch.float32)
-
+    monkeypatch.setenv("RERANK_PRECISION", "fp32")
     source = resolve("minilm-l6").source
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
     model.save_pretrained(tmp_path / "ce")
     AutoTokenizer.from_pretrained(source).save_pretrained(tmp_path / "ce")
-    one = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=1)
-    many = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=4)
+    monkeypatch.setitem(teacher_mod.TEACHERS, "tiny-ce",
+                        teacher_mod.TeacherSpec("tiny-ce", "cross-encoder", str(tmp_path / "ce"), "a test model"))
+    queries = dict(QUERIES, q2="how long and at which temperature do you bake a loaf of bread with a golden crust")
+    scores = teacher_scores("tiny-ce", RUN, CORPUS, queries, depth=3, batch_size=2, max_length=24)
+    ranker = CrossEncoder(tmp_path / "ce", max_length=24)
+    assert scores == ranker.rerank(RUN, CORPUS, queries, depth=3, batch_size=2)
     tok = AutoTokenizer.from_pretrained(tmp_path / "ce")
     model.eval()
     with torch.no_grad():
-        manual = model(**tok(QUERIES["q2"], CORPUS["bake"].text_for_model, return_tensors="pt")).logits[0, 0].item()
-    assert one["q2"]["bake"] == pytest.approx(manual, abs=1e-4)
-    assert all(one[q][d] == pytest.approx(many[q][d], abs=1e-4) for q in RUN for d in RUN[q])
-    monkeypatch.setattr(teacher, "pick_dtype", lambda device=None, prefer="bf16": torch.bfloat16)
-    bf16 = cross_encoder_scores(str(tmp_path / "ce"), RUN, CORPUS, QUERIES, batch_size=4)
-    spread = max(abs(v) for q in RUN for v in one[q].values())
-    assert all(bf16[q][d] == pytest.approx(one[q][d], abs=0.02 * max(1.0, spread)) for q in RUN for d in RUN[q])
+        for truncation, agrees in (("longest_first", True), ("only_second", False)):
+            enc = tok(queries["q2"], CORPUS["bake"].text_for_model, truncation=truncation, max_length=24,
+                      return_tensors="pt")
+            manual = model(**enc).logits[0, 0].item()
+            assert (scores["q2"]["bake"] == pytest.approx(manual, abs=1e-4)) is agrees, truncation
 
 
 def test_teacher_order_reorders_the_top_only():

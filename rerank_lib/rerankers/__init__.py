@@ -5,7 +5,7 @@ cross_encoder: the BERT-like cross-encoder (bge-reranker / RAG-Retrieval `bert_e
 are built by rerank_lib.training.groups with the losses of rerank_lib.losses; the experiment layer trains and
 evaluates it.
 """
-from .cross_encoder import CrossEncoder, rerank_with
-from .protocol import Ranker
+from .cross_encoder import CrossEncoder
+from .protocol import Ranker, rerank_with
 
 __all__ = ["Ranker", "CrossEncoder", "rerank_with"]

@@ -18,13 +18,11 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ..atomic import write_json
-from ..data.trec import run_from_pairs, run_pairs, top_k
 from ..data.types import Document, Run
-from ..progress import tqdm
 from ..models import (autocast_context, check_folder, compute_dtype, cross_encoder_max_length, fresh_keys,
                       load_model, load_tokenizer, pick_device)
-
-__all__ = ["CrossEncoder", "CONFIG_FILE", "has_trained_head", "rerank_with"]
+from ..progress import tqdm
+from .protocol import rerank_with as rerank_with
 
 CONFIG_FILE = "cross_encoder.json"
 _TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -139,12 +137,10 @@ class CrossEncoder:
         if not features:
             return out
         order = np.argsort(-np.fromiter((len(f["input_ids"]) for f in features), dtype=np.int64), kind="stable")
-        mixed = self.compute_dtype != torch.float32
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), autocast_context(self.device, enabled=mixed,
-                                                          dtype=self.compute_dtype if mixed else None):
+            with torch.inference_mode(), autocast_context(self.device, dtype=self.compute_dtype):
                 starts = range(0, len(features), batch_size)
                 for start in tqdm(starts, disable=not show_progress, desc="score", unit="batch"):
                     idx = order[start:start + batch_size]
@@ -162,14 +158,18 @@ class CrossEncoder:
 
     # -- persistence ------------------------------------------------------------------------------------------
 
+    def settings(self) -> dict:
+        """What cross_encoder.json holds beside the weights, so that `load` scores as this ranker does."""
+        return {"max_length": self.max_length, "query_format": self.query_format,
+                "document_format": self.document_format, "base_model": self.model_name}
+
     def save(self, directory: str | os.PathLike) -> Path:
-        """save_pretrained (weights + config) and the tokenizer, plus cross_encoder.json (max_length, formats)."""
+        """save_pretrained (weights + config) and the tokenizer, plus cross_encoder.json (`settings`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        write_json(directory / CONFIG_FILE, {"max_length": self.max_length, "query_format": self.query_format,
-                                             "document_format": self.document_format, "base_model": self.model_name})
+        write_json(directory / CONFIG_FILE, self.settings())
         return directory
 
     @classmethod
@@ -198,21 +198,6 @@ def has_trained_head(ranker) -> bool:
     if fresh is not None:
         return not fresh
     return any(a.endswith("ForSequenceClassification") for a in (ranker.model.config.architectures or []))
-
-
-def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
-                batch_size: int = 64, show_progress: bool = False) -> Run:
-    """`ranker.score` over each query's top-`depth` candidates of `run`, assembled into a Run."""
-    candidates = top_k(run, depth)
-    missing_q = [q for q in candidates if q not in queries]
-    missing_d = sorted({d for docs in candidates.values() for d in docs if d not in corpus})
-    if missing_q or missing_d:
-        raise KeyError(f"rerank: {len(missing_q)} queries and {len(missing_d)} documents have no text, "
-                       f"e.g. {(missing_q + missing_d)[:3]}")
-    pairs = run_pairs(candidates)
-    scores = ranker.score([queries[q] for q, _ in pairs], [corpus[d].text_for_model for _, d in pairs],
-                          batch_size=batch_size, show_progress=show_progress)
-    return run_from_pairs(candidates, pairs, scores.tolist())
 
 
 def _load_state(model: torch.nn.Module, folder: Path) -> None:

@@ -27,7 +27,6 @@ Differences from the `inranker` package, on purpose:
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -36,17 +35,13 @@ import numpy as np
 import torch
 from ..progress import tqdm
 
-from ..data.trec import ranked
+from ..data.trec import run_from_pairs
 from ..data.types import Document, Run
 from ..models import autocast_context, check_folder, compute_dtype, fresh_keys, load_model, load_tokenizer, pick_device
+from .protocol import candidate_pairs
 
 PROMPT = "Query: {query} Document: {document} Relevant:"
 RELEVANCE_WORDS = ("false", "true")  # index 0: false, index 1: true (the order of `return_logits`)
-
-__all__ = [
-    "PROMPT", "T5Ranker", "build_minilm_student", "build_t5_from_config", "encode_pairs", "first_step_logits",
-    "load_seq2seq", "relevance_token_ids", "STUDENTS",
-]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,11 +304,6 @@ class T5Ranker:
     def encode(self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         return encode_pairs(self.tokenizer, queries, docs, max_length or self.max_length)
 
-    def _autocast(self):
-        if self.compute_dtype == torch.float32:
-            return contextlib.nullcontext()
-        return autocast_context(self.device, dtype=self.compute_dtype)
-
     def pair_logits(self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None,
                     desc: str = "monoT5") -> np.ndarray:
         """[n, 2] float32 array of (false_logit, true_logit) for n (query, doc) pairs, in input order."""
@@ -327,7 +317,7 @@ class T5Ranker:
         self.model.eval()
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         starts = range(0, len(ids), self.batch_size)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast_context(self.device, dtype=self.compute_dtype):
             for start in tqdm(starts, desc=desc, unit="batch", disable=self.silent or len(starts) < 2):
                 rows = order[start:start + self.batch_size]
                 input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, self.device)
@@ -350,16 +340,10 @@ class T5Ranker:
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100) -> Run:
         """Score each query's top-`depth` candidates of `run`; the score is the margin true - false (same order as
         softmax[true], without float saturation). All pairs of all queries are length-sorted together."""
-        pairs = [(q, d) for q in run for d, _ in ranked(run[q])[:depth]]
-        missing = [q for q, _ in pairs if q not in queries][:3] + [d for _, d in pairs if d not in corpus][:3]
-        if missing:
-            raise KeyError(f"no text for {missing}")
+        candidates, pairs = candidate_pairs(run, corpus, queries, depth)
         logits = self.pair_logits([queries[q] for q, _ in pairs], [corpus[d].text_for_model for _, d in pairs],
                                   desc=f"rerank {self.name}")
-        out: Run = {q: {} for q in run}
-        for (q, d), (f, t) in zip(pairs, logits.tolist()):
-            out[q][d] = float(t - f)
-        return out
+        return run_from_pairs(candidates, pairs, [t - f for f, t in logits.tolist()])
 
 
 def _softmax_true(logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ...atomic import write_json
 from ...data.types import Document, Run
+from ..protocol import rerank_with
 from .ranker import DecoderReranker
 from .settings import CONFIG_FILE
 
@@ -82,8 +83,6 @@ class HeadOnlyRanker:
 
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
                batch_size: int = 256, show_progress: bool = False) -> Run:
-        from ..cross_encoder import rerank_with
-
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size, show_progress=show_progress)
 
     def load_weights(self, folder: str | os.PathLike) -> None:
