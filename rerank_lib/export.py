@@ -1,34 +1,19 @@
 """Exports that the peers' own packages load: a model trained here scores the same there (tests/test_export.py).
 
 One function per format, each writing a complete folder (staged beside it and moved into place, so a crash never
-leaves a half-written export):
+leaves a half-written export) that `check_complete` verifies; `model_card` writes its README.md. Where the peer
+differs from us:
 
-- `export_cross_encoder`  -> sentence-transformers `CrossEncoder(folder).predict(pairs)`. predict applies the
-  saved activation: sigmoid for one label (sentence-transformers' default, kept so that the folder behaves like
-  every hub cross-encoder), i.e. predict = sigmoid(our logit); `predict(pairs, activation_fn=torch.nn.Identity())`
-  gives our logits themselves.
-- `export_bi_encoder`     -> sentence-transformers `SentenceTransformer(folder).encode(texts)`: Transformer +
-  Pooling (mean or cls, as trained) + Normalize when the encoder normalises; query/document prefixes become the
-  model's prompts 'query' / 'document' (`encode_query`, `encode_document`).
-- `export_monot5`         -> the `inranker` package's `T5Ranker(folder).get_scores(query, docs)`. That package
-  looks up the SentencePiece tokens '▁false' / '▁true' by name, so only students with a T5 vocabulary export;
-  its inference truncates the whole "Query: .. Document: .. Relevant:" string at max_length, ours the document
-  only, so scores agree for inputs that fit (see rerankers/monot5.py).
-- `export_listwise`       -> a plain causal-LM folder + tokenizer with its chat template, what rank_llm's listwise
-  rerankers (RankZephyr / FIRST, through vLLM) and transformers' `AutoModelForCausalLM` load.
-- `export_llm_reranker`   -> an LLM-decoder reranker (rerankers/llm_reranker) as a plain transformers folder:
-  'llm_yes' (a Yes-logit model: LoRA merged into the base, or a head-only ranker's head written into the "Yes" row
-  of an untied LM head) is a causal LM that FlagEmbedding's `FlagLLMReranker(folder).compute_score(pairs)` and
-  RAG-Retrieval's pip package (`rag_retrieval.Reranker(folder, model_type='llm')`, the same "Yes" logit and
-  prompt) load; 'llm_score' (the score head) is an AutoModelForSequenceClassification folder with one label, what
-  RAG-Retrieval's training-code class `LLMDecoder.from_pretrained(folder, query_format=..., document_format=...,
-  seq=..., special_token=...)` loads (that class ships in its repository, not in the pip package).
-  The prompt settings sit beside the weights in llm_reranker.json; scores agree for inputs that fit max_length
-  (each side truncates its own way).
-- `model_card`            -> README.md beside an export: Hugging Face's metadata header, base model (its hub id),
-  whether it is trained or the untrained start, training data, settings, precision, dev/test numbers, the code's
-  git commit.
-- `check_complete`        -> whether a folder holds what its loader needs (every export checks its own output).
+- cross_encoder (sentence-transformers `CrossEncoder`): predict applies the saved activation, sigmoid for one label
+  (kept so that the folder behaves like every hub cross-encoder); `activation_fn=torch.nn.Identity()` gives our logits.
+- monot5 (the `inranker` package's `T5Ranker`): it looks up '▁false' / '▁true' by name, so only students with a T5
+  vocabulary export; it truncates the whole "Query: .. Document: .. Relevant:" string, we the document only, so
+  scores agree for inputs that fit (rerankers/monot5.py).
+- llm_yes (FlagEmbedding's `FlagLLMReranker`, rag_retrieval's `Reranker(model_type='llm')`): a causal LM whose "Yes"
+  logit is our score (LoRA merged, or a head-only ranker's head written into the "Yes" row of an untied LM head);
+  llm_score (RAG-Retrieval's training-code class `LLMDecoder`, not in its pip package): a one-label
+  AutoModelForSequenceClassification. The prompt settings sit in llm_reranker.json; each side truncates its own way,
+  so scores agree for inputs that fit max_length.
 """
 from __future__ import annotations
 
@@ -44,10 +29,6 @@ from typing import Iterator, Mapping
 import torch
 
 from .atomic import write_json, write_text
-
-__all__ = ["export_cross_encoder", "export_bi_encoder", "export_monot5", "export_listwise", "export_llm_reranker",
-           "llm_export_kind", "LLM_EXPORT_FILE", "has_t5_vocabulary",
-           "model_card", "check_complete", "USAGE", "HUB_METADATA"]
 
 #: How each format loads in its peer package; model_card quotes the one it is told.
 USAGE = {
@@ -146,10 +127,7 @@ def export_cross_encoder(ranker, folder: str | os.PathLike) -> Path:
         ranker.tokenizer.save_pretrained(plain)
         peer = STCrossEncoder(plain, num_labels=1, max_length=ranker.max_length, device="cpu")
         peer.save_pretrained(str(staging))
-        # and rerank_lib's own settings file, so that CrossEncoder.load(folder) reads it back as it was
-        write_json(staging / CONFIG_FILE, {"max_length": ranker.max_length, "query_format": ranker.query_format,
-                                           "document_format": ranker.document_format,
-                                           "base_model": ranker.model_name})
+        write_json(staging / CONFIG_FILE, ranker.settings())  # CrossEncoder.load(folder) reads it back as it was
         check_complete(staging, "cross_encoder")
     return Path(folder)
 
@@ -233,7 +211,6 @@ def llm_export_kind(ranker) -> str:
 
 def _merged_backbone(decoder):
     """A copy of the decoder's backbone with any LoRA adapters merged into its weights (peft merge_and_unload)."""
-
     backbone = copy.deepcopy(decoder.model.backbone).to("cpu")
     return backbone.merge_and_unload() if hasattr(backbone, "merge_and_unload") else backbone
 
@@ -250,7 +227,7 @@ def _yes_causal_lm(ranker):
         raise ValueError(f"prompt {decoder.prompt.kind!r}: FlagLLMReranker builds FlagEmbedding's prompt "
                          "(A: query / B: passage / instruction); export a ranker with prompt='flagembedding'")
     backbone = _merged_backbone(decoder)
-    lm_head = decoder._lm_head
+    lm_head = decoder.lm_head
     weight = lm_head.weight.detach().to("cpu", torch.float32).clone()
     bias = lm_head.bias.detach().to("cpu", torch.float32).clone() if getattr(lm_head, "bias", None) is not None \
         else None

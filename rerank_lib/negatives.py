@@ -18,8 +18,6 @@ from .data.trec import ranked
 from .data.types import Document, Run
 from .first_stage import BM25Index, dense_search
 
-__all__ = ["sample_negatives", "mine_dense_negatives", "bm25_negatives", "parse_range"]
-
 
 def parse_range(rank_range: str | Sequence[int]) -> tuple[int, int]:
     """'10-210' or (10, 210) -> (10, 210); needs 0 <= lo < hi."""

@@ -38,13 +38,8 @@ from .code_version import code_version
 from .data.hopweaver import GeneratedExample
 from .data.trec import ranked
 from .data.types import Document, Qrels, Run
-from .models import load_model, load_tokenizer, pick_device
+from .models import load_causal_lm, load_model, load_tokenizer, pick_device
 from .paths import cache_dir
-
-__all__ = ["INPARS_VANILLA_PROMPT", "SyntheticQuery", "QueryGenerator", "build_prompt", "parse_query",
-           "sample_documents", "sample_negatives", "generate_queries", "query_table",
-           "HOPWEAVER_QUERY_PROMPT", "HOPWEAVER_JUDGE_PROMPT", "parse_bridge_query", "LLMQueryProposer",
-           "LLMJudge", "QrelsJudge", "ScoreJudge", "generate_contrastive_data", "judge_quality"]
 
 #: InPars-v1 vanilla prompt, verbatim (Apache-2.0, zetaalphavector/InPars legacy/inpars-v1/prompts/vanilla_prompt.txt;
 #: also under <data root>/prompts/inpars/). Its MS MARCO glitch ("inedible.assiflora") and trailing spaces are
@@ -64,7 +59,6 @@ INPARS_VANILLA_PROMPT = (
     "Canada, August 9 is designated as National Peacekeepers' Day.\nRelevant Query: How large is the canadian "
     "military?\n\nExample 4:\nDocument: {document_text}\nRelevant Query:"
 )
-_PROMPT_HEAD, _PROMPT_TAIL = INPARS_VANILLA_PROMPT.split(" {document_text}")  # head ends with "Document:"
 
 
 def build_prompt(document: str, template: str = INPARS_VANILLA_PROMPT) -> str:
@@ -99,6 +93,13 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def generator_settings(model: str, template: str = INPARS_VANILLA_PROMPT, max_doc_tokens: int = 256,
+                       max_new_tokens: int = 32) -> dict:
+    """What makes a generation (its cache key, with the code version)."""
+    return {"model": str(model), "template_sha": _sha(template), "max_doc_tokens": max_doc_tokens,
+            "max_new_tokens": max_new_tokens, "decoding": "greedy, stop at newline"}
+
+
 def sample_documents(corpus: Mapping[str, Document], n: int, seed: int = 13, min_words: int = 20) -> list[str]:
     """n document ids drawn uniformly (seeded) among documents of at least `min_words` words."""
     ids = sorted(d for d, doc in corpus.items() if len(doc.text_for_model.split()) >= min_words)
@@ -130,8 +131,7 @@ class QueryGenerator:
         self._prefix_cache = None
 
     def settings(self) -> dict:
-        return {"model": self.model_name, "template_sha": _sha(self.template), "max_doc_tokens": self.max_doc_tokens,
-                "max_new_tokens": self.max_new_tokens, "decoding": "greedy, stop at newline"}
+        return generator_settings(self.model_name, self.template, self.max_doc_tokens, self.max_new_tokens)
 
     def truncate(self, document: str) -> str:
         ids = self.tokenizer(document, add_special_tokens=False)["input_ids"][: self.max_doc_tokens]
@@ -173,9 +173,8 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
     """One synthetic query per document id, from the disk cache where possible (written atomically every
     `save_every` generations, so an interrupted run resumes). The generator is loaded only when something is
     missing from the cache."""
-    settings = generator.settings() if generator else {
-        "model": str(model), "template_sha": _sha(INPARS_VANILLA_PROMPT), "max_doc_tokens": max_doc_tokens,
-        "max_new_tokens": max_new_tokens, "decoding": "greedy, stop at newline"}
+    settings = generator.settings() if generator else generator_settings(model, INPARS_VANILLA_PROMPT, max_doc_tokens,
+                                                                          max_new_tokens)
     key = {**settings, "code": code_version(__name__)}
     path = cache_dir("synthetic_queries") / f"{_sha(json.dumps(key, sort_keys=True))}.jsonl" if cache else None
     known: dict[tuple[str, str], SyntheticQuery] = {}
@@ -303,8 +302,6 @@ class LLMQueryProposer:
 
     def __init__(self, model_name: str = "smollm2-135m-instruct", max_new_tokens: int = 48, max_doc_tokens: int = 256,
                  prompt: str = HOPWEAVER_QUERY_PROMPT, device=None):
-        from .models import load_causal_lm, load_tokenizer
-
         self.device = device or pick_device()
         self.tokenizer = load_tokenizer(model_name)  # the judge's LM too: the GGUF is de-quantised once per machine
         self.model = load_causal_lm(model_name, device=self.device)
@@ -313,8 +310,6 @@ class LLMQueryProposer:
         self.raw: list[str] = []  # every generation, for the notebook to show
 
     def __call__(self, document: Document) -> str | None:
-        import torch
-
         ids = self.tokenizer.encode(document.text_for_model, add_special_tokens=False)[: self.max_doc_tokens]
         text = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": self.prompt.format(document=self.tokenizer.decode(ids))}],

@@ -22,25 +22,21 @@ the same answer; position ids are rebuilt from the mask for the same reason), an
 onto one score row, onto the two rows of "Yes"/"No", or (teacher with normalize="vocab", one position only) onto
 the vocabulary.
 
-The class offers what `rerank_lib.rerankers.cross_encoder.fit` trains (`model`, `encode_pairs`, `collate`,
-`batch_logits`, `load_weights`) and what evaluation calls (`score`, `rerank`), so the LLM rerankers are trained
-with the same losses and the same loop as the BERT cross-encoder.
+The class offers what `training.groups` trains (`model`, `encode_pairs`, `collate`, `batch_logits`, `load_weights`)
+and what evaluation calls (`score`, `rerank`), so the LLM rerankers are trained with the same losses and the same
+loop as the BERT cross-encoder. The code lives in submodules (settings, indexing, inputs, scorer, ranker, features,
+head_only); to monkeypatch a name, patch it in the submodule that looks it up.
 """
-# The code lives in submodules: settings (prompts, LoRA, file names), indexing, inputs, scorer (the nn.Module),
-# ranker (DecoderReranker), features (the hidden-state cache) and head_only; the pretrained LM comes from
-# rerank_lib.models.load_causal_lm. This package re-exports the public names. To monkeypatch a name, patch it in the
-# submodule that looks it up: rebinding it here does not reach the submodules.
-from .settings import (
-    CHAT_TEACHER_PROMPT as CHAT_TEACHER_PROMPT, CONFIG_FILE as CONFIG_FILE, FLAG_PROMPT as FLAG_PROMPT, HEADS as HEADS,
-    PROMPTS as PROMPTS, WEIGHTS_FILE as WEIGHTS_FILE, LoraSettings as LoraSettings, PromptFormat as PromptFormat,
-)
-from .indexing import last_token_index as last_token_index, position_ids_from_mask as position_ids_from_mask
-from .inputs import build_input_ids as build_input_ids
-from .scorer import DecoderScorer as DecoderScorer
-from .ranker import DecoderReranker as DecoderReranker
-from .head_only import HeadOnlyRanker as HeadOnlyRanker
+from .settings import (CHAT_TEACHER_PROMPT, CONFIG_FILE, FLAG_PROMPT, HEADS, PROMPTS, WEIGHTS_FILE, LoraSettings,
+                       PromptFormat)
+from .indexing import last_token_index, position_ids_from_mask
+from .inputs import build_input_ids
+from .scorer import DecoderScorer
+from .ranker import DecoderReranker
+from .head_only import HeadOnlyRanker
 
 __all__ = [
     "FLAG_PROMPT", "CHAT_TEACHER_PROMPT", "HEADS", "PROMPTS", "LoraSettings", "PromptFormat", "DecoderReranker",
     "DecoderScorer", "HeadOnlyRanker", "last_token_index", "position_ids_from_mask", "build_input_ids", "CONFIG_FILE",
+    "WEIGHTS_FILE",
 ]

@@ -19,6 +19,7 @@ from ...code_version import code_version
 from ...data.types import Document, Run
 from ...models import autocast_context, compute_dtype, load_causal_lm, load_tokenizer, pick_device, precision_setting
 from ...collate import pad_collate
+from ..protocol import rerank_with
 from .features import FeatureStore, pair_key, weights_fingerprint
 from .inputs import build_input_ids, first_token_id
 from .scorer import DecoderScorer
@@ -75,15 +76,15 @@ class DecoderReranker:
         hidden = int(base.config.hidden_size)
         # The LM head stays outside the trained module: only the teacher's full-vocabulary normalisation uses it,
         # at one position per pair.
-        self._lm_head = base.get_output_embeddings()
+        self.lm_head = base.get_output_embeddings()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if head == "score":  # AutoModelForSequenceClassification's score layer: no bias, N(0, initializer_range)
                 layer = nn.Linear(hidden, 1, bias=False)
                 nn.init.normal_(layer.weight, std=float(getattr(base.config, "initializer_range", 0.02)))
             else:
-                lm_weight = self._lm_head.weight.detach()
-                lm_bias = getattr(self._lm_head, "bias", None)
+                lm_weight = self.lm_head.weight.detach()
+                lm_bias = getattr(self.lm_head, "bias", None)
                 layer = nn.Linear(hidden, 2, bias=lm_bias is not None)
                 with torch.no_grad():
                     layer.weight.copy_(lm_weight[[self.yes_id, self.no_id]])
@@ -98,7 +99,7 @@ class DecoderReranker:
         # a 'score' head is a new layer until trained weights are loaded (load / load_weights); 'yes' reads the LM head
         self.fresh_head = ["score layer (new)"] if head == "score" else []
         self.model = DecoderScorer(backbone, layer, head).to(self.device)
-        self._lm_head.to(self.device)
+        self.lm_head.to(self.device)
         self.model.eval()
         self.cache_features = True  # score() reuses cached hidden states (see score)
         self._collate = pad_collate(self.tokenizer, padding_side=padding_side)
@@ -145,10 +146,6 @@ class DecoderReranker:
             idx = order[start:start + batch_size]
             yield idx, self.collate([features[i] for i in idx])
 
-    def _inference(self):
-        mixed = self.compute_dtype != torch.float32
-        return autocast_context(self.device, enabled=mixed, dtype=self.compute_dtype if mixed else None)
-
     def score(self, queries: str | Sequence[str], docs: Sequence[str], batch_size: int = 16,
               show_progress: bool = False) -> np.ndarray:
         """float32 scores (score-head logit or Yes logit), one per pair, in input order; length-sorted batches.
@@ -165,7 +162,7 @@ class DecoderReranker:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), self._inference():
+            with torch.inference_mode(), autocast_context(self.device, dtype=self.compute_dtype):
                 for idx, batch in self._batches(queries, docs, batch_size, show_progress, "score"):
                     out[idx] = self.batch_logits(self.model, batch).float().cpu().numpy()
         finally:
@@ -195,14 +192,12 @@ class DecoderReranker:
         if normalize == "yes_no":
             prob = torch.softmax(self.model.head_logits(last).float(), dim=-1)[:, 0]
         else:
-            prob = torch.softmax(self._lm_head(last.to(self._lm_head.weight.dtype)).float(), dim=-1)[:, self.yes_id]
+            prob = torch.softmax(self.lm_head(last.to(self.lm_head.weight.dtype)).float(), dim=-1)[:, self.yes_id]
         return prob.cpu().numpy().astype(np.float32)
 
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100, *,
                batch_size: int = 16, show_progress: bool = False) -> Run:
         """The Ranker protocol: score each query's top-`depth` candidates of `run` (rerank_with)."""
-        from ..cross_encoder import rerank_with
-
         return rerank_with(self, run, corpus, queries, depth=depth, batch_size=batch_size,
                            show_progress=show_progress)
 
@@ -226,7 +221,7 @@ class DecoderReranker:
         todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
             self.model.eval()
-            with torch.inference_mode(), self._inference():
+            with torch.inference_mode(), autocast_context(self.device, dtype=self.compute_dtype):
                 parts = {}
                 for idx, batch in self._batches([queries[i] for i in todo], [docs[i] for i in todo], batch_size,
                                                 show_progress, "features"):
