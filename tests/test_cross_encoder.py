@@ -109,7 +109,7 @@ def test_a_sentence_transformers_cross_encoder_folder_scores_as_sentence_transfo
 
 
 def test_collate_pads_pairs_and_groups_like_the_training_collator(ce):
-    """The ranker pads by itself (it imports no training code), exactly as training.pad_collate does."""
+    """The ranker pads through the ground floor's collate.pad_collate, exactly as training does."""
     pairs = ce.encode_pairs([QUERIES["q1"]] * 3, [CORPUS[d].text_for_model for d in ("cat", "bake", "qm")])
     groups = [{k: [f[k] for f in pairs[:2]] for k in pairs[0]} | {"target": [1.0, 0.0], "teacher": [2.0, -1.0]},
               {k: [f[k] for f in pairs[1:]] for k in pairs[0]} | {"target": [1.0, 0.0], "teacher": [0.5, 0.0]}]

@@ -15,9 +15,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from ..atomic import write_json
+from ..collate import pad_collate
 from ..data.types import Document, Run
 from ..models import (autocast_context, check_folder, compute_dtype, cross_encoder_max_length, fresh_keys,
                       load_model, load_tokenizer, pick_device)
@@ -93,23 +93,9 @@ class CrossEncoder:
         return [{k: enc[k][i] for k in keys} for i in range(len(d))]
 
     def collate(self, features: list[dict]) -> dict:
-        """Dynamic padding to the longest sequence of the batch: [N, L] for pairs, [B, G, L] for groups (each
-        feature then holds G sequences); an attention_mask from the true lengths; other fields (training targets,
-        teacher scores) become tensors as they are."""
-        batch = {key: torch.tensor([f[key] for f in features]) for key in features[0] if key not in _TOKEN_KEYS}
-        grouped = isinstance(features[0]["input_ids"][0], list)
-        rows = [seq for f in features for seq in f["input_ids"]] if grouped else [f["input_ids"] for f in features]
-        shape = (len(features), len(features[0]["input_ids"])) if grouped else (len(features),)
-        side = getattr(self.tokenizer, "padding_side", "right")
-        pad = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": 0}
-        for key in (k for k in ("input_ids", "token_type_ids") if k in features[0]):
-            seqs = [s for f in features for s in f[key]] if grouped else [f[key] for f in features]
-            padded = pad_sequence([torch.tensor(s) for s in seqs], batch_first=True, padding_value=pad[key],
-                                  padding_side=side)
-            batch[key] = padded.reshape(*shape, -1)
-        mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True, padding_side=side)
-        batch["attention_mask"] = mask.reshape(*shape, -1)
-        return batch
+        """Dynamic padding (collate.pad_collate, as training pads): [N, L] for pairs, [B, G, L] for groups; other
+        fields (training targets, teacher scores) become tensors."""
+        return pad_collate(self.tokenizer)(features)
 
     def batch_logits(self, model: torch.nn.Module, batch: Mapping) -> torch.Tensor:
         """One logit per pair: [N] for a batch of pairs, [B, G] for a batch of groups."""

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from ..progress import tqdm
 
+from ..collate import pad_collate
 from ..data.trec import run_from_pairs
 from ..data.types import Document, Run
 from ..models import autocast_context, check_folder, compute_dtype, fresh_keys, load_model, load_tokenizer, pick_device
@@ -127,17 +128,6 @@ def decoder_start_id(model) -> int:
         if value is not None:
             return int(value)
     raise ValueError(f"{type(model).__name__} has no decoder_start_token_id: set model.config.decoder_start_token_id")
-
-
-def pad_batch(ids: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input_ids and attention_mask for a list of id lists."""
-    longest = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return input_ids.to(device), mask.to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,13 +305,15 @@ class T5Ranker:
                  else np.arange(len(ids)))
         was_training = self.model.training
         self.model.eval()
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        collate = pad_collate(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         starts = range(0, len(ids), self.batch_size)
         with torch.inference_mode(), autocast_context(self.device, dtype=self.compute_dtype):
             for start in tqdm(starts, desc=desc, unit="batch", disable=self.silent or len(starts) < 2):
                 rows = order[start:start + self.batch_size]
-                input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, self.device)
-                logits = first_step_logits(self.model, input_ids, mask, self.token_ids, self.decoder_start_token_id)
+                batch = collate([{"input_ids": ids[i]} for i in rows])
+                logits = first_step_logits(self.model, batch["input_ids"].to(self.device),
+                                           batch["attention_mask"].to(self.device), self.token_ids,
+                                           self.decoder_start_token_id)
                 out[rows] = logits.float().cpu().numpy()
         if was_training:
             self.model.train()
