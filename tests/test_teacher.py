@@ -109,3 +109,11 @@ def test_scores_with_extra_puts_extra_documents_below_the_first_stage(monkeypatc
                                   {}, {}, depth=2)
     # the top-2 keep their scores; c (cut by depth), x and y follow below the last candidate, once each
     assert seen == {"run": {"q": {"a": 3.0, "b": 2.0, "c": 1.0, "x": 0.0, "y": -1.0}}, "depth": 5}
+
+
+def test_the_teacher_cache_key_covers_the_ranker_it_scores_through():
+    """A cross-encoder teacher's scores come from rerankers.cross_encoder: a change there must make a new key."""
+    from rerank_lib.code_version import closure
+
+    assert {"rerank_lib.rerankers.cross_encoder", "rerank_lib.rerankers.protocol",
+            "rerank_lib.collate"} <= set(closure(["rerank_lib.teacher"]))
