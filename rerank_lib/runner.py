@@ -91,11 +91,13 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
                 str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
                 progress_bar=False, request_save_on_cell_execute=True, execution_timeout=timeout_s,
             )
-    except Exception as err:  # a cell's exception, a dead kernel, a timeout, a kernel that never started
+    except BaseException as err:  # a cell's exception, a dead kernel, a timeout, a kernel that never started, Ctrl-C
         cell = failing_cell(tmp)
-        if tmp.exists():
+        if tmp.exists():  # what ran, kept for the reader
             portable_metadata(tmp, path, failed)
             os.replace(tmp, failed)
+        if not isinstance(err, Exception):
+            raise
         if isinstance(err, pm.PapermillExecutionError):
             ename, evalue = err.ename, err.evalue
         else:
@@ -103,11 +105,6 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
         where = f"cell {cell}" if cell else "before any cell ran"
         return NotebookRun(path.name, False, time.time() - start, failed if failed.exists() else path,
                            f"{path.name}: {where}: {ename}: {evalue}")
-    except BaseException:  # Ctrl-C: keep what ran for the reader, and stop
-        if tmp.exists():
-            portable_metadata(tmp, path, failed)
-            os.replace(tmp, failed)
-        raise
     portable_metadata(tmp, path, final)
     os.replace(tmp, final)
     if failed.exists():
@@ -282,7 +279,7 @@ def recipe_call(path: Path, parameters: dict):
 def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
     """Build the notebook's recipe config from the parameters as the notebook will (`recipe_call`): what the recipe
     refuses (an unknown dotted setting in `overrides`, an unknown variant, a setting the recipe derives) ends the
-    run now. The environment is restored after (the paper-tiny profile turns the stand-ins on)."""
+    run now."""
     module, name, node = call
 
     def value(arg):
@@ -298,13 +295,21 @@ def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
             kwargs.update(value(keyword.value))
         else:
             kwargs[keyword.arg] = value(keyword.value)
-    environment = dict(os.environ)
     try:
-        getattr(importlib.import_module(module), name)(*args, **kwargs)
+        with kept_environment():
+            getattr(importlib.import_module(module), name)(*args, **kwargs)
     except Exception as err:
         message = " ".join(str(err).split()) or type(err).__name__
         raise ParameterError(f"-p {', '.join(keys)}: {path.name} builds its settings with {module}.{name}, which "
                              f"refuses them: {type(err).__name__}: {message}") from None
+
+
+@contextlib.contextmanager
+def kept_environment():
+    """The environment as it was before the block (the paper-tiny profile turns the stand-ins on)."""
+    environment = dict(os.environ)
+    try:
+        yield
     finally:
         os.environ.clear()
         os.environ.update(environment)
@@ -319,14 +324,11 @@ def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list
     if call is None:
         return []
     module, name, _ = call
-    environment = dict(os.environ)
     try:
-        cfg = getattr(importlib.import_module(module), name)(profile)
+        with kept_environment():
+            cfg = getattr(importlib.import_module(module), name)(profile)
     except Exception:  # the hint is a courtesy: a recipe that needs more to build gives none
         return []
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
     return [p for p in paths(cfg) if p == key or p.endswith(f".{key}")]
 
 
@@ -408,7 +410,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print("\n".join(b.name for b in list_notebooks(args.only)))
         return 0
     extra = {key: parameter_value(value) for key, value in args.parameter}
-    reserved = sorted(set(extra) & {"profile", "results_dir", "data_root"})
+    reserved = sorted(set(extra) & set(RUNNER_PARAMETERS))
     if reserved:
         raise SystemExit(f"-p {reserved[0]}: use --{reserved[0].replace('_', '-')} instead")
     start = time.time()

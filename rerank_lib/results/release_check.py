@@ -40,6 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import file_digest
 from ..data.errors import DataFormatError
 from ..paths import PROJECT_ROOT, results_dir as default_results_dir
 from ..settings import PROFILES
@@ -150,7 +151,7 @@ def in_profile(name: str, profile: str) -> bool:
 
 def results_manifest(results_dir: str | os.PathLike, profile: str) -> dict[str, str]:
     """{path relative to results/: sha256} of the release's files (see `results_files`), for release.json."""
-    return {name: _sha256(Path(results_dir) / name) for name in results_files(results_dir, profile)}
+    return {name: file_digest(Path(results_dir) / name)[0] for name in results_files(results_dir, profile)}
 
 
 def code_manifest(repo_root: str | os.PathLike = PROJECT_ROOT) -> dict[str, str] | None:
@@ -162,14 +163,6 @@ def code_manifest(repo_root: str | os.PathLike = PROJECT_ROOT) -> dict[str, str]
     if listed is None:
         return None
     return {name: _code_hash(Path(repo_root) / name) for name in sorted(set(listed)) if (Path(repo_root) / name).is_file()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _code_hash(path: Path) -> str:
