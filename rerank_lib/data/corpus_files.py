@@ -17,8 +17,6 @@ from .trec import read_trec_topics
 from .tsv import CorpusBuilder, read_tsv_corpus, read_tsv_queries
 from .types import Document
 
-__all__ = ["read_jsonl_corpus", "read_jsonl_queries", "read_corpus_file", "read_queries_file"]
-
 DOC_ID_FIELDS = ("_id", "id", "docid")
 DOC_TEXT_FIELDS = ("text", "contents")
 QUERY_ID_FIELDS = ("_id", "id", "qid")
