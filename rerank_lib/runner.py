@@ -1,17 +1,9 @@
 """Run the ordered notebooks headlessly with papermill: the one place that knows about papermill.
 
-`python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order,
-injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
-<results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
-non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Every failure is reported
-the same way, a cell's exception, a kernel that died or a timeout alike: `FAILED`, the failing cell (its position in
-the notebook and its first line) and the error, the partly executed copy kept as <name>.failed.ipynb.
-Before anything runs, each `-p` is checked against the parameters cell of the notebooks it goes to (name, and type
-where the default says it), and a notebook's recipe config is built from them, so that an unknown key, a string
-where a number belongs or an unknown dotted setting in `overrides` ends the run at once in one line instead of
-running with the profile's value or failing hours later. Kernels it starts
-get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state,
-and no Hugging Face progress bars (KERNEL_ENV).
+`python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order into
+<results>/notebooks/<profile>/ and stops at the first failure, reported in one way whatever failed (a cell's
+exception, a dead kernel, a timeout): the cell and its error, the partly executed copy kept as <name>.failed.ipynb.
+Each `-p` is checked before anything runs (check_parameters). Kernels it starts get KERNEL_ENV: compact text progress.
 """
 from __future__ import annotations
 
