@@ -100,33 +100,47 @@ def atomic_cache_open(path: str | os.PathLike, mode: str = "w", encoding: str | 
 _VERIFIED: dict[tuple, bool] = {}
 
 
-def _stamp(path: Path) -> tuple:
-    stat, side = path.stat(), checksum_path(path).stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, side.st_mtime_ns, side.st_size
+def folder_digests(folder: str | os.PathLike, skip=()) -> dict[str, tuple[str, int]]:
+    """{relative path: (sha256, length)} of every file below `folder` but the relative paths in `skip`."""
+    folder = Path(folder)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return {name: file_digest(folder / name) for name in names if name not in skip}
+
+
+def digests_problem(folder: str | os.PathLike, digests: dict[str, tuple[str, int]], listing: str) -> str | None:
+    """None when every file `digests` names (folder_digests' form, read from the file `listing`) is below `folder`
+    with its length and sha256; else what is wrong. A file is hashed once per process until it changes."""
+    for name, (sha, length) in digests.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        stat = path.stat()
+        if stat.st_size != length:
+            return f"{name} has {stat.st_size} bytes where {listing} says {length} (truncated or appended to)"
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, sha)
+        if not _VERIFIED.get(key):
+            if file_digest(path)[0] != sha:
+                return f"{name}'s sha256 differs from {listing} (damaged)"
+            _VERIFIED[key] = True
+    return None
+
+
+def _digest_fields(fields: list[str]) -> bool:
+    return len(fields[0]) == 64 and fields[1].isdigit()
 
 
 def checksum_problem(path: str | os.PathLike) -> str | None:
-    """None when `path` matches its sidecar; else what is wrong, in words. A file is checked once per process
-    until it (or its sidecar) changes."""
+    """None when `path` matches its sidecar; else what is wrong, in words."""
     path = Path(path)
     if not path.is_file():
         return "missing"
     side = checksum_path(path)
     if not side.is_file():
         return f"no checksum file {side.name} (written by an older version, or interrupted while saving)"
-    key = _stamp(path)
-    if _VERIFIED.get(key):
-        return None
     fields = side.read_text(encoding="utf-8", errors="replace").split()
-    if len(fields) != 2 or len(fields[0]) != 64 or not fields[1].isdigit():
+    if len(fields) != 2 or not _digest_fields(fields):
         return f"unreadable checksum file {side.name}"
-    sha, length = file_digest(path)
-    if length != int(fields[1]):
-        return f"{length} bytes where {side.name} says {fields[1]} (truncated or appended to)"
-    if sha != fields[0]:
-        return f"its sha256 differs from {side.name} (damaged)"
-    _VERIFIED[key] = True
-    return None
+    return digests_problem(path.parent, {path.name: (fields[0], int(fields[1]))}, side.name)
 
 
 def trusted_cache_file(path: str | os.PathLike) -> bool:
@@ -156,34 +170,19 @@ def discard(path: str | os.PathLike) -> None:
 def write_folder_checksums(folder: str | os.PathLike) -> Path:
     """`FOLDER/checksums.sha256`: `<sha256> <length> <relative path>` for every file below `folder` (written last,
     into a folder that is then renamed into place, e.g. a de-quantised model)."""
-    folder = Path(folder)
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != FOLDER_CHECKSUMS):
-        sha, length = file_digest(path)
-        lines.append(f"{sha} {length} {path.relative_to(folder).as_posix()}\n")
-    return write_text(folder / FOLDER_CHECKSUMS, "".join(lines))
+    digests = folder_digests(folder, skip={FOLDER_CHECKSUMS})
+    return write_text(Path(folder) / FOLDER_CHECKSUMS, "".join(f"{sha} {n} {name}\n" for name, (sha, n) in digests.items()))
 
 
 def folder_problem(folder: str | os.PathLike) -> str | None:
     """None when every file `checksums.sha256` lists is present with its length and sha256; else what is wrong."""
-    folder = Path(folder)
-    listing = folder / FOLDER_CHECKSUMS
+    listing = Path(folder) / FOLDER_CHECKSUMS
     if not listing.is_file():
         return f"no {FOLDER_CHECKSUMS} (written by an older version, or interrupted while saving)"
+    digests = {}
     for lineno, line in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         fields = line.split(" ", 2)
-        if len(fields) != 3 or len(fields[0]) != 64 or not fields[1].isdigit():
+        if len(fields) != 3 or not _digest_fields(fields):
             return f"{FOLDER_CHECKSUMS} line {lineno} is unreadable"
-        path = folder / fields[2]
-        if not path.is_file():
-            return f"{fields[2]} is missing"
-        key = ("folder", str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns, line)
-        if _VERIFIED.get(key):
-            continue
-        sha, length = file_digest(path)
-        if length != int(fields[1]):
-            return f"{fields[2]} has {length} bytes where {FOLDER_CHECKSUMS} says {fields[1]} (truncated)"
-        if sha != fields[0]:
-            return f"{fields[2]}'s sha256 differs from {FOLDER_CHECKSUMS} (damaged)"
-        _VERIFIED[key] = True
-    return None
+        digests[fields[2]] = (fields[0], int(fields[1]))
+    return digests_problem(folder, digests, FOLDER_CHECKSUMS)

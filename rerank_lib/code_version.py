@@ -38,14 +38,11 @@ def module_file(module: str, root: Path = PACKAGE_ROOT) -> Path | None:
     return None
 
 
-def imported_modules(module: str, root: Path = PACKAGE_ROOT) -> set[str]:
-    """The modules of this package that `module`'s source imports (`from x import y` counts `x` and, where it is a
-    submodule, `x.y`)."""
-    path = module_file(module, root)
-    if path is None:
-        return set()
+def imports_in(path: Path, module: str) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) for each import of this package in the file `path` of module `module`,
+    at the top or inside a function, relative imports resolved. Also the layer test's reader."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(read_source(path), filename=str(path))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -54,11 +51,22 @@ def imported_modules(module: str, root: Path = PACKAGE_ROOT) -> set[str]:
             else:
                 target = node.module or ""
             if target.split(".")[0] == PACKAGE:
-                found.add(target)
-                found.update(f"{target}.{alias.name}" for alias in node.names
-                             if module_file(f"{target}.{alias.name}", root) is not None)
+                found.append((target, [alias.name for alias in node.names]))
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
+            found += [(alias.name, []) for alias in node.names if alias.name.split(".")[0] == PACKAGE]
+    return found
+
+
+def imported_modules(module: str, root: Path = PACKAGE_ROOT) -> set[str]:
+    """The modules of this package that `module`'s source imports (`from x import y` counts `x` and, where it is a
+    submodule, `x.y`)."""
+    path = module_file(module, root)
+    if path is None:
+        return set()
+    found = set()
+    for target, names in imports_in(path, module):
+        found.add(target)
+        found.update(f"{target}.{name}" for name in names if module_file(f"{target}.{name}", root) is not None)
     return {m for m in found if module_file(m, root) is not None}
 
 

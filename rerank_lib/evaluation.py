@@ -249,15 +249,8 @@ def compare_runs(runs: Mapping[str, Run], qrels: Qrels, measures, baseline: str 
         adjusted = dict(zip(others, adjust_p_values([tests[r].p_value for r in others], correction)))
         table[f"{m} delta"] = [0.0 if r == baseline else tests[r].delta for r in runs]
         table[f"{m} p"] = [math.nan if r == baseline else adjusted[r] for r in runs]
-        marks = []
-        for r in runs:
-            if r == baseline:
-                marks.append("base")
-            elif not math.isnan(adjusted[r]) and adjusted[r] < alpha and tests[r].delta != 0:
-                marks.append("▲" if tests[r].delta > 0 else "▼")
-            else:
-                marks.append("")
-        table[f"{m} sig"] = marks
+        table[f"{m} sig"] = ["base" if r == baseline else ("▲" if tests[r].delta > 0 else "▼")
+                             if adjusted[r] < alpha and tests[r].delta != 0 else "" for r in runs]
     return table
 
 
@@ -313,14 +306,6 @@ def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60)
             for rank, (docid, _) in enumerate(ordered, start=1):
                 target[docid] = target.get(docid, 0.0) + 1.0 / (k + rank)
     return fused
-
-
-__all__ = [
-    "BEIR_MEASURES", "TREC_DL_MEASURES", "DEFAULT_MEASURES", "measures_for", "measure_name", "evaluate",
-    "per_query", "PairedTest", "paired_test", "adjust_p_values", "compare_runs", "interpolate",
-    "reciprocal_rank_fusion", "kendall_tau_agreement", "success_and_attempts", "document_recalls",
-    "recall_per_query", "CANDIDATE_MEASURES", "positive_rank", "candidate_measures", "candidate_measures_per_query",
-]
 
 
 def kendall_tau_agreement(run: Run, reference: Run) -> float:

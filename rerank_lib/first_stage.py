@@ -21,8 +21,6 @@ from .atomic import write_json
 from .data.trec import ranked
 from .data.types import Document, Run
 
-__all__ = ["BM25Index", "bm25_search", "dense_search", "rerank_with_encoder"]
-
 
 def _stemmer(name: str | None):
     if not name:

@@ -24,15 +24,11 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
     """Parameter, then $RERANK_DATA_DIR, then ../shared/data beside the project; None when none is given and the
     default does not exist. A folder that is named (parameter or variable) but missing raises FileNotFoundError
     naming it: silently reading ../shared/data instead would evaluate on data the caller did not ask for."""
-    if explicit:
-        if not Path(explicit).is_dir():
-            raise FileNotFoundError(f"data root {explicit} does not exist (data_root parameter)")
-        return _display_root("<data>", Path(explicit))
-    from_env = os.environ.get("RERANK_DATA_DIR")
-    if from_env:
-        if not Path(from_env).is_dir():
-            raise FileNotFoundError(f"data root {from_env} does not exist ($RERANK_DATA_DIR)")
-        return _display_root("<data>", Path(from_env))
+    for named, source in ((explicit, "data_root parameter"), (os.environ.get("RERANK_DATA_DIR"), "$RERANK_DATA_DIR")):
+        if named:
+            if not Path(named).is_dir():
+                raise FileNotFoundError(f"data root {named} does not exist ({source})")
+            return _display_root("<data>", Path(named))
     default = PROJECT_ROOT.parent / "shared" / "data"
     return _display_root("<data>", default) if default.is_dir() else None
 

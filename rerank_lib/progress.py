@@ -24,8 +24,6 @@ from tqdm import tqdm as text_tqdm
 
 from .paths import shown_in
 
-__all__ = ["ENV", "MODES", "TEXT_MININTERVAL", "LineStream", "mode", "one_line_load_report", "quiet_known_noise", "tqdm"]
-
 ENV = "RERANK_PROGRESS"
 MODES = ("auto", "text")
 TEXT_MININTERVAL = 30.0  # seconds between two text refreshes of one bar

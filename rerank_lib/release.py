@@ -1,18 +1,10 @@
 """The release run: one command that regenerates a profile's records, executed notebooks, tables and figures from a
 clean commit, with every training run made afresh.
 
-`bash run_all.sh --release` (= `python -m rerank_lib.release --profile default`) refuses a checkout with
-uncommitted changes (records name the commit that made them, so the commit must hold the code that ran), removes
-the profile's previous records, executed notebooks and figures, and runs every notebook with a fresh cache folder
-`<cache>/release/<commit>` in which only the *input* caches are linked from the normal cache (downloads, corpus
-embeddings, teacher scores, de-quantised models, frozen-LLM features, reader scores, generated queries); training
-runs, checkpoints and derived training files start empty, so every model in the tables was trained by this run. It
-then writes the tables, README's generated numbers block (default profile) and, last,
-`<results>/notebooks/<profile>/release.json`: the commit, each notebook's wall time, which input-cache entries
-existed before the run (the ones it may have reused) and which it made, the sha256 of every code file outside
-results/ and the sha256 of every file the release wrote or kept under results/ (all but release.json itself, which
-is written after them and nothing after it). It ends with the strict release check
-(rerank_lib.results.release_check) of what it wrote, and fails when that finds anything.
+`bash run_all.sh --release` (= `python -m rerank_lib.release --profile default`), as README's release section says:
+a clean checkout only; the profile's previous records, executed notebooks and figures removed; every notebook run
+with a fresh cache folder in which only the input caches (INPUT_CACHES) are linked; then the tables, README's numbers
+block and, last, `release.json`; it ends with the strict release check (rerank_lib.results.release_check).
 """
 from __future__ import annotations
 

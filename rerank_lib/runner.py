@@ -1,17 +1,9 @@
 """Run the ordered notebooks headlessly with papermill: the one place that knows about papermill.
 
-`python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order,
-injecting `profile` (and `results_dir` / `data_root` when given), and saves each executed copy under
-<results>/notebooks/<profile>/. It stops at the first failing notebook, prints the failing cell's error and exits
-non-zero; executed copies of the notebooks that passed, and their records, stay as they are. Every failure is reported
-the same way, a cell's exception, a kernel that died or a timeout alike: `FAILED`, the failing cell (its position in
-the notebook and its first line) and the error, the partly executed copy kept as <name>.failed.ipynb.
-Before anything runs, each `-p` is checked against the parameters cell of the notebooks it goes to (name, and type
-where the default says it), and a notebook's recipe config is built from them, so that an unknown key, a string
-where a number belongs or an unknown dotted setting in `overrides` ends the run at once in one line instead of
-running with the profile's value or failing hours later. Kernels it starts
-get RERANK_PROGRESS=text (unless set otherwise), so executed copies hold compact text progress, not widget state,
-and no Hugging Face progress bars (KERNEL_ENV).
+`python -m rerank_lib.runner --profile default` (what run_all.sh calls) executes notebooks/NN_*.ipynb in order into
+<results>/notebooks/<profile>/ and stops at the first failure, reported in one way whatever failed (a cell's
+exception, a dead kernel, a timeout): the cell and its error, the partly executed copy kept as <name>.failed.ipynb.
+Each `-p` is checked before anything runs (check_parameters). Kernels it starts get KERNEL_ENV: compact text progress.
 """
 from __future__ import annotations
 
@@ -91,11 +83,13 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
                 str(path), str(tmp), parameters=params, kernel_name=kernel, cwd=str(path.parent),
                 progress_bar=False, request_save_on_cell_execute=True, execution_timeout=timeout_s,
             )
-    except Exception as err:  # a cell's exception, a dead kernel, a timeout, a kernel that never started
+    except BaseException as err:  # a cell's exception, a dead kernel, a timeout, a kernel that never started, Ctrl-C
         cell = failing_cell(tmp)
-        if tmp.exists():
+        if tmp.exists():  # what ran, kept for the reader
             portable_metadata(tmp, path, failed)
             os.replace(tmp, failed)
+        if not isinstance(err, Exception):
+            raise
         if isinstance(err, pm.PapermillExecutionError):
             ename, evalue = err.ename, err.evalue
         else:
@@ -103,11 +97,6 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
         where = f"cell {cell}" if cell else "before any cell ran"
         return NotebookRun(path.name, False, time.time() - start, failed if failed.exists() else path,
                            f"{path.name}: {where}: {ename}: {evalue}")
-    except BaseException:  # Ctrl-C: keep what ran for the reader, and stop
-        if tmp.exists():
-            portable_metadata(tmp, path, failed)
-            os.replace(tmp, failed)
-        raise
     portable_metadata(tmp, path, final)
     os.replace(tmp, final)
     if failed.exists():
@@ -282,7 +271,7 @@ def recipe_call(path: Path, parameters: dict):
 def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
     """Build the notebook's recipe config from the parameters as the notebook will (`recipe_call`): what the recipe
     refuses (an unknown dotted setting in `overrides`, an unknown variant, a setting the recipe derives) ends the
-    run now. The environment is restored after (the paper-tiny profile turns the stand-ins on)."""
+    run now."""
     module, name, node = call
 
     def value(arg):
@@ -298,13 +287,21 @@ def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
             kwargs.update(value(keyword.value))
         else:
             kwargs[keyword.arg] = value(keyword.value)
-    environment = dict(os.environ)
     try:
-        getattr(importlib.import_module(module), name)(*args, **kwargs)
+        with kept_environment():
+            getattr(importlib.import_module(module), name)(*args, **kwargs)
     except Exception as err:
         message = " ".join(str(err).split()) or type(err).__name__
         raise ParameterError(f"-p {', '.join(keys)}: {path.name} builds its settings with {module}.{name}, which "
                              f"refuses them: {type(err).__name__}: {message}") from None
+
+
+@contextlib.contextmanager
+def kept_environment():
+    """The environment as it was before the block (the paper-tiny profile turns the stand-ins on)."""
+    environment = dict(os.environ)
+    try:
+        yield
     finally:
         os.environ.clear()
         os.environ.update(environment)
@@ -319,14 +316,11 @@ def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list
     if call is None:
         return []
     module, name, _ = call
-    environment = dict(os.environ)
     try:
-        cfg = getattr(importlib.import_module(module), name)(profile)
+        with kept_environment():
+            cfg = getattr(importlib.import_module(module), name)(profile)
     except Exception:  # the hint is a courtesy: a recipe that needs more to build gives none
         return []
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
     return [p for p in paths(cfg) if p == key or p.endswith(f".{key}")]
 
 
@@ -408,7 +402,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print("\n".join(b.name for b in list_notebooks(args.only)))
         return 0
     extra = {key: parameter_value(value) for key, value in args.parameter}
-    reserved = sorted(set(extra) & {"profile", "results_dir", "data_root"})
+    reserved = sorted(set(extra) & set(RUNNER_PARAMETERS))
     if reserved:
         raise SystemExit(f"-p {reserved[0]}: use --{reserved[0].replace('_', '-')} instead")
     start = time.time()

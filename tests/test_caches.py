@@ -82,7 +82,7 @@ def test_a_folder_lists_its_files_checksums(tmp_path):
     write_folder_checksums(tmp_path)
     assert folder_problem(tmp_path) is None
     (tmp_path / "sub" / "b.bin").write_bytes(b"\x00" * 9)
-    assert folder_problem(tmp_path) == "sub/b.bin has 9 bytes where checksums.sha256 says 10 (truncated)"
+    assert folder_problem(tmp_path) == "sub/b.bin has 9 bytes where checksums.sha256 says 10 (truncated or appended to)"
     (tmp_path / "sub" / "b.bin").unlink()
     assert folder_problem(tmp_path) == "sub/b.bin is missing"
 

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rerank_lib.data import DataFormatError, LeakError, TrainingQueries, assert_no_leak, dev_slice, folds_dl, load_dataset, without_overlap
+from rerank_lib.data import (
+    DataFormatError, Dataset, LeakError, TrainingQueries, assert_no_leak, check_dl_folds, dev_slice, folds_dl,
+    leak_free_training, load_dataset, without_overlap,
+)
 from rerank_lib.data.beir import load_beir, read_corpus
 from rerank_lib.data.download import DownloadError, RemoteFile, download_files
 from rerank_lib.data.jsonl import iter_jsonl, write_jsonl
@@ -65,6 +68,29 @@ def test_leak_guard_on_real_splits(shared_data):
     q = next(iter(sci_test.queries.items()))
     with pytest.raises(LeakError):
         assert_no_leak([TrainingQueries.of("synthetic/gen", {"x1": q[1].upper()})], "scifact/test", dict([q]))
+
+
+def test_query_statistics_by_hand():
+    d = Dataset("toy", "test", {}, {"q1": "a b", "q2": "a b c d e", "q3": "x"},
+                {"q1": {"d1": 2, "d2": 0}, "q2": {"d1": 2, "d3": 3}})
+    assert d.query_statistics() == {"dataset": "toy/test", "query_words_mean": 2.7, "query_words_max": 5,
+                                    "grade_0": 1, "grade_2": 2, "grade_3": 1}
+
+
+def test_leak_free_training_and_the_dl_folds():
+    train = Dataset("toy", "train", {}, {"t1": "Same Claim", "t2": "other", **{f"x{i}": f"q {i}" for i in range(30)}}, {})
+    test = Dataset("toy", "test", {}, {"e1": "same  claim"}, {})
+    dropped, train_ids, dev_ids = leak_free_training(train, test, seed=3)
+    assert dropped == ["t1"] and (train_ids, dev_ids) == dev_slice([q for q in train.queries if q != "t1"], seed=3)
+    assert len(dev_ids) == 20 and len(train_ids) == 11
+    dl = {f"trec-dl-{y}/test": Dataset(f"trec-dl-{y}", "test", {}, {f"{y}-{i}": f"{y} {i}" for i in range(n)}, {})
+          for y, n in ((2019, 2), (2020, 3))}
+    assert check_dl_folds(dl) == [
+        "fold: train on trec-dl-2020 (3 q), evaluate on trec-dl-2019: no shared query",
+        "fold: train on trec-dl-2019 (2 q), evaluate on trec-dl-2020: no shared query"]
+    dl["trec-dl-2020/test"].queries["2020-0"] = "2019 1"  # a 2019 query's text in the 2020 training year
+    with pytest.raises(LeakError, match="trec-dl-2019/test shares 1 queries with training data from trec-dl-2020"):
+        check_dl_folds(dl)
 
 
 def test_dev_slice_is_deterministic():

@@ -249,6 +249,19 @@ def test_eval_fn_reranks_dev_and_reports_teacher_agreement():
 # ------------------------------------------------------------------------------------------------ synthetic queries
 
 
+def test_agreement_pairs_name_the_students_of_each_panel():
+    from rerank_lib.recipes import inranker
+    cfg = inranker.config("default")
+    student = inranker.short_name(cfg.student)
+    assert inranker.agreement_pairs(cfg) == {
+        "start": (f"{student}-start", "trec-dl-2019"), "stage 1 (DL20)": (f"{student}-stage1", "trec-dl-2019"),
+        "start ": (f"{student}-start", "scifact"), "stage 1 (DL20) ": (f"{student}-stage1", "scifact"),
+        "stage 2": (f"{student}-stage2", "scifact")}
+    # stage 2 continuing from the DL19 student: its SciFact stage-1 row is that student's
+    other = inranker.config("default", stage2_from="trec-dl-2019")
+    assert inranker.agreement_pairs(other)["stage 1 (DL19) "] == (f"{student}-stage1", "scifact")
+
+
 def test_prompt_is_inpars_vanilla_verbatim(shared_data):
     original = (shared_data / "prompts" / "inpars" / "inpars-v1_vanilla_prompt.txt").read_text(encoding="utf-8")
     assert INPARS_VANILLA_PROMPT == original

@@ -366,3 +366,23 @@ def test_faire_record_carries_localrqa_recall_and_refuses_leaks(tmp_path):
     with pytest.raises(LeakError):
         recipe.record_faire(good, ds, method="toy", cfg=cfg, results_dir=tmp_path, baselines={}, model="toy",
                             training=TrainingQueries.of("localrqa-toy/train", {"x": "Two?"}))
+
+
+def test_notebook_step_trains_only_the_selected_methods_and_reports_the_curve():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from rerank_lib.experiment import Selected
+    from rerank_lib.recipes.retriever_training import Outcome, train_selected
+    from rerank_lib.training import TrainResult
+
+    outcomes = []
+    assert train_selected(SimpleNamespace(methods=("ctl",)), None, "dca", None, outcomes) is None and outcomes == []
+    curve = [{"step": 0, "recall@4": 0.5}, {"step": 18, "recall@4": 0.625}]
+    result = TrainResult(18, [], curve, Path("final"), None, 0.625, 18, "recall@4", Path("best"))
+    selected = Selected(result, 18, "recall@4", 0.625, Path("best"), curve, None, 7.0)
+    report = Outcome("dca", selected, {}, 7.0, {}, {"reader_agreement": {"top1": 0.75}}).report().splitlines()
+    assert report[-2:] == ["18 steps in 7 s; dev recall@4 0.5000 at the start -> 0.6250 selected (step 18)",
+                           "reader agreement: {'top1': 0.75}"]
+    assert report[0].split() == ["run", "dca"] and report[2].split() == ["0", "0.500"]
+    assert report[3].split() == ["18", "0.625"]

@@ -25,8 +25,6 @@ from ..data.irds import IrDatasetsUnavailable
 from . import evaluate, notebooks, rerank, search, train, translate
 from .common import UsageError
 
-__all__ = ["main", "build_parser"]
-
 COMMANDS = (evaluate, search, rerank, notebooks, train, translate)
 
 

@@ -17,8 +17,6 @@ from .trec import read_trec_topics
 from .tsv import CorpusBuilder, read_tsv_corpus, read_tsv_queries
 from .types import Document
 
-__all__ = ["read_jsonl_corpus", "read_jsonl_queries", "read_corpus_file", "read_queries_file"]
-
 DOC_ID_FIELDS = ("_id", "id", "docid")
 DOC_TEXT_FIELDS = ("text", "contents")
 QUERY_ID_FIELDS = ("_id", "id", "qid")
@@ -68,40 +66,31 @@ def read_jsonl_queries(path: str | os.PathLike) -> dict[str, str]:
     return queries
 
 
-def _in_folder(folder: Path, names: tuple[str, ...], what: str) -> Path:
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{folder}: a folder must hold {' or '.join(names)} ({what})")
+def _file_of(path: str | os.PathLike, name: str, what: str, tsv, jsonl, other):
+    """`path` (a BEIR folder: its `name`.jsonl[.gz]) read by its kind: `tsv`, `jsonl`, else `other`."""
+    path = Path(path)
+    if path.is_dir():
+        names = (f"{name}.jsonl", f"{name}.jsonl.gz")
+        found = [path / n for n in names if (path / n).is_file()]
+        if not found:
+            raise FileNotFoundError(f"{path}: a folder must hold {' or '.join(names)} ({what})")
+        path = found[0]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.name.endswith((".tsv", ".tsv.gz")):
+        return tsv(path)
+    return jsonl(path) if path.name.endswith((".jsonl", ".jsonl.gz")) else other(path)
 
 
-def _is_jsonl(path: Path) -> bool:
-    return path.name.endswith((".jsonl", ".jsonl.gz"))
+def _unknown_corpus(path: Path):
+    raise DataFormatError(path, None, None, "unknown corpus format: name it .tsv (id<TAB>text) or .jsonl")
 
 
 def read_corpus_file(path: str | os.PathLike) -> dict[str, Document]:
     """A corpus from a BEIR folder, a .tsv or a .jsonl[.gz] file (see the module docstring)."""
-    path = Path(path)
-    if path.is_dir():
-        path = _in_folder(path, ("corpus.jsonl", "corpus.jsonl.gz"), "a BEIR corpus")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.name.endswith((".tsv", ".tsv.gz")):
-        return read_tsv_corpus(path)
-    if _is_jsonl(path):
-        return read_jsonl_corpus(path)
-    raise DataFormatError(path, None, None, "unknown corpus format: name it .tsv (id<TAB>text) or .jsonl")
+    return _file_of(path, "corpus", "a BEIR corpus", read_tsv_corpus, read_jsonl_corpus, _unknown_corpus)
 
 
 def read_queries_file(path: str | os.PathLike) -> dict[str, str]:
     """Queries from a BEIR folder, a .jsonl[.gz], a .tsv or a TREC topics file (see the module docstring)."""
-    path = Path(path)
-    if path.is_dir():
-        path = _in_folder(path, ("queries.jsonl", "queries.jsonl.gz"), "BEIR queries")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.name.endswith((".tsv", ".tsv.gz")):
-        return read_tsv_queries(path)
-    if _is_jsonl(path):
-        return read_jsonl_queries(path)
-    return read_trec_topics(path)
+    return _file_of(path, "queries", "BEIR queries", read_tsv_queries, read_jsonl_queries, read_trec_topics)

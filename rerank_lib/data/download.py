@@ -33,7 +33,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import CacheWarning, atomic_open, checksum_path, checksum_problem, discard, write_checksum
+from ..atomic import (
+    CacheWarning, atomic_open, checksum_path, checksum_problem, discard, file_digest, write_checksum,
+)
 from ..paths import shown
 
 
@@ -61,14 +63,6 @@ class RemoteFile:
 
 class DownloadError(RuntimeError):
     pass
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest() -> dict[str, str]:
@@ -154,7 +148,7 @@ def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeou
         for spec in files:
             target = dest_root / spec.path
             sha256, md5 = expected_hashes(spec, table)
-            if target.exists() and (sha256_of(target) == sha256 if sha256 is not None else
+            if target.exists() and (file_digest(target)[0] == sha256 if sha256 is not None else
                                     cached_unpinned_ok(target, spec, md5)):
                 written.append(target)
                 continue

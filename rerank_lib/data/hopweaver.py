@@ -22,9 +22,6 @@ from .jsonl import iter_jsonl, require, write_jsonl
 from .pairs import TrainGroup, read_hopweaver
 from .types import Dataset, Document, Qrels, Run
 
-__all__ = ["GeneratedExample", "to_groups", "write_hopweaver", "read_generated", "generation_stats", "generator_yield",
-           "sample_sources", "SPLIT_FILES", "CANDIDATES", "read_candidates", "load_hopweaver", "candidate_groups"]
-
 #: HopWeaver's published files by split (hopweaver/train_reranker/data; the full train_data.jsonl is not published
 #: in the snapshot, its 100-line sample is)
 SPLIT_FILES = {"train": "train_data_sample.jsonl", "test": "test_data.jsonl"}

@@ -15,8 +15,6 @@ from pathlib import Path
 from .trec import qid_order
 from .types import Dataset, Document, Qrels
 
-__all__ = ["IrDatasetsUnavailable", "is_ir_datasets_id", "load_ir_dataset", "dataset_from_ir_datasets"]
-
 
 class IrDatasetsUnavailable(RuntimeError):
     """An ir_datasets id whose files are neither under $IR_DATASETS_HOME nor downloadable from here."""

@@ -1,6 +1,7 @@
 """Validating JSONL reading and atomic JSONL writing, shared by every jsonl format of the papers."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -45,12 +46,8 @@ def require(obj: dict, field: str, types: type | tuple[type, ...], path, lineno:
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write rows as JSONL atomically (gzip when the name ends in .gz)."""
     path = Path(path)
-    with atomic_open(path, "wb") as raw:
-        if path.suffix == ".gz":
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-                for row in rows:
-                    gz.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        else:
-            for row in rows:
-                raw.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+    with atomic_open(path, "wb") as raw, (gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz"
+                                          else contextlib.nullcontext(raw)) as out:
+        for row in rows:
+            out.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
     return path

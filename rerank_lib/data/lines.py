@@ -12,8 +12,6 @@ from typing import IO, Iterator
 
 from .errors import DataFormatError
 
-__all__ = ["open_binary", "iter_lines", "read_text", "decode_line"]
-
 
 def open_binary(path: str | os.PathLike) -> IO[bytes]:
     """Open a file for reading bytes, transparently gunzipping `.gz`."""

@@ -147,9 +147,7 @@ def _chunk(obj, path, line: int, field_name: str) -> Chunk:
     if not isinstance(obj, dict):
         raise DataFormatError(path, line, field_name, f"expected a document object, got {type(obj).__name__}")
     if "page_content" in obj:
-        content = obj["page_content"]
-        if not isinstance(content, str):
-            raise DataFormatError(path, line, f"{field_name}.page_content", f"expected str, got {type(content).__name__}")
+        content, content_field = obj["page_content"], "page_content"
         metadata = obj.get("metadata", {})
         if not isinstance(metadata, dict):
             raise DataFormatError(path, line, f"{field_name}.metadata", f"expected an object, got {type(metadata).__name__}")
@@ -158,15 +156,12 @@ def _chunk(obj, path, line: int, field_name: str) -> Chunk:
         fmt = obj.get("fmt_content") or None
     elif "text" in obj:
         content, source, title, seq, fmt = obj["text"], obj.get("source", ""), obj.get("title", ""), None, None
-        if not isinstance(content, str):
-            raise DataFormatError(path, line, f"{field_name}.text", f"expected str, got {type(content).__name__}")
+        content_field = "text"
     else:
         raise DataFormatError(path, line, field_name, "a document needs 'page_content' (chunk) or 'text' (raw document)")
-    for name, value in (("source", source), ("title", title)):
+    for name, value in ((content_field, content), ("source", source), ("title", title), ("fmt_content", fmt or "")):
         if not isinstance(value, str):
             raise DataFormatError(path, line, f"{field_name}.{name}", f"expected str, got {type(value).__name__}")
-    if fmt is not None and not isinstance(fmt, str):
-        raise DataFormatError(path, line, f"{field_name}.fmt_content", f"expected str, got {type(fmt).__name__}")
     if not content.strip():
         raise DataFormatError(path, line, field_name, "empty document content")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):

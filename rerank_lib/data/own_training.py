@@ -16,8 +16,6 @@ from .pairs import TrainGroup
 from .splits import TrainingQueries, dev_slice
 from .types import Dataset, Document, Run
 
-__all__ = ["without_unset", "existing", "name_queries", "split_by_query", "reranking_dataset", "provenance", "DEV_FRACTION", "MIN_DEV"]
-
 DEV_FRACTION, MIN_DEV = 0.1, 20  # as the SciFact dev slice: a tenth of the queries, at least 20 (half of a tiny file)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
+
+from .types import Dataset
 
 
 class LeakError(ValueError):
@@ -93,3 +95,22 @@ def dev_slice(query_ids: Iterable[str], fraction: float = 0.1, min_size: int = 2
 def folds_dl() -> list[tuple[str, str]]:
     """The two leak-free TREC DL folds: (train on, evaluate on)."""
     return [("trec-dl-2020", "trec-dl-2019"), ("trec-dl-2019", "trec-dl-2020")]
+
+
+def leak_free_training(train: Dataset, test: Dataset, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(dropped, train, dev) query ids of `train`: the queries whose text is also a `test` query are dropped, the rest
+    are checked leak-free against `test` and split into training queries and a dev slice."""
+    clean = without_overlap(train.queries, test.queries)
+    assert_no_leak([TrainingQueries.of(train.key, clean)], test.key, test.queries)
+    return sorted(set(train.queries) - set(clean)), *dev_slice(clean, seed=seed)
+
+
+def check_dl_folds(datasets: Mapping[str, Dataset]) -> list[str]:
+    """Each TREC DL fold's training year checked against the year it evaluates (`datasets` by key, e.g.
+    "trec-dl-2019/test"); raises LeakError, else a line per fold."""
+    lines = []
+    for train_on, eval_on in folds_dl():
+        train, test = datasets[f"{train_on}/test"], datasets[f"{eval_on}/test"]
+        assert_no_leak([TrainingQueries.of(train.key, train.queries)], test.key, test.queries)
+        lines.append(f"fold: train on {train_on} ({len(train.queries)} q), evaluate on {eval_on}: no shared query")
+    return lines

@@ -5,6 +5,7 @@ be handed to the evaluation library without conversion and written as TREC files
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict
 
@@ -71,3 +72,11 @@ class Dataset:
             "doc_words_mean": round(sum(lengths) / max(1, len(lengths)), 1),
             "runs": ",".join(sorted(self.runs)) or "-",
         }
+
+    def query_statistics(self) -> dict:
+        """Query length in words and judgments per grade: why the tables read binary measures at grade >= 2 on TREC DL
+        (dozens of graded judgments a query) and at grade >= 1 on SciFact (about one relevant abstract a claim)."""
+        words = [len(t.split()) for t in self.queries.values()]
+        grades = Counter(g for v in self.qrels.values() for g in v.values())
+        return {"dataset": self.key, "query_words_mean": round(sum(words) / len(words), 1),
+                "query_words_max": max(words), **{f"grade_{g}": grades[g] for g in sorted(grades)}}

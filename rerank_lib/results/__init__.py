@@ -1,14 +1,7 @@
 """Results: the one record format, its atomic files, the md/csv/LaTeX tables and figure helpers."""
 from .figures import plot_curve, plot_metric_bars, plot_per_query_delta, save_figure
 from .record import (
-    Record,
-    git_commit,
-    hardware_info,
-    load_per_query,
-    load_records,
-    make_record,
-    package_versions,
-    record_path,
+    Record, git_commit, hardware_info, load_per_query, load_records, make_record, package_versions, record_path,
     write_record,
 )
 from .tables import Row, Table, anchor_table, build_tables, can_change, fold_means, leaderboards, record_stage, results_frame

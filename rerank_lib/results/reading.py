@@ -12,8 +12,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .record import Record
 
-__all__ = ["ALPHA", "summarize", "significance_word", "best_rows", "checkpoint_sentence"]
-
 ALPHA = 0.05  # a paired test below this p is called significant
 INTERP = "+interp"  # the suffix of a row that interpolates a ranker with BM25
 

@@ -21,8 +21,6 @@ from ..paths import PROJECT_ROOT
 from .reading import ALPHA, best_rows, significance_word
 from .record import Record, load_records
 
-__all__ = ["BEGIN", "END", "render", "release_sentence", "replace_block", "update_readme", "main"]
-
 BEGIN = "<!-- readme-numbers:begin (python -m rerank_lib.results.readme_numbers; do not edit by hand) -->"
 END = "<!-- readme-numbers:end -->"
 MEASURE = "nDCG@10"

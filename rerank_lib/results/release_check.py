@@ -1,29 +1,14 @@
 """Release check: are the files under results/ one clean commit's release output, unchanged since?
 
-The release run (`bash run_all.sh --release`) writes `<results>/notebooks/<profile>/release.json` last: the commit,
-the sha256 of every code file (everything git does not ignore outside results/; README.md without its generated
-numbers block) and the sha256 of every file of the release under results/ (`results_manifest`: the profile's
-records, per-query files, executed notebooks, figures and tables, and the files no profile owns such as
-data_summary.md; other profiles' files and what git ignores are not part of it).
-
-`release_check(results_dir, profile, repo_root)` returns a `ReleaseReport` with two kinds of findings:
-
-- failures (the results are not what the release wrote, or not one clean commit's output), always an error:
-  a file under results/ edited, deleted or added since the release (by its sha256 in release.json), RESULTS.md /
-  results.csv / results.tex not what `build_tables` (the code 99_results runs) makes from the records, records made
-  by several commits, from a dirty tree or by another commit than release.json names, results files that are
-  uncommitted or untracked, a pipeline's executed notebook missing or failed, no release.json;
-- stale items (the results are intact but the code moved on), listed: code files changed since the release commit
-  (committed since, uncommitted or untracked), tables that the changed library would now write differently, and a
-  release.json of the older format without a results manifest (its results' content cannot be verified).
-
-The test command fails on failures only; `--strict` (what the release run checks at its end) fails on both. From a
-shell:
+The release (`bash run_all.sh --release`) writes `<results>/notebooks/<profile>/release.json` last: the commit, the
+sha256 of every code file (README.md without its generated numbers block) and of every file of the release under
+results/ (`results_manifest`). `release_check` reports failures (a results file edited, deleted or added since, tables
+that are not what `build_tables` makes of the records, records not all made by the release commit from a clean tree,
+uncommitted results, a missing or failed executed notebook) and stale items (code changed since the release, tables
+the changed library would write differently, an older release.json without a results manifest); README's release
+section says which the test command and `--strict` fail on:
 
     python -m rerank_lib.results.release_check [--results DIR] [--profile default] [--repo ROOT] [--strict]
-
-prints the release commit with the number of files changed since, then the failures and the stale items; exits 1
-on a failure (with --strict also on a stale item), else 0.
 """
 from __future__ import annotations
 
@@ -40,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import file_digest
 from ..data.errors import DataFormatError
 from ..paths import PROJECT_ROOT, results_dir as default_results_dir
 from ..settings import PROFILES
@@ -150,7 +136,7 @@ def in_profile(name: str, profile: str) -> bool:
 
 def results_manifest(results_dir: str | os.PathLike, profile: str) -> dict[str, str]:
     """{path relative to results/: sha256} of the release's files (see `results_files`), for release.json."""
-    return {name: _sha256(Path(results_dir) / name) for name in results_files(results_dir, profile)}
+    return {name: file_digest(Path(results_dir) / name)[0] for name in results_files(results_dir, profile)}
 
 
 def code_manifest(repo_root: str | os.PathLike = PROJECT_ROOT) -> dict[str, str] | None:
@@ -162,14 +148,6 @@ def code_manifest(repo_root: str | os.PathLike = PROJECT_ROOT) -> dict[str, str]
     if listed is None:
         return None
     return {name: _code_hash(Path(repo_root) / name) for name in sorted(set(listed)) if (Path(repo_root) / name).is_file()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _code_hash(path: Path) -> str:

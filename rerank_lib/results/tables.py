@@ -335,6 +335,20 @@ def _best(records: list[Record], measure: str):
     return max(values) if len(values) > 1 else None
 
 
+def _value_cells(table: Table, i: int, marks: dict, refs: set[str], value_text, mark_text) -> list[str]:
+    """Row `i`'s cell for each measure of `table`: its value (`value_text(text, is the column's best)`) and marks
+    (`mark_text`), then the published value where the table shows that measure's."""
+    record, cells = table.rows[i].record, []
+    for m in table.measures:
+        value = record.metrics.get(m)
+        best = value is not None and value == _best(table.records, m)
+        cells.append(value_text(_fmt(value), best) + mark_text(marks.get((i, m), [])))
+        if m in refs:
+            ref = record.reference.get(m)
+            cells.append(_fmt_ref(ref["value"]) if ref else "")
+    return cells
+
+
 def _training(record: Record) -> str:
     text = record.training_queries or "–"
     if record.n_training_queries is not None and str(record.n_training_queries) not in text:
@@ -454,19 +468,12 @@ def _md_table(table: Table, alpha: float, correction: str | None) -> list[str]:
     published = []
     for i, row in enumerate(table.rows):
         r = row.record
-        cells = [r.pipeline, row.label, r.model or "–", stage_label(row.first_stage, row.depth), _training(r)]
-        for m in measures:
-            value = r.metrics.get(m)
-            cell = _fmt(value)
-            if value is not None and value == _best(table.records, m):
-                cell = f"**{cell}**"
-            cells.append(cell + "".join(_md_mark(j, arrow, numbered) for j, arrow in marks.get((i, m), [])))
-            if m in refs:
-                ref = r.reference.get(m)
-                cells.append(_fmt_ref(ref["value"]) if ref else "")
-                if ref and ref.get("source"):
-                    published.append(f"- {r.pipeline}/{r.method}, {m}: {_fmt_ref(ref['value'])} from {ref['source']}")
-        cells += [_wall(r.wall_s), ", ".join(sorted(r.significance, key=lambda name: (name != "bm25", name)))]
+        cells = [r.pipeline, row.label, r.model or "–", stage_label(row.first_stage, row.depth), _training(r),
+                 *_value_cells(table, i, marks, refs, lambda text, best: f"**{text}**" if best else text,
+                               lambda found: "".join(_md_mark(j, arrow, numbered) for j, arrow in found)),
+                 _wall(r.wall_s), ", ".join(sorted(r.significance, key=lambda name: (name != "bm25", name)))]
+        published += [f"- {r.pipeline}/{r.method}, {m}: {_fmt_ref(r.reference[m]['value'])} from {r.reference[m]['source']}"
+                      for m in measures if m in refs and (r.reference.get(m) or {}).get("source")]
         out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     out.append("")
     if published:
@@ -569,16 +576,9 @@ def _latex(tables: list[Table], profile: str, alpha: float, correction: str | No
                    r"\midrule"]
         for i, row in enumerate(table.rows):
             r = row.record
-            cells = [_tex(r.pipeline), _tex(row.label), _tex(stage_label(row.first_stage, row.depth))]
-            for m in measures:
-                value = r.metrics.get(m)
-                cell = _tex(_fmt(value))
-                if value is not None and value == _best(table.records, m):
-                    cell = rf"\textbf{{{cell}}}"
-                cells.append(cell + _tex_marks(marks.get((i, m), []), numbered))
-                if m in refs:
-                    ref = r.reference.get(m)
-                    cells.append(_fmt_ref(ref["value"]) if ref else "")
+            cells = [_tex(r.pipeline), _tex(row.label), _tex(stage_label(row.first_stage, row.depth)),
+                     *_value_cells(table, i, marks, refs, lambda text, best: rf"\textbf{{{_tex(text)}}}" if best else _tex(text),
+                                   lambda found: _tex_marks(found, numbered))]
             tabular.append(" & ".join(cells) + r" \\")
         tabular += [r"\bottomrule", r"\end{tabular}"]
         out += [f"% {table.title}", r"\begin{table*}[t]", r"\centering",

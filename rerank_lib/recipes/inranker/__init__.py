@@ -18,8 +18,8 @@ tables, figures).
 from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table
 from .evaluation import Evaluation as Evaluation, evaluate_all as evaluate_all, results_table as results_table
 from .evaluation import (
-    agreement as agreement, agreement_figure as agreement_figure, learning_curves_figure as learning_curves_figure,
-    training_table as training_table,
+    agreement as agreement, agreement_figure as agreement_figure, agreement_pairs as agreement_pairs,
+    learning_curves_figure as learning_curves_figure, training_table as training_table,
 )
 from .settings import PIPELINE as PIPELINE, PROFILES as PROFILES, InRankerConfig as InRankerConfig, config as config
 from .settings import summary as summary

@@ -147,6 +147,18 @@ def agreement(ev: Evaluation, pairs: Mapping[str, tuple[str, str]]) -> pd.DataFr
     return pd.DataFrame(rows).round(4)
 
 
+def agreement_pairs(cfg: InRankerConfig) -> dict[str, tuple[str, str]]:
+    """(method, test set) per label of the teacher-agreement table and figure: the start and stage 1 on DL19 (the
+    student trained on DL20), the start, stage 1 (of `stage2_from`) and stage 2 on SciFact. A SciFact label that
+    would repeat a DL19 one ends in a space (the figure's panels are keyed by label)."""
+    student, dl = short_name(cfg.student), lambda year: "DL" + year[-2:]
+    return {"start": (f"{student}-start", "trec-dl-2019"),
+            f"stage 1 ({dl(OTHER_YEAR['trec-dl-2019'])})": (f"{student}-stage1", "trec-dl-2019"),
+            "start ": (f"{student}-start", "scifact"),
+            f"stage 1 ({dl(cfg.stage2_from)}) ": (f"{student}-stage1", "scifact"),
+            "stage 2": (f"{student}-stage2", "scifact")}
+
+
 def agreement_figure(cfg: InRankerConfig, ev: Evaluation, pairs: Mapping[str, tuple[str, str]], results_dir) -> Path:
     """Scatter of student score (true - false margin) against teacher score, pooled over queries, per panel."""
     return teacher_agreement_figure(ev.runs, ev.teacher, pairs,

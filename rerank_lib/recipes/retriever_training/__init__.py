@@ -20,7 +20,7 @@ from .settings import (
     config, encoder, load_faire, scifact_config, start_method,
 )
 from .settings import PAPER_GAPS, PAPER_SOURCES, SCIFACT_PAPER_GAPS, SCIFACT_PAPER_SOURCES
-from .training import Outcome, train_faire
+from .training import Outcome, train_faire, train_selected
 
 __all__ = [
     "FAIRE", "FAIRE_MEASURES", "FAIRE_PROFILES", "METHODS", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE",
@@ -28,4 +28,5 @@ __all__ = [
     "FaireData", "Outcome", "SciFactConfig", "SciFactData", "config", "encoder", "faire_baselines",
     "faire_records", "faire_table", "load_faire", "load_scifact", "record_faire",
     "scifact_config", "scifact_records", "scifact_table", "start_method", "train_faire", "train_scifact",
+    "train_selected",
 ]

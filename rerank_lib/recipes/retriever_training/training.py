@@ -8,7 +8,9 @@ from typing import Any
 
 from ...data import own_training
 from ...data.types import Run
-from ...experiment import DevEvaluator, Selected, Timer, sample_items, save_run, train_encoder_in_run_dir
+from ...experiment import (
+    DevEvaluator, Selected, Timer, curve_table, sample_items, save_run, train_encoder_in_run_dir,
+)
 from ...experiment.launch import train_launched
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -32,6 +34,16 @@ class Outcome:
     params: dict
     details: dict = dataclasses.field(default_factory=dict)
     encoder: Any = None  # the BiEncoder holding the selected weights (published with its records)
+
+    def report(self, metric: str = "recall@4") -> str:
+        """The dev curve (step 0: the start), the selection, and what the trainer measured on its data."""
+        lines = [curve_table({self.method: self.selected}, metric=metric).to_string(), self.selected.describe()]
+        return "\n".join(lines + [f"{DETAILS[key]}: {value}" for key, value in self.details.items()])
+
+
+#: what a trainer measures on its training data: how often the reader's attention alone ranks the gold passage
+#: first (DCA), index refreshes, gold insertions and (question, passage) pairs scored (RPG)
+DETAILS = {"reader_agreement": "reader agreement", "rpg_stats": "rpg stats"}
 
 
 def reader_for(cfg: FaireConfig, method: str):
@@ -87,3 +99,12 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),
               "selected_step": sel.step, "selected_is_start": sel.is_start}
     return Outcome(method, sel, runs, t.s, params, details, enc)
+
+
+def train_selected(cfg: FaireConfig, data: FaireData, method: str, results_dir, outcomes: list) -> Outcome | None:
+    """Notebook 40's step per trainer: `method` trained (train_faire) and appended to `outcomes` when `cfg.methods`
+    selects it; None when it does not."""
+    if method not in cfg.methods:
+        return None
+    outcomes.append(train_faire(cfg, data, method, results_dir))
+    return outcomes[-1]
