@@ -91,9 +91,6 @@ RANK_ZEPHYR_ALPHA = ListwiseTemplate(
     alpha=True,
 )
 
-TEMPLATES = {t.name: t for t in (RANK_ZEPHYR, RANK_ZEPHYR_ALPHA)}
-
-
 def template_for(alpha: bool) -> ListwiseTemplate:
     """RankZephyr's template with numeric identifiers, or its alphabetical twin (FirstMistral's)."""
     return RANK_ZEPHYR_ALPHA if alpha else RANK_ZEPHYR
@@ -137,9 +134,6 @@ def load_template_yaml(path: str | os.PathLike, alpha: bool | None = None) -> Li
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Text cleaning
-# ---------------------------------------------------------------------------------------------------------------
 
 def fix_text(text: str) -> str:
     """ftfy.fix_text (mojibake, curly quotes, width) as rank_llm applies it; identity when ftfy is missing."""
@@ -172,9 +166,6 @@ def format_ranking(order: Sequence[int], alpha: bool) -> str:
     return " > ".join(f"[{ids[i]}]" for i in order)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Messages and chat rendering
-# ---------------------------------------------------------------------------------------------------------------
 
 def build_messages(query: str, passages: Sequence[tuple[str, str]], template: ListwiseTemplate,
                    max_words: int) -> list[dict[str, str]]:
@@ -189,11 +180,6 @@ def build_messages(query: str, passages: Sequence[tuple[str, str]], template: Li
     user = template.prefix.format(num=num, query=query) + body + template.suffix.format(num=num, query=query)
     messages = [{"role": "system", "content": template.system_message}] if template.system_message else []
     return messages + [{"role": "user", "content": user}]
-
-
-def supports_system(tokenizer) -> bool:
-    """rank_llm's test (training/utils/data_utils.py): the chat template mentions 'system'."""
-    return "system" in (getattr(tokenizer, "chat_template", None) or "")
 
 
 def render_prompt(tokenizer, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
@@ -266,9 +252,6 @@ def describe_prompt(tokenizer, query: str, passages: Sequence[tuple[str, str]], 
             f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Tokenisation in context
-# ---------------------------------------------------------------------------------------------------------------
 
 def adds_bos(tokenizer) -> bool:
     """Whether tokenizer(text) puts a BOS token in front (Llama/Mistral do; GPT-2-style BPE does not)."""

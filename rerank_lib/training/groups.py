@@ -27,7 +27,7 @@ from ..data.pairs import TrainGroup, sample_group
 from ..losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
 from .loop import TrainConfig, TrainResult, train
 
-__all__ = ["GroupExamples", "GroupTraining", "group_training", "head_param_groups", "fit"]
+__all__ = ["GroupExamples", "GroupTraining", "batch_unit", "group_training", "head_param_groups", "fit"]
 
 
 class GroupExamples(torch.utils.data.Dataset):
@@ -135,6 +135,11 @@ def group_training(ranker, groups: Sequence[TrainGroup], *, loss: str, config: T
                 kd_temperature=kd_temperature, pairs_per_step=run_config.per_device_batch_size
                 * run_config.gradient_accumulation_steps * pairs_per_group)
     return GroupTraining(dataset, ranker.collate, compute_loss, run_config, options, passes, info)
+
+
+def batch_unit(loss: str, size: int, group_size: int) -> str:
+    """What a batch of `size` examples holds for `loss`: pairs (pointwise losses) or groups of `group_size`."""
+    return f"pair{'s' * (size != 1)}" if loss in POINTWISE else f"group{'s' * (size != 1)} of {group_size}"
 
 
 def head_param_groups(model: torch.nn.Module, config: TrainConfig, head_lr: float) -> list[dict]:
