@@ -2,20 +2,11 @@
 
 Faithful to castorini/rank_llm (src/rank_llm/rerank/prompt_templates/rank_zephyr{,_alpha}_template.yaml,
 SingleTurnListwiseInferenceHandler.generate_prompt, BaseInferenceHandler._convert_doc_to_prompt_content and
-RankListwiseOSLLM.create_prompt):
-
-- one system message and one user turn: prefix ("I will provide you with {num} passages ..."), one body line
-  "[{rank}] {candidate}" per passage, suffix ("Search Query: {query}. Rank the {num} passages above ...");
-- identifiers are 1..n (numeric) or A.. (alphabetical);
-- a passage is "Title: {title} Content: {text}" when it has a title, fixed with ftfy, cut to `max_words`
-  whitespace-separated words, and "[12]" inside it (or inside the query) becomes "(12)" so that it cannot be
-  mistaken for an identifier;
-- the messages go through the tokenizer's chat template (with the generation prompt) and ftfy again; when the
-  rendered prompt plus the longest possible answer does not fit the context size, `max_words` shrinks by
-  max(1, overflow // (4 n)) and the prompt is rebuilt (rank_llm's loop).
-
-The exact template text is checked against rank_llm's own yaml files (../shared/data/prompts/rank_llm) by
-tests/test_listwise_prompts.py.
+RankListwiseOSLLM.create_prompt): one system message and one user turn (prefix, one "[{rank}] {candidate}" line per
+passage, suffix), identifiers 1..n or A.., each passage cleaned as rank_llm does (`passage_content`), and the word
+limit per passage shrunk until the rendered prompt plus the longest answer fits the context (`fit_prompt`).
+tests/test_listwise_prompts.py checks the template text against rank_llm's own yaml files
+(../shared/data/prompts/rank_llm).
 """
 from __future__ import annotations
 
@@ -134,7 +125,6 @@ def load_template_yaml(path: str | os.PathLike, alpha: bool | None = None) -> Li
     )
 
 
-
 def fix_text(text: str) -> str:
     """ftfy.fix_text (mojibake, curly quotes, width) as rank_llm applies it; identity when ftfy is missing."""
     return _ftfy_fix_text(text) if _ftfy_fix_text is not None else text
@@ -164,7 +154,6 @@ def format_ranking(order: Sequence[int], alpha: bool) -> str:
     """0-based passage order -> '[2] > [1] > [3]' (or '[B] > [A] > [C]'): the assistant's answer."""
     ids = identifiers(max(order) + 1 if len(order) else 0, alpha)
     return " > ".join(f"[{ids[i]}]" for i in order)
-
 
 
 def build_messages(query: str, passages: Sequence[tuple[str, str]], template: ListwiseTemplate,
@@ -250,7 +239,6 @@ def describe_prompt(tokenizer, query: str, passages: Sequence[tuple[str, str]], 
     prompt = fit_prompt(tokenizer, query, passages, template_for(alpha), max_words, context_size, chat_template)
     return (f"# {len(passages)} passages, {prompt.n_tokens} tokens, {prompt.max_words} words per passage at most, "
             f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
-
 
 
 def adds_bos(tokenizer) -> bool:

@@ -1,20 +1,15 @@
 """Training examples from TrainGroups (the RAG-Retrieval / FlagEmbedding / HopWeaver lines) and the loss each
-family trains them with: what `training.train` needs to fine-tune a pair scorer, with no recipe in it.
+scorer trains them with: the one place where a scorer's loss setting becomes a loss call, with no recipe in it.
 
-Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair of every group is one
-    example; the batch size counts pairs; `num_epochs` passes over all pairs.
-Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is a group of `group_size` docs,
-    1 positive + group_size-1 negatives drawn per pass with `sample_group` (seeded by config.seed, the pass and the
-    group); the batch size counts groups. The `num_epochs` passes are drawn up front and trained as one shuffled
-    epoch of passes x groups (so every pass has fresh negatives and resuming is exact).
-kd_weight > 0 (group losses): adds kd_weight x -sum softmax(teacher/kd_temperature) log_softmax(student), the
-    FlagEmbedding distillation term (kd_weight 1, T 1 there); every group needs teacher_scores.
+Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair is one example.
+Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is 1 positive + group_size-1 negatives
+    drawn per pass with `sample_group` (seeded by config.seed, the pass and the group). The `num_epochs` passes are
+    drawn up front and trained as one shuffled epoch (every pass has fresh negatives and resuming is exact).
+kd_weight > 0 (group losses): adds kd_weight x losses.kd_term (FlagEmbedding's distillation term).
 
-The scorer ("ranker") offers four things (the BERT-like CrossEncoder, the LLM decoder reranker, the head-only probe):
-    ranker.model                                  the torch module that is trained in place
-    ranker.encode_pairs(queries, docs)            -> list of unpadded feature dicts (input_ids, ...)
-    ranker.collate(features)                      -> a padded batch (groups pad to [B, G, L])
-    ranker.batch_logits(model, batch)             -> logits [N] for pairs, [B, G] for groups
+The scorer (CrossEncoder, the LLM decoder reranker, the head-only probe) offers `model` (trained in place),
+`encode_pairs(queries, docs)` -> unpadded feature dicts, `collate(features)` -> a padded batch (groups pad to
+[B, G, L]) and `batch_logits(model, batch)` -> logits [N] for pairs, [B, G] for groups.
 """
 from __future__ import annotations
 
