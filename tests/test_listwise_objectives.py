@@ -16,8 +16,8 @@ from rerank_lib.listwise import (
     encode_conversation,
     identifier_token_ids,
     read_conversations,
-    write_conversations,
 )
+from rerank_lib.data.jsonl import write_jsonl
 from rerank_lib.losses import ranknet_loss
 from rerank_lib.listwise.objectives import answer_positions, first_position_mask, full_logits_generation_loss
 from rerank_lib.listwise.prompts import ZEPHYR_STYLE_TEMPLATE
@@ -79,7 +79,7 @@ def test_conversations_are_sharegpt_with_teacher_order(conversations, tmp_path):
     assert build_conversations({"q1": "topic one?"}, {"q1": {"0": 1.0, "1": 0.5}}, {"q1": {"1": 1.0}},
                                {"0": Document("0", "a"), "1": Document("1", "b")}, window=4, n_variable=0,
                                alpha=False)[0]["conversations"][2]["value"] == "[2] > [1]"  # unscored doc last
-    path = write_conversations(tmp_path / "train.jsonl", conversations)
+    path = write_jsonl(tmp_path / "train.jsonl", conversations)
     assert read_conversations(path) == conversations
 
 

@@ -11,7 +11,7 @@ from rerank_lib.experiment.scorer import train_scorer
 from rerank_lib.rerankers import CrossEncoder
 from rerank_lib.losses import group_ce
 from rerank_lib.training import TrainConfig
-from rerank_lib.training.groups import fit, group_training, head_param_groups
+from rerank_lib.training.groups import batch_unit, fit, group_training, head_param_groups
 
 CORPUS = {
     "cat": Document("cat", "The cat sat on the warm mat all afternoon, purring.", "Cats"),
@@ -122,3 +122,10 @@ def test_head_param_groups_give_the_fresh_head_its_own_rate():
             or name.startswith("pooler")}
     assert {id(p) for p in by_key[(1e-3, 0.01)] + by_key[(1e-3, 0.0)]} == head
     assert sum(len(ps) for ps in by_key.values()) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_batch_unit_counts_pairs_for_pointwise_losses_and_groups_for_group_losses():
+    assert batch_unit("point_mse", 1, 4) == "pair"
+    assert batch_unit("point_ce", 3, 4) == "pairs"
+    assert batch_unit("ranknet", 1, 4) == "group of 4"
+    assert batch_unit("group_ce", 2, 8) == "groups of 8"

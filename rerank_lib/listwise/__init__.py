@@ -28,7 +28,7 @@ from .prompts import (
     passage_content,
     render_prompt,
 )
-from .training_data import build_conversations, encode_conversation, read_conversations, write_conversations
+from .training_data import build_conversations, encode_conversation, read_conversations
 from .window import sliding_window, window_spans
 
 __all__ = [
@@ -37,5 +37,5 @@ __all__ = [
     "clean_ranking_response", "count_errors", "default_ranking_weight", "enable_neftune", "encode_conversation",
     "freeze_below", "fit_prompt", "identifier_token_ids", "load_template_yaml", "parse_permutation",
     "passage_content", "passages_in_prompt", "read_conversations", "render_prompt", "sliding_window",
-    "window_spans", "write_conversations", "ZEPHYR_STYLE_TEMPLATE",
+    "window_spans", "ZEPHYR_STYLE_TEMPLATE",
 ]

@@ -60,14 +60,11 @@ class ListwiseLM(nn.Module):
     def head(self) -> nn.Module:
         return body_and_head(self.lm)[1]
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 select: torch.Tensor | Sequence[torch.Tensor] | None = None):
         """Logits at the True positions of `select` ([n, vocab]); a list of masks gives a list of such tensors
         from one pass through the body (e.g. the answer tokens and the FIRST position)."""
-        hidden = self.hidden_states(input_ids, attention_mask)
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if select is None:
             return self.head(hidden)
         if isinstance(select, torch.Tensor):

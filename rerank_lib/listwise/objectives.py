@@ -36,10 +36,6 @@ def default_ranking_weight(ranking_loss: str, weighted: bool) -> float:
     return 1.0
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The training step's loss: compute_loss(model, batch) for rerank_lib.training.train
-# ---------------------------------------------------------------------------------------------------------------
-
 def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(select mask [B, T] of the positions whose next token is an answer token, their targets [n])."""
     nxt = labels[:, 1:]

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import Iterable, Sequence
 
-from .prompts import ALPHA_START, RANK_ZEPHYR, RANK_ZEPHYR_ALPHA, ListwiseTemplate
+from .prompts import ALPHA_START, ListwiseTemplate, template_for
 
 # rank_llm's table: 10 superscripts, 10 subscripts, circled 1-9, negative circled 1-9, 10 full-width digits,
 # 10 'digit comma' symbols (U+1F100..U+1F109).
@@ -57,12 +57,10 @@ def parse_permutation(response: str, n: int, alpha: bool = False) -> list[int]:
 def classify_response(response: str | None, n: int, template: ListwiseTemplate | None = None,
                       alpha: bool = False) -> str:
     """rank_llm's ResponseAnalyzer verdict on one response for n passages: one of CATEGORIES."""
-    template = template or (RANK_ZEPHYR_ALPHA if alpha else RANK_ZEPHYR)
+    template = template or template_for(alpha)
     if response is None:
         return "wrong_format"
-    text = response.strip()
-    if "</think>" in text:
-        text = text.split("</think>")[-1]
+    text = strip_thinking(response.strip())
     if not re.fullmatch(template.output_validation_regex, text.strip()):
         return "wrong_format"
     matches = re.findall(template.output_extraction_regex, text)
@@ -98,7 +96,7 @@ def count_errors(responses: Iterable[str | None], num_passages: Iterable[int] | 
 def passages_in_prompt(prompt: str | Sequence[dict], template: ListwiseTemplate | None = None,
                        alpha: bool = False) -> int:
     """Number of distinct identifiers in a prompt (rank_llm's _get_num_passages); user turns only for messages."""
-    template = template or (RANK_ZEPHYR_ALPHA if alpha else RANK_ZEPHYR)
+    template = template or template_for(alpha)
     if not isinstance(prompt, str):
         prompt = " ".join(m["content"] for m in prompt if m.get("role") == "user")
     ids = re.findall(template.output_extraction_regex, prompt)

@@ -2,20 +2,11 @@
 
 Faithful to castorini/rank_llm (src/rank_llm/rerank/prompt_templates/rank_zephyr{,_alpha}_template.yaml,
 SingleTurnListwiseInferenceHandler.generate_prompt, BaseInferenceHandler._convert_doc_to_prompt_content and
-RankListwiseOSLLM.create_prompt):
-
-- one system message and one user turn: prefix ("I will provide you with {num} passages ..."), one body line
-  "[{rank}] {candidate}" per passage, suffix ("Search Query: {query}. Rank the {num} passages above ...");
-- identifiers are 1..n (numeric) or A.. (alphabetical);
-- a passage is "Title: {title} Content: {text}" when it has a title, fixed with ftfy, cut to `max_words`
-  whitespace-separated words, and "[12]" inside it (or inside the query) becomes "(12)" so that it cannot be
-  mistaken for an identifier;
-- the messages go through the tokenizer's chat template (with the generation prompt) and ftfy again; when the
-  rendered prompt plus the longest possible answer does not fit the context size, `max_words` shrinks by
-  max(1, overflow // (4 n)) and the prompt is rebuilt (rank_llm's loop).
-
-The exact template text is checked against rank_llm's own yaml files (../shared/data/prompts/rank_llm) by
-tests/test_listwise_prompts.py.
+RankListwiseOSLLM.create_prompt): one system message and one user turn (prefix, one "[{rank}] {candidate}" line per
+passage, suffix), identifiers 1..n or A.., each passage cleaned as rank_llm does (`passage_content`), and the word
+limit per passage shrunk until the rendered prompt plus the longest answer fits the context (`fit_prompt`).
+tests/test_listwise_prompts.py checks the template text against rank_llm's own yaml files
+(../shared/data/prompts/rank_llm).
 """
 from __future__ import annotations
 
@@ -91,9 +82,6 @@ RANK_ZEPHYR_ALPHA = ListwiseTemplate(
     alpha=True,
 )
 
-TEMPLATES = {t.name: t for t in (RANK_ZEPHYR, RANK_ZEPHYR_ALPHA)}
-
-
 def template_for(alpha: bool) -> ListwiseTemplate:
     """RankZephyr's template with numeric identifiers, or its alphabetical twin (FirstMistral's)."""
     return RANK_ZEPHYR_ALPHA if alpha else RANK_ZEPHYR
@@ -137,10 +125,6 @@ def load_template_yaml(path: str | os.PathLike, alpha: bool | None = None) -> Li
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Text cleaning
-# ---------------------------------------------------------------------------------------------------------------
-
 def fix_text(text: str) -> str:
     """ftfy.fix_text (mojibake, curly quotes, width) as rank_llm applies it; identity when ftfy is missing."""
     return _ftfy_fix_text(text) if _ftfy_fix_text is not None else text
@@ -172,10 +156,6 @@ def format_ranking(order: Sequence[int], alpha: bool) -> str:
     return " > ".join(f"[{ids[i]}]" for i in order)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Messages and chat rendering
-# ---------------------------------------------------------------------------------------------------------------
-
 def build_messages(query: str, passages: Sequence[tuple[str, str]], template: ListwiseTemplate,
                    max_words: int) -> list[dict[str, str]]:
     """[system, user] messages for one window; `passages` are (title, text) pairs in window order."""
@@ -189,11 +169,6 @@ def build_messages(query: str, passages: Sequence[tuple[str, str]], template: Li
     user = template.prefix.format(num=num, query=query) + body + template.suffix.format(num=num, query=query)
     messages = [{"role": "system", "content": template.system_message}] if template.system_message else []
     return messages + [{"role": "user", "content": user}]
-
-
-def supports_system(tokenizer) -> bool:
-    """rank_llm's test (training/utils/data_utils.py): the chat template mentions 'system'."""
-    return "system" in (getattr(tokenizer, "chat_template", None) or "")
 
 
 def render_prompt(tokenizer, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
@@ -265,10 +240,6 @@ def describe_prompt(tokenizer, query: str, passages: Sequence[tuple[str, str]], 
     return (f"# {len(passages)} passages, {prompt.n_tokens} tokens, {prompt.max_words} words per passage at most, "
             f"{'letter' if alpha else 'numeric'} identifiers\n{prompt.text}")
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tokenisation in context
-# ---------------------------------------------------------------------------------------------------------------
 
 def adds_bos(tokenizer) -> bool:
     """Whether tokenizer(text) puts a BOS token in front (Llama/Mistral do; GPT-2-style BPE does not)."""

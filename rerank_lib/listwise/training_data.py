@@ -9,20 +9,16 @@ first-stage top-`window` of each training query in first-stage order, the answer
 passages (the offline teachers: MiniLM for MS MARCO, BM25+MiniLM fusion for SciFact), plus `n_variable` random subsets of
 2..window passages per query (kept in first-stage order, renumbered; or, with `shuffle`, every conversation's
 passages in a seeded random order, RankVicuna's augmentation).
-
-`encode_conversation` turns one conversation into what the objectives read: input ids (chat template + answer +
-EOS), labels (-100 on the prompt), the index of the answer's opening '[' (the FIRST position), the teacher rank of
-each passage (from the answer) and the number of passages.
 """
 from __future__ import annotations
 
 import os
 import random
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..data.errors import DataFormatError
-from ..data.jsonl import iter_jsonl, write_jsonl
+from ..data.jsonl import iter_jsonl
 from ..data.trec import ranked
 from ..data.types import Document, Run
 from .objectives import IGNORE_INDEX
@@ -85,10 +81,6 @@ def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: R
                 f"{source}{qid}-{j}", queries[qid], [corpus[d] for d in ids], teacher_order(ids, teacher[qid]),
                 alpha, max_words, qid=qid, docids=ids, source=source.rstrip(":")))
     return rows
-
-
-def write_conversations(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    return write_jsonl(path, rows)
 
 
 def read_conversations(path: str | os.PathLike) -> list[dict]:

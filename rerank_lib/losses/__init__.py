@@ -8,8 +8,9 @@ listwise.py       group_ce (FlagEmbedding), listwise_ce, and rank_llm's listnet_
 distillation.py   kd_term (FlagEmbedding), kl_divergence (LocalRQA DCA / RPG), center + distillation_loss (InRanker)
 contrastive.py    ctl_loss (LocalRQA CTL, in-batch InfoNCE with hard negatives)
 
-`LOSSES` names the one-logit-per-pair losses that `rerankers.fit` trains with: the POINTWISE ones take logits
-and labels [N], the GROUPWISE ones logits (and labels) [B, G].
+A loss setting becomes a loss call in one place per family: `training/groups.py` for the scorers (cross-encoders,
+LLM-decoder heads), over `LOSSES` (POINTWISE: logits and labels [N]; GROUPWISE: logits and labels [B, G]), and
+`listwise/objectives.py` for the listwise LLMs, over `RANKING_LOSSES`.
 """
 from .contrastive import ctl_loss
 from .distillation import center, distillation_loss, kd_term, kl_divergence

@@ -19,6 +19,7 @@ from . import reading, rules, tables
 from .rules import IGNORED, MAPPED, OUTPUT_DIR, REFUSED, TRAIN, Outcome
 from .tables import Program
 
+DEEPSPEED_FLAGS = ("deepspeed", "ds_config", "deepspeed_config")
 PROFILE = "paper"  # the published recipes: unset settings keep the values the paper profiles cite
 PEERS = PROJECT_ROOT.parent / "shared" / "peers"  # the peers' run files, verbatim, beside the project
 DOCUMENT = PROJECT_ROOT / "docs" / "peer_settings.md"  # markdown_tables(PEERS), linked from README
@@ -34,6 +35,10 @@ class Row:
     status: str  # mapped | refused | ignored
     settings: dict  # ours, TRAIN.<field> for each training section
     reason: str = ""
+
+    @classmethod
+    def of(cls, where: str, peer: str, value, outcome: Outcome) -> "Row":
+        return cls(where, peer, value, outcome.status, outcome.settings, outcome.reason)
 
 
 @dataclass
@@ -176,7 +181,7 @@ def deepspeed_rows(path: Path) -> tuple[list[Row], str]:
             outcome = Outcome(MAPPED, {"launch": launch}, f"ZeRO stage {s.value}: configs/accelerate/{launch}.yaml")
         else:
             outcome = rules.deepspeed_rule(s.name, s.value)
-        rows.append(Row(source(path, s.line), s.name, s.value, outcome.status, outcome.settings, outcome.reason))
+        rows.append(Row.of(source(path, s.line), s.name, s.value, outcome))
     return rows, launch
 
 
@@ -195,7 +200,7 @@ def accelerate_rows(path: Path) -> list[Row]:
             s.value, values) or Outcome(REFUSED, {}, "an accelerate setting we do not know")
         if s.name == "deepspeed_config.deepspeed_config_file" and not json_path:
             outcome = Outcome(REFUSED, {}, f"{s.value} is not beside {shown(path)}: its DeepSpeed settings are unknown")
-        rows.append(Row(source(path, s.line), s.name, s.value, outcome.status, outcome.settings, outcome.reason))
+        rows.append(Row.of(source(path, s.line), s.name, s.value, outcome))
     return rows + extra
 
 
@@ -247,7 +252,7 @@ def command_translation(command: reading.Command) -> Translation | None:
     if program is None:
         return None
     run = Translation(command.path, command.line, program.peer, program.name, program.pipeline, program.sections,
-                      command.text, why=program.why if program.pipeline is None else program.why)
+                      command.text, why=program.why)
     rows = run.rows
     if program.pipeline is None:
         rows += [Row(source(command.path, s.line), f"--{s.name}", s.value, REFUSED, {}, program.why)
@@ -258,54 +263,40 @@ def command_translation(command: reading.Command) -> Translation | None:
                         "what this program trains"))
     for s in command.env:
         outcome = rules.ENVIRONMENT.get(s.name, rules.ignore("an environment variable of their machine"))(s.value, {})
-        rows.append(Row(source(command.path, s.line), s.name, s.value, outcome.status, outcome.settings, outcome.reason))
+        rows.append(Row.of(source(command.path, s.line), s.name, s.value, outcome))
     rows += launcher_rows(command)
     given = {s.name: s.value for s in command.settings}
+    rag_config = program in tables.RAG_RERANKERS.values() and config_ref is not None
     for s in command.settings:
-        if s.name in ("deepspeed", "ds_config", "deepspeed_config") and isinstance(s.value, str):
-            found = reading.find_beside(folder, s.value)
-            if found is None:
-                rows.append(Row(source(command.path, s.line), f"--{s.name}", s.value, REFUSED, {},
-                                f"{s.value} is not beside {shown(command.path)}: its DeepSpeed settings are unknown"))
-                continue
-            rows.append(Row(source(command.path, s.line), f"--{s.name}", s.value, MAPPED, {},
-                            f"{shown(found)}: its rows follow"))
-            rows += deepspeed_rows(found)[0]
-            continue
-        if s.name == "config" and config_ref is not None and program in tables.RAG_RERANKERS.values():
-            if config_path is None:
-                rows.append(Row(source(command.path, s.line), "--config", s.value, REFUSED, {},
-                                f"{s.value} is not beside {shown(command.path)}: its settings are unknown"))
-                continue
-            rows.append(Row(source(command.path, s.line), "--config", s.value, MAPPED, {},
-                            f"{shown(config_path)}: its rows follow"))
-            rows += config_rows(config_path, program, config)
-            continue
-        if s.name == "config" and config_path is not None and program is tables.RAG_EMBEDDING:
-            rows.append(Row(source(command.path, s.line), "--config", s.value, MAPPED, {},
-                            f"{shown(config_path)}: its rows follow"))
-            rows += config_rows(config_path, program, config)
-            continue
-        outcome = tables.outcome(program, s.name, s.value, given)
-        rows.append(Row(source(command.path, s.line), f"--{s.name}", s.value, outcome.status, outcome.settings,
-                        outcome.reason))
+        where, flag = source(command.path, s.line), f"--{s.name}"
+        unknown = f"{s.value} is not beside {shown(command.path)}"
+        if s.name in DEEPSPEED_FLAGS and isinstance(s.value, str):
+            rows += file_rows(where, flag, s.value, reading.find_beside(folder, s.value),
+                              lambda p: deepspeed_rows(p)[0], f"{unknown}: its DeepSpeed settings are unknown")
+        elif s.name == "config" and (rag_config or config_path is not None and program is tables.RAG_EMBEDDING):
+            rows += file_rows(where, flag, s.value, config_path, lambda p: config_rows(p, program, config),
+                              f"{unknown}: its settings are unknown")
+        else:
+            rows.append(Row.of(where, flag, s.value, tables.outcome(program, s.name, s.value, given)))
     return run
+
+
+def file_rows(where: str, flag: str, value, found: Path | None, rows_of, missing: str) -> list[Row]:
+    """A setting naming a file: its row and then the file's rows, or refused (`missing`) where it is not there."""
+    if found is None:
+        return [Row(where, flag, value, REFUSED, {}, missing)]
+    return [Row(where, flag, value, MAPPED, {}, f"{shown(found)}: its rows follow"), *rows_of(found)]
 
 
 def launcher_rows(command: reading.Command) -> list[Row]:
     rows = []
-    has_deepspeed = any(s.name in ("deepspeed", "ds_config", "deepspeed_config") for s in command.settings)
+    has_deepspeed = any(s.name in DEEPSPEED_FLAGS for s in command.settings)
     for s in command.launcher_settings:
         where = source(command.path, s.line)
         if s.name == "config_file":
-            found = reading.find_beside(command.path.parent, str(s.value))
-            if found is None:
-                rows.append(Row(where, "--config_file", s.value, REFUSED, {},
-                                f"{s.value} is not beside {shown(command.path)}: its launch is unknown (name ours: "
-                                "--set launch=ddp|fsdp|deepspeed_zero0..3)"))
-            else:
-                rows.append(Row(where, "--config_file", s.value, MAPPED, {}, f"{shown(found)}: its rows follow"))
-                rows += accelerate_rows(found)
+            rows += file_rows(where, "--config_file", s.value, reading.find_beside(command.path.parent, str(s.value)),
+                              accelerate_rows, f"{s.value} is not beside {shown(command.path)}: its launch is unknown "
+                              "(name ours: --set launch=ddp|fsdp|deepspeed_zero0..3)")
         elif s.name in ("nproc_per_node", "num_processes", "num_gpus"):
             if command.launcher == "torchrun" and not has_deepspeed and int(plain_int(s.value)) > 1:
                 rows.append(Row(where, f"--{s.name}", s.value, MAPPED, {"launch": "ddp"},
@@ -327,11 +318,8 @@ def plain_int(value) -> int:
 
 def config_rows(path: Path, program: Program, settings: list[reading.Setting]) -> list[Row]:
     given = {s.name: s.value for s in settings}
-    rows = []
-    for s in settings:
-        outcome = tables.outcome(program, s.name, s.value, given)
-        rows.append(Row(source(path, s.line), s.name, s.value, outcome.status, outcome.settings, outcome.reason))
-    return rows
+    return [Row.of(source(path, s.line), s.name, s.value, tables.outcome(program, s.name, s.value, given))
+            for s in settings]
 
 
 def inranker_translation(path: Path, commands: list[reading.Command]) -> Translation:
@@ -449,9 +437,6 @@ def peer_flags(pipeline: str) -> dict[str, Program]:
     return out
 
 
-DEEPSPEED_FLAGS = ("deepspeed", "ds_config", "deepspeed_config")
-
-
 def translate_flags(pipeline: str, sections: tuple[str, ...], given: dict) -> Translation:
     """Peer flags given after the pipeline name (`train rankllm --num_warmup_steps 50`), by the same tables; a
     DeepSpeed config flag brings that file's rows."""
@@ -468,8 +453,7 @@ def translate_flags(pipeline: str, sections: tuple[str, ...], given: dict) -> Tr
             run.rows.append(Row(where, f"--{name}", value, MAPPED, {}, "its rows follow"))
             run.rows += deepspeed_rows(Path(value))[0]
             continue
-        outcome = tables.outcome(program, name, value, given)
-        run.rows.append(Row(where, f"--{name}", value, outcome.status, outcome.settings, outcome.reason))
+        run.rows.append(Row.of(where, f"--{name}", value, tables.outcome(program, name, value, given)))
     return run
 
 

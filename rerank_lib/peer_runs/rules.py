@@ -51,10 +51,6 @@ def to(path: str, convert: Callable = plain, note: str = "") -> Rule:
     return lambda value, given: Outcome(MAPPED, {path: convert(value)}, note)
 
 
-def to_many(*paths: str, convert: Callable = plain, note: str = "") -> Rule:
-    return lambda value, given: Outcome(MAPPED, {p: convert(value) for p in paths}, note)
-
-
 def ignore(reason: str) -> Rule:
     return lambda value, given: Outcome(IGNORED, {}, reason)
 

@@ -395,10 +395,6 @@ NOT_TRAINING = {
 }
 
 
-def unknown_setting(program: Program) -> Outcome:
-    return Outcome(REFUSED, {}, f"not a setting of {program.name} that we know how to apply")
-
-
 def outcome(program: Program, name: str, value, given: dict) -> Outcome:
     """The rule's outcome; a template's `<placeholder>` is refused (a value is missing)."""
     from .rules import placeholder
@@ -407,7 +403,7 @@ def outcome(program: Program, name: str, value, given: dict) -> Outcome:
         return Outcome(REFUSED, {}, f"{value} is the document's placeholder: give a value")
     rule = program.rules.get(name)
     if rule is None:
-        return unknown_setting(program)
+        return Outcome(REFUSED, {}, f"not a setting of {program.name} that we know how to apply")
     try:
         return rule(value, given)
     except (TypeError, ValueError) as err:

@@ -1,20 +1,15 @@
 """Training examples from TrainGroups (the RAG-Retrieval / FlagEmbedding / HopWeaver lines) and the loss each
-family trains them with: what `training.train` needs to fine-tune a pair scorer, with no recipe in it.
+scorer trains them with: the one place where a scorer's loss setting becomes a loss call, with no recipe in it.
 
-Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair of every group is one
-    example; the batch size counts pairs; `num_epochs` passes over all pairs.
-Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is a group of `group_size` docs,
-    1 positive + group_size-1 negatives drawn per pass with `sample_group` (seeded by config.seed, the pass and the
-    group); the batch size counts groups. The `num_epochs` passes are drawn up front and trained as one shuffled
-    epoch of passes x groups (so every pass has fresh negatives and resuming is exact).
-kd_weight > 0 (group losses): adds kd_weight x -sum softmax(teacher/kd_temperature) log_softmax(student), the
-    FlagEmbedding distillation term (kd_weight 1, T 1 there); every group needs teacher_scores.
+Pointwise losses (point_ce, point_mse; RAG-Retrieval): every (query, doc, label) pair is one example.
+Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is 1 positive + group_size-1 negatives
+    drawn per pass with `sample_group` (seeded by config.seed, the pass and the group). The `num_epochs` passes are
+    drawn up front and trained as one shuffled epoch (every pass has fresh negatives and resuming is exact).
+kd_weight > 0 (group losses): adds kd_weight x losses.kd_term (FlagEmbedding's distillation term).
 
-The scorer ("ranker") offers four things (the BERT-like CrossEncoder, the LLM decoder reranker, the head-only probe):
-    ranker.model                                  the torch module that is trained in place
-    ranker.encode_pairs(queries, docs)            -> list of unpadded feature dicts (input_ids, ...)
-    ranker.collate(features)                      -> a padded batch (groups pad to [B, G, L])
-    ranker.batch_logits(model, batch)             -> logits [N] for pairs, [B, G] for groups
+The scorer (CrossEncoder, the LLM decoder reranker, the head-only probe) offers `model` (trained in place),
+`encode_pairs(queries, docs)` -> unpadded feature dicts, `collate(features)` -> a padded batch (groups pad to
+[B, G, L]) and `batch_logits(model, batch)` -> logits [N] for pairs, [B, G] for groups.
 """
 from __future__ import annotations
 
@@ -27,7 +22,7 @@ from ..data.pairs import TrainGroup, sample_group
 from ..losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
 from .loop import TrainConfig, TrainResult, train
 
-__all__ = ["GroupExamples", "GroupTraining", "group_training", "head_param_groups", "fit"]
+__all__ = ["GroupExamples", "GroupTraining", "batch_unit", "group_training", "head_param_groups", "fit"]
 
 
 class GroupExamples(torch.utils.data.Dataset):
@@ -135,6 +130,11 @@ def group_training(ranker, groups: Sequence[TrainGroup], *, loss: str, config: T
                 kd_temperature=kd_temperature, pairs_per_step=run_config.per_device_batch_size
                 * run_config.gradient_accumulation_steps * pairs_per_group)
     return GroupTraining(dataset, ranker.collate, compute_loss, run_config, options, passes, info)
+
+
+def batch_unit(loss: str, size: int, group_size: int) -> str:
+    """What a batch of `size` examples holds for `loss`: pairs (pointwise losses) or groups of `group_size`."""
+    return f"pair{'s' * (size != 1)}" if loss in POINTWISE else f"group{'s' * (size != 1)} of {group_size}"
 
 
 def head_param_groups(model: torch.nn.Module, config: TrainConfig, head_lr: float) -> list[dict]:

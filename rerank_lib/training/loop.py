@@ -47,20 +47,8 @@ from rerank_lib.atomic import write_json, write_text
 from rerank_lib.paths import shown
 from rerank_lib.settings import SettingError, Settings, check_range, recording_reads, replay_reads, snapshot
 from rerank_lib.training.checkpoints import (
-    checkpoint_dir,
-    checkpoint_is_good,
-    drop_previous,
-    latest_checkpoint,
-    latest_good_checkpoint,
-    list_checkpoints,
-    mark_complete,
-    mark_saved,
-    place_saved,
-    prune_checkpoints,
-    read_state,
-    recover_saved,
-    saved_step,
-    saving,
+    checkpoint_dir, checkpoint_is_good, drop_previous, latest_checkpoint, latest_good_checkpoint, list_checkpoints,
+    mark_complete, mark_saved, place_saved, prune_checkpoints, read_state, recover_saved, saved_step, saving,
     staging_dir,
 )
 from rerank_lib.training.optimizers import OPTIMIZERS, build_optimizer, deepspeed_replaces_optimizer
@@ -218,16 +206,14 @@ def _new_accelerator(config: TrainConfig) -> Accelerator:
     """A fresh accelerate state per call: a notebook may train twice in one kernel, with different precisions."""
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    return Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # The DataLoader yields global batches which accelerate splits across processes, so which examples
-        # make up a step, and the LR schedule, do not depend on the number of processes.
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
-        # Trackers (off by default) write under output_dir: tensorboard's event files need no network.
-        log_with=list(config.report_to) or None,
-        project_dir=str(Path(config.output_dir)) if config.report_to else None,
-    )
+    # The DataLoader yields global batches which accelerate splits across processes, so which examples make up a
+    # step, and the LR schedule, do not depend on the number of processes. Trackers (off by default) write under
+    # output_dir: tensorboard's event files need no network.
+    return Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision),
+                       gradient_accumulation_steps=config.gradient_accumulation_steps,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       log_with=list(config.report_to) or None,
+                       project_dir=str(Path(config.output_dir)) if config.report_to else None)
 
 
 def _let_deepspeed_clip(accelerator: Accelerator, max_grad_norm: float | None) -> None:
@@ -245,11 +231,10 @@ def _check_deepspeed_optimizer(accelerator: Accelerator, optimizer: str) -> None
     if accelerator.distributed_type != DistributedType.DEEPSPEED or optimizer == "adamw":
         return
     if deepspeed_replaces_optimizer(accelerator.state.deepspeed_plugin.deepspeed_config):
-        raise ValueError(
-            f"TrainConfig.optimizer={optimizer!r} would not be used: this DeepSpeed config offloads the "
-            "optimizer to CPU, and accelerate then trains with DeepSpeed's CPU Adam instead. Use "
-            "optimizer='adamw' (what the offloaded run computes) or a config without offload_optimizer_device."
-        )
+        raise ValueError(f"TrainConfig.optimizer={optimizer!r} would not be used: this DeepSpeed config offloads the "
+                         "optimizer to CPU, and accelerate then trains with DeepSpeed's CPU Adam instead. Use "
+                         "optimizer='adamw' (what the offloaded run computes) or a config without "
+                         "offload_optimizer_device.")
 
 
 class _Run:
@@ -269,49 +254,32 @@ class _Run:
         # Data: each DataLoader batch is one global micro-batch; an epoch holds whole optimizer steps only.
         micro_batch = config.per_device_batch_size * accelerator.num_processes
         self.examples_per_step = micro_batch * config.gradient_accumulation_steps
-        self.sampler = EpochSampler(
-            self.num_examples, config.seed, step_size=self.examples_per_step, lengths=lengths, batch_size=micro_batch
-        )
+        self.sampler = EpochSampler(self.num_examples, config.seed, step_size=self.examples_per_step,
+                                    lengths=lengths, batch_size=micro_batch)
         if len(self.sampler) == 0:
             raise ValueError(f"{self.num_examples} examples cannot fill one step of {self.examples_per_step}")
-        dataloader = DataLoader(
-            train_dataset,
-            batch_size=micro_batch,
-            sampler=self.sampler,
-            drop_last=True,
-            collate_fn=collate_fn,
-            num_workers=config.dataloader_num_workers,
-            pin_memory=accelerator.device.type == "cuda",
-            # The DataLoader draws a worker seed each time it is iterated; its own generator keeps that draw off
-            # the global RNG, so a resumed run's dropout masks match the uninterrupted run's.
-            generator=torch.Generator().manual_seed(config.seed),
-        )
+        # The DataLoader draws a worker seed each time it is iterated; its own generator keeps that draw off the
+        # global RNG, so a resumed run's dropout masks match the uninterrupted run's.
+        dataloader = DataLoader(train_dataset, batch_size=micro_batch, sampler=self.sampler, drop_last=True,
+                                collate_fn=collate_fn, num_workers=config.dataloader_num_workers,
+                                pin_memory=accelerator.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(config.seed))
         steps_per_epoch = len(dataloader) // config.gradient_accumulation_steps
         self.total_steps = config.num_epochs * steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         warmup_steps = config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)
 
-        optimizer = build_optimizer(
-            config.optimizer,
-            optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay),
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-        )
-        scheduler = get_scheduler(
-            SCHEDULERS[config.lr_scheduler], optimizer, num_warmup_steps=warmup_steps,
-            num_training_steps=self.total_steps,
-        )
+        params = optimizer_params if optimizer_params is not None else _param_groups(model, config.weight_decay)
+        optimizer = build_optimizer(config.optimizer, params, learning_rate=config.learning_rate,
+                                    weight_decay=config.weight_decay)
+        scheduler = get_scheduler(SCHEDULERS[config.lr_scheduler], optimizer, num_warmup_steps=warmup_steps,
+                                  num_training_steps=self.total_steps)
         self.model, self.optimizer, self.dataloader, self.scheduler = accelerator.prepare(
-            model, optimizer, dataloader, scheduler
-        )
-        self.run_info = dict(
-            num_processes=accelerator.num_processes,
-            mixed_precision=accelerator.mixed_precision,
-            global_batch=self.examples_per_step,
-            steps_per_epoch=steps_per_epoch,
-            total_steps=self.total_steps,
-        )
+            model, optimizer, dataloader, scheduler)
+        self.run_info = dict(num_processes=accelerator.num_processes, mixed_precision=accelerator.mixed_precision,
+                             global_batch=self.examples_per_step, steps_per_epoch=steps_per_epoch,
+                             total_steps=self.total_steps)
         # The position in the data (resume() may move it), and what has been logged (open_log() reads it).
         self.global_step, self.epoch, self.batches_done, self.elapsed_before = 0, 0, 0, 0.0
         self.finished = False  # resume() found the run's checkpoint at its last step
@@ -333,11 +301,9 @@ class _Run:
             self.total_steps, self.examples_per_step = state.get("total_steps", self.total_steps), state["examples_per_step"]
             self.run_info = {**self.run_info, **self.saved_run_info()}
         if (state["examples_per_step"], state["num_examples"]) != (self.examples_per_step, self.num_examples):
-            raise ValueError(
-                f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
-                f"{state['num_examples']} examples; resuming with other values would skip the wrong batches. "
-                "Use a new output_dir or resume=False."
-            )
+            raise ValueError(f"{checkpoint} was written with {state['examples_per_step']} examples per step over "
+                             f"{state['num_examples']} examples; resuming with other values would skip the wrong "
+                             "batches. Use a new output_dir or resume=False.")
         theirs, ours = state.get("distributed_type", "NO"), self.accelerator.distributed_type.value
         if self.finished and theirs != ours and {theirs, ours} & {"DEEPSPEED", "FSDP"}:
             # Sharded state of another world cannot load here; the caller loads final/ or best/ (full weights).
@@ -371,12 +337,7 @@ class _Run:
             self.accelerator.wait_for_everyone()
             return
         step = best_row["step"]
-        if self.is_main:
-            ok = recover_saved(best, step)
-        else:
-            ok = True
-        ok = broadcast_object_list([ok], from_process=0)[0]
-        if ok:
+        if broadcast_object_list([recover_saved(best, step) if self.is_main else True], from_process=0)[0]:
             return
         if not loaded:  # the model is the untrained start: step 0's weights; any other step waits for the load
             if step == 0:
@@ -532,13 +493,11 @@ class _Run:
             accelerator.save_state(str(path))
             accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
             if self.is_main:
-                state = dict(
-                    global_step=self.global_step, epoch=self.epoch, batches_done=self.batches_done,
-                    elapsed_s=self.elapsed(), examples_per_step=self.examples_per_step,
-                    num_examples=self.num_examples, total_steps=self.total_steps,
-                    distributed_type=accelerator.distributed_type.value,
-                )
-                mark_complete(path, state)
+                mark_complete(path, dict(global_step=self.global_step, epoch=self.epoch,
+                                         batches_done=self.batches_done, elapsed_s=self.elapsed(),
+                                         examples_per_step=self.examples_per_step, num_examples=self.num_examples,
+                                         total_steps=self.total_steps,
+                                         distributed_type=accelerator.distributed_type.value))
         if self.is_main:
             drop_previous(self.output_dir / "best")  # this checkpoint covers best/ as it is now
             prune_checkpoints(self.output_dir, self.config.keep_last_checkpoints)
@@ -564,19 +523,11 @@ class _Run:
             _save_final_model(accelerator, self.model, best_dir, step=self.global_step)
         if self.is_main:
             drop_previous(best_dir)  # the run is complete: no resume needs best/'s earlier version
-        result = TrainResult(
-            global_step=self.global_step,
-            history=self.history,
-            eval_history=self.eval_history,
-            final_dir=final_dir,
-            last_checkpoint=latest_checkpoint(output_dir),
-            best_metric=best_row[best_name] if best_row else None,
-            best_step=best_row["step"] if best_row else None,
-            metric_for_best=best_name,
-            best_dir=best_dir if self.config.save_best and best_row is not None else None,
-            run_info=self.run_info,
-            cached=self.finished,
-        )
+        result = TrainResult(self.global_step, self.history, self.eval_history, final_dir, latest_checkpoint(output_dir),
+                             best_metric=best_row[best_name] if best_row else None,
+                             best_step=best_row["step"] if best_row else None, metric_for_best=best_name,
+                             best_dir=best_dir if self.config.save_best and best_row is not None else None,
+                             run_info=self.run_info, cached=self.finished)
         if self.config.report_to:
             accelerator.end_training()  # flush and close the trackers
         accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model
@@ -598,10 +549,8 @@ def checkpoint_at_end() -> bool:
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only: decaying biases and LayerNorm gains just hurts (BERT's recipe)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
 
 
@@ -618,11 +567,9 @@ def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
 
 
 def _model_is_sharded(accelerator: Accelerator) -> bool:
-    if accelerator.distributed_type == DistributedType.FSDP:
-        return True
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        return accelerator.state.deepspeed_plugin.zero_stage == 3
-    return False
+    kind = accelerator.distributed_type
+    return kind == DistributedType.FSDP or (kind == DistributedType.DEEPSPEED
+                                             and accelerator.state.deepspeed_plugin.zero_stage == 3)
 
 
 def _evaluate(accelerator: Accelerator, model: torch.nn.Module, eval_fn: Callable) -> dict[str, float]:

@@ -12,16 +12,8 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
-def epoch_order(
-    num_examples: int,
-    seed: int,
-    epoch: int,
-    *,
-    step_size: int | None = None,
-    lengths: Sequence[int] | None = None,
-    batch_size: int = 1,
-    group_batches: int = 50,
-) -> np.ndarray:
+def epoch_order(num_examples: int, seed: int, epoch: int, *, step_size: int | None = None,
+                lengths: Sequence[int] | None = None, batch_size: int = 1, group_batches: int = 50) -> np.ndarray:
     """Shuffled example indices for one epoch.
 
     step_size: keep only a multiple of it (the examples of one optimizer step, default: one batch), so that every
@@ -50,29 +42,17 @@ def epoch_order(
 class EpochSampler(Sampler[int]):
     """A DataLoader sampler over `epoch_order`; call `set_epoch(e)` before iterating epoch e."""
 
-    def __init__(
-        self,
-        num_examples: int,
-        seed: int,
-        *,
-        step_size: int | None = None,
-        lengths: Sequence[int] | None = None,
-        batch_size: int = 1,
-        group_batches: int = 50,
-    ):
-        self.num_examples, self.seed, self.step_size = num_examples, seed, step_size or batch_size
-        self.lengths, self.batch_size, self.group_batches = lengths, batch_size, group_batches
-        self.epoch = 0
+    def __init__(self, num_examples: int, seed: int, *, step_size: int | None = None,
+                 lengths: Sequence[int] | None = None, batch_size: int = 1, group_batches: int = 50):
+        self.num_examples, self.seed, self.step_size, self.epoch = num_examples, seed, step_size or batch_size, 0
+        self.options = dict(step_size=self.step_size, lengths=lengths, batch_size=batch_size,
+                            group_batches=group_batches)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
-        order = epoch_order(
-            self.num_examples, self.seed, self.epoch, step_size=self.step_size, lengths=self.lengths,
-            batch_size=self.batch_size, group_batches=self.group_batches,
-        )
-        return iter(order.tolist())
+        return iter(epoch_order(self.num_examples, self.seed, self.epoch, **self.options).tolist())
 
     def __len__(self) -> int:
         return self.num_examples // self.step_size * self.step_size

@@ -13,11 +13,11 @@ from ...experiment import (
     train_scorer,
 )
 from ...experiment.launch import train_launched
-from ...losses import POINTWISE
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
 from ...settings import snapshot
 from ...training import TrainConfig
+from ...training.groups import batch_unit
 from .data import LLMData
 from .settings import DECODER_VARIANTS, PIPELINE, REFERENCES, LLMRerankerConfig, config, slug
 
@@ -122,9 +122,8 @@ def decoder_scale(cfg: LLMRerankerConfig, train: TrainConfig, loss: str, n_group
     """How much a decoder variant trains, for its row: '32 steps x 1 group of 8 (64 training queries)' (a batch
     counts groups for group losses, pairs for pointwise ones)."""
     size = train.per_device_batch_size * train.gradient_accumulation_steps
-    unit = f"pair{'s' * (size != 1)}" if loss in POINTWISE else f"group{'s' * (size != 1)} of {cfg.group_size}"
     length = f"{train.max_steps} steps" if train.max_steps else f"{train.num_epochs:g} epoch(s)"
-    return f"{length} x {size} {unit} ({n_groups} training queries)"
+    return f"{length} x {size} {batch_unit(loss, size, cfg.group_size)} ({n_groups} training queries)"
 
 
 def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Row, results_dir) -> Row:
