@@ -1,9 +1,10 @@
 """The experiment layer every recipe shares: train with dev selection (the untrained start is a candidate) and
 evaluate a ranker into records (the row, its `+interp` row, paired tests); one cache key, one dev evaluator,
 one learning-curve figure, one results table. Recipes hold only what is particular to a paper."""
+from ..data.candidates import Candidate, Candidates, EvalSet
 from .dev import DevEvaluator
 from .records import (
-    Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
+    Row, Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
 )
 from .report import curve_table, learning_curves, results_table, selection_row
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
@@ -17,7 +18,7 @@ from .splits import (
 )
 
 __all__ = [
-    "DevEvaluator", "RerankingSets", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight",
+    "Candidate", "Candidates", "DevEvaluator", "EvalSet", "RerankingSets", "Row", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight",
     "comparison_cells", "curve_table", "dl_training_split", "fingerprint", "first_stage_of", "jsonable",
     "learning_curves", "load_run", "pipeline_cache", "publish_model", "publish_selected", "record_interpolation",
     "record_reranker", "record_run", "results_table", "run_dir", "run_path", "sample_ids", "sample_items", "save_run",

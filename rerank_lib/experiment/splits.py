@@ -6,6 +6,7 @@ import dataclasses
 import random
 
 from ..data import TrainingQueries, dev_slice, load_dataset, without_overlap
+from ..data.candidates import EvalSet
 from ..data.trec import top_k
 from ..data.types import Dataset, Run
 from .runs import load_run
@@ -103,6 +104,11 @@ class RerankingSets:
     dev: Dataset
     dev_bm25: Run
     split: TrainingSplit
+
+    def evalsets(self, depth: int | None) -> tuple[EvalSet, EvalSet]:
+        """(test, dev) over their BM25 candidates, test's recorded at `depth`."""
+        return (EvalSet.of(self.test, self.test_bm25, first_stage="bm25", depth=depth),
+                EvalSet.of(self.dev, self.dev_bm25, first_stage="bm25"))
 
 
 def scifact_reranking_sets(results_dir, profile: str, split: TrainingSplit, depth: int, dev_depth: int,

@@ -1,0 +1,66 @@
+"""Candidates as values: one query's first-stage candidates with their texts and scores (rank_llm's Request and
+Candidate), and an evaluation set, which is what a ranker is measured on and what its records name. Steps pass these
+instead of a loose (run, corpus, queries, qrels, dataset, split, first stage, depth)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator, Mapping, Sequence
+
+from .trec import ranked
+from .types import Dataset, Document, Qrels, Run
+
+
+@dataclass(frozen=True)
+class Candidate:
+    doc_id: str
+    text: str
+    score: float  # the first stage's
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One query and its candidates, best first."""
+
+    query_id: str
+    query: str
+    candidates: tuple[Candidate, ...]
+
+    def run(self) -> dict[str, float]:
+        return {c.doc_id: c.score for c in self.candidates}
+
+
+@dataclass(frozen=True, eq=False)
+class EvalSet:
+    """A dataset split's queries and judgments, the first-stage run over them and what the records call it.
+
+    `first_stage` is the records' label ('bm25', or 'corpus' for a full-corpus retrieval), `run` the candidates a
+    reranker reads and a `+interp` row mixes with; `measures=None` means the dataset's defaults."""
+
+    dataset: str
+    split: str
+    queries: Mapping[str, str]
+    qrels: Qrels
+    first_stage: str = ""
+    depth: int | None = None
+    run: Run | None = None
+    corpus: Mapping[str, Document] | None = None
+    measures: Sequence[str] | None = None
+
+    @classmethod
+    def of(cls, ds: Dataset, run: Run | None = None, **labels) -> "EvalSet":
+        return cls(ds.name, ds.split, ds.queries, ds.qrels, run=run, corpus=ds.corpus, **labels)
+
+    def but(self, **changes) -> "EvalSet":
+        return replace(self, **changes)
+
+    def candidates(self, query_id: str) -> Candidates:
+        """The query's top-`depth` first-stage candidates with their texts, in the order trec_eval ranks them."""
+        if self.run is None or self.corpus is None:
+            raise ValueError(f"{self.dataset}/{self.split}: an EvalSet without a first-stage run or corpus has no "
+                             "candidates")
+        top = ranked(self.run.get(query_id, {}))[: self.depth]
+        return Candidates(query_id, self.queries[query_id],
+                          tuple(Candidate(d, self.corpus[d].text_for_model, float(s)) for d, s in top))
+
+    def __iter__(self) -> Iterator[Candidates]:
+        return (self.candidates(q) for q in self.queries if q in (self.run or {}))
