@@ -5,6 +5,7 @@ from ..data.candidates import Candidate, Candidates, EvalSet
 from .dev import DevEvaluator
 from .records import (
     Row, Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
+    records_of,
 )
 from .report import curve_table, learning_curves, results_table, selection_row
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
@@ -21,7 +22,7 @@ __all__ = [
     "Candidate", "Candidates", "DevEvaluator", "EvalSet", "RerankingSets", "Row", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight",
     "comparison_cells", "curve_table", "dl_training_split", "fingerprint", "first_stage_of", "jsonable",
     "learning_curves", "load_run", "pipeline_cache", "publish_model", "publish_selected", "record_interpolation",
-    "record_reranker", "record_run", "results_table", "run_dir", "run_path", "sample_ids", "sample_items", "save_run",
+    "record_reranker", "record_run", "records_of", "results_table", "run_dir", "run_path", "sample_ids", "sample_items", "save_run",
     "saved_teacher", "scifact_reranking_sets", "scifact_training_split", "selection_row", "test_sample",
     "train_encoder", "train_encoder_in_run_dir", "train_scorer", "train_with_dev_selection",
 ]

@@ -92,6 +92,11 @@ def record_reranker(run: Run, evalset: EvalSet, row: Row, results_dir, *,
     return records
 
 
+def records_of(steps) -> list[Record]:
+    """The records of evaluated steps, in order: every step that evaluates returns an object with `.records`."""
+    return [record for step in steps for record in step.records]
+
+
 def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qrels, measure: str = "nDCG@10",
                                 grid=None) -> tuple[float, pd.DataFrame]:
     """The weight of `interpolate(reranker, first stage, w)` that is best on the dev slice (ties: larger weight).
