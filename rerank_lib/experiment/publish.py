@@ -49,9 +49,8 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
         EXPORTS[kind](model, export_options.pop("tokenizer"), folder, **export_options)
     else:
         EXPORTS[kind](model, folder, **export_options)
-    test = None
+    test = None if record is None else dict(record.metrics)
     if record is not None:
-        test = {name: value for name, value in record.metrics.items()}
         training_data = training_data or f"{record.training_queries} (evaluated on {record.dataset}/{record.split})"
     export.model_card(folder, base_model=base_model, training_queries=training_queries, settings=settings,
                       dev=dev, test=test, training_data=training_data, kind=kind, title=method,

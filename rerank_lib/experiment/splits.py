@@ -64,7 +64,9 @@ class TrainingSplit:
         return TrainingQueries.of(f"{self.provenance.source} sample", queries)
 
 
-def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int) -> TrainingSplit:
+def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int, restrict_to) -> TrainingSplit:
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
     ds = ds.subset(sorted(ds.judged_queries()))
     train_ids, dev_ids = dev_slice(ds.queries, fraction=dev_fraction, min_size=min(min_dev, len(ds.queries) // 2), seed=seed)
     provenance = TrainingQueries.of(source, ds.queries)
@@ -81,18 +83,14 @@ def scifact_training_split(data_root=None, seed: int = 13, dev_fraction: float =
     test = load_dataset("scifact", "test", root=data_root)
     ds = load_dataset("scifact", "train", root=data_root)
     ds = ds.subset(sorted(without_overlap(ds.queries, test.queries)))
-    if restrict_to is not None:
-        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
-    return _split(ds, "scifact/train", seed, dev_fraction, min_dev)
+    return _split(ds, "scifact/train", seed, dev_fraction, min_dev, restrict_to)
 
 
 def dl_training_split(train_on: str, data_root=None, seed: int = 13, dev_fraction: float = 0.2, min_dev: int = 8,
                       restrict_to=None) -> TrainingSplit:
     """One TREC DL year as training data for the other year's evaluation (folds_dl), with its own dev slice."""
-    ds = load_dataset(train_on, "test", root=data_root)
-    if restrict_to is not None:
-        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
-    return _split(ds, f"{train_on}/test", seed, dev_fraction, min_dev)
+    return _split(load_dataset(train_on, "test", root=data_root), f"{train_on}/test", seed, dev_fraction, min_dev,
+                  restrict_to)
 
 
 @dataclasses.dataclass
