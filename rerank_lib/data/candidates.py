@@ -3,7 +3,7 @@ Candidate), and an evaluation set, which is what a ranker is measured on and wha
 instead of a loose (run, corpus, queries, qrels, dataset, split, first stage, depth)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from .trec import ranked
@@ -24,9 +24,6 @@ class Candidates:
     query_id: str
     query: str
     candidates: tuple[Candidate, ...]
-
-    def run(self) -> dict[str, float]:
-        return {c.doc_id: c.score for c in self.candidates}
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,14 +47,10 @@ class EvalSet:
     def of(cls, ds: Dataset, run: Run | None = None, **labels) -> "EvalSet":
         return cls(ds.name, ds.split, ds.queries, ds.qrels, run=run, corpus=ds.corpus, **labels)
 
-    def but(self, **changes) -> "EvalSet":
-        return replace(self, **changes)
-
     def candidates(self, query_id: str) -> Candidates:
         """The query's top-`depth` first-stage candidates with their texts, in the order trec_eval ranks them."""
         if self.run is None or self.corpus is None:
-            raise ValueError(f"{self.dataset}/{self.split}: an EvalSet without a first-stage run or corpus has no "
-                             "candidates")
+            raise ValueError(f"{self.dataset}/{self.split}: no first-stage run or corpus, so no candidates")
         top = ranked(self.run.get(query_id, {}))[: self.depth]
         return Candidates(query_id, self.queries[query_id],
                           tuple(Candidate(d, self.corpus[d].text_for_model, float(s)) for d, s in top))

@@ -1,9 +1,5 @@
-"""The one dev evaluator: what the training loop calls to score the model on the dev slice.
-
-Every pipeline turns the model under training into a run on its dev queries in its own way (rerank candidates,
-search a corpus, rerank windows listwise); everything after that — the measures, keeping each run so that the
-selected checkpoint's dev run can pick an interpolation weight without scoring again — is the same.
-"""
+"""The one dev evaluator the training loop calls: each pipeline makes the model's run on its dev queries its own
+way (rerank, search, rerank listwise); measuring it and keeping it (for the interpolation weight) is shared."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence

@@ -1,10 +1,5 @@
-"""One cache key for every training run: the run's folder is named by a hash of its data, its settings and the
-version of the code that trains it.
-
-A re-run with the same data, settings and code finds its folder (resumes, or finds the run complete) instead of
-training again; a change of any of them gets a new folder, so a stale checkpoint is never reused: a committed
-change to a loss, a recipe or the training loop retrains instead of reporting the old code's numbers.
-"""
+"""One cache key for every training run: its folder is named by a hash of its data, its settings and the version of
+the code that trains it, so a re-run finds (resumes) its run and a change of any of them never reuses a stale one."""
 from __future__ import annotations
 
 import hashlib

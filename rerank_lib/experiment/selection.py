@@ -1,9 +1,5 @@
-"""Train with dev selection: the one way every recipe trains a model.
-
-The training loop evaluates the dev slice at step 0 (the untrained start is a candidate), every
-`eval_every_steps` and at the end, and keeps the best weights; this module wraps that with what every recipe
-needs afterwards: which step was selected, the curve, the selected model loaded, and its dev run.
-"""
+"""Train with dev selection, the one way every recipe trains: the loop evaluates dev at step 0 (the untrained start
+is a candidate) and keeps the best weights; this adds the selected step, the curve, the model and its dev run."""
 from __future__ import annotations
 
 import time
