@@ -66,8 +66,9 @@ def test_first_stage_and_teacher_profiles():
 # ---- training splits, the leak guard inside record_run, interpolation rows ----------------------------------
 
 from rerank_lib.data import LeakError
+from rerank_lib.evaluation import evaluate, interpolate
 from rerank_lib.experiment import (
-    choose_interpolation_weight, dl_training_split, record_interpolation, record_reranker, scifact_training_split,
+    choose_interpolation_weight, dl_training_split, record_reranker, scifact_training_split,
 )
 
 
@@ -110,14 +111,16 @@ def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
     # w=0: q1 rank 3, q2 rank 1; w=0.5: q1 a=.5,b=.5,c=.5 (tie -> doc id desc: c,b,a -> rank 3), q2 a=.9 rank 1;
     # w=1: q1 rank 1, q2 b first -> rank 2.  nDCG@10: w=0 (0.5+1)/2, w=.5 same, w=1 (1+0.6309)/2 = 0.8155 best.
     assert w == 1.0 and curve.loc[curve.weight == 1.0, "nDCG@10"].item() == pytest.approx((1 + 1 / 1.5849625) / 2, abs=1e-4)
+    # record_reranker: the row, then its +interp row (the reranker mixed with evalset.run, the first stage) with
+    # the weight the dev slice (here the same two queries) chose on the default grid
     evalset = EvalSet("scifact", "test", {"q1": "", "q2": ""}, qrels, run=first)
-    rec = record_interpolation(reranker, 0.5, evalset, Row("p", "ce", "smoke", params={"lr": 1}), tmp_path)
-    assert rec.method == "ce+interp" and rec.params == {"lr": 1, "interpolation_weight": 0.5}
-    # record_reranker: the row, then its +interp row with the weight dev chose and the dev curve
-    plain, interp = record_reranker(reranker, evalset, Row("p", "ce", "smoke"), tmp_path, dev=evalset, dev_run=reranker)
-    assert plain.method == "ce" and plain.params == {} and interp.method == "ce+interp"
-    assert interp.params["interpolation_weight"] == choose_interpolation_weight(reranker, first, qrels)[0]
-    assert len(interp.params["dev_curve"]["weight"]) == 11  # the default grid 0, 0.1, ..., 1
+    plain, interp = record_reranker(reranker, evalset, Row("p", "ce", "smoke", params={"lr": 1}), tmp_path,
+                                    dev=evalset, dev_run=reranker)
+    assert plain.method == "ce" and plain.params == {"lr": 1} and interp.method == "ce+interp"
+    w = choose_interpolation_weight(reranker, first, qrels)[0]  # the default grid 0, 0.1, ..., 1
+    assert interp.params["interpolation_weight"] == w and len(interp.params["dev_curve"]["weight"]) == 11
+    assert interp.params["lr"] == 1
+    assert interp.metrics["nDCG@10"] == pytest.approx(evaluate(interpolate(reranker, first, w), qrels, ["nDCG@10"])["nDCG@10"])
     assert len(record_reranker(reranker, evalset, Row("p", "ce", "smoke"), tmp_path)) == 1  # no dev run: one row
 
 

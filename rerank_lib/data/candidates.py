@@ -1,6 +1,5 @@
-"""Candidates as values: one query's first-stage candidates with their texts and scores (rank_llm's Request and
-Candidate), and an evaluation set, which is what a ranker is measured on and what its records name. Steps pass these
-instead of a loose (run, corpus, queries, qrels, dataset, split, first stage, depth)."""
+"""Candidates as values: a query's first-stage candidates with texts and scores (rank_llm's Request / Candidate),
+and the evaluation set a ranker is measured on and its records name, instead of eight loose arguments."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -67,28 +67,19 @@ def record_run(run: Run, evalset: EvalSet, row: Row, results_dir, *, baselines: 
     return record
 
 
-def record_interpolation(reranked: Run, weight: float, evalset: EvalSet, row: Row, results_dir, *,
-                         baselines: Mapping[str, Run] | None = None,
-                         training: TrainingQueries | None = None) -> Record:
-    """The standard `reranker + first stage` row: normalised score interpolation of `reranked` with `evalset.run`
-    (the first stage), the weight chosen on dev."""
-    row = row.but(method=f"{row.method}+interp", params={**dict(row.params or {}), "interpolation_weight": weight})
-    return record_run(interpolate(reranked, evalset.run, weight), evalset, row, results_dir, baselines=baselines,
-                      training=training)
-
-
 def record_reranker(run: Run, evalset: EvalSet, row: Row, results_dir, *,
                     baselines: Mapping[str, Run] | None = None, training: TrainingQueries | None = None,
                     dev: EvalSet | None = None, dev_run: Run | None = None) -> list[Record]:
     """A reranker's test run as records: its row, and with a `dev_run` (the reranker on `dev`'s first-stage run)
-    its `+interp` row, the weight the dev slice chose. The one way a trained or zero-shot reranker enters the
-    results."""
+    its `+interp` row: normalised score interpolation with `evalset.run` (the first stage), the weight chosen on
+    dev. The one way a trained or zero-shot reranker enters the results."""
     records = [record_run(run, evalset, row, results_dir, baselines=baselines, training=training)]
     if dev_run is not None:
         weight, curve = choose_interpolation_weight(dev_run, dev.run, dev.qrels)
-        records.append(record_interpolation(
-            run, weight, evalset, row.but(params={**dict(row.params or {}), "dev_curve": curve.to_dict("list")}),
-            results_dir, baselines=baselines, training=training))
+        params = {**dict(row.params or {}), "dev_curve": curve.to_dict("list"), "interpolation_weight": weight}
+        records.append(record_run(interpolate(run, evalset.run, weight), evalset,
+                                  row.but(method=f"{row.method}+interp", params=params), results_dir,
+                                  baselines=baselines, training=training))
     return records
 
 

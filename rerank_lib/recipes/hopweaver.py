@@ -40,8 +40,8 @@ from ..evaluation import (
 from ..first_stage import BM25Index
 from ..experiment import (
     DevEvaluator, EvalSet, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable,
-    load_run, pipeline_cache, publish_selected, record_interpolation, record_run, run_dir, sample_ids,
-    scifact_training_split, test_sample, train_scorer,
+    load_run, pipeline_cache, publish_selected, record_run, run_dir, sample_ids, scifact_training_split, test_sample,
+    train_scorer,
 )
 from ..rerankers import CrossEncoder
 from ..rerankers.cross_encoder import has_trained_head
@@ -351,13 +351,13 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                                   baselines=baselines, training=data.split.provenance if name == "diverse_ft" else None))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)
-        interp = success_and_attempts(interpolate(runs["diverse_ft"], runs["diverse"], weight), test.qrels)
-        records.append(record_interpolation(
-            runs["diverse_ft"], weight, evalset,
-            Row(PIPELINE, "hopweaver-diverse-ft", cfg.profile, models["diverse_ft"] + " + diverse",
-                {**params, **interp, "dev_curve": curve.to_dict("list"), "generator_yield": gen_yield}, cfg.seed,
-                wall_s=walls["diverse_ft"]),
-            results_dir, baselines=baselines, training=data.split.provenance))
+        mixed = interpolate(runs["diverse_ft"], runs["diverse"], weight)
+        p = {**params, **success_and_attempts(mixed, test.qrels), "dev_curve": curve.to_dict("list"),
+             "generator_yield": gen_yield, "interpolation_weight": weight}
+        records.append(record_run(mixed, evalset, Row(PIPELINE, "hopweaver-diverse-ft+interp", cfg.profile,
+                                                      models["diverse_ft"] + " + diverse", p, cfg.seed,
+                                                      wall_s=walls["diverse_ft"]),
+                                  results_dir, baselines=baselines, training=data.split.provenance))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
                      training_data="HopWeaver contrastive data generated from SciFact train claims")
