@@ -27,10 +27,8 @@ class Candidates:
 
 @dataclass(frozen=True, eq=False)
 class EvalSet:
-    """A dataset split's queries and judgments, the first-stage run over them and what the records call it.
-
-    `first_stage` is the records' label ('bm25', or 'corpus' for a full-corpus retrieval), `run` the candidates a
-    reranker reads and a `+interp` row mixes with; `measures=None` means the dataset's defaults."""
+    """A split's queries and judgments, the first-stage `run` (what a reranker reads, a `+interp` row mixes with) and
+    its label in the records (`first_stage`: 'bm25', or 'corpus' for a full retrieval); None measures: the dataset's."""
 
     dataset: str
     split: str

@@ -10,12 +10,9 @@ from ..evaluation import document_recalls, evaluate
 
 
 class DevEvaluator:
-    """An `eval_fn` for `training.train`: `produce(model) -> Run`, scored with ir-measures `measures` on `qrels`.
-
-    `extra(run) -> {name: value}` adds metrics that are not ir-measures (LocalRQA's document recall@k, agreement
-    with a teacher). Every produced run is kept in `runs`, in call order, which is the order of the training
-    loop's `eval_history` (step 0 first) when this evaluator saw every evaluation.
-    """
+    """An `eval_fn` for `training.train`: `produce(model) -> Run`, scored with ir-measures `measures` on `qrels`;
+    `extra(run) -> {name: value}` adds others (LocalRQA's document recall@k, agreement with a teacher). `runs` keeps
+    every produced run in call order: the loop's `eval_history` order (step 0 first) when it saw every evaluation."""
 
     def __init__(self, produce: Callable[[Any], Run], qrels, measures: Sequence[str] = ("nDCG@10",),
                  extra: Callable[[Run], Mapping[str, float]] | None = None, prefix: str = ""):

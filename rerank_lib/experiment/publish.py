@@ -54,8 +54,7 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
 
 
 def non_finite_weights(model: Any) -> list[str]:
-    """Names of the floating-point parameters and buffers of `model` (a torch module, or a ranker / encoder holding
-    one as `.model`) that hold a NaN or an infinity."""
+    """Names of the float tensors of `model` (a torch module, or a ranker / encoder's `.model`) holding NaN or inf."""
     import torch
 
     module = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
@@ -67,9 +66,8 @@ def non_finite_weights(model: Any) -> list[str]:
 
 def publish_selected(kind: str, model: Any, record, selected, results_dir: str | os.PathLike, *, base_model: str,
                      name: str | None = None, settings: Mapping | None = None, **options) -> Path:
-    """`publish_model` for the dev-selected checkpoint of the test row `record` (its profile, training queries and
-    params as the settings unless given), named `name` (default: the row's method); the card's dev number is the
-    selection metric at the selected step (none when no training step was evaluated)."""
+    """`publish_model` for the dev-selected checkpoint of the test row `record` (its profile, training queries, method
+    and params unless given); the card's dev number is the selection metric at the selected step, if evaluated."""
     dev = {selected.metric: selected.value} if selected.step is not None else None
     return publish_model(kind, model, results_dir, record.profile, name or record.method, base_model=base_model,
                          training_queries=record.n_training_queries,

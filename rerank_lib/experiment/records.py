@@ -38,10 +38,8 @@ def record_run(run: Run, evalset: EvalSet, row: Row, results_dir, *, baselines: 
                training: TrainingQueries | None = None,
                scorer: Callable[[Run, Any], pd.DataFrame] | None = None) -> Record:
     """Evaluate `run`, test it against each baseline run (paired t-test per measure), write the record + per-query CSV.
-
-    A trained model passes `training`: the leak guard refuses the record when it shares a query with
-    `evalset.queries`, and the record names the training queries. `scorer(run, qrels)` replaces ir-measures for
-    measures it does not know (e.g. LocalRQA's recall@k): a long per-query frame (qid, measure, value).
+    A trained model passes `training`: the leak guard refuses it when it shares a query with `evalset.queries`.
+    `scorer(run, qrels)` measures what ir-measures does not know (LocalRQA's recall@k): a (qid, measure, value) frame.
     """
     training_queries, n_training_queries = "none (zero-shot)", None
     if training is not None:
@@ -90,10 +88,8 @@ def records_of(steps) -> list[Record]:
 
 def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qrels, measure: str = "nDCG@10",
                                 grid=None) -> tuple[float, pd.DataFrame]:
-    """The weight of `interpolate(reranker, first stage, w)` that is best on the dev slice (ties: larger weight).
-
-    Returns the weight and the whole dev curve, to show in the notebook.
-    """
+    """The weight of `interpolate(reranker, first stage, w)` best on the dev slice (ties: the larger), and the
+    whole dev curve, to show in the notebook."""
     grid = [round(float(w), 2) for w in (np.linspace(0.0, 1.0, 11) if grid is None else grid)]
     rows = [{"weight": w, measure: evaluate(interpolate(reranked_dev, first_stage_dev, w), dev_qrels, [measure])[measure]}
             for w in grid]

@@ -33,9 +33,8 @@ def curve_table(selected: Mapping[str, Selected], metric: str | None = None,
 
 
 def selection_row(selected: Selected, metrics: Mapping[str, str] | None = None, last: bool = False) -> dict:
-    """A run's training summary as table cells: steps, the selected step, each dev metric ({column label: curve
-    key}, default the selection metric) at step 0 (the start) and at the selected step (and the last evaluation
-    with `last`), the final training loss and the wall seconds."""
+    """A run's training summary as table cells: steps, the selected step, each dev metric ({label: curve key}, default
+    the selection metric) at step 0, at the selected step (and last, with `last`), the final loss, the seconds."""
     at = {row["step"]: row for row in selected.curve}
     row = {"steps": selected.result.global_step, "selected step": selected.step}
     for label, key in (metrics or {selected.metric: selected.metric}).items():

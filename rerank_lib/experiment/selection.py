@@ -46,11 +46,8 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
                              config: TrainConfig, dev: DevEvaluator | None, *,
                              load_selected: Callable[[Path], Any] | None = None, **train_options) -> Selected:
     """`training.train` with `dev` as its eval_fn, then the selected checkpoint: its step, curve and dev run.
-
-    load_selected(model_dir): loads the selected weights (into `model` or as a new ranker) and returns what
-    `dev.produce` accepts; it is called only when the selected checkpoint's dev run is not at hand (a run
-    resumed or found complete), to score it once. `train_options` go to `training.train` (optimizer_params,
-    lengths).
+    load_selected(model_dir) returns what `dev.produce` accepts, loaded with the selected weights; it is called only
+    when that checkpoint's dev run is not at hand (a resumed or cached run). `train_options` go to `training.train`.
     """
     if dev is not None and config.eval_every_steps is None and not config.eval_at_start:
         config = replace(config, eval_at_start=True)

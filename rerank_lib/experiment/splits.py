@@ -29,9 +29,8 @@ def sample_items(items: list, n: int | None, seed: int) -> list:
 
 
 def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=None, split: str = "test"):
-    """The judged queries of a test set that the saved `first_stage` run holds, all or a seeded sample of `n`:
-    (the dataset restricted to them, their first-stage run, the records' split name: `split`, or `split-<n>q`
-    for a sample)."""
+    """The judged queries of a test set that the saved `first_stage` run holds, all or a seeded sample of `n`: (the
+    dataset restricted to them, their first-stage run, the records' split name: `split`, or `split-<n>q`)."""
     ds = load_dataset(dataset, split, root=data_root)
     judged = sorted(q for q in first_stage if q in ds.qrels)
     ids = sample_ids(judged, n, seed)
@@ -41,10 +40,8 @@ def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=N
 
 @dataclasses.dataclass
 class TrainingSplit:
-    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.
-
-    `provenance` covers train and dev together: both are closed to evaluation.
-    """
+    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their
+    provenance, which covers both: both are closed to evaluation."""
 
     train: Dataset
     dev: Dataset
@@ -75,11 +72,8 @@ def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: in
 
 def scifact_training_split(data_root=None, seed: int = 13, dev_fraction: float = 0.1, min_dev: int = 20,
                            restrict_to=None) -> TrainingSplit:
-    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice.
-
-    `restrict_to` limits it to some query ids (the smoke profile trains on the queries 01_first_stage ran).
-    The same seed and fraction give the dev slice 02_teacher reports on.
-    """
+    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice (02_teacher's, for the
+    same seed and fraction); `restrict_to`: some query ids (smoke trains on the queries 01_first_stage ran)."""
     test = load_dataset("scifact", "test", root=data_root)
     ds = load_dataset("scifact", "train", root=data_root)
     ds = ds.subset(sorted(without_overlap(ds.queries, test.queries)))
