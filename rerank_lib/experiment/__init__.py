@@ -1,7 +1,6 @@
 """The experiment layer every recipe shares: train with dev selection (the untrained start is a candidate) and
 evaluate a ranker into records (the row, its `+interp` row, paired tests); one cache key, one dev evaluator,
-one learning-curve figure, one results table. Recipes hold only what is particular to a paper. Its public names
-are the ones imported here."""
+one learning-curve figure, one results table. Recipes hold only what is particular to a paper."""
 from ..data.candidates import EvalSet  # what every record is measured on
 from .dev import DevEvaluator
 from .records import (

@@ -122,5 +122,4 @@ class Timer:
         return self
 
     def __exit__(self, *exc):
-        self.s = time.perf_counter() - self.start
-        return False
+        self.s = time.perf_counter() - self.start  # returns None: an exception propagates
