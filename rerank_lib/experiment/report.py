@@ -48,9 +48,8 @@ def selection_row(selected: Selected, metrics: Mapping[str, str] | None = None, 
 
 def learning_curves(selected: Mapping[str, Selected], path: str | os.PathLike, metric: str | None = None,
                     title: str = "", smooth: int = 5, reference: Mapping[str, float] | None = None) -> Path:
-    """Left: each run's training loss relative to its first logged value (running mean of `smooth` steps);
-    right: the dev metric per evaluated step from the untrained start (step 0), the selected step circled,
-    `reference` values as dashed lines."""
+    """Left: each run's training loss over its first logged value (running mean of `smooth` steps); right: the dev
+    metric per evaluated step from the start (step 0), the selected step circled, `reference` values dashed."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.8))
