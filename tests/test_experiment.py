@@ -1,8 +1,9 @@
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
-from rerank_lib.experiment import load_run, record_run, save_run
+from rerank_lib.experiment import EvalSet, Row, load_run, record_run, save_run
 from rerank_lib.settings import resolve_profile
 from rerank_lib.results import load_per_query, load_records
 
@@ -38,8 +39,8 @@ def test_record_run_writes_metrics_significance_and_per_query(tmp_path):
     assert load_run(tmp_path, "smoke", "toy", "test", "good") == good
     with pytest.raises(FileNotFoundError, match="01_first_stage"):
         load_run(tmp_path, "smoke", "toy", "test", "missing")
-    rec = record_run(good, qrels, pipeline="p", method="good", dataset="toy", split="test", profile="smoke",
-                     results_dir=tmp_path, baselines={"bad": bad}, measures=["nDCG@10", "RR@10"])
+    toy = EvalSet("toy", "test", {"1": "q one", "2": "q two"}, qrels, measures=["nDCG@10", "RR@10"])
+    rec = record_run(good, toy, Row("p", "good", "smoke"), tmp_path, baselines={"bad": bad})
     assert rec.metrics == {"nDCG@10": 1.0, "RR@10": 1.0}
     # bad ranks the relevant doc 2nd in both queries: RR 0.5 each, so delta = +0.5 on every query
     assert rec.significance["bad"]["RR@10"]["delta"] == pytest.approx(0.5)
@@ -65,8 +66,9 @@ def test_first_stage_and_teacher_profiles():
 # ---- training splits, the leak guard inside record_run, interpolation rows ----------------------------------
 
 from rerank_lib.data import LeakError
+from rerank_lib.evaluation import evaluate, interpolate
 from rerank_lib.experiment import (
-    choose_interpolation_weight, dl_training_split, record_interpolation, scifact_training_split,
+    choose_interpolation_weight, dl_training_split, record_reranker, scifact_training_split,
 )
 
 
@@ -92,15 +94,12 @@ def test_record_run_refuses_a_leaky_evaluation_on_real_data(shared_data, tmp_pat
     leaky = load_dataset("trec-dl-2020", "test", root=shared_data).judged_queries()
     run = {q: {d: 1.0 for d in list(dl19.qrels[q])[:3]} for q in list(dl19.qrels)[:5]}
     qrels = {q: dl19.qrels[q] for q in run}
-    rec = record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2019", split="test", profile="smoke",
-                     results_dir=tmp_path, training=dl20.provenance, eval_queries={q: dl19.queries[q] for q in run})
+    row = Row("p", "m", "smoke")
+    rec = record_run(run, EvalSet("trec-dl-2019", "test", {q: dl19.queries[q] for q in run}, qrels), row, tmp_path,
+                     training=dl20.provenance)
     assert rec.training_queries.startswith("trec-dl-2020/test") and rec.n_training_queries == len(dl20.provenance.query_ids)
     with pytest.raises(LeakError, match="trec-dl-2020"):
-        record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2020", split="test", profile="smoke",
-                   results_dir=tmp_path, training=dl20.provenance, eval_queries=leaky)
-    with pytest.raises(TypeError, match="eval_queries"):
-        record_run(run, qrels, pipeline="p", method="m", dataset="trec-dl-2019", split="test", profile="smoke",
-                   results_dir=tmp_path, training=dl20.provenance)
+        record_run(run, EvalSet("trec-dl-2020", "test", leaky, qrels), row, tmp_path, training=dl20.provenance)
 
 
 def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
@@ -112,9 +111,31 @@ def test_interpolation_weight_is_chosen_on_dev_by_hand(tmp_path):
     # w=0: q1 rank 3, q2 rank 1; w=0.5: q1 a=.5,b=.5,c=.5 (tie -> doc id desc: c,b,a -> rank 3), q2 a=.9 rank 1;
     # w=1: q1 rank 1, q2 b first -> rank 2.  nDCG@10: w=0 (0.5+1)/2, w=.5 same, w=1 (1+0.6309)/2 = 0.8155 best.
     assert w == 1.0 and curve.loc[curve.weight == 1.0, "nDCG@10"].item() == pytest.approx((1 + 1 / 1.5849625) / 2, abs=1e-4)
-    rec = record_interpolation(reranker, first, 0.5, qrels, method="ce", pipeline="p", dataset="scifact", split="test",
-                               profile="smoke", results_dir=tmp_path)
-    assert rec.method == "ce+interp" and rec.params["interpolation_weight"] == 0.5
+    # record_reranker: the row, then its +interp row (the reranker mixed with evalset.run, the first stage) with
+    # the weight the dev slice (here the same two queries) chose on the default grid
+    evalset = EvalSet("scifact", "test", {"q1": "", "q2": ""}, qrels, run=first)
+    plain, interp = record_reranker(reranker, evalset, Row("p", "ce", "smoke", params={"lr": 1}), tmp_path,
+                                    dev=evalset, dev_run=reranker)
+    assert plain.method == "ce" and plain.params == {"lr": 1} and interp.method == "ce+interp"
+    w = choose_interpolation_weight(reranker, first, qrels)[0]  # the default grid 0, 0.1, ..., 1
+    assert interp.params["interpolation_weight"] == w and len(interp.params["dev_curve"]["weight"]) == 11
+    assert interp.params["lr"] == 1
+    assert interp.metrics["nDCG@10"] == pytest.approx(evaluate(interpolate(reranker, first, w), qrels, ["nDCG@10"])["nDCG@10"])
+    assert len(record_reranker(reranker, evalset, Row("p", "ce", "smoke"), tmp_path)) == 1  # no dev run: one row
+
+
+def test_evalset_candidates_carry_texts_and_first_stage_scores_in_trec_order():
+    from rerank_lib.data import Document
+
+    corpus = {d: Document(d, f"text {d}", title=f"T{d}") for d in "abc"}
+    evalset = EvalSet("toy", "test", {"q1": "query one", "q2": "query two"}, {}, depth=2, corpus=corpus,
+                      run={"q1": {"a": 0.5, "b": 2.0, "c": 0.5}})
+    [cands] = list(evalset)  # q2 has no first-stage candidates
+    # b first; a and c tie at 0.5: ties by descending doc id (trec_eval's order), so c before a; depth 2 drops a
+    assert cands.query_id == "q1" and cands.query == "query one"
+    assert [(c.doc_id, c.text, c.score) for c in cands.candidates] == [("b", "Tb text b", 2.0), ("c", "Tc text c", 0.5)]
+    with pytest.raises(ValueError, match="toy/test: no first-stage run"):
+        dataclasses.replace(evalset, run=None).candidates("q1")
 
 
 def test_sample_ids_is_seeded_sorted_and_order_free():

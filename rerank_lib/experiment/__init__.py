@@ -1,26 +1,19 @@
 """The experiment layer every recipe shares: train with dev selection (the untrained start is a candidate) and
 evaluate a ranker into records (the row, its `+interp` row, paired tests); one cache key, one dev evaluator,
 one learning-curve figure, one results table. Recipes hold only what is particular to a paper."""
+from ..data.candidates import EvalSet  # what every record is measured on
 from .dev import DevEvaluator
 from .records import (
-    Timer, choose_interpolation_weight, comparison_cells, record_interpolation, record_reranker, record_run,
+    Row, Timer, choose_interpolation_weight, comparison_cells, record_reranker, record_run, records_of,
 )
 from .report import curve_table, learning_curves, results_table, selection_row
 from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
 from .publish import publish_model, publish_selected
 from .runs import first_stage_of, load_run, run_path, save_run, saved_teacher
-from .scorer import train_encoder, train_encoder_in_run_dir, train_scorer
+from .scorer import train_encoder_in_run_dir, train_scorer
 from .selection import Selected, train_with_dev_selection
 from .splits import (
     RerankingSets, TrainingSplit, dl_training_split, sample_ids, sample_items, scifact_reranking_sets,
     scifact_training_split, test_sample,
 )
 
-__all__ = [
-    "DevEvaluator", "RerankingSets", "Selected", "Timer", "TrainingSplit", "choose_interpolation_weight",
-    "comparison_cells", "curve_table", "dl_training_split", "fingerprint", "first_stage_of", "jsonable",
-    "learning_curves", "load_run", "pipeline_cache", "publish_model", "publish_selected", "record_interpolation",
-    "record_reranker", "record_run", "results_table", "run_dir", "run_path", "sample_ids", "sample_items", "save_run",
-    "saved_teacher", "scifact_reranking_sets", "scifact_training_split", "selection_row", "test_sample",
-    "train_encoder", "train_encoder_in_run_dir", "train_scorer", "train_with_dev_selection",
-]

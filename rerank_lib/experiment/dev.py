@@ -1,9 +1,5 @@
-"""The one dev evaluator: what the training loop calls to score the model on the dev slice.
-
-Every pipeline turns the model under training into a run on its dev queries in its own way (rerank candidates,
-search a corpus, rerank windows listwise); everything after that — the measures, keeping each run so that the
-selected checkpoint's dev run can pick an interpolation weight without scoring again — is the same.
-"""
+"""The one dev evaluator the training loop calls: each pipeline makes the model's run on its dev queries its own
+way (rerank, search, rerank listwise); measuring it and keeping it (for the interpolation weight) is shared."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
@@ -14,12 +10,9 @@ from ..evaluation import document_recalls, evaluate
 
 
 class DevEvaluator:
-    """An `eval_fn` for `training.train`: `produce(model) -> Run`, scored with ir-measures `measures` on `qrels`.
-
-    `extra(run) -> {name: value}` adds metrics that are not ir-measures (LocalRQA's document recall@k, agreement
-    with a teacher). Every produced run is kept in `runs`, in call order, which is the order of the training
-    loop's `eval_history` (step 0 first) when this evaluator saw every evaluation.
-    """
+    """An `eval_fn` for `training.train`: `produce(model) -> Run`, scored with ir-measures `measures` on `qrels`;
+    `extra(run) -> {name: value}` adds others (LocalRQA's document recall@k, agreement with a teacher). `runs` keeps
+    every produced run in call order: the loop's `eval_history` order (step 0 first) when it saw every evaluation."""
 
     def __init__(self, produce: Callable[[Any], Run], qrels, measures: Sequence[str] = ("nDCG@10",),
                  extra: Callable[[Run], Mapping[str, float]] | None = None, prefix: str = ""):

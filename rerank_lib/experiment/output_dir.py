@@ -80,7 +80,9 @@ def write_export(folder: str | os.PathLike, writers: Mapping[str, Callable[[Path
         write_json(folder / MANIFEST, {**doc, "files": sorted(set(old) | set(new))})  # in progress: old and new
         for rel in sorted(set(old) - set(new)):
             (folder / rel).unlink(missing_ok=True)
-        mode = 0o666 & ~_umask()  # what a plain write gives; safetensors' own files are private (0600)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = 0o666 & ~umask  # what a plain write gives; safetensors' own files are private (0600)
         for rel in new:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             os.chmod(root / rel, mode)
@@ -90,12 +92,6 @@ def write_export(folder: str | os.PathLike, writers: Mapping[str, Callable[[Path
         return new
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _remove_empty_parents(folder: Path, removed: set[str]) -> None:

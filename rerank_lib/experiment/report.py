@@ -33,9 +33,8 @@ def curve_table(selected: Mapping[str, Selected], metric: str | None = None,
 
 
 def selection_row(selected: Selected, metrics: Mapping[str, str] | None = None, last: bool = False) -> dict:
-    """A run's training summary as table cells: steps, the selected step, each dev metric ({column label: curve
-    key}, default the selection metric) at step 0 (the start) and at the selected step (and the last evaluation
-    with `last`), the final training loss and the wall seconds."""
+    """A run's training summary as table cells: steps, the selected step, each dev metric ({label: curve key}, default
+    the selection metric) at step 0, at the selected step (and last, with `last`), the final loss, the seconds."""
     at = {row["step"]: row for row in selected.curve}
     row = {"steps": selected.result.global_step, "selected step": selected.step}
     for label, key in (metrics or {selected.metric: selected.metric}).items():
@@ -49,9 +48,8 @@ def selection_row(selected: Selected, metrics: Mapping[str, str] | None = None, 
 
 def learning_curves(selected: Mapping[str, Selected], path: str | os.PathLike, metric: str | None = None,
                     title: str = "", smooth: int = 5, reference: Mapping[str, float] | None = None) -> Path:
-    """Left: each run's training loss relative to its first logged value (running mean of `smooth` steps);
-    right: the dev metric per evaluated step from the untrained start (step 0), the selected step circled,
-    `reference` values as dashed lines."""
+    """Left: each run's training loss over its first logged value (running mean of `smooth` steps); right: the dev
+    metric per evaluated step from the start (step 0), the selected step circled, `reference` values dashed."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.8))

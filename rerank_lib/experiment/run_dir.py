@@ -1,10 +1,5 @@
-"""One cache key for every training run: the run's folder is named by a hash of its data, its settings and the
-version of the code that trains it.
-
-A re-run with the same data, settings and code finds its folder (resumes, or finds the run complete) instead of
-training again; a change of any of them gets a new folder, so a stale checkpoint is never reused: a committed
-change to a loss, a recipe or the training loop retrains instead of reporting the old code's numbers.
-"""
+"""One cache key for every training run: its folder is named by a hash of its data, its settings and the version of
+the code that trains it, so a re-run finds (resumes) its run and a change of any of them never reuses a stale one."""
 from __future__ import annotations
 
 import hashlib
@@ -40,12 +35,6 @@ def calling_module(depth: int = 1) -> str | None:
     return name if name.split(".")[0] == PACKAGE else None
 
 
-def run_code_version(code: str | Sequence[str] | None) -> str:
-    """`code_version` of the modules that train a run (`code`: a dotted name or several; None: TRAINING_CODE)."""
-    modules = (code,) if isinstance(code, str) else tuple(code or TRAINING_CODE)
-    return code_version(*modules, *TRAINING_CODE)
-
-
 def run_dir(pipeline: str, profile: str, name: str, *, data: Any, settings: Any,
             code: str | Sequence[str] | None = None) -> Path:
     """<cache>/runs/<pipeline>/<profile>/<name>-<hash of data, settings and code version>: where one training run
@@ -53,7 +42,8 @@ def run_dir(pipeline: str, profile: str, name: str, *, data: Any, settings: Any,
     package imports count too); by default the calling module (a recipe, which imports its losses and the
     training loop), always with the shared training path (TRAINING_CODE)."""
     code = code if code is not None else calling_module()
-    key = fingerprint({"data": data, "settings": settings, "code": run_code_version(code)}, length=12)
+    modules = (code,) if isinstance(code, str) else tuple(code or TRAINING_CODE)
+    key = fingerprint({"data": data, "settings": settings, "code": code_version(*modules, *TRAINING_CODE)}, length=12)
     return cache_dir("runs", pipeline, profile) / f"{name}-{key}"
 
 

@@ -42,8 +42,5 @@ def saved_teacher(results_dir, profile: str, dataset: str, split: str, teacher: 
     computed (teacher.scores_from_saved)."""
     from ..teacher import scores_from_saved
 
-    try:
-        saved = load_run(results_dir, profile, dataset, split, f"teacher-{teacher}")
-    except FileNotFoundError:
-        saved = {}
-    return scores_from_saved(saved, teacher, candidates, corpus, queries)
+    path = run_path(results_dir, profile, dataset, split, f"teacher-{teacher}")
+    return scores_from_saved(read_run(path) if path.exists() else {}, teacher, candidates, corpus, queries)

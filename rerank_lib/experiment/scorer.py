@@ -3,12 +3,15 @@ examples, with dev selection: the loop through `train_with_dev_selection`, and t
 weights (the untrained start's when step 0 won on dev)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from ..data.pairs import TrainGroup
+from ..settings import snapshot
 from ..training import TrainConfig
 from ..training.groups import group_training
 from .dev import DevEvaluator
+from .run_dir import calling_module, run_dir
 from .selection import Selected, train_with_dev_selection
 
 
@@ -31,11 +34,20 @@ def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, los
     return selected
 
 
-def train_encoder(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
-                  dev: DevEvaluator) -> Selected:
-    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in `config.output_dir`, then load
-    the dev-selected weights (the start's when step 0 won) into the encoder, with its tokenizer beside them."""
+def train_encoder_in_run_dir(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
+                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict,
+                             code: str | Sequence[str] | None = None) -> Selected:
+    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in the run folder named by the
+    settings, the number of examples, the dev questions and the code version of `code` (default: the calling
+    recipe), with a batch never larger than the dataset; then load the dev-selected weights (the start's when step 0
+    won) into the encoder, with its tokenizer beside them."""
     from ..retrievers.training import load_weights
+
+    folder = run_dir(pipeline, profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
+                     settings={**settings, "train": snapshot(config)},
+                     code=code if code is not None else calling_module())
+    config = replace(config, output_dir=str(folder),
+                     per_device_batch_size=min(config.per_device_batch_size, len(dataset)))
 
     def load_selected(model_dir):
         load_weights(encoder, model_dir)
@@ -46,22 +58,3 @@ def train_encoder(encoder, dataset: Sequence, collate_fn, compute_loss, config: 
     load_selected(selected.model_dir)
     encoder.tokenizer.save_pretrained(selected.model_dir)
     return selected
-
-
-def train_encoder_in_run_dir(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
-                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict,
-                             code: str | Sequence[str] | None = None) -> Selected:
-    """`train_encoder` in the run folder (`run_dir`) named by the settings, the number of examples, the dev
-    questions and the code version of `code` (default: the calling recipe), with a batch never larger than the
-    dataset."""
-    from dataclasses import replace
-
-    from ..settings import snapshot
-    from .run_dir import calling_module, run_dir
-
-    folder = run_dir(pipeline, profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
-                     settings={**settings, "train": snapshot(config)},
-                     code=code if code is not None else calling_module())
-    config = replace(config, output_dir=str(folder), per_device_batch_size=min(config.per_device_batch_size,
-                                                                                len(dataset)))
-    return train_encoder(encoder, dataset, collate_fn, compute_loss, config, dev)

@@ -1,9 +1,5 @@
-"""Train with dev selection: the one way every recipe trains a model.
-
-The training loop evaluates the dev slice at step 0 (the untrained start is a candidate), every
-`eval_every_steps` and at the end, and keeps the best weights; this module wraps that with what every recipe
-needs afterwards: which step was selected, the curve, the selected model loaded, and its dev run.
-"""
+"""Train with dev selection, the one way every recipe trains: the loop evaluates dev at step 0 (the untrained start
+is a candidate) and keeps the best weights; this adds the selected step, the curve, the model and its dev run."""
 from __future__ import annotations
 
 import time
@@ -50,11 +46,8 @@ def train_with_dev_selection(model, train_dataset: Sequence, collate_fn: Callabl
                              config: TrainConfig, dev: DevEvaluator | None, *,
                              load_selected: Callable[[Path], Any] | None = None, **train_options) -> Selected:
     """`training.train` with `dev` as its eval_fn, then the selected checkpoint: its step, curve and dev run.
-
-    load_selected(model_dir): loads the selected weights (into `model` or as a new ranker) and returns what
-    `dev.produce` accepts; it is called only when the selected checkpoint's dev run is not at hand (a run
-    resumed or found complete), to score it once. `train_options` go to `training.train` (optimizer_params,
-    lengths).
+    load_selected(model_dir) returns what `dev.produce` accepts, loaded with the selected weights; it is called only
+    when that checkpoint's dev run is not at hand (a resumed or cached run). `train_options` go to `training.train`.
     """
     if dev is not None and config.eval_every_steps is None and not config.eval_at_start:
         config = replace(config, eval_at_start=True)

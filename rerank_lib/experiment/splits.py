@@ -6,6 +6,7 @@ import dataclasses
 import random
 
 from ..data import TrainingQueries, dev_slice, load_dataset, without_overlap
+from ..data.candidates import EvalSet
 from ..data.trec import top_k
 from ..data.types import Dataset, Run
 from .runs import load_run
@@ -28,9 +29,8 @@ def sample_items(items: list, n: int | None, seed: int) -> list:
 
 
 def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=None, split: str = "test"):
-    """The judged queries of a test set that the saved `first_stage` run holds, all or a seeded sample of `n`:
-    (the dataset restricted to them, their first-stage run, the records' split name: `split`, or `split-<n>q`
-    for a sample)."""
+    """The judged queries of a test set that the saved `first_stage` run holds, all or a seeded sample of `n`: (the
+    dataset restricted to them, their first-stage run, the records' split name: `split`, or `split-<n>q`)."""
     ds = load_dataset(dataset, split, root=data_root)
     judged = sorted(q for q in first_stage if q in ds.qrels)
     ids = sample_ids(judged, n, seed)
@@ -40,10 +40,8 @@ def test_sample(dataset: str, first_stage, n: int | None, seed: int, data_root=N
 
 @dataclasses.dataclass
 class TrainingSplit:
-    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their provenance.
-
-    `provenance` covers train and dev together: both are closed to evaluation.
-    """
+    """Queries a model may learn from: `train` (labels), `dev` (checkpoint and weight selection), and their
+    provenance, which covers both: both are closed to evaluation."""
 
     train: Dataset
     dev: Dataset
@@ -63,7 +61,9 @@ class TrainingSplit:
         return TrainingQueries.of(f"{self.provenance.source} sample", queries)
 
 
-def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int) -> TrainingSplit:
+def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: int, restrict_to) -> TrainingSplit:
+    if restrict_to is not None:
+        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
     ds = ds.subset(sorted(ds.judged_queries()))
     train_ids, dev_ids = dev_slice(ds.queries, fraction=dev_fraction, min_size=min(min_dev, len(ds.queries) // 2), seed=seed)
     provenance = TrainingQueries.of(source, ds.queries)
@@ -72,26 +72,19 @@ def _split(ds: Dataset, source: str, seed: int, dev_fraction: float, min_dev: in
 
 def scifact_training_split(data_root=None, seed: int = 13, dev_fraction: float = 0.1, min_dev: int = 20,
                            restrict_to=None) -> TrainingSplit:
-    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice.
-
-    `restrict_to` limits it to some query ids (the smoke profile trains on the queries 01_first_stage ran).
-    The same seed and fraction give the dev slice 02_teacher reports on.
-    """
+    """SciFact train minus the claims repeated in test (2 of 809), minus a seeded dev slice (02_teacher's, for the
+    same seed and fraction); `restrict_to`: some query ids (smoke trains on the queries 01_first_stage ran)."""
     test = load_dataset("scifact", "test", root=data_root)
     ds = load_dataset("scifact", "train", root=data_root)
     ds = ds.subset(sorted(without_overlap(ds.queries, test.queries)))
-    if restrict_to is not None:
-        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
-    return _split(ds, "scifact/train", seed, dev_fraction, min_dev)
+    return _split(ds, "scifact/train", seed, dev_fraction, min_dev, restrict_to)
 
 
 def dl_training_split(train_on: str, data_root=None, seed: int = 13, dev_fraction: float = 0.2, min_dev: int = 8,
                       restrict_to=None) -> TrainingSplit:
     """One TREC DL year as training data for the other year's evaluation (folds_dl), with its own dev slice."""
-    ds = load_dataset(train_on, "test", root=data_root)
-    if restrict_to is not None:
-        ds = ds.subset([q for q in ds.queries if q in set(restrict_to)])
-    return _split(ds, f"{train_on}/test", seed, dev_fraction, min_dev)
+    return _split(load_dataset(train_on, "test", root=data_root), f"{train_on}/test", seed, dev_fraction, min_dev,
+                  restrict_to)
 
 
 @dataclasses.dataclass
@@ -103,6 +96,11 @@ class RerankingSets:
     dev: Dataset
     dev_bm25: Run
     split: TrainingSplit
+
+    def evalsets(self, depth: int | None) -> tuple[EvalSet, EvalSet]:
+        """(test, dev) over their BM25 candidates, test's recorded at `depth`."""
+        return (EvalSet.of(self.test, self.test_bm25, first_stage="bm25", depth=depth),
+                EvalSet.of(self.dev, self.dev_bm25, first_stage="bm25"))
 
 
 def scifact_reranking_sets(results_dir, profile: str, split: TrainingSplit, depth: int, dev_depth: int,

@@ -23,8 +23,9 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, RerankingSets, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run, pipeline_cache,
-    publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets, scifact_training_split, train_scorer,
+    DevEvaluator, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
+    pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
+    scifact_training_split, train_scorer,
 )
 from ..experiment.launch import train_launched
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
@@ -366,11 +367,6 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
-def _common(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> dict:
-    return dict(pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
-                first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
-
-
 def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
     """The untrained starting point (fresh head), the floor every variant starts from: its test run and record."""
     model = start_model(cfg)
@@ -378,10 +374,11 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
         run = model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                            batch_size=cfg.score_batch_size)
     record = record_run(
-        run, sets.test.qrels, method=method_name(cfg, "start"), baselines={"bm25": sets.test_bm25},
-        model=f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
-        params=jsonable(record_settings(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.model),
-        **_common(cfg, sets, results_dir))
+        run, sets.evalsets(cfg.depth)[0],
+        Row(PIPELINE, method_name(cfg, "start"), cfg.profile,
+            f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
+            jsonable(record_settings(cfg)), cfg.seed, REFERENCES.get(cfg.model), t.s),
+        results_dir, baselines={"bm25": sets.test_bm25})
     return run, record
 
 
@@ -395,12 +392,12 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
     params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
                        "best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
                        "steps": sel.result.global_step, "train_s": round(sel.wall_s, 1)})
+    test, dev = sets.evalsets(cfg.depth)
     records = record_reranker(
-        run, sets.test.qrels, first_stage_run=sets.test_bm25, dev_run=sel.dev_run, first_stage_dev=sets.dev_bm25,
-        dev_qrels=sets.dev.qrels, interpolate_with_first_stage=cfg.interpolate and not cfg.train_file, method=method_name(cfg, vr.variant),
-        params=params, baselines={"bm25": sets.test_bm25, "start": start_run},
-        model=f"{cfg.model} fine-tuned ({vr.variant})", wall_s=sel.wall_s + t.s, training=sets.split.provenance,
-        eval_queries=sets.test.queries, **_common(cfg, sets, results_dir))
+        run, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
+                       params, cfg.seed, wall_s=sel.wall_s + t.s),
+        results_dir, baselines={"bm25": sets.test_bm25, "start": start_run}, training=sets.split.provenance, dev=dev,
+        dev_run=sel.dev_run if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
                   training_queries=records[0].n_training_queries, settings=params, record=records[0],

@@ -11,7 +11,7 @@ from ..data.trec import pooled_corpus, qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
-from ..experiment import Timer, record_run, save_run
+from ..experiment import EvalSet, Row, Timer, record_run, save_run
 from ..paper_profiles import paper_profile
 from ..settings import Settings, resolve_profile, snapshot
 
@@ -73,17 +73,16 @@ def encoder(cfg: FirstStageConfig) -> BiEncoder:
 def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
     """BM25, MiniLM dense and their reciprocal-rank fusion on SciFact test; BM25 on train (saved for later notebooks)."""
     test, train = data["scifact/test"], data["scifact/train"]
-    params = snapshot(cfg)
+    evalset, row = EvalSet.of(test, first_stage="corpus", depth=cfg.depth), Row(PIPELINE, "bm25", cfg.profile,
+                                                                               params=snapshot(cfg), seed=cfg.seed)
     with Timer() as t_index:
         index = BM25Index.build(test.corpus, k1=cfg.bm25_k1, b=cfg.bm25_b)
     with Timer() as t:
         bm25 = index.search(test.queries, k=cfg.depth)
     save_run(bm25, results_dir, cfg.profile, "scifact", "test", "bm25")
     save_run(index.search(train.queries, k=cfg.train_depth), results_dir, cfg.profile, "scifact", "train", "bm25")
-    records = [record_run(
-        bm25, test.qrels, pipeline=PIPELINE, method="bm25", dataset="scifact", split="test", profile=cfg.profile,
-        results_dir=results_dir, model="bm25s (stemmed, title + text)", first_stage="corpus", depth=cfg.depth,
-        reference=REFERENCES[("scifact", "bm25")], params=params, seed=cfg.seed, wall_s=t_index.s + t.s)]
+    records = [record_run(bm25, evalset, row.but(model="bm25s (stemmed, title + text)", wall_s=t_index.s + t.s,
+                                                 reference=REFERENCES[("scifact", "bm25")]), results_dir)]
 
     corpus = test.corpus
     if cfg.smoke_dense_pool:  # smoke: a small pool that still holds every judged document
@@ -93,17 +92,14 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         embeddings = enc.encode_corpus(corpus, batch_size=cfg.dense_batch_size)
         dense = dense_search(enc, corpus, test.queries, k=cfg.depth, corpus_embeddings=embeddings)
     save_run(dense, results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")
-    records.append(record_run(
-        dense, test.qrels, pipeline=PIPELINE, method="minilm-l6-dense", dataset="scifact", split="test",
-        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
-        first_stage="corpus", depth=cfg.depth, reference=REFERENCES[("scifact", "minilm-l6-dense")],
-        params=params, seed=cfg.seed, wall_s=t.s))
+    records.append(record_run(dense, evalset, row.but(method="minilm-l6-dense", model=cfg.dense_model, wall_s=t.s,
+                                                      reference=REFERENCES[("scifact", "minilm-l6-dense")]),
+                              results_dir, baselines={"bm25": bm25}))
     fused = top_k(reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60), cfg.depth)
     save_run(fused, results_dir, cfg.profile, "scifact", "test", "rrf-bm25-minilm")
-    records.append(record_run(
-        fused, test.qrels, pipeline=PIPELINE, method="rrf-bm25-minilm", dataset="scifact", split="test",
-        profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25},
-        model=f"RRF(k=60) of bm25 and {cfg.dense_model}", first_stage="corpus", depth=cfg.depth, params=params, seed=cfg.seed))
+    records.append(record_run(fused, evalset, row.but(method="rrf-bm25-minilm",
+                                                      model=f"RRF(k=60) of bm25 and {cfg.dense_model}"),
+                              results_dir, baselines={"bm25": bm25}))
     return records
 
 
@@ -115,7 +111,7 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         bm25 = top_k(ds.runs["bm25"], cfg.dl_depth)
         save_run(bm25, results_dir, cfg.profile, year, "test", "bm25")
         records.append(record_run(
-            bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
-            results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
-            reference=REFERENCES[(year, "bm25")], params=snapshot(cfg), seed=cfg.seed))
+            bm25, EvalSet.of(ds, first_stage="corpus", depth=cfg.dl_depth),
+            Row(PIPELINE, "bm25", cfg.profile, "Anserini BM25 (rank_llm's run)", snapshot(cfg), cfg.seed,
+                REFERENCES[(year, "bm25")]), results_dir))
     return records

@@ -39,9 +39,9 @@ from ..evaluation import (
 )
 from ..first_stage import BM25Index
 from ..experiment import (
-    DevEvaluator, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable, load_run,
-    pipeline_cache, publish_selected, record_interpolation, record_run, run_dir, sample_ids, scifact_training_split,
-    test_sample, train_scorer,
+    DevEvaluator, EvalSet, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable,
+    load_run, pipeline_cache, publish_selected, record_run, run_dir, sample_ids, scifact_training_split, test_sample,
+    train_scorer,
 )
 from ..rerankers import CrossEncoder
 from ..rerankers.cross_encoder import has_trained_head
@@ -335,10 +335,8 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                   reranked.generated.source if reranked.generated is not None else "HopWeaver-format lines")}
     gen_yield = {**({"training data": generator_yield(reranked.generated.examples)} if reranked.generated else {}),
                  **({"llm demo (SmolLM2 queries and judge)": demo.yield_} if demo is not None else {})}
-    common = dict(pipeline=PIPELINE, dataset="scifact", split=data.test_split, profile=cfg.profile,
-                  results_dir=results_dir, first_stage=f"{cfg.encoder}-dense", depth=cfg.top_k, seed=cfg.seed,
-                  measures=list(MEASURES))
-    trained = dict(training=data.split.provenance, eval_queries=test.queries, wall_s=walls["diverse_ft"])
+    evalset = EvalSet("scifact", data.test_split, test.queries, test.qrels, f"{cfg.encoder}-dense", cfg.top_k,
+                      runs["diverse"], test.corpus, list(MEASURES))
     params = jsonable(settings_of(cfg))
     records = []
     for name, run in runs.items():
@@ -347,18 +345,19 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
         p = {**params, **success_and_attempts(run, test.qrels),
              **({"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
                  "generator_yield": gen_yield} if name == "diverse_ft" else {})}
-        extra = trained if name == "diverse_ft" else {"wall_s": walls[name]}
         method = f"hopweaver-{name.replace('_', '-')}"
-        records.append(record_run(run, test.qrels, method=method, model=models[name], baselines=baselines, params=p,
-                                  reference=REFERENCES.get(method), **common, **extra))
+        records.append(record_run(run, evalset, Row(PIPELINE, method, cfg.profile, models[name], p, cfg.seed,
+                                                    REFERENCES.get(method), walls[name]), results_dir,
+                                  baselines=baselines, training=data.split.provenance if name == "diverse_ft" else None))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)
-        interp = success_and_attempts(interpolate(runs["diverse_ft"], runs["diverse"], weight), test.qrels)
-        records.append(record_interpolation(
-            runs["diverse_ft"], runs["diverse"], weight, test.qrels, method="hopweaver-diverse-ft",
-            model=models["diverse_ft"] + " + diverse", baselines=baselines,
-            params={**params, **interp, "dev_curve": curve.to_dict("list"), "generator_yield": gen_yield}, **common,
-            **trained))
+        mixed = interpolate(runs["diverse_ft"], runs["diverse"], weight)
+        p = {**params, **success_and_attempts(mixed, test.qrels), "dev_curve": curve.to_dict("list"),
+             "generator_yield": gen_yield, "interpolation_weight": weight}
+        records.append(record_run(mixed, evalset, Row(PIPELINE, "hopweaver-diverse-ft+interp", cfg.profile,
+                                                      models["diverse_ft"] + " + diverse", p, cfg.seed,
+                                                      wall_s=walls["diverse_ft"]),
+                                  results_dir, baselines=baselines, training=data.split.provenance))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
                      training_data="HopWeaver contrastive data generated from SciFact train claims")
@@ -486,9 +485,8 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
                                   f"{len(own.split.train.queries)} lines of " + (
                                       Path(cfg.train_file).name if cfg.train_file else
                                       "HopWeaver's train_data_sample.jsonl")}
-    common = dict(pipeline=PIPELINE, dataset=OWN_DATASET, split=test.split, profile=cfg.profile,
-                  results_dir=results_dir, first_stage=OWN_FIRST_STAGE, depth=None, seed=cfg.seed,
-                  measures=list(OWN_MEASURES), scorer=candidate_measures_per_query)
+    evalset = EvalSet(OWN_DATASET, test.split, test.queries, test.qrels, OWN_FIRST_STAGE, None, candidates,
+                      test.corpus, list(OWN_MEASURES))
     params = jsonable(settings_of(cfg))
     multi = sum(1 for judged in test.qrels.values() if sum(g > 0 for g in judged.values()) > 1)
     facts = {"test_lines": len(test.queries), "lines_with_several_positives": multi}
@@ -496,12 +494,13 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
     for name, run in runs.items():
         baselines = {**({"bm25": runs["bm25"]} if name != "bm25" else {}),
                      **({"start": runs[start]} if name == "hopweaver-own-ft" else {})}
-        extra = dict(wall_s=walls[name])
-        p = {**params, **facts}
+        row = Row(PIPELINE, name, cfg.profile, models[name], {**params, **facts}, cfg.seed, wall_s=walls[name])
+        training = None
         if name == "hopweaver-own-ft":
-            extra = dict(training=own.split.provenance, eval_queries=test.queries, wall_s=walls[name] + sel.wall_s)
-            p.update(best_step=sel.step, steps=sel.result.global_step, dev_best=sel.value, dev_start=sel.start_value,
-                     dev_lines=len(own.split.dev.queries))
-        records.append(record_run(run, test.qrels, method=name, model=models[name], baselines=baselines, params=p,
-                                  **common, **extra))
+            training = own.split.provenance
+            row = row.but(wall_s=walls[name] + sel.wall_s, params={
+                **row.params, "best_step": sel.step, "steps": sel.result.global_step, "dev_best": sel.value,
+                "dev_start": sel.start_value, "dev_lines": len(own.split.dev.queries)})
+        records.append(record_run(run, evalset, row, results_dir, baselines=baselines, training=training,
+                                  scorer=candidate_measures_per_query))
     return records, runs

@@ -16,7 +16,7 @@ from ..data.trec import top_k
 from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
-from ..experiment import Timer, load_run, record_run, save_run
+from ..experiment import EvalSet, Row, Timer, load_run, record_run, save_run
 from ..paper_profiles import paper_profile
 from ..settings import Settings, resolve_profile, snapshot
 
@@ -64,9 +64,9 @@ def score_test_sets(cfg: TeacherConfig, results_dir) -> list:
                 scores = teacher_scores(teacher, bm25, ds.corpus, ds.queries, depth=cfg.depth)
             save_run(scores, results_dir, cfg.profile, name, split, f"teacher-{teacher}")
             records.append(record_run(
-                scores, ds.qrels, pipeline=PIPELINE, method=teacher, dataset=name, split=split, profile=cfg.profile,
-                results_dir=results_dir, baselines={"bm25": bm25}, model=spec(teacher).note, first_stage="bm25",
-                depth=cfg.depth, params=snapshot(cfg), seed=cfg.seed, wall_s=t.s))
+                scores, EvalSet.of(ds, bm25, first_stage="bm25", depth=cfg.depth),
+                Row(PIPELINE, teacher, cfg.profile, spec(teacher).note, snapshot(cfg), cfg.seed, wall_s=t.s),
+                results_dir, baselines={"bm25": bm25}))
     return records
 
 

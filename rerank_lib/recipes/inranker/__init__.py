@@ -12,7 +12,7 @@ the ablation row. Checkpoints (the untrained start included) are chosen on dev s
 `paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings.
 
 One submodule per step: settings, data, training (students, stage 1, ablation; through the package's trainer API,
-`experiment.monot5_distillation.InRankerTrainer`, re-exported here), synthetic (stage 2), evaluation (records,
+`trainer.InRankerTrainer`, re-exported here), synthetic (stage 2), evaluation (records,
 tables, figures).
 """
 from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table

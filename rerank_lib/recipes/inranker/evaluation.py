@@ -11,8 +11,10 @@ import pandas as pd
 from ...data import TrainingQueries, own_training
 from ...data.trec import top_k
 from ...evaluation import evaluate, kendall_tau_agreement
-from ...experiment import Timer, learning_curves, load_run, publish_selected, record_reranker, save_run, saved_teacher
-from ...experiment import selection_row
+from ...experiment import (
+    EvalSet, Row, Timer, learning_curves, load_run, publish_selected, record_reranker, save_run, saved_teacher,
+    selection_row,
+)
 from ...experiment import results_table as experiment_table
 from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
@@ -62,13 +64,12 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
             run = ranker.rerank(bm25, ds.corpus, ds.queries, depth=depth)
         ev.runs[(method, name)] = run
         training = None if student is None else (student.provenance | extra if extra else student.provenance)
+        params = student.params if student else own_training.without_unset(snapshot(cfg), OWN_FILE)
         ev.records += record_reranker(
-            run, ds.qrels, first_stage_run=bm25, dev_run=dev_run, first_stage_dev=dev and dev.candidates,
-            dev_qrels=dev and dev.data.qrels, method=method, params=student.params if student else own_training.without_unset(snapshot(cfg), OWN_FILE),
-            pipeline=PIPELINE, dataset=ds.name, split=ds.split, profile=cfg.profile, results_dir=results_dir,
-            baselines=baselines, model=model, first_stage="bm25", depth=depth,
-            seed=cfg.seed, wall_s=t.s + wall, training=training, eval_queries=ds.queries if training else None,
-            reference=REFERENCES.get((ds.name, method)))
+            run, EvalSet.of(ds, bm25, first_stage="bm25", depth=depth),
+            Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, REFERENCES.get((ds.name, method)), t.s + wall),
+            results_dir, baselines=baselines, training=training,
+            dev=dev and EvalSet.of(dev.data, dev.candidates), dev_run=dev_run)
         return run
 
     def start(name_of_student, datasets):

@@ -17,7 +17,7 @@ from ...data.trec import qid_order, top_k
 from ...experiment import Timer, TrainingSplit, load_run, saved_teacher, scifact_training_split
 from ...first_stage import BM25Index
 from ...paths import cache_dir
-from ...experiment.monot5_distillation import monot5_teacher_examples
+from .trainer import monot5_teacher_examples
 from ...synthetic_queries import query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
 from .data import DevSlice

@@ -1,4 +1,4 @@
-"""Training InRanker students: the recipe's runs through `experiment.monot5_distillation.InRankerTrainer` (the
+"""Training InRanker students: the recipe's runs through `trainer.InRankerTrainer` (the
 `inranker` package's trainer API), one stage's TrainConfig each, selected on dev: stage 1, the ablation."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ...data import TrainingQueries, load_dataset
 from ...evaluation import kendall_tau_agreement
 from ...experiment import DevEvaluator, Selected, run_dir
 from ...experiment.launch import train_launched
-from ...experiment.monot5_distillation import InRankerTrainer
+from .trainer import InRankerTrainer
 from ...rerankers.monot5 import load_seq2seq
 from ...settings import snapshot
 from .data import DevSlice, Fold

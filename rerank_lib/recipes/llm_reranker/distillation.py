@@ -16,7 +16,7 @@ from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
 from ...teacher import platt_probability, scores_with_extra
 from .data import LLMData, load_llm, pairs_of
-from .rows import Row, common_kwargs, train_ranker
+from .rows import Row, record_row, test_set, train_ranker
 from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
 
 
@@ -121,10 +121,10 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources,
         start_test = student.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth,
                                     batch_size=cfg.score_batch_size)
     start_method = f"ce-{slug(cfg.student)}-start"
-    start_rec = record_run(start_test, data.test.qrels, method=start_method,
-                           model=f"{cfg.student} (untrained head)", baselines={"bm25": data.test_bm25},
-                           params=jsonable(snapshot(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.student),
-                           **common_kwargs(cfg, data, results_dir, False))
+    start_rec = record_run(start_test, test_set(cfg, data),
+                           record_row(cfg, start_method, f"{cfg.student} (untrained head)", jsonable(snapshot(cfg)),
+                                      wall_s=t.s, reference=REFERENCES.get(cfg.student)),
+                           results_dir, baselines={"bm25": data.test_bm25})
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(
         cfg, data, results_dir, student, groups, loss=cfg.student_loss, train=cfg.student_train,

@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 from ...data.pairs import TrainGroup
 from ...data.types import Run
+from ... import experiment
 from ...experiment import (
-    DevEvaluator, Selected, Timer, fingerprint, jsonable, publish_selected, record_reranker, record_run, run_dir,
-    train_scorer,
+    DevEvaluator, EvalSet, Selected, Timer, fingerprint, jsonable, publish_selected, record_reranker, record_run,
+    run_dir, train_scorer,
 )
 from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
@@ -36,21 +37,21 @@ class Row:
     ranker: Any = None
 
 
-def common_kwargs(cfg: LLMRerankerConfig, data: LLMData, results_dir, trained: bool) -> dict:
-    """record_run's arguments every row of this recipe shares (trained rows add the leak guard)."""
-    common = dict(pipeline=PIPELINE, dataset="scifact", split=data.test_split, profile=cfg.profile,
-                  results_dir=results_dir, first_stage="bm25", depth=cfg.depth, seed=cfg.seed)
-    if trained:
-        used = data.split.used([g.query_id for g in data.groups], data.dev.queries)  # what trained and selected
-        common.update(training=used, eval_queries=data.test.queries)
-    return common
+def test_set(cfg: LLMRerankerConfig, data: LLMData) -> EvalSet:
+    """The (sampled) test queries over their BM25 top-depth: what every row of this recipe is measured on."""
+    return EvalSet("scifact", data.test_split, data.test.queries, data.test.qrels, "bm25", cfg.depth, data.test_bm25,
+                   data.test.corpus)
 
 
-def record_bm25(cfg: LLMRerankerConfig, data: LLMData, results_dir):
+def record_row(cfg: LLMRerankerConfig, method: str, model: str, params, **more) -> experiment.Row:
+    return experiment.Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, **more)
+
+
+def record_bm25(cfg: LLMRerankerConfig, data: LLMData, results_dir) -> Row:
     """BM25 on the same test queries (its own section of the results when the test set is a subset)."""
-    return record_run(data.test_bm25, data.test.qrels, method="bm25", model="bm25s (stemmed, title + text)",
-                      params={"depth": cfg.depth, "test_queries": cfg.test_queries},
-                      **{**common_kwargs(cfg, data, results_dir, False), "pipeline": "first_stage"})
+    row = record_row(cfg, "bm25", "bm25s (stemmed, title + text)",
+                     {"depth": cfg.depth, "test_queries": cfg.test_queries}).but(pipeline="first_stage")
+    return Row("bm25", data.test_bm25, records=[record_run(data.test_bm25, test_set(cfg, data), row, results_dir)])
 
 
 ZERO_SHOT = {
@@ -68,12 +69,10 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     with Timer() as t:
         test_run = start.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
     method = f"{slug(cfg.llm)}-{init}-zero-shot"
-    record = record_run(test_run, data.test.qrels, method=method,
-                        model=f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
-                        baselines={"bm25": data.test_bm25},
-                        params=jsonable({**snapshot(cfg), **weights_params(cfg.llm), "zero_shot": init}),
-                        wall_s=t.s, reference=REFERENCES.get(cfg.llm) if init == "yes" else None,  # FE's own score
-                        **common_kwargs(cfg, data, results_dir, False))
+    row = record_row(cfg, method, f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
+                     jsonable({**snapshot(cfg), **weights_params(cfg.llm), "zero_shot": init}), wall_s=t.s,
+                     reference=REFERENCES.get(cfg.llm) if init == "yes" else None)  # FE's own score
+    record = record_run(test_run, test_set(cfg, data), row, results_dir, baselines={"bm25": data.test_bm25})
     return Row(method, test_run, records=[record])
 
 
@@ -95,10 +94,10 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
     params = jsonable({**snapshot(cfg), **llm_weights, **params, "selected_step": sel.step,
                        "selected_is_start": sel.is_start, "dev_selected": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step})
     records = record_reranker(
-        test_run, data.test.qrels, first_stage_run=data.test_bm25, dev_run=sel.dev_run, first_stage_dev=data.dev_bm25,
-        dev_qrels=data.dev.qrels, interpolate_with_first_stage=cfg.interpolate, method=method, params=params,
-        model=model, baselines={"bm25": data.test_bm25, "start": start.test_run}, wall_s=sel.wall_s + t.s,
-        **common_kwargs(cfg, data, results_dir, True))
+        test_run, test_set(cfg, data), record_row(cfg, method, model, params, wall_s=sel.wall_s + t.s), results_dir,
+        baselines={"bm25": data.test_bm25, "start": start.test_run},
+        training=data.split.used([g.query_id for g in data.groups], data.dev.queries),  # what trained and selected
+        dev=EvalSet.of(data.dev, data.dev_bm25), dev_run=sel.dev_run if cfg.interpolate else None)
     if publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
         publish_selected(publish_as, ranker, records[0], sel, results_dir, base_model=key.get("student", model),
                          name=method, settings=params)

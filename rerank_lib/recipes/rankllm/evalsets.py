@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...data import candidates
 from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
 from ...listwise.prompts import choose_identifiers
-from ...experiment import load_run, record_run, test_sample
+from ...experiment import Row, load_run, record_run, test_sample
 from ...teacher import teacher_order
 from .settings import PIPELINE, RankLLMConfig
 
@@ -22,6 +23,12 @@ class EvalSet:
     split: str  # the record's split name (a SciFact sample gets its own name)
     bm25: Run  # the whole saved first-stage run of these queries
     top: Run  # its top `depth`, what is reranked
+
+
+def measured(name: str, es: EvalSet, first_stage: str, depth: int | None = None) -> candidates.EvalSet:
+    """What a record of `es` names: the dataset, the set's split, the first stage and depth."""
+    return candidates.EvalSet(name, es.split, es.dataset.queries, es.dataset.qrels, first_stage, depth, es.bm25,
+                              es.dataset.corpus)
 
 
 def eval_sets(cfg: RankLLMConfig, results_dir) -> dict[str, EvalSet]:
@@ -70,16 +77,17 @@ def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) ->
     same top-depth on every set (the ceiling of imitation)."""
     out = []
     for name, es in sets.items():
-        common = dict(pipeline=PIPELINE, dataset=name, split=es.split, profile=cfg.profile, results_dir=results_dir,
-                      seed=cfg.seed)
         if es.split != "test":
-            out.append(record_run(es.bm25, es.dataset.qrels, method="bm25", model="bm25s", first_stage="corpus",
-                                  params={"queries": len(es.top)}, **common))
+            out.append(record_run(es.bm25, measured(name, es, "corpus"),
+                                  Row(PIPELINE, "bm25", cfg.profile, "bm25s", {"queries": len(es.top)}, cfg.seed),
+                                  results_dir))
         teacher = teacher_name(cfg, name)
         out.append(record_run(
-            teacher_order(es.top, es.bm25, load_run(results_dir, cfg.profile, name, "test", teacher)), es.dataset.qrels,
-            method=f"{teacher}-top{cfg.depth}", model=f"{teacher} (02_teacher) ordering the BM25 top-{cfg.depth} only",
-            first_stage="bm25", depth=cfg.depth, baselines={"bm25": es.bm25}, params={"depth": cfg.depth}, **common))
+            teacher_order(es.top, es.bm25, load_run(results_dir, cfg.profile, name, "test", teacher)),
+            measured(name, es, "bm25", cfg.depth),
+            Row(PIPELINE, f"{teacher}-top{cfg.depth}", cfg.profile,
+                f"{teacher} (02_teacher) ordering the BM25 top-{cfg.depth} only", {"depth": cfg.depth}, cfg.seed),
+            results_dir, baselines={"bm25": es.bm25}))
     return out
 
 

@@ -12,12 +12,12 @@ import pandas as pd
 from ... import experiment
 from ...data.trec import ranked
 from ...data.types import Run
-from ...experiment import Timer, load_run, publish_selected, record_reranker, record_run, save_run
+from ...experiment import Row, Timer, load_run, publish_selected, record_reranker, record_run, save_run
 from ...listwise import analysis
 from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...settings import snapshot
-from .evalsets import EvalSet, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
+from .evalsets import EvalSet, measured, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
 from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
 from .training import Trained
 
@@ -53,10 +53,10 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
         save_run(zs.runs[name], results_dir, cfg.profile, name, es.split, method)
         zs.windows += analysis.window_rows(w, name, "zero-shot")
         zs.records.append(record_run(
-            zs.runs[name], es.dataset.qrels, pipeline=PIPELINE, method=method, dataset=name, split=es.split,
-            profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25}, model=f"{cfg.model} (zero-shot)",
-            first_stage="bm25", depth=cfg.depth, params=params(cfg, decoding="first", **window_params(cfg, w, len(es.top))),
-            seed=cfg.seed, wall_s=t.s))
+            zs.runs[name], measured(name, es, "bm25", cfg.depth),
+            Row(PIPELINE, method, cfg.profile, f"{cfg.model} (zero-shot)",
+                params(cfg, decoding="first", **window_params(cfg, w, len(es.top))), cfg.seed, wall_s=t.s),
+            results_dir, baselines={"bm25": es.bm25}))
     zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
     return zs
 
@@ -86,15 +86,14 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
             dev_run = None  # the dev run of the FIRST row picks its interpolation weight (SciFact: scored here)
             if decoding == "first":
                 dev_run = sel.dev_run if dev_key == "dl" else rerank_set(rr, dev, cfg, progress=False)[0]
+            row = Row(PIPELINE, method, cfg.profile, label,
+                      params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
+                             selected_step=sel.step, **window_params(cfg, w, len(es.top))),
+                      cfg.seed, REFERENCES.get((name, tr.objective)), t.s + sel.wall_s)
             records += record_reranker(
-                run, es.dataset.qrels, first_stage_run=es.bm25, dev_run=dev_run, first_stage_dev=dev.bm25,
-                dev_qrels=dev.dataset.qrels, method=method,
-                params=params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
-                              selected_step=sel.step, **window_params(cfg, w, len(es.top))), pipeline=PIPELINE, dataset=name, split=es.split,
-                profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
-                model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
-                training=tr.fold.provenance, eval_queries=es.dataset.queries,
-                reference=REFERENCES.get((name, tr.objective)))
+                run, measured(name, es, "bm25", cfg.depth), row, results_dir,
+                baselines={"bm25": es.bm25, "start": zs.runs[name]}, training=tr.fold.provenance,
+                dev=measured(dev_key, dev, "bm25"), dev_run=dev_run)
     first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
     publish_selected("listwise", model, first, sel, results_dir, base_model=tr.base,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ...experiment import selection_row
-from ...experiment.probe import listwise_memorisation_probe
+from .probe import listwise_memorisation_probe
 from ...listwise import identifier_token_ids
 from ...models import load_chat_lm
 from ...settings import override
@@ -52,7 +52,7 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     identifier-logit order and the teacher's order on those same conversations, before and after, beside the
     input order's tau. Tells a student that cannot learn (broken loss, frozen weights, too low a rate) from one that
     learns the windows it sees but does not generalise from them (flat dev curves). The probe itself is
-    experiment.probe.listwise_memorisation_probe; this picks the model, identifiers and conversations."""
+    probe.listwise_memorisation_probe; this picks the model, identifiers and conversations."""
     model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     alpha = use_letters(cfg, tokenizer)
     n_max = max(c["num_passages"] for c in fold.conversations)

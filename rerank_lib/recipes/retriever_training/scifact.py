@@ -11,8 +11,8 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, Timer, jsonable, load_run, publish_selected, record_reranker, results_table, save_run,
-    scifact_training_split, train_encoder_in_run_dir,
+    DevEvaluator, EvalSet, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
+    save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...experiment.launch import train_launched
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -88,13 +88,12 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
     if data.start_test is not None:
         baselines["start"] = {q: data.start_test[q] for q in test.queries if q in data.start_test}
     records = record_reranker(
-        out.runs["test"], test.qrels, first_stage_run=data.bm25_test, dev_run=out.runs["dev"],
-        first_stage_dev=top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100), dev_qrels=dev.qrels,
-        method=f"ctl-{short_name(cfg.model)}", params=jsonable({**snapshot(cfg), **out.params}),
-        pipeline=PIPELINE, dataset="scifact", split="test", profile=cfg.profile, results_dir=results_dir,
-        baselines=baselines, model=f"{cfg.model} trained with CTL (max_length {cfg.max_length})",
-        first_stage="corpus", depth=cfg.depth, seed=cfg.seed, training=data.split.provenance,
-        eval_queries=test.queries, wall_s=out.wall_s)
+        out.runs["test"], EvalSet.of(test, data.bm25_test, first_stage="corpus", depth=cfg.depth),
+        Row(PIPELINE, f"ctl-{short_name(cfg.model)}", cfg.profile,
+            f"{cfg.model} trained with CTL (max_length {cfg.max_length})", jsonable({**snapshot(cfg), **out.params}),
+            cfg.seed, wall_s=out.wall_s),
+        results_dir, baselines=baselines, training=data.split.provenance,
+        dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)), dev_run=out.runs["dev"])
     publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, base_model=cfg.model,
                      name=f"{records[0].method}-scifact")
     return records

@@ -1,6 +1,6 @@
 """Distil a teacher's [false, true] logits into a monoT5 student, with dev selection: the `inranker` package's
-trainer API (`InRankerTrainer(model, ...)`, `.load_msmarco_dataset`, `.load_custom_dataset`, `.train(train_dataset)`)
-on the experiment layer. It knows no recipe: InRanker's recipe (recipes/inranker) runs its stages through it.
+trainer API (`InRankerTrainer(model, ...)`, `.load_msmarco_dataset`, `.load_custom_dataset`, `.train(train_dataset)`).
+InRanker's stages run through it, and `compute_loss` is the one place its distillation loss is bound to the model.
 
 Deliberate differences from the package: inputs come from `encode_pairs`, as at inference (EOS and " Relevant:"
 kept; batches padded to their own length); `center_labels` centres both loaders' labels (the package: stage 2 only;
@@ -16,16 +16,15 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..data.inranker import (
+from ...data.inranker import (
     MSMARCO_MAX_EXAMPLES, DistillDataset, DistillExample, mmarco_texts, published_file, read_custom_jsonl,
     read_msmarco_soft_labels, soft_label_ids,
 )
-from ..losses.distillation import center, distillation_loss
-from ..models import pick_device
-from ..rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
-from ..training import TrainConfig, pad_collate
-from .dev import DevEvaluator
-from .selection import Selected, train_with_dev_selection
+from ...experiment import DevEvaluator, Selected, train_with_dev_selection
+from ...losses.distillation import center, distillation_loss
+from ...models import pick_device
+from ...rerankers.monot5 import T5Ranker, first_step_logits, load_seq2seq
+from ...training import TrainConfig, pad_collate
 
 
 class InRankerTrainer:

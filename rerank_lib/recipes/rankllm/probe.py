@@ -1,6 +1,5 @@
-"""A memorisation probe for a listwise student: can it fit the very windows it trains on? Kept in the experiment
-layer (it trains and evaluates) so that any listwise recipe can tell a student that cannot learn from one that
-learns but does not generalise."""
+"""A memorisation probe for a listwise student: can it fit the very windows it trains on? It tells a student that
+cannot learn from one that learns but does not generalise."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,12 +7,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below
-from ..listwise.analysis import input_order_tau, window_tau
-from ..settings import snapshot
-from ..training import TrainConfig, pad_collate
-from .run_dir import run_dir
-from .selection import train_with_dev_selection
+from ...experiment import run_dir, train_with_dev_selection
+from ...listwise import ListwiseLM, ListwiseObjective, encode_conversation, freeze_below
+from ...listwise.analysis import input_order_tau, window_tau
+from ...settings import snapshot
+from ...training import TrainConfig, pad_collate
 
 
 def listwise_memorisation_probe(model, tokenizer, conversations: Sequence[dict], identifier_ids: list[int], *,
