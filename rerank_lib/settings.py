@@ -322,7 +322,7 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     if profile == PAPER_TINY:
-        from .standin import enable
+        from .models.standin import enable
 
         enable()
     cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
@@ -398,7 +398,7 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
             rows.append({"setting": path, "value": _shown(value), "paper value": _shown(published),
                          "source": sources.get(path, "not set by the paper profile (the dataclass default)")})
     if value_at(cfg, "profile") == PAPER_TINY:  # the models: each paper id and the stand-in that replaces it
-        from .standin import replaced_ids
+        from .models.standin import replaced_ids
 
         for path in paths(cfg):
             for hub_id, what in replaced_ids(value_at(cfg, path)).items():

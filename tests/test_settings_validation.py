@@ -88,7 +88,7 @@ def test_a_yaml_file_is_checked_by_the_same_rule(tmp_path):
 
 def test_every_profile_of_every_recipe_passes_the_checks(monkeypatch):
     """The checks refuse no value the project itself sets."""
-    from rerank_lib import standin
+    from rerank_lib.models import standin
     from rerank_lib.recipes import first_stage, hopweaver, llm_reranker, rankllm, teacher
     from rerank_lib.settings import PROFILES
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import transformers
 
-from rerank_lib import settings, standin
+from rerank_lib import settings
+from rerank_lib.models import standin
 from rerank_lib.models import ModelUnavailableError, load_model, load_tokenizer, resolve
 
 

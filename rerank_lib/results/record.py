@@ -23,7 +23,7 @@ from typing import Any
 from ..atomic import atomic_open, write_json
 from ..data.errors import DataFormatError
 from ..paths import PROJECT_ROOT
-from ..standin import replaced_ids
+from ..models.standin import replaced_ids
 
 # distribution name -> key in Record.versions
 _PACKAGES = {

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import folder_problem, write_folder_checksums
-from .code_version import code_version
-from .paths import cache_dir, data_root
+from ..atomic import folder_problem, write_folder_checksums
+from ..code_version import code_version
+from ..paths import cache_dir, data_root
+from .builtin import models_dir
 
 __all__ = ["ENV", "STANDINS", "StandIn", "enabled", "enable", "standin_for", "standin_folder", "describe",
            "replaced_ids", "table", "training_lines"]
@@ -295,8 +296,6 @@ def _tokenizer(family: Family):
     from transformers import AutoTokenizer
 
     if family.shared_tokenizer:
-        from .models import models_dir
-
         folder = models_dir() / family.shared_tokenizer
         if not (folder / "tokenizer_config.json").exists():
             raise FileNotFoundError(f"stand-in tokenizer {family.shared_tokenizer!r} not found at {folder} "
