@@ -12,6 +12,7 @@ complete gave wrong records).
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
 from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
+from .models.standin import StandInName, as_standins
 from .paths import cache_dir, shown
 
 
@@ -53,8 +55,11 @@ TEACHERS: dict[str, TeacherSpec] = {
 
 
 def spec(name: str) -> TeacherSpec:
+    """The teacher of a name; a paper-tiny config's stand-in name gets its model as a stand-in name too."""
     if name not in TEACHERS:
         raise KeyError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
+    if isinstance(name, StandInName):
+        return dataclasses.replace(TEACHERS[name], model=as_standins(TEACHERS[name].model))
     return TEACHERS[name]
 
 

@@ -2,7 +2,8 @@
 
 Names resolve in this order:
 1. an existing local directory; a name that looks like a path but is not a folder raises FileNotFoundError;
-2. a paper-tiny stand-in (models.standin): its tiny model of the same architecture class, built once;
+2. a stand-in name (models.standin: what paper-tiny's config holds, or 'tiny:<hub id>'): its tiny model of the same
+   architecture class, built once; the same id as a plain string is the real model;
 3. an offline built-in (builtin.BUILTINS) by its short name, or by a hub id it aliases when its files ARE that model;
 4. a hub id: online the real `from_pretrained(id)`; offline the local HF cache; a hub id whose built-in is only an
    approximation (SmolLM2's Q4_1 GGUF) falls back to it only then, and says so (`ResolvedModel.quantization`);
@@ -116,8 +117,9 @@ def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
                              quantization=gguf_quantization(use_gguf) if use_gguf else None)
 
     standin = standin_for(name)
-    if standin is not None:  # paper-tiny only ($RERANK_STANDIN=tiny): a tiny model of the same class, built here
-        return ResolvedModel(str(standin_folder(name)), None, "standin", name, description=describe_standin(name))
+    if standin is not None:  # a StandInName (paper-tiny's config) or 'tiny:<hub id>': its tiny model, built here
+        return ResolvedModel(str(standin_folder(standin.hub_id)), None, "standin", str(name),
+                             description=describe_standin(standin.hub_id))
 
     builtin = ALIASES.get(name.lower())
     hub_id = name

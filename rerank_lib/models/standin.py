@@ -6,10 +6,11 @@ Why: offline, `--profile paper` stops at the first hub id, so no paper training 
 the class, the special tokens, the chat template and the model-input names of the real model and changes only its
 size; its numbers mean nothing (records made with it carry the profile 'paper-tiny' and say which stand-in ran).
 
-It is off unless asked for: the `paper-tiny` profile turns it on (`enable()`, which sets `$RERANK_STANDIN=tiny` so
-that processes started by `accelerate launch` see it too), or the variable set by hand. `rerank_lib.models.resolve`
-then maps every id of `STANDINS` to its folder, built once under `cache_dir('standin')` (staged in a temporary
-folder and renamed into place) and loaded by the normal `from_pretrained` code.
+The policy travels with the name, per call, never with the process: the `paper-tiny` profile holds each id of
+`STANDINS` as a `StandInName` (`as_standins`), and a shell or YAML file can name one as 'tiny:<hub id>'. For those
+names alone `rerank_lib.models.resolve` serves the stand-in's folder, built once under `cache_dir('standin')` (staged
+in a temporary folder and renamed into place) and loaded by the normal `from_pretrained` code; the same id as a plain
+string (a later `default` or `paper` config in the same kernel) loads the real model.
 
 Tokenizers come from `../shared/models` where the family has one there (T5, Mistral v0.1 / v0.3); for the others
 (Qwen2, Gemma, XLM-R, BERT, GPT-J, StableLM) a small one is trained with the `tokenizers` package on SciFact corpus
@@ -26,15 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..atomic import folder_problem, write_folder_checksums
 from ..code_version import code_version
 from ..paths import cache_dir, data_root
 from .builtin import models_dir
 
-__all__ = ["ENV", "STANDINS", "StandIn", "enabled", "enable", "standin_for", "standin_folder", "describe",
+__all__ = ["PREFIX", "STANDINS", "StandIn", "StandInName", "as_standins", "standin_for", "standin_folder", "describe",
            "replaced_ids", "table", "training_lines"]
 
-ENV = "RERANK_STANDIN"
+PREFIX = "tiny:"  # 'tiny:<hub id>': a stand-in named in text (a shell, a YAML file)
 SEED = 0
 VERSION = 1  # bump when a build changes: folders of another version are rebuilt
 
@@ -187,24 +190,57 @@ STANDINS: dict[str, StandIn] = {s.hub_id.lower(): s for s in _IDS}
 
 
 # -------------------------------------------------------------------------------------------------------------------
-# On / off
+# Which names a stand-in serves
 # -------------------------------------------------------------------------------------------------------------------
 
-def enabled() -> bool:
-    """True only when `$RERANK_STANDIN` is 'tiny' (set by the paper-tiny profile or by hand)."""
-    return os.environ.get(ENV, "").strip().lower() == "tiny"
+class StandInName(str):
+    """A paper hub id served by its stand-in. It compares, hashes, formats and serialises as the id itself, so method
+    names, records, cache keys and YAML stay the paper's; only `models.resolve` tells it apart from the plain id."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"StandInName({str.__repr__(self)})"
+
+    def spelled(self) -> str:
+        """The name as text that keeps the choice ('tiny:<hub id>'), e.g. for a cache key next to the plain id."""
+        return PREFIX + str(self)
 
 
-def enable() -> None:
-    """Turn the stand-ins on for this process and the processes it starts (the paper-tiny profile calls this)."""
-    os.environ[ENV] = "tiny"
+def _represent_plain(dumper, name: StandInName):
+    return dumper.represent_str(str(name))
+
+
+yaml.SafeDumper.add_representer(StandInName, _represent_plain)  # YAML files (a launched run's settings) hold the id
+
+
+def as_standins(value: Any) -> Any:
+    """`value` with every stand-in id in it (a string, or strings inside mappings, lists and tuples) as a
+    StandInName: what the paper-tiny profile does to its config. `value` itself when it names none."""
+    if isinstance(value, str):
+        return StandInName(value) if value.lower() in STANDINS and not isinstance(value, StandInName) else value
+    if isinstance(value, dict):
+        new = {k: as_standins(v) for k, v in value.items()}
+        return value if all(new[k] is v for k, v in value.items()) else new
+    if isinstance(value, (list, tuple)):
+        new = [as_standins(v) for v in value]
+        return value if all(a is b for a, b in zip(new, value)) else type(value)(new)
+    return value
 
 
 def standin_for(name: str) -> StandIn | None:
-    """The stand-in of a hub id when stand-ins are on, else None (never a stand-in in default or paper runs)."""
-    if not enabled():
+    """The stand-in a name asks for: a StandInName or 'tiny:<hub id>'; None for every other name (a plain hub id is
+    the real model). ValueError for 'tiny:' before an id without a stand-in."""
+    name = os.fspath(name)
+    if isinstance(name, StandInName):
+        return STANDINS[name.lower()]
+    if not name.startswith(PREFIX):
         return None
-    return STANDINS.get(os.fspath(name).lower())
+    standin = STANDINS.get(name[len(PREFIX):].lower())
+    if standin is None:
+        raise ValueError(f"{name!r}: no paper-tiny stand-in for {name[len(PREFIX):]!r}; stand-ins exist for "
+                         f"{', '.join(s.hub_id for s in _IDS)}")
+    return standin
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -390,16 +426,15 @@ def describe(name: str) -> str:
 
 def replaced_ids(value: Any) -> dict[str, str]:
     """{hub id: describe(id)} for every stand-in id named in `value` (a string, or strings anywhere inside mappings
-    and sequences; a string counts when it is the id or starts with it and a space), when stand-ins are on: what a
-    record's params say so that a paper-tiny row is never read as the published model's."""
+    and sequences; a string counts when it is the id, with or without 'tiny:', or starts with it and a space): what
+    a paper-tiny record's params and config table say, so that its rows are never read as the published model's.
+    The caller asks only for paper-tiny (a paper record names the same ids, served by the real models)."""
     found: dict[str, str] = {}
-    if not enabled():
-        return found
 
     def walk(item):
         if isinstance(item, str):
             head = item.split(" ", 1)[0].lower()
-            for key in {item.lower(), head}:
+            for key in {k[len(PREFIX):] if k.startswith(PREFIX) else k for k in (item.lower(), head)}:
                 if key in STANDINS:
                     found[STANDINS[key].hub_id] = describe(key)
         elif isinstance(item, dict):
