@@ -328,3 +328,24 @@ def test_precision_setting(monkeypatch):
     monkeypatch.setenv(models.PRECISION_ENV, "half")
     with pytest.raises(ValueError, match="RERANK_PRECISION='half'"):
         models.compute_dtype("cpu")
+
+
+def test_staged_folder_lands_whole_or_not_at_all(tmp_path):
+    """A model folder is written beside its place and renamed in with its checksums; an error leaves nothing, and a
+    copy another process renamed in first is kept."""
+    from rerank_lib.atomic import folder_problem
+    from rerank_lib.models.folders import staged_folder
+
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as staging:
+            (staging / "config.json").write_text("{}")
+            raise RuntimeError("cut")
+    assert list(tmp_path.iterdir()) == []
+    with staged_folder(target) as staging:
+        (staging / "config.json").write_text("{}")
+    assert folder_problem(target) is None and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (target / "theirs").write_text("x")
+    with staged_folder(target) as staging:  # the place is taken: ours is dropped, theirs kept
+        (staging / "config.json").write_text("{}")
+    assert (target / "theirs").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

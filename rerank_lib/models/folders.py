@@ -7,11 +7,15 @@ encodes it as sentence-transformers does (`sentence_transformers_settings`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from ..atomic import write_folder_checksums
 from .builtin import ModelUnavailableError
 
 
@@ -203,3 +207,22 @@ def fresh_keys(loading_info: dict) -> list[str]:
     keys |= {k[0] if isinstance(k, tuple) else k for k in loading_info.get("mismatched_keys") or ()}
     return sorted(k for k in keys if not k.endswith("position_ids"))
 
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A staging folder to write a model folder into; on success its checksums are written last and it is renamed
+    into place (a folder that does not match them is never loaded; when another process renamed its copy first,
+    ours is dropped). On error the staging folder is removed."""
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        write_folder_checksums(staging)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

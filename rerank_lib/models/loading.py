@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import CacheWarning, folder_problem, write_folder_checksums
+from ..atomic import CacheWarning, folder_problem
 from ..code_version import code_version
 from ..paths import cache_dir, shown
 from .builtin import ModelUnavailableError
 from .device import attn_implementation, device_of, pick_device
-from .folders import check_folder
+from .folders import check_folder, staged_folder
 from .names import resolve
 from .standin import StandInName
 
@@ -49,31 +49,23 @@ def dequantised_folder(name: str | os.PathLike) -> Path | None:
 
 
 def _save_dequantised(folder: Path, model, tokenizer) -> None:
-    """config + model.safetensors + tokenizer, written to a staging folder and renamed into place (a concurrent
-    writer loses the race harmlessly). transformers refuses save_pretrained on a GGUF-loaded model, so the already
-    de-quantised fp32 state dict is written directly; a tied LM head is left to the config to re-tie."""
+    """config + model.safetensors + tokenizer (staged_folder). transformers refuses save_pretrained on a GGUF-loaded
+    model, so the already de-quantised fp32 state dict is written directly; a tied LM head is left to the config."""
     from safetensors.torch import save_file
 
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     config = copy.deepcopy(model.config)
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attr):
             delattr(config, attr)
-    config.save_pretrained(staging)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(staging)
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()
              if not (tied and k == "lm_head.weight")}
-    save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(staging)
-    write_folder_checksums(staging)  # last: a folder without it (or not matching it) is never loaded
-    try:
-        staging.rename(folder)
-    except OSError:  # another process saved it first
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged_folder(folder) as staging:
+        config.save_pretrained(staging)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(staging)
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(staging)
 
 
 def trusted_folder(folder: Path, quiet: bool = False) -> bool:

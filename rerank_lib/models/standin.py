@@ -29,10 +29,11 @@ from typing import Any
 
 import yaml
 
-from ..atomic import folder_problem, write_folder_checksums
+from ..atomic import folder_problem
 from ..code_version import code_version
 from ..paths import cache_dir, data_root
 from .builtin import models_dir
+from .folders import staged_folder
 
 __all__ = ["PREFIX", "STANDINS", "StandIn", "StandInName", "as_standins", "standin_for", "standin_folder", "describe",
            "replaced_ids", "table", "training_lines"]
@@ -41,9 +42,7 @@ PREFIX = "tiny:"  # 'tiny:<hub id>': a stand-in named in text (a shell, a YAML f
 SEED = 0
 VERSION = 1  # bump when a build changes: folders of another version are rebuilt
 
-# -------------------------------------------------------------------------------------------------------------------
 # Chat templates (the families' published ones; the two Mistral folders in ../shared/models carry none)
-# -------------------------------------------------------------------------------------------------------------------
 
 ZEPHYR_TEMPLATE = (  # HuggingFaceH4/zephyr-7b-beta tokenizer_config.json (also StableLM-Zephyr's)
     "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
@@ -73,9 +72,7 @@ GEMMA_TEMPLATE = (  # google/gemma-2b-it
     "{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}")
 
 
-# -------------------------------------------------------------------------------------------------------------------
 # The families: architecture class, scaled-down config, tokenizer
-# -------------------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Family:
@@ -88,6 +85,12 @@ class Family:
     shared_tokenizer: str | None = None
     trained: dict | None = None  # {model, specials, unk, bos, eos, pad, cls, sep, mask, post, input_names, ...}
     chat_template: str | None = None
+
+    def size(self) -> tuple[int, int]:
+        """(layers, hidden size), whichever names the family's config uses."""
+        get = self.config.get
+        return (get("num_hidden_layers") or get("num_layers") or get("n_layer"),
+                get("hidden_size") or get("d_model") or get("n_embd"))
 
 
 _DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -189,9 +192,7 @@ _IDS: list[StandIn] = [
 STANDINS: dict[str, StandIn] = {s.hub_id.lower(): s for s in _IDS}
 
 
-# -------------------------------------------------------------------------------------------------------------------
 # Which names a stand-in serves
-# -------------------------------------------------------------------------------------------------------------------
 
 class StandInName(str):
     """A paper hub id served by its stand-in. It compares, hashes, formats and serialises as the id itself, so method
@@ -243,9 +244,7 @@ def standin_for(name: str) -> StandIn | None:
     return standin
 
 
-# -------------------------------------------------------------------------------------------------------------------
 # Building
-# -------------------------------------------------------------------------------------------------------------------
 
 _VOCAB_WORDS = ("Yes No yes no true false True False Query Document Passage Relevant relevant query document passage "
                 "answer Answer question Question A B C D E F G H I J K L M N O P Q R S T U V W X Y Z "
@@ -269,6 +268,11 @@ def training_lines(limit: int = 1500) -> list[str]:
     else:  # no data root: a tokenizer from the prompt words alone (still valid, just a smaller vocabulary)
         lines += [_VOCAB_WORDS.lower()] * 50
     return lines
+
+
+_POST_PROCESSORS = {"bert": ("{cls} $A {sep}", "{cls} $A {sep} $B:1 {sep}:1"),
+                    "roberta": ("{cls} $A {sep}", "{cls} $A {sep} {sep} $B {sep}"),
+                    "bos": ("{bos} $A", "{bos} $A $B")}
 
 
 def _trained_tokenizer(family: Family, vocab_size: int = 4000):
@@ -305,21 +309,12 @@ def _trained_tokenizer(family: Family, vocab_size: int = 4000):
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     tok.train_from_iterator(training_lines(), trainer=trainer)
-    post = spec.get("post")
-    if post == "bert":
-        cls, sep = spec["cls"], spec["sep"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-    elif post == "roberta":
-        cls, sep = spec["cls"], spec["sep"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {sep} $B {sep}",
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-    elif post == "bos":
-        bos = spec["bos"]
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
-                                                           special_tokens=[(bos, tok.token_to_id(bos))])
+    post = _POST_PROCESSORS.get(spec.get("post"))
+    if post is not None:  # the family's [CLS]/<s>/<bos> layout around one text and a pair
+        single, pair = (t.format(cls=spec.get("cls"), sep=spec.get("sep"), bos=spec.get("bos")) for t in post)
+        tokens = dict.fromkeys(spec[r] for r in ("cls", "sep", "bos") if spec.get(r) and spec[r] in single.split())
+        tok.post_processor = processors.TemplateProcessing(single=single, pair=pair,
+                                                           special_tokens=[(t, tok.token_to_id(t)) for t in tokens])
     roles = {f"{role}_token": spec.get(role) for role in ("bos", "eos", "unk", "pad", "cls", "sep", "mask")}
     extra = [t for t in specials if t not in roles.values()]
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=list(spec["input_names"]),
@@ -370,19 +365,11 @@ def build(standin: StandIn, folder: Path) -> None:
     config = _config(standin, tokenizer)
     torch.manual_seed(SEED)
     model = getattr(transformers, standin.spec.architecture)(config)
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "standin.json").write_text(json.dumps(_stamp(standin), indent=1), encoding="utf-8")
-    write_folder_checksums(staging)  # last: a folder whose files do not match it is built again
-    if folder.exists():  # an older version: replace it
-        shutil.rmtree(folder, ignore_errors=True)
-    try:
-        staging.rename(folder)
-    except OSError:  # another process built it first
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # an older version, or damaged: replaced
+    with staged_folder(folder) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "standin.json").write_text(json.dumps(_stamp(standin), indent=1), encoding="utf-8")
 
 
 def _stamp(standin: StandIn) -> dict[str, Any]:
@@ -418,8 +405,7 @@ def describe(name: str) -> str:
     """One line for records and config tables: which stand-in replaced the id (no machine paths)."""
     standin = STANDINS[os.fspath(name).lower()]
     family = standin.spec
-    size = family.config.get("hidden_size") or family.config.get("d_model") or family.config.get("n_embd")
-    layers = family.config.get("num_hidden_layers") or family.config.get("num_layers") or family.config.get("n_layer")
+    layers, size = family.size()
     return (f"paper-tiny stand-in for {standin.hub_id}: random {family.architecture} ({layers} layers, hidden {size}, "
             f"seed {SEED}), tokenizer {tokenizer_source(standin)}; not the published weights")
 
@@ -452,13 +438,6 @@ def table():
     """The stand-in table (hub id -> class, size, tokenizer source) as a DataFrame, for the README and reports."""
     import pandas as pd
 
-    rows = []
-    for s in _IDS:
-        family = s.spec
-        rows.append({"hub id": s.hub_id, "class": family.architecture,
-                     "layers": family.config.get("num_hidden_layers") or family.config.get("num_layers")
-                     or family.config.get("n_layer"),
-                     "hidden": family.config.get("hidden_size") or family.config.get("d_model")
-                     or family.config.get("n_embd"),
-                     "tokenizer": tokenizer_source(s)})
+    rows = [{"hub id": s.hub_id, "class": s.spec.architecture, **dict(zip(("layers", "hidden"), s.spec.size())),
+             "tokenizer": tokenizer_source(s)} for s in _IDS]
     return pd.DataFrame(rows).set_index("hub id")

@@ -64,9 +64,6 @@ class DCAConfig:
             raise ValueError("answer_positions must be 'first', 'all' or None")
 
 
-# ---------------------------------------------------------------------------------------------- reader scores
-
-
 def span_scores(log_attention: torch.Tensor, spans: Sequence[tuple[int, int]]) -> list[float]:
     """log_attention: (layers, heads, rows, keys). Mean over layers, heads, rows and each span's keys."""
     return [float(log_attention[..., s:e].mean()) if e > s else float("-inf") for s, e in spans]
@@ -156,9 +153,6 @@ def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Map
         out.append(DCAExample(ex.qid, ex.question, tuple(doc_ids), tuple(target), tuple(raw)))
     store.save()
     return out
-
-
-# ---------------------------------------------------------------------------------------------- retriever loss
 
 
 class DCACollator:

@@ -25,9 +25,6 @@ from ..data.types import Document, Run
 from ..first_stage import dense_search, rerank_with_encoder
 from ..paths import cache_dir
 
-# ---------------------------------------------------------------------------------------------- examples
-
-
 @dataclass(frozen=True)
 class RetrievalExample:
     """One training question: the gold passage it learns (`positive_id`), all its gold passages (never used as
@@ -63,9 +60,6 @@ def examples_from_qrels(queries: Mapping[str, str], qrels: Mapping[str, Mapping[
     return out
 
 
-# ---------------------------------------------------------------------------------------------- forward
-
-
 def tokenize_queries(encoder, texts: Sequence[str]):
     return encoder.tokenize([encoder.query_prefix + t for t in texts])
 
@@ -78,9 +72,6 @@ def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
     """Pooled embeddings of a tokenised batch with grad, through `model` (the encoder's transformer as `train()`
     hands it over, possibly wrapped for DDP): BiEncoder.embed itself, so training and inference cannot drift."""
     return encoder.embed(batch, model=model)
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
 
 
 def retrieve(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
