@@ -22,8 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
-#: queries), with every hub id served by its tiny stand-in of the same class (rerank_lib.models.standin): the paper path's
-#: code runs on a CPU; its numbers mean nothing and its records say 'paper-tiny'.
+#: queries), with every hub id held as the name of its tiny stand-in of the same class (rerank_lib.models.standin):
+#: the paper path's code runs on a CPU; its numbers mean nothing and its records say 'paper-tiny'.
 PAPER_TINY = "paper-tiny"
 
 # Reading every field to print, compare, copy or convert a config is not using a setting.

@@ -69,6 +69,11 @@ PRECISIONS = ("fp32", "bf16", "auto")
 PRECISION_ENV = "RERANK_PRECISION"
 
 
+def _check(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 def precision_setting() -> str:
     """$RERANK_PRECISION ('fp32' | 'bf16' | 'auto'; 'auto' when unset): what the library's default precision means."""
     value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
@@ -80,8 +85,7 @@ def precision_setting() -> str:
 @contextlib.contextmanager
 def precision_scope(precision: str):
     """Set the process-wide precision for a block (a CLI command), restoring what was there after."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check(precision)
     before = os.environ.get(PRECISION_ENV)
     os.environ[PRECISION_ENV] = precision
     try:
@@ -98,8 +102,7 @@ def compute_dtype(device=None, precision: str | None = None) -> torch.dtype:
     hardware computes it natively); None reads the process setting (precision_setting). 'bf16' is bf16 even where
     it is emulated: the user asked for it."""
     precision = precision or precision_setting()
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check(precision)
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":

@@ -23,18 +23,11 @@ class IncompleteModelFolder(ModelUnavailableError):
     """A local model folder lacks files its loader needs, or carries settings this library cannot apply."""
 
 
-
 #: What each loader reads from a local folder: weights (config.json + weights), a tokenizer, and for the
 #: sentence-transformers kinds the modules that folder declares (modules.json and each module's files).
-FOLDER_KINDS = {
-    "weights": ("weights",),
-    "tokenizer": ("tokenizer",),
-    "cross_encoder": ("weights", "tokenizer", "modules"),
-    "bi_encoder": ("weights", "tokenizer", "modules"),
-    "monot5": ("weights", "tokenizer"),
-    "listwise": ("weights", "tokenizer"),
-    "llm": ("weights", "tokenizer"),
-}
+FOLDER_KINDS = {"weights": ("weights",), "tokenizer": ("tokenizer",),
+                "cross_encoder": ("weights", "tokenizer", "modules"), "bi_encoder": ("weights", "tokenizer", "modules"),
+                "monot5": ("weights", "tokenizer"), "listwise": ("weights", "tokenizer"), "llm": ("weights", "tokenizer")}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                  "pytorch_model.bin.index.json", "adapter_model.safetensors")
 _VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
@@ -47,12 +40,8 @@ def _st_module_gaps(folder: Path) -> list[str]:
         return []  # a plain transformers folder: the loader's own settings apply
     if not (folder / "modules.json").exists():
         return ["modules.json"]
-    try:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise IncompleteModelFolder(f"{folder / 'modules.json'}: not readable JSON ({err})") from None
     gaps = []
-    for module in modules:
+    for module in _read_json(folder / "modules.json"):
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         path = module.get("path", "")
         if kind == "Pooling" and not (folder / path / "config.json").exists():
@@ -107,7 +96,7 @@ class EncoderSettings:
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
+    except (OSError, ValueError) as err:
         raise IncompleteModelFolder(f"{path}: not readable JSON ({err})") from None
 
 

@@ -7,18 +7,71 @@ Names resolve in this order:
 3. an offline built-in (builtin.BUILTINS) by its short name, or by a hub id it aliases when its files ARE that model;
 4. a hub id: online the real `from_pretrained(id)`; offline the local HF cache; a hub id whose built-in is only an
    approximation (SmolLM2's Q4_1 GGUF) falls back to it only then, and says so (`ResolvedModel.quantization`);
-   otherwise ModelUnavailableError listing the built-ins.
+   otherwise ModelUnavailableError listing the built-ins, at once: an offline run never hangs on a DNS lookup.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .builtin import ALIASES, BUILTINS, ModelUnavailableError, builtin_folder, builtins_listing
-from .hub import env_offline, hub_reachable, in_hf_cache
 from .standin import describe as describe_standin, standin_folder, standin_for
+
+
+def env_offline() -> bool:
+    truthy = {"1", "on", "yes", "true"}
+    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(url: str, timeout: float) -> bool:
+    """HEAD request in a daemon thread, joined with a timeout: DNS lookups ignore socket timeouts, a joined thread
+    does not hang us. Only a 2xx/3xx answer counts: sandboxes with transparent proxies accept every TCP connect
+    and answer 404, and an https endpoint must also pass certificate verification for its host name."""
+    import urllib.request
+
+    result: list[bool] = []
+
+    def attempt():
+        try:
+            request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "rerank-repro"})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                result.append(200 <= response.status < 400)
+        except Exception:  # URLError, HTTPError (4xx/5xx), SSL errors, timeouts
+            result.append(False)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set or the hub (or $HF_ENDPOINT) does not answer within
+    `timeout` seconds; the network answer is cached for the process, the environment is read every call."""
+    if env_offline():
+        return False
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return _probe(endpoint + "/", timeout)
+
+
+def in_hf_cache(repo_id: str, revision: str | None = None) -> bool:
+    """Whether a snapshot of `repo_id` is already in the local HF cache (weights or at least a tokenizer)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+        try:
+            hit = try_to_load_from_cache(repo_id, filename, revision=revision,
+                                         cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        except Exception:  # malformed ids raise validation errors: not cached
+            return False
+        if isinstance(hit, str):
+            return True
+    return False
 
 
 def hub_id(name: str | os.PathLike) -> str | None:

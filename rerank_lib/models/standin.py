@@ -35,8 +35,6 @@ from ..paths import cache_dir, data_root
 from .builtin import models_dir
 from .folders import staged_folder
 
-__all__ = ["PREFIX", "STANDINS", "StandIn", "StandInName", "as_standins", "standin_for", "standin_folder", "describe",
-           "replaced_ids", "table", "training_lines"]
 
 PREFIX = "tiny:"  # 'tiny:<hub id>': a stand-in named in text (a shell, a YAML file)
 SEED = 0
@@ -83,7 +81,8 @@ class Family:
     config_class: str
     config: dict  # scaled-down sizes; vocab_size and the special token ids come from the tokenizer
     shared_tokenizer: str | None = None
-    trained: dict | None = None  # {model, specials, unk, bos, eos, pad, cls, sep, mask, post, input_names, ...}
+    trained: dict | None = None  # {model, specials, unk, bos, eos, pad, cls, sep, mask, post, input_names (default:
+    #                               input_ids, attention_mask)}
     chat_template: str | None = None
 
     def size(self) -> tuple[int, int]:
@@ -112,20 +111,18 @@ FAMILIES: dict[str, Family] = {
                            shared_tokenizer="mistral-v0.3-tokenizer", chat_template=MISTRAL_INSTRUCT_TEMPLATE),
     "qwen2": Family("Qwen2ForCausalLM", "Qwen2Config", dict(_DECODER, tie_word_embeddings=True),
                     trained=dict(model="bytelevel", specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                 eos="<|im_end|>", pad="<|endoftext|>", bos=None, unk=None,
-                                 input_names=["input_ids", "attention_mask"]),
+                                 eos="<|im_end|>", pad="<|endoftext|>", bos=None, unk=None),
                     chat_template=QWEN2_TEMPLATE),
     "gemma": Family("GemmaForCausalLM", "GemmaConfig", dict(_DECODER, head_dim=16, num_key_value_heads=1),
                     trained=dict(model="bpe", specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>",
                                                         "<end_of_turn>"],
-                                 pad="<pad>", eos="<eos>", bos="<bos>", unk="<unk>", post="bos",
-                                 input_names=["input_ids", "attention_mask"]),
+                                 pad="<pad>", eos="<eos>", bos="<bos>", unk="<unk>", post="bos"),
                     chat_template=GEMMA_TEMPLATE),
     "xlm-roberta": Family("XLMRobertaForSequenceClassification", "XLMRobertaConfig",
                           dict(_ENCODER, num_labels=1, max_position_embeddings=8194, type_vocab_size=1),
                           trained=dict(model="unigram", specials=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                                        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", cls="<s>", sep="</s>",
-                                       mask="<mask>", post="roberta", input_names=["input_ids", "attention_mask"])),
+                                       mask="<mask>", post="roberta")),
     "bert": Family("BertModel", "BertConfig", dict(_ENCODER, max_position_embeddings=512),
                    trained=dict(model="wordpiece", specials=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
                                 pad="[PAD]", unk="[UNK]", cls="[CLS]", sep="[SEP]", mask="[MASK]", bos=None, eos=None,
@@ -133,13 +130,11 @@ FAMILIES: dict[str, Family] = {
     "gptj": Family("GPTJForCausalLM", "GPTJConfig",
                    dict(n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=2048),
                    trained=dict(model="bytelevel", specials=["<|endoftext|>"], bos="<|endoftext|>",
-                                eos="<|endoftext|>", pad=None, unk="<|endoftext|>",
-                                input_names=["input_ids", "attention_mask"])),
+                                eos="<|endoftext|>", pad=None, unk="<|endoftext|>")),
     "stablelm": Family("StableLmForCausalLM", "StableLmConfig", dict(_DECODER, partial_rotary_factor=0.25),
                        trained=dict(model="bytelevel", specials=["<|endoftext|>", "<|user|>", "<|assistant|>",
                                                                  "<|system|>"],
-                                    bos="<|endoftext|>", eos="<|endoftext|>", pad=None, unk="<|endoftext|>",
-                                    input_names=["input_ids", "attention_mask"]),
+                                    bos="<|endoftext|>", eos="<|endoftext|>", pad=None, unk="<|endoftext|>"),
                        chat_template=ZEPHYR_TEMPLATE),
 }
 
@@ -317,7 +312,8 @@ def _trained_tokenizer(family: Family, vocab_size: int = 4000):
                                                            special_tokens=[(t, tok.token_to_id(t)) for t in tokens])
     roles = {f"{role}_token": spec.get(role) for role in ("bos", "eos", "unk", "pad", "cls", "sep", "mask")}
     extra = [t for t in specials if t not in roles.values()]
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=list(spec["input_names"]),
+    names = list(spec.get("input_names", ("input_ids", "attention_mask")))
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=names,
                                       **{k: v for k, v in roles.items() if v is not None},
                                       additional_special_tokens=extra or None, clean_up_tokenization_spaces=False)
     return wrapped

@@ -59,12 +59,8 @@ def build_ctl_batch(examples: Sequence[RetrievalExample], hard_neg_ratio: float,
     n_hard = min(math.floor(hard_neg_ratio * len(examples)), len(pool))
     doc_ids = positives + (rng.sample(pool, n_hard) if n_hard else [])
     labels = torch.arange(len(examples), dtype=torch.long)
-    mask = torch.zeros((len(examples), len(doc_ids)), dtype=torch.bool)
-    for i, ex in enumerate(examples):
-        own = {ex.positive_id, *ex.gold_ids}
-        for j, d in enumerate(doc_ids):
-            if j != i and d in own:
-                mask[i, j] = True
+    mask = torch.tensor([[j != i and d in {ex.positive_id, *ex.gold_ids} for j, d in enumerate(doc_ids)]
+                         for i, ex in enumerate(examples)], dtype=torch.bool).reshape(len(examples), len(doc_ids))
     return doc_ids, labels, mask
 
 

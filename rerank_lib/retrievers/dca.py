@@ -180,8 +180,6 @@ def dca_compute_loss(encoder, config: DCAConfig = DCAConfig()):
     return compute_loss
 
 
-__all__ = ["DCAConfig", "DCAExample", "DCACollator", "boost_gold", "build_candidates", "dca_compute_loss",
-           "decoder_attention_scores", "reader_targets"]
 
 
 def reader_agreement(examples: Sequence[DCAExample]) -> dict[str, float]:

@@ -176,9 +176,5 @@ class FiDReader:
                              output_attentions=True, use_cache=False)
         att = torch.stack([layer[0] for layer in out.cross_attentions]).float()  # (L, H, R, n * length)
         log_att = att.clamp_min(TINY).log().reshape(*att.shape[:3], n, length)
-        token_mask = enc["attention_mask"].bool()
-        scores = []
-        for p in range(n):
-            keep = token_mask[p]
-            scores.append(float(log_att[..., p, :][..., keep].mean()))
-        return scores
+        keep = enc["attention_mask"].bool()
+        return [float(log_att[..., p, :][..., keep[p]].mean()) for p in range(n)]

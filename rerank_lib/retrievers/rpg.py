@@ -153,4 +153,3 @@ def rpg_collate(examples: Sequence[RetrievalExample]) -> list[RetrievalExample]:
     return list(examples)
 
 
-__all__ = ["RPGConfig", "RPGObjective", "RPGStats", "answer_loglik", "rpg_candidates", "rpg_collate"]
