@@ -30,7 +30,7 @@ from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
 from .models import autocast_context, load_model, load_tokenizer, pick_device, pick_dtype
-from .models.standin import StandInName, as_standins
+from .models.standin import StandInName, as_standins, spelled
 from .paths import cache_dir, shown
 
 
@@ -176,7 +176,7 @@ def _bi_encoder(model_name: str):
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
     # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused. The
     # code version: scores made by an earlier version of this module (or what it imports) are not reused either.
-    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact",
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, spelled(teacher.model), max_length, "exact",
                                    code_version(__name__)]).encode())
     for q in sorted(candidates):
         h.update(f"\x02{q}\x00{queries[q]}".encode())

@@ -133,6 +133,21 @@ def test_reader_prompt_spans_are_the_passages(tiny_reader):
     assert head.startswith("USER:") and "This is a chat between a curious user" in head
 
 
+def test_a_standin_reader_keeps_its_scores_apart_from_the_real_model(tiny_reader):
+    """paper-tiny names the paper's reader as a StandInName (equal to the id as text): its cached reader scores must
+    not be filed under the real model's key, where a paper run would read them."""
+    from rerank_lib.models.standin import StandInName
+    from rerank_lib.retrievers.training import ScoreCache
+
+    def reader(name):
+        return LMReader(name, max_passage_tokens=12, max_answer_tokens=6, model=tiny_reader.model,
+                        tokenizer=tiny_reader.tokenizer)
+
+    real, tiny = reader("google/flan-t5-base").settings(), reader(StandInName("google/flan-t5-base")).settings()
+    assert real["reader"] == "google/flan-t5-base" and tiny["reader"] == "tiny:google/flan-t5-base"
+    assert ScoreCache("rpg", real, enabled=False).path != ScoreCache("rpg", tiny, enabled=False).path
+
+
 def test_decoder_attention_scores_follow_their_passages(tiny_reader):
     """Scores come back in the order of the passages given, whatever order the prompt used."""
     order = [2, 0, 1]

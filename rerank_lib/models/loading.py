@@ -23,7 +23,7 @@ from .builtin import ModelUnavailableError
 from .device import attn_implementation, device_of, pick_device
 from .folders import check_folder, staged_folder
 from .names import resolve
-from .standin import StandInName
+from .standin import spelled
 
 
 def _dtype_kwarg() -> str:
@@ -185,9 +185,7 @@ def load_causal_lm(name: str | os.PathLike, device=None, dtype: torch.dtype | No
     keep_in_memory: keep one CPU copy per (name, dtype, attention, files on disk) in this process (two at most) and
     hand out deep copies of it, so rerankers, judges and readers built one after another skip the disk; pass False
     for large models, which should not sit in host memory twice."""
-    name = os.fspath(name)
-    if isinstance(name, StandInName):  # kept apart from the real model of the same id (equal as strings)
-        name = name.spelled()
+    name = spelled(os.fspath(name))  # a stand-in is kept apart from the real model of its id (equal as strings)
     if keep_in_memory:
         model = copy.deepcopy(_kept_causal_lm(name, dtype, attn, _folder_stamp(name)))
         return model.to(device_of(device))
@@ -216,7 +214,7 @@ def tiny_random_llama(tokenizer):
 def load_chat_tokenizer(name: str, chat_template: str | None = None):
     """The tokenizer of a model name, with `chat_template` when it has none and a pad token (one instance per name
     and template in a process: the steps of a listwise recipe ask for it again and again)."""
-    key = (name.spelled() if isinstance(name, StandInName) else name, chat_template)
+    key = (spelled(name), chat_template)
     if key in _CHAT_TOKENIZERS:
         return _CHAT_TOKENIZERS[key]
     tokenizer = load_tokenizer("mistral-v0.1-tokenizer" if name == TINY_RANDOM_LLAMA else name)

@@ -198,9 +198,11 @@ class StandInName(str):
     def __repr__(self) -> str:
         return f"StandInName({str.__repr__(self)})"
 
-    def spelled(self) -> str:
-        """The name as text that keeps the choice ('tiny:<hub id>'), e.g. for a cache key next to the plain id."""
-        return PREFIX + str(self)
+
+def spelled(name):
+    """A name as text that keeps its choice ('tiny:<hub id>' for a StandInName, any other name as it is): for a key
+    that must tell a stand-in from the real model (a cache, a memo)."""
+    return PREFIX + str(name) if isinstance(name, StandInName) else name
 
 
 def _represent_plain(dumper, name: StandInName):

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 
 from ..models import load_causal_lm, load_model, load_tokenizer
+from ..models.standin import spelled
 
 #: The floor under an attention weight before its log (a weight of exactly 0 would give -inf).
 TINY = 1e-30
@@ -106,7 +107,7 @@ class LMReader:
                               output_attentions=output_attentions, use_cache=False)
 
     def settings(self) -> dict:
-        return {"reader": self.model_name, "max_passage_tokens": self.max_passage_tokens,
+        return {"reader": spelled(self.model_name), "max_passage_tokens": self.max_passage_tokens,
                 "max_answer_tokens": self.max_answer_tokens, "max_question_tokens": self.max_question_tokens,
                 "prompt": hashlib.sha1((LOCALRQA_INSTRUCTION + PASSAGE_SEPARATOR + QUESTION_HEADER + self._tail)
                                        .encode()).hexdigest()[:10]}
@@ -125,12 +126,12 @@ _READERS: dict[tuple, object] = {}
 def shared_reader(name: str, fid: bool = False, passage_tokens: int = 96, answer_tokens: int = 32):
     """The frozen reader DCA and RPG distil from, loaded once per process: a FiDReader (a T5 used Fusion-in-Decoder
     style) or an LMReader, whose weights are shared by every LMReader of the same model."""
-    key = (name, fid, passage_tokens, answer_tokens)
+    key = (spelled(name), fid, passage_tokens, answer_tokens)
     if key not in _READERS:
         if fid:
             _READERS[key] = FiDReader(name, text_maxlength=passage_tokens)
         else:
-            shared = next((r for k, r in _READERS.items() if k[0] == name and not k[1]), None)
+            shared = next((r for k, r in _READERS.items() if k[0] == key[0] and not k[1]), None)
             _READERS[key] = LMReader(name, max_passage_tokens=passage_tokens, max_answer_tokens=answer_tokens,
                                      model=shared.model if shared else None,
                                      tokenizer=shared.tokenizer if shared else None)
@@ -153,7 +154,7 @@ class FiDReader:
         self.device = next(self.model.parameters()).device
 
     def settings(self) -> dict:
-        return {"reader": self.model_name, "text_maxlength": self.text_maxlength, "format": "fid-v1"}
+        return {"reader": spelled(self.model_name), "text_maxlength": self.text_maxlength, "format": "fid-v1"}
 
     def attention_scores(self, question: str, passages: Sequence[str], answer: str,
                          positions: str = "first", titles: Sequence[str] | None = None) -> list[float]:
