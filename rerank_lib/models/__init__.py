@@ -11,12 +11,4 @@ from .loading import (TINY_RANDOM_LLAMA, dequantised_copy, dequantised_folder, l
                       load_chat_tokenizer, load_model, load_tokenizer, tiny_random_llama, trusted_folder, where_from)
 from .names import ResolvedModel, gguf_quantization, hub_id, hub_reachable, resolve, weights_params
 
-__all__ = [
-    "BUILTINS", "ModelUnavailableError", "ResolvedModel", "resolve", "load_tokenizer", "load_model", "load_causal_lm",
-    "dequantised_folder", "dequantised_copy", "gguf_quantization", "pick_device", "pick_dtype", "cpu_supports_bf16",
-    "attn_implementation", "autocast_context", "hub_reachable", "IncompleteModelFolder", "FOLDER_KINDS",
-    "folder_gaps", "check_folder", "EncoderSettings", "sentence_transformers_settings", "cross_encoder_max_length",
-    "PRECISIONS", "PRECISION_ENV", "precision_setting", "precision_scope", "compute_dtype", "precision_name",
-    "fresh_keys", "hub_id", "models_dir", "weights_params", "TINY_RANDOM_LLAMA", "tiny_random_llama",
-    "load_chat_tokenizer", "load_chat_lm", "where_from", "trusted_folder",
-]
+__all__ = [name for name in dir() if not name.startswith("_")]  # every name above, and the modules

@@ -24,23 +24,16 @@ def cpu_supports_bf16() -> bool:
     """True when this CPU computes bf16 natively (x86 AVX512-BF16 or AMX, ARM BF16). Emulated bf16 on an older CPU
     is slower than fp32, so this looks at the machine instead of assuming."""
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private but exact, torch >= 2.3
-        check = getattr(torch.cpu, probe, None)
-        try:
-            if check is not None and check():
+        with contextlib.suppress(Exception):
+            if getattr(torch.cpu, probe, lambda: False)():
                 return True
-        except Exception:
-            pass
-    try:
+    with contextlib.suppress(Exception):
         capability = torch.backends.cpu.get_cpu_capability().upper()  # 'AVX2', 'AVX512', 'SVE256', ...
-    except Exception:
-        capability = ""
-    if "AMX" in capability or "BF16" in capability:
-        return True
-    try:  # Linux: the kernel's CPU flags (x86 'avx512_bf16'/'amx_bf16', ARM 'bf16')
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+        if "AMX" in capability or "BF16" in capability:
+            return True
+    with contextlib.suppress(OSError):  # Linux: the kernel's CPU flags (x86 'avx512_bf16'/'amx_bf16', ARM 'bf16')
+        return bool(set(Path("/proc/cpuinfo").read_text().split()) & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False
 
 
 def device_of(device) -> torch.device:

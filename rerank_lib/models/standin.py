@@ -414,22 +414,20 @@ def replaced_ids(value: Any) -> dict[str, str]:
     a paper-tiny record's params and config table say, so that its rows are never read as the published model's.
     The caller asks only for paper-tiny (a paper record names the same ids, served by the real models)."""
     found: dict[str, str] = {}
-
-    def walk(item):
-        if isinstance(item, str):
-            head = item.split(" ", 1)[0].lower()
-            for key in {k[len(PREFIX):] if k.startswith(PREFIX) else k for k in (item.lower(), head)}:
-                if key in STANDINS:
-                    found[STANDINS[key].hub_id] = describe(key)
-        elif isinstance(item, dict):
-            for v in item.values():
-                walk(v)
-        elif isinstance(item, (list, tuple, set)):
-            for v in item:
-                walk(v)
-
-    walk(value)
+    for item in _strings(value):
+        for key in {k.removeprefix(PREFIX) for k in (item.lower(), item.split(" ", 1)[0].lower())}:
+            if key in STANDINS:
+                found[STANDINS[key].hub_id] = describe(key)
     return found
+
+
+def _strings(value: Any):
+    """Every string in `value`, inside mappings and sequences too."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (dict, list, tuple, set)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
 
 
 def table():
