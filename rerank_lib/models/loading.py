@@ -34,10 +34,8 @@ def _dtype_kwarg() -> str:
 
 
 def dequantised_folder(name: str | os.PathLike) -> Path | None:
-    """Where the de-quantised copy of a GGUF model lives (whether or not it exists yet); None for other models.
-
-    One folder per GGUF FILE (its name, size and mtime) and version of the code that writes it, whichever name
-    (built-in, alias, local folder) reached it, so every caller shares one copy; a changed file gets a new folder."""
+    """Where the de-quantised copy of a GGUF model lives (whether or not it exists yet); None for other models. One
+    folder per GGUF FILE (name, size, mtime) and code version, whichever name reached it: every caller shares it."""
     resolved = resolve(name)
     if not resolved.gguf_file:
         return None
@@ -103,9 +101,8 @@ def dequantised_copy(name: str | os.PathLike) -> str:
 
 
 def load_tokenizer(name: str | os.PathLike, **kwargs):
-    """AutoTokenizer for `name` (GGUF files included: from the de-quantised folder once it exists, else from the
-    GGUF, which gives the same tokenizer). A new instance per call, free to change. Extra kwargs go to
-    `from_pretrained`."""
+    """AutoTokenizer for `name` (a GGUF's from its de-quantised folder once it exists, else from the GGUF: the same
+    tokenizer), a new instance per call, free to change; extra kwargs go to `from_pretrained`."""
     from transformers import AutoTokenizer
 
     resolved = resolve(name, purpose="tokenizer")
@@ -120,13 +117,10 @@ def load_tokenizer(name: str | os.PathLike, **kwargs):
 
 def load_model(name: str | os.PathLike, auto_class=None, device=None, dtype: torch.dtype | None = torch.float32,
                attn: str | None = None, **kwargs):
-    """`auto_class.from_pretrained` (default AutoModel) with the resolved source, dtype and attention, moved to
-    `device` (default: pick_device()). A GGUF model loads from its shared de-quantised copy (dequantised_copy).
-
-    Weights load in fp32 by default: training keeps fp32 master weights and inference gets bf16 via
-    `autocast_context`; pass `dtype=pick_dtype(device)` for half-precision weights (large LLMs on GPU).
-    A local folder must hold config.json and weights (check_folder). `output_loading_info=True` returns
-    (model, loading report) as from_pretrained does (see fresh_keys)."""
+    """`auto_class.from_pretrained` (default AutoModel) of the resolved source (a GGUF: its de-quantised copy; a local
+    folder: checked first), with dtype and attention, moved to `device` (default pick_device()). fp32 by default:
+    training keeps fp32 master weights and inference gets bf16 via `autocast_context`; pass `dtype=pick_dtype(device)`
+    for half-precision weights. `output_loading_info=True` returns (model, loading report), as from_pretrained."""
     if auto_class is None:
         from transformers import AutoModel as auto_class
     resolved = resolve(name, purpose="model")
@@ -179,12 +173,9 @@ def _kept_causal_lm(name: str, dtype: torch.dtype | None, attn: str | None, stam
 
 def load_causal_lm(name: str | os.PathLike, device=None, dtype: torch.dtype | None = torch.float32,
                    attn: str | None = None, keep_in_memory: bool = True):
-    """A causal LM (AutoModelForCausalLM via load_model), the caller's own copy on `device` (default pick_device()),
-    in eval mode: free to train, wrap or move.
-
-    keep_in_memory: keep one CPU copy per (name, dtype, attention, files on disk) in this process (two at most) and
-    hand out deep copies of it, so rerankers, judges and readers built one after another skip the disk; pass False
-    for large models, which should not sit in host memory twice."""
+    """A causal LM (load_model), the caller's own copy on `device`, in eval mode: free to train, wrap or move.
+    keep_in_memory: one CPU copy per (name, dtype, attention, files on disk) in this process (two at most), handed
+    out as deep copies, so readers and judges built one after another skip the disk; False for large models."""
     name = spelled(os.fspath(name))  # a stand-in is kept apart from the real model of its id (equal as strings)
     if keep_in_memory:
         model = copy.deepcopy(_kept_causal_lm(name, dtype, attn, _folder_stamp(name)))

@@ -99,10 +99,8 @@ def gguf_quantization(gguf_file: str) -> str:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What to hand to `from_pretrained`: `source` is a folder or a hub id; `gguf_file` names the file in it.
-
-    `description` (no machine paths) and `quantization` (None for full-precision weights) say which weights these
-    are, for records' params (`as_params`): the SmolLM2 built-in is a Q4_1 copy, not the hub model."""
+    """What to hand to `from_pretrained` (`source`: a folder or a hub id; `gguf_file`: the file in it), and which
+    weights these are for records (`as_params`; no machine paths): the SmolLM2 built-in is a Q4_1 copy."""
 
     source: str
     gguf_file: str | None

@@ -74,8 +74,7 @@ GEMMA_TEMPLATE = (  # google/gemma-2b-it
 
 @dataclass(frozen=True)
 class Family:
-    """One architecture class and how its stand-ins are built. `tokenizer` is either a folder name in
-    ../shared/models or a spec for training one (`trained`)."""
+    """One architecture class and how its stand-ins are built: a tokenizer from ../shared/models, or trained."""
 
     architecture: str  # the transformers class every stand-in of the family is
     config_class: str

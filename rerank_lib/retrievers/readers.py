@@ -37,14 +37,11 @@ class ReaderInput:
 
 
 class LMReader:
-    """A frozen causal LM that reads passages and the question and is scored on the gold answer.
-
-    One prompt layout for both distillation signals: LocalRQA's RPG instruction, the passages (each truncated to
-    `max_passage_tokens`), the question (truncated to `max_question_tokens`), the model's chat template around it,
-    then the gold answer (its first `max_answer_tokens` tokens). Pieces are tokenised separately and joined, so
-    every passage's token span is known exactly. The model is loaded with eager attention, which returns attention
-    weights (DCA needs them); it stays in eval mode and is only run under no_grad.
-    """
+    """A frozen causal LM that reads passages and the question and is scored on the gold answer. One prompt for both
+    distillation signals: LocalRQA's RPG instruction, the passages (each cut to `max_passage_tokens`), the question
+    (cut to `max_question_tokens`) in the model's chat template, then the gold answer's first `max_answer_tokens`
+    tokens. Pieces are tokenised apart and joined, so each passage's token span is exact. Eager attention returns
+    attention weights (DCA needs them); eval mode, run only under no_grad."""
 
     def __init__(self, model_name: str = "smollm2-135m-instruct", max_passage_tokens: int = 96,
                  max_answer_tokens: int = 32, max_question_tokens: int = 64, device=None, model=None, tokenizer=None):

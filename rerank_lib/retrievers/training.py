@@ -1,11 +1,8 @@
-"""What LocalRQA's three retriever trainers (CTL, DCA, RPG) share: training examples, the bi-encoder forward with
-grad, the evaluation run during training, the best-checkpoint reload and the reader-score cache (the readers
-themselves: readers.py).
-
-The trainers are in ctl.py, dca.py and rpg.py; each gives `train()` (rerank_lib.training) a collate_fn and a
-compute_loss, whose settings become a loss call in objectives.py (formulas: rerank_lib.losses). The
-model `train()` updates is the bi-encoder's transformer (`encoder.model`), so inference (`BiEncoder.encode`) uses
-exactly the tokenisation, pooling and normalisation that training used.
+"""What LocalRQA's three retriever trainers (ctl.py, dca.py, rpg.py) share: training examples, the bi-encoder forward
+with grad, the evaluation run during training, the best-checkpoint reload and the reader-score cache (the readers:
+readers.py). Each trainer gives `train()` a collate_fn and a compute_loss, whose settings become a loss call in
+objectives.py. `train()` updates the bi-encoder's own transformer (`encoder.model`), so inference
+(`BiEncoder.encode`) uses exactly the tokenisation, pooling and normalisation that training used.
 """
 from __future__ import annotations
 
@@ -76,14 +73,9 @@ def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
 
 def retrieve(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
              candidates: Run | None = None, cache: bool = True) -> Run:
-    """What LocalRQA retrieves while it evaluates a retriever under training, with the encoder's current weights.
-
-    Without `candidates` it searches the whole `corpus` (LocalRQA's FaissRetriever over the document database);
-    with a candidate run it reranks each query's top-`depth` candidates (a cheap dev signal on a large corpus).
-    Corpus embeddings go through BiEncoder.encode_corpus's cache, keyed by the weights, so a later step with the
-    same weights (RPG's index refresh, the test run of the selected checkpoint) reuses them. It is the `produce`
-    of the experiment layer's DevEvaluator for the retriever recipes.
-    """
+    """What LocalRQA retrieves while it evaluates a retriever under training (DevEvaluator's `produce`): the whole
+    `corpus` searched (its FaissRetriever), or each query's top-`depth` `candidates` reranked (a cheap dev signal).
+    Corpus embeddings are cached by weights: RPG's index refresh and the selected checkpoint's test run reuse them."""
     if candidates is not None:
         return rerank_with_encoder(encoder, candidates, corpus, queries, depth=depth, cache=cache)
     corpus_emb = encoder.encode_corpus(corpus, cache=cache, show_progress=False)
