@@ -199,9 +199,8 @@ def fresh_keys(loading_info: dict) -> list[str]:
 
 @contextlib.contextmanager
 def staged_folder(folder: Path) -> Iterator[Path]:
-    """A staging folder to write a model folder into; on success its checksums are written last and it is renamed
-    into place (a folder that does not match them is never loaded; when another process renamed its copy first,
-    ours is dropped). On error the staging folder is removed."""
+    """A staging folder to write a model folder into, renamed into place with its checksums written last (a folder
+    not matching them is never loaded); a copy another process placed first is kept; an error leaves nothing."""
     staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

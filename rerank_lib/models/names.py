@@ -134,9 +134,8 @@ def weights_params(name: str) -> dict:
 
 
 def _looks_like_path(name: str) -> bool:
-    """A name meant as a folder rather than a hub id ('org/model'): it starts with '.', '~' or a root, uses the OS
-    separator where that is not '/', has more than one '/', ends with one, or its first part is an existing folder
-    here ('checkpoints/best' beside checkpoints/)."""
+    """A name meant as a folder, not a hub id ('org/model'): it starts with '.', '~' or a root, uses a non-'/' OS
+    separator, has more than one '/', ends with one, or its first part is a folder here ('checkpoints/best')."""
     if name.startswith((".", "~")) or os.path.isabs(name):
         return True
     if os.sep != "/" and os.sep in name:
@@ -153,10 +152,8 @@ def _builtin_resolved(builtin: str, folder: Path, name: str, note: str = "") -> 
 
 
 def resolve(name: str | os.PathLike, purpose: str = "model") -> ResolvedModel:
-    """Resolve a name for loading a 'model' or a 'tokenizer' (tokenizer-only aliases such as 't5-base' map to the
-    shared tokenizer folder for tokenizers, but to the hub for weights). Raises FileNotFoundError for a path that is
-    not a folder, and ModelUnavailableError, quickly, when the name can only come from the hub and the hub cannot
-    be reached."""
+    """Resolve a name for loading a 'model' or a 'tokenizer' (a tokenizer-only alias such as 't5-base' is the shared
+    tokenizer folder for tokenizers, the hub for weights); FileNotFoundError for a path that is not a folder."""
     if purpose not in ("model", "tokenizer"):
         raise ValueError(f"purpose must be 'model' or 'tokenizer', got {purpose!r}")
     name = os.fspath(name)

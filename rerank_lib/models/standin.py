@@ -340,11 +340,8 @@ def _config(standin: StandIn, tokenizer):
     import transformers
 
     family = standin.spec
-    ids = {}
-    for role in ("pad", "bos", "eos"):
-        token_id = getattr(tokenizer, f"{role}_token_id", None)
-        if token_id is not None:
-            ids[f"{role}_token_id"] = token_id
+    ids = {f"{r}_token_id": getattr(tokenizer, f"{r}_token_id", None) for r in ("pad", "bos", "eos")}
+    ids = {k: v for k, v in ids.items() if v is not None}
     if family.config_class == "T5Config":  # T5 has no bos; its decoder starts from the pad id
         ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     values = {**family.config, **standin.extra, **ids, "vocab_size": len(tokenizer)}
