@@ -22,8 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
-#: queries), with every hub id served by its tiny stand-in of the same class (rerank_lib.standin): the paper path's
-#: code runs on a CPU; its numbers mean nothing and its records say 'paper-tiny'.
+#: queries), with every hub id held as the name of its tiny stand-in of the same class (rerank_lib.models.standin):
+#: the paper path's code runs on a CPU; its numbers mean nothing and its records say 'paper-tiny'.
 PAPER_TINY = "paper-tiny"
 
 # Reading every field to print, compare, copy or convert a config is not using a setting.
@@ -317,17 +317,19 @@ def profile_values(profiles: Mapping[str, Mapping[str, Any]], profile: str) -> d
 
 def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: str, overrides: Mapping[str, Any]):
     """A config for `profile`: the base defaults, then the profile's values (`profile_values`), then the caller's
-    overrides, each a mapping of dotted paths (or nested dicts for nested configs). paper-tiny also turns the
-    model stand-ins on for this process and its children (rerank_lib.standin.enable); no other profile does."""
+    overrides, each a mapping of dotted paths (or nested dicts for nested configs). paper-tiny holds each hub id
+    as its stand-in's name (models.standin.as_standins): the config itself says what loads, no process state."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
-    if profile == PAPER_TINY:
-        from .standin import enable
-
-        enable()
     cfg = override(base, {"profile": profile}) if "profile" in paths(base) else base
     cfg = override(cfg, profile_values(profiles, profile), skip_none=False)
-    return override(cfg, dict(overrides))
+    cfg = override(cfg, dict(overrides))
+    if profile == PAPER_TINY:
+        from .models.standin import as_standins
+
+        cfg = override(cfg, {p: as_standins(value_at(cfg, p)) for p in paths(cfg)
+                             if as_standins(value_at(cfg, p)) is not value_at(cfg, p)})
+    return cfg
 
 
 def resolve_with_seeds(base, stages: Sequence[str], profiles: Mapping[str, Mapping[str, Any]], profile: str,
@@ -398,7 +400,7 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
             rows.append({"setting": path, "value": _shown(value), "paper value": _shown(published),
                          "source": sources.get(path, "not set by the paper profile (the dataclass default)")})
     if value_at(cfg, "profile") == PAPER_TINY:  # the models: each paper id and the stand-in that replaces it
-        from .standin import replaced_ids
+        from .models.standin import replaced_ids
 
         for path in paths(cfg):
             for hub_id, what in replaced_ids(value_at(cfg, path)).items():

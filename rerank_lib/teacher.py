@@ -12,6 +12,7 @@ complete gave wrong records).
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .data.trec import ranked, read_run, write_run
 from .data.types import Document, Run
 from .evaluation import reciprocal_rank_fusion
 from .first_stage import rerank_with_encoder
+from .models.standin import StandInName, as_standins, spelled
 from .paths import cache_dir, shown
 from .rerankers.cross_encoder import CrossEncoder
 from .rerankers.protocol import candidate_pairs
@@ -52,8 +54,11 @@ TEACHERS: dict[str, TeacherSpec] = {
 
 
 def spec(name: str) -> TeacherSpec:
+    """The teacher of a name; a paper-tiny config's stand-in name gets its model as a stand-in name too."""
     if name not in TEACHERS:
         raise KeyError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
+    if isinstance(name, StandInName):
+        return dataclasses.replace(TEACHERS[name], model=as_standins(TEACHERS[name].model))
     return TEACHERS[name]
 
 
@@ -138,7 +143,7 @@ def _bi_encoder(model_name: str):
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
     # "exact": the file format (full-precision scores); files of the earlier 6-decimal format are not reused. The
     # code version: scores made by an earlier version of this module (or what it imports) are not reused either.
-    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, teacher.model, max_length, "exact",
+    h = hashlib.sha256(json.dumps([teacher.name, teacher.kind, spelled(teacher.model), max_length, "exact",
                                    code_version(__name__)]).encode())
     for q in sorted(candidates):
         h.update(f"\x02{q}\x00{queries[q]}".encode())

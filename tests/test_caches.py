@@ -241,7 +241,7 @@ def test_a_truncated_dequantised_weights_file_is_dequantised_again(private_cache
     with pytest.warns(CacheWarning, match=r"model\.safetensors has 100 bytes"):
         assert models.dequantised_copy(gguf) == str(folder)
     assert len(loads) == 2 and folder_problem(folder) is None
-    edited("models.py")
+    edited("models/loading.py")
     assert models.dequantised_folder(gguf) != folder  # another code version, another folder
 
 

@@ -328,7 +328,7 @@ def test_precision_defaults_to_fp32_on_every_command_and_is_recorded(files, tmp_
 
     assert launch.launch_command("retriever", Path("a.yaml"), Path("s.yaml"), "r")[-2:] == ["--precision", "auto"]
 
-    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)  # a machine where 'auto' means bf16
+    monkeypatch.setattr(models.device, "cpu_supports_bf16", lambda: True)  # a machine where 'auto' means bf16
     monkeypatch.delenv(models.PRECISION_ENV, raising=False)
     assert models.compute_dtype("cpu") == torch.bfloat16 and hardware_info()["precision"] == "bf16"
     with models.precision_scope("fp32"):

@@ -163,7 +163,7 @@ def test_smollm2_hub_id_is_the_real_hub_model_unless_the_hub_cannot_serve_it(tmp
     empty_cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(empty_cache))
     # Hub reachable: the genuine repo, full precision; the short name still means the installed built-in.
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(models.names, "hub_reachable", lambda timeout=3.0: True)
     online = resolve(SMOLLM2_HUB)
     assert (online.kind, online.source, online.gguf_file, online.quantization) == ("hub", SMOLLM2_HUB, None, None)
     assert online.description == f"hub {SMOLLM2_HUB}"
@@ -171,7 +171,7 @@ def test_smollm2_hub_id_is_the_real_hub_model_unless_the_hub_cannot_serve_it(tmp
     short = resolve("smollm2-135m-instruct")
     assert short.kind == "builtin" and short.quantization == "Q4_1 GGUF, dequantised"
     # Offline, but the hub model is in the HF cache: still the genuine model.
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models.names, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HUB_CACHE", str(_fake_hf_cache(tmp_path / "hf", SMOLLM2_HUB)))
     cached = resolve(SMOLLM2_HUB)
     assert cached.kind == "hub" and cached.local_files_only and cached.quantization is None
@@ -187,7 +187,7 @@ def test_smollm2_hub_id_is_the_real_hub_model_unless_the_hub_cannot_serve_it(tmp
 
 
 def test_exact_aliases_stay_builtin_when_the_hub_is_reachable(monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(models.names, "hub_reachable", lambda timeout=3.0: True)
     r = resolve("sentence-transformers/all-MiniLM-L6-v2")  # the pip package holds exactly the hub's weights
     assert r.kind == "builtin" and r.quantization is None
 
@@ -262,7 +262,7 @@ def test_load_causal_lm_gives_own_copies_of_the_gguf_weights(tmp_path, monkeypat
 def test_weights_params_say_q4_1_for_the_offline_smollm2_and_nothing_for_a_config_model(monkeypatch):
     from rerank_lib import models
 
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models.names, "hub_reachable", lambda timeout=3.0: False)
     params = models.weights_params("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert params["quantization"] == "Q4_1 GGUF, dequantised" and "stand-in" in params["model_description"]
     assert models.weights_params("tiny-random-llama") == {}
@@ -319,7 +319,7 @@ def test_hub_id_of_aliases_ids_and_folders(tmp_path):
 def test_precision_setting(monkeypatch):
     from rerank_lib import models
 
-    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(models.device, "cpu_supports_bf16", lambda: False)
     monkeypatch.delenv(models.PRECISION_ENV, raising=False)
     assert models.precision_setting() == "auto" and models.compute_dtype("cpu") == torch.float32
     assert models.compute_dtype("cpu", "bf16") == torch.bfloat16  # asked for: bf16 even where it is emulated
@@ -328,3 +328,24 @@ def test_precision_setting(monkeypatch):
     monkeypatch.setenv(models.PRECISION_ENV, "half")
     with pytest.raises(ValueError, match="RERANK_PRECISION='half'"):
         models.compute_dtype("cpu")
+
+
+def test_staged_folder_lands_whole_or_not_at_all(tmp_path):
+    """A model folder is written beside its place and renamed in with its checksums; an error leaves nothing, and a
+    copy another process renamed in first is kept."""
+    from rerank_lib.atomic import folder_problem
+    from rerank_lib.models.folders import staged_folder
+
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as staging:
+            (staging / "config.json").write_text("{}")
+            raise RuntimeError("cut")
+    assert list(tmp_path.iterdir()) == []
+    with staged_folder(target) as staging:
+        (staging / "config.json").write_text("{}")
+    assert folder_problem(target) is None and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (target / "theirs").write_text("x")
+    with staged_folder(target) as staging:  # the place is taken: ours is dropped, theirs kept
+        (staging / "config.json").write_text("{}")
+    assert (target / "theirs").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

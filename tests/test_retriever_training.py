@@ -12,21 +12,20 @@ import torch
 
 from rerank_lib.data.types import Document
 from rerank_lib.retrievers.ctl import CTLCollator, CTLConfig, build_ctl_batch, ctl_compute_loss
+from rerank_lib.retrievers import objectives
 from rerank_lib.retrievers.dca import (
     DCAConfig,
-    FiDReader,
     boost_gold,
     build_candidates,
-    dca_loss,
-    dca_scores,
     decoder_attention_scores,
     reader_targets,
     span_scores,
 )
-from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates, rpg_loss
+from rerank_lib.retrievers.objectives import dca_scores
+from rerank_lib.retrievers.readers import FiDReader, LMReader
+from rerank_lib.retrievers.rpg import RPGConfig, RPGObjective, answer_loglik, rpg_candidates
 from rerank_lib.evaluation import document_recalls
 from rerank_lib.retrievers.training import (
-    LMReader,
     RetrievalExample,
     encoder_forward,
     examples_from_qrels,
@@ -74,8 +73,14 @@ def test_dca_target_and_loss_by_hand():
     pt = torch.softmax(target / 0.1, -1)[0].tolist()
     ps = torch.softmax(torch.tensor([0.5, 1.0]), -1).tolist()
     want = sum(a * math.log(a / b) for a, b in zip(pt, ps))
-    assert dca_loss(q, p, target, 0.1).item() == pytest.approx(want, rel=1e-6)
+    assert objectives.dca(DCAConfig(reader_temperature=0.1), q, p, target).item() == pytest.approx(want, rel=1e-6)
     assert dca_scores(q, p, 20.0).tolist() == [[20.0, 40.0]]
+    # the config's settings reach the loss: T = 0.5 on the reader, scale 20 on the retriever
+    pt = torch.softmax(target / 0.5, -1)[0].tolist()
+    ps = torch.softmax(torch.tensor([20.0, 40.0]), -1).tolist()
+    want = sum(a * math.log(a / b) for a, b in zip(pt, ps))
+    got = objectives.dca(DCAConfig(reader_temperature=0.5, score_scale=20.0), q, p, target).item()
+    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_span_scores_average_log_attention_by_hand():
@@ -126,6 +131,21 @@ def test_reader_prompt_spans_are_the_passages(tiny_reader):
     assert e == len(inp.input_ids) and tok.decode(inp.input_ids[s:e]).startswith("Yes")
     head = tok.decode(inp.input_ids[: inp.passage_spans[0][0]])
     assert head.startswith("USER:") and "This is a chat between a curious user" in head
+
+
+def test_a_standin_reader_keeps_its_scores_apart_from_the_real_model(tiny_reader):
+    """paper-tiny names the paper's reader as a StandInName (equal to the id as text): its cached reader scores must
+    not be filed under the real model's key, where a paper run would read them."""
+    from rerank_lib.models.standin import StandInName
+    from rerank_lib.retrievers.training import ScoreCache
+
+    def reader(name):
+        return LMReader(name, max_passage_tokens=12, max_answer_tokens=6, model=tiny_reader.model,
+                        tokenizer=tiny_reader.tokenizer)
+
+    real, tiny = reader("google/flan-t5-base").settings(), reader(StandInName("google/flan-t5-base")).settings()
+    assert real["reader"] == "google/flan-t5-base" and tiny["reader"] == "tiny:google/flan-t5-base"
+    assert ScoreCache("rpg", real, enabled=False).path != ScoreCache("rpg", tiny, enabled=False).path
 
 
 def test_decoder_attention_scores_follow_their_passages(tiny_reader):
@@ -186,7 +206,24 @@ def test_rpg_candidates_and_loss():
     lm, ret = torch.tensor([[-1.0, -2.0]]), torch.tensor([[0.3, 0.5]])
     pt = torch.softmax(lm / 0.1, -1)[0].tolist()
     ps = torch.softmax(ret / 0.1, -1)[0].tolist()
-    assert rpg_loss(lm, ret).item() == pytest.approx(sum(a * math.log(a / b) for a, b in zip(pt, ps)), rel=1e-5)
+    assert objectives.rpg(RPGConfig(), lm, ret).item() == pytest.approx(sum(a * math.log(a / b) for a, b in zip(pt, ps)),
+                                                                    rel=1e-5)
+    pt = torch.softmax(lm / 0.2, -1)[0].tolist()  # each temperature from its own setting
+    ps = torch.softmax(ret / 0.5, -1)[0].tolist()
+    got = objectives.rpg(RPGConfig(lm_temperature=0.2, retrieve_temperature=0.5), lm, ret).item()
+    assert got == pytest.approx(sum(a * math.log(a / b) for a, b in zip(pt, ps)), rel=1e-5)
+
+
+def test_every_retriever_method_has_its_loss_in_one_place():
+    """One place binds a retriever trainer's loss settings to its loss: objectives.LOSSES, one per method."""
+    from rerank_lib.recipes.retriever_training.settings import METHODS
+
+    assert set(objectives.LOSSES) == set(METHODS)
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    labels, mask = torch.tensor([0, 1]), torch.zeros(2, 2, dtype=torch.bool)
+    by_hand = -math.log(math.exp(1 / 0.5) / (math.exp(1 / 0.5) + 1.0))  # q . k / tau, tau = 0.5
+    assert objectives.LOSSES["ctl"](CTLConfig(temperature=0.5), q, q, labels, mask).item() == pytest.approx(by_hand,
+                                                                                                         rel=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,8 @@
-"""The paper-tiny stand-ins: each architecture builds, loads through rerank_lib.models and runs a forward pass; the
-resolution is on only in paper-tiny; paper-tiny equals paper except the recipe's overlay keys."""
+"""The paper-tiny stand-ins: each architecture builds, loads through rerank_lib.models and runs a forward pass; only
+a stand-in name (paper-tiny's config, or 'tiny:<hub id>') resolves to one, never a plain id and never by process
+state; paper-tiny equals paper except the recipe's overlay keys."""
+import os
+
 import importlib
 import json
 
@@ -7,20 +10,16 @@ import pytest
 import torch
 import transformers
 
-from rerank_lib import settings, standin
+from rerank_lib import settings
+from rerank_lib.models import standin
 from rerank_lib.models import ModelUnavailableError, load_model, load_tokenizer, resolve
+from rerank_lib.models.standin import StandInName
 
 
 @pytest.fixture()
 def standins_on(monkeypatch, tmp_path_factory):
-    """Stand-ins on, built into one cache folder shared by this module's tests (a build takes seconds)."""
+    """Stand-ins built into one cache folder shared by this module's tests (a build takes seconds)."""
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "standin-cache"))
-    monkeypatch.setenv(standin.ENV, "tiny")
-
-
-@pytest.fixture()
-def standins_off(monkeypatch):
-    monkeypatch.delenv(standin.ENV, raising=False)
 
 
 # one hub id per family, with what its tokenizer must hold
@@ -41,12 +40,13 @@ FAMILY_CASES = [
 @pytest.mark.parametrize("hub_id,specials,vocab", FAMILY_CASES)
 def test_each_architecture_builds_and_runs(standins_on, hub_id, specials, vocab):
     entry = standin.STANDINS[hub_id.lower()]
-    resolved = resolve(hub_id)
+    resolved = resolve(StandInName(hub_id))
     assert resolved.kind == "standin" and "paper-tiny stand-in for " + hub_id in resolved.description
     assert "/" not in resolved.description.split(": ", 1)[1].split(" ")[0]  # no machine path in the description
-    tokenizer = load_tokenizer(hub_id)
+    assert resolve("tiny:" + hub_id).source == resolved.source  # the same stand-in named in text
+    tokenizer = load_tokenizer(StandInName(hub_id))
     auto = getattr(transformers, entry.spec.architecture)
-    model = load_model(hub_id, auto_class=auto, device="cpu")
+    model = load_model("tiny:" + hub_id, auto_class=auto, device="cpu")
     assert type(model).__name__ == entry.spec.architecture
     assert model.config.vocab_size == len(tokenizer)
     if vocab is not None:
@@ -74,20 +74,20 @@ def test_each_architecture_builds_and_runs(standins_on, hub_id, specials, vocab)
 def test_trained_tokenizers_keep_prompt_words_single_tokens(standins_on):
     """The yes-token and monoT5-style readouts score one token: the trained tokenizers must keep them whole."""
     for hub_id in ("BAAI/bge-reranker-v2-gemma", "Qwen/Qwen2.5-1.5B-Instruct"):  # decoders read a token
-        tokenizer = load_tokenizer(hub_id)
+        tokenizer = load_tokenizer(StandInName(hub_id))
         for word in ("Yes", "No", "true", "false"):
             assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, (hub_id, word)
 
 
 def test_pair_encoding_has_the_family_layout(standins_on):
-    bert = load_tokenizer("intfloat/e5-base-v2")
+    bert = load_tokenizer(StandInName("intfloat/e5-base-v2"))
     ids = bert("a", "b").input_ids
     assert ids[0] == bert.cls_token_id and ids.count(bert.sep_token_id) == 2
     assert bert("a", "b").token_type_ids[-1] == 1
-    xlmr = load_tokenizer("BAAI/bge-reranker-v2-m3")
+    xlmr = load_tokenizer(StandInName("BAAI/bge-reranker-v2-m3"))
     ids = xlmr("a", "b").input_ids
     assert ids[0] == xlmr.bos_token_id and ids.count(xlmr.eos_token_id) == 3  # <s> a </s></s> b </s>
-    gemma = load_tokenizer("BAAI/bge-reranker-v2-gemma")
+    gemma = load_tokenizer("tiny:BAAI/bge-reranker-v2-gemma")
     assert gemma("a").input_ids[0] == gemma.bos_token_id
 
 
@@ -108,16 +108,21 @@ def test_build_is_seeded_and_cached(standins_on):
     assert (standin.standin_folder("intfloat/e5-base-v2") / "model.safetensors").read_bytes() == weights
 
 
-def test_resolution_is_off_unless_asked_for(standins_off):
-    assert not standin.enabled() and standin.standin_for("BAAI/bge-reranker-v2-m3") is None
+def test_a_plain_id_is_never_a_standin():
+    assert standin.standin_for("BAAI/bge-reranker-v2-m3") is None
     with pytest.raises(ModelUnavailableError):
         resolve("BAAI/bge-reranker-v2-gemma")  # offline in tests: the hub id, never a stand-in
     assert resolve("minilm-l6").kind == "builtin"
 
 
-def test_resolution_on_maps_only_listed_ids(standins_on):
-    assert standin.standin_for("baai/BGE-reranker-v2-m3").hub_id == "BAAI/bge-reranker-v2-m3"
+def test_standin_names_map_only_listed_ids(standins_on):
+    assert standin.standin_for(StandInName("baai/BGE-reranker-v2-m3")).hub_id == "BAAI/bge-reranker-v2-m3"
+    assert standin.standin_for("tiny:baai/BGE-reranker-v2-m3").hub_id == "BAAI/bge-reranker-v2-m3"
     assert standin.standin_for("some/other-model") is None
+    with pytest.raises(ValueError, match="no paper-tiny stand-in for 'some/other-model'"):
+        standin.standin_for("tiny:some/other-model")
+    assert standin.as_standins("minilm-l6") == "minilm-l6" and not isinstance(standin.as_standins("minilm-l6"),
+                                                                               StandInName)
     assert resolve("minilm-l6").kind == "builtin"  # built-ins are real weights: not replaced
 
 
@@ -151,14 +156,12 @@ def _overlay_paths(cfg, overlay):
 
 
 @pytest.mark.parametrize("module,table,function", RECIPES)
-def test_paper_tiny_is_paper_except_the_overlay(monkeypatch, module, table, function):
-    monkeypatch.delenv(standin.ENV, raising=False)
+def test_paper_tiny_is_paper_except_the_overlay(module, table, function):
     mod = importlib.import_module(module)
     make = getattr(mod, function)
     paper = make("paper")
-    assert not standin.enabled()  # the paper profile never turns stand-ins on
     tiny = make("paper-tiny")
-    assert standin.enabled()  # paper-tiny does, for this process and its children
+    assert "RERANK_STANDIN" not in os.environ  # no process state: the names say what loads
     overlay = getattr(mod, table)["paper-tiny"]
     assert overlay, "paper-tiny must make something small"
     allowed = _overlay_paths(paper, overlay) | {"profile"}
@@ -166,10 +169,32 @@ def test_paper_tiny_is_paper_except_the_overlay(monkeypatch, module, table, func
     differ = {p for p in settings.paths(paper) if settings.value_at(paper, p) != settings.value_at(tiny, p)}
     assert differ - allowed == set(), sorted(differ - allowed)
     assert settings.value_at(tiny, "profile") == "paper-tiny"
-    for path in settings.paths(paper):  # every model id stays the paper's id: the stand-in is resolved, not set
+    named = 0
+    for path in settings.paths(paper):  # every model id stays the paper's id, held as its stand-in's name
         value = settings.value_at(paper, path)
         if isinstance(value, str) and value.lower() in standin.STANDINS:
-            assert settings.value_at(tiny, path) == value
+            assert settings.value_at(tiny, path) == value and isinstance(settings.value_at(tiny, path), StandInName)
+            assert not isinstance(value, StandInName)  # paper: the real model
+            named += 1
+    assert named or module.endswith("teacher")  # every recipe but the teachers' names a hub model directly
+
+
+def test_paper_tiny_leaves_no_state_for_a_later_config(monkeypatch):
+    """Choosing paper-tiny set $RERANK_STANDIN and never unset it: in a notebook kernel every later load, default and
+    paper included, got tiny stand-ins. Now the paper-tiny config holds stand-in names and nothing else changes."""
+    from rerank_lib.recipes import cross_encoder, first_stage
+
+    monkeypatch.delenv("RERANK_STANDIN", raising=False)
+    before = dict(os.environ)
+    tiny = first_stage.config("paper-tiny")
+    assert resolve(tiny.dense_model).kind == "standin"
+    default, paper = first_stage.config("default"), cross_encoder.config("paper")
+    assert dict(os.environ) == before and "RERANK_STANDIN" not in os.environ
+    assert resolve(default.dense_model).kind == "builtin"  # the real minilm-l6, not a stand-in
+    assert resolve(cross_encoder.config("default").model).kind == "builtin"
+    with pytest.raises(ModelUnavailableError):  # offline: the paper's hub id is the hub's, never a stand-in
+        resolve(paper.model)
+    assert resolve(tiny.dense_model).kind == "standin"  # the earlier config keeps its own choice
 
 
 def test_profile_values_layers_the_overlay_on_paper():
@@ -202,9 +227,9 @@ def test_records_and_config_tables_name_the_standins(standins_on):
     assert table.loc["dense_model", "value"].startswith("paper-tiny stand-in for intfloat/e5-base-v2")
 
 
-def test_records_say_nothing_when_standins_are_off(standins_off):
+def test_records_of_other_profiles_name_no_standins():
     from rerank_lib.results.record import make_record
 
     record = make_record("x", "m", "scifact", "test", {"nDCG@10": 0.5}, profile="paper",
                          model="BAAI/bge-reranker-v2-m3", params={"lr": 1e-5})
-    assert "standins" not in record.params and standin.replaced_ids("BAAI/bge-reranker-v2-m3") == {}
+    assert "standins" not in record.params

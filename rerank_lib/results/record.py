@@ -23,7 +23,7 @@ from typing import Any
 from ..atomic import atomic_open, write_json
 from ..data.errors import DataFormatError
 from ..paths import PROJECT_ROOT
-from ..standin import replaced_ids
+from ..models.standin import replaced_ids
 
 # distribution name -> key in Record.versions
 _PACKAGES = {
@@ -162,7 +162,8 @@ def make_record(pipeline: str, method: str, dataset: str, split: str, metrics: d
     fields_.setdefault("versions", package_versions())
     fields_.setdefault("hardware", hardware_info())
     fields_.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    standins = replaced_ids({"model": fields_.get("model"), "params": fields_.get("params")})
+    standins = replaced_ids({"model": fields_.get("model"), "params": fields_.get("params")}) \
+        if fields_.get("profile") == "paper-tiny" else {}
     if standins:  # paper-tiny: say which tiny stand-ins replaced the paper's models
         fields_["params"] = {**(fields_.get("params") or {}), "standins": standins}
     data = {"pipeline": pipeline, "method": method, "dataset": dataset, "split": split,

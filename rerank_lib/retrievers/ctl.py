@@ -4,7 +4,7 @@
 For a batch of B (question, gold passage, hard negatives) examples, the keys are the B gold passages followed by
 floor(rho * B) hard negatives sampled from the batch's pooled hard negatives, after dropping any hard negative
 that is a gold passage of the batch. The logits are q . k / tau and the loss is cross-entropy with each
-question's own gold passage as the label (the formula: rerank_lib.losses.contrastive.ctl_loss):
+question's own gold passage as the label (objectives.ctl; the formula: rerank_lib.losses.contrastive.ctl_loss):
 
     L = -1/B sum_i log( exp(q_i . p_i / tau) / sum_j exp(q_i . k_j / tau) )
 
@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..losses import ctl_loss
+from . import objectives
 from .training import RetrievalExample, encoder_forward, tokenize_documents, tokenize_queries
 
 
@@ -59,12 +59,8 @@ def build_ctl_batch(examples: Sequence[RetrievalExample], hard_neg_ratio: float,
     n_hard = min(math.floor(hard_neg_ratio * len(examples)), len(pool))
     doc_ids = positives + (rng.sample(pool, n_hard) if n_hard else [])
     labels = torch.arange(len(examples), dtype=torch.long)
-    mask = torch.zeros((len(examples), len(doc_ids)), dtype=torch.bool)
-    for i, ex in enumerate(examples):
-        own = {ex.positive_id, *ex.gold_ids}
-        for j, d in enumerate(doc_ids):
-            if j != i and d in own:
-                mask[i, j] = True
+    mask = torch.tensor([[j != i and d in {ex.positive_id, *ex.gold_ids} for j, d in enumerate(doc_ids)]
+                         for i, ex in enumerate(examples)], dtype=torch.bool).reshape(len(examples), len(doc_ids))
     return doc_ids, labels, mask
 
 
@@ -91,6 +87,6 @@ def ctl_compute_loss(encoder, config: CTLConfig = CTLConfig()):
     def compute_loss(model, batch) -> torch.Tensor:
         q = encoder_forward(encoder, model, batch["queries"])
         k = encoder_forward(encoder, model, batch["keys"])
-        return ctl_loss(q, k, batch["labels"], config.temperature, batch["mask"])
+        return objectives.ctl(config, q, k, batch["labels"], batch["mask"])
 
     return compute_loss

@@ -43,21 +43,10 @@ import numpy as np
 import torch
 
 from ..data.trec import ranked
-from ..losses import kl_divergence
 from ..data.types import Run
-from ..models import load_model, load_tokenizer
-from .training import (
-    LMReader,
-    RetrievalExample,
-    ScoreCache,
-    eager_attention,
-    encoder_forward,
-    tokenize_documents,
-    tokenize_queries,
-)
-
-_TINY = 1e-30
-
+from . import objectives
+from .readers import TINY, FiDReader, LMReader
+from .training import RetrievalExample, ScoreCache, encoder_forward, tokenize_documents, tokenize_queries
 
 @dataclass(frozen=True)
 class DCAConfig:
@@ -73,9 +62,6 @@ class DCAConfig:
             raise ValueError("n_context must be >= 2")
         if self.answer_positions not in (None, "first", "all"):
             raise ValueError("answer_positions must be 'first', 'all' or None")
-
-
-# ---------------------------------------------------------------------------------------------- reader scores
 
 
 def span_scores(log_attention: torch.Tensor, spans: Sequence[tuple[int, int]]) -> list[float]:
@@ -101,58 +87,11 @@ def decoder_attention_scores(reader: LMReader, question: str, passages: Sequence
     out = reader.forward([inp], output_attentions=True)
     rows = _rows(inp.answer_span, positions)
     att = torch.stack([layer[0][:, rows, :] for layer in out.attentions]).float()  # (L, H, R, T)
-    in_prompt = span_scores(att.clamp_min(_TINY).log(), inp.passage_spans)
+    in_prompt = span_scores(att.clamp_min(TINY).log(), inp.passage_spans)
     scores = [0.0] * len(passages)
     for slot, idx in enumerate(order):
         scores[idx] = in_prompt[slot]
     return scores
-
-
-class FiDReader:
-    """A T5 reader used Fusion-in-Decoder style (LocalRQA's FiDT5.from_t5 on google/flan-t5-xl)."""
-
-    def __init__(self, model_name: str = "google/flan-t5-base", text_maxlength: int = 512, device=None,
-                 model=None, tokenizer=None):
-        from transformers import AutoModelForSeq2SeqLM
-
-        self.model_name, self.text_maxlength = model_name, text_maxlength
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
-        if model is None:
-            model = load_model(model_name, auto_class=AutoModelForSeq2SeqLM, device=device, dtype=torch.float32,
-                               attn="eager")
-        self.model = eager_attention(model).eval()
-        self.device = next(self.model.parameters()).device
-
-    def settings(self) -> dict:
-        return {"reader": self.model_name, "text_maxlength": self.text_maxlength, "format": "fid-v1"}
-
-    def attention_scores(self, question: str, passages: Sequence[str], answer: str,
-                         positions: str = "first", titles: Sequence[str] | None = None) -> list[float]:
-        """FiD inputs ("question: q title: t context: p", LocalRQA's FidDataset/FidCollator), encoded one passage
-        each, the decoder over their concatenation; cross-attention of the decoder's first step (or of every
-        answer position, teacher-forced) over each passage's tokens."""
-        titles = list(titles) if titles is not None else [""] * len(passages)
-        texts = [f"question: {question} title: {t} context: {p}" for t, p in zip(titles, passages)]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_maxlength,
-                             return_tensors="pt").to(self.device)
-        n, length = enc["input_ids"].shape
-        start = self.model.config.decoder_start_token_id
-        answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] if positions == "all" else []
-        decoder_ids = torch.tensor([[start] + answer_ids[:-1] if answer_ids else [start]], device=self.device)
-        with torch.no_grad():
-            hidden = self.model.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            fused = hidden.reshape(1, n * length, -1)
-            mask = enc["attention_mask"].reshape(1, n * length)
-            out = self.model(encoder_outputs=(fused,), attention_mask=mask, decoder_input_ids=decoder_ids,
-                             output_attentions=True, use_cache=False)
-        att = torch.stack([layer[0] for layer in out.cross_attentions]).float()  # (L, H, R, n * length)
-        log_att = att.clamp_min(_TINY).log().reshape(*att.shape[:3], n, length)
-        token_mask = enc["attention_mask"].bool()
-        scores = []
-        for p in range(n):
-            keep = token_mask[p]
-            scores.append(float(log_att[..., p, :][..., keep].mean()))
-        return scores
 
 
 def boost_gold(scores: Sequence[float], gold_index: int = 0) -> list[float]:
@@ -216,21 +155,6 @@ def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Map
     return out
 
 
-# ---------------------------------------------------------------------------------------------- retriever loss
-
-
-def dca_scores(query_emb: torch.Tensor, passage_emb: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """(B, d) x (B, k, d) -> (B, k): q . p times `scale` (1/sqrt(d) by default, LocalRQA's FidRetrieverTrainer)."""
-    scale = scale if scale is not None else query_emb.shape[-1] ** -0.5
-    return torch.einsum("bd,bkd->bk", query_emb, passage_emb) * scale
-
-
-def dca_loss(query_emb: torch.Tensor, passage_emb: torch.Tensor, reader_scores: torch.Tensor,
-             reader_temperature: float = 0.1, scale: float | None = None) -> torch.Tensor:
-    """KL(softmax(reader / T) || softmax(dca_scores)) per question (losses.distillation.kl_divergence)."""
-    return kl_divergence(reader_scores, dca_scores(query_emb, passage_emb, scale), reader_temperature, 1.0)
-
-
 class DCACollator:
     def __init__(self, encoder, documents: Mapping[str, str]):
         self.encoder, self.documents = encoder, documents
@@ -251,13 +175,11 @@ def dca_compute_loss(encoder, config: DCAConfig = DCAConfig()):
         q = encoder_forward(encoder, model, batch["queries"])
         target = batch["target"].to(q.device)
         p = encoder_forward(encoder, model, batch["passages"]).view(target.shape[0], target.shape[1], -1)
-        return dca_loss(q, p, target, config.reader_temperature, config.score_scale)
+        return objectives.dca(config, q, p, target)
 
     return compute_loss
 
 
-__all__ = ["DCAConfig", "DCAExample", "DCACollator", "FiDReader", "boost_gold", "build_candidates", "dca_compute_loss",
-           "dca_loss", "dca_scores", "decoder_attention_scores", "reader_targets"]
 
 
 def reader_agreement(examples: Sequence[DCAExample]) -> dict[str, float]:

@@ -8,7 +8,8 @@ Each training step, for every question of the batch:
 2. retrieval likelihood: softmax over cos(q, p) / retrieve_temperature (0.1), with grad;
 3. LM likelihood: a frozen LM reads each passage alone with the question and scores the gold answer by its mean
    token log-probability; softmax over those / lm_temperature (0.1), without grad, cached;
-4. loss: KL(LM distribution || retrieval distribution) (see losses.distillation.kl_divergence for the direction).
+4. loss: KL(LM distribution || retrieval distribution) (objectives.rpg; losses.distillation.kl_divergence for the
+   direction).
 
 Known LocalRQA problems, avoided here:
 - misaligned scores: LocalRQA computes the retriever's scores over the passages in retrieval order, but the LM's
@@ -32,16 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.types import Document
-from ..losses import kl_divergence
-from .training import (
-    LMReader,
-    RetrievalExample,
-    ScoreCache,
-    chunked,
-    encoder_forward,
-    tokenize_documents,
-    tokenize_queries,
-)
+from . import objectives
+from .readers import LMReader
+from .training import RetrievalExample, ScoreCache, chunked, encoder_forward, tokenize_documents, tokenize_queries
 
 
 @dataclass(frozen=True)
@@ -81,12 +75,6 @@ def rpg_candidates(retrieved: Sequence[str], example: RetrievalExample, k: int, 
     if ensure_gold and example.positive_id not in top:
         top[-1] = example.positive_id
     return top
-
-
-def rpg_loss(lm_scores: torch.Tensor, retriever_scores: torch.Tensor, config: RPGConfig = RPGConfig()) -> torch.Tensor:
-    """KL(softmax(LM / T_lm) || softmax(retriever / T_ret)); the two (B, k) tensors must be aligned passage by passage
-    (losses.distillation.kl_divergence)."""
-    return kl_divergence(lm_scores, retriever_scores, config.lm_temperature, config.retrieve_temperature)
 
 
 @dataclass
@@ -157,7 +145,7 @@ class RPGObjective:
                             tokenize_documents(self.encoder, [self.documents[d] for c in cands for d in c]))
         p = p.view(len(batch), len(cands[0]), -1)
         retriever = F.cosine_similarity(q[:, None, :], p, dim=-1)
-        return rpg_loss(lm.to(retriever.device), retriever, self.config)
+        return objectives.rpg(self.config, lm.to(retriever.device), retriever)
 
 
 def rpg_collate(examples: Sequence[RetrievalExample]) -> list[RetrievalExample]:
@@ -165,4 +153,3 @@ def rpg_collate(examples: Sequence[RetrievalExample]) -> list[RetrievalExample]:
     return list(examples)
 
 
-__all__ = ["RPGConfig", "RPGObjective", "RPGStats", "answer_loglik", "rpg_candidates", "rpg_collate", "rpg_loss"]

@@ -1,11 +1,8 @@
-"""What LocalRQA's three retriever trainers (CTL, DCA, RPG) share: training examples, the bi-encoder forward with
-grad, the evaluation run during training, the best-checkpoint reload, and the frozen LM reader that DCA and RPG
-distil from.
-
-The trainers themselves are in ctl.py, dca.py and rpg.py; each gives `train()` (rerank_lib.training) a collate_fn
-and a compute_loss, whose formula is in rerank_lib.losses (contrastive.ctl_loss, distillation.kl_divergence). The
-model `train()` updates is the bi-encoder's transformer (`encoder.model`), so inference (`BiEncoder.encode`) uses
-exactly the tokenisation, pooling and normalisation that training used.
+"""What LocalRQA's three retriever trainers (ctl.py, dca.py, rpg.py) share: training examples, the bi-encoder forward
+with grad, the evaluation run during training, the best-checkpoint reload and the reader-score cache (the readers:
+readers.py). Each trainer gives `train()` a collate_fn and a compute_loss, whose settings become a loss call in
+objectives.py. `train()` updates the bi-encoder's own transformer (`encoder.model`), so inference
+(`BiEncoder.encode`) uses exactly the tokenisation, pooling and normalisation that training used.
 """
 from __future__ import annotations
 
@@ -23,11 +20,7 @@ from ..data.localrqa import QAExample
 from ..data.trec import ranked
 from ..data.types import Document, Run
 from ..first_stage import dense_search, rerank_with_encoder
-from ..models import load_causal_lm, load_tokenizer
 from ..paths import cache_dir
-
-# ---------------------------------------------------------------------------------------------- examples
-
 
 @dataclass(frozen=True)
 class RetrievalExample:
@@ -64,9 +57,6 @@ def examples_from_qrels(queries: Mapping[str, str], qrels: Mapping[str, Mapping[
     return out
 
 
-# ---------------------------------------------------------------------------------------------- forward
-
-
 def tokenize_queries(encoder, texts: Sequence[str]):
     return encoder.tokenize([encoder.query_prefix + t for t in texts])
 
@@ -81,19 +71,11 @@ def encoder_forward(encoder, model: torch.nn.Module, batch) -> torch.Tensor:
     return encoder.embed(batch, model=model)
 
 
-# ---------------------------------------------------------------------------------------------- evaluation
-
-
 def retrieve(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
              candidates: Run | None = None, cache: bool = True) -> Run:
-    """What LocalRQA retrieves while it evaluates a retriever under training, with the encoder's current weights.
-
-    Without `candidates` it searches the whole `corpus` (LocalRQA's FaissRetriever over the document database);
-    with a candidate run it reranks each query's top-`depth` candidates (a cheap dev signal on a large corpus).
-    Corpus embeddings go through BiEncoder.encode_corpus's cache, keyed by the weights, so a later step with the
-    same weights (RPG's index refresh, the test run of the selected checkpoint) reuses them. It is the `produce`
-    of the experiment layer's DevEvaluator for the retriever recipes.
-    """
+    """What LocalRQA retrieves while it evaluates a retriever under training (DevEvaluator's `produce`): the whole
+    `corpus` searched (its FaissRetriever), or each query's top-`depth` `candidates` reranked (a cheap dev signal).
+    Corpus embeddings are cached by weights: RPG's index refresh and the selected checkpoint's test run reuse them."""
     if candidates is not None:
         return rerank_with_encoder(encoder, candidates, corpus, queries, depth=depth, cache=cache)
     corpus_emb = encoder.encode_corpus(corpus, cache=cache, show_progress=False)
@@ -121,134 +103,6 @@ def load_weights(encoder, folder: str | Path) -> None:
     if real_missing or unexpected:
         raise ValueError(f"{folder}: weights do not fit {encoder.model_name}: missing {real_missing[:3]}, "
                          f"unexpected {unexpected[:3]}")
-
-
-# ---------------------------------------------------------------------------------------------- LM reader
-
-#: The instruction of LocalRQA's RPG prompt (trainers/retriever/retriever_replug_trainer.py PROMPT); the chat
-#: markup around it is the reader's own chat template ("different model may use their own specific format").
-LOCALRQA_INSTRUCTION = (
-    "This is a chat between a curious user and an artificial intelligence assistant.\n"
-    "The assistant gives helpful, detailed, and polite answers using documents from the following context.\n"
-    "Do not mention 'this context' in the assistant's response, since the following context is only visible to "
-    "the assistant.\n----------------\nContext:\n"
-)
-PASSAGE_SEPARATOR = "\n\n"
-QUESTION_HEADER = "\n----------------\n"
-_SENTINEL = "\u2063CONTENT\u2063"
-
-
-@dataclass
-class ReaderInput:
-    """Token ids of one reader prompt with the spans a scorer needs: each passage, and the answer."""
-
-    input_ids: list[int]
-    passage_spans: list[tuple[int, int]]  # [start, end) of each passage's tokens, in the order given
-    answer_span: tuple[int, int]
-
-
-class LMReader:
-    """A frozen causal LM that reads passages and the question and is scored on the gold answer.
-
-    One prompt layout for both distillation signals: LocalRQA's RPG instruction, the passages (each truncated to
-    `max_passage_tokens`), the question (truncated to `max_question_tokens`), the model's chat template around it,
-    then the gold answer (its first `max_answer_tokens` tokens). Pieces are tokenised separately and joined, so
-    every passage's token span is known exactly. The model is loaded with eager attention, which returns attention
-    weights (DCA needs them); it stays in eval mode and is only run under no_grad.
-    """
-
-    def __init__(self, model_name: str = "smollm2-135m-instruct", max_passage_tokens: int = 96,
-                 max_answer_tokens: int = 32, max_question_tokens: int = 64, device=None, model=None, tokenizer=None):
-        self.model_name = model_name
-        self.max_passage_tokens, self.max_answer_tokens, self.max_question_tokens = (
-            max_passage_tokens, max_answer_tokens, max_question_tokens)
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
-        if model is None:
-            model = load_causal_lm(model_name, device=device, dtype=torch.float32, attn="eager")
-        self.model = eager_attention(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.device = next(self.model.parameters()).device
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
-            self.tokenizer.eos_token_id or 0)
-        head, tail = self._template()
-        self._head = self._ids(head + LOCALRQA_INSTRUCTION)
-        self._tail = tail
-
-    def _template(self) -> tuple[str, str]:
-        """The text before and after the user's message in the chat template (plain text without one)."""
-        if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], tokenize=False,
-                                                          add_generation_prompt=True)
-            if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
-                head, tail = rendered.split(_SENTINEL)
-                return head, tail
-        return "", "\nAnswer: "
-
-    def _ids(self, text: str, limit: int | None = None) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids[:limit] if limit is not None else ids
-
-    def build(self, question: str, passages: Sequence[str], answer: str) -> ReaderInput:
-        ids = list(self._head)
-        spans = []
-        for i, passage in enumerate(passages):
-            if i:
-                ids += self._ids(PASSAGE_SEPARATOR)
-            piece = self._ids(passage, self.max_passage_tokens)
-            spans.append((len(ids), len(ids) + len(piece)))
-            ids += piece
-        ids += self._ids(QUESTION_HEADER) + self._ids(question, self.max_question_tokens) + self._ids(self._tail)
-        answer_ids = self._ids(answer, self.max_answer_tokens)
-        if not answer_ids:
-            raise ValueError(f"empty gold answer for question {question!r}")
-        start = len(ids)
-        return ReaderInput(ids + answer_ids, spans, (start, start + len(answer_ids)))
-
-    def forward(self, inputs: Sequence[ReaderInput], output_attentions: bool = False):
-        """One right-padded batch through the LM (no grad). Right padding leaves every real position unchanged."""
-        width = max(len(x.input_ids) for x in inputs)
-        ids = torch.full((len(inputs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(inputs), width), dtype=torch.long)
-        for row, x in enumerate(inputs):
-            ids[row, :len(x.input_ids)] = torch.tensor(x.input_ids)
-            mask[row, :len(x.input_ids)] = 1
-        with torch.no_grad():
-            return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                              output_attentions=output_attentions, use_cache=False)
-
-    def settings(self) -> dict:
-        return {"reader": self.model_name, "max_passage_tokens": self.max_passage_tokens,
-                "max_answer_tokens": self.max_answer_tokens, "max_question_tokens": self.max_question_tokens,
-                "prompt": hashlib.sha1((LOCALRQA_INSTRUCTION + PASSAGE_SEPARATOR + QUESTION_HEADER + self._tail)
-                                       .encode()).hexdigest()[:10]}
-
-
-def eager_attention(model):
-    """Attention weights come back only from the eager implementation (SDPA returns none): switch a given model."""
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")
-    return model
-
-
-_READERS: dict[tuple, object] = {}
-
-
-def shared_reader(name: str, fid: bool = False, passage_tokens: int = 96, answer_tokens: int = 32):
-    """The frozen reader DCA and RPG distil from, loaded once per process: a FiDReader (a T5 used Fusion-in-Decoder
-    style) or an LMReader, whose weights are shared by every LMReader of the same model."""
-    key = (name, fid, passage_tokens, answer_tokens)
-    if key not in _READERS:
-        if fid:
-            from .dca import FiDReader
-
-            _READERS[key] = FiDReader(name, text_maxlength=passage_tokens)
-        else:
-            shared = next((r for k, r in _READERS.items() if k[0] == name and not k[1]), None)
-            _READERS[key] = LMReader(name, max_passage_tokens=passage_tokens, max_answer_tokens=answer_tokens,
-                                     model=shared.model if shared else None,
-                                     tokenizer=shared.tokenizer if shared else None)
-    return _READERS[key]
 
 
 class ScoreCache:

@@ -18,7 +18,8 @@ from ...retrievers.dca import (
     DCACollator, DCAConfig, build_candidates, dca_compute_loss, reader_agreement, reader_targets,
 )
 from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
-from ...retrievers.training import examples_from_localrqa, retrieve, shared_reader
+from ...retrievers.readers import shared_reader
+from ...retrievers.training import examples_from_localrqa, retrieve
 from ...settings import snapshot
 from .settings import FAIRE, METHODS, OWN_FILE, FaireConfig, FaireData, config, encoder, short_name
 

@@ -6,10 +6,11 @@ Why: offline, `--profile paper` stops at the first hub id, so no paper training 
 the class, the special tokens, the chat template and the model-input names of the real model and changes only its
 size; its numbers mean nothing (records made with it carry the profile 'paper-tiny' and say which stand-in ran).
 
-It is off unless asked for: the `paper-tiny` profile turns it on (`enable()`, which sets `$RERANK_STANDIN=tiny` so
-that processes started by `accelerate launch` see it too), or the variable set by hand. `rerank_lib.models.resolve`
-then maps every id of `STANDINS` to its folder, built once under `cache_dir('standin')` (staged in a temporary
-folder and renamed into place) and loaded by the normal `from_pretrained` code.
+The policy travels with the name, per call, never with the process: the `paper-tiny` profile holds each id of
+`STANDINS` as a `StandInName` (`as_standins`), and a shell or YAML file can name one as 'tiny:<hub id>'. For those
+names alone `rerank_lib.models.resolve` serves the stand-in's folder, built once under `cache_dir('standin')` (staged
+in a temporary folder and renamed into place) and loaded by the normal `from_pretrained` code; the same id as a plain
+string (a later `default` or `paper` config in the same kernel) loads the real model.
 
 Tokenizers come from `../shared/models` where the family has one there (T5, Mistral v0.1 / v0.3); for the others
 (Qwen2, Gemma, XLM-R, BERT, GPT-J, StableLM) a small one is trained with the `tokenizers` package on SciFact corpus
@@ -26,20 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import folder_problem, write_folder_checksums
-from .code_version import code_version
-from .paths import cache_dir, data_root
+import yaml
 
-__all__ = ["ENV", "STANDINS", "StandIn", "enabled", "enable", "standin_for", "standin_folder", "describe",
-           "replaced_ids", "table", "training_lines"]
+from ..atomic import folder_problem
+from ..code_version import code_version
+from ..paths import cache_dir, data_root
+from .builtin import models_dir
+from .folders import staged_folder
 
-ENV = "RERANK_STANDIN"
+
+PREFIX = "tiny:"  # 'tiny:<hub id>': a stand-in named in text (a shell, a YAML file)
 SEED = 0
 VERSION = 1  # bump when a build changes: folders of another version are rebuilt
 
-# -------------------------------------------------------------------------------------------------------------------
 # Chat templates (the families' published ones; the two Mistral folders in ../shared/models carry none)
-# -------------------------------------------------------------------------------------------------------------------
 
 ZEPHYR_TEMPLATE = (  # HuggingFaceH4/zephyr-7b-beta tokenizer_config.json (also StableLM-Zephyr's)
     "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
@@ -69,21 +70,25 @@ GEMMA_TEMPLATE = (  # google/gemma-2b-it
     "{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}")
 
 
-# -------------------------------------------------------------------------------------------------------------------
 # The families: architecture class, scaled-down config, tokenizer
-# -------------------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Family:
-    """One architecture class and how its stand-ins are built. `tokenizer` is either a folder name in
-    ../shared/models or a spec for training one (`trained`)."""
+    """One architecture class and how its stand-ins are built: a tokenizer from ../shared/models, or trained."""
 
     architecture: str  # the transformers class every stand-in of the family is
     config_class: str
     config: dict  # scaled-down sizes; vocab_size and the special token ids come from the tokenizer
     shared_tokenizer: str | None = None
-    trained: dict | None = None  # {model, specials, unk, bos, eos, pad, cls, sep, mask, post, input_names, ...}
+    trained: dict | None = None  # {model, specials, unk, bos, eos, pad, cls, sep, mask, post, input_names (default:
+    #                               input_ids, attention_mask)}
     chat_template: str | None = None
+
+    def size(self) -> tuple[int, int]:
+        """(layers, hidden size), whichever names the family's config uses."""
+        get = self.config.get
+        return (get("num_hidden_layers") or get("num_layers") or get("n_layer"),
+                get("hidden_size") or get("d_model") or get("n_embd"))
 
 
 _DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -105,20 +110,18 @@ FAMILIES: dict[str, Family] = {
                            shared_tokenizer="mistral-v0.3-tokenizer", chat_template=MISTRAL_INSTRUCT_TEMPLATE),
     "qwen2": Family("Qwen2ForCausalLM", "Qwen2Config", dict(_DECODER, tie_word_embeddings=True),
                     trained=dict(model="bytelevel", specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                 eos="<|im_end|>", pad="<|endoftext|>", bos=None, unk=None,
-                                 input_names=["input_ids", "attention_mask"]),
+                                 eos="<|im_end|>", pad="<|endoftext|>", bos=None, unk=None),
                     chat_template=QWEN2_TEMPLATE),
     "gemma": Family("GemmaForCausalLM", "GemmaConfig", dict(_DECODER, head_dim=16, num_key_value_heads=1),
                     trained=dict(model="bpe", specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>",
                                                         "<end_of_turn>"],
-                                 pad="<pad>", eos="<eos>", bos="<bos>", unk="<unk>", post="bos",
-                                 input_names=["input_ids", "attention_mask"]),
+                                 pad="<pad>", eos="<eos>", bos="<bos>", unk="<unk>", post="bos"),
                     chat_template=GEMMA_TEMPLATE),
     "xlm-roberta": Family("XLMRobertaForSequenceClassification", "XLMRobertaConfig",
                           dict(_ENCODER, num_labels=1, max_position_embeddings=8194, type_vocab_size=1),
                           trained=dict(model="unigram", specials=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                                        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", cls="<s>", sep="</s>",
-                                       mask="<mask>", post="roberta", input_names=["input_ids", "attention_mask"])),
+                                       mask="<mask>", post="roberta")),
     "bert": Family("BertModel", "BertConfig", dict(_ENCODER, max_position_embeddings=512),
                    trained=dict(model="wordpiece", specials=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
                                 pad="[PAD]", unk="[UNK]", cls="[CLS]", sep="[SEP]", mask="[MASK]", bos=None, eos=None,
@@ -126,13 +129,11 @@ FAMILIES: dict[str, Family] = {
     "gptj": Family("GPTJForCausalLM", "GPTJConfig",
                    dict(n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=2048),
                    trained=dict(model="bytelevel", specials=["<|endoftext|>"], bos="<|endoftext|>",
-                                eos="<|endoftext|>", pad=None, unk="<|endoftext|>",
-                                input_names=["input_ids", "attention_mask"])),
+                                eos="<|endoftext|>", pad=None, unk="<|endoftext|>")),
     "stablelm": Family("StableLmForCausalLM", "StableLmConfig", dict(_DECODER, partial_rotary_factor=0.25),
                        trained=dict(model="bytelevel", specials=["<|endoftext|>", "<|user|>", "<|assistant|>",
                                                                  "<|system|>"],
-                                    bos="<|endoftext|>", eos="<|endoftext|>", pad=None, unk="<|endoftext|>",
-                                    input_names=["input_ids", "attention_mask"]),
+                                    bos="<|endoftext|>", eos="<|endoftext|>", pad=None, unk="<|endoftext|>"),
                        chat_template=ZEPHYR_TEMPLATE),
 }
 
@@ -185,30 +186,61 @@ _IDS: list[StandIn] = [
 STANDINS: dict[str, StandIn] = {s.hub_id.lower(): s for s in _IDS}
 
 
-# -------------------------------------------------------------------------------------------------------------------
-# On / off
-# -------------------------------------------------------------------------------------------------------------------
+# Which names a stand-in serves
 
-def enabled() -> bool:
-    """True only when `$RERANK_STANDIN` is 'tiny' (set by the paper-tiny profile or by hand)."""
-    return os.environ.get(ENV, "").strip().lower() == "tiny"
+class StandInName(str):
+    """A paper hub id served by its stand-in. It compares, hashes, formats and serialises as the id itself, so method
+    names, records, cache keys and YAML stay the paper's; only `models.resolve` tells it apart from the plain id."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"StandInName({str.__repr__(self)})"
 
 
-def enable() -> None:
-    """Turn the stand-ins on for this process and the processes it starts (the paper-tiny profile calls this)."""
-    os.environ[ENV] = "tiny"
+def spelled(name):
+    """A name as text that keeps its choice ('tiny:<hub id>' for a StandInName, any other name as it is): for a key
+    that must tell a stand-in from the real model (a cache, a memo)."""
+    return PREFIX + str(name) if isinstance(name, StandInName) else name
+
+
+def _represent_plain(dumper, name: StandInName):
+    return dumper.represent_str(str(name))
+
+
+yaml.SafeDumper.add_representer(StandInName, _represent_plain)  # YAML files (a launched run's settings) hold the id
+
+
+def as_standins(value: Any) -> Any:
+    """`value` with every stand-in id in it (a string, or strings inside mappings, lists and tuples) as a
+    StandInName: what the paper-tiny profile does to its config. `value` itself when it names none."""
+    if isinstance(value, str):
+        return StandInName(value) if value.lower() in STANDINS and not isinstance(value, StandInName) else value
+    if isinstance(value, dict):
+        new = {k: as_standins(v) for k, v in value.items()}
+        return value if all(new[k] is v for k, v in value.items()) else new
+    if isinstance(value, (list, tuple)):
+        new = [as_standins(v) for v in value]
+        return value if all(a is b for a, b in zip(new, value)) else type(value)(new)
+    return value
 
 
 def standin_for(name: str) -> StandIn | None:
-    """The stand-in of a hub id when stand-ins are on, else None (never a stand-in in default or paper runs)."""
-    if not enabled():
+    """The stand-in a name asks for: a StandInName or 'tiny:<hub id>'; None for every other name (a plain hub id is
+    the real model). ValueError for 'tiny:' before an id without a stand-in."""
+    name = os.fspath(name)
+    if isinstance(name, StandInName):
+        return STANDINS[name.lower()]
+    if not name.startswith(PREFIX):
         return None
-    return STANDINS.get(os.fspath(name).lower())
+    standin = STANDINS.get(name[len(PREFIX):].lower())
+    if standin is None:
+        raise ValueError(f"{name!r}: no paper-tiny stand-in for {name[len(PREFIX):]!r}; stand-ins exist for "
+                         f"{', '.join(s.hub_id for s in _IDS)}")
+    return standin
 
 
-# -------------------------------------------------------------------------------------------------------------------
 # Building
-# -------------------------------------------------------------------------------------------------------------------
 
 _VOCAB_WORDS = ("Yes No yes no true false True False Query Document Passage Relevant relevant query document passage "
                 "answer Answer question Question A B C D E F G H I J K L M N O P Q R S T U V W X Y Z "
@@ -232,6 +264,11 @@ def training_lines(limit: int = 1500) -> list[str]:
     else:  # no data root: a tokenizer from the prompt words alone (still valid, just a smaller vocabulary)
         lines += [_VOCAB_WORDS.lower()] * 50
     return lines
+
+
+_POST_PROCESSORS = {"bert": ("{cls} $A {sep}", "{cls} $A {sep} $B:1 {sep}:1"),
+                    "roberta": ("{cls} $A {sep}", "{cls} $A {sep} {sep} $B {sep}"),
+                    "bos": ("{bos} $A", "{bos} $A $B")}
 
 
 def _trained_tokenizer(family: Family, vocab_size: int = 4000):
@@ -268,24 +305,16 @@ def _trained_tokenizer(family: Family, vocab_size: int = 4000):
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     tok.train_from_iterator(training_lines(), trainer=trainer)
-    post = spec.get("post")
-    if post == "bert":
-        cls, sep = spec["cls"], spec["sep"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-    elif post == "roberta":
-        cls, sep = spec["cls"], spec["sep"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {sep} $B {sep}",
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-    elif post == "bos":
-        bos = spec["bos"]
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
-                                                           special_tokens=[(bos, tok.token_to_id(bos))])
+    post = _POST_PROCESSORS.get(spec.get("post"))
+    if post is not None:  # the family's [CLS]/<s>/<bos> layout around one text and a pair
+        single, pair = (t.format(cls=spec.get("cls"), sep=spec.get("sep"), bos=spec.get("bos")) for t in post)
+        tokens = dict.fromkeys(spec[r] for r in ("cls", "sep", "bos") if spec.get(r) and spec[r] in single.split())
+        tok.post_processor = processors.TemplateProcessing(single=single, pair=pair,
+                                                           special_tokens=[(t, tok.token_to_id(t)) for t in tokens])
     roles = {f"{role}_token": spec.get(role) for role in ("bos", "eos", "unk", "pad", "cls", "sep", "mask")}
     extra = [t for t in specials if t not in roles.values()]
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=list(spec["input_names"]),
+    names = list(spec.get("input_names", ("input_ids", "attention_mask")))
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=names,
                                       **{k: v for k, v in roles.items() if v is not None},
                                       additional_special_tokens=extra or None, clean_up_tokenization_spaces=False)
     return wrapped
@@ -295,8 +324,6 @@ def _tokenizer(family: Family):
     from transformers import AutoTokenizer
 
     if family.shared_tokenizer:
-        from .models import models_dir
-
         folder = models_dir() / family.shared_tokenizer
         if not (folder / "tokenizer_config.json").exists():
             raise FileNotFoundError(f"stand-in tokenizer {family.shared_tokenizer!r} not found at {folder} "
@@ -313,11 +340,8 @@ def _config(standin: StandIn, tokenizer):
     import transformers
 
     family = standin.spec
-    ids = {}
-    for role in ("pad", "bos", "eos"):
-        token_id = getattr(tokenizer, f"{role}_token_id", None)
-        if token_id is not None:
-            ids[f"{role}_token_id"] = token_id
+    ids = {f"{r}_token_id": getattr(tokenizer, f"{r}_token_id", None) for r in ("pad", "bos", "eos")}
+    ids = {k: v for k, v in ids.items() if v is not None}
     if family.config_class == "T5Config":  # T5 has no bos; its decoder starts from the pad id
         ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     values = {**family.config, **standin.extra, **ids, "vocab_size": len(tokenizer)}
@@ -335,19 +359,11 @@ def build(standin: StandIn, folder: Path) -> None:
     config = _config(standin, tokenizer)
     torch.manual_seed(SEED)
     model = getattr(transformers, standin.spec.architecture)(config)
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "standin.json").write_text(json.dumps(_stamp(standin), indent=1), encoding="utf-8")
-    write_folder_checksums(staging)  # last: a folder whose files do not match it is built again
-    if folder.exists():  # an older version: replace it
-        shutil.rmtree(folder, ignore_errors=True)
-    try:
-        staging.rename(folder)
-    except OSError:  # another process built it first
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # an older version, or damaged: replaced
+    with staged_folder(folder) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "standin.json").write_text(json.dumps(_stamp(standin), indent=1), encoding="utf-8")
 
 
 def _stamp(standin: StandIn) -> dict[str, Any]:
@@ -383,48 +399,37 @@ def describe(name: str) -> str:
     """One line for records and config tables: which stand-in replaced the id (no machine paths)."""
     standin = STANDINS[os.fspath(name).lower()]
     family = standin.spec
-    size = family.config.get("hidden_size") or family.config.get("d_model") or family.config.get("n_embd")
-    layers = family.config.get("num_hidden_layers") or family.config.get("num_layers") or family.config.get("n_layer")
+    layers, size = family.size()
     return (f"paper-tiny stand-in for {standin.hub_id}: random {family.architecture} ({layers} layers, hidden {size}, "
             f"seed {SEED}), tokenizer {tokenizer_source(standin)}; not the published weights")
 
 
 def replaced_ids(value: Any) -> dict[str, str]:
     """{hub id: describe(id)} for every stand-in id named in `value` (a string, or strings anywhere inside mappings
-    and sequences; a string counts when it is the id or starts with it and a space), when stand-ins are on: what a
-    record's params say so that a paper-tiny row is never read as the published model's."""
+    and sequences; a string counts when it is the id, with or without 'tiny:', or starts with it and a space): what
+    a paper-tiny record's params and config table say, so that its rows are never read as the published model's.
+    The caller asks only for paper-tiny (a paper record names the same ids, served by the real models)."""
     found: dict[str, str] = {}
-    if not enabled():
-        return found
-
-    def walk(item):
-        if isinstance(item, str):
-            head = item.split(" ", 1)[0].lower()
-            for key in {item.lower(), head}:
-                if key in STANDINS:
-                    found[STANDINS[key].hub_id] = describe(key)
-        elif isinstance(item, dict):
-            for v in item.values():
-                walk(v)
-        elif isinstance(item, (list, tuple, set)):
-            for v in item:
-                walk(v)
-
-    walk(value)
+    for item in _strings(value):
+        for key in {k.removeprefix(PREFIX) for k in (item.lower(), item.split(" ", 1)[0].lower())}:
+            if key in STANDINS:
+                found[STANDINS[key].hub_id] = describe(key)
     return found
+
+
+def _strings(value: Any):
+    """Every string in `value`, inside mappings and sequences too."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (dict, list, tuple, set)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
 
 
 def table():
     """The stand-in table (hub id -> class, size, tokenizer source) as a DataFrame, for the README and reports."""
     import pandas as pd
 
-    rows = []
-    for s in _IDS:
-        family = s.spec
-        rows.append({"hub id": s.hub_id, "class": family.architecture,
-                     "layers": family.config.get("num_hidden_layers") or family.config.get("num_layers")
-                     or family.config.get("n_layer"),
-                     "hidden": family.config.get("hidden_size") or family.config.get("d_model")
-                     or family.config.get("n_embd"),
-                     "tokenizer": tokenizer_source(s)})
+    rows = [{"hub id": s.hub_id, "class": s.spec.architecture, **dict(zip(("layers", "hidden"), s.spec.size())),
+             "tokenizer": tokenizer_source(s)} for s in _IDS]
     return pd.DataFrame(rows).set_index("hub id")
