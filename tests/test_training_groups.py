@@ -108,6 +108,7 @@ def test_train_scorer_selects_on_dev_and_leaves_the_selected_weights(tmp_path):
     assert [row["step"] for row in selected.curve] == [0, 3] and selected.start_value == selected.curve[0]["nDCG@10"]
     assert selected.value == max(row["nDCG@10"] for row in selected.curve)
     assert selected.result.history[-1]["epoch"] == pytest.approx(3.0) and selected.result.run_info["passes"] == 3
+    assert selected.curve[-1]["epoch"] == pytest.approx(3.0)  # the dev curve in passes too, like the history
     again = model.rerank(RUN, CORPUS, QUERIES, depth=3)
     assert all(again[q][d] == pytest.approx(selected.dev_run[q][d], abs=1e-4) for q in again for d in again[q])
     assert not model.model.training

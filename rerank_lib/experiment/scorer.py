@@ -28,7 +28,9 @@ def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, los
 
     selected = train_with_dev_selection(ranker.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config,
                                         dev, load_selected=load_selected, **plan.train_options)
-    plan.report_in_passes(selected.result)
+    plan.report_in_passes(selected.result)  # the curve too: its rows were copied before the history was rescaled
+    selected = replace(selected, curve=[{k: v for k, v in row.items() if k != "kind"}
+                                        for row in selected.result.eval_history])
     load_selected(selected.model_dir)
     ranker.model.eval()
     return selected
