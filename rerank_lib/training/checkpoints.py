@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from rerank_lib.atomic import file_digest, write_json, write_text
+from rerank_lib.atomic import digests_problem, folder_digests, write_json, write_text
 
 COMPLETE_MARKER = "COMPLETE"
 STATE_FILE = "trainer_state.json"
@@ -74,30 +74,16 @@ def latest_good_checkpoint(output_dir: str | Path, report=print) -> Path | None:
 
 def file_checksums(folder: str | Path) -> dict[str, dict]:
     """{relative path: {sha256, bytes}} of every file under `folder` but this module's own bookkeeping files."""
-    folder = Path(folder)
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.relative_to(folder).as_posix()
-        if name not in _OWN_FILES:
-            sha, length = file_digest(path)
-            out[name] = {"sha256": sha, "bytes": length}
-    return out
+    return {name: {"sha256": sha, "bytes": length}
+            for name, (sha, length) in folder_digests(folder, skip=_OWN_FILES).items()}
 
 
 def checksum_problem(folder: str | Path, files: dict | None) -> str | None:
-    """What is wrong with `folder`'s files against `files` (file_checksums' form), or None when each matches."""
+    """What is wrong with `folder`'s files against `files` (file_checksums' form), or None when each matches: the
+    one check of atomic.digests_problem, which the cache files and folders also go through."""
     if files is None:
         return f"no {CHECKSUM_FILE} (written by an older version, or cut short)"
-    folder = Path(folder)
-    for name, expected in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != expected["bytes"]:
-            return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
-        if file_digest(path)[0] != expected["sha256"]:
-            return f"{name} does not match the checksum written with it (damaged)"
-    return None
+    return digests_problem(folder, {n: (e["sha256"], e["bytes"]) for n, e in files.items()}, CHECKSUM_FILE)
 
 
 def mark_complete(checkpoint: Path, state: dict) -> None:
