@@ -287,6 +287,11 @@ def override(cfg, values: Mapping[str, Any], skip_none: bool = True):
     return _set(cfg, values)
 
 
+def _tuples(value):
+    """A YAML / shell list as the tuple a tuple field holds, nested lists too (`folds: [[a, b]]`)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _set(cfg, values: Mapping[str, Any]):
     direct, deeper = {}, {}
     for key, value in values.items():
@@ -295,7 +300,7 @@ def _set(cfg, values: Mapping[str, Any]):
             deeper.setdefault(head, {})[rest] = value
         else:
             current = object.__getattribute__(cfg, head)
-            direct[head] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+            direct[head] = _tuples(value) if isinstance(current, tuple) and isinstance(value, list) else value
     for head, sub in deeper.items():
         try:
             direct[head] = _set(object.__getattribute__(cfg, head), sub)
@@ -329,14 +334,6 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     cfg = override(cfg, profile_values(profiles, profile), skip_none=False)
     return override(cfg, dict(overrides))
 
-
-def resolve_with_seeds(base, stages: Sequence[str], profiles: Mapping[str, Mapping[str, Any]], profile: str,
-                       overrides: Mapping[str, Any]):
-    """resolve_profile, then each `<stage>.seed` (a nested TrainConfig) set to the config's `seed` unless the
-    profile or the caller names that stage's seed: one rule for every recipe whose training stages follow `seed`."""
-    named = set(overrides) | set(profile_values(profiles, profile))
-    cfg = resolve_profile(base, profiles, profile, overrides)
-    return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
 
 def _dump_reads() -> None:  # pragma: no cover - runs at interpreter exit
     target = os.environ.get("RERANK_SETTINGS_READS")

@@ -401,7 +401,7 @@ def test_own_data_settings_per_profile_and_the_candidate_depth():
     assert (default.own_train_examples, default.own_test_examples, default.own_dev_fraction, default.own_max_steps) == (
         None, None, 0.2, 80)
     assert (smoke.own_train_examples, smoke.own_test_examples, smoke.own_max_steps) == (12, 10, 3)
-    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.PAPER_SOURCES["own_max_steps"]
+    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.RECIPE.file.sources["own_max_steps"]
     for bad in (0.0, 1.0):
         with pytest.raises(ValueError, match="own_dev_fraction"):
             recipe.config("default", own_dev_fraction=bad)

@@ -1,13 +1,12 @@
 """The paper-tiny stand-ins: each architecture builds, loads through rerank_lib.models and runs a forward pass; the
 resolution is on only in paper-tiny; paper-tiny equals paper except the recipe's overlay keys."""
-import importlib
 import json
 
 import pytest
 import torch
 import transformers
 
-from rerank_lib import settings, standin
+from rerank_lib import recipes, settings, standin
 from rerank_lib.models import ModelUnavailableError, load_model, load_tokenizer, resolve
 
 
@@ -128,17 +127,6 @@ def test_table_names_every_standin():
     assert table.loc["t5-base", "tokenizer"] == "shared t5-tokenizer"
 
 
-RECIPES = [
-    ("rerank_lib.recipes.teacher", "PROFILES", "config"),
-    ("rerank_lib.recipes.first_stage", "PROFILES", "config"),
-    ("rerank_lib.recipes.cross_encoder", "PROFILES", "config"),
-    ("rerank_lib.recipes.hopweaver", "PROFILES", "config"),
-    ("rerank_lib.recipes.inranker.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.rankllm.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "FAIRE_PROFILES", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "SCIFACT_PROFILES", "scifact_config"),
-]
 
 
 def _overlay_paths(cfg, overlay):
@@ -150,16 +138,16 @@ def _overlay_paths(cfg, overlay):
     return out
 
 
-@pytest.mark.parametrize("module,table,function", RECIPES)
-def test_paper_tiny_is_paper_except_the_overlay(monkeypatch, module, table, function):
+@pytest.mark.parametrize("name", list(recipes.REGISTRY))
+def test_paper_tiny_is_paper_except_the_overlay(monkeypatch, name):
     monkeypatch.delenv(standin.ENV, raising=False)
-    mod = importlib.import_module(module)
-    make = getattr(mod, function)
+    recipe = recipes.get(name)
+    make = recipe.config
     paper = make("paper")
     assert not standin.enabled()  # the paper profile never turns stand-ins on
     tiny = make("paper-tiny")
     assert standin.enabled()  # paper-tiny does, for this process and its children
-    overlay = getattr(mod, table)["paper-tiny"]
+    overlay = recipe.profiles["paper-tiny"]
     assert overlay, "paper-tiny must make something small"
     allowed = _overlay_paths(paper, overlay) | {"profile"}
     # per-stage seeds are derived from `seed`, as in paper

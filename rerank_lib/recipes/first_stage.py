@@ -12,8 +12,8 @@ from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from ..experiment import Timer, record_run, save_run
-from ..paper_profiles import paper_profile
-from ..settings import Settings, resolve_profile, snapshot
+from ..settings import Settings, snapshot
+from .recipe import Recipe, is_main
 
 PIPELINE = "first_stage"
 
@@ -38,16 +38,30 @@ class FirstStageConfig(Settings):
     smoke_dense_pool: int | None = None  # smoke: encode only the BM25 top-N of each query (+ judged docs)
 
 
-#: Every profile as data (recipes/paper_profiles/first_stage.yaml): the paper profile (a hub bi-encoder, each setting
-#: with its source), smoke, default, paper-tiny, and the published numbers the table shows beside ours.
-PAPER = paper_profile(PIPELINE, FirstStageConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-PROFILES = PAPER.all_profiles()
-REFERENCES = PAPER.references
+def training(cfg: FirstStageConfig, results_dir, evaluate: bool) -> dict:
+    """The notebook's runs (no model is trained: the later pipelines read these runs), on the main process."""
+    if not is_main():
+        return {}
+    data = load(cfg)
+    run_scifact(cfg, data, results_dir)
+    run_trec_dl(cfg, data, results_dir)
+    return {}
 
 
-def config(profile: str = "default", **overrides) -> FirstStageConfig:
-    return resolve_profile(FirstStageConfig(), PROFILES, profile, overrides)
+RECIPE = Recipe(PIPELINE, "01_first_stage", FirstStageConfig, steps=("load", "run_scifact", "run_trec_dl"),
+                training=training)
+config = RECIPE.config
+
+
+def ensure_first_stage(cfg, results_dir) -> None:
+    """01_first_stage's BM25 runs, built with its steps when missing (a later pipeline from the shell)."""
+    from ..experiment import run_path
+
+    if all(run_path(results_dir, cfg.profile, name, split, "bm25").exists() for name, split in
+           (("scifact", "test"), ("scifact", "train"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))):
+        return
+    print("building 01_first_stage's runs (missing from the results folder)", flush=True)
+    training(config(cfg.profile, data_root=cfg.data_root), results_dir, False)
 
 
 def _limit(dataset: Dataset, n: int | None) -> Dataset:
@@ -83,7 +97,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     records = [record_run(
         bm25, test.qrels, pipeline=PIPELINE, method="bm25", dataset="scifact", split="test", profile=cfg.profile,
         results_dir=results_dir, model="bm25s (stemmed, title + text)", first_stage="corpus", depth=cfg.depth,
-        reference=REFERENCES[("scifact", "bm25")], params=params, seed=cfg.seed, wall_s=t_index.s + t.s)]
+        reference=RECIPE.references[("scifact", "bm25")], params=params, seed=cfg.seed, wall_s=t_index.s + t.s)]
 
     corpus = test.corpus
     if cfg.smoke_dense_pool:  # smoke: a small pool that still holds every judged document
@@ -96,7 +110,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     records.append(record_run(
         dense, test.qrels, pipeline=PIPELINE, method="minilm-l6-dense", dataset="scifact", split="test",
         profile=cfg.profile, results_dir=results_dir, baselines={"bm25": bm25}, model=cfg.dense_model,
-        first_stage="corpus", depth=cfg.depth, reference=REFERENCES[("scifact", "minilm-l6-dense")],
+        first_stage="corpus", depth=cfg.depth, reference=RECIPE.references[("scifact", "minilm-l6-dense")],
         params=params, seed=cfg.seed, wall_s=t.s))
     fused = top_k(reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60), cfg.depth)
     save_run(fused, results_dir, cfg.profile, "scifact", "test", "rrf-bm25-minilm")
@@ -117,5 +131,5 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         records.append(record_run(
             bm25, ds.qrels, pipeline=PIPELINE, method="bm25", dataset=year, split="test", profile=cfg.profile,
             results_dir=results_dir, model="Anserini BM25 (rank_llm's run)", first_stage="corpus", depth=cfg.dl_depth,
-            reference=REFERENCES[(year, "bm25")], params=snapshot(cfg), seed=cfg.seed))
+            reference=RECIPE.references[(year, "bm25")], params=snapshot(cfg), seed=cfg.seed))
     return records

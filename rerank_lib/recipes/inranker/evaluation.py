@@ -19,7 +19,7 @@ from ...rerankers.monot5 import T5Ranker
 from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
 from .data import test_set
-from .settings import OWN_FILE, PIPELINE, REFERENCES, InRankerConfig
+from .settings import OWN_FILE, PIPELINE, RECIPE, InRankerConfig
 from .training import Student, short_name, start_model
 
 DATASETS = ("scifact", "trec-dl-2019", "trec-dl-2020")
@@ -68,7 +68,7 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
             pipeline=PIPELINE, dataset=ds.name, split=ds.split, profile=cfg.profile, results_dir=results_dir,
             baselines=baselines, model=model, first_stage="bm25", depth=depth,
             seed=cfg.seed, wall_s=t.s + wall, training=training, eval_queries=ds.queries if training else None,
-            reference=REFERENCES.get((ds.name, method)))
+            reference=RECIPE.references.get((ds.name, method)))
         return run
 
     def start(name_of_student, datasets):

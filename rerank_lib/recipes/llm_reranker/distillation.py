@@ -17,7 +17,7 @@ from ...settings import snapshot
 from ...teacher import platt_probability, scores_with_extra
 from .data import LLMData, load_llm, pairs_of
 from .rows import Row, common_kwargs, train_ranker
-from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
+from .settings import LLM_SOURCES, RECIPE, LLMRerankerConfig, slug
 
 
 @dataclass
@@ -123,7 +123,7 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources,
     start_method = f"ce-{slug(cfg.student)}-start"
     start_rec = record_run(start_test, data.test.qrels, method=start_method,
                            model=f"{cfg.student} (untrained head)", baselines={"bm25": data.test_bm25},
-                           params=jsonable(snapshot(cfg)), wall_s=t.s, reference=REFERENCES.get(cfg.student),
+                           params=jsonable(snapshot(cfg)), wall_s=t.s, reference=RECIPE.references.get(cfg.student),
                            **common_kwargs(cfg, data, results_dir, False))
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(

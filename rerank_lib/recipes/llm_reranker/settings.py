@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_with_seeds
+from ...settings import Settings
 from ...training import TrainConfig
+from ..recipe import Recipe, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {
@@ -76,20 +76,6 @@ class LLMRerankerConfig(Settings):
     interpolate: bool = True
 
 
-#: The published recipes as data (recipes/paper_profiles/llm_reranker.yaml): each setting with its source, and the
-#: published settings the code cannot apply (gaps): FlagEmbedding's decoder_only LoRA fine-tuning of
-#: bge-reranker-v2-gemma, RAG-Retrieval's training_llm.yaml (full-score) whose settings decoder_train holds, and its
-#: LLM -> BERT distillation (distilling_bert.yaml).
-PAPER = paper_profile("llm_reranker", LLMRerankerConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-
-PROFILES = PAPER.all_profiles()
-
-
-#: Published nDCG@10 of a model used without training here (its zero-shot row), by model name (`references:`).
-REFERENCES = PAPER.references
-
-
 def _check(cfg: LLMRerankerConfig) -> None:
     from ...losses import LOSSES
 
@@ -110,12 +96,43 @@ def _check(cfg: LLMRerankerConfig) -> None:
         raise ValueError("teacher_prompt must be 'flagembedding' or 'chat'")
 
 
-def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
-    """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
-    training seed follows `seed` unless its own `<stage>.seed` is given."""
-    cfg = resolve_with_seeds(LLMRerankerConfig(), STAGES, PROFILES, profile, overrides)
+def training(cfg: LLMRerankerConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 12 from the shell; its zero-shot start and trained rows write their records as they go."""
+    from ...experiment import results_table
+    from .. import llm_reranker as recipe
+    from ..first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        data = recipe.build_data(cfg, results_dir)
+    llm = recipe.load_llm(cfg)
+    recipe.llm_features(cfg, llm, data)
+    zs = recipe.zero_shot(cfg, llm, data, results_dir, init=cfg.head_init)
+    heads = [recipe.train_head(cfg, llm, data, loss, zs, results_dir) for loss in cfg.head_losses]
+    decoders = [recipe.train_decoder(cfg, v, data, zs, results_dir) for v in cfg.decoder_variants]
+    best_head = max(heads, key=lambda h: h.selected.value) if heads else None
+    sources = recipe.distillation_sources(cfg, llm, data, best_head)
+    with main_first():
+        path = recipe.distillation_file(cfg, data, sources, results_dir)
+    start, student = recipe.distill(cfg, data, path, sources, results_dir)
+    rows = [zs, *heads, *decoders, start, student]
+    if evaluate and is_main():
+        rows.insert(0, recipe.record_bm25(cfg, data, results_dir))
+        print(results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start")).to_string())
+    trained = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
+    return {**trained, student.method: Trained.cross_encoder(student.selected, student.ranker)}
+
+
+def check(cfg: LLMRerankerConfig, overrides) -> LLMRerankerConfig:
     _check(cfg)
     return cfg
+
+
+RECIPE = Recipe("llm_reranker", "12_llm_reranker", LLMRerankerConfig, stages=STAGES, flags={"model_name_or_path": "llm"},
+                steps=("build_data", "load_llm", "llm_features", "zero_shot", "train_head", "train_decoder",
+                       "distillation_sources", "distillation_file", "distill"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 def slug(name: str) -> str:

@@ -18,7 +18,7 @@ from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...settings import snapshot
 from .evalsets import EvalSet, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
-from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
+from .settings import MEASURE, PIPELINE, RECIPE, RankLLMConfig
 from .training import Trained
 
 
@@ -94,7 +94,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 profile=cfg.profile, results_dir=results_dir, baselines={"bm25": es.bm25, "start": zs.runs[name]},
                 model=label, first_stage="bm25", depth=cfg.depth, seed=cfg.seed, wall_s=t.s + sel.wall_s,
                 training=tr.fold.provenance, eval_queries=es.dataset.queries,
-                reference=REFERENCES.get((name, tr.objective)))
+                reference=RECIPE.references.get((name, tr.objective)))
     first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
     publish_selected("listwise", model, first, sel, results_dir, base_model=tr.base,

@@ -10,9 +10,9 @@ import pandas as pd
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import TINY_RANDOM_LLAMA, where_from
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_profile, settings_table
+from ...settings import Settings, settings_table
 from ...training import TrainConfig
+from ..recipe import Recipe, Trained as TrainedModel, is_main, main_first
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
@@ -92,27 +92,32 @@ class RankLLMConfig(Settings):
             raise ValueError("rank_zephyr_file / rank_zephyr_examples are read only with train_data='rank_zephyr'")
 
 
-#: The published recipe as data (recipes/paper_profiles/rankllm.yaml): each setting with its source, and the published
-#: settings the code cannot apply (gaps): RankZephyr and FirstMistral as rank_llm's training scripts train them; one
-#: `train` serves both objectives, so it holds RankZephyr's batch (FirstMistral's: configs/firstmistral.yaml).
-PAPER = paper_profile("rankllm", RankLLMConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+def training(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
+    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from .. import rankllm as recipe
+    from ..first_stage import ensure_first_stage
+    from ..teacher import ensure_teacher
 
-PROFILES = PAPER.all_profiles()
-# the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code, not data)
-PROFILES["smoke"]["chat_template"] = ZEPHYR_STYLE_TEMPLATE
-#: Published nDCG@10 of the full-size models, by (dataset, objective) (the file's `references:`).
-REFERENCES = PAPER.references
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        ensure_teacher(cfg, results_dir, test_sets=True)
+    trained = recipe.train_all(cfg, results_dir)
+    if evaluate and is_main():
+        sets = recipe.eval_sets(cfg, results_dir)
+        reference, zs = recipe.reference_rows(cfg, sets, results_dir), recipe.zero_shot(cfg, sets, results_dir)
+        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, results_dir)
+        print(recipe.results_table(reference + zs.records + records).to_string())
+    return {tr.name: TrainedModel.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
 
 
-def config(profile: str = "default", **overrides) -> RankLLMConfig:
-    """The profile's config with `overrides` by dotted path (`{"train.max_steps": 4}`); `seed` also seeds
-    training unless `train.seed` is given."""
-    if overrides.get("seed") is not None:
-        overrides.setdefault("train.seed", overrides["seed"])
-    if overrides.get("folds") is not None:
-        overrides["folds"] = tuple(tuple(f) for f in overrides["folds"])
-    return resolve_profile(RankLLMConfig(), PROFILES, profile, overrides)
+RECIPE = Recipe(
+    PIPELINE, "30_rankllm", RankLLMConfig, stages=("train",),
+    flags={"model_name_or_path": "model", "objective": "objectives", "noisy_embedding_alpha": "noise_alpha"},
+    steps=("eval_sets", "reference_rows", "zero_shot", "train_all", "evaluate_all"), training=training,
+    # the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code)
+    coded={"smoke": {"chat_template": ZEPHYR_STYLE_TEMPLATE}})
+config = RECIPE.config
 
 
 def summary(cfg: RankLLMConfig) -> pd.DataFrame:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from ...data.localrqa import RetrieverSplits, file_splits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_with_seeds
+from ...settings import Settings
 from ...training import TrainConfig
+from ..recipe import Recipe, Trained, is_main, main_first
 
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"
@@ -83,16 +83,33 @@ class FaireConfig(Settings):
         learning_rate=1e-5, per_device_batch_size=4, metric_for_best="recall@4"))
 
 
-#: LocalRQA's published configuration as data (recipes/paper_profiles/retriever.yaml): each setting with its source,
-#: and the published settings the code cannot apply (gaps): CTL as its Faire tutorial trains it, DCA and RPG as
-#: their module pages do (no faire command); the same file holds the other profiles and the published numbers.
-PAPER = paper_profile("retriever", FaireConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+def check(cfg: FaireConfig, overrides) -> FaireConfig:
+    unknown = sorted(set(cfg.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
+    if cfg.eval_file and not cfg.train_file:
+        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
+    return cfg
 
-FAIRE_PROFILES = PAPER.all_profiles()
-#: Published numbers to show beside ours on faire, by (dataset, method) (the file's `references:`: none found, and
-#: where searched).
-REFERENCES = PAPER.references
+
+def training(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 40 from the shell: each method of `methods` trained on faire (--evaluate: its records and table)."""
+    from .. import retriever_training as recipe
+
+    with main_first():
+        data = recipe.load_faire(cfg)
+    outcomes = [recipe.train_faire(cfg, data, method, results_dir) for method in cfg.methods]
+    if evaluate and is_main():
+        base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), results_dir)
+        print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, results_dir)).to_string())
+    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
+
+
+RECIPE = Recipe(PIPELINE, "40_retriever_training", FaireConfig, stages=tuple(f"{m}_train" for m in METHODS),
+                flags={"model_name_or_path": "model"},
+                steps=("load_faire", "faire_baselines", "train_faire", "faire_records", "faire_table"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 @dataclass(frozen=True)
@@ -119,29 +136,6 @@ class SciFactConfig(Settings):
     temperature: float = 0.05
     train: TrainConfig = field(default_factory=lambda: _train(
         learning_rate=1e-5, per_device_batch_size=256, metric_for_best="nDCG@10"))
-
-
-#: No LocalRQA recipe exists for SciFact: its generic CTL command as data (recipes/paper_profiles/retriever_scifact.yaml,
-#: beside the other profiles).
-SCIFACT_PAPER = paper_profile("retriever_scifact", SciFactConfig())
-SCIFACT_PAPER_SOURCES, SCIFACT_PAPER_GAPS = SCIFACT_PAPER.sources, SCIFACT_PAPER.gaps
-
-SCIFACT_PROFILES = SCIFACT_PAPER.all_profiles()
-
-
-def config(profile: str = "default", **overrides) -> FaireConfig:
-    """faire's settings for `profile`, with `overrides` by dotted path (`{"ctl_train.learning_rate": 1e-5}`)."""
-    unknown = sorted(set(overrides.get("methods") or ()) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
-    cfg = resolve_with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
-    if cfg.eval_file and not cfg.train_file:
-        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
-    return cfg
-
-
-def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
-    return resolve_with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
 
 
 #: faire's splits as the trainers read them
