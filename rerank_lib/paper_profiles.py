@@ -211,10 +211,11 @@ def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -
     return out
 
 
-def paper_profile(pipeline: str, base) -> SettingsFile:
-    """The packaged profiles of `pipeline` for the config `base` (its defaults): the paper profile, every setting
-    with a source, and the file's other profiles and published numbers."""
-    profile = read(PAPER_PROFILES / f"{pipeline}.yaml", paths(base), RECIPE_TOP_LEVEL)
+def paper_profile(pipeline: str, base, path: Path | None = None) -> SettingsFile:
+    """The profiles of `pipeline` for the config `base` (its defaults), from `path` (default: the packaged
+    recipes/paper_profiles/<pipeline>.yaml): the paper profile, every setting with a source, and the file's other
+    profiles and published numbers."""
+    profile = read(path or PAPER_PROFILES / f"{pipeline}.yaml", paths(base), RECIPE_TOP_LEVEL)
     if (profile.pipeline, profile.profile) != (pipeline, "paper"):
         raise SettingsFileError(f"{profile.path}: expected pipeline: {pipeline} and profile: paper, "
                                 f"not {profile.pipeline} / {profile.profile}")

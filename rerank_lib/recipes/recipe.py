@@ -37,7 +37,7 @@ def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Recipe:
     name: str  # the shell sub-command and recipes/paper_profiles/<name>.yaml
-    notebook: str
+    notebook: str  # its notebook's name in notebooks/ (or a .ipynb path)
     settings: type  # its Settings dataclass
     stages: tuple[str, ...] = ()  # its TrainConfigs by dotted path
     flags: Mapping[str, str] = field(default_factory=dict)  # pipeline flags (--model_name_or_path) -> setting
@@ -46,10 +46,19 @@ class Recipe:
     training: Callable | None = None  # (cfg, results_dir, evaluate) -> {label: Trained}: the shell's run
     check: Callable | None = None  # (cfg, overrides) -> cfg: the recipe's own validation of a resolved config
     coded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # profile values that are code, not data
+    yaml: Path | None = None  # its profiles (default: the packaged recipes/paper_profiles/<name>.yaml)
 
     @cached_property
     def file(self) -> SettingsFile:
-        return paper_profile(self.name, self.settings())
+        return paper_profile(self.name, self.settings(), self.yaml)
+
+    @property
+    def notebook_file(self) -> Path:
+        """notebooks/<notebook>.ipynb of the project, or `notebook` itself when it names a .ipynb file."""
+        from ..paths import PROJECT_ROOT
+
+        path = Path(self.notebook)
+        return path if path.suffix == ".ipynb" else PROJECT_ROOT / "notebooks" / f"{self.notebook}.ipynb"
 
     @property
     def profiles(self) -> dict[str, dict[str, Any]]:
