@@ -18,13 +18,6 @@ SOURCES = (*LLM_SOURCES, "bm25+minilm-l6")  # the offline teacher: measured besi
 STAGES = ("head_train", "decoder_train", "student_train")  # the trained models, each with its own TrainConfig
 
 
-def _train(**values) -> TrainConfig:
-    """A stage's TrainConfig; seed 13 is the recipe's seed (config() keeps each stage's seed equal to `seed`
-    unless a `<stage>.seed` override names one)."""
-    values = {"seed": 13, "log_every_steps": 1, "keep_last_checkpoints": 1, "metric_for_best": "nDCG@10", **values}
-    return TrainConfig(**values)
-
-
 @dataclass(frozen=True)
 class LLMRerankerConfig(Settings):
     READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: lora-yes in default, both in paper)"
@@ -51,13 +44,10 @@ class LLMRerankerConfig(Settings):
     # score head on the frozen decoder; its batch counts pairs (pointwise) or groups (group losses)
     head_losses: tuple[str, ...] = ("point_ce", "group_ce")
     head_init: str = "yes-no"  # the head's first weights: the Yes-minus-No rows (its start = that zero-shot row)
-    head_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-3, num_epochs=40, per_device_batch_size=8, eval_every_steps=10, warmup_ratio=0.0,
-        weight_decay=0.0, mixed_precision="no", save_every_steps=200))
+    head_train: TrainConfig = field(default_factory=TrainConfig)
     # whole-decoder training (the paper path; costly on CPU; mixed precision 'no' on a CPU)
     decoder_variants: tuple[str, ...] = ()
-    decoder_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-4, num_epochs=1, per_device_batch_size=2, warmup_ratio=0.1, save_every_steps=50))
+    decoder_train: TrainConfig = field(default_factory=TrainConfig)
     lora_r: int = 32
     lora_alpha: float = 64
     lora_dropout: float = 0.1
@@ -69,9 +59,7 @@ class LLMRerankerConfig(Settings):
     student: str = "minilm-l6"
     student_max_length: int = 128
     student_loss: str = "point_ce"
-    student_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-4, num_epochs=1000, max_steps=100, per_device_batch_size=32, warmup_ratio=0.1,
-        eval_every_steps=20, save_every_steps=100))
+    student_train: TrainConfig = field(default_factory=TrainConfig)
     score_batch_size: int = 64
     interpolate: bool = True
 

@@ -19,13 +19,6 @@ MEASURE = "nDCG@10"
 TINY = TINY_RANDOM_LLAMA  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
 
 
-def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 conversations, fp32 on the CPU
-    return TrainConfig(seed=13, learning_rate=5e-5, num_epochs=1, max_steps=12, per_device_batch_size=1,
-                       gradient_accumulation_steps=2, warmup_steps=2, lr_scheduler="cosine", weight_decay=0.0,
-                       mixed_precision="no", gradient_checkpointing=False, eval_every_steps=6, save_every_steps=6,
-                       keep_last_checkpoints=1, log_every_steps=1, metric_for_best=MEASURE)
-
-
 @dataclass(frozen=True)
 class RankLLMConfig(Settings):
     READ_ONLY_WHEN: ClassVar[dict] = {
@@ -80,7 +73,7 @@ class RankLLMConfig(Settings):
     ranking_weight: float | None = None  # None: rank_llm's constant (10 for weighted RankNet)
     noise_alpha: float | None = 5.0  # NEFTune
     train_layers: int | None = 12  # train the top N decoder layers + final norm only (None: the whole model)
-    train: TrainConfig = field(default_factory=_train)  # the loop's settings; the dev slice picks the checkpoint
+    train: TrainConfig = field(default_factory=TrainConfig)  # the loop's settings; the dev slice picks the checkpoint
 
     def __post_init__(self):
         unknown = set(self.objectives) - {"generation", "ranking", "combined"}

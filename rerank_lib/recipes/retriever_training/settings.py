@@ -17,14 +17,6 @@ OWN_FILE = ("train_file", "eval_file")  # your own question files (records and r
 FAIRE_MEASURES = ("recall@1", "recall@4", "nDCG@10")
 
 
-def _train(**values) -> TrainConfig:
-    """LocalRQA's shared training settings (cosine schedule, 10% warmup, weight decay 0.01), a checkpoint at every
-    evaluation, the recipe's seed 13 (`seed` sets every trainer's seed unless `<trainer>_train.seed` is given)."""
-    values = {"seed": 13, "warmup_ratio": 0.1, "lr_scheduler": "cosine", "weight_decay": 0.01, "log_every_steps": 1,
-              "keep_last_checkpoints": 1, "eval_every_steps": 10, "save_every_steps": 10, **values}
-    return TrainConfig(**values)
-
-
 @dataclass(frozen=True)
 class FaireConfig(Settings):
     """Notebook 40: CTL, DCA and RPG on LocalRQA's faire example."""
@@ -57,8 +49,7 @@ class FaireConfig(Settings):
     # set None); selection on eval recall@4)
     ctl_hard_neg_ratio: float = 0.05
     ctl_temperature: float = 0.05
-    ctl_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=256, metric_for_best="recall@4"))
+    ctl_train: TrainConfig = field(default_factory=TrainConfig)
     # the reader DCA and RPG distil from
     reader: str = "smollm2-135m-instruct"
     reader_fid: bool = False  # True: a T5 reader used Fusion-in-Decoder style (google/flan-t5-*)
@@ -71,16 +62,14 @@ class FaireConfig(Settings):
     dca_reader_temperature: float = 0.1
     dca_boost_gold: bool = True
     dca_score_scale: float | None = None  # None: 1/sqrt(d); 1/tau for a normalising encoder
-    dca_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=10, metric_for_best="recall@4"))
+    dca_train: TrainConfig = field(default_factory=TrainConfig)
     # RPG (LocalRQA docs: 20 docs, refresh every 10 steps, temperatures 0.1, batch 4)
     rpg_questions: int | None = None
     rpg_num_docs: int = 20
     rpg_refresh_every: int = 10
     rpg_lm_temperature: float = 0.1
     rpg_retrieve_temperature: float = 0.1
-    rpg_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=4, metric_for_best="recall@4"))
+    rpg_train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def check(cfg: FaireConfig, overrides) -> FaireConfig:
@@ -134,8 +123,7 @@ class SciFactConfig(Settings):
     smoke_pool: int | None = None  # smoke: the test corpus is the BM25 top-N of each test query + judged docs
     hard_neg_ratio: float = 0.05
     temperature: float = 0.05
-    train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=256, metric_for_best="nDCG@10"))
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 #: faire's splits as the trainers read them
