@@ -365,15 +365,9 @@ def _shown(value):
 
 
 def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
-    """The settings beside their published sources, as a DataFrame `setting | value | source`.
-
-    `paper` is the resolved paper profile (`recipe.config("paper")`), `sources` the recipe's `PAPER_SOURCES`
-    (one entry per key of its paper profile), `gaps` its `PAPER_GAPS` ({setting, published, why}: published
-    settings the code cannot apply yet). With `cfg.profile == "paper"`: every paper setting, its value and its
-    source (an override says so and names the paper value), then the gaps. In any other profile: every dotted
-    setting whose value differs from the paper profile's, beside the paper value and its source, so a reader sees
-    what the run changes from the published recipe; in paper-tiny also every model id and the stand-in serving it.
-    """
+    """`setting | value | source` (Recipe.sources): in the paper profile every paper setting (an override names the
+    paper value) and the `gaps` (published settings not applied); in another profile each setting that differs
+    from `paper` (the resolved paper profile) beside the paper value; in paper-tiny also each model's stand-in."""
     import pandas as pd
 
     if value_at(cfg, "profile") == "paper":

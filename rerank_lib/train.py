@@ -47,9 +47,9 @@ class UsageError(ValueError):
 
 
 def flag_settings(recipe) -> dict[str, list[str]]:
-    """Each flag of the recipe's sub-command -> the settings it sets (the training flags: in every stage)."""
-    out = {name: [f"{s}.{f}" for s in recipe.stages] for name, f in TRAIN_FLAGS.items()} if recipe.stages else {}
-    out.update({name: [f"{s}.{f}" for s in recipe.stages] for name, (f, _) in SWITCHES.items()} if recipe.stages else {})
+    """Each flag of the recipe's sub-command -> the settings it sets (a training flag: that field of every stage)."""
+    fields = {**TRAIN_FLAGS, **{name: field for name, (field, _) in SWITCHES.items()}}
+    out = {name: [f"{s}.{f}" for s in recipe.stages] for name, f in fields.items()} if recipe.stages else {}
     return {**out, "seed": ["seed"], **{name: [path] for name, path in recipe.flags.items()}}
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import import_module
 
-#: pipeline -> the module defining its RECIPE, imported on first use (a recipe imports torch; --help does not)
-MODULES = {"first_stage": "first_stage", "teacher": "teacher", "cross_encoder": "cross_encoder",
-           "llm_reranker": "llm_reranker", "hopweaver": "hopweaver", "inranker": "inranker", "rankllm": "rankllm",
-           "retriever": "retriever_training", "retriever_scifact": "retriever_training.scifact"}
+from ..paper_profiles import PAPER_PROFILES
+
+#: the pipelines whose RECIPE is not defined in recipes/<name>.py (or a package of that name)
+ELSEWHERE = {"retriever": "retriever_training", "retriever_scifact": "retriever_training.scifact"}
+#: every pipeline (one YAML file each in recipes/paper_profiles/) -> the module defining its RECIPE, imported on first
+#: use (a recipe imports torch; --help does not)
+MODULES = {path.stem: ELSEWHERE.get(path.stem, path.stem) for path in sorted(PAPER_PROFILES.glob("*.yaml"))}
 
 
 class Registry(Mapping):

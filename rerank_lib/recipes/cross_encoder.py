@@ -29,11 +29,11 @@ from ..experiment import (
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
-from ..settings import Settings, override, snapshot
+from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
 from ..training.groups import GROUPWISE
-from .recipe import Recipe, Trained, dotted, is_main, main_first
+from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
 PIPELINE = "cross_encoder"
 MEASURES = ("nDCG@10", "RR@10")
@@ -54,13 +54,10 @@ FILES = {
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
 }
 @dataclass(frozen=True)
-class CrossEncoderConfig(Settings):
+class CrossEncoderConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {k: "train_file is given (a training file of your own, train_format "
                                          "rag-retrieval)" for k in ("train_max_label", "train_min_label")}
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     model: str = "minilm-l6"
     max_length: int = 64  # claim + title + the abstract's first ~40 tokens (dev: as good as 96 per step, half the cost)
     # evaluation

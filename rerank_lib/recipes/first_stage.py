@@ -12,17 +12,14 @@ from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from ..experiment import Timer, record_run, save_run
-from ..settings import Settings, snapshot
-from .recipe import Recipe, is_main
+from ..settings import snapshot
+from .recipe import Recipe, RecipeSettings, is_main
 
 PIPELINE = "first_stage"
 
 
 @dataclass(frozen=True)
-class FirstStageConfig(Settings):
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
+class FirstStageConfig(RecipeSettings):
     bm25_k1: float = 0.9  # Pyserini's defaults, the ones behind the BEIR / Pyserini anchors
     bm25_b: float = 0.4
     depth: int = 1000  # documents kept per SciFact query (the first stage later notebooks rerank)

@@ -47,25 +47,22 @@ from ..rerankers import CrossEncoder
 from ..rerankers.cross_encoder import has_trained_head
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
-from ..settings import Settings, snapshot
+from ..settings import snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
-from .recipe import Recipe, Trained, is_main, main_first
+from .recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
 MEASURES = ("nDCG@10", "RR@10", "R@10")
 
 
 @dataclass(frozen=True)
-class HopWeaverConfig(Settings):
+class HopWeaverConfig(RecipeSettings):
     READ_ONLY_WHEN = {"judge_min_auc": "judge == 'auto' and the LLM judge produced scores to measure",
                       "eval_file": "train_file is given (a HopWeaver jsonl of your own)"}
 
-    profile: str = "default"
-    seed: int = 13  # data samples, the fresh head and training
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     encoder: str = "minilm-l6"  # the dense retriever (HopWeaver: a FlashRAG dense index, e.g. E5/GTE)
     retriever_pool: int | None = None  # smoke / paper-tiny: the retriever holds only the claims' BM25 top-N and
     #                                    judged documents (None: the whole corpus)

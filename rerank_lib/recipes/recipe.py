@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..paper_profiles import SettingsFile, paper_profile
-from ..settings import PAPER_TINY, PROFILES, override, profile_values, resolve_profile, source_table
+from ..settings import PAPER_TINY, PROFILES, Settings, override, profile_values, resolve_profile, source_table
+
+
+@dataclass(frozen=True)
+class RecipeSettings(Settings):
+    """What every pipeline's settings hold first: the profile, the seed (its data split and every stage's training,
+    Recipe.config) and the data root."""
+
+    profile: str = "default"
+    seed: int = 13
+    data_root: str | None = None
 
 
 def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +143,7 @@ class Trained:
     """A run's dev-selected model and how to write it as a folder its loader reads (--output_dir)."""
 
     selected: object  # experiment.Selected
-    kind: str  # cross_encoder, bi_encoder, monot5, listwise, llm_yes, llm_score (export.USAGE), or run-folder
+    kind: str  # export.USAGE's kinds, or run-folder
     write: Callable[[Path], object]  # write(folder): the complete folder (weights, tokenizer, settings)
 
     @classmethod
@@ -152,8 +162,7 @@ class Trained:
 
     @classmethod
     def monot5(cls, selected, cfg) -> "Trained":
-        """inranker's T5Ranker(folder) for a T5-vocabulary student; else the selected weights and tokenizer as
-        saved, which rerank_lib's T5Ranker(folder) loads."""
+        """inranker's T5Ranker(folder) for a T5-vocabulary student; else the checkpoint as saved (our T5Ranker)."""
         def write(folder):
             from ..export import export_monot5, has_t5_vocabulary
             from ..rerankers.monot5 import T5Ranker
@@ -178,14 +187,12 @@ class Trained:
 
     @classmethod
     def llm_reranker(cls, selected, ranker) -> "Trained":
-        """An LLM-decoder reranker holding the selected weights, as the folder its peer loads: 'llm_yes'
-        (FlagEmbedding's FlagLLMReranker) or 'llm_score' (RAG-Retrieval's LLMDecoder); export.export_llm_reranker."""
+        """The folder its peer loads: 'llm_yes' (FlagLLMReranker) or 'llm_score' (RAG-Retrieval's LLMDecoder)."""
         from ..export import export_llm_reranker, llm_export_kind
 
         return cls(selected, llm_export_kind(ranker), lambda folder: export_llm_reranker(ranker, folder))
 
     @classmethod
     def run_folder(cls, selected, base: str) -> "Trained":
-        """A model with no peer format (a score head or LoRA weights on a frozen LLM): the selected checkpoint as
-        saved, which rerank_lib loads onto `base` (named in the manifest)."""
+        """No peer format (a score head, LoRA weights): the checkpoint as saved, which loads onto `base`."""
         return cls(selected, f"run-folder (loads onto {base})", lambda folder: shutil.copytree(selected.model_dir, folder))

@@ -17,18 +17,15 @@ from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
 from ..experiment import Timer, load_run, record_run, save_run
-from ..settings import Settings, snapshot
-from .recipe import Recipe, is_main
+from ..settings import snapshot
+from .recipe import Recipe, RecipeSettings, is_main
 
 PIPELINE = "teacher"
 TEST_SETS = (("scifact", "test"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))
 
 
 @dataclass(frozen=True)
-class TeacherConfig(Settings):
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
+class TeacherConfig(RecipeSettings):
     teachers: tuple[str, ...] = ("minilm-l6", "bm25+minilm-l6")
     depth: int = 100
     label_train: bool = True  # score the SciFact train candidates (the distillation labels of later notebooks)

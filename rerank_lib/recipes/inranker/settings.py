@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...settings import Settings, settings_table
 from ...training import TrainConfig
-from ..recipe import Recipe, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
@@ -25,16 +25,13 @@ class Stage(Settings):
 
 
 @dataclass(frozen=True)
-class InRankerConfig(Settings):
+class InRankerConfig(RecipeSettings):
     """The settings a profile leaves alone; what may be None here (a profile cannot set None) is set by the
     profiles that need a value."""
 
     READ_ONLY_WHEN: ClassVar[dict] = {f"generator_{k}": "an LLM writes the queries (generator is not 'title')"
                                       for k in ("max_doc_tokens", "max_new_tokens")}
-    profile: str = "default"
-    seed: int = 13  # splits, samples, the students' random parts; also each stage's train.seed
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     # student (offline default: pretrained MiniLM encoder + small random decoder, monoT5 scoring)
     student: str = "minilm-monot5"
     decoder_layers: int = 2

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...settings import Settings
 from ...training import TrainConfig
-from ..recipe import Recipe, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {
@@ -19,14 +18,11 @@ STAGES = ("head_train", "decoder_train", "student_train")  # the trained models,
 
 
 @dataclass(frozen=True)
-class LLMRerankerConfig(Settings):
+class LLMRerankerConfig(RecipeSettings):
     READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: lora-yes in default, both in paper)"
                       for name in ("score_llm", "decoder_train", "lora_r", "lora_alpha", "lora_dropout")}
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     llm: str = "smollm2-135m-instruct"  # the Yes-logit model (zero-shot, head-only, LoRA, teacher)
     score_llm: str | None = None  # the score-head model of 'full-score' (None: llm)
     max_length: int = 128

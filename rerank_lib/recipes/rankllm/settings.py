@@ -10,9 +10,9 @@ import pandas as pd
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import TINY_RANDOM_LLAMA, where_from
-from ...settings import Settings, settings_table
+from ...settings import settings_table
 from ...training import TrainConfig
-from ..recipe import Recipe, Trained as TrainedModel, is_main, main_first
+from ..recipe import Recipe, RecipeSettings, Trained as TrainedModel, is_main, main_first
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
@@ -20,16 +20,13 @@ TINY = TINY_RANDOM_LLAMA  # smoke profile: a 2-layer random Llama with the Mistr
 
 
 @dataclass(frozen=True)
-class RankLLMConfig(Settings):
+class RankLLMConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {
         **{name: "the substitute training data is built (train_data 'offline')"
            for name in ("n_variable", "shuffle_inputs", "scifact_train_queries")},
         **{name: "RankZephyr's training data is read (train_data 'rank_zephyr', the paper profiles)"
            for name in ("rank_zephyr_file", "rank_zephyr_examples")}}
-    profile: str = "default"
-    seed: int = 13  # data samples; config(seed=...) sets train.seed too
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     tag: str = "smollm2"  # short model name in method names
     model: str = "smollm2-135m-instruct"  # the start (zero-shot rows) and the base of both objectives
     generation_model: str | None = None  # base model of the generation objective (None: `model`)

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from ...data.localrqa import RetrieverSplits, file_splits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
-from ...settings import Settings
 from ...training import TrainConfig
-from ..recipe import Recipe, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"
@@ -18,14 +17,11 @@ FAIRE_MEASURES = ("recall@1", "recall@4", "nDCG@10")
 
 
 @dataclass(frozen=True)
-class FaireConfig(Settings):
+class FaireConfig(RecipeSettings):
     """Notebook 40: CTL, DCA and RPG on LocalRQA's faire example."""
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
     collection: str = "faire"
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     documents: str | None = None  # a chunked documents JSONL as the corpus (default: every chunk the splits name)
     # LocalRQA question files of your own (train_w_q / _w_qa shape) to train on; faire's test stays the test set;
     # eval_file: the dev set (None: a seeded slice of train_file's questions)
@@ -102,13 +98,10 @@ config = RECIPE.config
 
 
 @dataclass(frozen=True)
-class SciFactConfig(Settings):
+class SciFactConfig(RecipeSettings):
     """Notebook 41: CTL on SciFact train (qrels + BM25 hard negatives), evaluated by dense retrieval on test."""
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     model: str = "minilm-l6"
     pooling: str = "mean"
     normalize: bool = True
