@@ -206,8 +206,9 @@ def test_recipe_profiles_and_bad_settings():
     assert (paper.per_device_batch_size, paper.gradient_accumulation_steps, recipe.config("paper").top_k) == (16, 4, 5)
     assert recipe.config("paper", **{"train.learning_rate": 1e-5}).train.learning_rate == 1e-5
     assert recipe.config("default", seed=5).train.seed == 5
-    with pytest.raises(ValueError, match="train.seed"):
-        recipe.config("default", train={"seed": 1})
+    with pytest.raises(ValueError, match="train.output_dir is set by the recipe"):
+        recipe.config("default", train={"output_dir": "x"})
+    assert recipe.config("default", seed=5, train={"seed": 1}).train.seed == 1  # a stage's own seed wins
 
 
 def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
