@@ -1,16 +1,12 @@
 """Settings files: a recipe's profiles, and the train command's `--config`, read by one YAML reader.
 
 A file holds `pipeline:`, `profile:`, `settings:` and, for a paper profile, `gaps:`. Under `settings:` a key is a
-dotted setting (`stage1.train.learning_rate`) or a mapping that nests one level of it (`stage1.train:` then
-`learning_rate:`); a setting's value is either plain (`7.0e-5`) or `{value: ..., source: ...}`, the published
-value beside where it comes from. YAML anchors let identical sections be written once (`stage2.train: *stage1`).
-The paper profiles live beside the recipes (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data),
-so `recipe.config("paper")` and `python -m rerank_lib.train PIPELINE --config FILE` read the same values.
-A recipe's file also holds its other profiles (`profiles:` then `smoke:`, `default:`, `paper-tiny:`, each a
-`settings:`-like mapping whose values need no source) and the published numbers its records show beside ours
-(`references:`, a list of `{row: key or [dataset, method], measures: {name: {value, source}}}`) and, where a recipe
-searches its settings, the variants it tries per profile (`grids:` then a profile name and a list of settings).
-Every error names the file, the line and the key.
+dotted setting (`stage1.train.learning_rate`) or a mapping that nests it (`stage1.train:` then `learning_rate:`); a
+value is plain (`7.0e-5`) or `{value: ..., source: ...}`. YAML anchors write identical sections once. A recipe's
+file (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data) also holds its other profiles (`profiles:`
+`default` (under every other profile: Recipe.config), `smoke`, `paper-tiny`; no source needed), the published
+numbers its records show (`references:`, `{row: key or [dataset, method], measures: {name: {value, source}}}`) and
+the variants a search tries per profile (`grids:`). Every error names the file, the line and the key.
 """
 from __future__ import annotations
 
@@ -211,10 +207,11 @@ def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -
     return out
 
 
-def paper_profile(pipeline: str, base) -> SettingsFile:
-    """The packaged profiles of `pipeline` for the config `base` (its defaults): the paper profile, every setting
-    with a source, and the file's other profiles and published numbers."""
-    profile = read(PAPER_PROFILES / f"{pipeline}.yaml", paths(base), RECIPE_TOP_LEVEL)
+def paper_profile(pipeline: str, base, path: Path | None = None) -> SettingsFile:
+    """The profiles of `pipeline` for the config `base` (its defaults), from `path` (default: the packaged
+    recipes/paper_profiles/<pipeline>.yaml): the paper profile, every setting with a source, and the file's other
+    profiles and published numbers."""
+    profile = read(path or PAPER_PROFILES / f"{pipeline}.yaml", paths(base), RECIPE_TOP_LEVEL)
     if (profile.pipeline, profile.profile) != (pipeline, "paper"):
         raise SettingsFileError(f"{profile.path}: expected pipeline: {pipeline} and profile: paper, "
                                 f"not {profile.pipeline} / {profile.profile}")

@@ -287,6 +287,11 @@ def override(cfg, values: Mapping[str, Any], skip_none: bool = True):
     return _set(cfg, values)
 
 
+def _tuples(value):
+    """A YAML / shell list as the tuple a tuple field holds, nested lists too (`folds: [[a, b]]`)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _set(cfg, values: Mapping[str, Any]):
     direct, deeper = {}, {}
     for key, value in values.items():
@@ -295,7 +300,7 @@ def _set(cfg, values: Mapping[str, Any]):
             deeper.setdefault(head, {})[rest] = value
         else:
             current = object.__getattribute__(cfg, head)
-            direct[head] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+            direct[head] = _tuples(value) if isinstance(current, tuple) and isinstance(value, list) else value
     for head, sub in deeper.items():
         try:
             direct[head] = _set(object.__getattribute__(cfg, head), sub)
@@ -332,14 +337,6 @@ def resolve_profile(base, profiles: Mapping[str, Mapping[str, Any]], profile: st
     return cfg
 
 
-def resolve_with_seeds(base, stages: Sequence[str], profiles: Mapping[str, Mapping[str, Any]], profile: str,
-                       overrides: Mapping[str, Any]):
-    """resolve_profile, then each `<stage>.seed` (a nested TrainConfig) set to the config's `seed` unless the
-    profile or the caller names that stage's seed: one rule for every recipe whose training stages follow `seed`."""
-    named = set(overrides) | set(profile_values(profiles, profile))
-    cfg = resolve_profile(base, profiles, profile, overrides)
-    return override(cfg, {f"{s}.seed": cfg.seed for s in stages if f"{s}.seed" not in named})
-
 def _dump_reads() -> None:  # pragma: no cover - runs at interpreter exit
     target = os.environ.get("RERANK_SETTINGS_READS")
     if not target or _reads is None or not _built:
@@ -370,15 +367,9 @@ def _shown(value):
 
 
 def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
-    """The settings beside their published sources, as a DataFrame `setting | value | source`.
-
-    `paper` is the resolved paper profile (`recipe.config("paper")`), `sources` the recipe's `PAPER_SOURCES`
-    (one entry per key of its paper profile), `gaps` its `PAPER_GAPS` ({setting, published, why}: published
-    settings the code cannot apply yet). With `cfg.profile == "paper"`: every paper setting, its value and its
-    source (an override says so and names the paper value), then the gaps. In any other profile: every dotted
-    setting whose value differs from the paper profile's, beside the paper value and its source, so a reader sees
-    what the run changes from the published recipe; in paper-tiny also every model id and the stand-in serving it.
-    """
+    """`setting | value | source` (Recipe.sources): in the paper profile every paper setting (an override names the
+    paper value) and the `gaps` (published settings not applied); in another profile each setting that differs
+    from `paper` (the resolved paper profile) beside the paper value; in paper-tiny also each model's stand-in."""
     import pandas as pd
 
     if value_at(cfg, "profile") == "paper":
@@ -405,5 +396,5 @@ def source_table(cfg, paper, sources: Mapping[str, str], gaps=()):
         for path in paths(cfg):
             for hub_id, what in replaced_ids(value_at(cfg, path)).items():
                 rows.append({"setting": path, "value": what, "paper value": hub_id,
-                             "source": "paper-tiny stand-in (rerank_lib.standin)"})
+                             "source": "paper-tiny stand-in (rerank_lib.models.standin)"})
     return pd.DataFrame(rows, columns=["setting", "value", "paper value", "source"]).set_index("setting")

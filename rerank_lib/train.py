@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from . import paper_profiles
+from . import paper_profiles, recipes
 from .paths import shown
 from .settings import PROFILES
 
@@ -49,83 +46,11 @@ class UsageError(ValueError):
     """A wrong setting or flag (exit status 2)."""
 
 
-@dataclass(frozen=True)
-class Pipeline:
-    notebook: str
-    config: Callable  # (profile, **dotted overrides) -> the recipe's config
-    steps: Callable  # (cfg, results_dir, evaluate) -> {label: experiment.Selected}
-    sections: tuple[str, ...]  # its TrainConfigs by dotted path
-    flags: dict = field(default_factory=dict)  # pipeline flags (--model_name_or_path, --objective ...) -> setting
-
-    def flag_settings(self) -> dict[str, list[str]]:
-        out = {name: [f"{s}.{f}" for s in self.sections] for name, f in TRAIN_FLAGS.items()}
-        out.update({name: [f"{s}.{f}" for s in self.sections] for name, (f, _) in SWITCHES.items()})
-        return {**out, "seed": ["seed"], **{name: [path] for name, path in self.flags.items()}}
-
-
-@dataclass(frozen=True)
-class Trained:
-    """A run's dev-selected model and how to write it as a folder its loader reads (--output_dir)."""
-
-    selected: object  # experiment.Selected
-    kind: str  # what the folder is: cross_encoder, bi_encoder, monot5, listwise, llm_yes, llm_score (export.USAGE),
-    # or run-folder
-    write: Callable[[Path], object]  # write(folder): the complete folder (weights, tokenizer, settings)
-
-    @classmethod
-    def cross_encoder(cls, selected, ranker) -> "Trained":
-        """sentence-transformers' CrossEncoder(folder): weights, tokenizer, max length (and our settings file)."""
-        from .export import export_cross_encoder
-
-        return cls(selected, "cross_encoder", lambda folder: export_cross_encoder(ranker, folder))
-
-    @classmethod
-    def bi_encoder(cls, selected, encoder) -> "Trained":
-        """SentenceTransformer(folder): Transformer (tokenizer, max length), Pooling, Normalize, prompts."""
-        from .export import export_bi_encoder
-
-        return cls(selected, "bi_encoder", lambda folder: export_bi_encoder(encoder, folder))
-
-    @classmethod
-    def monot5(cls, selected, cfg) -> "Trained":
-        """inranker's T5Ranker(folder) for a T5-vocabulary student; else the selected weights and tokenizer as
-        saved, which rerank_lib's T5Ranker(folder) loads."""
-        def write(folder):
-            from .export import export_monot5, has_t5_vocabulary
-            from .rerankers.monot5 import T5Ranker
-
-            ranker = T5Ranker(str(selected.model_dir), max_length=cfg.max_length, device="cpu", bf16=False)
-            if has_t5_vocabulary(ranker):
-                return export_monot5(ranker, folder)
-            return shutil.copytree(selected.model_dir, folder)
-        return cls(selected, "monot5", write)
-
-    @classmethod
-    def listwise(cls, selected, base: str, chat_template: str | None) -> "Trained":
-        """A causal-LM folder with its tokenizer and chat template (transformers, rank_llm)."""
-        def write(folder):
-            from .export import export_listwise
-            from .models import load_chat_lm
-
-            model, tokenizer = load_chat_lm(str(selected.model_dir), chat_template, device="cpu",
-                                            tokenizer_from=base)
-            return export_listwise(model, tokenizer, folder, chat_template=chat_template)
-        return cls(selected, "listwise", write)
-
-    @classmethod
-    def llm_reranker(cls, selected, ranker) -> "Trained":
-        """An LLM-decoder reranker (DecoderReranker, HeadOnlyRanker) holding the selected weights, as the folder its
-        peer loads: 'llm_yes' (FlagEmbedding's FlagLLMReranker, rag-retrieval's LLMRanker) or 'llm_score'
-        (RAG-Retrieval's LLMDecoder); export.export_llm_reranker."""
-        from .export import export_llm_reranker, llm_export_kind
-
-        return cls(selected, llm_export_kind(ranker), lambda folder: export_llm_reranker(ranker, folder))
-
-    @classmethod
-    def run_folder(cls, selected, base: str) -> "Trained":
-        """A model with no peer format (a score head or LoRA weights on a frozen LLM): the selected checkpoint as
-        saved, which rerank_lib loads onto `base` (named in the manifest)."""
-        return cls(selected, f"run-folder (loads onto {base})", lambda folder: shutil.copytree(selected.model_dir, folder))
+def flag_settings(recipe) -> dict[str, list[str]]:
+    """Each flag of the recipe's sub-command -> the settings it sets (a training flag: that field of every stage)."""
+    fields = {**TRAIN_FLAGS, **{name: field for name, (field, _) in SWITCHES.items()}}
+    out = {name: [f"{s}.{f}" for s in recipe.stages] for name, f in fields.items()} if recipe.stages else {}
+    return {**out, "seed": ["seed"], **{name: [path] for name, path in recipe.flags.items()}}
 
 
 def join_cpu_world() -> None:
@@ -143,223 +68,40 @@ def join_cpu_world() -> None:
         os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
-def is_main() -> bool:
-    from .training import process_state  # torch: imported once a pipeline runs, not to parse a command line
+class PipelineParser(argparse.ArgumentParser):
+    """A pipeline's sub-command: its recipe's flags are added when it parses or shows help (a recipe imports torch,
+    so `--help` of the command, or of the rerank-repro CLI, imports none)."""
 
-    return process_state().is_main_process
+    pipeline: str | None = None
 
+    def fill(self) -> None:
+        if self.pipeline is None:
+            return
+        name, self.pipeline = self.pipeline, None
+        recipe = recipes.get(name)
+        self.description = f"Train the runs of notebook {recipe.notebook}."
+        for flag, settings in flag_settings(recipe).items():
+            kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
+            self.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
+        peer_options(self, pipeline=name)
 
-def main_first():
-    """Data preparation and file writing: the main process first, then the others (which find it done)."""
-    from .training import process_state
+    def parse_known_args(self, args=None, namespace=None):
+        self.fill()
+        return super().parse_known_args(args, namespace)
 
-    return process_state().main_process_first()
-
-
-def ensure_first_stage(cfg, results_dir) -> None:
-    """01_first_stage's BM25 runs, built with its recipe functions when missing."""
-    from .experiment import run_path
-    from .recipes import first_stage
-
-    if all(run_path(results_dir, cfg.profile, name, split, "bm25").exists() for name, split in
-           (("scifact", "test"), ("scifact", "train"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))):
-        return
-    print("building 01_first_stage's runs (missing from the results folder)", flush=True)
-    fs = first_stage.config(cfg.profile, data_root=cfg.data_root)
-    data = first_stage.load(fs)
-    first_stage.run_scifact(fs, data, results_dir)
-    first_stage.run_trec_dl(fs, data, results_dir)
-
-
-def ensure_teacher(cfg, results_dir, test_sets: bool = False) -> None:
-    """02_teacher's runs, built with its recipe functions when missing: the SciFact train labels, and with
-    `test_sets` its scores of the test sets' BM25 top-depth (score_test_sets)."""
-    from .experiment import run_path
-    from .recipes import teacher
-
-    tc = teacher.config(cfg.profile, data_root=cfg.data_root)
-    sets = (teacher.TEST_SETS if test_sets else ()) + (("scifact", "train"),)
-    if all(run_path(results_dir, cfg.profile, n, s, f"teacher-{t}").exists() for n, s in sets for t in tc.teachers):
-        return
-    print("building 02_teacher's runs (missing from the results folder)", flush=True)
-    if test_sets:
-        teacher.score_test_sets(tc, results_dir)
-    teacher.label_training_candidates(tc, results_dir)
-
-
-def retriever_steps(cfg, out, evaluate):
-    from .recipes import retriever_training as recipe
-
-    with main_first():
-        data = recipe.load_faire(cfg)
-    outcomes = [recipe.train_faire(cfg, data, method, out) for method in cfg.methods]
-    if evaluate and is_main():
-        base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), out)
-        print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, out)).to_string())
-    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
-
-
-def retriever_scifact_steps(cfg, out, evaluate):
-    from .recipes import retriever_training as recipe
-
-    with main_first():
-        ensure_first_stage(cfg, out)
-        data = recipe.load_scifact(cfg, out)
-    ctl = recipe.train_scifact(cfg, data, out)
-    if evaluate and is_main():
-        print(recipe.scifact_table(recipe.scifact_records(cfg, data, ctl, out), out, cfg.profile).to_string())
-    return {"ctl": Trained.bi_encoder(ctl.selected, ctl.encoder)}
-
-
-def inranker_steps(cfg, out, evaluate):
-    from .recipes import inranker as recipe
-
-    with main_first():
-        ensure_first_stage(cfg, out)
-        folds = recipe.dl_folds(cfg, out) if cfg.stage1_data == "dl-folds" else None
-        synth = recipe.synthetic_data(cfg, out)  # before stage 1 trains: a bad line of a stage2_file stops it first
-    stage1 = recipe.stage1(cfg, folds, results_dir=out)
-    students = {f"stage1/{k}": v for k, v in stage1.items()}
-    students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=out)
-    students["ablation"] = recipe.ablation(cfg, folds, results_dir=out)
-    if evaluate and is_main():
-        print(recipe.results_table(cfg, recipe.evaluate_all(cfg, students, out)).to_string())
-    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
-
-
-def llm_reranker_steps(cfg, out, evaluate):
-    """Notebook 12's order; its zero-shot start and trained rows write their records as they go (main process)."""
-    from . import experiment
-    from .recipes import llm_reranker as recipe
-
-    with main_first():
-        ensure_first_stage(cfg, out)
-        data = recipe.build_data(cfg, out)
-    llm = recipe.load_llm(cfg)
-    recipe.llm_features(cfg, llm, data)
-    zs = recipe.zero_shot(cfg, llm, data, out, init=cfg.head_init)
-    heads = [recipe.train_head(cfg, llm, data, loss, zs, out) for loss in cfg.head_losses]
-    decoders = [recipe.train_decoder(cfg, v, data, zs, out) for v in cfg.decoder_variants]
-    sources = recipe.distillation_sources(cfg, llm, data, max(heads, key=lambda h: h.selected.value) if heads else None)
-    with main_first():
-        path = recipe.distillation_file(cfg, data, sources, out)
-    start, student = recipe.distill(cfg, data, path, sources, out)
-    rows = [zs, *heads, *decoders, start, student]
-    if evaluate and is_main():
-        rows.insert(0, recipe.record_bm25(cfg, data, out))
-        table = experiment.results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start"))
-        print(table.to_string())
-    rows = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
-    return {**rows, student.method: Trained.cross_encoder(student.selected, student.ranker)}
-
-
-def cross_encoder_steps(cfg, out, evaluate):
-    """Notebook 11 (10_'s training files built first when missing)."""
-    from . import experiment
-    from .recipes import cross_encoder as recipe
-
-    with main_first():
-        ensure_first_stage(cfg, out)
-        if cfg.train_file:  # the user's own file instead of 10_'s
-            groups, sets = recipe.own_training_data(cfg, out)
-        else:
-            if not (recipe.data_dir(cfg, out) / "manifest.json").exists():
-                print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
-                recipe.build_training_data(cfg, out)
-            groups, split, _ = recipe.load_training_data(cfg, out)
-            sets = recipe.eval_sets(cfg, out, split)
-    runs = [recipe.train_variant(cfg, variant, groups, sets, results_dir=out) for variant in cfg.variants]
-    if evaluate and is_main():
-        start_run, start_record = recipe.evaluate_start(cfg, sets, out)
-        records = [start_record, *(r for vr in runs for r in recipe.evaluate_variant(cfg, vr, sets, start_run, out))]
-        first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
-        print(experiment.results_table(records, first_stage=first_stage).to_string())
-    return {vr.variant: Trained.cross_encoder(vr.selected, vr.model) for vr in runs}
-
-
-def hopweaver_steps(cfg, out, evaluate):
-    """Notebook 13 without its LLM-generator demonstration (llm_generator: its file trains nothing)."""
-    from . import experiment
-    from .recipes import hopweaver as recipe
-    from .synthetic_queries import LLMJudge
-
-    if cfg.train_file:  # a HopWeaver jsonl of your own: the own-data recipe, measured on HopWeaver's test file
-        with main_first():
-            own = recipe.OwnData(recipe.own_split(cfg), recipe.own_test(cfg) if evaluate else None)
-        split = own.split
-        print(f"{len(split.train.queries)} train + {len(split.dev.queries)} dev lines of {split.provenance.source}",
-              flush=True)
-        reranked = recipe.train_on_own_data(cfg, own)
-        if evaluate and is_main():
-            records, _ = recipe.own_data_rows(cfg, own, reranked, out)
-            print(experiment.results_table(records, measures=recipe.OWN_MEASURES, bases=("bm25", "start")).to_string())
-        return {"hopweaver-own-ft": Trained.cross_encoder(reranked.selected, reranked.model)}
-    with main_first():
-        ensure_first_stage(cfg, out)
-        data = recipe.load_data(cfg, out)
-    llm_judge = LLMJudge.for_model(cfg.llm, max_length=cfg.judge_max_length, threshold=cfg.judge_threshold)
-    judge = recipe.choose_judge(cfg, recipe.judge_quality(cfg, data, llm_judge)[0])
-    with main_first():
-        generated = recipe.training_data(cfg, data, judge, out, llm_judge=llm_judge)
-    reranked = recipe.train_reranker(cfg, data, generated, results_dir=out)
-    if evaluate and is_main():
-        records, _ = recipe.ablation(cfg, data, reranked, out)
-        print(experiment.results_table(records, measures=recipe.MEASURES, bases=("standard", "start")).to_string())
-    return {"diverse_ft": Trained.cross_encoder(reranked.selected, reranked.model)}
-
-
-def rankllm_steps(cfg, out, evaluate):
-    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
-    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
-    from .recipes import rankllm as recipe
-
-    with main_first():
-        ensure_first_stage(cfg, out)
-        ensure_teacher(cfg, out, test_sets=True)
-    trained = recipe.train_all(cfg, out)
-    if evaluate and is_main():
-        sets = recipe.eval_sets(cfg, out)
-        reference, zs = recipe.reference_rows(cfg, sets, out), recipe.zero_shot(cfg, sets, out)
-        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, out)
-        print(recipe.results_table(reference + zs.records + records).to_string())
-    return {tr.name: Trained.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
-
-
-def _config(module: str, name: str = "config"):
-    def resolve(profile, **overrides):
-        from importlib import import_module
-
-        return getattr(import_module(f"rerank_lib.recipes.{module}"), name)(profile, **overrides)
-    return resolve
-
-
-PIPELINES = {
-    "cross_encoder": Pipeline("11_cross_encoder_training", _config("cross_encoder"), cross_encoder_steps, ("train",),
-                              {"model_name_or_path": "model", "per_device_train_batch_size": "batch_pairs"}),
-    "hopweaver": Pipeline("13_hopweaver", _config("hopweaver"), hopweaver_steps, ("train",),
-                          {"model_name_or_path": "reranker"}),
-    "inranker": Pipeline("20_inranker", _config("inranker"), inranker_steps,
-                         ("stage1.train", "stage2.train", "ablation.train"), {"model_name_or_path": "student"}),
-    "llm_reranker": Pipeline("12_llm_reranker", _config("llm_reranker"), llm_reranker_steps,
-                             ("head_train", "decoder_train", "student_train"), {"model_name_or_path": "llm"}),
-    "retriever": Pipeline("40_retriever_training", _config("retriever_training"), retriever_steps,
-                          ("ctl_train", "dca_train", "rpg_train"), {"model_name_or_path": "model"}),
-    "retriever_scifact": Pipeline("41_retriever_scifact", _config("retriever_training", "scifact_config"),
-                                  retriever_scifact_steps, ("train",), {"model_name_or_path": "model"}),
-    "rankllm": Pipeline("30_rankllm", _config("rankllm"), rankllm_steps, ("train",),
-                        {"model_name_or_path": "model", "objective": "objectives",
-                         "noisy_embedding_alpha": "noise_alpha"}),
-}
+    def format_help(self):
+        self.fill()
+        return super().format_help()
 
 
 def add_pipelines(parser: argparse.ArgumentParser) -> None:
-    """One sub-command per pipeline, its --help listing each flag with the settings it sets."""
+    """One sub-command per registered recipe, its --help listing each flag with the settings it sets."""
     peer_options(parser, top=True)
-    pipelines = parser.add_subparsers(dest="pipeline", metavar="PIPELINE")  # or --from FILE alone
+    pipelines = parser.add_subparsers(dest="pipeline", metavar="PIPELINE", parser_class=PipelineParser)
     parser.set_defaults(pipeline_parsers={})
-    for name, pipe in PIPELINES.items():
-        sub = pipelines.add_parser(name, help=f"the training of notebook {pipe.notebook}",
-                                   description=f"Train the runs of notebook {pipe.notebook}.")
+    for name in recipes.REGISTRY:
+        sub = pipelines.add_parser(name, help=f"the training of the {name} recipe (its notebook's steps)")
+        sub.pipeline = name
         sub.set_defaults(subparser=sub)
         sub.add_argument("--profile", choices=PROFILES, help="the recipe's profile (default: the --config file's, "
                          "else default)")
@@ -381,10 +123,6 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
                          "evaluation precision: fp32 (default: a profile's machine-dependent 'auto' becomes fp32, "
                          "the same numbers on every machine), bf16, or auto (the profile's own settings, as the "
                          "notebooks run them: bf16 where the hardware computes it natively)")
-        for flag, settings in pipe.flag_settings().items():
-            kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
-            sub.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
-        peer_options(sub, pipeline=name)
         parser.get_default("pipeline_parsers")[name] = sub
 
 
@@ -445,18 +183,18 @@ def read_config_file(path: str, pipeline: str, known: set) -> tuple[str | None, 
     return doc.profile, {k: parse_value(v) for k, v in doc.values.items()}
 
 
-def resolve(args) -> tuple[Pipeline, object]:
+def resolve(args) -> tuple[object, object]:
     """The pipeline and its config: profile < --config < flags < --set (< --data-root)."""
-    from .experiment.launch import flat_settings
+    from .recipes.launch import flat_settings
 
-    pipe = PIPELINES[args.pipeline]
+    pipe = recipes.get(args.pipeline)
     base = flat_settings(pipe.config(args.profile or "default"))  # every profile has the same settings
     peers = peer_translations(args, pipe)
-    peer = {k: v for t in peers for k, v in t.settings(pipe.sections).items()}
+    peer = {k: v for t in peers for k, v in t.settings(pipe.stages).items()}
     profile, from_file = read_config_file(args.config, args.pipeline, set(base)) if args.config else (None, {})
     profile = profile or (peers[0].profile if any(t.path.is_file() for t in peers) else None)
     flags = {}
-    for flag, settings in pipe.flag_settings().items():
+    for flag, settings in flag_settings(pipe).items():
         given = getattr(args, flag, None)
         if given not in (None, False):
             value = SWITCHES[flag][1] if flag in SWITCHES else parse_value(given)
@@ -466,7 +204,7 @@ def resolve(args) -> tuple[Pipeline, object]:
     if precision is not None and getattr(args, "bf16", False) and precision != "bf16":
         raise UsageError(f"--bf16 and --precision {precision} disagree")
     if PRECISION_SETTING.get(precision) is not None:  # --bf16 is --precision bf16
-        flags.update({f"{section}.mixed_precision": PRECISION_SETTING[precision] for section in pipe.sections})
+        flags.update({f"{section}.mixed_precision": PRECISION_SETTING[precision] for section in pipe.stages})
     sets = {}
     for item in args.set:
         path, sep, value = item.partition("=")
@@ -482,7 +220,7 @@ def resolve(args) -> tuple[Pipeline, object]:
     command_line_default = {}  # without a precision flag, a profile's machine-dependent 'auto' becomes fp32
     if precision is None and not getattr(args, "bf16", False):
         chosen = flat_settings(pipe.config(profile))
-        command_line_default = {f"{s}.mixed_precision": "no" for s in pipe.sections
+        command_line_default = {f"{s}.mixed_precision": "no" for s in pipe.stages
                                 if chosen.get(f"{s}.mixed_precision") == "auto"}
     merged = {**command_line_default, **peer, **from_file, **flags, **sets,
               **({"data_root": args.data_root} if args.data_root else {})}
@@ -492,7 +230,7 @@ def resolve(args) -> tuple[Pipeline, object]:
         raise UsageError(f"{args.config or 'the command line'}: {err}") from None
 
 
-def peer_translations(args, pipe: Pipeline) -> list:
+def peer_translations(args, pipe) -> list:
     """The peer run of --from (or a peer's YAML given to --config) and the peers' flags, translated and printed; a
     refused setting stops here unless --skip-refused."""
     from . import peer_runs
@@ -503,11 +241,11 @@ def peer_translations(args, pipe: Pipeline) -> list:
         spec, args.config = spec or args.config, None
     try:
         if spec:
-            found.append(peer_runs.pick(spec).for_pipeline(args.pipeline, pipe.sections))
+            found.append(peer_runs.pick(spec).for_pipeline(args.pipeline, pipe.stages))
         given = {k.split(":", 1)[1]: (None if not v else v[0] if len(v) == 1 else v)
                  for k, v in vars(args).items() if k.startswith("peer:") and v is not None}
         if given:
-            found.append(peer_runs.translate_flags(args.pipeline, pipe.sections, given))
+            found.append(peer_runs.translate_flags(args.pipeline, pipe.stages, given))
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from None
     for run in found:
@@ -542,7 +280,7 @@ def shell_results_dir(results: Path) -> Path:
     """Where this command writes: <results>/shell, its own records, runs, models, figures and the inputs it builds
     there, so a shell run never replaces a notebook's record or published model of the same name. The command a
     notebook launches (experiment.launch, $RERANK_LAUNCHED) trains for that notebook, in its results folder."""
-    from .experiment.launch import LAUNCHED_ENV
+    from .recipes.launch import LAUNCHED_ENV
 
     return results if os.environ.get(LAUNCHED_ENV) else results / SHELL_RESULTS
 
@@ -550,6 +288,7 @@ def shell_results_dir(results: Path) -> Path:
 def run(args) -> int:
     from .experiment.output_dir import OutputDirError, check_output_dir
     from .models import precision_scope
+    from .recipes.recipe import is_main
     from .paths import results_dir
 
     os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
@@ -564,7 +303,7 @@ def run(args) -> int:
             raise UsageError(str(err)) from None
     out = shell_results_dir(results_dir(args.results_dir))
     with precision_scope(getattr(args, "precision", None) or ("bf16" if getattr(args, "bf16", False) else "fp32")):
-        trained = pipe.steps(cfg, out, args.evaluate)
+        trained = pipe.training(cfg, out, args.evaluate)
     if is_main():
         if args.evaluate:
             print(f"records, runs and models of this command: {shown(out)}")

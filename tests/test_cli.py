@@ -324,7 +324,7 @@ def test_precision_defaults_to_fp32_on_every_command_and_is_recorded(files, tmp_
         assert cfg.train.mixed_precision == expected, argv
     with pytest.raises(train.UsageError, match="disagree"):
         train.resolve(parser.parse_args(["train", "cross_encoder", "--bf16", "--precision", "fp32"]))
-    from rerank_lib.experiment import launch  # a notebook's launched training keeps the notebook's precision
+    from rerank_lib.recipes import launch  # a notebook's launched training keeps the notebook's precision
 
     assert launch.launch_command("retriever", Path("a.yaml"), Path("s.yaml"), "r")[-2:] == ["--precision", "auto"]
 

@@ -167,8 +167,9 @@ def test_recipe_default_values_and_bad_settings():
     assert (smoke.max_steps, smoke.eval_every_steps, smoke.save_every_steps) == (3, None, None)  # a profile's None counts
     with pytest.raises(ValueError, match="batch_pairs"):
         recipe.config("default", **{"train.per_device_batch_size": 4})
-    with pytest.raises(ValueError, match="seed"):
-        recipe.config("default", variant_train={"point_ce": {"train.seed": 1}})
+    with pytest.raises(ValueError, match="train.output_dir is set by the recipe"):
+        recipe.config("default", variant_train={"point_ce": {"train.output_dir": "x"}})
+    assert recipe.config("default", seed=7, **{"train.seed": 1}).train.seed == 1  # a stage's own seed wins
     with pytest.raises(ValueError, match="unknown variant"):
         recipe.config("default", variant_train={"hinge": {"batch_pairs": 8}})
     with pytest.raises(TypeError, match="unknown setting"):

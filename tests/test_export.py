@@ -414,7 +414,7 @@ def test_head_only_export_writes_its_head_into_the_yes_row(tiny_llm, llm_tokeniz
     probe = HeadOnlyRanker(decoder, init="yes-no")  # Yes minus No: a head no row of the LM head holds
     ours = probe.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(ours - decoder.score(LLM_QUERIES, LLM_DOCS)).max() > 1e-3
-    from rerank_lib.train import Trained
+    from rerank_lib.recipes.recipe import Trained
 
     trained = Trained.llm_reranker(None, probe)  # what `rerank-repro train llm_reranker --output_dir` writes
     assert trained.kind == "llm_yes"

@@ -206,8 +206,9 @@ def test_recipe_profiles_and_bad_settings():
     assert (paper.per_device_batch_size, paper.gradient_accumulation_steps, recipe.config("paper").top_k) == (16, 4, 5)
     assert recipe.config("paper", **{"train.learning_rate": 1e-5}).train.learning_rate == 1e-5
     assert recipe.config("default", seed=5).train.seed == 5
-    with pytest.raises(ValueError, match="train.seed"):
-        recipe.config("default", train={"seed": 1})
+    with pytest.raises(ValueError, match="train.output_dir is set by the recipe"):
+        recipe.config("default", train={"output_dir": "x"})
+    assert recipe.config("default", seed=5, train={"seed": 1}).train.seed == 1  # a stage's own seed wins
 
 
 def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
@@ -401,7 +402,7 @@ def test_own_data_settings_per_profile_and_the_candidate_depth():
     assert (default.own_train_examples, default.own_test_examples, default.own_dev_fraction, default.own_max_steps) == (
         None, None, 0.2, 80)
     assert (smoke.own_train_examples, smoke.own_test_examples, smoke.own_max_steps) == (12, 10, 3)
-    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.PAPER_SOURCES["own_max_steps"]
+    assert paper.own_max_steps is None and "README_EN.md line 68" in recipe.RECIPE.file.sources["own_max_steps"]
     for bad in (0.0, 1.0):
         with pytest.raises(ValueError, match="own_dev_fraction"):
             recipe.config("default", own_dev_fraction=bad)

@@ -120,7 +120,7 @@ def test_trained_models_are_published_in_peer_formats(smoke_run):
 
 # ---------------------------------------------------------------------------------------------- paper-tiny
 # Every notebook in the paper-tiny profile: the paper settings with small sizes/steps and each hub model replaced by
-# its tiny stand-in of the same class (rerank_lib.standin), so every paper code path runs without a GPU. A notebook
+# its tiny stand-in of the same class (rerank_lib.models.standin), so every paper code path runs without a GPU. A notebook
 # the paper path cannot run yet is a strict xfail naming what stops it: once that is fixed (the paper data lands, the
 # profile is corrected) it passes, the xfail turns into a failure (XPASS, strict), and its entry below is removed.
 PAPER_TINY_KNOWN_STOPS: dict[str, str] = {}

@@ -1,40 +1,22 @@
 """Every recipe's paper profile names a source for each of its settings, and the source table shows them."""
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
-from rerank_lib import settings
+from rerank_lib import recipes, settings
 
-# (module, its paper profile's PROFILES name, its sources' name, its gaps' name, its config function)
-RECIPES = [
-    ("rerank_lib.recipes.first_stage", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.teacher", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.cross_encoder", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.hopweaver", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.inranker.settings", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.rankllm.settings", "PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "FAIRE_PROFILES", "PAPER_SOURCES", "PAPER_GAPS", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "SCIFACT_PROFILES", "SCIFACT_PAPER_SOURCES",
-     "SCIFACT_PAPER_GAPS", "scifact_config"),
-]
-
-
-@pytest.mark.parametrize("module,profiles,sources,gaps,config", RECIPES,
-                         ids=[f"{r[0].split('.')[2]}-{r[1]}" for r in RECIPES])
-def test_every_paper_setting_has_a_source_and_the_table_shows_it(module, profiles, sources, gaps, config):
-    mod = importlib.import_module(module)
-    paper, src, gap_list = getattr(mod, profiles)["paper"], getattr(mod, sources), getattr(mod, gaps)
+@pytest.mark.parametrize("name", list(recipes.REGISTRY))
+def test_every_paper_setting_has_a_source_and_the_table_shows_it(name):
+    recipe = recipes.get(name)
+    paper, src, gap_list = recipe.profiles["paper"], recipe.file.sources, recipe.gaps
     assert set(src) == set(paper), (f"no source for {sorted(set(paper) - set(src))}; "
                                     f"not a paper setting: {sorted(set(src) - set(paper))}")
     assert all(isinstance(v, str) and len(v) > 10 for v in src.values())
     for gap in gap_list:
         assert set(gap) == {"setting", "published", "why"} and all(gap.values())
-    make = getattr(mod, config)
+    make = recipe.config
     paper_cfg = make("paper")
-    table = settings.source_table(paper_cfg, paper_cfg, src, gap_list)
+    table = recipe.sources(paper_cfg)
     assert list(table.columns) == ["value", "source"] and len(table) == len(src) + len(gap_list)
     for path in src:
         assert table.loc[path, "source"] == src[path]
@@ -42,7 +24,7 @@ def test_every_paper_setting_has_a_source_and_the_table_shows_it(module, profile
                                                                    for g in gap_list]
     # another profile: only the settings that differ from the paper profile, beside the paper value
     default = make("default")
-    diff = settings.source_table(default, paper_cfg, src, gap_list)
+    diff = recipe.sources(default)
     assert list(diff.columns) == ["value", "paper value", "source"] and len(diff) > 0
     for path in diff.index:
         assert settings.value_at(default, path) != settings.value_at(paper_cfg, path)
@@ -252,24 +234,3 @@ def test_a_recipe_file_holds_the_variants_a_search_tries(tmp_path):
     with pytest.raises(paper_profiles.SettingsFileError, match=r"demo.yaml, line 40: unknown profile 'big'"):
         paper_profiles.read(_file(tmp_path, text.replace("  paper: []", "  big: []")), KNOWN,
                             paper_profiles.RECIPE_TOP_LEVEL)
-
-
-def test_resolve_with_seeds_makes_each_stage_follow_seed_unless_its_seed_is_named():
-    from dataclasses import dataclass, field
-
-    from rerank_lib.training import TrainConfig
-
-    @dataclass(frozen=True)
-    class Two(settings.Settings):
-        profile: str = "default"
-        seed: int = 13
-        a: TrainConfig = field(default_factory=lambda: TrainConfig(seed=1))
-        b: TrainConfig = field(default_factory=lambda: TrainConfig(seed=2))
-
-    profiles = {"default": {}, "smoke": {"b.seed": 99}}
-    cfg = settings.resolve_with_seeds(Two(), ["a", "b"], profiles, "default", {"seed": 5})
-    assert (cfg.seed, cfg.a.seed, cfg.b.seed) == (5, 5, 5)
-    cfg = settings.resolve_with_seeds(Two(), ["a", "b"], profiles, "smoke", {"a.seed": 7})
-    assert (cfg.seed, cfg.a.seed, cfg.b.seed) == (13, 7, 99)  # named by the caller / by the profile
-    cfg = settings.resolve_with_seeds(Two(), ["a"], profiles, "default", {})
-    assert (cfg.a.seed, cfg.b.seed) == (13, 2)  # only the stages listed follow

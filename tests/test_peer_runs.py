@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rerank_lib import peer_runs, train
+from rerank_lib import peer_runs, recipes, train
 from rerank_lib.cli import main as cli_main
-from rerank_lib.experiment.launch import flat_settings
+from rerank_lib.recipes.launch import flat_settings
 from rerank_lib.peer_runs import IGNORED, MAPPED, PEERS, REFUSED, reading, translate
 from rerank_lib.training.loop import TrainConfig
 
@@ -28,7 +28,7 @@ def peer(path: str) -> Path:
 
 @lru_cache(maxsize=None)
 def known_settings(pipeline: str) -> frozenset:
-    return frozenset(flat_settings(train.PIPELINES[pipeline].config("default")))
+    return frozenset(flat_settings(recipes.get(pipeline).config("default")))
 
 
 @needs_peers
@@ -52,8 +52,8 @@ def test_every_setting_of_the_file_is_mapped_refused_or_ignored(path):
             fields = set(TrainConfig.__dataclass_fields__)
             assert all(k == "launch" or k.split(".", 1)[1] in fields for k in run.settings()), run.settings()
             continue
-        pipe = train.PIPELINES[run.pipeline]
-        settings = run.settings(pipe.sections)
+        pipe = recipes.get(run.pipeline)
+        settings = run.settings(pipe.stages)
         assert set(settings) <= known_settings(run.pipeline), set(settings) - known_settings(run.pipeline)
         pipe.config("smoke", **settings)  # each value passes the settings' own validation
 
@@ -426,7 +426,7 @@ def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_fact
         (cwd / "data").mkdir()
         (cwd / "data" / "train_data.jsonl").symlink_to(hopweaver)
     monkeypatch.chdir(cwd)  # the file's --output_dir lands here
-    sections = train.PIPELINES[pipeline].sections
+    sections = recipes.get(pipeline).stages
     steps = [f"{s}.max_steps=1" for s in sections] + [f"{s}.report_to=[]" for s in sections]
     argv = [pipeline, "--from", str(peer(name)), "--profile", "smoke", "--skip-refused", "--set", "launch=null",
             "--results-dir", str(world / "results")]
@@ -478,7 +478,7 @@ def test_the_rankllm_paper_profile_uses_rank_llms_optimizer():
     doc = yaml.safe_load((ROOT / "rerank_lib" / "recipes" / "paper_profiles" / "rankllm.yaml").read_text())
     assert doc["settings"]["train"]["optimizer"]["value"] == "adamw_8bit"
     assert "optimizer" not in [gap["setting"] for gap in doc["gaps"]]
-    assert flat_settings(train.PIPELINES["rankllm"].config("paper"))["train.optimizer"] == "adamw_8bit"
-    assert flat_settings(train.PIPELINES["rankllm"].config("paper-tiny"))["train.optimizer"] == "adamw"  # CPU check
+    assert flat_settings(recipes.get("rankllm").config("paper"))["train.optimizer"] == "adamw_8bit"
+    assert flat_settings(recipes.get("rankllm").config("paper-tiny"))["train.optimizer"] == "adamw"  # CPU check
     for config in ("rankzephyr", "firstmistral"):  # launched with ZeRO-3 CPU offload: DeepSpeed's CPU Adam
         assert yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())["settings"]["train.optimizer"] == "adamw"

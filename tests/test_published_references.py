@@ -18,9 +18,9 @@ HOPWEAVER_ROWS = {f"hopweaver-{name}" for name in ("standard", "diverse", "diver
 def tables():
     """(recipe, key -> (dataset, method), measures its records carry, table) for every recipe in scope."""
     return [
-        ("inranker", lambda key: key, ("nDCG@10",), inranker.settings.REFERENCES),
-        ("localrqa", lambda key: key, localrqa.FAIRE_MEASURES, localrqa.settings.REFERENCES),
-        ("hopweaver", lambda key: ("scifact", key), hopweaver.MEASURES, hopweaver.REFERENCES),
+        ("inranker", lambda key: key, ("nDCG@10",), inranker.RECIPE.references),
+        ("localrqa", lambda key: key, localrqa.FAIRE_MEASURES, localrqa.RECIPE.references),
+        ("hopweaver", lambda key: ("scifact", key), hopweaver.MEASURES, hopweaver.RECIPE.references),
     ]
 
 
@@ -28,7 +28,7 @@ def test_inranker_teacher_rows_carry_rank_llm_2cr_monot5_3b():
     paper = inranker.config("paper")
     method = f"teacher-{short_name(paper.teacher_model)}"  # the row evaluate_all writes for the monoT5 teacher
     assert method == "teacher-monot5-3b-msmarco-10k"
-    refs = inranker.settings.REFERENCES
+    refs = inranker.RECIPE.references
     assert refs[("trec-dl-2019", method)]["nDCG@10"]["value"] == 0.7173
     assert refs[("trec-dl-2020", method)]["nDCG@10"]["value"] == 0.6887
     for year in ("trec-dl-2019", "trec-dl-2020"):
@@ -59,7 +59,7 @@ def test_every_reference_has_the_record_shape_and_names_a_real_row(recipe, split
 
 def test_faire_record_carries_the_reference_of_its_row_only(tmp_path, monkeypatch):
     ref = {"recall@4": {"value": 0.61, "source": "LocalRQA (arXiv 2403.00982) Table N (test entry)"}}
-    monkeypatch.setitem(localrqa.settings.REFERENCES, (localrqa.FAIRE, "ctl-toy"), ref)
+    monkeypatch.setitem(localrqa.RECIPE.references, (localrqa.FAIRE, "ctl-toy"), ref)
     corpus = {d: Document(d, d) for d in "ab"}
     ds = Dataset(localrqa.FAIRE, "test", corpus, {"q1": "one?", "q2": "two?"}, {"q1": {"a": 1}, "q2": {"b": 1}})
     run = {"q1": {"a": 2, "b": 1}, "q2": {"a": 2, "b": 1}}

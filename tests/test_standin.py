@@ -3,14 +3,13 @@ a stand-in name (paper-tiny's config, or 'tiny:<hub id>') resolves to one, never
 state; paper-tiny equals paper except the recipe's overlay keys."""
 import os
 
-import importlib
 import json
 
 import pytest
 import torch
 import transformers
 
-from rerank_lib import settings
+from rerank_lib import recipes, settings
 from rerank_lib.models import standin
 from rerank_lib.models import ModelUnavailableError, load_model, load_tokenizer, resolve
 from rerank_lib.models.standin import StandInName
@@ -133,17 +132,6 @@ def test_table_names_every_standin():
     assert table.loc["t5-base", "tokenizer"] == "shared t5-tokenizer"
 
 
-RECIPES = [
-    ("rerank_lib.recipes.teacher", "PROFILES", "config"),
-    ("rerank_lib.recipes.first_stage", "PROFILES", "config"),
-    ("rerank_lib.recipes.cross_encoder", "PROFILES", "config"),
-    ("rerank_lib.recipes.hopweaver", "PROFILES", "config"),
-    ("rerank_lib.recipes.inranker.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.llm_reranker.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.rankllm.settings", "PROFILES", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "FAIRE_PROFILES", "config"),
-    ("rerank_lib.recipes.retriever_training.settings", "SCIFACT_PROFILES", "scifact_config"),
-]
 
 
 def _overlay_paths(cfg, overlay):
@@ -155,14 +143,14 @@ def _overlay_paths(cfg, overlay):
     return out
 
 
-@pytest.mark.parametrize("module,table,function", RECIPES)
-def test_paper_tiny_is_paper_except_the_overlay(module, table, function):
-    mod = importlib.import_module(module)
-    make = getattr(mod, function)
+@pytest.mark.parametrize("name", list(recipes.REGISTRY))
+def test_paper_tiny_is_paper_except_the_overlay(name):
+    recipe = recipes.get(name)
+    make = recipe.config
     paper = make("paper")
     tiny = make("paper-tiny")
     assert "RERANK_STANDIN" not in os.environ  # no process state: the names say what loads
-    overlay = getattr(mod, table)["paper-tiny"]
+    overlay = recipe.profiles["paper-tiny"]
     assert overlay, "paper-tiny must make something small"
     allowed = _overlay_paths(paper, overlay) | {"profile"}
     # per-stage seeds are derived from `seed`, as in paper
@@ -176,7 +164,7 @@ def test_paper_tiny_is_paper_except_the_overlay(module, table, function):
             assert settings.value_at(tiny, path) == value and isinstance(settings.value_at(tiny, path), StandInName)
             assert not isinstance(value, StandInName)  # paper: the real model
             named += 1
-    assert named or module.endswith("teacher")  # every recipe but the teachers' names a hub model directly
+    assert named or name == "teacher"  # every recipe but the teachers' names a hub model directly
 
 
 def test_paper_tiny_leaves_no_state_for_a_later_config(monkeypatch):

@@ -1,5 +1,5 @@
 """The training command (`python -m rerank_lib.train`): settings from profile, YAML, flags and --set; a real
-2-process run; the notebook's launch path (experiment.launch) with a one-process accelerate config; each
+2-process run; the notebook's launch path (recipes/launch.py) with a one-process accelerate config; each
 pipeline's smoke training in one process."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rerank_lib import train
-from rerank_lib.experiment import launch
+from rerank_lib.recipes import launch
 from rerank_lib.paper_profiles import PAPER_PROFILES
 from rerank_lib.paper_profiles import RECIPE_TOP_LEVEL
 from rerank_lib.paper_profiles import read as read_settings

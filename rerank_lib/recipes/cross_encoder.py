@@ -27,15 +27,14 @@ from ..experiment import (
     pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
-from ..experiment.launch import train_launched
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
-from ..paper_profiles import paper_profile
-from ..settings import Settings, override, resolve_profile, snapshot
+from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
 from ..training.groups import GROUPWISE
+from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
 PIPELINE = "cross_encoder"
 MEASURES = ("nDCG@10", "RR@10")
@@ -55,27 +54,11 @@ FILES = {
     "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
 }
-#: TrainConfig fields the recipe sets itself (a value given for them would be silently ignored): what to set instead
-DERIVED = {"train.output_dir": "experiment.run_dir names it", "train.seed": "`seed` (data and training)",
-           "train.per_device_batch_size": "`batch_pairs` (group losses: batch_pairs // group_size groups)"}
-
-
-def _train_defaults() -> TrainConfig:
-    # lr 10x the usual 2e-5: the usual recipe learns nothing in a CPU budget; 150 steps: dev nDCG@10 still rose
-    # at 50 (group CE 0.54 -> 0.58 from step 25 to 50)
-    return TrainConfig(seed=13, learning_rate=2e-4, warmup_ratio=0.1, lr_scheduler="linear", weight_decay=0.01,
-                       num_epochs=1, max_steps=150, eval_every_steps=25, save_every_steps=50, log_every_steps=1,
-                       keep_last_checkpoints=1, metric_for_best="nDCG@10")
-
-
 @dataclass(frozen=True)
-class CrossEncoderConfig(Settings):
+class CrossEncoderConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {k: "train_file is given (a training file of your own, train_format "
                                          "rag-retrieval)" for k in ("train_max_label", "train_min_label")}
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     model: str = "minilm-l6"
     max_length: int = 64  # claim + title + the abstract's first ~40 tokens (dev: as good as 96 per step, half the cost)
     # evaluation
@@ -95,7 +78,7 @@ class CrossEncoderConfig(Settings):
     teacher_depth: int = 100
     # training (11_)
     variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
-    train: TrainConfig = field(default_factory=_train_defaults)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
     head_lr: float | None = 2e-3  # the fresh classification head (and pooler) learns 10x faster
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
     group_size: int = 8
@@ -112,33 +95,16 @@ class CrossEncoderConfig(Settings):
     eval_file: str | None = None  # the dev set (same format) for checkpoint selection; None: a slice of train_file
 
 
-#: The published recipes as data (recipes/paper_profiles/cross_encoder.yaml): each setting with its source, and the
-#: published settings the code cannot apply (gaps): FlagEmbedding's standard bge-reranker-v2-m3 fine-tuning for the
-#: group variants, RAG-Retrieval's training_bert.yaml for point_ce / point_mse (variant_train); ranknet /
-#: listwise_ce are ours on FE's settings.
-PAPER = paper_profile("cross_encoder", CrossEncoderConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-
-PROFILES = PAPER.all_profiles()
-
-
-#: Published nDCG@10 of a start model (the untrained row), by model name (the file's `references:`).
-REFERENCES = PAPER.references
-
-
-def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
-    """Defaults, then the profile, then `overrides` (dotted: `train.learning_rate`). A caller's setting always wins
-    over the profile's per-variant recipe (`variant_train`): it is dropped from every variant's entries."""
-    given = {f"{k}.{n}" if isinstance(v, Mapping) else k: x for k, v in overrides.items() if k != "variant_train"
-             for n, x in (v.items() if isinstance(v, Mapping) else [(k, v)]) if x is not None}
-    for key in [*given, *(k for v in dict(overrides.get("variant_train") or {}).values() for k in v)]:
-        if key in DERIVED:
-            raise ValueError(f"{key} is set by the recipe: set {DERIVED[key]} instead")
-    cfg = resolve_profile(CrossEncoderConfig(), PROFILES, profile, overrides)
+def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
+    """A caller's setting always wins over the profile's per-variant recipe (`variant_train`): it is dropped from
+    every variant's entries; then each variant's settings and the data settings are validated."""
+    given = dotted({k: v for k, v in overrides.items() if k != "variant_train"})
+    for key in (k for v in dict(overrides.get("variant_train") or {}).values() for k in v):
+        if key in RECIPE.derived:
+            raise ValueError(f"{key} is set by the recipe: set {RECIPE.derived[key]} instead")
     if overrides.get("variant_train") is None:
         cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
                                                for v, s in cfg.variant_train.items()}})
-    cfg = override(cfg, {"train.seed": cfg.seed})
     unknown = [v for v in (*cfg.variants, *cfg.variant_train) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
@@ -152,6 +118,39 @@ def config(profile: str = "default", **overrides) -> CrossEncoderConfig:
     if cfg.eval_file and not cfg.train_file:
         raise ValueError("eval_file is the dev set of a train_file: give train_file too")
     return cfg
+
+
+def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 11 from the shell (10_'s training files built first when missing; a train_file instead of them)."""
+    from ..experiment import results_table
+    from .first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        if cfg.train_file:
+            groups, sets = own_training_data(cfg, results_dir)
+        else:
+            if not (data_dir(cfg, results_dir) / "manifest.json").exists():
+                print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
+                build_training_data(cfg, results_dir)
+            groups, split, _ = load_training_data(cfg, results_dir)
+            sets = eval_sets(cfg, results_dir, split)
+    runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in cfg.variants]
+    if evaluate and is_main():
+        start_run, start_record = evaluate_start(cfg, sets, results_dir)
+        records = [start_record, *(r for vr in runs for r in evaluate_variant(cfg, vr, sets, start_run, results_dir))]
+        print(results_table(records, first_stage=("bm25 (first stage)", sets.test_bm25, sets.test.qrels)).to_string())
+    return {vr.variant: Trained.cross_encoder(vr.selected, vr.model) for vr in runs}
+
+
+RECIPE = Recipe(
+    PIPELINE, "11_cross_encoder_training", CrossEncoderConfig, stages=("train",),
+    flags={"model_name_or_path": "model", "per_device_train_batch_size": "batch_pairs"},
+    derived={"train.output_dir": "nothing: experiment.run_dir names it",
+             "train.per_device_batch_size": "`batch_pairs` (group losses: batch_pairs // group_size groups)"},
+    steps=("load_training_data", "eval_sets", "evaluate_start", "train_variant", "evaluate_variant"),
+    training=training, check=check)
+config = RECIPE.config
 
 
 def variant_config(cfg: CrossEncoderConfig, variant: str) -> CrossEncoderConfig:
@@ -328,12 +327,12 @@ def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
     return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.seed)
 
 
+@RECIPE.training_step
 def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
                   sets: RerankingSets, results_dir=None) -> VariantRun:
     """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
     checkpoint, the untrained start (step 0) included; the model ends with the selected weights. With
     `cfg.launch`, every variant first trains under accelerate launch (inputs from `results_dir`)."""
-    train_launched(PIPELINE, cfg, config, results_dir)
     loss, kind, kd = VARIANTS[variant]
     vcfg, data = variant_config(cfg, variant), groups[kind]
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
@@ -377,7 +376,7 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
         run, sets.evalsets(cfg.depth)[0],
         Row(PIPELINE, method_name(cfg, "start"), cfg.profile,
             f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
-            jsonable(record_settings(cfg)), cfg.seed, REFERENCES.get(cfg.model), t.s),
+            jsonable(record_settings(cfg)), cfg.seed, RECIPE.references.get(cfg.model), t.s),
         results_dir, baselines={"bm25": sets.test_bm25})
     return run, record
 

@@ -12,17 +12,14 @@ from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
 from ..experiment import EvalSet, Row, Timer, record_run, save_run
-from ..paper_profiles import paper_profile
-from ..settings import Settings, resolve_profile, snapshot
+from ..settings import snapshot
+from .recipe import Recipe, RecipeSettings, is_main
 
 PIPELINE = "first_stage"
 
 
 @dataclass(frozen=True)
-class FirstStageConfig(Settings):
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
+class FirstStageConfig(RecipeSettings):
     bm25_k1: float = 0.9  # Pyserini's defaults, the ones behind the BEIR / Pyserini anchors
     bm25_b: float = 0.4
     depth: int = 1000  # documents kept per SciFact query (the first stage later notebooks rerank)
@@ -38,16 +35,30 @@ class FirstStageConfig(Settings):
     smoke_dense_pool: int | None = None  # smoke: encode only the BM25 top-N of each query (+ judged docs)
 
 
-#: Every profile as data (recipes/paper_profiles/first_stage.yaml): the paper profile (a hub bi-encoder, each setting
-#: with its source), smoke, default, paper-tiny, and the published numbers the table shows beside ours.
-PAPER = paper_profile(PIPELINE, FirstStageConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-PROFILES = PAPER.all_profiles()
-REFERENCES = PAPER.references
+def training(cfg: FirstStageConfig, results_dir, evaluate: bool) -> dict:
+    """The notebook's runs (no model is trained: the later pipelines read these runs), on the main process."""
+    if not is_main():
+        return {}
+    data = load(cfg)
+    run_scifact(cfg, data, results_dir)
+    run_trec_dl(cfg, data, results_dir)
+    return {}
 
 
-def config(profile: str = "default", **overrides) -> FirstStageConfig:
-    return resolve_profile(FirstStageConfig(), PROFILES, profile, overrides)
+RECIPE = Recipe(PIPELINE, "01_first_stage", FirstStageConfig, steps=("load", "run_scifact", "run_trec_dl"),
+                training=training)
+config = RECIPE.config
+
+
+def ensure_first_stage(cfg, results_dir) -> None:
+    """01_first_stage's BM25 runs, built with its steps when missing (a later pipeline from the shell)."""
+    from ..experiment import run_path
+
+    if all(run_path(results_dir, cfg.profile, name, split, "bm25").exists() for name, split in
+           (("scifact", "test"), ("scifact", "train"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))):
+        return
+    print("building 01_first_stage's runs (missing from the results folder)", flush=True)
+    training(config(cfg.profile, data_root=cfg.data_root), results_dir, False)
 
 
 def _limit(dataset: Dataset, n: int | None) -> Dataset:
@@ -82,7 +93,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     save_run(bm25, results_dir, cfg.profile, "scifact", "test", "bm25")
     save_run(index.search(train.queries, k=cfg.train_depth), results_dir, cfg.profile, "scifact", "train", "bm25")
     records = [record_run(bm25, evalset, row.but(model="bm25s (stemmed, title + text)", wall_s=t_index.s + t.s,
-                                                 reference=REFERENCES[("scifact", "bm25")]), results_dir)]
+                                                 reference=RECIPE.references[("scifact", "bm25")]), results_dir)]
 
     corpus = test.corpus
     if cfg.smoke_dense_pool:  # smoke: a small pool that still holds every judged document
@@ -93,7 +104,7 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         dense = dense_search(enc, corpus, test.queries, k=cfg.depth, corpus_embeddings=embeddings)
     save_run(dense, results_dir, cfg.profile, "scifact", "test", "minilm-l6-dense")
     records.append(record_run(dense, evalset, row.but(method="minilm-l6-dense", model=cfg.dense_model, wall_s=t.s,
-                                                      reference=REFERENCES[("scifact", "minilm-l6-dense")]),
+                                                      reference=RECIPE.references[("scifact", "minilm-l6-dense")]),
                               results_dir, baselines={"bm25": bm25}))
     fused = top_k(reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60), cfg.depth)
     save_run(fused, results_dir, cfg.profile, "scifact", "test", "rrf-bm25-minilm")
@@ -113,5 +124,5 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
         records.append(record_run(
             bm25, EvalSet.of(ds, first_stage="corpus", depth=cfg.dl_depth),
             Row(PIPELINE, "bm25", cfg.profile, "Anserini BM25 (rank_llm's run)", snapshot(cfg), cfg.seed,
-                REFERENCES[(year, "bm25")]), results_dir))
+                RECIPE.references[(year, "bm25")]), results_dir))
     return records

@@ -45,35 +45,24 @@ from ..experiment import (
 )
 from ..rerankers import CrossEncoder
 from ..rerankers.cross_encoder import has_trained_head
-from ..experiment.launch import train_launched
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
-from ..paper_profiles import paper_profile
-from ..settings import Settings, override, resolve_profile, snapshot
+from ..settings import snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
+from .recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
 MEASURES = ("nDCG@10", "RR@10", "R@10")
 
 
-def _train_defaults() -> TrainConfig:
-    # per_device_batch_size counts groups (8 x group_size 4 pairs); at 40 steps dev nDCG@10 was still rising
-    return TrainConfig(seed=13, learning_rate=2e-4, num_epochs=10, max_steps=150, per_device_batch_size=8,
-                       warmup_ratio=0.1, log_every_steps=1, eval_every_steps=25, save_every_steps=None,
-                       metric_for_best="nDCG@10")
-
-
 @dataclass(frozen=True)
-class HopWeaverConfig(Settings):
+class HopWeaverConfig(RecipeSettings):
     READ_ONLY_WHEN = {"judge_min_auc": "judge == 'auto' and the LLM judge produced scores to measure",
                       "eval_file": "train_file is given (a HopWeaver jsonl of your own)"}
 
-    profile: str = "default"
-    seed: int = 13  # data samples, the fresh head and training
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     encoder: str = "minilm-l6"  # the dense retriever (HopWeaver: a FlashRAG dense index, e.g. E5/GTE)
     retriever_pool: int | None = None  # smoke / paper-tiny: the retriever holds only the claims' BM25 top-N and
     #                                    judged documents (None: the whole corpus)
@@ -94,7 +83,7 @@ class HopWeaverConfig(Settings):
     reranker: str = "minilm-l6"  # online: BAAI/bge-reranker-v2-m3 (zero-shot, then fine-tuned)
     max_length: int = 128
     group_size: int = 4  # HopWeaver train_reranker.py: train_group_size 4
-    train: TrainConfig = field(default_factory=_train_defaults)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
     dev_queries: int | None = 40
     test_queries: int | None = None  # SciFact test claims (None: all 300)
     score_batch_size: int = 64
@@ -113,26 +102,7 @@ class HopWeaverConfig(Settings):
     #                               train_file held out (seeded)
 
 
-#: HopWeaver's own runs as data (recipes/paper_profiles/hopweaver.yaml): each setting with its source, and the
-#: published settings the code cannot apply (gaps): bge-reranker-v2-m3 fine-tuned as its README command says, the
-#: README's 5 candidates, the LLM steps with a hub instruct model standing in for GPT-4o.
-PAPER = paper_profile("hopweaver", HopWeaverConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-
-PROFILES = PAPER.all_profiles()
-
-#: Published numbers beside the ablation rows, by method (the file's `references:`: none found, and where searched).
-REFERENCES = PAPER.references
-
-
-def config(profile: str = "default", **overrides) -> HopWeaverConfig:
-    """Defaults, then the profile, then `overrides` (dotted: `train.learning_rate`); `seed` seeds training too."""
-    for path in ("train.seed", "train.output_dir"):
-        head, _, name = path.partition(".")
-        if overrides.get(path) is not None or name in dict(overrides.get(head) or {}):
-            raise ValueError(f"{path} is set by the recipe (from `seed` / experiment.run_dir)")
-    cfg = resolve_profile(HopWeaverConfig(), PROFILES, profile, overrides)
-    cfg = override(cfg, {"train.seed": cfg.seed})
+def check(cfg: HopWeaverConfig, overrides) -> HopWeaverConfig:
     if cfg.judge not in ("auto", "llm", "qrels"):
         raise ValueError(f"judge must be 'auto', 'llm' or 'qrels', got {cfg.judge!r}")
     if not 0.0 < cfg.own_dev_fraction < 1.0:
@@ -142,6 +112,46 @@ def config(profile: str = "default", **overrides) -> HopWeaverConfig:
     for lam in (cfg.generation_lambdas, cfg.ablation_lambdas):
         MMRWeights(*lam).normalised()  # validates
     return cfg
+
+
+def training(cfg: HopWeaverConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 13 from the shell, without its LLM-generator demonstration (llm_generator: its file trains
+    nothing); with a train_file, the own-data recipe measured on HopWeaver's test file."""
+    from ..experiment import results_table
+    from .first_stage import ensure_first_stage
+
+    if cfg.train_file:
+        with main_first():
+            own = OwnData(own_split(cfg), own_test(cfg) if evaluate else None)
+        split = own.split
+        print(f"{len(split.train.queries)} train + {len(split.dev.queries)} dev lines of {split.provenance.source}",
+              flush=True)
+        reranked = train_on_own_data(cfg, own)
+        if evaluate and is_main():
+            records, _ = own_data_rows(cfg, own, reranked, results_dir)
+            print(results_table(records, measures=OWN_MEASURES, bases=("bm25", "start")).to_string())
+        return {"hopweaver-own-ft": Trained.cross_encoder(reranked.selected, reranked.model)}
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        data = load_data(cfg, results_dir)
+    llm_judge = LLMJudge.for_model(cfg.llm, max_length=cfg.judge_max_length, threshold=cfg.judge_threshold)
+    judge = choose_judge(cfg, judge_quality(cfg, data, llm_judge)[0])
+    with main_first():
+        generated = training_data(cfg, data, judge, results_dir, llm_judge=llm_judge)
+    reranked = train_reranker(cfg, data, generated, results_dir=results_dir)
+    if evaluate and is_main():
+        records, _ = ablation(cfg, data, reranked, results_dir)
+        print(results_table(records, measures=MEASURES, bases=("standard", "start")).to_string())
+    return {"diverse_ft": Trained.cross_encoder(reranked.selected, reranked.model)}
+
+
+RECIPE = Recipe("hopweaver", "13_hopweaver", HopWeaverConfig, stages=("train",),
+                flags={"model_name_or_path": "reranker"},
+                derived={"train.output_dir": "nothing: experiment.run_dir names it"},
+                steps=("load_data", "judge_quality", "choose_judge", "training_data", "train_reranker", "ablation",
+                       "train_on_own_data", "own_data_rows"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 #: the own-file settings: left out of run folders' keys and records when unset, so those stay as they were before
@@ -287,11 +297,11 @@ def zero_shot_reranker(cfg: HopWeaverConfig) -> CrossEncoder:
     return CrossEncoder(cfg.reranker, max_length=cfg.max_length, init_seed=cfg.seed)
 
 
+@RECIPE.training_step
 def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData, results_dir=None) -> Reranked:
     """FlagEmbedding's group CE (1 positive + group_size-1 negatives, repeated when fewer); the dev slice's diverse
     candidates, reranked, select the checkpoint (the zero-shot start is step 0). With `cfg.launch`, it first
     trains under accelerate launch (inputs from `results_dir`)."""
-    train_launched("hopweaver", cfg, config, results_dir)
     model = zero_shot_reranker(cfg)
     dev = DevEvaluator.reranking(diverse_runs(cfg, data, data.dev)[1], data.dev.corpus, data.dev.queries,
                                  data.dev.qrels, depth=cfg.top_k, measures=MEASURES[:2], as_ranker=lambda _: model,
@@ -347,7 +357,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                  "generator_yield": gen_yield} if name == "diverse_ft" else {})}
         method = f"hopweaver-{name.replace('_', '-')}"
         records.append(record_run(run, evalset, Row(PIPELINE, method, cfg.profile, models[name], p, cfg.seed,
-                                                    REFERENCES.get(method), walls[name]), results_dir,
+                                                    RECIPE.references.get(method), walls[name]), results_dir,
                                   baselines=baselines, training=data.split.provenance if name == "diverse_ft" else None))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)

@@ -17,35 +17,57 @@ from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
 from ..experiment import EvalSet, Row, Timer, load_run, record_run, save_run
-from ..paper_profiles import paper_profile
-from ..settings import Settings, resolve_profile, snapshot
+from ..settings import snapshot
+from .recipe import Recipe, RecipeSettings, is_main
 
 PIPELINE = "teacher"
 TEST_SETS = (("scifact", "test"), ("trec-dl-2019", "test"), ("trec-dl-2020", "test"))
 
 
 @dataclass(frozen=True)
-class TeacherConfig(Settings):
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
+class TeacherConfig(RecipeSettings):
     teachers: tuple[str, ...] = ("minilm-l6", "bm25+minilm-l6")
     depth: int = 100
     label_train: bool = True  # score the SciFact train candidates (the distillation labels of later notebooks)
     dev_fraction: float = 0.1
 
 
-#: Every profile as data (recipes/paper_profiles/teacher.yaml): the paper profile (the guides' online teacher beside
-#: the offline one, with its source), smoke, default, paper-tiny.
-PAPER = paper_profile(PIPELINE, TeacherConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-PROFILES = PAPER.all_profiles()
+def training(cfg: TeacherConfig, results_dir, evaluate: bool) -> dict:
+    """The notebook's teacher runs: its scores of the test sets, then the SciFact train labels (no model trains)."""
+    from .first_stage import ensure_first_stage
+
+    if not is_main():
+        return {}
+    ensure_first_stage(cfg, results_dir)
+    score_test_sets(cfg, results_dir)
+    label_training_candidates(cfg, results_dir)
+    return {}
 
 
-def config(profile: str = "default", **overrides) -> TeacherConfig:
+def check(cfg: TeacherConfig, overrides) -> TeacherConfig:
     for name in overrides.get("teachers") or ():
         spec(name)  # an unknown teacher is an error now, not after the first test set
-    return resolve_profile(TeacherConfig(), PROFILES, profile, overrides)
+    return cfg
+
+
+RECIPE = Recipe(PIPELINE, "02_teacher", TeacherConfig, steps=("score_test_sets", "label_training_candidates"),
+                training=training, check=check)
+config = RECIPE.config
+
+
+def ensure_teacher(cfg, results_dir, test_sets: bool = False) -> None:
+    """02_teacher's runs, built with its steps when missing: the SciFact train labels, and with `test_sets` its
+    scores of the test sets' BM25 top-depth."""
+    from ..experiment import run_path
+
+    tc = config(cfg.profile, data_root=cfg.data_root)
+    sets = (TEST_SETS if test_sets else ()) + (("scifact", "train"),)
+    if all(run_path(results_dir, cfg.profile, n, s, f"teacher-{t}").exists() for n, s in sets for t in tc.teachers):
+        return
+    print("building 02_teacher's runs (missing from the results folder)", flush=True)
+    if test_sets:
+        score_test_sets(tc, results_dir)
+    label_training_candidates(tc, results_dir)
 
 
 def _dataset(cfg: TeacherConfig, name: str, split: str, results_dir):

@@ -21,9 +21,8 @@ from .evaluation import (
     agreement as agreement, agreement_figure as agreement_figure, agreement_pairs as agreement_pairs,
     learning_curves_figure as learning_curves_figure, training_table as training_table,
 )
-from .settings import PIPELINE as PIPELINE, PROFILES as PROFILES, InRankerConfig as InRankerConfig, config as config
+from .settings import PIPELINE as PIPELINE, RECIPE as RECIPE, InRankerConfig as InRankerConfig, config as config
 from .settings import summary as summary
-from .settings import PAPER_GAPS as PAPER_GAPS, PAPER_SOURCES as PAPER_SOURCES
 from .synthetic import Synthetic as Synthetic, stage2 as stage2, synthetic_data as synthetic_data
 from .training import (
     InRankerTrainer as InRankerTrainer, Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1,

@@ -21,7 +21,7 @@ from ...rerankers.monot5 import T5Ranker
 from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
 from .data import test_set
-from .settings import OWN_FILE, PIPELINE, REFERENCES, InRankerConfig
+from .settings import OWN_FILE, PIPELINE, RECIPE, InRankerConfig
 from .training import Student, short_name, start_model
 
 DATASETS = ("scifact", "trec-dl-2019", "trec-dl-2020")
@@ -67,7 +67,7 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         params = student.params if student else own_training.without_unset(snapshot(cfg), OWN_FILE)
         ev.records += record_reranker(
             run, EvalSet.of(ds, bm25, first_stage="bm25", depth=depth),
-            Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, REFERENCES.get((ds.name, method)), t.s + wall),
+            Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, RECIPE.references.get((ds.name, method)), t.s + wall),
             results_dir, baselines=baselines, training=training,
             dev=dev and EvalSet.of(dev.data, dev.candidates), dev_run=dev_run)
         return run

@@ -6,51 +6,42 @@ from typing import ClassVar
 
 import pandas as pd
 
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_profile, settings_table
+from ...settings import Settings, settings_table
 from ...training import TrainConfig
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
 OWN_FILE = ("stage2_file", "stage2_eval_file")  # a training file of your own (records name them only when set)
-
-def _train(**values) -> TrainConfig:
-    base = dict(seed=13, per_device_batch_size=16, warmup_ratio=0.1, weight_decay=0.01, log_every_steps=5,
-                save_every_steps=None, keep_last_checkpoints=1, metric_for_best="nDCG@10")
-    return TrainConfig(**{**base, **values})
 
 
 @dataclass(frozen=True)
 class Stage(Settings):
     """One distillation run: the loop's settings, and the two the loop does not know."""
 
-    train: TrainConfig = field(default_factory=_train)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
     decoder_learning_rate: float | None = None  # the parameters outside the encoder (a fresh decoder); None: one rate
     center_labels: bool = True  # subtract each pair's mean from its two logits (the package: stage 2 only)
 
 
 @dataclass(frozen=True)
-class InRankerConfig(Settings):
+class InRankerConfig(RecipeSettings):
     """The settings a profile leaves alone; what may be None here (a profile cannot set None) is set by the
     profiles that need a value."""
 
     READ_ONLY_WHEN: ClassVar[dict] = {f"generator_{k}": "an LLM writes the queries (generator is not 'title')"
                                       for k in ("max_doc_tokens", "max_new_tokens")}
-    profile: str = "default"
-    seed: int = 13  # splits, samples, the students' random parts; also each stage's train.seed
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     # student (offline default: pretrained MiniLM encoder + small random decoder, monoT5 scoring)
     student: str = "minilm-monot5"
     decoder_layers: int = 2
     max_length: int = 128
     eval_batch_size: int = 32
-    stage1: Stage = Stage(_train(learning_rate=1e-4, num_epochs=2))
-    # chosen on the SciFact dev slice: at 1e-4 stage 2 lowered dev nDCG@10 0.33 -> 0.18; at 2e-5 it raised it to 0.44
-    stage2: Stage = Stage(_train(learning_rate=2e-5, num_epochs=1))
+    stage1: Stage = field(default_factory=Stage)
+    stage2: Stage = field(default_factory=Stage)
     # ablation: a T5 built from a config (random weights), stage 1 on the stage2_from fold only (None: skipped)
     ablation_student: str | None = "t5-efficient-tiny-random"
-    ablation: Stage = Stage(_train(learning_rate=5e-4, num_epochs=1))
+    ablation: Stage = field(default_factory=Stage)
     # teachers and their calibration to two logits
     dl_teacher: str = "minilm-l6"
     scifact_teacher: str = "bm25+minilm-l6"
@@ -82,26 +73,7 @@ class InRankerConfig(Settings):
     max_eval_queries: int | None = None  # smoke: evaluate on the first N test queries
 
 
-def _each_stage(**values) -> dict:
-    return {f"{stage}.train.{k}": v for stage in STAGES for k, v in values.items()}
-
-
-#: The published configuration as data (recipes/paper_profiles/inranker.yaml): each setting with its source, and
-#: the published settings the code cannot apply (gaps): the inranker package's trainer defaults, docs/training.md;
-#: the same file holds the smoke / default / paper-tiny profiles and the published numbers.
-PAPER = paper_profile(PIPELINE, InRankerConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-PROFILES = PAPER.all_profiles()
-#: Published nDCG@10 to show beside ours, by (dataset, method) (the file's `references:`).
-REFERENCES = PAPER.references
-
-
-def config(profile: str = "default", **overrides) -> InRankerConfig:
-    """The profile's config with dotted-path overrides; `seed` also seeds each stage's training unless a
-    `<stage>.train.seed` is given."""
-    if overrides.get("seed") is not None:
-        overrides = {**_each_stage(seed=overrides["seed"]), **overrides}
-    cfg = resolve_profile(InRankerConfig(), PROFILES, profile, overrides)
+def check(cfg: InRankerConfig, overrides) -> InRankerConfig:
     if cfg.stage1_data not in ("dl-folds", "published") or cfg.stage2_data not in ("synthetic", "published"):
         raise ValueError("stage1_data is dl-folds|published and stage2_data synthetic|published")
     if cfg.stage2_eval_file and not cfg.stage2_file:
@@ -109,6 +81,31 @@ def config(profile: str = "default", **overrides) -> InRankerConfig:
     if cfg.stage2_from not in ("trec-dl-2019", "trec-dl-2020"):
         raise ValueError("stage2_from must be trec-dl-2019 or trec-dl-2020")
     return cfg
+
+
+def training(cfg: InRankerConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 20 from the shell: stage 1 on each DL fold, stage 2 on the synthetic queries, the ablation."""
+    from .. import inranker as recipe
+    from ..first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        folds = recipe.dl_folds(cfg, results_dir) if cfg.stage1_data == "dl-folds" else None
+        synth = recipe.synthetic_data(cfg, results_dir)  # before stage 1: a bad line of a stage2_file stops it first
+    stage1 = recipe.stage1(cfg, folds, results_dir=results_dir)
+    students = {f"stage1/{k}": v for k, v in stage1.items()}
+    students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=results_dir)
+    students["ablation"] = recipe.ablation(cfg, folds, results_dir=results_dir)
+    if evaluate and is_main():
+        print(recipe.results_table(cfg, recipe.evaluate_all(cfg, students, results_dir)).to_string())
+    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
+
+
+RECIPE = Recipe(PIPELINE, "20_inranker", InRankerConfig, stages=tuple(f"{s}.train" for s in STAGES),
+                flags={"model_name_or_path": "student"},
+                steps=("dl_folds", "stage1", "synthetic_data", "stage2", "ablation", "evaluate_all", "results_table"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 def summary(cfg: InRankerConfig) -> pd.DataFrame:

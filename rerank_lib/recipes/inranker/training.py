@@ -9,13 +9,11 @@ from typing import Mapping
 from ...data import TrainingQueries, load_dataset
 from ...evaluation import kendall_tau_agreement
 from ...experiment import DevEvaluator, Selected, run_dir
-from ...experiment.launch import train_launched
 from .trainer import InRankerTrainer
 from ...rerankers.monot5 import load_seq2seq
 from ...settings import snapshot
 from .data import DevSlice, Fold
-from .settings import PIPELINE, InRankerConfig, Stage
-from .settings import config as inranker_config
+from .settings import PIPELINE, RECIPE, InRankerConfig, Stage
 
 
 @dataclass
@@ -50,6 +48,7 @@ def short_name(name: str) -> str:
     return {"t5-efficient-tiny-random": "t5tiny-random"}.get(name, Path(str(name)).name)
 
 
+@RECIPE.training_step
 def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, load_data, dev: DevSlice | None,
                   provenance: TrainingQueries | None, options: dict | None = None, source: str = "",
                   results_dir=None) -> Student:
@@ -57,7 +56,6 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, loa
     checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
     re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`. With
     `cfg.launch`, every stage first trains under accelerate launch (with `results_dir`'s first-stage runs)."""
-    train_launched(PIPELINE, cfg, inranker_config, results_dir)
     trainer = InRankerTrainer.from_config(
         init, stage.train, max_length=cfg.max_length, center_labels=stage.center_labels,
         decoder_learning_rate=stage.decoder_learning_rate, eval_batch_size=cfg.eval_batch_size,

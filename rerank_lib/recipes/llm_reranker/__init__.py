@@ -10,12 +10,10 @@ experiment.record_reranker: a row vs BM25 and vs its start, and a "+interp" row 
 from .data import LLMData, build_data, llm_features, load_llm
 from .distillation import Sources, choose_source, distill, distillation_file, distillation_sources
 from .rows import ZERO_SHOT, Row, decoder_scale, record_bm25, train_decoder, train_head, zero_shot
-from .settings import DECODER_VARIANTS, LLM_SOURCES, PIPELINE, PROFILES, SOURCES, LLMRerankerConfig, config
-from .settings import PAPER_GAPS, PAPER_SOURCES, REFERENCES
+from .settings import DECODER_VARIANTS, LLM_SOURCES, PIPELINE, RECIPE, SOURCES, LLMRerankerConfig, config
 
 __all__ = [
-    "DECODER_VARIANTS", "LLM_SOURCES", "LLMData", "LLMRerankerConfig", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE", "PROFILES",
-    "REFERENCES", "Row", "SOURCES", "Sources", "ZERO_SHOT",
+    "DECODER_VARIANTS", "LLM_SOURCES", "LLMData", "LLMRerankerConfig", "PIPELINE", "RECIPE", "Row", "SOURCES", "Sources", "ZERO_SHOT",
     "build_data", "choose_source", "config", "decoder_scale", "distill", "distillation_file", "distillation_sources", "llm_features", "load_llm",
     "record_bm25", "train_decoder", "train_head", "zero_shot",
 ]

@@ -17,7 +17,7 @@ from ...settings import snapshot
 from ...teacher import platt_probability, scores_with_extra
 from .data import LLMData, load_llm, pairs_of
 from .rows import Row, record_row, test_set, train_ranker
-from .settings import LLM_SOURCES, REFERENCES, LLMRerankerConfig, slug
+from .settings import LLM_SOURCES, RECIPE, LLMRerankerConfig, slug
 
 
 @dataclass
@@ -123,7 +123,7 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources,
     start_method = f"ce-{slug(cfg.student)}-start"
     start_rec = record_run(start_test, test_set(cfg, data),
                            record_row(cfg, start_method, f"{cfg.student} (untrained head)", jsonable(snapshot(cfg)),
-                                      wall_s=t.s, reference=REFERENCES.get(cfg.student)),
+                                      wall_s=t.s, reference=RECIPE.references.get(cfg.student)),
                            results_dir, baselines={"bm25": data.test_bm25})
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(

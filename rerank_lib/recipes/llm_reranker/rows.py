@@ -13,14 +13,13 @@ from ...experiment import (
     DevEvaluator, EvalSet, Selected, Timer, fingerprint, jsonable, publish_selected, record_reranker, record_run,
     run_dir, train_scorer,
 )
-from ...experiment.launch import train_launched
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
 from ...settings import snapshot
 from ...training import TrainConfig
 from ...training.groups import batch_unit
 from .data import LLMData
-from .settings import DECODER_VARIANTS, PIPELINE, REFERENCES, LLMRerankerConfig, config, slug
+from .settings import DECODER_VARIANTS, PIPELINE, RECIPE, LLMRerankerConfig, slug
 
 DEV_MEASURES = ("nDCG@10", "RR@10")
 
@@ -71,17 +70,17 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     method = f"{slug(cfg.llm)}-{init}-zero-shot"
     row = record_row(cfg, method, f"{cfg.llm} zero-shot, FlagEmbedding prompt: {ZERO_SHOT[init]}",
                      jsonable({**snapshot(cfg), **weights_params(cfg.llm), "zero_shot": init}), wall_s=t.s,
-                     reference=REFERENCES.get(cfg.llm) if init == "yes" else None)  # FE's own score
+                     reference=RECIPE.references.get(cfg.llm) if init == "yes" else None)  # FE's own score
     record = record_run(test_run, test_set(cfg, data), row, results_dir, baselines={"bm25": data.test_bm25})
     return Row(method, test_run, records=[record])
 
 
+@RECIPE.training_step
 def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, groups: Sequence[TrainGroup], *,
                  loss: str, train: TrainConfig, name: str, method: str, start: Row, model: str, params: dict,
                  batch_size: int, key: dict, publish_as: str | None = None) -> Row:
     """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
     test queries with it and record the row and its `+interp` row against BM25 and `start`."""
-    train_launched("llm_reranker", cfg, config, results_dir)  # with cfg.launch: every row trains in N processes first
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
     dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,

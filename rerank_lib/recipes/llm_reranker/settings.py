@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_with_seeds
 from ...training import TrainConfig
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {
@@ -18,22 +17,12 @@ SOURCES = (*LLM_SOURCES, "bm25+minilm-l6")  # the offline teacher: measured besi
 STAGES = ("head_train", "decoder_train", "student_train")  # the trained models, each with its own TrainConfig
 
 
-def _train(**values) -> TrainConfig:
-    """A stage's TrainConfig; seed 13 is the recipe's seed (config() keeps each stage's seed equal to `seed`
-    unless a `<stage>.seed` override names one)."""
-    values = {"seed": 13, "log_every_steps": 1, "keep_last_checkpoints": 1, "metric_for_best": "nDCG@10", **values}
-    return TrainConfig(**values)
-
-
 @dataclass(frozen=True)
-class LLMRerankerConfig(Settings):
+class LLMRerankerConfig(RecipeSettings):
     READ_ONLY_WHEN = {name: "a decoder variant runs (decoder_variants: lora-yes in default, both in paper)"
                       for name in ("score_llm", "decoder_train", "lora_r", "lora_alpha", "lora_dropout")}
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     llm: str = "smollm2-135m-instruct"  # the Yes-logit model (zero-shot, head-only, LoRA, teacher)
     score_llm: str | None = None  # the score-head model of 'full-score' (None: llm)
     max_length: int = 128
@@ -51,13 +40,10 @@ class LLMRerankerConfig(Settings):
     # score head on the frozen decoder; its batch counts pairs (pointwise) or groups (group losses)
     head_losses: tuple[str, ...] = ("point_ce", "group_ce")
     head_init: str = "yes-no"  # the head's first weights: the Yes-minus-No rows (its start = that zero-shot row)
-    head_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-3, num_epochs=40, per_device_batch_size=8, eval_every_steps=10, warmup_ratio=0.0,
-        weight_decay=0.0, mixed_precision="no", save_every_steps=200))
+    head_train: TrainConfig = field(default_factory=TrainConfig)
     # whole-decoder training (the paper path; costly on CPU; mixed precision 'no' on a CPU)
     decoder_variants: tuple[str, ...] = ()
-    decoder_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-4, num_epochs=1, per_device_batch_size=2, warmup_ratio=0.1, save_every_steps=50))
+    decoder_train: TrainConfig = field(default_factory=TrainConfig)
     lora_r: int = 32
     lora_alpha: float = 64
     lora_dropout: float = 0.1
@@ -69,25 +55,9 @@ class LLMRerankerConfig(Settings):
     student: str = "minilm-l6"
     student_max_length: int = 128
     student_loss: str = "point_ce"
-    student_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=2e-4, num_epochs=1000, max_steps=100, per_device_batch_size=32, warmup_ratio=0.1,
-        eval_every_steps=20, save_every_steps=100))
+    student_train: TrainConfig = field(default_factory=TrainConfig)
     score_batch_size: int = 64
     interpolate: bool = True
-
-
-#: The published recipes as data (recipes/paper_profiles/llm_reranker.yaml): each setting with its source, and the
-#: published settings the code cannot apply (gaps): FlagEmbedding's decoder_only LoRA fine-tuning of
-#: bge-reranker-v2-gemma, RAG-Retrieval's training_llm.yaml (full-score) whose settings decoder_train holds, and its
-#: LLM -> BERT distillation (distilling_bert.yaml).
-PAPER = paper_profile("llm_reranker", LLMRerankerConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
-
-PROFILES = PAPER.all_profiles()
-
-
-#: Published nDCG@10 of a model used without training here (its zero-shot row), by model name (`references:`).
-REFERENCES = PAPER.references
 
 
 def _check(cfg: LLMRerankerConfig) -> None:
@@ -110,12 +80,43 @@ def _check(cfg: LLMRerankerConfig) -> None:
         raise ValueError("teacher_prompt must be 'flagembedding' or 'chat'")
 
 
-def config(profile: str = "default", **overrides) -> LLMRerankerConfig:
-    """The profile's settings with `overrides` (dotted paths: `{"head_train.learning_rate": 1e-3}`); each stage's
-    training seed follows `seed` unless its own `<stage>.seed` is given."""
-    cfg = resolve_with_seeds(LLMRerankerConfig(), STAGES, PROFILES, profile, overrides)
+def training(cfg: LLMRerankerConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 12 from the shell; its zero-shot start and trained rows write their records as they go."""
+    from ...experiment import results_table
+    from .. import llm_reranker as recipe
+    from ..first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        data = recipe.build_data(cfg, results_dir)
+    llm = recipe.load_llm(cfg)
+    recipe.llm_features(cfg, llm, data)
+    zs = recipe.zero_shot(cfg, llm, data, results_dir, init=cfg.head_init)
+    heads = [recipe.train_head(cfg, llm, data, loss, zs, results_dir) for loss in cfg.head_losses]
+    decoders = [recipe.train_decoder(cfg, v, data, zs, results_dir) for v in cfg.decoder_variants]
+    best_head = max(heads, key=lambda h: h.selected.value) if heads else None
+    sources = recipe.distillation_sources(cfg, llm, data, best_head)
+    with main_first():
+        path = recipe.distillation_file(cfg, data, sources, results_dir)
+    start, student = recipe.distill(cfg, data, path, sources, results_dir)
+    rows = [zs, *heads, *decoders, start, student]
+    if evaluate and is_main():
+        rows.insert(0, recipe.record_bm25(cfg, data, results_dir))
+        print(results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start")).to_string())
+    trained = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
+    return {**trained, student.method: Trained.cross_encoder(student.selected, student.ranker)}
+
+
+def check(cfg: LLMRerankerConfig, overrides) -> LLMRerankerConfig:
     _check(cfg)
     return cfg
+
+
+RECIPE = Recipe("llm_reranker", "12_llm_reranker", LLMRerankerConfig, stages=STAGES, flags={"model_name_or_path": "llm"},
+                steps=("build_data", "load_llm", "llm_features", "zero_shot", "train_head", "train_decoder",
+                       "distillation_sources", "distillation_file", "distill"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 def slug(name: str) -> str:

@@ -8,10 +8,9 @@ objective through experiment.train_with_dev_selection), evaluation (records; the
 windows' quality and latency: rerank_lib.listwise.analysis), evidence (recipe search, memorisation probe). To
 monkeypatch a name, patch it in the submodule that looks it up.
 """
-from .settings import MEASURE, PIPELINE, PROFILES, REFERENCES, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
-from .settings import PAPER_GAPS, PAPER_SOURCES
+from .settings import MEASURE, PIPELINE, RECIPE, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
 from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, reranker, teacher_name, use_letters
 from .training import FoldData, Trained, fold_data, train_all, train_objective
 from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
 from .evaluation import zero_shot
-from .evidence import SEARCH_GRIDS, memorisation_probe, recipe_search, search_grid, variant_label
+from .evidence import memorisation_probe, recipe_search, search_grid, variant_label

@@ -18,7 +18,7 @@ from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...settings import snapshot
 from .evalsets import EvalSet, measured, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
-from .settings import MEASURE, PIPELINE, REFERENCES, RankLLMConfig
+from .settings import MEASURE, PIPELINE, RECIPE, RankLLMConfig
 from .training import Trained
 
 
@@ -89,7 +89,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
             row = Row(PIPELINE, method, cfg.profile, label,
                       params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
                              selected_step=sel.step, **window_params(cfg, w, len(es.top))),
-                      cfg.seed, REFERENCES.get((name, tr.objective)), t.s + sel.wall_s)
+                      cfg.seed, RECIPE.references.get((name, tr.objective)), t.s + sel.wall_s)
             records += record_reranker(
                 run, measured(name, es, "bm25", cfg.depth), row, results_dir,
                 baselines={"bm25": es.bm25, "start": zs.runs[name]}, training=tr.fold.provenance,

@@ -10,16 +10,13 @@ from ...listwise import identifier_token_ids
 from ...models import load_chat_lm
 from ...settings import override
 from .evalsets import use_letters
-from .settings import PAPER, PIPELINE, RankLLMConfig
+from .settings import PIPELINE, RECIPE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
-#: Variants tried on the first fold's dev slice beside the main recipe, by profile (dotted overrides of the config):
-#: the `grids:` of recipes/paper_profiles/rankllm.yaml, where each grid's reason is written.
-SEARCH_GRIDS = PAPER.grids
-
-
 def search_grid(cfg: RankLLMConfig) -> list[dict]:
-    return SEARCH_GRIDS.get(cfg.profile, [])
+    """Variants tried on the first fold's dev slice beside the main recipe (dotted overrides of the config): the
+    profile's `grids:` in recipes/paper_profiles/rankllm.yaml, where each grid's reason is written."""
+    return RECIPE.file.grids.get(cfg.profile, [])
 
 
 def variant_label(overrides: dict) -> str:

@@ -10,33 +10,23 @@ import pandas as pd
 from ...data import folds_dl
 from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import TINY_RANDOM_LLAMA, where_from
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_profile, settings_table
+from ...settings import settings_table
 from ...training import TrainConfig
+from ..recipe import Recipe, RecipeSettings, Trained as TrainedModel, is_main, main_first
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
 TINY = TINY_RANDOM_LLAMA  # smoke profile: a 2-layer random Llama with the Mistral tokenizer (seconds, not minutes)
 
 
-def _train() -> TrainConfig:  # default profile: 12 optimizer steps of 2 conversations, fp32 on the CPU
-    return TrainConfig(seed=13, learning_rate=5e-5, num_epochs=1, max_steps=12, per_device_batch_size=1,
-                       gradient_accumulation_steps=2, warmup_steps=2, lr_scheduler="cosine", weight_decay=0.0,
-                       mixed_precision="no", gradient_checkpointing=False, eval_every_steps=6, save_every_steps=6,
-                       keep_last_checkpoints=1, log_every_steps=1, metric_for_best=MEASURE)
-
-
 @dataclass(frozen=True)
-class RankLLMConfig(Settings):
+class RankLLMConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {
         **{name: "the substitute training data is built (train_data 'offline')"
            for name in ("n_variable", "shuffle_inputs", "scifact_train_queries")},
         **{name: "RankZephyr's training data is read (train_data 'rank_zephyr', the paper profiles)"
            for name in ("rank_zephyr_file", "rank_zephyr_examples")}}
-    profile: str = "default"
-    seed: int = 13  # data samples; config(seed=...) sets train.seed too
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     tag: str = "smollm2"  # short model name in method names
     model: str = "smollm2-135m-instruct"  # the start (zero-shot rows) and the base of both objectives
     generation_model: str | None = None  # base model of the generation objective (None: `model`)
@@ -80,7 +70,7 @@ class RankLLMConfig(Settings):
     ranking_weight: float | None = None  # None: rank_llm's constant (10 for weighted RankNet)
     noise_alpha: float | None = 5.0  # NEFTune
     train_layers: int | None = 12  # train the top N decoder layers + final norm only (None: the whole model)
-    train: TrainConfig = field(default_factory=_train)  # the loop's settings; the dev slice picks the checkpoint
+    train: TrainConfig = field(default_factory=TrainConfig)  # the loop's settings; the dev slice picks the checkpoint
 
     def __post_init__(self):
         unknown = set(self.objectives) - {"generation", "ranking", "combined"}
@@ -92,27 +82,32 @@ class RankLLMConfig(Settings):
             raise ValueError("rank_zephyr_file / rank_zephyr_examples are read only with train_data='rank_zephyr'")
 
 
-#: The published recipe as data (recipes/paper_profiles/rankllm.yaml): each setting with its source, and the published
-#: settings the code cannot apply (gaps): RankZephyr and FirstMistral as rank_llm's training scripts train them; one
-#: `train` serves both objectives, so it holds RankZephyr's batch (FirstMistral's: configs/firstmistral.yaml).
-PAPER = paper_profile("rankllm", RankLLMConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+def training(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
+    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from .. import rankllm as recipe
+    from ..first_stage import ensure_first_stage
+    from ..teacher import ensure_teacher
 
-PROFILES = PAPER.all_profiles()
-# the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code, not data)
-PROFILES["smoke"]["chat_template"] = ZEPHYR_STYLE_TEMPLATE
-#: Published nDCG@10 of the full-size models, by (dataset, objective) (the file's `references:`).
-REFERENCES = PAPER.references
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        ensure_teacher(cfg, results_dir, test_sets=True)
+    trained = recipe.train_all(cfg, results_dir)
+    if evaluate and is_main():
+        sets = recipe.eval_sets(cfg, results_dir)
+        reference, zs = recipe.reference_rows(cfg, sets, results_dir), recipe.zero_shot(cfg, sets, results_dir)
+        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, results_dir)
+        print(recipe.results_table(reference + zs.records + records).to_string())
+    return {tr.name: TrainedModel.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
 
 
-def config(profile: str = "default", **overrides) -> RankLLMConfig:
-    """The profile's config with `overrides` by dotted path (`{"train.max_steps": 4}`); `seed` also seeds
-    training unless `train.seed` is given."""
-    if overrides.get("seed") is not None:
-        overrides.setdefault("train.seed", overrides["seed"])
-    if overrides.get("folds") is not None:
-        overrides["folds"] = tuple(tuple(f) for f in overrides["folds"])
-    return resolve_profile(RankLLMConfig(), PROFILES, profile, overrides)
+RECIPE = Recipe(
+    PIPELINE, "30_rankllm", RankLLMConfig, stages=("train",),
+    flags={"model_name_or_path": "model", "objective": "objectives", "noisy_embedding_alpha": "noise_alpha"},
+    steps=("eval_sets", "reference_rows", "zero_shot", "train_all", "evaluate_all"), training=training,
+    # the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code)
+    coded={"smoke": {"chat_template": ZEPHYR_STYLE_TEMPLATE}})
+config = RECIPE.config
 
 
 def summary(cfg: RankLLMConfig) -> pd.DataFrame:

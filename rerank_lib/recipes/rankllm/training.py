@@ -18,11 +18,10 @@ from ...listwise import freeze_below, identifier_token_ids
 from ...listwise.training_data import conversation
 from ...models import load_chat_lm, load_chat_tokenizer
 from ...paths import cache_dir
-from ...experiment.launch import train_launched
 from ...settings import snapshot
 from ...training import pad_collate
 from .evalsets import EvalSet, rerank_set, reranker, use_letters
-from .settings import MEASURE, PIPELINE, RankLLMConfig, config
+from .settings import MEASURE, PIPELINE, RECIPE, RankLLMConfig
 
 # settings that do not change a trained run (its cache key leaves them out)
 EVAL_ONLY = ("folds", "objectives", "generation_eval", "quality_queries", "scifact_test_queries", "tag", "launch")
@@ -138,9 +137,9 @@ def train_objective(cfg: RankLLMConfig, fold: FoldData, objective: str, label: s
     return Trained(fold, objective, base, selected, label)
 
 
+@RECIPE.training_step
 def train_all(cfg: RankLLMConfig, results_dir) -> list[Trained]:
     """Every (fold, objective) of the config (with `cfg.launch`: first trained under accelerate launch)."""
-    train_launched(PIPELINE, cfg, config, results_dir)
     trained = []
     for train_on, evaluate_on in cfg.folds:
         fold = fold_data(cfg, train_on, evaluate_on, results_dir)

@@ -14,17 +14,16 @@ method, and the same supervision as CTL's qrels, so it is not run.
 """
 from .baselines import Baselines, faire_baselines
 from .records import faire_records, faire_table, record_faire
-from .scifact import SciFactData, load_scifact, scifact_records, scifact_table, train_scifact
+from .scifact import RECIPE as SCIFACT_RECIPE
+from .scifact import SciFactData, load_scifact, scifact_config, scifact_records, scifact_table, train_scifact
 from .settings import (
-    FAIRE, FAIRE_MEASURES, FAIRE_PROFILES, METHODS, PIPELINE, SCIFACT_PROFILES, FaireConfig, FaireData, SciFactConfig,
-    config, encoder, load_faire, scifact_config, start_method,
+    FAIRE, FAIRE_MEASURES, METHODS, PIPELINE, RECIPE, FaireConfig, FaireData, SciFactConfig, config, encoder,
+    load_faire, start_method,
 )
-from .settings import PAPER_GAPS, PAPER_SOURCES, SCIFACT_PAPER_GAPS, SCIFACT_PAPER_SOURCES
 from .training import Outcome, train_faire, train_selected
 
 __all__ = [
-    "FAIRE", "FAIRE_MEASURES", "FAIRE_PROFILES", "METHODS", "PAPER_GAPS", "PAPER_SOURCES", "PIPELINE",
-    "SCIFACT_PAPER_GAPS", "SCIFACT_PAPER_SOURCES", "SCIFACT_PROFILES", "Baselines", "FaireConfig",
+    "FAIRE", "FAIRE_MEASURES", "METHODS", "PIPELINE", "RECIPE", "SCIFACT_RECIPE", "Baselines", "FaireConfig",
     "FaireData", "Outcome", "SciFactConfig", "SciFactData", "config", "encoder", "faire_baselines",
     "faire_records", "faire_table", "load_faire", "load_scifact", "record_faire",
     "scifact_config", "scifact_records", "scifact_table", "start_method", "train_faire", "train_scifact",

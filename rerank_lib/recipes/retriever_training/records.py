@@ -11,7 +11,7 @@ from ...evaluation import interpolate, recall_per_query
 from ...experiment import EvalSet, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
 from ...settings import snapshot
 from .baselines import Baselines
-from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, REFERENCES, FaireConfig, FaireData, short_name, start_method
+from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, FaireData, short_name, start_method
 from .training import Outcome
 
 
@@ -19,9 +19,9 @@ def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, result
                  model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
     """A record with LocalRQA's recall@k (not an ir-measures measure: evaluation.recall_per_query scores
     it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models;
-    the published numbers of (dataset, method) from REFERENCES beside them."""
+    the published numbers of (dataset, method) from RECIPE.references beside them."""
     return record_run(run, EvalSet.of(ds, first_stage="corpus", depth=cfg.depth, measures=FAIRE_MEASURES),
-                      Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, REFERENCES.get((ds.name, method)),
+                      Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, RECIPE.references.get((ds.name, method)),
                           wall_s), results_dir, baselines=baselines, training=training, scorer=recall_per_query)
 
 

@@ -14,12 +14,33 @@ from ...experiment import (
     DevEvaluator, EvalSet, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
     save_run, scifact_training_split, train_encoder_in_run_dir,
 )
-from ...experiment.launch import train_launched
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
 from ...settings import snapshot
-from .settings import PIPELINE, SciFactConfig, encoder, scifact_config, short_name
+from ..recipe import Recipe, Trained, is_main, main_first
+from .settings import PIPELINE, SciFactConfig, encoder, short_name
 from .training import Outcome
+
+
+def training(cfg: SciFactConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 41 from the shell (01_'s BM25 runs built first when missing)."""
+    from ..first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        data = load_scifact(cfg, results_dir)
+    ctl = train_scifact(cfg, data, results_dir)
+    if evaluate and is_main():
+        print(scifact_table(scifact_records(cfg, data, ctl, results_dir), results_dir, cfg.profile).to_string())
+    return {"ctl": Trained.bi_encoder(ctl.selected, ctl.encoder)}
+
+
+#: No LocalRQA recipe exists for SciFact: its generic CTL command is the paper profile
+#: (recipes/paper_profiles/retriever_scifact.yaml).
+RECIPE = Recipe("retriever_scifact", "41_retriever_scifact", SciFactConfig, stages=("train",),
+                flags={"model_name_or_path": "model"},
+                steps=("load_scifact", "train_scifact", "scifact_records", "scifact_table"), training=training)
+scifact_config = RECIPE.config
 
 
 @dataclass
@@ -57,6 +78,7 @@ def load_scifact(cfg: SciFactConfig, results_dir) -> SciFactData:
     return SciFactData(split, test, {q: bm25_test[q] for q in test.queries}, bm25_train, start, examples, documents)
 
 
+@RECIPE.training_step
 def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
     """CTL from the zero-shot encoder; dev signal = nDCG@10 of reranking each dev query's BM25 top-dev_depth (the
     start is step 0, a candidate); then the selected checkpoint retrieves from the whole (test) corpus for test and
@@ -66,7 +88,6 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     evaluator = DevEvaluator.retrieval(enc, corpus, dev.queries, dev.qrels, cfg.dev_depth, candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
     settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
-    train_launched("retriever_scifact", cfg, scifact_config, results_dir)
     with Timer() as t:
         sel = train_encoder_in_run_dir(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
                                        ctl_compute_loss(enc, ctl), cfg.train, evaluator, pipeline="retriever_training",

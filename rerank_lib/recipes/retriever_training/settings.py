@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from ...data.localrqa import RetrieverSplits, file_splits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
-from ...paper_profiles import paper_profile
-from ...settings import Settings, resolve_with_seeds
 from ...training import TrainConfig
+from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"
@@ -17,23 +16,12 @@ OWN_FILE = ("train_file", "eval_file")  # your own question files (records and r
 FAIRE_MEASURES = ("recall@1", "recall@4", "nDCG@10")
 
 
-def _train(**values) -> TrainConfig:
-    """LocalRQA's shared training settings (cosine schedule, 10% warmup, weight decay 0.01), a checkpoint at every
-    evaluation, the recipe's seed 13 (`seed` sets every trainer's seed unless `<trainer>_train.seed` is given)."""
-    values = {"seed": 13, "warmup_ratio": 0.1, "lr_scheduler": "cosine", "weight_decay": 0.01, "log_every_steps": 1,
-              "keep_last_checkpoints": 1, "eval_every_steps": 10, "save_every_steps": 10, **values}
-    return TrainConfig(**values)
-
-
 @dataclass(frozen=True)
-class FaireConfig(Settings):
+class FaireConfig(RecipeSettings):
     """Notebook 40: CTL, DCA and RPG on LocalRQA's faire example."""
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
     collection: str = "faire"
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     documents: str | None = None  # a chunked documents JSONL as the corpus (default: every chunk the splits name)
     # LocalRQA question files of your own (train_w_q / _w_qa shape) to train on; faire's test stays the test set;
     # eval_file: the dev set (None: a seeded slice of train_file's questions)
@@ -57,8 +45,7 @@ class FaireConfig(Settings):
     # set None); selection on eval recall@4)
     ctl_hard_neg_ratio: float = 0.05
     ctl_temperature: float = 0.05
-    ctl_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=256, metric_for_best="recall@4"))
+    ctl_train: TrainConfig = field(default_factory=TrainConfig)
     # the reader DCA and RPG distil from
     reader: str = "smollm2-135m-instruct"
     reader_fid: bool = False  # True: a T5 reader used Fusion-in-Decoder style (google/flan-t5-*)
@@ -71,38 +58,50 @@ class FaireConfig(Settings):
     dca_reader_temperature: float = 0.1
     dca_boost_gold: bool = True
     dca_score_scale: float | None = None  # None: 1/sqrt(d); 1/tau for a normalising encoder
-    dca_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=10, metric_for_best="recall@4"))
+    dca_train: TrainConfig = field(default_factory=TrainConfig)
     # RPG (LocalRQA docs: 20 docs, refresh every 10 steps, temperatures 0.1, batch 4)
     rpg_questions: int | None = None
     rpg_num_docs: int = 20
     rpg_refresh_every: int = 10
     rpg_lm_temperature: float = 0.1
     rpg_retrieve_temperature: float = 0.1
-    rpg_train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=4, metric_for_best="recall@4"))
+    rpg_train: TrainConfig = field(default_factory=TrainConfig)
 
 
-#: LocalRQA's published configuration as data (recipes/paper_profiles/retriever.yaml): each setting with its source,
-#: and the published settings the code cannot apply (gaps): CTL as its Faire tutorial trains it, DCA and RPG as
-#: their module pages do (no faire command); the same file holds the other profiles and the published numbers.
-PAPER = paper_profile("retriever", FaireConfig())
-PAPER_SOURCES, PAPER_GAPS = PAPER.sources, PAPER.gaps
+def check(cfg: FaireConfig, overrides) -> FaireConfig:
+    unknown = sorted(set(cfg.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
+    if cfg.eval_file and not cfg.train_file:
+        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
+    return cfg
 
-FAIRE_PROFILES = PAPER.all_profiles()
-#: Published numbers to show beside ours on faire, by (dataset, method) (the file's `references:`: none found, and
-#: where searched).
-REFERENCES = PAPER.references
+
+def training(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 40 from the shell: each method of `methods` trained on faire (--evaluate: its records and table)."""
+    from .. import retriever_training as recipe
+
+    with main_first():
+        data = recipe.load_faire(cfg)
+    outcomes = [recipe.train_faire(cfg, data, method, results_dir) for method in cfg.methods]
+    if evaluate and is_main():
+        base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), results_dir)
+        print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, results_dir)).to_string())
+    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
+
+
+RECIPE = Recipe(PIPELINE, "40_retriever_training", FaireConfig, stages=tuple(f"{m}_train" for m in METHODS),
+                flags={"model_name_or_path": "model"},
+                steps=("load_faire", "faire_baselines", "train_faire", "faire_records", "faire_table"),
+                training=training, check=check)
+config = RECIPE.config
 
 
 @dataclass(frozen=True)
-class SciFactConfig(Settings):
+class SciFactConfig(RecipeSettings):
     """Notebook 41: CTL on SciFact train (qrels + BM25 hard negatives), evaluated by dense retrieval on test."""
 
-    profile: str = "default"
-    seed: int = 13
-    data_root: str | None = None
-    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under accelerate launch
+    launch: str | None = None  # an accelerate config (configs/accelerate/NAME.yaml): train under it
     model: str = "minilm-l6"
     pooling: str = "mean"
     normalize: bool = True
@@ -117,31 +116,7 @@ class SciFactConfig(Settings):
     smoke_pool: int | None = None  # smoke: the test corpus is the BM25 top-N of each test query + judged docs
     hard_neg_ratio: float = 0.05
     temperature: float = 0.05
-    train: TrainConfig = field(default_factory=lambda: _train(
-        learning_rate=1e-5, per_device_batch_size=256, metric_for_best="nDCG@10"))
-
-
-#: No LocalRQA recipe exists for SciFact: its generic CTL command as data (recipes/paper_profiles/retriever_scifact.yaml,
-#: beside the other profiles).
-SCIFACT_PAPER = paper_profile("retriever_scifact", SciFactConfig())
-SCIFACT_PAPER_SOURCES, SCIFACT_PAPER_GAPS = SCIFACT_PAPER.sources, SCIFACT_PAPER.gaps
-
-SCIFACT_PROFILES = SCIFACT_PAPER.all_profiles()
-
-
-def config(profile: str = "default", **overrides) -> FaireConfig:
-    """faire's settings for `profile`, with `overrides` by dotted path (`{"ctl_train.learning_rate": 1e-5}`)."""
-    unknown = sorted(set(overrides.get("methods") or ()) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
-    cfg = resolve_with_seeds(FaireConfig(), [f"{m}_train" for m in METHODS], FAIRE_PROFILES, profile, overrides)
-    if cfg.eval_file and not cfg.train_file:
-        raise ValueError("eval_file is the dev set of a train_file: give train_file too")
-    return cfg
-
-
-def scifact_config(profile: str = "default", **overrides) -> SciFactConfig:
-    return resolve_with_seeds(SciFactConfig(), ["train"], SCIFACT_PROFILES, profile, overrides)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 #: faire's splits as the trainers read them

@@ -11,7 +11,6 @@ from ...data.types import Run
 from ...experiment import (
     DevEvaluator, Selected, Timer, curve_table, sample_items, save_run, train_encoder_in_run_dir,
 )
-from ...experiment.launch import train_launched
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.dca import (
@@ -21,7 +20,7 @@ from ...retrievers.rpg import RPGConfig, RPGObjective, rpg_collate
 from ...retrievers.readers import shared_reader
 from ...retrievers.training import examples_from_localrqa, retrieve
 from ...settings import snapshot
-from .settings import FAIRE, METHODS, OWN_FILE, FaireConfig, FaireData, config, encoder, short_name
+from .settings import FAIRE, METHODS, OWN_FILE, RECIPE, FaireConfig, FaireData, encoder, short_name
 
 
 @dataclass
@@ -78,6 +77,7 @@ def _trainer(cfg: FaireConfig, data: FaireData, method: str, enc, details: dict)
     return sample_items(examples, cfg.rpg_questions, cfg.seed), rpg_collate, loss, params
 
 
+@RECIPE.training_step
 def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> Outcome:
     """Train one LocalRQA trainer from the zero-shot encoder, select its checkpoint on eval (LocalRQA's recall@4;
     the start is a candidate), and retrieve for eval and test with it."""
@@ -89,7 +89,6 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     others = tuple(f"{m}_" for m in METHODS if m != method) + (("reader", "rpg_reader") if method == "ctl" else ())
     key = {k: v for k, v in own_training.without_unset(snapshot(cfg), OWN_FILE).items()
            if k not in ("methods", "profile", "launch") and not k.startswith(others)}
-    train_launched("retriever", cfg, config, results_dir)  # with cfg.launch: every method trains in N processes first
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
         dev = DevEvaluator.retrieval(enc, data.eval.corpus, data.eval.queries, data.eval.qrels, cfg.depth)

@@ -1,4 +1,4 @@
-"""Training under `accelerate launch` from a notebook: the one place every recipe's training function asks.
+"""Training under `accelerate launch` from a notebook, applied to every `@RECIPE.training_step` (recipes/recipe.py).
 
 A recipe config's `launch` setting names an accelerate config (a file, or a name in configs/accelerate/). The
 first training call of the notebook then runs `accelerate launch --config_file ... -m rerank_lib.train PIPELINE
@@ -21,7 +21,7 @@ import yaml
 
 from ..paths import PROJECT_ROOT, results_dir as resolve_results
 from ..settings import paths, snapshot
-from .run_dir import fingerprint, jsonable
+from ..experiment.run_dir import fingerprint, jsonable
 
 LAUNCHED_ENV = "RERANK_LAUNCHED"  # set in the launched command's processes: they train where they are
 _launched: set[str] = set()  # the settings this process has already launched (one launch trains every run)
