@@ -15,7 +15,6 @@ import functools
 import inspect
 import shutil
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -44,6 +43,11 @@ def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def profile_file(name: str, settings: type, yaml: Path | None) -> SettingsFile:
+    return paper_profile(name, settings(), yaml)
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str  # the shell sub-command and recipes/paper_profiles/<name>.yaml
@@ -58,9 +62,10 @@ class Recipe:
     coded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # profile values that are code, not data
     yaml: Path | None = None  # its profiles (default: the packaged recipes/paper_profiles/<name>.yaml)
 
-    @cached_property
+    @property
     def file(self) -> SettingsFile:
-        return paper_profile(self.name, self.settings(), self.yaml)
+        """Its YAML file, read once per process (a package's RECIPE with its shell training added shares it)."""
+        return profile_file(self.name, self.settings, self.yaml)
 
     @property
     def notebook_file(self) -> Path:

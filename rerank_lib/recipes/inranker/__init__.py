@@ -15,6 +15,9 @@ One submodule per step: settings, data, training (students, stage 1, ablation; t
 `trainer.InRankerTrainer`, re-exported here), synthetic (stage 2), evaluation (records,
 tables, figures).
 """
+import dataclasses
+
+from ..recipe import Trained, is_main, main_first
 from .data import DevSlice as DevSlice, Fold as Fold, dl_folds as dl_folds, fold_table as fold_table
 from .evaluation import Evaluation as Evaluation, evaluate_all as evaluate_all, results_table as results_table
 from .evaluation import (
@@ -27,3 +30,24 @@ from .synthetic import Synthetic as Synthetic, stage2 as stage2, synthetic_data 
 from .training import (
     InRankerTrainer as InRankerTrainer, Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1,
 )
+
+
+def train_from_shell(cfg: InRankerConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 20 from the shell: stage 1 on each DL fold, stage 2 on the synthetic queries, the ablation."""
+    from ..first_stage import ensure_first_stage
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        folds = dl_folds(cfg, results_dir) if cfg.stage1_data == "dl-folds" else None
+        synth = synthetic_data(cfg, results_dir)  # before stage 1: a bad line of a stage2_file stops it first
+    first = stage1(cfg, folds, results_dir=results_dir)
+    students = {f"stage1/{k}": v for k, v in first.items()}
+    students["stage2"] = stage2(cfg, first, synth, results_dir=results_dir)
+    students["ablation"] = ablation(cfg, folds, results_dir=results_dir)
+    if evaluate and is_main():
+        print(results_table(cfg, evaluate_all(cfg, students, results_dir)).to_string())
+    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
+
+
+#: the pipeline with its shell training (settings.RECIPE, which the steps use, is the same recipe without it)
+RECIPE = dataclasses.replace(RECIPE, training=train_from_shell)

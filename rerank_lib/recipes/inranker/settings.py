@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...settings import Settings, settings_table
 from ...training import TrainConfig
-from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings
 
 PIPELINE = "inranker"
 STAGES = ("stage1", "stage2", "ablation")
@@ -83,28 +83,10 @@ def check(cfg: InRankerConfig, overrides) -> InRankerConfig:
     return cfg
 
 
-def training(cfg: InRankerConfig, results_dir, evaluate: bool) -> dict:
-    """Notebook 20 from the shell: stage 1 on each DL fold, stage 2 on the synthetic queries, the ablation."""
-    from .. import inranker as recipe
-    from ..first_stage import ensure_first_stage
-
-    with main_first():
-        ensure_first_stage(cfg, results_dir)
-        folds = recipe.dl_folds(cfg, results_dir) if cfg.stage1_data == "dl-folds" else None
-        synth = recipe.synthetic_data(cfg, results_dir)  # before stage 1: a bad line of a stage2_file stops it first
-    stage1 = recipe.stage1(cfg, folds, results_dir=results_dir)
-    students = {f"stage1/{k}": v for k, v in stage1.items()}
-    students["stage2"] = recipe.stage2(cfg, stage1, synth, results_dir=results_dir)
-    students["ablation"] = recipe.ablation(cfg, folds, results_dir=results_dir)
-    if evaluate and is_main():
-        print(recipe.results_table(cfg, recipe.evaluate_all(cfg, students, results_dir)).to_string())
-    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
-
-
 RECIPE = Recipe(PIPELINE, "20_inranker", InRankerConfig, stages=tuple(f"{s}.train" for s in STAGES),
                 flags={"model_name_or_path": "student"},
                 steps=("dl_folds", "stage1", "synthetic_data", "stage2", "ablation", "evaluate_all", "results_table"),
-                training=training, check=check)
+                check=check)
 config = RECIPE.config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...training import TrainConfig
-from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings
 
 PIPELINE = "cross_encoder"
 DECODER_VARIANTS = {
@@ -80,33 +80,6 @@ def _check(cfg: LLMRerankerConfig) -> None:
         raise ValueError("teacher_prompt must be 'flagembedding' or 'chat'")
 
 
-def training(cfg: LLMRerankerConfig, results_dir, evaluate: bool) -> dict:
-    """Notebook 12 from the shell; its zero-shot start and trained rows write their records as they go."""
-    from ...experiment import results_table
-    from .. import llm_reranker as recipe
-    from ..first_stage import ensure_first_stage
-
-    with main_first():
-        ensure_first_stage(cfg, results_dir)
-        data = recipe.build_data(cfg, results_dir)
-    llm = recipe.load_llm(cfg)
-    recipe.llm_features(cfg, llm, data)
-    zs = recipe.zero_shot(cfg, llm, data, results_dir, init=cfg.head_init)
-    heads = [recipe.train_head(cfg, llm, data, loss, zs, results_dir) for loss in cfg.head_losses]
-    decoders = [recipe.train_decoder(cfg, v, data, zs, results_dir) for v in cfg.decoder_variants]
-    best_head = max(heads, key=lambda h: h.selected.value) if heads else None
-    sources = recipe.distillation_sources(cfg, llm, data, best_head)
-    with main_first():
-        path = recipe.distillation_file(cfg, data, sources, results_dir)
-    start, student = recipe.distill(cfg, data, path, sources, results_dir)
-    rows = [zs, *heads, *decoders, start, student]
-    if evaluate and is_main():
-        rows.insert(0, recipe.record_bm25(cfg, data, results_dir))
-        print(results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start")).to_string())
-    trained = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
-    return {**trained, student.method: Trained.cross_encoder(student.selected, student.ranker)}
-
-
 def check(cfg: LLMRerankerConfig, overrides) -> LLMRerankerConfig:
     _check(cfg)
     return cfg
@@ -115,7 +88,7 @@ def check(cfg: LLMRerankerConfig, overrides) -> LLMRerankerConfig:
 RECIPE = Recipe("llm_reranker", "12_llm_reranker", LLMRerankerConfig, stages=STAGES, flags={"model_name_or_path": "llm"},
                 steps=("build_data", "load_llm", "llm_features", "zero_shot", "train_head", "train_decoder",
                        "distillation_sources", "distillation_file", "distill"),
-                training=training, check=check)
+                check=check)
 config = RECIPE.config
 
 

@@ -8,9 +8,34 @@ objective through experiment.train_with_dev_selection), evaluation (records; the
 windows' quality and latency: rerank_lib.listwise.analysis), evidence (recipe search, memorisation probe). To
 monkeypatch a name, patch it in the submodule that looks it up.
 """
+import dataclasses
+
+from ..recipe import Trained as TrainedModel, is_main, main_first
 from .settings import MEASURE, PIPELINE, RECIPE, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
 from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, reranker, teacher_name, use_letters
 from .training import FoldData, Trained, fold_data, train_all, train_objective
 from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
 from .evaluation import zero_shot
 from .evidence import memorisation_probe, recipe_search, search_grid, variant_label
+
+
+def train_from_shell(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
+    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from ..first_stage import ensure_first_stage
+    from ..teacher import ensure_teacher
+
+    with main_first():
+        ensure_first_stage(cfg, results_dir)
+        ensure_teacher(cfg, results_dir, test_sets=True)
+    trained = train_all(cfg, results_dir)
+    if evaluate and is_main():
+        sets = eval_sets(cfg, results_dir)
+        reference, zs = reference_rows(cfg, sets, results_dir), zero_shot(cfg, sets, results_dir)
+        records, _ = evaluate_all(cfg, trained, sets, zs, results_dir)
+        print(results_table(reference + zs.records + records).to_string())
+    return {tr.name: TrainedModel.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
+
+
+#: the pipeline with its shell training (settings.RECIPE, which the steps use, is the same recipe without it)
+RECIPE = dataclasses.replace(RECIPE, training=train_from_shell)

@@ -12,7 +12,7 @@ from ...listwise.prompts import ZEPHYR_STYLE_TEMPLATE
 from ...models import TINY_RANDOM_LLAMA, where_from
 from ...settings import settings_table
 from ...training import TrainConfig
-from ..recipe import Recipe, RecipeSettings, Trained as TrainedModel, is_main, main_first
+from ..recipe import Recipe, RecipeSettings
 
 PIPELINE = "rankllm"
 MEASURE = "nDCG@10"
@@ -82,29 +82,10 @@ class RankLLMConfig(RecipeSettings):
             raise ValueError("rank_zephyr_file / rank_zephyr_examples are read only with train_data='rank_zephyr'")
 
 
-def training(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
-    """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
-    records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
-    from .. import rankllm as recipe
-    from ..first_stage import ensure_first_stage
-    from ..teacher import ensure_teacher
-
-    with main_first():
-        ensure_first_stage(cfg, results_dir)
-        ensure_teacher(cfg, results_dir, test_sets=True)
-    trained = recipe.train_all(cfg, results_dir)
-    if evaluate and is_main():
-        sets = recipe.eval_sets(cfg, results_dir)
-        reference, zs = recipe.reference_rows(cfg, sets, results_dir), recipe.zero_shot(cfg, sets, results_dir)
-        records, _ = recipe.evaluate_all(cfg, trained, sets, zs, results_dir)
-        print(recipe.results_table(reference + zs.records + records).to_string())
-    return {tr.name: TrainedModel.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
-
-
 RECIPE = Recipe(
     PIPELINE, "30_rankllm", RankLLMConfig, stages=("train",),
     flags={"model_name_or_path": "model", "objective": "objectives", "noisy_embedding_alpha": "noise_alpha"},
-    steps=("eval_sets", "reference_rows", "zero_shot", "train_all", "evaluate_all"), training=training,
+    steps=("eval_sets", "reference_rows", "zero_shot", "train_all", "evaluate_all"),
     # the smoke model's tokenizer (Mistral's) has no chat template: the one rank_llm's Zephyr prompts use (code)
     coded={"smoke": {"chat_template": ZEPHYR_STYLE_TEMPLATE}})
 config = RECIPE.config

@@ -12,6 +12,9 @@ A proxy answer (e.g. the gold abstract's first sentence) would make the "answer"
 the LM would reward lexical overlap with the gold abstract rather than usefulness for answering: a different
 method, and the same supervision as CTL's qrels, so it is not run.
 """
+import dataclasses
+
+from ..recipe import Trained, is_main, main_first
 from .baselines import Baselines, faire_baselines
 from .records import faire_records, faire_table, record_faire
 from .scifact import RECIPE as SCIFACT_RECIPE
@@ -29,3 +32,20 @@ __all__ = [
     "scifact_config", "scifact_records", "scifact_table", "start_method", "train_faire", "train_scifact",
     "train_selected",
 ]
+
+
+def train_from_shell(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
+    """Notebook 40 from the shell: each method of `methods` trained on faire (--evaluate: its records and table)."""
+    with main_first():
+        data = load_faire(cfg)
+    outcomes = []
+    for method in cfg.methods:
+        train_selected(cfg, data, method, results_dir, outcomes)
+    if evaluate and is_main():
+        base = faire_baselines(cfg, data, encoder(cfg), results_dir)
+        print(faire_table(faire_records(cfg, data, base, outcomes, results_dir)).to_string())
+    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
+
+
+#: the pipeline with its shell training (settings.RECIPE, which the steps use, is the same recipe without it)
+RECIPE = dataclasses.replace(RECIPE, training=train_from_shell)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ...data.localrqa import RetrieverSplits, file_splits, load_localrqa, retriever_splits
 from ...retrievers.bi_encoder import BiEncoder
 from ...training import TrainConfig
-from ..recipe import Recipe, RecipeSettings, Trained, is_main, main_first
+from ..recipe import Recipe, RecipeSettings
 
 PIPELINE = "retriever"
 FAIRE = "localrqa-faire"
@@ -77,23 +77,10 @@ def check(cfg: FaireConfig, overrides) -> FaireConfig:
     return cfg
 
 
-def training(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
-    """Notebook 40 from the shell: each method of `methods` trained on faire (--evaluate: its records and table)."""
-    from .. import retriever_training as recipe
-
-    with main_first():
-        data = recipe.load_faire(cfg)
-    outcomes = [recipe.train_faire(cfg, data, method, results_dir) for method in cfg.methods]
-    if evaluate and is_main():
-        base = recipe.faire_baselines(cfg, data, recipe.encoder(cfg), results_dir)
-        print(recipe.faire_table(recipe.faire_records(cfg, data, base, outcomes, results_dir)).to_string())
-    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
-
-
 RECIPE = Recipe(PIPELINE, "40_retriever_training", FaireConfig, stages=tuple(f"{m}_train" for m in METHODS),
                 flags={"model_name_or_path": "model"},
-                steps=("load_faire", "faire_baselines", "train_faire", "faire_records", "faire_table"),
-                training=training, check=check)
+                steps=("load_faire", "faire_baselines", "train_selected", "faire_records", "faire_table"),
+                check=check)
 config = RECIPE.config
 
 
