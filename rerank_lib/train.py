@@ -279,7 +279,7 @@ def export(trained: dict, target: Path, pipeline: str) -> list[str]:
 def shell_results_dir(results: Path) -> Path:
     """Where this command writes: <results>/shell, its own records, runs, models, figures and the inputs it builds
     there, so a shell run never replaces a notebook's record or published model of the same name. The command a
-    notebook launches (experiment.launch, $RERANK_LAUNCHED) trains for that notebook, in its results folder."""
+    notebook launches (recipes.launch, $RERANK_LAUNCHED) trains for that notebook, in its results folder."""
     from .recipes.launch import LAUNCHED_ENV
 
     return results if os.environ.get(LAUNCHED_ENV) else results / SHELL_RESULTS
