@@ -22,6 +22,7 @@ import numpy as np
 
 from .atomic import CacheWarning, discard, trusted_cache_file, write_checksum
 from .code_version import code_version
+from .data.candidates import candidates_from_run
 from .data.pairs import TrainGroup
 from .data.trec import ranked, read_run, write_run
 from .data.types import Document, Run
@@ -30,7 +31,6 @@ from .first_stage import rerank_with_encoder
 from .models.standin import StandInName, as_standins, spelled
 from .paths import cache_dir, shown
 from .rerankers.cross_encoder import CrossEncoder
-from .rerankers.protocol import candidate_pairs
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     A cross-encoder teacher scores through `rerankers.CrossEncoder` (its truncation, batching and dtype), so a model
     scores the same as a teacher and as a ranker."""
     teacher = spec(name)
-    candidates, _ = candidate_pairs(run, corpus, queries, depth, who=f"teacher {name}")
+    candidates = {c.query_id: c.first_stage
+                  for c in candidates_from_run(run, corpus, queries, depth, who=f"teacher {name}")}
     path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
     if path is not None and trusted_cache_file(path):
         cached = read_run(path)

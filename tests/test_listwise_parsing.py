@@ -141,11 +141,11 @@ def test_window_spans_respects_rank_end():
 def test_sliding_window_bubbles_the_best_item_to_the_top():
     items = list(range(20))  # item 19 (last) is the best; a perfect ranker sorts each window descending
 
-    def best_first(chunk):
+    def best_first(chunk, start):
         return sorted(range(len(chunk)), key=lambda i: -chunk[i])
 
     out = sliding_window(items, best_first, window=10, stride=5)
     assert out[0] == 19 and out[:3] == [19, 18, 17]
     assert sorted(out) == items
     with pytest.raises(ValueError, match="not a permutation"):
-        sliding_window(items, lambda chunk: [0] * len(chunk), window=10, stride=5)
+        sliding_window(items, lambda chunk, start: [0] * len(chunk), window=10, stride=5)

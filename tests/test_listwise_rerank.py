@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from rerank_lib.data.candidates import Candidate, Candidates
 from rerank_lib.data.types import Document
 from rerank_lib.listwise import ListwiseReranker, identifier_token_ids
 from rerank_lib.listwise.prompts import encode_continuation
@@ -55,12 +56,17 @@ def docs(n):
     return [(str(i), Document(str(i), f"passage {i} text")) for i in range(n)]
 
 
+def request(n):
+    """A query 'q' and its n candidates in first-stage order (what rerank_run builds with candidates_from_run)."""
+    return Candidates("q1", "q", tuple(Candidate(d, doc, float(n - i)) for i, (d, doc) in enumerate(docs(n))))
+
+
 def test_first_orders_the_window_by_identifier_logits(tok):
     ids = identifier_token_ids(tok, 4, alpha=True, chat_template=ZEPHYR_STYLE_TEMPLATE)
     stub = StubLM(len(tok), {ids[0]: 1.0, ids[1]: 3.0, ids[2]: 2.0, ids[3]: 0.5})  # B > C > A > D
     rr = ListwiseReranker(stub, tok, mode="first", window=4, stride=2, max_words=10, identifiers="alpha",
                           autocast=False)
-    order, windows = rr.rerank_query("q", docs(4))
+    order, windows = rr.rerank_query(request(4))
     assert order == ["1", "2", "0", "3"]
     assert len(windows) == 1 and windows[0].response == "[B] > [C] > [A] > [D]" and windows[0].category == "ok"
     # the FIRST input ends with the answer's opening '[' tokenised in context
@@ -90,6 +96,10 @@ def test_sliding_window_and_scores_over_a_run(tok):
     ranked_ids = sorted(out["q1"], key=lambda d: -out["q1"][d])
     # window (2,6) reverses 2..5 -> 5,4,3,2; window (0,4) reverses 0,1,5,4 -> 4,5,1,0; the tail 6,7 stays below
     assert ranked_ids == ["4", "5", "1", "0", "3", "2", "6", "7"]
+    assert [(w.qid, w.doc_ids) for w in windows] == [("q1", ["2", "3", "4", "5"]), ("q1", ["0", "1", "5", "4"])]
+    with pytest.raises(KeyError, match=r"listwise first: 1 queries and 1 candidate documents have no text, "
+                                       r"e.g. \['q2', 'nope'\]"):
+        rr.rerank_run({**run, "q2": {"nope": 1.0}}, corpus, {"q1": "query"}, depth=6, progress=False)
 
 
 def test_generation_mode_parses_and_repairs(tok):
@@ -100,7 +110,7 @@ def test_generation_mode_parses_and_repairs(tok):
                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
     rr = ListwiseReranker(model, tok, mode="generate", window=3, stride=1, max_words=5, identifiers="numeric",
                           autocast=False)
-    order, windows = rr.rerank_query("q", docs(3))
+    order, windows = rr.rerank_query(request(3))
     assert sorted(order) == ["0", "1", "2"]  # a random model writes garbage; repair keeps a full permutation
     assert windows[0].output_tokens == 3 + 2 * 4  # exactly num_output_tokens('[1] > [2] > [3]') generated
     assert windows[0].category in ("ok", "wrong_format", "repetition", "missing_documents")

@@ -88,3 +88,48 @@ def test_a_tiny_rerank_through_the_protocol():
                                   return_logits=True)
     assert [out["q"]["d0"], out["q"]["d1"]] == pytest.approx([t - f for f, t in logits], abs=1e-5)
     assert set(_rerank(ranker, depth=100)["q"]) == set(CORPUS)
+
+
+def test_candidates_from_run_orders_cuts_and_names_what_has_no_text():
+    from rerank_lib.data.candidates import candidates_from_run
+
+    run = {"q2": {"d0": 1.0, "d2": 5.0, "d1": 1.0}, "q": {}}
+    [q2, q] = candidates_from_run(run, CORPUS, {"q": QUERY, "q2": "vitamin"}, depth=2)
+    # the run's query order; best first, the tie d0/d1 by descending doc id (trec_eval's order); depth 2 drops d0
+    assert (q2.query_id, q2.query, q.query_id, q.candidates) == ("q2", "vitamin", "q", ())
+    assert [(c.doc_id, c.score, c.text) for c in q2.candidates] == [
+        ("d2", 5.0, "Unrelated text about the weather."), ("d1", 1.0, "Vitamin D Bone density rose with vitamin D.")]
+    assert q2.candidates[1].doc is CORPUS["d1"] and q2.first_stage == {"d2": 5.0, "d1": 1.0}
+    assert [len(c.candidates) for c in candidates_from_run(run, CORPUS, {"q": QUERY, "q2": "v"})] == [3, 0]  # all
+    with pytest.raises(KeyError, match=r"teacher x: 1 queries and 2 candidate documents have no text, "
+                                       r"e.g. \['q3', 'a', 'b'\]"):
+        candidates_from_run({**run, "q3": {"b": 1.0, "a": 2.0, "c": 0.5}}, CORPUS, {"q": QUERY, "q2": "v"}, depth=2,
+                            who="teacher x")  # c is below the depth: its text is not needed
+
+
+class _PositionRanker:
+    """A pairwise ranker scoring a pair by its position in the call; records each call's pairs."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, queries, docs, batch_size, show_progress):
+        import numpy as np
+
+        self.calls.append((list(queries), list(docs), batch_size))
+        return np.arange(len(docs), dtype=np.float32)
+
+
+def test_rerank_candidates_scores_every_query_in_one_call_as_rerank_does():
+    from rerank_lib.data.candidates import EvalSet
+    from rerank_lib.rerankers.protocol import rerank_candidates, rerank_with
+
+    run = {"q": RUN["q"], "q2": {"d1": 1.0}}
+    queries = {"q": QUERY, "q2": "vitamin"}
+    evalset = EvalSet("toy", "test", queries, {}, depth=2, run=run, corpus=CORPUS)
+    ranker = _PositionRanker()
+    out = rerank_candidates(ranker, list(evalset), batch_size=7)
+    assert ranker.calls == [([QUERY, QUERY, "vitamin"], [CORPUS["d0"].text, CORPUS["d1"].text_for_model,
+                                                         CORPUS["d1"].text_for_model], 7)]
+    assert out == {"q": {"d0": 0.0, "d1": 1.0}, "q2": {"d1": 2.0}}  # each pair's score back to it; d2 below depth 2
+    assert rerank_with(ranker, run, CORPUS, queries, depth=2, batch_size=7) == out

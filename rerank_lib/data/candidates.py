@@ -1,9 +1,10 @@
 """Candidates as values: a query's first-stage candidates with texts and scores (rank_llm's Request / Candidate),
-and the evaluation set a ranker is measured on and its records name, instead of eight loose arguments."""
+the one way every ranker reads them (`candidates_from_run`) and gives back its scores (`scored_run`), and the
+evaluation set a ranker is measured on and its records name, instead of eight loose arguments."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .trec import ranked
 from .types import Dataset, Document, Qrels, Run
@@ -11,9 +12,17 @@ from .types import Dataset, Document, Qrels, Run
 
 @dataclass(frozen=True)
 class Candidate:
+    """rank_llm's Candidate: the id, the document (a listwise prompt shows its title and text apart) and the first
+    stage's score."""
+
     doc_id: str
-    text: str
-    score: float  # the first stage's
+    doc: Document
+    score: float
+
+    @property
+    def text(self) -> str:
+        """What a pairwise ranker reads: the title, then the body (Document.text_for_model)."""
+        return self.doc.text_for_model
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,39 @@ class Candidates:
     query_id: str
     query: str
     candidates: tuple[Candidate, ...]
+
+    @property
+    def first_stage(self) -> dict[str, float]:
+        """The first stage's scores, a Run's row."""
+        return {c.doc_id: c.score for c in self.candidates}
+
+
+def candidates_from_run(run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
+                        depth: int | None = None, who: str = "rerank") -> list[Candidates]:
+    """Each query of `run` (in its order) with its top-`depth` candidates (all for None) in the order trec_eval ranks
+    them (data.trec.ranked); a KeyError naming what has no text, before any model runs."""
+    top = {q: ranked(docs)[:depth] for q, docs in run.items()}
+    missing_q = [q for q in top if q not in queries]
+    missing_d = sorted({d for docs in top.values() for d, _ in docs if d not in corpus})
+    if missing_q or missing_d:
+        raise KeyError(f"{who}: {len(missing_q)} queries and {len(missing_d)} candidate documents have no text, "
+                       f"e.g. {(missing_q + missing_d)[:3]}")
+    return [Candidates(q, queries[q], tuple(Candidate(d, corpus[d], float(s)) for d, s in docs))
+            for q, docs in top.items()]
+
+
+def pair_texts(candidates: Sequence[Candidates]) -> tuple[list[str], list[str]]:
+    """The query text and the document text of every (query, candidate) pair, query by query in rank order: the
+    order pairwise scores are computed in (all queries at once, so batches are length-sorted across them)."""
+    pairs = [(c.query, x.text) for c in candidates for x in c.candidates]
+    return [q for q, _ in pairs], [d for _, d in pairs]
+
+
+def scored_run(candidates: Sequence[Candidates], scores: Iterable[float]) -> Run:
+    """pair_texts undone: one score per pair, in its order, into a Run that holds every query (even one without
+    candidates), each score a float."""
+    scores = iter(scores)
+    return {c.query_id: {x.doc_id: float(next(scores)) for x in c.candidates} for c in candidates}
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,9 +90,8 @@ class EvalSet:
         """The query's top-`depth` first-stage candidates with their texts, in the order trec_eval ranks them."""
         if self.run is None or self.corpus is None:
             raise ValueError(f"{self.dataset}/{self.split}: no first-stage run or corpus, so no candidates")
-        top = ranked(self.run.get(query_id, {}))[: self.depth]
-        return Candidates(query_id, self.queries[query_id],
-                          tuple(Candidate(d, self.corpus[d].text_for_model, float(s)) for d, s in top))
+        return candidates_from_run({query_id: self.run.get(query_id, {})}, self.corpus, self.queries, self.depth,
+                                   who=f"{self.dataset}/{self.split}")[0]
 
     def __iter__(self) -> Iterator[Candidates]:
         return (self.candidates(q) for q in self.queries if q in (self.run or {}))

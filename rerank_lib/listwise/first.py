@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..data.trec import ranked
+from ..data.candidates import Candidate, Candidates, candidates_from_run
 from ..data.types import Document, Run
 from ..models import autocast_context
 from .lm import ListwiseLM
@@ -36,7 +36,7 @@ from .prompts import (
     num_output_tokens,
     template_for,
 )
-from .window import window_spans
+from .window import sliding_window
 
 MODES = ("first", "generate")
 
@@ -146,32 +146,31 @@ class ListwiseReranker:
                             out_tokens, prompt.max_words, time.perf_counter() - t0)
 
     # --- one query, one run -----------------------------------------------------------------------------------
-    def rerank_query(self, query: str, docs: Sequence[tuple[str, Document]], qid: str = "",
-                     depth: int | None = None) -> tuple[list[str], list[WindowResult]]:
+    def rerank_query(self, request: Candidates, depth: int | None = None) -> tuple[list[str], list[WindowResult]]:
         """Doc ids in the new order (the top `depth` reranked, the rest as given) and each window's result."""
-        items = list(docs)
-        results = []
-        for start, end in window_spans(len(items), self.window, self.stride, 0, depth):
-            chunk = items[start:end]
-            result = self.rank_window(query, [d for _, d in chunk], qid=qid, start=start)
-            result.doc_ids = [doc_id for doc_id, _ in chunk]
-            items[start:end] = [chunk[i] for i in result.order]
+        results: list[WindowResult] = []
+
+        def rank(chunk: list[Candidate], start: int) -> list[int]:
+            result = self.rank_window(request.query, [c.doc for c in chunk], request.query_id, start)
+            result.doc_ids = [c.doc_id for c in chunk]
             results.append(result)
-        return [doc_id for doc_id, _ in items], results
+            return result.order
+
+        order = sliding_window(request.candidates, rank, self.window, self.stride, rank_end=depth)
+        return [c.doc_id for c in order], results
 
     def rerank_run(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int,
                    progress: bool = True) -> tuple[Run, list[WindowResult]]:
-        """Rerank the top `depth` of every query of `run` (first-stage order); scores are len - position. Also
-        returns every window's result (answers, parse categories, token counts)."""
+        """Rerank the top `depth` of every query of `run` (first-stage order, the rest of its list below); scores are
+        len - position. Also returns every window's result (answers, parse categories, token counts)."""
         from ..progress import tqdm
 
         out: Run = {}
         windows: list[WindowResult] = []
-        qids = [q for q in run if q in queries]
-        for qid in tqdm(qids, desc=f"listwise {self.mode}", disable=not progress):
-            doc_ids = [d for d, _ in ranked(run[qid])]
-            order, results = self.rerank_query(queries[qid], [(d, corpus[d]) for d in doc_ids], qid=qid, depth=depth)
-            out[qid] = {d: float(len(order) - i) for i, d in enumerate(order)}
+        for request in tqdm(candidates_from_run(run, corpus, queries, who=f"listwise {self.mode}"),
+                            desc=f"listwise {self.mode}", disable=not progress):
+            order, results = self.rerank_query(request, depth)
+            out[request.query_id] = {d: float(len(order) - i) for i, d in enumerate(order)}
             windows.extend(results)
         return out, windows
 

@@ -29,16 +29,17 @@ def window_spans(num_candidates: int, window: int, stride: int, rank_start: int 
     return spans
 
 
-def sliding_window(items: Sequence[T], rank_window: Callable[[list[T]], Sequence[int]], window: int, stride: int,
-                   rank_start: int = 0, rank_end: int | None = None) -> list[T]:
-    """Reorder `items` with `rank_window(window_items) -> 0-based order of that window` over the sliding window.
+def sliding_window(items: Sequence[T], rank_window: Callable[[list[T], int], Sequence[int]], window: int,
+                   stride: int, rank_start: int = 0, rank_end: int | None = None) -> list[T]:
+    """Reorder `items` with `rank_window(window_items, start) -> 0-based order of that window` (`start`: the
+    window's first position) over the sliding window.
 
     rank_window must return a full permutation of range(len(window_items)) (parse_permutation repairs answers).
     """
     items = list(items)
     for start, end in window_spans(len(items), window, stride, rank_start, rank_end):
         chunk = items[start:end]
-        order = list(rank_window(chunk))
+        order = list(rank_window(chunk, start))
         if sorted(order) != list(range(len(chunk))):
             raise ValueError(f"rank_window returned {order}, not a permutation of {len(chunk)} positions")
         items[start:end] = [chunk[i] for i in order]

@@ -36,10 +36,9 @@ import torch
 from ..progress import tqdm
 
 from ..collate import pad_collate
-from ..data.trec import run_from_pairs
+from ..data.candidates import candidates_from_run, pair_texts, scored_run
 from ..data.types import Document, Run
 from ..models import autocast_context, check_folder, compute_dtype, fresh_keys, load_model, load_tokenizer, pick_device
-from .protocol import candidate_pairs
 
 PROMPT = "Query: {query} Document: {document} Relevant:"
 RELEVANCE_WORDS = ("false", "true")  # index 0: false, index 1: true (the order of `return_logits`)
@@ -332,10 +331,9 @@ class T5Ranker:
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100) -> Run:
         """Score each query's top-`depth` candidates of `run`; the score is the margin true - false (same order as
         softmax[true], without float saturation). All pairs of all queries are length-sorted together."""
-        candidates, pairs = candidate_pairs(run, corpus, queries, depth)
-        logits = self.pair_logits([queries[q] for q, _ in pairs], [corpus[d].text_for_model for _, d in pairs],
-                                  desc=f"rerank {self.name}")
-        return run_from_pairs(candidates, pairs, [t - f for f, t in logits.tolist()])
+        candidates = candidates_from_run(run, corpus, queries, depth)
+        logits = self.pair_logits(*pair_texts(candidates), desc=f"rerank {self.name}")
+        return scored_run(candidates, [t - f for f, t in logits.tolist()])
 
 
 def _softmax_true(logits: np.ndarray) -> np.ndarray:

@@ -5,12 +5,20 @@
 `queries`, and return the new scores as a Run. Implementations may add keyword-only options with defaults
 (batch_size, show_progress); the positional part is exactly this. Implemented by CrossEncoder, T5Ranker,
 DecoderReranker, HeadOnlyRanker and ListwiseReranker.
+
+Inside, every `rerank` reads its input through one function, data.candidates.candidates_from_run, which turns
+(run, corpus, queries, depth) into `Candidates` (rank_llm's Request: a query, its candidates best first, their
+texts and first-stage scores; a KeyError naming what has no text before any model runs), and ranks those. Candidates
+already built (an EvalSet's, or candidates_from_run's) go in through the typed entry points:
+`rerank_candidates(ranker, candidates)` for the pairwise rankers (CrossEncoder, DecoderReranker, HeadOnlyRanker:
+`ranker.rerank(run, corpus, queries, depth)` is `rerank_candidates(ranker, candidates_from_run(run, corpus,
+queries, depth))`), and `ListwiseReranker.rerank_query(candidates, depth)` for one query's sliding window.
 """
 from __future__ import annotations
 
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-from ..data.trec import run_from_pairs, run_pairs, top_k
+from ..data.candidates import Candidates, candidates_from_run, pair_texts, scored_run
 from ..data.types import Document, Run
 
 RERANK_PARAMETERS = ("run", "corpus", "queries", "depth")  # the positional parameters of `rerank`, in order
@@ -22,24 +30,15 @@ class Ranker(Protocol):
                depth: int = 100) -> Run: ...
 
 
-def candidate_pairs(run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int,
-                    who: str = "rerank") -> tuple[Run, list[tuple[str, str]]]:
-    """Each query's top-`depth` candidates of `run` and their (query, doc) pairs in rank order (data.trec.run_pairs);
-    a KeyError naming what has no text, before any model runs."""
-    candidates = top_k(run, depth)
-    missing_q = [q for q in candidates if q not in queries]
-    missing_d = sorted({d for docs in candidates.values() for d in docs if d not in corpus})
-    if missing_q or missing_d:
-        raise KeyError(f"{who}: {len(missing_q)} queries and {len(missing_d)} candidate documents have no text, "
-                       f"e.g. {(missing_q + missing_d)[:3]}")
-    return candidates, run_pairs(candidates)
+def rerank_candidates(ranker, candidates: Sequence[Candidates], batch_size: int = 64,
+                      show_progress: bool = False) -> Run:
+    """A ranker with a pairwise `score(queries, docs, batch_size, show_progress)` on `candidates`: all pairs of all
+    queries scored in one call (length-sorted batches across queries), assembled into a Run."""
+    scores = ranker.score(*pair_texts(candidates), batch_size=batch_size, show_progress=show_progress)
+    return scored_run(candidates, scores.tolist())
 
 
 def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
                 batch_size: int = 64, show_progress: bool = False) -> Run:
-    """`rerank` for any ranker with a pairwise `score(queries, docs, batch_size, show_progress)`: all pairs of all
-    queries scored in one call (length-sorted batches across queries), assembled into a Run."""
-    candidates, pairs = candidate_pairs(run, corpus, queries, depth)
-    scores = ranker.score([queries[q] for q, _ in pairs], [corpus[d].text_for_model for _, d in pairs],
-                          batch_size=batch_size, show_progress=show_progress)
-    return run_from_pairs(candidates, pairs, scores.tolist())
+    """`rerank` for a ranker with a pairwise `score`: rerank_candidates on candidates_from_run."""
+    return rerank_candidates(ranker, candidates_from_run(run, corpus, queries, depth), batch_size, show_progress)
