@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .atomic import write_json
+from .data.candidates import candidates_from_run
 from .data.trec import ranked
 from .data.types import Document, Run
 
@@ -156,14 +157,8 @@ def rerank_with_encoder(encoder, run: Run, corpus: Mapping[str, Document], queri
                         depth: int = 100, cache: bool = True) -> Run:
     """Re-score each query's top-`depth` candidates of `run` by query-document embedding similarity (for TREC DL,
     where only the BM25 top-100 passages have text). Candidates beyond `depth` are dropped."""
-    candidates = {q: [d for d, _ in ranked(docs)[:depth]] for q, docs in run.items()}
-    missing_q = [q for q in candidates if q not in queries]
-    if missing_q:
-        raise KeyError(f"{len(missing_q)} queries of the run have no text, e.g. {missing_q[:3]}")
-    needed = sorted({d for docs in candidates.values() for d in docs})
-    missing_d = [d for d in needed if d not in corpus]
-    if missing_d:
-        raise KeyError(f"{len(missing_d)} candidate documents are not in the corpus, e.g. {missing_d[:3]}")
+    candidates = candidates_from_run(run, corpus, queries, depth, who="rerank_with_encoder")
+    needed = sorted({x.doc_id for c in candidates for x in c.candidates})
     if len(needed) >= SHARE_CORPUS_ENCODING * len(corpus):
         # Most of the corpus is needed anyway: encode all of it, so this shares one cached encoding with
         # dense_search and every other notebook that reads the same corpus.
@@ -172,14 +167,13 @@ def rerank_with_encoder(encoder, run: Run, corpus: Mapping[str, Document], queri
     else:
         doc_emb = encoder.encode_corpus({d: corpus[d] for d in needed}, cache=cache)
         row = {d: i for i, d in enumerate(needed)}
-    qids = list(candidates)
-    query_emb = encoder.encode_queries([queries[q] for q in qids])
+    query_emb = encoder.encode_queries([c.query for c in candidates])
     out: Run = {}
-    for qid, q_vec in zip(qids, query_emb):
-        docs = candidates[qid]
+    for c, q_vec in zip(candidates, query_emb):
+        docs = [x.doc_id for x in c.candidates]
         if not docs:
-            out[qid] = {}
+            out[c.query_id] = {}
             continue
         scores = doc_emb[[row[d] for d in docs]] @ q_vec
-        out[qid] = {d: float(s) for d, s in zip(docs, scores)}
+        out[c.query_id] = {d: float(s) for d, s in zip(docs, scores)}
     return out

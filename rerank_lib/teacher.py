@@ -68,7 +68,7 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
     A cross-encoder teacher scores through `rerankers.CrossEncoder` (its truncation, batching and dtype), so a model
     scores the same as a teacher and as a ranker."""
     teacher = spec(name)
-    candidates = {c.query_id: c.first_stage
+    candidates = {c.query_id: {x.doc_id: x.score for x in c.candidates}
                   for c in candidates_from_run(run, corpus, queries, depth, who=f"teacher {name}")}
     path = _cache_path(teacher, candidates, corpus, queries, max_length) if cache else None
     if path is not None and trusted_cache_file(path):

@@ -133,7 +133,8 @@ def test_evalset_candidates_carry_texts_and_first_stage_scores_in_trec_order():
     [cands] = list(evalset)  # q2 has no first-stage candidates
     # b first; a and c tie at 0.5: ties by descending doc id (trec_eval's order), so c before a; depth 2 drops a
     assert cands.query_id == "q1" and cands.query == "query one"
-    assert [(c.doc_id, c.text, c.score) for c in cands.candidates] == [("b", "Tb text b", 2.0), ("c", "Tc text c", 0.5)]
+    assert [(c.doc_id, c.doc.text_for_model, c.score) for c in cands.candidates] == [("b", "Tb text b", 2.0),
+                                                                                     ("c", "Tc text c", 0.5)]
     with pytest.raises(ValueError, match="toy/test: no first-stage run"):
         dataclasses.replace(evalset, run=None).candidates("q1")
 

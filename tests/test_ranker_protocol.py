@@ -97,9 +97,9 @@ def test_candidates_from_run_orders_cuts_and_names_what_has_no_text():
     [q2, q] = candidates_from_run(run, CORPUS, {"q": QUERY, "q2": "vitamin"}, depth=2)
     # the run's query order; best first, the tie d0/d1 by descending doc id (trec_eval's order); depth 2 drops d0
     assert (q2.query_id, q2.query, q.query_id, q.candidates) == ("q2", "vitamin", "q", ())
-    assert [(c.doc_id, c.score, c.text) for c in q2.candidates] == [
+    assert [(c.doc_id, c.score, c.doc.text_for_model) for c in q2.candidates] == [
         ("d2", 5.0, "Unrelated text about the weather."), ("d1", 1.0, "Vitamin D Bone density rose with vitamin D.")]
-    assert q2.candidates[1].doc is CORPUS["d1"] and q2.first_stage == {"d2": 5.0, "d1": 1.0}
+    assert q2.candidates[1].doc is CORPUS["d1"]
     assert [len(c.candidates) for c in candidates_from_run(run, CORPUS, {"q": QUERY, "q2": "v"})] == [3, 0]  # all
     with pytest.raises(KeyError, match=r"teacher x: 1 queries and 2 candidate documents have no text, "
                                        r"e.g. \['q3', 'a', 'b'\]"):

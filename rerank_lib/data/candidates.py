@@ -1,10 +1,9 @@
 """Candidates as values: a query's first-stage candidates with texts and scores (rank_llm's Request / Candidate),
-the one way every ranker reads them (`candidates_from_run`) and gives back its scores (`scored_run`), and the
-evaluation set a ranker is measured on and its records name, instead of eight loose arguments."""
+as every ranker reads them, and the evaluation set a ranker is measured on and its records name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .trec import ranked
 from .types import Dataset, Document, Qrels, Run
@@ -12,17 +11,9 @@ from .types import Dataset, Document, Qrels, Run
 
 @dataclass(frozen=True)
 class Candidate:
-    """rank_llm's Candidate: the id, the document (a listwise prompt shows its title and text apart) and the first
-    stage's score."""
-
     doc_id: str
-    doc: Document
-    score: float
-
-    @property
-    def text(self) -> str:
-        """What a pairwise ranker reads: the title, then the body (Document.text_for_model)."""
-        return self.doc.text_for_model
+    doc: Document  # the whole document: a listwise prompt shows its title and text apart
+    score: float  # the first stage's
 
 
 @dataclass(frozen=True)
@@ -32,11 +23,6 @@ class Candidates:
     query_id: str
     query: str
     candidates: tuple[Candidate, ...]
-
-    @property
-    def first_stage(self) -> dict[str, float]:
-        """The first stage's scores, a Run's row."""
-        return {c.doc_id: c.score for c in self.candidates}
 
 
 def candidates_from_run(run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
@@ -53,17 +39,11 @@ def candidates_from_run(run: Run, corpus: Mapping[str, Document], queries: Mappi
             for q, docs in top.items()]
 
 
-def pair_texts(candidates: Sequence[Candidates]) -> tuple[list[str], list[str]]:
-    """The query text and the document text of every (query, candidate) pair, query by query in rank order: the
-    order pairwise scores are computed in (all queries at once, so batches are length-sorted across them)."""
-    pairs = [(c.query, x.text) for c in candidates for x in c.candidates]
-    return [q for q, _ in pairs], [d for _, d in pairs]
-
-
-def scored_run(candidates: Sequence[Candidates], scores: Iterable[float]) -> Run:
-    """pair_texts undone: one score per pair, in its order, into a Run that holds every query (even one without
-    candidates), each score a float."""
-    scores = iter(scores)
+def score_pairs(score: Callable[[list[str], list[str]], Iterable[float]], candidates: Sequence[Candidates]) -> Run:
+    """Every (query, candidate) pair of all `candidates` scored in one call of `score(query texts, document texts)`
+    (so a ranker sorts batches by length across queries), the scores as a Run of every query, even one without."""
+    pairs = [(c.query, x.doc.text_for_model) for c in candidates for x in c.candidates]
+    scores = iter(score([q for q, _ in pairs], [d for _, d in pairs]))
     return {c.query_id: {x.doc_id: float(next(scores)) for x in c.candidates} for c in candidates}
 
 

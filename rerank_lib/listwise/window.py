@@ -31,8 +31,7 @@ def window_spans(num_candidates: int, window: int, stride: int, rank_start: int 
 
 def sliding_window(items: Sequence[T], rank_window: Callable[[list[T], int], Sequence[int]], window: int,
                    stride: int, rank_start: int = 0, rank_end: int | None = None) -> list[T]:
-    """Reorder `items` with `rank_window(window_items, start) -> 0-based order of that window` (`start`: the
-    window's first position) over the sliding window.
+    """Reorder `items` with `rank_window(window_items, its start) -> 0-based order of that window`, window by window.
 
     rank_window must return a full permutation of range(len(window_items)) (parse_permutation repairs answers).
     """

@@ -36,7 +36,7 @@ import torch
 from ..progress import tqdm
 
 from ..collate import pad_collate
-from ..data.candidates import candidates_from_run, pair_texts, scored_run
+from ..data.candidates import candidates_from_run, score_pairs
 from ..data.types import Document, Run
 from ..models import autocast_context, check_folder, compute_dtype, fresh_keys, load_model, load_tokenizer, pick_device
 
@@ -331,9 +331,8 @@ class T5Ranker:
     def rerank(self, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100) -> Run:
         """Score each query's top-`depth` candidates of `run`; the score is the margin true - false (same order as
         softmax[true], without float saturation). All pairs of all queries are length-sorted together."""
-        candidates = candidates_from_run(run, corpus, queries, depth)
-        logits = self.pair_logits(*pair_texts(candidates), desc=f"rerank {self.name}")
-        return scored_run(candidates, [t - f for f, t in logits.tolist()])
+        return score_pairs(lambda q, d: [t - f for f, t in self.pair_logits(q, d, desc=f"rerank {self.name}").tolist()],
+                           candidates_from_run(run, corpus, queries, depth))
 
 
 def _softmax_true(logits: np.ndarray) -> np.ndarray:

@@ -6,19 +6,16 @@
 (batch_size, show_progress); the positional part is exactly this. Implemented by CrossEncoder, T5Ranker,
 DecoderReranker, HeadOnlyRanker and ListwiseReranker.
 
-Inside, every `rerank` reads its input through one function, data.candidates.candidates_from_run, which turns
-(run, corpus, queries, depth) into `Candidates` (rank_llm's Request: a query, its candidates best first, their
-texts and first-stage scores; a KeyError naming what has no text before any model runs), and ranks those. Candidates
-already built (an EvalSet's, or candidates_from_run's) go in through the typed entry points:
-`rerank_candidates(ranker, candidates)` for the pairwise rankers (CrossEncoder, DecoderReranker, HeadOnlyRanker:
-`ranker.rerank(run, corpus, queries, depth)` is `rerank_candidates(ranker, candidates_from_run(run, corpus,
-queries, depth))`), and `ListwiseReranker.rerank_query(candidates, depth)` for one query's sliding window.
+Every `rerank` reads (run, corpus, queries, depth) through data.candidates.candidates_from_run into `Candidates`
+(rank_llm's Request) and ranks those. Candidates already built (an EvalSet's) go in through the typed entry points:
+`rerank_candidates(ranker, candidates)` for the pairwise rankers (`rerank` is it on candidates_from_run's), and
+`ListwiseReranker.rerank_query(candidates, depth)` for one query's sliding window.
 """
 from __future__ import annotations
 
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-from ..data.candidates import Candidates, candidates_from_run, pair_texts, scored_run
+from ..data.candidates import Candidates, candidates_from_run, score_pairs
 from ..data.types import Document, Run
 
 RERANK_PARAMETERS = ("run", "corpus", "queries", "depth")  # the positional parameters of `rerank`, in order
@@ -32,13 +29,12 @@ class Ranker(Protocol):
 
 def rerank_candidates(ranker, candidates: Sequence[Candidates], batch_size: int = 64,
                       show_progress: bool = False) -> Run:
-    """A ranker with a pairwise `score(queries, docs, batch_size, show_progress)` on `candidates`: all pairs of all
-    queries scored in one call (length-sorted batches across queries), assembled into a Run."""
-    scores = ranker.score(*pair_texts(candidates), batch_size=batch_size, show_progress=show_progress)
-    return scored_run(candidates, scores.tolist())
+    """A ranker with a pairwise `score(queries, docs, batch_size, show_progress)` on `candidates` (score_pairs)."""
+    return score_pairs(lambda q, d: ranker.score(q, d, batch_size=batch_size, show_progress=show_progress).tolist(),
+                       candidates)
 
 
 def rerank_with(ranker, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int = 100,
                 batch_size: int = 64, show_progress: bool = False) -> Run:
-    """`rerank` for a ranker with a pairwise `score`: rerank_candidates on candidates_from_run."""
+    """`rerank` for a ranker with a pairwise `score`."""
     return rerank_candidates(ranker, candidates_from_run(run, corpus, queries, depth), batch_size, show_progress)
