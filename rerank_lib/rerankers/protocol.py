@@ -8,7 +8,8 @@ DecoderReranker, HeadOnlyRanker and ListwiseReranker.
 
 Every `rerank` reads (run, corpus, queries, depth) through data.candidates.candidates_from_run into `Candidates`
 (rank_llm's Request) and ranks those. Candidates already built (an EvalSet's) go in through the typed entry points:
-`rerank_candidates(ranker, candidates)` for the pairwise rankers (`rerank` is it on candidates_from_run's), and
+`rerank_candidates(ranker, candidates)` for the pairwise rankers (their `rerank(run, corpus, queries, depth)` is
+`rerank_candidates(ranker, candidates_from_run(run, corpus, queries, depth))`), and
 `ListwiseReranker.rerank_query(candidates, depth)` for one query's sliding window.
 """
 from __future__ import annotations
