@@ -23,6 +23,7 @@ copy) pins it through `$RERANK_DOWNLOAD_MANIFEST`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -179,11 +180,7 @@ def iter_rank_zephyr(path: str | os.PathLike) -> Iterator[ListwiseExample]:
 def read_rank_zephyr(path: str | os.PathLike, limit: int | None = None) -> list[ListwiseExample]:
     """The first `limit` (None: all) examples of a RankZephyr training file; a malformed record raises
     DataFormatError naming the file, the line and the field."""
-    examples = []
-    for example in iter_rank_zephyr(path):
-        if limit is not None and len(examples) >= limit:
-            break
-        examples.append(example)
+    examples = list(itertools.islice(iter_rank_zephyr(path), limit))
     if not examples:
         raise DataFormatError(path, None, None, "no records")
     return examples
