@@ -27,12 +27,6 @@ import numpy as np
 from .errors import DataFormatError
 from .jsonl import iter_jsonl, require, write_jsonl
 
-__all__ = [
-    "TrainGroup", "read_rag_retrieval", "read_flagembedding", "read_hopweaver", "read_pairs",
-    "write_pairs_jsonl", "sample_group", "label_stats", "per_group", "with_labels", "files_table", "example_files",
-    "FORMATS",
-]
-
 FORMATS = ("rag-retrieval", "flagembedding", "hopweaver")
 
 
