@@ -143,9 +143,3 @@ class ScoreCache:
             discard(self.path)
             write_checksum(write_json(self.path, self.values))
             self._dirty = False
-
-
-def chunked(items: Sequence, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
