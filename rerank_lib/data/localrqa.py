@@ -29,7 +29,9 @@ split flatten to the same list (checked), so both give the same ids.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,20 +108,15 @@ class LocalRQAData:
 
     def provenance(self, *splits: str) -> TrainingQueries:
         """TrainingQueries of some splits (training + checkpoint selection), for the leak guard."""
-        out = None
-        for split in splits:
-            tq = TrainingQueries.of(f"localrqa-{self.name}/{split}", self.queries(split))
-            out = tq if out is None else out | tq
-        if out is None:
+        if not splits:
             raise ValueError("provenance() needs at least one split")
-        return out
+        return functools.reduce(operator.or_, (TrainingQueries.of(f"localrqa-{self.name}/{split}", self.queries(split))
+                                               for split in splits))
 
     def without_overlap(self, split: str, *others: str) -> list[QAExample]:
         """The examples of `split` whose question text is not a question of `others` (faire's train repeats one
         test and one eval question word for word)."""
-        closed = {}
-        for other in others:
-            closed.update(self.queries(other))
+        closed = {qid: text for other in others for qid, text in self.queries(other).items()}
         keep = without_overlap(self.queries(split), closed)
         return [ex for ex in self.examples(split) if ex.qid in keep]
 
