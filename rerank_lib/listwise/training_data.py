@@ -32,8 +32,6 @@ from .prompts import (
     template_for,
 )
 
-ROLES = ("system", "human", "gpt")
-
 
 def conversation(conv_id: str, query: str, docs: Sequence[Document], order: Sequence[int], alpha: bool,
                  max_words: int, **meta) -> dict:
