@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-try:  # rank_llm runs every passage and every rendered prompt through ftfy.fix_text
-    from ftfy import fix_text as _ftfy_fix_text
-except ImportError:  # pragma: no cover - ftfy is a declared dependency; without it text passes unchanged
-    _ftfy_fix_text = None
+from ftfy import fix_text  # mojibake, curly quotes, width: rank_llm runs every passage and prompt through it
 
 SYSTEM_MESSAGE = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query"
 ALPHA_START = ord("A") - 1  # rank_llm's ALPH_START_IDX: identifier i (1-based) is chr(ALPHA_START + i)
@@ -119,11 +116,6 @@ def load_template_yaml(path: str | os.PathLike, alpha: bool | None = None) -> Li
         output_extraction_regex=extraction,
         alpha=("A-Z" in extraction) if alpha is None else alpha,
     )
-
-
-def fix_text(text: str) -> str:
-    """ftfy.fix_text (mojibake, curly quotes, width) as rank_llm applies it; identity when ftfy is missing."""
-    return _ftfy_fix_text(text) if _ftfy_fix_text is not None else text
 
 
 def replace_number(text: str) -> str:

@@ -12,6 +12,7 @@ passages in a seeded random order, RankVicuna's augmentation).
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -85,23 +86,18 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
     """ShareGPT rows from JSONL (or a JSON list, as rank_llm's trainer loads), validated: each has a
     'conversations' list of at least 3 turns with text 'value's (system, user, assistant)."""
     path = Path(path)
-    if path.suffix == ".json":
-        import json
-
+    if path.suffix == ".json":  # entries are named by their 1-based position: [3].conversations
         try:
-            items = list(enumerate(json.loads(path.read_text(encoding="utf-8")), start=1))
+            entries = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
-        where = "entry"
+        items = [(None, f"[{i}].", row) for i, row in enumerate(entries, start=1)]
     else:
-        items = list(iter_jsonl(path, allow_empty=False))
-        where = None
+        items = [(lineno, "", row) for lineno, row in iter_jsonl(path, allow_empty=False)]
     rows = []
-    for line, row in items:
-        lineno = None if where else line
-        prefix = f"[{line}]." if where else ""
+    for lineno, prefix, row in items:
         if not isinstance(row, dict):
-            raise DataFormatError(path, lineno, f"{prefix}".rstrip(".") or None, "expected an object")
+            raise DataFormatError(path, lineno, prefix.rstrip(".") or None, "expected an object")
         turns = row.get("conversations")
         if not isinstance(turns, list):
             raise DataFormatError(path, lineno, f"{prefix}conversations", "missing or not a list")
