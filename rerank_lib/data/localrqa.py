@@ -227,9 +227,7 @@ def read_questions(path: str | os.PathLike, split: str,
             if not isinstance(q, str):
                 raise DataFormatError(path, line, f"questions[{i}]" if "questions" in obj else "question",
                                       f"expected a string, got {type(q).__name__}")
-        answer = None
-        if "gold_answer" in obj:
-            answer = require(obj, "gold_answer", str, path, line)
+        answer = require(obj, "gold_answer", str, path, line) if "gold_answer" in obj else None
         for chunk in (*gold, *hard):
             chunks.setdefault(chunk.doc_id, chunk)
         gold_ids = tuple(dict.fromkeys(c.doc_id for c in gold))
