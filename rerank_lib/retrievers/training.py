@@ -126,8 +126,7 @@ class ScoreCache:
         h = hashlib.sha256()
         for t in texts:
             for piece in ([t] if isinstance(t, str) else list(t)):
-                h.update(piece.encode("utf-8"))
-                h.update(b"\x00")
+                h.update(f"{piece}\x00".encode("utf-8"))
             h.update(b"\x01")
         return h.hexdigest()
 
