@@ -12,7 +12,6 @@ passages in a seeded random order, RankVicuna's augmentation).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Mapping, Sequence
 
 from ..data.errors import DataFormatError
 from ..data.jsonl import iter_jsonl
+from ..data.lines import read_json
 from ..data.trec import ranked
 from ..data.types import Document, Run
 from .objectives import IGNORE_INDEX
@@ -87,11 +87,7 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
     'conversations' list of at least 3 turns with text 'value's (system, user, assistant)."""
     path = Path(path)
     if path.suffix == ".json":  # entries are named by their 1-based position: [3].conversations
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
-        items = [(None, f"[{i}].", row) for i, row in enumerate(entries, start=1)]
+        items = [(None, f"[{i}].", row) for i, row in enumerate(read_json(path), start=1)]
     else:
         items = [(lineno, "", row) for lineno, row in iter_jsonl(path, allow_empty=False)]
     rows = []
