@@ -79,10 +79,9 @@ def manifest() -> dict[str, str]:
     return table
 
 
-def expected_hashes(spec: RemoteFile, table: dict[str, str] | None = None) -> tuple[str | None, str | None]:
-    """(sha256, md5) a download of `spec` must have: the manifest's sha256 alone when it lists the file (a
-    modified copy cannot match the published md5), else the published ones."""
-    table = manifest() if table is None else table
+def expected_hashes(spec: RemoteFile, table: dict[str, str]) -> tuple[str | None, str | None]:
+    """(sha256, md5) a download of `spec` must have: the sha256 of the manifest `table` alone when it lists the file
+    (a modified copy cannot match the published md5), else the published ones."""
     if spec.key in table:
         return table[spec.key], None
     return spec.sha256, spec.md5
