@@ -39,7 +39,6 @@ from ..atomic import (
 from ..paths import shown
 
 
-
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset: where it lands (relative to the data root), where it comes from, its sha256.
@@ -80,10 +79,9 @@ def manifest() -> dict[str, str]:
     return table
 
 
-def expected_hashes(spec: RemoteFile, table: dict[str, str] | None = None) -> tuple[str | None, str | None]:
-    """(sha256, md5) a download of `spec` must have: the manifest's sha256 alone when it lists the file (a
-    modified copy cannot match the published md5), else the published ones."""
-    table = manifest() if table is None else table
+def expected_hashes(spec: RemoteFile, table: dict[str, str]) -> tuple[str | None, str | None]:
+    """(sha256, md5) a download of `spec` must have: the sha256 of the manifest `table` alone when it lists the file
+    (a modified copy cannot match the published md5), else the published ones."""
     if spec.key in table:
         return table[spec.key], None
     return spec.sha256, spec.md5
@@ -99,41 +97,42 @@ def mirrored(url: str) -> str:
     return mirror.rstrip("/") + "/" + parts.netloc + parts.path
 
 
+def _copy_hashing(src, dst) -> tuple[str, str]:
+    """Stream `src` into `dst` 1 MiB at a time (large archives never sit in memory); returns its (sha256, md5)."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5()
+    for chunk in iter(lambda: src.read(1 << 20), b""):
+        dst.write(chunk)
+        sha256.update(chunk)
+        md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
 def _fetch_to(url: str, target: Path, timeout: float) -> tuple[str, str]:
     """Stream `url` into the file `target` (a temporary name) and return its (sha256, md5); a connection that
     ends before the announced length, a refused connection or an HTTP error is a DownloadError."""
     request = urllib.request.Request(mirrored(url), headers={"User-Agent": "rerank-repro"})
-    digest, md5, received = hashlib.sha256(), hashlib.md5(), 0
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(target, "wb") as handle:
             expected = response.headers.get("Content-Length")
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                handle.write(chunk)
-                digest.update(chunk)
-                md5.update(chunk)
-                received += len(chunk)
+            digests = _copy_hashing(response, handle)
+        received = target.stat().st_size
         if expected is not None and received != int(expected):
             raise DownloadError(f"{url}: the connection ended after {received} of {expected} bytes; not saved")
     except http.client.IncompleteRead as err:
-        raise DownloadError(f"{url}: the connection ended after {received + len(err.partial)} bytes "
+        raise DownloadError(f"{url}: the connection ended after {target.stat().st_size + len(err.partial)} bytes "
                             f"({err}); not saved") from err
     except OSError as err:  # URLError, HTTPError, timeouts, connection refused or reset
         raise DownloadError(f"could not download {url}: {err}") from err
-    return digest.hexdigest(), md5.hexdigest()
+    return digests
 
 
 def _member(archive_path: Path, spec: RemoteFile, target: Path) -> tuple[str, str]:
     """Extract `spec.member` of a downloaded zip into `target`; returns its (sha256, md5)."""
-    digest, md5 = hashlib.sha256(), hashlib.md5()
     try:
         with zipfile.ZipFile(archive_path) as archive, archive.open(spec.member) as src, open(target, "wb") as dst:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                dst.write(chunk)
-                digest.update(chunk)
-                md5.update(chunk)
+            return _copy_hashing(src, dst)
     except (zipfile.BadZipFile, KeyError) as err:
         raise DownloadError(f"{spec.url}: cannot read member {spec.member!r} ({err})") from err
-    return digest.hexdigest(), md5.hexdigest()
 
 
 def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeout: float = 60.0) -> list[Path]:
@@ -143,7 +142,8 @@ def download_files(files: list[RemoteFile], dest_root: str | os.PathLike, timeou
     dest_root = Path(dest_root)
     table = manifest()
     written = []
-    with tempfile.TemporaryDirectory(prefix="download-", dir=_scratch(dest_root)) as scratch:
+    dest_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="download-", dir=dest_root) as scratch:
         fetched: dict[str, tuple[Path, tuple[str, str]]] = {}
         for spec in files:
             target = dest_root / spec.path
@@ -223,11 +223,9 @@ def cached_unpinned_ok(target: Path, spec: RemoteFile, md5: str | None) -> bool:
         return True
     if not checksum_path(target).exists():
         if md5 is not None:
-            digest = hashlib.md5()
             with open(target, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            problem = None if digest.hexdigest() == md5 else f"md5 {digest.hexdigest()} != expected {md5}"
+                got = hashlib.file_digest(handle, "md5").hexdigest()
+            problem = None if got == md5 else f"md5 {got} != expected {md5}"
         else:
             problem = format_problem(target, spec.path)
         if problem is None:
@@ -237,8 +235,3 @@ def cached_unpinned_ok(target: Path, spec: RemoteFile, md5: str | None) -> bool:
                   stacklevel=3)
     discard(target)
     return False
-
-
-def _scratch(dest_root: Path) -> Path:
-    dest_root.mkdir(parents=True, exist_ok=True)
-    return dest_root

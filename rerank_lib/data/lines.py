@@ -6,6 +6,7 @@ a byte offset; here it is a DataFormatError naming the file and the line, like e
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import IO, Iterator
@@ -49,3 +50,11 @@ def read_text(path: str | os.PathLike) -> str:
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         raise DataFormatError(path, lineno, None, f"not valid UTF-8 (byte 0x{data[err.start]:02x} at column "
                                                   f"{column}); re-save the file as UTF-8") from None
+
+
+def read_json(path: str | os.PathLike):
+    """The file as one JSON document (a list of records, as rank_llm ships them); bad JSON names file and line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None

@@ -29,7 +29,9 @@ split flatten to the same list (checked), so both give the same ids.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,20 +108,15 @@ class LocalRQAData:
 
     def provenance(self, *splits: str) -> TrainingQueries:
         """TrainingQueries of some splits (training + checkpoint selection), for the leak guard."""
-        out = None
-        for split in splits:
-            tq = TrainingQueries.of(f"localrqa-{self.name}/{split}", self.queries(split))
-            out = tq if out is None else out | tq
-        if out is None:
+        if not splits:
             raise ValueError("provenance() needs at least one split")
-        return out
+        return functools.reduce(operator.or_, (TrainingQueries.of(f"localrqa-{self.name}/{split}", self.queries(split))
+                                               for split in splits))
 
     def without_overlap(self, split: str, *others: str) -> list[QAExample]:
         """The examples of `split` whose question text is not a question of `others` (faire's train repeats one
         test and one eval question word for word)."""
-        closed = {}
-        for other in others:
-            closed.update(self.queries(other))
+        closed = {qid: text for other in others for qid, text in self.queries(other).items()}
         keep = without_overlap(self.queries(split), closed)
         return [ex for ex in self.examples(split) if ex.qid in keep]
 
@@ -230,9 +227,7 @@ def read_questions(path: str | os.PathLike, split: str,
             if not isinstance(q, str):
                 raise DataFormatError(path, line, f"questions[{i}]" if "questions" in obj else "question",
                                       f"expected a string, got {type(q).__name__}")
-        answer = None
-        if "gold_answer" in obj:
-            answer = require(obj, "gold_answer", str, path, line)
+        answer = require(obj, "gold_answer", str, path, line) if "gold_answer" in obj else None
         for chunk in (*gold, *hard):
             chunks.setdefault(chunk.doc_id, chunk)
         gold_ids = tuple(dict.fromkeys(c.doc_id for c in gold))

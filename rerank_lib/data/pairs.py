@@ -27,12 +27,6 @@ import numpy as np
 from .errors import DataFormatError
 from .jsonl import iter_jsonl, require, write_jsonl
 
-__all__ = [
-    "TrainGroup", "read_rag_retrieval", "read_flagembedding", "read_hopweaver", "read_pairs",
-    "write_pairs_jsonl", "sample_group", "label_stats", "per_group", "with_labels", "files_table", "example_files",
-    "FORMATS",
-]
-
 FORMATS = ("rag-retrieval", "flagembedding", "hopweaver")
 
 
@@ -298,27 +292,20 @@ def sample_group(group: TrainGroup, group_size: int, seed: int, epoch: int = 0, 
     return [first] + [pool[int(i)] for i in chosen]
 
 
-def label_stats(groups: Sequence[TrainGroup]) -> dict:
-    """Counts for a notebook line: queries, pairs, positives, label histogram (0-0.2, ..., 0.8-1)."""
-    labels = np.array([lab for g in groups for lab in g.labels], dtype=float)
-    hist, _ = np.histogram(labels, bins=[0, 0.2, 0.4, 0.6, 0.8, 1.0 + 1e-9]) if len(labels) else (np.zeros(5), None)
-    return {
-        "queries": len(groups), "pairs": int(len(labels)), "positives": int(sum(g.n_pos for g in groups)),
-        "with_teacher": int(sum(g.teacher_scores is not None for g in groups)),
-        "label_hist": {f"{lo:.1f}-{lo + 0.2:.1f}": int(c) for lo, c in zip(np.arange(0, 1, 0.2), hist)},
-    }
-
-
 def files_table(named_groups: Mapping[str, Sequence[TrainGroup]]):
-    """One row per training file (name -> its groups): queries, pairs, positives, teacher scores, label histogram."""
+    """One row per training file (name -> its groups): queries, pairs, positives, teacher scores, prompts, label
+    histogram (0-0.2, ..., 0.8-1)."""
     import pandas as pd
 
     rows = []
     for name, groups in named_groups.items():
-        stats = label_stats(groups)
-        rows.append({"file": name, **{k: stats[k] for k in ("queries", "pairs", "positives")},
-                     "with teacher scores": stats["with_teacher"], "with prompt": sum(g.prompt is not None for g in groups),
-                     **{f"labels {k}": v for k, v in stats["label_hist"].items()}})
+        labels = np.array([lab for g in groups for lab in g.labels], dtype=float)
+        hist, _ = np.histogram(labels, bins=[0, 0.2, 0.4, 0.6, 0.8, 1.0 + 1e-9]) if len(labels) else (np.zeros(5), None)
+        rows.append({"file": name, "queries": len(groups), "pairs": int(len(labels)),
+                     "positives": int(sum(g.n_pos for g in groups)),
+                     "with teacher scores": int(sum(g.teacher_scores is not None for g in groups)),
+                     "with prompt": sum(g.prompt is not None for g in groups),
+                     **{f"labels {lo:.1f}-{lo + 0.2:.1f}": int(c) for lo, c in zip(np.arange(0, 1, 0.2), hist)}})
     return pd.DataFrame(rows).set_index("file").fillna("")
 
 

@@ -23,7 +23,7 @@ copy) pins it through `$RERANK_DOWNLOAD_MANIFEST`.
 """
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ from typing import Iterator
 from .download import RemoteFile, download_files
 from .errors import DataFormatError
 from .jsonl import iter_jsonl
-from .lines import read_text
+from .lines import read_json
 
 #: castorini's numeric-identifier file (the `_alpha` dataset is its letter conversion; its file name is not
 #: published in any source we could read). Unpinned: see the module docstring.
@@ -163,10 +163,7 @@ def iter_rank_zephyr(path: str | os.PathLike) -> Iterator[ListwiseExample]:
     """Every record of a RankZephyr training file (.jsonl, .jsonl.gz or a .json list), validated."""
     path = Path(path)
     if path.suffix == ".json":
-        try:
-            items = json.loads(read_text(path))
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
+        items = read_json(path)
         if not isinstance(items, list):
             raise DataFormatError(path, None, None, "expected a JSON list of records")
         for i, obj in enumerate(items):
@@ -179,11 +176,7 @@ def iter_rank_zephyr(path: str | os.PathLike) -> Iterator[ListwiseExample]:
 def read_rank_zephyr(path: str | os.PathLike, limit: int | None = None) -> list[ListwiseExample]:
     """The first `limit` (None: all) examples of a RankZephyr training file; a malformed record raises
     DataFormatError naming the file, the line and the field."""
-    examples = []
-    for example in iter_rank_zephyr(path):
-        if limit is not None and len(examples) >= limit:
-            break
-        examples.append(example)
+    examples = list(itertools.islice(iter_rank_zephyr(path), limit))
     if not examples:
         raise DataFormatError(path, None, None, "no records")
     return examples

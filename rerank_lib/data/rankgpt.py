@@ -4,20 +4,16 @@ This is how rank_llm ships BM25 top-100 lists with passage text (TREC DL) and it
 """
 from __future__ import annotations
 
-import json
 import os
 
 from .errors import DataFormatError
-from .lines import read_text
+from .lines import read_json
 from .types import Document, Run
 
 
 def read_rankgpt(path: str | os.PathLike) -> tuple[dict[str, str], Run, dict[str, Document]]:
     """Return (queries, run, passages) from a RankGPT candidate file; entries are numbered from 1."""
-    try:
-        entries = json.loads(read_text(path))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise DataFormatError(path, None, None, "expected a JSON list of {query, hits} entries")
     queries: dict[str, str] = {}

@@ -38,10 +38,6 @@ class DatasetSpec:
     family: str = "beir"  # selects default measures: 'beir', 'trec-dl' or 'candidates' (given candidates per query)
 
 
-def _load_beir(folder: Path, split: str, name: str) -> Dataset:
-    return load_beir(folder, split, name=name)
-
-
 def _load_trec_dl(folder: Path, split: str, name: str) -> Dataset:
     """TREC DL passage: topics + graded qrels + the BM25 top-100 with text (the only passages we have)."""
     topics = read_topics(folder / "topics.tsv")
@@ -74,7 +70,7 @@ def _dl_remote(year: str, tag: str) -> tuple[RemoteFile, ...]:
 DATASETS: dict[str, DatasetSpec] = {
     "scifact": DatasetSpec(
         name="scifact", folder="beir/scifact", splits=("train", "test"),
-        required=("corpus.jsonl|corpus.jsonl.gz", "queries.jsonl", "qrels/test.tsv"), loader=_load_beir,
+        required=("corpus.jsonl|corpus.jsonl.gz", "queries.jsonl", "qrels/test.tsv"), loader=load_beir,
         remote=(
             RemoteFile("beir/scifact/corpus.jsonl", f"{_BEIR}/scifact.zip", "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6", "scifact/corpus.jsonl"),
             RemoteFile("beir/scifact/queries.jsonl", f"{_BEIR}/scifact.zip", "8ff84a7c903f722981cd8d595c022660140c51867b27608a6d4910db86080313", "scifact/queries.jsonl"),

@@ -11,8 +11,6 @@ from .errors import DataFormatError, check_id
 from .lines import iter_lines
 from .types import Document
 
-__all__ = ["read_tsv_corpus", "read_tsv_queries"]
-
 _HEADER_IDS = {"id", "_id", "docid", "doc_id", "pid", "qid", "query_id", "query-id", "corpus-id"}
 
 

@@ -6,7 +6,7 @@ be handed to the evaluation library without conversion and written as TREC files
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict
 
 Run = Dict[str, Dict[str, float]]  # qid -> docid -> score (higher is better)
@@ -48,14 +48,9 @@ class Dataset:
     def subset(self, query_ids) -> "Dataset":
         """The same corpus restricted to some queries (for smoke profiles and folds)."""
         keep = [q for q in query_ids if q in self.queries]
-        return Dataset(
-            name=self.name,
-            split=self.split,
-            corpus=self.corpus,
-            queries={q: self.queries[q] for q in keep},
-            qrels={q: self.qrels[q] for q in keep if q in self.qrels},
-            runs={n: {q: r[q] for q in keep if q in r} for n, r in self.runs.items()},
-        )
+        return replace(self, queries={q: self.queries[q] for q in keep},
+                       qrels={q: self.qrels[q] for q in keep if q in self.qrels},
+                       runs={n: {q: r[q] for q in keep if q in r} for n, r in self.runs.items()})
 
     def summary(self) -> dict:
         n_judg = sum(len(v) for v in self.qrels.values())

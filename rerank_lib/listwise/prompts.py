@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-try:  # rank_llm runs every passage and every rendered prompt through ftfy.fix_text
-    from ftfy import fix_text as _ftfy_fix_text
-except ImportError:  # pragma: no cover - ftfy is a declared dependency; without it text passes unchanged
-    _ftfy_fix_text = None
+from ftfy import fix_text  # mojibake, curly quotes, width: rank_llm runs every passage and prompt through it
 
 SYSTEM_MESSAGE = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query"
 ALPHA_START = ord("A") - 1  # rank_llm's ALPH_START_IDX: identifier i (1-based) is chr(ALPHA_START + i)
@@ -58,29 +55,25 @@ _SUFFIX = (
     "any word or explain."
 )
 
-RANK_ZEPHYR = ListwiseTemplate(
-    name="rank_zephyr",
-    system_message=SYSTEM_MESSAGE,
-    prefix="I will provide you with {num} passages, each indicated by a numerical identifier []. Rank the passages "
-           "based on their relevance to the search query: {query}.\n",
-    body="[{rank}] {candidate}\n",
-    suffix=_SUFFIX % "[2] > [1]",
-    output_validation_regex=r"^\[\d+\]( > \[\d+\])*$",
-    output_extraction_regex=r"\[(\d+)\]",
-    alpha=False,
-)
 
-RANK_ZEPHYR_ALPHA = ListwiseTemplate(
-    name="rank_zephyr_alpha",
-    system_message=SYSTEM_MESSAGE,
-    prefix="I will provide you with {num} passages, each indicated by an alphabetical identifier []. Rank the "
-           "passages based on their relevance to the search query: {query}.\n",
-    body="[{rank}] {candidate}\n",
-    suffix=_SUFFIX % "[B] > [A]",
-    output_validation_regex=r"^\[[A-Z]\]( > \[[A-Z]\])*$",
-    output_extraction_regex=r"\[([A-Z])\]",
-    alpha=True,
-)
+def _rank_zephyr(alpha: bool) -> ListwiseTemplate:
+    """RankZephyr's template (rank_zephyr_template.yaml), or its letter twin (rank_zephyr_alpha_template.yaml)."""
+    kind, example, ident = ("an alphabetical", "[B] > [A]", "[A-Z]") if alpha else ("a numerical", "[2] > [1]", r"\d+")
+    return ListwiseTemplate(
+        name="rank_zephyr_alpha" if alpha else "rank_zephyr",
+        system_message=SYSTEM_MESSAGE,
+        prefix=f"I will provide you with {{num}} passages, each indicated by {kind} identifier []. Rank the passages "
+               "based on their relevance to the search query: {query}.\n",
+        body="[{rank}] {candidate}\n",
+        suffix=_SUFFIX % example,
+        output_validation_regex=rf"^\[{ident}\]( > \[{ident}\])*$",
+        output_extraction_regex=rf"\[({ident})\]",
+        alpha=alpha,
+    )
+
+
+RANK_ZEPHYR, RANK_ZEPHYR_ALPHA = _rank_zephyr(False), _rank_zephyr(True)
+
 
 def template_for(alpha: bool) -> ListwiseTemplate:
     """RankZephyr's template with numeric identifiers, or its alphabetical twin (FirstMistral's)."""
@@ -123,11 +116,6 @@ def load_template_yaml(path: str | os.PathLike, alpha: bool | None = None) -> Li
         output_extraction_regex=extraction,
         alpha=("A-Z" in extraction) if alpha is None else alpha,
     )
-
-
-def fix_text(text: str) -> str:
-    """ftfy.fix_text (mojibake, curly quotes, width) as rank_llm applies it; identity when ftfy is missing."""
-    return _ftfy_fix_text(text) if _ftfy_fix_text is not None else text
 
 
 def replace_number(text: str) -> str:

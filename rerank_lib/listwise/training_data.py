@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 from ..data.errors import DataFormatError
 from ..data.jsonl import iter_jsonl
+from ..data.lines import read_json
 from ..data.trec import ranked
 from ..data.types import Document, Run
 from .objectives import IGNORE_INDEX
@@ -31,8 +32,6 @@ from .prompts import (
     render_prompt,
     template_for,
 )
-
-ROLES = ("system", "human", "gpt")
 
 
 def conversation(conv_id: str, query: str, docs: Sequence[Document], order: Sequence[int], alpha: bool,
@@ -87,23 +86,14 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
     """ShareGPT rows from JSONL (or a JSON list, as rank_llm's trainer loads), validated: each has a
     'conversations' list of at least 3 turns with text 'value's (system, user, assistant)."""
     path = Path(path)
-    if path.suffix == ".json":
-        import json
-
-        try:
-            items = list(enumerate(json.loads(path.read_text(encoding="utf-8")), start=1))
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
-        where = "entry"
+    if path.suffix == ".json":  # entries are named by their 1-based position: [3].conversations
+        items = [(None, f"[{i}].", row) for i, row in enumerate(read_json(path), start=1)]
     else:
-        items = list(iter_jsonl(path, allow_empty=False))
-        where = None
+        items = [(lineno, "", row) for lineno, row in iter_jsonl(path, allow_empty=False)]
     rows = []
-    for line, row in items:
-        lineno = None if where else line
-        prefix = f"[{line}]." if where else ""
+    for lineno, prefix, row in items:
         if not isinstance(row, dict):
-            raise DataFormatError(path, lineno, f"{prefix}".rstrip(".") or None, "expected an object")
+            raise DataFormatError(path, lineno, prefix.rstrip(".") or None, "expected an object")
         turns = row.get("conversations")
         if not isinstance(turns, list):
             raise DataFormatError(path, lineno, f"{prefix}conversations", "missing or not a list")

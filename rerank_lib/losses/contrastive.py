@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ctl_loss"]
-
 
 def ctl_loss(query_emb: torch.Tensor, key_emb: torch.Tensor, labels: torch.Tensor, temperature: float,
              mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kd_term", "kl_divergence", "center", "distillation_loss"]
-
 
 def kd_term(logits: torch.Tensor, teacher_scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """FlagEmbedding's knowledge-distillation term, per group, averaged over groups; logits, teacher [B, G].

@@ -19,9 +19,6 @@ import torch.nn.functional as F
 from .distillation import kd_term
 from .pairwise import ranknet_loss
 
-__all__ = ["group_ce", "listwise_ce", "generation_loss", "self_sorted_targets", "listnet_loss", "lambdarank_loss",
-           "ranking_loss", "RANKING_LOSSES"]
-
 RANKING_LOSSES = ("ranknet", "listnet", "lambdarank")
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ranknet", "ranknet_loss"]
-
 
 def ranknet(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """RankNet within each group, weighted by the label difference; logits, labels: [B, G].

@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["point_ce", "point_mse"]
-
 
 def point_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy with logits, soft labels allowed (RAG-Retrieval `point_ce`).

@@ -93,7 +93,10 @@ class EncoderSettings:
     document_prompt: str
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, missing: dict | None = None) -> dict:
+    """The JSON file at `path` (`missing` when given and the file does not exist); unreadable is an error."""
+    if missing is not None and not path.exists():
+        return missing
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -104,13 +107,10 @@ def _st_max_length(folder: Path, module_path: str = "") -> int | None:
     """sentence-transformers' max length: sentence_bert_config.json's max_seq_length, else the tokenizer's
     model_max_length, capped at the model's max_position_embeddings (as its Transformer module does)."""
     base = folder / module_path
-    length = None
-    if (base / "sentence_bert_config.json").exists():
-        length = _read_json(base / "sentence_bert_config.json").get("max_seq_length")
-    if length is None and (base / "tokenizer_config.json").exists():
-        length = _read_json(base / "tokenizer_config.json").get("model_max_length")
-    positions = _read_json(base / "config.json").get("max_position_embeddings") if (base / "config.json").exists() \
-        else None
+    length = _read_json(base / "sentence_bert_config.json", {}).get("max_seq_length")
+    if length is None:
+        length = _read_json(base / "tokenizer_config.json", {}).get("model_max_length")
+    positions = _read_json(base / "config.json", {}).get("max_position_embeddings")
     if length is None or length > 10**8:  # transformers' "no limit" sentinel
         length = positions
     elif positions:
@@ -162,15 +162,13 @@ def sentence_transformers_settings(folder: str | os.PathLike) -> EncoderSettings
     if transformer_path:
         raise IncompleteModelFolder(f"{folder / 'modules.json'}: the Transformer module in {transformer_path!r} "
                                     "(not the folder itself) is not supported here")
-    config = _read_json(folder / "config_sentence_transformers.json") \
-        if (folder / "config_sentence_transformers.json").exists() else {}
+    config = _read_json(folder / "config_sentence_transformers.json", {})
     prompts = config.get("prompts") or {}
     default = prompts.get(config.get("default_prompt_name") or "", "")
     # what encode_query / encode_document pick when no prompt is given
     query = prompts["query"] if "query" in prompts else default
     document = next((prompts[n] for n in ("document", "passage", "corpus") if n in prompts), default)
-    if (folder / "sentence_bert_config.json").exists() and \
-            _read_json(folder / "sentence_bert_config.json").get("do_lower_case"):
+    if _read_json(folder / "sentence_bert_config.json", {}).get("do_lower_case"):
         raise IncompleteModelFolder(f"{folder / 'sentence_bert_config.json'}: do_lower_case true is not supported")
     return EncoderSettings(pooling=pooling, normalize=normalize, max_length=_st_max_length(folder) or 512,
                            query_prompt=query, document_prompt=document)

@@ -204,11 +204,8 @@ def spelled(name):
     return PREFIX + str(name) if isinstance(name, StandInName) else name
 
 
-def _represent_plain(dumper, name: StandInName):
-    return dumper.represent_str(str(name))
-
-
-yaml.SafeDumper.add_representer(StandInName, _represent_plain)  # YAML files (a launched run's settings) hold the id
+# YAML files (a launched run's settings) hold the id itself
+yaml.SafeDumper.add_representer(StandInName, lambda dumper, name: dumper.represent_str(str(name)))
 
 
 def as_standins(value: Any) -> Any:

@@ -169,10 +169,7 @@ class BiEncoder:
         }
         h.update(json.dumps(settings, sort_keys=True).encode())
         for doc_id, text in zip(doc_ids, texts):
-            h.update(doc_id.encode())
-            h.update(b"\x00")
-            h.update(text.encode())
-            h.update(b"\x01")
+            h.update(f"{doc_id}\x00{text}\x01".encode())
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.model_name).strip("/").split("/")[-1])[:48]
         return cache_dir("embeddings") / f"{slug}-{h.hexdigest()[:24]}.npy"
 

@@ -48,6 +48,7 @@ from . import objectives
 from .readers import TINY, FiDReader, LMReader
 from .training import RetrievalExample, ScoreCache, encoder_forward, tokenize_documents, tokenize_queries
 
+
 @dataclass(frozen=True)
 class DCAConfig:
     n_context: int = 4  # candidates per question (LocalRQA: 50)
@@ -178,8 +179,6 @@ def dca_compute_loss(encoder, config: DCAConfig = DCAConfig()):
         return objectives.dca(config, q, p, target)
 
     return compute_loss
-
-
 
 
 def reader_agreement(examples: Sequence[DCAExample]) -> dict[str, float]:

@@ -20,8 +20,6 @@ import numpy as np
 from ..data.trec import ranked
 from ..data.types import Document, Run
 
-__all__ = ["README_LAMBDAS", "ABLATION_LAMBDAS", "MMRWeights", "mmr_select", "DiverseRetriever"]
-
 README_LAMBDAS = (0.85, 0.05, 0.1)
 ABLATION_LAMBDAS = (0.87, 0.03, 0.1)
 

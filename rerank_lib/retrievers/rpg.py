@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..data.types import Document
 from . import objectives
 from .readers import LMReader
-from .training import RetrievalExample, ScoreCache, chunked, encoder_forward, tokenize_documents, tokenize_queries
+from .training import RetrievalExample, ScoreCache, encoder_forward, tokenize_documents, tokenize_queries
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def answer_loglik(reader: LMReader, question: str, passages: Sequence[str], answ
     `passages` (LocalRQA's get_seq_prob: log-softmax over the vocabulary, gathered, averaged over the answer)."""
     inputs = [reader.build(question, [p], answer) for p in passages]
     out: list[float] = []
-    for chunk in chunked(inputs, batch_size):
+    for chunk in (inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size)):
         logits = reader.forward(chunk).logits.float()
         for row, inp in enumerate(chunk):
             start, end = inp.answer_span
@@ -151,5 +151,3 @@ class RPGObjective:
 def rpg_collate(examples: Sequence[RetrievalExample]) -> list[RetrievalExample]:
     """RPG's batch is the examples themselves: retrieval happens inside the step (LocalRQA's NoopDataCollator)."""
     return list(examples)
-
-

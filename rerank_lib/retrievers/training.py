@@ -126,8 +126,7 @@ class ScoreCache:
         h = hashlib.sha256()
         for t in texts:
             for piece in ([t] if isinstance(t, str) else list(t)):
-                h.update(piece.encode("utf-8"))
-                h.update(b"\x00")
+                h.update(f"{piece}\x00".encode("utf-8"))
             h.update(b"\x01")
         return h.hexdigest()
 
@@ -143,9 +142,3 @@ class ScoreCache:
             discard(self.path)
             write_checksum(write_json(self.path, self.values))
             self._dirty = False
-
-
-def chunked(items: Sequence, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
