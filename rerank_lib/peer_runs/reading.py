@@ -165,7 +165,7 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
     launcher_tokens = []
     while rest and rest[0].startswith("-") and rest[0] != "-m":
         launcher_tokens.append(rest.pop(0))
-        if rest and not rest[0].startswith("-") and "=" not in launcher_tokens[-1] and not _program(rest[0]):
+        if rest and not rest[0].startswith("-") and "=" not in launcher_tokens[-1] and not rest[0].endswith(".py"):
             launcher_tokens.append(rest.pop(0))
     if not rest:
         return None
@@ -173,7 +173,7 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
         program, rest = rest[1], rest[2:]
     else:
         program, rest = rest[0], rest[1:]
-    if launcher.startswith("python") and not _program(program) and "." not in program:
+    if launcher.startswith("python") and not program.endswith(".py") and "." not in program:
         return None
     text = " ".join(shlex.quote(t) for t in tokens)
     try:
@@ -182,10 +182,6 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
         raise DataFormatError(path, line, program, f"cannot read its arguments: {err}") from None
     return Command(path, line, program, text, settings, env, launcher if launcher != "python3" else "python",
                    split_flags(launcher_tokens, line))
-
-
-def _program(token: str) -> bool:
-    return token.endswith(".py")
 
 
 def fenced_blocks(text: str) -> list[tuple[int, str, str]]:

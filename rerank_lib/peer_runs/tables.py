@@ -208,12 +208,8 @@ FLAG_ENCODER = Program(
 
 _LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _FLAG_DECODER = {
-    **HF_TRAINER,
+    **HF_TRAINER, **_FLAG_DATA,
     "model_name_or_path": to("llm"),
-    "train_data": _own_file("FlagEmbedding jsonl training data"),
-    "train_group_size": to("group_size"),
-    "query_max_len": _part_of("max_length"),
-    "passage_max_len": _sum_lengths("query_max_len", "passage_max_len", "max_length"),
     "knowledge_distillation": when(bool, refuse("the lora-yes decoder trains group_ce on labels: distillation from "
                                                 "pos_scores/neg_scores is not wired for it"),
                                    ignore("distillation off, as ours")),
