@@ -10,6 +10,7 @@ keys) or an accelerate config; a JSON file is a DeepSpeed config. Every setting 
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
 import shlex
@@ -190,25 +191,17 @@ def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
     while i < len(lines):
         fence = re.match(r"^\s*```(\w*)", lines[i])
         block = re.match(r"^\s*\.\. code-block::\s*(\w*)", lines[i])
-        if fence:
-            start, i = i + 2, i + 1
-            body = []
-            while i < len(lines) and not re.match(r"^\s*```", lines[i]):
-                body.append(lines[i])
-                i += 1
-            out.append((start, fence.group(1).lower(), "\n".join(body)))
-        elif block:
+        if fence:  # up to the closing fence
+            body = list(itertools.takewhile(lambda line: not re.match(r"^\s*```", line), lines[i + 1:]))
+            out.append((i + 2, fence.group(1).lower(), "\n".join(body)))
+            i += len(body) + 1
+        elif block:  # the lines indented deeper than the directive, and blank ones; leading blank lines dropped
             indent = len(lines[i]) - len(lines[i].lstrip())
-            i += 1
-            start, body = i + 1, []
-            while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
-                body.append(lines[i])
-                i += 1
-            while body and not body[0].strip():
-                body.pop(0)
-                start += 1
-            out.append((start, block.group(1).lower(), "\n".join(body)))
-            continue
+            body = list(itertools.takewhile(lambda line: not line.strip() or len(line) - len(line.lstrip()) > indent,
+                                            lines[i + 1:]))
+            blank = len(list(itertools.takewhile(lambda line: not line.strip(), body)))
+            out.append((i + 2 + blank, block.group(1).lower(), "\n".join(body[blank:])))
+            i += len(body)
         i += 1
     return out
 
