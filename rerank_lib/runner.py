@@ -23,7 +23,7 @@ from pathlib import Path
 from .atomic import write_json
 from .paths import PROJECT_ROOT, results_dir as default_results_dir, shown, shown_in
 from .progress import ENV as PROGRESS_ENV
-from .settings import PROFILES
+from .settings import PROFILES, paths
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -299,8 +299,6 @@ def kept_environment():
 def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list[str]:
     """The dotted settings of the notebook's recipe config called `key` or ending in `.key` (`train.learning_rate`
     for `learning_rate`): what a `-p key` was probably meant to set through `overrides`."""
-    from .settings import paths
-
     call = recipe_call(path, parameters)
     if call is None:
         return []

@@ -20,6 +20,8 @@ import types
 import typing
 from typing import Any, Iterator, Mapping, Sequence
 
+from .paths import shown_in
+
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
 #: queries), with every hub id held as the name of its tiny stand-in of the same class (rerank_lib.models.standin):
@@ -75,8 +77,6 @@ class Settings:
 
     def _repr_pretty_(self, printer, cycle):
         """How a notebook shows a config: its repr, with this machine's paths shown from their root (data_root)."""
-        from .paths import shown_in
-
         printer.text(shown_in(repr(self)))
 
     def __getattribute__(self, name: str):
@@ -242,8 +242,6 @@ def snapshot(cfg) -> dict:
 def settings_table(cfg, drop: Sequence[str] = ()):
     """Every setting by its dotted path (what `overrides` takes) as a one-column table, without `drop`."""
     import pandas as pd
-
-    from .paths import shown_in
 
     table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"})
     table["value"] = [shown_in(v) if isinstance(v, str) else v for v in table["value"]]  # data_root: '<data>'

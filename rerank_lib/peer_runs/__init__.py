@@ -386,17 +386,16 @@ def translate(path: str | Path) -> FileTranslation:
 
 def yaml_translation(path: Path) -> Translation:
     settings = reading.yaml_settings(path)
-    names = {s.name for s in settings}
-    if names & {"distributed_type", "compute_environment"}:
-        rows = accelerate_rows(path)
-        return Translation(path, 1, peer_name(path), "accelerate config", None, (), "accelerate config", rows)
     given = {s.name: s.value for s in settings}
-    if "model_type" in names:
+    if given.keys() & {"distributed_type", "compute_environment"}:
+        return Translation(path, 1, peer_name(path), "accelerate config", None, (), "accelerate config",
+                           accelerate_rows(path))
+    if "model_type" in given:
         program = tables.RAG_RERANKERS.get(given["model_type"])
         if program is None:
             raise DataFormatError(path, next(s.line for s in settings if s.name == "model_type"), "model_type",
                                   f"{given['model_type']!r}: RAG-Retrieval's are bert_encoder and llm_decoder")
-    elif "train_type" in names:
+    elif "train_type" in given:
         program = tables.RAG_EMBEDDING
     else:
         raise DataFormatError(path, settings[0].line if settings else 1, None,

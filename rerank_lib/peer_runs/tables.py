@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .rules import (HF_TRAINER, IGNORED, MAPPED, OUTPUT_DIR, REFUSED, Outcome, Rule, as_list, ignore, plain, refuse,
-                    to, trackers, when)
+from .rules import (HF_TRAINER, IGNORED, MAPPED, OUTPUT_DIR, REFUSED, Outcome, Rule, as_list, ignore, placeholder,
+                    plain, refuse, to, trackers, when)
 
 
 @dataclass(frozen=True)
@@ -393,8 +393,6 @@ NOT_TRAINING = {
 
 def outcome(program: Program, name: str, value, given: dict) -> Outcome:
     """The rule's outcome; a template's `<placeholder>` is refused (a value is missing)."""
-    from .rules import placeholder
-
     if placeholder(value):
         return Outcome(REFUSED, {}, f"{value} is the document's placeholder: give a value")
     rule = program.rules.get(name)
