@@ -29,6 +29,7 @@ from typing import Iterator, Mapping
 import torch
 
 from .atomic import write_json, write_text
+from .models import IncompleteModelFolder, check_folder, compute_dtype, hub_id, precision_name
 
 #: How each format loads in its peer package; model_card quotes the one it is told.
 USAGE = {
@@ -87,8 +88,6 @@ def check_complete(folder: str | os.PathLike, kind: str) -> Path:
     sentence-transformers kinds modules.json and the modules' files; for listwise the chat template), else
     models.IncompleteModelFolder naming the folder and the missing files. Every export checks its own output with
     it, and so do this project's loaders (models.check_folder)."""
-    from .models import IncompleteModelFolder, check_folder
-
     if kind not in USAGE:
         raise ValueError(f"kind must be one of {sorted(USAGE)}, got {kind!r}")
     folder = check_folder(folder, "llm" if kind.startswith("llm_") else kind)
@@ -338,7 +337,6 @@ def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: 
     chose (0: the untrained start, which the card then says instead of "trained"); precision: what computed the
     dev/test numbers (default: the precision setting in effect, models.compute_dtype).
     """
-    from .models import compute_dtype, hub_id, precision_name
     from .results.record import git_commit
 
     folder = Path(folder)
