@@ -149,8 +149,7 @@ def trusted_cache_file(path: str | os.PathLike) -> bool:
     it; False when there is no file."""
     path = Path(path)
     if not path.exists():
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(checksum_path(path))
+        discard(path)  # a sidecar left without its file
         return False
     problem = checksum_problem(path)
     if problem is None:

@@ -63,10 +63,7 @@ def imported_modules(module: str, root: Path = PACKAGE_ROOT) -> set[str]:
     path = module_file(module, root)
     if path is None:
         return set()
-    found = set()
-    for target, names in imports_in(path, module):
-        found.add(target)
-        found.update(f"{target}.{name}" for name in names if module_file(f"{target}.{name}", root) is not None)
+    found = {m for target, names in imports_in(path, module) for m in (target, *(f"{target}.{n}" for n in names))}
     return {m for m in found if module_file(m, root) is not None}
 
 

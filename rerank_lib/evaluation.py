@@ -44,13 +44,11 @@ def measures_for(dataset_name: str) -> tuple[str, ...]:
     """Default measures of a dataset, by its family in the data registry (name heuristics for unknown names)."""
     from .data.registry import DATASETS  # local import: the registry pulls in the download code
 
-    spec = DATASETS.get(dataset_name)
-    if spec is not None:
-        family = spec.family
-    else:
-        lowered = dataset_name.lower()
-        family = "trec-dl" if any(t in lowered for t in ("trec-dl", "dl19", "dl20", "msmarco-passage")) else "beir"
-    return DEFAULT_MEASURES[family]
+    if dataset_name in DATASETS:
+        return DEFAULT_MEASURES[DATASETS[dataset_name].family]
+    lowered = dataset_name.lower()
+    return DEFAULT_MEASURES["trec-dl" if any(t in lowered for t in ("trec-dl", "dl19", "dl20", "msmarco-passage"))
+                            else "beir"]
 
 
 def measure_name(measure) -> str:
@@ -63,17 +61,10 @@ def measure_name(measure) -> str:
 
 
 def _parse(measures) -> list:
-    if isinstance(measures, str):
-        measures = [measures]
-    parsed, seen = [], set()
-    for m in measures:
-        name = measure_name(m)
-        if name not in seen:
-            seen.add(name)
-            parsed.append(ir_measures.parse_measure(name))
-    if not parsed:
+    names = dict.fromkeys(measure_name(m) for m in ([measures] if isinstance(measures, str) else measures))
+    if not names:
         raise ValueError("no measures given")
-    return parsed
+    return [ir_measures.parse_measure(name) for name in names]  # each once, in the order given
 
 
 def per_query(run: Run, qrels: Qrels, measures, wide: bool = False) -> pd.DataFrame:
@@ -139,17 +130,17 @@ def _values(per_query_values, measure: str) -> pd.Series:
             sel = frame[frame["measure"] == measure]
             if sel.empty:
                 raise KeyError(f"measure {measure!r} not in the per-query frame (has {sorted(frame['measure'].unique())})")
-            series = pd.Series(sel["value"].to_numpy(dtype=float), index=sel["qid"].astype(str))
+            series = pd.Series(sel["value"].to_numpy(dtype=float), index=sel["qid"])
         else:
             if measure not in frame.columns:
                 raise KeyError(f"measure {measure!r} not in the per-query frame (columns {list(frame.columns)})")
-            series = frame[measure].astype(float)
-            series.index = series.index.astype(str)
+            series = frame[measure]
     elif isinstance(per_query_values, pd.Series):
-        series = per_query_values.astype(float)
-        series.index = series.index.astype(str)
+        series = per_query_values
     else:
         series = pd.Series({str(q): float(v) for q, v in dict(per_query_values).items()}, dtype=float)
+    series = series.astype(float)
+    series.index = series.index.astype(str)
     if series.index.has_duplicates:
         raise ValueError(f"duplicate query ids in the per-query values of {measure!r}")
     return series
@@ -188,8 +179,7 @@ def paired_test(per_query_a, per_query_b, measure: str, method: str = "t", n_res
     shared = sorted(set(a.index) & set(b.index), key=qid_order)
     va, vb = a.loc[shared].to_numpy(float), b.loc[shared].to_numpy(float)
     n = len(shared)
-    mean_a = float(va.mean()) if n else math.nan
-    mean_b = float(vb.mean()) if n else math.nan
+    mean_a, mean_b = (float(va.mean()), float(vb.mean())) if n else (math.nan, math.nan)
     diffs = vb - va
     if n < 2:
         p = math.nan
@@ -213,12 +203,9 @@ def adjust_p_values(p_values: Sequence[float], correction: str | None) -> list[f
         raise ValueError(f"correction must be None, 'bonferroni' or 'holm', not {correction!r}")
     valid = [i for i, x in enumerate(p) if not math.isnan(x)]
     m = len(valid)
-    out = list(p)
     if correction == "bonferroni":
-        for i in valid:
-            out[i] = min(1.0, p[i] * m)
-        return out
-    running = 0.0
+        return [x if math.isnan(x) else min(1.0, x * m) for x in p]
+    out, running = list(p), 0.0
     for rank, i in enumerate(sorted(valid, key=lambda j: p[j])):
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
@@ -297,9 +284,8 @@ def reciprocal_rank_fusion(runs: Mapping[str, Run] | Iterable[Run], k: int = 60)
     Uses only ranks, so no score calibration is needed. Ranks are 1-based, by descending score with ties
     broken by doc id; a document absent from a run gets nothing from it.
     """
-    run_list = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
     fused: Run = {}
-    for run in run_list:
+    for run in runs.values() if isinstance(runs, Mapping) else runs:
         for qid, scores in run.items():
             target = fused.setdefault(qid, {})
             ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -29,6 +29,7 @@ from typing import Iterator, Mapping
 import torch
 
 from .atomic import write_json, write_text
+from .models import IncompleteModelFolder, check_folder, compute_dtype, hub_id, precision_name
 
 #: How each format loads in its peer package; model_card quotes the one it is told.
 USAGE = {
@@ -67,13 +68,15 @@ LLM_EXPORT_FILE = "llm_reranker.json"
 
 
 @contextlib.contextmanager
-def _staged(folder: str | os.PathLike) -> Iterator[Path]:
-    """A fresh staging folder beside `folder` that replaces it only when the block succeeds."""
+def _staged(folder: str | os.PathLike, kind: str) -> Iterator[Path]:
+    """A fresh staging folder beside `folder` that replaces it only when the block succeeds and the staged folder
+    is a complete `kind` export (check_complete)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         yield staging
+        check_complete(staging, kind)
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     finally:
@@ -85,8 +88,6 @@ def check_complete(folder: str | os.PathLike, kind: str) -> Path:
     sentence-transformers kinds modules.json and the modules' files; for listwise the chat template), else
     models.IncompleteModelFolder naming the folder and the missing files. Every export checks its own output with
     it, and so do this project's loaders (models.check_folder)."""
-    from .models import IncompleteModelFolder, check_folder
-
     if kind not in USAGE:
         raise ValueError(f"kind must be one of {sorted(USAGE)}, got {kind!r}")
     folder = check_folder(folder, "llm" if kind.startswith("llm_") else kind)
@@ -122,13 +123,12 @@ def export_cross_encoder(ranker, folder: str | os.PathLike) -> Path:
         raise ValueError(f"query_format {ranker.query_format!r} / document_format {ranker.document_format!r}: "
                          "sentence-transformers' CrossEncoder feeds the texts as they are; export a ranker that "
                          "uses the plain '{}' formats")
-    with tempfile.TemporaryDirectory() as plain, _staged(folder) as staging:
+    with tempfile.TemporaryDirectory() as plain, _staged(folder, "cross_encoder") as staging:
         ranker.model.save_pretrained(plain)
         ranker.tokenizer.save_pretrained(plain)
         peer = STCrossEncoder(plain, num_labels=1, max_length=ranker.max_length, device="cpu")
         peer.save_pretrained(str(staging))
         write_json(staging / CONFIG_FILE, ranker.settings())  # CrossEncoder.load(folder) reads it back as it was
-        check_complete(staging, "cross_encoder")
     return Path(folder)
 
 
@@ -139,7 +139,7 @@ def export_bi_encoder(encoder, folder: str | os.PathLike) -> Path:
 
     prompts = {name: text for name, text in (("query", encoder.query_prefix), ("document", encoder.doc_prefix))
                if text}
-    with tempfile.TemporaryDirectory() as plain, _staged(folder) as staging:
+    with tempfile.TemporaryDirectory() as plain, _staged(folder, "bi_encoder") as staging:
         encoder.model.save_pretrained(plain)
         encoder.tokenizer.save_pretrained(plain)
         modules = [Transformer(plain, max_seq_length=encoder.max_length), Pooling(encoder.dim, encoder.pooling)]
@@ -147,7 +147,6 @@ def export_bi_encoder(encoder, folder: str | os.PathLike) -> Path:
             modules.append(Normalize())
         peer = SentenceTransformer(modules=modules, prompts=prompts or None, device="cpu")
         peer.save(str(staging))
-        check_complete(staging, "bi_encoder")
     return Path(folder)
 
 
@@ -167,10 +166,9 @@ def export_monot5(ranker, folder: str | os.PathLike) -> Path:
     # inranker starts its decoder from model.config.decoder_start_token_id (transformers 5 may keep it only in
     # the generation config): write the one this ranker uses.
     model.config.decoder_start_token_id = ranker.decoder_start_token_id
-    with _staged(folder) as staging:
+    with _staged(folder, "monot5") as staging:
         model.save_pretrained(staging)
         ranker.tokenizer.save_pretrained(staging)
-        check_complete(staging, "monot5")
     return Path(folder)
 
 
@@ -188,10 +186,9 @@ def export_listwise(model: torch.nn.Module, tokenizer, folder: str | os.PathLike
     previous = tokenizer.chat_template
     tokenizer.chat_template = template
     try:
-        with _staged(folder) as staging:
+        with _staged(folder, "listwise") as staging:
             inner.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            check_complete(staging, "listwise")
     finally:
         tokenizer.chat_template = previous
     return Path(folder)
@@ -295,13 +292,12 @@ def export_llm_reranker(ranker, folder: str | os.PathLike) -> Path:
                              "document_format + special_token); export a score head with prompt='rag-retrieval'")
         peer = {"query_format": fmt.query_format, "document_format": fmt.document_format,
                 "seq": fmt.seq, "special_token": fmt.special_token}
-    with _staged(folder) as staging:
+    with _staged(folder, kind) as staging:
         model.save_pretrained(staging)
         decoder.tokenizer.save_pretrained(staging)
         write_json(staging / LLM_EXPORT_FILE, {"format": kind, "base_model": decoder.model_name,
                                                "max_length": decoder.max_length, "prompt": asdict(fmt),
                                                "peer_arguments": peer})
-        check_complete(staging, kind)
     return Path(folder)
 
 
@@ -322,16 +318,9 @@ LICENSE = "apache-2.0"  # the project's (pyproject.toml); a card names the base 
 def _yaml_header(kind: str | None, base_hub_id: str | None, untrained: bool) -> list[str]:
     """Hugging Face's model-card metadata block (the hub reads library, base model, task, license and tags)."""
     library, task, tags = HUB_METADATA.get(kind, ("transformers", None, ()))
-    lines = ["---", f"library_name: {library}"]
-    if base_hub_id:
-        lines.append(f"base_model: {base_hub_id}")
-    if task:
-        lines.append(f"pipeline_tag: {task}")
-    lines.append(f"license: {LICENSE}")
-    lines.append("tags:")
-    lines += [f"- {tag}" for tag in ("rerank-repro", *tags, *(("untrained",) if untrained else ()))]
-    lines.append("---")
-    return lines
+    lines = ["---", f"library_name: {library}", *([f"base_model: {base_hub_id}"] if base_hub_id else []),
+             *([f"pipeline_tag: {task}"] if task else []), f"license: {LICENSE}", "tags:"]
+    return [*lines, *(f"- {tag}" for tag in ("rerank-repro", *tags, *(("untrained",) if untrained else ()))), "---"]
 
 
 def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: int | str, settings: Mapping,
@@ -348,7 +337,6 @@ def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: 
     chose (0: the untrained start, which the card then says instead of "trained"); precision: what computed the
     dev/test numbers (default: the precision setting in effect, models.compute_dtype).
     """
-    from .models import compute_dtype, hub_id, precision_name
     from .results.record import git_commit
 
     folder = Path(folder)

@@ -80,11 +80,9 @@ class BM25Index:
         indices, scores = self.retriever.retrieve(tokens, k=depth, show_progress=show_progress)
         run: Run = {}
         for qid, row_idx, row_scores in zip(qids, indices, scores):
-            hits = {}
-            for i, s in zip(row_idx, row_scores):
-                doc_id = self.doc_ids[int(i)]
-                if s > 0 and not (ignore_identical_ids and doc_id == qid):
-                    hits[doc_id] = float(s)
+            hits = {self.doc_ids[int(i)]: float(s) for i, s in zip(row_idx, row_scores) if s > 0}
+            if ignore_identical_ids:
+                hits.pop(qid, None)
             run[qid] = dict(ranked(hits)[:k])
         return run
 

@@ -89,9 +89,7 @@ def shown(path: str | os.PathLike) -> str:
         for target in targets:
             if target == root or root in target.parents:
                 rel = target.relative_to(root).as_posix()
-                if label == "":
-                    return rel if rel != "." else "."
-                return label if rel == "." else f"{label}/{rel}"
+                return rel if label == "" else (label if rel == "." else f"{label}/{rel}")
     return str(path) if not Path(path).is_absolute() else f"<abs>/{spelled.name}"
 
 

@@ -67,13 +67,11 @@ class LineStream:
         self.stream.flush()
 
 
-class _TidyLoadReport(logging.Filter):
-    """transformers' load report in one line (which keys were missing / unexpected), its paths relative."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = shown_in(one_line_load_report(record.msg))
-        return True
+def _tidy_load_report(record: logging.LogRecord) -> bool:
+    """A log filter: transformers' load report in one line (which keys were missing / unexpected), paths relative."""
+    if isinstance(record.msg, str):
+        record.msg = shown_in(one_line_load_report(record.msg))
+    return True
 
 
 def one_line_load_report(message: str) -> str:
@@ -93,13 +91,8 @@ def one_line_load_report(message: str) -> str:
     return f"{lines[0]} ({found})"
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in str(record.msg)  # accelerate prefixes the process rank
+def _drop_shared_tensor_notice(record: logging.LogRecord) -> bool:
+    return "Removed shared tensor" not in str(record.msg)  # accelerate prefixes the process rank
 
 
 def _format_warning_shown(message, category, filename, lineno, line=None) -> str:
@@ -115,12 +108,10 @@ def quiet_known_noise() -> None:
     """Install the targeted log filters (once per process; see the module docstring for why each)."""
     if warnings.formatwarning is _PLAIN_FORMAT:
         warnings.formatwarning = _format_warning_shown
-    report = logging.getLogger("transformers.modeling_utils")
-    if not any(isinstance(f, _TidyLoadReport) for f in report.filters):
-        report.addFilter(_TidyLoadReport())
-    saving = logging.getLogger("accelerate.utils.other")
-    if not any(isinstance(f, _DropMessage) for f in saving.filters):
-        saving.addFilter(_DropMessage("Removed shared tensor"))
+    for name, keep in (("transformers.modeling_utils", _tidy_load_report),
+                       ("accelerate.utils.other", _drop_shared_tensor_notice)):
+        if keep not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(keep)
 
 
 quiet_known_noise()

@@ -23,7 +23,7 @@ from pathlib import Path
 from .atomic import write_json
 from .paths import PROJECT_ROOT, results_dir as default_results_dir, shown, shown_in
 from .progress import ENV as PROGRESS_ENV
-from .settings import PROFILES
+from .settings import PROFILES, paths
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -99,8 +99,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, parameters: dict | Non
                            f"{path.name}: {where}: {ename}: {evalue}")
     portable_metadata(tmp, path, final)
     os.replace(tmp, final)
-    if failed.exists():
-        failed.unlink()
+    failed.unlink(missing_ok=True)
     return NotebookRun(path.name, True, time.time() - start, final)
 
 
@@ -216,26 +215,19 @@ def notebook_parameters(path: Path) -> dict:
     return found
 
 
+#: a default's type -> the types a value for it may have, as an error names them (bool before int: a bool is an int)
+_VALUE_TYPES = ((bool, bool, "true or false"), (int, int, "an integer"), (float, (int, float), "a number"),
+                (str, str, "a string"), ((list, tuple), (list, tuple), "a JSON list"), (dict, dict, "a JSON object"))
+
+
 def type_problem(value, default) -> str:
     """Why `value` cannot stand for a parameter whose default is `default`: '' when it can, or when the default
     says nothing (None, or not a literal). An int is a float; a bool is not an int."""
-    if default is None or default is _NO_DEFAULT:
-        return ""
-    if isinstance(default, bool):
-        ok, wanted = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif isinstance(default, float):
-        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-    elif isinstance(default, str):
-        ok, wanted = isinstance(value, str), "a string"
-    elif isinstance(default, (list, tuple)):
-        ok, wanted = isinstance(value, (list, tuple)), "a JSON list"
-    elif isinstance(default, dict):
-        ok, wanted = isinstance(value, dict), "a JSON object"
-    else:
-        return ""
-    return "" if ok else f"expects {wanted} (default {default!r}), got {value!r}"
+    for kind, accepted, wanted in _VALUE_TYPES:
+        if isinstance(default, kind):
+            ok = isinstance(value, accepted) and (kind is bool or not isinstance(value, bool))
+            return "" if ok else f"expects {wanted} (default {default!r}), got {value!r}"
+    return ""
 
 
 def recipe_call(path: Path, parameters: dict):
@@ -282,11 +274,8 @@ def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
         return
     args = [value(a) for a in node.args]
     kwargs: dict = {}
-    for keyword in node.keywords:
-        if keyword.arg is None:
-            kwargs.update(value(keyword.value))
-        else:
-            kwargs[keyword.arg] = value(keyword.value)
+    for keyword in node.keywords:  # `**overrides` (arg None) or `name=value`
+        kwargs.update(value(keyword.value) if keyword.arg is None else {keyword.arg: value(keyword.value)})
     try:
         with kept_environment():
             getattr(importlib.import_module(module), name)(*args, **kwargs)
@@ -310,8 +299,6 @@ def kept_environment():
 def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list[str]:
     """The dotted settings of the notebook's recipe config called `key` or ending in `.key` (`train.learning_rate`
     for `learning_rate`): what a `-p key` was probably meant to set through `overrides`."""
-    from .settings import paths
-
     call = recipe_call(path, parameters)
     if call is None:
         return []

@@ -20,6 +20,8 @@ import types
 import typing
 from typing import Any, Iterator, Mapping, Sequence
 
+from .paths import shown_in
+
 PROFILES = ("smoke", "default", "paper", "paper-tiny")
 #: paper-tiny: every paper setting, then the recipe's small overlay (`PROFILES["paper-tiny"]`: sizes, steps,
 #: queries), with every hub id held as the name of its tiny stand-in of the same class (rerank_lib.models.standin):
@@ -75,8 +77,6 @@ class Settings:
 
     def _repr_pretty_(self, printer, cycle):
         """How a notebook shows a config: its repr, with this machine's paths shown from their root (data_root)."""
-        from .paths import shown_in
-
         printer.text(shown_in(repr(self)))
 
     def __getattribute__(self, name: str):
@@ -101,8 +101,7 @@ class Settings:
             return
 
         def __post_init__(self):
-            if _reads is not None:
-                _register(self)
+            _register(self)
             token = _quiet.set(True)
             try:
                 check_types(self)
@@ -113,8 +112,7 @@ class Settings:
         cls.__post_init__ = __post_init__
 
     def __post_init__(self):
-        if _reads is not None:
-            _register(self)
+        _register(self)
         check_types(self)
 
 
@@ -224,6 +222,9 @@ def replay_reads(pairs) -> None:
 
 
 def _register(cfg) -> None:
+    """The config's class and fields, for the settings-read record (only while one is kept)."""
+    if _reads is None:
+        return
     conditional = getattr(type(cfg), "READ_ONLY_WHEN", {})
     _built.setdefault(type(cfg).__qualname__, {"fields": [f.name for f in dataclasses.fields(cfg)],
                                                "read_only_when": dict(conditional)})
@@ -242,8 +243,6 @@ def settings_table(cfg, drop: Sequence[str] = ()):
     """Every setting by its dotted path (what `overrides` takes) as a one-column table, without `drop`."""
     import pandas as pd
 
-    from .paths import shown_in
-
     table = pd.json_normalize(snapshot(cfg)).T.rename(columns={0: "value"})
     table["value"] = [shown_in(v) if isinstance(v, str) else v for v in table["value"]]  # data_root: '<data>'
     return table.drop(index=list(drop)).rename_axis("parameter")
@@ -261,25 +260,17 @@ def paths(cfg, prefix: str = "") -> list[str]:
     return out
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "", nested_names=()) -> dict[str, Any]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping) and key in nested_names:
-            flat.update({f"{prefix}{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def override(cfg, values: Mapping[str, Any], skip_none: bool = True):
     """A copy of `cfg` with each dotted path set (`train.learning_rate`); with `skip_none`, None values are
     skipped (a notebook parameter left at None keeps the profile's value; a profile itself may set None).
     Lists become tuples where the field holds a tuple."""
     nested = {f.name for f in dataclasses.fields(cfg)
               if dataclasses.is_dataclass(object.__getattribute__(cfg, f.name))}
-    values = _flatten({k: v for k, v in values.items() if v is not None or not skip_none}, nested_names=nested)
-    if skip_none:
-        values = {k: v for k, v in values.items() if v is not None}
+    flat = {}
+    for key, value in values.items():  # a nested config's settings may come as a mapping: {"train": {...}}
+        flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, Mapping) and key in nested
+                    else {key: value})
+    values = {k: v for k, v in flat.items() if v is not None or not skip_none}
     known = set(paths(cfg))
     unknown = sorted(k for k in values if k not in known)
     if unknown:

@@ -26,8 +26,7 @@ import random
 import re
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -179,26 +178,19 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
     path = cache_dir("synthetic_queries") / f"{_sha(json.dumps(key, sort_keys=True))}.jsonl" if cache else None
     known: dict[tuple[str, str], SyntheticQuery] = {}
     if path is not None and trusted_cache_file(path):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                known[(row["doc_id"], row["doc_sha"])] = SyntheticQuery(**row)
-    out, todo = [], []
-    for d in doc_ids:
-        key = (d, _sha(corpus[d].text_for_model))
-        if key in known:
-            out.append(known[key])
-        else:
-            todo.append(key)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        known = {(row["doc_id"], row["doc_sha"]): SyntheticQuery(**row) for row in rows}
+    keys = [(d, _sha(corpus[d].text_for_model)) for d in doc_ids]
+    todo = [key for key in keys if key not in known]
     if todo:
         generator = generator or QueryGenerator(model, max_doc_tokens, max_new_tokens)
         for n, (d, sha) in enumerate(tqdm(todo, desc="synthetic queries", unit="query"), start=1):
             raw, logp = generator.generate_one(corpus[d].text_for_model)
             known[(d, sha)] = SyntheticQuery(d, parse_query(raw), raw, logp, sha)
             if path is not None and (n % save_every == 0 or n == len(todo)):
-                _save(path, known.values())
-        out = [known[(d, _sha(corpus[d].text_for_model))] for d in doc_ids]
-    return out
+                with atomic_cache_open(path, "w") as handle:
+                    handle.writelines(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in known.values())
+    return [known[key] for key in keys]
 
 
 def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: str = "smollm2-135m-instruct",
@@ -222,12 +214,6 @@ def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: s
         cut = frame.loc[frame["kept"], "mean_logprob"].quantile(1.0 - keep_fraction)
         frame["kept"] &= frame["mean_logprob"] >= cut
     return frame
-
-
-def _save(path: Path, rows: Iterable[SyntheticQuery]) -> None:
-    with atomic_cache_open(path, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
 
 
 def sample_negatives(ranking: Run, positives: Mapping[str, str], n_negatives: int = 9, seed: int = 13) -> Run:
@@ -287,9 +273,7 @@ def parse_bridge_query(text: str, min_words: int = 3, max_words: int = 40) -> st
     candidate = match.group(1) if match else next((line for line in text.splitlines() if line.strip()), "")
     candidate = candidate.split("\n")[0].strip().strip('"').strip()
     words = candidate.split()
-    if len(words) < min_words:
-        return None
-    return " ".join(words[:max_words])
+    return " ".join(words[:max_words]) if len(words) >= min_words else None
 
 
 class Judge(Protocol):

@@ -11,8 +11,9 @@ complete gave wrong records).
 """
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import functools
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -129,16 +130,12 @@ def teacher_order(top: Run, first_stage: Run, teacher: Run) -> Run:
     return out
 
 
-_ENCODERS: dict[str, object] = {}
-
-
+@functools.cache
 def _bi_encoder(model_name: str):
     """One BiEncoder per model per process: loading MiniLM costs seconds and several notebooks ask for it."""
     from .retrievers.bi_encoder import BiEncoder
 
-    if model_name not in _ENCODERS:
-        _ENCODERS[model_name] = BiEncoder(model_name)
-    return _ENCODERS[model_name]
+    return BiEncoder(model_name)
 
 
 def _cache_path(teacher: TeacherSpec, candidates: Run, corpus, queries, max_length: int):
@@ -222,13 +219,9 @@ def fit_calibration(scores: Run, qrels: Mapping[str, Mapping[str, int]], min_gra
                     fitted_on: str = "", l2: float = 1e-6) -> Calibration:
     """Platt scaling (`platt_fit`) of `grade >= min_grade` on the teacher score over every scored candidate of the
     judged queries (unjudged candidates count as not relevant; unjudged queries are skipped). Training queries only."""
-    xs, ys = [], []
-    for qid, docs in scores.items():
-        if qid not in qrels:
-            continue
-        for docid, s in docs.items():
-            xs.append(float(s))
-            ys.append(1 if qrels[qid].get(docid, 0) >= min_grade else 0)
+    pairs = [(float(s), 1 if qrels[qid].get(docid, 0) >= min_grade else 0)
+             for qid, docs in scores.items() if qid in qrels for docid, s in docs.items()]
+    xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
     scale, bias = platt_fit(xs, ys, l2)
     return Calibration(scale=scale, bias=bias, teacher=teacher, fitted_on=fitted_on, n_pairs=len(xs),
                        n_positive=int(sum(ys)), min_grade=min_grade)

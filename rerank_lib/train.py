@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from . import paper_profiles, recipes
-from .paths import shown
+from . import paper_profiles, peer_runs, recipes
+from .paths import results_dir, shown
 from .settings import PROFILES
 
 EXAMPLE = ("python -m rerank_lib.train retriever --profile smoke --set 'methods=[ctl]' --learning_rate 5e-5 "
@@ -129,8 +129,6 @@ def add_pipelines(parser: argparse.ArgumentParser) -> None:
 def peer_options(parser: argparse.ArgumentParser, top: bool = False, pipeline: str | None = None) -> None:
     """--from FILE (a peer's run file), --skip-refused, and the peers' own flags of `pipeline` (peer_runs' tables:
     `rerank-repro translate FILE` shows what each sets)."""
-    from . import peer_runs
-
     suffix = "_top" if top else ""  # a subcommand's default would overwrite the value given before it
     parser.add_argument("--from", dest=f"from_file{suffix}", metavar="FILE[:N]",
                         help="a peer's run file (training script, YAML or DeepSpeed/accelerate config, doc with the "
@@ -233,8 +231,6 @@ def resolve(args) -> tuple[object, object]:
 def peer_translations(args, pipe) -> list:
     """The peer run of --from (or a peer's YAML given to --config) and the peers' flags, translated and printed; a
     refused setting stops here unless --skip-refused."""
-    from . import peer_runs
-
     found = []
     spec = getattr(args, "from_file", None)
     if args.config and peer_runs.is_peer_config(args.config):  # RAG-Retrieval's config/training_bert.yaml
@@ -289,7 +285,6 @@ def run(args) -> int:
     from .experiment.output_dir import OutputDirError, check_output_dir
     from .models import precision_scope
     from .recipes.recipe import is_main
-    from .paths import results_dir
 
     os.environ.setdefault("RERANK_CHECKPOINT_AT_END", "1")  # a later call (the notebook) finds each run finished
     if args.pipeline is None:
@@ -320,8 +315,6 @@ def run(args) -> int:
 
 def choose_pipeline(args) -> None:
     """`train --from FILE` without a pipeline: the pipeline of the file's run, its options at their defaults."""
-    from . import peer_runs
-
     if not args.from_file_top:
         raise UsageError("name a PIPELINE, or give --from FILE (a peer's run file)")
     try:

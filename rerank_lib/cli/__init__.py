@@ -40,14 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the input, reported in one line. Looked up only when something failed: the models module
-    pulls in torch, which a plain `evaluate` never needs."""
-    from ..models import ModelUnavailableError
-
-    return DataFormatError, OSError, ModelUnavailableError, IrDatasetsUnavailable
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command; returns the exit status (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
@@ -61,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.subparser.prog}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        if args.traceback or not isinstance(err, _user_errors()):
+        # Errors caused by the input: one line. Imported only now: models pulls in torch, which `evaluate` never needs.
+        from ..models import ModelUnavailableError
+
+        if args.traceback or not isinstance(err, (DataFormatError, OSError, ModelUnavailableError,
+                                                  IrDatasetsUnavailable)):
             raise
         if isinstance(err, OSError) and err.filename and err.strerror:
             message = [f"{err.filename}: {err.strerror}"]

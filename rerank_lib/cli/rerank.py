@@ -89,22 +89,21 @@ def build_ranker(kind: str, model: str, batch_size: int | None):
     """(ranker, rerank function taking (run, corpus, queries, depth)); the precision is the process setting
     (models.precision_scope)."""
     folder = Path(model).expanduser()
+    options = {"batch_size": batch_size} if batch_size else {}
     if kind == "cross-encoder":
         from ..rerankers.cross_encoder import CrossEncoder
 
         ranker = CrossEncoder.load(folder) if folder.is_dir() else CrossEncoder(model)
-        options = {"batch_size": batch_size} if batch_size else {}
         return ranker, lambda r, c, q, d: ranker.rerank(r, c, q, depth=d, **options)
     if kind == "monot5":
         from ..rerankers.monot5 import T5Ranker
 
-        ranker = T5Ranker(model, **({"batch_size": batch_size} if batch_size else {}))
+        ranker = T5Ranker(model, **options)
         return ranker, ranker.rerank
     if kind == "llm":
         from ..rerankers.llm_reranker import CONFIG_FILE, DecoderReranker
 
         ranker = DecoderReranker.load(folder) if (folder / CONFIG_FILE).exists() else DecoderReranker(model)
-        options = {"batch_size": batch_size} if batch_size else {}
         return ranker, lambda r, c, q, d: ranker.rerank(r, c, q, depth=d, **options)
     if batch_size:
         raise UsageError("--batch-size applies to the pointwise kinds; a listwise ranker reads one window at a time")
@@ -122,12 +121,6 @@ def build_ranker(kind: str, model: str, batch_size: int | None):
         raise UsageError(f"{model}: its tokenizer has no chat template, which the listwise prompt needs")
     ranker = ListwiseReranker(load_model(model, AutoModelForCausalLM), tokenizer)
     return ranker, lambda r, c, q, d: ranker.rerank_run(r, c, q, depth=d, progress=False)[0]
-
-
-def untrained_head(ranker) -> list[str]:
-    """The score-head parameters the ranker's loading initialised afresh (its `fresh_head`, from transformers'
-    loading report); [] for a trained head."""
-    return list(getattr(ranker, "fresh_head", None) or [])
 
 
 def rerank_with_progress(rerank, candidates, corpus, queries, depth: int) -> dict:
@@ -158,7 +151,7 @@ def run(args) -> int:
     start = time.time()
     with precision_scope(args.precision):
         ranker, rerank = build_ranker(kind, args.model, args.batch_size)
-        fresh = untrained_head(ranker)
+        fresh = list(getattr(ranker, "fresh_head", None) or [])  # head weights loading initialised afresh
         if fresh and not args.allow_untrained_head:
             shown = ", ".join(fresh[:4]) + (f" and {len(fresh) - 4} more" if len(fresh) > 4 else "")
             raise UsageError(f"{args.model} has no trained {kind} head (loading initialised {shown} afresh): its "

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .common import add_command
+from .common import UsageError, add_command
 
 EXAMPLE = ("accelerate launch --config_file configs/accelerate/ddp.yaml -m rerank_lib.train retriever "
            "--config configs/localrqa_ctl_faire.yaml  # or: rerank-repro train retriever --profile smoke")
@@ -19,11 +20,8 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from .. import train
     from ..training.run_lock import RunFolderInUse
-    from .common import UsageError
 
     try:
         return train.run(args)

@@ -189,12 +189,10 @@ def accelerate_rows(path: Path) -> list[Row]:
     """An accelerate config's rows (and those of the DeepSpeed JSON it names)."""
     settings = reading.yaml_settings(path)
     values = {s.name: s.value for s in settings}
-    rows, extra = [], []
     json_ref = values.get("deepspeed_config.deepspeed_config_file")
     json_path = reading.find_beside(path.parent, json_ref) if json_ref else None
-    json_launch = None
-    if json_path:
-        extra, json_launch = deepspeed_rows(json_path)
+    extra, json_launch = deepspeed_rows(json_path) if json_path else ([], None)
+    rows = []
     for s in settings:
         outcome = launch_outcome(s.name, s.value, values, json_launch) or rules.ACCELERATE.get(s.name, lambda v, g: None)(
             s.value, values) or Outcome(REFUSED, {}, "an accelerate setting we do not know")
@@ -258,12 +256,11 @@ def command_translation(command: reading.Command) -> Translation | None:
         rows += [Row(source(command.path, s.line), f"--{s.name}", s.value, REFUSED, {}, program.why)
                  for s in command.settings]
         return run
-    for key, value in program.implied.items():
-        rows.append(Row(source(command.path, command.line), Path(command.program).name, None, MAPPED, {key: value},
-                        "what this program trains"))
-    for s in command.env:
-        outcome = rules.ENVIRONMENT.get(s.name, rules.ignore("an environment variable of their machine"))(s.value, {})
-        rows.append(Row.of(source(command.path, s.line), s.name, s.value, outcome))
+    rows += [Row(source(command.path, command.line), Path(command.program).name, None, MAPPED, {key: value},
+                 "what this program trains") for key, value in program.implied.items()]
+    machine = rules.ignore("an environment variable of their machine")
+    rows += [Row.of(source(command.path, s.line), s.name, s.value, rules.ENVIRONMENT.get(s.name, machine)(s.value, {}))
+             for s in command.env]
     rows += launcher_rows(command)
     given = {s.name: s.value for s in command.settings}
     rag_config = program in tables.RAG_RERANKERS.values() and config_ref is not None
@@ -332,8 +329,7 @@ def inranker_translation(path: Path, commands: list[reading.Command]) -> Transla
         given = {s.name: s.value for s in command.settings}
         for s in command.settings:
             outcome = tables.outcome(program, s.name, s.value, given)
-            settings = {(f"{program.sections[0]}.{k[len(TRAIN):]}" if k.startswith(TRAIN) else k): v
-                        for k, v in outcome.settings.items()}
+            settings = {run.expand(k, program.sections)[0]: v for k, v in outcome.settings.items()}
             run.rows.append(Row(source(path, s.line), s.name, s.value, outcome.status, settings, outcome.reason))
     for command in commands[2:]:
         run.rows.append(Row(source(path, command.line), "InRankerTrainer", None, REFUSED, {},
@@ -378,9 +374,7 @@ def translate(path: str | Path) -> FileTranslation:
     trainers = [c for c in commands if c.program == "InRankerTrainer"]
     if trainers:
         runs.append(inranker_translation(path, trainers))
-    for command in commands:
-        if command.program == "InRankerTrainer":
-            continue
+    for command in (c for c in commands if c.program != "InRankerTrainer"):
         run = command_translation(command)
         if run is None:
             other_rows.append(other_row(path, command.line, command.text))
@@ -392,17 +386,16 @@ def translate(path: str | Path) -> FileTranslation:
 
 def yaml_translation(path: Path) -> Translation:
     settings = reading.yaml_settings(path)
-    names = {s.name for s in settings}
-    if names & {"distributed_type", "compute_environment"}:
-        rows = accelerate_rows(path)
-        return Translation(path, 1, peer_name(path), "accelerate config", None, (), "accelerate config", rows)
     given = {s.name: s.value for s in settings}
-    if "model_type" in names:
+    if given.keys() & {"distributed_type", "compute_environment"}:
+        return Translation(path, 1, peer_name(path), "accelerate config", None, (), "accelerate config",
+                           accelerate_rows(path))
+    if "model_type" in given:
         program = tables.RAG_RERANKERS.get(given["model_type"])
         if program is None:
             raise DataFormatError(path, next(s.line for s in settings if s.name == "model_type"), "model_type",
                                   f"{given['model_type']!r}: RAG-Retrieval's are bert_encoder and llm_decoder")
-    elif "train_type" in names:
+    elif "train_type" in given:
         program = tables.RAG_EMBEDDING
     else:
         raise DataFormatError(path, settings[0].line if settings else 1, None,
@@ -537,15 +530,10 @@ def summary_table(folder: Path = PEERS) -> str:
     """README's table: per peer, its run files and how many of their settings are mapped, refused, ignored."""
     rows: dict[str, list] = {}
     for path in peer_files(folder):
-        found = translate(path)
-        row = rows.setdefault(peer_name(path), [0, 0, 0, 0, 0, 0])
-        row[0] += 1
-        row[1] += sum(r.pipeline is not None for r in found.runs)
-        row[2] += sum(r.pipeline is None and not r.why for r in found.runs)
-        for run in found.runs:
-            row[3] += run.count(MAPPED)
-            row[4] += run.count(REFUSED)
-            row[5] += run.count(IGNORED)
+        runs = translate(path).runs
+        counts = [1, sum(r.pipeline is not None for r in runs), sum(r.pipeline is None and not r.why for r in runs),
+                  *(sum(r.count(status) for r in runs) for status in (MAPPED, REFUSED, IGNORED))]
+        rows[peer_name(path)] = [a + b for a, b in zip(rows.get(peer_name(path), [0] * 6), counts)]
     out = ["| peer | files | training runs | launch configs | settings mapped | refused | ignored |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     out += [f"| {peer} | {' | '.join(map(str, counts))} |" for peer, counts in sorted(rows.items())]

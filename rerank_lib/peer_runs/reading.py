@@ -10,6 +10,7 @@ keys) or an accelerate config; a JSON file is a DeepSpeed config. Every setting 
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
 import shlex
@@ -165,7 +166,7 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
     launcher_tokens = []
     while rest and rest[0].startswith("-") and rest[0] != "-m":
         launcher_tokens.append(rest.pop(0))
-        if rest and not rest[0].startswith("-") and "=" not in launcher_tokens[-1] and not _program(rest[0]):
+        if rest and not rest[0].startswith("-") and "=" not in launcher_tokens[-1] and not rest[0].endswith(".py"):
             launcher_tokens.append(rest.pop(0))
     if not rest:
         return None
@@ -173,7 +174,7 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
         program, rest = rest[1], rest[2:]
     else:
         program, rest = rest[0], rest[1:]
-    if launcher.startswith("python") and not _program(program) and "." not in program:
+    if launcher.startswith("python") and not program.endswith(".py") and "." not in program:
         return None
     text = " ".join(shlex.quote(t) for t in tokens)
     try:
@@ -184,35 +185,23 @@ def launched(path: Path, line: int, tokens: list[str]) -> Command | None:
                    split_flags(launcher_tokens, line))
 
 
-def _program(token: str) -> bool:
-    return token.endswith(".py")
-
-
 def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
     """(first line, language, body) of markdown ``` fences and reStructuredText `.. code-block::` blocks."""
     out, lines, i = [], text.splitlines(), 0
     while i < len(lines):
         fence = re.match(r"^\s*```(\w*)", lines[i])
         block = re.match(r"^\s*\.\. code-block::\s*(\w*)", lines[i])
-        if fence:
-            start, i = i + 2, i + 1
-            body = []
-            while i < len(lines) and not re.match(r"^\s*```", lines[i]):
-                body.append(lines[i])
-                i += 1
-            out.append((start, fence.group(1).lower(), "\n".join(body)))
-        elif block:
+        if fence:  # up to the closing fence
+            body = list(itertools.takewhile(lambda line: not re.match(r"^\s*```", line), lines[i + 1:]))
+            out.append((i + 2, fence.group(1).lower(), "\n".join(body)))
+            i += len(body) + 1
+        elif block:  # the lines indented deeper than the directive, and blank ones; leading blank lines dropped
             indent = len(lines[i]) - len(lines[i].lstrip())
-            i += 1
-            start, body = i + 1, []
-            while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
-                body.append(lines[i])
-                i += 1
-            while body and not body[0].strip():
-                body.pop(0)
-                start += 1
-            out.append((start, block.group(1).lower(), "\n".join(body)))
-            continue
+            body = list(itertools.takewhile(lambda line: not line.strip() or len(line) - len(line.lstrip()) > indent,
+                                            lines[i + 1:]))
+            blank = len(list(itertools.takewhile(lambda line: not line.strip(), body)))
+            out.append((i + 2 + blank, block.group(1).lower(), "\n".join(body[blank:])))
+            i += len(body)
         i += 1
     return out
 

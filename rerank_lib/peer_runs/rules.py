@@ -69,18 +69,11 @@ def as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def scheduler(value) -> str:
+def scheduler_rule(value, given) -> Outcome:
     names = {"linear": "linear", "cosine": "cosine", "constant": "constant", "constant_with_warmup": "constant"}
     if value not in names:
-        raise ValueError(f"scheduler {value!r}: ours are linear, cosine and constant (with warmup)")
-    return names[value]
-
-
-def scheduler_rule(value, given) -> Outcome:
-    try:
-        return Outcome(MAPPED, {"TRAIN.lr_scheduler": scheduler(value)})
-    except ValueError as err:
-        return Outcome(REFUSED, {}, str(err))
+        return Outcome(REFUSED, {}, f"scheduler {value!r}: ours are linear, cosine and constant (with warmup)")
+    return Outcome(MAPPED, {"TRAIN.lr_scheduler": names[value]})
 
 
 def trackers(value, given) -> Outcome:
@@ -93,20 +86,13 @@ def precision(kind: str) -> Rule:
     return when(bool, to("TRAIN.mixed_precision", lambda v: kind), ignore(f"{kind} off: the precision is set elsewhere"))
 
 
-def metric(value) -> str:
+def metric_rule(value, given) -> Outcome:
     """LocalRQA's eval_retr/document_recall/recall4 -> recall@4 (ir-measures' name, our retriever dev metric)."""
     found = re.search(r"(recall|ndcg|mrr|precision)[@_]?(\d+)$", str(value), re.I)
     if not found:
-        raise ValueError(f"metric {value!r}")
-    name = {"ndcg": "nDCG", "mrr": "MRR", "recall": "recall", "precision": "P"}[found.group(1).lower()]
-    return f"{name}@{found.group(2)}"
-
-
-def metric_rule(value, given) -> Outcome:
-    try:
-        return Outcome(MAPPED, {"TRAIN.metric_for_best": metric(value)})
-    except ValueError:
         return Outcome(REFUSED, {}, f"{value!r} names no ranking measure we compute on the dev split")
+    name = {"ndcg": "nDCG", "mrr": "MRR", "recall": "recall", "precision": "P"}[found.group(1).lower()]
+    return Outcome(MAPPED, {"TRAIN.metric_for_best": f"{name}@{found.group(2)}"})
 
 
 # Settings of the Hugging Face Trainer (TrainingArguments) that FlagEmbedding, LocalRQA, HopWeaver and rank_llm share.
@@ -198,11 +184,9 @@ ACCELERATE["deepspeed_config.offload_optimizer_device"] = when(
     lambda value, given: Outcome(MAPPED, {"TRAIN.optimizer": "adamw"}, _CPU_ADAM))
 
 
-def deepspeed_rule(name: str, value) -> Outcome | None:
-    """A DeepSpeed JSON setting (dotted), or None where the launch rule (the ZeRO stage) decides it."""
+def deepspeed_rule(name: str, value) -> Outcome:
+    """A DeepSpeed JSON setting (dotted) other than the ZeRO stage, which decides the launch (deepspeed_rows)."""
     auto = value == "auto"
-    if name == "zero_optimization.stage":
-        return None
     if name == "zero_optimization.offload_optimizer.device" and value not in ("none", None):
         return Outcome(MAPPED, {"TRAIN.optimizer": "adamw"}, _CPU_ADAM)
     if name.startswith("zero_optimization.offload"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .rules import (HF_TRAINER, IGNORED, MAPPED, OUTPUT_DIR, REFUSED, Outcome, Rule, as_list, ignore, plain, refuse,
-                    to, trackers, when)
+from .rules import (HF_TRAINER, IGNORED, MAPPED, OUTPUT_DIR, REFUSED, Outcome, Rule, as_list, ignore, placeholder,
+                    plain, refuse, to, trackers, when)
 
 
 @dataclass(frozen=True)
@@ -208,12 +208,8 @@ FLAG_ENCODER = Program(
 
 _LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _FLAG_DECODER = {
-    **HF_TRAINER,
+    **HF_TRAINER, **_FLAG_DATA,
     "model_name_or_path": to("llm"),
-    "train_data": _own_file("FlagEmbedding jsonl training data"),
-    "train_group_size": to("group_size"),
-    "query_max_len": _part_of("max_length"),
-    "passage_max_len": _sum_lengths("query_max_len", "passage_max_len", "max_length"),
     "knowledge_distillation": when(bool, refuse("the lora-yes decoder trains group_ce on labels: distillation from "
                                                 "pos_scores/neg_scores is not wired for it"),
                                    ignore("distillation off, as ours")),
@@ -397,8 +393,6 @@ NOT_TRAINING = {
 
 def outcome(program: Program, name: str, value, given: dict) -> Outcome:
     """The rule's outcome; a template's `<placeholder>` is refused (a value is missing)."""
-    from .rules import placeholder
-
     if placeholder(value):
         return Outcome(REFUSED, {}, f"{value} is the document's placeholder: give a value")
     rule = program.rules.get(name)
