@@ -67,11 +67,23 @@ USAGE = {
 LLM_EXPORT_FILE = "llm_reranker.json"
 
 
+class ExportTargetError(ValueError):
+    """The folder an export would replace holds something else (one line naming it)."""
+
+
 @contextlib.contextmanager
 def _staged(folder: str | os.PathLike, kind: str) -> Iterator[Path]:
     """A fresh staging folder beside `folder` that replaces it only when the block succeeds and the staged folder
-    is a complete `kind` export (check_complete)."""
+    is a complete `kind` export (check_complete). A `folder` that holds anything but an earlier complete `kind`
+    export is refused before any work: an export never deletes a user's files."""
     folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        try:
+            check_complete(folder, kind)
+        except (IncompleteModelFolder, OSError, ValueError):
+            raise ExportTargetError(f"{folder} exists and is not an earlier {kind} export: it is left as it is; "
+                                    "export into a new or empty folder (the train command's --output_dir keeps "
+                                    "a folder's other files)") from None
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:

@@ -56,6 +56,26 @@ def test_cross_encoder_loads_in_sentence_transformers_and_scores_the_same(tiny_b
                                logits, atol=1e-5)
 
 
+def test_export_never_replaces_a_folder_that_is_not_its_own_earlier_export(tiny_bert, tmp_path):
+    """A user's folder is refused before any work and left as it was; an earlier export of the same kind is
+    replaced (re-publishing into results/models)."""
+    from rerank_lib.export import ExportTargetError
+    from rerank_lib.rerankers import CrossEncoder
+
+    ours = CrossEncoder(tiny_bert, max_length=64, device="cpu", dtype=torch.float32, init_seed=1)
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "plan.txt").write_text("keep me")
+    with pytest.raises(ExportTargetError, match="mine exists and is not an earlier cross_encoder export"):
+        export_cross_encoder(ours, mine)
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*")) == ["notes", "notes/plan.txt"]
+    assert not list(tmp_path.glob(".mine.*"))  # no staging folder left beside it
+    folder = export_cross_encoder(ours, tmp_path / "ce")
+    np.testing.assert_allclose(CrossEncoder.load(export_cross_encoder(ours, folder), device="cpu",
+                                                 dtype=torch.float32).score(QUERY, DOCS),
+                               ours.score(QUERY, DOCS), atol=1e-5)
+
+
 def test_cross_encoder_with_formats_is_refused(tiny_bert, tmp_path):
     from rerank_lib.rerankers import CrossEncoder
 
