@@ -2,7 +2,7 @@
 
 Why generated: a sentence typed beside a table goes stale the moment the notebook runs again (another profile,
 another seed, another commit). Every number and every significance word here is read from the records' own
-metrics, paired tests (`Record.significance`), selected checkpoints (`params['best_step']`) and wall times, so
+metrics, paired tests (`Record.significance`), selected checkpoints (`record.selected_step`) and wall times, so
 the prose cannot disagree with the table above it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from .record import Record
+from .record import Record, selected_step
 
 ALPHA = 0.05  # a paired test below this p is called significant
 INTERP = "+interp"  # the suffix of a row that interpolates a ranker with BM25
@@ -48,7 +48,7 @@ def best_rows(records: Sequence[Record], measure: str) -> list[Record]:
 
 def checkpoint_sentence(record: Record) -> str | None:
     """Which checkpoint the dev slice selected for a trained row, or None when the row was not trained."""
-    step = record.params.get("best_step")
+    step = selected_step(record)
     if step is None:
         return None
     total = record.params.get("steps")
