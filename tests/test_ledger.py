@@ -208,6 +208,14 @@ def test_every_packaged_claim_reads_and_names_rows():
         assert needed in ids
 
 
+def test_a_recipe_holds_its_claims():
+    from rerank_lib.recipes import get
+
+    claims = get("inranker").claims
+    assert [c["id"] for c in claims][:1] == ["inranker-stage2-over-stage1"]
+    assert claims[0]["b"] == {"pipeline": "inranker", "method": "minilm-monot5-stage1"}
+
+
 def test_interp_and_start_kept_rows_earn_no_credit_vs_start(tmp_path):
     sig = {"bm25": {"nDCG@10": {"delta": 0.05, "p_value": 0.001}}, "start": {"nDCG@10": {"delta": 0.3, "p_value": 1e-6}}}
     trained = make_record("p", "t", "scifact", "test", {"nDCG@10": 0.7}, significance=sig, first_stage="bm25",

@@ -576,7 +576,10 @@ def _tex_caption(table: Table, alpha: float, correction: str | None, n_tests: in
                  if unchangeable else "") + "."
     if any(row.weight is not None for row in table.rows):
         text += (" (w=…): interpolation weight of the model with the first stage, chosen on dev; "
-                 "w=0 is the first stage and w=1 the model itself (unmarked).").replace("…", r"\ldots{}")
+                 "w=0 is the first stage and w=1 the model itself (unmarked); never marked against the start "
+                 "(fusion would get training's credit).").replace("…", r"\ldots{}")
+    if any(kept_start(row.record) for row in table.rows):
+        text += " = start: dev selection kept the untrained start (no mark against it)."
     return text + " Bold: best per column; Publ.: published."
 
 
