@@ -98,8 +98,7 @@ def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | Non
     """Markdown that reads `records`: per (pipeline, dataset, split) the best row per measure and which rows are
     significantly better / worse than each baseline of their paired tests (a `+interp` row is not read against the
     start: fusion with BM25 would get training's credit; a row whose dev selection kept the start is named `= start`);
-    then the selected checkpoints of the
-    trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
+    then the selected checkpoints of the trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
     (default: every measure the records carry); `test_measure`: the one whose paired tests are read (default, per
     test set: nDCG@10 when its rows have it, else its first measure, so a set measured otherwise, e.g. HopWeaver's
     accuracy / MRR, still has its tests read). `facts`: computed values a notebook without records states
