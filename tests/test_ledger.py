@@ -116,6 +116,11 @@ def test_judge_on_records(tmp_path):
     assert gpu.verdict == NEEDS and "bash run_all.sh --profile paper --only 30" in gpu.why and "29 H100-hours" in gpu.why
     cost = judge("p", _claim(measure="latency_s_per_query", direction="a < b"), records, tmp_path)
     assert cost.verdict == NOT_RUN and "no record carries `latency_s_per_query`" in cost.why
+    # a cost claim is no training claim: a row that kept its start is still measured (here: its wall time)
+    kept_cost = judge("p", _claim(a={"pipeline": "p", "method": "kept"}, measure="wall_s", direction="a < b"),
+                      [r.__class__(**{**r.__dict__, "wall_s": 2.0 if r.method == "kept" else 8.0}) for r in records],
+                      tmp_path)
+    assert kept_cost.verdict == REPRODUCED and kept_cost.values == (2.0, 8.0) and "a / b = 0.25" in kept_cost.why
     seeded = [r for r in records if r.method == "a"][0]
     seeded.seeds = [1, 2, 3]  # a record of the seeds branch: read with getattr
     assert judge("p", _claim(), records, tmp_path).seeds == "3 / 1"

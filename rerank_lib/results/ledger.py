@@ -202,7 +202,7 @@ def judge(pipeline: str, claim: dict, records: list[Record], results_dir) -> Ver
         verdict.why = (f"no record of {' and '.join(missing)} on {where} in this profile" +
                        (f"; {_needs_words(claim['needs'])}" if "needs" in claim else ""))
         return verdict
-    if kept_start(verdict.a):
+    if kept_start(verdict.a) and claim["direction"] != "a < b":  # a cost claim is no claim about training
         return _start_kept(verdict)
     measure = claim["measure"]
     a_values, b_values = (per_query_values(r, results_dir, measure) for r in (verdict.a, verdict.b))
