@@ -5,8 +5,9 @@ dotted setting (`stage1.train.learning_rate`) or a mapping that nests it (`stage
 value is plain (`7.0e-5`) or `{value: ..., source: ...}`. YAML anchors write identical sections once. A recipe's
 file (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data) also holds its other profiles (`profiles:`
 `default` (under every other profile: Recipe.config), `smoke`, `paper-tiny`; no source needed), the published
-numbers its records show (`references:`, `{row: key or [dataset, method], measures: {name: {value, source}}}`) and
-the variants a search tries per profile (`grids:`). Every error names the file, the line and the key.
+numbers its records show (`references:`, `{row: key or [dataset, method], measures: {name: {value, source}}}`), the
+variants a search tries per profile (`grids:`) and the papers' claims that rows of the records test (`claims:`, read
+by `results.ledger`). Every error names the file, the line and the key.
 """
 from __future__ import annotations
 
@@ -22,10 +23,19 @@ from .settings import PAPER_TINY, PROFILES, paths
 PAPER_PROFILES = Path(__file__).with_name("recipes") / "paper_profiles"
 TOP_LEVEL = ("pipeline", "profile", "settings", "gaps")
 #: a recipe's packaged file adds its other profiles and its published numbers to what a `--config` file holds
-RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids")
+RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids", "claims")
 OTHER_PROFILES = tuple(p for p in PROFILES if p != "paper")
 GAP_KEYS = ("setting", "published", "why")
 REFERENCE_KEYS = ("row", "measures")
+#: a claim: what the paper says, where, and the two rows of the records that test it (a vs b)
+CLAIM_KEYS = ("id", "claim", "source", "measure", "dataset", "split", "a", "b", "direction")
+CLAIM_OPTIONAL = ("margin", "published_effect", "evidence", "needs")
+#: "a >= b - margin" is a claim that a approaches / keeps most of b: a may fall short of b by at most `margin`;
+#: "a < b" is a cost claim (latency, training time: lower is better)
+DIRECTIONS = ("a > b", "a >= b - margin", "a < b")
+ROW_KEYS = ("pipeline", "method")
+#: what a claim needs at paper scale; the GPU hours and memory are computed from these (results.gpu_estimate)
+NEEDS_KEYS = ("model", "command", "params_billion", "train_tokens", "eval_tokens", "tokens_source")
 # YAML 1.1 reads 1e-5 (no dot) as text: a setting is never meant as such a string
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -48,6 +58,7 @@ class SettingsFile:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # the other profiles' values, by name
     references: dict[Any, dict[str, dict]] = field(default_factory=dict)  # row key -> {measure: {value, source}}
     grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # profile -> the variants a search tries
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the papers' claims the records test (`claims:`)
 
     def all_profiles(self) -> dict[str, dict[str, Any]]:
         """Every profile's values (`PROFILES` of a recipe): smoke, default, paper (this file's settings), paper-tiny."""
@@ -174,6 +185,111 @@ def _references(path, loader, node) -> dict[Any, dict[str, dict]]:
     return table
 
 
+def _text(path, node, what: str, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(path, node, f"{what} must be text, not {value!r}")
+    return value
+
+
+def _number(path, node, what: str, value, minimum: float = 0.0) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
+        raise _error(path, node, f"{what} must be a number >= {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def _fields(path, loader, node, what: str, required, optional=()) -> tuple[dict[str, Any], dict[str, yaml.Node]]:
+    """A mapping's values and nodes by key: each of `required` present, nothing outside required + optional."""
+    nodes = {key: value for key, value, _ in _mapping(path, node, what)}
+    for key in nodes:
+        if key not in (*required, *optional):
+            raise _error(path, nodes[key], f"{what}: unknown field {key!r} (fields: {', '.join((*required, *optional))})")
+    missing = [key for key in required if key not in nodes]
+    if missing:
+        raise _error(path, node, f"{what}: field {missing[0]!r} is missing")
+    return {key: loader.construct_document(value) for key, value in nodes.items()}, nodes
+
+
+def _claim(path, loader, item) -> dict[str, Any]:
+    """One claim, every field checked; a row is {pipeline, method} as records name them."""
+    ident = {key: value for key, value, _ in _mapping(path, item, "a claim")}.get("id")
+    what = f"claim {ident.value!r}" if isinstance(ident, yaml.ScalarNode) and ident.value else "a claim"
+    claim, nodes = _fields(path, loader, item, what, CLAIM_KEYS, CLAIM_OPTIONAL)
+    for key in ("id", "claim", "source", "measure", "dataset", "split", "direction", "evidence"):
+        if key in claim:
+            _text(path, nodes[key], f"{what}: {key}", claim[key])
+    if claim["direction"] not in DIRECTIONS:
+        raise _error(path, nodes["direction"], f"{what}: direction must be one of {', '.join(map(repr, DIRECTIONS))}, "
+                                               f"not {claim['direction']!r}")
+    if (claim["direction"] == "a >= b - margin") != ("margin" in claim):
+        raise _error(path, nodes.get("margin", nodes["direction"]),
+                     f"{what}: margin is given exactly when direction is 'a >= b - margin'")
+    if "margin" in claim:
+        claim["margin"] = _number(path, nodes["margin"], f"{what}: margin", claim["margin"])
+    for side in ("a", "b"):
+        row, row_nodes = _fields(path, loader, nodes[side], f"{what}: row {side}", ROW_KEYS)
+        for key in ROW_KEYS:
+            _text(path, row_nodes[key], f"{what}: row {side}: {key}", row[key])
+        claim[side] = row
+    if "published_effect" in claim:
+        effect, effect_nodes = _fields(path, loader, nodes["published_effect"], f"{what}: published_effect",
+                                       ("value", "source"))
+        _number(path, effect_nodes["value"], f"{what}: published_effect: value", effect["value"], float("-inf"))
+        _text(path, effect_nodes["source"], f"{what}: published_effect: source", effect["source"])
+    if "needs" in claim:
+        needs, needs_nodes = _fields(path, loader, nodes["needs"], f"{what}: needs", NEEDS_KEYS)
+        for key in ("model", "command", "tokens_source"):
+            _text(path, needs_nodes[key], f"{what}: needs: {key}", needs[key])
+        for key in ("params_billion", "train_tokens", "eval_tokens"):
+            needs[key] = _number(path, needs_nodes[key], f"{what}: needs: {key}", needs[key])
+    claim["line"] = item.start_mark.line + 1
+    return claim
+
+
+def _claims(path, loader, node) -> list[dict[str, Any]]:
+    """`claims:`: a list of claims, each id once."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise _error(path, node, f"claims must be a list of {{{', '.join(CLAIM_KEYS)}, ...}}")
+    claims = []
+    for item in node.value:
+        claim = _claim(path, loader, item)
+        if any(c["id"] == claim["id"] for c in claims):
+            raise _error(path, item, f"claim id {claim['id']!r} is given twice")
+        claims.append(claim)
+    return claims
+
+
+def read_claims(path) -> tuple[str | None, list[dict[str, Any]]]:
+    """A recipe file's pipeline and its checked `claims:` (nothing else of the file is read): what the ledger needs
+    without the recipe's settings class."""
+    path = Path(path)
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise SettingsFileError(f"{path}, line {mark.line + 1}: not YAML ({err.problem})") from None
+    top = {key: node for key, node, _ in _mapping(path, root, "a settings file")} if root is not None else {}
+    pipeline = loader.construct_document(top["pipeline"]) if "pipeline" in top else None
+    return pipeline, (_claims(path, loader, top["claims"]) if "claims" in top else [])
+
+
+def packaged_claims(folder: Path = PAPER_PROFILES) -> dict[str, list[dict[str, Any]]]:
+    """Every recipe file's claims, by the file's pipeline (files without claims left out); an id used by two
+    files is an error naming both."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    seen: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        pipeline, claims = read_claims(path)
+        for claim in claims:
+            if claim["id"] in seen:
+                raise SettingsFileError(f"{path}, line {claim['line']}: claim id {claim['id']!r} is also in "
+                                        f"{seen[claim['id']]}")
+            seen[claim["id"]] = path
+        if claims:
+            out[pipeline or path.stem] = claims
+    return out
+
+
 def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -> SettingsFile:
     """A settings file, its settings checked against `known` (the config's dotted paths, `settings.paths`);
     `top_level` names the sections it may hold (a recipe's own file: `RECIPE_TOP_LEVEL`)."""
@@ -204,6 +320,8 @@ def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -
         out.references.update(_references(path, loader, top["references"]))
     if "grids" in top:
         _grids(out, loader, top["grids"], set(known))
+    if "claims" in top:
+        out.claims.extend(_claims(path, loader, top["claims"]))
     return out
 
 

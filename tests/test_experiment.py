@@ -172,6 +172,15 @@ def test_comparison_cells_mark_significance_and_interpolation():
     assert comparison_cells(record, ("bm25", "teacher"), alpha=0.001, label="Δ nDCG@10 vs {base}") == {
         "Δ nDCG@10 vs bm25": "+0.031 (p=0.004)", "interp w (dev)": 0.7}
     assert comparison_cells(SimpleNamespace(significance=None, params=None)) == {}
+    # against the start: an interpolation row gets no mark (fusion's gain), a row that kept its start is the start
+    fused = SimpleNamespace(significance={"start": {"nDCG@10": {"delta": 0.3, "p_value": 0.001}}},
+                            params={"interpolation_weight": 0.4})
+    assert comparison_cells(fused, ("start",)) == {"Δ vs start": "+0.300 (p=0.001)", "interp w (dev)": 0.4}
+    kept = SimpleNamespace(significance={"start": {"nDCG@10": {"delta": 0.0, "p_value": 1.0}}},
+                           params={"best_step": 0})
+    assert comparison_cells(kept, ("start",)) == {"Δ vs start": "= start (dev kept step 0)"}
+    trained = SimpleNamespace(significance=fused.significance, params={"best_step": 40})
+    assert comparison_cells(trained, ("start",)) == {"Δ vs start": "+0.300▲ (p=0.001)"}
 
 
 # ---- nested settings, dotted overrides, the settings-read record --------------------------------------------

@@ -25,11 +25,13 @@ def test_interpolated_rows_share_their_base_rows_checkpoint_and_time():
     rows = _records()
     common = dict(git_commit="abc", versions={}, hardware={}, created="2026-01-01T00:00:00+00:00")
     rows.append(make_record("p", "trained+interp", "d", "test", {"nDCG@10": 0.60},
-                            significance={"bm25": _test(0.10, 0.002)}, params={"best_step": 40, "steps": 50},
+                            significance={"bm25": _test(0.10, 0.002), "start": _test(0.35, 0.0001)},
+                            params={"best_step": 40, "steps": 50},
                             wall_s=95.4, **common))
     text = summarize(rows)
     assert "- best nDCG@10 of 5 rows: `trained+interp` 0.6000" in text
     assert "significantly better: `trained+interp` (+0.1000, p=0.002)" in text
+    assert "`trained+interp` (+0.3500" not in text  # fused with BM25: never credited against the raw start
     assert "`trained+interp`: step" not in text and "`trained+interp` on d" not in text
 
 
@@ -59,8 +61,9 @@ def test_summary_states_best_rows_tests_checkpoints_and_times():
     assert "- best RR@10 of 4 rows: `start`, `flat` 0.7000" in lines  # a tie names both rows
     assert ("- against `bm25` (nDCG@10, paired test, alpha 0.05): significantly worse: `start` (-0.2000, p<0.001), "
             "`flat` (-0.2000, p=0.030); not significant: `trained` (+0.0500, p=0.200)") in lines
+    # a row whose dev selection kept the start is the start: named so, not tested against it
     assert ("- against `start` (nDCG@10, paired test, alpha 0.05): significantly better: `trained` (+0.2500, p=0.010); "
-            "not significant: `flat` (+0.0000, p=1.000)") in lines
+            "= start (dev kept step 0): `flat` (+0.0000, p=1.000)") in lines
     assert "- `flat`: the untrained start was kept (step 0 of 50; no trained checkpoint beat it on dev)" in lines
     assert ("- `trained` on d 95 s; `flat` on d 30 s; `start` on d 12 s; 1 more row(s) under 1 s") in lines
 

@@ -109,7 +109,7 @@ def test_build_tables(tmp_path):
     for rec in _three_records():
         write_record(rec, tmp_path)
     paths = build_tables(tmp_path)
-    assert set(paths) == {"md", "csv", "tex"} and all(p.exists() for p in paths.values())
+    assert set(paths) == {"md", "csv", "tex", "ledger"} and all(p.exists() for p in paths.values())
 
     md = paths["md"].read_text()
     scifact = md.split("## scifact / test")[1].split("## ")[0]

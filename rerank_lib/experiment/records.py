@@ -14,6 +14,7 @@ from ..data.candidates import EvalSet
 from ..data.types import Run
 from ..evaluation import evaluate, interpolate, measures_for, paired_test, per_query
 from ..results import Record, make_record, write_record
+from ..results.record import kept_start
 from ..training import process_state
 
 
@@ -101,12 +102,19 @@ def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qre
 def comparison_cells(record: Record, bases=("bm25", "start"), measure: str = "nDCG@10", alpha: float = 0.05,
                      label: str = "Δ vs {base}") -> dict:
     """The table cells every notebook shows beside a row: its paired-test delta against each named baseline
-    ('+0.031▲ (p=0.004)': ▲/▼ when p < alpha) and the dev-chosen interpolation weight of a '+interp' row."""
+    ('+0.031▲ (p=0.004)': ▲/▼ when p < alpha) and the dev-chosen interpolation weight of a '+interp' row. Against
+    `start`, a row whose dev selection kept the start reads '= start' and a '+interp' row gets no mark (its gain over
+    the raw start is mostly the first stage's): no ▲ credits training that the raw row does not show."""
     cells = {}
+    params = record.params or {}
+    fused = "interpolation_weight" in params or str(getattr(record, "method", "")).endswith("+interp")
     for base in bases:
         test = (record.significance or {}).get(base, {}).get(measure)
-        if test:
-            mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha else ""
+        if test and base == "start" and kept_start(record):
+            cells[label.format(base=base)] = "= start (dev kept step 0)"
+        elif test:
+            credited = base != "start" or not fused
+            mark = ("▲" if test["delta"] > 0 else "▼") if test["p_value"] < alpha and credited else ""
             cells[label.format(base=base)] = f"{test['delta']:+.3f}{mark} (p={test['p_value']:.3f})"
     if "interpolation_weight" in (record.params or {}):
         cells["interp w (dev)"] = record.params["interpolation_weight"]

@@ -86,6 +86,11 @@ class Recipe:
         return self.file.references
 
     @property
+    def claims(self) -> list[dict]:
+        """The papers' claims its records test, each with its source and rows a vs b (the file's `claims:`)."""
+        return self.file.claims
+
+    @property
     def gaps(self) -> list[dict[str, str]]:
         """Published settings the code cannot apply, each with why (the file's `gaps:`)."""
         return self.file.gaps

@@ -2,7 +2,7 @@
 
 Why generated: a sentence typed beside a table goes stale the moment the notebook runs again (another profile,
 another seed, another commit). Every number and every significance word here is read from the records' own
-metrics, paired tests (`Record.significance`), selected checkpoints (`params['best_step']`) and wall times, so
+metrics, paired tests (`Record.significance`), selected checkpoints (`record.selected_step`) and wall times, so
 the prose cannot disagree with the table above it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from .record import Record
+from .record import Record, kept_start, selected_step
 
 ALPHA = 0.05  # a paired test below this p is called significant
 INTERP = "+interp"  # the suffix of a row that interpolates a ranker with BM25
@@ -48,7 +48,7 @@ def best_rows(records: Sequence[Record], measure: str) -> list[Record]:
 
 def checkpoint_sentence(record: Record) -> str | None:
     """Which checkpoint the dev slice selected for a trained row, or None when the row was not trained."""
-    step = record.params.get("best_step")
+    step = selected_step(record)
     if step is None:
         return None
     total = record.params.get("steps")
@@ -78,15 +78,17 @@ def _group_lines(group: Sequence[Record], measures: Sequence[str], test_measure:
     for r in group:
         for base, tests in r.significance.items():
             test = tests.get(test_measure)
-            if not test:
-                continue
+            if not test or (base == "start" and r.method.endswith(INTERP)):
+                continue  # a `+interp` row's gain over the raw start is mostly the first stage's: not training's
             delta, p_value = test.get("delta"), test.get("p_value")
-            word = significance_word(delta, p_value, alpha)
+            word = "= start (dev kept step 0)" if base == "start" and kept_start(r) else \
+                significance_word(delta, p_value, alpha)
             sign = "n/a" if delta is None else f"{delta:+.4f}"
             by_base[base][word].append(f"`{r.method}` ({sign}, {_p(p_value)})")
     for base, words in by_base.items():
         parts = [f"{word}: {', '.join(rows)}" for word in ("significantly better", "significantly worse",
-                                                             "not significant") if (rows := words.get(word))]
+                                                             "not significant", "= start (dev kept step 0)")
+                 if (rows := words.get(word))]
         lines.append(f"- against `{base}` ({test_measure}, paired test, alpha {alpha}): " + "; ".join(parts))
     return lines
 
@@ -94,8 +96,9 @@ def _group_lines(group: Sequence[Record], measures: Sequence[str], test_measure:
 def summarize(records: Iterable[Record | Mapping], measures: Sequence[str] | None = None, *,
               test_measure: str | None = None, alpha: float = ALPHA, facts: Mapping[str, Any] | None = None) -> str:
     """Markdown that reads `records`: per (pipeline, dataset, split) the best row per measure and which rows are
-    significantly better / worse than each baseline of their paired tests; then the selected checkpoints of the
-    trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
+    significantly better / worse than each baseline of their paired tests (a `+interp` row is not read against the
+    start: fusion with BM25 would get training's credit; a row whose dev selection kept the start is named `= start`);
+    then the selected checkpoints of the trained rows (and whether the start was kept) and the wall times. `measures`: those to name a best row for
     (default: every measure the records carry); `test_measure`: the one whose paired tests are read (default, per
     test set: nDCG@10 when its rows have it, else its first measure, so a set measured otherwise, e.g. HopWeaver's
     accuracy / MRR, still has its tests read). `facts`: computed values a notebook without records states

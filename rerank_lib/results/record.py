@@ -223,6 +223,24 @@ def load_records(results_dir: str | os.PathLike, profile: str | None = None) -> 
     return sorted(records, key=sort_key)
 
 
+def selected_step(record: Record) -> int | None:
+    """The training step whose checkpoint the row's dev selection kept (0: the untrained start), None for an
+    untrained row. Records name it in params as `selected_step`, `best_step` or only `selected_is_start`: this is
+    the one reader of the three, so no table or verdict reads them differently."""
+    params = record.params or {}
+    for key in ("selected_step", "best_step"):
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0 if params.get("selected_is_start") is True else None
+
+
+def kept_start(record: Record) -> bool:
+    """Whether a trained row's dev selection kept its untrained start (step 0): then it is its start, and supports
+    no claim about training."""
+    return selected_step(record) == 0
+
+
 def sort_key(record: Record) -> tuple:
     return (record.pipeline, record.method, record.dataset, record.split, record.model)
 

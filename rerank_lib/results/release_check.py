@@ -38,7 +38,7 @@ RELEASE_FILE = "release.json"
 SHOW_FILES = 10  # files named per finding; the rest are counted
 #: Per-profile folders under results/: records/<profile>/, notebooks/<profile>/, cache/<profile>/.
 PROFILE_FOLDERS = ("records", "notebooks", "cache")
-TABLE_FILE = re.compile(r"^(RESULTS|results)(\.(?P<profile>[^/]+))?\.(md|csv|tex)$")
+TABLE_FILE = re.compile(r"^(RESULTS|results|REPRODUCTION)(\.(?P<profile>[^/]+))?\.(md|csv|tex)$")
 LIBRARY = "rerank_lib/"  # a change here may change how tables are written from the same records
 OLD_FORMAT = "release.json has no results manifest (older format): results content not verified"
 

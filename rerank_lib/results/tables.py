@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_text
-from .record import Record, load_records
+from .ledger import write_ledger
+from .record import Record, kept_start, load_records
 
 UP, DOWN = "▲", "▼"
 SUPERSCRIPT = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
@@ -48,9 +49,10 @@ def results_frame(records: list[Record]):
 
 def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha: float = 0.05,
                  correction: str | None = None) -> dict[str, Path]:
-    """Write RESULTS.md, results.csv and results.tex under results_dir from the profile's records.
+    """Write RESULTS.md, results.csv, results.tex and the reproduction ledger REPRODUCTION.md (results.ledger: each
+    paper claim's verdict) under results_dir from the profile's records.
 
-    Returns {'md': path, 'csv': path, 'tex': path}. The default profile's tables are RESULTS.md, results.csv and
+    Returns {'md': path, 'csv': path, 'tex': path, 'ledger': path}. The default profile's tables are RESULTS.md, results.csv and
     results.tex; another profile's carry its name (RESULTS.smoke.md ...) so a smoke run never replaces them.
     Marks come from each record's `significance` (the paired tests of the notebook that had both runs): ▲/▼ when
     p < alpha. `correction` ('holm' or 'bonferroni') adjusts the p-values over each table's marked comparisons;
@@ -67,6 +69,7 @@ def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha
         "md": write_text(results_dir / f"RESULTS{tag}.md", _markdown(tables, profile, alpha, correction, records)),
         "csv": write_text(results_dir / f"results{tag}.csv", _csv(records)),
         "tex": write_text(results_dir / f"results{tag}.tex", _latex(tables, profile, alpha, correction, records)),
+        "ledger": write_ledger(results_dir, profile, records),
     }
 
 
@@ -101,9 +104,22 @@ class Row:
         return None
 
     @property
+    def interpolated(self) -> bool:
+        return self.weight is not None or self.record.method.endswith("+interp")
+
+    @property
+    def credits_start(self) -> bool:
+        """Whether a test against `start` says what training did: not for a row whose dev selection kept the start
+        (it is the start), nor for an interpolation row (its gain over the raw start is mostly the first stage's)."""
+        return not self.interpolated and not kept_start(self.record)
+
+    @property
     def label(self) -> str:
-        """The method as the tables name it; an interpolation row shows its weight."""
+        """The method as the tables name it; an interpolation row shows its weight; a row whose dev selection kept
+        its untrained start says so (= start)."""
         method = self.record.method
+        if kept_start(self.record):
+            method += " = start (dev kept step 0)" if not self.interpolated else " (its model = start)"
         if self.weight is None:
             return method
         if self.identity is not None:
@@ -235,6 +251,8 @@ def _marks(table: Table, alpha: float, correction: str | None) -> tuple[dict[tup
             if row.record.metrics.get(measure) is None or not row.can_change(measure):
                 continue
             for j, vs in enumerate(table.compared):
+                if vs == "start" and not row.credits_start:
+                    continue
                 test = row.record.significance.get(vs, {}).get(measure) or {}
                 if test.get("p_value") is not None and test.get("delta") is not None:
                     family.append((i, measure, j, test["delta"], test["p_value"]))
@@ -411,6 +429,9 @@ def _legend(alpha: float, correction: str | None) -> list[str]:
         "the smaller depth). Query subsets and other first stages or depths follow as labelled sub-tables.",
         "- A trained row's value is the test value of the checkpoint its dev slice selected (the step 0 start "
         "can win), as its record holds it; *start* is that model's untrained or zero-shot starting point.",
+        "- A row whose dev selection kept step 0 is shown `= start` and carries no mark against *start* (it is the "
+        "start); a `+interp` row carries none either (its gain over the raw start is mostly the first stage's): it "
+        "is marked against the first stage only. Whether a paper's claim holds: REPRODUCTION.md.",
         "",
     ]
 
@@ -555,7 +576,10 @@ def _tex_caption(table: Table, alpha: float, correction: str | None, n_tests: in
                  if unchangeable else "") + "."
     if any(row.weight is not None for row in table.rows):
         text += (" (w=…): interpolation weight of the model with the first stage, chosen on dev; "
-                 "w=0 is the first stage and w=1 the model itself (unmarked).").replace("…", r"\ldots{}")
+                 "w=0 is the first stage and w=1 the model itself (unmarked); never marked against the start "
+                 "(fusion would get training's credit).").replace("…", r"\ldots{}")
+    if any(kept_start(row.record) for row in table.rows):
+        text += " = start: dev selection kept the untrained start (no mark against it)."
     return text + " Bold: best per column; Publ.: published."
 
 
