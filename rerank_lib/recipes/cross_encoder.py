@@ -23,7 +23,7 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
+    DevEvaluator, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
     pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
@@ -122,7 +122,7 @@ def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
 
 def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
     """Notebook 11 from the shell (10_'s training files built first when missing; a train_file instead of them)."""
-    from ..experiment import results_table
+    from ..experiment import records_of, results_table
     from .first_stage import ensure_first_stage
 
     with main_first():
@@ -137,9 +137,10 @@ def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
             sets = eval_sets(cfg, results_dir, split)
     runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in cfg.variants]
     if evaluate and is_main():
-        start_run, start_record = evaluate_start(cfg, sets, results_dir)
-        records = [start_record, *(r for vr in runs for r in evaluate_variant(cfg, vr, sets, start_run, results_dir))]
-        print(results_table(records, first_stage=("bm25 (first stage)", sets.test_bm25, sets.test.qrels)).to_string())
+        start = evaluate_start(cfg, sets, results_dir)
+        evaluated = [start, *(evaluate_variant(cfg, vr, sets, start.runs["start"], results_dir) for vr in runs)]
+        first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
+        print(results_table(records_of(evaluated), first_stage=first_stage).to_string())
     return {vr.variant: Trained.cross_encoder(vr.selected, vr.model) for vr in runs}
 
 
@@ -366,8 +367,9 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
-def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
-    """The untrained starting point (fresh head), the floor every variant starts from: its test run and record."""
+def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> Evaluated:
+    """The untrained starting point (fresh head), the floor every variant starts from: its record, and its test run
+    as `runs["start"]` (every variant's paired-test baseline)."""
     model = start_model(cfg)
     with Timer() as t:
         run = model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
@@ -378,10 +380,11 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir):
             f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
             jsonable(record_settings(cfg)), cfg.seed, RECIPE.references.get(cfg.model), t.s),
         results_dir, baselines={"bm25": sets.test_bm25})
-    return run, record
+    return Evaluated([record], {"start": run})
 
 
-def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSets, start_run: Run, results_dir) -> list:
+def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSets, start_run: Run,
+                     results_dir) -> Evaluated:
     """Rerank SciFact test with the selected checkpoint: a record vs BM25 and vs the start, and the +interp row
     (weight chosen on the dev slice)."""
     with Timer() as t:
@@ -401,7 +404,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
                   training_queries=records[0].n_training_queries, settings=params, record=records[0],
                   dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step)
-    return records
+    return Evaluated(records)
 
 
 def bm25_dev(sets: RerankingSets) -> dict[str, float]:

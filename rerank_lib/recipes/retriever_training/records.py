@@ -8,7 +8,9 @@ import pandas as pd
 from ...data import Dataset, TrainingQueries, own_training
 from ...data.types import Run
 from ...evaluation import interpolate, recall_per_query
-from ...experiment import EvalSet, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
+from ...experiment import (
+    EvalSet, Evaluated, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table,
+)
 from ...settings import snapshot
 from .baselines import Baselines
 from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, FaireData, short_name, start_method
@@ -25,7 +27,8 @@ def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, result
                           wall_s), results_dir, baselines=baselines, training=training, scorer=recall_per_query)
 
 
-def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:
+def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome],
+                  results_dir) -> Evaluated:
     """Records on faire test: BM25, the zero-shot start, the teachers, each trainer and its +interp row (BM25
     interpolation, weight chosen on eval by nDCG@10)."""
     test = data.test
@@ -50,7 +53,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
         records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, method=f"{name}+interp",
                                     params=jsonable({**out.params, "interpolation_weight": weight}), **trained))
-    return records
+    return Evaluated(records)
 
 
 def faire_table(records) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, EvalSet, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
+    DevEvaluator, EvalSet, Evaluated, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
     save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -31,7 +31,7 @@ def training(cfg: SciFactConfig, results_dir, evaluate: bool) -> dict:
         data = load_scifact(cfg, results_dir)
     ctl = train_scifact(cfg, data, results_dir)
     if evaluate and is_main():
-        print(scifact_table(scifact_records(cfg, data, ctl, results_dir), results_dir, cfg.profile).to_string())
+        print(scifact_table(scifact_records(cfg, data, ctl, results_dir).records, results_dir, cfg.profile).to_string())
     return {"ctl": Trained.bi_encoder(ctl.selected, ctl.encoder)}
 
 
@@ -101,7 +101,7 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     return Outcome("ctl", sel, runs, t.s, params, encoder=enc)
 
 
-def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> list:
+def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> Evaluated:
     """CTL on SciFact test with paired tests against BM25 and the zero-shot start, and its BM25 +interp row (the
     weight chosen on the dev slice)."""
     test, dev = data.test, data.split.dev
@@ -117,7 +117,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
         dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)), dev_run=out.runs["dev"])
     publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, base_model=cfg.model,
                      name=f"{records[0].method}-scifact")
-    return records
+    return Evaluated(records)
 
 
 def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
