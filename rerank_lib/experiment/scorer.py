@@ -9,18 +9,18 @@ from typing import Sequence
 from ..data.pairs import TrainGroup
 from ..settings import snapshot
 from ..training import TrainConfig
-from ..training.groups import group_training
+from ..training.groups import GroupObjective, group_training
 from .dev import DevEvaluator
 from .run_dir import calling_module, run_dir
 from .selection import Selected, train_with_dev_selection
 
 
-def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, loss: str, config: TrainConfig,
-                 **group_options) -> Selected:
-    """`ranker` (model, encode_pairs, collate, batch_logits, load_weights) trained on `groups` with `loss`;
-    `dev` scores it (build it with `as_ranker=lambda _: ranker`); group_options go to `group_training` (group_size,
-    kd_weight, kd_temperature, head_lr, length_grouping). History rows report epochs in passes over the groups."""
-    plan = group_training(ranker, groups, loss=loss, config=config, **group_options)
+def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, objective: GroupObjective,
+                 config: TrainConfig) -> Selected:
+    """`ranker` (model, encode_pairs, collate, batch_logits, load_weights) trained on `groups` towards `objective`
+    (`training.groups.group_training`); `dev` scores it (build it with `as_ranker=lambda _: ranker`). History rows
+    report epochs in passes over the groups."""
+    plan = group_training(ranker, groups, objective, config)
 
     def load_selected(folder):
         ranker.load_weights(folder)

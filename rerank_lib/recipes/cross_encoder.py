@@ -33,7 +33,7 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
-from ..training.groups import GROUPWISE
+from ..training.groups import GROUPWISE, GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
 PIPELINE = "cross_encoder"
@@ -345,9 +345,9 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
     dev = DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
                                  measures=MEASURES, as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
-    selected = train_scorer(model, data, dev, loss=loss, config=train_config(cfg, variant, str(out)),
-                            group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
-                            kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
+    objective = GroupObjective(loss, vcfg.group_size, vcfg.kd_weight if kd else 0.0, vcfg.kd_temperature,
+                               vcfg.head_lr)
+    selected = train_scorer(model, data, dev, objective, train_config(cfg, variant, str(out)))
     return VariantRun(variant, model, selected, vcfg)
 
 

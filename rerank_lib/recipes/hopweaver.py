@@ -51,6 +51,7 @@ from ..settings import snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
+from ..training.groups import GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
@@ -309,8 +310,8 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}  # where it trains, not what
     out = run_dir("hopweaver", cfg.profile, "reranker", settings=settings,
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
-    selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
-                            config=replace(cfg.train, output_dir=str(out)))
+    selected = train_scorer(model, generated.groups, dev, GroupObjective("group_ce", cfg.group_size),
+                            replace(cfg.train, output_dir=str(out)))
     return Reranked(model, selected, generated)
 
 
@@ -466,8 +467,8 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
                   data=fingerprint([[[g.query, g.docs] for g in groups], sorted(dev.queries)]))
     # own_max_steps is the published-file row's budget; a file of your own trains with `train` as given
     max_steps = cfg.train.max_steps if cfg.train_file or cfg.own_max_steps is None else cfg.own_max_steps
-    selected = train_scorer(model, groups, evaluator, loss="group_ce", group_size=cfg.group_size,
-                            config=replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
+    selected = train_scorer(model, groups, evaluator, GroupObjective("group_ce", cfg.group_size),
+                            replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
     return Reranked(model, selected)
 
 
