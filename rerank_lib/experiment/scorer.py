@@ -11,7 +11,7 @@ from ..settings import snapshot
 from ..training import TrainConfig
 from ..training.groups import GroupObjective, group_training
 from .dev import DevEvaluator
-from .run_dir import calling_module, run_dir
+from .run_dir import RunName, calling_module, run_dir
 from .selection import Selected, train_with_dev_selection
 
 
@@ -37,17 +37,15 @@ def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, object
 
 
 def train_encoder_in_run_dir(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
-                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict,
-                             code: str | Sequence[str] | None = None) -> Selected:
-    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in the run folder named by the
-    settings, the number of examples, the dev questions and the code version of `code` (default: the calling
-    recipe), with a batch never larger than the dataset; then load the dev-selected weights (the start's when step 0
-    won) into the encoder, with its tokenizer beside them."""
+                             dev: DevEvaluator, run: RunName) -> Selected:
+    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in the run folder named by `run`,
+    the number of examples, the dev questions and the code version of the calling recipe, with a batch never larger
+    than the dataset; then load the dev-selected weights (the start's when step 0 won) into the encoder, with its
+    tokenizer beside them."""
     from ..retrievers.training import load_weights
 
-    folder = run_dir(pipeline, profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
-                     settings={**settings, "train": snapshot(config)},
-                     code=code if code is not None else calling_module())
+    folder = run_dir(run.pipeline, run.profile, run.name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
+                     settings={**run.settings, "train": snapshot(config)}, code=calling_module())
     config = replace(config, output_dir=str(folder),
                      per_device_batch_size=min(config.per_device_batch_size, len(dataset)))
 

@@ -11,7 +11,7 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, EvalSet, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
+    DevEvaluator, EvalSet, Row, RunName, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
     save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -90,8 +90,8 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
     with Timer() as t:
         sel = train_encoder_in_run_dir(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
-                                       ctl_compute_loss(enc, ctl), cfg.train, evaluator, pipeline="retriever_training",
-                                       profile=cfg.profile, name="scifact-ctl", settings=settings)
+                                       ctl_compute_loss(enc, ctl), cfg.train, evaluator,
+                                       RunName("retriever_training", cfg.profile, "scifact-ctl", settings))
         corpus_emb = enc.encode_corpus(corpus)
         runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
                 "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
