@@ -6,7 +6,7 @@ import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.data.types import Document
-from rerank_lib.experiment import DevEvaluator
+from rerank_lib.experiment import DevEvaluator, EvalSet
 from rerank_lib.experiment.scorer import train_scorer
 from rerank_lib.rerankers import CrossEncoder
 from rerank_lib.losses import group_ce
@@ -61,7 +61,8 @@ def test_tiny_fit_lowers_the_loss(tmp_path, loss, kd):
 
 def test_fit_evaluates_on_dev_and_restores_the_best_weights(tmp_path):
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
-    dev = DevEvaluator.reranking(RUN, CORPUS, QUERIES, QRELS, depth=3, measures=["nDCG@10", "RR@10"])
+    dev = DevEvaluator.reranking(EvalSet("toy", "dev", QUERIES, QRELS, depth=3, run=RUN, corpus=CORPUS,
+                                         measures=["nDCG@10", "RR@10"]))
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=4,
                          per_device_batch_size=2, eval_every_steps=2, save_every_steps=None, mixed_precision="no")
     result = fit(model, _groups(), GroupObjective("ranknet", group_size=3), config, eval_fn=dev)
@@ -103,7 +104,8 @@ def test_train_scorer_selects_on_dev_and_leaves_the_selected_weights(tmp_path):
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=3,
                          per_device_batch_size=2, save_every_steps=None, mixed_precision="no")
-    dev = DevEvaluator.reranking(RUN, CORPUS, QUERIES, QRELS, depth=3, as_ranker=lambda _: model)
+    dev = DevEvaluator.reranking(EvalSet("toy", "dev", QUERIES, QRELS, depth=3, run=RUN, corpus=CORPUS),
+                                 as_ranker=lambda _: model)
     selected = train_scorer(model, _groups(), dev, GroupObjective("group_ce", group_size=3), config)
     assert [row["step"] for row in selected.curve] == [0, 3] and selected.start_value == selected.curve[0]["nDCG@10"]
     assert selected.value == max(row["nDCG@10"] for row in selected.curve)

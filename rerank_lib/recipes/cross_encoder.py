@@ -23,7 +23,7 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
+    DevEvaluator, EvalSet, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
     pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
@@ -343,8 +343,8 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
-    dev = DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
-                                 measures=MEASURES, as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
+    dev = DevEvaluator.reranking(EvalSet.of(sets.dev, sets.dev_bm25, depth=cfg.dev_depth, measures=MEASURES),
+                                 as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
     objective = GroupObjective(loss, vcfg.group_size, vcfg.kd_weight if kd else 0.0, vcfg.kd_temperature,
                                vcfg.head_lr)
     selected = train_scorer(model, data, dev, objective, train_config(cfg, variant, str(out)))

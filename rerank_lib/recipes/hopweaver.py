@@ -304,9 +304,9 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     candidates, reranked, select the checkpoint (the zero-shot start is step 0). With `cfg.launch`, it first
     trains under accelerate launch (inputs from `results_dir`)."""
     model = zero_shot_reranker(cfg)
-    dev = DevEvaluator.reranking(diverse_runs(cfg, data, data.dev)[1], data.dev.corpus, data.dev.queries,
-                                 data.dev.qrels, depth=cfg.top_k, measures=MEASURES[:2], as_ranker=lambda _: model,
-                                 batch_size=cfg.score_batch_size)
+    dev = DevEvaluator.reranking(
+        EvalSet.of(data.dev, diverse_runs(cfg, data, data.dev)[1], depth=cfg.top_k, measures=MEASURES[:2]),
+        as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
     settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}  # where it trains, not what
     out = run_dir("hopweaver", cfg.profile, "reranker", settings=settings,
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
@@ -457,9 +457,8 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
     reranked, select the checkpoint by MRR (step 0, the untrained start, included)."""
     model = zero_shot_reranker(cfg)
     dev = own.split.dev
-    evaluator = DevEvaluator.reranking(dev.runs[CANDIDATES], dev.corpus, dev.queries, dev.qrels,
-                                       depth=candidate_depth(dev), measures=(), as_ranker=lambda _: model,
-                                       extra=lambda run: candidate_measures(run, dev.qrels),
+    evaluator = DevEvaluator.reranking(EvalSet.of(dev, dev.runs[CANDIDATES], depth=candidate_depth(dev), measures=()),
+                                       as_ranker=lambda _: model, extra=lambda run: candidate_measures(run, dev.qrels),
                                        batch_size=cfg.score_batch_size)
     groups = own.groups
     settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from ...data import TrainingQueries, load_dataset
 from ...evaluation import kendall_tau_agreement
-from ...experiment import DevEvaluator, Selected, run_dir
+from ...experiment import DevEvaluator, EvalSet, Selected, run_dir
 from .trainer import InRankerTrainer
 from ...rerankers.monot5 import load_seq2seq
 from ...settings import snapshot
@@ -70,7 +70,7 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, loa
     if dev is not None:
         teacher_tau = (lambda run: {"teacher_tau": kendall_tau_agreement(run, dev.teacher)}) if dev.teacher else None
         evaluator = DevEvaluator.reranking(
-            dev.candidates, dev.data.corpus, dev.data.queries, dev.data.qrels, max(map(len, dev.candidates.values())),
+            EvalSet.of(dev.data, dev.candidates, depth=max(map(len, dev.candidates.values()))),
             as_ranker=trainer.as_ranker, extra=teacher_tau)
     selected = trainer.train(dataset, dev=evaluator)
     provenance = provenance or TrainingQueries.of(source or dataset.source, dataset.query_texts)

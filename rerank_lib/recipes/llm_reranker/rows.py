@@ -100,8 +100,8 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
     loss, train, name, method, model, key = how.loss, how.train, how.name, how.method, how.model, how.key
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
-    dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,
-                                 DEV_MEASURES, as_ranker=lambda _: ranker, batch_size=how.batch_size)
+    dev = DevEvaluator.reranking(EvalSet.of(data.dev, data.dev_bm25, depth=cfg.dev_depth, measures=DEV_MEASURES),
+                                 as_ranker=lambda _: ranker, batch_size=how.batch_size)
     sel = train_scorer(ranker, groups, dev, GroupObjective(loss, cfg.group_size),
                        replace(train, output_dir=str(folder)))
     with Timer() as t:
