@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rerank_lib.export import export_bi_encoder, export_cross_encoder, export_listwise, export_monot5, model_card
+from rerank_lib.export import (
+    ModelCard, export_bi_encoder, export_cross_encoder, export_listwise, export_monot5, model_card,
+)
 from rerank_lib.models import load_tokenizer
 
 QUERY = "what causes muscle cramps"
@@ -211,9 +213,9 @@ def test_check_complete_accepts_every_export_and_names_what_a_folder_lacks(tiny_
 def test_model_card_content(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    path = model_card(folder, base_model="minilm-l6", training_queries=809, training_data="SciFact train (BEIR)",
-                      settings={"loss": "group_ce", "learning_rate": 2e-5}, dev={"nDCG@10": 0.61234},
-                      test={"nDCG@10": 0.65, "R@100": 0.9}, commit="abc123", kind="cross_encoder")
+    path = model_card(folder, ModelCard("minilm-l6", 809, {"loss": "group_ce", "learning_rate": 2e-5},
+                                        training_data="SciFact train (BEIR)", dev={"nDCG@10": 0.61234},
+                                        test={"nDCG@10": 0.65, "R@100": 0.9}, commit="abc123"), kind="cross_encoder")
     text = path.read_text()
     assert path == folder / "README.md"
     header, body = text.split("\n---\n", 1)
@@ -234,34 +236,36 @@ def test_model_card_content(tmp_path):
 
 def test_model_card_says_untrained_start_when_step_0_was_selected(tmp_path):
     """The selected checkpoint decides the wording: step 0 is the base model, not a trained one."""
-    start = model_card(tmp_path, base_model="all-MiniLM-L6-v2", training_queries=4, settings={}, commit="c",
-                       kind="bi_encoder", selected_step=0, precision="fp32").read_text()
+    start = model_card(tmp_path, ModelCard("all-MiniLM-L6-v2", 4, {}, commit="c", selected_step=0, precision="fp32"),
+                       kind="bi_encoder").read_text()
     assert "**Untrained start**" in start and "| selected checkpoint | untrained start (step 0) |" in start
     assert "Trained with" not in start and "- untrained" in start.split("\n---\n")[0]
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in start and "pipeline_tag: sentence-similarity" in start
     assert "| precision | fp32 |" in start
-    trained = model_card(tmp_path, base_model="BAAI/bge-reranker-base", training_queries=4, settings={}, commit="c",
-                         kind="monot5", selected_step=40, precision="bf16", title="m").read_text()
+    trained = model_card(tmp_path, ModelCard("BAAI/bge-reranker-base", 4, {}, commit="c", selected_step=40,
+                                             precision="bf16", title="m"), kind="monot5").read_text()
     assert "Trained with rerank-repro" in trained and "step 40" in trained and "ntrained" not in trained
     assert "base_model: BAAI/bge-reranker-base" in trained and "library_name: transformers" in trained
     assert "| base model | `BAAI/bge-reranker-base` |" in trained and "| precision | bf16 |" in trained
     # a local folder or a built student has no hub id of its own: no base_model line (the hub would reject it)
-    local = model_card(tmp_path, base_model="./checkpoints/run1", training_queries=4, settings={}, commit="c")
+    local = model_card(tmp_path, ModelCard("./checkpoints/run1", 4, {}, commit="c"))
     assert "base_model:" not in local.read_text() and "| base model | `./checkpoints/run1` |" in local.read_text()
-    student = model_card(tmp_path, base_model="minilm-monot5", training_queries=4, settings={}, commit="c")
+    student = model_card(tmp_path, ModelCard("minilm-monot5", 4, {}, commit="c"))
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in student.read_text()
 
 
 def test_model_card_defaults_to_this_checkout_commit(tmp_path):
     from rerank_lib.results.record import git_commit
 
-    text = model_card(tmp_path, base_model="b", training_queries="4 smoke queries", settings={}).read_text()
+    text = model_card(tmp_path, ModelCard("b", "4 smoke queries", {})).read_text()
     assert f"| code commit | `{git_commit()}` |" in text
     assert "## Dev" not in text and "## Loading" not in text
     with pytest.raises(ValueError, match="kind"):
-        model_card(tmp_path, base_model="b", training_queries=1, settings={}, kind="onnx")
+        model_card(tmp_path, ModelCard("b", 1, {}), kind="onnx")
+    with pytest.raises(ValueError, match="training queries and settings"):
+        model_card(tmp_path, ModelCard("b"))
     with pytest.raises(FileNotFoundError):
-        model_card(tmp_path / "missing", base_model="b", training_queries=1, settings={})
+        model_card(tmp_path / "missing", ModelCard("b", 1, {}))
 
 
 def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_bert, tmp_path):
@@ -276,9 +280,8 @@ def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_be
     ours = CrossEncoder(tiny_bert, max_length=64, device="cpu", dtype=torch.float32, init_seed=1)
     record = make_record("cross_encoder", "ce-tiny-point-ce", "scifact", "test", {"nDCG@10": 0.5123},
                          training_queries="scifact/train: 10 train + 2 dev q", n_training_queries=12, profile="smoke")
-    folder = publish_model("cross_encoder", ours, tmp_path, "smoke", record.method, base_model="tiny-bert",
-                           training_queries=12, settings={"train": {"learning_rate": 2e-4}}, record=record,
-                           dev={"nDCG@10": 0.4})
+    folder = publish_model("cross_encoder", ours, tmp_path, "smoke", record.method,
+                           ModelCard("tiny-bert", 12, {"train": {"learning_rate": 2e-4}}, dev={"nDCG@10": 0.4}), record)
     assert folder == tmp_path / "models" / "smoke" / "ce-tiny-point-ce"
     pairs = [("a query", "a document about it"), ("another", "text")]
     peer = STCrossEncoder(str(folder), device="cpu").predict(pairs, activation_fn=torch.nn.Identity())
@@ -287,7 +290,7 @@ def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_be
     assert "| nDCG@10 | 0.5123 |" in card and "| nDCG@10 | 0.4000 |" in card and "scifact/train" in card
     assert "tiny-bert" in card and '"learning_rate": 0.0002' in card
     with pytest.raises(ValueError, match="kind"):
-        publish_model("gguf", ours, tmp_path, "smoke", "x", base_model="b", training_queries=1, settings={})
+        publish_model("gguf", ours, tmp_path, "smoke", "x", ModelCard("b", 1, {}))
 
 
 # ------------------------------------------------------------------------------------- LLM-decoder rerankers

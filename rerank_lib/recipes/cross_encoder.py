@@ -30,6 +30,7 @@ from ..experiment import (
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
+from ..export import ModelCard
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
@@ -398,9 +399,9 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
         results_dir, baselines={"bm25": sets.test_bm25, "start": start_run}, training=sets.split.provenance, dev=dev,
         dev_run=sel.dev_run if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
-    publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
-                  training_queries=records[0].n_training_queries, settings=params, record=records[0],
-                  dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step)
+    publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
+        cfg.model, records[0].n_training_queries, params, dev={"nDCG@10": sel.value} if sel.value is not None else None,
+        selected_step=sel.step), records[0])
     return records
 
 

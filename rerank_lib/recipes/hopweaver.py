@@ -37,6 +37,7 @@ from ..data.types import Dataset, Run
 from ..evaluation import (
     CANDIDATE_MEASURES, candidate_measures, candidate_measures_per_query, interpolate, success_and_attempts,
 )
+from ..export import ModelCard
 from ..first_stage import BM25Index
 from ..experiment import (
     DevEvaluator, EvalSet, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable,
@@ -370,8 +371,8 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                                                       wall_s=walls["diverse_ft"]),
                                   results_dir, baselines=baselines, training=data.split.provenance))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
-    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
-                     training_data="HopWeaver contrastive data generated from SciFact train claims")
+    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, ModelCard(
+        cfg.reranker, settings=params, training_data="HopWeaver contrastive data generated from SciFact train claims"))
     return records, runs
 
 

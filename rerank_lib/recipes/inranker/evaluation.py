@@ -16,7 +16,7 @@ from ...experiment import (
     selection_row,
 )
 from ...experiment import results_table as experiment_table
-from ...export import has_t5_vocabulary
+from ...export import ModelCard, has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
 from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
@@ -87,8 +87,8 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
         save_run(run, results_dir, cfg.profile, name, "test", f"inranker-{s.method}")
         if has_t5_vocabulary(ranker):  # inranker's T5Ranker loads T5-vocabulary students (not the MiniLM one)
             row = next(r for r in ev.records if r.method == s.method and r.dataset == name)
-            publish_selected("monot5", ranker, row, s.selected, results_dir, base_model=s.params["init"],
-                             name=f"{s.method}-{name}", settings=s.params)
+            publish_selected("monot5", ranker, row, s.selected, results_dir,
+                             ModelCard(s.params["init"], settings=s.params), name=f"{s.method}-{name}")
         return run
 
     if cfg.teacher_model is not None:  # paper: the monoT5 teacher is a ranker of its own, recorded here

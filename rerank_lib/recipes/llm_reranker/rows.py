@@ -15,6 +15,7 @@ from ...experiment import (
 )
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
+from ...export import ModelCard
 from ...settings import snapshot
 from ...training import TrainConfig
 from ...training.groups import GroupObjective, batch_unit
@@ -115,8 +116,8 @@ def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, gro
         training=data.split.used([g.query_id for g in data.groups], data.dev.queries),  # what trained and selected
         dev=EvalSet.of(data.dev, data.dev_bm25), dev_run=sel.dev_run if cfg.interpolate else None)
     if how.publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
-        publish_selected(how.publish_as, ranker, records[0], sel, results_dir, base_model=key.get("student", model),
-                         name=method, settings=params)
+        publish_selected(how.publish_as, ranker, records[0], sel, results_dir,
+                         ModelCard(key.get("student", model), settings=params), name=method)
     return Row(method, test_run, sel.dev_run, sel, records, ranker)
 
 

@@ -9,6 +9,7 @@ from ...data import Dataset, TrainingQueries, own_training
 from ...data.types import Run
 from ...evaluation import interpolate, recall_per_query
 from ...experiment import EvalSet, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
+from ...export import ModelCard
 from ...settings import snapshot
 from .baselines import Baselines
 from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, FaireData, short_name, start_method
@@ -50,7 +51,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         trained = dict(common, baselines=both, training=data.provenance)
         params = jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **out.params})
         records.append(record_faire(out.runs["test"], test, faire_row(cfg, name, model, params, out.wall_s), **trained))
-        publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, base_model=cfg.model,
+        publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, ModelCard(cfg.model),
                          name=f"{name}-{test.name}")
         weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
         records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, faire_row(

@@ -16,6 +16,7 @@ from ...experiment import (
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
+from ...export import ModelCard
 from ...settings import snapshot
 from ..recipe import Recipe, Trained, is_main, main_first
 from .settings import PIPELINE, SciFactConfig, encoder, short_name
@@ -115,7 +116,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
             cfg.seed, wall_s=out.wall_s),
         results_dir, baselines=baselines, training=data.split.provenance,
         dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)), dev_run=out.runs["dev"])
-    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, base_model=cfg.model,
+    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, ModelCard(cfg.model),
                      name=f"{records[0].method}-scifact")
     return records
 
