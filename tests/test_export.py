@@ -373,10 +373,10 @@ def _flag_llm_reranker():
 def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the_same(tiny_llm, llm_tokenizer,
                                                                                       tmp_path):
     from rerank_lib.export import check_complete, export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, LoraSettings
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, LoraSettings, ReadyDecoder
 
-    ranker = DecoderReranker("tiny", head="yes", lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu",
-                             causal_lm=tiny_llm, tokenizer=llm_tokenizer, max_length=96)
+    ranker = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes",
+                             lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu", max_length=96)
     ours = _train_llm(ranker, tmp_path, "group_ce")
     folder = export_llm_reranker(ranker, tmp_path / "yes")
     assert check_complete(folder, "llm_yes") == folder
@@ -410,10 +410,9 @@ def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the
 
 def test_head_only_export_writes_its_head_into_the_yes_row(tiny_llm, llm_tokenizer, tmp_path):
     from rerank_lib.export import export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, ReadyDecoder
 
-    decoder = DecoderReranker("tiny", head="yes", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer,
-                              max_length=96)
+    decoder = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes", device="cpu", max_length=96)
     probe = HeadOnlyRanker(decoder, init="yes-no")  # Yes minus No: a head no row of the LM head holds
     ours = probe.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(ours - decoder.score(LLM_QUERIES, LLM_DOCS)).max() > 1e-3
@@ -441,17 +440,17 @@ def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_ll
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rerank_lib.export import check_complete, export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, PromptFormat
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, PromptFormat, ReadyDecoder
 
     # Mistral's EOS is '</s>', the default special_token: the classifier would read the token before it, refused
-    default = DecoderReranker("tiny", head="score", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer)
+    default = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="score", device="cpu")
     with pytest.raises(ValueError, match="ends with the pad token"):
         export_llm_reranker(default, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
 
     fmt = PromptFormat(kind="rag-retrieval", special_token="<unk>")
-    ranker = DecoderReranker("tiny", head="score", prompt=fmt, device="cpu", causal_lm=tiny_llm,
-                             tokenizer=llm_tokenizer, init_seed=3, max_length=96)
+    ranker = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="score", prompt=fmt, device="cpu",
+                             init_seed=3, max_length=96)
     ours = _train_llm(ranker, tmp_path, "point_ce")
     folder = export_llm_reranker(ranker, tmp_path / "score")
     assert check_complete(folder, "llm_score") == folder
@@ -492,10 +491,10 @@ def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_ll
 
 def test_llm_export_refuses_a_prompt_its_peer_cannot_build(tiny_llm, llm_tokenizer, tmp_path):
     from rerank_lib.export import export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, ReadyDecoder
 
-    yes_rag = DecoderReranker("tiny", head="yes", prompt="rag-retrieval", device="cpu", causal_lm=tiny_llm,
-                              tokenizer=llm_tokenizer)
+    yes_rag = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes", prompt="rag-retrieval",
+                              device="cpu")
     with pytest.raises(ValueError, match="prompt='flagembedding'"):
         export_llm_reranker(yes_rag, tmp_path / "x")
     with pytest.raises(TypeError, match="DecoderReranker or HeadOnlyRanker"):

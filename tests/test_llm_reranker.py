@@ -12,7 +12,7 @@ from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.models import load_tokenizer
 from rerank_lib.training.groups import fit
 from rerank_lib.rerankers.llm_reranker import (
-    FLAG_PROMPT, DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat, build_input_ids, last_token_index,
+    FLAG_PROMPT, DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat, ReadyDecoder, build_input_ids, last_token_index,
     position_ids_from_mask,
 )
 from rerank_lib.training import TrainConfig
@@ -46,7 +46,7 @@ def tiny_lm(tokenizer):
 
 def make(tiny_lm, tokenizer, **kw):
     kw.setdefault("device", "cpu")
-    return DecoderReranker("tiny", causal_lm=tiny_lm, tokenizer=tokenizer, **kw)
+    return DecoderReranker(ReadyDecoder("tiny", tiny_lm, tokenizer), **kw)
 
 
 # ---------------------------------------------------------------------------------------------------- indexing
@@ -166,7 +166,7 @@ def test_lora_yes_head_trains_with_fit_and_reloads(tiny_lm, tokenizer, tmp_path)
     after = ranker.score(QUERIES, DOCS)
     assert not np.allclose(before, after)
     ranker.save(tmp_path / "saved")
-    again = DecoderReranker.load(tmp_path / "saved", device="cpu", causal_lm=tiny_lm, tokenizer=tokenizer)
+    again = DecoderReranker.load(tmp_path / "saved", device="cpu", ready=ReadyDecoder("tiny", tiny_lm, tokenizer))
     np.testing.assert_allclose(again.score(QUERIES, DOCS), after, atol=1e-5)
 
 

@@ -52,7 +52,8 @@ class InRankerTrainer:
                              gradient_accumulation_steps=gradient_accumulation_steps,
                              mixed_precision={True: "bf16", "auto": "auto"}.get(bf16, "no"),
                              gradient_checkpointing=gradient_checkpointing)
-        self.setup(model, config, num_train_epochs, **own)
+        self.setup(model, config, **own)
+        self.num_train_epochs = float(num_train_epochs)  # the package's (fractional) epochs: the loop runs whole ones
 
     @classmethod
     def from_config(cls, model, config: TrainConfig, **options) -> "InRankerTrainer":
@@ -60,15 +61,15 @@ class InRankerTrainer:
         trainer.setup(model, config, **options)
         return trainer
 
-    def setup(self, model, config: TrainConfig, num_train_epochs: float | None = None, *, tokenizer=None,
-              max_length: int = 512, center_labels: bool = True, decoder_learning_rate: float | None = None,
-              eval_batch_size: int = 32, student_options: Mapping | None = None) -> None:
+    def setup(self, model, config: TrainConfig, *, tokenizer=None, max_length: int = 512, center_labels: bool = True,
+              decoder_learning_rate: float | None = None, eval_batch_size: int = 32,
+              student_options: Mapping | None = None) -> None:
         if tokenizer is None:
             model, tokenizer = load_seq2seq(model, device="cpu", **dict(student_options or {}))
         elif student_options:
             raise TypeError("student_options apply to built students, not to a model object")
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.num_train_epochs = config.num_epochs if num_train_epochs is None else float(num_train_epochs)
+        self.num_train_epochs = config.num_epochs
         self.max_length, self.center_labels, self.eval_batch_size = max_length, center_labels, eval_batch_size
         self.decoder_learning_rate = decoder_learning_rate
         self.ranker = self.as_ranker(self.model)
