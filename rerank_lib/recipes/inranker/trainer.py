@@ -31,7 +31,9 @@ class InRankerTrainer:
     """Distil a teacher's [false, true] logits into a monoT5 student. model: a hub id, folder, offline student name
     (`rerankers.monot5.STUDENTS`, built with `student_options`) or a model object with `tokenizer=`. The package's
     arguments keep their names and defaults (epochs may be fractional); other TrainConfig fields go by their own
-    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig."""
+    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig. The constructor keeps
+    the package's keyword arguments (more than the 8 parameters a function here may take, tests/test_layers.py
+    PEER_INTERFACES): a call written for the package, as peer_runs reads them from its documentation, runs unchanged."""
 
     def __init__(self, model="t5-small", batch_size: int = 32, warmup_steps: int = 20000,
                  num_train_epochs: float = 1.0, logging_steps: int = 1000, save_steps: int | None = 40000,
