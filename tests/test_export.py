@@ -328,13 +328,13 @@ def _llm_groups():
 
 def _train_llm(ranker, tmp_path, loss):
     from rerank_lib.training import TrainConfig
-    from rerank_lib.training.groups import fit
+    from rerank_lib.training.groups import GroupObjective, fit
 
     ranker.cache_features = False
     before = ranker.score(LLM_QUERIES, LLM_DOCS)
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=5e-2, num_epochs=2, per_device_batch_size=3,
                       save_every_steps=None, mixed_precision="no", log_every_steps=1)
-    result = fit(ranker, _llm_groups(), loss=loss, config=cfg, **({"group_size": 3} if loss == "group_ce" else {}))
+    result = fit(ranker, _llm_groups(), GroupObjective(loss, group_size=3), cfg)  # pointwise losses ignore the group size
     assert result.global_step >= 2
     after = ranker.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(after - before).max() > 1e-3  # training moved the scores: the comparison below means something
