@@ -80,12 +80,12 @@ class CrossEncoderConfig(RecipeSettings):
     # training (11_)
     variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
     train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
-    head_lr: float | None = 2e-3  # the fresh classification head (and pooler) learns 10x faster
+    head_lr: float | None = None  # the classification head's (and pooler's) own rate; None: train.learning_rate
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
     group_size: int = 8
     kd_weight: float = 1.0
     kd_temperature: float = 1.0
-    # {variant: {dotted setting: value}}: a variant's own recipe, applied before the caller's overrides
+    # {variant: {dotted setting: value}}: a variant's own recipe (data: the profile's); a caller's setting wins over it
     variant_train: Mapping[str, Mapping] = field(default_factory=dict)
     interpolate: bool = True  # with a train_file: off (its dev slice has no first-stage scores to interpolate with)
     # a training file of your own instead of 10_'s SciFact files (every variant trains on it; test stays SciFact)
@@ -97,19 +97,20 @@ class CrossEncoderConfig(RecipeSettings):
 
 
 def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
-    """A caller's setting always wins over the profile's per-variant recipe (`variant_train`): it is dropped from
-    every variant's entries; then each variant's settings and the data settings are validated."""
-    given = dotted({k: v for k, v in overrides.items() if k != "variant_train"})
-    for key in (k for v in dict(overrides.get("variant_train") or {}).values() for k in v):
-        if key in RECIPE.derived:
-            raise ValueError(f"{key} is set by the recipe: set {RECIPE.derived[key]} instead")
+    """A caller's setting always wins over the profile's per-variant recipe (`variant_train`): it leaves every
+    variant's entries (a caller's own `variant_train` applies as given); then each variant's settings and the data
+    settings are validated."""
     if overrides.get("variant_train") is None:
+        given = dotted(overrides)
         cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
                                                for v, s in cfg.variant_train.items()}})
     unknown = [v for v in (*cfg.variants, *cfg.variant_train) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
-    for variant in cfg.variant_train:
+    for variant, settings in cfg.variant_train.items():
+        derived = [key for key in settings if key in RECIPE.derived]
+        if derived:
+            raise ValueError(f"{derived[0]} is set by the recipe: set {RECIPE.derived[derived[0]]} instead")
         variant_config(cfg, variant)  # validates the variant's settings now, not after training the others
     if cfg.negatives not in ("bm25", "dense"):
         raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
