@@ -27,10 +27,10 @@ from ..experiment import (
     pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
+from ..export import ModelCard
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
-from ..export import ModelCard
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
