@@ -132,7 +132,7 @@ def main():
     from rerank_lib.data.pairs import TrainGroup
     from rerank_lib.models import cpu_supports_bf16
     from rerank_lib.rerankers import CrossEncoder
-    from rerank_lib.training.groups import fit
+    from rerank_lib.training.groups import GroupObjective, fit
     from rerank_lib.training import TrainConfig
 
     queries, docs, labels = load_pairs(args.pairs)
@@ -194,7 +194,7 @@ def main():
             torch.optim.AdamW = lambda *a, **k: original(*a, **{**k, "fused": True})
         try:
             start = time.perf_counter()
-            fit(model, groups, loss="point_ce", config=config)
+            fit(model, groups, GroupObjective("point_ce"), config)
             return time.perf_counter() - start
         finally:
             torch.optim.AdamW = original

@@ -135,7 +135,9 @@ def main() -> None:
 
     from rerank_lib.data import load_dataset
     from rerank_lib.data.trec import ranked
-    from rerank_lib.listwise import ListwiseLM, ListwiseObjective, ListwiseReranker, build_conversations
+    from rerank_lib.listwise import (
+        ConversationSampling, ListwiseLM, ListwiseObjective, ListwiseReranker, build_conversations,
+    )
     from rerank_lib.listwise import encode_conversation
     from rerank_lib.listwise.objectives import full_logits_generation_loss
     from rerank_lib.recipes import rankllm as recipe
@@ -183,8 +185,9 @@ def main() -> None:
     # ---- 2. training step: answer-only logits vs full logits ------------------------------------------------
     docs_all = {d: ds.corpus[d] for q in qids for d, _ in ranked(run[q])[: args.window]}
     reverse = {q: {d: -s for d, s in run[q].items()} for q in qids}  # any target order: this is about speed
-    convs = build_conversations({q: ds.queries[q] for q in qids}, run, reverse, docs_all, window=args.window,
-                                max_words=args.max_words, alpha=alpha, n_variable=0)
+    convs = build_conversations({q: ds.queries[q] for q in qids}, run, reverse, docs_all,
+                                ConversationSampling(window=args.window, max_words=args.max_words, alpha=alpha,
+                                                     n_variable=0))
     examples = [encode_conversation(c, tok, "generation") for c in convs]
     collate = pad_collate(tok, padding_side="right")
     batches = [collate(examples[i: i + args.batch_size]) for i in range(0, len(examples), args.batch_size)]

@@ -212,16 +212,28 @@ def adjust_p_values(p_values: Sequence[float], correction: str | None) -> list[f
     return out
 
 
+@dataclass(frozen=True)
+class Significance:
+    """How `compare_runs` tests each run against the baseline: `paired_test`'s method, resamples and seed, the
+    level `alpha`, and the multiple-comparison `correction` ('bonferroni', 'holm' or None)."""
+
+    method: str = "t"
+    alpha: float = 0.05
+    correction: str | None = None
+    n_resamples: int = 10000
+    seed: int = 0
+
+
 def compare_runs(runs: Mapping[str, Run], qrels: Qrels, measures, baseline: str | None = None,
-                 method: str = "t", alpha: float = 0.05, correction: str | None = None,
-                 n_resamples: int = 10000, seed: int = 0) -> pd.DataFrame:
+                 significance: Significance = Significance()) -> pd.DataFrame:
     """One row per run: the mean of each measure and, against the baseline, its delta, p-value and mark.
 
     Columns per measure m: `m` (mean), `m delta` (run - baseline), `m p` (p-value, adjusted when
-    `correction` is 'bonferroni' or 'holm'; the family is the non-baseline runs of one measure) and `m sig`
-    ('▲' significantly better, '▼' significantly worse at `alpha`, '' otherwise; 'base' on the baseline row).
-    Without a baseline only the means are returned. Rows keep the order of `runs`.
+    `significance.correction` is 'bonferroni' or 'holm'; the family is the non-baseline runs of one measure) and
+    `m sig` ('▲' significantly better, '▼' significantly worse at `significance.alpha`, '' otherwise; 'base' on the
+    baseline row). Without a baseline only the means are returned. Rows keep the order of `runs`.
     """
+    s = significance
     names = [str(m) for m in _parse(measures)]
     if baseline is not None and baseline not in runs:
         raise KeyError(f"baseline {baseline!r} is not one of the runs {list(runs)}")
@@ -232,12 +244,12 @@ def compare_runs(runs: Mapping[str, Run], qrels: Qrels, measures, baseline: str 
         if baseline is None:
             continue
         others = [r for r in runs if r != baseline]
-        tests = {r: paired_test(per_run[baseline], per_run[r], m, method, n_resamples, seed) for r in others}
-        adjusted = dict(zip(others, adjust_p_values([tests[r].p_value for r in others], correction)))
+        tests = {r: paired_test(per_run[baseline], per_run[r], m, s.method, s.n_resamples, s.seed) for r in others}
+        adjusted = dict(zip(others, adjust_p_values([tests[r].p_value for r in others], s.correction)))
         table[f"{m} delta"] = [0.0 if r == baseline else tests[r].delta for r in runs]
         table[f"{m} p"] = [math.nan if r == baseline else adjusted[r] for r in runs]
         table[f"{m} sig"] = ["base" if r == baseline else ("▲" if tests[r].delta > 0 else "▼")
-                             if adjusted[r] < alpha and tests[r].delta != 0 else "" for r in runs]
+                             if adjusted[r] < s.alpha and tests[r].delta != 0 else "" for r in runs]
     return table
 
 

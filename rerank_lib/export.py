@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -335,20 +336,35 @@ def _yaml_header(kind: str | None, base_hub_id: str | None, untrained: bool) -> 
     return [*lines, *(f"- {tag}" for tag in ("rerank-repro", *tags, *(("untrained",) if untrained else ()))), "---"]
 
 
-def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: int | str, settings: Mapping,
-               dev: Mapping[str, float] | None = None, test: Mapping[str, float] | None = None,
-               commit: str | None = None, training_data: str = "", kind: str | None = None,
-               title: str | None = None, selected_step: int | None = None, precision: str | None = None) -> Path:
-    """Write README.md into an exported model's folder; returns its path.
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model card states (`model_card` writes it).
 
     base_model: what training started from (a built-in name or alias is given as the hub id it holds,
-    models.hub_id); training_queries: how many (or which) queries trained it; training_data: the data set / file it
-    came from; settings: the training settings (a dict, e.g. a recipe's config); dev / test: {measure: value}
-    (e.g. {'nDCG@10': 0.65}); commit: the code's git commit (default: this checkout's, `results.record.git_commit`);
-    kind: a key of USAGE, for the loading snippet and the hub metadata; selected_step: the checkpoint dev selection
-    chose (0: the untrained start, which the card then says instead of "trained"); precision: what computed the
-    dev/test numbers (default: the precision setting in effect, models.compute_dtype).
+    models.hub_id); training_queries: how many (or which) queries trained it; settings: the training settings (a
+    dict, e.g. a recipe's config); training_data: the data set / file it came from; dev / test: {measure: value}
+    (e.g. {'nDCG@10': 0.65}); selected_step: the checkpoint dev selection chose (0: the untrained start, which the
+    card then says instead of "trained"); title: the heading (default: the folder's name); commit: the code's git
+    commit (default: this checkout's, `results.record.git_commit`); precision: what computed the dev/test numbers
+    (default: the precision setting in effect, models.compute_dtype). `experiment.publish_selected` fills
+    training_queries and settings (when None), dev and selected_step from the record and the selection.
     """
+
+    base_model: str
+    training_queries: int | str | None = None
+    settings: Mapping | None = None
+    training_data: str = ""
+    dev: Mapping[str, float] | None = None
+    test: Mapping[str, float] | None = None
+    selected_step: int | None = None
+    title: str | None = None
+    commit: str | None = None
+    precision: str | None = None
+
+
+def model_card(folder: str | os.PathLike, card: ModelCard, kind: str | None = None) -> Path:
+    """Write README.md into an exported model's folder; returns its path. kind: a key of USAGE, for the loading
+    snippet and the hub metadata."""
     from .results.record import git_commit
 
     folder = Path(folder)
@@ -356,8 +372,11 @@ def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: 
         raise FileNotFoundError(f"{folder}: no exported model folder to describe")
     if kind is not None and kind not in USAGE:
         raise ValueError(f"kind must be one of {sorted(USAGE)}, got {kind!r}")
-    commit = commit or git_commit()
-    precision = precision or precision_name(compute_dtype())
+    if card.training_queries is None or card.settings is None:
+        raise ValueError(f"{folder}: a model card names its training queries and settings (None given)")
+    base_model, selected_step, training_data = card.base_model, card.selected_step, card.training_data
+    commit = card.commit or git_commit()
+    precision = card.precision or precision_name(compute_dtype())
     base_hub_id = hub_id(_STUDENT_BASES.get(base_model, base_model))
     untrained = selected_step == 0
     if untrained:
@@ -369,21 +388,21 @@ def model_card(folder: str | os.PathLike, *, base_model: str, training_queries: 
         what = "Trained with rerank-repro (`rerank_lib`)."
     base_cell = f"`{base_hub_id}`" + (f" (`{base_model}` here)" if base_hub_id and base_hub_id != base_model else "") \
         if base_hub_id else f"`{base_model}`"
-    lines = [*_yaml_header(kind, base_hub_id, untrained), "", f"# {title or folder.name}", "", what, "",
+    lines = [*_yaml_header(kind, base_hub_id, untrained), "", f"# {card.title or folder.name}", "", what, "",
              "| | |", "|---|---|",
              f"| base model | {base_cell} |"]
     if selected_step is not None:
         lines.append(f"| selected checkpoint | {'untrained start (step 0)' if untrained else f'step {selected_step}'} |")
     if training_data:
         lines.append(f"| training data | {training_data} |")
-    lines += [f"| training queries | {training_queries} |", f"| precision | {precision} |",
+    lines += [f"| training queries | {card.training_queries} |", f"| precision | {precision} |",
               f"| code commit | `{commit}` |", ""]
-    for name, metrics in (("Dev", dev), ("Test", test)):
+    for name, metrics in (("Dev", card.dev), ("Test", card.test)):
         if metrics:
             lines += [f"## {name}", "", "| measure | value |", "|---|---|"]
             lines += [f"| {measure} | {value:.4f} |" for measure, value in metrics.items()]
             lines.append("")
-    lines += ["## Settings", "", "```json", json.dumps(dict(settings), indent=2, sort_keys=True, default=str), "```", ""]
+    lines += ["## Settings", "", "```json", json.dumps(dict(card.settings), indent=2, sort_keys=True, default=str), "```", ""]
     if kind is not None:
         peer, snippet = USAGE[kind]
         lines += [f"## Loading ({peer})", "", "```python", snippet.format(folder="path/to/this/folder"), "```", ""]

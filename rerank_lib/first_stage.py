@@ -107,12 +107,11 @@ class BM25Index:
         return cls(retriever, meta["doc_ids"], meta["stemmer"], meta["stopwords"])
 
 
-def bm25_search(corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 1000, k1: float = 0.9,
-                b: float = 0.4, method: str = "lucene", stemmer: str | None = "english",
-                stopwords: str | list[str] | None = "en", ignore_identical_ids: bool = False) -> Run:
-    """One-shot BM25: build an index over `corpus` and search `queries` (use BM25Index to reuse the index)."""
-    index = BM25Index.build(corpus, k1=k1, b=b, method=method, stemmer=stemmer, stopwords=stopwords)
-    return index.search(queries, k=k, ignore_identical_ids=ignore_identical_ids)
+def bm25_search(corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 1000,
+                ignore_identical_ids: bool = False) -> Run:
+    """One-shot BM25 with `BM25Index.build`'s settings (Pyserini's k1 0.9, b 0.4, stemmed, English stopwords);
+    other settings, or one index searched many times: `BM25Index.build(corpus, ...).search(queries, k)`."""
+    return BM25Index.build(corpus).search(queries, k=k, ignore_identical_ids=ignore_identical_ids)
 
 
 def dense_search(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 1000,

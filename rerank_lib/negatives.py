@@ -67,25 +67,24 @@ def sample_negatives(run: Run, positives: Mapping[str, Iterable[str]], rank_rang
 
 def mine_dense_negatives(encoder, corpus: Mapping[str, Document], queries: Mapping[str, str],
                          positives: Mapping[str, Iterable[str]], rank_range: str | Sequence[int] = (10, 210),
-                         negative_number: int = 15, seed: int = 13, fill_random: bool = True,
-                         corpus_embeddings: np.ndarray | None = None) -> dict[str, list[str]]:
+                         negative_number: int = 15, seed: int = 13, fill_random: bool = True) -> dict[str, list[str]]:
     """FlagEmbedding's hn_mine over our corpus: exact dense search (encoder: a BiEncoder; corpus embeddings are
     cached) to depth hi, then `sample_negatives`."""
     lo, hi = parse_range(rank_range)
     wanted = {q: queries[q] for q in positives}
-    run = dense_search(encoder, corpus, wanted, k=hi, corpus_embeddings=corpus_embeddings)
+    run = dense_search(encoder, corpus, wanted, k=hi)
     return sample_negatives(run, positives, (lo, hi), negative_number, seed,
                             fill_from=list(corpus) if fill_random else None)
 
 
 def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, str], positives: Mapping[str, Iterable[str]],
                    rank_range: str | Sequence[int] = (0, 100), negative_number: int = 15, seed: int = 13,
-                   run: Run | None = None, index: BM25Index | None = None, fill_random: bool = True) -> dict[str, list[str]]:
-    """BM25 negatives: the same rule over a BM25 ranking (a saved run, or a search with `index` / a fresh index)."""
+                   index: BM25Index | None = None, fill_random: bool = True) -> dict[str, list[str]]:
+    """BM25 negatives: the same rule over a search with `index` (or a fresh index); over a saved BM25 run, call
+    `sample_negatives` with it."""
     lo, hi = parse_range(rank_range)
-    if run is None:
-        index = index or BM25Index.build(corpus)
-        run = index.search({q: queries[q] for q in positives}, k=hi)
+    index = index or BM25Index.build(corpus)
+    run = index.search({q: queries[q] for q in positives}, k=hi)
     return sample_negatives(run, positives, (lo, hi), negative_number, seed,
                             fill_from=list(corpus) if fill_random else None)
 

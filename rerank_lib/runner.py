@@ -277,23 +277,11 @@ def check_with_recipe(path: Path, call, values: dict, keys: list[str]) -> None:
     for keyword in node.keywords:  # `**overrides` (arg None) or `name=value`
         kwargs.update(value(keyword.value) if keyword.arg is None else {keyword.arg: value(keyword.value)})
     try:
-        with kept_environment():
-            getattr(importlib.import_module(module), name)(*args, **kwargs)
+        getattr(importlib.import_module(module), name)(*args, **kwargs)
     except Exception as err:
         message = " ".join(str(err).split()) or type(err).__name__
         raise ParameterError(f"-p {', '.join(keys)}: {path.name} builds its settings with {module}.{name}, which "
                              f"refuses them: {type(err).__name__}: {message}") from None
-
-
-@contextlib.contextmanager
-def kept_environment():
-    """The environment as it was before the block (the paper-tiny profile turns the stand-ins on)."""
-    environment = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
 
 
 def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list[str]:
@@ -304,8 +292,7 @@ def settings_named(path: Path, parameters: dict, profile: str, key: str) -> list
         return []
     module, name, _ = call
     try:
-        with kept_environment():
-            cfg = getattr(importlib.import_module(module), name)(profile)
+        cfg = getattr(importlib.import_module(module), name)(profile)
     except Exception:  # the hint is a courtesy: a recipe that needs more to build gives none
         return []
     return [p for p in paths(cfg) if p == key or p.endswith(f".{key}")]

@@ -263,6 +263,7 @@ def test_damaged_best_weights_are_made_again_or_named(tmp_path):
 
 def test_non_finite_weights_are_not_published(tmp_path):
     from rerank_lib.experiment.publish import non_finite_weights, publish_model
+    from rerank_lib.export import ModelCard
 
     model = toy_model()
     assert non_finite_weights(model) == []
@@ -271,8 +272,7 @@ def test_non_finite_weights_are_not_published(tmp_path):
     assert non_finite_weights(model) == ["0.weight"]
     with pytest.raises(ValueError, match=r"toy: not published, 1 weight tensor\(s\) hold NaN or inf \(first: "
                                          r"0.weight\)"):
-        publish_model("cross_encoder", model, tmp_path, "smoke", "toy", base_model="toy", training_queries=1,
-                      settings={})
+        publish_model("cross_encoder", model, tmp_path, "smoke", "toy", ModelCard("toy", 1, {}))
     assert not (tmp_path / "models").exists()
 
 
@@ -321,6 +321,7 @@ def test_publishing_again_removes_what_a_killed_publish_left(tmp_path, monkeypat
     """A publish killed while its export was staged leaves `.<method>.<random>.tmp` beside the published folder;
     the next publish of that method removes it."""
     from rerank_lib.experiment import publish
+    from rerank_lib.export import ModelCard
 
     def export(model, folder):
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -333,8 +334,7 @@ def test_publishing_again_removes_what_a_killed_publish_left(tmp_path, monkeypat
     (killed / "model.safetensors").write_bytes(b"half")
     other = models / ".toy.v2.a1b2c3d4.tmp"  # method toy.v2's staging, maybe being written now: left alone
     other.mkdir()
-    folder = publish.publish_model("cross_encoder", toy_model(), tmp_path, "smoke", "toy", base_model="toy",
-                                   training_queries=1, settings={})
+    folder = publish.publish_model("cross_encoder", toy_model(), tmp_path, "smoke", "toy", ModelCard("toy", 1, {}))
     assert (folder / "weights.bin").read_bytes() == b"w" and (folder / "README.md").is_file()
     assert leftovers(models) == [".toy.v2.a1b2c3d4.tmp"]
 

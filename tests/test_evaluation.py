@@ -13,6 +13,7 @@ from scipy import stats
 
 from rerank_lib.evaluation import (
     DEFAULT_MEASURES,
+    Significance,
     adjust_p_values,
     compare_runs,
     evaluate,
@@ -250,7 +251,7 @@ def test_compare_runs_table():
     assert table.loc["oracle", "nDCG@10"] == pytest.approx(evaluate(oracle, qrels, ["nDCG@10"])["nDCG@10"])
     pq = {n: per_query(r, qrels, ["AP"]) for n, r in runs.items()}
     assert table.loc["reversed", "AP p"] == pytest.approx(paired_test(pq["bm25"], pq["reversed"], "AP").p_value)
-    bonf = compare_runs(runs, qrels, ["AP"], baseline="bm25", correction="bonferroni")
+    bonf = compare_runs(runs, qrels, ["AP"], baseline="bm25", significance=Significance(correction="bonferroni"))
     assert bonf.loc["reversed", "AP p"] == pytest.approx(min(1.0, 2 * table.loc["reversed", "AP p"]))
     assert list(compare_runs(runs, qrels, ["AP"]).columns) == ["AP"]
     with pytest.raises(KeyError):

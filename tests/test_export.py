@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rerank_lib.export import export_bi_encoder, export_cross_encoder, export_listwise, export_monot5, model_card
+from rerank_lib.export import (
+    ModelCard, export_bi_encoder, export_cross_encoder, export_listwise, export_monot5, model_card,
+)
 from rerank_lib.models import load_tokenizer
 
 QUERY = "what causes muscle cramps"
@@ -231,9 +233,9 @@ def test_check_complete_accepts_every_export_and_names_what_a_folder_lacks(tiny_
 def test_model_card_content(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    path = model_card(folder, base_model="minilm-l6", training_queries=809, training_data="SciFact train (BEIR)",
-                      settings={"loss": "group_ce", "learning_rate": 2e-5}, dev={"nDCG@10": 0.61234},
-                      test={"nDCG@10": 0.65, "R@100": 0.9}, commit="abc123", kind="cross_encoder")
+    path = model_card(folder, ModelCard("minilm-l6", 809, {"loss": "group_ce", "learning_rate": 2e-5},
+                                        training_data="SciFact train (BEIR)", dev={"nDCG@10": 0.61234},
+                                        test={"nDCG@10": 0.65, "R@100": 0.9}, commit="abc123"), kind="cross_encoder")
     text = path.read_text()
     assert path == folder / "README.md"
     header, body = text.split("\n---\n", 1)
@@ -254,34 +256,36 @@ def test_model_card_content(tmp_path):
 
 def test_model_card_says_untrained_start_when_step_0_was_selected(tmp_path):
     """The selected checkpoint decides the wording: step 0 is the base model, not a trained one."""
-    start = model_card(tmp_path, base_model="all-MiniLM-L6-v2", training_queries=4, settings={}, commit="c",
-                       kind="bi_encoder", selected_step=0, precision="fp32").read_text()
+    start = model_card(tmp_path, ModelCard("all-MiniLM-L6-v2", 4, {}, commit="c", selected_step=0, precision="fp32"),
+                       kind="bi_encoder").read_text()
     assert "**Untrained start**" in start and "| selected checkpoint | untrained start (step 0) |" in start
     assert "Trained with" not in start and "- untrained" in start.split("\n---\n")[0]
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in start and "pipeline_tag: sentence-similarity" in start
     assert "| precision | fp32 |" in start
-    trained = model_card(tmp_path, base_model="BAAI/bge-reranker-base", training_queries=4, settings={}, commit="c",
-                         kind="monot5", selected_step=40, precision="bf16", title="m").read_text()
+    trained = model_card(tmp_path, ModelCard("BAAI/bge-reranker-base", 4, {}, commit="c", selected_step=40,
+                                             precision="bf16", title="m"), kind="monot5").read_text()
     assert "Trained with rerank-repro" in trained and "step 40" in trained and "ntrained" not in trained
     assert "base_model: BAAI/bge-reranker-base" in trained and "library_name: transformers" in trained
     assert "| base model | `BAAI/bge-reranker-base` |" in trained and "| precision | bf16 |" in trained
     # a local folder or a built student has no hub id of its own: no base_model line (the hub would reject it)
-    local = model_card(tmp_path, base_model="./checkpoints/run1", training_queries=4, settings={}, commit="c")
+    local = model_card(tmp_path, ModelCard("./checkpoints/run1", 4, {}, commit="c"))
     assert "base_model:" not in local.read_text() and "| base model | `./checkpoints/run1` |" in local.read_text()
-    student = model_card(tmp_path, base_model="minilm-monot5", training_queries=4, settings={}, commit="c")
+    student = model_card(tmp_path, ModelCard("minilm-monot5", 4, {}, commit="c"))
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in student.read_text()
 
 
 def test_model_card_defaults_to_this_checkout_commit(tmp_path):
     from rerank_lib.results.record import git_commit
 
-    text = model_card(tmp_path, base_model="b", training_queries="4 smoke queries", settings={}).read_text()
+    text = model_card(tmp_path, ModelCard("b", "4 smoke queries", {})).read_text()
     assert f"| code commit | `{git_commit()}` |" in text
     assert "## Dev" not in text and "## Loading" not in text
     with pytest.raises(ValueError, match="kind"):
-        model_card(tmp_path, base_model="b", training_queries=1, settings={}, kind="onnx")
+        model_card(tmp_path, ModelCard("b", 1, {}), kind="onnx")
+    with pytest.raises(ValueError, match="training queries and settings"):
+        model_card(tmp_path, ModelCard("b"))
     with pytest.raises(FileNotFoundError):
-        model_card(tmp_path / "missing", base_model="b", training_queries=1, settings={})
+        model_card(tmp_path / "missing", ModelCard("b", 1, {}))
 
 
 def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_bert, tmp_path):
@@ -296,9 +300,8 @@ def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_be
     ours = CrossEncoder(tiny_bert, max_length=64, device="cpu", dtype=torch.float32, init_seed=1)
     record = make_record("cross_encoder", "ce-tiny-point-ce", "scifact", "test", {"nDCG@10": 0.5123},
                          training_queries="scifact/train: 10 train + 2 dev q", n_training_queries=12, profile="smoke")
-    folder = publish_model("cross_encoder", ours, tmp_path, "smoke", record.method, base_model="tiny-bert",
-                           training_queries=12, settings={"train": {"learning_rate": 2e-4}}, record=record,
-                           dev={"nDCG@10": 0.4})
+    folder = publish_model("cross_encoder", ours, tmp_path, "smoke", record.method,
+                           ModelCard("tiny-bert", 12, {"train": {"learning_rate": 2e-4}}, dev={"nDCG@10": 0.4}), record)
     assert folder == tmp_path / "models" / "smoke" / "ce-tiny-point-ce"
     pairs = [("a query", "a document about it"), ("another", "text")]
     peer = STCrossEncoder(str(folder), device="cpu").predict(pairs, activation_fn=torch.nn.Identity())
@@ -307,7 +310,7 @@ def test_publish_model_writes_the_peer_format_and_a_card_with_the_record(tiny_be
     assert "| nDCG@10 | 0.5123 |" in card and "| nDCG@10 | 0.4000 |" in card and "scifact/train" in card
     assert "tiny-bert" in card and '"learning_rate": 0.0002' in card
     with pytest.raises(ValueError, match="kind"):
-        publish_model("gguf", ours, tmp_path, "smoke", "x", base_model="b", training_queries=1, settings={})
+        publish_model("gguf", ours, tmp_path, "smoke", "x", ModelCard("b", 1, {}))
 
 
 # ------------------------------------------------------------------------------------- LLM-decoder rerankers
@@ -345,13 +348,13 @@ def _llm_groups():
 
 def _train_llm(ranker, tmp_path, loss):
     from rerank_lib.training import TrainConfig
-    from rerank_lib.training.groups import fit
+    from rerank_lib.training.groups import GroupObjective, fit
 
     ranker.cache_features = False
     before = ranker.score(LLM_QUERIES, LLM_DOCS)
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=5e-2, num_epochs=2, per_device_batch_size=3,
                       save_every_steps=None, mixed_precision="no", log_every_steps=1)
-    result = fit(ranker, _llm_groups(), loss=loss, config=cfg, **({"group_size": 3} if loss == "group_ce" else {}))
+    result = fit(ranker, _llm_groups(), GroupObjective(loss, group_size=3), cfg)  # pointwise losses ignore the group size
     assert result.global_step >= 2
     after = ranker.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(after - before).max() > 1e-3  # training moved the scores: the comparison below means something
@@ -390,10 +393,10 @@ def _flag_llm_reranker():
 def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the_same(tiny_llm, llm_tokenizer,
                                                                                       tmp_path):
     from rerank_lib.export import check_complete, export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, LoraSettings
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, LoraSettings, ReadyDecoder
 
-    ranker = DecoderReranker("tiny", head="yes", lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu",
-                             causal_lm=tiny_llm, tokenizer=llm_tokenizer, max_length=96)
+    ranker = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes",
+                             lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu", max_length=96)
     ours = _train_llm(ranker, tmp_path, "group_ce")
     folder = export_llm_reranker(ranker, tmp_path / "yes")
     assert check_complete(folder, "llm_yes") == folder
@@ -427,10 +430,9 @@ def test_lora_yes_export_loads_in_flagembedding_and_rag_retrieval_and_scores_the
 
 def test_head_only_export_writes_its_head_into_the_yes_row(tiny_llm, llm_tokenizer, tmp_path):
     from rerank_lib.export import export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, ReadyDecoder
 
-    decoder = DecoderReranker("tiny", head="yes", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer,
-                              max_length=96)
+    decoder = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes", device="cpu", max_length=96)
     probe = HeadOnlyRanker(decoder, init="yes-no")  # Yes minus No: a head no row of the LM head holds
     ours = probe.score(LLM_QUERIES, LLM_DOCS)
     assert np.abs(ours - decoder.score(LLM_QUERIES, LLM_DOCS)).max() > 1e-3
@@ -458,17 +460,17 @@ def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_ll
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rerank_lib.export import check_complete, export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker, PromptFormat
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, PromptFormat, ReadyDecoder
 
     # Mistral's EOS is '</s>', the default special_token: the classifier would read the token before it, refused
-    default = DecoderReranker("tiny", head="score", device="cpu", causal_lm=tiny_llm, tokenizer=llm_tokenizer)
+    default = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="score", device="cpu")
     with pytest.raises(ValueError, match="ends with the pad token"):
         export_llm_reranker(default, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
 
     fmt = PromptFormat(kind="rag-retrieval", special_token="<unk>")
-    ranker = DecoderReranker("tiny", head="score", prompt=fmt, device="cpu", causal_lm=tiny_llm,
-                             tokenizer=llm_tokenizer, init_seed=3, max_length=96)
+    ranker = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="score", prompt=fmt, device="cpu",
+                             init_seed=3, max_length=96)
     ours = _train_llm(ranker, tmp_path, "point_ce")
     folder = export_llm_reranker(ranker, tmp_path / "score")
     assert check_complete(folder, "llm_score") == folder
@@ -509,10 +511,10 @@ def test_score_head_export_loads_as_llm_decoder_does_and_scores_the_same(tiny_ll
 
 def test_llm_export_refuses_a_prompt_its_peer_cannot_build(tiny_llm, llm_tokenizer, tmp_path):
     from rerank_lib.export import export_llm_reranker
-    from rerank_lib.rerankers.llm_reranker import DecoderReranker
+    from rerank_lib.rerankers.llm_reranker import DecoderReranker, ReadyDecoder
 
-    yes_rag = DecoderReranker("tiny", head="yes", prompt="rag-retrieval", device="cpu", causal_lm=tiny_llm,
-                              tokenizer=llm_tokenizer)
+    yes_rag = DecoderReranker(ReadyDecoder("tiny", tiny_llm, llm_tokenizer), head="yes", prompt="rag-retrieval",
+                              device="cpu")
     with pytest.raises(ValueError, match="prompt='flagembedding'"):
         export_llm_reranker(yes_rag, tmp_path / "x")
     with pytest.raises(TypeError, match="DecoderReranker or HeadOnlyRanker"):

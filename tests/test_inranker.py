@@ -15,7 +15,7 @@ from rerank_lib.data.inranker import (
     DistillExample, read_custom_jsonl, read_msmarco_soft_labels, write_custom_jsonl, write_msmarco_soft_labels,
 )
 from rerank_lib.evaluation import kendall_tau_agreement
-from rerank_lib.experiment import DevEvaluator
+from rerank_lib.experiment import DevEvaluator, EvalSet
 from rerank_lib.losses.distillation import center, distillation_loss
 from rerank_lib.recipes.inranker import InRankerTrainer
 from rerank_lib.data.inranker import soft_label_examples
@@ -237,7 +237,8 @@ def test_eval_fn_reranks_dev_and_reports_teacher_agreement():
               "d3": Document("d3", "Cramps and dehydration.")}
     cands = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
     teacher = {"q1": {"d1": 0.9, "d2": 0.1, "d3": 0.5}}
-    dev = DevEvaluator.reranking(cands, corpus, {"q1": "cramps"}, {"q1": {"d1": 1}}, depth=3,
+    dev = DevEvaluator.reranking(EvalSet("toy", "dev", {"q1": "cramps"}, {"q1": {"d1": 1}}, depth=3, run=cands,
+                                         corpus=corpus),
                                  as_ranker=lambda m: T5Ranker.from_model(m, tok),
                                  extra=lambda run: {"teacher_tau": kendall_tau_agreement(run, teacher)})
     metrics = dev(model)

@@ -1,6 +1,6 @@
 """The layer rule of the library (CONTRIBUTING.md): every module sits in one area, imports point down, never up,
 no two modules import each other (directly or round a circle, counting imports inside functions), no module reaches
-into another module's underscore names, and no function is over 80 lines. Read from the source with `ast` (the same
+into another module's underscore names, no function is over 80 lines and none takes more than 8 parameters. Read from the source with `ast` (the same
 reader as `code_version`), so a new module or import that breaks the rule fails here."""
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ RULES = [
     (RECIPES, COMMANDS),
 ]
 MAX_FUNCTION_LINES = 80
+MAX_PARAMETERS = 8  # self / cls not counted; *args and **kwargs count (a bag of settings is still settings)
+#: constructors that keep a peer package's keyword interface, so that its users' calls run unchanged (the reason)
+PEER_INTERFACES = {
+    "rerank_lib.rerankers.monot5.T5Ranker.__init__": "the inranker package's T5Ranker(...) keywords",
+    "rerank_lib.recipes.inranker.trainer.InRankerTrainer.__init__":
+        "the inranker package's InRankerTrainer(...) keywords (peer_runs reads calls written with them)",
+}
 
 
 def module_name(path: Path) -> str:
@@ -133,6 +140,42 @@ def test_no_module_imports_another_modules_underscore_names():
                for target, names in imports(p) for name in names
                if name.startswith("_") and not name.startswith("__")]
     assert not private
+
+
+def functions(tree: ast.AST, prefix: str):
+    """(qualified name, node) of every function in `tree`, methods named Class.method, nested ones outer.inner."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = f"{prefix}.{node.name}"
+            if not isinstance(node, ast.ClassDef):
+                yield name, node
+            yield from functions(node, name)
+        else:
+            yield from functions(node, prefix)
+
+
+def parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    a = node.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg)))]
+    return len(names) - (1 if names and names[0] in ("self", "cls") else 0)
+
+
+def test_parameter_count_on_a_hand_made_function():
+    tree = ast.parse("class A:\n    def f(self, a, /, b, *c, d, **e):\n        def g(x): pass\n"
+                     "def h(cls, x=1): pass\n")
+    assert [(name, parameter_count(node)) for name, node in functions(tree, "m")] == [
+        ("m.A.f", 5), ("m.A.f.g", 1), ("m.h", 1)]
+
+
+def test_no_function_takes_more_than_8_parameters():
+    """Settings that travel together travel as one value (a settings dataclass, an EvalSet, a Row, a ModelCard ...),
+    so a call reads in one line and a setting is followed from the notebook to where it is used."""
+    many = {name: f"{path.relative_to(ROOT)}:{node.lineno} {name[len(module) + 1:]} ({parameter_count(node)})"
+            for module, path in MODULES.items()
+            for name, node in functions(ast.parse(path.read_text(encoding="utf-8")), module)
+            if parameter_count(node) > MAX_PARAMETERS}
+    assert not [where for name, where in many.items() if name not in PEER_INTERFACES]
+    assert set(PEER_INTERFACES) <= set(many), "an exempted constructor no longer needs its exemption: remove it"
 
 
 def test_no_function_is_over_80_lines():

@@ -8,6 +8,7 @@ import torch
 
 from rerank_lib.data.types import Document
 from rerank_lib.listwise import (
+    ConversationSampling,
     ListwiseLM,
     ListwiseObjective,
     build_conversations,
@@ -63,8 +64,8 @@ def conversations():
     docs = {str(i): Document(str(i), f"passage {i} about topic {i % 2}") for i in range(5)}
     first_stage = {"q1": {str(i): 5.0 - i for i in range(5)}, "q2": {str(i): float(i) for i in range(5)}}
     teacher = {"q1": {"3": 4.0, "1": 3.0, "0": 2.0, "4": 1.0, "2": 0.0}, "q2": {str(i): float(i) for i in range(5)}}
-    return build_conversations({"q1": "topic one?", "q2": "topic zero?"}, first_stage, teacher, docs, window=4,
-                               max_words=10, alpha=True, n_variable=2, seed=3)
+    return build_conversations({"q1": "topic one?", "q2": "topic zero?"}, first_stage, teacher, docs,
+                               ConversationSampling(window=4, max_words=10, alpha=True, n_variable=2, seed=3))
 
 
 def test_conversations_are_sharegpt_with_teacher_order(conversations, tmp_path):
@@ -77,8 +78,8 @@ def test_conversations_are_sharegpt_with_teacher_order(conversations, tmp_path):
         assert 2 <= row["num_passages"] <= 4 and f"I will provide you with {row['num_passages']} passages" in \
             row["conversations"][1]["value"]
     assert build_conversations({"q1": "topic one?"}, {"q1": {"0": 1.0, "1": 0.5}}, {"q1": {"1": 1.0}},
-                               {"0": Document("0", "a"), "1": Document("1", "b")}, window=4, n_variable=0,
-                               alpha=False)[0]["conversations"][2]["value"] == "[2] > [1]"  # unscored doc last
+                               {"0": Document("0", "a"), "1": Document("1", "b")},
+                               ConversationSampling(window=4, n_variable=0, alpha=False))[0]["conversations"][2]["value"] == "[2] > [1]"  # unscored doc last
     path = write_jsonl(tmp_path / "train.jsonl", conversations)
     assert read_conversations(path) == conversations
 

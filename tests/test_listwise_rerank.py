@@ -179,7 +179,7 @@ def test_memorisation_probe_sees_a_model_fit_its_windows(tmp_path, monkeypatch):
     """The probe measures what training does to the model's order of the windows it trained on: a tiny model at a
     high learning rate memorises four 5-passage windows: its teacher agreement on them rises well above where it started."""
     from rerank_lib.data.types import Document
-    from rerank_lib.listwise import build_conversations
+    from rerank_lib.listwise import ConversationSampling, build_conversations
     from rerank_lib.recipes import rankllm as recipe
 
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
@@ -188,8 +188,8 @@ def test_memorisation_probe_sees_a_model_fit_its_windows(tmp_path, monkeypatch):
     queries = {f"q{k}": f"{words[k]} question" for k in range(4)}
     first_stage = {q: {f"d{(k + i) % 10}": 10.0 - i for i in range(5)} for k, q in enumerate(queries)}
     teacher = {q: {d: float((int(d[1:]) * 7 + int(q[1:]) * 3) % 11) for d in docs} for q, docs in first_stage.items()}
-    convs = build_conversations(queries, first_stage, teacher, corpus, window=5, max_words=8, alpha=True,
-                                n_variable=0, seed=0)
+    convs = build_conversations(queries, first_stage, teacher, corpus,
+                                ConversationSampling(window=5, max_words=8, alpha=True, n_variable=0, seed=0))
     fold = recipe.FoldData("toy-train", "toy-test", None, convs, {})
     cfg = recipe.config("smoke")
     table = recipe.memorisation_probe(cfg, fold, n=4, passes=40, learning_rate=3e-2, max_passages=5)

@@ -10,9 +10,9 @@ import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.models import load_tokenizer
-from rerank_lib.training.groups import fit
+from rerank_lib.training.groups import GroupObjective, fit
 from rerank_lib.rerankers.llm_reranker import (
-    FLAG_PROMPT, DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat, build_input_ids, last_token_index,
+    FLAG_PROMPT, DecoderReranker, HeadOnlyRanker, LoraSettings, PromptFormat, ReadyDecoder, build_input_ids, last_token_index,
     position_ids_from_mask,
 )
 from rerank_lib.training import TrainConfig
@@ -46,7 +46,7 @@ def tiny_lm(tokenizer):
 
 def make(tiny_lm, tokenizer, **kw):
     kw.setdefault("device", "cpu")
-    return DecoderReranker("tiny", causal_lm=tiny_lm, tokenizer=tokenizer, **kw)
+    return DecoderReranker(ReadyDecoder("tiny", tiny_lm, tokenizer), **kw)
 
 
 # ---------------------------------------------------------------------------------------------------- indexing
@@ -161,12 +161,12 @@ def test_lora_yes_head_trains_with_fit_and_reloads(tiny_lm, tokenizer, tmp_path)
     before = ranker.score(QUERIES, DOCS)
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=1e-2, num_epochs=2, per_device_batch_size=2,
                       save_every_steps=None, mixed_precision="no", log_every_steps=1)
-    result = fit(ranker, _groups(), loss="group_ce", config=cfg, group_size=3)
+    result = fit(ranker, _groups(), GroupObjective("group_ce", group_size=3), cfg)
     assert result.global_step == 2 and all(np.isfinite(r["loss"]) for r in result.history)
     after = ranker.score(QUERIES, DOCS)
     assert not np.allclose(before, after)
     ranker.save(tmp_path / "saved")
-    again = DecoderReranker.load(tmp_path / "saved", device="cpu", causal_lm=tiny_lm, tokenizer=tokenizer)
+    again = DecoderReranker.load(tmp_path / "saved", device="cpu", ready=ReadyDecoder("tiny", tiny_lm, tokenizer))
     np.testing.assert_allclose(again.score(QUERIES, DOCS), after, atol=1e-5)
 
 
@@ -175,7 +175,7 @@ def test_score_head_full_finetune_point_ce(tiny_lm, tokenizer, tmp_path):
     assert ranker.trainable_parameters()[0] == ranker.trainable_parameters()[1]
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=1e-3, num_epochs=1, per_device_batch_size=3,
                       save_every_steps=None, mixed_precision="no")
-    result = fit(ranker, _groups(), loss="point_ce", config=cfg)
+    result = fit(ranker, _groups(), GroupObjective("point_ce"), cfg)
     assert result.global_step == 2
     ranker.load_weights(result.final_dir)  # the loop's save_pretrained output loads back
     with pytest.raises(RuntimeError, match="do not exist"):
@@ -191,12 +191,12 @@ def test_head_only_starts_at_the_zero_shot_yes_logit_and_learns(tiny_lm, tokeniz
     groups = _groups()
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), learning_rate=5e-2, num_epochs=20, per_device_batch_size=2,
                       save_every_steps=None, mixed_precision="no", log_every_steps=1)
-    result = fit(probe, groups, loss="group_ce", config=cfg, group_size=3)
+    result = fit(probe, groups, GroupObjective("group_ce", group_size=3), cfg)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     pointwise = HeadOnlyRanker(decoder, init="random", init_seed=1)
     cfg_pt = TrainConfig(output_dir=str(tmp_path / "pt"), learning_rate=5e-2, num_epochs=10, per_device_batch_size=6,
                          save_every_steps=None, mixed_precision="no", log_every_steps=1)
-    result = fit(pointwise, groups, loss="point_ce", config=cfg_pt)
+    result = fit(pointwise, groups, GroupObjective("point_ce"), cfg_pt)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     pointwise.load_weights(result.final_dir)  # the loop's model.pt loads back
     with pytest.raises(ValueError, match="head='yes'"):

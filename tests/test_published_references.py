@@ -64,8 +64,9 @@ def test_faire_record_carries_the_reference_of_its_row_only(tmp_path, monkeypatc
     ds = Dataset(localrqa.FAIRE, "test", corpus, {"q1": "one?", "q2": "two?"}, {"q1": {"a": 1}, "q2": {"b": 1}})
     run = {"q1": {"a": 2, "b": 1}, "q2": {"a": 2, "b": 1}}
     cfg = localrqa.config("smoke")
-    rec = localrqa.record_faire(run, ds, method="ctl-toy", cfg=cfg, results_dir=tmp_path, baselines={}, model="toy")
+    rec = localrqa.record_faire(run, ds, localrqa.faire_row(cfg, "ctl-toy", "toy"), cfg=cfg, results_dir=tmp_path,
+                                baselines={})
     assert rec.reference == ref and rec.metrics["recall@1"] == pytest.approx(0.5)
-    interp = localrqa.record_faire(run, ds, method="ctl-toy+interp", cfg=cfg, results_dir=tmp_path, baselines={},
-                                   model="toy")
+    interp = localrqa.record_faire(run, ds, localrqa.faire_row(cfg, "ctl-toy+interp", "toy"), cfg=cfg,
+                                   results_dir=tmp_path, baselines={})
     assert interp.reference == {}  # a +interp row is another method: no published number of its own

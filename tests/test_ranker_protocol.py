@@ -11,7 +11,7 @@ from rerank_lib.data.types import Document
 from rerank_lib.listwise import ListwiseReranker
 from rerank_lib.models import load_tokenizer
 from rerank_lib.rerankers import CrossEncoder, Ranker
-from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker
+from rerank_lib.rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, ReadyDecoder
 from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config
 from rerank_lib.rerankers.protocol import RERANK_PARAMETERS
 
@@ -64,7 +64,7 @@ def _tiny_llama(tokenizer):
 def test_built_rankers_are_rankers(mistral):
     t5, t5_tok = build_t5_from_config(seed=3, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
                                       d_kv=8)
-    decoder = DecoderReranker("tiny", head="yes", causal_lm=_tiny_llama(mistral), tokenizer=mistral, device="cpu")
+    decoder = DecoderReranker(ReadyDecoder("tiny", _tiny_llama(mistral), mistral), head="yes", device="cpu")
     built = [CrossEncoder("minilm-l6", device="cpu"), T5Ranker.from_model(t5, t5_tok, bf16=False), decoder,
              HeadOnlyRanker(decoder), ListwiseReranker(_tiny_llama(mistral), mistral, mode="first", window=4,
                                                        stride=2, identifiers="alpha", autocast=False)]

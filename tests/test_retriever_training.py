@@ -393,15 +393,15 @@ def test_faire_record_carries_localrqa_recall_and_refuses_leaks(tmp_path):
     good = {"q1": {"a": 3, "b": 2}, "q2": {"b": 3, "a": 2}, "q3": {"a": 3, "b": 2, "c": 1}}
     bad = {"q1": {"b": 3, "a": 2}, "q2": {"a": 3, "b": 2}, "q3": {"a": 3, "b": 2, "c": 1}}
     cfg = recipe.config("smoke")
-    rec = recipe.record_faire(good, ds, method="toy", cfg=cfg, results_dir=tmp_path, baselines={"bm25": bad},
-                              model="toy", training=TrainingQueries.of("localrqa-toy/train", {"t1": "other?"}))
+    rec = recipe.record_faire(good, ds, recipe.faire_row(cfg, "toy", "toy"), cfg=cfg, results_dir=tmp_path,
+                              baselines={"bm25": bad}, training=TrainingQueries.of("localrqa-toy/train", {"t1": "other?"}))
     assert rec.metrics["recall@1"] == pytest.approx(2 / 3) and rec.metrics["recall@4"] == 1.0
     assert rec.significance["bm25"]["recall@1"]["delta"] == pytest.approx(2 / 3)
     assert rec.training_queries == "localrqa-toy/train (1 q)"
     pq = load_per_query(rec, tmp_path)
     assert set(pq["measure"]) == {"recall@1", "recall@4", "nDCG@10"} and len(pq) == 9
     with pytest.raises(LeakError):
-        recipe.record_faire(good, ds, method="toy", cfg=cfg, results_dir=tmp_path, baselines={}, model="toy",
+        recipe.record_faire(good, ds, recipe.faire_row(cfg, "toy", "toy"), cfg=cfg, results_dir=tmp_path, baselines={},
                             training=TrainingQueries.of("localrqa-toy/train", {"x": "Two?"}))
 
 

@@ -6,12 +6,12 @@ import torch
 
 from rerank_lib.data.pairs import TrainGroup
 from rerank_lib.data.types import Document
-from rerank_lib.experiment import DevEvaluator
+from rerank_lib.experiment import DevEvaluator, EvalSet
 from rerank_lib.experiment.scorer import train_scorer
 from rerank_lib.rerankers import CrossEncoder
 from rerank_lib.losses import group_ce
 from rerank_lib.training import TrainConfig
-from rerank_lib.training.groups import batch_unit, fit, group_training, head_param_groups
+from rerank_lib.training.groups import GroupObjective, batch_unit, fit, group_training, head_param_groups
 
 CORPUS = {
     "cat": Document("cat", "The cat sat on the warm mat all afternoon, purring.", "Cats"),
@@ -50,7 +50,7 @@ def test_tiny_fit_lowers_the_loss(tmp_path, loss, kd):
     config = TrainConfig(output_dir=str(tmp_path / loss), seed=3, learning_rate=5e-4, num_epochs=4,
                          per_device_batch_size=2 if loss == "group_ce" else 8, save_every_steps=None,
                          log_every_steps=1, mixed_precision="no")
-    result = fit(model, groups, loss=loss, config=config, group_size=4, kd_weight=kd)
+    result = fit(model, groups, GroupObjective(loss, group_size=4, kd_weight=kd), config)
     after = _group_loss(model, groups)
     assert after < before - 0.1, (before, after)
     assert result.global_step == 4 and len(result.history) == 4
@@ -61,10 +61,11 @@ def test_tiny_fit_lowers_the_loss(tmp_path, loss, kd):
 
 def test_fit_evaluates_on_dev_and_restores_the_best_weights(tmp_path):
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
-    dev = DevEvaluator.reranking(RUN, CORPUS, QUERIES, QRELS, depth=3, measures=["nDCG@10", "RR@10"])
+    dev = DevEvaluator.reranking(EvalSet("toy", "dev", QUERIES, QRELS, depth=3, run=RUN, corpus=CORPUS,
+                                         measures=["nDCG@10", "RR@10"]))
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=4,
                          per_device_batch_size=2, eval_every_steps=2, save_every_steps=None, mixed_precision="no")
-    result = fit(model, _groups(), loss="ranknet", config=config, group_size=3, eval_fn=dev)
+    result = fit(model, _groups(), GroupObjective("ranknet", group_size=3), config, eval_fn=dev)
     assert [row["step"] for row in result.eval_history] == [0, 2, 4] and len(dev.runs) == 3  # step 0: the start
     assert result.metric_for_best == "nDCG@10" and result.best_dir is not None
     best = dev.run_at(result.eval_history, result.best_step)
@@ -75,24 +76,24 @@ def test_fit_evaluates_on_dev_and_restores_the_best_weights(tmp_path):
 def test_fit_refuses_bad_requests(tmp_path, ce):
     config = TrainConfig(output_dir=str(tmp_path), save_every_steps=None)
     with pytest.raises(ValueError, match="loss must be"):
-        fit(ce, _groups(), loss="hinge", config=config)
+        fit(ce, _groups(), GroupObjective("hinge"), config)
     with pytest.raises(ValueError, match="group losses"):
-        fit(ce, _groups(), loss="point_ce", config=config, kd_weight=1.0)
+        fit(ce, _groups(), GroupObjective("point_ce", kd_weight=1.0), config)
     no_teacher = [TrainGroup("q", ["a", "b"], [1.0, 0.0])]
     with pytest.raises(ValueError, match="teacher_scores"):
-        fit(ce, no_teacher, loss="group_ce", config=config, kd_weight=1.0)
+        fit(ce, no_teacher, GroupObjective("group_ce", kd_weight=1.0), config)
 
 
 def test_group_training_pieces(tmp_path):
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, num_epochs=3, per_device_batch_size=2)
-    plan = group_training(model, _groups(), loss="group_ce", config=config, group_size=3, kd_weight=0.5, head_lr=1e-3)
+    plan = group_training(model, _groups(), GroupObjective("group_ce", 3, kd_weight=0.5, head_lr=1e-3), config)
     assert plan.config.num_epochs == 1 and len(plan.dataset) == 6 and plan.passes == 3  # 3 passes x 2 groups
     assert plan.run_info["pairs_per_step"] == 6 and len(plan.train_options["lengths"]) == 6
     assert {g["lr"] for g in plan.train_options["optimizer_params"]} == {config.learning_rate, 1e-3}
     item = plan.dataset[0]
     assert len(item["input_ids"]) == 3 and item["target"] == [1.0, 0.0, 0.0] and item["teacher"][0] == 3.0
-    pointwise = group_training(model, _groups(), loss="point_mse", config=config, length_grouping=False)
+    pointwise = group_training(model, _groups(), GroupObjective("point_mse"), config, length_grouping=False)
     assert len(pointwise.dataset) == 8 and pointwise.config.num_epochs == 3 and pointwise.train_options["lengths"] is None
     assert [ex["target"] for ex in pointwise.dataset[:4]] == [1.0, 0.0, 0.0, 0.0]
 
@@ -103,8 +104,9 @@ def test_train_scorer_selects_on_dev_and_leaves_the_selected_weights(tmp_path):
     model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=2)
     config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, learning_rate=3e-4, num_epochs=3,
                          per_device_batch_size=2, save_every_steps=None, mixed_precision="no")
-    dev = DevEvaluator.reranking(RUN, CORPUS, QUERIES, QRELS, depth=3, as_ranker=lambda _: model)
-    selected = train_scorer(model, _groups(), dev, loss="group_ce", config=config, group_size=3)
+    dev = DevEvaluator.reranking(EvalSet("toy", "dev", QUERIES, QRELS, depth=3, run=RUN, corpus=CORPUS),
+                                 as_ranker=lambda _: model)
+    selected = train_scorer(model, _groups(), dev, GroupObjective("group_ce", group_size=3), config)
     assert [row["step"] for row in selected.curve] == [0, 3] and selected.start_value == selected.curve[0]["nDCG@10"]
     assert selected.value == max(row["nDCG@10"] for row in selected.curve)
     assert selected.result.history[-1]["epoch"] == pytest.approx(3.0) and selected.result.run_info["passes"] == 3

@@ -7,7 +7,7 @@ from .records import (
     Evaluated, Row, Timer, choose_interpolation_weight, comparison_cells, record_reranker, record_run, records_of,
 )
 from .report import curve_table, learning_curves, results_table, selection_row
-from .run_dir import fingerprint, jsonable, pipeline_cache, run_dir
+from .run_dir import RunName, fingerprint, jsonable, pipeline_cache, run_dir
 from .publish import publish_model, publish_selected
 from .runs import first_stage_of, load_run, run_path, save_run, saved_teacher
 from .scorer import train_encoder_in_run_dir, train_scorer

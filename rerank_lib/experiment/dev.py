@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from ..data.candidates import EvalSet
 from ..data.trec import top_k
 from ..data.types import Document, Run
 from ..evaluation import document_recalls, evaluate
@@ -20,18 +21,20 @@ class DevEvaluator:
         self.runs: list[Run] = []
 
     @classmethod
-    def reranking(cls, candidates: Run, corpus: Mapping[str, Document], queries: Mapping[str, str], qrels,
-                  depth: int, measures: Sequence[str] = ("nDCG@10",), as_ranker: Callable[[Any], Any] | None = None,
-                  extra=None, **rerank_options) -> "DevEvaluator":
-        """Rerank each dev query's top-`depth` candidates with the model (any `Ranker`; `as_ranker(model)` wraps a
-        bare network, e.g. a T5 under training, into one)."""
-        candidates = top_k(candidates, depth)
+    def reranking(cls, dev: EvalSet, as_ranker: Callable[[Any], Any] | None = None, extra=None,
+                  **rerank_options) -> "DevEvaluator":
+        """Rerank each dev query's top-`dev.depth` candidates (`dev.run`) with the model (any `Ranker`;
+        `as_ranker(model)` wraps a bare network, e.g. a T5 under training, into one), scored with `dev.measures`
+        (None: nDCG@10; empty: only `extra`'s)."""
+        if dev.run is None or dev.corpus is None or dev.depth is None:
+            raise ValueError(f"{dev.dataset}/{dev.split}: a dev set to rerank needs its candidates, corpus and depth")
+        candidates, corpus, queries, depth = top_k(dev.run, dev.depth), dev.corpus, dev.queries, dev.depth
 
         def produce(model) -> Run:
             ranker = as_ranker(model) if as_ranker is not None else model
             return ranker.rerank(candidates, corpus, queries, depth=depth, **rerank_options)
 
-        return cls(produce, qrels, measures, extra)
+        return cls(produce, dev.qrels, ("nDCG@10",) if dev.measures is None else dev.measures, extra)
 
     @classmethod
     def retrieval(cls, encoder, corpus: Mapping[str, Document], queries: Mapping[str, str], qrels, depth: int,

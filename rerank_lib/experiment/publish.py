@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .. import export
+from ..export import ModelCard
 
 #: kind -> the export function; the card's loading snippet uses the same kind.
 EXPORTS = {
@@ -23,12 +25,11 @@ def models_dir(results_dir: str | os.PathLike, profile: str) -> Path:
     return Path(results_dir) / "models" / profile
 
 
-def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile: str, method: str, *,
-                  base_model: str, training_queries: int | str, settings: Mapping, record=None,
-                  dev: Mapping[str, float] | None = None, training_data: str = "", selected_step: int | None = None,
-                  **export_options) -> Path:
-    """Export `model` (as `kind`) to <results>/models/<profile>/<method> and write its model card; `record` (the
-    test row of the same model) gives the card its test numbers. Returns the folder."""
+def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile: str, method: str, card: ModelCard,
+                  record=None, **export_options) -> Path:
+    """Export `model` (as `kind`; export_options go to its export function) to <results>/models/<profile>/<method>
+    and write its model card, titled `method`; `record` (the test row of the same model) gives the card its test
+    numbers (and, unless the card names it, its training data). Returns the folder."""
     if kind not in EXPORTS:
         raise ValueError(f"kind must be one of {sorted(EXPORTS)}, got {kind!r}")
     folder = models_dir(results_dir, profile) / method
@@ -44,12 +45,11 @@ def publish_model(kind: str, model: Any, results_dir: str | os.PathLike, profile
         EXPORTS[kind](model, export_options.pop("tokenizer"), folder, **export_options)
     else:
         EXPORTS[kind](model, folder, **export_options)
-    test = None if record is None else dict(record.metrics)
+    card = replace(card, title=method)
     if record is not None:
-        training_data = training_data or f"{record.training_queries} (evaluated on {record.dataset}/{record.split})"
-    export.model_card(folder, base_model=base_model, training_queries=training_queries, settings=settings,
-                      dev=dev, test=test, training_data=training_data, kind=kind, title=method,
-                      selected_step=selected_step)
+        card = replace(card, test=dict(record.metrics), training_data=card.training_data or
+                       f"{record.training_queries} (evaluated on {record.dataset}/{record.split})")
+    export.model_card(folder, card, kind)
     return folder
 
 
@@ -64,12 +64,14 @@ def non_finite_weights(model: Any) -> list[str]:
     return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
-def publish_selected(kind: str, model: Any, record, selected, results_dir: str | os.PathLike, *, base_model: str,
-                     name: str | None = None, settings: Mapping | None = None, **options) -> Path:
-    """`publish_model` for the dev-selected checkpoint of the test row `record` (its profile, training queries, method
-    and params unless given); the card's dev number is the selection metric at the selected step, if evaluated."""
-    dev = {selected.metric: selected.value} if selected.step is not None else None
-    return publish_model(kind, model, results_dir, record.profile, name or record.method, base_model=base_model,
-                         training_queries=record.n_training_queries,
-                         settings=record.params if settings is None else settings, record=record, dev=dev,
-                         selected_step=selected.step, **options)
+def publish_selected(kind: str, model: Any, record, selected, results_dir: str | os.PathLike, card: ModelCard,
+                     name: str | None = None, **export_options) -> Path:
+    """`publish_model` for the dev-selected checkpoint of the test row `record` (its profile, method unless `name`,
+    and, unless the card names them, its training queries and params); the card's dev number is the selection
+    metric at the selected step, if evaluated."""
+    card = replace(card, training_queries=record.n_training_queries if card.training_queries is None
+                   else card.training_queries, settings=record.params if card.settings is None else card.settings,
+                   dev={selected.metric: selected.value} if selected.step is not None else None,
+                   selected_step=selected.step)
+    return publish_model(kind, model, results_dir, record.profile, name or record.method, card, record,
+                         **export_options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +34,16 @@ def calling_module(depth: int = 1) -> str | None:
     package (a recipe), else None."""
     name = sys._getframe(depth + 1).f_globals.get("__name__", "")
     return name if name.split(".")[0] == PACKAGE else None
+
+
+@dataclass(frozen=True)
+class RunName:
+    """What names a training run's folder besides its data and code (`run_dir`'s first arguments and settings)."""
+
+    pipeline: str
+    profile: str
+    name: str
+    settings: dict
 
 
 def run_dir(pipeline: str, profile: str, name: str, *, data: Any, settings: Any,

@@ -9,18 +9,18 @@ from typing import Sequence
 from ..data.pairs import TrainGroup
 from ..settings import snapshot
 from ..training import TrainConfig
-from ..training.groups import group_training
+from ..training.groups import GroupObjective, group_training
 from .dev import DevEvaluator
-from .run_dir import calling_module, run_dir
+from .run_dir import RunName, calling_module, run_dir
 from .selection import Selected, train_with_dev_selection
 
 
-def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, loss: str, config: TrainConfig,
-                 **group_options) -> Selected:
-    """`ranker` (model, encode_pairs, collate, batch_logits, load_weights) trained on `groups` with `loss`;
-    `dev` scores it (build it with `as_ranker=lambda _: ranker`); group_options go to `group_training` (group_size,
-    kd_weight, kd_temperature, head_lr, length_grouping). History rows report epochs in passes over the groups."""
-    plan = group_training(ranker, groups, loss=loss, config=config, **group_options)
+def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, objective: GroupObjective,
+                 config: TrainConfig) -> Selected:
+    """`ranker` (model, encode_pairs, collate, batch_logits, load_weights) trained on `groups` towards `objective`
+    (`training.groups.group_training`); `dev` scores it (build it with `as_ranker=lambda _: ranker`). History rows
+    report epochs in passes over the groups."""
+    plan = group_training(ranker, groups, objective, config)
 
     def load_selected(folder):
         ranker.load_weights(folder)
@@ -37,17 +37,15 @@ def train_scorer(ranker, groups: Sequence[TrainGroup], dev: DevEvaluator, *, los
 
 
 def train_encoder_in_run_dir(encoder, dataset: Sequence, collate_fn, compute_loss, config: TrainConfig,
-                             dev: DevEvaluator, *, pipeline: str, profile: str, name: str, settings: dict,
-                             code: str | Sequence[str] | None = None) -> Selected:
-    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in the run folder named by the
-    settings, the number of examples, the dev questions and the code version of `code` (default: the calling
-    recipe), with a batch never larger than the dataset; then load the dev-selected weights (the start's when step 0
-    won) into the encoder, with its tokenizer beside them."""
+                             dev: DevEvaluator, run: RunName) -> Selected:
+    """Train a bi-encoder's transformer (`encoder.model`, a retrievers.BiEncoder) in the run folder named by `run`,
+    the number of examples, the dev questions and the code version of the calling recipe, with a batch never larger
+    than the dataset; then load the dev-selected weights (the start's when step 0 won) into the encoder, with its
+    tokenizer beside them."""
     from ..retrievers.training import load_weights
 
-    folder = run_dir(pipeline, profile, name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
-                     settings={**settings, "train": snapshot(config)},
-                     code=code if code is not None else calling_module())
+    folder = run_dir(run.pipeline, run.profile, run.name, data={"examples": len(dataset), "dev": sorted(dev.qrels)},
+                     settings={**run.settings, "train": snapshot(config)}, code=calling_module())
     config = replace(config, output_dir=str(folder),
                      per_device_batch_size=min(config.per_device_batch_size, len(dataset)))
 

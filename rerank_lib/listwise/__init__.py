@@ -28,11 +28,11 @@ from .prompts import (
     passage_content,
     render_prompt,
 )
-from .training_data import build_conversations, encode_conversation, read_conversations
+from .training_data import ConversationSampling, build_conversations, encode_conversation, read_conversations
 from .window import sliding_window, window_spans
 
 __all__ = [
-    "ListwiseLM", "ListwiseObjective", "ListwiseReranker", "ListwiseTemplate", "RANK_ZEPHYR", "RANK_ZEPHYR_ALPHA",
+    "ConversationSampling", "ListwiseLM", "ListwiseObjective", "ListwiseReranker", "ListwiseTemplate", "RANK_ZEPHYR", "RANK_ZEPHYR_ALPHA",
     "WindowResult", "build_conversations", "build_messages", "choose_identifiers", "classify_response",
     "clean_ranking_response", "count_errors", "default_ranking_weight", "enable_neftune", "encode_conversation",
     "freeze_below", "fit_prompt", "identifier_token_ids", "load_template_yaml", "parse_permutation",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -51,16 +52,30 @@ def teacher_order(doc_ids: Sequence[str], teacher: Mapping[str, float]) -> list[
     return sorted(range(len(doc_ids)), key=lambda i: (-(teacher.get(doc_ids[i], floor)), i))
 
 
-def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: Run, corpus: Mapping[str, Document],
-                        *, window: int = 20, max_words: int = 300, alpha: bool = True, n_variable: int = 1,
-                        min_passages: int = 2, seed: int = 13, source: str = "", shuffle: bool = False) -> list[dict]:
-    """Per query: the full window of first-stage candidates + `n_variable` random subsets of min_passages..window
-    passages (renumbered), each answered with the teacher's order. Deterministic for a seed.
+@dataclass(frozen=True)
+class ConversationSampling:
+    """How `build_conversations` cuts a query's candidates into conversations: the first-stage top-`window`, words
+    per passage, letter identifiers (`alpha`), `n_variable` random subsets of min_passages..window passages, the seed.
 
     shuffle: present each conversation's passages in a seeded random order instead of first-stage order
     (RankVicuna's input-order augmentation): a model trained on first-stage order can lower its loss by copying
     the input order, which is what a small model does first; shuffled inputs leave only the passages' content."""
-    rng = random.Random(seed)
+
+    window: int = 20
+    max_words: int = 300
+    alpha: bool = True
+    n_variable: int = 1
+    min_passages: int = 2
+    seed: int = 13
+    shuffle: bool = False
+
+
+def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: Run, corpus: Mapping[str, Document],
+                        sampling: ConversationSampling = ConversationSampling(), source: str = "") -> list[dict]:
+    """Per query: the full window of first-stage candidates + `sampling.n_variable` random subsets (renumbered),
+    each answered with the teacher's order; ids start with `source`. Deterministic for a seed."""
+    window, min_passages, shuffle = sampling.window, sampling.min_passages, sampling.shuffle
+    rng = random.Random(sampling.seed)
     rows = []
     for qid in sorted(queries):
         if qid not in first_stage or qid not in teacher:
@@ -69,7 +84,7 @@ def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: R
         if len(doc_ids) < min_passages:
             continue
         subsets = [list(range(len(doc_ids)))]
-        for _ in range(n_variable):
+        for _ in range(sampling.n_variable):
             k = rng.randint(min_passages, len(doc_ids))
             subsets.append(sorted(rng.sample(range(len(doc_ids)), k)))
         for j, subset in enumerate(subsets):
@@ -78,7 +93,7 @@ def build_conversations(queries: Mapping[str, str], first_stage: Run, teacher: R
             ids = [doc_ids[i] for i in subset]
             rows.append(conversation(
                 f"{source}{qid}-{j}", queries[qid], [corpus[d] for d in ids], teacher_order(ids, teacher[qid]),
-                alpha, max_words, qid=qid, docids=ids, source=source.rstrip(":")))
+                sampling.alpha, sampling.max_words, qid=qid, docids=ids, source=source.rstrip(":")))
     return rows
 
 

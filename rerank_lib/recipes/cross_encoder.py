@@ -23,17 +23,18 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
-    pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
+    DevEvaluator, EvalSet, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable,
+    load_run, pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
+from ..export import ModelCard
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
-from ..training.groups import GROUPWISE
+from ..training.groups import GROUPWISE, GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
 PIPELINE = "cross_encoder"
@@ -79,12 +80,12 @@ class CrossEncoderConfig(RecipeSettings):
     # training (11_)
     variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
     train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
-    head_lr: float | None = 2e-3  # the fresh classification head (and pooler) learns 10x faster
+    head_lr: float | None = None  # the classification head's (and pooler's) own rate; None: train.learning_rate
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
     group_size: int = 8
     kd_weight: float = 1.0
     kd_temperature: float = 1.0
-    # {variant: {dotted setting: value}}: a variant's own recipe, applied before the caller's overrides
+    # {variant: {dotted setting: value}}: a variant's own recipe (data: the profile's); a caller's setting wins over it
     variant_train: Mapping[str, Mapping] = field(default_factory=dict)
     interpolate: bool = True  # with a train_file: off (its dev slice has no first-stage scores to interpolate with)
     # a training file of your own instead of 10_'s SciFact files (every variant trains on it; test stays SciFact)
@@ -96,19 +97,20 @@ class CrossEncoderConfig(RecipeSettings):
 
 
 def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
-    """A caller's setting always wins over the profile's per-variant recipe (`variant_train`): it is dropped from
-    every variant's entries; then each variant's settings and the data settings are validated."""
-    given = dotted({k: v for k, v in overrides.items() if k != "variant_train"})
-    for key in (k for v in dict(overrides.get("variant_train") or {}).values() for k in v):
-        if key in RECIPE.derived:
-            raise ValueError(f"{key} is set by the recipe: set {RECIPE.derived[key]} instead")
+    """A caller's setting always wins over the profile's per-variant recipe (`variant_train`): it leaves every
+    variant's entries (a caller's own `variant_train` applies as given); then each variant's settings and the data
+    settings are validated."""
     if overrides.get("variant_train") is None:
+        given = dotted(overrides)
         cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
                                                for v, s in cfg.variant_train.items()}})
     unknown = [v for v in (*cfg.variants, *cfg.variant_train) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
-    for variant in cfg.variant_train:
+    for variant, settings in cfg.variant_train.items():
+        derived = [key for key in settings if key in RECIPE.derived]
+        if derived:
+            raise ValueError(f"{derived[0]} is set by the recipe: set {RECIPE.derived[derived[0]]} instead")
         variant_config(cfg, variant)  # validates the variant's settings now, not after training the others
     if cfg.negatives not in ("bm25", "dense"):
         raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
@@ -344,11 +346,11 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
     model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
-    dev = DevEvaluator.reranking(sets.dev_bm25, sets.dev.corpus, sets.dev.queries, sets.dev.qrels, depth=cfg.dev_depth,
-                                 measures=MEASURES, as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
-    selected = train_scorer(model, data, dev, loss=loss, config=train_config(cfg, variant, str(out)),
-                            group_size=vcfg.group_size, kd_weight=vcfg.kd_weight if kd else 0.0,
-                            kd_temperature=vcfg.kd_temperature, head_lr=vcfg.head_lr)
+    dev = DevEvaluator.reranking(EvalSet.of(sets.dev, sets.dev_bm25, depth=cfg.dev_depth, measures=MEASURES),
+                                 as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
+    objective = GroupObjective(loss, vcfg.group_size, vcfg.kd_weight if kd else 0.0, vcfg.kd_temperature,
+                               vcfg.head_lr)
+    selected = train_scorer(model, data, dev, objective, train_config(cfg, variant, str(out)))
     return VariantRun(variant, model, selected, vcfg)
 
 
@@ -401,9 +403,9 @@ def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSet
         results_dir, baselines={"bm25": sets.test_bm25, "start": start_run}, training=sets.split.provenance, dev=dev,
         dev_run=sel.dev_run if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
-    publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, base_model=cfg.model,
-                  training_queries=records[0].n_training_queries, settings=params, record=records[0],
-                  dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step)
+    publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
+        cfg.model, records[0].n_training_queries, params, dev={"nDCG@10": sel.value} if sel.value is not None else None,
+        selected_step=sel.step), records[0])
     return Evaluated(records)
 
 

@@ -37,6 +37,7 @@ from ..data.types import Dataset, Run
 from ..evaluation import (
     CANDIDATE_MEASURES, candidate_measures, candidate_measures_per_query, interpolate, success_and_attempts,
 )
+from ..export import ModelCard
 from ..first_stage import BM25Index
 from ..experiment import (
     DevEvaluator, EvalSet, Evaluated, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint,
@@ -51,6 +52,7 @@ from ..settings import snapshot
 from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
 from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
+from ..training.groups import GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, is_main, main_first
 
 PIPELINE = "cross_encoder"
@@ -303,14 +305,14 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
     candidates, reranked, select the checkpoint (the zero-shot start is step 0). With `cfg.launch`, it first
     trains under accelerate launch (inputs from `results_dir`)."""
     model = zero_shot_reranker(cfg)
-    dev = DevEvaluator.reranking(diverse_runs(cfg, data, data.dev)[1], data.dev.corpus, data.dev.queries,
-                                 data.dev.qrels, depth=cfg.top_k, measures=MEASURES[:2], as_ranker=lambda _: model,
-                                 batch_size=cfg.score_batch_size)
+    dev = DevEvaluator.reranking(
+        EvalSet.of(data.dev, diverse_runs(cfg, data, data.dev)[1], depth=cfg.top_k, measures=MEASURES[:2]),
+        as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
     settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}  # where it trains, not what
     out = run_dir("hopweaver", cfg.profile, "reranker", settings=settings,
                   data=fingerprint([[g.query, g.docs] for g in generated.groups]))
-    selected = train_scorer(model, generated.groups, dev, loss="group_ce", group_size=cfg.group_size,
-                            config=replace(cfg.train, output_dir=str(out)))
+    selected = train_scorer(model, generated.groups, dev, GroupObjective("group_ce", cfg.group_size),
+                            replace(cfg.train, output_dir=str(out)))
     return Reranked(model, selected, generated)
 
 
@@ -370,8 +372,8 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                                                       wall_s=walls["diverse_ft"]),
                                   results_dir, baselines=baselines, training=data.split.provenance))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
-    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
-                     training_data="HopWeaver contrastive data generated from SciFact train claims")
+    publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, ModelCard(
+        cfg.reranker, settings=params, training_data="HopWeaver contrastive data generated from SciFact train claims"))
     return Evaluated(records, runs)
 
 
@@ -457,9 +459,8 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
     reranked, select the checkpoint by MRR (step 0, the untrained start, included)."""
     model = zero_shot_reranker(cfg)
     dev = own.split.dev
-    evaluator = DevEvaluator.reranking(dev.runs[CANDIDATES], dev.corpus, dev.queries, dev.qrels,
-                                       depth=candidate_depth(dev), measures=(), as_ranker=lambda _: model,
-                                       extra=lambda run: candidate_measures(run, dev.qrels),
+    evaluator = DevEvaluator.reranking(EvalSet.of(dev, dev.runs[CANDIDATES], depth=candidate_depth(dev), measures=()),
+                                       as_ranker=lambda _: model, extra=lambda run: candidate_measures(run, dev.qrels),
                                        batch_size=cfg.score_batch_size)
     groups = own.groups
     settings = {k: v for k, v in settings_of(cfg).items() if k != "launch"}
@@ -467,8 +468,8 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
                   data=fingerprint([[[g.query, g.docs] for g in groups], sorted(dev.queries)]))
     # own_max_steps is the published-file row's budget; a file of your own trains with `train` as given
     max_steps = cfg.train.max_steps if cfg.train_file or cfg.own_max_steps is None else cfg.own_max_steps
-    selected = train_scorer(model, groups, evaluator, loss="group_ce", group_size=cfg.group_size,
-                            config=replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
+    selected = train_scorer(model, groups, evaluator, GroupObjective("group_ce", cfg.group_size),
+                            replace(cfg.train, output_dir=str(out), metric_for_best="MRR", max_steps=max_steps))
     return Reranked(model, selected)
 
 

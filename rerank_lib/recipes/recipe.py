@@ -36,7 +36,7 @@ def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The caller's settings by dotted path (`{"train": {"seed": 3}}` -> `{"train.seed": 3}`), None dropped."""
     out = {}
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and key != "variant_train":
+        if isinstance(value, Mapping):
             out.update({f"{key}.{k}": v for k, v in dotted(value).items()})
         elif value is not None:
             out[key] = value

@@ -234,6 +234,8 @@ class T5Ranker:
     bf16: None follows the precision setting (models.compute_dtype; 'auto': where the device computes it natively,
         CUDA or CPUs with AVX512-BF16/AMX), True/False to force.
     fp16: CUDA only. fp8: the package's 8-bit loading (bitsandbytes, CUDA only).
+    The constructor keeps the package's keyword arguments (more than the 8 parameters a function here may take,
+    tests/test_layers.py PEER_INTERFACES) so that a call written for `inranker.T5Ranker` runs unchanged.
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = "unicamp-dl/InRanker-base", batch_size: int = 32,

@@ -121,14 +121,14 @@ class DCAExample:
 
 def reader_targets(reader, examples: Sequence[RetrievalExample], candidates: Mapping[str, Sequence[str]],
                    passages: Mapping[str, str], config: DCAConfig = DCAConfig(), seed: int = 0,
-                   cache: bool = True, titles: Mapping[str, str] | None = None, progress: bool = True) -> list[DCAExample]:
+                   titles: Mapping[str, str] | None = None, progress: bool = True) -> list[DCAExample]:
     """Reader scores for every example's candidates (cached on disk, computed once), aligned with the candidates."""
     from ..progress import tqdm
 
     fid = isinstance(reader, FiDReader)
     positions = config.answer_positions or ("first" if fid else "all")
     store = ScoreCache("dca", {**reader.settings(), "positions": positions, "shuffle": config.shuffle_passages,
-                               "seed": seed}, enabled=cache, code=(__name__,))
+                               "seed": seed}, code=(__name__,))
     out = []
     for n, ex in enumerate(tqdm(examples, desc="reader attention", unit="q", disable=not progress)):
         if ex.answer is None:

@@ -82,13 +82,26 @@ def _encode(ranker, groups: Sequence[TrainGroup]) -> list[list[dict]]:
     return encoded
 
 
-def group_training(ranker, groups: Sequence[TrainGroup], *, loss: str, config: TrainConfig, group_size: int = 8,
-                   kd_weight: float = 0.0, kd_temperature: float = 1.0, head_lr: float | None = None,
-                   length_grouping: bool = True) -> GroupTraining:
-    """Examples, collate_fn and compute_loss that train `ranker` on `groups` with `loss` (one of LOSSES).
+@dataclasses.dataclass(frozen=True)
+class GroupObjective:
+    """What a pair scorer learns from its groups: `loss` (one of LOSSES), `group_size` pairs per group for the group
+    losses, the teacher term (`kd_weight` x soft CE at `kd_temperature`; 0: none), and `head_lr`, a separate
+    learning rate for a freshly initialised classification head (None: the TrainConfig's for every weight)."""
 
-    config.per_device_batch_size counts pairs (pointwise losses) or groups (group losses). head_lr: a separate
-    learning rate for a freshly initialised classification head (None: config's)."""
+    loss: str
+    group_size: int = 8
+    kd_weight: float = 0.0
+    kd_temperature: float = 1.0
+    head_lr: float | None = None
+
+
+def group_training(ranker, groups: Sequence[TrainGroup], objective: GroupObjective, config: TrainConfig,
+                   length_grouping: bool = True) -> GroupTraining:
+    """Examples, collate_fn and compute_loss that train `ranker` on `groups` towards `objective`.
+
+    config.per_device_batch_size counts pairs (pointwise losses) or groups (group losses)."""
+    loss, group_size, kd_weight = objective.loss, objective.group_size, objective.kd_weight
+    kd_temperature, head_lr = objective.kd_temperature, objective.head_lr
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     groups = [g for g in groups if g.docs]
@@ -151,14 +164,12 @@ def head_param_groups(model: torch.nn.Module, config: TrainConfig, head_lr: floa
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in param_groups.items()]
 
 
-def fit(ranker, groups: Sequence[TrainGroup], *, loss: str, config: TrainConfig, group_size: int = 8,
-        kd_weight: float = 0.0, kd_temperature: float = 1.0, eval_fn: Callable | None = None,
-        restore_best: bool = True, head_lr: float | None = None, length_grouping: bool = True) -> TrainResult:
+def fit(ranker, groups: Sequence[TrainGroup], objective: GroupObjective, config: TrainConfig,
+        eval_fn: Callable | None = None, restore_best: bool = True, length_grouping: bool = True) -> TrainResult:
     """`group_training` run through `training.train` for callers without the experiment layer: eval_fn(ranker)
     -> {metric: value}; with restore_best the ranker ends with the best evaluation's weights (`load_weights`).
     Recipes train through `experiment.train_with_dev_selection` with `group_training`'s pieces instead."""
-    plan = group_training(ranker, groups, loss=loss, config=config, group_size=group_size, kd_weight=kd_weight,
-                          kd_temperature=kd_temperature, head_lr=head_lr, length_grouping=length_grouping)
+    plan = group_training(ranker, groups, objective, config, length_grouping)
     wrapped_eval = (lambda model: eval_fn(ranker)) if eval_fn is not None else None
     result = train(ranker.model, plan.dataset, plan.collate_fn, plan.compute_loss, plan.config, eval_fn=wrapped_eval,
                    **plan.train_options)

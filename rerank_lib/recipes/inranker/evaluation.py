@@ -2,7 +2,7 @@
 figures and per-student tables: learning curves, agreement with the teacher, training summary."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -16,7 +16,7 @@ from ...experiment import (
     selection_row,
 )
 from ...experiment import results_table as experiment_table
-from ...export import has_t5_vocabulary
+from ...export import ModelCard, has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
 from ...results import Record
 from ...results.figures import teacher_agreement_figure
@@ -58,13 +58,16 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
     sets = {name: test_set(cfg, name, results_dir) for name in DATASETS}
     ev = Evaluation(sets, {} if cfg.teacher_model else teacher_runs(cfg, sets, results_dir))
 
-    def score(ranker, name, method, model, baselines, student=None, dev_run=None, dev=None, extra=None, wall=0.0):
+    def score(ranker, name, method, model, baselines, student=None, dev_run=None, dev=None):
+        """The ranker's test run on `name` and its records; a trained `student` adds its training queries (its
+        `provenance`), params and training time."""
         ds, bm25 = sets[name]
+        wall = student.selected.wall_s if student else 0.0
         depth = cfg.scifact_depth if name == "scifact" else cfg.dl_depth
         with Timer() as t:
             run = ranker.rerank(bm25, ds.corpus, ds.queries, depth=depth)
         ev.runs[(method, name)] = run
-        training = None if student is None else (student.provenance | extra if extra else student.provenance)
+        training = None if student is None else student.provenance
         params = student.params if student else own_training.without_unset(snapshot(cfg), OWN_FILE)
         ev.records += record_reranker(
             run, EvalSet.of(ds, bm25, first_stage="bm25", depth=depth),
@@ -83,13 +86,13 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Student | None], re
     def trained(s: Student, name, baselines, dev, dev_run, extra=None):
         """A trained student's rows; its +interp weight chosen on `dev` from `dev_run` (None: no +interp row)."""
         ranker = T5Ranker(str(s.model_dir), batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-        run = score(ranker, name, s.method, f"{s.params['init']} -> {s.method}", baselines, s, dev_run, dev, extra,
-                    s.selected.wall_s)
+        run = score(ranker, name, s.method, f"{s.params['init']} -> {s.method}", baselines,
+                    replace(s, provenance=s.provenance | extra) if extra else s, dev_run, dev)
         save_run(run, results_dir, cfg.profile, name, "test", f"inranker-{s.method}")
         if has_t5_vocabulary(ranker):  # inranker's T5Ranker loads T5-vocabulary students (not the MiniLM one)
             row = next(r for r in ev.records if r.method == s.method and r.dataset == name)
-            publish_selected("monot5", ranker, row, s.selected, results_dir, base_model=s.params["init"],
-                             name=f"{s.method}-{name}", settings=s.params)
+            publish_selected("monot5", ranker, row, s.selected, results_dir,
+                             ModelCard(s.params["init"], settings=s.params), name=f"{s.method}-{name}")
         return run
 
     if cfg.teacher_model is not None:  # paper: the monoT5 teacher is a ranker of its own, recorded here

@@ -22,7 +22,7 @@ from ...synthetic_queries import query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
 from .data import DevSlice
 from .settings import InRankerConfig
-from .training import Student, short_name, train_student
+from .training import Student, StudentData, short_name, train_student
 
 
 @dataclass
@@ -142,8 +142,8 @@ def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: S
     start = stage1_students[cfg.stage2_from]
     provenance = None if synth.labels_file is None else start.provenance | synth.provenance
     student = train_student(cfg, cfg.stage2, f"{short_name(cfg.student)}-stage2", str(start.model_dir),
-                            lambda tr: tr.load_custom_dataset(synth.labels_file), synth.dev, provenance,
-                            source="beir/inpars-v1 synthetic", results_dir=results_dir)
+                            StudentData(lambda tr: tr.load_custom_dataset(synth.labels_file),
+                                        provenance or "beir/inpars-v1 synthetic"), synth.dev, results_dir=results_dir)
     if provenance is None:
         student.provenance = start.provenance | student.provenance | synth.split.provenance
     student.params["init"] = f"{start.method} (its selected dev checkpoint)"  # the table names it, not its path

@@ -31,7 +31,9 @@ class InRankerTrainer:
     """Distil a teacher's [false, true] logits into a monoT5 student. model: a hub id, folder, offline student name
     (`rerankers.monot5.STUDENTS`, built with `student_options`) or a model object with `tokenizer=`. The package's
     arguments keep their names and defaults (epochs may be fractional); other TrainConfig fields go by their own
-    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig."""
+    names (seed, weight_decay (0, as the package) ...); `from_config` takes a whole TrainConfig. The constructor keeps
+    the package's keyword arguments (more than the 8 parameters a function here may take, tests/test_layers.py
+    PEER_INTERFACES): a call written for the package, as peer_runs reads them from its documentation, runs unchanged."""
 
     def __init__(self, model="t5-small", batch_size: int = 32, warmup_steps: int = 20000,
                  num_train_epochs: float = 1.0, logging_steps: int = 1000, save_steps: int | None = 40000,
@@ -52,7 +54,8 @@ class InRankerTrainer:
                              gradient_accumulation_steps=gradient_accumulation_steps,
                              mixed_precision={True: "bf16", "auto": "auto"}.get(bf16, "no"),
                              gradient_checkpointing=gradient_checkpointing)
-        self.setup(model, config, num_train_epochs, **own)
+        self.setup(model, config, **own)
+        self.num_train_epochs = float(num_train_epochs)  # the package's (fractional) epochs: the loop runs whole ones
 
     @classmethod
     def from_config(cls, model, config: TrainConfig, **options) -> "InRankerTrainer":
@@ -60,15 +63,15 @@ class InRankerTrainer:
         trainer.setup(model, config, **options)
         return trainer
 
-    def setup(self, model, config: TrainConfig, num_train_epochs: float | None = None, *, tokenizer=None,
-              max_length: int = 512, center_labels: bool = True, decoder_learning_rate: float | None = None,
-              eval_batch_size: int = 32, student_options: Mapping | None = None) -> None:
+    def setup(self, model, config: TrainConfig, *, tokenizer=None, max_length: int = 512, center_labels: bool = True,
+              decoder_learning_rate: float | None = None, eval_batch_size: int = 32,
+              student_options: Mapping | None = None) -> None:
         if tokenizer is None:
             model, tokenizer = load_seq2seq(model, device="cpu", **dict(student_options or {}))
         elif student_options:
             raise TypeError("student_options apply to built students, not to a model object")
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.num_train_epochs = config.num_epochs if num_train_epochs is None else float(num_train_epochs)
+        self.num_train_epochs = config.num_epochs
         self.max_length, self.center_labels, self.eval_batch_size = max_length, center_labels, eval_batch_size
         self.decoder_learning_rate = decoder_learning_rate
         self.ranker = self.as_ranker(self.model)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ...data import TrainingQueries, load_dataset
+from ...data.inranker import DistillDataset
 from ...evaluation import kendall_tau_agreement
-from ...experiment import DevEvaluator, Selected, run_dir
+from ...experiment import DevEvaluator, EvalSet, Selected, run_dir
 from .trainer import InRankerTrainer
 from ...rerankers.monot5 import load_seq2seq
 from ...settings import snapshot
@@ -48,19 +49,27 @@ def short_name(name: str) -> str:
     return {"t5-efficient-tiny-random": "t5tiny-random"}.get(name, Path(str(name)).name)
 
 
+@dataclass(frozen=True)
+class StudentData:
+    """What a student distils: `load(trainer) -> DistillDataset`, and whose queries they are (`provenance`; a str:
+    the name of the data set whose queries the loaded data holds; None: named by the loaded data's source)."""
+
+    load: Callable[[InRankerTrainer], DistillDataset]
+    provenance: TrainingQueries | str | None = None
+
+
 @RECIPE.training_step
-def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, load_data, dev: DevSlice | None,
-                  provenance: TrainingQueries | None, options: dict | None = None, source: str = "",
-                  results_dir=None) -> Student:
-    """Distil into `init` (a student name or a checkpoint folder) with `stage`'s settings; with `dev`, select the
-    checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
-    re-run resumes or finds it complete. `provenance` None: the training data's queries, named `source`. With
-    `cfg.launch`, every stage first trains under accelerate launch (with `results_dir`'s first-stage runs)."""
+def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, data: StudentData,
+                  dev: DevSlice | None, options: dict | None = None, results_dir=None) -> Student:
+    """Distil `data` into `init` (a student name or a checkpoint folder) with `stage`'s settings; with `dev`, select
+    the checkpoint (the start included) on dev nDCG@10. The run folder is keyed by the data and every setting, so a
+    re-run resumes or finds it complete. With `cfg.launch`, every stage first trains under accelerate launch (with
+    `results_dir`'s first-stage runs)."""
     trainer = InRankerTrainer.from_config(
         init, stage.train, max_length=cfg.max_length, center_labels=stage.center_labels,
         decoder_learning_rate=stage.decoder_learning_rate, eval_batch_size=cfg.eval_batch_size,
         student_options=options)
-    dataset = load_data(trainer)
+    dataset = data.load(trainer)
     settings = {"init": str(init), "options": options, "stage": snapshot(stage), "max_length": cfg.max_length,
                 "dev": sorted(dev.candidates) if dev else []}
     folder = run_dir(PIPELINE, cfg.profile, method, data=[dataset.input_ids, dataset.labels.tolist()],
@@ -70,10 +79,12 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, loa
     if dev is not None:
         teacher_tau = (lambda run: {"teacher_tau": kendall_tau_agreement(run, dev.teacher)}) if dev.teacher else None
         evaluator = DevEvaluator.reranking(
-            dev.candidates, dev.data.corpus, dev.data.queries, dev.data.qrels, max(map(len, dev.candidates.values())),
+            EvalSet.of(dev.data, dev.candidates, depth=max(map(len, dev.candidates.values()))),
             as_ranker=trainer.as_ranker, extra=teacher_tau)
     selected = trainer.train(dataset, dev=evaluator)
-    provenance = provenance or TrainingQueries.of(source or dataset.source, dataset.query_texts)
+    provenance = data.provenance
+    if provenance is None or isinstance(provenance, str):
+        provenance = TrainingQueries.of(provenance or dataset.source, dataset.query_texts)
     return Student(method, selected, provenance, dev, dataset.summary(),
                    params={**snapshot(stage), "init": str(init), "selected_step": selected.step,
                            "steps": selected.result.global_step})
@@ -87,16 +98,18 @@ def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str |
     student, stage = student or cfg.student, stage or cfg.stage1
     method, options = f"{short_name(student)}-stage1", student_options(cfg, student)
     if cfg.stage1_data == "published":
-        trained = train_student(cfg, stage, method, student, lambda tr: tr.load_msmarco_dataset(), None, None, options,
-                                source="msmarco/train", results_dir=results_dir)
+        trained = train_student(cfg, stage, method, student,
+                                StudentData(lambda tr: tr.load_msmarco_dataset(), "msmarco/train"), None, options,
+                                results_dir=results_dir)
         return {"trec-dl-2020": trained, "trec-dl-2019": trained}
     out = {}
     for train_on, fold in (folds or {}).items():
         full = load_dataset(train_on, "test", root=cfg.data_root)
         out[train_on] = train_student(
             cfg, stage, method, student,
-            lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries, corpus=ds.corpus),
-            fold.dev, fold.split.provenance, options, results_dir=results_dir)
+            StudentData(lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries,
+                                                                             corpus=ds.corpus), fold.split.provenance),
+            fold.dev, options, results_dir=results_dir)
     return out
 
 

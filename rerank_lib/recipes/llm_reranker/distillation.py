@@ -16,7 +16,7 @@ from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
 from ...teacher import platt_probability, scores_with_extra
 from .data import LLMData, load_llm, pairs_of
-from .rows import Row, record_row, test_set, train_ranker
+from .rows import Row, RowTraining, record_row, test_set, train_ranker
 from .settings import LLM_SOURCES, RECIPE, LLMRerankerConfig, slug
 
 
@@ -126,12 +126,11 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources,
                                       wall_s=t.s, reference=RECIPE.references.get(cfg.student)),
                            results_dir, baselines={"bm25": data.test_bm25})
     start = Row(start_method, start_test, records=[start_rec])
-    trained = train_ranker(
-        cfg, data, results_dir, student, groups, loss=cfg.student_loss, train=cfg.student_train,
-        name=f"distill-{source}", method=f"ce-{slug(cfg.student)}-distill-{teacher}", start=start,
-        batch_size=cfg.score_batch_size,
+    trained = train_ranker(cfg, data, results_dir, student, groups, RowTraining(
+        loss=cfg.student_loss, train=cfg.student_train, name=f"distill-{source}",
+        method=f"ce-{slug(cfg.student)}-distill-{teacher}", batch_size=cfg.score_batch_size,
         model=f"{cfg.student} distilled from {sources.teacher_model} ({cfg.student_loss}, soft labels)",
         params={"distill_source": source, "distill_teacher": teacher, "loss": cfg.student_loss},
         key={"student": cfg.student, "max_length": cfg.student_max_length, "seed": cfg.seed, "source": source,
-             "dev_depth": cfg.dev_depth}, publish_as="cross_encoder")
+             "dev_depth": cfg.dev_depth}, publish_as="cross_encoder"), start)
     return start, trained

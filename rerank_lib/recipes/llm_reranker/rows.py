@@ -16,9 +16,10 @@ from ...experiment import (
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
 from ...results import Record
+from ...export import ModelCard
 from ...settings import snapshot
 from ...training import TrainConfig
-from ...training.groups import batch_unit
+from ...training.groups import GroupObjective, batch_unit
 from .data import LLMData
 from .settings import DECODER_VARIANTS, PIPELINE, RECIPE, LLMRerankerConfig, slug
 
@@ -76,31 +77,48 @@ def zero_shot(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, resul
     return Row(method, test_run, records=[record])
 
 
+@dataclass(frozen=True)
+class RowTraining:
+    """How one trained row trains and what it is called: `loss` with `train`; `name` and `key` name its run folder,
+    `method`, `model` and `params` its records; `batch_size` scores its dev slice; `publish_as` (an export kind,
+    None: not published) exports the selected model with its card."""
+
+    loss: str
+    train: TrainConfig
+    name: str
+    method: str
+    model: str
+    params: dict
+    batch_size: int
+    key: dict
+    publish_as: str | None = None
+
+
 @RECIPE.training_step
-def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, groups: Sequence[TrainGroup], *,
-                 loss: str, train: TrainConfig, name: str, method: str, start: Row, model: str, params: dict,
-                 batch_size: int, key: dict, publish_as: str | None = None) -> Row:
-    """Train `ranker` on `groups` with `loss`, keep the dev-selected checkpoint (the start is step 0), rerank the
+def train_ranker(cfg: LLMRerankerConfig, data: LLMData, results_dir, ranker, groups: Sequence[TrainGroup],
+                 how: RowTraining, start: Row) -> Row:
+    """Train `ranker` on `groups` as `how` says, keep the dev-selected checkpoint (the start is step 0), rerank the
     test queries with it and record the row and its `+interp` row against BM25 and `start`."""
+    loss, train, name, method, model, key = how.loss, how.train, how.name, how.method, how.model, how.key
     folder = run_dir("llm_reranker", cfg.profile, name, settings={**key, "train": snapshot(train), "loss": loss},
                      data=fingerprint([[g.query, g.docs, g.labels] for g in groups] + [sorted(data.dev.queries)]))
-    dev = DevEvaluator.reranking(data.dev_bm25, data.dev.corpus, data.dev.queries, data.dev.qrels, cfg.dev_depth,
-                                 DEV_MEASURES, as_ranker=lambda _: ranker, batch_size=batch_size)
-    sel = train_scorer(ranker, groups, dev, loss=loss, config=replace(train, output_dir=str(folder)),
-                       group_size=cfg.group_size)
+    dev = DevEvaluator.reranking(EvalSet.of(data.dev, data.dev_bm25, depth=cfg.dev_depth, measures=DEV_MEASURES),
+                                 as_ranker=lambda _: ranker, batch_size=how.batch_size)
+    sel = train_scorer(ranker, groups, dev, GroupObjective(loss, cfg.group_size),
+                       replace(train, output_dir=str(folder)))
     with Timer() as t:
         test_run = ranker.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth)
-    llm_weights = {} if publish_as else weights_params(cfg.llm)  # the LLM rows say which weights (Q4_1 offline)
-    params = jsonable({**snapshot(cfg), **llm_weights, **params, "selected_step": sel.step,
+    llm_weights = {} if how.publish_as else weights_params(cfg.llm)  # the LLM rows say which weights (Q4_1 offline)
+    params = jsonable({**snapshot(cfg), **llm_weights, **how.params, "selected_step": sel.step,
                        "selected_is_start": sel.is_start, "dev_selected": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step})
     records = record_reranker(
         test_run, test_set(cfg, data), record_row(cfg, method, model, params, wall_s=sel.wall_s + t.s), results_dir,
         baselines={"bm25": data.test_bm25, "start": start.test_run},
         training=data.split.used([g.query_id for g in data.groups], data.dev.queries),  # what trained and selected
         dev=EvalSet.of(data.dev, data.dev_bm25), dev_run=sel.dev_run if cfg.interpolate else None)
-    if publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
-        publish_selected(publish_as, ranker, records[0], sel, results_dir, base_model=key.get("student", model),
-                         name=method, settings=params)
+    if how.publish_as is not None:  # a model with a peer format (the distilled cross-encoder): exported with its card
+        publish_selected(how.publish_as, ranker, records[0], sel, results_dir,
+                         ModelCard(key.get("student", model), settings=params), name=method)
     return Row(method, test_run, sel.dev_run, sel, records, ranker)
 
 
@@ -109,12 +127,11 @@ def train_head(cfg: LLMRerankerConfig, llm: DecoderReranker, data: LLMData, loss
     """RAG-Retrieval's score head on the frozen decoder's cached last-token state, trained with `loss`. `start` is
     the zero-shot row of `cfg.head_init`: the head before training (step 0 of its curve)."""
     probe = HeadOnlyRanker(llm, init=cfg.head_init, init_seed=cfg.seed, feature_batch_size=cfg.feature_batch_size)
-    return train_ranker(
-        cfg, data, results_dir, probe, data.groups, loss=loss, train=cfg.head_train, name=f"head-{loss}",
-        method=f"{slug(cfg.llm)}-head-{loss.replace('_', '-')}", start=start, batch_size=256,
+    return train_ranker(cfg, data, results_dir, probe, data.groups, RowTraining(
+        loss=loss, train=cfg.head_train, name=f"head-{loss}", method=f"{slug(cfg.llm)}-head-{loss.replace('_', '-')}",
         model=f"{cfg.llm} frozen + linear score head from the {cfg.head_init} row(s) ({loss})",
-        params={"loss": loss, "recipe": "head-only"},
-        key={"llm": cfg.llm, "max_length": cfg.max_length, "head_init": cfg.head_init, "seed": cfg.seed})
+        params={"loss": loss, "recipe": "head-only"}, batch_size=256,
+        key={"llm": cfg.llm, "max_length": cfg.max_length, "head_init": cfg.head_init, "seed": cfg.seed}), start)
 
 
 def decoder_scale(cfg: LLMRerankerConfig, train: TrainConfig, loss: str, n_groups: int) -> str:
@@ -140,11 +157,10 @@ def train_decoder(cfg: LLMRerankerConfig, variant: str, data: LLMData, start: Ro
     train = cfg.decoder_train
     if ranker.device.type == "cpu":
         train = replace(train, mixed_precision="no")
-    return train_ranker(
-        cfg, data, results_dir, ranker, data.groups, loss=loss, train=train, name=variant,
-        method=f"{slug(model_name)}-{variant}", start=start, batch_size=cfg.feature_batch_size,
+    return train_ranker(cfg, data, results_dir, ranker, data.groups, RowTraining(
+        loss=loss, train=train, name=variant, method=f"{slug(model_name)}-{variant}", batch_size=cfg.feature_batch_size,
         model=f"{model_name} ({variant}: {'LoRA r%d' % cfg.lora_r if lora else 'all weights'}, {loss}; "
               f"{decoder_scale(cfg, train, loss, len(data.groups))})",
         params={"loss": loss, "recipe": variant, "scale": decoder_scale(cfg, train, loss, len(data.groups))},
         key={"model": model_name, "max_length": cfg.max_length, "lora": snapshot(settings) if lora else None,
-             "seed": cfg.seed})
+             "seed": cfg.seed}), start)

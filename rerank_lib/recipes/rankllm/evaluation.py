@@ -17,6 +17,7 @@ from ...listwise import analysis
 from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
 from ...results import Record
+from ...export import ModelCard
 from ...settings import snapshot
 from .evalsets import EvalSet, measured, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
 from .settings import MEASURE, PIPELINE, RECIPE, RankLLMConfig
@@ -100,7 +101,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
                 dev=measured(dev_key, dev, "bm25"), dev_run=dev_run)
     first = next(r for r in records if r.dataset == tr.fold.evaluate_on and "+interp" not in r.method)
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
-    publish_selected("listwise", model, first, sel, results_dir, base_model=tr.base,
+    publish_selected("listwise", model, first, sel, results_dir, ModelCard(tr.base),
                      name=f"{first.method}-{tr.fold.train_on}", tokenizer=tokenizer, chat_template=cfg.chat_template)
     return ListwiseRows(records, windows)
 

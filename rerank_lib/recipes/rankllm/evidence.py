@@ -10,7 +10,7 @@ from ...listwise import identifier_token_ids
 from ...models import load_chat_lm
 from ...settings import override
 from .evalsets import use_letters
-from .settings import PIPELINE, RECIPE, RankLLMConfig
+from .settings import RECIPE, RankLLMConfig
 from .training import FoldData, Trained, fold_data, train_objective
 
 def search_grid(cfg: RankLLMConfig) -> list[dict]:
@@ -57,8 +57,4 @@ def memorisation_probe(cfg: RankLLMConfig, fold: FoldData, n: int = 16, passes: 
     convs = [c for c in fold.conversations if 3 <= c["num_passages"] <= (max_passages or n_max)][:n]
     if not convs:
         raise ValueError(f"no conversation of 3..{max_passages or n_max} passages in the fold")
-    return listwise_memorisation_probe(
-        model, tokenizer, convs, ident, pipeline=PIPELINE, profile=cfg.profile, model_name=cfg.model,
-        chat_template=cfg.chat_template, context_size=cfg.context_size, ranking_loss=cfg.ranking_loss,
-        weighted=cfg.weighted, train_layers=cfg.train_layers, seed=cfg.train.seed,
-        mixed_precision=cfg.train.mixed_precision, passes=passes, learning_rate=learning_rate)
+    return listwise_memorisation_probe(model, tokenizer, convs, ident, cfg, passes, learning_rate)

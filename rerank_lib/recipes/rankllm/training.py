@@ -13,7 +13,7 @@ from ...data.trec import top_k
 from ...data.types import Document
 from ...experiment import DevEvaluator, Selected, dl_training_split, load_run, run_dir, scifact_training_split
 from ...experiment import train_with_dev_selection
-from ...listwise import ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
+from ...listwise import ConversationSampling, ListwiseLM, ListwiseObjective, build_conversations, enable_neftune, encode_conversation
 from ...listwise import freeze_below, identifier_token_ids
 from ...listwise.training_data import conversation
 from ...models import load_chat_lm, load_chat_tokenizer
@@ -57,14 +57,14 @@ def fold_data(cfg: RankLLMConfig, train_on: str, evaluate_on: str, results_dir) 
         sf_train = sorted(sf.train.queries)
         if cfg.scifact_train_queries and cfg.scifact_train_queries < len(sf_train):
             sf_train = sorted(random.Random(cfg.seed).sample(sf_train, cfg.scifact_train_queries))
-        common = dict(window=cfg.train_window, max_words=cfg.train_max_words, n_variable=cfg.n_variable,
-                      seed=cfg.seed, alpha=alpha, shuffle=cfg.shuffle_inputs)
+        sampling = ConversationSampling(window=cfg.train_window, max_words=cfg.train_max_words, alpha=alpha,
+                                        n_variable=cfg.n_variable, seed=cfg.seed, shuffle=cfg.shuffle_inputs)
         conversations = build_conversations(dl.train.queries, bm25_dl, load_run(
-            results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, source=f"{train_on}:",
-            **common)
+            results_dir, cfg.profile, train_on, "test", cfg.dl_teacher), dl.train.corpus, sampling,
+            source=f"{train_on}:")
         conversations += build_conversations({q: sf.train.queries[q] for q in sf_train}, bm25_sf, load_run(
-            results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher), sf.train.corpus,
-            source="scifact-train:", **common)
+            results_dir, cfg.profile, "scifact", "train", cfg.scifact_teacher), sf.train.corpus, sampling,
+            source="scifact-train:")
         used = None
     dev = {}
     for key, ds, bm25 in (("dl", dl.dev, bm25_dl), ("scifact", sf.dev.subset(sf_dev), bm25_sf)):

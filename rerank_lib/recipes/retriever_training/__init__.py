@@ -16,7 +16,7 @@ import dataclasses
 
 from ..recipe import Trained, is_main, main_first
 from .baselines import Baselines, faire_baselines
-from .records import faire_records, faire_table, record_faire
+from .records import faire_records, faire_row, faire_table, record_faire
 from .scifact import RECIPE as SCIFACT_RECIPE
 from .scifact import SciFactData, load_scifact, scifact_config, scifact_records, scifact_table, train_scifact
 from .settings import (
@@ -28,7 +28,7 @@ from .training import Outcome, train_faire, train_selected
 __all__ = [
     "FAIRE", "FAIRE_MEASURES", "METHODS", "PIPELINE", "RECIPE", "SCIFACT_RECIPE", "Baselines", "FaireConfig",
     "FaireData", "Outcome", "SciFactConfig", "SciFactData", "config", "encoder", "faire_baselines",
-    "faire_records", "faire_table", "load_faire", "load_scifact", "record_faire",
+    "faire_records", "faire_row", "faire_table", "load_faire", "load_scifact", "record_faire",
     "scifact_config", "scifact_records", "scifact_table", "start_method", "train_faire", "train_scifact",
     "train_selected",
 ]

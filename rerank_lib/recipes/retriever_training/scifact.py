@@ -11,11 +11,12 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, EvalSet, Evaluated, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
-    save_run, scifact_training_split, train_encoder_in_run_dir,
+    DevEvaluator, EvalSet, Evaluated, Row, RunName, Timer, jsonable, load_run, publish_selected, record_reranker,
+    results_table, save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
+from ...export import ModelCard
 from ...settings import snapshot
 from ..recipe import Recipe, Trained, is_main, main_first
 from .settings import PIPELINE, SciFactConfig, encoder, short_name
@@ -90,8 +91,8 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
     settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
     with Timer() as t:
         sel = train_encoder_in_run_dir(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
-                                       ctl_compute_loss(enc, ctl), cfg.train, evaluator, pipeline="retriever_training",
-                                       profile=cfg.profile, name="scifact-ctl", settings=settings)
+                                       ctl_compute_loss(enc, ctl), cfg.train, evaluator,
+                                       RunName("retriever_training", cfg.profile, "scifact-ctl", settings))
         corpus_emb = enc.encode_corpus(corpus)
         runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
                 "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
@@ -115,7 +116,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results
             cfg.seed, wall_s=out.wall_s),
         results_dir, baselines=baselines, training=data.split.provenance,
         dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)), dev_run=out.runs["dev"])
-    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, base_model=cfg.model,
+    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, ModelCard(cfg.model),
                      name=f"{records[0].method}-scifact")
     return Evaluated(records)
 

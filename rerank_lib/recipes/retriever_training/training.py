@@ -9,7 +9,7 @@ from typing import Any
 from ...data import own_training
 from ...data.types import Run
 from ...experiment import (
-    DevEvaluator, Selected, Timer, curve_table, sample_items, save_run, train_encoder_in_run_dir,
+    DevEvaluator, RunName, Selected, Timer, curve_table, sample_items, save_run, train_encoder_in_run_dir,
 )
 from ...first_stage import dense_search
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -92,8 +92,8 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
         dev = DevEvaluator.retrieval(enc, data.eval.corpus, data.eval.queries, data.eval.qrels, cfg.depth)
-        sel = train_encoder_in_run_dir(enc, dataset, collate, loss, train, dev, pipeline="retriever_training",
-                                       profile=cfg.profile, name=f"{FAIRE}-{method}", settings={**key, "method": method})
+        sel = train_encoder_in_run_dir(enc, dataset, collate, loss, train, dev, RunName(
+            "retriever_training", cfg.profile, f"{FAIRE}-{method}", {**key, "method": method}))
         runs = {"eval": sel.dev_run, "test": retrieve(enc, data.test.corpus, data.test.queries, cfg.depth)}
     save_run(runs["test"], results_dir, cfg.profile, FAIRE, "test", f"{method}-{short_name(cfg.model)}")
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),

@@ -32,11 +32,11 @@ from .settings import (CHAT_TEACHER_PROMPT, CONFIG_FILE, FLAG_PROMPT, HEADS, PRO
 from .indexing import last_token_index, position_ids_from_mask
 from .inputs import build_input_ids
 from .scorer import DecoderScorer
-from .ranker import DecoderReranker
+from .ranker import DecoderReranker, ReadyDecoder
 from .head_only import HeadOnlyRanker
 
 __all__ = [
-    "FLAG_PROMPT", "CHAT_TEACHER_PROMPT", "HEADS", "PROMPTS", "LoraSettings", "PromptFormat", "DecoderReranker",
+    "FLAG_PROMPT", "CHAT_TEACHER_PROMPT", "HEADS", "PROMPTS", "LoraSettings", "PromptFormat", "DecoderReranker", "ReadyDecoder",
     "DecoderScorer", "HeadOnlyRanker", "last_token_index", "position_ids_from_mask", "build_input_ids", "CONFIG_FILE",
     "WEIGHTS_FILE",
 ]

@@ -5,9 +5,9 @@ import copy
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,23 +26,33 @@ from .scorer import DecoderScorer
 from .settings import CONFIG_FILE, HEADS, LoraSettings, PromptFormat
 
 
+@dataclass(frozen=True)
+class ReadyDecoder:
+    """A causal LM and its tokenizer already in memory (tests build tiny ones), called `name` in settings and saves:
+    `DecoderReranker(ReadyDecoder(name, causal_lm, tokenizer), ...)` instead of loading a model by name."""
+
+    name: str
+    causal_lm: Any
+    tokenizer: Any
+
+
 class DecoderReranker:
     """A decoder-only LM as a pointwise reranker (see the module docstring for the two heads and three prompts).
 
     model_name: an offline built-in ('smollm2-135m-instruct'), a local folder or a hub id (Qwen/Qwen2.5-1.5B-Instruct,
-        BAAI/bge-reranker-v2-gemma). causal_lm / tokenizer: ready objects instead (tests build tiny models).
+        BAAI/bge-reranker-v2-gemma), or a ReadyDecoder (objects in memory).
     head: 'score' (RAG-Retrieval) or 'yes' (FlagEmbedding / the teacher). prompt: a PromptFormat or its kind;
         default 'rag-retrieval' for the score head and 'flagembedding' for the yes head.
     lora: LoraSettings to train adapters only (the head stays trainable for 'score', frozen for 'yes'); None trains
         every weight (RAG-Retrieval's recipe).
     max_length: tokens per pair, document truncated to fit. padding_side: 'right' (default) or 'left'; both score
-        identically. dtype: inference autocast dtype (None: bf16 where native, else fp32); weights stay fp32.
+        identically. Inference autocasts to the precision setting's dtype (models.compute_dtype; 'auto' on a CPU:
+        fp32, see below); weights stay fp32.
     """
 
-    def __init__(self, model_name: str | os.PathLike = "smollm2-135m-instruct", head: str = "score",
+    def __init__(self, model_name: str | os.PathLike | ReadyDecoder = "smollm2-135m-instruct", head: str = "score",
                  prompt: PromptFormat | str | None = None, max_length: int = 192, lora: LoraSettings | None = None,
-                 device=None, dtype: torch.dtype | None = None, init_seed: int = 0, padding_side: str = "right",
-                 causal_lm=None, tokenizer=None):
+                 device=None, init_seed: int = 0, padding_side: str = "right"):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if padding_side not in ("left", "right"):
@@ -52,17 +62,17 @@ class DecoderReranker:
         self.prompt = PromptFormat(kind=prompt) if isinstance(prompt, str) else prompt
         if max_length < 8:
             raise ValueError(f"max_length must be >= 8, got {max_length}")
-        self.model_name = os.fspath(model_name)
+        ready = model_name if isinstance(model_name, ReadyDecoder) else None
+        self.model_name = ready.name if ready else os.fspath(model_name)
         self.head, self.max_length, self.lora = head, int(max_length), lora
         self.device = torch.device(device) if device is not None else pick_device()
         # CPU: fp32. bf16 autocast made SmolLM2's forward ~5x SLOWER on this machine's AVX512-BF16 CPU (measured,
         # 8 x 192 tokens), unlike MiniLM where it helps; on GPUs bf16/fp16 as usual.
         # The precision setting 'auto' (models.compute_dtype) keeps that CPU exception; 'bf16' / 'fp32' are obeyed.
-        self.compute_dtype = dtype if dtype is not None else (
-            compute_dtype(self.device) if self.device.type == "cuda" or precision_setting() != "auto"
-            else torch.float32)
+        self.compute_dtype = (compute_dtype(self.device) if self.device.type == "cuda" or precision_setting() != "auto"
+                              else torch.float32)
 
-        tok = copy.copy(tokenizer) if tokenizer is not None else load_tokenizer(self.model_name)  # padding is ours
+        tok = copy.copy(ready.tokenizer) if ready else load_tokenizer(self.model_name)  # padding is ours
         if tok.pad_token_id is None:  # RAG-Retrieval: pad with EOS (the attention mask tells them apart)
             tok.pad_token = tok.eos_token
         tok.padding_side = padding_side
@@ -70,8 +80,8 @@ class DecoderReranker:
         self.yes_id, self.no_id = first_token_id(tok, "Yes"), first_token_id(tok, "No")
 
         # models.load_causal_lm hands out the caller's own copy (one GGUF de-quantisation per machine, one load per
-        # process); a given causal_lm is copied so that training never changes the caller's model.
-        base = copy.deepcopy(causal_lm) if causal_lm is not None else load_causal_lm(self.model_name, device="cpu")
+        # process); a ready causal_lm is copied so that training never changes the caller's model.
+        base = copy.deepcopy(ready.causal_lm) if ready else load_causal_lm(self.model_name, device="cpu")
         backbone = base.get_decoder() if hasattr(base, "get_decoder") else base.model
         hidden = int(base.config.hidden_size)
         # The LM head stays outside the trained module: only the teacher's full-vocabulary normalisation uses it,
@@ -266,8 +276,9 @@ class DecoderReranker:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None,
-             causal_lm=None, tokenizer=None) -> "DecoderReranker":
+    def load(cls, directory: str | os.PathLike, device=None, ready: ReadyDecoder | None = None) -> "DecoderReranker":
+        """A saved ranker (`save`): its settings, its trained weights over its base model (loaded by name, or
+        `ready`)."""
         directory = Path(directory)
         meta_path = directory / CONFIG_FILE
         if not meta_path.exists():
@@ -276,10 +287,9 @@ class DecoderReranker:
         lora = meta.get("lora")
         if lora:
             lora["target_modules"] = tuple(lora["target_modules"])
-        ranker = cls(meta["model_name"], head=meta["head"], prompt=PromptFormat(**meta["prompt"]),
+        ranker = cls(ready or meta["model_name"], head=meta["head"], prompt=PromptFormat(**meta["prompt"]),
                      max_length=meta["max_length"], lora=LoraSettings(**lora) if lora else None, device=device,
-                     dtype=dtype, padding_side=meta.get("padding_side", "right"), causal_lm=causal_lm,
-                     tokenizer=tokenizer)
+                     padding_side=meta.get("padding_side", "right"))
         ranker.load_weights(directory)
         return ranker
 
