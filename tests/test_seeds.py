@@ -137,3 +137,40 @@ def test_tables_show_mean_and_sd_over_seeds(tmp_path):
     assert shown.loc["ce (2 seeds)", "RR@10"] == "0.7222 ± 0.1571"
     write_record(rec, tmp_path)  # a seeded record reads back as written
     assert [r.per_seed for r in load_records(tmp_path) if r.method == "ce"] == [rec.per_seed]
+
+
+# ---- the setting: one config per training seed, refused where a pipeline does not train per seed ----------------
+
+
+def test_seeded_configs_set_every_stage_seed_and_keep_the_split_seed():
+    from rerank_lib.recipes import cross_encoder
+
+    cfg = cross_encoder.config("default", seed=7, seeds=[13, 14, 15])
+    assert cfg.seeds == (13, 14, 15) and cfg.train.seed == 7  # `seed`: the data split (and a single run)
+    seeded = cross_encoder.RECIPE.seeded(cfg)
+    assert [c.train.seed for c in seeded] == [13, 14, 15] and {c.seed for c in seeded} == {7}
+    assert cross_encoder.RECIPE.seeded(cross_encoder.config("default", seed=7)) == [cross_encoder.config("default", seed=7)]
+    assert cross_encoder.config("smoke").seeds == (13, 14)  # the test path trains two seeds
+    with pytest.raises(ValueError, match="two or more distinct"):
+        cross_encoder.config("default", seeds=[13])
+    with pytest.raises(ValueError, match="two or more distinct"):
+        cross_encoder.config("default", seeds=[13, 13])
+
+
+def test_a_pipeline_without_seeded_training_refuses_seeds():
+    from rerank_lib.recipes import first_stage
+
+    with pytest.raises(ValueError, match="seeds: the first_stage pipeline trains one seed per run"):
+        first_stage.RECIPE.config("default", seeds=[13, 14])
+
+
+def test_the_train_command_takes_seeds_where_the_pipeline_trains_them():
+    from rerank_lib import recipes, train
+
+    def resolve(argv):
+        return train.resolve(train.build_parser().parse_args(argv))[1]
+
+    assert resolve(["cross_encoder", "--profile", "smoke", "--seeds", "13", "14", "15"]).seeds == (13, 14, 15)
+    assert resolve(["cross_encoder", "--profile", "smoke", "--set", "seeds=[]"]).seeds == ()
+    assert "seeds" in train.flag_settings(recipes.get("cross_encoder"))
+    assert "seeds" not in train.flag_settings(recipes.get("inranker"))
