@@ -8,7 +8,7 @@ import pytest
 
 from rerank_lib.data.errors import DataFormatError
 from rerank_lib.evaluation import evaluate, interpolate
-from rerank_lib.experiment import EvalSet, Row, record_reranker, record_run, results_table
+from rerank_lib.experiment import EvalSet, Row, interpolation_curves, record_reranker, record_run, results_table
 from rerank_lib.results import build_tables, load_per_query, load_records, write_record
 from rerank_lib.results.tables import CSV_COLUMNS
 
@@ -65,6 +65,13 @@ def test_the_interpolation_weight_is_chosen_per_seed_on_its_own_dev_run(tmp_path
     assert interp.per_seed["RR@10"] == pytest.approx([RR13, (1 / 3 + 1 / 2 + 1 / 2) / 3])
     assert interp.per_seed["nDCG@10"][1] == pytest.approx(
         evaluate(interpolate(SEED14, BM25, 0.4), QRELS, ["nDCG@10"])["nDCG@10"])
+    curves = interpolation_curves(interp)  # the notebook's view: a row per measure and seed, a column per weight
+    assert list(curves.index) == ["nDCG@10 seed 13", "nDCG@10 seed 14"] and list(curves.columns)[:2] == [0.0, 0.1]
+    assert curves.loc["nDCG@10 seed 13"].tolist() == [1.0] * 11
+    assert curves.loc["nDCG@10 seed 14"].tolist() == pytest.approx([1.0] * 5 + [N2] * 6)  # b first from w = 0.5
+    single = record_reranker(SEED13, toy_set(), Row("p", "one", "smoke", seed=13), tmp_path, dev=dev,
+                             dev_run=dev_runs[1])[1]
+    assert single.params["interpolation_weight"] == 0.4 and list(interpolation_curves(single).index) == ["nDCG@10"]
 
 
 def test_runs_and_seeds_must_match(tmp_path):
@@ -134,7 +141,7 @@ def test_tables_show_mean_and_sd_over_seeds(tmp_path):
     tex = paths["tex"].read_text()
     assert r"ce (2 seeds)" in tex and r"0.722 $\pm$ 0.157" in tex
     shown = results_table([rec], measures=("RR@10",))
-    assert shown.loc["ce (2 seeds)", "RR@10"] == "0.7222 ± 0.1571"
+    assert shown.loc["ce", "RR@10"] == 0.7222 and shown.loc["ce", "RR@10 sd"] == 0.1571 and shown.loc["ce", "seeds"] == 2
     write_record(rec, tmp_path)  # a seeded record reads back as written
     assert [r.per_seed for r in load_records(tmp_path) if r.method == "ce"] == [rec.per_seed]
 

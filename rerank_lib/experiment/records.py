@@ -144,6 +144,17 @@ def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qre
     return float(best), curve
 
 
+def interpolation_curves(record: Record) -> pd.DataFrame:
+    """A `+interp` record's dev curve as a table: a row per measure (a seeded record: per measure and training seed),
+    a column per interpolation weight."""
+    params = record.params or {}
+    curves = params.get("dev_curves") or [params["dev_curve"]]
+    labels = [f" seed {seed}" for seed in record.seeds] if record.seeds else [""]
+    tables = [pd.DataFrame(curve).set_index("weight").T.rename(index=lambda m, s=label: f"{m}{s}")
+              for curve, label in zip(curves, labels)]
+    return pd.concat(tables)
+
+
 def comparison_cells(record: Record, bases=("bm25", "start"), measure: str = "nDCG@10", alpha: float = 0.05,
                      label: str = "Δ vs {base}") -> dict:
     """The table cells every notebook shows beside a row: its paired-test delta against each named baseline

@@ -83,28 +83,21 @@ def learning_curves(selected: Mapping[str, Selected], path: str | os.PathLike, m
     return save_figure(fig, path)
 
 
-def metric_cell(record: Record, measure: str):
-    """A record's value rounded to 4 places; a seeded record's as 'mean ± sample sd over seeds' text."""
-    value, sd = record.metrics[measure], record.sd(measure)
-    if value is None or sd is None:
-        return value if value is None else round(value, 4)
-    return f"{value:.4f} ± {sd:.4f}"
-
-
 def results_table(records: Sequence[Record], measures: Sequence[str] = ("nDCG@10", "RR@10"),
                   bases: Sequence[str] = ("bm25", "start"), first_stage: tuple[str, Run, object] | None = None,
                   alpha: float = 0.05, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per record: its measures, the paired-test cells against each named baseline (▲/▼ when p < alpha)
     and a `+interp` row's dev-chosen weight. `first_stage=(label, run, qrels)` adds the first stage's own row on
-    top; `columns={'column': 'params key'}` adds record params as columns. A row trained over several seeds says
-    how many and reads mean ± sd over them."""
+    top; `columns={'column': 'params key'}` adds record params as columns. With rows trained over several seeds,
+    a `seeds` column and `<measure> sd` columns (sample sd over seeds) follow the values (means over seeds)."""
     rows = []
     if first_stage is not None:
         label, run, qrels = first_stage
         rows.append({"method": label, **{m: round(v, 4) for m, v in evaluate(run, qrels, list(measures)).items()}})
     for r in records:
-        row = {"method": r.method + (f" ({len(r.seeds)} seeds)" if r.seeds else ""),
-               **{m: metric_cell(r, m) for m in measures if m in r.metrics}}
+        row = {"method": r.method, **{m: round(r.metrics[m], 4) for m in measures if m in r.metrics}}
+        if any(other.seeds for other in records):  # rows over several training seeds: their number and sd
+            row.update({"seeds": len(r.seeds) or 1, **{f"{m} sd": round(r.sd(m), 4) for m in measures if r.sd(m) is not None}})
         for column, key in (columns or {}).items():
             row[column] = (r.params or {}).get(key, "")
         for m in measures[:1]:

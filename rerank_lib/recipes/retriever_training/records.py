@@ -1,7 +1,9 @@
 """faire's records: LocalRQA's recall@k beside nDCG@10, paired tests, +interp rows, the table and the curves."""
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -15,14 +17,29 @@ from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, F
 from .training import Outcome
 
 
-def record_faire(run: Run, ds: Dataset, *, method: str, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
-                 model: str, training: TrainingQueries | None = None, params=None, wall_s=None):
+def record_faire(run: Run | Sequence[Run], ds: Dataset, *, method: str, cfg: FaireConfig, results_dir,
+                 baselines: Mapping[str, Run], model: str, training: TrainingQueries | None = None, params=None,
+                 wall_s=None):
     """A record with LocalRQA's recall@k (not an ir-measures measure: evaluation.recall_per_query scores
     it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models;
-    the published numbers of (dataset, method) from RECIPE.references beside them."""
+    the published numbers of (dataset, method) from RECIPE.references beside them. One run per training seed of
+    `cfg.seeds` makes a seeded record (the mean over seeds)."""
+    seeds = tuple(cfg.seeds) if not isinstance(run, Mapping) and len(run) > 1 else ()
     return record_run(run, EvalSet.of(ds, first_stage="corpus", depth=cfg.depth, measures=FAIRE_MEASURES),
                       Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, RECIPE.references.get((ds.name, method)),
-                          wall_s), results_dir, baselines=baselines, training=training, scorer=recall_per_query)
+                          wall_s, seeds), results_dir, baselines=baselines, training=training, scorer=recall_per_query)
+
+
+#: an outcome's params that differ between training seeds: a seeded record lists them per seed
+PER_SEED = ("train", "selected_step", "selected_is_start")
+
+
+def seeds_of(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
+    """The outcomes by method (in training order): one per training seed of each trained method."""
+    grouped: dict[str, list[Outcome]] = {}
+    for out in outcomes:
+        grouped.setdefault(out.method, []).append(out)
+    return grouped
 
 
 def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:
@@ -39,17 +56,28 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         records.append(record_faire(base.runs[f"teacher-{teacher}"]["test"], test, method=f"teacher-{teacher}",
                                     baselines=both, **common, model=f"offline teacher {teacher} (max_length "
                                     f"{cfg.max_length}) on the BM25 top-{cfg.depth}"))
-    for out in outcomes:
-        name = f"{out.method}-{short_name(cfg.model)}"
-        trained = dict(common, baselines=both, model=f"{cfg.model} trained with {out.method.upper()}",
+    for method, outs in seeds_of(outcomes).items():
+        out, several = outs[0], len(outs) > 1
+        name = f"{method}-{short_name(cfg.model)}"
+        trained = dict(common, baselines=both, model=f"{cfg.model} trained with {method.upper()}",
                        training=data.provenance)
-        records.append(record_faire(out.runs["test"], test, method=name, params=jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **out.params}),
-                                    wall_s=out.wall_s, **trained))
-        publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, base_model=cfg.model,
+        params = {**out.params, **({k: [o.params[k] for o in outs] for k in PER_SEED} if several else {})}
+        tests = [o.runs["test"] for o in outs]
+        records.append(record_faire(tests if several else tests[0], test, method=name,
+                                    params=jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **params}),
+                                    wall_s=sum(o.wall_s for o in outs), **trained))
+        own = records[-1] if not several else dataclasses.replace(  # the first seed's model with its own numbers
+            records[-1], metrics={m: values[0] for m, values in records[-1].per_seed.items()},
+            params={**records[-1].params, **out.params})
+        publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, base_model=cfg.model,
                          name=f"{name}-{test.name}")
-        weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
-        records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, method=f"{name}+interp",
-                                    params=jsonable({**out.params, "interpolation_weight": weight}), **trained))
+        weights = [choose_interpolation_weight(o.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)[0]
+                   for o in outs]
+        mixed = [interpolate(run, bm25, weight) for run, weight in zip(tests, weights)]
+        interp = ({"interpolation_weights": weights, "interpolation_weight": sum(weights) / len(weights)} if several
+                  else {"interpolation_weight": weights[0]})
+        records.append(record_faire(mixed if several else mixed[0], test, method=f"{name}+interp",
+                                    params=jsonable({**params, **interp}), **trained))
     return records
 
 
