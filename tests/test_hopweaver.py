@@ -427,7 +427,8 @@ def test_own_data_row_trains_on_train_lines_and_records_accuracy_and_mrr(tmp_pat
     assert sel.metric == "MRR" and sel.result.global_step == 2 and sel.curve[0]["step"] == 0  # the start is a candidate
     assert set(sel.curve[0]) >= {"accuracy", "MRR"}
     out = tmp_path / "results"
-    records, runs = recipe.own_data_rows(cfg, own, reranked, out)
+    own_rows = recipe.own_data_rows(cfg, own, reranked, out)
+    records, runs = own_rows.records, own_rows.runs
     assert [r.method for r in records] == ["bm25", "hopweaver-own-untrained", "hopweaver-own-ft"]
     for r, run in zip(records, runs.values()):
         assert (r.dataset, r.split, r.first_stage) == ("hopweaver", "test-3q", "hopweaver pos+neg")

@@ -7,6 +7,7 @@ import ast
 import importlib
 import json
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,80 @@ def test_every_step_and_the_training_belong_to_the_recipes_module(name):
     assert module.RECIPE is recipe and recipe.name == name
     assert [s for s in recipe.steps if not callable(getattr(module, s, None))] == []
     assert recipe.training.__module__.startswith(module.__name__)
+
+
+#: what writes a record: a step that calls one of these (directly or through its package's functions) evaluates
+WRITERS = {"record_run", "record_reranker"}
+
+
+def record_writers(module) -> set[str]:
+    """The functions of `module`'s package (or of the module alone) that write records, through any chain of
+    calls by name inside it."""
+    root = Path(module.__file__)
+    files = sorted(root.parent.glob("*.py")) if root.name == "__init__.py" else [root]
+    calls: dict[str, set[str]] = {}
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                calls.setdefault(node.name, set()).update(
+                    c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", None)
+                    for c in ast.walk(node) if isinstance(c, ast.Call))
+    writers = set(WRITERS)
+    while grown := {f for f, called in calls.items() if f not in writers and called & writers}:
+        writers |= grown
+    return writers - WRITERS
+
+
+def holds_records(kind) -> bool:
+    """A class whose `records` is annotated `list[Record]`, or a tuple of such classes (a start and its student)."""
+    from rerank_lib.results import Record
+
+    if typing.get_origin(kind) is tuple:
+        return all(holds_records(k) for k in typing.get_args(kind))
+    hints = typing.get_type_hints(kind) if isinstance(kind, type) else {}
+    return hints.get("records") == list[Record]
+
+
+def bare_records(kind) -> bool:
+    """A Record, or a list of them, anywhere in a return annotation."""
+    from rerank_lib.results import Record
+
+    return kind is Record or kind == list[Record] or any(bare_records(k) for k in typing.get_args(kind))
+
+
+def evaluating_steps(recipe, module) -> dict[str, object]:
+    """step -> its return annotation, for every step that writes records."""
+    writers = record_writers(module)
+    return {s: typing.get_type_hints(getattr(module, s)).get("return") for s in recipe.steps if s in writers}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_evaluating_step_returns_its_records_one_way(name):
+    """Every step that writes records returns an object with `.records` (list[Record]); no step returns a bare
+    Record or list of records, so every notebook collects them with experiment.records_of."""
+    recipe = recipes.get(name)
+    module = importlib.import_module(f"rerank_lib.recipes.{recipes.MODULES[name]}")
+    evaluating = evaluating_steps(recipe, module)
+    assert evaluating, f"{name}: no step writes a record"
+    assert {s: kind for s, kind in evaluating.items() if not holds_records(kind)} == {}
+    returns = {s: typing.get_type_hints(getattr(module, s)).get("return") for s in recipe.steps}
+    assert [s for s, kind in returns.items() if bare_records(kind)] == []
+
+
+def test_the_shape_check_tells_the_shapes_apart():
+    from rerank_lib.experiment import Evaluated
+    from rerank_lib.recipes.inranker import Evaluation
+    from rerank_lib.recipes.llm_reranker import Row
+    from rerank_lib.results import Record
+
+    assert holds_records(Evaluated) and holds_records(Evaluation) and holds_records(tuple[Row, Row])
+    assert not holds_records(list[Record]) and not holds_records(Record) and not holds_records(tuple[Row, list])
+    assert bare_records(list[Record]) and bare_records(tuple[list[Record], dict]) and bare_records(Record)
+    assert not bare_records(Evaluated) and not bare_records(list[int])
+    from rerank_lib.recipes import first_stage, hopweaver
+
+    assert set(evaluating_steps(first_stage.RECIPE, first_stage)) == {"run_scifact", "run_trec_dl"}
+    assert set(evaluating_steps(hopweaver.RECIPE, hopweaver)) == {"ablation", "own_data_rows"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -144,3 +219,15 @@ def test_the_example_pipeline_trains_from_the_shell_and_its_notebook_finds_the_r
                 scope.update(profile="smoke", results_dir=str(tmp_path), overrides={"slope": 3.0})
     assert scope["cfg"].slope == 3.0 and scope["cfg"].train.seed == 13
     assert scope["selected"].result.cached  # the notebook's call found the run the shell trained
+    evaluated = scope["evaluated"]  # its evaluating step returns its records the one way
+    assert holds_records(typing.get_type_hints(toy.evaluate_model)["return"])
+    assert set(evaluating_steps(recipe, toy)) == {"evaluate_model"}
+    (record,) = evaluated.records
+    assert (record.pipeline, record.method, record.dataset, record.split) == ("toy", "linear", "toy", "test")
+    # each test point's RR@10: 1 when the true y ranks first, 1/2 when the steep line's y does
+    xs, _ = toy.test_points(scope["cfg"])
+    run = evaluated.runs["linear"]
+    assert list(run) == list(xs) and len(xs) == 2
+    rr = [1.0 if run[q]["true"] > run[q]["steep"] else 0.5 for q in xs]
+    assert record.metrics == pytest.approx({"RR@10": sum(rr) / 2})
+    assert list((tmp_path / "records" / "smoke").glob("toy__linear*.json"))

@@ -2,11 +2,16 @@
 against named baselines (the first stage, the untrained start). Every notebook writes its results this way.
 
 A row trained over several training seeds passes one run per seed (and `Row.seeds`): its record holds the mean
-over seeds, each seed's value, and per-query values averaged over seeds, which its paired tests use."""
+over seeds, each seed's value, and per-query values averaged over seeds, which its paired tests use.
+
+One convention for every pipeline: a step that evaluates returns an object with `.records` (a list of
+`results.Record`): `Evaluated`, or the step's own result type holding `records` beside what its notebook shows
+(the LLM reranker's Row, InRanker's Evaluation, RankLLM's Listwise); never a bare Record or list of records. A
+notebook collects them with `records_of([...steps...])` (or one step's `.records`)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -127,8 +132,18 @@ def record_reranker(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, resul
     return records
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """What a step that evaluates returns: its records, in order, and the runs it measured by name when a later
+    step or the notebook needs them (a paired-test baseline, a diversity table)."""
+
+    records: list[Record]
+    runs: Mapping[str, Run] = field(default_factory=dict)
+
+
 def records_of(steps) -> list[Record]:
-    """The records of evaluated steps, in order: every step that evaluates returns an object with `.records`."""
+    """The records of evaluated steps, in order: every step that evaluates returns an object with `.records`, so
+    every notebook collects its results the same way."""
     return [record for step in steps for record in step.records]
 
 

@@ -24,7 +24,7 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
+    DevEvaluator, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable, load_run,
     pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
     scifact_training_split, train_scorer,
 )
@@ -123,7 +123,7 @@ def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
 
 def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
     """Notebook 11 from the shell (10_'s training files built first when missing; a train_file instead of them)."""
-    from ..experiment import results_table
+    from ..experiment import records_of, results_table
     from .first_stage import ensure_first_stage
 
     with main_first():
@@ -138,9 +138,10 @@ def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
             sets = eval_sets(cfg, results_dir, split)
     runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in cfg.variants]
     if evaluate and is_main():
-        start_runs, start_record = evaluate_start(cfg, sets, results_dir)
-        records = [start_record, *(r for vrs in runs for r in evaluate_variant(cfg, vrs, sets, start_runs, results_dir))]
-        print(results_table(records, first_stage=("bm25 (first stage)", sets.test_bm25, sets.test.qrels)).to_string())
+        start = evaluate_start(cfg, sets, results_dir)
+        evaluated = [start, *(evaluate_variant(cfg, vrs, sets, start.runs["start"], results_dir) for vrs in runs)]
+        first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
+        print(results_table(records_of(evaluated), first_stage=first_stage).to_string())
     return {vr.label: Trained.cross_encoder(vr.selected, vr.model) for vrs in runs for vr in vrs}
 
 
@@ -383,9 +384,9 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
-def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> tuple[list[Run], object]:
-    """The untrained starting point (fresh head), the floor every variant starts from: its test run per training
-    seed (each seed's head) and its record."""
+def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> Evaluated:
+    """The untrained starting point (fresh head), the floor every variant starts from: its record, and its test run
+    per training seed (each seed's head) as `runs["start"]` (every variant's paired-test baseline)."""
     with Timer() as t:
         runs = [start_model(seeded).rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                                            batch_size=cfg.score_batch_size) for seeded in RECIPE.seeded(cfg)]
@@ -395,7 +396,7 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) ->
             f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
             jsonable(record_settings(cfg)), cfg.seed, RECIPE.references.get(cfg.model), t.s, seeds=cfg.seeds),
         results_dir, baselines={"bm25": sets.test_bm25})
-    return runs, record
+    return Evaluated([record], {"start": runs})
 
 
 def selection_params(sel: Selected) -> dict:
@@ -405,7 +406,7 @@ def selection_params(sel: Selected) -> dict:
 
 
 def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: RerankingSets, start_runs: list[Run],
-                     results_dir) -> list:
+                     results_dir) -> Evaluated:
     """Rerank SciFact test with each training seed's selected checkpoint of one variant (train_variant's runs): a
     record vs BM25 and vs the start (each seed's own), and the +interp row (weight chosen per seed on dev)."""
     with Timer() as t:
@@ -430,7 +431,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
                   settings=jsonable({**record_settings(vr.config), "variant": vr.variant,
                                      "loss": VARIANTS[vr.variant][0], **each[0]}),
                   dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step)
-    return records
+    return Evaluated(records)
 
 
 def bm25_dev(sets: RerankingSets) -> dict[str, float]:

@@ -11,7 +11,7 @@ from ..data.trec import pooled_corpus, qid_order, top_k
 from ..evaluation import reciprocal_rank_fusion
 from ..first_stage import BM25Index, dense_search
 from ..retrievers.bi_encoder import BiEncoder
-from ..experiment import EvalSet, Row, Timer, record_run, save_run
+from ..experiment import EvalSet, Evaluated, Row, Timer, record_run, save_run
 from ..settings import snapshot
 from .recipe import Recipe, RecipeSettings, is_main
 
@@ -81,7 +81,7 @@ def encoder(cfg: FirstStageConfig) -> BiEncoder:
                      query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix)
 
 
-def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
+def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> Evaluated:
     """BM25, MiniLM dense and their reciprocal-rank fusion on SciFact test; BM25 on train (saved for later notebooks)."""
     test, train = data["scifact/test"], data["scifact/train"]
     evalset, row = EvalSet.of(test, first_stage="corpus", depth=cfg.depth), Row(PIPELINE, "bm25", cfg.profile,
@@ -111,10 +111,10 @@ def run_scifact(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
     records.append(record_run(fused, evalset, row.but(method="rrf-bm25-minilm",
                                                       model=f"RRF(k=60) of bm25 and {cfg.dense_model}"),
                               results_dir, baselines={"bm25": bm25}))
-    return records
+    return Evaluated(records)
 
 
-def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> list:
+def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) -> Evaluated:
     """TREC DL: the BM25 top-`dl_depth` that rank_llm distributes (its reranking by MiniLM is 02_teacher's)."""
     records = []
     for year in ("trec-dl-2019", "trec-dl-2020"):
@@ -125,4 +125,4 @@ def run_trec_dl(cfg: FirstStageConfig, data: dict[str, Dataset], results_dir) ->
             bm25, EvalSet.of(ds, first_stage="corpus", depth=cfg.dl_depth),
             Row(PIPELINE, "bm25", cfg.profile, "Anserini BM25 (rank_llm's run)", snapshot(cfg), cfg.seed,
                 RECIPE.references[(year, "bm25")]), results_dir))
-    return records
+    return Evaluated(records)

@@ -39,9 +39,9 @@ from ..evaluation import (
 )
 from ..first_stage import BM25Index
 from ..experiment import (
-    DevEvaluator, EvalSet, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint, jsonable,
-    load_run, pipeline_cache, publish_selected, record_run, run_dir, sample_ids, scifact_training_split, test_sample,
-    train_scorer,
+    DevEvaluator, EvalSet, Evaluated, Row, Selected, Timer, TrainingSplit, choose_interpolation_weight, fingerprint,
+    jsonable, load_run, pipeline_cache, publish_selected, record_run, run_dir, sample_ids, scifact_training_split,
+    test_sample, train_scorer,
 )
 from ..rerankers import CrossEncoder
 from ..rerankers.cross_encoder import has_trained_head
@@ -128,8 +128,8 @@ def training(cfg: HopWeaverConfig, results_dir, evaluate: bool) -> dict:
               flush=True)
         reranked = train_on_own_data(cfg, own)
         if evaluate and is_main():
-            records, _ = own_data_rows(cfg, own, reranked, results_dir)
-            print(results_table(records, measures=OWN_MEASURES, bases=("bm25", "start")).to_string())
+            own_rows = own_data_rows(cfg, own, reranked, results_dir)
+            print(results_table(own_rows.records, measures=OWN_MEASURES, bases=("bm25", "start")).to_string())
         return {"hopweaver-own-ft": Trained.cross_encoder(reranked.selected, reranked.model)}
     with main_first():
         ensure_first_stage(cfg, results_dir)
@@ -140,8 +140,8 @@ def training(cfg: HopWeaverConfig, results_dir, evaluate: bool) -> dict:
         generated = training_data(cfg, data, judge, results_dir, llm_judge=llm_judge)
     reranked = train_reranker(cfg, data, generated, results_dir=results_dir)
     if evaluate and is_main():
-        records, _ = ablation(cfg, data, reranked, results_dir)
-        print(results_table(records, measures=MEASURES, bases=("standard", "start")).to_string())
+        ablated = ablation(cfg, data, reranked, results_dir)
+        print(results_table(ablated.records, measures=MEASURES, bases=("standard", "start")).to_string())
     return {"diverse_ft": Trained.cross_encoder(reranked.selected, reranked.model)}
 
 
@@ -315,11 +315,12 @@ def train_reranker(cfg: HopWeaverConfig, data: HopData, generated: GeneratedData
 
 
 def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_dir,
-             demo: LLMDemo | None = None) -> tuple[list, dict[str, Run]]:
+             demo: LLMDemo | None = None) -> Evaluated:
     """The four retrievers on SciFact test claims; one record each (nDCG@10, RR@10, R@10 at depth top_k), with
     paired tests vs BM25 top_k and vs standard; diverse_ft also vs its start and a +interp row. The start row is
     'diverse_zs' when the reranker is a zero-shot reranker, else 'diverse_untrained' (start_row_name). diverse_ft's
-    params carry the generator's yield (asked / produced / usable) of its training data and of the LLM `demo`."""
+    params carry the generator's yield (asked / produced / usable) of its training data and of the LLM `demo`.
+    Its `runs` by row name (standard, diverse, the start, diverse_ft) feed the notebook's diversity table."""
     test = data.test
     bm25 = top_k({q: r for q, r in load_run(results_dir, cfg.profile, "scifact", "test", "bm25").items()
                   if q in test.queries}, cfg.top_k)
@@ -371,7 +372,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, base_model=cfg.reranker, settings=params,
                      training_data="HopWeaver contrastive data generated from SciFact train claims")
-    return records, runs
+    return Evaluated(records, runs)
 
 
 # ---------------------------------------------------------------------------------------- HopWeaver's own data
@@ -471,7 +472,7 @@ def train_on_own_data(cfg: HopWeaverConfig, own: OwnData) -> Reranked:
     return Reranked(model, selected)
 
 
-def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, results_dir) -> tuple[list, dict[str, Run]]:
+def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, results_dir) -> Evaluated:
     """Records on HopWeaver's test lines (accuracy, MRR; per-line values for the paired tests): BM25 of the
     candidates, the untrained start ('-zs' when its head is trained) vs BM25, and the fine-tuned reranker vs both."""
     test = own.test
@@ -513,4 +514,4 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
                 "dev_start": sel.start_value, "dev_lines": len(own.split.dev.queries)})
         records.append(record_run(run, evalset, row, results_dir, baselines=baselines, training=training,
                                   scorer=candidate_measures_per_query))
-    return records, runs
+    return Evaluated(records, runs)

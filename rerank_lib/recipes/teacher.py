@@ -16,7 +16,7 @@ from ..data.trec import top_k
 from ..evaluation import evaluate, measures_for, per_query
 from ..results import load_per_query, plot_per_query_delta
 from ..teacher import spec, teacher_scores
-from ..experiment import EvalSet, Row, Timer, load_run, record_run, save_run
+from ..experiment import EvalSet, Evaluated, Row, Timer, load_run, record_run, save_run
 from ..settings import snapshot
 from .recipe import Recipe, RecipeSettings, is_main
 
@@ -76,7 +76,7 @@ def _dataset(cfg: TeacherConfig, name: str, split: str, results_dir):
     return load_dataset(name, split, root=cfg.data_root).subset(sorted(run)), run
 
 
-def score_test_sets(cfg: TeacherConfig, results_dir) -> list:
+def score_test_sets(cfg: TeacherConfig, results_dir) -> Evaluated:
     """Each teacher on each test set's BM25 top-depth; records with paired tests against BM25 (same depth)."""
     records = []
     for name, split in TEST_SETS:
@@ -89,7 +89,7 @@ def score_test_sets(cfg: TeacherConfig, results_dir) -> list:
                 scores, EvalSet.of(ds, bm25, first_stage="bm25", depth=cfg.depth),
                 Row(PIPELINE, teacher, cfg.profile, spec(teacher).note, snapshot(cfg), cfg.seed, wall_s=t.s),
                 results_dir, baselines={"bm25": bm25}))
-    return records
+    return Evaluated(records)
 
 
 def label_training_candidates(cfg: TeacherConfig, results_dir) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from ...experiment import (
 from ...experiment import results_table as experiment_table
 from ...export import has_t5_vocabulary
 from ...rerankers.monot5 import T5Ranker
+from ...results import Record
 from ...results.figures import teacher_agreement_figure
 from ...settings import snapshot
 from .data import test_set
@@ -32,7 +33,7 @@ OTHER_YEAR = {"trec-dl-2020": "trec-dl-2019", "trec-dl-2019": "trec-dl-2020"}
 class Evaluation:
     sets: dict  # dataset -> (test Dataset, its BM25 candidates)
     teacher: dict  # dataset -> the teacher's scores on the same candidates
-    records: list = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # every record, in order (the notebook's results)
     runs: dict = field(default_factory=dict)  # (method, dataset) -> Run, for the figures
 
 

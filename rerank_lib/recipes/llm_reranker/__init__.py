@@ -24,7 +24,7 @@ __all__ = [
 
 def train_from_shell(cfg: LLMRerankerConfig, results_dir, evaluate: bool) -> dict:
     """Notebook 12 from the shell; its zero-shot start and trained rows write their records as they go."""
-    from ...experiment import results_table
+    from ...experiment import records_of, results_table
     from ..first_stage import ensure_first_stage
 
     with main_first():
@@ -43,7 +43,7 @@ def train_from_shell(cfg: LLMRerankerConfig, results_dir, evaluate: bool) -> dic
     rows = [zs, *heads, *decoders, start, student]
     if evaluate and is_main():
         rows.insert(0, record_bm25(cfg, data, results_dir))
-        print(results_table([r for x in rows for r in getattr(x, "records", [x])], bases=("bm25", "start")).to_string())
+        print(results_table(records_of(rows), bases=("bm25", "start")).to_string())
     trained = {row.method: Trained.llm_reranker(row.selected, row.ranker) for row in [*heads, *decoders]}
     return {**trained, student.method: Trained.cross_encoder(student.selected, student.ranker)}
 

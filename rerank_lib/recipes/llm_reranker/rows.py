@@ -15,6 +15,7 @@ from ...experiment import (
 )
 from ...rerankers.llm_reranker import DecoderReranker, HeadOnlyRanker, LoraSettings
 from ...models import weights_params
+from ...results import Record
 from ...settings import snapshot
 from ...training import TrainConfig
 from ...training.groups import batch_unit
@@ -32,7 +33,7 @@ class Row:
     test_run: Run
     dev_run: Run | None = None
     selected: Selected | None = None
-    records: list = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     ranker: Any = None
 
 

@@ -14,7 +14,7 @@ from ..recipe import Trained as TrainedModel, is_main, main_first
 from .settings import MEASURE, PIPELINE, RECIPE, TINY, ZEPHYR_STYLE_TEMPLATE, RankLLMConfig, config, summary
 from .evalsets import EvalSet, eval_sets, method_name, reference_rows, rerank_set, reranker, teacher_name, use_letters
 from .training import FoldData, Trained, fold_data, train_all, train_objective
-from .evaluation import ZeroShot, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
+from .evaluation import ListwiseRows, evaluate_all, evaluate_trained, example_prompt, results_table, teacher_agreement
 from .evaluation import zero_shot
 from .evidence import memorisation_probe, recipe_search, search_grid, variant_label
 
@@ -22,6 +22,7 @@ from .evidence import memorisation_probe, recipe_search, search_grid, variant_la
 def train_from_shell(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
     """Notebook 30's training (02_'s teacher runs built first when missing); --evaluate: its zero-shot and trained
     records (the recipe search and memorisation probe are the notebook's evidence, not run here)."""
+    from ...experiment import records_of
     from ..first_stage import ensure_first_stage
     from ..teacher import ensure_teacher
 
@@ -32,8 +33,8 @@ def train_from_shell(cfg: RankLLMConfig, results_dir, evaluate: bool) -> dict:
     if evaluate and is_main():
         sets = eval_sets(cfg, results_dir)
         reference, zs = reference_rows(cfg, sets, results_dir), zero_shot(cfg, sets, results_dir)
-        records, _ = evaluate_all(cfg, trained, sets, zs, results_dir)
-        print(results_table(reference + zs.records + records).to_string())
+        evaluated = evaluate_all(cfg, trained, sets, zs, results_dir)
+        print(results_table(records_of([reference, zs, evaluated])).to_string())
     return {tr.name: TrainedModel.listwise(tr.selected, tr.base, cfg.chat_template) for tr in trained}
 
 

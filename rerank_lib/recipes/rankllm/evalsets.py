@@ -10,7 +10,7 @@ from ...data.trec import top_k
 from ...data.types import Dataset, Run
 from ...listwise import ListwiseReranker
 from ...listwise.prompts import choose_identifiers
-from ...experiment import Row, load_run, record_run, test_sample
+from ...experiment import Evaluated, Row, load_run, record_run, test_sample
 from ...teacher import teacher_order
 from .settings import PIPELINE, RankLLMConfig
 
@@ -72,7 +72,7 @@ def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
     return cfg.scifact_teacher if dataset == "scifact" else cfg.dl_teacher
 
 
-def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> list:
+def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Evaluated:
     """BM25 on a sampled set (so its table has its baseline on the same queries) and the teacher's order of the
     same top-depth on every set (the ceiling of imitation)."""
     out = []
@@ -88,7 +88,7 @@ def reference_rows(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) ->
             Row(PIPELINE, f"{teacher}-top{cfg.depth}", cfg.profile,
                 f"{teacher} (02_teacher) ordering the BM25 top-{cfg.depth} only", {"depth": cfg.depth}, cfg.seed),
             results_dir, baselines={"bm25": es.bm25}))
-    return out
+    return Evaluated(out)
 
 
 def method_name(cfg: RankLLMConfig, training: str, decoding: str) -> str:  # e.g. smollm2-combined-first

@@ -5,7 +5,7 @@ tables (experiment.results_table per evaluation set) and the windows' agreement 
 quality and latency: rerank_lib.listwise.analysis)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -16,6 +16,7 @@ from ...experiment import Row, Timer, load_run, publish_selected, record_reranke
 from ...listwise import analysis
 from ...listwise.prompts import describe_prompt
 from ...models import load_chat_lm, load_chat_tokenizer, weights_params
+from ...results import Record
 from ...settings import snapshot
 from .evalsets import EvalSet, measured, method_name, rerank_set, reranker, teacher_name, use_letters, window_params
 from .settings import MEASURE, PIPELINE, RECIPE, RankLLMConfig
@@ -23,10 +24,13 @@ from .training import Trained
 
 
 @dataclass
-class ZeroShot:
-    runs: dict[str, Run]  # dataset -> zero-shot FIRST run (the "start" baseline)
-    records: list
+class ListwiseRows:
+    """What the evaluating steps return: their records, the windows behind them (output quality, latency, teacher
+    agreement) and, for the zero-shot rows, the runs every trained row is tested against."""
+
+    records: list[Record]
     windows: list  # WindowResult of every window (FIRST and the generation sample)
+    runs: dict[str, Run] = field(default_factory=dict)  # dataset -> zero-shot FIRST run (the "start" baseline)
 
 
 def params(cfg: RankLLMConfig, **extra) -> dict:
@@ -41,12 +45,12 @@ def _quality_sample(cfg: RankLLMConfig, model, tokenizer, sets: dict[str, EvalSe
     return analysis.window_rows(w, "trec-dl-2019", who)
 
 
-def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ZeroShot:
+def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> ListwiseRows:
     """The untrained model with FIRST on every eval set (records), and generation decoding on the first
     `quality_queries` DL19 queries (output-quality counts and latency only)."""
     model, tokenizer = load_chat_lm(cfg.model, cfg.chat_template)
     rr = reranker(cfg, model, tokenizer, "first")
-    zs, method = ZeroShot({}, [], []), method_name(cfg, "zs", "first")
+    zs, method = ListwiseRows([], []), method_name(cfg, "zs", "first")
     for name, es in sets.items():
         with Timer() as t:
             zs.runs[name], w = rerank_set(rr, es, cfg)
@@ -61,11 +65,11 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> Zero
     return zs
 
 
-def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], zs: ZeroShot, results_dir,
-                     with_scifact: bool) -> tuple[list, list]:
+def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], zs: ListwiseRows, results_dir,
+                     with_scifact: bool) -> ListwiseRows:
     """The selected checkpoint with FIRST on the fold's evaluation year (and SciFact test for the first fold),
     generation decoding where asked, each FIRST row with its '+interp' row (weight chosen on the matching dev
-    slice). Returns (records, window results)."""
+    slice)."""
     model, tokenizer = load_chat_lm(str(tr.selected.model_dir), cfg.chat_template, tokenizer_from=tr.base)
     who, sel = f"{tr.objective} ({tr.fold.train_on})", tr.selected
     label = f"{tr.base} fine-tuned ({tr.objective}, {cfg.ranking_loss if tr.objective != 'generation' else 'CE'})"
@@ -98,15 +102,15 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
     # the selected model as a causal-LM folder with its chat template (what rank_llm's listwise rerankers load)
     publish_selected("listwise", model, first, sel, results_dir, base_model=tr.base,
                      name=f"{first.method}-{tr.fold.train_on}", tokenizer=tokenizer, chat_template=cfg.chat_template)
-    return records, windows
+    return ListwiseRows(records, windows)
 
 
-def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, EvalSet], zs: ZeroShot,
-                 results_dir) -> tuple[list, list]:
+def evaluate_all(cfg: RankLLMConfig, trained: list[Trained], sets: dict[str, EvalSet], zs: ListwiseRows,
+                 results_dir) -> ListwiseRows:
     """Each trained model on its fold's evaluation year; the first fold's models on SciFact test too."""
-    pairs = [evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == cfg.folds[0][0])
-             for tr in trained]
-    return [r for rs, _ in pairs for r in rs], [w for _, ws in pairs for w in ws]
+    rows = [evaluate_trained(cfg, tr, sets, zs, results_dir, with_scifact=tr.fold.train_on == cfg.folds[0][0])
+            for tr in trained]
+    return ListwiseRows(experiment.records_of(rows), [w for r in rows for w in r.windows])
 
 
 def example_prompt(cfg: RankLLMConfig, sets: dict[str, EvalSet], dataset: str = "trec-dl-2019") -> str:

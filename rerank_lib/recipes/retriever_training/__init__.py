@@ -43,7 +43,7 @@ def train_from_shell(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
         train_selected(cfg, data, method, results_dir, outcomes)
     if evaluate and is_main():
         base = faire_baselines(cfg, data, encoder(cfg), results_dir)
-        print(faire_table(faire_records(cfg, data, base, outcomes, results_dir)).to_string())
+        print(faire_table(faire_records(cfg, data, base, outcomes, results_dir).records).to_string())
     return {o.label: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
 
 

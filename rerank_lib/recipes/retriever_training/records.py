@@ -10,7 +10,9 @@ import pandas as pd
 from ...data import Dataset, TrainingQueries, own_training
 from ...data.types import Run
 from ...evaluation import interpolate, recall_per_query
-from ...experiment import EvalSet, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table
+from ...experiment import (
+    EvalSet, Evaluated, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table,
+)
 from ...settings import snapshot
 from .baselines import Baselines
 from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, FaireData, short_name, start_method
@@ -42,7 +44,8 @@ def seeds_of(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
     return grouped
 
 
-def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome], results_dir) -> list:
+def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome],
+                  results_dir) -> Evaluated:
     """Records on faire test: BM25, the zero-shot start, the teachers, each trainer and its +interp row (BM25
     interpolation, weight chosen on eval by nDCG@10)."""
     test = data.test
@@ -78,7 +81,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
                   else {"interpolation_weight": weights[0]})
         records.append(record_faire(mixed if several else mixed[0], test, method=f"{name}+interp",
                                     params=jsonable({**params, **interp}), **trained))
-    return records
+    return Evaluated(records)
 
 
 def faire_table(records) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, EvalSet, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
+    DevEvaluator, EvalSet, Evaluated, Row, Timer, jsonable, load_run, publish_selected, record_reranker, results_table,
     save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
@@ -33,7 +33,7 @@ def training(cfg: SciFactConfig, results_dir, evaluate: bool) -> dict:
         data = load_scifact(cfg, results_dir)
     ctl = train_scifact(cfg, data, results_dir)
     if evaluate and is_main():
-        print(scifact_table(scifact_records(cfg, data, ctl, results_dir), results_dir, cfg.profile).to_string())
+        print(scifact_table(scifact_records(cfg, data, ctl, results_dir).records, results_dir, cfg.profile).to_string())
     return {out.label: Trained.bi_encoder(out.selected, out.encoder) for out in ctl}
 
 
@@ -112,7 +112,7 @@ def train_ctl(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
     return Outcome("ctl", sel, runs, t.s, params, encoder=enc)
 
 
-def scifact_records(cfg: SciFactConfig, data: SciFactData, outs: list[Outcome], results_dir) -> list:
+def scifact_records(cfg: SciFactConfig, data: SciFactData, outs: list[Outcome], results_dir) -> Evaluated:
     """CTL on SciFact test (train_scifact's runs: the mean over seeds when several) with paired tests against BM25
     and the zero-shot start, and its BM25 +interp row (the weight chosen on the dev slice, per seed)."""
     test, dev, out = data.test, data.split.dev, outs[0]
@@ -134,7 +134,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, outs: list[Outcome], 
         params=jsonable({**snapshot(cfg), **out.params}))
     publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, base_model=cfg.model,
                      name=f"{records[0].method}-scifact")
-    return records
+    return Evaluated(records)
 
 
 def scifact_table(records, results_dir, profile: str) -> pd.DataFrame:
