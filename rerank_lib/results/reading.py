@@ -52,6 +52,12 @@ def checkpoint_sentence(record: Record) -> str | None:
     if step is None:
         return None
     total = record.params.get("steps")
+    if isinstance(step, list):  # a row trained over several seeds: each seed's selection
+        kept = sum(int(s) == 0 for s in step)
+        each = ", ".join(f"seed {seed}: step {s}" for seed, s in zip(record.seeds, step))
+        start = ("the untrained start was kept for every seed" if kept == len(step) else
+                 f"the untrained start was kept for {kept} of {len(step)} seeds" if kept else "the start was not kept")
+        return f"`{record.method}`: {each} selected on dev ({start})"
     of = f" of {total}" if total is not None else ""
     if int(step) == 0:
         return f"`{record.method}`: the untrained start was kept (step 0{of}; no trained checkpoint beat it on dev)"
