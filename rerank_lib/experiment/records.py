@@ -6,7 +6,7 @@ over seeds, each seed's value, and per-query values averaged over seeds, which i
 
 One convention for every pipeline: a step that evaluates returns an object with `.records` (a list of
 `results.Record`): `Evaluated`, or the step's own result type holding `records` beside what its notebook shows
-(the LLM reranker's Row, InRanker's Evaluation, RankLLM's Listwise); never a bare Record or list of records. A
+(the LLM reranker's Row, InRanker's Evaluation, RankLLM's ListwiseRows); never a bare Record or list of records. A
 notebook collects them with `records_of([...steps...])` (or one step's `.records`)."""
 from __future__ import annotations
 
