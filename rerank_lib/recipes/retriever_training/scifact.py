@@ -108,7 +108,7 @@ def train_ctl(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
     if not cfg.seeds or cfg.train.seed == cfg.seeds[0]:  # one saved run per row: the first seed's
         save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{short_name(cfg.model)}")
     params = {"trainer": "ctl", **asdict(ctl), "examples": len(data.examples), "selected_step": sel.step,
-              "selected_is_start": sel.is_start}
+              "selected_is_start": sel.is_start, "train": snapshot(cfg.train)}  # its seed: this run's
     return Outcome("ctl", sel, runs, t.s, params, encoder=enc)
 
 
