@@ -50,7 +50,8 @@ def flag_settings(recipe) -> dict[str, list[str]]:
     """Each flag of the recipe's sub-command -> the settings it sets (a training flag: that field of every stage)."""
     fields = {**TRAIN_FLAGS, **{name: field for name, (field, _) in SWITCHES.items()}}
     out = {name: [f"{s}.{f}" for s in recipe.stages] for name, f in fields.items()} if recipe.stages else {}
-    return {**out, "seed": ["seed"], **{name: [path] for name, path in recipe.flags.items()}}
+    seeds = {"seeds": ["seeds"]} if recipe.multi_seed else {}
+    return {**out, "seed": ["seed"], **seeds, **{name: [path] for name, path in recipe.flags.items()}}
 
 
 def join_cpu_world() -> None:
@@ -81,7 +82,8 @@ class PipelineParser(argparse.ArgumentParser):
         recipe = recipes.get(name)
         self.description = f"Train the runs of notebook {recipe.notebook}."
         for flag, settings in flag_settings(recipe).items():
-            kwargs = {"action": "store_true"} if flag in SWITCHES else {"metavar": "VALUE"}
+            kwargs = ({"action": "store_true"} if flag in SWITCHES else
+                      {"nargs": "+", "type": int, "metavar": "SEED"} if flag == "seeds" else {"metavar": "VALUE"})
             self.add_argument(f"--{flag}", help=f"sets {', '.join(settings)}", **kwargs)
         peer_options(self, pipeline=name)
 

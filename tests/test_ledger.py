@@ -258,3 +258,17 @@ def test_claim_rows_are_rows_the_default_records_have():
                 row = (claim[side]["pipeline"], claim[side]["method"])
                 assert (*row, claim["dataset"], claim["split"]) in have or "needs" in claim or row in NOT_WRITTEN_YET, \
                     f"claim {claim['id']}: row {side} {row} on {claim['dataset']} {claim['split']} is in no record"
+
+
+def test_kept_start_reads_every_seed_of_a_seeded_row():
+    """A seeded row is its start only when every seed's dev selection kept step 0; each seed's step is read."""
+    from rerank_lib.results import make_record
+    from rerank_lib.results.record import kept_start, selected_step, selected_steps
+
+    def row(**params):
+        return make_record("p", "m", "d", "test", {"nDCG@10": 0.5}, params=params)
+
+    assert selected_steps(row(selected_step=[0, 40, 0])) == [0, 40, 0] and not kept_start(row(selected_step=[0, 40, 0]))
+    assert kept_start(row(best_step=[0, 0])) and selected_step(row(best_step=[0, 0])) == 0
+    assert kept_start(row(selected_is_start=[True, True])) and not kept_start(row(selected_is_start=[True, False]))
+    assert selected_steps(row(selected_step=120)) == [120] and selected_steps(row()) is None

@@ -50,6 +50,11 @@ def test_checkpoint_sentences():
     assert checkpoint_sentence(trained) == "`trained`: step 40 of 50 selected on dev (the start was not kept)"
     assert checkpoint_sentence(flat) == ("`flat`: the untrained start was kept (step 0 of 50; no trained checkpoint "
                                          "beat it on dev)")
+    common = dict(git_commit="abc", versions={}, hardware={}, created="2026-01-01T00:00:00+00:00")
+    seeded = make_record("p", "seeded", "d", "test", {"nDCG@10": 0.4}, seed=13, seeds=[13, 14],
+                         per_seed={"nDCG@10": [0.3, 0.5]}, params={"best_step": [0, 40], "steps": [50, 50]}, **common)
+    assert checkpoint_sentence(seeded) == ("`seeded`: seed 13: step 0, seed 14: step 40 selected on dev (the untrained "
+                                           "start was kept for 1 of 2 seeds)")
 
 
 def test_summary_states_best_rows_tests_checkpoints_and_times():

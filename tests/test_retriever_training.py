@@ -414,7 +414,7 @@ def test_notebook_step_trains_only_the_selected_methods_and_reports_the_curve():
     from rerank_lib.training import TrainResult
 
     outcomes = []
-    assert train_selected(SimpleNamespace(methods=("ctl",)), None, "dca", None, outcomes) is None and outcomes == []
+    assert train_selected(SimpleNamespace(methods=("ctl",)), None, "dca", None, outcomes) == [] and outcomes == []
     curve = [{"step": 0, "recall@4": 0.5}, {"step": 18, "recall@4": 0.625}]
     result = TrainResult(18, [], curve, Path("final"), None, 0.625, 18, "recall@4", Path("best"))
     selected = Selected(result, 18, "recall@4", 0.625, Path("best"), curve, None, 7.0)

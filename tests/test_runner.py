@@ -267,7 +267,7 @@ def test_overrides_are_checked_against_the_notebooks_recipe(tmp_path):
     with pytest.raises(ParameterError) as error:
         check_parameters([book], "smoke", {"learning_rate": 0.1}, {"learning_rate"})
     assert str(error.value) == ("-p learning_rate: not a parameter of 11_cross_encoder_training.ipynb; accepted: "
-                                "depth, overrides, seed, variants; a recipe setting goes in "
+                                "depth, overrides, seed, seeds, variants; a recipe setting goes in "
                                 "-p overrides '{\"train.learning_rate\": 0.1}'")
     before = dict(os.environ)
     assert check_parameters([book], "paper-tiny", good, {"overrides"}) == {book.name: good}

@@ -20,7 +20,7 @@ from rerank_lib.experiment.output_dir import MANIFEST, OutputDirError, check_out
 from rerank_lib.training.run_lock import LOCK_FILE, RunFolderInUse, run_folder_lock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CE_SMOKE = ["cross_encoder", "--profile", "smoke", "--set", "variants=[point_ce]"]
+CE_SMOKE = ["cross_encoder", "--profile", "smoke", "--set", "variants=[point_ce]", "--set", "seeds=[]"]  # one run
 STEM = "cross_encoder__ce-minilm-point-ce__scifact_test"  # the record the smoke point_ce run evaluates into
 QUERY = "glucose metabolism in insulin resistant patients"
 DOCS = ["Insulin resistance impairs glucose uptake in skeletal muscle.", "The bridge was painted red in 1937.",

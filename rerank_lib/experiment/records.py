@@ -1,6 +1,9 @@
 """Evaluate a ranker's run into records: the row, its `+interp` row with the dev-chosen weight, and paired tests
 against named baselines (the first stage, the untrained start). Every notebook writes its results this way.
 
+A row trained over several training seeds passes one run per seed (and `Row.seeds`): its record holds the mean
+over seeds, each seed's value, and per-query values averaged over seeds, which its paired tests use.
+
 One convention for every pipeline: a step that evaluates returns an object with `.records` (a list of
 `results.Record`): `Evaluated`, or the step's own result type holding `records` beside what its notebook shows
 (the LLM reranker's Row, InRanker's Evaluation, RankLLM's ListwiseRows); never a bare Record or list of records. A
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,55 +38,98 @@ class Row:
     seed: int | None = None
     reference: Mapping[str, Any] | None = None
     wall_s: float | None = None
+    seeds: tuple[int, ...] = ()  # the training seeds of a row given one run per seed (in that order)
 
     def but(self, **changes) -> "Row":
         return replace(self, **changes)
 
 
-def record_run(run: Run, evalset: EvalSet, row: Row, results_dir, *, baselines: Mapping[str, Run] | None = None,
-               training: TrainingQueries | None = None,
+def seed_runs(runs: Run | Sequence[Run]) -> list[Run]:
+    """One run, or one run per training seed, as a list (a Run is a mapping of query id to scores)."""
+    return [runs] if isinstance(runs, Mapping) else list(runs)
+
+
+def mean_per_query(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Long per-query frames (qid, measure, value) of several seeds' runs -> each (qid, measure)'s mean over seeds
+    (one frame: itself)."""
+    if len(frames) == 1:
+        return frames[0]
+    keys = frames[0][["qid", "measure"]].reset_index(drop=True)
+    for frame in frames[1:]:
+        if not keys.equals(frame[["qid", "measure"]].reset_index(drop=True)):
+            raise ValueError("the seeds' runs were measured on different queries or measures: they cannot be averaged")
+    values = np.mean(np.stack([frame["value"].to_numpy(float) for frame in frames]), axis=0)
+    return keys.assign(value=values)
+
+
+def record_run(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, results_dir, *,
+               baselines: Mapping[str, Run | Sequence[Run]] | None = None, training: TrainingQueries | None = None,
                scorer: Callable[[Run, Any], pd.DataFrame] | None = None) -> Record:
-    """Evaluate `run`, test it against each baseline run (paired t-test per measure), write the record + per-query CSV.
-    A trained model passes `training`: the leak guard refuses it when it shares a query with `evalset.queries`.
-    `scorer(run, qrels)` measures what ir-measures does not know (LocalRQA's recall@k): a (qid, measure, value) frame.
+    """Evaluate `runs`, test them against each baseline (paired t-test per measure), write the record + per-query CSV.
+    One run per training seed (`row.seeds`, same order) makes a seeded record: metrics are the mean over seeds of
+    each seed's value, the per-query CSV and the tests use each query's mean over seeds (a baseline given per seed
+    is averaged the same way). A trained model passes `training`: the leak guard refuses it when it shares a query
+    with `evalset.queries`. `scorer(run, qrels)` measures what ir-measures does not know (LocalRQA's recall@k): a
+    (qid, measure, value) frame.
     """
+    runs = seed_runs(runs)
+    if len(runs) > 1 and len(row.seeds) != len(runs):
+        raise ValueError(f"{row.method}: {len(runs)} runs need one training seed each in Row.seeds, got {row.seeds!r}")
     training_queries, n_training_queries = "none (zero-shot)", None
     if training is not None:
         assert_no_leak([training], f"{evalset.dataset}/{evalset.split}", dict(evalset.queries))
         training_queries, n_training_queries = training.describe(), len(training.query_ids)
     measures = list(evalset.measures or measures_for(evalset.dataset))
     score = scorer or (lambda r, q: per_query(r, q, measures))
-    pq = score(run, evalset.qrels)
+    per_run = [score(run, evalset.qrels) for run in runs]
+    pq = mean_per_query(per_run)
     significance = {}
     for name, base in (baselines or {}).items():
-        pq_base = score(base, evalset.qrels)
+        pq_base = mean_per_query([score(b, evalset.qrels) for b in seed_runs(base)])
         significance[name] = {m: paired_test(pq_base, pq, m).to_dict() for m in measures}
-    metrics = ({m: float(pq[pq.measure == m]["value"].mean()) for m in measures} if scorer
-               else evaluate(run, evalset.qrels, measures))
+    each = [({m: float(frame[frame.measure == m]["value"].mean()) for m in measures} if scorer
+             else evaluate(run, evalset.qrels, measures)) for run, frame in zip(runs, per_run)]
+    per_seed = {m: [seed_metrics.get(m) for seed_metrics in each] for m in measures} if len(runs) > 1 else {}
+    metrics = {m: (None if None in values else sum(values) / len(values)) for m, values in per_seed.items()} \
+        if per_seed else each[0]
+    seeds = list(row.seeds) if per_seed else []
     record = make_record(
         row.pipeline, row.method, evalset.dataset, evalset.split, metrics, model=row.model,
         first_stage=evalset.first_stage, depth=evalset.depth, significance=significance,
         reference=dict(row.reference or {}), training_queries=training_queries, n_training_queries=n_training_queries,
-        profile=row.profile, params=dict(row.params or {}), seed=row.seed, wall_s=row.wall_s,
+        profile=row.profile, params=dict(row.params or {}), seed=seeds[0] if seeds else row.seed, seeds=seeds,
+        per_seed=per_seed, wall_s=row.wall_s,
     )
     if process_state().is_main_process:  # under `accelerate launch`, one process writes the results
         write_record(record, results_dir, per_query=pq)
     return record
 
 
-def record_reranker(run: Run, evalset: EvalSet, row: Row, results_dir, *,
-                    baselines: Mapping[str, Run] | None = None, training: TrainingQueries | None = None,
-                    dev: EvalSet | None = None, dev_run: Run | None = None) -> list[Record]:
-    """A reranker's test run as records: its row, and with a `dev_run` (the reranker on `dev`'s first-stage run)
-    its `+interp` row: normalised score interpolation with `evalset.run` (the first stage), the weight chosen on
-    dev. The one way a trained or zero-shot reranker enters the results."""
-    records = [record_run(run, evalset, row, results_dir, baselines=baselines, training=training)]
+def record_reranker(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, results_dir, *,
+                    baselines: Mapping[str, Run | Sequence[Run]] | None = None,
+                    training: TrainingQueries | None = None, dev: EvalSet | None = None,
+                    dev_run: Run | Sequence[Run] | None = None) -> list[Record]:
+    """A reranker's test run (or one per training seed) as records: its row, and with a `dev_run` (the reranker on
+    `dev`'s first-stage run; one per seed) its `+interp` row: normalised score interpolation with `evalset.run` (the
+    first stage), the weight chosen on dev, per seed on that seed's dev run (params: each seed's weight and curve,
+    and their mean as `interpolation_weight`). The one way a trained or zero-shot reranker enters the results."""
+    runs = seed_runs(runs)
+    records = [record_run(runs, evalset, row, results_dir, baselines=baselines, training=training)]
     if dev_run is not None:
-        weight, curve = choose_interpolation_weight(dev_run, dev.run, dev.qrels)
-        params = {**dict(row.params or {}), "dev_curve": curve.to_dict("list"), "interpolation_weight": weight}
-        records.append(record_run(interpolate(run, evalset.run, weight), evalset,
-                                  row.but(method=f"{row.method}+interp", params=params), results_dir,
-                                  baselines=baselines, training=training))
+        dev_runs = seed_runs(dev_run)
+        if len(dev_runs) != len(runs):
+            raise ValueError(f"{row.method}: {len(runs)} test runs but {len(dev_runs)} dev runs (one per seed each)")
+        chosen = [choose_interpolation_weight(one, dev.run, dev.qrels) for one in dev_runs]
+        weights = [weight for weight, _ in chosen]
+        if len(runs) == 1:
+            interp = {"dev_curve": chosen[0][1].to_dict("list"), "interpolation_weight": weights[0]}
+        else:
+            interp = {"dev_curves": [curve.to_dict("list") for _, curve in chosen], "interpolation_weights": weights,
+                      "interpolation_weight": float(np.mean(weights))}
+        mixed = [interpolate(run, evalset.run, weight) for run, weight in zip(runs, weights)]
+        records.append(record_run(mixed, evalset, row.but(method=f"{row.method}+interp",
+                                                          params={**dict(row.params or {}), **interp}),
+                                  results_dir, baselines=baselines, training=training))
     return records
 
 
@@ -112,6 +158,17 @@ def choose_interpolation_weight(reranked_dev: Run, first_stage_dev: Run, dev_qre
     curve = pd.DataFrame(rows)
     best = curve[curve[measure] == curve[measure].max()]["weight"].max()
     return float(best), curve
+
+
+def interpolation_curves(record: Record) -> pd.DataFrame:
+    """A `+interp` record's dev curve as a table: a row per measure (a seeded record: per measure and training seed),
+    a column per interpolation weight."""
+    params = record.params or {}
+    curves = params.get("dev_curves") or [params["dev_curve"]]
+    labels = [f" seed {seed}" for seed in record.seeds] if record.seeds else [""]
+    tables = [pd.DataFrame(curve).set_index("weight").T.rename(index=lambda m, s=label: f"{m}{s}")
+              for curve, label in zip(curves, labels)]
+    return pd.concat(tables)
 
 
 def comparison_cells(record: Record, bases=("bm25", "start"), measure: str = "nDCG@10", alpha: float = 0.05,

@@ -88,13 +88,16 @@ def results_table(records: Sequence[Record], measures: Sequence[str] = ("nDCG@10
                   alpha: float = 0.05, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per record: its measures, the paired-test cells against each named baseline (▲/▼ when p < alpha)
     and a `+interp` row's dev-chosen weight. `first_stage=(label, run, qrels)` adds the first stage's own row on
-    top; `columns={'column': 'params key'}` adds record params as columns."""
+    top; `columns={'column': 'params key'}` adds record params as columns. With rows trained over several seeds,
+    a `seeds` column and `<measure> sd` columns (sample sd over seeds) follow the values (means over seeds)."""
     rows = []
     if first_stage is not None:
         label, run, qrels = first_stage
         rows.append({"method": label, **{m: round(v, 4) for m, v in evaluate(run, qrels, list(measures)).items()}})
     for r in records:
         row = {"method": r.method, **{m: round(r.metrics[m], 4) for m in measures if m in r.metrics}}
+        if any(other.seeds for other in records):  # rows over several training seeds: their number and sd
+            row.update({"seeds": len(r.seeds) or 1, **{f"{m} sd": round(r.sd(m), 4) for m in measures if r.sd(m) is not None}})
         for column, key in (columns or {}).items():
             row[column] = (r.params or {}).get(key, "")
         for m in measures[:1]:

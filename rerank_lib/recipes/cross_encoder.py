@@ -5,7 +5,8 @@ formats: qrels positives, BM25 (and dense, FlagEmbedding hn_mine-style) hard neg
 the offline teacher, calibrated to probabilities on the training labels.
 11_cross_encoder_training reads those files back, fine-tunes MiniLM with each loss (point_ce, point_mse, group CE,
 group CE + KD, RankNet, listwise CE), selects each checkpoint on the dev slice, and reranks SciFact test's BM25
-top-`depth`, with an interpolation row per variant.
+top-`depth`, with an interpolation row per variant. With `seeds`, every variant (and the start's fresh head) is
+trained once per training seed on the same data, and each row's record holds the mean over seeds.
 """
 from __future__ import annotations
 
@@ -140,10 +141,10 @@ def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
     runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in cfg.variants]
     if evaluate and is_main():
         start = evaluate_start(cfg, sets, results_dir)
-        evaluated = [start, *(evaluate_variant(cfg, vr, sets, start.runs["start"], results_dir) for vr in runs)]
+        evaluated = [start, *(evaluate_variant(cfg, vrs, sets, start.runs["start"], results_dir) for vrs in runs)]
         first_stage = ("bm25 (first stage)", sets.test_bm25, sets.test.qrels)
         print(results_table(records_of(evaluated), first_stage=first_stage).to_string())
-    return {vr.variant: Trained.cross_encoder(vr.selected, vr.model) for vr in runs}
+    return {vr.label: Trained.cross_encoder(vr.selected, vr.model) for vrs in runs for vr in vrs}
 
 
 RECIPE = Recipe(
@@ -152,7 +153,7 @@ RECIPE = Recipe(
     derived={"train.output_dir": "nothing: experiment.run_dir names it",
              "train.per_device_batch_size": "`batch_pairs` (group losses: batch_pairs // group_size groups)"},
     steps=("load_training_data", "eval_sets", "evaluate_start", "train_variant", "evaluate_variant"),
-    training=training, check=check)
+    training=training, check=check, multi_seed=True)
 config = RECIPE.config
 
 
@@ -322,20 +323,36 @@ class VariantRun:
     variant: str
     model: CrossEncoder  # holding the selected checkpoint's weights
     selected: Selected
-    config: CrossEncoderConfig  # the variant's settings
+    config: CrossEncoderConfig  # the variant's settings, its training seed in `config.train.seed`
+    several: bool = False  # one of several training seeds' runs of the variant
+
+    @property
+    def label(self) -> str:
+        """The variant, with its training seed when it is one of several ('group_ce seed 14')."""
+        return f"{self.variant} seed {self.config.train.seed}" if self.several else self.variant
 
 
 def start_model(cfg: CrossEncoderConfig) -> CrossEncoder:
-    """The starting point of every variant: MiniLM's encoder under a fresh, seeded head (online: a hub reranker)."""
-    return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.seed)
+    """The starting point of every variant: MiniLM's encoder under a fresh head seeded by the training seed
+    (`train.seed`) (online: a hub reranker)."""
+    return CrossEncoder(cfg.model, max_length=cfg.max_length, init_seed=cfg.train.seed)
 
 
 @RECIPE.training_step
 def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
-                  sets: RerankingSets, results_dir=None) -> VariantRun:
-    """Fine-tune a fresh start model with one variant; the dev slice's BM25 top-dev_depth (nDCG@10) selects the
-    checkpoint, the untrained start (step 0) included; the model ends with the selected weights. With
-    `cfg.launch`, every variant first trains under accelerate launch (inputs from `results_dir`)."""
+                  sets: RerankingSets, results_dir=None) -> list[VariantRun]:
+    """Fine-tune a fresh start model with one variant, once per training seed (`seeds`; else `train.seed`): the dev
+    slice's BM25 top-dev_depth (nDCG@10) selects each run's checkpoint, its untrained start (step 0) included; each
+    model ends with its selected weights. With `cfg.launch`, every variant first trains under accelerate launch
+    (inputs from `results_dir`)."""
+    configs = RECIPE.seeded(cfg)
+    return [dataclasses.replace(train_seed(seeded, variant, groups, sets), several=len(configs) > 1)
+            for seeded in configs]
+
+
+def train_seed(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
+               sets: RerankingSets) -> VariantRun:
+    """One training run of `variant` from the start model of `cfg.train.seed` (its run folder is keyed by it)."""
     loss, kind, kd = VARIANTS[variant]
     vcfg, data = variant_config(cfg, variant), groups[kind]
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
@@ -345,7 +362,7 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
         settings["dev"] = fingerprint(sorted(sets.dev.queries.values()))
     out = run_dir(PIPELINE, cfg.profile, variant, settings=settings,
                   data=fingerprint([[g.query, g.docs, g.labels, g.teacher_scores] for g in data]))
-    model = CrossEncoder(cfg.model, max_length=vcfg.max_length, init_seed=cfg.seed)
+    model = start_model(vcfg)
     dev = DevEvaluator.reranking(EvalSet.of(sets.dev, sets.dev_bm25, depth=cfg.dev_depth, measures=MEASURES),
                                  as_ranker=lambda _: model, batch_size=cfg.score_batch_size)
     objective = GroupObjective(loss, vcfg.group_size, vcfg.kd_weight if kd else 0.0, vcfg.kd_temperature,
@@ -371,41 +388,50 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
 
 def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> Evaluated:
     """The untrained starting point (fresh head), the floor every variant starts from: its record, and its test run
-    as `runs["start"]` (every variant's paired-test baseline)."""
-    model = start_model(cfg)
+    per training seed (each seed's head) as `runs["start"]` (every variant's paired-test baseline)."""
     with Timer() as t:
-        run = model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
-                           batch_size=cfg.score_batch_size)
+        runs = [start_model(seeded).rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                                           batch_size=cfg.score_batch_size) for seeded in RECIPE.seeded(cfg)]
     record = record_run(
-        run, sets.evalsets(cfg.depth)[0],
+        runs, sets.evalsets(cfg.depth)[0],
         Row(PIPELINE, method_name(cfg, "start"), cfg.profile,
             f"{cfg.model} (untrained head)" if cfg.model == "minilm-l6" else cfg.model,
-            jsonable(record_settings(cfg)), cfg.seed, RECIPE.references.get(cfg.model), t.s),
+            jsonable(record_settings(cfg)), cfg.seed, RECIPE.references.get(cfg.model), t.s, seeds=cfg.seeds),
         results_dir, baselines={"bm25": sets.test_bm25})
-    return Evaluated([record], {"start": run})
+    return Evaluated([record], {"start": runs})
 
 
-def evaluate_variant(cfg: CrossEncoderConfig, vr: VariantRun, sets: RerankingSets, start_run: Run,
+def selection_params(sel: Selected) -> dict:
+    """What a record keeps of a run's dev selection (a seeded row: each seed's, in `seeds` order)."""
+    return {"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step,
+            "train_s": round(sel.wall_s, 1)}
+
+
+def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: RerankingSets, start_runs: list[Run],
                      results_dir) -> Evaluated:
-    """Rerank SciFact test with the selected checkpoint: a record vs BM25 and vs the start, and the +interp row
-    (weight chosen on the dev slice)."""
+    """Rerank SciFact test with each training seed's selected checkpoint of one variant (train_variant's runs): a
+    record vs BM25 and vs the start (each seed's own), and the +interp row (weight chosen per seed on dev)."""
     with Timer() as t:
-        run = vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
-                              batch_size=cfg.score_batch_size)
-    sel = vr.selected
-    params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
-                       "best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value,
-                       "steps": sel.result.global_step, "train_s": round(sel.wall_s, 1)})
+        runs = [vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                                batch_size=cfg.score_batch_size) for vr in vrs]
+    vr, sel = vrs[0], vrs[0].selected
+    each = [selection_params(one.selected) for one in vrs]
+    chosen = each[0] if len(vrs) == 1 else {key: [values[key] for values in each] for key in each[0]}
+    params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0], **chosen})
     test, dev = sets.evalsets(cfg.depth)
     records = record_reranker(
-        run, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
-                       params, cfg.seed, wall_s=sel.wall_s + t.s),
-        results_dir, baselines={"bm25": sets.test_bm25, "start": start_run}, training=sets.split.provenance, dev=dev,
-        dev_run=sel.dev_run if cfg.interpolate and not cfg.train_file else None)
+        runs, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
+                        params, cfg.seed, wall_s=sum(one.selected.wall_s for one in vrs) + t.s, seeds=cfg.seeds),
+        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs}, training=sets.split.provenance, dev=dev,
+        dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
+    # with several seeds, the first seed's model with its own settings and test values
+    own = records[0] if len(vrs) == 1 else dataclasses.replace(
+        records[0], metrics={m: values[0] for m, values in records[0].per_seed.items()})
+    settings = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0], **each[0]})
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
-        cfg.model, records[0].n_training_queries, params, dev={"nDCG@10": sel.value} if sel.value is not None else None,
-        selected_step=sel.step), records[0])
+        cfg.model, records[0].n_training_queries, settings,
+        dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step), own)
     return Evaluated(records)
 
 

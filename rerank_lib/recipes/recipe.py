@@ -6,8 +6,12 @@ the same steps; `config()` is one rule for every pipeline:
     dataclass defaults <- the YAML's `default` profile <- the chosen profile <- the caller's overrides
 
 then the seed rule: `seed` seeds the data split and every stage's training (`<stage>.seed`) unless the profile or
-the caller sets that stage's own seed. A step decorated with `@RECIPE.training_step` first hands the whole pipeline
-to `accelerate launch` when `cfg.launch` names a config (recipes/launch.py), so no step has to remember it.
+the caller sets that stage's own seed. `seeds` (two or more training seeds; empty: just `seed`) trains each trained
+row once per seed: `Recipe.seeded(cfg)` gives one config per seed with every stage's seed set to it (the data split
+stays on `seed`), each run is selected on dev as usual, and the row's one record holds the mean over seeds
+(experiment.record_run). A recipe whose steps do not train per seed (`Recipe.multi_seed` False) refuses `seeds`.
+A step decorated with `@RECIPE.training_step` first hands the whole pipeline to `accelerate launch` when
+`cfg.launch` names a config (recipes/launch.py), so no step has to remember it.
 """
 from __future__ import annotations
 
@@ -25,10 +29,11 @@ from ..settings import PAPER_TINY, PROFILES, Settings, override, profile_values,
 @dataclass(frozen=True)
 class RecipeSettings(Settings):
     """What every pipeline's settings hold first: the profile, the seed (its data split and every stage's training,
-    Recipe.config) and the data root."""
+    Recipe.config), the training seeds of its trained rows (empty: `seed` alone) and the data root."""
 
     profile: str = "default"
     seed: int = 13
+    seeds: tuple[int, ...] = ()
     data_root: str | None = None
 
 
@@ -61,6 +66,7 @@ class Recipe:
     check: Callable | None = None  # (cfg, overrides) -> cfg: the recipe's own validation of a resolved config
     coded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # profile values that are code, not data
     yaml: Path | None = None  # its profiles (default: the packaged recipes/paper_profiles/<name>.yaml)
+    multi_seed: bool = False  # its training steps train once per training seed of `cfg.seeds` (Recipe.seeded)
 
     @property
     def file(self) -> SettingsFile:
@@ -114,7 +120,26 @@ class Recipe:
                               overrides)
         named = set(given) | set(values)
         cfg = override(cfg, {f"{s}.seed": cfg.seed for s in self.stages if f"{s}.seed" not in named})
+        self.check_seeds(cfg)
         return self.check(cfg, overrides) if self.check else cfg
+
+    def check_seeds(self, cfg) -> None:
+        """`seeds`: empty, or two or more distinct training seeds, for a recipe whose training steps use them."""
+        if not getattr(cfg, "seeds", ()):  # settings not derived from RecipeSettings have none
+            return
+        if not self.multi_seed:
+            raise ValueError(f"seeds: the {self.name} pipeline trains one seed per run (set `seed`); training over "
+                             f"several seeds ({list(cfg.seeds)}) is not implemented for it")
+        if len(cfg.seeds) < 2 or len(set(cfg.seeds)) != len(cfg.seeds):
+            raise ValueError(f"seeds: expected two or more distinct training seeds (one seed: set `seed`), got "
+                             f"{list(cfg.seeds)}")
+
+    def seeded(self, cfg) -> list:
+        """One config per training run of a trained row: `cfg` itself without `seeds`, else `cfg` with every
+        stage's seed set to each seed of `seeds` in turn (the data split stays on `seed`)."""
+        if not getattr(cfg, "seeds", ()):
+            return [cfg]
+        return [override(cfg, {f"{stage}.seed": seed for stage in self.stages}) for seed in cfg.seeds]
 
     def sources(self, cfg):
         """The settings of `cfg` beside their published sources (settings.source_table against the paper profile)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from .record import Record, kept_start, selected_step
+from .record import Record, kept_start, selected_steps
 
 ALPHA = 0.05  # a paired test below this p is called significant
 INTERP = "+interp"  # the suffix of a row that interpolates a ranker with BM25
@@ -48,10 +48,17 @@ def best_rows(records: Sequence[Record], measure: str) -> list[Record]:
 
 def checkpoint_sentence(record: Record) -> str | None:
     """Which checkpoint the dev slice selected for a trained row, or None when the row was not trained."""
-    step = selected_step(record)
-    if step is None:
+    steps = selected_steps(record)
+    if steps is None:
         return None
     total = record.params.get("steps")
+    step = steps if len(steps) > 1 else steps[0]
+    if isinstance(step, list):  # a row trained over several seeds: each seed's selection
+        kept = sum(int(s) == 0 for s in step)
+        each = ", ".join(f"seed {seed}: step {s}" for seed, s in zip(record.seeds, step))
+        start = ("the untrained start was kept for every seed" if kept == len(step) else
+                 f"the untrained start was kept for {kept} of {len(step)} seeds" if kept else "the start was not kept")
+        return f"`{record.method}`: {each} selected on dev ({start})"
     of = f" of {total}" if total is not None else ""
     if int(step) == 0:
         return f"`{record.method}`: the untrained start was kept (step 0{of}; no trained checkpoint beat it on dev)"

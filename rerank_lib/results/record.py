@@ -25,6 +25,8 @@ from ..data.errors import DataFormatError
 from ..paths import PROJECT_ROOT
 from ..models.standin import replaced_ids
 
+#: The fields of a row trained over several seeds, absent from a single run's file.
+SEEDED = ("seeds", "per_seed")
 # distribution name -> key in Record.versions
 _PACKAGES = {
     "torch": "torch", "transformers": "transformers", "accelerate": "accelerate", "ir-measures": "ir_measures",
@@ -57,6 +59,8 @@ class Record:
     profile: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    seeds: list[int] = field(default_factory=list)
+    per_seed: dict[str, list[float | None]] = field(default_factory=dict)
     git_commit: str = "unknown"
     versions: dict[str, str | None] = field(default_factory=dict)
     hardware: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +73,18 @@ class Record:
         return f"{_safe(self.pipeline)}__{_safe(self.method)}__{_safe(self.dataset)}_{_safe(self.split)}"
 
     def to_dict(self) -> dict:
-        return _json_safe(asdict(self))
+        """The record as JSON; a single run's file carries no `seeds` / `per_seed` (it reads as it always did)."""
+        data = _json_safe(asdict(self))
+        return {k: v for k, v in data.items() if k not in SEEDED or v}
+
+    def sd(self, measure: str) -> float | None:
+        """The sample standard deviation over training seeds of `measure`'s test value; None for a single run
+        (or a seed without the value)."""
+        values = self.per_seed.get(measure) or []
+        if len(values) < 2 or any(v is None for v in values):
+            return None
+        mean = sum(values) / len(values)
+        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
     @classmethod
     def from_dict(cls, data: Any, source: str | os.PathLike = "<record>") -> "Record":
@@ -223,22 +238,36 @@ def load_records(results_dir: str | os.PathLike, profile: str | None = None) -> 
     return sorted(records, key=sort_key)
 
 
-def selected_step(record: Record) -> int | None:
-    """The training step whose checkpoint the row's dev selection kept (0: the untrained start), None for an
-    untrained row. Records name it in params as `selected_step`, `best_step` or only `selected_is_start`: this is
-    the one reader of the three, so no table or verdict reads them differently."""
+def selected_steps(record: Record) -> list[int] | None:
+    """Each training seed's selected step (one entry for a single run; 0: the untrained start), None for an
+    untrained row. Records name it in params as `selected_step`, `best_step` or only `selected_is_start` (a list
+    of them for a row trained over several seeds): this is the one reader, so no table or verdict reads them
+    differently."""
     params = record.params or {}
+
+    def steps(value):
+        values = value if isinstance(value, list) else [value]
+        return values if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) else None
+
     for key in ("selected_step", "best_step"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return 0 if params.get("selected_is_start") is True else None
+        if steps(params.get(key)) is not None:
+            return steps(params.get(key))
+    flags = params.get("selected_is_start")
+    flags = flags if isinstance(flags, list) else [flags]
+    return [0] * len(flags) if flags and all(flag is True for flag in flags) else None
+
+
+def selected_step(record: Record) -> int | None:
+    """The selected step of the row (of its first training seed when there are several), None when untrained."""
+    steps = selected_steps(record)
+    return steps[0] if steps else None
 
 
 def kept_start(record: Record) -> bool:
-    """Whether a trained row's dev selection kept its untrained start (step 0): then it is its start, and supports
-    no claim about training."""
-    return selected_step(record) == 0
+    """Whether a trained row's dev selection kept its untrained start (step 0) for every training seed: then it is
+    its start, and supports no claim about training."""
+    steps = selected_steps(record)
+    return bool(steps) and all(step == 0 for step in steps)
 
 
 def sort_key(record: Record) -> tuple:
@@ -320,4 +349,32 @@ def _validate(data: Any, source: str) -> dict:
             for key in ("delta", "p_value"):
                 if test.get(key) is not None and not _is_num(test.get(key)):
                     fail(f"significance.{vs}.{measure}.{key}", f"expected a number or null, got {test.get(key)!r}")
+    _validate_seeds(data, fail)
     return dict(data)
+
+
+def _validate_seeds(data: dict, fail) -> None:
+    """`seeds`: distinct integers, at least two, the first one `seed`; `per_seed`: per measure of `metrics`, one value
+    per seed whose mean is the metric."""
+    seeds, per_seed = data.get("seeds", []), data.get("per_seed", {})
+    if not isinstance(seeds, list) or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
+        fail("seeds", f"expected a list of integer training seeds, got {seeds!r}")
+    if not isinstance(per_seed, dict):
+        fail("per_seed", f"expected an object {{measure: [value per seed]}}, got {type(per_seed).__name__}")
+    if not seeds:
+        if per_seed:
+            fail("per_seed", "values per seed without `seeds`: list the training seeds they belong to")
+        return
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        fail("seeds", f"expected two or more distinct seeds (a single run leaves `seeds` empty), got {seeds!r}")
+    if data.get("seed") != seeds[0]:
+        fail("seed", f"a seeded record's `seed` is its first seed {seeds[0]}, got {data.get('seed')!r}")
+    for measure, values in per_seed.items():
+        if measure not in data["metrics"]:
+            fail(f"per_seed.{measure}", "a measure not in `metrics`")
+        if not isinstance(values, list) or len(values) != len(seeds) or any(
+                v is not None and not _is_num(v) for v in values):
+            fail(f"per_seed.{measure}", f"expected {len(seeds)} numbers (one per seed, in `seeds` order), got {values!r}")
+        mean, metric = (sum(values) / len(values) if None not in values else None), data["metrics"][measure]
+        if (mean is None) != (metric is None) or (mean is not None and abs(mean - metric) > 1e-9):
+            fail(f"per_seed.{measure}", f"the mean over seeds {mean!r} is not metrics.{measure} = {metric!r}")

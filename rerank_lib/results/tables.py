@@ -6,7 +6,8 @@ method) and no timestamps, so rebuilding unchanged records gives byte-identical 
 Each dataset gets one leaderboard (rows on its full split at one first stage and depth) and labelled sub-tables
 for query subsets and other first stages, so no table compares numbers measured on different candidates. A value
 carries a mark only where a comparison means something: a significant paired test, against a compared method the
-table names, on a measure the row's method can change.
+table names, on a measure the row's method can change. A row trained over several seeds reads `0.653 ± 0.012`
+(mean ± sample sd over seeds) and names its number of seeds; its marks test per-query means over seeds.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ CSV_COLUMNS = [
     "n_training_queries", "measure", "value", "reference_value", "reference_source", "significance", "seed",
     "wall_s", "git_commit", "created", "per_query",
 ]
+#: results.csv's columns when some record was trained over several seeds: its seeds and the sd of `value` over them.
+SEED_COLUMNS = ["seeds", "sd"]
 #: First-stage labels of rows that retrieve from the whole corpus themselves (no candidate list to rerank).
 RETRIEVAL = ("corpus", "")
 #: Words for compared methods whose name alone does not say what they are.
@@ -44,7 +47,12 @@ def results_frame(records: list[Record]):
     """Long format, one row per record x measure (the rows of results.csv) as a pandas DataFrame."""
     import pandas as pd
 
-    return pd.DataFrame(_long_rows(records), columns=CSV_COLUMNS)
+    return pd.DataFrame(_long_rows(records), columns=csv_columns(records))
+
+
+def csv_columns(records: list[Record]) -> list[str]:
+    """CSV_COLUMNS, and SEED_COLUMNS when a record has seeds (tables without seeded rows stay as they were)."""
+    return CSV_COLUMNS + (SEED_COLUMNS if any(r.seeds for r in records) else [])
 
 
 def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha: float = 0.05,
@@ -120,11 +128,12 @@ class Row:
         method = self.record.method
         if kept_start(self.record):
             method += " = start (dev kept step 0)" if not self.interpolated else " (its model = start)"
+        seeds = f" ({len(self.record.seeds)} seeds)" if self.record.seeds else ""
         if self.weight is None:
-            return method
+            return method + seeds
         if self.identity is not None:
-            return f"{method} = {self.identity} (w={self.weight:g})"
-        return f"{method} (w={self.weight:.2f})"
+            return f"{method} = {self.identity} (w={self.weight:g}){seeds}"
+        return f"{method} (w={self.weight:.2f}){seeds}"
 
     def can_change(self, measure: str) -> bool:
         return can_change(measure, self.first_stage, self.depth)
@@ -360,7 +369,9 @@ def _value_cells(table: Table, i: int, marks: dict, refs: set[str], value_text, 
     for m in table.measures:
         value = record.metrics.get(m)
         best = value is not None and value == _best(table.records, m)
-        cells.append(value_text(_fmt(value), best) + mark_text(marks.get((i, m), [])))
+        sd = record.sd(m)
+        text = _fmt(value) + ("" if sd is None else f" ± {sd:.3f}")
+        cells.append(value_text(text, best) + mark_text(marks.get((i, m), [])))
         if m in refs:
             ref = record.reference.get(m)
             cells.append(_fmt_ref(ref["value"]) if ref else "")
@@ -406,7 +417,7 @@ def _md_compared(table: Table) -> str:
     return ", ".join(f"{_md_mark(j, '', True)} vs {_compared_words(n)}" for j, n in enumerate(names))
 
 
-def _legend(alpha: float, correction: str | None) -> list[str]:
+def _legend(alpha: float, correction: str | None, seeded: bool = False) -> list[str]:
     corrected = ("uncorrected: each is the notebook's own paired t-test against a few pre-planned baselines; "
                  "`build_tables(correction='holm' or 'bonferroni')` adjusts them over each table's tests"
                  if correction is None else
@@ -415,6 +426,8 @@ def _legend(alpha: float, correction: str | None) -> list[str]:
     return [
         "How to read these tables:", "",
         "- Values are means over the judged queries; bold: best in the column of that table; – : not measured.",
+        *(["- `(N seeds)`: the row was trained once per training seed; its values read mean ± sample sd over the N "
+           "seeds' test values, and its marks test each query's mean over seeds."] if seeded else []),
         f"- {UP}/{DOWN} after a value: significantly better/worse (p < {alpha}) than a compared method. Each table "
         "names its compared methods under *Marks*, numbered; the mark's superscript number says which (no number "
         "when a table compares with one method). P-values are " + corrected + ".",
@@ -443,7 +456,7 @@ def _markdown(tables: list[Table], profile: str, alpha: float, correction: str |
     if not tables:
         out += [f"No records for profile '{profile}' yet.", ""]
         return "\n".join(out)
-    out += [f"{len(records)} records; commits: {', '.join(_commits(records))}.", "", *_legend(alpha, correction)]
+    out += [f"{len(records)} records; commits: {', '.join(_commits(records))}.", "", *_legend(alpha, correction, any(r.seeds for r in records))]
     for table in tables:
         out += _md_table(table, alpha, correction)
     folds = fold_means(records)
@@ -506,6 +519,7 @@ def _md_table(table: Table, alpha: float, correction: str | None) -> list[str]:
 
 
 def _long_rows(records: list[Record]) -> list[list]:
+    seeded = any(r.seeds for r in records)
     rows = []
     for r in sorted(records, key=_row_order):
         for m, value in r.metrics.items():
@@ -516,14 +530,14 @@ def _long_rows(records: list[Record]) -> list[list]:
                 r.training_queries, r.n_training_queries, m, value, ref.get("value"), ref.get("source"),
                 json.dumps(sig, sort_keys=True) if sig else None, r.seed, r.wall_s, r.git_commit, r.created,
                 r.per_query,
-            ])
+            ] + ([" ".join(map(str, r.seeds)) or None, r.sd(m)] if seeded else []))
     return rows
 
 
 def _csv(records: list[Record]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(csv_columns(records))
     for row in _long_rows(records):
         writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
     return buffer.getvalue()
@@ -533,7 +547,8 @@ def _csv(records: list[Record]) -> str:
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "→": r"$\rightarrow$", "–": "--", "·": r"$\cdot$", "≥": r"$\geq$", "×": r"$\times$"}
+                "→": r"$\rightarrow$", "–": "--", "·": r"$\cdot$", "≥": r"$\geq$", "×": r"$\times$",
+                "±": r"$\pm$"}
 
 
 def _tex(text) -> str:
@@ -580,6 +595,8 @@ def _tex_caption(table: Table, alpha: float, correction: str | None, n_tests: in
                  "(fusion would get training's credit).").replace("…", r"\ldots{}")
     if any(kept_start(row.record) for row in table.rows):
         text += " = start: dev selection kept the untrained start (no mark against it)."
+    if any(row.record.seeds for row in table.rows):
+        text += r" (N seeds): mean $\pm$ sample sd over N training seeds; marks test per-query means over seeds."
     return text + " Bold: best per column; Publ.: published."
 
 

@@ -44,7 +44,7 @@ def train_from_shell(cfg: FaireConfig, results_dir, evaluate: bool) -> dict:
     if evaluate and is_main():
         base = faire_baselines(cfg, data, encoder(cfg), results_dir)
         print(faire_table(faire_records(cfg, data, base, outcomes, results_dir).records).to_string())
-    return {o.method: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
+    return {o.label: Trained.bi_encoder(o.selected, o.encoder) for o in outcomes}
 
 
 #: the pipeline with its shell training (settings.RECIPE, which the steps use, is the same recipe without it)

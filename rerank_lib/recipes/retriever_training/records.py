@@ -1,7 +1,9 @@
 """faire's records: LocalRQA's recall@k beside nDCG@10, paired tests, +interp rows, the table and the curves."""
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -18,19 +20,33 @@ from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, F
 from .training import Outcome
 
 
-def faire_row(cfg: FaireConfig, method: str, model: str, params=None, wall_s=None) -> Row:
-    """What a faire record says about its method (its published numbers are added by `record_faire`)."""
-    return Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, wall_s=wall_s)
+def faire_row(cfg: FaireConfig, method: str, model: str, params=None, wall_s=None, seeds=()) -> Row:
+    """What a faire record says about its method (its published numbers are added by `record_faire`); `seeds`: the
+    training seeds of a row given one run per seed."""
+    return Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, wall_s=wall_s, seeds=tuple(seeds))
 
 
-def record_faire(run: Run, ds: Dataset, row: Row, *, cfg: FaireConfig, results_dir, baselines: Mapping[str, Run],
-                 training: TrainingQueries | None = None):
+def record_faire(run: Run | Sequence[Run], ds: Dataset, row: Row, *, cfg: FaireConfig, results_dir,
+                 baselines: Mapping[str, Run], training: TrainingQueries | None = None):
     """A record with LocalRQA's recall@k (not an ir-measures measure: evaluation.recall_per_query scores
     it) and nDCG@10, paired t-tests against each baseline on every measure, and the leak guard for trained models;
-    the published numbers of (dataset, method) from RECIPE.references beside them. `row`: `faire_row`'s."""
+    the published numbers of (dataset, method) from RECIPE.references beside them. `row`: `faire_row`'s; one run
+    per seed of `row.seeds` makes a seeded record (the mean over seeds)."""
     return record_run(run, EvalSet.of(ds, first_stage="corpus", depth=cfg.depth, measures=FAIRE_MEASURES),
                       row.but(reference=RECIPE.references.get((ds.name, row.method))), results_dir,
                       baselines=baselines, training=training, scorer=recall_per_query)
+
+
+#: an outcome's params that differ between training seeds: a seeded record lists them per seed
+PER_SEED = ("train", "selected_step", "selected_is_start")
+
+
+def seeds_of(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
+    """The outcomes by method (in training order): one per training seed of each trained method."""
+    grouped: dict[str, list[Outcome]] = {}
+    for out in outcomes:
+        grouped.setdefault(out.method, []).append(out)
+    return grouped
 
 
 def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: list[Outcome],
@@ -49,16 +65,28 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         records.append(record_faire(base.runs[f"teacher-{teacher}"]["test"], test, faire_row(
             cfg, f"teacher-{teacher}", f"offline teacher {teacher} (max_length {cfg.max_length}) on the BM25 "
             f"top-{cfg.depth}"), baselines=both, **common))
-    for out in outcomes:
-        name, model = f"{out.method}-{short_name(cfg.model)}", f"{cfg.model} trained with {out.method.upper()}"
+    for method, outs in seeds_of(outcomes).items():
+        out, several = outs[0], len(outs) > 1
+        name, model = f"{method}-{short_name(cfg.model)}", f"{cfg.model} trained with {method.upper()}"
         trained = dict(common, baselines=both, training=data.provenance)
-        params = jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **out.params})
-        records.append(record_faire(out.runs["test"], test, faire_row(cfg, name, model, params, out.wall_s), **trained))
-        publish_selected("bi_encoder", out.encoder, records[-1], out.selected, results_dir, ModelCard(cfg.model),
+        seeds = cfg.seeds if several else ()
+        params = {**out.params, **({k: [o.params[k] for o in outs] for k in PER_SEED} if several else {})}
+        tests = [o.runs["test"] for o in outs]
+        row = faire_row(cfg, name, model, jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **params}),
+                        sum(o.wall_s for o in outs), seeds)
+        records.append(record_faire(tests if several else tests[0], test, row, **trained))
+        own = records[-1] if not several else dataclasses.replace(  # the first seed's model with its own numbers
+            records[-1], metrics={m: values[0] for m, values in records[-1].per_seed.items()},
+            params={**records[-1].params, **out.params})
+        publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, ModelCard(cfg.model),
                          name=f"{name}-{test.name}")
-        weight, _ = choose_interpolation_weight(out.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)
-        records.append(record_faire(interpolate(out.runs["test"], bm25, weight), test, faire_row(
-            cfg, f"{name}+interp", model, jsonable({**out.params, "interpolation_weight": weight})), **trained))
+        weights = [choose_interpolation_weight(o.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)[0]
+                   for o in outs]
+        mixed = [interpolate(run, bm25, weight) for run, weight in zip(tests, weights)]
+        interp = ({"interpolation_weights": weights, "interpolation_weight": sum(weights) / len(weights)} if several
+                  else {"interpolation_weight": weights[0]})
+        records.append(record_faire(mixed if several else mixed[0], test, faire_row(
+            cfg, f"{name}+interp", model, jsonable({**params, **interp}), seeds=seeds), **trained))
     return Evaluated(records)
 
 

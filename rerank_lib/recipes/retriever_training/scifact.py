@@ -1,6 +1,7 @@
 """Notebook 41: CTL on SciFact train (qrels + BM25 hard negatives), evaluated by dense retrieval on test."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ...export import ModelCard
 from ...settings import snapshot
 from ..recipe import Recipe, Trained, is_main, main_first
 from .settings import PIPELINE, SciFactConfig, encoder, short_name
+from .records import PER_SEED
 from .training import Outcome
 
 
@@ -33,14 +35,15 @@ def training(cfg: SciFactConfig, results_dir, evaluate: bool) -> dict:
     ctl = train_scifact(cfg, data, results_dir)
     if evaluate and is_main():
         print(scifact_table(scifact_records(cfg, data, ctl, results_dir).records, results_dir, cfg.profile).to_string())
-    return {"ctl": Trained.bi_encoder(ctl.selected, ctl.encoder)}
+    return {out.label: Trained.bi_encoder(out.selected, out.encoder) for out in ctl}
 
 
 #: No LocalRQA recipe exists for SciFact: its generic CTL command is the paper profile
 #: (recipes/paper_profiles/retriever_scifact.yaml).
 RECIPE = Recipe("retriever_scifact", "41_retriever_scifact", SciFactConfig, stages=("train",),
                 flags={"model_name_or_path": "model"},
-                steps=("load_scifact", "train_scifact", "scifact_records", "scifact_table"), training=training)
+                steps=("load_scifact", "train_scifact", "scifact_records", "scifact_table"), training=training,
+                multi_seed=True)
 scifact_config = RECIPE.config
 
 
@@ -80,15 +83,22 @@ def load_scifact(cfg: SciFactConfig, results_dir) -> SciFactData:
 
 
 @RECIPE.training_step
-def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
-    """CTL from the zero-shot encoder; dev signal = nDCG@10 of reranking each dev query's BM25 top-dev_depth (the
-    start is step 0, a candidate); then the selected checkpoint retrieves from the whole (test) corpus for test and
-    dev queries."""
+def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> list[Outcome]:
+    """CTL from the zero-shot encoder, once per training seed (`seeds`; else `train.seed`); dev signal = nDCG@10 of
+    reranking each dev query's BM25 top-dev_depth (the start is step 0, a candidate); then each selected checkpoint
+    retrieves from the whole (test) corpus for test and dev queries."""
+    configs = RECIPE.seeded(cfg)
+    return [dataclasses.replace(train_ctl(seeded, data, results_dir),
+                                seed=seeded.train.seed if len(configs) > 1 else None) for seeded in configs]
+
+
+def train_ctl(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome:
+    """One CTL run of train_scifact (its run folder keyed by `train.seed`); the first seed's test run is saved."""
     enc, dev, corpus = encoder(cfg), data.split.dev, data.test.corpus
     candidates = top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, cfg.dev_depth)
     evaluator = DevEvaluator.retrieval(enc, corpus, dev.queries, dev.qrels, cfg.dev_depth, candidates=candidates, ks=())
     ctl = CTLConfig(cfg.hard_neg_ratio, cfg.temperature)
-    settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch")}
+    settings = {k: v for k, v in snapshot(cfg).items() if k not in ("profile", "train", "launch", "seeds")}
     with Timer() as t:
         sel = train_encoder_in_run_dir(enc, data.examples, CTLCollator(enc, data.documents, ctl, cfg.seed),
                                        ctl_compute_loss(enc, ctl), cfg.train, evaluator,
@@ -96,27 +106,34 @@ def train_scifact(cfg: SciFactConfig, data: SciFactData, results_dir) -> Outcome
         corpus_emb = enc.encode_corpus(corpus)
         runs = {"test": dense_search(enc, corpus, data.test.queries, k=cfg.depth, corpus_embeddings=corpus_emb),
                 "dev": dense_search(enc, corpus, dev.queries, k=100, corpus_embeddings=corpus_emb)}
-    save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{short_name(cfg.model)}")
+    if not cfg.seeds or cfg.train.seed == cfg.seeds[0]:  # one saved run per row: the first seed's
+        save_run(runs["test"], results_dir, cfg.profile, "scifact", "test", f"ctl-{short_name(cfg.model)}")
     params = {"trainer": "ctl", **asdict(ctl), "examples": len(data.examples), "selected_step": sel.step,
-              "selected_is_start": sel.is_start}
+              "selected_is_start": sel.is_start, "train": snapshot(cfg.train)}  # its seed: this run's
     return Outcome("ctl", sel, runs, t.s, params, encoder=enc)
 
 
-def scifact_records(cfg: SciFactConfig, data: SciFactData, out: Outcome, results_dir) -> Evaluated:
-    """CTL on SciFact test with paired tests against BM25 and the zero-shot start, and its BM25 +interp row (the
-    weight chosen on the dev slice)."""
-    test, dev = data.test, data.split.dev
+def scifact_records(cfg: SciFactConfig, data: SciFactData, outs: list[Outcome], results_dir) -> Evaluated:
+    """CTL on SciFact test (train_scifact's runs: the mean over seeds when several) with paired tests against BM25
+    and the zero-shot start, and its BM25 +interp row (the weight chosen on the dev slice, per seed)."""
+    test, dev, out = data.test, data.split.dev, outs[0]
+    several = len(outs) > 1
+    params = {**out.params, **({k: [o.params[k] for o in outs] for k in PER_SEED} if several else {})}
     baselines = {"bm25": data.bm25_test}
     if data.start_test is not None:
         baselines["start"] = {q: data.start_test[q] for q in test.queries if q in data.start_test}
     records = record_reranker(
-        out.runs["test"], EvalSet.of(test, data.bm25_test, first_stage="corpus", depth=cfg.depth),
+        [o.runs["test"] for o in outs], EvalSet.of(test, data.bm25_test, first_stage="corpus", depth=cfg.depth),
         Row(PIPELINE, f"ctl-{short_name(cfg.model)}", cfg.profile,
-            f"{cfg.model} trained with CTL (max_length {cfg.max_length})", jsonable({**snapshot(cfg), **out.params}),
-            cfg.seed, wall_s=out.wall_s),
+            f"{cfg.model} trained with CTL (max_length {cfg.max_length})", jsonable({**snapshot(cfg), **params}),
+            cfg.seed, wall_s=sum(o.wall_s for o in outs), seeds=cfg.seeds if several else ()),
         results_dir, baselines=baselines, training=data.split.provenance,
-        dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)), dev_run=out.runs["dev"])
-    publish_selected("bi_encoder", out.encoder, records[0], out.selected, results_dir, ModelCard(cfg.model),
+        dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)),
+        dev_run=[o.runs["dev"] for o in outs])
+    own = records[0] if not several else dataclasses.replace(  # the first seed's model with its own numbers
+        records[0], metrics={m: values[0] for m, values in records[0].per_seed.items()},
+        params=jsonable({**snapshot(cfg), **out.params}))
+    publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, ModelCard(cfg.model),
                      name=f"{records[0].method}-scifact")
     return Evaluated(records)
 

@@ -80,7 +80,7 @@ def check(cfg: FaireConfig, overrides) -> FaireConfig:
 RECIPE = Recipe(PIPELINE, "40_retriever_training", FaireConfig, stages=tuple(f"{m}_train" for m in METHODS),
                 flags={"model_name_or_path": "model"},
                 steps=("load_faire", "faire_baselines", "train_selected", "faire_records", "faire_table"),
-                check=check)
+                check=check, multi_seed=True)
 config = RECIPE.config
 
 

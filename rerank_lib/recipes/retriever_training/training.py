@@ -34,10 +34,16 @@ class Outcome:
     params: dict
     details: dict = dataclasses.field(default_factory=dict)
     encoder: Any = None  # the BiEncoder holding the selected weights (published with its records)
+    seed: int | None = None  # its training seed, when it is one of several (`seeds`)
+
+    @property
+    def label(self) -> str:
+        """The method, with its training seed when it is one of several ('ctl seed 14')."""
+        return self.method if self.seed is None else f"{self.method} seed {self.seed}"
 
     def report(self, metric: str = "recall@4") -> str:
         """The dev curve (step 0: the start), the selection, and what the trainer measured on its data."""
-        lines = [curve_table({self.method: self.selected}, metric=metric).to_string(), self.selected.describe()]
+        lines = [curve_table({self.label: self.selected}, metric=metric).to_string(), self.selected.describe()]
         return "\n".join(lines + [f"{DETAILS[key]}: {value}" for key, value in self.details.items()])
 
 
@@ -88,23 +94,28 @@ def train_faire(cfg: FaireConfig, data: FaireData, method: str, results_dir) -> 
     train = {"ctl": cfg.ctl_train, "dca": cfg.dca_train, "rpg": cfg.rpg_train}[method]
     others = tuple(f"{m}_" for m in METHODS if m != method) + (("reader", "rpg_reader") if method == "ctl" else ())
     key = {k: v for k, v in own_training.without_unset(snapshot(cfg), OWN_FILE).items()
-           if k not in ("methods", "profile", "launch") and not k.startswith(others)}
+           if k not in ("methods", "profile", "launch", "seeds") and not k.startswith(others)}  # the stage seed: in train
     with Timer() as t:
         dataset, collate, loss, params = _trainer(cfg, data, method, enc, details)
         dev = DevEvaluator.retrieval(enc, data.eval.corpus, data.eval.queries, data.eval.qrels, cfg.depth)
         sel = train_encoder_in_run_dir(enc, dataset, collate, loss, train, dev, RunName(
             "retriever_training", cfg.profile, f"{FAIRE}-{method}", {**key, "method": method}))
         runs = {"eval": sel.dev_run, "test": retrieve(enc, data.test.corpus, data.test.queries, cfg.depth)}
-    save_run(runs["test"], results_dir, cfg.profile, FAIRE, "test", f"{method}-{short_name(cfg.model)}")
+    if not cfg.seeds or train.seed == cfg.seeds[0]:  # one saved run per row: the first seed's
+        save_run(runs["test"], results_dir, cfg.profile, FAIRE, "test", f"{method}-{short_name(cfg.model)}")
     params = {"trainer": method, **params, "train": snapshot(train), "examples": len(dataset),
               "selected_step": sel.step, "selected_is_start": sel.is_start}
     return Outcome(method, sel, runs, t.s, params, details, enc)
 
 
-def train_selected(cfg: FaireConfig, data: FaireData, method: str, results_dir, outcomes: list) -> Outcome | None:
-    """Notebook 40's step per trainer: `method` trained (train_faire) and appended to `outcomes` when `cfg.methods`
-    selects it; None when it does not."""
+def train_selected(cfg: FaireConfig, data: FaireData, method: str, results_dir, outcomes: list) -> list[Outcome]:
+    """Notebook 40's step per trainer: `method` trained (train_faire) once per training seed (`seeds`; else its
+    stage's seed) and appended to `outcomes` when `cfg.methods` selects it; its outcomes (none when it does not)."""
     if method not in cfg.methods:
-        return None
-    outcomes.append(train_faire(cfg, data, method, results_dir))
-    return outcomes[-1]
+        return []
+    configs = RECIPE.seeded(cfg)
+    several = len(configs) > 1
+    mine = [dataclasses.replace(train_faire(seeded, data, method, results_dir),
+                                seed=getattr(seeded, f"{method}_train").seed if several else None) for seeded in configs]
+    outcomes.extend(mine)
+    return mine
