@@ -87,7 +87,7 @@ def test_release_runs_with_fresh_training_caches_and_lists_inputs(repo):
     on_disk = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
     assert on_disk == sorted([*saved["results_files"], "figures/curve_default.png", "notebooks/smoke/release.json"])
     assert sorted(saved["results_files"]) == [
-        "RESULTS.smoke.md", "notebooks/smoke/00_demo.ipynb", "notebooks/smoke/runtimes.json",
+        "REPRODUCTION.smoke.md", "RESULTS.smoke.md", "notebooks/smoke/00_demo.ipynb", "notebooks/smoke/runtimes.json",
         "records/smoke/demo__bm25__scifact_test.json", "results.smoke.csv", "results.smoke.tex"]
     assert saved["results_files"]["records/smoke/demo__bm25__scifact_test.json"] == hashlib.sha256(
         (results / "records" / "smoke" / "demo__bm25__scifact_test.json").read_bytes()).hexdigest()
