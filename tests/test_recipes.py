@@ -225,7 +225,7 @@ def test_the_example_pipeline_trains_from_the_shell_and_its_notebook_finds_the_r
     (record,) = evaluated.records
     assert (record.pipeline, record.method, record.dataset, record.split) == ("toy", "linear", "toy", "test")
     # each test point's RR@10: 1 when the true y ranks first, 1/2 when the steep line's y does
-    xs, _ = toy.test_points(scope["cfg"])
+    xs, _ = toy.held_out_points(scope["cfg"])
     run = evaluated.runs["linear"]
     assert list(run) == list(xs) and len(xs) == 2
     rr = [1.0 if run[q]["true"] > run[q]["steep"] else 0.5 for q in xs]

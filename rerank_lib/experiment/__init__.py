@@ -4,8 +4,8 @@ one learning-curve figure, one results table. Recipes hold only what is particul
 from ..data.candidates import EvalSet  # what every record is measured on
 from .dev import DevEvaluator
 from .records import (
-    Evaluated, Row, Timer, choose_interpolation_weight, comparison_cells, interpolation_curves, mean_per_query,
-    record_reranker, record_run, records_of, seed_runs,
+    Evaluated, Row, Timer, choose_interpolation_weight, comparison_cells, first_seed, interpolation_curves,
+    mean_per_query, record_reranker, record_run, records_of, seed_runs,
 )
 from .report import curve_table, learning_curves, results_table, selection_row
 from .run_dir import RunName, fingerprint, jsonable, pipeline_cache, run_dir

@@ -133,6 +133,14 @@ def record_reranker(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, resul
     return records
 
 
+def first_seed(record: Record, **changes) -> Record:
+    """What describes one model of a seeded row (a published model's card): the record with its first training
+    seed's own values (`per_seed`) and `changes`; a single run's record as it is."""
+    if not record.seeds:
+        return record
+    return replace(record, metrics={m: values[0] for m, values in record.per_seed.items()}, **changes)
+
+
 @dataclass(frozen=True)
 class Evaluated:
     """What a step that evaluates returns: its records, in order, and the runs it measured by name when a later

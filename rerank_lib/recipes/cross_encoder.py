@@ -24,9 +24,9 @@ from ..data.pairs import FORMATS, TrainGroup, files_table, read_pairs, write_pai
 from ..data.types import Run
 from ..evaluation import evaluate
 from ..experiment import (
-    DevEvaluator, EvalSet, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint, jsonable,
-    load_run, pipeline_cache, publish_model, record_reranker, record_run, run_dir, scifact_reranking_sets,
-    scifact_training_split, train_scorer,
+    DevEvaluator, EvalSet, Evaluated, RerankingSets, Row, Selected, Timer, TrainingSplit, fingerprint,
+    first_seed, jsonable, load_run, pipeline_cache, publish_model, record_reranker, record_run, run_dir,
+    scifact_reranking_sets, scifact_training_split, train_scorer,
 )
 from ..export import ModelCard
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
@@ -425,10 +425,9 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
         results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs}, training=sets.split.provenance, dev=dev,
         dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
-    # with several seeds, the first seed's model with its own settings and test values
-    own = records[0] if len(vrs) == 1 else dataclasses.replace(
-        records[0], metrics={m: values[0] for m, values in records[0].per_seed.items()})
-    settings = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0], **each[0]})
+    own = first_seed(records[0])  # with several seeds, the first seed's model with its own test values
+    settings = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+                         **each[0]})
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
         cfg.model, records[0].n_training_queries, settings,
         dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step), own)

@@ -72,7 +72,7 @@ def train_model(cfg: ToyConfig, data: list, results_dir=None) -> Selected:
     return train_with_dev_selection(model, data, collate, loss, replace(cfg.train, output_dir=str(folder)), dev)
 
 
-def test_points(cfg: ToyConfig) -> tuple[dict[str, float], EvalSet]:
+def held_out_points(cfg: ToyConfig) -> tuple[dict[str, float], EvalSet]:
     """Held-out points x = points+1 and points+2, each a query whose candidates are the true y ('true', relevant)
     and the y of a line twice as steep ('steep')."""
     xs = {f"x{i}": float(i) for i in (cfg.points + 1, cfg.points + 2)}
@@ -84,7 +84,7 @@ def evaluate_model(cfg: ToyConfig, selected: Selected, results_dir) -> Evaluated
     """The selected weights on the test points: a candidate scores minus its squared distance to the prediction."""
     model = torch.nn.Linear(1, 1)
     model.load_state_dict(torch.load(selected.model_dir / "model.pt"))
-    xs, test = test_points(cfg)
+    xs, test = held_out_points(cfg)
     with torch.no_grad():
         run = {q: {d: -float((model(torch.tensor([[x]])) - y) ** 2)
                    for d, y in (("true", cfg.slope * x), ("steep", 2 * cfg.slope * x))} for q, x in xs.items()}

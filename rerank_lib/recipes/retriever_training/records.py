@@ -1,8 +1,6 @@
 """faire's records: LocalRQA's recall@k beside nDCG@10, paired tests, +interp rows, the table and the curves."""
 from __future__ import annotations
 
-import dataclasses
-
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -11,7 +9,8 @@ from ...data import Dataset, TrainingQueries, own_training
 from ...data.types import Run
 from ...evaluation import interpolate, recall_per_query
 from ...experiment import (
-    EvalSet, Evaluated, Row, choose_interpolation_weight, jsonable, publish_selected, record_run, results_table,
+    EvalSet, Evaluated, Row, choose_interpolation_weight, first_seed, jsonable, publish_selected, record_run,
+    results_table,
 )
 from ...export import ModelCard
 from ...settings import snapshot
@@ -75,9 +74,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         row = faire_row(cfg, name, model, jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **params}),
                         sum(o.wall_s for o in outs), seeds)
         records.append(record_faire(tests if several else tests[0], test, row, **trained))
-        own = records[-1] if not several else dataclasses.replace(  # the first seed's model with its own numbers
-            records[-1], metrics={m: values[0] for m, values in records[-1].per_seed.items()},
-            params={**records[-1].params, **out.params})
+        own = first_seed(records[-1], params={**records[-1].params, **out.params})  # the first seed's model
         publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, ModelCard(cfg.model),
                          name=f"{name}-{test.name}")
         weights = [choose_interpolation_weight(o.runs["eval"], base.runs["bm25"]["eval"], data.eval.qrels)[0]

@@ -12,8 +12,8 @@ from ...data.trec import pooled_corpus, top_k
 from ...data.types import Run
 from ...first_stage import dense_search
 from ...experiment import (
-    DevEvaluator, EvalSet, Evaluated, Row, RunName, Timer, jsonable, load_run, publish_selected, record_reranker,
-    results_table, save_run, scifact_training_split, train_encoder_in_run_dir,
+    DevEvaluator, EvalSet, Evaluated, Row, RunName, Timer, first_seed, jsonable, load_run, publish_selected,
+    record_reranker, results_table, save_run, scifact_training_split, train_encoder_in_run_dir,
 )
 from ...retrievers.ctl import CTLCollator, CTLConfig, ctl_compute_loss
 from ...retrievers.training import RetrievalExample, examples_from_qrels
@@ -130,9 +130,7 @@ def scifact_records(cfg: SciFactConfig, data: SciFactData, outs: list[Outcome], 
         results_dir, baselines=baselines, training=data.split.provenance,
         dev=EvalSet.of(dev, top_k({q: data.bm25_train.get(q, {}) for q in dev.queries}, 100)),
         dev_run=[o.runs["dev"] for o in outs])
-    own = records[0] if not several else dataclasses.replace(  # the first seed's model with its own numbers
-        records[0], metrics={m: values[0] for m, values in records[0].per_seed.items()},
-        params=jsonable({**snapshot(cfg), **out.params}))
+    own = first_seed(records[0], params=jsonable({**snapshot(cfg), **out.params}))  # the first seed's model
     publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, ModelCard(cfg.model),
                      name=f"{records[0].method}-scifact")
     return Evaluated(records)
