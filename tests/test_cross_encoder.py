@@ -178,6 +178,21 @@ def test_recipe_default_values_and_bad_settings():
         recipe.config("default", learning_rate=1e-5)  # now train.learning_rate
 
 
+def test_seeds_go_to_the_seeded_variants_and_the_others_train_once():
+    from rerank_lib.recipes import cross_encoder as recipe
+
+    cfg = recipe.config("default")
+    assert cfg.seeds == (13, 14, 15) and cfg.seeded_variants == ("group_ce", "group_ce_kd")
+    seeds = {v: [c.train.seed for c in recipe.variant_seeds(cfg, v)] for v in cfg.variants}
+    assert seeds == {"point_ce": [13], "point_mse": [13], "group_ce": [13, 14, 15], "group_ce_kd": [13, 14, 15],
+                     "ranknet": [13]}
+    every = recipe.config("default", seeded_variants=[])  # empty: every variant over every seed
+    assert all(len(recipe.variant_seeds(every, v)) == 3 for v in every.variants)
+    assert recipe.config("paper").seeds == ()  # the published runs train once
+    with pytest.raises(ValueError, match="unknown variant"):
+        recipe.config("default", seeded_variants=["hinge"])
+
+
 def test_calibrated_group_by_hand():
     """teacher.calibrated_group: positives labelled 1, negatives 0 or sigmoid(2 s - 1), every margin 2 s - 1."""
     from rerank_lib.teacher import Calibration, calibrated_group

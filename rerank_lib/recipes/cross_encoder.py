@@ -80,6 +80,9 @@ class CrossEncoderConfig(RecipeSettings):
     teacher_depth: int = 100
     # training (11_)
     variants: tuple[str, ...] = ("point_ce", "point_mse", "group_ce", "group_ce_kd", "ranknet")
+    # the variants trained once per seed of `seeds` (empty: every variant); the others train on the first seed only,
+    # so a budget that cannot give every variant its seeds gives them to the rows a claim rests on
+    seeded_variants: tuple[str, ...] = ()
     train: TrainConfig = field(default_factory=TrainConfig)  # the recipe's values: its YAML's default profile
     head_lr: float | None = None  # the classification head's (and pooler's) own rate; None: train.learning_rate
     batch_pairs: int = 32  # (query, doc) pairs per optimizer step; group losses: batch_pairs // group_size groups
@@ -105,7 +108,7 @@ def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
         given = dotted(overrides)
         cfg = override(cfg, {"variant_train": {v: {k: x for k, x in s.items() if k not in given}
                                                for v, s in cfg.variant_train.items()}})
-    unknown = [v for v in (*cfg.variants, *cfg.variant_train) if v not in VARIANTS]
+    unknown = [v for v in (*cfg.variants, *cfg.variant_train, *cfg.seeded_variants) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     for variant, settings in cfg.variant_train.items():
@@ -345,9 +348,16 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
     slice's BM25 top-dev_depth (nDCG@10) selects each run's checkpoint, its untrained start (step 0) included; each
     model ends with its selected weights. With `cfg.launch`, every variant first trains under accelerate launch
     (inputs from `results_dir`)."""
-    configs = RECIPE.seeded(cfg)
+    configs = variant_seeds(cfg, variant)
     return [dataclasses.replace(train_seed(seeded, variant, groups, sets), several=len(configs) > 1)
             for seeded in configs]
+
+
+def variant_seeds(cfg: CrossEncoderConfig, variant: str) -> list[CrossEncoderConfig]:
+    """One config per training run of `variant`: every seed of `seeds` when the variant is seeded (`seeded_variants`
+    empty or naming it), else the first seed's alone."""
+    configs = RECIPE.seeded(cfg)
+    return configs if not cfg.seeded_variants or variant in cfg.seeded_variants else configs[:1]
 
 
 def train_seed(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
@@ -419,10 +429,12 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     chosen = each[0] if len(vrs) == 1 else {key: [values[key] for values in each] for key in each[0]}
     params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0], **chosen})
     test, dev = sets.evalsets(cfg.depth)
-    records = record_reranker(
+    seeds = tuple(one.config.train.seed for one in vrs) if len(vrs) > 1 else ()
+    records = record_reranker(  # a variant trained on fewer seeds than the start: the start of those seeds
         runs, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
-                        params, cfg.seed, wall_s=sum(one.selected.wall_s for one in vrs) + t.s, seeds=cfg.seeds),
-        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs}, training=sets.split.provenance, dev=dev,
+                        params, cfg.seed, wall_s=sum(one.selected.wall_s for one in vrs) + t.s, seeds=seeds),
+        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs[:len(vrs)]}, training=sets.split.provenance,
+        dev=dev,
         dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     own = first_seed(records[0])  # with several seeds, the first seed's model with its own test values
