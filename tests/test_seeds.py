@@ -156,7 +156,8 @@ def test_seeded_configs_set_every_stage_seed_and_keep_the_split_seed():
     assert cfg.seeds == (13, 14, 15) and cfg.train.seed == 7  # `seed`: the data split (and a single run)
     seeded = cross_encoder.RECIPE.seeded(cfg)
     assert [c.train.seed for c in seeded] == [13, 14, 15] and {c.seed for c in seeded} == {7}
-    assert cross_encoder.RECIPE.seeded(cross_encoder.config("default", seed=7)) == [cross_encoder.config("default", seed=7)]
+    one = cross_encoder.config("default", seed=7, seeds=[])
+    assert cross_encoder.RECIPE.seeded(one) == [one]
     assert cross_encoder.config("smoke").seeds == (13, 14)  # the test path trains two seeds
     with pytest.raises(ValueError, match="two or more distinct"):
         cross_encoder.config("default", seeds=[13])
