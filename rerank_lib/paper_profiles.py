@@ -27,9 +27,13 @@ RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids", "claims")
 OTHER_PROFILES = tuple(p for p in PROFILES if p != "paper")
 GAP_KEYS = ("setting", "published", "why")
 REFERENCE_KEYS = ("row", "measures")
-#: a claim: what the paper says, where, and the two rows of the records that test it (a vs b)
-CLAIM_KEYS = ("id", "claim", "source", "measure", "dataset", "split", "a", "b", "direction")
-CLAIM_OPTIONAL = ("margin", "published_effect", "evidence", "needs")
+#: a claim: what the paper says, where, the two rows of the records that test it (a vs b) and where those rows run
+CLAIM_KEYS = ("id", "claim", "source", "measure", "dataset", "split", "a", "b", "direction", "runs_on")
+CLAIM_OPTIONAL = ("margin", "published_effect", "evidence", "needs", "produced_by", "credits_training")
+#: where a claim's rows run: "cpu", the default profile writes them (offline; `produced_by` is the command, and a
+#: missing row is "not run"); "paper", only the paper profile's models write them (a GPU, the hub: `needs` is the
+#: command and its cost, and a missing row is "needs a GPU / the hub")
+RUNS_ON = ("cpu", "paper")
 #: "a >= b - margin" is a claim that a approaches / keeps most of b: a may fall short of b by at most `margin`;
 #: "a < b" is a cost claim (latency, training time: lower is better)
 DIRECTIONS = ("a > b", "a >= b - margin", "a < b")
@@ -214,9 +218,11 @@ def _claim(path, loader, item) -> dict[str, Any]:
     ident = {key: value for key, value, _ in _mapping(path, item, "a claim")}.get("id")
     what = f"claim {ident.value!r}" if isinstance(ident, yaml.ScalarNode) and ident.value else "a claim"
     claim, nodes = _fields(path, loader, item, what, CLAIM_KEYS, CLAIM_OPTIONAL)
-    for key in ("id", "claim", "source", "measure", "dataset", "split", "direction", "evidence"):
+    for key in ("id", "claim", "source", "measure", "dataset", "split", "direction", "evidence", "runs_on",
+                "produced_by"):
         if key in claim:
             _text(path, nodes[key], f"{what}: {key}", claim[key])
+    _where_rows_run(path, claim, nodes, what)
     if claim["direction"] not in DIRECTIONS:
         raise _error(path, nodes["direction"], f"{what}: direction must be one of {', '.join(map(repr, DIRECTIONS))}, "
                                                f"not {claim['direction']!r}")
@@ -243,6 +249,22 @@ def _claim(path, loader, item) -> dict[str, Any]:
             needs[key] = _number(path, needs_nodes[key], f"{what}: needs: {key}", needs[key])
     claim["line"] = item.start_mark.line + 1
     return claim
+
+
+def _where_rows_run(path, claim: dict, nodes: dict, what: str) -> None:
+    """`runs_on` and what it asks for: a CPU claim says the command that writes its rows (`produced_by`), a paper
+    claim what the paper scale takes (`needs`); `credits_training` (default true) is a yes / no."""
+    if claim["runs_on"] not in RUNS_ON:
+        raise _error(path, nodes["runs_on"], f"{what}: runs_on must be one of {', '.join(map(repr, RUNS_ON))}, "
+                                             f"not {claim['runs_on']!r}")
+    if claim["runs_on"] == "cpu" and "produced_by" not in claim:
+        raise _error(path, nodes["runs_on"], f"{what}: runs_on 'cpu' needs produced_by (the command that writes "
+                                             "its rows)")
+    if claim["runs_on"] == "paper" and ("needs" not in claim or "produced_by" in claim):
+        raise _error(path, nodes["runs_on"], f"{what}: runs_on 'paper' needs `needs` (its command and cost) and no "
+                                             "produced_by")
+    if not isinstance(claim.get("credits_training", True), bool):
+        raise _error(path, nodes["credits_training"], f"{what}: credits_training must be true or false")
 
 
 def _claims(path, loader, node) -> list[dict[str, Any]]:

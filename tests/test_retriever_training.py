@@ -248,6 +248,19 @@ def test_rpg_step_aligns_lm_and_retriever_and_keeps_train_mode(minilm, tiny_read
         want = answer_loglik(tiny_reader, e.question, [passages[d] for d in c], e.answer)
         assert objective.lm_scores(e, c) == pytest.approx(want, abs=1e-5)  # cached scores follow the doc ids
     assert objective.stats.refreshes == [0] and objective.stats.lm_scored >= 4
+    assert 0 <= objective.stats.lm_gold_first <= 2 and objective.stats.chance == 0.5  # 2 questions, 2 candidates
+
+
+def test_rpg_gold_first_counts_the_lm_top_passage():
+    from rerank_lib.retrievers.rpg import gold_first
+
+    batch = [ex("q1", "d0"), ex("q2", "d2"), ex("q3", "d9")]
+    cands = [["d1", "d0", "d3"], ["d2", "d4", "d5"], ["d1", "d2", "d3"]]
+    lm = [[-3.0, -1.0, -2.0],  # gold d0 scored highest: counted
+          [-2.0, -2.0, -5.0],  # a tie at the top: the first candidate, the gold d2, counts
+          [-1.0, -2.0, -3.0]]  # gold d9 not among the candidates: not counted
+    assert gold_first(batch, cands, lm) == 2
+    assert gold_first(batch[:1], [["d1", "d0"]], [[-0.5, -1.5]]) == 0
 
 
 # ---------------------------------------------------------------------------------------------- training

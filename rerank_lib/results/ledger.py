@@ -136,6 +136,20 @@ def _needs_words(needs: dict[str, Any]) -> str:
     return (f"{needs['model']}: `{needs['command']}`; {cost.words()} (tokens: {needs['tokens_source']})")
 
 
+def _run_words(claim: dict) -> str:
+    """What writes a claim's missing rows or measurement: the default profile's command (a CPU claim), or the paper
+    profile's with its GPU estimate (a paper claim)."""
+    if claim["runs_on"] == "paper":
+        return _needs_words(claim["needs"])
+    return f"the default profile (CPU, offline) writes them: `{claim['produced_by']}`"
+
+
+def credits_training(claim: dict) -> bool:
+    """Whether the claim credits row a's training (a row whose dev selection kept its start then supports nothing):
+    not a cost claim ('a < b'), not one marked `credits_training: false` (two decodings of one model)."""
+    return claim["direction"] != "a < b" and claim.get("credits_training", True)
+
+
 def _with_evidence(why: str, claim: dict) -> str:
     return why + (f"; what isolates it: {claim['evidence']}" if claim.get("evidence") else "")
 
@@ -181,13 +195,18 @@ def _cost(verdict: Verdict, measure: str) -> Verdict:
     missing = [_row_words(verdict.claim[side]) for side, v in (("a", a), ("b", b)) if v is None]
     if missing:
         verdict.verdict = NOT_RUN
-        verdict.why = f"no record carries `{measure}` for {' and '.join(missing)}: that measurement is missing"
+        writer = (f"`{verdict.claim['produced_by']}` wrote the rows without it" if verdict.claim["runs_on"] == "cpu"
+                  else _needs_words(verdict.claim["needs"]))
+        verdict.why = (f"no record carries `{measure}` for {' and '.join(missing)}: that measurement is missing "
+                       f"({writer})")
         return verdict
     verdict.values = (a, b)
     holds = a < b if verdict.claim["direction"] == "a < b" else a > b
     verdict.verdict = REPRODUCED if holds else NOT_REPRODUCED
     ratio = f"a / b = {a / b:.2f}" if b else f"a = {a:.3g}, b = 0"
     verdict.why = f"one measurement per row, no interval: {ratio}"
+    if not holds:
+        verdict.why = _with_evidence(verdict.why, verdict.claim)
     return verdict
 
 
@@ -196,13 +215,12 @@ def judge(pipeline: str, claim: dict, records: list[Record], results_dir) -> Ver
     verdict = Verdict(pipeline, claim, NOT_RUN)
     verdict.a, verdict.b = (find_row(records, claim[side], claim["dataset"], claim["split"]) for side in ("a", "b"))
     missing = [_row_words(claim[side]) for side, r in (("a", verdict.a), ("b", verdict.b)) if r is None]
-    if missing:
+    if missing:  # a CPU claim's rows are a run away; a paper claim's need the paper profile's models
         where = f"{claim['dataset']} {claim['split']}"
-        verdict.verdict = NEEDS if "needs" in claim else NOT_RUN
-        verdict.why = (f"no record of {' and '.join(missing)} on {where} in this profile" +
-                       (f"; {_needs_words(claim['needs'])}" if "needs" in claim else ""))
+        verdict.verdict = NEEDS if claim["runs_on"] == "paper" else NOT_RUN
+        verdict.why = f"no record of {' and '.join(missing)} on {where} in this profile; {_run_words(claim)}"
         return verdict
-    if kept_start(verdict.a) and claim["direction"] != "a < b":  # a cost claim is no claim about training
+    if kept_start(verdict.a) and credits_training(claim):
         return _start_kept(verdict)
     measure = claim["measure"]
     a_values, b_values = (per_query_values(r, results_dir, measure) for r in (verdict.a, verdict.b))
@@ -215,8 +233,9 @@ def judge(pipeline: str, claim: dict, records: list[Record], results_dir) -> Ver
         return verdict
     verdict.effect = paired_effect([a_values[q] for q in common], [b_values[q] for q in common])
     verdict.verdict, verdict.why = decide(claim, verdict.effect)
-    if kept_start(verdict.b):
-        verdict.why += f"; {_row_words(claim['b'])} kept its start (step 0)"
+    for side in ("a", "b") if not credits_training(claim) else ("b",):
+        if kept_start(getattr(verdict, side)):
+            verdict.why += f"; {_row_words(claim[side])} kept its start (step 0)"
     return verdict
 
 
@@ -273,8 +292,10 @@ LEGEND = [
     f"- *{REPRODUCED}*: the interval lies on the claimed side of 0 (for `a >= b - m`: above −m). *{NOT_REPRODUCED}*: "
     "it lies on the other side, or it excludes the published effect while containing 0, or row a's dev selection "
     "kept its untrained start (then it supports no training claim). *" + INCONCLUSIVE + "*: the interval contains 0 "
-    "and the published effect, or the effect is below the MDE. *" + NEEDS + "*: the rows need the paper's models "
-    "(command and an estimate from model size and tokens below). *" + NOT_RUN + "*: a row or measurement is missing.",
+    "and the published effect, or the effect is below the MDE. *" + NEEDS + "*: the rows run only with the paper's "
+    "models (the claim's `runs_on: paper`; the command and an estimate from model size and tokens). *" + NOT_RUN +
+    "*: a row or measurement of a claim whose rows the default profile writes on the CPU (`runs_on: cpu`) is "
+    "missing; the verdict names the command that writes the rows.",
     "- A cost claim (latency, training time) compares one measurement per row: no interval.", "",
 ]
 

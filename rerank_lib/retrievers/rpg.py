@@ -84,6 +84,15 @@ class RPGStats:
     questions: int = 0
     gold_retrieved: int = 0  # questions whose gold passage was among the retrieved num_docs
     lm_scored: int = 0  # (question, passage) pairs the LM scored (cache misses)
+    lm_gold_first: int = 0  # questions whose gold passage the LM scored highest among the candidates
+    chance: float = 0.0  # the rate at which a random order puts the gold passage first: 1 / candidates
+
+
+def gold_first(batch: Sequence[RetrievalExample], candidates: Sequence[Sequence[str]], lm) -> int:
+    """How many questions' gold passage gets the LM's highest score among their candidates (ties: the first): whether
+    the LM's probabilities, RPG's target, carry the relevance the retriever is to learn (the reader check of DCA)."""
+    return sum(int(ex.positive_id in c and max(range(len(c)), key=lambda i: float(row[i])) == list(c).index(
+        ex.positive_id)) for ex, c, row in zip(batch, candidates, lm))
 
 
 class RPGObjective:
@@ -140,6 +149,8 @@ class RPGObjective:
         cands = self.candidates(batch)
         lm = torch.tensor([self.lm_scores(ex, c) for ex, c in zip(batch, cands)], dtype=torch.float32)
         self.store.save()
+        self.stats.lm_gold_first += gold_first(batch, cands, lm)
+        self.stats.chance = 1.0 / len(cands[0])
         q = encoder_forward(self.encoder, model, tokenize_queries(self.encoder, [ex.question for ex in batch]))
         p = encoder_forward(self.encoder, model,
                             tokenize_documents(self.encoder, [self.documents[d] for c in cands for d in c]))

@@ -42,8 +42,10 @@ class RankLLMConfig(RecipeSettings):
     inference_bf16: bool = False  # bf16 autocast at inference (measured 6x slower than fp32 for SmolLM2 on this CPU)
     scifact_test_queries: int | None = 25  # a seeded sample of SciFact test (None: all 300); its own split name
     generation_eval: tuple[str, ...] = ()  # metric rows of the generation-trained model decoded by generation
-    # (default: none; it is decoded by generation on the `quality_queries` DL19 sample for output quality and latency)
-    quality_queries: int = 5  # generation decoding (zero-shot, generation-trained) of this many DL19 queries
+    # (the profiles' YAML names the sets, DL19 in the default; without DL19 the generation-trained model is decoded by
+    # generation on the `quality_queries` DL19 sample only, for output quality and latency)
+    quality_queries: int = 5  # generation decoding of this many DL19 queries: the zero-shot model's always (output
+    # quality and latency, no metric row), the generation-trained model's when DL19 is not in generation_eval
     # training data
     train_data: str = "offline"  # offline: teacher-ordered DL + SciFact windows; rank_zephyr: RankZephyr's data
     rank_zephyr_file: str | None = None  # a local copy of RankZephyr's training file (None: download it), or a
