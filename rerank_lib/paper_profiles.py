@@ -6,8 +6,9 @@ value is plain (`7.0e-5`) or `{value: ..., source: ...}`. YAML anchors write ide
 file (`rerank_lib/recipes/paper_profiles/<pipeline>.yaml`, package data) also holds its other profiles (`profiles:`
 `default` (under every other profile: Recipe.config), `smoke`, `paper-tiny`; no source needed), the published
 numbers its records show (`references:`, `{row: key or [dataset, method], measures: {name: {value, source}}}`), the
-variants a search tries per profile (`grids:`) and the papers' claims that rows of the records test (`claims:`, read
-by `results.ledger`). Every error names the file, the line and the key.
+variants a search tries per profile (`grids:`), the papers' claims that rows of the records test (`claims:`, read
+by `results.ledger`) and the papers' released checkpoints to run in our harness (`checkpoints:`, read by
+`recipes.released_checkpoints`). Every error names the file, the line and the key.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .settings import PAPER_TINY, PROFILES, paths
 PAPER_PROFILES = Path(__file__).with_name("recipes") / "paper_profiles"
 TOP_LEVEL = ("pipeline", "profile", "settings", "gaps")
 #: a recipe's packaged file adds its other profiles and its published numbers to what a `--config` file holds
-RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids", "claims")
+RECIPE_TOP_LEVEL = (*TOP_LEVEL, "profiles", "references", "grids", "claims", "checkpoints")
 OTHER_PROFILES = tuple(p for p in PROFILES if p != "paper")
 GAP_KEYS = ("setting", "published", "why")
 REFERENCE_KEYS = ("row", "measures")
@@ -40,6 +41,17 @@ DIRECTIONS = ("a > b", "a >= b - margin", "a < b")
 ROW_KEYS = ("pipeline", "method")
 #: what a claim needs at paper scale; the GPU hours and memory are computed from these (results.gpu_estimate)
 NEEDS_KEYS = ("model", "command", "params_billion", "train_tokens", "eval_tokens", "tokens_source")
+#: a released checkpoint: the hub model, the ranker it runs through and the row of its family it becomes, the test set
+#: and first stage it was published on, the published number and how far ours may be from it (and why); the GPU
+#: estimate is computed from params_billion and eval_tokens (results.gpu_estimate)
+CHECKPOINT_KEYS = ("model", "pipeline", "ranker", "dataset", "split", "first_stage", "depth", "measure", "published",
+                   "tolerance", "params_billion", "eval_tokens", "tokens_source")
+CHECKPOINT_OPTIONAL = ("options",)
+#: the rankers a released checkpoint runs through, and the options each takes (listwise: the sliding window)
+LISTWISE_OPTIONS = ("window", "stride", "max_words", "context_size", "identifiers")
+CHECKPOINT_RANKERS = {"cross-encoder": ("max_length",), "monot5": ("max_length",),
+                      "listwise-generate": LISTWISE_OPTIONS, "listwise-first": LISTWISE_OPTIONS}
+IDENTIFIERS = ("auto", "numeric", "alpha")
 # YAML 1.1 reads 1e-5 (no dot) as text: a setting is never meant as such a string
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -63,6 +75,7 @@ class SettingsFile:
     references: dict[Any, dict[str, dict]] = field(default_factory=dict)  # row key -> {measure: {value, source}}
     grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # profile -> the variants a search tries
     claims: list[dict[str, Any]] = field(default_factory=list)  # the papers' claims the records test (`claims:`)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # released checkpoints to run (`checkpoints:`)
 
     def all_profiles(self) -> dict[str, dict[str, Any]]:
         """Every profile's values (`PROFILES` of a recipe): smoke, default, paper (this file's settings), paper-tiny."""
@@ -280,6 +293,75 @@ def _claims(path, loader, node) -> list[dict[str, Any]]:
     return claims
 
 
+def _options(path, loader, node, what: str, ranker: str) -> dict[str, Any]:
+    """A checkpoint's ranker options: only those its ranker takes, sizes as integers >= 1, identifiers by name."""
+    options, nodes = _fields(path, loader, node, f"{what}: options", (), CHECKPOINT_RANKERS[ranker])
+    for key, value in options.items():
+        if key == "identifiers":
+            if value not in IDENTIFIERS:
+                raise _error(path, nodes[key], f"{what}: options: identifiers must be one of {', '.join(IDENTIFIERS)}, "
+                                               f"not {value!r}")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _error(path, nodes[key], f"{what}: options: {key} must be an integer >= 1, not {value!r}")
+    return options
+
+
+def _checkpoint(path, loader, item) -> dict[str, Any]:
+    """One released checkpoint, every field checked: its row's pipeline is a recipe file's, its test set a split of a
+    dataset the data registry knows, its published number a number or null (not found: the source says where it was
+    looked for), its tolerance a number >= 0 with the reason for it."""
+    from .data.registry import DATASETS
+
+    model = {key: value for key, value, _ in _mapping(path, item, "a checkpoint")}.get("model")
+    what = f"checkpoint {model.value!r}" if isinstance(model, yaml.ScalarNode) and model.value else "a checkpoint"
+    entry, nodes = _fields(path, loader, item, what, CHECKPOINT_KEYS, CHECKPOINT_OPTIONAL)
+    for key in ("model", "pipeline", "ranker", "dataset", "split", "first_stage", "measure", "tokens_source"):
+        _text(path, nodes[key], f"{what}: {key}", entry[key])
+    pipelines = sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml"))
+    if entry["pipeline"] not in pipelines:
+        raise _error(path, nodes["pipeline"], f"{what}: pipeline must be one of {', '.join(pipelines)} (the family "
+                                              f"whose rows it sits among), not {entry['pipeline']!r}")
+    if entry["ranker"] not in CHECKPOINT_RANKERS:
+        raise _error(path, nodes["ranker"], f"{what}: ranker must be one of {', '.join(CHECKPOINT_RANKERS)}, not "
+                                            f"{entry['ranker']!r}")
+    spec = DATASETS.get(entry["dataset"])
+    if spec is None or entry["split"] not in spec.splits:
+        known = ", ".join(f"{name} ({'/'.join(s.splits)})" for name, s in DATASETS.items())
+        raise _error(path, nodes["dataset" if spec is None else "split"],
+                     f"{what}: {entry['dataset']} {entry['split']} is not a known test set; known: {known}")
+    depth = entry["depth"]
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise _error(path, nodes["depth"], f"{what}: depth must be an integer >= 1, not {depth!r}")
+    published, published_nodes = _fields(path, loader, nodes["published"], f"{what}: published", ("value", "source"))
+    if published["value"] is not None:
+        published["value"] = _number(path, published_nodes["value"], f"{what}: published: value", published["value"])
+    _text(path, published_nodes["source"], f"{what}: published: source", published["source"])
+    tolerance, tolerance_nodes = _fields(path, loader, nodes["tolerance"], f"{what}: tolerance", ("value", "why"))
+    tolerance["value"] = _number(path, tolerance_nodes["value"], f"{what}: tolerance: value", tolerance["value"])
+    _text(path, tolerance_nodes["why"], f"{what}: tolerance: why", tolerance["why"])
+    entry.update(published=published, tolerance=tolerance)
+    entry["params_billion"] = _number(path, nodes["params_billion"], f"{what}: params_billion", entry["params_billion"])
+    entry["eval_tokens"] = _number(path, nodes["eval_tokens"], f"{what}: eval_tokens", entry["eval_tokens"])
+    entry["options"] = _options(path, loader, nodes["options"], what, entry["ranker"]) if "options" in nodes else {}
+    entry["line"] = item.start_mark.line + 1
+    return entry
+
+
+def _checkpoints(path, loader, node) -> list[dict[str, Any]]:
+    """`checkpoints:`: a list of released checkpoints, each (model, dataset, split) once."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise _error(path, node, f"checkpoints must be a list of {{{', '.join(CHECKPOINT_KEYS)}, ...}}")
+    entries = []
+    for item in node.value:
+        entry = _checkpoint(path, loader, item)
+        key = (entry["model"], entry["dataset"], entry["split"])
+        if any((e["model"], e["dataset"], e["split"]) == key for e in entries):
+            raise _error(path, item, f"checkpoint {entry['model']!r} on {entry['dataset']} {entry['split']} is given "
+                                     "twice")
+        entries.append(entry)
+    return entries
+
+
 def read_claims(path) -> tuple[str | None, list[dict[str, Any]]]:
     """A recipe file's pipeline and its checked `claims:` (nothing else of the file is read): what the ledger needs
     without the recipe's settings class."""
@@ -344,6 +426,8 @@ def read(path, known: Collection[str], top_level: Collection[str] = TOP_LEVEL) -
         _grids(out, loader, top["grids"], set(known))
     if "claims" in top:
         out.claims.extend(_claims(path, loader, top["claims"]))
+    if "checkpoints" in top:
+        out.checkpoints.extend(_checkpoints(path, loader, top["checkpoints"]))
     return out
 
 

@@ -157,7 +157,8 @@ _IDS: list[StandIn] = [
     *(StandIn(i, "t5") for i in ("t5-small", "t5-base", "t5-large", "google-t5/t5-small", "google-t5/t5-base",
                                  "google-t5/t5-large", "castorini/monot5-base-msmarco",
                                  "castorini/monot5-base-msmarco-10k", "castorini/monot5-3b-msmarco-10k",
-                                 "castorini/monot5-3b-msmarco")),
+                                 "castorini/monot5-3b-msmarco", "unicamp-dl/InRanker-small",
+                                 "unicamp-dl/InRanker-base")),
     StandIn("google/flan-t5-xl", "t5-gated"),
     StandIn("google/flan-t5-base", "t5-gated"),
     # RankZephyr / FirstMistral / Mistral-Instruct
