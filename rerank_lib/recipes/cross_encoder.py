@@ -154,8 +154,8 @@ def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
     if cfg.negatives not in ("bm25", "dense"):
         raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r} (random negatives: "
                          "negative_ablation)")
-    sources = [s for s in ABLATION_FILES if s != cfg.negatives]
-    if any(s not in sources for s in cfg.negative_ablation) or len(set(cfg.negative_ablation)) < len(cfg.negative_ablation):
+    sources, asked = [s for s in ABLATION_FILES if s != cfg.negatives], cfg.negative_ablation
+    if any(s not in sources for s in asked) or len(set(asked)) < len(asked):
         raise ValueError(f"negative_ablation: distinct sources of {sources} (not the main negatives, "
                          f"{cfg.negatives!r}), got {list(cfg.negative_ablation)}")
     teacher_spec(cfg.teacher)
