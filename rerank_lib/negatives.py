@@ -4,7 +4,8 @@ FlagEmbedding's scripts/hn_mine.py retrieves the top `range_for_sampling[1]` doc
 retriever, keeps the slice [lo:hi] of that ranking (0-based, so '10-210' skips the 10 nearest, which are often
 unjudged positives), drops the positives, samples `negative_number` of the rest at random, and tops up with random
 corpus documents when too few remain. `sample_negatives` is that rule over any run; `mine_dense_negatives` and
-`bm25_negatives` feed it a dense or a BM25 ranking. Every draw is seeded per (seed, query id).
+`bm25_negatives` feed it a dense or a BM25 ranking, `random_negatives` none (the ablation of mining: every negative
+drawn uniformly from the corpus). Every draw is seeded per (seed, query id).
 """
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, str], p
     run = index.search({q: queries[q] for q in positives}, k=hi)
     return sample_negatives(run, positives, (lo, hi), negative_number, seed,
                             fill_from=list(corpus) if fill_random else None)
+
+
+def random_negatives(corpus_ids: Sequence[str], positives: Mapping[str, Iterable[str]], negative_number: int = 15,
+                     seed: int = 13) -> dict[str, list[str]]:
+    """`negative_number` documents per query drawn uniformly without replacement from `corpus_ids`, never a positive:
+    what hard-negative mining is measured against. It is `sample_negatives` over an empty ranking, whose fallback
+    then draws every negative from the corpus (same exclusions, same per-query seeding)."""
+    return sample_negatives({}, positives, (0, 1), negative_number, seed, fill_from=list(corpus_ids))
 
 
 def negatives_overlap(main: Sequence[TrainGroup], dense: Sequence[TrainGroup]) -> dict:

@@ -183,9 +183,9 @@ def test_seeds_go_to_the_seeded_variants_and_the_others_train_once():
 
     cfg = recipe.config("default")
     assert cfg.seeds == (13, 14, 15) and cfg.seeded_variants == ("group_ce", "group_ce_kd")
-    seeds = {v: [c.train.seed for c in recipe.variant_seeds(cfg, v)] for v in cfg.variants}
+    seeds = {v: [c.train.seed for c in recipe.variant_seeds(cfg, v)] for v in recipe.trained_variants(cfg)}
     assert seeds == {"point_ce": [13], "point_mse": [13], "group_ce": [13, 14, 15], "group_ce_kd": [13, 14, 15],
-                     "ranknet": [13]}
+                     "ranknet": [13], "group_ce_random_negatives": [13, 14, 15]}  # the ablation: as group_ce
     every = recipe.config("default", seeded_variants=[])  # empty: every variant over every seed
     assert all(len(recipe.variant_seeds(every, v)) == 3 for v in every.variants)
     assert recipe.config("paper").seeds == ()  # the published runs train once
@@ -206,3 +206,109 @@ def test_calibrated_group_by_hand():
     assert hard.docs == [corpus[d].text_for_model for d in ("p", "n1", "n2")]
     soft = calibrated_group(cal, "q1", "a claim", ["p"], ["n1", "n2"], scores, corpus, soft=True)
     assert soft.labels == pytest.approx([1.0, 0.5, 1 / (1 + np.exp(1.0))])  # sigmoid(0), sigmoid(-1) = 0.2689
+
+
+# ------------------------------------------------------------------------------------------ the negative ablation
+
+
+def test_random_negatives_exclude_positives_are_seeded_and_count_right():
+    """negatives.random_negatives: `negative_number` distinct corpus documents per query, never a positive, the
+    same draw for the same (seed, query) whatever other queries are asked, uniform over the rest of the corpus."""
+    from rerank_lib.negatives import random_negatives
+
+    corpus = [f"d{i}" for i in range(50)]
+    positives = {"q1": ["d3", "d7"], "q2": ["d10"]}
+    negs = random_negatives(corpus, positives, negative_number=5, seed=13)
+    assert set(negs) == {"q1", "q2"}
+    for q, chosen in negs.items():
+        assert len(chosen) == 5 and len(set(chosen)) == 5 and set(chosen) <= set(corpus)
+        assert not set(chosen) & set(positives[q])
+    assert random_negatives(corpus, positives, 5, seed=13) == negs  # seeded
+    assert random_negatives(corpus, {"q2": ["d10"]}, 5, seed=13)["q2"] == negs["q2"]  # per (seed, query id)
+    assert random_negatives(corpus, positives, 5, seed=14) != negs
+    # a corpus too small: every document that is not a positive, once
+    assert sorted(random_negatives(["a", "b", "c", "d"], {"q": ["b"]}, 5, seed=0)["q"]) == ["a", "c", "d"]
+    assert random_negatives(corpus, positives, 0, seed=0) == {"q1": [], "q2": []}
+    # uniform: over 480 seeds, 5 of the 48 non-positives each time -> every document expected 50 times (binomial
+    # sd 6.9); none of the 48 strays beyond 5 sd, and the positives never come
+    counts = {d: 0 for d in corpus}
+    for seed in range(480):
+        for d in random_negatives(corpus, {"q1": ["d3", "d7"]}, 5, seed=seed)["q1"]:
+            counts[d] += 1
+    assert counts["d3"] == counts["d7"] == 0
+    assert all(15 < n < 85 for d, n in counts.items() if d not in ("d3", "d7")), counts
+
+
+def test_the_negative_ablation_is_group_ce_on_random_negatives_named_for_the_ledger():
+    """`negative_ablation` trains group CE once more with group CE's every setting, on the random-negatives file,
+    as the row the flagembedding-hard-negatives claim names; only beside group_ce and on 10_'s files."""
+    from rerank_lib.recipes import cross_encoder as recipe
+    from rerank_lib.settings import override
+
+    ablation = "group_ce_random_negatives"
+    for profile in ("default", "smoke", "paper", "paper-tiny"):
+        cfg = recipe.config(profile)
+        assert cfg.negative_ablation == ("random",) and recipe.trained_variants(cfg) == (*cfg.variants, ablation)
+        assert recipe.train_config(cfg, ablation) == recipe.train_config(cfg, "group_ce")  # steps, lr, batch, seed
+        same = recipe.variant_config(cfg, "group_ce")
+        assert recipe.variant_config(cfg, ablation) == override(same, {"negatives": "random"})
+    cfg = recipe.config("default")
+    assert recipe.method_name(cfg, ablation) == "ce-minilm-group-ce-random-negatives"
+    assert recipe.spec(ablation) == ("group_ce", "flag_random", False) and recipe.spec("group_ce")[1] == "flag"
+    assert recipe.FILES["flag_random"][0] == "scifact_train.flagembedding.random-negatives.jsonl"
+    claim = next(c for c in recipe.RECIPE.claims if c["id"] == "flagembedding-hard-negatives")
+    assert (claim["a"]["method"], claim["b"]["method"]) == (recipe.method_name(cfg, "group_ce"),
+                                                             recipe.method_name(cfg, ablation))
+    # seeded like every variant: one run per training seed
+    seeded = recipe.config("default", seeds=[13, 14])
+    assert [c.train.seed for c in recipe.RECIPE.seeded(recipe.variant_config(seeded, ablation))] == [13, 14]
+    # nothing to ablate: no group_ce, a training file of one's own, or the setting emptied
+    for overrides in ({"variants": ["point_ce"]}, {"train_file": "mine.jsonl"}, {"negative_ablation": []}):
+        assert ablation not in recipe.trained_variants(recipe.config("default", **overrides))
+    both = recipe.config("default", negative_ablation=["random", "dense"])
+    assert recipe.trained_variants(both)[-2:] == (ablation, "group_ce_dense_negatives")
+    assert recipe.spec("group_ce_dense_negatives")[1] == "flag_dense"
+    with pytest.raises(ValueError, match=r"negative_ablation: distinct sources of \['dense', 'random'\]"):
+        recipe.config("default", negative_ablation=["bm25"])  # the main negatives already
+    with pytest.raises(ValueError, match=r"negative_ablation: distinct sources of \['random'\]"):
+        recipe.config("paper", negative_ablation=["dense"])  # the paper's main negatives are dense
+    with pytest.raises(ValueError, match="negative_ablation"):
+        recipe.config("default", negative_ablation=["random", "random"])
+    with pytest.raises(ValueError, match="set negative_ablation"):
+        recipe.config("default", variants=["group_ce", ablation])  # one way to ask for it
+    with pytest.raises(ValueError, match=r"random negatives: negative_ablation"):
+        recipe.config("default", negatives="random")
+
+
+@pytest.mark.slow
+def test_a_tiny_run_trains_the_random_negatives_row_under_the_ledgers_name(shared_data, tmp_path, monkeypatch, capsys):
+    """The shell's smoke run of group_ce (its two training seeds, one step each): 10_'s random-negatives file holds
+    `negative_number` negatives per line, never a positive, without teacher scores; the ablation trains once per
+    seed on it and is recorded as ce-minilm-group-ce-random-negatives (and +interp), `negatives: random`."""
+    import json
+
+    from rerank_lib import train
+    from rerank_lib.recipes import cross_encoder as recipe
+    from rerank_lib.results import load_records
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    assert train.main(["cross_encoder", "--profile", "smoke", "--set", "variants=[group_ce]", "--set",
+                       "train.max_steps=1", "--evaluate", "--results-dir", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert all(f"group_ce_random_negatives seed {seed}" in out for seed in (13, 14))
+    shell = tmp_path / "results" / "shell"
+    cfg = recipe.config("smoke")
+    lines = [json.loads(line) for line in (recipe.data_dir(cfg, shell) / recipe.FILES["flag_random"][0]).open()]
+    hard = [json.loads(line) for line in (recipe.data_dir(cfg, shell) / recipe.FILES["flag"][0]).open()]
+    assert len(lines) == len(hard) > 0 and [x["query"] for x in lines] == [x["query"] for x in hard]
+    assert all(len(x["neg"]) == cfg.negative_number and not set(x["neg"]) & set(x["pos"]) for x in lines)
+    assert all(x["pos"] == y["pos"] for x, y in zip(lines, hard)) and not any("neg_scores" in x for x in lines)
+    assert sum(len(set(x["neg"]) & set(y["neg"])) for x, y in zip(lines, hard)) < len(lines)  # not BM25's window
+    rows = {r.method: r for r in load_records(shell, "smoke")}
+    random, mined = rows["ce-minilm-group-ce-random-negatives"], rows["ce-minilm-group-ce"]
+    assert "ce-minilm-group-ce-random-negatives+interp" in rows
+    assert (random.params["variant"], random.params["loss"], random.params["negatives"]) == (
+        "group_ce_random_negatives", "group_ce", "random")
+    assert mined.params["negatives"] == "bm25" and random.seeds == mined.seeds == [13, 14]
+    assert random.params["steps"] == mined.params["steps"] == [1, 1]
+    assert random.n_training_queries == mined.n_training_queries

@@ -2,11 +2,13 @@
 
 10_cross_encoder_data builds the training data from SciFact train (minus the dev slice) in the projects' own
 formats: qrels positives, BM25 (and dense, FlagEmbedding hn_mine-style) hard negatives, and teacher scores from
-the offline teacher, calibrated to probabilities on the training labels.
+the offline teacher, calibrated to probabilities on the training labels; and a FlagEmbedding file of random
+negatives (uniform over the corpus), the ablation of hard-negative mining.
 11_cross_encoder_training reads those files back, fine-tunes MiniLM with each loss (point_ce, point_mse, group CE,
 group CE + KD, RankNet, listwise CE), selects each checkpoint on the dev slice, and reranks SciFact test's BM25
-top-`depth`, with an interpolation row per variant. With `seeds`, every variant (and the start's fresh head) is
-trained once per training seed on the same data, and each row's record holds the mean over seeds.
+top-`depth`, with an interpolation row per variant. `negative_ablation` trains group CE once more on each named
+source's negatives (`group_ce_random_negatives`), all else equal. With `seeds`, every variant (and the start's fresh
+head) is trained once per training seed on the same data, and each row's record holds the mean over seeds.
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ from ..experiment import (
     scifact_reranking_sets, scifact_training_split, train_scorer,
 )
 from ..export import ModelCard
-from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
+from ..negatives import (
+    mine_dense_negatives, negatives_overlap as negatives_overlap_stats, random_negatives, sample_negatives,
+)
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..settings import override, snapshot
@@ -55,7 +59,35 @@ FILES = {
     "distill": ("scifact_train.rag-retrieval.distill.jsonl", "rag-retrieval"),
     "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
+    "flag_random": ("scifact_train.flagembedding.random-negatives.jsonl", "flagembedding"),
 }
+#: files without teacher scores: random negatives train group CE without KD, which reads none (FlagEmbedding's plain
+#: {query, pos, neg}); scoring them would also shift every candidate's fused rank in the teacher's other scores
+UNSCORED = ("flag_random",)
+#: `negative_ablation`: a negative source -> the FlagEmbedding file of its negatives that 10_ writes beside the main
+#: negatives' (`flag`); the ablated variant (FlagEmbedding's group CE, no KD) trains on it once more
+ABLATION_FILES = {"dense": "flag_dense", "random": "flag_random"}
+ABLATED = "group_ce"
+
+
+def ablation_variant(source: str) -> str:
+    """The ablated variant's run on `source`'s negatives: 'group_ce_random_negatives' (its record's method:
+    ce-minilm-group-ce-random-negatives)."""
+    return f"{ABLATED}_{source}_negatives"
+
+
+ABLATIONS = {ablation_variant(source): source for source in ABLATION_FILES}
+
+
+def spec(variant: str) -> tuple[str, str, bool]:
+    """(loss, training file, knowledge distillation) of a variant; a negative ablation's run: group CE's on its
+    source's file."""
+    if variant in ABLATIONS:
+        loss, _, kd = VARIANTS[ABLATED]
+        return loss, ABLATION_FILES[ABLATIONS[variant]], kd
+    return VARIANTS[variant]
+
+
 @dataclass(frozen=True)
 class CrossEncoderConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {k: "train_file is given (a training file of your own, train_format "
@@ -70,6 +102,9 @@ class CrossEncoderConfig(RecipeSettings):
     score_batch_size: int = 64
     # data (10_)
     negatives: str = "bm25"  # the negatives the models train on: 'bm25' | 'dense'
+    # group CE trains once more on each source's negatives ('random': uniform over the corpus; 'dense'), all else
+    # equal: a row each (group_ce_random_negatives). Trained beside group_ce (in `variants`), on 10_'s files only
+    negative_ablation: tuple[str, ...] = ("random",)
     bm25_range: tuple[int, int] = (0, 30)  # 0-based slice of the BM25 ranking
     dense_range: tuple[int, int] = (10, 210)  # FlagEmbedding hn_mine's default window
     negative_number: int = 7
@@ -110,14 +145,22 @@ def check(cfg: CrossEncoderConfig, overrides) -> CrossEncoderConfig:
                                                for v, s in cfg.variant_train.items()}})
     unknown = [v for v in (*cfg.variants, *cfg.variant_train, *cfg.seeded_variants) if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        ablations = [v for v in unknown if v in ABLATIONS]
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}" + (
+            f" ({ablations[0]} is group_ce on other negatives, with group_ce's recipe: set negative_ablation)"
+            if ablations else ""))
     for variant, settings in cfg.variant_train.items():
         derived = [key for key in settings if key in RECIPE.derived]
         if derived:
             raise ValueError(f"{derived[0]} is set by the recipe: set {RECIPE.derived[derived[0]]} instead")
         variant_config(cfg, variant)  # validates the variant's settings now, not after training the others
     if cfg.negatives not in ("bm25", "dense"):
-        raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r}")
+        raise ValueError(f"negatives must be 'bm25' or 'dense', got {cfg.negatives!r} (random negatives: "
+                         "negative_ablation)")
+    sources, asked = [s for s in ABLATION_FILES if s != cfg.negatives], cfg.negative_ablation
+    if any(s not in sources for s in asked) or len(set(asked)) < len(asked):
+        raise ValueError(f"negative_ablation: distinct sources of {sources} (not the main negatives, "
+                         f"{cfg.negatives!r}), got {list(cfg.negative_ablation)}")
     teacher_spec(cfg.teacher)
     if cfg.train_format not in FORMATS:
         raise ValueError(f"train_format must be one of {FORMATS}, got {cfg.train_format!r}")
@@ -136,12 +179,12 @@ def training(cfg: CrossEncoderConfig, results_dir, evaluate: bool) -> dict:
         if cfg.train_file:
             groups, sets = own_training_data(cfg, results_dir)
         else:
-            if not (data_dir(cfg, results_dir) / "manifest.json").exists():
+            if not data_written(cfg, results_dir):
                 print("building 10_cross_encoder_data's training files (missing from the results folder)", flush=True)
                 build_training_data(cfg, results_dir)
             groups, split, _ = load_training_data(cfg, results_dir)
             sets = eval_sets(cfg, results_dir, split)
-    runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in cfg.variants]
+    runs = [train_variant(cfg, variant, groups, sets, results_dir=results_dir) for variant in trained_variants(cfg)]
     if evaluate and is_main():
         start = evaluate_start(cfg, sets, results_dir)
         evaluated = [start, *(evaluate_variant(cfg, vrs, sets, start.runs["start"], results_dir) for vrs in runs)]
@@ -161,13 +204,29 @@ config = RECIPE.config
 
 
 def variant_config(cfg: CrossEncoderConfig, variant: str) -> CrossEncoderConfig:
-    """`cfg` with the variant's own settings (`variant_train[variant]`) applied."""
+    """`cfg` with the variant's own settings (`variant_train[variant]`) applied; a negative ablation's run: group
+    CE's settings, with `negatives` its source (what its record and model card then say it trained on)."""
+    if variant in ABLATIONS:
+        return override(variant_config(cfg, ABLATED), {"negatives": ABLATIONS[variant]})
     return override(cfg, dict(cfg.variant_train.get(variant, {})))
+
+
+def trained_variants(cfg: CrossEncoderConfig) -> tuple[str, ...]:
+    """`variants`, then the ablated variant once more per `negative_ablation` source: only beside `group_ce` (the row
+    the ablation is compared with) and on 10_'s files (a train_file has no negatives of another source)."""
+    ablate = ABLATED in cfg.variants and not cfg.train_file
+    return (*cfg.variants, *(ablation_variant(source) for source in cfg.negative_ablation if ablate))
 
 
 def data_dir(cfg: CrossEncoderConfig, results_dir) -> Path:
     """Where 10_ writes the training files (ignored by git: results/cache/)."""
     return pipeline_cache(results_dir, cfg.profile, "cross_encoder")
+
+
+def data_written(cfg: CrossEncoderConfig, results_dir) -> bool:
+    """10_ wrote every training file this code reads (an older 10_ run lacks the random-negatives file)."""
+    out = data_dir(cfg, results_dir)
+    return (out / "manifest.json").exists() and all((out / name).exists() for name, _ in FILES.values())
 
 
 # ---------------------------------------------------------------------------------------------------- 10_ data
@@ -186,9 +245,11 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     """SciFact train (minus the dev slice) -> the RAG-Retrieval and FlagEmbedding training files.
 
     positives: qrels (relevance > 0). negatives: `negative_number` drawn from the BM25 ranking's slice
-    `bm25_range` (and, for the dense file, from a MiniLM dense ranking's slice `dense_range`), never a positive.
+    `bm25_range` (and, for the dense file, from a MiniLM dense ranking's slice `dense_range`; for the random file,
+    uniformly from the whole training corpus), never a positive.
     teacher: `cfg.teacher` scores every candidate; Platt scaling fitted on the train queries' qrels maps a score to
-    p(relevant) (the distillation labels, in [0, 1]) and to its logit (FlagEmbedding's pos/neg_scores).
+    p(relevant) (the distillation labels, in [0, 1]) and to its logit (FlagEmbedding's pos/neg_scores). The random
+    file carries no teacher scores (UNSCORED).
     """
     bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(bm25))
@@ -207,6 +268,7 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
         pool = train.corpus
     dense_neg = mine_dense_negatives(encoder, pool, train.queries, positives, cfg.dense_range, cfg.negative_number,
                                      cfg.seed, fill_random=True)
+    random_neg = random_negatives(corpus_ids, positives, cfg.negative_number, cfg.seed)
 
     extra = {q: positives[q] + bm25_neg[q] + dense_neg[q] for q in positives}
     scores = scores_with_extra(cfg.teacher, {q: bm25.get(q, {}) for q in train.subset(list(positives)).queries}, extra,
@@ -219,6 +281,8 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
                                       soft=kind == "distill") for q in qids]
               for kind, negs in (("binary", main_neg), ("distill", main_neg), ("flag", main_neg),
                                  ("flag_dense", dense_neg))}
+    groups["flag_random"] = [_unscored_group(q, train.queries[q], positives[q], random_neg[q], train.corpus)
+                             for q in qids]
     out = data_dir(cfg, results_dir)
     files = {kind: write_pairs_jsonl(out / name, groups[kind], fmt, distillation=(kind == "distill"))
              for kind, (name, fmt) in FILES.items()}
@@ -231,6 +295,13 @@ def build_training_data(cfg: CrossEncoderConfig, results_dir) -> TrainingData:
     }
     write_json(out / "manifest.json", manifest)
     return TrainingData(split, files, calibration, groups, manifest)
+
+
+def _unscored_group(query_id: str, query: str, positives: list[str], negatives: list[str], corpus) -> TrainGroup:
+    """A training group labelled by the qrels alone (positives 1, negatives 0), without teacher scores."""
+    docs = [*positives, *negatives]
+    return TrainGroup(query, [corpus[d].text_for_model for d in docs], [1.0] * len(positives) + [0.0] * len(negatives),
+                      n_pos=len(positives), query_id=query_id, doc_ids=docs)
 
 
 def data_summary(data: TrainingData) -> pd.DataFrame:
@@ -249,12 +320,13 @@ def negatives_overlap(data: TrainingData) -> dict:
 def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, list[TrainGroup]], TrainingSplit, dict]:
     """Read 10_'s files back with the projects' readers (the files, not the in-memory groups, are what we train on)."""
     out = data_dir(cfg, results_dir)
-    if not (out / "manifest.json").exists():
-        raise FileNotFoundError(f"{out / 'manifest.json'} not found: run 10_cross_encoder_data first (same profile)")
+    if not data_written(cfg, results_dir):
+        raise FileNotFoundError(f"{out}: 10_cross_encoder_data's files are missing or older than this code: run "
+                                "10_cross_encoder_data first (same profile)")
     manifest, groups = json.loads((out / "manifest.json").read_text()), {}
-    for kind, (name, fmt) in FILES.items():  # FlagEmbedding's files carry the teacher scores (KD)
-        groups[kind] = read_pairs(out / name, fmt, manifest["query_ids"],
-                                  **({"knowledge_distillation": True} if fmt == "flagembedding" else {}))
+    for kind, (name, fmt) in FILES.items():  # FlagEmbedding's files carry the teacher scores (KD), but UNSCORED
+        groups[kind] = read_pairs(out / name, fmt, manifest["query_ids"], **(
+            {"knowledge_distillation": kind not in UNSCORED} if fmt == "flagembedding" else {}))
     bm25 = load_run(results_dir, cfg.profile, "scifact", "train", "bm25")
     split = scifact_training_split(cfg.data_root, seed=cfg.seed, restrict_to=sorted(bm25))
     if sorted(split.dev.queries) != manifest["dev_query_ids"]:
@@ -302,7 +374,7 @@ def eval_sets(cfg: CrossEncoderConfig, results_dir, split: TrainingSplit) -> Rer
 def train_config(cfg: CrossEncoderConfig, variant: str, output_dir: str = "") -> TrainConfig:
     """The variant's TrainConfig: its batch in examples (pairs, or groups of group_size for the group losses)."""
     vcfg = variant_config(cfg, variant)
-    per_step = vcfg.batch_pairs // vcfg.group_size if VARIANTS[variant][0] in GROUPWISE else vcfg.batch_pairs
+    per_step = vcfg.batch_pairs // vcfg.group_size if spec(variant)[0] in GROUPWISE else vcfg.batch_pairs
     return dataclasses.replace(vcfg.train, output_dir=output_dir, per_device_batch_size=max(1, per_step))
 
 
@@ -310,10 +382,11 @@ def recipe_table(cfg: CrossEncoderConfig) -> pd.DataFrame:
     """The training recipe of each variant beside the usual one (sentence-transformers / RAG-Retrieval defaults)."""
     rows = {"usual recipe (learns nothing on CPU)": {"loss": "point_ce", "learning_rate": 2e-5, "head lr": "same",
             "max_length": 256, "steps": "1 epoch", "pairs/step": 16, "group_size": "-"}}
-    for variant in cfg.variants:
+    for variant in trained_variants(cfg):
         vcfg, train = variant_config(cfg, variant), train_config(cfg, variant)
-        loss, _, kd = VARIANTS[variant]
-        rows[variant] = {"loss": loss + (" + KD" if kd else ""), "learning_rate": train.learning_rate,
+        loss, _, kd = spec(variant)
+        rows[variant] = {"loss": loss + (" + KD" if kd else ""), "negatives": vcfg.negatives,
+                         "learning_rate": train.learning_rate,
                          "head lr": vcfg.head_lr or "same", "max_length": vcfg.max_length,
                          "steps": train.max_steps or f"{train.num_epochs} epochs", "pairs/step": vcfg.batch_pairs,
                          "group_size": vcfg.group_size if loss in GROUPWISE else "-", "warmup": train.warmup_ratio,
@@ -355,15 +428,16 @@ def train_variant(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[
 
 def variant_seeds(cfg: CrossEncoderConfig, variant: str) -> list[CrossEncoderConfig]:
     """One config per training run of `variant`: every seed of `seeds` when the variant is seeded (`seeded_variants`
-    empty or naming it), else the first seed's alone."""
+    empty or naming it; a negative ablation's run is seeded as the variant it ablates), else the first seed's alone."""
     configs = RECIPE.seeded(cfg)
-    return configs if not cfg.seeded_variants or variant in cfg.seeded_variants else configs[:1]
+    seeded = not cfg.seeded_variants or (ABLATED if variant in ABLATIONS else variant) in cfg.seeded_variants
+    return configs if seeded else configs[:1]
 
 
 def train_seed(cfg: CrossEncoderConfig, variant: str, groups: dict[str, list[TrainGroup]],
                sets: RerankingSets) -> VariantRun:
     """One training run of `variant` from the start model of `cfg.train.seed` (its run folder is keyed by it)."""
-    loss, kind, kd = VARIANTS[variant]
+    loss, kind, kd = spec(variant)
     vcfg, data = variant_config(cfg, variant), groups[kind]
     settings = {"variant": variant, **{k: v for k, v in snapshot(vcfg).items() if k in (
         "model", "max_length", "head_lr", "batch_pairs", "group_size", "kd_weight", "kd_temperature", "train",
@@ -427,7 +501,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     vr, sel = vrs[0], vrs[0].selected
     each = [selection_params(one.selected) for one in vrs]
     chosen = each[0] if len(vrs) == 1 else {key: [values[key] for values in each] for key in each[0]}
-    params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0], **chosen})
+    params = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": spec(vr.variant)[0], **chosen})
     test, dev = sets.evalsets(cfg.depth)
     seeds = tuple(one.config.train.seed for one in vrs) if len(vrs) > 1 else ()
     records = record_reranker(  # a variant trained on fewer seeds than the start: the start of those seeds
@@ -438,7 +512,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
         dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     own = first_seed(records[0])  # with several seeds, the first seed's model with its own test values
-    settings = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": VARIANTS[vr.variant][0],
+    settings = jsonable({**record_settings(vr.config), "variant": vr.variant, "loss": spec(vr.variant)[0],
                          **each[0]})
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
         cfg.model, records[0].n_training_queries, settings,
