@@ -153,10 +153,11 @@ SHARE_CORPUS_ENCODING = 0.5
 def rerank_with_encoder(encoder, run: Run, corpus: Mapping[str, Document], queries: Mapping[str, str],
                         depth: int = 100, cache: bool = True) -> Run:
     """Re-score each query's top-`depth` candidates of `run` by query-document embedding similarity (for TREC DL,
-    where only the BM25 top-100 passages have text). Candidates beyond `depth` are dropped."""
+    where only the BM25 top-100 passages have text). Candidates beyond `depth` are dropped. cache=False encodes
+    the candidates only, with no embedding cache read or written."""
     candidates = candidates_from_run(run, corpus, queries, depth, who="rerank_with_encoder")
     needed = sorted({x.doc_id for c in candidates for x in c.candidates})
-    if len(needed) >= SHARE_CORPUS_ENCODING * len(corpus):
+    if cache and len(needed) >= SHARE_CORPUS_ENCODING * len(corpus):
         # Most of the corpus is needed anyway: encode all of it, so this shares one cached encoding with
         # dense_search and every other notebook that reads the same corpus.
         doc_emb = encoder.encode_corpus(corpus, cache=cache)

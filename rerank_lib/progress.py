@@ -8,7 +8,8 @@ last line), so a bar leaves a handful of lines in the executed notebook.
 
 RERANK_PROGRESS: 'auto' (default: tqdm.auto, widgets in Jupyter, text in a terminal) or 'text'. In text mode each
 refresh is its own line (LineStream): a stored copy keeps no carriage returns, whose overwritten updates would all
-be saved. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): transformers'
+be saved; and a new postfix (the training loop's loss, set at every logged step) waits for the next timed refresh
+(TextBar), where tqdm would redraw the bar at once, a line per logged step. Two library log lines are tidied once, here, by targeted logging filters (quiet_known_noise): transformers'
 load report (a table per model load: the fresh heads and decoders this project builds are expected to miss keys)
 becomes one line with its paths shown relative (`paths.shown_in`), and accelerate's notice that a tied weight was
 not saved twice is dropped (every tied-embedding model triggers it at each checkpoint, and reloading is tested).
@@ -41,14 +42,27 @@ def tqdm(*args, **kwargs):
     """A tqdm bar (same arguments as tqdm): tqdm.auto's, or compact text when $RERANK_PROGRESS is 'text'."""
     if mode() == "text":
         kwargs.setdefault("mininterval", TEXT_MININTERVAL)
+        kwargs.setdefault("maxinterval", max(kwargs["mininterval"], TEXT_MININTERVAL))  # tqdm's monitor redraws a
+        # bar idle for maxinterval (default 10 s): no more often than mininterval here
         kwargs.setdefault("ascii", " -=")  # "=" for done, "-" for a part: no "#<digit>" that reads as an issue number
         kwargs["dynamic_ncols"] = False  # a stored copy has no terminal width to follow
         kwargs.setdefault("ncols", 100)
         kwargs.setdefault("file", LineStream(sys.stderr))
-        return text_tqdm(*args, **kwargs)
+        return TextBar(*args, **kwargs)
     from tqdm.auto import tqdm as auto_tqdm  # imported only here: in a headless kernel it warns about widgets
 
     return auto_tqdm(*args, **kwargs)
+
+
+class TextBar(text_tqdm):
+    """Text tqdm whose postfix shows at the bar's next timed refresh: tqdm's set_postfix redraws at once by default,
+    which in a stored copy is a line per call (the training loop sets its loss at every logged step)."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
 
 
 class LineStream:

@@ -67,7 +67,8 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
                    cache: bool = True, batch_size: int = 32, max_length: int = 512) -> Run:
     """Teacher scores for each query's top-`depth` candidates of `run` (higher = more relevant), cached on disk.
     A cross-encoder teacher scores through `rerankers.CrossEncoder` (its truncation, batching and dtype), so a model
-    scores the same as a teacher and as a ranker."""
+    scores the same as a teacher and as a ranker. cache=False computes every score from the texts, reading and
+    writing no cache (neither these scores nor a bi-encoder's document embeddings): what a timed rerank needs."""
     teacher = spec(name)
     candidates = {c.query_id: {x.doc_id: x.score for x in c.candidates}
                   for c in candidates_from_run(run, corpus, queries, depth, who=f"teacher {name}")}
@@ -78,13 +79,13 @@ def teacher_scores(name: str, run: Run, corpus: Mapping[str, Document], queries:
             return cached
         warnings.warn(f"cache file {shown(path)}: scores fewer candidates than its key names; not used, recomputing it",
                       CacheWarning, stacklevel=2)
+    model = load_teacher(name, max_length)
     if teacher.kind == "cross-encoder":
-        ranker = CrossEncoder(teacher.model, max_length=max_length)
-        scores = ranker.rerank(candidates, corpus, queries, depth=depth, batch_size=batch_size, show_progress=True)
+        scores = model.rerank(candidates, corpus, queries, depth=depth, batch_size=batch_size, show_progress=True)
     else:
-        scores = rerank_with_encoder(_bi_encoder(teacher.model), candidates, corpus, queries, depth=depth)
+        scores = rerank_with_encoder(model, candidates, corpus, queries, depth=depth, cache=cache)
         if teacher.kind == "fusion":
-            scores = reciprocal_rank_fusion({"first_stage": candidates, "dense": scores}, k=60)
+            scores = fuse(candidates, scores)
     if path is None:
         return scores
     # Exact scores, read back: a run that computes them and a run that finds them cached train on the same floats.
@@ -130,9 +131,26 @@ def teacher_order(top: Run, first_stage: Run, teacher: Run) -> Run:
     return out
 
 
+def fuse(first_stage: Run, dense: Run) -> Run:
+    """A fusion teacher's scores: reciprocal-rank fusion (k=60) of the first stage's order of the candidates and the
+    bi-encoder's scores of the same candidates."""
+    return reciprocal_rank_fusion({"first_stage": first_stage, "dense": dense}, k=60)
+
+
+def load_teacher(name: str, max_length: int = 512):
+    """The teacher's model (a rerankers.CrossEncoder, or the BiEncoder of a dense or fusion teacher), loaded once per
+    process: loading costs seconds, several notebooks ask for it, and a timed scoring should not include it."""
+    teacher = spec(name)
+    return _cross_encoder(teacher.model, max_length) if teacher.kind == "cross-encoder" else _bi_encoder(teacher.model)
+
+
+@functools.cache
+def _cross_encoder(model_name: str, max_length: int):
+    return CrossEncoder(model_name, max_length=max_length)
+
+
 @functools.cache
 def _bi_encoder(model_name: str):
-    """One BiEncoder per model per process: loading MiniLM costs seconds and several notebooks ask for it."""
     from .retrievers.bi_encoder import BiEncoder
 
     return BiEncoder(model_name)

@@ -440,6 +440,9 @@ def test_own_data_row_trains_on_train_lines_and_records_accuracy_and_mrr(tmp_pat
     assert set(records[2].significance) == {"bm25", "start"} and set(records[1].significance) == {"bm25"}
     assert records[2].significance["start"]["MRR"]["n_queries"] == 3
     assert records[2].n_training_queries == 8 and records[2].params["best_step"] == sel.step
+    # cost: the rerankers' latency per test line, the fine-tuned row's training seconds; BM25 reranks nothing
+    assert records[0].latency_s_per_query is None and None not in [r.latency_s_per_query for r in records[1:]]
+    assert records[2].train_s == sel.train_s and records[1].train_s is None
     assert {r.method for r in load_records(out, "smoke")} == {r.method for r in records}
 
 

@@ -64,6 +64,20 @@ def test_text_progress_has_no_carriage_returns(monkeypatch):
     assert all(line == line.rstrip() for line in lines)
 
 
+def test_text_progress_shows_a_new_postfix_at_the_timed_refresh_only(monkeypatch):
+    """The training loop sets its loss at every logged step: in text mode that is no line of its own."""
+    monkeypatch.setenv("RERANK_PROGRESS", "text")
+    out = io.StringIO()
+    bar = tqdm(total=50, desc="train", file=LineStream(out), mininterval=3600)
+    for step in range(50):
+        bar.update(1)
+        bar.set_postfix(loss=f"{1 / (step + 1):.4f}")
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2  # the first refresh and the closing one, not a line per step
+    assert lines[0].startswith("train:   0%") and lines[-1].startswith("train: 100%") and "loss=0.0200" in lines[-1]
+
+
 def test_known_noise_filters(caplog):
     quiet_known_noise()
     quiet_known_noise()  # installed once, however often called

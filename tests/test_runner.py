@@ -95,7 +95,7 @@ def test_executed_copies_get_compact_text_progress_not_widgets(tmp_path, monkeyp
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
     stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
-    assert stdout.strip() == "text tqdm.std"
+    assert stdout.strip() == "text rerank_lib.progress"
     assert "bars: 100%" in stderr and stderr.count("bars:") <= 3  # first and last refresh, not one per item
     assert "RERANK_PROGRESS" not in os.environ  # the runner's own process is left as it was
 
@@ -113,7 +113,8 @@ def test_progress_switch(monkeypatch):
     monkeypatch.setenv("RERANK_PROGRESS", "text")
     sink = io.StringIO()
     bar = progress.tqdm(total=1000, file=sink, desc="x", dynamic_ncols=True)
-    assert type(bar).__module__ == "tqdm.std" and bar.mininterval == progress.TEXT_MININTERVAL == 30.0
+    assert type(bar) is progress.TextBar and bar.mininterval == progress.TEXT_MININTERVAL == 30.0
+    assert bar.maxinterval == 30.0  # tqdm's monitor redraws an idle bar no more often than that either
     assert not bar.dynamic_ncols
     for _ in range(1000):
         bar.update(1)

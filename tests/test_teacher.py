@@ -40,6 +40,17 @@ def test_fusion_teacher_is_rrf_of_first_stage_and_dense():
     assert fused["q1"]["cat"] == pytest.approx(1 / 63 + 1 / 61, abs=1e-6)
 
 
+def test_an_uncached_teacher_touches_no_cache_and_its_fusion_is_the_fusion_teachers(monkeypatch):
+    """What 02_teacher times: cache=False reads and writes neither teacher scores nor document embeddings; the
+    fusion of a bi-encoder teacher's scores is the fusion teacher's score, float for float."""
+    from rerank_lib.retrievers import bi_encoder
+
+    for module in (teacher_mod, bi_encoder):
+        monkeypatch.setattr(module, "cache_dir", lambda *parts: pytest.fail(f"cache {parts} used"))
+    dense = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=4, cache=False)
+    assert teacher_scores("bm25+minilm-l6", RUN, CORPUS, QUERIES, depth=4, cache=False) == teacher_mod.fuse(RUN, dense)
+
+
 def test_scores_are_cached(monkeypatch):
     first = teacher_scores("minilm-l6", RUN, CORPUS, QUERIES, depth=2)
     monkeypatch.setattr(teacher_mod, "rerank_with_encoder", lambda *a, **k: pytest.fail("cache not used"))

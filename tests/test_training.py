@@ -383,6 +383,8 @@ def test_a_finished_run_is_found_finished_and_loaded_in_place(tmp_path, monkeypa
     again = train(again_model, toy_dataset(), default_collate, mse_loss, toy_config(out, per_device_batch_size=2))
     assert again.global_step == first.global_step == 12 and (out / "log.jsonl").read_text() == log
     assert again.cached and not first.cached  # what selection reports in one line instead of a progress bar
+    saved = json.loads((list_checkpoints(out)[-1] / "trainer_state.json").read_text())["elapsed_s"]
+    assert again.train_s == saved <= first.train_s  # the finished run's own training clock, not this load's
     assert again.run_info["global_batch"] == 8  # the finished run's, though this call asked for another batch
     assert_same_params(again_model.state_dict(), final_params(out), atol=0.0)
 

@@ -28,7 +28,14 @@ from ..training import process_state
 
 @dataclass(frozen=True)
 class Row:
-    """What a record says about the method that made a run; the EvalSet says what it was measured on."""
+    """What a record says about the method that made a run; the EvalSet says what it was measured on.
+
+    Cost, in wall seconds of this run, every training seed's model together (the record divides by the seeds):
+    `rerank_s` is the test reranking, timed around the call that scores the test set's candidates (each reranker at
+    its own depth, the record's `depth`) and nothing else; `train_s` is the training (experiment.Selected.train_s);
+    `wall_s`, when not given, is their sum. A reranker's record gets `latency_s_per_query` (rerank_s over the
+    queries and seeds) and `train_s` (per seed); a `+interp` row keeps its model's, as the interpolation of two
+    runs' scores takes milliseconds."""
 
     pipeline: str
     method: str
@@ -39,6 +46,8 @@ class Row:
     reference: Mapping[str, Any] | None = None
     wall_s: float | None = None
     seeds: tuple[int, ...] = ()  # the training seeds of a row given one run per seed (in that order)
+    rerank_s: float | None = None  # the test reranking's wall seconds, every seed's model together
+    train_s: float | None = None  # training wall seconds, every seed's run together
 
     def but(self, **changes) -> "Row":
         return replace(self, **changes)
@@ -47,6 +56,27 @@ class Row:
 def seed_runs(runs: Run | Sequence[Run]) -> list[Run]:
     """One run, or one run per training seed, as a list (a Run is a mapping of query id to scores)."""
     return [runs] if isinstance(runs, Mapping) else list(runs)
+
+
+def reranked_queries(evalset: EvalSet, run: Run) -> int:
+    """How many queries a test rerank scored: the evaluation set's queries with first-stage candidates (its `run`),
+    else those of the reranked run."""
+    if evalset.run is None:
+        return len(run)
+    return sum(1 for q in evalset.queries if q in evalset.run)
+
+
+def cost_fields(row: Row, runs: Sequence[Run], evalset: EvalSet) -> dict[str, float | None]:
+    """A record's cost from its row's seconds (Row): `latency_s_per_query` = rerank_s / (queries x seeds), `train_s`
+    = train_s / seeds (the mean over training seeds), `wall_s` = the row's, else rerank_s + train_s."""
+    n_queries = reranked_queries(evalset, runs[0])
+    parts = [s for s in (row.rerank_s, row.train_s) if s is not None]
+    return {
+        "latency_s_per_query": (row.rerank_s / (n_queries * len(runs))
+                                if row.rerank_s is not None and n_queries else None),
+        "train_s": None if row.train_s is None else row.train_s / len(runs),
+        "wall_s": row.wall_s if row.wall_s is not None else (sum(parts) if parts else None),
+    }
 
 
 def mean_per_query(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -70,7 +100,7 @@ def record_run(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, results_di
     each seed's value, the per-query CSV and the tests use each query's mean over seeds (a baseline given per seed
     is averaged the same way). A trained model passes `training`: the leak guard refuses it when it shares a query
     with `evalset.queries`. `scorer(run, qrels)` measures what ir-measures does not know (LocalRQA's recall@k): a
-    (qid, measure, value) frame.
+    (qid, measure, value) frame. The row's seconds become the record's cost (`cost_fields`).
     """
     runs = seed_runs(runs)
     if len(runs) > 1 and len(row.seeds) != len(runs):
@@ -98,7 +128,7 @@ def record_run(runs: Run | Sequence[Run], evalset: EvalSet, row: Row, results_di
         first_stage=evalset.first_stage, depth=evalset.depth, significance=significance,
         reference=dict(row.reference or {}), training_queries=training_queries, n_training_queries=n_training_queries,
         profile=row.profile, params=dict(row.params or {}), seed=seeds[0] if seeds else row.seed, seeds=seeds,
-        per_seed=per_seed, wall_s=row.wall_s,
+        per_seed=per_seed, **cost_fields(row, runs, evalset),
     )
     if process_state().is_main_process:  # under `accelerate launch`, one process writes the results
         write_record(record, results_dir, per_query=pq)

@@ -27,6 +27,13 @@ class Selected:
     wall_s: float = 0.0
 
     @property
+    def train_s(self) -> float:
+        """Training wall seconds (the loop's own clock, dev evaluations included): for a run found finished on disk
+        (a notebook run again, a run trained under `accelerate launch` first) what its training took, not the seconds
+        spent loading it, which `wall_s` holds then."""
+        return self.result.train_s if self.result.train_s is not None else self.wall_s
+
+    @property
     def is_start(self) -> bool:
         return self.step == 0
 

@@ -326,18 +326,18 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
     test = data.test
     bm25 = top_k({q: r for q, r in load_run(results_dir, cfg.profile, "scifact", "test", "bm25").items()
                   if q in test.queries}, cfg.top_k)
-    runs, walls = {}, {}
+    runs, costs = {}, {}  # a row's cost: Row fields (wall_s of the retrievers, rerank_s / train_s of the rerankers)
     with Timer() as t:
         runs["standard"], runs["diverse"] = diverse_runs(cfg, data, test)
-    walls["standard"] = walls["diverse"] = t.s / 2
+    costs["standard"] = costs["diverse"] = {"wall_s": t.s / 2}
     start_model = zero_shot_reranker(cfg)
     start_name = start_row_name(start_model)
     for name, model in ((start_name, start_model), ("diverse_ft", reranked.model)):
         with Timer() as t:
             runs[name] = model.rerank(runs["diverse"], test.corpus, test.queries, depth=cfg.top_k,
                                       batch_size=cfg.score_batch_size)
-        walls[name] = t.s
-    walls["diverse_ft"] += reranked.selected.wall_s
+        costs[name] = {"rerank_s": t.s}
+    costs["diverse_ft"]["train_s"] = reranked.selected.train_s
     sel, lam = reranked.selected, cfg.ablation_lambdas
     models = {"standard": f"{cfg.encoder} dense top-{cfg.top_k}",
               "diverse": f"{cfg.encoder} dense + MMR over top-{3 * cfg.top_k} (l={lam})",
@@ -360,7 +360,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
                  "generator_yield": gen_yield} if name == "diverse_ft" else {})}
         method = f"hopweaver-{name.replace('_', '-')}"
         records.append(record_run(run, evalset, Row(PIPELINE, method, cfg.profile, models[name], p, cfg.seed,
-                                                    RECIPE.references.get(method), walls[name]), results_dir,
+                                                    RECIPE.references.get(method), **costs[name]), results_dir,
                                   baselines=baselines, training=data.split.provenance if name == "diverse_ft" else None))
     if cfg.interpolate:
         weight, curve = choose_interpolation_weight(sel.dev_run, diverse_runs(cfg, data, data.dev)[1], data.dev.qrels)
@@ -369,7 +369,7 @@ def ablation(cfg: HopWeaverConfig, data: HopData, reranked: Reranked, results_di
              "generator_yield": gen_yield, "interpolation_weight": weight}
         records.append(record_run(mixed, evalset, Row(PIPELINE, "hopweaver-diverse-ft+interp", cfg.profile,
                                                       models["diverse_ft"] + " + diverse", p, cfg.seed,
-                                                      wall_s=walls["diverse_ft"]),
+                                                      **costs["diverse_ft"]),  # the model's cost (experiment.Row)
                                   results_dir, baselines=baselines, training=data.split.provenance))
     ft = next(r for r in records if r.method == "hopweaver-diverse-ft")
     publish_selected("cross_encoder", reranked.model, ft, sel, results_dir, ModelCard(
@@ -480,7 +480,7 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
     candidates, depth = test.runs[CANDIDATES], candidate_depth(test)
     start_model = zero_shot_reranker(cfg)
     start = "hopweaver-own-" + ("zs" if has_trained_head(start_model) else "untrained")
-    runs, walls = {}, {}
+    runs, seconds = {}, {}
     for name, score in (("bm25", lambda: bm25_candidates(test)),
                         (start, lambda: start_model.rerank(candidates, test.corpus, test.queries, depth=depth,
                                                            batch_size=cfg.score_batch_size)),
@@ -488,7 +488,7 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
                                                                            depth=depth, batch_size=cfg.score_batch_size))):
         with Timer() as t:
             runs[name] = score()
-        walls[name] = t.s
+        seconds[name] = t.s
     sel = reranked.selected
     models = {"bm25": "bm25s (k1 0.9, b 0.4, stemmed) over the test file's passages",
               start: f"{cfg.reranker} " + ("zero-shot" if start.endswith("zs") else
@@ -506,11 +506,12 @@ def own_data_rows(cfg: HopWeaverConfig, own: OwnData, reranked: Reranked, result
     for name, run in runs.items():
         baselines = {**({"bm25": runs["bm25"]} if name != "bm25" else {}),
                      **({"start": runs[start]} if name == "hopweaver-own-ft" else {})}
-        row = Row(PIPELINE, name, cfg.profile, models[name], {**params, **facts}, cfg.seed, wall_s=walls[name])
+        cost = {"wall_s": seconds[name]} if name == "bm25" else {"rerank_s": seconds[name]}  # BM25: no reranker
+        row = Row(PIPELINE, name, cfg.profile, models[name], {**params, **facts}, cfg.seed, **cost)
         training = None
         if name == "hopweaver-own-ft":
             training = own.split.provenance
-            row = row.but(wall_s=walls[name] + sel.wall_s, params={
+            row = row.but(train_s=sel.train_s, params={
                 **row.params, "best_step": sel.step, "steps": sel.result.global_step, "dev_best": sel.value,
                 "dev_start": sel.start_value, "dev_lines": len(own.split.dev.queries)})
         records.append(record_run(run, evalset, row, results_dir, baselines=baselines, training=training,

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..atomic import atomic_open
 from ..evaluation import kendall_tau_agreement
 from .record import Record
-from .tables import leaderboards
+from .tables import COST_MEASURE, cost_figure_name, cost_tables, leaderboards
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
@@ -67,6 +67,50 @@ def plot_metric_bars(records: Sequence[Record], measure: str, path: str | os.Pat
     axes[-1].set_xlabel(f"{measure} (grey: corpus retrieval; blue: reranking)")
     fig.suptitle(title or measure, fontsize=10)
     return save_figure(fig, path, dpi=dpi)
+
+
+def plot_cost_quality(records: Sequence[Record], results_dir: str | os.PathLike, profile: str,
+                      dpi: int = 150) -> Path | None:
+    """nDCG@10 against latency per query (log x axis) for every reranker with both, written to
+    `<results_dir>/figures/<tables.cost_figure_name(profile)>` (the file RESULTS.md's cost table names); None, and
+    no file, when no record has a latency. One panel per table of `tables.cost_tables` (a test set at one first
+    stage and depth, so a panel compares rankers of the same candidates); filled dots for a model, hollow ones for
+    its `+interp` row (same latency), dashed lines for the table's rows without a latency (the first stage, corpus
+    retrievers). Up-and-left is better."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    panels = cost_tables(list(records), with_latency=True)
+    if not panels:
+        return None
+    full = {(t.dataset, t.split, t.first_stage, t.depth): t for t in leaderboards(list(records))}
+    cols = min(2, len(panels))
+    rows_n = (len(panels) + cols - 1) // cols
+    fig = Figure(figsize=(4.6 * cols, 3.8 * rows_n), layout="constrained")
+    axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
+    for ax, table in zip(axes, panels):
+        for row in table.rows:
+            r = row.record
+            x, y = r.latency_s_per_query, r.metrics[COST_MEASURE]
+            ax.scatter([x], [y], s=28, color="#3b6ea5", facecolors="none" if row.interpolated else "#3b6ea5", zorder=3)
+            ax.annotate(row.label, (x, y), fontsize=5.5, xytext=(3, 2), textcoords="offset points")
+        for other in full[(table.dataset, table.split, table.first_stage, table.depth)].rows:
+            value = other.record.metrics.get(COST_MEASURE)
+            if other.record.latency_s_per_query is None and value is not None and not other.interpolated:
+                ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+                ax.annotate(other.label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=5.5, color="grey",
+                            va="bottom")
+        xs = [row.record.latency_s_per_query for row in table.rows]
+        ax.set_xscale("log")
+        ax.set_xlim(max(min(xs), 1e-6) / 3, max(max(xs), 1e-6) * 3)  # at least a decade, room for the labels
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(table.title, fontsize=8, loc="left")
+        ax.set(xlabel="latency per query (s, log)", ylabel=COST_MEASURE)
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{COST_MEASURE} against latency per query ({profile} profile; hollow: +interp)", fontsize=10)
+    return save_figure(fig, Path(results_dir) / "figures" / cost_figure_name(profile), dpi=dpi)
 
 
 def _columns(history: Any) -> dict[str, list]:

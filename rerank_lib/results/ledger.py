@@ -120,7 +120,8 @@ def per_query_values(record: Record, results_dir, measure: str) -> dict[str, flo
 
 
 def record_value(record: Record, measure: str) -> float | None:
-    """A row's value of `measure`: its metrics, else a number its params or record carry (a cost: wall_s ...)."""
+    """A row's value of `measure`: its metrics, else a number its params or record carry (a cost: wall_s,
+    latency_s_per_query, train_s)."""
     for value in (record.metrics.get(measure), (record.params or {}).get(measure), getattr(record, measure, None)):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -204,7 +205,10 @@ def _cost(verdict: Verdict, measure: str) -> Verdict:
     holds = a < b if verdict.claim["direction"] == "a < b" else a > b
     verdict.verdict = REPRODUCED if holds else NOT_REPRODUCED
     ratio = f"a / b = {a / b:.2f}" if b else f"a = {a:.3g}, b = 0"
-    verdict.why = f"one measurement per row, no interval: {ratio}"
+    depths = (verdict.a.depth, verdict.b.depth)
+    work = (f" (a reranks {depths[0]} candidates per query, b {depths[1]})"
+            if measure == "latency_s_per_query" and None not in depths and depths[0] != depths[1] else "")
+    verdict.why = f"one measurement per row, no interval: {ratio}{work}"
     if not holds:
         verdict.why = _with_evidence(verdict.why, verdict.claim)
     return verdict

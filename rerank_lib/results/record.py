@@ -27,6 +27,8 @@ from ..models.standin import replaced_ids
 
 #: The fields of a row trained over several seeds, absent from a single run's file.
 SEEDED = ("seeds", "per_seed")
+#: A row's cost beside `wall_s`, absent from the file when not measured (a first stage has no reranking latency).
+COST = ("latency_s_per_query", "train_s")
 # distribution name -> key in Record.versions
 _PACKAGES = {
     "torch": "torch", "transformers": "transformers", "accelerate": "accelerate", "ir-measures": "ir_measures",
@@ -41,6 +43,12 @@ class Record:
     `reference` holds published numbers on the same 0-1 scale: {measure: {"value": 0.7376, "source": "..."}}.
     `significance` holds tests against other methods: {vs_name: {measure: {"delta": d, "p_value": p}}} where
     delta = this - vs. `per_query` is a path relative to the results folder (see write_record).
+
+    Cost, in wall seconds on the machine in `hardware`: `wall_s` is what making the row took (its training, every
+    seed's, and its test scoring); a reranker's `latency_s_per_query` is the test reranking of its `depth`
+    candidates per query, nothing read from a cache (with several seeds: the mean over seeds); a trained row's
+    `train_s` is one training run's, dev evaluations included (the mean over seeds). A `+interp` row carries its
+    model's (experiment.Row).
     """
 
     pipeline: str
@@ -65,6 +73,8 @@ class Record:
     versions: dict[str, str | None] = field(default_factory=dict)
     hardware: dict[str, Any] = field(default_factory=dict)
     wall_s: float | None = None
+    latency_s_per_query: float | None = None
+    train_s: float | None = None
     created: str = ""
 
     @property
@@ -73,9 +83,10 @@ class Record:
         return f"{_safe(self.pipeline)}__{_safe(self.method)}__{_safe(self.dataset)}_{_safe(self.split)}"
 
     def to_dict(self) -> dict:
-        """The record as JSON; a single run's file carries no `seeds` / `per_seed` (it reads as it always did)."""
+        """The record as JSON; a single run's file carries no `seeds` / `per_seed`, a row without a measured cost no
+        `latency_s_per_query` / `train_s` (it reads as it always did)."""
         data = _json_safe(asdict(self))
-        return {k: v for k, v in data.items() if k not in SEEDED or v}
+        return {k: v for k, v in data.items() if not (k in SEEDED and not v or k in COST and v is None)}
 
     def sd(self, measure: str) -> float | None:
         """The sample standard deviation over training seeds of `measure`'s test value; None for a single run
@@ -327,8 +338,10 @@ def _validate(data: Any, source: str) -> dict:
         value = data.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             fail(name, f"expected an integer or null, got {value!r}")
-    if data.get("wall_s") is not None and not _is_num(data["wall_s"]):
-        fail("wall_s", f"expected a number of seconds or null, got {data['wall_s']!r}")
+    for name in ("wall_s", *COST):
+        value = data.get(name)
+        if value is not None and (not _is_num(value) or not math.isfinite(value) or value < 0):
+            fail(name, f"expected a non-negative number of seconds or null, got {value!r}")
     for name in ("metrics", "significance", "reference", "params", "versions", "hardware"):
         if name in data and not isinstance(data[name], dict):
             fail(name, f"expected an object, got {type(data[name]).__name__}")

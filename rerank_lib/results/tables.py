@@ -34,6 +34,10 @@ CSV_COLUMNS = [
 ]
 #: results.csv's columns when some record was trained over several seeds: its seeds and the sd of `value` over them.
 SEED_COLUMNS = ["seeds", "sd"]
+#: results.csv's columns when some record carries a measured cost (Record: latency per query, training seconds).
+COST_COLUMNS = ["latency_s_per_query", "train_s"]
+#: The measure the cost table and figure set beside the cost.
+COST_MEASURE = "nDCG@10"
 #: First-stage labels of rows that retrieve from the whole corpus themselves (no candidate list to rerank).
 RETRIEVAL = ("corpus", "")
 #: Words for compared methods whose name alone does not say what they are.
@@ -51,8 +55,10 @@ def results_frame(records: list[Record]):
 
 
 def csv_columns(records: list[Record]) -> list[str]:
-    """CSV_COLUMNS, and SEED_COLUMNS when a record has seeds (tables without seeded rows stay as they were)."""
-    return CSV_COLUMNS + (SEED_COLUMNS if any(r.seeds for r in records) else [])
+    """CSV_COLUMNS, SEED_COLUMNS when a record has seeds and COST_COLUMNS when one has a measured cost (tables without
+    such rows stay as they were)."""
+    return (CSV_COLUMNS + (SEED_COLUMNS if any(r.seeds for r in records) else [])
+            + (COST_COLUMNS if any(_costed(r) for r in records) else []))
 
 
 def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha: float = 0.05,
@@ -79,6 +85,12 @@ def build_tables(results_dir: str | os.PathLike, profile: str = "default", alpha
         "tex": write_text(results_dir / f"results{tag}.tex", _latex(tables, profile, alpha, correction, records)),
         "ledger": write_ledger(results_dir, profile, records),
     }
+
+
+def cost_figure_name(profile: str) -> str:
+    """The file name under figures/ of the profile's quality-against-latency figure (figures.plot_cost_quality, drawn
+    by 99_results beside the summary figure; figures reads these tables, so build_tables cannot call it)."""
+    return f"latency_{COST_MEASURE.replace('@', '').lower()}_{profile}.png"
 
 
 # ---------------------------------------------------------------------------------------------- grouping
@@ -239,6 +251,28 @@ def leaderboards(records: list[Record]) -> list[Table]:
                 first_stage, depth = stage if stage is not None else (None, None)
                 tables.append(Table(dataset, split, first_stage, depth, split == main_split and i == 0, members))
     return tables
+
+
+def _costed(record: Record) -> bool:
+    return record.latency_s_per_query is not None or record.train_s is not None
+
+
+def cost_tables(records: list[Record], with_latency: bool = False) -> list[Table]:
+    """The leaderboards' tables (rows on the same candidates) cut to their rows with a measured cost (a latency per
+    query or training seconds; `with_latency`: a latency and a COST_MEASURE value, what the figure plots), the
+    tables left with none dropped: what the cost table and figure show."""
+    def shown(row: Row) -> bool:
+        r = row.record
+        if with_latency:
+            return r.latency_s_per_query is not None and r.metrics.get(COST_MEASURE) is not None and row.identity is None
+        return _costed(r)
+
+    out = []
+    for table in leaderboards(records):
+        rows = [row for row in table.rows if shown(row)]
+        if rows:
+            out.append(Table(table.dataset, table.split, table.first_stage, table.depth, table.main, rows))
+    return out
 
 
 def _row_order(record: Record) -> tuple:
@@ -474,7 +508,43 @@ def _markdown(tables: list[Table], profile: str, alpha: float, correction: str |
                 row["pipeline"], row["method"], row["first stage"], row["training"], _fmt(row[f"{DL_FOLDS[0]} {measure}"]),
                 _fmt(row[f"{DL_FOLDS[1]} {measure}"]), f"**{mean}**" if row[f"mean {measure}"] == best else mean]) + " |")
         out.append("")
+    out += _md_cost(records, profile)
     return "\n".join(out)
+
+
+def _seconds(value: float | None) -> str:
+    """A latency: three significant digits (0.0123 s, 1.45 s), ms below a tenth of a second."""
+    if value is None:
+        return "–"
+    return f"{value * 1000:.3g} ms" if value < 0.1 else f"{value:.3g} s"
+
+
+def _md_cost(records: list[Record], profile: str) -> list[str]:
+    """The cost table: per leaderboard table, each row with a measured cost, its latency per query, training time
+    and COST_MEASURE."""
+    tables = cost_tables(records)
+    if not tables:
+        return []
+    out = ["## Cost beside quality", "",
+           "Wall time on the machine each record names (`hardware`). *Latency / query*: the test reranking of the row's "
+           "depth of candidates (the *depth* column) divided by the queries, every score computed (nothing read from a "
+           "cache), timed around the reranking call only. *Training*: one training run, dev evaluations included. A "
+           "row over several seeds gives the mean over its seeds; a `+interp` row carries its model's (interpolating "
+           "two runs takes milliseconds). Rows on different candidates sit in different tables." +
+           (f" Figure (99_results): `figures/{cost_figure_name(profile)}`." if cost_tables(records, with_latency=True)
+            else ""), ""]
+    for table in tables:
+        out += [f"### {table.title}", "",
+                f"| pipeline | method | depth | latency / query | training | {COST_MEASURE} |",
+                "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for row in table.rows:
+            r = row.record
+            value, sd = r.metrics.get(COST_MEASURE), r.sd(COST_MEASURE)
+            out.append("| " + " | ".join(_md_cell(c) for c in [
+                r.pipeline, row.label, "–" if row.depth is None else row.depth, _seconds(r.latency_s_per_query),
+                _wall(r.train_s), _fmt(value) + ("" if sd is None else f" ± {sd:.3f}")]) + " |")
+        out.append("")
+    return out
 
 
 def _md_table(table: Table, alpha: float, correction: str | None) -> list[str]:
@@ -519,7 +589,7 @@ def _md_table(table: Table, alpha: float, correction: str | None) -> list[str]:
 
 
 def _long_rows(records: list[Record]) -> list[list]:
-    seeded = any(r.seeds for r in records)
+    seeded, costed = any(r.seeds for r in records), any(_costed(r) for r in records)
     rows = []
     for r in sorted(records, key=_row_order):
         for m, value in r.metrics.items():
@@ -530,7 +600,8 @@ def _long_rows(records: list[Record]) -> list[list]:
                 r.training_queries, r.n_training_queries, m, value, ref.get("value"), ref.get("source"),
                 json.dumps(sig, sort_keys=True) if sig else None, r.seed, r.wall_s, r.git_commit, r.created,
                 r.per_query,
-            ] + ([" ".join(map(str, r.seeds)) or None, r.sd(m)] if seeded else []))
+            ] + ([" ".join(map(str, r.seeds)) or None, r.sd(m)] if seeded else [])
+              + ([r.latency_s_per_query, r.train_s] if costed else []))
     return rows
 
 

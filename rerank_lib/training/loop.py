@@ -134,6 +134,7 @@ class TrainResult:
     best_dir: Path | None = None  # the weights of best_step (save_best), for checkpoint selection on a dev set
     run_info: dict = field(default_factory=dict)  # num_processes, mixed_precision, global_batch, total_steps...
     cached: bool = False  # the run was found finished in output_dir: loaded, not trained
+    train_s: float | None = None  # training wall seconds across resumes (a cached run: what its training took)
 
 
 def _tracker_names(report_to) -> tuple[str, ...]:
@@ -527,7 +528,8 @@ class _Run:
                              best_metric=best_row[best_name] if best_row else None,
                              best_step=best_row["step"] if best_row else None, metric_for_best=best_name,
                              best_dir=best_dir if self.config.save_best and best_row is not None else None,
-                             run_info=self.run_info, cached=self.finished)
+                             run_info=self.run_info, cached=self.finished,
+                             train_s=self.elapsed_before if self.finished else self.elapsed())
         if self.config.report_to:
             accelerator.end_training()  # flush and close the trackers
         accelerator.free_memory()  # drop the accelerator's references, so a notebook can train the next model

@@ -10,13 +10,13 @@ import pandas as pd
 from ...data.pairs import per_group, read_pairs, with_labels, write_pairs_jsonl
 from ...data.trec import run_from_pairs, run_pairs
 from ...evaluation import evaluate
-from ...experiment import Timer, jsonable, pipeline_cache, record_run
+from ...experiment import jsonable, pipeline_cache, record_run
 from ...rerankers import CrossEncoder
 from ...rerankers.llm_reranker import DecoderReranker
 from ...settings import snapshot
 from ...teacher import platt_probability, scores_with_extra
 from .data import LLMData, load_llm, pairs_of
-from .rows import Row, RowTraining, record_row, test_set, train_ranker
+from .rows import Row, RowTraining, record_row, rerank_test, test_set, train_ranker
 from .settings import LLM_SOURCES, RECIPE, LLMRerankerConfig, slug
 
 
@@ -117,13 +117,11 @@ def distill(cfg: LLMRerankerConfig, data: LLMData, path: Path, sources: Sources,
     source, teacher = sources.chosen, sources.teacher_name
     groups = read_pairs(path, "rag-retrieval", [g.query_id for g in data.groups])
     student = CrossEncoder(cfg.student, max_length=cfg.student_max_length, init_seed=cfg.seed)
-    with Timer() as t:
-        start_test = student.rerank(data.test_bm25, data.test.corpus, data.test.queries, depth=cfg.depth,
-                                    batch_size=cfg.score_batch_size)
+    start_test, seconds = rerank_test(cfg, data, student, batch_size=cfg.score_batch_size)
     start_method = f"ce-{slug(cfg.student)}-start"
     start_rec = record_run(start_test, test_set(cfg, data),
                            record_row(cfg, start_method, f"{cfg.student} (untrained head)", jsonable(snapshot(cfg)),
-                                      wall_s=t.s, reference=RECIPE.references.get(cfg.student)),
+                                      rerank_s=seconds, reference=RECIPE.references.get(cfg.student)),
                            results_dir, baselines={"bm25": data.test_bm25})
     start = Row(start_method, start_test, records=[start_rec])
     trained = train_ranker(cfg, data, results_dir, student, groups, RowTraining(

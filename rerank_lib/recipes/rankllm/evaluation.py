@@ -60,7 +60,7 @@ def zero_shot(cfg: RankLLMConfig, sets: dict[str, EvalSet], results_dir) -> List
         zs.records.append(record_run(
             zs.runs[name], measured(name, es, "bm25", cfg.depth),
             Row(PIPELINE, method, cfg.profile, f"{cfg.model} (zero-shot)",
-                params(cfg, decoding="first", **window_params(cfg, w, len(es.top))), cfg.seed, wall_s=t.s),
+                params(cfg, decoding="first", **window_params(cfg, w, len(es.top))), cfg.seed, rerank_s=t.s),
             results_dir, baselines={"bm25": es.bm25}))
     zs.windows += _quality_sample(cfg, model, tokenizer, sets, "zero-shot") if cfg.quality_queries else []
     return zs
@@ -94,7 +94,7 @@ def evaluate_trained(cfg: RankLLMConfig, tr: Trained, sets: dict[str, EvalSet], 
             row = Row(PIPELINE, method, cfg.profile, label,
                       params(cfg, objective=tr.objective, decoding=decoding, train_on=tr.fold.train_on,
                              selected_step=sel.step, **window_params(cfg, w, len(es.top))),
-                      cfg.seed, RECIPE.references.get((name, tr.objective)), t.s + sel.wall_s)
+                      cfg.seed, RECIPE.references.get((name, tr.objective)), rerank_s=t.s, train_s=sel.train_s)
             records += record_reranker(
                 run, measured(name, es, "bm25", cfg.depth), row, results_dir,
                 baselines={"bm25": es.bm25, "start": zs.runs[name]}, training=tr.fold.provenance,

@@ -19,10 +19,11 @@ from .settings import FAIRE_MEASURES, OWN_FILE, PIPELINE, RECIPE, FaireConfig, F
 from .training import Outcome
 
 
-def faire_row(cfg: FaireConfig, method: str, model: str, params=None, wall_s=None, seeds=()) -> Row:
+def faire_row(cfg: FaireConfig, method: str, model: str, params=None, wall_s=None, seeds=(), train_s=None) -> Row:
     """What a faire record says about its method (its published numbers are added by `record_faire`); `seeds`: the
-    training seeds of a row given one run per seed."""
-    return Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, wall_s=wall_s, seeds=tuple(seeds))
+    training seeds of a row given one run per seed; `wall_s` and `train_s`: every seed's together (experiment.Row)."""
+    return Row(PIPELINE, method, cfg.profile, model, params, cfg.seed, wall_s=wall_s, seeds=tuple(seeds),
+               train_s=train_s)
 
 
 def record_faire(run: Run | Sequence[Run], ds: Dataset, row: Row, *, cfg: FaireConfig, results_dir,
@@ -71,8 +72,9 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         seeds = cfg.seeds if several else ()
         params = {**out.params, **({k: [o.params[k] for o in outs] for k in PER_SEED} if several else {})}
         tests = [o.runs["test"] for o in outs]
+        wall_s, train_s = sum(o.wall_s for o in outs), sum(o.selected.train_s for o in outs)
         row = faire_row(cfg, name, model, jsonable({**own_training.without_unset(snapshot(cfg), OWN_FILE), **params}),
-                        sum(o.wall_s for o in outs), seeds)
+                        wall_s, seeds, train_s)
         records.append(record_faire(tests if several else tests[0], test, row, **trained))
         own = first_seed(records[-1], params={**records[-1].params, **out.params})  # the first seed's model
         publish_selected("bi_encoder", out.encoder, own, out.selected, results_dir, ModelCard(cfg.model),
@@ -83,7 +85,7 @@ def faire_records(cfg: FaireConfig, data: FaireData, base: Baselines, outcomes: 
         interp = ({"interpolation_weights": weights, "interpolation_weight": sum(weights) / len(weights)} if several
                   else {"interpolation_weight": weights[0]})
         records.append(record_faire(mixed if several else mixed[0], test, faire_row(
-            cfg, f"{name}+interp", model, jsonable({**params, **interp}), seeds=seeds), **trained))
+            cfg, f"{name}+interp", model, jsonable({**params, **interp}), wall_s, seeds, train_s), **trained))
     return Evaluated(records)
 
 

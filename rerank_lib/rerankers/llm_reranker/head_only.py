@@ -47,6 +47,7 @@ class HeadOnlyRanker:
                 vec = rows["yes"] - (rows["no"] if init == "yes-no" else 0.0)
                 self.model.weight.copy_(torch.as_tensor(vec).reshape(1, -1))
         self.model.eval()
+        self.cache_features = True  # score() reads the decoder's cached hidden states; False: runs the decoder
 
     def __repr__(self) -> str:
         return f"HeadOnlyRanker({self.decoder!r}, init={self.init!r})"
@@ -77,7 +78,8 @@ class HeadOnlyRanker:
         if isinstance(queries, str):
             queries = [queries] * len(docs)
         feats = self.decoder.hidden_features(list(queries), list(docs), batch_size=self.feature_batch_size,
-                                             show_progress=show_progress or self.show_progress)
+                                             show_progress=show_progress or self.show_progress,
+                                             cache=self.cache_features)
         with torch.no_grad():
             return self.model(torch.from_numpy(feats)).squeeze(-1).numpy().astype(np.float32)
 
