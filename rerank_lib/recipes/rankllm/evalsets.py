@@ -62,13 +62,11 @@ def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=No
 
 def window_params(cfg: RankLLMConfig, windows: list, n_queries: int) -> dict:
     """What the sliding window did on a set, for its record: the depth, window and stride, the LLM calls (window
-    passes) per query, counted from the windows that ran (rank_llm's spans: depth 30, window 10, stride 5 -> 5), and
-    the reranking seconds per query (the windows' own time: prompt, model, parsing; what FIRST's latency claim
-    compares between decodings)."""
+    passes) per query, counted from the windows that ran (rank_llm's spans: depth 30, window 10, stride 5 -> 5).
+    The seconds per query are the record's own `latency_s_per_query` (the Row's rerank_s)."""
     n = max(n_queries, 1)
     return {"depth": cfg.depth, "window": cfg.window, "stride": cfg.stride,
-            "llm_calls_per_query": round(len(windows) / n, 2),
-            "latency_s_per_query": round(sum(w.seconds for w in windows) / n, 4)}
+            "llm_calls_per_query": round(len(windows) / n, 2)}
 
 
 def teacher_name(cfg: RankLLMConfig, dataset: str) -> str:
