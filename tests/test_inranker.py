@@ -1,6 +1,7 @@
 """InRanker distillation (the loss and label centring by hand: test_losses.py): the teacher-score calibration by
 hand, the two soft-label file formats and their errors, training inputs built as inference builds them, resume, and
-the synthetic-query prompt, parsing, cache and negatives."""
+the synthetic-query prompt, parsing, cache and negatives; training seeds: each seed's whole chain (stage 2 from its
+own stage 1), its own run folder, and one seeded record per trained row."""
 import json
 import math
 from pathlib import Path
@@ -388,6 +389,190 @@ def test_training_table_reports_the_selected_checkpoints_own_dev_values():
              {"step": 53, "epoch": 1.0, "nDCG@10": 0.4, "teacher_tau": 0.3}]
     result = TrainResult(53, [{"step": 53, "loss": 0.25}], curve, Path("final"), None, 0.5, 0, "nDCG@10", Path("best"))
     selected = Selected(result, 0, "nDCG@10", 0.5, Path("best"), curve, None, 12.0)
-    row = training_table({"ablation": Student("t5tiny-random-stage1", selected, None)}).iloc[0]
+    row = training_table({"ablation": [Student("t5tiny-random-stage1", selected, None)]}).iloc[0]
     assert (row["steps"], row["selected step"], row["dev nDCG@10 step 0"], row["dev nDCG@10 selected"]) == (53, 0, 0.5, 0.5)
     assert (row["dev τ step 0"], row["dev τ selected"], row["final train loss"]) == (0.1, 0.1, 0.25)
+
+
+# ------------------------------------------------------------------------------------------------ training seeds
+
+
+def fake_selected(folder, step=1, dev_run=None, wall_s=2.0):
+    from rerank_lib.experiment import Selected
+    from rerank_lib.training import TrainResult
+
+    curve = [{"step": 0, "nDCG@10": 0.5}, {"step": 5, "nDCG@10": 0.6}]
+    result = TrainResult(5, [{"step": 5, "loss": 0.25}], curve, Path(folder), None, 0.5, 0, "nDCG@10", Path(folder))
+    return Selected(result, step, "nDCG@10", 0.6, Path(folder), curve, dev_run, wall_s)
+
+
+def test_each_training_seed_runs_the_whole_chain(monkeypatch, tmp_path):
+    """With seeds, stage 1 (each fold), stage 2 and the ablation train once per seed with every stage's seed set to
+    it, stage 2 of seed s continuing from seed s's stage-1 student of `stage2_from`; the data seed and the untrained
+    start stay on `seed`. Without seeds: one student per row, seeded by the stage's own seed, as before."""
+    from types import SimpleNamespace
+
+    from rerank_lib.data import TrainingQueries
+    from rerank_lib.recipes import inranker
+    from rerank_lib.recipes.inranker import Student, synthetic, training
+
+    calls = []
+
+    def fake_train(cfg, stage, method, init, data, dev, options=None, results_dir=None):
+        calls.append((method, str(init), stage.train.seed, cfg.seed, (options or {}).get("seed")))
+        folder = tmp_path / f"{method}-{Path(str(init)).name}-{stage.train.seed}"
+        return Student(method, fake_selected(folder), TrainingQueries.of("trec-dl-2020/test", {"t1": "a query"}), dev,
+                       params={"init": str(init)}, seed=stage.train.seed if cfg.seeds else None)
+
+    monkeypatch.setattr(training, "train_student", fake_train)
+    monkeypatch.setattr(synthetic, "train_student", fake_train)
+    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: SimpleNamespace(queries={}, corpus={}))
+    folds = {year: SimpleNamespace(labels_file=tmp_path / year, split=SimpleNamespace(provenance=None), dev=None)
+             for year in ("trec-dl-2020", "trec-dl-2019")}
+    synth = SimpleNamespace(labels_file=tmp_path / "stage2.jsonl", dev=None,
+                            provenance=TrainingQueries.of("scifact/synthetic", {"syn-1": "synthetic query"}))
+
+    cfg = inranker.config("default", seed=7, seeds=[13, 14, 15])
+    first = inranker.stage1(cfg, folds)
+    assert {k: [s.seed for s in v] for k, v in first.items()} == {"trec-dl-2020": [13, 14, 15],
+                                                                  "trec-dl-2019": [13, 14, 15]}
+    assert [(c[2], c[3], c[4]) for c in calls] == [(s, 7, 7) for s in (13, 13, 14, 14, 15, 15)]  # start: seed 7
+    second = inranker.stage2(cfg, first, synth)
+    assert [s.seed for s in second] == [13, 14, 15]
+    assert [c[1:3] for c in calls[6:]] == [(str(s.model_dir), s.seed) for s in first["trec-dl-2020"]]
+    assert len({c[1] for c in calls[6:]}) == 3  # three different stage-1 checkpoints
+    assert [s.seed for s in inranker.ablation(cfg, folds)] == [13, 14, 15]
+    assert {c[0] for c in calls[9:]} == {"t5tiny-random-stage1"} and [c[2] for c in calls[9:]] == [13, 14, 15]
+    labels = inranker.labelled({"stage2": second, "ablation": None})
+    assert list(labels) == ["stage2 seed 13", "stage2 seed 14", "stage2 seed 15"]
+    with pytest.raises(ValueError, match="own stage-1 student"):  # stage 1 trained with other seeds
+        inranker.stage2(inranker.config("default", seeds=[13, 14]), first, synth)
+
+    calls.clear()
+    single = inranker.config("default", seed=7, seeds=[])
+    first = inranker.stage1(single, folds)
+    assert {k: [s.seed for s in v] for k, v in first.items()} == {"trec-dl-2020": [None], "trec-dl-2019": [None]}
+    [s2] = inranker.stage2(single, first, synth)
+    assert s2.seed is None and calls[-1][1:3] == (str(first["trec-dl-2020"][0].model_dir), 7)
+    assert list(inranker.labelled({"stage2": [s2]})) == ["stage2"]
+
+
+def test_each_training_seed_has_its_own_run_folder(tmp_path):
+    """A seeded run's folder is keyed by its seed: two seeds train apart, and the same seed again finds its run."""
+    from rerank_lib.recipes import inranker
+    from rerank_lib.recipes.inranker.training import StudentData, train_student
+
+    model, tok = tiny_t5()
+    model.save_pretrained(tmp_path / "init")
+    tok.save_pretrained(tmp_path / "init")
+    cfg = inranker.config("smoke", seeds=[13, 14], **{"stage1.train.max_steps": 1, "stage1.train.save_every_steps": 1})
+    data = StudentData(lambda tr: tr.dataset(EXAMPLES), "toy/train")
+    runs = [train_student(seeded, seeded.stage1, "toy-stage1", str(tmp_path / "init"), data, None)
+            for seeded in inranker.RECIPE.seeded(cfg)]
+    assert [s.seed for s in runs] == [13, 14] and [s.params["train"]["seed"] for s in runs] == [13, 14]
+    folders = [s.selected.result.final_dir.parent for s in runs]
+    assert folders[0] != folders[1] and all(f.name.startswith("toy-stage1-") for f in folders)
+    again = train_student(inranker.RECIPE.seeded(cfg)[1], inranker.RECIPE.seeded(cfg)[1].stage1, "toy-stage1",
+                          str(tmp_path / "init"), data, None)
+    assert again.selected.result.final_dir.parent == folders[1]
+
+
+def toy_sets():
+    """Three tiny test sets (the names evaluate_all tests on), each with its BM25 candidates, and a dev slice."""
+    from rerank_lib.data.types import Dataset
+
+    corpus = {"d1": Document("d1", "Cramps follow fatigue and dehydration."),
+              "d2": Document("d2", "Paris is the capital of France."),
+              "d3": Document("d3", "Muscle cramps and salt loss.")}
+    texts = {"scifact": ("what causes cramps", "capital of france"), "trec-dl-2019": ("cramps cause", "paris france"),
+             "trec-dl-2020": ("why cramps", "french capital"), "dev": ("cramps after running", "where is paris")}
+    sets = {}
+    for name, (a, b) in texts.items():
+        ids = (f"{name}-1", f"{name}-2")
+        ds = Dataset(name, "test", corpus, dict(zip(ids, (a, b))), {ids[0]: {"d1": 1, "d3": 1}, ids[1]: {"d2": 1}})
+        sets[name] = (ds, {q: {"d1": 1.0, "d2": 3.0, "d3": 2.0} for q in ids})
+    return sets
+
+
+def toy_students(tmp_path, seeds, steps):
+    """{key: [student per seed]}: tiny T5 checkpoints (one per key and seed), their selected steps `steps[seed]`, a
+    dev run per seed."""
+    from rerank_lib.data import TrainingQueries
+    from rerank_lib.recipes.inranker import DevSlice, Student
+
+    dev_ds, dev_candidates = toy_sets()["dev"]
+    dev = DevSlice(dev_ds, dev_candidates)
+    trained_on = {"stage1/trec-dl-2020": "trec-dl-2020", "stage1/trec-dl-2019": "trec-dl-2019",
+                  "stage2": "scifact/synthetic", "ablation": "trec-dl-2020"}
+    methods = {"stage2": "minilm-monot5-stage2", "ablation": "t5tiny-random-stage1"}
+    students = {}
+    for i, (key, source) in enumerate(trained_on.items()):
+        for j, seed in enumerate(seeds):
+            model, tok = tiny_t5(seed=100 * i + seed)
+            folder = tmp_path / "students" / f"{key.replace('/', '-')}-{seed}"
+            model.save_pretrained(folder)
+            tok.save_pretrained(folder)
+            dev_run = {q: {"d1": 1.0 + j, "d2": 2.0, "d3": 0.5 * j} for q in dev_ds.queries}
+            params = {"train": {"seed": seed}, "init": "start", "selected_step": steps[seed], "steps": 5}
+            students.setdefault(key, []).append(Student(
+                methods.get(key, "minilm-monot5-stage1"), fake_selected(folder, steps[seed], dev_run, wall_s=2.0),
+                TrainingQueries.of(f"{source}/train", {f"train-{key}": f"a training query of {key}"}), dev, {}, params,
+                seed=seed))
+    return students
+
+
+def evaluate_toy(results_dir, monkeypatch, students):
+    """evaluate_all's records of `students` on toy_sets, by (method, dataset); `seeds` from the students'."""
+    from rerank_lib.recipes import inranker
+    from rerank_lib.recipes.inranker import evaluation
+
+    sets = toy_sets()
+    monkeypatch.setattr(evaluation, "test_set", lambda cfg, name, results_dir: sets[name])
+    monkeypatch.setattr(evaluation, "teacher_runs", lambda cfg, sets, results_dir: {})
+    monkeypatch.setattr(evaluation, "start_model", lambda cfg, name: tiny_t5(seed=1))
+    seeds = [s.seed for s in students["stage2"] if s.seed is not None]
+    ev = inranker.evaluate_all(inranker.config("smoke", seeds=seeds), students, results_dir)
+    return {(r.method, r.dataset): r for r in ev.records}
+
+
+def test_seeded_rows_are_one_record_each_over_their_seeds(tmp_path, monkeypatch):
+    """Every trained row (stage 1 on DL and SciFact, stage 2, the ablation, their +interp rows) is one record over
+    the seeds: the mean of each seed's own value (a seed's value is the single run's of that seed's student), its
+    seeds and each seed's selected step; the start rows stay single runs; stage 2 is tested against stage 1's
+    per-query mean over seeds. Without seeds the records are single runs, as before."""
+    from dataclasses import replace
+
+    from rerank_lib.results.record import kept_start, selected_steps
+
+    students = toy_students(tmp_path, (13, 14), {13: 0, 14: 5})
+    seeded = evaluate_toy(tmp_path / "seeded", monkeypatch, students)
+    trained = [("minilm-monot5-stage1", "trec-dl-2019"), ("minilm-monot5-stage1", "trec-dl-2020"),
+               ("minilm-monot5-stage1", "scifact"), ("minilm-monot5-stage2", "scifact"),
+               ("t5tiny-random-stage1", "trec-dl-2019")]
+    starts = [("minilm-monot5-start", d) for d in ("scifact", "trec-dl-2019", "trec-dl-2020")]
+    starts.append(("t5tiny-random-start", "trec-dl-2019"))
+    assert set(seeded) == {*trained, *[(f"{m}+interp", d) for m, d in trained], *starts}
+    for key in starts:
+        assert seeded[key].seeds == [] and seeded[key].per_seed == {}
+    for method, dataset in trained:
+        for rec in (seeded[(method, dataset)], seeded[(f"{method}+interp", dataset)]):
+            assert rec.seeds == [13, 14] and rec.seed == 13 and len(rec.per_seed["nDCG@10"]) == 2
+            assert rec.metrics["nDCG@10"] == pytest.approx(sum(rec.per_seed["nDCG@10"]) / 2)
+            assert selected_steps(rec) == [0, 5] and not kept_start(rec)
+            assert rec.params["train"] == [{"seed": 13}, {"seed": 14}] and rec.params["steps"] == [5, 5]
+            assert rec.wall_s >= 4.0  # both seeds' training
+        assert len(seeded[(f"{method}+interp", dataset)].params["interpolation_weights"]) == 2
+    s1, s2 = seeded[("minilm-monot5-stage1", "scifact")], seeded[("minilm-monot5-stage2", "scifact")]
+    assert s2.significance["stage1"]["nDCG@10"]["delta"] == pytest.approx(s2.metrics["nDCG@10"] - s1.metrics["nDCG@10"])
+    # the published model of a seeded row is its first seed's: its selected step (0) and its own test value
+    card = (tmp_path / "seeded" / "models" / "smoke" / "minilm-monot5-stage2-scifact" / "README.md").read_text()
+    assert "untrained start (step 0)" in card and f"| nDCG@10 | {s2.per_seed['nDCG@10'][0]:.4f} |" in card
+    # the same rows from seed 14's students alone: single runs whose values are the seeded rows' second seed's
+    single = evaluate_toy(tmp_path / "single", monkeypatch, {k: [replace(v[1], seed=None)] for k, v in students.items()})
+    assert set(single) == set(seeded)
+    for key, rec in single.items():
+        assert rec.seeds == [] and rec.per_seed == {} and rec.seed == 13
+        if seeded[key].seeds:  # a trained row (and its +interp row, weight chosen on seed 14's dev run)
+            assert rec.metrics["nDCG@10"] == pytest.approx(seeded[key].per_seed["nDCG@10"][1])
+            assert rec.params["selected_step"] == 5 and selected_steps(rec) == [5]
+    assert single[("minilm-monot5-start", "scifact")].metrics == seeded[("minilm-monot5-start", "scifact")].metrics

@@ -181,4 +181,8 @@ def test_the_train_command_takes_seeds_where_the_pipeline_trains_them():
     assert resolve(["cross_encoder", "--profile", "smoke", "--seeds", "13", "14", "15"]).seeds == (13, 14, 15)
     assert resolve(["cross_encoder", "--profile", "smoke", "--set", "seeds=[]"]).seeds == ()
     assert "seeds" in train.flag_settings(recipes.get("cross_encoder"))
-    assert "seeds" not in train.flag_settings(recipes.get("inranker"))
+    assert "seeds" in train.flag_settings(recipes.get("inranker"))
+    assert resolve(["inranker", "--profile", "smoke", "--seeds", "13", "14"]).seeds == (13, 14)
+    assert "seeds" not in train.flag_settings(recipes.get("hopweaver"))
+    inranker = recipes.get("inranker")  # the default trains every row over three seeds; the paper as published
+    assert [inranker.config(p).seeds for p in ("default", "smoke", "paper", "paper-tiny")] == [(13, 14, 15), (), (), ()]

@@ -9,7 +9,9 @@ logits by a calibration fitted on TRAINING judgments only; the student is monoT5
 (all-MiniLM-L6-v2 under a small random decoder); stage 1 uses the two leak-free TREC DL folds (train on one year,
 test on the other); stage 2 generates queries for SciFact documents with SmolLM2-135M. A T5 built from a config is
 the ablation row. Checkpoints (the untrained start included) are chosen on dev slices, never on a test query. The
-`paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings.
+`paper` profile trains t5-base on the published soft labels (monoT5-3B teacher) with the published settings. With
+`seeds`, every training run repeats per training seed (stage 2 from that seed's stage-1 student; the labels and
+synthetic queries are data, made once), and each trained row's record holds the mean over seeds.
 
 One submodule per step: settings, data, training (students, stage 1, ablation; through the package's trainer API,
 `trainer.InRankerTrainer`, re-exported here), synthetic (stage 2), evaluation (records,
@@ -28,12 +30,14 @@ from .settings import PIPELINE as PIPELINE, RECIPE as RECIPE, InRankerConfig as 
 from .settings import summary as summary
 from .synthetic import Synthetic as Synthetic, stage2 as stage2, synthetic_data as synthetic_data
 from .training import (
-    InRankerTrainer as InRankerTrainer, Student as Student, ablation as ablation, short_name as short_name, stage1 as stage1,
+    InRankerTrainer as InRankerTrainer, Student as Student, ablation as ablation, labelled as labelled,
+    short_name as short_name, stage1 as stage1,
 )
 
 
 def train_from_shell(cfg: InRankerConfig, results_dir, evaluate: bool) -> dict:
-    """Notebook 20 from the shell: stage 1 on each DL fold, stage 2 on the synthetic queries, the ablation."""
+    """Notebook 20 from the shell: stage 1 on each DL fold, stage 2 on the synthetic queries, the ablation (each
+    once per training seed of `seeds`: output folders named '<student> seed <seed>')."""
     from ..first_stage import ensure_first_stage
 
     with main_first():
@@ -46,7 +50,7 @@ def train_from_shell(cfg: InRankerConfig, results_dir, evaluate: bool) -> dict:
     students["ablation"] = ablation(cfg, folds, results_dir=results_dir)
     if evaluate and is_main():
         print(results_table(cfg, evaluate_all(cfg, students, results_dir)).to_string())
-    return {k: Trained.monot5(s.selected, cfg) for k, s in students.items() if s is not None}
+    return {label: Trained.monot5(s.selected, cfg) for label, s in labelled(students).items()}
 
 
 #: the pipeline with its shell training (settings.RECIPE, which the steps use, is the same recipe without it)

@@ -86,7 +86,7 @@ def check(cfg: InRankerConfig, overrides) -> InRankerConfig:
 RECIPE = Recipe(PIPELINE, "20_inranker", InRankerConfig, stages=tuple(f"{s}.train" for s in STAGES),
                 flags={"model_name_or_path": "student"},
                 steps=("dl_folds", "stage1", "synthetic_data", "stage2", "ablation", "evaluate_all", "results_table"),
-                check=check)
+                check=check, multi_seed=True)
 config = RECIPE.config
 
 

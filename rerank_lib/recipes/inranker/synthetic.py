@@ -1,11 +1,12 @@
-"""InRanker's stage 2: synthetic SciFact queries labelled by the teacher, and the student trained on them."""
+"""InRanker's stage 2: synthetic SciFact queries labelled by the teacher (data: written once, the same for every
+training seed), and the student trained on them from each seed's own stage-1 student."""
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -21,7 +22,7 @@ from .trainer import monot5_teacher_examples
 from ...synthetic_queries import query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
 from .data import DevSlice
-from .settings import InRankerConfig
+from .settings import RECIPE, InRankerConfig
 from .training import Student, StudentData, short_name, train_student
 
 
@@ -135,11 +136,19 @@ def synthetic_data(cfg: InRankerConfig, results_dir) -> Synthetic:
     return Synthetic(frame, path, calibration, provenance, split, dev, t.s)
 
 
-def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Student], synth: Synthetic,
-           results_dir=None) -> Student:
-    """Continue from the stage-1 student of `stage2_from` (its selected checkpoint) on the target-domain soft
-    labels; select on SciFact dev."""
-    start = stage1_students[cfg.stage2_from]
+def stage2(cfg: InRankerConfig, stage1_students: Mapping[str, Sequence[Student]], synth: Synthetic,
+           results_dir=None) -> list[Student]:
+    """Per training seed: continue from that seed's stage-1 student of `stage2_from` (its selected checkpoint) on
+    the target-domain soft labels (the same for every seed); select on SciFact dev."""
+    configs, starts = RECIPE.seeded(cfg), stage1_students[cfg.stage2_from]
+    if [s.seed for s in starts] != [c.stage1.train.seed if cfg.seeds else None for c in configs]:
+        raise ValueError(f"stage 2 continues each training seed's own stage-1 student: got stage-1 seeds "
+                         f"{[s.seed for s in starts]} for seeds {list(cfg.seeds)} (train stage 1 with the same seeds)")
+    return [stage2_seed(seeded, start, synth, results_dir) for seeded, start in zip(configs, starts)]
+
+
+def stage2_seed(cfg: InRankerConfig, start: Student, synth: Synthetic, results_dir) -> Student:
+    """stage2's run of one training seed (`cfg.stage2.train.seed`) from `start`, that seed's stage-1 student."""
     provenance = None if synth.labels_file is None else start.provenance | synth.provenance
     student = train_student(cfg, cfg.stage2, f"{short_name(cfg.student)}-stage2", str(start.model_dir),
                             StudentData(lambda tr: tr.load_custom_dataset(synth.labels_file),

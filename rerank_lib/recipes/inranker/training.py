@@ -1,10 +1,13 @@
 """Training InRanker students: the recipe's runs through `trainer.InRankerTrainer` (the
-`inranker` package's trainer API), one stage's TrainConfig each, selected on dev: stage 1, the ablation."""
+`inranker` package's trainer API), one stage's TrainConfig each, selected on dev: stage 1, the ablation.
+
+Each step returns one student per training seed (`seeds`; else one, seeded by the stage's `train.seed`), in `seeds`
+order; the untrained student is seeded by `seed` alone, so every training seed starts from the same model."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from ...data import TrainingQueries, load_dataset
 from ...data.inranker import DistillDataset
@@ -27,10 +30,17 @@ class Student:
     dev: DevSlice | None = None
     data: dict = field(default_factory=dict)  # training data summary
     params: dict = field(default_factory=dict)
+    seed: int | None = None  # its training seed, when it is one of several (`seeds`)
 
     @property
     def model_dir(self) -> Path:
         return self.selected.model_dir
+
+
+def labelled(students: Mapping[str, Sequence[Student] | None]) -> dict[str, Student]:
+    """{key: [student per seed]} -> {label: student}: the key, with the training seed when it is one of several
+    ('stage2 seed 14'); the tables, figures and the shell's output folders name each run so."""
+    return {key if s.seed is None else f"{key} seed {s.seed}": s for key, runs in students.items() for s in runs or ()}
 
 
 def student_options(cfg: InRankerConfig, name: str) -> dict:
@@ -87,18 +97,28 @@ def train_student(cfg: InRankerConfig, stage: Stage, method: str, init: str, dat
         provenance = TrainingQueries.of(provenance or dataset.source, dataset.query_texts)
     return Student(method, selected, provenance, dev, dataset.summary(),
                    params={**snapshot(stage), "init": str(init), "selected_step": selected.step,
-                           "steps": selected.result.global_step})
+                           "steps": selected.result.global_step}, seed=stage.train.seed if cfg.seeds else None)
 
 
 def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str | None = None,
-           stage: Stage | None = None, results_dir=None) -> dict[str, Student]:
-    """{train_on: student}: `student` (default cfg.student) trained on each DL fold from its untrained start.
-    With the published MS MARCO soft labels (paper profile) one student serves both DL years (its queries are
-    MS MARCO train queries, disjoint from both)."""
-    student, stage = student or cfg.student, stage or cfg.stage1
-    method, options = f"{short_name(student)}-stage1", student_options(cfg, student)
+           stage: str = "stage1", results_dir=None) -> dict[str, list[Student]]:
+    """{train_on: [student per training seed]}: `student` (default cfg.student) trained with the settings of
+    `stage` (a Stage of the config: stage1, ablation) on each DL fold from its untrained start. With the published
+    MS MARCO soft labels (paper profile) one student serves both DL years (its queries are MS MARCO train queries,
+    disjoint from both)."""
+    out: dict[str, list[Student]] = {}
+    for seeded in RECIPE.seeded(cfg):
+        for train_on, trained in stage1_seed(seeded, folds, student or cfg.student, stage, results_dir).items():
+            out.setdefault(train_on, []).append(trained)
+    return out
+
+
+def stage1_seed(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str, stage: str,
+                results_dir) -> dict[str, Student]:
+    """stage1's run of one training seed (`cfg`'s stage seed): {train_on: student}."""
+    method, options, settings = f"{short_name(student)}-stage1", student_options(cfg, student), getattr(cfg, stage)
     if cfg.stage1_data == "published":
-        trained = train_student(cfg, stage, method, student,
+        trained = train_student(cfg, settings, method, student,
                                 StudentData(lambda tr: tr.load_msmarco_dataset(), "msmarco/train"), None, options,
                                 results_dir=results_dir)
         return {"trec-dl-2020": trained, "trec-dl-2019": trained}
@@ -106,16 +126,16 @@ def stage1(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, student: str |
     for train_on, fold in (folds or {}).items():
         full = load_dataset(train_on, "test", root=cfg.data_root)
         out[train_on] = train_student(
-            cfg, stage, method, student,
+            cfg, settings, method, student,
             StudentData(lambda tr, f=fold, ds=full: tr.load_msmarco_dataset(f.labels_file, queries=ds.queries,
                                                                              corpus=ds.corpus), fold.split.provenance),
             fold.dev, options, results_dir=results_dir)
     return out
 
 
-def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, results_dir=None) -> Student | None:
-    """The ablation student (offline: a T5 from config), stage 1 on the stage2_from fold only."""
+def ablation(cfg: InRankerConfig, folds: Mapping[str, Fold] | None, results_dir=None) -> list[Student] | None:
+    """The ablation student (offline: a T5 from config), stage 1 on the stage2_from fold only, per training seed."""
     if not cfg.ablation_student:
         return None
     one_fold = None if folds is None else {cfg.stage2_from: folds[cfg.stage2_from]}
-    return stage1(cfg, one_fold, cfg.ablation_student, cfg.ablation, results_dir)[cfg.stage2_from]
+    return stage1(cfg, one_fold, cfg.ablation_student, "ablation", results_dir)[cfg.stage2_from]
