@@ -82,8 +82,7 @@ def evaluate_all(cfg: InRankerConfig, students: Mapping[str, Sequence[Student] |
 
     def score(rankers, name, method, model, baselines, trained=(), on_dev=None, dev=None):
         """The test runs on `name` of `rankers` (one per training seed of `trained`, or one untrained ranker) and
-        their records; `trained` students add their training queries (`provenance`), params and training time
-        (their own runs': stage 2's excludes the stage 1 it starts from)."""
+        their records; `trained` students add their training queries, params and training time (stage 2's: its own)."""
         ds, bm25 = sets[name]
         depth = cfg.scifact_depth if name == "scifact" else cfg.dl_depth
         with Timer() as t:
