@@ -2,9 +2,11 @@
 logits vs full logits, on the same model, windows, batch and threads, in one run. Plus parity with rank_llm.
 
 1. Inference: the same windows (TREC DL 2019 BM25 top-`window`, `max_words` words per passage, RankZephyr prompt)
-   reranked by FIRST (one forward, identifier logits after '[') and by greedy generation of the full answer
-   (num_output_tokens tokens, as rank_llm asks vLLM for); windows/s of each and the ratio, alternating the two
-   modes window by window so that machine load hits both alike. The papers report 21-50% lower latency with FIRST.
+   reranked by FIRST (one forward, identifier logits after '['), by greedy generation of the full answer
+   (num_output_tokens tokens, as rank_llm asks vLLM for) and by greedy generation constrained to a permutation of
+   the identifiers (listwise.constrained); wall and CPU seconds per window (process_time: what a loaded machine
+   does not inflate), the output categories and Kendall tau with the input (BM25) order, the modes taking turns
+   window by window so that machine load hits all alike. The papers report 21-50% lower latency with FIRST.
 2. Training: the generation loss on the same batch of conversations, forward + backward, once through
    ListwiseLM (hidden states, LM head on the answer positions only) and once the usual way (full [B, T, vocab]
    logits, then the answer positions: rank_llm's compute_generation_loss); tokens/s and the size of the logits.
@@ -17,7 +19,7 @@ logits vs full logits, on the same model, windows, batch and threads, in one run
    (its listwise package __init__, which imports vLLM, OpenAI and LiT5, is bypassed; see _rank_llm_listwise).
 
     PYTHONPATH=. python benchmarks/bench_listwise.py [--model smollm2-135m-instruct] [--windows 8] [--window 10]
-        [--max-words 40] [--threads 2] [--train-batches 3] [--batch-size 2]
+        [--max-words 40] [--threads 2] [--train-batches 3] [--batch-size 2] [--inference-only]
 """
 from __future__ import annotations
 
@@ -130,8 +132,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--inference-only", action="store_true", help="stop after the decoding comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+
+    from collections import Counter
+
+    from scipy.stats import kendalltau
 
     from rerank_lib.data import load_dataset
     from rerank_lib.data.trec import ranked
@@ -140,12 +147,13 @@ def main() -> None:
     )
     from rerank_lib.listwise import encode_conversation
     from rerank_lib.listwise.objectives import full_logits_generation_loss
+    from rerank_lib.models import load_chat_lm
     from rerank_lib.recipes import rankllm as recipe
     from rerank_lib.training import pad_collate
 
     cfg = recipe.config("default", model=args.model, window=args.window, max_words=args.max_words,
                         train_window=args.window, train_max_words=args.max_words)
-    model, tok = recipe.load_lm(cfg, args.model, device="cpu")
+    model, tok = load_chat_lm(args.model, cfg.chat_template, device="cpu")
     ds = load_dataset("trec-dl-2019", "test")
     run = ds.runs["bm25"]  # the BM25 top-100 that ships with the data
     qids = sorted(q for q in run if q in ds.qrels)[: args.windows]
@@ -154,34 +162,37 @@ def main() -> None:
           f"{'letter' if alpha else 'numeric'} identifiers, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}, {platform.processor() or platform.machine()}, fp32")
 
-    # ---- 1. FIRST vs generation on the same windows ----------------------------------------------------------
+    # ---- 1. FIRST vs generation (free and constrained) on the same windows ---------------------------------
     common = dict(window=args.window, stride=args.window, max_words=args.max_words,
                   identifiers="alpha" if alpha else "numeric", autocast=False)
-    first = ListwiseReranker(model, tok, mode="first", **common)
-    gen = ListwiseReranker(model, tok, mode="generate", **common)
+    modes = {"generation (greedy)": ListwiseReranker(model, tok, mode="generate", **common),
+             "generation (constrained)": ListwiseReranker(model, tok, mode="generate", constrained=True, **common),
+             "FIRST (single token)": ListwiseReranker(model, tok, mode="first", **common)}
     windows = [(ds.queries[q], [ds.corpus[d] for d, _ in ranked(run[q])[: args.window]]) for q in qids]
-    first.rank_window(*windows[0])  # warm-up, untimed
-    t_first = t_gen = 0.0
-    top1 = 0
-    tokens_in = []
-    categories = []
-    for query, docs in windows:
-        a = first.rank_window(query, docs)
-        b = gen.rank_window(query, docs)
-        t_first += a.seconds
-        t_gen += b.seconds
-        top1 += int(a.order[0] == b.order[0])
-        tokens_in.append(a.prompt_tokens)
-        categories.append(b.category)
-    n = len(windows)
-    print(f"\nprompt tokens per window: mean {sum(tokens_in) / n:.0f}; generated tokens per window: "
-          f"{b.output_tokens}; generation output categories: {dict((c, categories.count(c)) for c in set(categories))}")
-    print(f"{'mode':<28}{'s/window':>10}{'windows/s':>11}{'ratio':>8}")
-    print(f"{'generation (greedy)':<28}{t_gen / n:>10.2f}{n / t_gen:>11.3f}{1.0:>8.2f}x")
-    print(f"{'FIRST (single token)':<28}{t_first / n:>10.2f}{n / t_first:>11.3f}{t_gen / t_first:>8.2f}x")
-    print(f"FIRST and generation agree on the top passage in {top1}/{n} windows; FIRST latency is "
-          f"{100 * (1 - t_first / t_gen):.0f}% lower")
-
+    modes["FIRST (single token)"].rank_window(*windows[0])  # warm-up, untimed
+    wall, cpu = dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0.0)
+    results = {name: [] for name in modes}
+    for query, docs in windows:  # the modes take turns window by window: machine load hits all alike
+        for name, rr in modes.items():
+            start = time.process_time()
+            results[name].append(rr.rank_window(query, docs))
+            cpu[name] += time.process_time() - start
+            wall[name] += results[name][-1].seconds
+    n, base = len(windows), "generation (greedy)"
+    first = results["FIRST (single token)"]
+    print(f"\nprompt tokens per window: mean {sum(w.prompt_tokens for w in first) / n:.0f}")
+    print(f"{'mode':<28}{'s/window':>10}{'CPU s/window':>14}{'ratio':>8}{'tokens':>8}{'tau vs BM25':>13}  categories")
+    for name, rs in results.items():
+        tau = sum(kendalltau(w.order, range(len(w.order))).statistic for w in rs) / n
+        cats = Counter(w.category for w in rs)
+        print(f"{name:<28}{wall[name] / n:>10.2f}{cpu[name] / n:>14.2f}{wall[base] / wall[name]:>8.2f}x"
+              f"{sum(w.output_tokens for w in rs) / n:>8.1f}{tau:>13.3f}  {dict(cats)}")
+    for name in ("generation (greedy)", "generation (constrained)"):
+        top1 = sum(a.order[0] == b.order[0] for a, b in zip(first, results[name]))
+        print(f"FIRST and {name} agree on the top passage in {top1}/{n} windows; FIRST latency is "
+              f"{100 * (1 - wall['FIRST (single token)'] / wall[name]):.0f}% lower")
+    if args.inference_only:
+        return
     # ---- 2. training step: answer-only logits vs full logits ------------------------------------------------
     docs_all = {d: ds.corpus[d] for q in qids for d, _ in ranked(run[q])[: args.window]}
     reverse = {q: {d: -s for d, s in run[q].items()} for q in qids}  # any target order: this is about speed

@@ -6,6 +6,7 @@ parsing.py          answer cleaning, permutation repair, the ok / wrong_format /
 window.py           the back-to-front sliding window
 lm.py               ListwiseLM: LM-head projection of selected positions only; NEFTune; training the top layers only
 first.py            ListwiseReranker: generation decoding or FIRST single-token decoding over the windows
+constrained.py      generation decoding constrained to a permutation of the window's identifiers (a LogitsProcessor)
 objectives.py       ListwiseObjective: the generation / ranking (FIRST) / combined objectives, assembled from the
                     losses in rerank_lib.losses (RankNet, weighted RankNet, ListNet, LambdaRank, token CE)
 training_data.py    ShareGPT conversations from first-stage candidates + a teacher order; tokenised examples

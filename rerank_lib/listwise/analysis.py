@@ -20,10 +20,13 @@ def window_rows(results: Sequence, dataset: str, model: str) -> list[dict]:
 
 def quality_table(windows: Sequence[dict]) -> pd.DataFrame:
     """rank_llm's output-quality counts per model, decoding mode and dataset (FIRST always yields a complete
-    permutation). `windows`: WindowResult.to_dict() rows with `model` and `dataset` added."""
+    permutation; so does constrained generation, whose mode reads 'generate (constrained)'). `windows`:
+    WindowResult.to_dict() rows with `model` and `dataset` added."""
     df = pd.DataFrame(windows)
     if df.empty:
         return df
+    if "constrained" in df:
+        df["mode"] = [f"{m} (constrained)" if c else m for m, c in zip(df["mode"], df["constrained"].fillna(False))]
     counts = df.groupby(["model", "mode", "dataset", "category"]).size().unstack("category", fill_value=0)
     counts = counts.reindex(columns=list(CATEGORIES), fill_value=0)
     counts["windows"] = counts.sum(axis=1)

@@ -3,6 +3,8 @@
 - mode='generate': greedy decoding of exactly as many tokens as the longest well-formed answer
   ('[1] > [2] > ... > [n]'), min = max, as rank_llm asks vLLM for; the text is parsed and repaired
   (parsing.parse_permutation) and classified (ok / wrong_format / repetition / missing_documents).
+  With constrained=True the decoding may only write a permutation of the window's identifiers, then EOS
+  (constrained.py): every answer is well-formed, and its order is the model's, not the repair's.
 - mode='first' (Reddy et al., 2024, "FIRST: Faster Improved Listwise Reranking with Single Token Decoding"):
   the prompt plus the opening '[' of the answer goes through the model once; the logits at that last position,
   read at the token of each window identifier, order the whole window. rank_llm reads vLLM's top-30 logprobs of
@@ -19,10 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import torch
+from transformers import LogitsProcessorList
 
 from ..data.candidates import Candidate, Candidates, candidates_from_run
 from ..data.types import Document, Run
 from ..models import autocast_context
+from .constrained import PermutationLogitsProcessor, answer_pieces
 from .lm import ListwiseLM
 from .parsing import classify_response, parse_permutation
 from .prompts import (
@@ -57,6 +61,7 @@ class WindowResult:
     max_words: int  # the word limit per passage after fitting the context
     seconds: float
     doc_ids: list[str] = field(default_factory=list)  # the window's documents in input order (set by rerank)
+    constrained: bool = False  # generation decoded under the permutation constraint (well-formed by construction)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +85,7 @@ class ListwiseReranker:
     identifiers: str = "auto"
     chat_template: str | None = None
     autocast: bool = True  # bf16 autocast where the hardware does bf16 natively (models.autocast_context)
+    constrained: bool = False  # generation only: decode nothing but a permutation of the identifiers (rank_llm: no)
     alpha: bool = field(init=False)
 
     def __post_init__(self):
@@ -120,13 +126,20 @@ class ListwiseReranker:
 
     @torch.no_grad()
     def generate(self, prompt: Prompt) -> tuple[str, int]:
-        """Greedy answer text of exactly num_output_tokens(n) tokens, and the number generated."""
+        """Greedy answer text and the number of tokens generated: exactly num_output_tokens(n) unconstrained; a
+        permutation of the n identifiers and EOS when constrained."""
         ids = torch.tensor([encode_prompt(self.tokenizer, prompt.text)], device=self.device)
-        n_out = num_output_tokens(self.tokenizer, prompt.n_passages, self.alpha)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        if self.constrained:
+            pieces = answer_pieces(self.tokenizer, prompt.n_passages, self.alpha, self.chat_template)
+            length = dict(max_new_tokens=pieces.max_tokens, eos_token_id=pieces.eos,
+                          logits_processor=LogitsProcessorList([PermutationLogitsProcessor(pieces, ids.shape[1])]))
+        else:
+            n_out = num_output_tokens(self.tokenizer, prompt.n_passages, self.alpha)
+            length = dict(max_new_tokens=n_out, min_new_tokens=n_out)
         with autocast_context(self.device, enabled=self.autocast):
-            out = self.lm.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_out,
-                                      min_new_tokens=n_out, do_sample=False, pad_token_id=pad)
+            out = self.lm.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      pad_token_id=pad, **length)
         new = out[0, ids.shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True), int(new.numel())
 
@@ -143,7 +156,8 @@ class ListwiseReranker:
             order = parse_permutation(response, n, self.alpha)
             category = classify_response(response, n, self.template)
         return WindowResult(qid, start, start + n, self.mode, response, order, category, prompt.n_tokens,
-                            out_tokens, prompt.max_words, time.perf_counter() - t0)
+                            out_tokens, prompt.max_words, time.perf_counter() - t0,
+                            constrained=self.constrained and self.mode == "generate")
 
     # --- one query, one run -----------------------------------------------------------------------------------
     def rerank_query(self, request: Candidates, depth: int | None = None) -> tuple[list[str], list[WindowResult]]:

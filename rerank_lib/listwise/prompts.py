@@ -276,12 +276,15 @@ def identifier_token_ids(tokenizer, n: int, alpha: bool, chat_template: str | No
 
     Tokenised in the real context: the assistant's generation prompt of the chat template, then '['.
     """
-    anchor = "\n"
-    template = chat_template or getattr(tokenizer, "chat_template", None)
-    if template:
-        anchor = render_prompt(tokenizer, [{"role": "user", "content": "x"}], template)
-    found = _identifier_ids_cached(tokenizer, alpha, n, anchor)
+    found = _identifier_ids_cached(tokenizer, alpha, n, answer_anchor(tokenizer, chat_template))
     return list(found) if found is not None else None
+
+
+def answer_anchor(tokenizer, chat_template: str | None = None) -> str:
+    """What every rendered prompt ends with, for tokenising an answer in context: a one-turn chat rendered with the
+    assistant's generation prompt ('\\n' without a chat template)."""
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    return render_prompt(tokenizer, [{"role": "user", "content": "x"}], template) if template else "\n"
 
 
 def choose_identifiers(tokenizer, n: int, prefer: str = "auto", chat_template: str | None = None) -> bool:

@@ -50,7 +50,8 @@ def reranker(cfg: RankLLMConfig, model, tokenizer, mode: str = "first") -> Listw
     return ListwiseReranker(model, tokenizer, mode=mode, window=cfg.window, stride=cfg.stride,
                             max_words=cfg.max_words, context_size=cfg.context_size,
                             identifiers="alpha" if use_letters(cfg, tokenizer) else "numeric",
-                            chat_template=cfg.chat_template, autocast=cfg.inference_bf16)
+                            chat_template=cfg.chat_template, autocast=cfg.inference_bf16,
+                            constrained=cfg.constrained_generation)
 
 
 def rerank_set(rr: ListwiseReranker, es: EvalSet, cfg: RankLLMConfig, queries=None,

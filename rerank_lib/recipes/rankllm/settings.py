@@ -40,6 +40,8 @@ class RankLLMConfig(RecipeSettings):
     context_size: int = 4096
     identifiers: str = "auto"  # auto: numbers when single tokens in the tokenizer, else letters
     inference_bf16: bool = False  # bf16 autocast at inference (measured 6x slower than fp32 for SmolLM2 on this CPU)
+    constrained_generation: bool = True  # generation decoding may write only a permutation of the window's
+    # identifiers, then EOS (listwise.constrained); rank_llm decodes unconstrained (the paper profile)
     scifact_test_queries: int | None = 25  # a seeded sample of SciFact test (None: all 300); its own split name
     generation_eval: tuple[str, ...] = ()  # metric rows of the generation-trained model decoded by generation
     # (the profiles' YAML names the sets, DL19 in the default; without DL19 the generation-trained model is decoded by
