@@ -7,6 +7,8 @@ the offline teacher, calibrated to probabilities on the training labels.
 group CE + KD, RankNet, listwise CE), selects each checkpoint on the dev slice, and reranks SciFact test's BM25
 top-`depth`, with an interpolation row per variant. With `seeds`, every variant (and the start's fresh head) is
 trained once per training seed on the same data, and each row's record holds the mean over seeds.
+The `distill_*` variants are notebook 14's equal-budget comparison of six distillation losses on the teacher scores
+of 10_'s FlagEmbedding file (recipes/distillation.py); they train and are recorded by the same steps.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar, Mapping
+from typing import ClassVar, Mapping, Sequence
 
 import pandas as pd
 
@@ -35,6 +37,7 @@ from ..retrievers.bi_encoder import BiEncoder
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
+from ..losses import TEACHER_TARGETS
 from ..training.groups import GROUPWISE, GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
@@ -49,6 +52,13 @@ VARIANTS = {
     "group_ce_kd": ("group_ce", "flag", True),  # FlagEmbedding with knowledge distillation (pos/neg_scores)
     "ranknet": ("ranknet", "distill", False),  # pairwise, weighted by the label difference
     "listwise_ce": ("listwise_ce", "distill", False),  # ListNet top-one over the soft labels
+    # notebook 14: six distillation losses on one file, the teacher's calibrated margins (pos/neg_scores) as targets
+    "distill_logit_mse": ("logit_mse", "flag", False),  # InRanker's centred-logit MSE, for one logit
+    "distill_group_ce_kd": ("group_ce", "flag", True),  # FlagEmbedding's group CE + KD
+    "distill_soft_point_ce": ("soft_point_ce", "flag", False),  # point CE on the teacher's probabilities
+    "distill_ranknet": ("teacher_ranknet", "flag", False),  # RankNet on the teacher's order
+    "distill_listnet": ("teacher_listnet", "flag", False),  # ListNet on the softmax of the teacher's scores
+    "distill_weighted_ranknet": ("teacher_weighted_ranknet", "flag", False),  # rank_llm's weighted RankNet
 }
 FILES = {
     "binary": ("scifact_train.rag-retrieval.jsonl", "rag-retrieval"),
@@ -56,6 +66,14 @@ FILES = {
     "flag": ("scifact_train.flagembedding.jsonl", "flagembedding"),
     "flag_dense": ("scifact_train.flagembedding.dense-negatives.jsonl", "flagembedding"),
 }
+
+
+def uses_teacher(variant: str) -> bool:
+    """Whether a variant trains on the teacher's scores (a KD term, or a loss of losses.TEACHER_TARGETS)."""
+    loss, _, kd = VARIANTS[variant]
+    return kd or loss in TEACHER_TARGETS
+
+
 @dataclass(frozen=True)
 class CrossEncoderConfig(RecipeSettings):
     READ_ONLY_WHEN: ClassVar[dict] = {k: "train_file is given (a training file of your own, train_format "
@@ -263,7 +281,7 @@ def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, 
 
 def _read_own(cfg: CrossEncoderConfig, path: str) -> list[TrainGroup]:
     kwargs = ({"max_label": cfg.train_max_label, "min_label": cfg.train_min_label} if cfg.train_format == "rag-retrieval"
-              else {"knowledge_distillation": any(VARIANTS[v][2] for v in cfg.variants)}
+              else {"knowledge_distillation": any(uses_teacher(v) for v in cfg.variants)}
               if cfg.train_format == "flagembedding" else {})
     return own_training.name_queries(read_pairs(own_training.existing(path), cfg.train_format, **kwargs), path)
 
@@ -276,7 +294,7 @@ def own_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, l
         train, dev = groups, _read_own(cfg, cfg.eval_file)
     else:
         train, dev = own_training.split_by_query(groups, seed=cfg.seed)
-    kd = [v for v in cfg.variants if VARIANTS[v][2]]
+    kd = [v for v in cfg.variants if uses_teacher(v)]
     if kd and any(g.teacher_scores is None for g in train):
         raise ValueError(f"{cfg.train_file}: variant(s) {kd} distil teacher scores: the file needs pos_scores and "
                          "neg_scores (train_format flagembedding)")
@@ -386,12 +404,18 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
+def start_runs(cfg: CrossEncoderConfig, sets: RerankingSets) -> list[Run]:
+    """The untrained start's test run per training seed (each seed's fresh head): every variant's paired-test
+    baseline 'start'."""
+    return [start_model(seeded).rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                                       batch_size=cfg.score_batch_size) for seeded in RECIPE.seeded(cfg)]
+
+
 def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> Evaluated:
     """The untrained starting point (fresh head), the floor every variant starts from: its record, and its test run
     per training seed (each seed's head) as `runs["start"]` (every variant's paired-test baseline)."""
     with Timer() as t:
-        runs = [start_model(seeded).rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
-                                           batch_size=cfg.score_batch_size) for seeded in RECIPE.seeded(cfg)]
+        runs = start_runs(cfg, sets)
     record = record_run(
         runs, sets.evalsets(cfg.depth)[0],
         Row(PIPELINE, method_name(cfg, "start"), cfg.profile,
@@ -402,15 +426,19 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) ->
 
 
 def selection_params(sel: Selected) -> dict:
-    """What a record keeps of a run's dev selection (a seeded row: each seed's, in `seeds` order)."""
+    """What a record keeps of a run's dev selection (a seeded row: each seed's, in `seeds` order) and its training
+    cost: `train_s` the run's wall time (its dev evaluations included; a cached run: loading it), `step_s` the
+    seconds per optimizer step from the training log's clock (Selected.step_s)."""
+    step_s = sel.step_s
     return {"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step,
-            "train_s": round(sel.wall_s, 1)}
+            "train_s": round(sel.wall_s, 1), "step_s": None if step_s is None else round(step_s, 4)}
 
 
 def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: RerankingSets, start_runs: list[Run],
-                     results_dir) -> Evaluated:
+                     results_dir, baselines: Mapping[str, Sequence[Run]] | None = None) -> Evaluated:
     """Rerank SciFact test with each training seed's selected checkpoint of one variant (train_variant's runs): a
-    record vs BM25 and vs the start (each seed's own), and the +interp row (weight chosen per seed on dev)."""
+    record vs BM25, vs the start (each seed's own) and vs each of `baselines` (name -> one test run per seed, e.g.
+    another variant's), and the +interp row (weight chosen per seed on dev). Its test runs: `runs[variant]`."""
     with Timer() as t:
         runs = [vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                                 batch_size=cfg.score_batch_size) for vr in vrs]
@@ -422,7 +450,8 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     records = record_reranker(
         runs, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
                         params, cfg.seed, wall_s=sum(one.selected.wall_s for one in vrs) + t.s, seeds=cfg.seeds),
-        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs}, training=sets.split.provenance, dev=dev,
+        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs, **(baselines or {})},
+        training=sets.split.provenance, dev=dev,
         dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     own = first_seed(records[0])  # with several seeds, the first seed's model with its own test values
@@ -431,7 +460,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
         cfg.model, records[0].n_training_queries, settings,
         dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step), own)
-    return Evaluated(records)
+    return Evaluated(records, {vr.variant: runs})
 
 
 def bm25_dev(sets: RerankingSets) -> dict[str, float]:
