@@ -31,7 +31,7 @@ def _runs(steps: dict[str, list[int]]):
 
 
 def test_an_unequal_step_budget_is_refused_before_anything_is_recorded(tmp_path):
-    cfg = distillation.config("smoke", losses=["distill_group_ce_kd", "distill_listnet"])
+    cfg = distillation.config("smoke", losses=["distill_group_ce_kd", "distill_listnet"], steps=3)
     runs = _runs({"distill_group_ce_kd": [3, 3], "distill_listnet": [3, 2]})
     with pytest.raises(ValueError, match=r"the step budget is not equal \(3 steps each\).*distill_listnet': \[2, 3\]"):
         distillation.evaluate_losses(cfg, runs, None, [], tmp_path)
@@ -58,12 +58,11 @@ def test_the_comparison_trains_six_losses_and_records_them_with_their_cost(tmp_p
         r = records[method]
         assert r.pipeline == "cross_encoder" and r.seeds == [13, 14] and len(r.per_seed["nDCG@10"]) == 2
         assert r.n_training_queries and "train" in r.training_queries
-        assert r.params["steps"] == [3, 3] and all(s > 0 for s in r.params["step_s"])
-        assert r.params["train"]["max_steps"] == 3 and r.params["variants"] == list(distillation.LOSSES)
-        assert {"bm25", "start"} <= set(r.significance)
-        assert (reference in r.significance) == (method != reference)
+        assert r.params["steps"] == [2, 2] and all(s > 0 for s in r.params["step_s"])
+        assert r.params["train"]["max_steps"] == 2 and r.params["variants"] == list(distillation.LOSSES)
+        assert set(r.significance) == {"bm25", "start"}  # the test against the reference: loss_table's
     table = distillation.loss_table(distillation.config("smoke"), list(records.values()), out)
     assert list(table.index) == [m + (" (reference)" if m == reference else "") for m in rows]
     assert table.loc[reference + " (reference)", "Δ vs reference [95% CI]"] == ""
     assert table.loc["ce-minilm-distill-listnet", "Δ vs reference [95% CI]"].count("[") == 1
-    assert set(table["steps"]) == {3} and (table["train s (steps x s/step)"] > 0).all()
+    assert set(table["steps"]) == {2} and (table["train s (steps x s/step)"] > 0).all()

@@ -16,7 +16,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar, Mapping
 
 import pandas as pd
 
@@ -435,10 +435,9 @@ def selection_params(sel: Selected) -> dict:
 
 
 def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: RerankingSets, start_runs: list[Run],
-                     results_dir, baselines: Mapping[str, Sequence[Run]] | None = None) -> Evaluated:
+                     results_dir) -> Evaluated:
     """Rerank SciFact test with each training seed's selected checkpoint of one variant (train_variant's runs): a
-    record vs BM25, vs the start (each seed's own) and vs each of `baselines` (name -> one test run per seed, e.g.
-    another variant's), and the +interp row (weight chosen per seed on dev). Its test runs: `runs[variant]`."""
+    record vs BM25 and vs the start (each seed's own), and the +interp row (weight chosen per seed on dev)."""
     with Timer() as t:
         runs = [vr.model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
                                 batch_size=cfg.score_batch_size) for vr in vrs]
@@ -450,8 +449,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     records = record_reranker(
         runs, test, Row(PIPELINE, method_name(cfg, vr.variant), cfg.profile, f"{cfg.model} fine-tuned ({vr.variant})",
                         params, cfg.seed, wall_s=sum(one.selected.wall_s for one in vrs) + t.s, seeds=cfg.seeds),
-        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs, **(baselines or {})},
-        training=sets.split.provenance, dev=dev,
+        results_dir, baselines={"bm25": sets.test_bm25, "start": start_runs}, training=sets.split.provenance, dev=dev,
         dev_run=[one.selected.dev_run for one in vrs] if cfg.interpolate and not cfg.train_file else None)
     # the selected model, as sentence-transformers' CrossEncoder loads it, with its model card
     own = first_seed(records[0])  # with several seeds, the first seed's model with its own test values
@@ -460,7 +458,7 @@ def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: Reran
     publish_model("cross_encoder", vr.model, results_dir, cfg.profile, records[0].method, ModelCard(
         cfg.model, records[0].n_training_queries, settings,
         dev={"nDCG@10": sel.value} if sel.value is not None else None, selected_step=sel.step), own)
-    return Evaluated(records, {vr.variant: runs})
+    return Evaluated(records)
 
 
 def bm25_dev(sets: RerankingSets) -> dict[str, float]:

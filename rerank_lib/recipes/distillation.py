@@ -49,7 +49,7 @@ SET_HERE = {"model": "student", "variants": "losses", "train.max_steps": "steps"
 class DistillationConfig(RecipeSettings):
     losses: tuple[str, ...] = LOSSES  # the cross-encoder's distill_* variants compared
     reference: str = "distill_group_ce_kd"  # the row every other loss is tested against
-    steps: int = 60  # the one step budget: optimizer steps of every loss (cross-encoder train.max_steps)
+    steps: int = 40  # the one step budget: optimizer steps of every loss (cross-encoder train.max_steps)
     student: str = "minilm-l6"  # the cross-encoder `model` every loss starts from (a fresh head on its encoder)
     # further cross-encoder settings (dotted) the comparison sets over the cross_encoder pipeline's profile
     cross_encoder: Mapping[str, Any] = field(default_factory=dict)
@@ -127,22 +127,18 @@ config = RECIPE.config
 
 def evaluate_losses(cfg: DistillationConfig, runs: list[list[cross_encoder.VariantRun]], sets: RerankingSets,
                     start: list[Run], results_dir) -> Evaluated:
-    """Each loss's records through the cross-encoder's evaluate_variant (vs BM25, vs the start, and, but for the
-    reference, vs the reference loss's test runs), in `cfg.losses` order; refused when the losses did not all train
-    the same number of steps (raise the cross-encoder's train.num_epochs until the budget binds every loss)."""
-    ce = cross_encoder_config(cfg)
+    """Each loss's records (its row and its +interp row, vs BM25 and vs the start) through the cross-encoder's
+    evaluate_variant, in `cfg.losses` order; refused when the losses did not all train the same number of steps
+    (raise the cross-encoder's train.num_epochs until the budget binds every loss). The test against the reference
+    loss is `loss_table`'s, from the records' per-query values."""
     steps = {vrs[0].variant: sorted({vr.selected.result.global_step for vr in vrs}) for vrs in runs}
     if any(s != [cfg.steps] for s in steps.values()):
         raise ValueError(f"the step budget is not equal ({cfg.steps} steps each): {steps}; a loss ran out of "
                          "epochs first: raise cross_encoder train.num_epochs")
+    ce = cross_encoder_config(cfg)
     by_loss = {vrs[0].variant: vrs for vrs in runs}
-    reference = cross_encoder.evaluate_variant(ce, by_loss[cfg.reference], sets, start, results_dir)
-    against = {method_name(ce, cfg.reference): reference.runs[cfg.reference]}
-    evaluated = {cfg.reference: reference}
-    for loss, vrs in by_loss.items():
-        if loss != cfg.reference:
-            evaluated[loss] = cross_encoder.evaluate_variant(ce, vrs, sets, start, results_dir, baselines=against)
-    return Evaluated(records_of(evaluated[loss] for loss in cfg.losses if loss in evaluated))
+    return Evaluated(records_of(cross_encoder.evaluate_variant(ce, by_loss[loss], sets, start, results_dir)
+                                for loss in cfg.losses if loss in by_loss))
 
 
 def _mean(values) -> float | None:
@@ -166,7 +162,7 @@ def loss_row(record: Record, reference: Record | None, results_dir) -> dict:
                         "p": round(e.p, 4), "MDE": round(e.mde, 4)})
     row.update(comparison_cells(record, bases=("start",), measure=MEASURE))
     steps, step_s = _mean(params.get("steps")), _mean(params.get("step_s"))
-    row.update({"selected steps": selected_steps(record), "steps": steps,
+    row.update({"selected steps": selected_steps(record), "steps": int(steps) if steps is not None and steps == int(steps) else steps,
                 "s / step": None if step_s is None else round(step_s, 3),
                 "train s (steps x s/step)": None if step_s is None else round(steps * step_s, 1),
                 "run s with dev (per seed)": _mean(params.get("train_s"))})
