@@ -31,13 +31,13 @@ from ..experiment import (
     scifact_reranking_sets, scifact_training_split, train_scorer,
 )
 from ..export import ModelCard
+from ..losses import TEACHER_TARGETS
 from ..negatives import mine_dense_negatives, negatives_overlap as negatives_overlap_stats, sample_negatives
 from ..rerankers import CrossEncoder
 from ..retrievers.bi_encoder import BiEncoder
 from ..settings import override, snapshot
 from ..teacher import Calibration, calibrated_group, fit_calibration, scores_with_extra, spec as teacher_spec
 from ..training import TrainConfig
-from ..losses import TEACHER_TARGETS
 from ..training.groups import GROUPWISE, GroupObjective
 from .recipe import Recipe, RecipeSettings, Trained, dotted, is_main, main_first
 
