@@ -311,3 +311,21 @@ def test_sample_items_keeps_the_order_of_a_seeded_choice():
     chosen = sample_items(items, 3, seed=13)
     assert len(chosen) == 3 and chosen == [x for x in items if x in chosen]  # input order kept
     assert chosen == sample_items(items, 3, seed=13) and sample_items(items, None, 13) == items
+
+
+def test_seconds_per_step_are_the_median_of_the_training_logs_clock():
+    """Selected.step_s: per logged interval (elapsed_s difference / steps between rows), the median, so the steps
+    that also evaluated on dev (step 3 -> 4 here: 2 s) hardly move it; fewer than two rows: None."""
+    from pathlib import Path
+
+    from rerank_lib.experiment import Selected
+    from rerank_lib.training import TrainResult
+
+    def selected(history):
+        return Selected(TrainResult(len(history), history, [], Path("final"), None), None, None, None, Path("final"))
+
+    every_step = [{"step": s, "elapsed_s": t} for s, t in ((1, 1.0), (2, 1.5), (3, 2.0), (4, 4.0), (5, 4.5))]
+    assert selected(every_step).step_s == pytest.approx(0.5)  # intervals 0.5, 0.5, 2.0, 0.5
+    every_other = [{"step": s, "elapsed_s": t} for s, t in ((2, 1.0), (4, 2.0), (6, 3.4))]
+    assert selected(every_other).step_s == pytest.approx(0.6)  # (0.5 + 0.7) / 2 per step
+    assert selected(every_step[:1]).step_s is None

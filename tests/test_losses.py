@@ -20,12 +20,18 @@ from rerank_lib.losses import (
     lambdarank_loss,
     listnet_loss,
     listwise_ce,
+    logit_mse,
     point_ce,
     point_mse,
     ranking_loss,
     ranknet,
     ranknet_loss,
     self_sorted_targets,
+    soft_point_ce,
+    teacher_listnet,
+    teacher_ranknet,
+    teacher_ranks,
+    teacher_weighted_ranknet,
 )
 
 T = torch.tensor
@@ -264,6 +270,76 @@ def test_centring_by_hand():
     labels = np.array([[1.0, 3.0], [-2.0, 0.0], [5.0, 5.0]])
     np.testing.assert_allclose(center(labels), [[-1, 1], [-1, 1], [0, 0]])
     np.testing.assert_allclose(center(torch.tensor(labels)).numpy(), [[-1, 1], [-1, 1], [0, 0]])
+
+
+def test_logit_mse_is_inranker_loss_on_the_centred_pairs_by_hand():
+    # (s - m)^2 / 4 per pair: (1 - 3)^2 / 4 = 1, (-2 - 0)^2 / 4 = 1, (0.5 - 0.5)^2 / 4 = 0 -> mean 2/3
+    assert logit_mse(T([1.0, -2.0, 0.5]), T([3.0, 0.0, 0.5])).item() == pytest.approx(2 / 3, abs=1e-6)
+    # InRanker's own form: a teacher's raw [false, true] = [-1, 2] centres to [-1.5, 1.5] (margin 3); a student
+    # logit 1 is the pair [-0.5, 0.5]; MSE over the two logits = (1^2 + 1^2) / 2 = 1 = (1 - 3)^2 / 4
+    teacher_pair = center(T([[-1.0, 2.0]]))
+    assert teacher_pair.tolist() == [[-1.5, 1.5]]
+    assert distillation_loss(T([[-0.5, 0.5]]), teacher_pair).item() == pytest.approx(1.0)
+    assert logit_mse(T([1.0]), T([3.0])).item() == pytest.approx(1.0)
+    assert logit_mse(T([[1.0], [-2.0]]), T([3.0, 0.0])).item() == pytest.approx(1.0)  # any shape, flattened
+
+
+def test_soft_point_ce_takes_the_teachers_probabilities_by_hand():
+    # margins 0 and -log 3 are probabilities 0.5 and 0.25: BCE(0, 0.5) = log 2; BCE(2, 0.25) as in test_point_ce
+    expected = (math.log(2) + 0.25 * softplus(-2) + 0.75 * softplus(2)) / 2
+    assert expected == pytest.approx(1.160038, abs=1e-6)
+    assert soft_point_ce(T([0.0, 2.0]), T([0.0, -math.log(3)])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_teacher_ranks_by_hand():
+    # descending teacher scores, equal scores in list order: 3.0 (doc 1), 3.0 (doc 3), 0.2 (doc 0), -1.0 (doc 2)
+    assert teacher_ranks(T([[0.2, 3.0, -1.0, 3.0]])).tolist() == [[2, 0, 3, 1]]
+    assert teacher_ranks(T([1.0, 4.0, -2.0])).tolist() == [1, 0, 2]
+
+
+# the teacher's scores of two groups: group 0 orders docs 1, 0, 2 (RANKS above), group 1 orders docs 1, 2, 0
+GROUP_LOGITS = T([[2.0, 0.5, 1.0], [0.0, 1.0, 0.0]])
+GROUP_TEACHER = T([[1.0, 4.0, -2.0], [0.0, 5.0, 1.0]])
+
+
+def test_teacher_ranknet_by_hand():
+    # group 0: as test_first_ranknet_by_hand; group 1: pairs (1 over 2) diff 1, (1 over 0) diff 1, (2 over 0) diff 0
+    group0 = (softplus(1.5) + softplus(0.5) + softplus(-1.0)) / 3
+    group1 = (2 * softplus(-1.0) + math.log(2)) / 3
+    assert (group0 + group1) / 2 == pytest.approx(0.718070, abs=1e-6)  # the mean over groups
+    assert teacher_ranknet(GROUP_LOGITS, GROUP_TEACHER).item() == pytest.approx((group0 + group1) / 2, rel=1e-6)
+
+
+def test_teacher_weighted_ranknet_by_hand():
+    # rank_llm's weights 1 / (r_i + r_j), 1-based ranks. group 0: 1/3, 1/4, 1/5 (as test_first_ranknet_by_hand);
+    # group 1 (ranks doc0 3, doc1 1, doc2 2): (1, 2) 1/3, (1, 0) 1/4, (2, 0) 1/5
+    group0 = (softplus(1.5) / 3 + softplus(0.5) / 4 + softplus(-1.0) / 5) / 3
+    group1 = (softplus(-1.0) / 3 + softplus(-1.0) / 4 + math.log(2) / 5) / 3
+    assert (group0, (group0 + group1) / 2) == pytest.approx((0.291103, 0.199112), abs=1e-6)
+    assert teacher_weighted_ranknet(GROUP_LOGITS, GROUP_TEACHER).item() == pytest.approx((group0 + group1) / 2,
+                                                                                         rel=1e-6)
+
+
+def test_teacher_listnet_by_hand():
+    # group 0: scores [1, 2, 3], teacher [3, 1, 2] (test_listnet_by_hand: 1.828118); group 1: a uniform teacher
+    # over scores [0, 1, 0]: -(1/3) sum log_softmax = (c + (c - 1) + c) / 3 with c = log(2 + e)
+    z_t = math.exp(3) + math.exp(1) + math.exp(2)
+    log_z = math.log(math.exp(1) + math.exp(2) + math.exp(3))
+    group0 = -sum(math.exp(t) / z_t * (s - log_z) for s, t in zip([1.0, 2.0, 3.0], [3.0, 1.0, 2.0]))
+    c = math.log(2 + math.e)
+    group1 = (3 * c - 1) / 3
+    assert (group0 + group1) / 2 == pytest.approx(1.523115, abs=1e-6)
+    logits, teacher = T([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]]), T([[3.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
+    assert teacher_listnet(logits, teacher).item() == pytest.approx((group0 + group1) / 2, rel=1e-6)
+    assert teacher_listnet(logits, teacher).item() == pytest.approx(kd_term(logits, teacher).item(), rel=1e-6)
+
+
+def test_teacher_losses_pull_towards_the_teachers_order():
+    logits = T([[0.0, 0.0, 0.0]], requires_grad=True)
+    teacher = T([[-1.0, 2.0, 0.0]])  # doc 1 first, then doc 2, then doc 0
+    for loss in (teacher_ranknet, teacher_weighted_ranknet, teacher_listnet, logit_mse, soft_point_ce):
+        (grad,) = torch.autograd.grad(loss(logits, teacher), logits)
+        assert grad[0, 1] < 0 < grad[0, 0], loss.__name__  # descent raises the teacher's first, lowers its last
 
 
 # -------------------------------------------------------------------------------------- the package

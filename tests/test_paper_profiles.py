@@ -164,7 +164,8 @@ def test_the_paper_profiles_are_package_data():
     assert package_data["rerank_lib.recipes"] == ["paper_profiles/*.yaml"]
     assert PAPER_PROFILES == PROJECT_ROOT / "rerank_lib" / "recipes" / "paper_profiles"
     assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
-        ["cross_encoder", "first_stage", "hopweaver", "inranker", "llm_reranker", "rankllm", "released_checkpoints",
+        ["cross_encoder", "distillation", "first_stage", "hopweaver", "inranker", "llm_reranker", "rankllm",
+         "released_checkpoints", "retriever", "retriever_scifact", "teacher"])
          "retriever", "retriever_scifact", "teacher"])
 
 

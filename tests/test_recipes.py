@@ -59,9 +59,27 @@ def test_every_step_and_the_training_belong_to_the_recipes_module(name):
 WRITERS = {"record_run", "record_reranker"}
 
 
+def imported_writers(module) -> set[str]:
+    """The record writers of the sibling recipe modules a recipe module imports (`from .cross_encoder import ...`,
+    `from . import cross_encoder`): a recipe built on another's steps writes through them."""
+    root = Path(module.__file__)
+    if root.name == "__init__.py" or root.parent.name != "recipes":
+        return set()
+    out = set()
+    for node in ast.walk(ast.parse(root.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            for name in [node.module] if node.module else [a.name for a in node.names]:
+                try:
+                    sibling = importlib.import_module(f"rerank_lib.recipes.{name}")
+                except ImportError:
+                    continue
+                out |= record_writers(sibling) | (WRITERS & set(vars(sibling)))
+    return out
+
+
 def record_writers(module) -> set[str]:
     """The functions of `module`'s package (or of the module alone) that write records, through any chain of
-    calls by name inside it."""
+    calls by name inside it (or into the writers of the sibling recipe modules it imports)."""
     root = Path(module.__file__)
     files = sorted(root.parent.glob("*.py")) if root.name == "__init__.py" else [root]
     calls: dict[str, set[str]] = {}
@@ -71,7 +89,7 @@ def record_writers(module) -> set[str]:
                 calls.setdefault(node.name, set()).update(
                     c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", None)
                     for c in ast.walk(node) if isinstance(c, ast.Call))
-    writers = set(WRITERS)
+    writers = set(WRITERS) | imported_writers(module)
     while grown := {f for f, called in calls.items() if f not in writers and called & writers}:
         writers |= grown
     return writers - WRITERS
@@ -127,6 +145,9 @@ def test_the_shape_check_tells_the_shapes_apart():
 
     assert set(evaluating_steps(first_stage.RECIPE, first_stage)) == {"run_scifact", "run_trec_dl"}
     assert set(evaluating_steps(hopweaver.RECIPE, hopweaver)) == {"ablation", "own_data_rows"}
+    from rerank_lib.recipes import distillation  # writes through the cross-encoder's evaluate_variant
+
+    assert set(evaluating_steps(distillation.RECIPE, distillation)) == {"evaluate_losses"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -91,8 +91,43 @@ def test_every_profile_of_every_recipe_passes_the_checks():
     from rerank_lib.recipes import first_stage, hopweaver, llm_reranker, rankllm, teacher
     from rerank_lib.settings import PROFILES
 
-    makers = [m.config for m in (cross_encoder, first_stage, hopweaver, teacher, inranker, llm_reranker, rankllm,
-                                 retriever_training)] + [retriever_training.scifact_config]
+    from rerank_lib.recipes import distillation
+
+    makers = [m.config for m in (cross_encoder, distillation, first_stage, hopweaver, teacher, inranker, llm_reranker,
+                                 rankllm, retriever_training)] + [retriever_training.scifact_config]
     for make in makers:
         for profile in PROFILES:
             assert make(profile) is not None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"losses": ["distill_listnet", "point_ce"]}, "losses: expected distinct variants among"),
+    ({"losses": ["distill_listnet", "distill_listnet"]}, "losses: expected distinct variants among"),
+    ({"losses": ["distill_listnet"]}, "reference 'distill_group_ce_kd' is not one of the losses"),
+    ({"steps": 0}, "steps: the step budget must be >= 1"),
+    ({"cross_encoder": {"train.max_steps": 10}}, "train.max_steps is this comparison's own setting: set steps"),
+    ({"cross_encoder": {"model": "x"}}, "model is this comparison's own setting: set student"),
+    ({"cross_encoder": {"train.learnig_rate": 1e-4}}, "unknown setting"),
+    ({"cross_encoder": {"train": {"warmup_ratio": 2.0}}}, "warmup_ratio: must be <= 1"),
+    ({"seeds": [13]}, "seeds: expected two or more distinct training seeds"),
+])
+def test_the_distillation_comparison_refuses_what_it_cannot_run(overrides, message):
+    """Notebook 14's settings: distill_* losses, a reference among them, a budget of at least one step, and
+    cross-encoder settings that are valid and not the comparison's own (each error names the setting)."""
+    from rerank_lib.recipes import distillation
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        distillation.config("default", **overrides)
+
+
+def test_the_distillation_comparison_sets_the_cross_encoder_it_trains():
+    from rerank_lib.recipes import distillation
+
+    cfg = distillation.config("default", steps=7, seeds=[1, 2], cross_encoder={"train.learning_rate": 1e-4})
+    ce = distillation.cross_encoder_config(cfg)
+    assert (ce.model, ce.variants, ce.train.max_steps, ce.seeds, ce.variant_train) == (
+        "minilm-l6", distillation.LOSSES, 7, (1, 2), {})
+    assert ce.train.learning_rate == 1e-4 and ce.teacher == cross_encoder.config("default").teacher
+    assert ce.train.eval_every_steps is None  # the profile's null unsets the cross-encoder's 25
+    assert len(distillation.LOSSES) == 6 and distillation.config("paper").steps == 360
+    assert distillation.cross_encoder_config(distillation.config("paper")).max_length == 512  # MiniLM's limit

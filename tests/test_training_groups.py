@@ -98,6 +98,38 @@ def test_group_training_pieces(tmp_path):
     assert [ex["target"] for ex in pointwise.dataset[:4]] == [1.0, 0.0, 0.0, 0.0]
 
 
+def test_a_teacher_loss_trains_on_the_teachers_scores(tmp_path, ce):
+    """The losses of losses.TEACHER_TARGETS get each pair's teacher score as its target, pointwise and in groups,
+    and refuse groups without teacher scores."""
+    config = TrainConfig(output_dir=str(tmp_path / "run"), seed=0, per_device_batch_size=2)
+    for loss in ("logit_mse", "soft_point_ce"):
+        pointwise = group_training(ce, _groups(), GroupObjective(loss), config)
+        assert [ex["target"] for ex in pointwise.dataset] == [3.0, -1.0, 0.0, -2.0, 2.0, 0.5, -1.0, -1.0]
+    for loss in ("teacher_ranknet", "teacher_weighted_ranknet", "teacher_listnet"):
+        plan = group_training(ce, _groups(), GroupObjective(loss, group_size=3), config)
+        for k, (gi, idx) in enumerate(plan.dataset.plan):
+            assert plan.dataset[k]["target"] == [_groups()[gi].teacher_scores[j] for j in idx]
+            assert "teacher" not in plan.dataset[k]  # no KD term: the teacher is the target itself
+    labels = group_training(ce, _groups(), GroupObjective("ranknet", group_size=3), config)
+    assert labels.dataset[0]["target"] == [1.0, 0.0, 0.0]  # the other losses keep the labels
+    no_teacher = [TrainGroup("q", ["a", "b"], [1.0, 0.0])]
+    for loss in ("logit_mse", "teacher_listnet"):
+        with pytest.raises(ValueError, match=f"loss '{loss}' trains on the teacher's scores"):
+            group_training(ce, no_teacher, GroupObjective(loss, group_size=2), config)
+
+
+@pytest.mark.parametrize("loss", ["logit_mse", "teacher_weighted_ranknet"])
+def test_a_tiny_teacher_fit_lowers_the_loss(tmp_path, loss):
+    model = CrossEncoder("minilm-l6", max_length=48, device="cpu", dtype=torch.float32, init_seed=1)
+    groups = _groups()
+    before = _group_loss(model, groups)
+    config = TrainConfig(output_dir=str(tmp_path / loss), seed=3, learning_rate=5e-4, num_epochs=4,
+                         per_device_batch_size=2 if loss.startswith("teacher") else 8, save_every_steps=None,
+                         log_every_steps=1, mixed_precision="no")
+    fit(model, groups, GroupObjective(loss, group_size=4), config)
+    assert _group_loss(model, groups) < before - 0.1  # the teachers put each group's positive first
+
+
 def test_train_scorer_selects_on_dev_and_leaves_the_selected_weights(tmp_path):
     """The recipe path: training.groups' pieces through experiment.train_with_dev_selection, the untrained start a
     candidate; the ranker ends holding the selected weights, which reproduce the selected dev run."""

@@ -2,6 +2,7 @@
 is a candidate) and keeps the best weights; this adds the selected step, the curve, the model and its dev run."""
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,16 @@ class Selected:
     @property
     def start_value(self) -> float | None:
         return next((row[self.metric] for row in self.curve if row["step"] == 0), None) if self.metric else None
+
+    @property
+    def step_s(self) -> float | None:
+        """Seconds per optimizer step on the training log's clock (which survives resumes and cached runs): the
+        median over consecutive logged steps, so the steps that also ran a dev evaluation or a checkpoint move it
+        little; None with fewer than two logged steps."""
+        rows = self.result.history
+        rates = [(b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
+                 if b["step"] > a["step"] and "elapsed_s" in a and "elapsed_s" in b]
+        return float(statistics.median(rates)) if rates else None
 
     def describe(self) -> str:
         if self.step is None:

@@ -6,6 +6,7 @@
   Grave, 2021) and RPG (REPLUG LSR, Shi et al., 2023) retriever trainers; target, student [B, k].
 - `center` and `distillation_loss`: InRanker's (Laitz et al., 2024; unicamp-dl/InRanker) centred two-logit MSE;
   student and teacher logits [B, 2] = [false, true] first-step logits of monoT5.
+- `logit_mse`: the same loss for a one-logit scorer (a cross-encoder): logits and teacher margins [N].
 """
 from __future__ import annotations
 
@@ -58,3 +59,23 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     package's T5Trainer).
     """
     return F.mse_loss(student_logits.float(), teacher_logits.float())
+
+
+def logit_mse(logits: torch.Tensor, teacher_margins: torch.Tensor) -> torch.Tensor:
+    """InRanker's `distillation_loss` for a scorer with one logit per pair; logits, teacher_margins [N] (any shape).
+
+    monoT5 scores a pair with two logits [false, true] and P(relevant) = softmax(.)_true = sigmoid(true - false); a
+    one-logit cross-encoder's s plays the margin true - false (sigmoid(s) = P(relevant)). Its two-logit form is
+    center([0, s]) = [-s/2, s/2], the teacher's [-m/2, m/2] (what InRanker's loader makes of the teacher's logits,
+    and what teacher.Calibration.logits gives), and InRanker's MSE over the two logits is
+
+    L = mean_i [ (-s_i/2 + m_i/2)^2 + (s_i/2 - m_i/2)^2 ] / 2 = mean_i (s_i - m_i)^2 / 4.
+
+    Left out: InRanker centres the teacher only, so its loss also pulls monoT5's (false + true) / 2 towards 0, a
+    degree of freedom a one-logit scorer does not have and that changes no ranking.
+    """
+    def pair(x: torch.Tensor) -> torch.Tensor:
+        x = x.float().reshape(-1)
+        return center(torch.stack([torch.zeros_like(x), x], dim=-1))
+
+    return distillation_loss(pair(logits), pair(teacher_margins.to(logits.device)))

@@ -4,6 +4,9 @@ Group losses of the cross-encoder (logits [B, G], B queries with G documents eac
 - `group_ce`: FlagEmbedding's reranker loss (FlagEmbedding/abc/finetune/reranker/AbsModeling.py), the positive
   in column 0, plus the optional KD term of distillation.kd_term.
 - `listwise_ce`: ListNet top-one (Cao et al., 2007) with graded labels as the target distribution.
+- `teacher_ranknet`, `teacher_weighted_ranknet`, `teacher_listnet`: rank_llm's window losses applied to each group
+  against a teacher's scores [B, G]: RankNet on the teacher's order (`teacher_ranks`), unweighted or weighted, and
+  ListNet on the softmax of the teacher's scores.
 
 rank_llm's listwise LLM losses (castorini/rank_llm training/utils/{loss,train_utils}.py; FIRST, Reddy et al.
 2024), over one window's identifier scores [n] at the answer's first position:
@@ -122,3 +125,38 @@ def ranking_loss(scores: torch.Tensor, ranks: torch.Tensor, kind: str = "ranknet
     if kind == "lambdarank":
         return lambdarank_loss(scores, self_sorted_targets(scores, ranks))
     raise ValueError(f"ranking loss must be one of {RANKING_LOSSES}, not {kind!r}")
+
+
+def teacher_ranks(teacher_scores: torch.Tensor) -> torch.Tensor:
+    """Each document's rank in the teacher's order within its list (0 = the teacher's best); [..., G] -> [..., G].
+    Equal scores keep their order in the list (a stable sort)."""
+    order = torch.sort(teacher_scores.float(), dim=-1, descending=True, stable=True).indices
+    return torch.argsort(order, dim=-1)
+
+
+def _per_group(loss, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean over groups of `loss(scores [G], target [G])`, as rank_llm averages its windows' losses."""
+    logits, targets = logits.float(), targets.float().to(logits.device)
+    return torch.stack([loss(s, t) for s, t in zip(logits, targets)]).mean()
+
+
+def teacher_ranknet(logits: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """RankNet on the teacher's order, every ordered pair weighted 1: `ranking_loss(kind='ranknet',
+    weighted=False)` per group on `teacher_ranks`, the mean over groups; logits, teacher_scores [B, G]."""
+    return _per_group(lambda s, t: ranking_loss(s, teacher_ranks(t), "ranknet", weighted=False), logits, teacher_scores)
+
+
+def teacher_weighted_ranknet(logits: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """rank_llm's weighted RankNet (FirstMistral's ranking loss) on the teacher's order: pair (i, j) weighted
+    1 / (r_i + r_j) with 1-based teacher ranks, `ranking_loss(kind='ranknet', weighted=True)` per group, the mean
+    over groups; logits, teacher_scores [B, G]."""
+    return _per_group(lambda s, t: ranking_loss(s, teacher_ranks(t), "ranknet", weighted=True), logits, teacher_scores)
+
+
+def teacher_listnet(logits: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """ListNet top-one (Cao et al., 2007) with the softmax of the teacher's scores as the target: `listnet_loss`
+    per group (rank_llm's form, its eps included), the mean over groups; logits, teacher_scores [B, G].
+
+    L = mean_b [ -sum_j softmax(t_b)_j log(softmax(s_b)_j + eps) ]   (= kd_term at T = 1, up to eps).
+    """
+    return _per_group(listnet_loss, logits, teacher_scores)

@@ -9,6 +9,8 @@ group CE + KD, RankNet, listwise CE), selects each checkpoint on the dev slice, 
 top-`depth`, with an interpolation row per variant. `negative_ablation` trains group CE once more on each named
 source's negatives (`group_ce_random_negatives`), all else equal. With `seeds`, every variant (and the start's fresh
 head) is trained once per training seed on the same data, and each row's record holds the mean over seeds.
+The `distill_*` variants are notebook 14's equal-budget comparison of six distillation losses on the teacher scores
+of 10_'s FlagEmbedding file (recipes/distillation.py); they train and are recorded by the same steps.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..experiment import (
     scifact_reranking_sets, scifact_training_split, train_scorer,
 )
 from ..export import ModelCard
+from ..losses import TEACHER_TARGETS
 from ..negatives import (
     mine_dense_negatives, negatives_overlap as negatives_overlap_stats, random_negatives, sample_negatives,
 )
@@ -53,6 +56,13 @@ VARIANTS = {
     "group_ce_kd": ("group_ce", "flag", True),  # FlagEmbedding with knowledge distillation (pos/neg_scores)
     "ranknet": ("ranknet", "distill", False),  # pairwise, weighted by the label difference
     "listwise_ce": ("listwise_ce", "distill", False),  # ListNet top-one over the soft labels
+    # notebook 14: six distillation losses on one file, the teacher's calibrated margins (pos/neg_scores) as targets
+    "distill_logit_mse": ("logit_mse", "flag", False),  # InRanker's centred-logit MSE, for one logit
+    "distill_group_ce_kd": ("group_ce", "flag", True),  # FlagEmbedding's group CE + KD
+    "distill_soft_point_ce": ("soft_point_ce", "flag", False),  # point CE on the teacher's probabilities
+    "distill_ranknet": ("teacher_ranknet", "flag", False),  # RankNet on the teacher's order
+    "distill_listnet": ("teacher_listnet", "flag", False),  # ListNet on the softmax of the teacher's scores
+    "distill_weighted_ranknet": ("teacher_weighted_ranknet", "flag", False),  # rank_llm's weighted RankNet
 }
 FILES = {
     "binary": ("scifact_train.rag-retrieval.jsonl", "rag-retrieval"),
@@ -86,6 +96,12 @@ def spec(variant: str) -> tuple[str, str, bool]:
         loss, _, kd = VARIANTS[ABLATED]
         return loss, ABLATION_FILES[ABLATIONS[variant]], kd
     return VARIANTS[variant]
+
+
+def uses_teacher(variant: str) -> bool:
+    """Whether a variant trains on the teacher's scores (a KD term, or a loss of losses.TEACHER_TARGETS)."""
+    loss, _, kd = spec(variant)
+    return kd or loss in TEACHER_TARGETS
 
 
 @dataclass(frozen=True)
@@ -338,7 +354,7 @@ def load_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, 
 
 def _read_own(cfg: CrossEncoderConfig, path: str) -> list[TrainGroup]:
     kwargs = ({"max_label": cfg.train_max_label, "min_label": cfg.train_min_label} if cfg.train_format == "rag-retrieval"
-              else {"knowledge_distillation": any(VARIANTS[v][2] for v in cfg.variants)}
+              else {"knowledge_distillation": any(uses_teacher(v) for v in cfg.variants)}
               if cfg.train_format == "flagembedding" else {})
     return own_training.name_queries(read_pairs(own_training.existing(path), cfg.train_format, **kwargs), path)
 
@@ -351,7 +367,7 @@ def own_training_data(cfg: CrossEncoderConfig, results_dir) -> tuple[dict[str, l
         train, dev = groups, _read_own(cfg, cfg.eval_file)
     else:
         train, dev = own_training.split_by_query(groups, seed=cfg.seed)
-    kd = [v for v in cfg.variants if VARIANTS[v][2]]
+    kd = [v for v in cfg.variants if uses_teacher(v)]
     if kd and any(g.teacher_scores is None for g in train):
         raise ValueError(f"{cfg.train_file}: variant(s) {kd} distil teacher scores: the file needs pos_scores and "
                          "neg_scores (train_format flagembedding)")
@@ -470,13 +486,20 @@ def method_name(cfg: CrossEncoderConfig, variant: str) -> str:
     return f"ce-{base}-{variant.replace('_', '-')}"
 
 
+def start_runs(cfg: CrossEncoderConfig, sets: RerankingSets, models: list[CrossEncoder] | None = None) -> list[Run]:
+    """The untrained start's test run per training seed (each seed's fresh head, `models` when already loaded):
+    every variant's paired-test baseline 'start'."""
+    models = models or [start_model(seeded) for seeded in RECIPE.seeded(cfg)]
+    return [model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
+                         batch_size=cfg.score_batch_size) for model in models]
+
+
 def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) -> Evaluated:
     """The untrained starting point (fresh head), the floor every variant starts from: its record, and its test run
     per training seed (each seed's head) as `runs["start"]` (every variant's paired-test baseline)."""
     models = [start_model(seeded) for seeded in RECIPE.seeded(cfg)]  # loaded before the clock: latency is scoring
     with Timer() as t:
-        runs = [model.rerank(sets.test_bm25, sets.test.corpus, sets.test.queries, depth=cfg.depth,
-                             batch_size=cfg.score_batch_size) for model in models]
+        runs = start_runs(cfg, sets, models)
     record = record_run(
         runs, sets.evalsets(cfg.depth)[0],
         Row(PIPELINE, method_name(cfg, "start"), cfg.profile,
@@ -487,8 +510,12 @@ def evaluate_start(cfg: CrossEncoderConfig, sets: RerankingSets, results_dir) ->
 
 
 def selection_params(sel: Selected) -> dict:
-    """What a record keeps of a run's dev selection (a seeded row: each seed's, in `seeds` order)."""
-    return {"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step}
+    """What a record keeps of a run's dev selection (a seeded row: each seed's, in `seeds` order) and its cost per
+    step: `step_s` the seconds per optimizer step from the training log's clock (Selected.step_s); the run's training
+    seconds are the record's own `train_s`."""
+    step_s = sel.step_s
+    return {"best_step": sel.step, "dev_best": sel.value, "dev_start": sel.start_value, "steps": sel.result.global_step,
+            "step_s": None if step_s is None else round(step_s, 4)}
 
 
 def evaluate_variant(cfg: CrossEncoderConfig, vrs: list[VariantRun], sets: RerankingSets, start_runs: list[Run],

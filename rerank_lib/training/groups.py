@@ -6,6 +6,8 @@ Group losses (group_ce, ranknet, listwise_ce; FlagEmbedding): one example is 1 p
     drawn per pass with `sample_group` (seeded by config.seed, the pass and the group). The `num_epochs` passes are
     drawn up front and trained as one shuffled epoch (every pass has fresh negatives and resuming is exact).
 kd_weight > 0 (group losses): adds kd_weight x losses.kd_term (FlagEmbedding's distillation term).
+A loss of losses.TEACHER_TARGETS (logit_mse, soft_point_ce, the teacher_* group losses) trains on each pair's
+teacher score (TrainGroup.teacher_scores) in place of its label.
 
 The scorer (CrossEncoder, the LLM decoder reranker, the head-only probe) offers `model` (trained in place),
 `encode_pairs(queries, docs)` -> unpadded feature dicts, `collate(features)` -> a padded batch (groups pad to
@@ -19,18 +21,19 @@ from typing import Callable, Sequence
 import torch
 
 from ..data.pairs import TrainGroup, sample_group
-from ..losses import GROUPWISE, LOSSES, POINTWISE, group_ce, kd_term
+from ..losses import GROUPWISE, LOSSES, POINTWISE, TEACHER_TARGETS, group_ce, kd_term
 from .loop import TrainConfig, TrainResult, train
 
-__all__ = ["GroupExamples", "GroupTraining", "batch_unit", "group_training", "head_param_groups", "fit"]
+__all__ = ["GroupExamples", "GroupTraining", "batch_unit", "group_training", "head_param_groups", "fit", "target"]
 
 
 class GroupExamples(torch.utils.data.Dataset):
     """Pre-drawn groups: example k is group `gi[k]` with docs `idx[k]` (positive first), features pre-encoded."""
 
     def __init__(self, encoded: list[list[dict]], groups: Sequence[TrainGroup], plan: list[tuple[int, list[int]]],
-                 with_teacher: bool):
+                 with_teacher: bool, on_teacher: bool = False):
         self.encoded, self.groups, self.plan, self.with_teacher = encoded, groups, plan, with_teacher
+        self.on_teacher = on_teacher  # `target` holds the teacher's scores (losses.TEACHER_TARGETS)
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -39,7 +42,7 @@ class GroupExamples(torch.utils.data.Dataset):
         gi, idx = self.plan[k]
         feats = [self.encoded[gi][j] for j in idx]
         item = {key: [f[key] for f in feats] for key in feats[0]}
-        item["target"] = [float(self.groups[gi].labels[j]) for j in idx]
+        item["target"] = [float(target(self.groups[gi], self.on_teacher)[j]) for j in idx]
         if self.with_teacher:
             item["teacher"] = [float(self.groups[gi].teacher_scores[j]) for j in idx]
         return item
@@ -70,6 +73,11 @@ class GroupTraining:
                 row["epoch"] = round(row["epoch"] * self.passes, 4)
         result.run_info.update(self.run_info)
         return result
+
+
+def target(group: TrainGroup, on_teacher: bool) -> list[float]:
+    """What a loss trains each pair of `group` towards: its teacher score (losses.TEACHER_TARGETS) or its label."""
+    return group.teacher_scores if on_teacher else group.labels
 
 
 def _encode(ranker, groups: Sequence[TrainGroup]) -> list[list[dict]]:
@@ -111,11 +119,14 @@ def group_training(ranker, groups: Sequence[TrainGroup], objective: GroupObjecti
         raise ValueError("kd_weight applies to group losses (the KD term is over a group's softmax)")
     if kd_weight and any(g.teacher_scores is None for g in groups):
         raise ValueError("kd_weight > 0 needs teacher_scores on every group")
+    on_teacher = loss in TEACHER_TARGETS
+    if on_teacher and any(g.teacher_scores is None for g in groups):
+        raise ValueError(f"loss {loss!r} trains on the teacher's scores: every group needs teacher_scores")
     encoded = _encode(ranker, groups)
     loss_fn = LOSSES[loss]
     if loss in POINTWISE:
         passes, run_config = 1, config
-        dataset = [dict(encoded[gi][j], target=float(g.labels[j])) for gi, g in enumerate(groups)
+        dataset = [dict(encoded[gi][j], target=float(target(g, on_teacher)[j])) for gi, g in enumerate(groups)
                    for j in range(len(g.docs))]
         lengths = [len(ex["input_ids"]) for ex in dataset]
 
@@ -125,7 +136,7 @@ def group_training(ranker, groups: Sequence[TrainGroup], objective: GroupObjecti
         passes = max(1, int(config.num_epochs))
         plan = [(gi, sample_group(g, group_size, config.seed, epoch, gi))
                 for epoch in range(passes) for gi, g in enumerate(groups)]
-        dataset = GroupExamples(encoded, groups, plan, with_teacher=bool(kd_weight))
+        dataset = GroupExamples(encoded, groups, plan, with_teacher=bool(kd_weight), on_teacher=on_teacher)
         lengths = [dataset.length(k) for k in range(len(dataset))]
         run_config = dataclasses.replace(config, num_epochs=1)
 
