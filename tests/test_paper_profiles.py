@@ -166,7 +166,6 @@ def test_the_paper_profiles_are_package_data():
     assert sorted(p.stem for p in PAPER_PROFILES.glob("*.yaml")) == sorted(
         ["cross_encoder", "distillation", "first_stage", "hopweaver", "inranker", "llm_reranker", "rankllm",
          "released_checkpoints", "retriever", "retriever_scifact", "teacher"])
-         "retriever", "retriever_scifact", "teacher"])
 
 
 RECIPE_FILE = GOOD + """\
