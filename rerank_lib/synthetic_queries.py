@@ -8,8 +8,8 @@ InRanker's stage 2: an LLM reads a document after a fixed 3-shot prompt and writ
 The prompt is InPars-v1's "vanilla" prompt (legacy/inpars-v1/prompts/vanilla_prompt.txt: three MS MARCO
 document -> "Relevant Query" examples, then the target document), the one behind the InPars-v1 queries InRanker
 distils on. As in InPars, the document is cut to `max_doc_tokens` tokens of the generator's tokenizer, decoding is
-greedy and stops at the first newline, and the mean log-probability of the generated tokens is kept (InPars-v1
-filters its queries by it). Offline the generator is SmolLM2-135M-Instruct (a raw completion, no chat template,
+greedy and stops at the first newline, and the mean log-probability of the generated tokens is kept: InPars-v1's
+filter (`inpars_filter`) drops queries of fewer than 3 tokens and keeps the top 10,000 of 100,000 by it. Offline the generator is SmolLM2-135M-Instruct (a raw completion, no chat template,
 like the base LMs InPars used); online any causal LM id. The 3-shot prefix is identical for every document, so its
 key/value cache is computed once and reused (the generated text is the same as without it).
 
@@ -82,6 +82,7 @@ class SyntheticQuery:
     raw: str
     mean_logprob: float
     doc_sha: str = ""
+    n_tokens: int | None = None  # generated tokens of the query (the stop token not counted; None: not known)
 
     @property
     def qid(self) -> str:
@@ -150,8 +151,9 @@ class QueryGenerator:
         return copy.deepcopy(self._prefix_cache)
 
     @torch.inference_mode()
-    def generate_one(self, document: str) -> tuple[str, float]:
-        """(completion text, mean log-probability of its tokens) for one document."""
+    def generate_one(self, document: str) -> tuple[str, float, int]:
+        """(completion text, mean log-probability of its tokens, their number) for one document (the stop token
+        is no part of either)."""
         ids = torch.tensor([self.prompt_ids(document)], device=self.device)
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=self._prefix(),
@@ -163,7 +165,7 @@ class QueryGenerator:
         if new.numel() and new[-1].item() in self.stop_ids:  # the stop token is no part of the query
             logps = logps[:-1]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return text, float(np.mean(logps)) if logps else float("-inf")
+        return text, float(np.mean(logps)) if logps else float("-inf"), len(logps)
 
 
 def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], generator: QueryGenerator | None = None,
@@ -185,8 +187,8 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
     if todo:
         generator = generator or QueryGenerator(model, max_doc_tokens, max_new_tokens)
         for n, (d, sha) in enumerate(tqdm(todo, desc="synthetic queries", unit="query"), start=1):
-            raw, logp = generator.generate_one(corpus[d].text_for_model)
-            known[(d, sha)] = SyntheticQuery(d, parse_query(raw), raw, logp, sha)
+            raw, logp, n_tokens = generator.generate_one(corpus[d].text_for_model)
+            known[(d, sha)] = SyntheticQuery(d, parse_query(raw), raw, logp, sha, n_tokens)
             if path is not None and (n % save_every == 0 or n == len(todo)):
                 with atomic_cache_open(path, "w") as handle:
                     handle.writelines(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in known.values())
@@ -194,26 +196,45 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
 
 
 def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: str = "smollm2-135m-instruct",
-                max_doc_tokens: int = 256, max_new_tokens: int = 32, keep_fraction: float = 1.0):
-    """InPars-v1 queries for `n` sampled documents, one row each (doc_id, query, mean_logprob, raw, title, kept);
-    `kept`: parsed, and (InPars-v1) among the `keep_fraction` with the highest mean log-probability. model
-    'title' (smoke, no LLM): the document's title stands in for its query."""
+                max_doc_tokens: int = 256, max_new_tokens: int = 32, keep_fraction: float = 1.0,
+                min_tokens: int = 0):
+    """InPars-v1 queries for `n` sampled documents, one row each (doc_id, query, mean_logprob, n_tokens, raw, title,
+    kept); `kept`: what `inpars_filter(keep_fraction, min_tokens)` keeps. model 'title' (smoke, no LLM): the
+    document's title stands in for its query (its token count unknown, its log-probability 0)."""
     import pandas as pd
 
     doc_ids = sample_documents(corpus, n, seed=seed)
     if model == "title":
-        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0} for d in doc_ids]
+        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0, "n_tokens": None}
+                for d in doc_ids]
     else:
-        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "raw": s.raw}
+        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "n_tokens": s.n_tokens,
+                 "raw": s.raw}
                 for s in generate_queries(corpus, doc_ids, model=model, max_doc_tokens=max_doc_tokens,
                                           max_new_tokens=max_new_tokens)]
     frame = pd.DataFrame(rows)
     frame["title"] = [corpus[d].title for d in frame["doc_id"]]
-    frame["kept"] = frame["query"].notna()
-    if keep_fraction < 1.0:
-        cut = frame.loc[frame["kept"], "mean_logprob"].quantile(1.0 - keep_fraction)
-        frame["kept"] &= frame["mean_logprob"] >= cut
+    frame["kept"] = inpars_filter(frame, keep_fraction, min_tokens)
     return frame
+
+
+def inpars_filter(queries, keep_fraction: float = 1.0, min_tokens: int = 0):
+    """InPars-v1's filter (zetaalphavector/InPars legacy/inpars-v1/filter_queries_by_score.py, run with
+    `--top_k 10000 --scoring_function mean_log_probs` on 100,000 generated queries): a query is kept when it parsed,
+    has at least `min_tokens` generated tokens (an unknown count passes) and is among the max(1, round(keep_fraction
+    x generated)) best of those by mean log-probability (ties: in sample order). A bool Series on `queries`' index
+    (columns query, mean_logprob, n_tokens)."""
+    eligible = queries["query"].notna() & ~(queries["n_tokens"].astype(float) < min_tokens)
+    if keep_fraction >= 1.0:
+        return eligible
+    best = queries.loc[eligible, "mean_logprob"].sort_values(ascending=False, kind="stable")
+    top = best.index[: max(1, round(keep_fraction * len(queries)))]
+    return eligible & queries.index.isin(top)
+
+
+def filter_counts(queries) -> dict:
+    """What the filter did to a query_table: generated, parsed, kept."""
+    return {"generated": len(queries), "parsed": int(queries["query"].notna().sum()), "kept": int(queries["kept"].sum())}
 
 
 def sample_negatives(ranking: Run, positives: Mapping[str, str], n_negatives: int = 9, seed: int = 13) -> Run:
