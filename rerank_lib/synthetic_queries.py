@@ -8,8 +8,8 @@ InRanker's stage 2: an LLM reads a document after a fixed 3-shot prompt and writ
 The prompt is InPars-v1's "vanilla" prompt (legacy/inpars-v1/prompts/vanilla_prompt.txt: three MS MARCO
 document -> "Relevant Query" examples, then the target document), the one behind the InPars-v1 queries InRanker
 distils on. As in InPars, the document is cut to `max_doc_tokens` tokens of the generator's tokenizer, decoding is
-greedy and stops at the first newline, and the mean log-probability of the generated tokens is kept (InPars-v1
-filters its queries by it). Offline the generator is SmolLM2-135M-Instruct (a raw completion, no chat template,
+greedy and stops at the first newline, and the mean log-probability of the generated tokens is kept: InPars-v1's
+filter (`inpars_filter`) drops queries of fewer than 3 tokens and keeps the top 10,000 of 100,000 by it. Offline the generator is SmolLM2-135M-Instruct (a raw completion, no chat template,
 like the base LMs InPars used); online any causal LM id. The 3-shot prefix is identical for every document, so its
 key/value cache is computed once and reused (the generated text is the same as without it).
 
@@ -82,6 +82,7 @@ class SyntheticQuery:
     raw: str
     mean_logprob: float
     doc_sha: str = ""
+    n_tokens: int | None = None  # generated tokens of the query (the stop token not counted; None: not known)
 
     @property
     def qid(self) -> str:
@@ -150,8 +151,9 @@ class QueryGenerator:
         return copy.deepcopy(self._prefix_cache)
 
     @torch.inference_mode()
-    def generate_one(self, document: str) -> tuple[str, float]:
-        """(completion text, mean log-probability of its tokens) for one document."""
+    def generate_one(self, document: str) -> tuple[str, float, int]:
+        """(completion text, mean log-probability of its tokens, their number) for one document (the stop token
+        is no part of either)."""
         ids = torch.tensor([self.prompt_ids(document)], device=self.device)
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=self._prefix(),
@@ -163,7 +165,7 @@ class QueryGenerator:
         if new.numel() and new[-1].item() in self.stop_ids:  # the stop token is no part of the query
             logps = logps[:-1]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return text, float(np.mean(logps)) if logps else float("-inf")
+        return text, float(np.mean(logps)) if logps else float("-inf"), len(logps)
 
 
 def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], generator: QueryGenerator | None = None,
@@ -185,8 +187,8 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
     if todo:
         generator = generator or QueryGenerator(model, max_doc_tokens, max_new_tokens)
         for n, (d, sha) in enumerate(tqdm(todo, desc="synthetic queries", unit="query"), start=1):
-            raw, logp = generator.generate_one(corpus[d].text_for_model)
-            known[(d, sha)] = SyntheticQuery(d, parse_query(raw), raw, logp, sha)
+            raw, logp, n_tokens = generator.generate_one(corpus[d].text_for_model)
+            known[(d, sha)] = SyntheticQuery(d, parse_query(raw), raw, logp, sha, n_tokens)
             if path is not None and (n % save_every == 0 or n == len(todo)):
                 with atomic_cache_open(path, "w") as handle:
                     handle.writelines(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in known.values())
@@ -194,26 +196,45 @@ def generate_queries(corpus: Mapping[str, Document], doc_ids: Sequence[str], gen
 
 
 def query_table(corpus: Mapping[str, Document], n: int, seed: int = 13, model: str = "smollm2-135m-instruct",
-                max_doc_tokens: int = 256, max_new_tokens: int = 32, keep_fraction: float = 1.0):
-    """InPars-v1 queries for `n` sampled documents, one row each (doc_id, query, mean_logprob, raw, title, kept);
-    `kept`: parsed, and (InPars-v1) among the `keep_fraction` with the highest mean log-probability. model
-    'title' (smoke, no LLM): the document's title stands in for its query."""
+                max_doc_tokens: int = 256, max_new_tokens: int = 32, keep_fraction: float = 1.0,
+                min_tokens: int = 0):
+    """InPars-v1 queries for `n` sampled documents, one row each (doc_id, query, mean_logprob, n_tokens, raw, title,
+    kept); `kept`: what `inpars_filter(keep_fraction, min_tokens)` keeps. model 'title' (smoke, no LLM): the
+    document's title stands in for its query (its token count unknown, its log-probability 0)."""
     import pandas as pd
 
     doc_ids = sample_documents(corpus, n, seed=seed)
     if model == "title":
-        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0} for d in doc_ids]
+        rows = [{"doc_id": d, "query": corpus[d].title or corpus[d].text[:80], "mean_logprob": 0.0, "n_tokens": None}
+                for d in doc_ids]
     else:
-        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "raw": s.raw}
+        rows = [{"doc_id": s.doc_id, "query": s.query, "mean_logprob": s.mean_logprob, "n_tokens": s.n_tokens,
+                 "raw": s.raw}
                 for s in generate_queries(corpus, doc_ids, model=model, max_doc_tokens=max_doc_tokens,
                                           max_new_tokens=max_new_tokens)]
     frame = pd.DataFrame(rows)
     frame["title"] = [corpus[d].title for d in frame["doc_id"]]
-    frame["kept"] = frame["query"].notna()
-    if keep_fraction < 1.0:
-        cut = frame.loc[frame["kept"], "mean_logprob"].quantile(1.0 - keep_fraction)
-        frame["kept"] &= frame["mean_logprob"] >= cut
+    frame["kept"] = inpars_filter(frame, keep_fraction, min_tokens)
     return frame
+
+
+def inpars_filter(queries, keep_fraction: float = 1.0, min_tokens: int = 0):
+    """InPars-v1's filter (zetaalphavector/InPars legacy/inpars-v1/filter_queries_by_score.py, run with
+    `--top_k 10000 --scoring_function mean_log_probs` on 100,000 generated queries): a query is kept when it parsed,
+    has at least `min_tokens` generated tokens (an unknown count passes) and is among the max(1, round(keep_fraction
+    x generated)) best of those by mean log-probability (ties: in sample order). A bool Series on `queries`' index
+    (columns query, mean_logprob, n_tokens)."""
+    eligible = queries["query"].notna() & ~(queries["n_tokens"].astype(float) < min_tokens)
+    if keep_fraction >= 1.0:
+        return eligible
+    best = queries.loc[eligible, "mean_logprob"].sort_values(ascending=False, kind="stable")
+    top = best.index[: max(1, round(keep_fraction * len(queries)))]
+    return eligible & queries.index.isin(top)
+
+
+def filter_counts(queries) -> dict:
+    """What the filter did to a query_table: generated, parsed, kept."""
+    return {"generated": len(queries), "parsed": int(queries["query"].notna().sum()), "kept": int(queries["kept"].sum())}
 
 
 def sample_negatives(ranking: Run, positives: Mapping[str, str], n_negatives: int = 9, seed: int = 13) -> Run:
@@ -242,7 +263,9 @@ def sample_negatives(ranking: Run, positives: Mapping[str, str], n_negatives: in
 # has one of each (`stop_when_both`). Offline the LLM is SmolLM2-135M-Instruct; the judge can be replaced by the
 # qrels of a labelled collection (`QrelsJudge`, the documented fallback) or a score threshold (`ScoreJudge`). The
 # seed's prompts ask for a delimited multi-field output that a 135M model cannot produce; the prompts below keep
-# their instructions in a short form with a one-line answer.
+# their instructions in a short form with a one-line answer, and the proposer's decoding can be held to that
+# answer's format (`AnswerFormat`), so every answer parses. The judge's answer is already held to Yes / No (its
+# P(Yes) is normalised over the two tokens).
 
 # The seed's ENTITY_EXTRACTION_PROMPT, in short: one bridge entity of the document and one 10-20 word query for
 # information about it that the document does NOT hold (the seed's "instead of / beyond" steering).
@@ -252,6 +275,31 @@ HOPWEAVER_QUERY_PROMPT = (
     "information NOT in this document (use words like 'beyond' or 'instead of').\n\n"
     "Document: {document}\n\n"
     "Answer with one line in the form: Entity: <entity> | Query: <query>"
+)
+# The same request as a completion with two demonstrations (the prompt of the 'format' decoding): a 135M model asked
+# by the chat prompt above copies its '<entity>' / '<query>' placeholders or restates the title, while it follows a
+# demonstrated pattern (InPars's way: a few-shot completion). The two demonstrations are HopWeaver's own published
+# bridge queries (Zh1yuShen/HopWeaver @65d5a1a hopweaver/train_reranker/data/train_data_sample.jsonl lines 1 and 5,
+# the seed's entity_query: 'X aspect beyond / instead of Y'), each after the first 60 words of that line's positive
+# passage, a document that mentions the entity; the entity named is the query's head. The first line is ours.
+HOPWEAVER_QUERY_EXAMPLES = (
+    ("Concord, Tippecanoe County, Indiana Concord is a small unincorporated community in Lauramie Township, Tippecanoe "
+     "County, Indiana, located just west of Stockwell. The community is part of the Lafayette, Indiana Metropolitan "
+     "Statistical Area. A post office was established at Concord in 1837, and remained in operation until it was "
+     "discontinued in 1868. Concord is located in Lauramie Township around the intersection",
+     "Lauramie Township", "Lauramie Township history and demographics beyond its location in Tippecanoe County"),
+    ("James Rudolph Garfield James Rudolph Garfield (October 17, 1865 – March 24, 1950) was an American politician and "
+     "lawyer. Garfield was a son of President James A. Garfield and First Lady Lucretia Garfield. He served as "
+     "Secretary of the Interior during Theodore Roosevelt's administration. Garfield was born in Hiram, Ohio, the third "
+     "of seven children born to James Abram and",
+     "James A. Garfield", "James A. Garfield political career instead of Garfield Township namesake"),
+)
+HOPWEAVER_QUERY_FEWSHOT = (
+    "Each document is followed by one entity it mentions and a search query for information about that entity that "
+    "the document does not give.\n\n"
+    + "".join(f"Document: {d}\nEntity: {e} | Query: {q}\n\n" for d, e, q in HOPWEAVER_QUERY_EXAMPLES).replace(
+        "{", "{{").replace("}", "}}")
+    + "Document: {document}\n"
 )
 # The seed's SUB_QUESTION_GENERATION_PROMPT, in short: does candidate B continue a two-hop chain from the source A
 # through the bridge query (else INVALID_BRIDGE_CONNECTION)? Answered by the first token, Yes or No, in one forward
@@ -263,6 +311,12 @@ HOPWEAVER_JUDGE_PROMPT = (
 )
 
 _BRIDGE_QUERY_RE = re.compile(r"query\s*[:\-]\s*(.+)", re.IGNORECASE)
+_BRIDGE_ANSWER_RE = re.compile(r"^\s*Entity:\s*(\S.*?)\s*\|\s*Query:\s*(\S.*?)\s*$")
+
+
+def in_bridge_format(text: str) -> bool:
+    """Whether an answer is exactly the one line the proposer's prompts ask for: 'Entity: <e> | Query: <q>'."""
+    return isinstance(text, str) and bool(_BRIDGE_ANSWER_RE.match(text.strip()))
 
 
 def parse_bridge_query(text: str, min_words: int = 3, max_words: int = 40) -> str | None:
@@ -276,31 +330,161 @@ def parse_bridge_query(text: str, min_words: int = 3, max_words: int = 40) -> st
     return " ".join(words[:max_words]) if len(words) >= min_words else None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A free span of an answer format: `min_tokens` to `max_tokens` tokens, none holding a character of `banned`
+    (those that would end or break the format)."""
+
+    min_tokens: int = 1
+    max_tokens: int = 16
+    banned: str = "|\n"
+
+
+class AnswerFormat:
+    """Greedy decoding held to a format of literal texts and free slots, as transformers' prefix_allowed_tokens_fn:
+    a literal is forced token by token; a slot allows every token without a banned character (special tokens and
+    the tokens that close it never), and it closes when the model picks the first token of the literal after it (the
+    end, after the last part): allowed from its `min_tokens`-th token on, the only choice at its `max_tokens`-th.
+    After the last part only the end tokens are allowed. So every completion has the format, whatever the model.
+
+    `token_texts[i]`: token i's text (None: never allowed in a slot, e.g. a special token); `parts`: literals as
+    token ids and Slots, never two slots in a row (where one would end is then unknown)."""
+
+    def __init__(self, token_texts: Sequence[str | None], parts: Sequence[Sequence[int] | Slot],
+                 end_ids: Sequence[int]):
+        self.parts = [p if isinstance(p, Slot) else [int(t) for t in p] for p in parts]
+        self.end_ids = sorted({int(t) for t in end_ids})
+        if not self.parts or not self.end_ids:
+            raise ValueError("an answer format needs parts and end tokens")
+        for i, part in enumerate(self.parts):
+            if not isinstance(part, Slot) and not part:
+                raise ValueError(f"part {i}: a literal of no tokens")
+            if isinstance(part, Slot) and i + 1 < len(self.parts) and isinstance(self.parts[i + 1], Slot):
+                raise ValueError(f"parts {i} and {i + 1}: two slots in a row")
+            if isinstance(part, Slot) and not 1 <= part.min_tokens <= part.max_tokens:
+                raise ValueError(f"part {i}: a slot needs 1 <= min_tokens <= max_tokens, got {part}")
+        self._slot_ids: dict[int, list[int]] = {}
+        for i, part in enumerate(self.parts):
+            if isinstance(part, Slot):
+                closing = set(self.closers(i))
+                self._slot_ids[i] = [t for t, text in enumerate(token_texts) if text and t not in closing
+                                     and t not in self.end_ids and not any(c in text for c in part.banned)]
+        self._slot_sets = {i: set(ids) for i, ids in self._slot_ids.items()}
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, parts: Sequence[str | Slot], end_texts: Sequence[str] = ("\n",)):
+        """The format over a Hugging Face tokenizer: literal texts tokenised without special tokens, each token's
+        text decoded on its own, special tokens kept out of slots; the end: the tokenizer's EOS and `end_texts`."""
+        special = set(tokenizer.all_special_ids)
+        texts = [None if i in special else text
+                 for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))]))]
+        ends = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        ends += [ids[0] for ids in (tokenizer.encode(t, add_special_tokens=False) for t in end_texts) if len(ids) == 1]
+        return cls(texts, [p if isinstance(p, Slot) else tokenizer.encode(p, add_special_tokens=False) for p in parts],
+                   ends)
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The longest completion the format allows (its end token included)."""
+        return sum(p.max_tokens if isinstance(p, Slot) else len(p) for p in self.parts) + 1
+
+    def closers(self, i: int) -> list[int]:
+        """The tokens that close slot `i`: the next literal's first token, or the end tokens."""
+        return [self.parts[i + 1][0]] if i + 1 < len(self.parts) else self.end_ids
+
+    def state(self, generated: Sequence[int]) -> tuple[int, int]:
+        """(part, tokens of it emitted) after `generated`; part == len(parts) once the format is complete. A token
+        the format does not allow raises ValueError."""
+        part, n = 0, 0
+        for step, token in enumerate(generated):
+            if not self._permits(part, n, token):
+                raise ValueError(f"token {token} at step {step} is outside the format")
+            if part == len(self.parts):
+                n += 1
+            elif isinstance(self.parts[part], Slot) and token in self.closers(part):
+                part, n = part + 1, 1  # the next literal's first token is out (or the end)
+                if part < len(self.parts) and n == len(self.parts[part]):
+                    part, n = part + 1, 0
+            else:
+                n += 1
+                if not isinstance(self.parts[part], Slot) and n == len(self.parts[part]):
+                    part, n = part + 1, 0
+        return part, n
+
+    def allowed(self, generated: Sequence[int]) -> list[int]:
+        """The tokens the format allows next, after the completion's tokens so far."""
+        part, n = self.state(generated)
+        if part == len(self.parts):
+            return self.end_ids
+        current = self.parts[part]
+        if not isinstance(current, Slot):
+            return [current[n]]
+        if n < current.min_tokens:
+            return self._slot_ids[part]
+        return self.closers(part) if n >= current.max_tokens else self._slot_ids[part] + self.closers(part)
+
+    def _permits(self, part: int, n: int, token: int) -> bool:
+        """Whether `allowed` holds `token` in state (part, n), without building the list."""
+        if part == len(self.parts):
+            return token in self.end_ids
+        current = self.parts[part]
+        if not isinstance(current, Slot):
+            return token == current[n]
+        free = n < current.max_tokens and token in self._slot_sets[part]
+        return free or (n >= current.min_tokens and token in self.closers(part))
+
+    def prefix_allowed_tokens_fn(self, prompt_length: int) -> Callable:
+        """The function `generate(prefix_allowed_tokens_fn=...)` takes, for prompts of `prompt_length` tokens."""
+        return lambda batch_id, input_ids: self.allowed(input_ids[prompt_length:].tolist())
+
+
+#: the proposer's answer: the entity (1-12 tokens), the query (4-40 tokens), one line
+BRIDGE_ANSWER_FORMAT = ("Entity:", Slot(1, 12), " | Query:", Slot(4, 40))
+#: 'format': HOPWEAVER_QUERY_FEWSHOT completed, held to BRIDGE_ANSWER_FORMAT | 'free': HOPWEAVER_QUERY_PROMPT as a
+#: chat, free greedy text parsed afterwards (the seed's way)
+PROPOSER_DECODING = ("format", "free")
+
+
 class Judge(Protocol):
     def __call__(self, query_id: str, query: str, source: Document | None, candidates: Sequence[Document]
                  ) -> list[bool]: ...
 
 
 class LLMQueryProposer:
-    """Greedy generation of a bridge query from a source document with a chat LLM (SmolLM2 offline)."""
+    """Greedy generation of a bridge query from a source document with a chat LLM (SmolLM2 offline). decoding
+    'format': the few-shot completion (`prompt` default HOPWEAVER_QUERY_FEWSHOT) held to BRIDGE_ANSWER_FORMAT
+    (AnswerFormat), one line that always parses; 'free': the chat prompt (default HOPWEAVER_QUERY_PROMPT) answered
+    freely (up to max_new_tokens) and parsed afterwards (parse_bridge_query)."""
 
     def __init__(self, model_name: str = "smollm2-135m-instruct", max_new_tokens: int = 48, max_doc_tokens: int = 256,
-                 prompt: str = HOPWEAVER_QUERY_PROMPT, device=None):
+                 prompt: str | None = None, device=None, decoding: str = "format"):
+        if decoding not in PROPOSER_DECODING:
+            raise ValueError(f"decoding must be one of {PROPOSER_DECODING}, got {decoding!r}")
         self.device = device or pick_device()
         self.tokenizer = load_tokenizer(model_name)  # the judge's LM too: the GGUF is de-quantised once per machine
         self.model = load_causal_lm(model_name, device=self.device)
-        self.model_name, self.max_new_tokens, self.max_doc_tokens, self.prompt = (
-            model_name, max_new_tokens, max_doc_tokens, prompt)
+        self.format = AnswerFormat.for_tokenizer(self.tokenizer, BRIDGE_ANSWER_FORMAT) if decoding == "format" else None
+        self.model_name, self.max_new_tokens, self.max_doc_tokens = model_name, max_new_tokens, max_doc_tokens
+        self.prompt = prompt or (HOPWEAVER_QUERY_PROMPT if self.format is None else HOPWEAVER_QUERY_FEWSHOT)
         self.raw: list[str] = []  # every generation, for the notebook to show
 
-    def __call__(self, document: Document) -> str | None:
+    def prompt_text(self, document: Document) -> str:
+        """The prompt for one source (its first max_doc_tokens tokens): a chat turn ('free'), a completion ('format',
+        which the format then begins with 'Entity:')."""
         ids = self.tokenizer.encode(document.text_for_model, add_special_tokens=False)[: self.max_doc_tokens]
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": self.prompt.format(document=self.tokenizer.decode(ids))}],
-            tokenize=False, add_generation_prompt=True)
-        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
+        text = self.prompt.format(document=self.tokenizer.decode(ids))
+        if self.format is not None:
+            return text
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def __call__(self, document: Document) -> str | None:
+        enc = self.tokenizer(self.prompt_text(document), return_tensors="pt", add_special_tokens=False).to(self.device)
+        held = {} if self.format is None else {
+            "max_new_tokens": self.format.max_new_tokens, "eos_token_id": self.format.end_ids,
+            "prefix_allowed_tokens_fn": self.format.prefix_allowed_tokens_fn(enc["input_ids"].shape[1])}
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+            out = self.model.generate(**enc, do_sample=False, **{"max_new_tokens": self.max_new_tokens, **held},
                                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         answer = self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         self.raw.append(answer)

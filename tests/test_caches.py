@@ -188,7 +188,7 @@ class FakeGenerator:
 
     def generate_one(self, document):
         FakeGenerator.calls += 1
-        return " ".join(document.split()[:2]), -1.0
+        return " ".join(document.split()[:2]), -1.0, 2
 
 
 def test_a_cut_synthetic_query_file_is_generated_again(private_cache, edited):

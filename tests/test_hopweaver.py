@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from rerank_lib.data.hopweaver import (
     GeneratedExample, generation_stats, read_generated, sample_sources, to_groups, write_hopweaver,
@@ -14,7 +15,9 @@ from rerank_lib.data.hopweaver import (
 from rerank_lib.data.pairs import read_hopweaver
 from rerank_lib.data.types import Document
 from rerank_lib.retrievers.diverse import DiverseRetriever, MMRWeights, mmr_select
-from rerank_lib.synthetic_queries import QrelsJudge, ScoreJudge, generate_contrastive_data
+from rerank_lib.synthetic_queries import (
+    BRIDGE_ANSWER_FORMAT, AnswerFormat, QrelsJudge, ScoreJudge, Slot, generate_contrastive_data, in_bridge_format,
+)
 from rerank_lib.synthetic_queries import parse_bridge_query as parse_query
 
 # d0 = [1, 0], d1 = [1, 0.1], d2 = [0, 1], d3 = [1, 1]; the source points at [-1, 0].
@@ -211,6 +214,126 @@ def test_recipe_profiles_and_bad_settings():
     assert recipe.config("default", seed=5, train={"seed": 1}).train.seed == 1  # a stage's own seed wins
 
 
+# ------------------------------------------------------------------ the proposer's decoding held to its answer format
+
+# A toy vocabulary: 0 is the EOS (special: no text), 1 a newline; " |" opens the second literal.
+TOY = ["<eos>", "\n", "Entity", ":", " |", " Query", " cat", " dog", "|", " a|b", " fish"]
+TOY_FORMAT = ([2, 3], Slot(1, 2), [4, 5, 3], Slot(2, 3))  # 'Entity:' <1-2 tokens> ' | Query:' <2-3 tokens>
+SLOT_TOKENS = [2, 3, 5, 6, 7, 10]  # no '|' or newline (8, 9, 4, 1 out), not the EOS, not a closer (4)
+
+
+def toy_format():
+    return AnswerFormat([None, *TOY[1:]], TOY_FORMAT, end_ids=[0, 1])
+
+
+def test_answer_format_allows_by_hand_on_a_toy_vocabulary():
+    fmt = toy_format()
+    steps = [([], [2]), ([2], [3]),  # the first literal, forced
+             ([2, 3], SLOT_TOKENS),  # the entity's first token: min_tokens 1 not reached, so no closing yet
+             ([2, 3, 6], SLOT_TOKENS + [4]),  # one token: it may close (" |") or go on
+             ([2, 3, 6, 7], [4]),  # max_tokens 2: it must close
+             ([2, 3, 6, 4], [5]), ([2, 3, 6, 4, 5], [3]),  # the rest of ' | Query:', forced
+             ([2, 3, 6, 4, 5, 3], SLOT_TOKENS), ([2, 3, 6, 4, 5, 3, 10], SLOT_TOKENS),  # the query: 2 tokens at least
+             ([2, 3, 6, 4, 5, 3, 10, 6], SLOT_TOKENS + [0, 1]),  # the end may come
+             ([2, 3, 6, 4, 5, 3, 10, 6, 7], [0, 1]),  # max_tokens 3: it must end
+             ([2, 3, 6, 4, 5, 3, 10, 6, 1], [0, 1])]  # complete: only the end tokens
+    for generated, allowed in steps:
+        assert fmt.allowed(generated) == allowed, generated
+    assert fmt.state([2, 3, 6, 4, 5, 3, 10, 6, 1]) == (4, 1) and fmt.max_new_tokens == 2 + 2 + 3 + 3 + 1
+    with pytest.raises(ValueError, match="token 6 at step 1 is outside the format"):
+        fmt.allowed([2, 6])
+    with pytest.raises(ValueError, match="token 8 at step 2"):
+        fmt.allowed([2, 3, 8])  # '|' inside the entity
+    fn = fmt.prefix_allowed_tokens_fn(prompt_length=2)  # generate() passes prompt + generated ids
+    assert fn(0, torch.tensor([9, 9, 2, 3, 6])) == SLOT_TOKENS + [4]
+    with pytest.raises(ValueError, match="two slots in a row"):
+        AnswerFormat(TOY, [[2], Slot(), Slot()], [0])
+    with pytest.raises(ValueError, match="min_tokens"):
+        AnswerFormat(TOY, [[2], Slot(3, 2)], [0])
+
+
+def greedy(fmt, preference, limit=20):
+    """Greedy decoding of a toy 'model' that always prefers the tokens in `preference` order, held to `fmt`."""
+    out = []
+    while len(out) < limit and (not out or out[-1] not in (0, 1)):
+        allowed = fmt.allowed(out)
+        out.append(next(t for t in preference if t in allowed))
+    return out
+
+
+def test_a_model_that_would_break_the_format_still_answers_in_it():
+    # this 'model' wants '|', then a newline, then ' a|b', then ' dog': free, its first token already breaks the line
+    preference = [8, 1, 9, 7, 6, 4, 0, 2, 3, 5, 10]
+    out = greedy(toy_format(), preference)
+    # Entity : dog dog(max 2) | Query : dog dog (min 2 reached: the newline, its 2nd choice, is now allowed)
+    assert out == [2, 3, 7, 7, 4, 5, 3, 7, 7, 1]
+    text = "".join(TOY[t] for t in out)
+    assert text == "Entity: dog dog | Query: dog dog\n" and in_bridge_format(text)
+
+
+class ToyTokenizer:
+    """The toy vocabulary as a Hugging Face tokenizer: encode by longest match, EOS special."""
+
+    eos_token_id, all_special_ids = 0, [0]
+
+    def __len__(self):
+        return len(TOY)
+
+    def batch_decode(self, batch):
+        return ["".join(TOY[i] for i in ids) for ids in batch]
+
+    def encode(self, text, add_special_tokens=False):
+        ids = []
+        while text:
+            best = max((i for i in range(1, len(TOY)) if text.startswith(TOY[i])), key=lambda i: len(TOY[i]))
+            ids.append(best)
+            text = text[len(TOY[best]):]
+        return ids
+
+
+def test_answer_format_from_a_tokenizer_and_smollm2s_vocabulary():
+    fmt = AnswerFormat.for_tokenizer(ToyTokenizer(), ["Entity:", Slot(1, 2), " | Query:", Slot(2, 3)])
+    assert fmt.parts == list(toy_format().parts) and fmt.end_ids == [0, 1]
+    assert fmt.allowed([2, 3]) == SLOT_TOKENS
+    from rerank_lib.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m-instruct")
+    real = AnswerFormat.for_tokenizer(tok, BRIDGE_ANSWER_FORMAT)
+    assert tok.decode(real.parts[0]) == "Entity:" and tok.decode(real.parts[2]) == " | Query:"
+    assert set(real.end_ids) == {tok.eos_token_id, tok.encode("\n", add_special_tokens=False)[0]}
+    entity = real.allowed(real.parts[0])
+    assert not any("|" in tok.decode([t]) or "\n" in tok.decode([t]) for t in entity)
+    assert not set(entity) & set(tok.all_special_ids) and len(entity) > 40000
+    assert real.max_new_tokens == 2 + 12 + 3 + 40 + 1
+
+
+def test_the_few_shot_demonstrations_are_hopweavers_published_queries(shared_data):
+    """HOPWEAVER_QUERY_FEWSHOT's demonstrations: lines 1 and 5 of HopWeaver's train_data_sample.jsonl, each query as
+    published after the first 60 words of its positive passage (the passage's title line joined), in the format."""
+    from rerank_lib.synthetic_queries import HOPWEAVER_QUERY_EXAMPLES, HOPWEAVER_QUERY_FEWSHOT
+
+    lines = (shared_data / "hopweaver" / "train_data_sample.jsonl").read_text(encoding="utf-8").splitlines()
+    for (document, entity, query), line in zip(HOPWEAVER_QUERY_EXAMPLES, (lines[0], lines[4])):
+        row = json.loads(line)
+        assert query == row["query"] and query.startswith(entity)
+        assert document == " ".join(row["pos"][0].split("\n", 1)[-1].split()[:60])
+        assert f"Document: {document}\nEntity: {entity} | Query: {query}\n\n" in HOPWEAVER_QUERY_FEWSHOT
+        assert in_bridge_format(f"Entity: {entity} | Query: {query}")
+    assert HOPWEAVER_QUERY_FEWSHOT.format(document="D").endswith("Document: D\n")
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ("Entity: Cdk5 | Query: Which kinase phosphorylates ATM after DNA damage?", True),
+    ("Entity: p62 | Query: how does p62 act beyond the liver\n", True),
+    ("p62/SQSTM1 by Binding to Vitamin D Receptor Inhibits Hepatic Stellate Cell Activity", False),
+    ("Neutrophil extracellular traps (NETs) | Protein", False),
+    ("Entity:  | Query: x", False),
+    ("Entity: a | Query: b\nEntity: c | Query: d", False),
+])
+def test_in_bridge_format(answer, ok):
+    assert in_bridge_format(answer) is ok
+
+
 def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
     from types import SimpleNamespace
 
@@ -232,6 +355,10 @@ def test_generator_yield_on_smollm2_outputs_and_the_start_row_name():
     assert queries[2] == "Which kinase phosphorylates ATM after DNA damage in neurons?"
     assert recipe.generator_yield(examples) == {"asked": 3, "produced": 2, "usable": 1}
     assert recipe.generator_yield([]) == {"asked": 0, "produced": 0, "usable": 0}
+    # the demonstration's yield adds the decoding, the answers in the asked format and the judge's verdicts
+    demo = recipe.LLMDemo(examples, None, None, 0.0, [outputs[0], outputs[2], outputs[3]], "free")
+    assert demo.yield_ == {"decoding": "free", "asked": 3, "in format": 1, "produced": 2, "usable": 1,
+                           "judged": 5, "positive": 1}
 
     def fake(architectures):
         return SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(architectures=architectures)))

@@ -23,8 +23,8 @@ from rerank_lib.data.inranker import soft_label_examples
 from rerank_lib.teacher import fit_calibration
 from rerank_lib.rerankers.monot5 import T5Ranker, build_t5_from_config, encode_pairs
 from rerank_lib.synthetic_queries import (
-    INPARS_VANILLA_PROMPT, SyntheticQuery, build_prompt, generate_queries, parse_query, sample_documents,
-    sample_negatives,
+    INPARS_VANILLA_PROMPT, SyntheticQuery, build_prompt, filter_counts, generate_queries, inpars_filter, parse_query,
+    sample_documents, sample_negatives,
 )
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -295,16 +295,67 @@ def test_generated_queries_are_cached_per_document_text():
 
         def generate_one(self, text):
             FakeGenerator.calls += 1
-            return f" query about {text}\n", -0.5
+            return f" query about {text}\n", -0.5, 4
 
     first = generate_queries(corpus, ["a", "b"], generator=FakeGenerator())
     assert [q.query for q in first] == ["query about A alpha text", "query about B beta text"]
     assert FakeGenerator.calls == 2 and isinstance(first[0], SyntheticQuery) and first[0].qid == "syn-a"
+    assert first[0].n_tokens == 4 and first[0].mean_logprob == -0.5
     assert generate_queries(corpus, ["b", "a"], generator=FakeGenerator())[0].query == "query about B beta text"
     assert FakeGenerator.calls == 2  # from the cache
     changed = {**corpus, "a": Document("a", "a new text", "A")}
     generate_queries(changed, ["a"], generator=FakeGenerator())
     assert FakeGenerator.calls == 3  # a changed document is generated again
+
+
+def synthetic(rows):
+    """A query_table of (query, mean_logprob, n_tokens) rows."""
+    import pandas as pd
+
+    return pd.DataFrame([{"doc_id": f"d{i}", "query": q, "mean_logprob": lp, "n_tokens": n}
+                         for i, (q, lp, n) in enumerate(rows)])
+
+
+def test_inpars_filter_drops_short_queries_then_keeps_the_top_fraction_of_all_generated():
+    """InPars-v1's filter_queries_by_score.py by hand: 10 generated, keep_fraction 0.2 -> the best round(0.2 x 10) = 2
+    by mean log-probability among the parsed queries of >= 3 tokens."""
+    frame = synthetic([("a b c", -0.9, 5), ("short", -0.1, 2), (None, -0.05, 7), ("d e f", -0.3, 4),
+                       ("g h i", -0.5, 3), ("j k l", -2.0, 9), ("m n o", -0.4, 6), ("p q r", -1.1, 5),
+                       ("s t u", -0.7, 8), ("v w x", -1.5, 4)])
+    kept = inpars_filter(frame, keep_fraction=0.2, min_tokens=3)
+    # 'short' (-0.1, 2 tokens) and the unparsed row (-0.05) would rank first: both are out before the ranking
+    assert list(frame.loc[kept, "doc_id"]) == ["d3", "d6"]  # -0.3 and -0.4
+    assert list(frame.loc[inpars_filter(frame, 0.3, 3), "doc_id"]) == ["d3", "d4", "d6"]
+    # no length rule: the 2-token query is the best
+    assert list(frame.loc[inpars_filter(frame, 0.2, 0), "doc_id"]) == ["d1", "d3"]
+    # keep_fraction 1: every parsed query of enough tokens
+    assert int(inpars_filter(frame, 1.0, 3).sum()) == 8
+    frame["kept"] = kept
+    assert filter_counts(frame) == {"generated": 10, "parsed": 9, "kept": 2}
+
+
+def test_inpars_filter_keeps_at_least_one_breaks_ties_in_sample_order_and_passes_unknown_lengths():
+    titles = synthetic([("first title", 0.0, None), ("second title", 0.0, None), ("third title", 0.0, None)])
+    kept = inpars_filter(titles, keep_fraction=0.1, min_tokens=3)  # round(0.3) = 0 -> 1; a title has no count
+    assert list(titles.loc[kept, "doc_id"]) == ["d0"]
+    tied = synthetic([("q one x", -1.0, 3), ("q two x", -0.5, 3), ("q three", -0.5, 3), ("q four x", -0.5, 3)])
+    assert list(tied.loc[inpars_filter(tied, 0.5, 3), "doc_id"]) == ["d1", "d2"]
+
+
+def test_inranker_profiles_apply_inpars_filter_as_published():
+    from rerank_lib.recipes import inranker as recipe
+    from rerank_lib.settings import SettingError
+
+    paper, default = recipe.config("paper"), recipe.config("default")
+    assert (paper.keep_fraction, paper.min_query_tokens) == (0.1, 3)  # top 10,000 of 100,000; --min_tokens 3
+    assert (default.keep_fraction, default.min_query_tokens, default.n_synthetic) == (0.1, 3, 1000)
+    assert "legacy/inpars-v1" in recipe.RECIPE.file.sources["keep_fraction"]
+    with pytest.raises(SettingError, match=r"^keep_fraction: must be > 0"):
+        recipe.config("smoke", keep_fraction=0.0)
+    with pytest.raises(SettingError, match=r"^keep_fraction: must be <= 1"):
+        recipe.config("smoke", keep_fraction=1.5)
+    with pytest.raises(SettingError, match=r"^min_query_tokens: must be >= 0"):
+        recipe.config("smoke", min_query_tokens=-1)
 
 
 def test_negatives_come_from_the_ranking_and_keep_the_positive():

@@ -1,7 +1,8 @@
 """13_: HopWeaver's reranker training and its retrieval ablation, measured with ranking metrics on SciFact.
 
 The steps, in the notebook's order: the diverse (MMR) retriever over a dense MiniLM index (retrievers.diverse); the
-published generator with SmolLM2 for both LLM steps on a few source documents (synthetic_queries), shown as it is;
+published generator with SmolLM2 for both LLM steps on a few source documents (synthetic_queries; the proposer's
+decoding held to its answer's format, `llm_decoding`), shown as it is with its yield;
 the LLM judge measured against SciFact's qrels (AUC), which decides the judge of the training data (offline: the
 qrels, HopWeaver's documented fallback); the generated {query, pos, neg} file (data.hopweaver); a MiniLM
 cross-encoder fine-tuned on it with FlagEmbedding's group CE (HopWeaver: bge-reranker-v2-m3, train_group_size 4),
@@ -49,7 +50,9 @@ from ..rerankers.cross_encoder import has_trained_head
 from ..retrievers.bi_encoder import BiEncoder
 from ..retrievers.diverse import ABLATION_LAMBDAS, README_LAMBDAS, DiverseRetriever, MMRWeights
 from ..settings import snapshot
-from ..synthetic_queries import LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data
+from ..synthetic_queries import (
+    PROPOSER_DECODING, LLMJudge, LLMQueryProposer, QrelsJudge, generate_contrastive_data, in_bridge_format,
+)
 from ..synthetic_queries import judge_quality as judge_agreement
 from ..training import TrainConfig
 from ..training.groups import GroupObjective
@@ -74,6 +77,7 @@ class HopWeaverConfig(RecipeSettings):
     # the LLM steps as published (SmolLM2 offline)
     llm: str = "smollm2-135m-instruct"
     llm_sources: int = 3  # source documents for the LLM proposer + judge demonstration
+    llm_decoding: str = "format"  # the proposer's decoding: 'format' (held to its one-line answer) | 'free' (parsed)
     judge_eval_queries: int = 6  # dev-slice claims whose top_k candidates measure the LLM judge against qrels
     judge_max_length: int = 256  # the chat template, the question, the claim and the source take ~150 of them
     judge_threshold: float = 0.5
@@ -107,6 +111,8 @@ class HopWeaverConfig(RecipeSettings):
 def check(cfg: HopWeaverConfig, overrides) -> HopWeaverConfig:
     if cfg.judge not in ("auto", "llm", "qrels"):
         raise ValueError(f"judge must be 'auto', 'llm' or 'qrels', got {cfg.judge!r}")
+    if cfg.llm_decoding not in PROPOSER_DECODING:
+        raise ValueError(f"llm_decoding must be one of {PROPOSER_DECODING}, got {cfg.llm_decoding!r}")
     if not 0.0 < cfg.own_dev_fraction < 1.0:
         raise ValueError(f"own_dev_fraction must lie in (0, 1), got {cfg.own_dev_fraction}")
     if cfg.eval_file and not cfg.train_file:
@@ -200,18 +206,26 @@ class LLMDemo:
     table: pd.DataFrame
     path: Path
     wall_s: float
+    raw: list[str] = field(default_factory=list)  # the proposer's answers, one per example
+    decoding: str = "free"
 
     @property
     def yield_(self) -> dict:
-        return generator_yield(self.examples)
+        """The generator's yield (asked / produced / usable), with how it decoded, how many answers had the asked
+        format ('Entity: <e> | Query: <q>') and the judge's verdicts (candidates judged, positive)."""
+        verdicts = [v for e in self.examples for v in e.verdicts]
+        y = generator_yield(self.examples)
+        return {"decoding": self.decoding, "asked": y["asked"], "in format": sum(map(in_bridge_format, self.raw)),
+                "produced": y["produced"], "usable": y["usable"], "judged": len(verdicts), "positive": sum(verdicts)}
 
 
 def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJudge) -> LLMDemo:
     """The published generator with the LLM for both steps, on `llm_sources` source documents (judged abstracts of
-    train claims, so a reader can see the topic): proposed query, candidates, verdicts, written as HopWeaver jsonl."""
+    train claims, so a reader can see the topic): proposed query (decoded as `llm_decoding` says), candidates,
+    verdicts, written as HopWeaver jsonl."""
     corpus = data.retriever.corpus
     sources = sample_sources(data.split.train.qrels, cfg.seed, cfg.llm_sources)
-    proposer = LLMQueryProposer(cfg.llm)
+    proposer = LLMQueryProposer(cfg.llm, decoding=cfg.llm_decoding)
     with Timer() as t:
         examples = generate_contrastive_data(data.retriever, judge, sources=sources, proposer=proposer, top_k=cfg.top_k,
                                              stop_when_both=True)
@@ -219,9 +233,10 @@ def llm_generator(cfg: HopWeaverConfig, data: HopData, results_dir, judge: LLMJu
     rows = []
     for e, raw in zip(examples, proposer.raw):
         rows.append({"source (title)": corpus[e.source_id].title[:60], "claim judged for it": data.split.train.queries[e.query_id][:70],
-                     "LLM output": raw.strip().replace("\n", " ")[:110], "parsed query": e.query,
+                     "LLM output": raw.strip().replace("\n", " ")[:110], "in format": in_bridge_format(raw),
+                     "parsed query": e.query,
                      "judged": len(e.verdicts), "pos": len(e.pos), "neg": len(e.neg), "usable": e.usable})
-    return LLMDemo(examples, pd.DataFrame(rows), path, t.s)
+    return LLMDemo(examples, pd.DataFrame(rows), path, t.s, list(proposer.raw), cfg.llm_decoding)
 
 
 def judge_quality(cfg: HopWeaverConfig, data: HopData, judge: LLMJudge) -> tuple[pd.DataFrame, dict]:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pandas as pd
 
-from ...settings import Settings, settings_table
+from ...settings import Settings, check_range, settings_table
 from ...training import TrainConfig
 from ..recipe import Recipe, RecipeSettings
 
@@ -54,8 +54,9 @@ class InRankerConfig(RecipeSettings):
     # stage-2 data
     stage2_data: str = "synthetic"  # synthetic | published (InRanker's BEIR soft labels)
     stage2_from: str = "trec-dl-2020"  # stage 2 starts from the student trained on this DL year (tested on the other)
-    n_synthetic: int = 100
-    keep_fraction: float = 1.0  # InPars-v1 keeps the queries with the highest mean log-probability
+    n_synthetic: int = 100  # documents the generator writes a query for
+    keep_fraction: float = 1.0  # InPars-v1's filter: the best fraction of them by mean log-probability (1: all)
+    min_query_tokens: int = 0  # InPars-v1's filter: fewer generated tokens drop first (titles: not counted)
     generator: str = "smollm2-135m-instruct"  # 'title' (smoke only): the document title stands in for a query
     generator_max_doc_tokens: int = 128
     generator_max_new_tokens: int = 32
@@ -80,6 +81,8 @@ def check(cfg: InRankerConfig, overrides) -> InRankerConfig:
         raise ValueError("stage2_eval_file is the dev set of a stage2_file: give stage2_file too")
     if cfg.stage2_from not in ("trec-dl-2019", "trec-dl-2020"):
         raise ValueError("stage2_from must be trec-dl-2019 or trec-dl-2020")
+    check_range("keep_fraction", cfg.keep_fraction, above=0, maximum=1)
+    check_range("min_query_tokens", cfg.min_query_tokens, minimum=0)
     return cfg
 
 

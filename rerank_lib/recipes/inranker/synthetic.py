@@ -19,7 +19,7 @@ from ...experiment import Timer, TrainingSplit, load_run, saved_teacher, scifact
 from ...first_stage import BM25Index
 from ...paths import cache_dir
 from .trainer import monot5_teacher_examples
-from ...synthetic_queries import query_table, sample_negatives
+from ...synthetic_queries import filter_counts, query_table, sample_negatives
 from ...teacher import Calibration, fit_calibration, teacher_scores
 from .data import DevSlice
 from .settings import RECIPE, InRankerConfig
@@ -28,7 +28,7 @@ from .training import Student, StudentData, short_name, train_student
 
 @dataclass
 class Synthetic:
-    queries: pd.DataFrame | None  # doc_id, query, mean_logprob, kept (None: the published file)
+    queries: pd.DataFrame | None  # doc_id, query, mean_logprob, n_tokens, kept (None: the published file)
     labels_file: Path | None
     calibration: Calibration | None
     provenance: TrainingQueries | None
@@ -38,6 +38,11 @@ class Synthetic:
 
     def examples_table(self, n: int = 8) -> pd.DataFrame:
         return pd.DataFrame() if self.queries is None else self.queries.head(n)
+
+    @property
+    def counts(self) -> dict:
+        """InPars-v1's filter at work: queries generated, parsed and kept (empty: no queries were generated)."""
+        return {} if self.queries is None else filter_counts(self.queries)
 
 
 def scifact_dev(cfg: InRankerConfig, results_dir) -> tuple[TrainingSplit, DevSlice]:
@@ -55,10 +60,11 @@ def scifact_dev(cfg: InRankerConfig, results_dir) -> tuple[TrainingSplit, DevSli
 
 
 def synthetic_queries(cfg: InRankerConfig, corpus) -> pd.DataFrame:
-    """InPars-v1 queries for sampled documents (smoke: their titles), `kept` by mean log-probability."""
+    """InPars-v1 queries for sampled documents (smoke: their titles), `kept` by InPars-v1's filter."""
     llm = {} if cfg.generator == "title" else {"max_doc_tokens": cfg.generator_max_doc_tokens,
                                                "max_new_tokens": cfg.generator_max_new_tokens}
-    return query_table(corpus, cfg.n_synthetic, cfg.seed, cfg.generator, keep_fraction=cfg.keep_fraction, **llm)
+    return query_table(corpus, cfg.n_synthetic, cfg.seed, cfg.generator, keep_fraction=cfg.keep_fraction,
+                       min_tokens=cfg.min_query_tokens, **llm)
 
 
 def _file_dev(examples: list[DistillExample], name: str, seed: int) -> DevSlice:
@@ -156,4 +162,6 @@ def stage2_seed(cfg: InRankerConfig, start: Student, synth: Synthetic, results_d
     if provenance is None:
         student.provenance = start.provenance | student.provenance | synth.split.provenance
     student.params["init"] = f"{start.method} (its selected dev checkpoint)"  # the table names it, not its path
+    if synth.counts:
+        student.params["synthetic_queries"] = synth.counts  # InPars' filter: generated, parsed, kept
     return student
