@@ -282,7 +282,7 @@ def test_the_negative_ablation_is_group_ce_on_random_negatives_named_for_the_led
 
 @pytest.mark.slow
 def test_a_tiny_run_trains_the_random_negatives_row_under_the_ledgers_name(shared_data, tmp_path, monkeypatch, capsys):
-    """The shell's smoke run of group_ce (its two training seeds, one step each): 10_'s random-negatives file holds
+    """The shell's smoke run of group_ce seeded (two training seeds, one step each): 10_'s random-negatives file holds
     `negative_number` negatives per line, never a positive, without teacher scores; the ablation trains once per
     seed on it and is recorded as ce-minilm-group-ce-random-negatives (and +interp), `negatives: random`."""
     import json
@@ -293,7 +293,8 @@ def test_a_tiny_run_trains_the_random_negatives_row_under_the_ledgers_name(share
 
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
     assert train.main(["cross_encoder", "--profile", "smoke", "--set", "variants=[group_ce]", "--set",
-                       "train.max_steps=1", "--evaluate", "--results-dir", str(tmp_path / "results")]) == 0
+                       "seeded_variants=[group_ce]", "--set", "train.max_steps=1", "--evaluate", "--results-dir",
+                       str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert all(f"group_ce_random_negatives seed {seed}" in out for seed in (13, 14))
     shell = tmp_path / "results" / "shell"
