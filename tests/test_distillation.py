@@ -15,6 +15,8 @@ def test_the_six_losses_are_cross_encoder_variants_on_the_teacher_file():
     assert all(cross_encoder.uses_teacher(v) for v in distillation.LOSSES)
     assert [v for v in distillation.LOSSES if cross_encoder.VARIANTS[v][2]] == ["distill_group_ce_kd"]  # KD term
     ce = distillation.cross_encoder_config(distillation.config("default"))
+    # every loss over every seed (the cross_encoder profile's seeded_variants name notebook 11's rows only)
+    assert ce.seeds == (13, 14) and all(len(cross_encoder.variant_seeds(ce, v)) == 2 for v in distillation.LOSSES)
     assert [cross_encoder.method_name(ce, v) for v in distillation.LOSSES[:2]] == [
         "ce-minilm-distill-logit-mse", "ce-minilm-distill-group-ce-kd"]
     # every loss the same pairs per optimizer step: 32 pairs, or 4 groups of 8

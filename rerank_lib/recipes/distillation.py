@@ -68,11 +68,12 @@ def flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def cross_encoder_config(cfg: DistillationConfig) -> cross_encoder.CrossEncoderConfig:
     """The cross-encoder settings of the comparison: the cross_encoder pipeline's profile `cfg.profile`, with the
-    student, the losses as its variants, the step budget, the seeds and `cfg.cross_encoder` (a None there unsets
-    the setting, e.g. no dev evaluation between the start and the end); one recipe for every loss (no per-variant
-    recipe)."""
+    student, the losses as its variants, the step budget, the seeds (for every loss) and `cfg.cross_encoder` (a None
+    there unsets the setting, e.g. no dev evaluation between the start and the end); one recipe for every loss (no
+    per-variant recipe)."""
     given = {**flat(cfg.cross_encoder), "seed": cfg.seed, "seeds": cfg.seeds, "data_root": cfg.data_root,
-             "model": cfg.student, "variants": cfg.losses, "train.max_steps": cfg.steps, "variant_train": {}}
+             "model": cfg.student, "variants": cfg.losses, "seeded_variants": (), "train.max_steps": cfg.steps,
+             "variant_train": {}}
     ce = cross_encoder.config(cfg.profile, **{k: v for k, v in given.items() if v is not None})
     unset = {k: None for k, v in given.items() if v is None and k != "data_root"}
     return override(ce, unset, skip_none=False) if unset else ce
