@@ -348,7 +348,7 @@ def test_inranker_profiles_apply_inpars_filter_as_published():
 
     paper, default = recipe.config("paper"), recipe.config("default")
     assert (paper.keep_fraction, paper.min_query_tokens) == (0.1, 3)  # top 10,000 of 100,000; --min_tokens 3
-    assert (default.keep_fraction, default.min_query_tokens, default.n_synthetic) == (0.1, 3, 1000)
+    assert (default.keep_fraction, default.min_query_tokens, default.n_synthetic) == (0.1, 3, 500)
     assert "legacy/inpars-v1" in recipe.RECIPE.file.sources["keep_fraction"]
     with pytest.raises(SettingError, match=r"^keep_fraction: must be > 0"):
         recipe.config("smoke", keep_fraction=0.0)
@@ -480,7 +480,7 @@ def test_each_training_seed_runs_the_whole_chain(monkeypatch, tmp_path):
     monkeypatch.setattr(training, "load_dataset", lambda *a, **k: SimpleNamespace(queries={}, corpus={}))
     folds = {year: SimpleNamespace(labels_file=tmp_path / year, split=SimpleNamespace(provenance=None), dev=None)
              for year in ("trec-dl-2020", "trec-dl-2019")}
-    synth = SimpleNamespace(labels_file=tmp_path / "stage2.jsonl", dev=None,
+    synth = SimpleNamespace(labels_file=tmp_path / "stage2.jsonl", dev=None, counts={},
                             provenance=TrainingQueries.of("scifact/synthetic", {"syn-1": "synthetic query"}))
 
     cfg = inranker.config("default", seed=7, seeds=[13, 14, 15])
