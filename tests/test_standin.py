@@ -165,7 +165,9 @@ def test_paper_tiny_is_paper_except_the_overlay(name):
                 assert tiny_one == one and isinstance(tiny_one, StandInName)
                 assert not isinstance(one, StandInName)  # paper: the real model
                 named += 1
-    assert named  # every recipe names a hub model (directly, or in a list: the teachers, the released checkpoints)
+    # every recipe names a hub model (directly, or in a list: the teachers, the released checkpoints), except the
+    # distillation comparison: its paper student is the built-in MiniLM, its teacher and data the cross-encoder's
+    assert named or recipe.name == "distillation"
 
 
 def test_paper_tiny_leaves_no_state_for_a_later_config(monkeypatch):
