@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,20 @@ def encoder():
     from rerank_lib.retrievers import BiEncoder
 
     return BiEncoder("minilm-l6", device="cpu", bf16=False)
+
+
+@pytest.fixture(scope="module")
+def module_scratch(request, tmp_path_factory):
+    """Folders one test module shares (a results folder, a cache of trained checkpoints), removed when the module
+    ends unless one of its tests failed (then kept for inspection). Kept to the session's end, every module's
+    checkpoints would sit on disk at once: over 20 GB, more than a CI machine has free."""
+    made, failed_before = [], request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

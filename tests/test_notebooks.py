@@ -12,8 +12,8 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, shared_data):
-    out = tmp_path_factory.mktemp("smoke_results")
+def smoke_run(module_scratch, shared_data):
+    out = module_scratch("smoke_results")
     # Every kernel records which settings its code read (rerank_lib.settings), for the settings-read test.
     os.environ["RERANK_SETTINGS_READS"] = str(out / "settings_reads.jsonl")
     try:
@@ -127,12 +127,12 @@ PAPER_TINY_KNOWN_STOPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def paper_tiny_results(tmp_path_factory, shared_data):
+def paper_tiny_results(module_scratch, shared_data):
     """A results folder, a private cache (the mirror's small files must never land in the project's cache, where a
     real paper run would find them) and a local HTTP mirror of every paper data file, through the real download code."""
     from paper_mirror import PaperMirror
 
-    root = tmp_path_factory.mktemp("paper_tiny")
+    root = module_scratch("paper_tiny")
     saved = {k: os.environ.get(k) for k in ("RERANK_DOWNLOAD_MIRROR", "RERANK_DOWNLOAD_MANIFEST", "RERANK_CACHE_DIR")}
     with PaperMirror(shared_data, root / "mirror") as mirror:
         os.environ.update({**mirror.env, "RERANK_CACHE_DIR": str(root / "cache")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,15 +115,18 @@ def test_settings_that_cannot_work_are_refused():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(module_scratch):
     """One results folder and cache: the first run builds 01_first_stage's BM25 runs (SciFact test stays the test
     set), the others find them."""
-    return tmp_path_factory.mktemp("own_files")
+    return module_scratch("own_files")
 
 
 def shell(world, monkeypatch, *argv):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(world / "cache"))
-    return train.main([*argv, "--profile", "smoke", "--results-dir", str(world / "results")])
+    rc = train.main([*argv, "--profile", "smoke", "--results-dir", str(world / "results")])
+    # the trained runs' checkpoints (GBs for the LLM pipelines) are read by no later call: the records are in results
+    shutil.rmtree(world / "cache" / "runs", ignore_errors=True)
+    return rc
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ ignored, none dropped), the values checked against the files line by line, the c
 from __future__ import annotations
 
 import re
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -410,12 +411,19 @@ SMOKE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def peer_world(module_scratch):
+    """One results folder and cache: the earlier notebooks' inputs are built once, as on a user's machine."""
+    return module_scratch("peer_world")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, pipeline, offline", SMOKE, ids=[s[1] for s in SMOKE])
-def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_factory, monkeypatch, capsys):
-    world = tmp_path_factory.getbasetemp() / "peer_world"  # one results folder: earlier notebooks' inputs built once
+def test_a_translated_run_trains_one_step(name, pipeline, offline, peer_world, tmp_path, monkeypatch, capsys):
+    world = peer_world
     monkeypatch.setenv("RERANK_CACHE_DIR", str(world / "cache"))
-    cwd = tmp_path_factory.mktemp("cwd")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     data = ROOT.parent / "shared" / "data" / "rag-retrieval" / "example_data"
     if data.is_dir():  # RAG-Retrieval's YAMLs name ../../../example_data/*.jsonl from rag_retrieval/train/reranker
         (cwd / "example_data").symlink_to(data)
@@ -425,7 +433,7 @@ def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_fact
     if pipeline == "hopweaver" and hopweaver.is_file():  # the README's ./data/train_data.jsonl: its published sample
         (cwd / "data").mkdir()
         (cwd / "data" / "train_data.jsonl").symlink_to(hopweaver)
-    monkeypatch.chdir(cwd)  # the file's --output_dir lands here
+    monkeypatch.chdir(cwd)  # the file's --output_dir lands here (removed when the test passes)
     sections = recipes.get(pipeline).stages
     steps = [f"{s}.max_steps=1" for s in sections] + [f"{s}.report_to=[]" for s in sections]
     argv = [pipeline, "--from", str(peer(name)), "--profile", "smoke", "--skip-refused", "--set", "launch=null",
@@ -435,6 +443,7 @@ def test_a_translated_run_trains_one_step(name, pipeline, offline, tmp_path_fact
     assert train.main(argv) == 0
     out = capsys.readouterr().out
     assert "-> pipeline " + pipeline in out and "| selected " in out
+    shutil.rmtree(world / "cache" / "runs")  # its checkpoints (GBs for the LLM pipelines): no other run reads them
 
 
 def _source(profile: str, *path: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,10 +179,10 @@ def test_a_launch_setting_trains_under_accelerate_launch_then_loads_the_result(t
 
 
 @pytest.fixture(scope="module")
-def command_world(tmp_path_factory):
+def command_world(module_scratch):
     """One results folder and cache for the pipelines below: the first builds the earlier notebooks' inputs
     (first-stage runs, teacher labels) that the others then find, as on a user's machine."""
-    return tmp_path_factory.mktemp("command_world")
+    return module_scratch("command_world")
 
 
 @pytest.mark.slow
@@ -197,6 +198,8 @@ def test_each_pipeline_trains_in_the_smoke_profile(pipeline, command_world, monk
     configs = list((command_world / "cache" / "runs").glob(f"{pipeline.split('_scifact')[0]}*/smoke/*/train_config.json"))
     assert configs and all((c.parent / "final").is_dir() for c in configs)
     _each_export_loads(out_dir)
+    for folder in (out_dir, command_world / "cache" / "runs"):  # GBs for the LLM pipelines; no other test reads them
+        shutil.rmtree(folder)
 
 
 def _each_export_loads(folder: Path) -> None:

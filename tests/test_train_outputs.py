@@ -145,10 +145,10 @@ def test_the_command_refuses_a_busy_run_folder_in_one_line(tmp_path, monkeypatch
 # ----------------------------------------------------------------------------- a smoke shell training, exported
 
 @pytest.fixture(scope="module")
-def shell_world(tmp_path_factory):
+def shell_world(module_scratch):
     """One smoke cross_encoder training with --evaluate and --output_dir, into a results folder that already holds
     a notebook's record and published model of the same names."""
-    root = tmp_path_factory.mktemp("shell_world")
+    root = module_scratch("shell_world")
     results = root / "results"
     notebook_files = {f"records/smoke/{STEM}.json": b'{"made by": "notebook 11"}\n',
                       f"records/smoke/{STEM}.per_query.csv": b"qid,measure,value\n1,nDCG@10,0.5\n",
