@@ -136,3 +136,103 @@ def test_input_listing_counts_a_cache_file_and_its_checksum_file_as_one_entry(tm
     assert (teacher / "scifact-test.trec.sha256").exists()
     assert listing["teacher"] == ["scifact-test.trec"]
     assert listing["embeddings"] == []
+
+
+# ------------------------------------------------------------------------------------ a stopped release, resumed
+
+SECOND = '''
+from pathlib import Path
+from rerank_lib.paths import cache_dir, results_dir
+from rerank_lib.results.record import git_commit, make_record, write_record
+runs = cache_dir("runs")
+(runs / "second-attempts").mkdir(exist_ok=True)
+(runs / "second-attempts" / str(len(list((runs / "second-attempts").iterdir())))).write_text("tried")
+if Path(repo).parent.joinpath("stop-here").exists():
+    raise RuntimeError("the machine went away")
+write_record(make_record("demo2", "bm25", "scifact", "dev", {"nDCG@10": 0.4}, profile=profile,
+                         git_commit=git_commit(repo)), results_dir())
+'''
+
+
+@pytest.fixture()
+def two_notebooks(tmp_path, monkeypatch):
+    """The demo project with a second notebook that stops while `stop-here` exists beside the checkout."""
+    root, cache, results = _make_repo(tmp_path, monkeypatch)
+    nb = nbformat.read(root / "notebooks" / "00_demo.ipynb", as_version=4)
+    nb.cells[1] = new_code_cell(SECOND)
+    nbformat.write(nb, root / "notebooks" / "01_demo2.ipynb")
+    _git(root, "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "second")
+    return root, cache, results
+
+
+def test_a_stopped_release_resumes_at_its_commit_and_keeps_what_it_finished(two_notebooks):
+    root, cache, results = two_notebooks
+    (root.parent / "stop-here").write_text("")
+    with pytest.raises(rel.ReleaseError, match=r"the machine went away.*--resume"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks")
+    progress = json.loads((results / "notebooks" / "smoke" / rel.PROGRESS_FILE).read_text())
+    commit = _git(root, "rev-parse", "HEAD")
+    assert progress["commit"] == commit and list(progress["done"]) == ["00_demo.ipynb"]
+    first_output = (results / "notebooks" / "smoke" / "00_demo.ipynb").read_bytes()
+    (root.parent / "stop-here").unlink()
+
+    summary = rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+    # the first notebook was not run again (it would have failed: its new-run folder exists), nor its output touched
+    assert (results / "notebooks" / "smoke" / "00_demo.ipynb").read_bytes() == first_output
+    # the second ran twice, in the same release cache: the stopped attempt's files are found
+    attempts = cache / "release" / commit[:12] / "runs" / "second-attempts"
+    assert sorted(p.name for p in attempts.iterdir()) == ["0", "1"]
+    assert list(summary["notebooks"]) == ["00_demo.ipynb", "01_demo2.ipynb"]
+    assert len(summary["attempts"]) == 2 and summary["wall_s"] == pytest.approx(
+        sum(a["wall_s"] for a in summary["attempts"]), abs=0.2)
+    assert sorted(summary["removed_before_run"]) == ["figures/curve_smoke.png", "records/smoke"]
+    assert summary["inputs_made"] == {"embeddings": ["queries.npy"]}  # against the inputs before the first attempt
+    assert not (results / "notebooks" / "smoke" / rel.PROGRESS_FILE).exists()
+    assert sorted(p.name for p in (results / "records" / "smoke").glob("*.json")) == [
+        "demo2__bm25__scifact_dev.json", "demo__bm25__scifact_test.json"]
+    assert release_check(results, "smoke", root, results_committed=False).ok(strict=True)
+
+
+def test_resume_refuses_nothing_to_resume_another_commit_and_changed_code(two_notebooks):
+    root, _, results = two_notebooks
+    with pytest.raises(rel.ReleaseError, match="nothing to resume"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+    (root.parent / "stop-here").write_text("")
+    with pytest.raises(rel.ReleaseError):
+        rel.release("smoke", root=root, notebooks=root / "notebooks")
+    (root / "notebooks" / "new.txt").write_text("uncommitted")
+    with pytest.raises(rel.ReleaseError, match=r"(?s)clean commit.*notebooks/new.txt"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+    _git(root, "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a change")
+    with pytest.raises(rel.ReleaseError, match="a release resumes at its own commit only"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+
+
+def test_a_resumed_release_cache_keeps_its_runs_and_still_forgets_other_commits(tmp_path):
+    (tmp_path / "teacher").mkdir()
+    old = rel.release_cache(tmp_path, "aaaaaaaaaaaa0000")
+    first = rel.release_cache(tmp_path, "0123456789abcdef")
+    (first / "runs" / "ckpt").mkdir(parents=True)
+    again = rel.release_cache(tmp_path, "0123456789abcdef", resume=True)
+    assert again == first and (again / "runs" / "ckpt").is_dir() and not old.exists()
+    assert all((again / name).is_symlink() for name in rel.INPUT_CACHES)
+
+
+def test_a_release_inside_the_checkout_resumes_with_its_own_outputs_as_the_only_changes(two_notebooks, monkeypatch):
+    """In the project, results/ is part of the checkout: the stopped release's files there are the changes a resume
+    accepts, and no others."""
+    root, _, _ = two_notebooks
+    results = root / "results"
+    monkeypatch.setenv("RERANK_RESULTS_DIR", str(results))
+    (root.parent / "stop-here").write_text("")
+    with pytest.raises(rel.ReleaseError, match="the machine went away"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks")
+    (root.parent / "stop-here").unlink()
+    (root / "notebooks" / "scratch.py").write_text("x = 1")
+    with pytest.raises(rel.ReleaseError, match=r"(?s)clean commit.*notebooks/scratch.py"):
+        rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+    (root / "notebooks" / "scratch.py").unlink()
+    summary = rel.release("smoke", root=root, notebooks=root / "notebooks", resume=True)
+    assert list(summary["notebooks"]) == ["00_demo.ipynb", "01_demo2.ipynb"] and len(summary["attempts"]) == 2
